@@ -1,0 +1,43 @@
+# tool_audit — PGXS build.  `make`, `make install`, then see scripts/test.sh for the suite.
+EXTENSION  = tool_audit
+EXTVERSION = 1.0
+
+MODULE_big = tool_audit
+OBJS = \
+	src/tool_audit.o \
+	src/rules.o \
+	src/pseudonym.o \
+	src/detect.o \
+	src/sanitize.o \
+	src/summarize.o \
+	src/record.o \
+	src/guard.o
+
+DATA = tool_audit--1.0.sql
+
+# pg_regress: one file per capability, in dependency order (setup creates roles and fixtures).
+REGRESS = setup sanitize detect pseudonym summarize log_call log_event \
+	append_only ddl_guard roles tenants rules_admin bad_input
+REGRESS_OPTS = --inputdir=. --outputdir=. --load-extension=tool_audit
+
+ISOLATION = concurrent_writers
+ISOLATION_OPTS = --inputdir=test --outputdir=test --load-extension=tool_audit
+
+TAP_TESTS = 1
+
+PG_CONFIG ?= pg_config
+PG_CPPFLAGS = -I$(srcdir)/src
+PG_CFLAGS = -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers
+SHLIB_LINK += -lcrypto
+
+EXTRA_CLEAN = results regression.diffs regression.out test/output_iso test/results \
+	test/regression.diffs test/regression.out tmp_check log
+
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)
+
+.PHONY: demo test
+demo:
+	./scripts/demo.sh
+test:
+	./scripts/test.sh

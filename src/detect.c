@@ -1,0 +1,442 @@
+/*-------------------------------------------------------------------------
+ *
+ * detect.c
+ *		Secrets and personal data found by their value, where the key that
+ *		holds them is innocent ("note": "my SSN is 123-45-6789").
+ *
+ * Each detector is a hand-written scanner over the bytes of one string: no
+ * regular expression engine, no allocation but the span list, linear time.
+ * They report byte spans; sanitize.c decides what replaces them.
+ *
+ *	bearer			"Bearer <token>" / "Basic <credentials>" (HTTP auth values)
+ *	jwt				three base64url segments, the first starting "eyJ"
+ *	pem_private_key	-----BEGIN ... PRIVATE KEY----- through its END line
+ *	api_key			well-known key shapes: sk-..., sk_live_..., ghp_...,
+ *					github_pat_..., xox?-..., AKIA/ASIA + 16, AIza + 35,
+ *					glpat-..., hf_..., npm_..., whsec_...
+ *	us_ssn			ddd-dd-dddd or ddd dd dddd, with the SSA's validity rules
+ *	card_number		13 to 19 digits, optionally grouped by single spaces or
+ *					dashes, passing the Luhn check
+ *
+ * Every scanner requires a boundary before and after a match, so "task-..."
+ * is not an "sk-" key and the digits inside a longer number are not a card.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "tool_audit.h"
+
+static const char *const detector_names[TA_DETECT__COUNT] = {
+	[TA_DETECT_BEARER] = "bearer",
+	[TA_DETECT_JWT] = "jwt",
+	[TA_DETECT_PEM_PRIVATE_KEY] = "pem_private_key",
+	[TA_DETECT_API_KEY] = "api_key",
+	[TA_DETECT_US_SSN] = "us_ssn",
+	[TA_DETECT_CARD_NUMBER] = "card_number",
+};
+
+const char *
+ta_detector_name(TaDetector d)
+{
+	return detector_names[d];
+}
+
+bool
+ta_detector_from_name(const char *name, TaDetector *d)
+{
+	for (int i = 0; i < TA_DETECT__COUNT; i++)
+	{
+		if (strcmp(name, detector_names[i]) == 0)
+		{
+			*d = (TaDetector) i;
+			return true;
+		}
+	}
+	return false;
+}
+
+void
+ta_span_add(TaSpanList *list, int start, int end, int rule)
+{
+	if (list->n == list->cap)
+	{
+		list->cap = list->cap ? list->cap * 2 : 4;
+		list->items = list->items
+			? repalloc(list->items, sizeof(TaSpan) * list->cap)
+			: palloc(sizeof(TaSpan) * list->cap);
+	}
+	list->items[list->n].start = start;
+	list->items[list->n].end = end;
+	list->items[list->n].rule = rule;
+	list->n++;
+}
+
+static inline bool
+is_digit(char c)
+{
+	return c >= '0' && c <= '9';
+}
+
+static inline bool
+is_alnum(char c)
+{
+	return is_digit(c) || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+
+static inline bool
+is_b64url(char c)
+{
+	return is_alnum(c) || c == '-' || c == '_';
+}
+
+static inline bool
+is_token68(char c)
+{
+	return is_alnum(c) || c == '-' || c == '.' || c == '_' || c == '~' ||
+		c == '+' || c == '/' || c == '=';
+}
+
+static inline bool
+boundary_before(const char *s, int i)
+{
+	return i == 0 || !is_alnum(s[i - 1]);
+}
+
+static inline bool
+boundary_after(const char *s, int len, int i)
+{
+	return i >= len || !is_alnum(s[i]);
+}
+
+static bool
+has_prefix(const char *s, int len, int i, const char *prefix, bool icase)
+{
+	int			plen = strlen(prefix);
+
+	if (i + plen > len)
+		return false;
+	return icase ? pg_strncasecmp(s + i, prefix, plen) == 0
+		: strncmp(s + i, prefix, plen) == 0;
+}
+
+static int
+find(const char *s, int len, int from, const char *needle)
+{
+	int			nlen = strlen(needle);
+
+	for (int i = from; i + nlen <= len; i++)
+		if (memcmp(s + i, needle, nlen) == 0)
+			return i;
+	return -1;
+}
+
+static int
+run_length(const char *s, int len, int i, bool (*member) (char))
+{
+	int			j = i;
+
+	while (j < len && member(s[j]))
+		j++;
+	return j - i;
+}
+
+static bool
+b64url_member(char c)
+{
+	return is_b64url(c);
+}
+
+static bool
+token68_member(char c)
+{
+	return is_token68(c);
+}
+
+static bool
+upper_alnum_member(char c)
+{
+	return is_digit(c) || (c >= 'A' && c <= 'Z');
+}
+
+static void
+detect_bearer(const char *s, int len, int rule, TaSpanList *out)
+{
+	for (int i = 0; i < len; i++)
+	{
+		int			scheme;
+		int			j,
+					tok;
+
+		if (!boundary_before(s, i))
+			continue;
+		if (has_prefix(s, len, i, "bearer", true))
+			scheme = 6;
+		else if (has_prefix(s, len, i, "basic", true))
+			scheme = 5;
+		else
+			continue;
+		j = i + scheme;
+		if (j >= len || s[j] != ' ')
+			continue;
+		while (j < len && s[j] == ' ')
+			j++;
+		tok = run_length(s, len, j, token68_member);
+		if (tok >= 8)
+		{
+			ta_span_add(out, i, j + tok, rule);
+			i = j + tok - 1;
+		}
+	}
+}
+
+static void
+detect_jwt(const char *s, int len, int rule, TaSpanList *out)
+{
+	for (int i = 0; i + 3 <= len; i++)
+	{
+		int			h,
+					p,
+					sig,
+					j;
+
+		if (!(s[i] == 'e' && s[i + 1] == 'y' && s[i + 2] == 'J') ||
+			(i > 0 && is_b64url(s[i - 1])))
+			continue;
+		h = run_length(s, len, i, b64url_member);
+		j = i + h;
+		if (h < 10 || j >= len || s[j] != '.')
+			continue;
+		p = run_length(s, len, j + 1, b64url_member);
+		j = j + 1 + p;
+		if (p < 2 || j >= len || s[j] != '.')
+			continue;
+		sig = run_length(s, len, j + 1, b64url_member);
+		j = j + 1 + sig;
+		ta_span_add(out, i, j, rule);
+		i = j - 1;
+	}
+}
+
+static void
+detect_pem(const char *s, int len, int rule, TaSpanList *out)
+{
+	int			from = 0;
+
+	for (;;)
+	{
+		int			begin = find(s, len, from, "-----BEGIN ");
+		int			eol,
+					label,
+					end,
+					stop;
+
+		if (begin < 0)
+			return;
+		eol = find(s, len, begin, "\n");
+		if (eol < 0)
+			eol = len;
+		label = find(s, len, begin, "PRIVATE KEY-----");
+		if (label < 0 || label > eol)
+		{
+			from = begin + 1;
+			continue;
+		}
+		/* the END line closes it; an unterminated key runs to the end */
+		end = find(s, len, label, "-----END ");
+		stop = len;
+		if (end >= 0)
+		{
+			int			close = find(s, len, end, "PRIVATE KEY-----");
+
+			if (close >= 0)
+				stop = close + strlen("PRIVATE KEY-----");
+		}
+		ta_span_add(out, begin, stop, rule);
+		from = stop;
+	}
+}
+
+typedef struct ApiKeyShape
+{
+	const char *prefix;
+	int			min_tail;		/* shortest tail after the prefix */
+	int			exact_tail;		/* if > 0: tail must be exactly this long */
+	bool		upper_only;		/* tail of [A-Z0-9] only */
+} ApiKeyShape;
+
+static const ApiKeyShape api_key_shapes[] = {
+	{"sk-", 20, 0, false},		/* OpenAI, Anthropic (sk-ant-...) */
+	{"sk_live_", 16, 0, false},	/* Stripe */
+	{"sk_test_", 16, 0, false},
+	{"rk_live_", 16, 0, false},
+	{"rk_test_", 16, 0, false},
+	{"whsec_", 16, 0, false},
+	{"ghp_", 30, 0, false},		/* GitHub */
+	{"gho_", 30, 0, false},
+	{"ghu_", 30, 0, false},
+	{"ghs_", 30, 0, false},
+	{"ghr_", 30, 0, false},
+	{"github_pat_", 30, 0, false},
+	{"xoxb-", 10, 0, false},	/* Slack */
+	{"xoxp-", 10, 0, false},
+	{"xoxa-", 10, 0, false},
+	{"xoxr-", 10, 0, false},
+	{"xoxs-", 10, 0, false},
+	{"glpat-", 20, 0, false},	/* GitLab */
+	{"hf_", 30, 0, false},		/* Hugging Face */
+	{"npm_", 36, 0, false},
+	{"AKIA", 16, 16, true},		/* AWS access key ids */
+	{"ASIA", 16, 16, true},
+	{"AIza", 35, 35, false},	/* Google API keys */
+};
+
+static void
+detect_api_key(const char *s, int len, int rule, TaSpanList *out)
+{
+	for (int i = 0; i < len; i++)
+	{
+		if (!boundary_before(s, i))
+			continue;
+		for (int k = 0; k < (int) lengthof(api_key_shapes); k++)
+		{
+			const ApiKeyShape *shape = &api_key_shapes[k];
+			int			plen = strlen(shape->prefix);
+			int			tail;
+
+			if (!has_prefix(s, len, i, shape->prefix, false))
+				continue;
+			tail = run_length(s, len, i + plen,
+							  shape->upper_only ? upper_alnum_member : b64url_member);
+			if (tail < shape->min_tail ||
+				(shape->exact_tail > 0 && tail != shape->exact_tail) ||
+				!boundary_after(s, len, i + plen + tail))
+				continue;
+			ta_span_add(out, i, i + plen + tail, rule);
+			i = i + plen + tail - 1;
+			break;
+		}
+	}
+}
+
+static int
+digits_value(const char *s, int n)
+{
+	int			v = 0;
+
+	for (int i = 0; i < n; i++)
+		v = v * 10 + (s[i] - '0');
+	return v;
+}
+
+static void
+detect_ssn(const char *s, int len, int rule, TaSpanList *out)
+{
+	for (int i = 0; i + 11 <= len; i++)
+	{
+		const char *p = s + i;
+		char		sep = p[3];
+		int			area,
+					group,
+					serial;
+
+		if (!boundary_before(s, i) || (i > 0 && s[i - 1] == '-') ||
+			!(sep == '-' || sep == ' ') || p[6] != sep ||
+			!is_digit(p[0]) || !is_digit(p[1]) || !is_digit(p[2]) ||
+			!is_digit(p[4]) || !is_digit(p[5]) ||
+			!is_digit(p[7]) || !is_digit(p[8]) || !is_digit(p[9]) ||
+			!is_digit(p[10]) || !boundary_after(s, len, i + 11) ||
+			(i + 11 < len && s[i + 11] == '-'))
+			continue;
+		area = digits_value(p, 3);
+		group = digits_value(p + 4, 2);
+		serial = digits_value(p + 7, 4);
+		if (area == 0 || area == 666 || area >= 900 || group == 0 || serial == 0)
+			continue;
+		ta_span_add(out, i, i + 11, rule);
+		i += 10;
+	}
+}
+
+static bool
+luhn_valid(const char *digits, int n)
+{
+	int			sum = 0;
+
+	for (int k = 0; k < n; k++)
+	{
+		int			d = digits[n - 1 - k] - '0';
+
+		if (k % 2 == 1)
+		{
+			d *= 2;
+			if (d > 9)
+				d -= 9;
+		}
+		sum += d;
+	}
+	return sum % 10 == 0;
+}
+
+static void
+detect_card(const char *s, int len, int rule, TaSpanList *out)
+{
+	char		digits[20];
+
+	for (int i = 0; i < len; i++)
+	{
+		int			j = i,
+					n = 0;
+
+		if (!is_digit(s[i]) || !boundary_before(s, i))
+			continue;
+		/* a run of digits, single separators allowed between two digits */
+		while (j < len)
+		{
+			if (is_digit(s[j]))
+			{
+				if (n < (int) sizeof(digits))
+					digits[n] = s[j];
+				n++;
+				j++;
+			}
+			else if ((s[j] == ' ' || s[j] == '-') && j + 1 < len &&
+					 is_digit(s[j + 1]))
+				j++;
+			else
+				break;
+		}
+		if (n >= 13 && n <= 19 && boundary_after(s, len, j) &&
+			luhn_valid(digits, n))
+			ta_span_add(out, i, j, rule);
+		i = j - 1;				/* never look inside a run */
+	}
+}
+
+void
+ta_detect(TaDetector d, const char *s, int len, int rule, TaSpanList *out)
+{
+	switch (d)
+	{
+		case TA_DETECT_BEARER:
+			detect_bearer(s, len, rule, out);
+			break;
+		case TA_DETECT_JWT:
+			detect_jwt(s, len, rule, out);
+			break;
+		case TA_DETECT_PEM_PRIVATE_KEY:
+			detect_pem(s, len, rule, out);
+			break;
+		case TA_DETECT_API_KEY:
+			detect_api_key(s, len, rule, out);
+			break;
+		case TA_DETECT_US_SSN:
+			detect_ssn(s, len, rule, out);
+			break;
+		case TA_DETECT_CARD_NUMBER:
+			detect_card(s, len, rule, out);
+			break;
+		case TA_DETECT__COUNT:
+			elog(ERROR, "invalid detector");
+	}
+}

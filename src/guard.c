@@ -1,0 +1,591 @@
+/*-------------------------------------------------------------------------
+ *
+ * guard.c
+ *		Append-only enforcement for the audit tables.
+ *
+ * Three layers, each catching what the one before cannot:
+ *
+ * 1. refuse_change(): a BEFORE UPDATE OR DELETE OR TRUNCATE statement
+ *	  trigger, ENABLE ALWAYS so session_replication_role = replica does not
+ *	  skip it.  Statement level, so even an UPDATE that matches no row fails.
+ *
+ * 2. ddl_guard(): one event trigger function for ddl_command_start,
+ *	  sql_drop and table_rewrite (all ENABLE ALWAYS).  It refuses the DDL
+ *	  that would switch layer 1 off or lose rows silently: enabling or
+ *	  disabling triggers or rules, creating triggers, rules or policies on an
+ *	  audit table, dropping or altering columns and constraints, SET
+ *	  UNLOGGED, inheritance and partition tricks, renames, replacing or
+ *	  dropping the extension's functions, and any table rewrite.  DROP
+ *	  EXTENSION, DROP SCHEMA tool_audit and DROP OWNED are allowed only while
+ *	  both audit tables are empty.
+ *
+ * 3. With shared_preload_libraries = 'tool_audit', a ProcessUtility hook
+ *	  protects the event triggers themselves (DROP/ALTER EVENT TRIGGER are
+ *	  not seen by event triggers), refuses TRUNCATE, and repeats layer 2's
+ *	  checks, which then also hold in single-user mode; an
+ *	  ExecutorCheckPerms hook refuses UPDATE and DELETE on audit tables to
+ *	  every role, superusers included, even with the triggers disabled
+ *	  through the catalog.
+ *
+ * Commands run by tool_audit's own install and upgrade scripts are exempt.
+ * What none of this stops (a superuser editing files, catalogs or backups)
+ * is for the hash chain and external digests to detect.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/relation.h"
+#include "catalog/namespace.h"
+#include "catalog/objectaddress.h"
+#include "catalog/partition.h"
+#include "commands/event_trigger.h"
+#include "commands/extension.h"
+#include "commands/trigger.h"
+#include "executor/executor.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "nodes/parsenodes.h"
+#include "tcop/utility.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+
+#include "tool_audit.h"
+
+static const char *const protected_tables[] = {"tool_calls", "admin_events"};
+
+/* set by ddl_command_start for an approved DROP EXTENSION/SCHEMA/OWNED */
+static bool drop_approved = false;
+
+static ProcessUtility_hook_type prev_process_utility = NULL;
+static ExecutorCheckPerms_hook_type prev_check_perms = NULL;
+
+static bool
+is_protected_name(const char *relname)
+{
+	for (int i = 0; i < (int) lengthof(protected_tables); i++)
+		if (strcmp(relname, protected_tables[i]) == 0)
+			return true;
+	return false;
+}
+
+bool
+ta_is_protected_relation(Oid relid)
+{
+	Oid			nsp;
+	char	   *name;
+
+	if (!OidIsValid(relid))
+		return false;
+	nsp = ta_schema_oid(true);
+	if (!OidIsValid(nsp))
+		return false;
+	if (get_rel_relispartition(relid))
+	{
+		List	   *ancestors = get_partition_ancestors(relid);
+		ListCell   *lc;
+
+		foreach(lc, ancestors)
+			if (ta_is_protected_relation(lfirst_oid(lc)))
+				return true;
+	}
+	if (get_rel_namespace(relid) != nsp)
+		return false;
+	name = get_rel_name(relid);
+	return name != NULL && is_protected_name(name);
+}
+
+static bool
+in_own_script(void)
+{
+	return creating_extension &&
+		CurrentExtensionObject == get_extension_oid("tool_audit", true);
+}
+
+static bool
+rangevar_is_protected(RangeVar *rv)
+{
+	return rv != NULL &&
+		ta_is_protected_relation(RangeVarGetRelid(rv, NoLock, true));
+}
+
+static void
+refuse(const char *what, const char *relname)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("%s is not allowed on tool_audit table %s", what, relname),
+			 errdetail("Audit tables are append-only; this command could disable that or lose rows."),
+			 errhint("Rows leave an audit table only through tool_audit's retention purge.")));
+}
+
+static void
+refuse_object(const char *what)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("%s is not allowed on objects of extension tool_audit", what),
+			 errdetail("The extension's functions, triggers and tables protect the audit trail.")));
+}
+
+static bool
+audit_tables_empty(void)
+{
+	bool		isnull;
+	bool		any;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (SPI_execute("SELECT EXISTS (SELECT FROM tool_audit.tool_calls)"
+					"    OR EXISTS (SELECT FROM tool_audit.admin_events)",
+					true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not count audit rows");
+	any = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
+									 SPI_tuptable->tupdesc, 1, &isnull));
+	SPI_finish();
+	return !any;
+}
+
+static void
+require_empty(const char *what)
+{
+	if (!audit_tables_empty())
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("%s would drop tool_audit tables that hold audit rows", what),
+				 errdetail("An audit trail that holds rows cannot be dropped."),
+				 errhint("Rows leave an audit table only through tool_audit's retention purge.")));
+	drop_approved = true;
+}
+
+/* ALTER TABLE subcommands that could disable protection or lose rows. */
+static const char *
+denied_subcommand(AlterTableType t)
+{
+	switch (t)
+	{
+		case AT_EnableTrig:
+		case AT_EnableAlwaysTrig:
+		case AT_EnableReplicaTrig:
+		case AT_EnableTrigAll:
+		case AT_EnableTrigUser:
+			return "ALTER TABLE ... ENABLE TRIGGER";
+		case AT_DisableTrig:
+		case AT_DisableTrigAll:
+		case AT_DisableTrigUser:
+			return "ALTER TABLE ... DISABLE TRIGGER";
+		case AT_EnableRule:
+		case AT_EnableAlwaysRule:
+		case AT_EnableReplicaRule:
+		case AT_DisableRule:
+			return "ALTER TABLE ... ENABLE/DISABLE RULE";
+		case AT_DisableRowSecurity:
+		case AT_NoForceRowSecurity:
+			return "ALTER TABLE ... DISABLE ROW LEVEL SECURITY";
+		case AT_SetUnLogged:
+			return "ALTER TABLE ... SET UNLOGGED";
+		case AT_DropColumn:
+			return "ALTER TABLE ... DROP COLUMN";
+		case AT_AlterColumnType:
+			return "ALTER TABLE ... ALTER COLUMN TYPE";
+		case AT_DropConstraint:
+			return "ALTER TABLE ... DROP CONSTRAINT";
+		case AT_DropNotNull:
+			return "ALTER TABLE ... DROP NOT NULL";
+		case AT_DropIdentity:
+			return "ALTER TABLE ... DROP IDENTITY";
+		case AT_DropExpression:
+			return "ALTER TABLE ... DROP EXPRESSION";
+		case AT_AttachPartition:
+			return "ALTER TABLE ... ATTACH PARTITION";
+		case AT_DetachPartition:
+		case AT_DetachPartitionFinalize:
+			return "ALTER TABLE ... DETACH PARTITION";
+		case AT_AddInherit:
+		case AT_DropInherit:
+			return "ALTER TABLE ... INHERIT";
+		case AT_AddOf:
+		case AT_DropOf:
+			return "ALTER TABLE ... OF";
+		case AT_SetAccessMethod:
+			return "ALTER TABLE ... SET ACCESS METHOD";
+		default:
+			return NULL;
+	}
+}
+
+static void
+guard_alter_table(AlterTableStmt *stmt)
+{
+	bool		target_protected = rangevar_is_protected(stmt->relation);
+	ListCell   *lc;
+
+	foreach(lc, stmt->cmds)
+	{
+		AlterTableCmd *cmd = lfirst_node(AlterTableCmd, lc);
+		const char *what = denied_subcommand(cmd->subtype);
+
+		if (target_protected && what != NULL)
+			refuse(what, stmt->relation->relname);
+		/* making another table a child of an audit table, or attaching ours */
+		if (cmd->subtype == AT_AddInherit &&
+			rangevar_is_protected((RangeVar *) cmd->def))
+			refuse("ALTER TABLE ... INHERIT", ((RangeVar *) cmd->def)->relname);
+		if (cmd->subtype == AT_AttachPartition &&
+			rangevar_is_protected(((PartitionCmd *) cmd->def)->name))
+			refuse("ALTER TABLE ... ATTACH PARTITION",
+				   ((PartitionCmd *) cmd->def)->name->relname);
+	}
+}
+
+static bool
+name_list_in_schema(List *names)
+{
+	Oid			nsp = ta_schema_oid(true);
+	char	   *objname;
+
+	if (!OidIsValid(nsp))
+		return false;
+	return QualifiedNameGetCreationNamespace(names, &objname) == nsp;
+}
+
+/* Is the object a DROP names one of ours (in our schema, or on our table)? */
+static bool
+drop_target_is_ours(ObjectType type, Node *object)
+{
+	Relation	rel = NULL;
+	ObjectAddress addr;
+	Oid			nsp = ta_schema_oid(true);
+	bool		ours;
+
+	if (!OidIsValid(nsp) || type == OBJECT_INDEX)
+		return false;
+	addr = get_object_address(type, object, &rel, AccessShareLock, true);
+	if (!OidIsValid(addr.objectId))
+	{
+		if (rel)
+			relation_close(rel, AccessShareLock);
+		return false;
+	}
+	if (rel != NULL)
+	{
+		ours = RelationGetNamespace(rel) == nsp;
+		relation_close(rel, AccessShareLock);
+		return ours;
+	}
+	if (type == OBJECT_SCHEMA)
+		return addr.objectId == nsp;
+	if (type == OBJECT_EXTENSION)
+		return addr.objectId == get_extension_oid("tool_audit", true);
+	return get_object_namespace(&addr) == nsp;
+}
+
+static void
+guard_drop(DropStmt *stmt)
+{
+	ListCell   *lc;
+
+	foreach(lc, stmt->objects)
+	{
+		if (!drop_target_is_ours(stmt->removeType, lfirst(lc)))
+			continue;
+		if (stmt->removeType == OBJECT_EXTENSION)
+			require_empty("DROP EXTENSION tool_audit");
+		else if (stmt->removeType == OBJECT_SCHEMA)
+			require_empty("DROP SCHEMA tool_audit");
+		else
+			refuse_object("DROP");
+	}
+}
+
+static void
+guard_drop_owned(DropOwnedStmt *stmt)
+{
+	Oid			nsp = ta_schema_oid(true);
+	Oid			relid;
+	Oid			owner;
+	ListCell   *lc;
+
+	if (!OidIsValid(nsp) ||
+		!OidIsValid(relid = get_relname_relid("tool_calls", nsp)))
+		return;
+	owner = ta_relation_owner(relid);
+	foreach(lc, stmt->roles)
+		if (get_rolespec_oid(lfirst(lc), true) == owner)
+			require_empty("DROP OWNED");
+}
+
+/*
+ * The checks shared by the ddl_command_start event trigger and the
+ * ProcessUtility hook.
+ */
+static void
+guard_utility(Node *stmt)
+{
+	drop_approved = false;
+	if (stmt == NULL || in_own_script())
+		return;
+
+	switch (nodeTag(stmt))
+	{
+		case T_AlterTableStmt:
+			guard_alter_table((AlterTableStmt *) stmt);
+			break;
+		case T_CreateTrigStmt:
+			if (rangevar_is_protected(((CreateTrigStmt *) stmt)->relation))
+				refuse("CREATE TRIGGER", ((CreateTrigStmt *) stmt)->relation->relname);
+			break;
+		case T_RuleStmt:
+			if (rangevar_is_protected(((RuleStmt *) stmt)->relation))
+				refuse("CREATE RULE", ((RuleStmt *) stmt)->relation->relname);
+			break;
+		case T_CreatePolicyStmt:
+			if (rangevar_is_protected(((CreatePolicyStmt *) stmt)->table))
+				refuse("CREATE POLICY", ((CreatePolicyStmt *) stmt)->table->relname);
+			break;
+		case T_AlterPolicyStmt:
+			if (rangevar_is_protected(((AlterPolicyStmt *) stmt)->table))
+				refuse("ALTER POLICY", ((AlterPolicyStmt *) stmt)->table->relname);
+			break;
+		case T_RenameStmt:
+			{
+				RenameStmt *rs = (RenameStmt *) stmt;
+
+				if (rangevar_is_protected(rs->relation))
+					refuse("RENAME", rs->relation->relname);
+				if (rs->renameType == OBJECT_SCHEMA &&
+					strcmp(rs->subname, TA_SCHEMA) == 0)
+					refuse_object("ALTER SCHEMA ... RENAME");
+				break;
+			}
+		case T_AlterObjectSchemaStmt:
+			if (rangevar_is_protected(((AlterObjectSchemaStmt *) stmt)->relation))
+				refuse("SET SCHEMA", ((AlterObjectSchemaStmt *) stmt)->relation->relname);
+			break;
+		case T_CreateStmt:
+			{
+				ListCell   *lc;
+
+				foreach(lc, ((CreateStmt *) stmt)->inhRelations)
+					if (rangevar_is_protected(lfirst(lc)))
+						refuse("CREATE TABLE ... INHERITS/PARTITION OF",
+							   ((RangeVar *) lfirst(lc))->relname);
+				break;
+			}
+		case T_CreateFunctionStmt:
+			if (name_list_in_schema(((CreateFunctionStmt *) stmt)->funcname))
+				refuse_object("CREATE FUNCTION");
+			break;
+		case T_AlterFunctionStmt:
+			if (name_list_in_schema(((AlterFunctionStmt *) stmt)->func->objname))
+				refuse_object("ALTER FUNCTION");
+			break;
+		case T_AlterExtensionContentsStmt:
+			if (strcmp(((AlterExtensionContentsStmt *) stmt)->extname, "tool_audit") == 0)
+				refuse_object("ALTER EXTENSION ... ADD/DROP");
+			break;
+		case T_DropStmt:
+			guard_drop((DropStmt *) stmt);
+			break;
+		case T_DropOwnedStmt:
+			guard_drop_owned((DropOwnedStmt *) stmt);
+			break;
+		default:
+			break;
+	}
+}
+
+/* sql_drop: catch what reached our objects some other way (CASCADE, ...). */
+static void
+guard_sql_drop(void)
+{
+	if (in_own_script() || drop_approved)
+		return;
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (SPI_execute("SELECT object_identity"
+					"  FROM pg_catalog.pg_event_trigger_dropped_objects()"
+					" WHERE object_type OPERATOR(pg_catalog.<>) 'index'"
+					"   AND (schema_name OPERATOR(pg_catalog.=) 'tool_audit'"
+					"        OR address_names[1] OPERATOR(pg_catalog.=) 'tool_audit')",
+					true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read dropped objects");
+	if (SPI_processed > 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("dropping %s is not allowed",
+						SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1)),
+				 errdetail("The extension's functions, triggers and tables protect the audit trail.")));
+	SPI_finish();
+}
+
+static void
+guard_table_rewrite(void)
+{
+	Oid			relid = DatumGetObjectId(DirectFunctionCall1(pg_event_trigger_table_rewrite_oid,
+															 (Datum) 0));
+
+	if (!in_own_script() && ta_is_protected_relation(relid))
+		refuse("a table rewrite", get_rel_name(relid));
+}
+
+/* tool_audit.ddl_guard() RETURNS event_trigger */
+PG_FUNCTION_INFO_V1(ddl_guard);
+Datum
+ddl_guard(PG_FUNCTION_ARGS)
+{
+	EventTriggerData *trigdata;
+
+	if (!CALLED_AS_EVENT_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("ddl_guard: not fired by event trigger manager")));
+	trigdata = (EventTriggerData *) fcinfo->context;
+
+	if (strcmp(trigdata->event, "ddl_command_start") == 0)
+		guard_utility(trigdata->parsetree);
+	else if (strcmp(trigdata->event, "sql_drop") == 0)
+		guard_sql_drop();
+	else if (strcmp(trigdata->event, "table_rewrite") == 0)
+		guard_table_rewrite();
+	PG_RETURN_VOID();
+}
+
+/* tool_audit.refuse_change() RETURNS trigger */
+PG_FUNCTION_INFO_V1(refuse_change);
+Datum
+refuse_change(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	const char *what;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("refuse_change: not called by trigger manager")));
+
+	if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))
+		what = "UPDATE";
+	else if (TRIGGER_FIRED_BY_DELETE(trigdata->tg_event))
+		what = "DELETE";
+	else if (TRIGGER_FIRED_BY_TRUNCATE(trigdata->tg_event))
+		what = "TRUNCATE";
+	else
+		what = "this operation";
+	refuse(what, RelationGetRelationName(trigdata->tg_relation));
+	return PointerGetDatum(NULL);	/* not reached */
+}
+
+/* ---- preload hooks ---- */
+
+static bool
+is_own_event_trigger(const char *name)
+{
+	return strncmp(name, "tool_audit_", strlen("tool_audit_")) == 0;
+}
+
+static void
+guard_event_triggers(Node *stmt)
+{
+	if (in_own_script())
+		return;
+	if (IsA(stmt, AlterEventTrigStmt) &&
+		is_own_event_trigger(((AlterEventTrigStmt *) stmt)->trigname))
+		refuse_object("ALTER EVENT TRIGGER");
+	if (IsA(stmt, DropStmt) &&
+		((DropStmt *) stmt)->removeType == OBJECT_EVENT_TRIGGER)
+	{
+		ListCell   *lc;
+
+		foreach(lc, ((DropStmt *) stmt)->objects)
+			if (is_own_event_trigger(strVal(lfirst(lc))))
+				refuse_object("DROP EVENT TRIGGER");
+	}
+	if (IsA(stmt, RenameStmt) &&
+		((RenameStmt *) stmt)->renameType == OBJECT_EVENT_TRIGGER &&
+		is_own_event_trigger(strVal(((RenameStmt *) stmt)->object)))
+		refuse_object("ALTER EVENT TRIGGER ... RENAME");
+	if (IsA(stmt, TruncateStmt))
+	{
+		ListCell   *lc;
+
+		foreach(lc, ((TruncateStmt *) stmt)->relations)
+			if (rangevar_is_protected(lfirst(lc)))
+				refuse("TRUNCATE", ((RangeVar *) lfirst(lc))->relname);
+	}
+}
+
+static void
+ta_process_utility(PlannedStmt *pstmt, const char *queryString,
+				   bool readOnlyTree, ProcessUtilityContext context,
+				   ParamListInfo params, QueryEnvironment *queryEnv,
+				   DestReceiver *dest, QueryCompletion *qc)
+{
+	Node	   *stmt = pstmt->utilityStmt;
+
+	if (IsTransactionState() && OidIsValid(ta_schema_oid(true)))
+	{
+		guard_event_triggers(stmt);
+		guard_utility(stmt);
+	}
+	if (prev_process_utility)
+		prev_process_utility(pstmt, queryString, readOnlyTree, context,
+							 params, queryEnv, dest, qc);
+	else
+		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
+								params, queryEnv, dest, qc);
+}
+
+#if PG_VERSION_NUM >= 160000
+static bool
+ta_check_perms(List *rangeTable, List *rtePermInfos, bool ereport_on_violation)
+{
+	ListCell   *lc;
+
+	foreach(lc, rtePermInfos)
+	{
+		RTEPermissionInfo *perm = lfirst_node(RTEPermissionInfo, lc);
+
+		if (((perm->requiredPerms & ACL_DELETE) || !bms_is_empty(perm->updatedCols)) &&
+			ta_is_protected_relation(perm->relid))
+			refuse((perm->requiredPerms & ACL_DELETE) ? "DELETE" : "UPDATE",
+				   get_rel_name(perm->relid));
+	}
+	if (prev_check_perms)
+		return prev_check_perms(rangeTable, rtePermInfos, ereport_on_violation);
+	return true;
+}
+#else
+static bool
+ta_check_perms(List *rangeTable, bool ereport_on_violation)
+{
+	ListCell   *lc;
+
+	foreach(lc, rangeTable)
+	{
+		RangeTblEntry *rte = lfirst_node(RangeTblEntry, lc);
+
+		if (rte->rtekind != RTE_RELATION)
+			continue;
+		if (((rte->requiredPerms & ACL_DELETE) || !bms_is_empty(rte->updatedCols)) &&
+			ta_is_protected_relation(rte->relid))
+			refuse((rte->requiredPerms & ACL_DELETE) ? "DELETE" : "UPDATE",
+				   get_rel_name(rte->relid));
+	}
+	if (prev_check_perms)
+		return prev_check_perms(rangeTable, ereport_on_violation);
+	return true;
+}
+#endif
+
+void
+ta_guard_install_hooks(void)
+{
+	prev_process_utility = ProcessUtility_hook;
+	ProcessUtility_hook = ta_process_utility;
+	prev_check_perms = ExecutorCheckPerms_hook;
+	ExecutorCheckPerms_hook = ta_check_perms;
+}

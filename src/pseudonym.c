@@ -1,0 +1,191 @@
+/*-------------------------------------------------------------------------
+ *
+ * pseudonym.c
+ *		Keyed pseudonyms for personal data: HMAC-SHA256 through OpenSSL's
+ *		EVP_MAC interface.
+ *
+ * A pseudonym is "hmac:<key id>:<32 lowercase hex digits>", the first 128
+ * bits of HMAC-SHA256(key, normalized value).  The value is normalized
+ * first (ASCII white space trimmed at both ends, ASCII letters lowered) so
+ * that " Jane@Example.com" and "jane@example.com" link.  Without the key,
+ * which only tool_audit_admin can manage and which never leaves the
+ * database, a pseudonym cannot be reversed by enumerating candidates, as an
+ * unkeyed SHA-256 of a 9-digit SSN can in minutes.
+ *
+ * The EVP_MAC algorithm is fetched once per backend; each pseudonym uses a
+ * short-lived EVP_MAC_CTX that is freed before any error can be raised.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <openssl/core_names.h>
+#include <openssl/evp.h>
+#include <openssl/params.h>
+
+#include "fmgr.h"
+#include "utils/builtins.h"
+
+#include "tool_audit.h"
+
+#define TA_PSEUDONYM_PREFIX		"hmac:"
+#define TA_PSEUDONYM_BYTES		16
+
+static EVP_MAC *hmac_algorithm = NULL;
+
+static EVP_MAC *
+get_hmac(void)
+{
+	if (hmac_algorithm == NULL)
+	{
+		hmac_algorithm = EVP_MAC_fetch(NULL, OSSL_MAC_NAME_HMAC, NULL);
+		if (hmac_algorithm == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
+					 errmsg("could not load HMAC from OpenSSL")));
+	}
+	return hmac_algorithm;
+}
+
+static bool
+hmac_sha256(const unsigned char *key, int keylen, const char *data, int len,
+			unsigned char *out)
+{
+	EVP_MAC_CTX *ctx = EVP_MAC_CTX_new(get_hmac());
+	OSSL_PARAM	params[2];
+	size_t		outlen = 0;
+	bool		ok;
+
+	if (ctx == NULL)
+		return false;
+	params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST,
+												 (char *) "SHA256", 0);
+	params[1] = OSSL_PARAM_construct_end();
+	ok = EVP_MAC_init(ctx, key, keylen, params) == 1 &&
+		EVP_MAC_update(ctx, (const unsigned char *) data, len) == 1 &&
+		EVP_MAC_final(ctx, out, &outlen, 32) == 1 &&
+		outlen == 32;
+	EVP_MAC_CTX_free(ctx);
+	return ok;
+}
+
+static bool
+is_ascii_space(char c)
+{
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
+}
+
+char *
+ta_pseudonymize(const TaRuleSet *rs, const char *value, int len)
+{
+	unsigned char mac[32];
+	char	   *norm;
+	char		hex[TA_PSEUDONYM_BYTES * 2 + 1];
+	int			start = 0,
+				end = len,
+				n = 0;
+
+	if (!rs->has_key)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("no active pseudonymization key"),
+				 errdetail("Personal data cannot be stored without a key, and none could be created in a read-only transaction."),
+				 errhint("Run SELECT tool_audit.rotate_pseudonym_key() as tool_audit_admin on the primary.")));
+
+	while (start < end && is_ascii_space(value[start]))
+		start++;
+	while (end > start && is_ascii_space(value[end - 1]))
+		end--;
+	norm = palloc(end - start + 1);
+	for (int i = start; i < end; i++)
+	{
+		char		c = value[i];
+
+		norm[n++] = (c >= 'A' && c <= 'Z') ? (char) (c - 'A' + 'a') : c;
+	}
+
+	if (!hmac_sha256(rs->key, rs->key_len, norm, n, mac))
+		ereport(ERROR,
+				(errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
+				 errmsg("could not compute HMAC-SHA256")));
+	pfree(norm);
+
+	hex_encode((const char *) mac, TA_PSEUDONYM_BYTES, hex);
+	hex[TA_PSEUDONYM_BYTES * 2] = '\0';
+	explicit_bzero(mac, sizeof(mac));
+	return psprintf(TA_PSEUDONYM_PREFIX "%s:%s", rs->key_id, hex);
+}
+
+/*
+ * Is this string already a pseudonym?  Sanitizing must be idempotent (a row
+ * restored from a dump passes the insert trigger again), so a pseudonym is
+ * never pseudonymized a second time.
+ */
+bool
+ta_looks_like_pseudonym(const char *value, int len)
+{
+	int			plen = strlen(TA_PSEUDONYM_PREFIX);
+	int			i,
+				idlen = 0;
+
+	if (len < plen + 2 + TA_PSEUDONYM_BYTES * 2 ||
+		memcmp(value, TA_PSEUDONYM_PREFIX, plen) != 0)
+		return false;
+	for (i = plen; i < len && value[i] != ':'; i++)
+	{
+		char		c = value[i];
+
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+			  (c >= '0' && c <= '9') || c == '_' || c == '-'))
+			return false;
+		idlen++;
+	}
+	if (idlen == 0 || idlen > TA_MAX_KEY_ID_LEN || i >= len ||
+		len - (i + 1) != TA_PSEUDONYM_BYTES * 2)
+		return false;
+	for (i = i + 1; i < len; i++)
+		if (!((value[i] >= '0' && value[i] <= '9') ||
+			  (value[i] >= 'a' && value[i] <= 'f')))
+			return false;
+	return true;
+}
+
+void
+ta_random_bytes(unsigned char *buf, int len)
+{
+	if (!pg_strong_random(buf, len))
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("could not generate random bytes")));
+}
+
+/* tool_audit.pseudonymize(value text) RETURNS text */
+PG_FUNCTION_INFO_V1(pseudonymize);
+Datum
+pseudonymize(PG_FUNCTION_ARGS)
+{
+	text	   *value = PG_GETARG_TEXT_PP(0);
+
+	PG_RETURN_TEXT_P(cstring_to_text(ta_pseudonymize(ta_get_rules(),
+													 VARDATA_ANY(value),
+													 VARSIZE_ANY_EXHDR(value))));
+}
+
+/* tool_audit.random_key(length integer DEFAULT 32) RETURNS bytea */
+PG_FUNCTION_INFO_V1(random_key);
+Datum
+random_key(PG_FUNCTION_ARGS)
+{
+	int32		len = PG_GETARG_INT32(0);
+	bytea	   *result;
+
+	if (len < 32 || len > 64)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("key length must be between 32 and 64 bytes"),
+				 errdetail("Requested length was %d.", len)));
+	result = palloc(VARHDRSZ + len);
+	SET_VARSIZE(result, VARHDRSZ + len);
+	ta_random_bytes((unsigned char *) VARDATA(result), len);
+	PG_RETURN_BYTEA_P(result);
+}

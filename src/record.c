@@ -1,0 +1,249 @@
+/*-------------------------------------------------------------------------
+ *
+ * record.c
+ *		BEFORE INSERT row triggers of tool_audit.tool_calls and
+ *		tool_audit.admin_events: the single path every audit row takes,
+ *		whether it comes from log_call()/log_event(), a plain INSERT, COPY
+ *		or an ORM.
+ *
+ * For tool_calls the trigger
+ *	- stamps recorded_at with the server's clock (a client cannot backdate),
+ *	- gives the row an event_id when it has none,
+ *	- requires arguments and session_metadata to be JSON objects (NULL
+ *	  becomes {}) and sanitizes them,
+ *	- summarizes result_summary (so an ORM that stores a whole result still
+ *	  stores only its summary) and derives success and error from it when
+ *	  the caller left them NULL,
+ *	- sanitizes the free-text columns error and user_agent.
+ * For admin_events it does the same for occurred_at, event_id, payload,
+ * metadata and reason.
+ *
+ * Either way the transaction is marked as having written audit data, so
+ * that it commits with synchronous_commit = on (tool_audit.c).
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "commands/trigger.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+#include "utils/rel.h"
+#include "utils/timestamp.h"
+#include "utils/uuid.h"
+
+#include "tool_audit.h"
+
+#define MAX_FIXES 8
+
+/* The columns a trigger rewrites, collected before one heap_modify_tuple. */
+typedef struct RowFix
+{
+	HeapTuple	tuple;
+	TupleDesc	desc;
+	int			n;
+	int			cols[MAX_FIXES];
+	Datum		values[MAX_FIXES];
+	bool		nulls[MAX_FIXES];
+} RowFix;
+
+static int
+attnum_of(TupleDesc desc, const char *name)
+{
+	int			attnum = SPI_fnumber(desc, name);
+
+	if (attnum <= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("audit table has no column \"%s\"", name)));
+	return attnum;
+}
+
+static Datum
+get_col(RowFix *fix, const char *name, bool *isnull)
+{
+	return heap_getattr(fix->tuple, attnum_of(fix->desc, name), fix->desc, isnull);
+}
+
+static void
+set_col(RowFix *fix, const char *name, Datum value, bool isnull)
+{
+	Assert(fix->n < MAX_FIXES);
+	fix->cols[fix->n] = attnum_of(fix->desc, name);
+	fix->values[fix->n] = value;
+	fix->nulls[fix->n] = isnull;
+	fix->n++;
+}
+
+static TriggerData *
+check_trigger(FunctionCallInfo fcinfo, const char *fname)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("%s: not called by trigger manager", fname)));
+	if (!TRIGGER_FIRED_BEFORE(trigdata->tg_event) ||
+		!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event) ||
+		!TRIGGER_FIRED_BY_INSERT(trigdata->tg_event))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("%s must be fired BEFORE INSERT FOR EACH ROW", fname)));
+	return trigdata;
+}
+
+static const char *
+jsonb_kind(Jsonb *j)
+{
+	if (JB_ROOT_IS_OBJECT(j))
+		return "object";
+	if (JB_ROOT_IS_SCALAR(j))
+		return "scalar";
+	return "array";
+}
+
+/* A jsonb column that must hold an object: NULL becomes {}, then sanitized. */
+static void
+fix_object_column(RowFix *fix, const char *name)
+{
+	bool		isnull;
+	Datum		d = get_col(fix, name, &isnull);
+	Jsonb	   *in,
+			   *out;
+
+	if (isnull)
+	{
+		set_col(fix, name, DirectFunctionCall1(jsonb_in, CStringGetDatum("{}")), false);
+		return;
+	}
+	in = DatumGetJsonbP(d);
+	if (!JB_ROOT_IS_OBJECT(in))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must be a JSON object", name),
+				 errdetail("The value given is a JSON %s.", jsonb_kind(in)),
+				 errhint("Wrap the value in an object, for example {\"value\": ...}.")));
+	out = ta_sanitize_jsonb(in, name);
+	if (out != in)
+		set_col(fix, name, JsonbPGetDatum(out), false);
+}
+
+static void
+fix_text_column(RowFix *fix, const char *name)
+{
+	bool		isnull,
+				dropped,
+				changed;
+	Datum		d = get_col(fix, name, &isnull);
+	text	   *t;
+	char	   *clean;
+
+	if (isnull)
+		return;
+	t = DatumGetTextPP(d);
+	clean = ta_sanitize_string(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t),
+							   &dropped, &changed);
+	if (changed)
+		set_col(fix, name, CStringGetTextDatum(clean), false);
+}
+
+static void
+fix_identity(RowFix *fix, const char *time_column)
+{
+	bool		isnull;
+
+	set_col(fix, time_column, TimestampTzGetDatum(GetCurrentTimestamp()), false);
+	(void) get_col(fix, "event_id", &isnull);
+	if (isnull)
+		set_col(fix, "event_id", DirectFunctionCall1(gen_random_uuid, (Datum) 0), false);
+}
+
+static Datum
+apply_fixes(RowFix *fix)
+{
+	HeapTuple	out;
+
+	ta_note_audit_write();
+	if (fix->n == 0)
+		return PointerGetDatum(fix->tuple);
+	out = heap_modify_tuple_by_cols(fix->tuple, fix->desc, fix->n,
+									fix->cols, fix->values, fix->nulls);
+	return PointerGetDatum(out);
+}
+
+/* tool_audit.tool_calls_before_insert() RETURNS trigger */
+PG_FUNCTION_INFO_V1(tool_calls_before_insert);
+Datum
+tool_calls_before_insert(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = check_trigger(fcinfo, "tool_calls_before_insert");
+	RowFix		fix = {0};
+	bool		isnull,
+				success_null,
+				error_null,
+				success;
+	Datum		d;
+	Jsonb	   *summary;
+	text	   *error;
+
+	fix.tuple = trigdata->tg_trigtuple;
+	fix.desc = RelationGetDescr(trigdata->tg_relation);
+
+	fix_identity(&fix, "recorded_at");
+	fix_object_column(&fix, "arguments");
+	fix_object_column(&fix, "session_metadata");
+
+	d = get_col(&fix, "result_summary", &isnull);
+	summary = ta_summarize_result(isnull ? NULL : DatumGetJsonbP(d), &success, &error);
+	set_col(&fix, "result_summary", JsonbPGetDatum(summary), false);
+
+	(void) get_col(&fix, "success", &success_null);
+	if (success_null)
+		set_col(&fix, "success", BoolGetDatum(success), false);
+	(void) get_col(&fix, "error", &error_null);
+	if (error_null && error != NULL)
+		set_col(&fix, "error", PointerGetDatum(error), false);
+	else
+		fix_text_column(&fix, "error");
+	fix_text_column(&fix, "user_agent");
+
+	return apply_fixes(&fix);
+}
+
+/* tool_audit.admin_events_before_insert() RETURNS trigger */
+PG_FUNCTION_INFO_V1(admin_events_before_insert);
+Datum
+admin_events_before_insert(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = check_trigger(fcinfo, "admin_events_before_insert");
+	RowFix		fix = {0};
+
+	fix.tuple = trigdata->tg_trigtuple;
+	fix.desc = RelationGetDescr(trigdata->tg_relation);
+
+	fix_identity(&fix, "occurred_at");
+	fix_object_column(&fix, "payload");
+	fix_object_column(&fix, "metadata");
+	fix_text_column(&fix, "reason");
+
+	return apply_fixes(&fix);
+}
+
+/*
+ * tool_audit.acting_role() RETURNS text
+ *
+ * The role the session acts as (after SET ROLE), which a SECURITY DEFINER
+ * function cannot see through current_user: admin events logged from inside
+ * the extension's own functions are attributed to it.
+ */
+PG_FUNCTION_INFO_V1(acting_role);
+Datum
+acting_role(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_TEXT_P(cstring_to_text(GetUserNameFromId(GetOuterUserId(), false)));
+}

@@ -1,0 +1,353 @@
+/*-------------------------------------------------------------------------
+ *
+ * rules.c
+ *		Backend-local cache of the sanitizing rules and the active
+ *		pseudonymization key.
+ *
+ * The rules live in tool_audit.sanitize_rules and the keys in
+ * tool_audit.pseudonym_keys; neither is readable by the roles that write
+ * audit rows, so the cache is filled through SPI as the owner of those
+ * tables (SECURITY_LOCAL_USERID_CHANGE | SECURITY_RESTRICTED_OPERATION), the
+ * way PostgreSQL itself runs maintenance code on behalf of a table owner.
+ *
+ * Invalidation: a statement trigger on both tables calls
+ * tool_audit.rules_changed(), which queues a relcache invalidation for the
+ * table.  Every backend (this one at the next command, others at commit)
+ * receives it in rules_inval_callback and drops its cache; the next
+ * sanitizing call reloads.  A reload never frees a rule set that a caller
+ * may still hold: the previous set is freed only when the next one is built.
+ *
+ * If no key is active when the rules are loaded, one is generated with the
+ * server's strong random source, so pseudonymizing works from the first
+ * row.  That insert is skipped in read-only transactions and on standbys;
+ * pseudonymizing there raises an error instead.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "access/xact.h"
+#include "access/xlog.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_class.h"
+#include "commands/trigger.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/syscache.h"
+
+#include "tool_audit.h"
+
+static MemoryContext rules_context = NULL;	/* holds cached_rules */
+static TaRuleSet *cached_rules = NULL;
+static bool cache_valid = false;
+static uint64 inval_generation = 0;
+static bool callback_registered = false;
+static Oid	rules_relid = InvalidOid;
+static Oid	keys_relid = InvalidOid;
+
+static void
+rules_inval_callback(Datum arg, Oid relid)
+{
+	if (relid == InvalidOid || relid == rules_relid || relid == keys_relid)
+	{
+		cache_valid = false;
+		inval_generation++;
+	}
+}
+
+Oid
+ta_schema_oid(bool missing_ok)
+{
+	Oid			nsp = get_namespace_oid(TA_SCHEMA, true);
+
+	if (!OidIsValid(nsp) && !missing_ok)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("extension \"tool_audit\" is not installed in this database"),
+				 errhint("Run CREATE EXTENSION tool_audit.")));
+	return nsp;
+}
+
+static Oid
+schema_table(const char *name)
+{
+	Oid			relid = get_relname_relid(name, ta_schema_oid(false));
+
+	if (!OidIsValid(relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("table tool_audit.%s is missing", name),
+				 errhint("Reinstall the extension.")));
+	return relid;
+}
+
+/*
+ * Key names are compared in a normal form: ASCII letters lowered, ASCII
+ * punctuation and spaces removed, other bytes kept.  "apiKey", "API-KEY" and
+ * "api_key" all become "apikey".
+ */
+char *
+ta_normalize_key(const char *key, int len)
+{
+	char	   *out = palloc(len + 1);
+	int			j = 0;
+
+	for (int i = 0; i < len; i++)
+	{
+		unsigned char c = (unsigned char) key[i];
+
+		if (c >= 'A' && c <= 'Z')
+			out[j++] = (char) (c - 'A' + 'a');
+		else if ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c >= 0x80)
+			out[j++] = (char) c;
+	}
+	out[j] = '\0';
+	return out;
+}
+
+static TaAction
+parse_action(const char *s)
+{
+	if (strcmp(s, "keep") == 0)
+		return TA_ACTION_KEEP;
+	if (strcmp(s, "redact") == 0)
+		return TA_ACTION_REDACT;
+	if (strcmp(s, "pseudonymize") == 0)
+		return TA_ACTION_PSEUDONYMIZE;
+	if (strcmp(s, "drop") == 0)
+		return TA_ACTION_DROP;
+	elog(ERROR, "unexpected sanitize rule action \"%s\"", s);
+	return TA_ACTION_NONE;		/* keep compiler quiet */
+}
+
+static TaMatch
+parse_match(const char *s)
+{
+	if (strcmp(s, "exact") == 0)
+		return TA_MATCH_EXACT;
+	if (strcmp(s, "contains") == 0)
+		return TA_MATCH_CONTAINS;
+	if (strcmp(s, "regex") == 0)
+		return TA_MATCH_REGEX;
+	if (strcmp(s, "detector") == 0)
+		return TA_MATCH_DETECTOR;
+	elog(ERROR, "unexpected sanitize rule match \"%s\"", s);
+	return TA_MATCH_EXACT;		/* keep compiler quiet */
+}
+
+/* Run one query as the owner of the rules table, in a fresh SPI frame. */
+static void
+spi_exec_as_owner(Oid owner, const char *sql, int nargs, Oid *argtypes,
+				  Datum *values, bool read_only)
+{
+	Oid			save_userid;
+	int			save_sec_context;
+	int			rc;
+
+	GetUserIdAndSecContext(&save_userid, &save_sec_context);
+	SetUserIdAndSecContext(owner, save_sec_context |
+						   SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
+	rc = SPI_execute_with_args(sql, nargs, argtypes, values, NULL,
+							   read_only, 0);
+	SetUserIdAndSecContext(save_userid, save_sec_context);
+	if (rc < 0)
+		elog(ERROR, "SPI_execute_with_args failed: %s", SPI_result_code_string(rc));
+}
+
+Oid
+ta_relation_owner(Oid relid)
+{
+	HeapTuple	tp = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	Oid			owner;
+
+	if (!HeapTupleIsValid(tp))
+		elog(ERROR, "cache lookup failed for relation %u", relid);
+	owner = ((Form_pg_class) GETSTRUCT(tp))->relowner;
+	ReleaseSysCache(tp);
+	return owner;
+}
+
+/*
+ * Fill rs from the rules table.  SPI returns to its own memory context after
+ * every call, so everything kept is allocated in cxt explicitly.
+ */
+static void
+load_rules(TaRuleSet *rs, Oid owner, MemoryContext cxt)
+{
+	int			nkey = 0,
+				nvalue = 0;
+	MemoryContext spicxt;
+
+	spi_exec_as_owner(owner,
+					  "SELECT applies_to, match, pattern, action, rule_id"
+					  "  FROM tool_audit.sanitize_rules"
+					  " WHERE enabled"
+					  " ORDER BY priority, rule_id",
+					  0, NULL, NULL, true);
+	spicxt = MemoryContextSwitchTo(cxt);
+
+	rs->key_rules = palloc0(sizeof(TaRule) * (SPI_processed + 1));
+	rs->value_rules = palloc0(sizeof(TaRule) * (SPI_processed + 1));
+
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		char	   *applies_to = SPI_getvalue(tup, desc, 1);
+		char	   *pattern = SPI_getvalue(tup, desc, 3);
+		bool		on_key = strcmp(applies_to, "key") == 0;
+		TaRule	   *r = on_key ? &rs->key_rules[nkey++] : &rs->value_rules[nvalue++];
+
+		r->match = parse_match(SPI_getvalue(tup, desc, 2));
+		r->action = parse_action(SPI_getvalue(tup, desc, 4));
+		r->rule_id = pg_strtoint32(SPI_getvalue(tup, desc, 5));
+		switch (r->match)
+		{
+			case TA_MATCH_EXACT:
+			case TA_MATCH_CONTAINS:
+				r->pattern = ta_normalize_key(pattern, strlen(pattern));
+				break;
+			case TA_MATCH_REGEX:
+				r->regex = cstring_to_text(pattern);
+				break;
+			case TA_MATCH_DETECTOR:
+				if (!ta_detector_from_name(pattern, &r->detector))
+					elog(ERROR, "unknown detector \"%s\" in sanitize rule %d",
+						 pattern, r->rule_id);
+				break;
+		}
+	}
+	rs->nkey_rules = nkey;
+	rs->nvalue_rules = nvalue;
+	MemoryContextSwitchTo(spicxt);
+}
+
+/* Returns true if an active key was found. */
+static bool
+load_key(TaRuleSet *rs, Oid owner)
+{
+	bytea	   *key;
+	char	   *key_id;
+	bool		isnull;
+
+	spi_exec_as_owner(owner,
+					  "SELECT key_id, key FROM tool_audit.pseudonym_keys WHERE active",
+					  0, NULL, NULL, true);
+	if (SPI_processed == 0)
+		return false;
+
+	key_id = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	key = DatumGetByteaPP(SPI_getbinval(SPI_tuptable->vals[0],
+										SPI_tuptable->tupdesc, 2, &isnull));
+	if (isnull || VARSIZE_ANY_EXHDR(key) > (int) sizeof(rs->key) ||
+		strlen(key_id) > TA_MAX_KEY_ID_LEN)
+		elog(ERROR, "malformed pseudonymization key \"%s\"", key_id);
+
+	strlcpy(rs->key_id, key_id, sizeof(rs->key_id));
+	rs->key_len = VARSIZE_ANY_EXHDR(key);
+	memcpy(rs->key, VARDATA_ANY(key), rs->key_len);
+	rs->has_key = true;
+	return true;
+}
+
+static void
+create_first_key(Oid owner)
+{
+	unsigned char raw[32];
+	bytea	   *key = palloc(VARHDRSZ + sizeof(raw));
+	Oid			argtypes[1] = {BYTEAOID};
+	Datum		values[1];
+
+	ta_random_bytes(raw, sizeof(raw));
+	SET_VARSIZE(key, VARHDRSZ + sizeof(raw));
+	memcpy(VARDATA(key), raw, sizeof(raw));
+	values[0] = PointerGetDatum(key);
+
+	spi_exec_as_owner(owner,
+					  "INSERT INTO tool_audit.pseudonym_keys (key_id, key, active)"
+					  " SELECT 'k' || (count(*) + 1), $1, true"
+					  "   FROM tool_audit.pseudonym_keys"
+					  " ON CONFLICT DO NOTHING",
+					  1, argtypes, values, false);
+	explicit_bzero(raw, sizeof(raw));
+}
+
+const TaRuleSet *
+ta_get_rules(void)
+{
+	MemoryContext newcxt;
+	TaRuleSet  *rs;
+	Oid			owner;
+	uint64		generation;
+
+	if (cache_valid && cached_rules != NULL)
+		return cached_rules;
+
+	rules_relid = schema_table("sanitize_rules");
+	keys_relid = schema_table("pseudonym_keys");
+	if (!callback_registered)
+	{
+		CacheRegisterRelcacheCallback(rules_inval_callback, (Datum) 0);
+		callback_registered = true;
+	}
+	owner = ta_relation_owner(rules_relid);
+	generation = inval_generation;
+
+	newcxt = AllocSetContextCreate(CacheMemoryContext, "tool_audit rules",
+								   ALLOCSET_SMALL_SIZES);
+	PG_TRY();
+	{
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect failed");
+		rs = MemoryContextAllocZero(newcxt, sizeof(TaRuleSet));
+		load_rules(rs, owner, newcxt);
+
+		if (!load_key(rs, owner) && !XactReadOnly && !RecoveryInProgress())
+		{
+			create_first_key(owner);
+			(void) load_key(rs, owner);
+		}
+		SPI_finish();
+	}
+	PG_CATCH();
+	{
+		MemoryContextDelete(newcxt);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+
+	if (rules_context != NULL)
+		MemoryContextDelete(rules_context);
+	rules_context = newcxt;
+	cached_rules = rs;
+	/* our own key insert invalidates; that costs one extra reload, no more */
+	cache_valid = (generation == inval_generation);
+	return cached_rules;
+}
+
+/*
+ * tool_audit.rules_changed() RETURNS trigger
+ *
+ * Statement trigger on the rules and keys tables: tell every backend to
+ * reload its cache.
+ */
+PG_FUNCTION_INFO_V1(rules_changed);
+Datum
+rules_changed(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("rules_changed: not called by trigger manager")));
+	CacheInvalidateRelcacheByRelid(RelationGetRelid(trigdata->tg_relation));
+	return PointerGetDatum(NULL);
+}

@@ -1,0 +1,487 @@
+/*-------------------------------------------------------------------------
+ *
+ * sanitize.c
+ *		Remove secrets and personal data from a jsonb document before it is
+ *		stored: the walker behind tool_audit.sanitize() and the insert
+ *		triggers.
+ *
+ * The document is read once with a jsonb iterator and rebuilt with
+ * pushJsonbValue, at any depth and inside arrays.  For every object key the
+ * first matching key rule (in priority order) decides:
+ *
+ *	keep			the value is stored as it is, all of its subtree included
+ *	redact			the value, scalar or container, becomes "***REDACTED***"
+ *	pseudonymize	every non-null scalar below becomes a keyed pseudonym
+ *	drop			the key and its value are left out
+ *
+ * Strings (and numbers, as their text) that no key rule settled are then
+ * scanned by the value rules: built-in detectors and regular expressions.
+ * Their spans are claimed in priority order, a span overlapping one already
+ * claimed is ignored, and each claimed span is replaced by
+ * "***REDACTED:<detector>***" (or a pseudonym, or the element is dropped).
+ *
+ * A document the rules leave alone is returned as the same datum, so the
+ * common case costs one read and no copy.  Sanitizing is idempotent:
+ * markers and pseudonyms pass through unchanged.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/pg_collation.h"
+#include "fmgr.h"
+#include "mb/pg_wchar.h"
+#include "miscadmin.h"
+#include "regex/regex.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+#include "utils/numeric.h"
+
+#include "tool_audit.h"
+
+typedef struct Walk
+{
+	const TaRuleSet *rs;
+	const char *what;
+	bool		changed;
+	JsonbParseState *ps;
+	JsonbValue *res;
+} Walk;
+
+void
+ta_check_jsonb_size(Jsonb *in, const char *what)
+{
+	Size		size = VARSIZE_ANY_EXHDR(in);
+
+	if (size > (Size) ta_max_jsonb_size_kb * 1024)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("%s is too large to audit", what),
+				 errdetail("The document takes %zu bytes; tool_audit.max_jsonb_size is %d kB.",
+						   size, ta_max_jsonb_size_kb),
+				 errhint("Summarize the document before logging it, or raise tool_audit.max_jsonb_size.")));
+}
+
+/* Does the regular expression match anywhere in s? */
+static bool
+regex_matches(text *re, const char *s, int len)
+{
+	return RE_compile_and_execute(re, (char *) s, len, REG_ADVANCED,
+								  C_COLLATION_OID, 0, NULL);
+}
+
+/* All matches of a regular expression in s, as byte spans. */
+static void
+regex_spans(text *re, const char *s, int len, int rule, TaSpanList *out)
+{
+	regex_t    *compiled = RE_compile_and_cache(re, REG_ADVANCED, C_COLLATION_OID);
+	pg_wchar   *wide = palloc((len + 1) * sizeof(pg_wchar));
+	int			wlen = pg_mb2wchar_with_len(s, wide, len);
+	int		   *byte_at = palloc((wlen + 1) * sizeof(int));
+	int			off = 0;
+	size_t		start = 0;
+	regmatch_t	m[1];
+
+	for (int i = 0; i < wlen; i++)
+	{
+		byte_at[i] = off;
+		off += pg_mblen_range(s + off, s + len);
+	}
+	byte_at[wlen] = len;
+
+	while (start <= (size_t) wlen &&
+		   pg_regexec(compiled, wide, wlen, start, NULL, 1, m, 0) == REG_OKAY)
+	{
+		if (m[0].rm_eo > m[0].rm_so)
+		{
+			ta_span_add(out, byte_at[m[0].rm_so], byte_at[m[0].rm_eo], rule);
+			start = m[0].rm_eo;
+		}
+		else
+			start = m[0].rm_eo + 1;
+	}
+	pfree(wide);
+	pfree(byte_at);
+}
+
+static TaAction
+key_action(const TaRuleSet *rs, const char *key, int len)
+{
+	char	   *norm;
+	TaAction	action = TA_ACTION_NONE;
+
+	if (rs->nkey_rules == 0)
+		return TA_ACTION_NONE;
+	norm = ta_normalize_key(key, len);
+	for (int i = 0; i < rs->nkey_rules && action == TA_ACTION_NONE; i++)
+	{
+		const TaRule *r = &rs->key_rules[i];
+		bool		hit = false;
+
+		switch (r->match)
+		{
+			case TA_MATCH_EXACT:
+				hit = strcmp(norm, r->pattern) == 0;
+				break;
+			case TA_MATCH_CONTAINS:
+				hit = strstr(norm, r->pattern) != NULL;
+				break;
+			case TA_MATCH_REGEX:
+				hit = regex_matches(r->regex, norm, strlen(norm));
+				break;
+			case TA_MATCH_DETECTOR:
+				break;
+		}
+		if (hit)
+			action = r->action;
+	}
+	pfree(norm);
+	return action;
+}
+
+static bool
+span_overlaps(const TaSpanList *accepted, const TaSpan *s)
+{
+	for (int i = 0; i < accepted->n; i++)
+		if (s->start < accepted->items[i].end && accepted->items[i].start < s->end)
+			return true;
+	return false;
+}
+
+static int
+span_cmp(const void *a, const void *b)
+{
+	return ((const TaSpan *) a)->start - ((const TaSpan *) b)->start;
+}
+
+static void
+append_marker(StringInfo buf, const TaRule *r)
+{
+	if (r->match == TA_MATCH_DETECTOR)
+		appendStringInfo(buf, "***REDACTED:%s***", ta_detector_name(r->detector));
+	else
+		appendStringInfo(buf, "***REDACTED:rule_%d***", r->rule_id);
+}
+
+/*
+ * Apply the value rules to one string.  Returns NULL when nothing matched,
+ * otherwise the new string (palloc'd); *dropped is set when a "drop" rule
+ * claimed any part of it.
+ */
+static char *
+sanitize_string_rs(const TaRuleSet *rs, const char *s, int len, bool *dropped)
+{
+	TaSpanList	accepted = {0};
+	StringInfoData buf;
+	int			pos = 0;
+	bool		replaced = false;
+
+	*dropped = false;
+	if (rs->nvalue_rules == 0 || len == 0 || ta_looks_like_pseudonym(s, len))
+		return NULL;
+
+	for (int i = 0; i < rs->nvalue_rules; i++)
+	{
+		const TaRule *r = &rs->value_rules[i];
+		TaSpanList	found = {0};
+
+		if (r->match == TA_MATCH_DETECTOR)
+			ta_detect(r->detector, s, len, i, &found);
+		else
+			regex_spans(r->regex, s, len, i, &found);
+		for (int k = 0; k < found.n; k++)
+			if (!span_overlaps(&accepted, &found.items[k]))
+				ta_span_add(&accepted, found.items[k].start,
+							found.items[k].end, i);
+		if (found.items)
+			pfree(found.items);
+	}
+	if (accepted.n == 0)
+		return NULL;
+
+	qsort(accepted.items, accepted.n, sizeof(TaSpan), span_cmp);
+	initStringInfo(&buf);
+	for (int k = 0; k < accepted.n; k++)
+	{
+		const TaSpan *sp = &accepted.items[k];
+		const TaRule *r = &rs->value_rules[sp->rule];
+
+		appendBinaryStringInfo(&buf, s + pos, sp->start - pos);
+		switch (r->action)
+		{
+			case TA_ACTION_KEEP:
+			case TA_ACTION_NONE:
+				appendBinaryStringInfo(&buf, s + sp->start, sp->end - sp->start);
+				break;
+			case TA_ACTION_DROP:
+				*dropped = true;
+				/* FALLTHROUGH */
+			case TA_ACTION_REDACT:
+				append_marker(&buf, r);
+				replaced = true;
+				break;
+			case TA_ACTION_PSEUDONYMIZE:
+				appendStringInfoString(&buf, ta_pseudonymize(rs, s + sp->start,
+															 sp->end - sp->start));
+				replaced = true;
+				break;
+		}
+		pos = sp->end;
+	}
+	appendBinaryStringInfo(&buf, s + pos, len - pos);
+	pfree(accepted.items);
+	if (!replaced)
+	{
+		pfree(buf.data);
+		return NULL;
+	}
+	return buf.data;
+}
+
+char *
+ta_sanitize_string(const char *s, int len, bool *dropped, bool *changed)
+{
+	char	   *out = sanitize_string_rs(ta_get_rules(), s, len, dropped);
+
+	*changed = (out != NULL);
+	return out ? out : pnstrdup(s, len);
+}
+
+static void
+push(Walk *w, JsonbIteratorToken tok, JsonbValue *v)
+{
+	w->res = pushJsonbValue(&w->ps, tok, v);
+}
+
+static void
+push_string(Walk *w, JsonbIteratorToken tok, const char *s)
+{
+	JsonbValue	v;
+
+	v.type = jbvString;
+	v.val.string.val = (char *) s;
+	v.val.string.len = strlen(s);
+	push(w, tok, &v);
+}
+
+/* The text a scalar stands for, for pseudonyms and value rules. */
+static char *
+scalar_text(const JsonbValue *v, int *len)
+{
+	char	   *s;
+
+	switch (v->type)
+	{
+		case jbvString:
+			*len = v->val.string.len;
+			return v->val.string.val;
+		case jbvNumeric:
+			s = DatumGetCString(DirectFunctionCall1(numeric_out,
+													NumericGetDatum(v->val.numeric)));
+			break;
+		case jbvBool:
+			s = pstrdup(v->val.boolean ? "true" : "false");
+			break;
+		default:
+			s = NULL;
+			break;
+	}
+	*len = s ? strlen(s) : 0;
+	return s;
+}
+
+/*
+ * Emit one scalar (an object value or an array element) under the action
+ * the key rules decided.  key is NULL for array elements.
+ */
+static void
+emit_scalar(Walk *w, JsonbIteratorToken tok, JsonbValue *key, JsonbValue *v,
+			TaAction act, bool raw_scalar)
+{
+	int			len;
+	char	   *text;
+	char	   *clean;
+	bool		dropped;
+
+	switch (act)
+	{
+		case TA_ACTION_DROP:
+			w->changed = true;
+			return;
+		case TA_ACTION_REDACT:
+			if (key)
+				push(w, WJB_KEY, key);
+			push_string(w, tok, TA_REDACTED);
+			w->changed = true;
+			return;
+		case TA_ACTION_PSEUDONYMIZE:
+			if (key)
+				push(w, WJB_KEY, key);
+			text = scalar_text(v, &len);
+			if (text == NULL || (v->type == jbvString &&
+								 ta_looks_like_pseudonym(text, len)))
+				push(w, tok, v);
+			else
+			{
+				push_string(w, tok, ta_pseudonymize(w->rs, text, len));
+				w->changed = true;
+			}
+			return;
+		case TA_ACTION_KEEP:
+			break;
+		case TA_ACTION_NONE:
+			if (v->type != jbvString && v->type != jbvNumeric)
+				break;
+			text = scalar_text(v, &len);
+			clean = sanitize_string_rs(w->rs, text, len, &dropped);
+			if (clean == NULL)
+				break;
+			w->changed = true;
+			if (dropped && !raw_scalar)
+				return;
+			if (key)
+				push(w, WJB_KEY, key);
+			/* a number with a secret in it becomes a string */
+			push_string(w, tok, clean);
+			return;
+	}
+	if (key)
+		push(w, WJB_KEY, key);
+	push(w, tok, v);
+}
+
+Jsonb *
+ta_sanitize_jsonb(Jsonb *in, const char *what)
+{
+	Walk		w = {0};
+	JsonbIterator *it;
+	JsonbIteratorToken tok;
+	JsonbValue	v,
+				key;
+	bool		have_key = false;
+	bool		raw_scalar = false;
+	TaAction	pending = TA_ACTION_NONE;
+	int			depth = 0,
+				skip_depth = 0,	/* >0: skipping a redacted/dropped subtree */
+				keep_depth = 0, /* >0: inside a subtree kept as is */
+				pii_depth = 0;	/* >0: inside a subtree being pseudonymized */
+
+	ta_check_jsonb_size(in, what);
+	w.rs = ta_get_rules();
+	w.what = what;
+
+	it = JsonbIteratorInit(&in->root);
+	while ((tok = JsonbIteratorNext(&it, &v, false)) != WJB_DONE)
+	{
+		TaAction	act;
+
+		CHECK_FOR_INTERRUPTS();
+		switch (tok)
+		{
+			case WJB_BEGIN_OBJECT:
+			case WJB_BEGIN_ARRAY:
+				if (++depth > ta_max_depth)
+					ereport(ERROR,
+							(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+							 errmsg("%s is nested too deeply", what),
+							 errdetail("Nesting is limited to tool_audit.max_depth (%d) levels.",
+									   ta_max_depth)));
+				if (skip_depth)
+					break;
+				if (tok == WJB_BEGIN_ARRAY && depth == 1)
+					raw_scalar = v.val.array.rawScalar;
+				act = have_key ? pending : TA_ACTION_NONE;
+				if (act == TA_ACTION_REDACT || act == TA_ACTION_DROP)
+				{
+					if (act == TA_ACTION_REDACT)
+					{
+						push(&w, WJB_KEY, &key);
+						push_string(&w, WJB_VALUE, TA_REDACTED);
+					}
+					skip_depth = depth;
+					w.changed = true;
+					have_key = false;
+					break;
+				}
+				if (have_key)
+					push(&w, WJB_KEY, &key);
+				have_key = false;
+				if (act == TA_ACTION_KEEP && !keep_depth)
+					keep_depth = depth;
+				if (act == TA_ACTION_PSEUDONYMIZE && !pii_depth)
+					pii_depth = depth;
+				push(&w, tok, tok == WJB_BEGIN_ARRAY ? &v : NULL);
+				break;
+
+			case WJB_END_OBJECT:
+			case WJB_END_ARRAY:
+				if (skip_depth)
+				{
+					if (skip_depth == depth)
+						skip_depth = 0;
+					depth--;
+					break;
+				}
+				push(&w, tok, NULL);
+				if (keep_depth == depth)
+					keep_depth = 0;
+				if (pii_depth == depth)
+					pii_depth = 0;
+				depth--;
+				break;
+
+			case WJB_KEY:
+				if (skip_depth)
+					break;
+				key = v;
+				have_key = true;
+				pending = keep_depth ? TA_ACTION_KEEP
+					: key_action(w.rs, v.val.string.val, v.val.string.len);
+				break;
+
+			case WJB_VALUE:
+			case WJB_ELEM:
+				if (skip_depth)
+					break;
+				act = (tok == WJB_VALUE) ? pending : TA_ACTION_NONE;
+				if (act == TA_ACTION_NONE)
+					act = keep_depth ? TA_ACTION_KEEP
+						: pii_depth ? TA_ACTION_PSEUDONYMIZE : TA_ACTION_NONE;
+				emit_scalar(&w, tok, tok == WJB_VALUE ? &key : NULL, &v, act,
+							raw_scalar && depth == 1);
+				have_key = false;
+				break;
+
+			case WJB_DONE:
+				break;
+		}
+	}
+
+	if (!w.changed)
+		return in;
+	return JsonbValueToJsonb(w.res);
+}
+
+/* tool_audit.sanitize(document jsonb) RETURNS jsonb */
+PG_FUNCTION_INFO_V1(sanitize);
+Datum
+sanitize(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_JSONB_P(ta_sanitize_jsonb(PG_GETARG_JSONB_P(0), "document"));
+}
+
+/* tool_audit.sanitize_text(value text) RETURNS text */
+PG_FUNCTION_INFO_V1(sanitize_text);
+Datum
+sanitize_text(PG_FUNCTION_ARGS)
+{
+	text	   *in = PG_GETARG_TEXT_PP(0);
+	bool		dropped,
+				changed;
+	char	   *out = ta_sanitize_string(VARDATA_ANY(in), VARSIZE_ANY_EXHDR(in),
+										 &dropped, &changed);
+
+	if (!changed)
+		PG_RETURN_TEXT_P(in);
+	PG_RETURN_TEXT_P(cstring_to_text(out));
+}

@@ -1,0 +1,132 @@
+/*-------------------------------------------------------------------------
+ *
+ * tool_audit.c
+ *		Module entry point: settings (GUCs), the commit-time durability
+ *		guarantee, and installation of the optional preload hooks.
+ *
+ * The library works when loaded lazily (the first call of one of its
+ * functions in a session) and when listed in shared_preload_libraries.
+ * Only the latter installs the utility and executor hooks of guard.c, which
+ * refuse what event triggers cannot see (DROP EVENT TRIGGER, TRUNCATE with
+ * the trigger disabled through the catalog, UPDATE/DELETE by a superuser).
+ *
+ * Durability: an audit row whose commit the client saw must survive a
+ * crash, even if the caller set synchronous_commit = off.  Every insert into
+ * an audit table notes the fact; at PRE_COMMIT we raise synchronous_commit
+ * to "on" for the rest of that transaction.  Doing it at PRE_COMMIT (rather
+ * than in the trigger) means a function-level SET clause that ended before
+ * the commit cannot undo it.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "utils/guc.h"
+#include "utils/varlena.h"
+
+#include "tool_audit.h"
+
+PG_MODULE_MAGIC;
+
+void		_PG_init(void);
+
+int			ta_max_jsonb_size_kb = 1024;
+int			ta_max_depth = 64;
+char	   *ta_summary_keys = NULL;
+static char *ta_tenant = NULL;
+
+/* set by the insert triggers, cleared at transaction end */
+static bool ta_wrote_in_xact = false;
+
+void
+ta_note_audit_write(void)
+{
+	ta_wrote_in_xact = true;
+}
+
+static void
+ta_xact_callback(XactEvent event, void *arg)
+{
+	switch (event)
+	{
+		case XACT_EVENT_PRE_COMMIT:
+		case XACT_EVENT_PARALLEL_PRE_COMMIT:
+			if (ta_wrote_in_xact && synchronous_commit < SYNCHRONOUS_COMMIT_ON)
+				(void) set_config_option("synchronous_commit", "on",
+										 PGC_USERSET, PGC_S_SESSION,
+										 GUC_ACTION_LOCAL, true, 0, false);
+			break;
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_COMMIT:
+		case XACT_EVENT_PARALLEL_ABORT:
+		case XACT_EVENT_PREPARE:
+			ta_wrote_in_xact = false;
+			break;
+		default:
+			break;
+	}
+}
+
+static bool
+check_summary_keys(char **newval, void **extra, GucSource source)
+{
+	char	   *raw = pstrdup(*newval);
+	List	   *names;
+
+	if (!SplitGUCList(raw, ',', &names))
+	{
+		GUC_check_errdetail("List syntax is invalid.");
+		pfree(raw);
+		return false;
+	}
+	list_free(names);
+	pfree(raw);
+	return true;
+}
+
+void
+_PG_init(void)
+{
+	DefineCustomIntVariable("tool_audit.max_jsonb_size",
+							"Largest jsonb document (arguments, metadata, payload) an audit row may store.",
+							"Larger documents are refused with an error rather than stored or cut.",
+							&ta_max_jsonb_size_kb,
+							1024, 1, 1024 * 1024,
+							PGC_SUSET, GUC_UNIT_KB,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("tool_audit.max_depth",
+							"Deepest nesting of jsonb the sanitizer accepts.",
+							NULL,
+							&ta_max_depth,
+							64, 1, 10000,
+							PGC_SUSET, 0,
+							NULL, NULL, NULL);
+
+	DefineCustomStringVariable("tool_audit.summary_keys",
+							   "Result keys copied into result_summary.",
+							   "A comma-separated list of top-level keys of a tool result.",
+							   &ta_summary_keys,
+							   "id,order_id,customer_id,status,count",
+							   PGC_SUSET, GUC_LIST_INPUT,
+							   check_summary_keys, NULL, NULL);
+
+	DefineCustomStringVariable("tool_audit.tenant",
+							   "Narrows what tool_audit_reader sees to one tenant for this session.",
+							   "Row-level security also applies the tenant bindings set by tool_audit_admin; this setting can only narrow them.",
+							   &ta_tenant,
+							   "",
+							   PGC_USERSET, 0,
+							   NULL, NULL, NULL);
+
+	MarkGUCPrefixReserved("tool_audit");
+
+	RegisterXactCallback(ta_xact_callback, NULL);
+
+	if (process_shared_preload_libraries_in_progress)
+		ta_guard_install_hooks();
+}
