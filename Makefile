@@ -20,7 +20,7 @@ REGRESS = setup sanitize detect pseudonym summarize log_call log_event \
 	append_only ddl_guard roles tenants rules_admin bad_input
 REGRESS_OPTS = --inputdir=. --outputdir=. --load-extension=tool_audit
 
-ISOLATION = concurrent_writers
+ISOLATION = concurrent_writers rules_cache
 ISOLATION_OPTS = --inputdir=test --outputdir=test --load-extension=tool_audit
 
 TAP_TESTS = 1
@@ -41,3 +41,9 @@ demo:
 	./scripts/demo.sh
 test:
 	./scripts/test.sh
+
+.PHONY: print-regress print-isolation
+print-regress:
+	@echo $(REGRESS)
+print-isolation:
+	@echo $(ISOLATION)

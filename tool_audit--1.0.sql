@@ -191,6 +191,31 @@ CREATE TABLE tool_audit.pseudonym_keys (
 CREATE UNIQUE INDEX pseudonym_keys_one_active ON tool_audit.pseudonym_keys (active) WHERE active;
 COMMENT ON TABLE tool_audit.pseudonym_keys IS 'HMAC keys for pseudonyms; readable by no role but the owner';
 
+-- Inserting an active key retires the one active before it.  rotate_pseudonym_key()
+-- relies on this, and so does a restore: pg_restore creates the extension (and
+-- with it a fresh install key), then COPYs the dumped keys; the dumped active key
+-- takes over again, so pseudonyms made before and after the restore still link.
+CREATE FUNCTION tool_audit.pseudonym_keys_one_active() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NEW.active THEN
+        UPDATE tool_audit.pseudonym_keys k SET active = false
+         WHERE k.active AND k.key_id <> NEW.key_id;
+    END IF;
+    RETURN NEW;
+END
+$$;
+CREATE TRIGGER pseudonym_keys_one_active
+    BEFORE INSERT ON tool_audit.pseudonym_keys
+    FOR EACH ROW EXECUTE FUNCTION tool_audit.pseudonym_keys_one_active();
+
+-- The install key: named after the moment of installation, so that a dumped
+-- key (named after an earlier one) never collides with it on restore.
+INSERT INTO tool_audit.pseudonym_keys (key_id, key, active)
+VALUES ('k' || to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYYMMDDHH24MISSUS'),
+        tool_audit.random_key(32), true);
+
 CREATE VIEW tool_audit.pseudonym_key_ids AS
     SELECT key_id, active, created_at FROM tool_audit.pseudonym_keys;
 
@@ -362,11 +387,15 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   DETAIL = format('The key given has %s bytes.', length(rotate_pseudonym_key.key));
     END IF;
+    IF rotate_pseudonym_key.key_id !~ '^[A-Za-z0-9_-]{1,63}$' THEN
+        RAISE EXCEPTION 'invalid key id "%"', rotate_pseudonym_key.key_id
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'Key ids are 1 to 63 letters, digits, "_" or "-"; they appear in every pseudonym.';
+    END IF;
     LOCK TABLE tool_audit.pseudonym_keys IN SHARE ROW EXCLUSIVE MODE;
     SELECT k.key_id INTO old_id FROM tool_audit.pseudonym_keys k WHERE k.active;
     new_id := coalesce(rotate_pseudonym_key.key_id,
-                       'k' || (SELECT count(*) + 1 FROM tool_audit.pseudonym_keys));
-    UPDATE tool_audit.pseudonym_keys k SET active = false WHERE k.active;
+                       'k' || to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYYMMDDHH24MISSUS'));
     INSERT INTO tool_audit.pseudonym_keys (key_id, key, active)
     VALUES (new_id, coalesce(rotate_pseudonym_key.key, tool_audit.random_key(32)), true);
     PERFORM tool_audit.log_event('pseudonym_key.rotate', tool_audit.acting_role(),
@@ -396,19 +425,25 @@ AS $$
      WHERE pg_has_role(bound_tenants.role, b.role::oid, 'MEMBER')
 $$;
 
-CREATE FUNCTION tool_audit.bind_tenant(role regrole, tenant_id text) RETURNS void
+CREATE FUNCTION tool_audit.bind_tenant(role regrole, tenant_id text) RETURNS boolean
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    added boolean;
 BEGIN
     IF role IS NULL OR tenant_id IS NULL THEN
         RAISE EXCEPTION 'role and tenant_id must not be null' USING ERRCODE = 'null_value_not_allowed';
     END IF;
     INSERT INTO tool_audit.tenant_bindings VALUES (bind_tenant.role, bind_tenant.tenant_id)
         ON CONFLICT DO NOTHING;
-    PERFORM tool_audit.log_event('tenant_binding.add', tool_audit.acting_role(),
-                                 jsonb_build_object('after', jsonb_build_object('role', role::text, 'tenant_id', tenant_id)),
-                                 jsonb_build_object('actor_type', 'user', 'tenant_id', tenant_id));
+    added := FOUND;
+    IF added THEN
+        PERFORM tool_audit.log_event('tenant_binding.add', tool_audit.acting_role(),
+                                     jsonb_build_object('after', jsonb_build_object('role', role::text, 'tenant_id', tenant_id)),
+                                     jsonb_build_object('actor_type', 'user', 'tenant_id', tenant_id));
+    END IF;
+    RETURN added;
 END
 $$;
 

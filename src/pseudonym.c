@@ -6,8 +6,11 @@
  *
  * A pseudonym is "hmac:<key id>:<32 lowercase hex digits>", the first 128
  * bits of HMAC-SHA256(key, normalized value).  The value is normalized
- * first (ASCII white space trimmed at both ends, ASCII letters lowered) so
- * that " Jane@Example.com" and "jane@example.com" link.  Without the key,
+ * first so that the same datum links however it was typed: ASCII white
+ * space is trimmed at both ends and ASCII letters are lowered (" Jane@X.com"
+ * and "jane@x.com"); a value made only of digits and the punctuation used to
+ * group them (space - . / ( ) +) is reduced to its digits ("078-05-1120",
+ * "078 05 1120" and "078051120"; "+1 (555) 010-0100" and "15550100100").  Without the key,
  * which only tool_audit_admin can manage and which never leaves the
  * database, a pseudonym cannot be reversed by enumerating candidates, as an
  * unkeyed SHA-256 of a 9-digit SSN can in minutes.
@@ -75,6 +78,22 @@ is_ascii_space(char c)
 	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
 }
 
+/* Digits, possibly grouped by space - . / ( ) +, and at least one digit. */
+static bool
+is_grouped_number(const char *s, int len)
+{
+	bool		digit = false;
+
+	for (int i = 0; i < len; i++)
+	{
+		if (s[i] >= '0' && s[i] <= '9')
+			digit = true;
+		else if (strchr(" -./()+", s[i]) == NULL || s[i] == '\0')
+			return false;
+	}
+	return digit;
+}
+
 char *
 ta_pseudonymize(const TaRuleSet *rs, const char *value, int len)
 {
@@ -89,19 +108,28 @@ ta_pseudonymize(const TaRuleSet *rs, const char *value, int len)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("no active pseudonymization key"),
-				 errdetail("Personal data cannot be stored without a key, and none could be created in a read-only transaction."),
-				 errhint("Run SELECT tool_audit.rotate_pseudonym_key() as tool_audit_admin on the primary.")));
+				 errdetail("Personal data cannot be stored without a key."),
+				 errhint("Run SELECT tool_audit.rotate_pseudonym_key() as tool_audit_admin.")));
 
 	while (start < end && is_ascii_space(value[start]))
 		start++;
 	while (end > start && is_ascii_space(value[end - 1]))
 		end--;
 	norm = palloc(end - start + 1);
-	for (int i = start; i < end; i++)
+	if (is_grouped_number(value + start, end - start))
 	{
-		char		c = value[i];
+		for (int i = start; i < end; i++)
+			if (value[i] >= '0' && value[i] <= '9')
+				norm[n++] = value[i];
+	}
+	else
+	{
+		for (int i = start; i < end; i++)
+		{
+			char		c = value[i];
 
-		norm[n++] = (c >= 'A' && c <= 'Z') ? (char) (c - 'A' + 'a') : c;
+			norm[n++] = (c >= 'A' && c <= 'Z') ? (char) (c - 'A' + 'a') : c;
+		}
 	}
 
 	if (!hmac_sha256(rs->key, rs->key_len, norm, n, mac))

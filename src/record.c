@@ -187,6 +187,7 @@ tool_calls_before_insert(PG_FUNCTION_ARGS)
 				success_null,
 				error_null,
 				success;
+	int			override;
 	Datum		d;
 	Jsonb	   *summary;
 	text	   *error;
@@ -198,11 +199,12 @@ tool_calls_before_insert(PG_FUNCTION_ARGS)
 	fix_object_column(&fix, "arguments");
 	fix_object_column(&fix, "session_metadata");
 
+	d = get_col(&fix, "success", &success_null);
+	override = success_null ? -1 : (DatumGetBool(d) ? 1 : 0);
 	d = get_col(&fix, "result_summary", &isnull);
-	summary = ta_summarize_result(isnull ? NULL : DatumGetJsonbP(d), &success, &error);
+	summary = ta_summarize_result(isnull ? NULL : DatumGetJsonbP(d), override,
+								  &success, &error);
 	set_col(&fix, "result_summary", JsonbPGetDatum(summary), false);
-
-	(void) get_col(&fix, "success", &success_null);
 	if (success_null)
 		set_col(&fix, "success", BoolGetDatum(success), false);
 	(void) get_col(&fix, "error", &error_null);

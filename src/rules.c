@@ -17,18 +17,14 @@
  * sanitizing call reloads.  A reload never frees a rule set that a caller
  * may still hold: the previous set is freed only when the next one is built.
  *
- * If no key is active when the rules are loaded, one is generated with the
- * server's strong random source, so pseudonymizing works from the first
- * row.  That insert is skipped in read-only transactions and on standbys;
- * pseudonymizing there raises an error instead.
+ * The first key is made by CREATE EXTENSION; this file only reads keys, so
+ * that concurrent writers never wait on each other here.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
 #include "access/htup_details.h"
-#include "access/xact.h"
-#include "access/xlog.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
 #include "commands/trigger.h"
@@ -257,28 +253,6 @@ load_key(TaRuleSet *rs, Oid owner)
 	return true;
 }
 
-static void
-create_first_key(Oid owner)
-{
-	unsigned char raw[32];
-	bytea	   *key = palloc(VARHDRSZ + sizeof(raw));
-	Oid			argtypes[1] = {BYTEAOID};
-	Datum		values[1];
-
-	ta_random_bytes(raw, sizeof(raw));
-	SET_VARSIZE(key, VARHDRSZ + sizeof(raw));
-	memcpy(VARDATA(key), raw, sizeof(raw));
-	values[0] = PointerGetDatum(key);
-
-	spi_exec_as_owner(owner,
-					  "INSERT INTO tool_audit.pseudonym_keys (key_id, key, active)"
-					  " SELECT 'k' || (count(*) + 1), $1, true"
-					  "   FROM tool_audit.pseudonym_keys"
-					  " ON CONFLICT DO NOTHING",
-					  1, argtypes, values, false);
-	explicit_bzero(raw, sizeof(raw));
-}
-
 const TaRuleSet *
 ta_get_rules(void)
 {
@@ -309,11 +283,7 @@ ta_get_rules(void)
 		rs = MemoryContextAllocZero(newcxt, sizeof(TaRuleSet));
 		load_rules(rs, owner, newcxt);
 
-		if (!load_key(rs, owner) && !XactReadOnly && !RecoveryInProgress())
-		{
-			create_first_key(owner);
-			(void) load_key(rs, owner);
-		}
+		(void) load_key(rs, owner);
 		SPI_finish();
 	}
 	PG_CATCH();

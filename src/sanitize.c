@@ -56,7 +56,7 @@ ta_check_jsonb_size(Jsonb *in, const char *what)
 	if (size > (Size) ta_max_jsonb_size_kb * 1024)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("%s is too large to audit", what),
+				 errmsg("value for %s is too large to audit", what),
 				 errdetail("The document takes %zu bytes; tool_audit.max_jsonb_size is %d kB.",
 						   size, ta_max_jsonb_size_kb),
 				 errhint("Summarize the document before logging it, or raise tool_audit.max_jsonb_size.")));
@@ -383,7 +383,7 @@ ta_sanitize_jsonb(Jsonb *in, const char *what)
 				if (++depth > ta_max_depth)
 					ereport(ERROR,
 							(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-							 errmsg("%s is nested too deeply", what),
+							 errmsg("value for %s is nested too deeply", what),
 							 errdetail("Nesting is limited to tool_audit.max_depth (%d) levels.",
 									   ta_max_depth)));
 				if (skip_depth)
@@ -467,7 +467,7 @@ PG_FUNCTION_INFO_V1(sanitize);
 Datum
 sanitize(PG_FUNCTION_ARGS)
 {
-	PG_RETURN_JSONB_P(ta_sanitize_jsonb(PG_GETARG_JSONB_P(0), "document"));
+	PG_RETURN_JSONB_P(ta_sanitize_jsonb(PG_GETARG_JSONB_P(0), "sanitize()"));
 }
 
 /* tool_audit.sanitize_text(value text) RETURNS text */

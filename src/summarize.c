@@ -145,8 +145,14 @@ error_text(JsonbValue *v)
 	return cstring_to_text(JsonbToCString(NULL, &j->root, VARSIZE(j)));
 }
 
+/*
+ * Summarize result.  success_override (-1: none, 0: false, 1: true) is the
+ * caller's own verdict, which wins over the one derived from the result, so
+ * that the summary and the row's success column never disagree.
+ */
 Jsonb *
-ta_summarize_result(Jsonb *result, bool *success, text **error)
+ta_summarize_result(Jsonb *result, int success_override, bool *success,
+					text **error)
 {
 	JsonbParseState *ps = NULL;
 	JsonbValue *res;
@@ -166,6 +172,8 @@ ta_summarize_result(Jsonb *result, bool *success, text **error)
 		v = get_key(result, "success");
 		ok = !is_error_value(err) &&
 			!(v && v->type == jbvBool && !v->val.boolean);
+		if (success_override >= 0)
+			ok = (success_override == 1);
 		push_bool(&ps, "success", ok);
 		if (err)
 			push_pair(&ps, "error", err);
@@ -184,7 +192,11 @@ ta_summarize_result(Jsonb *result, bool *success, text **error)
 		}
 	}
 	else
-		push_bool(&ps, "success", true);
+	{
+		if (success_override >= 0)
+			ok = (success_override == 1);
+		push_bool(&ps, "success", ok);
+	}
 
 	if (result != NULL)
 	{
@@ -218,7 +230,7 @@ ta_summarize_result(Jsonb *result, bool *success, text **error)
 	if (success)
 		*success = ok;
 	if (error)
-		*error = ok ? NULL : error_text(get_key(summary, "error"));
+		*error = error_text(get_key(summary, "error"));
 	return summary;
 }
 
@@ -229,5 +241,5 @@ summarize_result(PG_FUNCTION_ARGS)
 {
 	Jsonb	   *result = PG_ARGISNULL(0) ? NULL : PG_GETARG_JSONB_P(0);
 
-	PG_RETURN_JSONB_P(ta_summarize_result(result, NULL, NULL));
+	PG_RETURN_JSONB_P(ta_summarize_result(result, -1, NULL, NULL));
 }

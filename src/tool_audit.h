@@ -116,8 +116,8 @@ extern char *ta_sanitize_string(const char *s, int len, bool *dropped,
 extern void ta_check_jsonb_size(Jsonb *in, const char *what);
 
 /* ---- summarize.c: result summaries ---- */
-extern Jsonb *ta_summarize_result(Jsonb *result, bool *success,
-								  text **error);
+extern Jsonb *ta_summarize_result(Jsonb *result, int success_override,
+								  bool *success, text **error);
 
 /* ---- guard.c: append-only enforcement ---- */
 extern bool ta_is_protected_relation(Oid relid);

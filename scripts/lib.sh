@@ -1,0 +1,81 @@
+# Shared by scripts/demo.sh and scripts/test.sh: find PostgreSQL 15, install
+# what is missing (as root, from Debian's packages), build and install the
+# extension, and run commands as an unprivileged user (initdb refuses root).
+# shellcheck shell=bash
+
+TA_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+TA_PG_MAJOR=${TA_PG_MAJOR:-15}
+PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/$TA_PG_MAJOR/bin/pg_config}
+TA_PACKAGES="postgresql-$TA_PG_MAJOR postgresql-server-dev-$TA_PG_MAJOR postgresql-$TA_PG_MAJOR-cron
+libssl-dev libipc-run-perl make gcc perl"
+
+ta_log() { printf '==> %s\n' "$*" >&2; }
+ta_die() { printf 'error: %s\n' "$*" >&2; exit 2; }
+
+ta_missing_packages() {
+    local p missing=""
+    for p in $TA_PACKAGES; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+    done
+    echo "$missing"
+}
+
+ta_require_packages() {
+    local missing
+    missing=$(ta_missing_packages)
+    [ -z "$missing" ] && return 0
+    if [ "$(id -u)" -ne 0 ]; then
+        ta_die "missing Debian packages:$missing (run this script as root, or: sudo apt-get install$missing)"
+    fi
+    ta_log "installing Debian packages:$missing"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >/dev/null || ta_die "apt-get update failed"
+    # shellcheck disable=SC2086
+    apt-get install -y -qq --no-install-recommends $missing >/dev/null || ta_die "apt-get install failed"
+}
+
+ta_bindir() { "$PG_CONFIG" --bindir; }
+
+ta_build_install() {
+    ta_log "building tool_audit with $("$PG_CONFIG" --version)"
+    make -s -C "$TA_ROOT" PG_CONFIG="$PG_CONFIG" >/dev/null || ta_die "build failed"
+    if [ -w "$("$PG_CONFIG" --pkglibdir)" ] && [ -w "$("$PG_CONFIG" --sharedir)/extension" ]; then
+        make -s -C "$TA_ROOT" PG_CONFIG="$PG_CONFIG" install >/dev/null || ta_die "make install failed"
+    elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then
+        sudo make -s -C "$TA_ROOT" PG_CONFIG="$PG_CONFIG" install >/dev/null || ta_die "make install failed"
+    else
+        ta_die "cannot write to $("$PG_CONFIG" --pkglibdir): run as root"
+    fi
+}
+
+# The user that runs servers and tests: postgres when we are root.
+ta_test_user() {
+    if [ "$(id -u)" -eq 0 ]; then echo postgres; else id -un; fi
+}
+
+# ta_as_user CMD...: run CMD as the test user, environment preserved.
+ta_as_user() {
+    if [ "$(id -u)" -eq 0 ]; then
+        runuser -u postgres -- env "PATH=$PATH" "$@"
+    else
+        "$@"
+    fi
+}
+
+# A scratch directory the test user owns.
+ta_scratch_dir() {
+    local d
+    d=$(mktemp -d "${TMPDIR:-/tmp}/tool_audit.XXXXXX")
+    [ "$(id -u)" -eq 0 ] && chown postgres: "$d"
+    chmod 700 "$d"
+    echo "$d"
+}
+
+# A TCP port nobody listens on.
+ta_free_port() {
+    local p
+    for p in $(seq 54320 54399); do
+        if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return 0; fi
+    done
+    ta_die "no free port in 54320-54399"
+}

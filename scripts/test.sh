@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# The whole test suite, on clusters it starts itself:
+#   pg_regress twice (plain, and with shared_preload_libraries = 'tool_audit'),
+#   the isolation tests, and the TAP tests.
+# Installs missing Debian packages when run as root, builds and installs the
+# extension, and ends with one line "N passed, N failed"; exits 1 on any
+# failure.  Nothing is left running.
+set -uo pipefail
+. "$(dirname "$0")/lib.sh"
+
+ta_require_packages
+ta_build_install
+
+BINDIR=$(ta_bindir)
+PGXS_DIR=$(dirname "$("$PG_CONFIG" --pgxs)")/..
+PG_REGRESS=$PGXS_DIR/test/regress/pg_regress
+PG_ISOLATION_REGRESS=$PGXS_DIR/test/isolation/pg_isolation_regress
+WORK=$(ta_scratch_dir)
+# TA_KEEP_WORK=1 keeps the copy, its outputs and logs for inspection.
+if [ -n "${TA_KEEP_WORK:-}" ]; then ta_log "work directory: $WORK"; else trap 'rm -rf "$WORK"' EXIT; fi
+
+# The tests write results next to their inputs: give the test user a copy.
+tar -C "$TA_ROOT" --exclude=.git --exclude='*.o' --exclude='*.so' -cf - . | tar -C "$WORK" -xf -
+[ "$(id -u)" -eq 0 ] && chown -R postgres: "$WORK"
+REGRESS=$(make -s -C "$TA_ROOT" PG_CONFIG="$PG_CONFIG" print-regress)
+ISOLATION=$(make -s -C "$TA_ROOT" PG_CONFIG="$PG_CONFIG" print-isolation)
+
+passed=0
+failed=0
+LOGS=$WORK/logs
+ta_as_user mkdir -p "$LOGS"
+
+# count_results LOG STATUS: add a pg_regress-style log's "... ok"/"... FAILED" lines.
+count_results() {
+    local log=$1 status=$2 ok bad
+    ok=$(grep -cE '\.\.\. ok|^ok [0-9]+ ' "$log")
+    bad=$(grep -cE '\.\.\. FAILED|\.\.\. failed|^not ok [0-9]+ ' "$log")
+    if [ "$status" -ne 0 ] && [ "$bad" -eq 0 ]; then bad=1; fi   # the runner itself failed
+    passed=$((passed + ok))
+    failed=$((failed + bad))
+}
+
+show_diffs() {
+    local f
+    for f in "$@"; do
+        [ -s "$f" ] && { echo "---- $f"; head -n 300 "$f"; }
+    done
+}
+
+run_regress() {   # NAME EXTRA-OPTIONS...
+    local name=$1; shift
+    ta_log "pg_regress ($name)"
+    ( cd "$WORK" && ta_as_user "$PG_REGRESS" --temp-instance="$WORK/tmp_$name" \
+        --bindir="$BINDIR" --inputdir="$WORK" --outputdir="$WORK/out_$name" \
+        --load-extension=tool_audit "$@" $REGRESS ) >"$LOGS/$name.log" 2>&1
+    local st=$?
+    cat "$LOGS/$name.log"
+    count_results "$LOGS/$name.log" $st
+    [ $st -ne 0 ] && show_diffs "$WORK/out_$name/regression.diffs"
+}
+
+ta_as_user mkdir -p "$WORK/out_plain" "$WORK/out_preload" "$WORK/out_isolation"
+run_regress plain
+run_regress preload --temp-config="$WORK/test/preload.conf"
+
+ta_log "isolation tests"
+( cd "$WORK" && ta_as_user "$PG_ISOLATION_REGRESS" --temp-instance="$WORK/tmp_isolation" \
+    --bindir="$BINDIR" --inputdir="$WORK/test" --outputdir="$WORK/out_isolation" \
+    --load-extension=tool_audit $ISOLATION ) >"$LOGS/isolation.log" 2>&1
+st=$?
+cat "$LOGS/isolation.log"
+count_results "$LOGS/isolation.log" $st
+[ $st -ne 0 ] && show_diffs "$WORK/out_isolation/regression.diffs"
+
+ta_log "TAP tests"
+( cd "$WORK" && ta_as_user env TESTDIR="$WORK" PG_REGRESS="$PG_REGRESS" \
+    PATH="$BINDIR:$PATH" PG_CONFIG="$PG_CONFIG" \
+    prove -v -I "$PGXS_DIR/test/perl" -I "$WORK/test/t" test/t/*.pl ) >"$LOGS/tap.log" 2>&1
+st=$?
+cat "$LOGS/tap.log"
+count_results "$LOGS/tap.log" $st
+if [ $st -ne 0 ]; then
+    for f in "$WORK"/tmp_check/log/*.log; do [ -f "$f" ] && { echo "---- $f"; tail -n 50 "$f"; }; done
+fi
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]

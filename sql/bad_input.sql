@@ -1,0 +1,43 @@
+-- Bad input: an error with a SQLSTATE, and nothing half-stored.
+\set VERBOSITY terse
+SELECT count(*) AS calls FROM tool_audit.tool_calls \gset
+
+-- nesting deeper than tool_audit.max_depth (64)
+SELECT regress_try(format($$SELECT tool_audit.sanitize(%L)$$, repeat('[', 65) || repeat(']', 65)));
+SELECT regress_try(format($$SELECT tool_audit.sanitize(%L)$$, repeat('[', 64) || repeat(']', 64)));
+SELECT regress_try(format($$SELECT tool_audit.log_call('t', %L, '{}', 1, '{}')$$,
+                          repeat('{"a":', 70) || '1' || repeat('}', 70)));
+SET tool_audit.max_depth = 100;
+SELECT regress_try(format($$SELECT tool_audit.sanitize(%L)$$, repeat('[', 65) || repeat(']', 65)));
+RESET tool_audit.max_depth;
+
+-- documents over tool_audit.max_jsonb_size (1 MB)
+SELECT regress_try($$SELECT tool_audit.sanitize(jsonb_build_object('blob', repeat('x', 1100000)))$$);
+SELECT regress_try($$SELECT tool_audit.log_call('t', jsonb_build_object('blob', repeat('x', 1100000)), '{}', 1, '{}')$$);
+SELECT regress_try($$SELECT tool_audit.log_event('prompt.update', 'a', jsonb_build_object('blob', repeat('x', 1100000)), '{}')$$);
+-- a string of hundreds of MB
+SELECT regress_try($$SELECT tool_audit.log_call('t', jsonb_build_object('blob', repeat('x', 250 * 1024 * 1024)), '{}', 1, '{}')$$);
+-- a large result is fine: only its summary is stored
+SELECT result_summary FROM tool_audit.log_call('export', '{}', jsonb_build_object('blob', repeat('x', 3000000)), 1, '{"conversation_id": "conv_big"}');
+SET tool_audit.max_jsonb_size = '4MB';
+SELECT regress_try($$SELECT tool_audit.sanitize(jsonb_build_object('blob', repeat('x', 1100000)))$$);
+RESET tool_audit.max_jsonb_size;
+
+-- settings: validated, and only superusers may change the audit ones
+SELECT regress_try($$SET tool_audit.max_depth = 0$$);
+SELECT regress_try($$SET tool_audit.max_jsonb_size = -1$$);
+SELECT regress_try($$SET tool_audit.no_such_setting = 1$$);
+SET ROLE regress_writer;
+SELECT regress_try($$SET tool_audit.max_jsonb_size = '1GB'$$);
+SELECT regress_try($$SET tool_audit.summary_keys = 'password'$$);
+SELECT regress_try($$SET tool_audit.tenant = 'acme'$$);   -- narrowing one's own view is fine
+RESET ROLE;
+RESET tool_audit.tenant;
+SELECT name, setting, unit, context FROM pg_settings WHERE name LIKE 'tool_audit.%' ORDER BY 1;
+
+-- NULLs
+SELECT tool_audit.sanitize(NULL) IS NULL AS sanitize_null, tool_audit.sanitize_text(NULL) IS NULL AS text_null,
+       tool_audit.pseudonymize(NULL) IS NULL AS pseudonymize_null;
+
+-- one row stored (the large-result call), none half-stored
+SELECT count(*) - :calls AS calls_added FROM tool_audit.tool_calls;

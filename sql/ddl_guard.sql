@@ -1,0 +1,92 @@
+-- Event triggers refuse the DDL that would switch protection off or lose rows,
+-- for superusers too.
+\set VERBOSITY terse
+SELECT count(*) AS calls FROM tool_audit.tool_calls \gset
+
+-- triggers
+SELECT regress_try($$ALTER TABLE tool_audit.tool_calls DISABLE TRIGGER tool_calls_append_only$$);
+SELECT regress_try($$ALTER TABLE tool_audit.tool_calls DISABLE TRIGGER ALL$$);
+SELECT regress_try($$ALTER TABLE tool_audit.tool_calls DISABLE TRIGGER USER$$);
+SELECT regress_try($$ALTER TABLE tool_audit.admin_events DISABLE TRIGGER admin_events_before_insert$$);
+SELECT regress_try($$ALTER TABLE tool_audit.tool_calls ENABLE TRIGGER tool_calls_append_only$$);
+SELECT regress_try($$ALTER TABLE tool_audit.tool_calls ENABLE REPLICA TRIGGER tool_calls_append_only$$);
+SELECT regress_try($$DROP TRIGGER tool_calls_append_only ON tool_audit.tool_calls$$);
+SELECT regress_try($$DROP TRIGGER admin_events_before_insert ON tool_audit.admin_events$$);
+SELECT regress_try($$CREATE TRIGGER swallow BEFORE INSERT ON tool_audit.tool_calls
+                     FOR EACH ROW EXECUTE FUNCTION suppress_redundant_updates_trigger()$$);
+-- rules that discard or redirect rows
+SELECT regress_try($$CREATE RULE swallow AS ON INSERT TO tool_audit.tool_calls DO INSTEAD NOTHING$$);
+SELECT regress_try($$CREATE RULE swallow AS ON DELETE TO tool_audit.admin_events DO INSTEAD NOTHING$$);
+-- rewrites and data loss through columns and constraints
+SELECT regress_try($$ALTER TABLE tool_audit.tool_calls ALTER COLUMN error TYPE varchar(10)$$);
+SELECT regress_try($$ALTER TABLE tool_audit.tool_calls ALTER COLUMN error TYPE text USING 'x'$$);
+SELECT regress_try($$ALTER TABLE tool_audit.tool_calls SET UNLOGGED$$);
+SELECT regress_try($$ALTER TABLE tool_audit.tool_calls DROP COLUMN arguments$$);
+SELECT regress_try($$ALTER TABLE tool_audit.tool_calls DROP CONSTRAINT tool_name_not_empty$$);
+SELECT regress_try($$ALTER TABLE tool_audit.tool_calls ALTER COLUMN tool_name DROP NOT NULL$$);
+SELECT regress_try($$ALTER TABLE tool_audit.tool_calls ALTER COLUMN id DROP IDENTITY$$);
+SELECT regress_try($$ALTER TABLE tool_audit.tool_calls DISABLE ROW LEVEL SECURITY$$);
+-- policies
+SELECT regress_try($$CREATE POLICY everything ON tool_audit.tool_calls FOR SELECT USING (true)$$);
+SELECT regress_try($$ALTER POLICY reader_tenant ON tool_audit.tool_calls USING (true)$$);
+SELECT regress_try($$DROP POLICY reader_tenant ON tool_audit.tool_calls$$);
+-- names
+SELECT regress_try($$ALTER TABLE tool_audit.tool_calls RENAME TO old_calls$$);
+SELECT regress_try($$ALTER TABLE tool_audit.tool_calls RENAME COLUMN error TO err$$);
+SELECT regress_try($$ALTER TABLE tool_audit.tool_calls SET SCHEMA public$$);
+SELECT regress_try($$ALTER SCHEMA tool_audit RENAME TO audit_old$$);
+-- inheritance: forged rows in a child would show in every SELECT of the parent
+SELECT regress_try($$CREATE TABLE regress_forged () INHERITS (tool_audit.tool_calls)$$);
+CREATE TABLE regress_orphan (LIKE tool_audit.tool_calls);
+SELECT regress_try($$ALTER TABLE regress_orphan INHERIT tool_audit.tool_calls$$);
+DROP TABLE regress_orphan;
+-- the extension's functions: replaced, altered, dropped
+SELECT regress_try($$CREATE OR REPLACE FUNCTION tool_audit.refuse_change() RETURNS trigger
+                     LANGUAGE plpgsql AS 'BEGIN RETURN NULL; END'$$);
+SELECT regress_try($$CREATE FUNCTION tool_audit.helper() RETURNS int LANGUAGE sql AS 'SELECT 1'$$);
+SELECT regress_try($$ALTER FUNCTION tool_audit.log_call(text, jsonb, jsonb, double precision, jsonb) SECURITY INVOKER$$);
+SELECT regress_try($$DROP FUNCTION tool_audit.refuse_change() CASCADE$$);
+SELECT regress_try($$DROP FUNCTION tool_audit.ddl_guard() CASCADE$$);
+SELECT regress_try($$ALTER EXTENSION tool_audit DROP TABLE tool_audit.tool_calls$$);
+-- dropping the trail while it holds rows
+SELECT regress_try($$DROP TABLE tool_audit.tool_calls$$);
+SELECT regress_try($$DROP TABLE tool_audit.admin_events CASCADE$$);
+SELECT regress_try($$DROP TYPE tool_audit.call_trigger CASCADE$$);
+SELECT regress_try($$DROP SCHEMA tool_audit CASCADE$$);
+SELECT regress_try($$DROP EXTENSION tool_audit$$);
+SELECT regress_try($$DROP EXTENSION tool_audit CASCADE$$);
+SELECT regress_try($$DROP OWNED BY CURRENT_USER$$);
+-- a cascade that reaches a policy from elsewhere is caught at sql_drop
+SELECT regress_try($$DROP OWNED BY tool_audit_reader$$);
+
+-- an empty trail may be dropped: a fresh database
+SELECT current_database() AS regress_db \gset
+CREATE DATABASE regress_empty_trail;
+\c regress_empty_trail
+CREATE EXTENSION tool_audit;
+DROP EXTENSION tool_audit;
+SELECT count(*) AS relations_left FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'tool_audit';
+\c :regress_db
+DROP DATABASE regress_empty_trail;
+\set VERBOSITY terse
+
+-- harmless DDL still works
+BEGIN;
+CREATE INDEX regress_calls_by_tool ON tool_audit.tool_calls (tool_name);
+COMMENT ON TABLE tool_audit.tool_calls IS 'commented';
+ALTER TABLE tool_audit.tool_calls SET (fillfactor = 90);
+ALTER TABLE tool_audit.tool_calls ADD COLUMN regress_extra text;
+DROP INDEX tool_audit.regress_calls_by_tool;
+SELECT 'harmless DDL allowed' AS result;
+ROLLBACK;
+CREATE TABLE regress_unrelated (a int);
+ALTER TABLE regress_unrelated DISABLE TRIGGER ALL;
+ALTER TABLE regress_unrelated ALTER COLUMN a TYPE bigint;
+DROP TABLE regress_unrelated;
+
+-- everything is still in place
+SELECT tgname, tgenabled FROM pg_trigger
+ WHERE tgrelid = 'tool_audit.tool_calls'::regclass AND NOT tgisinternal ORDER BY 1;
+SELECT evtname, evtenabled FROM pg_event_trigger ORDER BY 1;
+SELECT relpersistence, relrowsecurity FROM pg_class WHERE oid = 'tool_audit.tool_calls'::regclass;
+SELECT count(*) - :calls AS calls_lost FROM tool_audit.tool_calls;

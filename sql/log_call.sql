@@ -1,0 +1,78 @@
+-- tool_audit.log_call(): the seed's log_call, and the plain INSERT path an ORM takes.
+\set VERBOSITY terse
+SELECT now() AS t0 \gset
+
+-- the seed's example entry
+SELECT tool_name, arguments, result_summary, success, error, duration_ms, model, user_id,
+       user_role, conversation_id, turn_number, call_trigger, client_ip, user_agent,
+       session_metadata, recorded_at >= :'t0' AS recorded_now
+  FROM tool_audit.log_call('update_order_status',
+         '{"order_id": "ORD-54321", "status": "shipped"}',
+         '{"order_id": "ORD-54321", "status": "shipped", "tracking": "1Z999"}',
+         145.23,
+         '{"conversation_id": "conv_abc123", "turn_number": 3, "user_id": "usr_98765",
+           "user_role": "support_agent", "model": "gpt-4.1", "client_ip": "10.0.1.5",
+           "user_agent": "SupportDashboard/2.1", "tenant_id": "acme", "locale": "en-US"}');
+
+-- a failing call with a password and an SSN in its arguments
+SELECT arguments, result_summary, success, error, call_trigger, purpose, subject_id, tool_call_id
+  FROM tool_audit.log_call('reset_password',
+         '{"customer_id": "C-123", "new_password": "hunter2", "ssn": "078-05-1120",
+           "note": "verified with SSN 078-05-1120"}',
+         '{"error": "identity check failed", "error_type": "PermissionError"}',
+         38,
+         '{"conversation_id": "conv_abc123", "turn_number": 4, "user_id": "usr_98765",
+           "call_trigger": "retry", "purpose": "support", "subject_id": "C-123",
+           "tool_call_id": "call_9f8e", "session_token": "abc"}');
+
+-- every trigger value; the default is user_request
+SELECT t, (tool_audit.log_call('noop', '{}', '{}', 0, jsonb_build_object('call_trigger', t, 'conversation_id', 'conv_triggers'))).call_trigger
+  FROM unnest(enum_range(NULL::tool_audit.call_trigger)) AS t ORDER BY t;
+SELECT (tool_audit.log_call('noop', NULL, NULL, NULL, NULL)).call_trigger AS default_trigger,
+       (tool_audit.log_call('noop', NULL, NULL, NULL, NULL)).arguments AS null_arguments,
+       (tool_audit.log_call('noop', NULL, NULL, NULL, NULL)).result_summary AS null_result;
+
+-- a client may bring its own event id (idempotent retries), once
+SELECT event_id FROM tool_audit.log_call('noop', '{}', '{}', 1,
+       '{"event_id": "00000000-0000-4000-8000-000000000001", "conversation_id": "conv_ids"}');
+SELECT regress_try($$SELECT tool_audit.log_call('noop', '{}', '{}', 1, '{"event_id": "00000000-0000-4000-8000-000000000001"}')$$);
+
+-- bad input: a clear error, and nothing stored
+SELECT count(*) AS before FROM tool_audit.tool_calls \gset
+SELECT regress_try($$SELECT tool_audit.log_call(NULL, '{}', '{}', 1, '{}')$$);
+SELECT regress_try($$SELECT tool_audit.log_call('', '{}', '{}', 1, '{}')$$);
+SELECT regress_try($$SELECT tool_audit.log_call('t', '[1, 2]', '{}', 1, '{}')$$);
+SELECT regress_try($$SELECT tool_audit.log_call('t', '"x"', '{}', 1, '{}')$$);
+SELECT regress_try($$SELECT tool_audit.log_call('t', '{}', '{}', 1, '[]')$$);
+SELECT regress_try($$SELECT tool_audit.log_call('t', '{}', '{}', 1, '{"turn_number": "seven"}')$$);
+SELECT regress_try($$SELECT tool_audit.log_call('t', '{}', '{}', 1, '{"turn_number": -1}')$$);
+SELECT regress_try($$SELECT tool_audit.log_call('t', '{}', '{}', 1, '{"call_trigger": "whim"}')$$);
+SELECT regress_try($$SELECT tool_audit.log_call('t', '{}', '{}', 1, '{"client_ip": "10.0.0.300"}')$$);
+SELECT regress_try($$SELECT tool_audit.log_call('t', '{}', '{}', 1, '{"event_id": "not-a-uuid"}')$$);
+SELECT regress_try($$SELECT tool_audit.log_call('t', '{}', '{}', -1, '{}')$$);
+SELECT regress_try($$SELECT tool_audit.log_call('t', '{}', '{}', 'NaN', '{}')$$);
+SELECT regress_try($$SELECT tool_audit.log_call('t', '{}', '{}', 'Infinity', '{}')$$);
+SELECT count(*) - :before AS stored_by_bad_calls FROM tool_audit.tool_calls;
+
+-- plain INSERT (what an ORM does): same sanitizing, the result summarized,
+-- success and error derived, the server's clock
+INSERT INTO tool_audit.tool_calls (tool_name, conversation_id, arguments, result_summary, recorded_at, user_agent)
+VALUES ('charge_payment', 'conv_orm', '{"card_number": "4111111111111111", "amount": 20}',
+        jsonb_build_object('error', 'card declined', 'id', 'ch_1', 'raw', repeat('x', 1200)),
+        '2000-01-01', 'bot/1.0 (token sk-abcdefghijklmnopqrstuvwx)')
+RETURNING arguments, result_summary, success, error, user_agent, recorded_at >= :'t0' AS server_time;
+-- explicit success and error are kept (error text is still sanitized)
+INSERT INTO tool_audit.tool_calls (tool_name, conversation_id, result_summary, success, error)
+VALUES ('charge_payment', 'conv_orm', '{"id": "ch_2"}', false, 'gateway said: Bearer abcdefghijklmnop')
+RETURNING result_summary, success, error;
+-- arguments must be an object here too
+SELECT regress_try($$INSERT INTO tool_audit.tool_calls (tool_name, arguments) VALUES ('t', '[1]')$$);
+SELECT regress_try($$INSERT INTO tool_audit.tool_calls (tool_name, session_metadata) VALUES ('t', '3')$$);
+SELECT regress_try($$INSERT INTO tool_audit.tool_calls (tool_name) VALUES (NULL)$$);
+-- COPY takes the same path
+COPY tool_audit.tool_calls (tool_name, conversation_id, arguments) FROM stdin;
+bulk_import	conv_copy	{"api_key": "k-123", "rows": 10}
+\.
+SELECT arguments, result_summary, success FROM tool_audit.tool_calls WHERE conversation_id = 'conv_copy';
+
+SELECT conversation_id, count(*) FROM tool_audit.tool_calls GROUP BY 1 ORDER BY 1 NULLS FIRST;

@@ -1,0 +1,71 @@
+-- Privileges: writers log, readers read, admins manage rules and keys, PUBLIC nothing.
+\set VERBOSITY terse
+
+-- a role with no tool_audit role at all
+SET ROLE regress_nobody;
+SELECT regress_try($$SELECT count(*) FROM tool_audit.tool_calls$$);
+SELECT regress_try($$SELECT tool_audit.log_call('t', '{}', '{}', 1, '{}')$$);
+SELECT regress_try($$SELECT tool_audit.sanitize('{}')$$);
+SELECT regress_try($$INSERT INTO tool_audit.tool_calls (tool_name) VALUES ('t')$$);
+RESET ROLE;
+
+-- the writer: may log, nothing else
+SET ROLE regress_writer;
+SELECT tool_name, success FROM tool_audit.log_call('writer_call', '{"password": "p"}', '{}', 5, '{"conversation_id": "conv_roles", "tenant_id": "acme"}');
+SELECT event_type FROM tool_audit.log_event('prompt.update', 'svc', '{}', '{"tenant_id": "acme"}');
+SELECT regress_try($$INSERT INTO tool_audit.tool_calls (tool_name, conversation_id, tenant_id) VALUES ('writer_insert', 'conv_roles', 'acme')$$);
+SELECT regress_try($$SELECT tool_audit.sanitize('{"token": "t"}')$$);
+SELECT regress_try($$SELECT tool_audit.summarize_result('{}')$$);
+SELECT regress_try($$SELECT count(*) FROM tool_audit.tool_calls$$);
+SELECT regress_try($$UPDATE tool_audit.tool_calls SET success = true$$);
+SELECT regress_try($$DELETE FROM tool_audit.tool_calls$$);
+SELECT regress_try($$SELECT tool_audit.pseudonymize('078-05-1120')$$);   -- no oracle for writers
+SELECT regress_try($$SELECT * FROM tool_audit.pseudonym_keys$$);
+SELECT regress_try($$SELECT tool_audit.rotate_pseudonym_key()$$);
+SELECT regress_try($$INSERT INTO tool_audit.sanitize_rules (applies_to, match, pattern, action) VALUES ('key', 'exact', 'x', 'keep')$$);
+RESET ROLE;
+
+-- the reader: may read, nothing else
+SET ROLE regress_reader;
+SELECT tool_name, arguments FROM tool_audit.tool_calls WHERE conversation_id = 'conv_roles' ORDER BY id;
+SELECT regress_try($$SELECT tool_audit.log_call('t', '{}', '{}', 1, '{}')$$);
+SELECT regress_try($$INSERT INTO tool_audit.tool_calls (tool_name) VALUES ('t')$$);
+SELECT regress_try($$UPDATE tool_audit.tool_calls SET success = true$$);
+SELECT regress_try($$SELECT tool_audit.sanitize('{}')$$);
+SELECT regress_try($$SELECT * FROM tool_audit.pseudonym_keys$$);
+SELECT regress_try($$SELECT * FROM tool_audit.sanitize_rules$$);
+SELECT regress_try($$SELECT tool_audit.bind_tenant('regress_reader', 'acme')$$);
+RESET ROLE;
+
+-- the admin: rules and keys, reads everything, does not log tool calls
+SET ROLE regress_admin;
+SELECT count(*) > 0 AS admin_reads FROM tool_audit.tool_calls;
+SELECT count(*) AS builtin_rules_visible FROM tool_audit.sanitize_rules WHERE builtin;
+SELECT key_id, active FROM tool_audit.pseudonym_key_ids WHERE active;
+SELECT regress_try($$SELECT * FROM tool_audit.pseudonym_keys$$);    -- key ids yes, key bytes no
+SELECT regress_try($$SELECT tool_audit.log_call('t', '{}', '{}', 1, '{}')$$);
+SELECT regress_try($$UPDATE tool_audit.tool_calls SET success = true$$);
+BEGIN;
+SELECT tool_audit.rotate_pseudonym_key('admin_key', decode(repeat('ef', 32), 'hex'));
+ROLLBACK;
+RESET ROLE;
+
+-- REVOKE, the call fails; GRANT, it works again
+REVOKE tool_audit_writer FROM regress_writer;
+SET ROLE regress_writer;
+SELECT regress_try($$SELECT tool_audit.log_call('t', '{}', '{}', 1, '{"conversation_id": "conv_roles"}')$$);
+RESET ROLE;
+GRANT tool_audit_writer TO regress_writer;
+SET ROLE regress_writer;
+SELECT regress_try($$SELECT tool_audit.log_call('t', '{}', '{}', 1, '{"conversation_id": "conv_roles"}')$$);
+RESET ROLE;
+
+-- the extension's grants, as the catalog has them
+SELECT table_name, grantee, privilege_type FROM information_schema.role_table_grants
+ WHERE table_schema = 'tool_audit' AND table_name IN ('tool_calls', 'admin_events', 'sanitize_rules', 'pseudonym_keys')
+   AND grantee LIKE 'tool_audit%' ORDER BY table_name, grantee, privilege_type;
+SELECT p.proname, has_function_privilege('public', p.oid, 'EXECUTE') AS public_can_execute
+  FROM pg_proc p WHERE p.pronamespace = 'tool_audit'::regnamespace ORDER BY 1;
+-- every SECURITY DEFINER function pins its search_path
+SELECT p.proname, p.proconfig FROM pg_proc p
+ WHERE p.pronamespace = 'tool_audit'::regnamespace AND p.prosecdef ORDER BY 1;

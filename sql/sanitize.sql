@@ -1,0 +1,42 @@
+-- tool_audit.sanitize(jsonb): key rules at any depth, inside arrays too.
+\set VERBOSITY terse
+
+-- the seed's sensitive keys, and their common spellings
+SELECT tool_audit.sanitize('{"password": "hunter2", "token": "t", "api_key": "k", "secret": "s",
+  "credit_card": "4000", "authorization": "Basic x", "user": "bob"}');
+SELECT tool_audit.sanitize('{"apiKey": 1, "x-api-key": 2, "API_KEY": 3, "access_token": 4,
+  "refreshToken": 5, "Authorization": 6, "client_secret": 7, "db_password": 8,
+  "passwordHash": 9, "Set-Cookie": 10, "cvv": 11, "private_key": 12, "PWD": 13}');
+-- innocent keys stay
+SELECT tool_audit.sanitize('{"max_tokens": 100, "token_count": 3, "className": "x", "author": "y",
+  "status": "shipped", "tokenizer": "bpe"}');
+
+-- any depth, arrays, arrays of arrays
+SELECT tool_audit.sanitize('{"a": {"b": {"c": {"password": "deep"}}}}');
+SELECT tool_audit.sanitize('{"users": [{"name": "a", "password": "p1"}, {"name": "b", "password": "p2"}]}');
+SELECT tool_audit.sanitize('[[{"token": "x"}], [[{"secret": "y", "ok": true}]]]');
+-- a sensitive key's whole value goes, container or not
+SELECT tool_audit.sanitize('{"credentials": {"password": "p"}, "secret": {"nested": [1, 2]}, "token": [1, 2]}');
+SELECT tool_audit.sanitize('{"password": null, "token": false, "secret": 0}');
+
+-- scalars, empty containers, non-object documents
+SELECT tool_audit.sanitize('{}'), tool_audit.sanitize('[]'), tool_audit.sanitize('"plain"'),
+       tool_audit.sanitize('42'), tool_audit.sanitize('null'), tool_audit.sanitize('true');
+SELECT tool_audit.sanitize('"my token is Bearer abcdefghijklmnop"');
+SELECT tool_audit.sanitize(NULL) IS NULL AS null_in_null_out;
+
+-- a number holding a card number becomes a marker string
+SELECT tool_audit.sanitize('{"n": 4111111111111111, "m": 4111111111111112, "price": 12.50}');
+
+-- unicode keys and values pass through
+SELECT tool_audit.sanitize('{"naïve": "café ☕", "пароль": "x", "motDePasse": "x", "Password": "é"}');
+
+-- idempotent: sanitizing a sanitized document changes nothing
+WITH d(doc) AS (VALUES ('{"password": "x", "ssn": "078-05-1120", "note": "SSN 078-05-1120, card 4111111111111111",
+                         "address": {"street": "1 Main", "zip": 12345}}'::jsonb))
+SELECT tool_audit.sanitize(tool_audit.sanitize(doc)) = tool_audit.sanitize(doc) AS idempotent,
+       tool_audit.sanitize(doc) <> doc AS changed
+  FROM d;
+-- a document with nothing to remove comes back equal
+SELECT tool_audit.sanitize('{"order_id": "ORD-1", "items": [1, 2, {"sku": "A"}]}')
+     = '{"order_id": "ORD-1", "items": [1, 2, {"sku": "A"}]}' AS unchanged;
