@@ -1,0 +1,90 @@
+/*
+ * libFuzzer harness for src/detect.c: every detector over arbitrary bytes,
+ * each input in a buffer of exactly its size, so that AddressSanitizer sees
+ * a read one byte past the end (inside the server such a read would land in
+ * the rest of a jsonb datum and go unnoticed).  It also checks what the
+ * detectors promise: spans in bounds, non-empty, ordered, not overlapping.
+ *
+ *   test/fuzz/run.sh [seconds]
+ *
+ * The few server routines detect.c calls are provided here.
+ */
+#include "postgres.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "tool_audit.h"
+
+void *
+palloc(Size size)
+{
+	return malloc(size);
+}
+
+void *
+repalloc(void *pointer, Size size)
+{
+	return realloc(pointer, size);
+}
+
+void
+pfree(void *pointer)
+{
+	free(pointer);
+}
+
+bool
+errstart_cold(int elevel, const char *domain)
+{
+	abort();
+}
+
+bool
+errstart(int elevel, const char *domain)
+{
+	abort();
+}
+
+void
+errfinish(const char *filename, int lineno, const char *funcname)
+{
+	abort();
+}
+
+int
+errmsg_internal(const char *fmt,...)
+{
+	return 0;
+}
+
+int			LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	char	   *buf = malloc(size ? size : 1);
+
+	memcpy(buf, data, size);
+	for (int d = 0; d < TA_DETECT__COUNT; d++)
+	{
+		TaSpanList	spans = {0};
+
+		ta_detect((TaDetector) d, buf, (int) size, d, &spans);
+		for (int i = 0; i < spans.n; i++)
+		{
+			TaSpan	   *s = &spans.items[i];
+
+			if (s->start < 0 || s->end > (int) size || s->start >= s->end ||
+				(i > 0 && s->start < spans.items[i - 1].end))
+			{
+				fprintf(stderr, "detector %s: bad span %d [%d, %d) of %zu bytes\n",
+						ta_detector_name((TaDetector) d), i, s->start, s->end, size);
+				abort();
+			}
+		}
+		free(spans.items);
+	}
+	free(buf);
+	return 0;
+}
