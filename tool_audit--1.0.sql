@@ -64,8 +64,13 @@ CREATE FUNCTION tool_audit.ddl_guard() RETURNS event_trigger
 CREATE TYPE tool_audit.call_trigger AS ENUM
     ('user_request', 'proactive', 'retry', 'follow_up', 'system');
 
+-- ids come from these sequences through the insert triggers, never from the
+-- caller (an INSERT that brings an id is refused).
+CREATE SEQUENCE tool_audit.tool_calls_id_seq;
+CREATE SEQUENCE tool_audit.admin_events_id_seq;
+
 CREATE TABLE tool_audit.tool_calls (
-    id               bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    id               bigint PRIMARY KEY,
     event_id         uuid NOT NULL DEFAULT pg_catalog.gen_random_uuid() UNIQUE,
     recorded_at      timestamptz NOT NULL DEFAULT pg_catalog.now(),
     tenant_id        text,
@@ -88,12 +93,13 @@ CREATE TABLE tool_audit.tool_calls (
                      CHECK (duration_ms >= 0 AND duration_ms < 'Infinity'),
     client_ip        inet,
     user_agent       text,
-    session_metadata jsonb NOT NULL DEFAULT '{}'
+    session_metadata jsonb NOT NULL DEFAULT '{}',
+    recorded_by      text NOT NULL
 );
 COMMENT ON TABLE tool_audit.tool_calls IS 'One row per AI tool call; append-only, sanitized on insert';
 
 CREATE TABLE tool_audit.admin_events (
-    id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    id          bigint PRIMARY KEY,
     event_id    uuid NOT NULL DEFAULT pg_catalog.gen_random_uuid() UNIQUE,
     occurred_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
     event_type  text NOT NULL
@@ -106,8 +112,11 @@ CREATE TABLE tool_audit.admin_events (
     payload     jsonb NOT NULL DEFAULT '{}',
     reason      text,
     source_ip   inet,
-    metadata    jsonb NOT NULL DEFAULT '{}'
+    metadata    jsonb NOT NULL DEFAULT '{}',
+    recorded_by text NOT NULL
 );
+ALTER SEQUENCE tool_audit.tool_calls_id_seq OWNED BY tool_audit.tool_calls.id;
+ALTER SEQUENCE tool_audit.admin_events_id_seq OWNED BY tool_audit.admin_events.id;
 COMMENT ON TABLE tool_audit.admin_events IS 'Administrative actions (prompt, policy, billing, impersonation, kill switch); append-only';
 
 CREATE TRIGGER tool_calls_before_insert
@@ -116,9 +125,14 @@ CREATE TRIGGER tool_calls_before_insert
 CREATE TRIGGER tool_calls_append_only
     BEFORE UPDATE OR DELETE OR TRUNCATE ON tool_audit.tool_calls
     FOR EACH STATEMENT EXECUTE FUNCTION tool_audit.refuse_change();
+-- row level as well: logical replication's apply worker fires only row triggers
+CREATE TRIGGER tool_calls_append_only_row
+    BEFORE UPDATE OR DELETE ON tool_audit.tool_calls
+    FOR EACH ROW EXECUTE FUNCTION tool_audit.refuse_change();
 ALTER TABLE tool_audit.tool_calls
     ENABLE ALWAYS TRIGGER tool_calls_before_insert,
-    ENABLE ALWAYS TRIGGER tool_calls_append_only;
+    ENABLE ALWAYS TRIGGER tool_calls_append_only,
+    ENABLE ALWAYS TRIGGER tool_calls_append_only_row;
 
 CREATE TRIGGER admin_events_before_insert
     BEFORE INSERT ON tool_audit.admin_events
@@ -126,9 +140,13 @@ CREATE TRIGGER admin_events_before_insert
 CREATE TRIGGER admin_events_append_only
     BEFORE UPDATE OR DELETE OR TRUNCATE ON tool_audit.admin_events
     FOR EACH STATEMENT EXECUTE FUNCTION tool_audit.refuse_change();
+CREATE TRIGGER admin_events_append_only_row
+    BEFORE UPDATE OR DELETE ON tool_audit.admin_events
+    FOR EACH ROW EXECUTE FUNCTION tool_audit.refuse_change();
 ALTER TABLE tool_audit.admin_events
     ENABLE ALWAYS TRIGGER admin_events_before_insert,
-    ENABLE ALWAYS TRIGGER admin_events_append_only;
+    ENABLE ALWAYS TRIGGER admin_events_append_only,
+    ENABLE ALWAYS TRIGGER admin_events_append_only_row;
 
 -- ---------------------------------------------------------------------------
 -- Sanitizing rules and pseudonymization keys
@@ -329,6 +347,11 @@ BEGIN
         RAISE EXCEPTION 'event_type and actor must not be null'
             USING ERRCODE = 'null_value_not_allowed';
     END IF;
+    IF starts_with(event_type, 'tool_audit.') THEN
+        RAISE EXCEPTION 'event types starting with "tool_audit." are reserved for tool_audit itself'
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = format('The event type given was "%s".', event_type);
+    END IF;
     IF event_type !~ '^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$' THEN
         RAISE EXCEPTION 'invalid event type "%"', event_type
             USING ERRCODE = 'invalid_parameter_value',
@@ -354,18 +377,28 @@ BEGIN
 END
 $$;
 
+-- record_own_event(): the extension's own administration, under the reserved
+-- "tool_audit." event types; callable only by the owner (its own functions).
+CREATE FUNCTION tool_audit.record_own_event(event_type text, payload jsonb, tenant_id text DEFAULT NULL)
+RETURNS void
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    INSERT INTO tool_audit.admin_events (event_type, actor, actor_type, tenant_id, payload)
+    VALUES ('tool_audit.' || record_own_event.event_type, tool_audit.acting_role(), 'user',
+            record_own_event.tenant_id, record_own_event.payload)
+$$;
+
 -- Every change to the rules is itself an admin event.
 CREATE FUNCTION tool_audit.sanitize_rules_audit() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    PERFORM tool_audit.log_event(
+    PERFORM tool_audit.record_own_event(
         'sanitize_rule.' || lower(TG_OP),
-        tool_audit.acting_role(),
         jsonb_build_object(
             'before', CASE WHEN TG_OP <> 'INSERT' THEN to_jsonb(OLD) END,
-            'after',  CASE WHEN TG_OP <> 'DELETE' THEN to_jsonb(NEW) END),
-        jsonb_build_object('actor_type', 'user'));
+            'after',  CASE WHEN TG_OP <> 'DELETE' THEN to_jsonb(NEW) END));
     RETURN NULL;
 END
 $$;
@@ -398,9 +431,8 @@ BEGIN
                        'k' || to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYYMMDDHH24MISSUS'));
     INSERT INTO tool_audit.pseudonym_keys (key_id, key, active)
     VALUES (new_id, coalesce(rotate_pseudonym_key.key, tool_audit.random_key(32)), true);
-    PERFORM tool_audit.log_event('pseudonym_key.rotate', tool_audit.acting_role(),
-                                 jsonb_build_object('before', old_id, 'after', new_id),
-                                 jsonb_build_object('actor_type', 'user'));
+    PERFORM tool_audit.record_own_event('pseudonym_key.rotate',
+                                        jsonb_build_object('before', old_id, 'after', new_id));
     RETURN new_id;
 END
 $$;
@@ -439,9 +471,9 @@ BEGIN
         ON CONFLICT DO NOTHING;
     added := FOUND;
     IF added THEN
-        PERFORM tool_audit.log_event('tenant_binding.add', tool_audit.acting_role(),
-                                     jsonb_build_object('after', jsonb_build_object('role', role::text, 'tenant_id', tenant_id)),
-                                     jsonb_build_object('actor_type', 'user', 'tenant_id', tenant_id));
+        PERFORM tool_audit.record_own_event('tenant_binding.add',
+                                            jsonb_build_object('after', jsonb_build_object('role', role::text, 'tenant_id', tenant_id)),
+                                            tenant_id);
     END IF;
     RETURN added;
 END
@@ -458,9 +490,9 @@ BEGIN
      WHERE b.role = unbind_tenant.role AND b.tenant_id = unbind_tenant.tenant_id;
     found_one := FOUND;
     IF found_one THEN
-        PERFORM tool_audit.log_event('tenant_binding.remove', tool_audit.acting_role(),
-                                     jsonb_build_object('before', jsonb_build_object('role', role::text, 'tenant_id', tenant_id)),
-                                     jsonb_build_object('actor_type', 'user', 'tenant_id', tenant_id));
+        PERFORM tool_audit.record_own_event('tenant_binding.remove',
+                                            jsonb_build_object('before', jsonb_build_object('role', role::text, 'tenant_id', tenant_id)),
+                                            tenant_id);
     END IF;
     RETURN found_one;
 END
@@ -533,6 +565,8 @@ GRANT EXECUTE ON FUNCTION
 -- pg_dump keeps the audit data (extension tables are otherwise not dumped)
 -- ---------------------------------------------------------------------------
 SELECT pg_catalog.pg_extension_config_dump('tool_audit.tool_calls', '');
+SELECT pg_catalog.pg_extension_config_dump('tool_audit.tool_calls_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('tool_audit.admin_events_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('tool_audit.admin_events', '');
 SELECT pg_catalog.pg_extension_config_dump('tool_audit.sanitize_rules', 'WHERE NOT builtin');
 SELECT pg_catalog.pg_extension_config_dump('tool_audit.pseudonym_keys', '');

@@ -15,6 +15,8 @@ RESET tool_audit.max_depth;
 SELECT regress_try($$SELECT tool_audit.sanitize(jsonb_build_object('blob', repeat('x', 1100000)))$$);
 SELECT regress_try($$SELECT tool_audit.log_call('t', jsonb_build_object('blob', repeat('x', 1100000)), '{}', 1, '{}')$$);
 SELECT regress_try($$SELECT tool_audit.log_event('prompt.update', 'a', jsonb_build_object('blob', repeat('x', 1100000)), '{}')$$);
+SELECT regress_try($$SELECT tool_audit.sanitize_text(repeat('x', 1100000))$$);
+SELECT regress_try($$INSERT INTO tool_audit.tool_calls (tool_name, user_agent) VALUES ('t', repeat('x', 1100000))$$);
 -- a string of hundreds of MB
 SELECT regress_try($$SELECT tool_audit.log_call('t', jsonb_build_object('blob', repeat('x', 250 * 1024 * 1024)), '{}', 1, '{}')$$);
 -- a large result is fine: only its summary is stored

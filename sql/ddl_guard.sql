@@ -48,6 +48,41 @@ SELECT regress_try($$ALTER FUNCTION tool_audit.log_call(text, jsonb, jsonb, doub
 SELECT regress_try($$DROP FUNCTION tool_audit.refuse_change() CASCADE$$);
 SELECT regress_try($$DROP FUNCTION tool_audit.ddl_guard() CASCADE$$);
 SELECT regress_try($$ALTER EXTENSION tool_audit DROP TABLE tool_audit.tool_calls$$);
+-- swapping a function body through another schema or name
+SELECT regress_try($$ALTER FUNCTION tool_audit.tool_calls_before_insert() SET SCHEMA public$$);
+SELECT regress_try($$ALTER FUNCTION tool_audit.refuse_change() RENAME TO old_refuse_change$$);
+SELECT regress_try($$ALTER FUNCTION tool_audit.refuse_change() OWNER TO regress_admin$$);
+SET search_path = public, tool_audit;
+SELECT regress_try($$ALTER FUNCTION log_event(text, text, jsonb, jsonb) RESET search_path$$);
+RESET search_path;
+-- rewriting history through the enum
+SELECT regress_try($$ALTER TYPE tool_audit.call_trigger RENAME VALUE 'proactive' TO 'user_request2'$$);
+SELECT regress_try($$ALTER TYPE tool_audit.call_trigger ADD VALUE 'whim'$$);
+-- forged rows through a foreign table child
+CREATE FOREIGN DATA WRAPPER regress_fdw;
+CREATE SERVER regress_server FOREIGN DATA WRAPPER regress_fdw;
+SELECT regress_try($$CREATE FOREIGN TABLE regress_forged_ft () INHERITS (tool_audit.tool_calls) SERVER regress_server$$);
+DROP SERVER regress_server;
+DROP FOREIGN DATA WRAPPER regress_fdw;
+-- owners, constraints, indexes that refuse or cascade away rows
+SELECT regress_try($$ALTER TABLE tool_audit.tool_calls OWNER TO regress_admin$$);
+SELECT regress_try($$ALTER TABLE tool_audit.tool_calls ADD CONSTRAINT no_exfil CHECK (tool_name <> 'exfiltrate') NOT VALID$$);
+CREATE TABLE regress_anchor (n int PRIMARY KEY);
+SELECT regress_try($$ALTER TABLE tool_audit.tool_calls ADD CONSTRAINT fk FOREIGN KEY (turn_number) REFERENCES regress_anchor NOT VALID$$);
+DROP TABLE regress_anchor;
+SELECT regress_try($$CREATE UNIQUE INDEX ON tool_audit.tool_calls (tool_name)$$);
+SELECT regress_try($$CREATE INDEX ON tool_audit.tool_calls ((1 / (length(tool_name) - 7)))$$);
+SELECT regress_try($$CREATE INDEX ON tool_audit.tool_calls (tool_name) WHERE success$$);
+-- privileges are the extension's: grant its roles instead
+SELECT regress_try($$GRANT SELECT ON tool_audit.pseudonym_keys TO regress_admin$$);
+SELECT regress_try($$GRANT ALL ON ALL TABLES IN SCHEMA tool_audit TO regress_nobody$$);
+SELECT regress_try($$REVOKE INSERT ON tool_audit.tool_calls FROM tool_audit_writer$$);
+SELECT regress_try($$GRANT EXECUTE ON FUNCTION tool_audit.pseudonymize(text) TO regress_writer$$);
+-- the rules and keys tables are guarded the same way (rule changes stay audited)
+SELECT regress_try($$ALTER TABLE tool_audit.sanitize_rules DISABLE TRIGGER sanitize_rules_audit$$);
+SELECT regress_try($$ALTER TABLE tool_audit.pseudonym_keys OWNER TO regress_admin$$);
+SELECT regress_try($$CREATE TRIGGER t BEFORE INSERT ON tool_audit.sanitize_rules FOR EACH ROW EXECUTE FUNCTION suppress_redundant_updates_trigger()$$);
+
 -- dropping the trail while it holds rows
 SELECT regress_try($$DROP TABLE tool_audit.tool_calls$$);
 SELECT regress_try($$DROP TABLE tool_audit.admin_events CASCADE$$);
@@ -72,7 +107,7 @@ DROP DATABASE regress_empty_trail;
 
 -- harmless DDL still works
 BEGIN;
-CREATE INDEX regress_calls_by_tool ON tool_audit.tool_calls (tool_name);
+CREATE INDEX regress_calls_by_tool ON tool_audit.tool_calls (tool_name);   -- a plain index is fine
 COMMENT ON TABLE tool_audit.tool_calls IS 'commented';
 ALTER TABLE tool_audit.tool_calls SET (fillfactor = 90);
 ALTER TABLE tool_audit.tool_calls ADD COLUMN regress_extra text;

@@ -35,3 +35,13 @@ SELECT tool_audit.sanitize_text(''), tool_audit.sanitize_text('hello world');
 -- in a document, strings at any depth are scanned, keys are not
 SELECT tool_audit.sanitize('{"notes": ["call 078-05-1120", {"deep": ["Bearer abcdefghijklmnop"]}],
   "ref": "ORD-1"}');
+
+-- adversarial strings that made earlier scanners quadratic finish at once
+SET statement_timeout = '5s';
+SELECT length(tool_audit.sanitize_text(repeat('-AIza', 80000))) AS api_key_runs,
+       length(tool_audit.sanitize_text(repeat('-----BEGIN ', 40000))) AS pem_begins,
+       length(tool_audit.sanitize_text(repeat('-----BEGIN PRIVATE KEY-----', 30000))) AS pem_labels,
+       length(tool_audit.sanitize_text(repeat('eyJ', 100000))) AS jwt_starts,
+       length(tool_audit.sanitize_text(repeat('bearer ', 100000))) AS bearer_words,
+       length(tool_audit.sanitize_text(repeat('4111 ', 100000))) AS digit_groups;
+RESET statement_timeout;

@@ -75,4 +75,32 @@ bulk_import	conv_copy	{"api_key": "k-123", "rows": 10}
 \.
 SELECT arguments, result_summary, success FROM tool_audit.tool_calls WHERE conversation_id = 'conv_copy';
 
+-- every text column goes through the value rules
+INSERT INTO tool_audit.tool_calls (tool_name, conversation_id, purpose, user_id, tool_call_id, subject_id, model)
+VALUES ('lookup', 'conv_text', 'card 4111 1111 1111 1111, ssn 078-05-1120', 'Bearer abcdefghijklmnop',
+        'sk-abcdefghijklmnopqrstuvwx', 'P-001', 'gpt-4.1')
+RETURNING purpose, user_id, tool_call_id, subject_id, model;
+
+-- ids come from tool_audit, never from the caller
+SELECT regress_try($$INSERT INTO tool_audit.tool_calls (id, tool_name) VALUES (1000000, 'squat')$$);
+SELECT regress_try($$INSERT INTO tool_audit.tool_calls (id, tool_name) SELECT g, 'squat' FROM generate_series(100, 110) g$$);
+-- recorded_by is the acting database role, whatever the caller says
+INSERT INTO tool_audit.tool_calls (tool_name, conversation_id, recorded_by) VALUES ('lookup', 'conv_text', 'someone_else')
+RETURNING recorded_by;
+SET ROLE regress_writer;
+SELECT recorded_by FROM tool_audit.log_call('lookup', '{}', '{}', 1, '{"conversation_id": "conv_text"}');
+RESET ROLE;
+
+-- restoring a dump (superuser, tool_audit.restoring = on) keeps id, time, role and event id
+SET tool_audit.restoring = on;
+INSERT INTO tool_audit.tool_calls (id, event_id, recorded_at, recorded_by, tool_name, conversation_id, arguments, success)
+VALUES (900001, '00000000-0000-4000-8000-000000000099', '2024-01-02 03:04:05+00', 'original_app', 'restored',
+        'conv_restore', '{"password": "***REDACTED***"}', true)
+RETURNING id, event_id, recorded_at AT TIME ZONE 'UTC' AS recorded_at_utc, recorded_by, arguments;
+SELECT regress_try($$INSERT INTO tool_audit.tool_calls (tool_name) VALUES ('no id')$$);
+RESET tool_audit.restoring;
+SET ROLE regress_writer;
+SELECT regress_try($$SET tool_audit.restoring = on$$);
+RESET ROLE;
+
 SELECT conversation_id, count(*) FROM tool_audit.tool_calls GROUP BY 1 ORDER BY 1 NULLS FIRST;

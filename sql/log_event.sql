@@ -35,8 +35,13 @@ SELECT regress_try($$SELECT tool_audit.log_event('prompt.update', 'a', '[1]', '{
 SELECT regress_try($$SELECT tool_audit.log_event('prompt.update', 'a', '{}', '"ctx"')$$);
 SELECT regress_try($$SELECT tool_audit.log_event('prompt.update', 'a', '{}', '{"source_ip": "nowhere"}')$$);
 SELECT regress_try($$INSERT INTO tool_audit.admin_events (event_type, actor) VALUES ('Bad Type', 'a')$$);
+-- the extension's own event types cannot be forged
+SELECT regress_try($$SELECT tool_audit.log_event('tool_audit.pseudonym_key.rotate', 'alice', '{}', '{}')$$);
+SET ROLE regress_writer;
+SELECT regress_try($$INSERT INTO tool_audit.admin_events (event_type, actor) VALUES ('tool_audit.sanitize_rule.delete', 'alice')$$);
+RESET ROLE;
 SELECT count(*) - :before AS stored_by_bad_calls FROM tool_audit.admin_events;
 
 -- plain INSERT: server time, payload defaults to {}
 INSERT INTO tool_audit.admin_events (event_type, actor, occurred_at) VALUES ('prompt.view', 'auditor', '1999-12-31')
-RETURNING event_type, payload, metadata, actor_type, occurred_at >= :'t0' AS server_time;
+RETURNING event_type, payload, metadata, actor_type, recorded_by, occurred_at >= :'t0' AS server_time;

@@ -56,4 +56,4 @@ RESET ROLE;
 
 -- every rule change is an admin event, attributed to the role that made it
 SELECT event_type, actor, coalesce(payload->'after'->>'pattern', payload->'before'->>'pattern') AS pattern
-  FROM tool_audit.admin_events WHERE event_type LIKE 'sanitize_rule.%' ORDER BY id;
+  FROM tool_audit.admin_events WHERE event_type LIKE 'tool_audit.sanitize_rule.%' ORDER BY id;

@@ -40,3 +40,13 @@ SELECT tool_audit.sanitize(tool_audit.sanitize(doc)) = tool_audit.sanitize(doc) 
 -- a document with nothing to remove comes back equal
 SELECT tool_audit.sanitize('{"order_id": "ORD-1", "items": [1, 2, {"sku": "A"}]}')
      = '{"order_id": "ORD-1", "items": [1, 2, {"sku": "A"}]}' AS unchanged;
+
+-- keys carry data too: value rules apply to keys; inside a personal-data
+-- object, keys that are not field names are pseudonymized
+SELECT tool_audit.sanitize('{"Bearer abcdefghijklmnop": 1, "078-05-1120": "x",
+  "email": {"jane.doe@example.com": "primary", "verified": true}, "sk-abcdefghijklmnopqrstuvwx": {"a": 1}}');
+-- a pseudonym-shaped string is left alone only if its key id exists
+SELECT tool_audit.sanitize(jsonb_build_object(
+  'note', 'hmac:078-05-1120:' || repeat('0', 32),
+  'gh', 'hmac:ghp_abcdefghijklmnopqrstuvwxyz0123456789:' || repeat('a', 32),
+  'ssn', 'hmac:nosuchkey:' || repeat('b', 32)));

@@ -21,7 +21,7 @@ SELECT tool_audit.bind_tenant('regress_reader_acme', 'acme');
 SELECT tool_audit.bind_tenant('regress_reader_acme', 'acme');   -- twice: nothing new, nothing logged
 SELECT role, tenant_id FROM tool_audit.tenant_bindings ORDER BY 1, 2;
 RESET ROLE;
-SELECT event_type, actor, tenant_id, payload FROM tool_audit.admin_events WHERE event_type LIKE 'tenant_binding.%' ORDER BY id;
+SELECT event_type, actor, tenant_id, payload FROM tool_audit.admin_events WHERE event_type LIKE 'tool_audit.tenant_binding.%' ORDER BY id;
 
 SET ROLE regress_reader_acme;
 SELECT tenant_id FROM tool_audit.tool_calls WHERE conversation_id = 'conv_tenants' ORDER BY 1;

@@ -25,7 +25,12 @@
  */
 #include "postgres.h"
 
+#include "miscadmin.h"
+
 #include "tool_audit.h"
+
+/* check for query cancel every 64 kB scanned */
+#define SCAN_CFI(i) do { if (((i) & 0xFFFF) == 0) CHECK_FOR_INTERRUPTS(); } while (0)
 
 static const char *const detector_names[TA_DETECT__COUNT] = {
 	[TA_DETECT_BEARER] = "bearer",
@@ -141,6 +146,31 @@ run_length(const char *s, int len, int i, bool (*member) (char))
 	return j - i;
 }
 
+/*
+ * run_length() for scanners that ask again and again from positions inside
+ * the same run: the end of a maximal run is the same from any position in
+ * it, so it is remembered, keeping the scan linear.
+ */
+typedef struct RunCache
+{
+	bool		(*member) (char);
+	int			start;
+	int			end;
+} RunCache;
+
+static int
+cached_run_length(RunCache *rc, const char *s, int len, int i)
+{
+	if (i < rc->start || i >= rc->end)
+	{
+		rc->start = i;
+		rc->end = i + run_length(s, len, i, rc->member);
+		if (rc->end == i)
+			return 0;
+	}
+	return rc->end - i;
+}
+
 static bool
 b64url_member(char c)
 {
@@ -168,6 +198,7 @@ detect_bearer(const char *s, int len, int rule, TaSpanList *out)
 		int			j,
 					tok;
 
+		SCAN_CFI(i);
 		if (!boundary_before(s, i))
 			continue;
 		if (has_prefix(s, len, i, "bearer", true))
@@ -200,6 +231,7 @@ detect_jwt(const char *s, int len, int rule, TaSpanList *out)
 					sig,
 					j;
 
+		SCAN_CFI(i);
 		if (!(s[i] == 'e' && s[i + 1] == 'y' && s[i + 2] == 'J') ||
 			(i > 0 && is_b64url(s[i - 1])))
 			continue;
@@ -222,24 +254,34 @@ static void
 detect_pem(const char *s, int len, int rule, TaSpanList *out)
 {
 	int			from = 0;
+	int			eol = -1;		/* end of the line of the last BEGIN seen */
+	int			label = -1;		/* next "PRIVATE KEY-----" on that line */
 
 	for (;;)
 	{
 		int			begin = find(s, len, from, "-----BEGIN ");
-		int			eol,
-					label,
-					end,
+		int			end,
 					stop;
 
 		if (begin < 0)
 			return;
-		eol = find(s, len, begin, "\n");
-		if (eol < 0)
-			eol = len;
-		label = find(s, len, begin, "PRIVATE KEY-----");
-		if (label < 0 || label > eol)
+		CHECK_FOR_INTERRUPTS();
+		/* line end and label are found once per line, so the scan is linear */
+		if (begin > eol)
 		{
-			from = begin + 1;
+			eol = find(s, len, begin, "\n");
+			if (eol < 0)
+				eol = len;
+			label = -1;
+		}
+		if (label >= 0 && label < begin)
+			label = -1;
+		if (label < 0)
+			label = find(s, eol, begin, "PRIVATE KEY-----");
+		if (label < 0)
+		{
+			/* no private key label on this line: skip the line */
+			from = eol;
 			continue;
 		}
 		/* the END line closes it; an unterminated key runs to the end */
@@ -253,6 +295,8 @@ detect_pem(const char *s, int len, int rule, TaSpanList *out)
 				stop = close + strlen("PRIVATE KEY-----");
 		}
 		ta_span_add(out, begin, stop, rule);
+		if (stop >= len)
+			return;
 		from = stop;
 	}
 }
@@ -294,8 +338,12 @@ static const ApiKeyShape api_key_shapes[] = {
 static void
 detect_api_key(const char *s, int len, int rule, TaSpanList *out)
 {
+	RunCache	b64 = {b64url_member, 0, 0};
+	RunCache	upper = {upper_alnum_member, 0, 0};
+
 	for (int i = 0; i < len; i++)
 	{
+		SCAN_CFI(i);
 		if (!boundary_before(s, i))
 			continue;
 		for (int k = 0; k < (int) lengthof(api_key_shapes); k++)
@@ -306,8 +354,8 @@ detect_api_key(const char *s, int len, int rule, TaSpanList *out)
 
 			if (!has_prefix(s, len, i, shape->prefix, false))
 				continue;
-			tail = run_length(s, len, i + plen,
-							  shape->upper_only ? upper_alnum_member : b64url_member);
+			tail = cached_run_length(shape->upper_only ? &upper : &b64,
+									 s, len, i + plen);
 			if (tail < shape->min_tail ||
 				(shape->exact_tail > 0 && tail != shape->exact_tail) ||
 				!boundary_after(s, len, i + plen + tail))
@@ -340,6 +388,7 @@ detect_ssn(const char *s, int len, int rule, TaSpanList *out)
 					group,
 					serial;
 
+		SCAN_CFI(i);
 		if (!boundary_before(s, i) || (i > 0 && s[i - 1] == '-') ||
 			!(sep == '-' || sep == ' ') || p[6] != sep ||
 			!is_digit(p[0]) || !is_digit(p[1]) || !is_digit(p[2]) ||
@@ -388,6 +437,7 @@ detect_card(const char *s, int len, int rule, TaSpanList *out)
 		int			j = i,
 					n = 0;
 
+		SCAN_CFI(i);
 		if (!is_digit(s[i]) || !boundary_before(s, i))
 			continue;
 		/* a run of digits, single separators allowed between two digits */

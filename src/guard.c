@@ -28,8 +28,9 @@
  *	  through the catalog.
  *
  * Commands run by tool_audit's own install and upgrade scripts are exempt.
- * What none of this stops (a superuser editing files, catalogs or backups)
- * is for the hash chain and external digests to detect.
+ * What none of this stops (a superuser editing files, catalogs or backups,
+ * pg_surgery) can only be detected, not prevented: that is the job of the
+ * hash chain and external digests planned for a later version.
  *
  *-------------------------------------------------------------------------
  */
@@ -39,6 +40,8 @@
 #include "catalog/namespace.h"
 #include "catalog/objectaddress.h"
 #include "catalog/partition.h"
+#include "catalog/pg_depend.h"
+#include "catalog/pg_extension.h"
 #include "commands/event_trigger.h"
 #include "commands/extension.h"
 #include "commands/trigger.h"
@@ -46,7 +49,9 @@
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "nodes/makefuncs.h"
 #include "nodes/parsenodes.h"
+#include "storage/lmgr.h"
 #include "tcop/utility.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
@@ -98,6 +103,16 @@ ta_is_protected_relation(Oid relid)
 	return name != NULL && is_protected_name(name);
 }
 
+/* A relation of the extension's schema (audit tables, rules, keys, ...). */
+static bool
+is_own_relation(Oid relid)
+{
+	Oid			nsp = ta_schema_oid(true);
+
+	return OidIsValid(relid) && OidIsValid(nsp) &&
+		(get_rel_namespace(relid) == nsp || ta_is_protected_relation(relid));
+}
+
 static bool
 in_own_script(void)
 {
@@ -110,6 +125,12 @@ rangevar_is_protected(RangeVar *rv)
 {
 	return rv != NULL &&
 		ta_is_protected_relation(RangeVarGetRelid(rv, NoLock, true));
+}
+
+static bool
+rangevar_is_own(RangeVar *rv)
+{
+	return rv != NULL && is_own_relation(RangeVarGetRelid(rv, NoLock, true));
 }
 
 static void
@@ -136,7 +157,19 @@ audit_tables_empty(void)
 {
 	bool		isnull;
 	bool		any;
+	Oid			nsp = ta_schema_oid(false);
 
+	/*
+	 * Lock first: a row committed between this check and the drop would
+	 * otherwise be dropped with the table.
+	 */
+	for (int i = 0; i < (int) lengthof(protected_tables); i++)
+	{
+		Oid			relid = get_relname_relid(protected_tables[i], nsp);
+
+		if (OidIsValid(relid))
+			LockRelationOid(relid, AccessExclusiveLock);
+	}
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	if (SPI_execute("SELECT EXISTS (SELECT FROM tool_audit.tool_calls)"
@@ -212,6 +245,14 @@ denied_subcommand(AlterTableType t)
 			return "ALTER TABLE ... OF";
 		case AT_SetAccessMethod:
 			return "ALTER TABLE ... SET ACCESS METHOD";
+		case AT_ChangeOwner:
+			return "ALTER TABLE ... OWNER TO";
+		case AT_AddConstraint:
+		case AT_AddIndexConstraint:
+			/* a CHECK or a foreign key can refuse or cascade away rows */
+			return "ALTER TABLE ... ADD CONSTRAINT";
+		case AT_AddIndex:
+			return "ALTER TABLE ... ADD index";
 		default:
 			return NULL;
 	}
@@ -220,7 +261,7 @@ denied_subcommand(AlterTableType t)
 static void
 guard_alter_table(AlterTableStmt *stmt)
 {
-	bool		target_protected = rangevar_is_protected(stmt->relation);
+	bool		target_protected = rangevar_is_own(stmt->relation);
 	ListCell   *lc;
 
 	foreach(lc, stmt->cmds)
@@ -252,35 +293,97 @@ name_list_in_schema(List *names)
 	return QualifiedNameGetCreationNamespace(names, &objname) == nsp;
 }
 
-/* Is the object a DROP names one of ours (in our schema, or on our table)? */
+/*
+ * Does a statement's target belong to tool_audit: a relation of its schema
+ * (or a trigger, policy, rule, column or constraint on one), the schema or
+ * the extension itself, or any object that is a member of the extension or
+ * lives in its schema?  The name is resolved the way the command will resolve
+ * it (search_path included), not the way a new object would be created.
+ */
 static bool
-drop_target_is_ours(ObjectType type, Node *object)
+object_is_ours(ObjectType type, Node *object, RangeVar *relation)
 {
 	Relation	rel = NULL;
 	ObjectAddress addr;
 	Oid			nsp = ta_schema_oid(true);
+	Oid			ext = get_extension_oid("tool_audit", true);
 	bool		ours;
 
-	if (!OidIsValid(nsp) || type == OBJECT_INDEX)
+	if (!OidIsValid(nsp))
+		return false;
+	if (relation != NULL)
+		return rangevar_is_own(relation);
+	if (object == NULL)
 		return false;
 	addr = get_object_address(type, object, &rel, AccessShareLock, true);
-	if (!OidIsValid(addr.objectId))
-	{
-		if (rel)
-			relation_close(rel, AccessShareLock);
-		return false;
-	}
 	if (rel != NULL)
 	{
-		ours = RelationGetNamespace(rel) == nsp;
+		ours = is_own_relation(RelationGetRelid(rel));
 		relation_close(rel, AccessShareLock);
 		return ours;
 	}
+	if (!OidIsValid(addr.objectId))
+		return false;
 	if (type == OBJECT_SCHEMA)
 		return addr.objectId == nsp;
 	if (type == OBJECT_EXTENSION)
-		return addr.objectId == get_extension_oid("tool_audit", true);
+		return addr.objectId == ext;
+	if (OidIsValid(ext) && getExtensionOfObject(addr.classId, addr.objectId) == ext)
+		return true;
 	return get_object_namespace(&addr) == nsp;
+}
+
+/* Is the object a DROP names one of ours?  Indexes may be dropped. */
+static bool
+drop_target_is_ours(ObjectType type, Node *object)
+{
+	if (type == OBJECT_INDEX)
+		return false;
+	return object_is_ours(type, object, NULL);
+}
+
+static void
+guard_grant(GrantStmt *stmt)
+{
+	ListCell   *lc;
+
+	foreach(lc, stmt->objects)
+	{
+		Node	   *obj = lfirst(lc);
+		bool		ours = false;
+
+		if (stmt->targtype == ACL_TARGET_ALL_IN_SCHEMA)
+			ours = strcmp(strVal(obj), TA_SCHEMA) == 0;
+		else if (stmt->targtype != ACL_TARGET_OBJECT)
+			ours = false;
+		else if (stmt->objtype == OBJECT_TABLE || stmt->objtype == OBJECT_SEQUENCE)
+			ours = rangevar_is_own((RangeVar *) obj);
+		else if (stmt->objtype == OBJECT_SCHEMA)
+			ours = strcmp(strVal(obj), TA_SCHEMA) == 0;
+		else if (stmt->objtype == OBJECT_FUNCTION ||
+				 stmt->objtype == OBJECT_PROCEDURE ||
+				 stmt->objtype == OBJECT_ROUTINE)
+			ours = object_is_ours(stmt->objtype, obj, NULL);
+		if (ours)
+			refuse_object(stmt->is_grant ? "GRANT" : "REVOKE");
+	}
+}
+
+/* Only plain column indexes: UNIQUE, expressions or WHERE can refuse rows. */
+static void
+guard_index(IndexStmt *stmt)
+{
+	ListCell   *lc;
+	bool		plain = !stmt->unique && !stmt->primary && !stmt->isconstraint &&
+		stmt->whereClause == NULL;
+
+	if (!rangevar_is_own(stmt->relation))
+		return;
+	foreach(lc, stmt->indexParams)
+		if (lfirst_node(IndexElem, lc)->expr != NULL)
+			plain = false;
+	if (!plain)
+		refuse("CREATE UNIQUE, expression or partial INDEX", stmt->relation->relname);
 }
 
 static void
@@ -335,42 +438,69 @@ guard_utility(Node *stmt)
 			guard_alter_table((AlterTableStmt *) stmt);
 			break;
 		case T_CreateTrigStmt:
-			if (rangevar_is_protected(((CreateTrigStmt *) stmt)->relation))
+			if (rangevar_is_own(((CreateTrigStmt *) stmt)->relation))
 				refuse("CREATE TRIGGER", ((CreateTrigStmt *) stmt)->relation->relname);
 			break;
 		case T_RuleStmt:
-			if (rangevar_is_protected(((RuleStmt *) stmt)->relation))
+			if (rangevar_is_own(((RuleStmt *) stmt)->relation))
 				refuse("CREATE RULE", ((RuleStmt *) stmt)->relation->relname);
 			break;
 		case T_CreatePolicyStmt:
-			if (rangevar_is_protected(((CreatePolicyStmt *) stmt)->table))
+			if (rangevar_is_own(((CreatePolicyStmt *) stmt)->table))
 				refuse("CREATE POLICY", ((CreatePolicyStmt *) stmt)->table->relname);
 			break;
 		case T_AlterPolicyStmt:
-			if (rangevar_is_protected(((AlterPolicyStmt *) stmt)->table))
+			if (rangevar_is_own(((AlterPolicyStmt *) stmt)->table))
 				refuse("ALTER POLICY", ((AlterPolicyStmt *) stmt)->table->relname);
 			break;
 		case T_RenameStmt:
 			{
 				RenameStmt *rs = (RenameStmt *) stmt;
 
-				if (rangevar_is_protected(rs->relation))
-					refuse("RENAME", rs->relation->relname);
-				if (rs->renameType == OBJECT_SCHEMA &&
-					strcmp(rs->subname, TA_SCHEMA) == 0)
-					refuse_object("ALTER SCHEMA ... RENAME");
+				if (rs->renameType == OBJECT_SCHEMA)
+				{
+					if (strcmp(rs->subname, TA_SCHEMA) == 0)
+						refuse_object("ALTER SCHEMA ... RENAME");
+				}
+				else if (object_is_ours(rs->renameType, rs->object, rs->relation))
+					refuse_object("RENAME");
 				break;
 			}
 		case T_AlterObjectSchemaStmt:
-			if (rangevar_is_protected(((AlterObjectSchemaStmt *) stmt)->relation))
-				refuse("SET SCHEMA", ((AlterObjectSchemaStmt *) stmt)->relation->relname);
+			{
+				AlterObjectSchemaStmt *as = (AlterObjectSchemaStmt *) stmt;
+
+				if (object_is_ours(as->objectType, as->object, as->relation))
+					refuse_object("SET SCHEMA");
+				break;
+			}
+		case T_AlterOwnerStmt:
+			{
+				AlterOwnerStmt *ao = (AlterOwnerStmt *) stmt;
+
+				if (object_is_ours(ao->objectType, ao->object, ao->relation))
+					refuse_object("OWNER TO");
+				break;
+			}
+		case T_AlterEnumStmt:
+			if (object_is_ours(OBJECT_TYPE,
+							   (Node *) makeTypeNameFromNameList(((AlterEnumStmt *) stmt)->typeName),
+							   NULL))
+				refuse_object("ALTER TYPE");
 			break;
+		case T_GrantStmt:
+			guard_grant((GrantStmt *) stmt);
+			break;
+		case T_IndexStmt:
+			guard_index((IndexStmt *) stmt);
+			break;
+		case T_CreateForeignTableStmt:
 		case T_CreateStmt:
 			{
 				ListCell   *lc;
 
 				foreach(lc, ((CreateStmt *) stmt)->inhRelations)
-					if (rangevar_is_protected(lfirst(lc)))
+					if (rangevar_is_own(lfirst(lc)))
 						refuse("CREATE TABLE ... INHERITS/PARTITION OF",
 							   ((RangeVar *) lfirst(lc))->relname);
 				break;
@@ -380,9 +510,13 @@ guard_utility(Node *stmt)
 				refuse_object("CREATE FUNCTION");
 			break;
 		case T_AlterFunctionStmt:
-			if (name_list_in_schema(((AlterFunctionStmt *) stmt)->func->objname))
-				refuse_object("ALTER FUNCTION");
-			break;
+			{
+				AlterFunctionStmt *af = (AlterFunctionStmt *) stmt;
+
+				if (object_is_ours(af->objtype, (Node *) af->func, NULL))
+					refuse_object("ALTER FUNCTION");
+				break;
+			}
 		case T_AlterExtensionContentsStmt:
 			if (strcmp(((AlterExtensionContentsStmt *) stmt)->extname, "tool_audit") == 0)
 				refuse_object("ALTER EXTENSION ... ADD/DROP");

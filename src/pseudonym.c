@@ -147,10 +147,12 @@ ta_pseudonymize(const TaRuleSet *rs, const char *value, int len)
 /*
  * Is this string already a pseudonym?  Sanitizing must be idempotent (a row
  * restored from a dump passes the insert trigger again), so a pseudonym is
- * never pseudonymized a second time.
+ * never pseudonymized a second time.  Only the shape of one made with a key
+ * that exists counts: "hmac:078-05-1120:<32 hex>" is not a way to smuggle a
+ * value past the sanitizer.
  */
 bool
-ta_looks_like_pseudonym(const char *value, int len)
+ta_looks_like_pseudonym(const TaRuleSet *rs, const char *value, int len)
 {
 	int			plen = strlen(TA_PSEUDONYM_PREFIX);
 	int			i,
@@ -171,11 +173,15 @@ ta_looks_like_pseudonym(const char *value, int len)
 	if (idlen == 0 || idlen > TA_MAX_KEY_ID_LEN || i >= len ||
 		len - (i + 1) != TA_PSEUDONYM_BYTES * 2)
 		return false;
-	for (i = i + 1; i < len; i++)
-		if (!((value[i] >= '0' && value[i] <= '9') ||
-			  (value[i] >= 'a' && value[i] <= 'f')))
+	for (int h = i + 1; h < len; h++)
+		if (!((value[h] >= '0' && value[h] <= '9') ||
+			  (value[h] >= 'a' && value[h] <= 'f')))
 			return false;
-	return true;
+	for (int k = 0; k < rs->nkey_ids; k++)
+		if ((int) strlen(rs->key_ids[k]) == idlen &&
+			memcmp(rs->key_ids[k], value + plen, idlen) == 0)
+			return true;
+	return false;
 }
 
 void

@@ -7,16 +7,27 @@
  *		or an ORM.
  *
  * For tool_calls the trigger
- *	- stamps recorded_at with the server's clock (a client cannot backdate),
+ *	- assigns id from tool_audit.tool_calls_id_seq; a caller-supplied id is
+ *	  refused (it could squat on ids and block other writers),
+ *	- stamps recorded_at with the server's clock (a client cannot backdate)
+ *	  and recorded_by with the database role acting (after SET ROLE; through
+ *	  SECURITY DEFINER functions),
  *	- gives the row an event_id when it has none,
  *	- requires arguments and session_metadata to be JSON objects (NULL
  *	  becomes {}) and sanitizes them,
  *	- summarizes result_summary (so an ORM that stores a whole result still
  *	  stores only its summary) and derives success and error from it when
  *	  the caller left them NULL,
- *	- sanitizes the free-text columns error and user_agent.
- * For admin_events it does the same for occurred_at, event_id, payload,
- * metadata and reason.
+ *	- applies the value rules to every text column (ids included: a token
+ *	  pasted into user_id is caught like one in the arguments).
+ * For admin_events it does the same for id, occurred_at, recorded_by,
+ * event_id, payload, metadata and the text columns, and reserves event types
+ * starting "tool_audit." for the extension's own functions.
+ *
+ * Restoring a dump: with tool_audit.restoring = on (superuser only), id,
+ * the timestamp, recorded_by and event_id are kept as given, so a restored
+ * row is the row that was dumped; sanitizing is idempotent, so the rest is
+ * unchanged too.
  *
  * Either way the transaction is marked as having written audit data, so
  * that it commits with synchronous_commit = on (tool_audit.c).
@@ -26,19 +37,21 @@
 #include "postgres.h"
 
 #include "access/htup_details.h"
+#include "commands/sequence.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
+#include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
 
 #include "tool_audit.h"
 
-#define MAX_FIXES 8
+#define MAX_FIXES 32
 
 /* The columns a trigger rewrites, collected before one heap_modify_tuple. */
 typedef struct RowFix
@@ -146,18 +159,54 @@ fix_text_column(RowFix *fix, const char *name)
 	if (isnull)
 		return;
 	t = DatumGetTextPP(d);
-	clean = ta_sanitize_string(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t),
+	clean = ta_sanitize_string(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t), name,
 							   &dropped, &changed);
 	if (changed)
 		set_col(fix, name, CStringGetTextDatum(clean), false);
 }
 
+/*
+ * id, time, recorded_by and event_id: assigned here, except for a restore
+ * (tool_audit.restoring), which keeps what the dump says.
+ */
 static void
-fix_identity(RowFix *fix, const char *time_column)
+fix_identity(RowFix *fix, Relation rel, const char *time_column)
 {
 	bool		isnull;
+	Datum		id = get_col(fix, "id", &isnull);
+	char	   *seqname = psprintf("%s_id_seq", RelationGetRelationName(rel));
+	Oid			seq = get_relname_relid(seqname, RelationGetNamespace(rel));
 
-	set_col(fix, time_column, TimestampTzGetDatum(GetCurrentTimestamp()), false);
+	if (ta_restoring)
+	{
+		if (isnull)
+			ereport(ERROR,
+					(errcode(ERRCODE_NOT_NULL_VIOLATION),
+					 errmsg("a restored row must bring its id"),
+					 errhint("tool_audit.restoring is only for loading a dump.")));
+		(void) get_col(fix, time_column, &isnull);
+		if (isnull)
+			set_col(fix, time_column, TimestampTzGetDatum(GetCurrentTimestamp()), false);
+		(void) get_col(fix, "recorded_by", &isnull);
+		if (isnull)
+			set_col(fix, "recorded_by", CStringGetTextDatum(GetUserNameFromId(GetOuterUserId(), false)), false);
+	}
+	else
+	{
+		if (!isnull)
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("ids of tool_audit.%s are assigned by tool_audit",
+							RelationGetRelationName(rel)),
+					 errdetail("The row came with id " INT64_FORMAT ".", DatumGetInt64(id)),
+					 errhint("Leave the id column out of the INSERT.")));
+		if (!OidIsValid(seq))
+			elog(ERROR, "sequence tool_audit.%s is missing", seqname);
+		set_col(fix, "id", Int64GetDatum(nextval_internal(seq, false)), false);
+		set_col(fix, time_column, TimestampTzGetDatum(GetCurrentTimestamp()), false);
+		set_col(fix, "recorded_by",
+				CStringGetTextDatum(GetUserNameFromId(GetOuterUserId(), false)), false);
+	}
 	(void) get_col(fix, "event_id", &isnull);
 	if (isnull)
 		set_col(fix, "event_id", DirectFunctionCall1(gen_random_uuid, (Datum) 0), false);
@@ -174,6 +223,37 @@ apply_fixes(RowFix *fix)
 	out = heap_modify_tuple_by_cols(fix->tuple, fix->desc, fix->n,
 									fix->cols, fix->values, fix->nulls);
 	return PointerGetDatum(out);
+}
+
+/* Free-text columns: every one goes through the value rules. */
+static const char *const tool_call_text_columns[] = {
+	"tenant_id", "conversation_id", "user_id", "user_role", "model",
+	"tool_name", "tool_call_id", "purpose", "subject_id", "user_agent"
+};
+static const char *const admin_event_text_columns[] = {
+	"actor", "tenant_id", "reason"
+};
+
+/*
+ * Event types under "tool_audit." record the extension's own administration
+ * (rule changes, key rotations, tenant bindings); only its own functions,
+ * which run as the table owner, may write them.  tool_audit.log_event()
+ * refuses them for the same reason.
+ */
+static void
+check_reserved_event_type(RowFix *fix, Relation rel)
+{
+	bool		isnull;
+	Datum		d = get_col(fix, "event_type", &isnull);
+
+	if (isnull || ta_restoring)
+		return;
+	if (strncmp(TextDatumGetCString(d), "tool_audit.", strlen("tool_audit.")) == 0 &&
+		GetUserId() != rel->rd_rel->relowner)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("event types starting with \"tool_audit.\" are reserved for tool_audit itself"),
+				 errdetail("The event type given was \"%s\".", TextDatumGetCString(d))));
 }
 
 /* tool_audit.tool_calls_before_insert() RETURNS trigger */
@@ -195,9 +275,11 @@ tool_calls_before_insert(PG_FUNCTION_ARGS)
 	fix.tuple = trigdata->tg_trigtuple;
 	fix.desc = RelationGetDescr(trigdata->tg_relation);
 
-	fix_identity(&fix, "recorded_at");
+	fix_identity(&fix, trigdata->tg_relation, "recorded_at");
 	fix_object_column(&fix, "arguments");
 	fix_object_column(&fix, "session_metadata");
+	for (int i = 0; i < (int) lengthof(tool_call_text_columns); i++)
+		fix_text_column(&fix, tool_call_text_columns[i]);
 
 	d = get_col(&fix, "success", &success_null);
 	override = success_null ? -1 : (DatumGetBool(d) ? 1 : 0);
@@ -212,7 +294,6 @@ tool_calls_before_insert(PG_FUNCTION_ARGS)
 		set_col(&fix, "error", PointerGetDatum(error), false);
 	else
 		fix_text_column(&fix, "error");
-	fix_text_column(&fix, "user_agent");
 
 	return apply_fixes(&fix);
 }
@@ -228,10 +309,12 @@ admin_events_before_insert(PG_FUNCTION_ARGS)
 	fix.tuple = trigdata->tg_trigtuple;
 	fix.desc = RelationGetDescr(trigdata->tg_relation);
 
-	fix_identity(&fix, "occurred_at");
+	check_reserved_event_type(&fix, trigdata->tg_relation);
+	fix_identity(&fix, trigdata->tg_relation, "occurred_at");
 	fix_object_column(&fix, "payload");
 	fix_object_column(&fix, "metadata");
-	fix_text_column(&fix, "reason");
+	for (int i = 0; i < (int) lengthof(admin_event_text_columns); i++)
+		fix_text_column(&fix, admin_event_text_columns[i]);
 
 	return apply_fixes(&fix);
 }

@@ -14,8 +14,10 @@
  * tool_audit.rules_changed(), which queues a relcache invalidation for the
  * table.  Every backend (this one at the next command, others at commit)
  * receives it in rules_inval_callback and drops its cache; the next
- * sanitizing call reloads.  A reload never frees a rule set that a caller
- * may still hold: the previous set is freed only when the next one is built.
+ * sanitizing call reloads.  The previous set is freed when the next one is
+ * built; that is safe because nothing a caller does while it holds a set (C
+ * scanners, the regex engine with the C collation, numeric output, HMAC)
+ * reads the catalogs, so no reload can happen under it.
  *
  * The first key is made by CREATE EXTENSION; this file only reads keys, so
  * that concurrent writers never wait on each other here.
@@ -225,38 +227,46 @@ load_rules(TaRuleSet *rs, Oid owner, MemoryContext cxt)
 	MemoryContextSwitchTo(spicxt);
 }
 
-/* Returns true if an active key was found. */
-static bool
-load_key(TaRuleSet *rs, Oid owner)
+/*
+ * Every key id (pseudonyms made with any of them are left alone), and the
+ * bytes of the active key.
+ */
+static void
+load_keys(TaRuleSet *rs, Oid owner, MemoryContext cxt)
 {
-	bytea	   *key;
-	char	   *key_id;
-	bool		isnull;
-
 	spi_exec_as_owner(owner,
-					  "SELECT key_id, key FROM tool_audit.pseudonym_keys WHERE active",
+					  "SELECT key_id, key, active FROM tool_audit.pseudonym_keys",
 					  0, NULL, NULL, true);
-	if (SPI_processed == 0)
-		return false;
+	rs->key_ids = MemoryContextAllocZero(cxt, sizeof(char *) * (SPI_processed + 1));
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		char	   *key_id = SPI_getvalue(tup, desc, 1);
+		bool		isnull;
+		bool		active = DatumGetBool(SPI_getbinval(tup, desc, 3, &isnull));
+		bytea	   *key;
 
-	key_id = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
-	key = DatumGetByteaPP(SPI_getbinval(SPI_tuptable->vals[0],
-										SPI_tuptable->tupdesc, 2, &isnull));
-	if (isnull || VARSIZE_ANY_EXHDR(key) > (int) sizeof(rs->key) ||
-		strlen(key_id) > TA_MAX_KEY_ID_LEN)
-		elog(ERROR, "malformed pseudonymization key \"%s\"", key_id);
-
-	strlcpy(rs->key_id, key_id, sizeof(rs->key_id));
-	rs->key_len = VARSIZE_ANY_EXHDR(key);
-	memcpy(rs->key, VARDATA_ANY(key), rs->key_len);
-	rs->has_key = true;
-	return true;
+		if (strlen(key_id) > TA_MAX_KEY_ID_LEN)
+			elog(ERROR, "malformed pseudonymization key id \"%s\"", key_id);
+		rs->key_ids[rs->nkey_ids++] = MemoryContextStrdup(cxt, key_id);
+		if (!active)
+			continue;
+		key = DatumGetByteaPP(SPI_getbinval(tup, desc, 2, &isnull));
+		if (isnull || VARSIZE_ANY_EXHDR(key) > (int) sizeof(rs->key))
+			elog(ERROR, "malformed pseudonymization key \"%s\"", key_id);
+		strlcpy(rs->key_id, key_id, sizeof(rs->key_id));
+		rs->key_len = VARSIZE_ANY_EXHDR(key);
+		memcpy(rs->key, VARDATA_ANY(key), rs->key_len);
+		rs->has_key = true;
+	}
 }
 
 const TaRuleSet *
 ta_get_rules(void)
 {
 	MemoryContext newcxt;
+	MemoryContext callercxt = CurrentMemoryContext;
 	TaRuleSet  *rs;
 	Oid			owner;
 	uint64		generation;
@@ -283,11 +293,13 @@ ta_get_rules(void)
 		rs = MemoryContextAllocZero(newcxt, sizeof(TaRuleSet));
 		load_rules(rs, owner, newcxt);
 
-		(void) load_key(rs, owner);
+		load_keys(rs, owner, newcxt);
 		SPI_finish();
 	}
 	PG_CATCH();
 	{
+		/* never delete the context we are in */
+		MemoryContextSwitchTo(callercxt);
 		MemoryContextDelete(newcxt);
 		PG_RE_THROW();
 	}

@@ -139,19 +139,40 @@ key_action(const TaRuleSet *rs, const char *key, int len)
 	return action;
 }
 
-static bool
-span_overlaps(const TaSpanList *accepted, const TaSpan *s)
+/*
+ * Merge the spans one rule found (sorted, disjoint) into the spans claimed by
+ * earlier rules (sorted, disjoint): a found span overlapping a claimed one is
+ * dropped.  One pass over both lists.
+ */
+static void
+merge_spans(TaSpanList *claimed, const TaSpanList *found)
 {
-	for (int i = 0; i < accepted->n; i++)
-		if (s->start < accepted->items[i].end && accepted->items[i].start < s->end)
-			return true;
-	return false;
-}
+	TaSpanList	merged = {0};
+	int			c = 0;
 
-static int
-span_cmp(const void *a, const void *b)
-{
-	return ((const TaSpan *) a)->start - ((const TaSpan *) b)->start;
+	for (int f = 0; f < found->n; f++)
+	{
+		const TaSpan *s = &found->items[f];
+		bool		overlaps = false;
+
+		/* claimed spans wholly before this one go first */
+		while (c < claimed->n && claimed->items[c].end <= s->start)
+		{
+			ta_span_add(&merged, claimed->items[c].start, claimed->items[c].end,
+						claimed->items[c].rule);
+			c++;
+		}
+		if (c < claimed->n && claimed->items[c].start < s->end)
+			overlaps = true;
+		if (!overlaps)
+			ta_span_add(&merged, s->start, s->end, s->rule);
+	}
+	for (; c < claimed->n; c++)
+		ta_span_add(&merged, claimed->items[c].start, claimed->items[c].end,
+					claimed->items[c].rule);
+	if (claimed->items)
+		pfree(claimed->items);
+	*claimed = merged;
 }
 
 static void
@@ -177,7 +198,7 @@ sanitize_string_rs(const TaRuleSet *rs, const char *s, int len, bool *dropped)
 	bool		replaced = false;
 
 	*dropped = false;
-	if (rs->nvalue_rules == 0 || len == 0 || ta_looks_like_pseudonym(s, len))
+	if (rs->nvalue_rules == 0 || len == 0 || ta_looks_like_pseudonym(rs, s, len))
 		return NULL;
 
 	for (int i = 0; i < rs->nvalue_rules; i++)
@@ -189,17 +210,14 @@ sanitize_string_rs(const TaRuleSet *rs, const char *s, int len, bool *dropped)
 			ta_detect(r->detector, s, len, i, &found);
 		else
 			regex_spans(r->regex, s, len, i, &found);
-		for (int k = 0; k < found.n; k++)
-			if (!span_overlaps(&accepted, &found.items[k]))
-				ta_span_add(&accepted, found.items[k].start,
-							found.items[k].end, i);
+		if (found.n > 0)
+			merge_spans(&accepted, &found);
 		if (found.items)
 			pfree(found.items);
 	}
 	if (accepted.n == 0)
 		return NULL;
 
-	qsort(accepted.items, accepted.n, sizeof(TaSpan), span_cmp);
 	initStringInfo(&buf);
 	for (int k = 0; k < accepted.n; k++)
 	{
@@ -239,9 +257,18 @@ sanitize_string_rs(const TaRuleSet *rs, const char *s, int len, bool *dropped)
 }
 
 char *
-ta_sanitize_string(const char *s, int len, bool *dropped, bool *changed)
+ta_sanitize_string(const char *s, int len, const char *what, bool *dropped,
+				   bool *changed)
 {
-	char	   *out = sanitize_string_rs(ta_get_rules(), s, len, dropped);
+	char	   *out;
+
+	if ((Size) len > (Size) ta_max_jsonb_size_kb * 1024)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("value for %s is too large to audit", what),
+				 errdetail("The value takes %d bytes; tool_audit.max_jsonb_size is %d kB.",
+						   len, ta_max_jsonb_size_kb)));
+	out = sanitize_string_rs(ta_get_rules(), s, len, dropped);
 
 	*changed = (out != NULL);
 	return out ? out : pnstrdup(s, len);
@@ -319,7 +346,7 @@ emit_scalar(Walk *w, JsonbIteratorToken tok, JsonbValue *key, JsonbValue *v,
 				push(w, WJB_KEY, key);
 			text = scalar_text(v, &len);
 			if (text == NULL || (v->type == jbvString &&
-								 ta_looks_like_pseudonym(text, len)))
+								 ta_looks_like_pseudonym(w->rs, text, len)))
 				push(w, tok, v);
 			else
 			{
@@ -348,6 +375,57 @@ emit_scalar(Walk *w, JsonbIteratorToken tok, JsonbValue *key, JsonbValue *v,
 	if (key)
 		push(w, WJB_KEY, key);
 	push(w, tok, v);
+}
+
+/* A key that reads like a field name: [A-Za-z_][A-Za-z0-9_]* */
+static bool
+is_identifier_like(const char *s, int len)
+{
+	if (len == 0 || !((s[0] >= 'a' && s[0] <= 'z') || (s[0] >= 'A' && s[0] <= 'Z') || s[0] == '_'))
+		return false;
+	for (int i = 1; i < len; i++)
+		if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') ||
+			  (s[i] >= '0' && s[i] <= '9') || s[i] == '_'))
+			return false;
+	return true;
+}
+
+/*
+ * Keys can carry data too ({"078-05-1120": {...}}): the value rules apply to
+ * them.  Below a pseudonymized key, a key that does not read like a field
+ * name ("jane.doe@example.com" in an "email" object keyed by address) is
+ * pseudonymized like the values, while field names ("street", "zip") keep
+ * the structure readable.  A key a "drop" rule hits is dropped with its value.
+ */
+static void
+sanitize_key(Walk *w, JsonbValue *key, TaAction *pending, bool in_pii)
+{
+	const char *s = key->val.string.val;
+	int			len = key->val.string.len;
+	char	   *clean;
+	bool		dropped;
+
+	if (in_pii && !is_identifier_like(s, len))
+	{
+		if (len == 0 || ta_looks_like_pseudonym(w->rs, s, len))
+			return;
+		clean = ta_pseudonymize(w->rs, s, len);
+	}
+	else
+	{
+		clean = sanitize_string_rs(w->rs, s, len, &dropped);
+		if (clean == NULL)
+			return;
+		if (dropped)
+		{
+			*pending = TA_ACTION_DROP;
+			w->changed = true;
+			return;
+		}
+	}
+	key->val.string.val = clean;
+	key->val.string.len = strlen(clean);
+	w->changed = true;
 }
 
 Jsonb *
@@ -410,7 +488,8 @@ ta_sanitize_jsonb(Jsonb *in, const char *what)
 					keep_depth = depth;
 				if (act == TA_ACTION_PSEUDONYMIZE && !pii_depth)
 					pii_depth = depth;
-				push(&w, tok, tok == WJB_BEGIN_ARRAY ? &v : NULL);
+				/* only a raw scalar's array header carries a value */
+				push(&w, tok, (tok == WJB_BEGIN_ARRAY && v.val.array.rawScalar) ? &v : NULL);
 				break;
 
 			case WJB_END_OBJECT:
@@ -437,6 +516,8 @@ ta_sanitize_jsonb(Jsonb *in, const char *what)
 				have_key = true;
 				pending = keep_depth ? TA_ACTION_KEEP
 					: key_action(w.rs, v.val.string.val, v.val.string.len);
+				if (pending != TA_ACTION_KEEP && pending != TA_ACTION_DROP)
+					sanitize_key(&w, &key, &pending, pii_depth > 0);
 				break;
 
 			case WJB_VALUE:
@@ -479,7 +560,7 @@ sanitize_text(PG_FUNCTION_ARGS)
 	bool		dropped,
 				changed;
 	char	   *out = ta_sanitize_string(VARDATA_ANY(in), VARSIZE_ANY_EXHDR(in),
-										 &dropped, &changed);
+										 "sanitize_text()", &dropped, &changed);
 
 	if (!changed)
 		PG_RETURN_TEXT_P(in);

@@ -36,6 +36,7 @@ void		_PG_init(void);
 int			ta_max_jsonb_size_kb = 1024;
 int			ta_max_depth = 64;
 char	   *ta_summary_keys = NULL;
+bool		ta_restoring = false;
 static char *ta_tenant = NULL;
 
 /* set by the insert triggers, cleared at transaction end */
@@ -122,6 +123,14 @@ _PG_init(void)
 							   "",
 							   PGC_USERSET, 0,
 							   NULL, NULL, NULL);
+
+	DefineCustomBoolVariable("tool_audit.restoring",
+							 "Keep the ids, timestamps and roles of rows being restored from a dump.",
+							 "Only for loading a dump: PGOPTIONS='-c tool_audit.restoring=on' pg_restore ...",
+							 &ta_restoring,
+							 false,
+							 PGC_SUSET, 0,
+							 NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("tool_audit");
 

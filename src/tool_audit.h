@@ -24,6 +24,7 @@
 extern int	ta_max_jsonb_size_kb;
 extern int	ta_max_depth;
 extern char *ta_summary_keys;
+extern bool ta_restoring;
 
 extern void ta_note_audit_write(void);
 
@@ -72,6 +73,8 @@ typedef struct TaRuleSet
 	TaRule	   *key_rules;		/* in (priority, rule_id) order */
 	int			nvalue_rules;
 	TaRule	   *value_rules;	/* in (priority, rule_id) order */
+	int			nkey_ids;
+	char	  **key_ids;		/* every key id, active or retired */
 	bool		has_key;
 	char		key_id[TA_MAX_KEY_ID_LEN + 1];
 	int			key_len;
@@ -85,7 +88,8 @@ extern Oid	ta_relation_owner(Oid relid);
 
 /* ---- pseudonym.c: keyed pseudonyms ---- */
 extern char *ta_pseudonymize(const TaRuleSet *rs, const char *value, int len);
-extern bool ta_looks_like_pseudonym(const char *value, int len);
+extern bool ta_looks_like_pseudonym(const TaRuleSet *rs, const char *value,
+									int len);
 extern void ta_random_bytes(unsigned char *buf, int len);
 
 /* ---- detect.c: secrets found by value ---- */
@@ -111,8 +115,8 @@ extern void ta_detect(TaDetector d, const char *s, int len, int rule,
 
 /* ---- sanitize.c: the jsonb walker ---- */
 extern Jsonb *ta_sanitize_jsonb(Jsonb *in, const char *what);
-extern char *ta_sanitize_string(const char *s, int len, bool *dropped,
-								bool *changed);
+extern char *ta_sanitize_string(const char *s, int len, const char *what,
+								bool *dropped, bool *changed);
 extern void ta_check_jsonb_size(Jsonb *in, const char *what);
 
 /* ---- summarize.c: result summaries ---- */

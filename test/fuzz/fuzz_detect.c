@@ -11,6 +11,7 @@
  */
 #include "postgres.h"
 
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -56,6 +57,13 @@ int
 errmsg_internal(const char *fmt,...)
 {
 	return 0;
+}
+
+volatile sig_atomic_t InterruptPending = false;
+
+void
+ProcessInterrupts(void)
+{
 }
 
 int			LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
