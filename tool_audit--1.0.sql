@@ -394,6 +394,10 @@ CREATE FUNCTION tool_audit.sanitize_rules_audit() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
+    -- a restore re-inserts rules whose events the dump already holds
+    IF current_setting('tool_audit.restoring', true) = 'on' THEN
+        RETURN NULL;
+    END IF;
     PERFORM tool_audit.record_own_event(
         'sanitize_rule.' || lower(TG_OP),
         jsonb_build_object(

@@ -97,7 +97,9 @@ INSERT INTO tool_audit.tool_calls (id, event_id, recorded_at, recorded_by, tool_
 VALUES (900001, '00000000-0000-4000-8000-000000000099', '2024-01-02 03:04:05+00', 'original_app', 'restored',
         'conv_restore', '{"password": "***REDACTED***"}', true)
 RETURNING id, event_id, recorded_at AT TIME ZONE 'UTC' AS recorded_at_utc, recorded_by, arguments;
-SELECT regress_try($$INSERT INTO tool_audit.tool_calls (tool_name) VALUES ('no id')$$);
+-- a row without an id is recorded as usual, even while restoring
+INSERT INTO tool_audit.tool_calls (tool_name, conversation_id, recorded_by) VALUES ('no id', 'conv_restore', 'someone')
+RETURNING id < 900001 AS from_the_sequence, recorded_by;
 RESET tool_audit.restoring;
 SET ROLE regress_writer;
 SELECT regress_try($$SET tool_audit.restoring = on$$);

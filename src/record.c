@@ -24,10 +24,10 @@
  * event_id, payload, metadata and the text columns, and reserves event types
  * starting "tool_audit." for the extension's own functions.
  *
- * Restoring a dump: with tool_audit.restoring = on (superuser only), id,
- * the timestamp, recorded_by and event_id are kept as given, so a restored
- * row is the row that was dumped; sanitizing is idempotent, so the rest is
- * unchanged too.
+ * Restoring a dump: with tool_audit.restoring = on (superuser only), a row
+ * that brings its id keeps it, with its timestamp, recorded_by and event_id,
+ * so a restored row is the row that was dumped; sanitizing is idempotent, so
+ * the rest is unchanged too.  A row without an id is recorded as usual.
  *
  * Either way the transaction is marked as having written audit data, so
  * that it commits with synchronous_commit = on (tool_audit.c).
@@ -177,13 +177,8 @@ fix_identity(RowFix *fix, Relation rel, const char *time_column)
 	char	   *seqname = psprintf("%s_id_seq", RelationGetRelationName(rel));
 	Oid			seq = get_relname_relid(seqname, RelationGetNamespace(rel));
 
-	if (ta_restoring)
+	if (ta_restoring && !isnull)
 	{
-		if (isnull)
-			ereport(ERROR,
-					(errcode(ERRCODE_NOT_NULL_VIOLATION),
-					 errmsg("a restored row must bring its id"),
-					 errhint("tool_audit.restoring is only for loading a dump.")));
 		(void) get_col(fix, time_column, &isnull);
 		if (isnull)
 			set_col(fix, time_column, TimestampTzGetDatum(GetCurrentTimestamp()), false);

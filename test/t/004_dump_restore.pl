@@ -1,0 +1,64 @@
+# pg_dump / pg_restore keeps the audit trail: with the documented procedure
+# (PGOPTIONS='-c tool_audit.restoring=on'), every row comes back identical
+# (ids, times, roles), the pseudonymization key comes back active so new
+# pseudonyms still link to old ones, and the id sequences continue.  Without
+# it, the insert trigger refuses rows that bring their own ids.
+use strict;
+use warnings;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+my $node = PostgreSQL::Test::Cluster->new('dump');
+$node->init;
+$node->start;
+$node->safe_psql('postgres', q{
+	CREATE EXTENSION tool_audit;
+	CREATE ROLE app;
+	GRANT tool_audit_writer TO app;
+	SET ROLE app;
+	SELECT tool_audit.log_call('verify_identity', '{"ssn": "078-05-1120", "password": "p"}',
+		'{"error": "no"}', 5, '{"conversation_id": "c1", "user_id": "u1", "tenant_id": "acme"}')
+	  FROM generate_series(1, 5);
+	SELECT tool_audit.log_event('prompt.update', 'admin', '{"after": {"h": "x"}}', '{"tenant_id": "acme"}');
+	RESET ROLE;
+	INSERT INTO tool_audit.sanitize_rules (applies_to, match, pattern, action) VALUES ('key', 'exact', 'secret_sauce', 'redact');
+});
+
+my $rows = q{SELECT md5(string_agg(t::text, '|' ORDER BY id)) FROM tool_audit.tool_calls t};
+my $events = q{SELECT md5(string_agg(e::text, '|' ORDER BY id)) FROM tool_audit.admin_events e};
+my $pseudonym = q{SELECT tool_audit.pseudonymize('078-05-1120')};
+my %orig = (
+	rows => $node->safe_psql('postgres', $rows),
+	events => $node->safe_psql('postgres', $events),
+	pseudonym => $node->safe_psql('postgres', $pseudonym));
+
+my $dump = $node->basedir . '/audit.dump';
+$node->command_ok([ 'pg_dump', '-Fc', '-f', $dump, '-d', $node->connstr('postgres') ], 'pg_dump');
+
+# without the restoring setting, the rows are refused (and nothing is half-loaded)
+$node->safe_psql('postgres', 'CREATE DATABASE plain_restore');
+my ($ret, $out, $err) = $node->psql('plain_restore', 'SELECT 1');
+$node->command_fails([ 'pg_restore', '--exit-on-error', '-d', $node->connstr('plain_restore'), $dump ],
+	'a plain pg_restore is refused: rows bring their own ids');
+
+# the documented procedure
+$node->safe_psql('postgres', 'CREATE DATABASE restored');
+{
+	local $ENV{PGOPTIONS} = '-c tool_audit.restoring=on';
+	$node->command_ok([ 'pg_restore', '--exit-on-error', '-d', $node->connstr('restored'), $dump ],
+		'pg_restore with tool_audit.restoring = on');
+}
+is($node->safe_psql('restored', $rows), $orig{rows}, 'tool_calls rows are identical');
+is($node->safe_psql('restored', $events), $orig{events}, 'admin_events rows are identical');
+is($node->safe_psql('restored', $pseudonym), $orig{pseudonym}, 'the same key is active: pseudonyms still link');
+is($node->safe_psql('restored', q{SELECT count(*) FROM tool_audit.sanitize_rules WHERE NOT builtin}),
+	'1', 'the deployment rule came back, the built-in ones are not duplicated');
+cmp_ok($node->safe_psql('restored',
+		q{SELECT (tool_audit.log_call('after', '{}', '{}', 1, '{}')).id}),
+	'>', 5, 'new ids continue after the restored ones');
+is($node->safe_psql('restored', q{SELECT count(*) FROM tool_audit.pseudonym_key_ids WHERE active}),
+	'1', 'exactly one active key');
+
+$node->stop;
+done_testing();
