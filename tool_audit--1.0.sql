@@ -163,7 +163,7 @@ CREATE TABLE tool_audit.sanitize_rules (
     builtin    boolean NOT NULL DEFAULT false,
     note       text,
     CONSTRAINT match_fits_target CHECK (
-        (applies_to = 'key' AND match IN ('exact', 'contains', 'regex')) OR
+        (applies_to = 'key' AND match IN ('exact', 'prefix', 'suffix', 'contains', 'regex')) OR
         (applies_to = 'value' AND match IN ('regex', 'detector'))),
     CONSTRAINT detector_is_known CHECK (
         match <> 'detector' OR
@@ -186,7 +186,7 @@ SELECT 'key', m, p, 'pseudonymize', 50, true, 'personal data'
 INSERT INTO tool_audit.sanitize_rules (applies_to, match, pattern, action, priority, builtin, note)
 SELECT 'key', m, p, 'redact', 100, true, 'secret'
   FROM (VALUES ('contains', 'password'), ('contains', 'passwd'), ('contains', 'passphrase'),
-               ('exact', 'pwd'), ('contains', 'secret'), ('regex', 'token$'),
+               ('exact', 'pwd'), ('contains', 'secret'), ('suffix', 'token'),
                ('contains', 'apikey'), ('exact', 'auth'), ('contains', 'authorization'),
                ('exact', 'cookie'), ('exact', 'set_cookie'), ('contains', 'privatekey'),
                ('contains', 'creditcard'), ('contains', 'cardnumber'), ('exact', 'cc_number'),

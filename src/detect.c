@@ -463,6 +463,34 @@ detect_card(const char *s, int len, int rule, TaSpanList *out)
 	}
 }
 
+/*
+ * Can this detector match anything in s at all?  A length and one memchr()
+ * rule out most strings (ids, names, statuses) before any scan: the shortest
+ * match of each detector, and a character every match contains.
+ */
+bool
+ta_detect_possible(TaDetector d, const char *s, int len)
+{
+	switch (d)
+	{
+		case TA_DETECT_BEARER:	/* "basic " + 8 */
+			return len >= 14 && memchr(s, ' ', len) != NULL;
+		case TA_DETECT_JWT:		/* 10 + "." + 2 + "." */
+			return len >= 14 && memchr(s, '.', len) != NULL;
+		case TA_DETECT_PEM_PRIVATE_KEY: /* "-----BEGIN " + "PRIVATE KEY-----" */
+			return len >= 27 && memchr(s, '-', len) != NULL;
+		case TA_DETECT_API_KEY: /* "xoxb-" + 10 */
+			return len >= 15;
+		case TA_DETECT_US_SSN:	/* ddd-dd-dddd */
+			return len >= 11 && (memchr(s, '-', len) != NULL || memchr(s, ' ', len) != NULL);
+		case TA_DETECT_CARD_NUMBER:
+			return len >= 13;
+		case TA_DETECT__COUNT:
+			break;
+	}
+	return true;
+}
+
 void
 ta_detect(TaDetector d, const char *s, int len, int rule, TaSpanList *out)
 {

@@ -15,14 +15,14 @@
  * database, a pseudonym cannot be reversed by enumerating candidates, as an
  * unkeyed SHA-256 of a 9-digit SSN can in minutes.
  *
- * The EVP_MAC algorithm is fetched once per backend; each pseudonym uses a
- * short-lived EVP_MAC_CTX that is freed before any error can be raised.
+ * The EVP_MAC algorithm is fetched once per backend, and keyed once per key.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
 #include <openssl/core_names.h>
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/params.h>
 
@@ -50,22 +50,56 @@ get_hmac(void)
 	return hmac_algorithm;
 }
 
+/*
+ * One EVP_MAC_CTX keyed with the active key, kept for the backend's life and
+ * rebuilt when the key changes; each pseudonym works on a copy of it
+ * (EVP_MAC_CTX_dup), which skips the digest lookup and key schedule that a
+ * fresh EVP_MAC_init costs.  The copy is freed before any error is raised.
+ */
+static EVP_MAC_CTX *keyed_ctx = NULL;
+static unsigned char keyed_key[64];
+static int	keyed_len = -1;
+
+static EVP_MAC_CTX *
+keyed_context(const unsigned char *key, int keylen)
+{
+	OSSL_PARAM	params[2];
+
+	if (keyed_ctx != NULL && keyed_len == keylen &&
+		CRYPTO_memcmp(keyed_key, key, keylen) == 0)
+		return keyed_ctx;
+	if (keyed_ctx != NULL)
+		EVP_MAC_CTX_free(keyed_ctx);
+	keyed_len = -1;
+	keyed_ctx = EVP_MAC_CTX_new(get_hmac());
+	if (keyed_ctx == NULL)
+		return NULL;
+	params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST,
+												 (char *) "SHA256", 0);
+	params[1] = OSSL_PARAM_construct_end();
+	if (EVP_MAC_init(keyed_ctx, key, keylen, params) != 1)
+	{
+		EVP_MAC_CTX_free(keyed_ctx);
+		keyed_ctx = NULL;
+		return NULL;
+	}
+	memcpy(keyed_key, key, keylen);
+	keyed_len = keylen;
+	return keyed_ctx;
+}
+
 static bool
 hmac_sha256(const unsigned char *key, int keylen, const char *data, int len,
 			unsigned char *out)
 {
-	EVP_MAC_CTX *ctx = EVP_MAC_CTX_new(get_hmac());
-	OSSL_PARAM	params[2];
+	EVP_MAC_CTX *base = keyed_context(key, keylen);
+	EVP_MAC_CTX *ctx;
 	size_t		outlen = 0;
 	bool		ok;
 
-	if (ctx == NULL)
+	if (base == NULL || (ctx = EVP_MAC_CTX_dup(base)) == NULL)
 		return false;
-	params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST,
-												 (char *) "SHA256", 0);
-	params[1] = OSSL_PARAM_construct_end();
-	ok = EVP_MAC_init(ctx, key, keylen, params) == 1 &&
-		EVP_MAC_update(ctx, (const unsigned char *) data, len) == 1 &&
+	ok = EVP_MAC_update(ctx, (const unsigned char *) data, len) == 1 &&
 		EVP_MAC_final(ctx, out, &outlen, 32) == 1 &&
 		outlen == 32;
 	EVP_MAC_CTX_free(ctx);

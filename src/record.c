@@ -58,35 +58,64 @@ typedef struct RowFix
 {
 	HeapTuple	tuple;
 	TupleDesc	desc;
+	Oid			relid;
 	int			n;
 	int			cols[MAX_FIXES];
 	Datum		values[MAX_FIXES];
 	bool		nulls[MAX_FIXES];
 } RowFix;
 
-static int
-attnum_of(TupleDesc desc, const char *name)
+/*
+ * Column numbers by name, remembered per backend: the trigger asks for the
+ * same ~25 (relation, name) pairs on every row.  Names are this file's string
+ * literals, so the pointer is the key.  Column numbers cannot change under
+ * us: dropping or renaming a column of an audit table is refused, and a new
+ * extension gets new relation oids.
+ */
+typedef struct AttCacheEntry
 {
-	int			attnum = SPI_fnumber(desc, name);
+	Oid			relid;
+	const char *name;
+	int			attnum;
+} AttCacheEntry;
 
+static AttCacheEntry att_cache[64];
+static int	att_cache_n = 0;
+
+static int
+attnum_of(Oid relid, TupleDesc desc, const char *name)
+{
+	int			attnum;
+
+	for (int i = 0; i < att_cache_n; i++)
+		if (att_cache[i].name == name && att_cache[i].relid == relid)
+			return att_cache[i].attnum;
+	attnum = SPI_fnumber(desc, name);
 	if (attnum <= 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("audit table has no column \"%s\"", name)));
+	if (att_cache_n < (int) lengthof(att_cache))
+	{
+		att_cache[att_cache_n].relid = relid;
+		att_cache[att_cache_n].name = name;
+		att_cache[att_cache_n].attnum = attnum;
+		att_cache_n++;
+	}
 	return attnum;
 }
 
 static Datum
 get_col(RowFix *fix, const char *name, bool *isnull)
 {
-	return heap_getattr(fix->tuple, attnum_of(fix->desc, name), fix->desc, isnull);
+	return heap_getattr(fix->tuple, attnum_of(fix->relid, fix->desc, name), fix->desc, isnull);
 }
 
 static void
 set_col(RowFix *fix, const char *name, Datum value, bool isnull)
 {
 	Assert(fix->n < MAX_FIXES);
-	fix->cols[fix->n] = attnum_of(fix->desc, name);
+	fix->cols[fix->n] = attnum_of(fix->relid, fix->desc, name);
 	fix->values[fix->n] = value;
 	fix->nulls[fix->n] = isnull;
 	fix->n++;
@@ -269,6 +298,7 @@ tool_calls_before_insert(PG_FUNCTION_ARGS)
 
 	fix.tuple = trigdata->tg_trigtuple;
 	fix.desc = RelationGetDescr(trigdata->tg_relation);
+	fix.relid = RelationGetRelid(trigdata->tg_relation);
 
 	fix_identity(&fix, trigdata->tg_relation, "recorded_at");
 	fix_object_column(&fix, "arguments");
@@ -303,6 +333,7 @@ admin_events_before_insert(PG_FUNCTION_ARGS)
 
 	fix.tuple = trigdata->tg_trigtuple;
 	fix.desc = RelationGetDescr(trigdata->tg_relation);
+	fix.relid = RelationGetRelid(trigdata->tg_relation);
 
 	check_reserved_event_type(&fix, trigdata->tg_relation);
 	fix_identity(&fix, trigdata->tg_relation, "occurred_at");

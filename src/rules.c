@@ -129,6 +129,10 @@ parse_match(const char *s)
 {
 	if (strcmp(s, "exact") == 0)
 		return TA_MATCH_EXACT;
+	if (strcmp(s, "prefix") == 0)
+		return TA_MATCH_PREFIX;
+	if (strcmp(s, "suffix") == 0)
+		return TA_MATCH_SUFFIX;
 	if (strcmp(s, "contains") == 0)
 		return TA_MATCH_CONTAINS;
 	if (strcmp(s, "regex") == 0)
@@ -209,8 +213,11 @@ load_rules(TaRuleSet *rs, Oid owner, MemoryContext cxt)
 		switch (r->match)
 		{
 			case TA_MATCH_EXACT:
+			case TA_MATCH_PREFIX:
+			case TA_MATCH_SUFFIX:
 			case TA_MATCH_CONTAINS:
 				r->pattern = ta_normalize_key(pattern, strlen(pattern));
+				r->pattern_len = strlen(r->pattern);
 				break;
 			case TA_MATCH_REGEX:
 				r->regex = cstring_to_text(pattern);

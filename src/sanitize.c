@@ -108,11 +108,13 @@ static TaAction
 key_action(const TaRuleSet *rs, const char *key, int len)
 {
 	char	   *norm;
+	int			normlen;
 	TaAction	action = TA_ACTION_NONE;
 
 	if (rs->nkey_rules == 0)
 		return TA_ACTION_NONE;
 	norm = ta_normalize_key(key, len);
+	normlen = strlen(norm);
 	for (int i = 0; i < rs->nkey_rules && action == TA_ACTION_NONE; i++)
 	{
 		const TaRule *r = &rs->key_rules[i];
@@ -123,11 +125,18 @@ key_action(const TaRuleSet *rs, const char *key, int len)
 			case TA_MATCH_EXACT:
 				hit = strcmp(norm, r->pattern) == 0;
 				break;
+			case TA_MATCH_PREFIX:
+				hit = strncmp(norm, r->pattern, r->pattern_len) == 0;
+				break;
+			case TA_MATCH_SUFFIX:
+				hit = normlen >= r->pattern_len &&
+					memcmp(norm + normlen - r->pattern_len, r->pattern, r->pattern_len) == 0;
+				break;
 			case TA_MATCH_CONTAINS:
 				hit = strstr(norm, r->pattern) != NULL;
 				break;
 			case TA_MATCH_REGEX:
-				hit = regex_matches(r->regex, norm, strlen(norm));
+				hit = regex_matches(r->regex, norm, normlen);
 				break;
 			case TA_MATCH_DETECTOR:
 				break;
@@ -207,7 +216,10 @@ sanitize_string_rs(const TaRuleSet *rs, const char *s, int len, bool *dropped)
 		TaSpanList	found = {0};
 
 		if (r->match == TA_MATCH_DETECTOR)
-			ta_detect(r->detector, s, len, i, &found);
+		{
+			if (ta_detect_possible(r->detector, s, len))
+				ta_detect(r->detector, s, len, i, &found);
+		}
 		else
 			regex_spans(r->regex, s, len, i, &found);
 		if (found.n > 0)

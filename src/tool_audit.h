@@ -41,6 +41,8 @@ typedef enum TaAction
 typedef enum TaMatch
 {
 	TA_MATCH_EXACT,
+	TA_MATCH_PREFIX,
+	TA_MATCH_SUFFIX,
 	TA_MATCH_CONTAINS,
 	TA_MATCH_REGEX,
 	TA_MATCH_DETECTOR
@@ -62,7 +64,8 @@ typedef struct TaRule
 	int			rule_id;
 	TaMatch		match;
 	TaAction	action;
-	char	   *pattern;		/* normalized for exact/contains keys */
+	char	   *pattern;		/* normalized, for exact/prefix/suffix/contains */
+	int			pattern_len;
 	text	   *regex;			/* for TA_MATCH_REGEX */
 	TaDetector	detector;		/* for TA_MATCH_DETECTOR */
 } TaRule;
@@ -110,6 +113,7 @@ typedef struct TaSpanList
 extern const char *ta_detector_name(TaDetector d);
 extern bool ta_detector_from_name(const char *name, TaDetector *d);
 extern void ta_span_add(TaSpanList *list, int start, int end, int rule);
+extern bool ta_detect_possible(TaDetector d, const char *s, int len);
 extern void ta_detect(TaDetector d, const char *s, int len, int rule,
 					  TaSpanList *out);
 

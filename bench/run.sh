@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Insert throughput of audited rows against a plain INSERT of the same columns
+# into a table with the same indexes and no triggers, measured in one run on a
+# throwaway cluster (synchronous_commit = on, fsync on), printed as ratios.
+#   bench/run.sh [seconds per measurement (default 20)] [client counts (default "1 8")]
+# All clients write for the same tenant.  Each variant runs after a fresh
+# warm-up of the baseline; the three variants run back to back per client count.
+set -euo pipefail
+. "$(dirname "$0")/../scripts/lib.sh"
+SECS=${1:-20}
+CLIENTS=${2:-"1 8"}
+ta_require_packages
+ta_build_install
+BINDIR=$(ta_bindir)
+WORK=$(ta_scratch_dir)
+PORT=$(ta_free_port)
+trap 'ta_as_user "$BINDIR/pg_ctl" -D "$WORK/data" -m immediate stop >/dev/null 2>&1; rm -rf "$WORK"' EXIT
+cp "$TA_ROOT"/bench/*.sql "$WORK/"
+[ "$(id -u)" -eq 0 ] && chown -R postgres: "$WORK"
+ta_as_user "$BINDIR/initdb" -D "$WORK/data" -U postgres -A trust --no-instructions >/dev/null
+cat >>"$WORK/data/postgresql.conf" <<CONF
+port = $PORT
+listen_addresses = ''
+unix_socket_directories = '$WORK'
+shared_preload_libraries = 'tool_audit'
+synchronous_commit = on
+shared_buffers = 256MB
+max_wal_size = 4GB
+CONF
+ta_as_user "$BINDIR/pg_ctl" -D "$WORK/data" -l "$WORK/server.log" -w start >/dev/null
+PSQL=(ta_as_user "$BINDIR/psql" -X -q -h "$WORK" -p "$PORT" -U postgres -d postgres -v ON_ERROR_STOP=1)
+"${PSQL[@]}" -f "$WORK/setup.sql"
+
+tps() {   # SCRIPT CLIENTS
+    ta_as_user "$BINDIR/pgbench" -n -h "$WORK" -p "$PORT" -U postgres -c "$2" -j "$2" -T "$SECS" \
+        -f "$WORK/$1" postgres 2>/dev/null | awk '/^tps = / {print $3}'
+}
+
+echo "PostgreSQL $("$BINDIR/postgres" -V | awk '{print $3}'), $(nproc) cores, ${SECS}s per measurement, synchronous_commit = on"
+printf '%-8s %14s %16s %14s %16s %14s\n' clients "plain tps" "audited INSERT" ratio "log_call()" ratio
+for c in $CLIENTS; do
+    tps plain_insert.sql "$c" >/dev/null   # warm-up
+    plain=$(tps plain_insert.sql "$c")
+    ins=$(tps audited_insert.sql "$c")
+    call=$(tps log_call.sql "$c")
+    awk -v c="$c" -v p="$plain" -v i="$ins" -v l="$call" \
+        'BEGIN { printf "%-8s %14.0f %16.0f %14.2f %16.0f %14.2f\n", c, p, i, i / p, l, l / p }'
+done
+"${PSQL[@]}" -At -c "SELECT 'check: ' || count(*) || ' audited rows, ' || count(*) FILTER (WHERE arguments->>'api_key' = '***REDACTED***') || ' with the api_key redacted' FROM tool_audit.tool_calls"
