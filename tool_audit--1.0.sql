@@ -451,14 +451,19 @@ CREATE TABLE tool_audit.tenant_bindings (
 );
 COMMENT ON TABLE tool_audit.tenant_bindings IS 'Readers that are members of a bound role see only the bound tenants';
 
--- bound_tenants(role): the tenants a role is limited to, NULL if unbound
-CREATE FUNCTION tool_audit.bound_tenants(role name) RETURNS text[]
+-- bound_tenants(roles...): the tenants these roles are limited to (the union of
+-- the bindings of every role any of them is a member of), NULL if none is bound.
+-- The policies pass both CURRENT_USER and SESSION_USER: a bound login cannot
+-- escape its binding with SET ROLE to an unbound role it belongs to.
+CREATE FUNCTION tool_audit.bound_tenants(VARIADIC roles name[]) RETURNS text[]
 LANGUAGE sql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
+    -- superusers are members of every role by definition: their memberships say nothing
     SELECT array_agg(DISTINCT b.tenant_id ORDER BY b.tenant_id)
-      FROM tool_audit.tenant_bindings b
-     WHERE pg_has_role(bound_tenants.role, b.role::oid, 'MEMBER')
+      FROM tool_audit.tenant_bindings b, unnest(bound_tenants.roles) AS r(name)
+     WHERE NOT coalesce((SELECT a.rolsuper FROM pg_authid a WHERE a.rolname = r.name), false)
+       AND pg_has_role(r.name, b.role::oid, 'MEMBER')
 $$;
 
 CREATE FUNCTION tool_audit.bind_tenant(role regrole, tenant_id text) RETURNS boolean
@@ -518,14 +523,14 @@ CREATE POLICY admin_read ON tool_audit.admin_events
     FOR SELECT TO tool_audit_admin USING (true);
 CREATE POLICY reader_tenant ON tool_audit.tool_calls
     FOR SELECT TO tool_audit_reader
-    USING (((SELECT tool_audit.bound_tenants(CURRENT_USER)) IS NULL
-            OR tenant_id IN (SELECT pg_catalog.unnest(tool_audit.bound_tenants(CURRENT_USER))))
+    USING (((SELECT tool_audit.bound_tenants(CURRENT_USER, SESSION_USER)) IS NULL
+            OR tenant_id IN (SELECT pg_catalog.unnest(tool_audit.bound_tenants(CURRENT_USER, SESSION_USER))))
            AND (coalesce(pg_catalog.current_setting('tool_audit.tenant', true), '') = ''
             OR tenant_id = pg_catalog.current_setting('tool_audit.tenant', true)));
 CREATE POLICY reader_tenant ON tool_audit.admin_events
     FOR SELECT TO tool_audit_reader
-    USING (((SELECT tool_audit.bound_tenants(CURRENT_USER)) IS NULL
-            OR tenant_id IN (SELECT pg_catalog.unnest(tool_audit.bound_tenants(CURRENT_USER))))
+    USING (((SELECT tool_audit.bound_tenants(CURRENT_USER, SESSION_USER)) IS NULL
+            OR tenant_id IN (SELECT pg_catalog.unnest(tool_audit.bound_tenants(CURRENT_USER, SESSION_USER))))
            AND (coalesce(pg_catalog.current_setting('tool_audit.tenant', true), '') = ''
             OR tenant_id = pg_catalog.current_setting('tool_audit.tenant', true)));
 
@@ -550,7 +555,7 @@ GRANT EXECUTE ON FUNCTION
     TO tool_audit_writer;
 
 GRANT SELECT ON tool_audit.tool_calls, tool_audit.admin_events TO tool_audit_reader, tool_audit_admin;
-GRANT EXECUTE ON FUNCTION tool_audit.bound_tenants(name) TO tool_audit_reader, tool_audit_admin;
+GRANT EXECUTE ON FUNCTION tool_audit.bound_tenants(name[]) TO tool_audit_reader, tool_audit_admin;
 
 GRANT SELECT, INSERT, UPDATE, DELETE ON tool_audit.sanitize_rules TO tool_audit_admin;
 GRANT SELECT ON tool_audit.tenant_bindings, tool_audit.pseudonym_key_ids TO tool_audit_admin;

@@ -83,6 +83,43 @@ SELECT regress_try($$ALTER TABLE tool_audit.sanitize_rules DISABLE TRIGGER sanit
 SELECT regress_try($$ALTER TABLE tool_audit.pseudonym_keys OWNER TO regress_admin$$);
 SELECT regress_try($$CREATE TRIGGER t BEFORE INSERT ON tool_audit.sanitize_rules FOR EACH ROW EXECUTE FUNCTION suppress_redundant_updates_trigger()$$);
 
+-- the id sequences
+SELECT regress_try($$ALTER SEQUENCE tool_audit.tool_calls_id_seq RESTART 1$$);
+
+-- unrelated objects of every naming shape are still left alone (these once
+-- crashed the server: types and domains are named differently by ALTER)
+SET ROLE regress_nobody;
+SELECT regress_try($$ALTER TYPE pg_catalog.int4 RENAME TO x$$);
+SELECT regress_try($$ALTER DOMAIN information_schema.cardinal_number OWNER TO regress_nobody$$);
+SELECT regress_try($$ALTER TYPE pg_catalog.int4 SET SCHEMA public$$);
+RESET ROLE;
+CREATE DOMAIN regress_dom AS int CONSTRAINT positive CHECK (VALUE > 0);
+ALTER DOMAIN regress_dom RENAME CONSTRAINT positive TO positive2;
+ALTER DOMAIN regress_dom RENAME TO regress_dom2;
+ALTER DOMAIN regress_dom2 OWNER TO regress_admin;
+CREATE SCHEMA regress_elsewhere;
+ALTER DOMAIN regress_dom2 SET SCHEMA regress_elsewhere;
+DROP DOMAIN regress_elsewhere.regress_dom2;
+CREATE TYPE regress_pair AS (a int, b int);
+ALTER TYPE regress_pair RENAME ATTRIBUTE a TO a2;
+ALTER TYPE regress_pair RENAME TO regress_pair2;
+ALTER TYPE regress_pair2 OWNER TO regress_admin;
+ALTER TYPE regress_pair2 SET SCHEMA regress_elsewhere;
+DROP TYPE regress_elsewhere.regress_pair2;
+SELECT lo_create(4242) AS large_object;
+ALTER LARGE OBJECT 4242 OWNER TO regress_admin;
+SELECT lo_unlink(4242);
+CREATE FUNCTION regress_f() RETURNS int LANGUAGE sql AS 'SELECT 1';
+ALTER FUNCTION regress_f() RENAME TO regress_f2;
+ALTER FUNCTION regress_f2() SET SCHEMA regress_elsewhere;
+GRANT EXECUTE ON FUNCTION regress_elsewhere.regress_f2() TO regress_nobody;
+DROP SCHEMA regress_elsewhere CASCADE;
+CREATE PUBLICATION regress_pub;
+ALTER PUBLICATION regress_pub OWNER TO regress_admin;
+ALTER PUBLICATION regress_pub RENAME TO regress_pub2;
+DROP PUBLICATION regress_pub2;
+SELECT 'unrelated DDL unaffected' AS result;
+
 -- dropping the trail while it holds rows
 SELECT regress_try($$DROP TABLE tool_audit.tool_calls$$);
 SELECT regress_try($$DROP TABLE tool_audit.admin_events CASCADE$$);

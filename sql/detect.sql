@@ -27,9 +27,14 @@ SELECT tool_audit.sanitize_text('not SSNs: 078-05 1120, 1-078-05-1120, 078-05-11
 -- card numbers: Luhn-valid, 13 to 19 digits, grouped or not
 SELECT tool_audit.sanitize_text('visa 4111 1111 1111 1111, mc 5500-0000-0000-0004, amex 378282246310005');
 SELECT tool_audit.sanitize_text('not cards: 4111111111111112, 411111111111, 41111111111111111111, ORD4111111111111111');
+-- a card among other digit groups is still found
+SELECT tool_audit.sanitize_text('card 4111 1111 1111 1111 123'), tool_audit.sanitize_text('4242 4242 4242 4242 05 27'),
+       tool_audit.sanitize_text('exp 05 27 4242-4242-4242-4242');
 -- several findings in one string; overlapping findings are claimed once
 SELECT tool_audit.sanitize_text('a=sk-abcdefghijklmnopqrstuvwx b=4111111111111111 c=078-05-1120');
 SELECT tool_audit.sanitize_text('Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0In0.sig');
+-- the parts of a secret an earlier finding does not cover are removed too
+SELECT tool_audit.sanitize_text('Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2ln/TOPSECRETSUFFIX+more==');
 -- nothing to find
 SELECT tool_audit.sanitize_text(''), tool_audit.sanitize_text('hello world');
 -- in a document, strings at any depth are scanned, keys are not

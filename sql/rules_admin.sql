@@ -50,9 +50,17 @@ SELECT tool_audit.sanitize('{"colour": "red"}');
 ROLLBACK;
 SELECT tool_audit.sanitize('{"colour": "red"}');
 
+-- rules cannot blank the record of their own changes: the extension's own
+-- events are sanitized by the built-in rules only
+INSERT INTO tool_audit.sanitize_rules (applies_to, match, pattern, action, priority)
+VALUES ('key', 'exact', 'after', 'drop', 1), ('key', 'exact', 'before', 'drop', 1);
+SELECT tool_audit.sanitize('{"after": 1, "before": 2, "x": 3}') AS ordinary_documents_obey_them;
+
 DELETE FROM tool_audit.sanitize_rules WHERE NOT builtin;
 SELECT tool_audit.sanitize('{"internal_note": "VIP", "debug_level": 3, "note": "MRN-123456"}');
 RESET ROLE;
+SELECT payload ? 'after' AS after_kept, payload ? 'before' AS before_kept
+  FROM tool_audit.admin_events WHERE event_type LIKE 'tool_audit.sanitize_rule.%' ORDER BY id DESC LIMIT 1;
 
 -- every rule change is an admin event, attributed to the role that made it
 SELECT event_type, actor, coalesce(payload->'after'->>'pattern', payload->'before'->>'pattern') AS pattern

@@ -50,3 +50,5 @@ SELECT tool_audit.sanitize(jsonb_build_object(
   'note', 'hmac:078-05-1120:' || repeat('0', 32),
   'gh', 'hmac:ghp_abcdefghijklmnopqrstuvwxyz0123456789:' || repeat('a', 32),
   'ssn', 'hmac:nosuchkey:' || repeat('b', 32)));
+-- keys rewritten to the same text keep both values
+SELECT tool_audit.sanitize('{"078-05-1120": "a", "078 05 1120": "b", "Bearer abcdefghijklmnop": 1, "Bearer qrstuvwxyzabcdef": 2}');

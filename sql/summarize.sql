@@ -14,6 +14,8 @@ SELECT tool_audit.summarize_result(jsonb_build_object('x', repeat('a', 991))) AS
 -- characters, not bytes
 SELECT tool_audit.summarize_result(jsonb_build_object('x', repeat('é', 991))) AS multibyte_at_limit;
 
+-- identifier keys are copied only when scalar: a nested record is payload
+SELECT tool_audit.summarize_result('{"status": {"patient": {"diagnosis": "private"}}, "id": [1, 2], "count": 3}');
 -- what counts as failure
 SELECT tool_audit.summarize_result('{"error": null, "id": 1}') AS null_error,
        tool_audit.summarize_result('{"error": false}') AS false_error,

@@ -38,6 +38,13 @@ SET ROLE regress_acme_member;
 SELECT DISTINCT tenant_id FROM tool_audit.tool_calls ORDER BY 1;
 RESET ROLE;
 
+-- SET ROLE to an unbound role does not escape the login's binding
+SET SESSION AUTHORIZATION regress_acme_member;
+SET ROLE tool_audit_reader;
+SELECT current_user, session_user, array_agg(DISTINCT tenant_id) AS tenants_seen FROM tool_audit.tool_calls;
+RESET ROLE;
+RESET SESSION AUTHORIZATION;
+
 -- an unbound reader is unaffected by someone else's binding
 SET ROLE regress_reader;
 SELECT count(DISTINCT tenant_id) AS tenants_seen FROM tool_audit.tool_calls WHERE conversation_id = 'conv_tenants';

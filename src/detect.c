@@ -427,39 +427,112 @@ luhn_valid(const char *digits, int n)
 	return sum % 10 == 0;
 }
 
+/*
+ * Do groups a..b look like a printed card number?  One ungrouped run, or
+ * groups of four with a last group of one to four (4-4-4-4, 4-4-4-4-3,
+ * 4-4-4-1), or the 4-6-5 / 4-6-4 of American Express and Diners.  Lists of
+ * other numbers (SSNs, dates, phone numbers) are not.
+ */
+static bool
+card_grouping(const int *gcum, int a, int b)
+{
+	int			n = b - a + 1;
+
+	if (n == 1)
+		return true;
+	if (n == 3 && gcum[a + 1] - gcum[a] == 4 && gcum[a + 2] - gcum[a + 1] == 6 &&
+		(gcum[a + 3] - gcum[a + 2] == 5 || gcum[a + 3] - gcum[a + 2] == 4))
+		return true;
+	for (int g = a; g < b; g++)
+		if (gcum[g + 1] - gcum[g] != 4)
+			return false;
+	return gcum[b + 1] - gcum[b] >= 1 && gcum[b + 1] - gcum[b] <= 4;
+}
+
+/*
+ * Card numbers: within a run of digit groups (digits, single spaces or dashes
+ * between them), the longest window of whole groups that holds 13 to 19
+ * digits, is grouped like a card and passes Luhn, from the leftmost group
+ * that starts one.  So a card followed or preceded by other groups
+ * ("4242 4242 4242 4242 05 27") is still found.  A window never exceeds 19
+ * digits, so the work per group is bounded and the scan stays linear.
+ */
 static void
 detect_card(const char *s, int len, int rule, TaSpanList *out)
 {
-	char		digits[20];
-
 	for (int i = 0; i < len; i++)
 	{
 		int			j = i,
-					n = 0;
+					ngroups = 0,
+					ndigits = 0;
+		int		   *gstart,
+				   *gend,
+				   *gcum;		/* digits before each group */
+		char	   *digits;
 
 		SCAN_CFI(i);
 		if (!is_digit(s[i]) || !boundary_before(s, i))
 			continue;
-		/* a run of digits, single separators allowed between two digits */
+		/* measure the run */
 		while (j < len)
 		{
 			if (is_digit(s[j]))
-			{
-				if (n < (int) sizeof(digits))
-					digits[n] = s[j];
-				n++;
 				j++;
-			}
-			else if ((s[j] == ' ' || s[j] == '-') && j + 1 < len &&
-					 is_digit(s[j + 1]))
+			else if ((s[j] == ' ' || s[j] == '-') && j + 1 < len && is_digit(s[j + 1]))
 				j++;
 			else
 				break;
 		}
-		if (n >= 13 && n <= 19 && boundary_after(s, len, j) &&
-			luhn_valid(digits, n))
-			ta_span_add(out, i, j, rule);
-		i = j - 1;				/* never look inside a run */
+		if (!boundary_after(s, len, j) || j - i < 13)
+		{
+			i = j - 1;			/* never look inside a run */
+			continue;
+		}
+		/* its groups and digits */
+		gstart = palloc(sizeof(int) * (j - i + 1));
+		gend = palloc(sizeof(int) * (j - i + 1));
+		gcum = palloc(sizeof(int) * (j - i + 2));
+		digits = palloc(j - i + 1);
+		for (int k = i; k < j; k++)
+		{
+			if (!is_digit(s[k]))
+				continue;
+			if (k == i || !is_digit(s[k - 1]))
+			{
+				gstart[ngroups] = k;
+				gcum[ngroups] = ndigits;
+				ngroups++;
+			}
+			gend[ngroups - 1] = k + 1;
+			digits[ndigits++] = s[k];
+		}
+		gcum[ngroups] = ndigits;
+		/* windows of whole groups */
+		for (int a = 0; a < ngroups; a++)
+		{
+			int			best = -1;
+
+			for (int b = a; b < ngroups; b++)
+			{
+				int			n = gcum[b + 1] - gcum[a];
+
+				if (n > 19)
+					break;
+				if (n >= 13 && card_grouping(gcum, a, b) &&
+					luhn_valid(digits + gcum[a], n))
+					best = b;
+			}
+			if (best >= 0)
+			{
+				ta_span_add(out, gstart[a], gend[best], rule);
+				a = best;
+			}
+		}
+		pfree(gstart);
+		pfree(gend);
+		pfree(gcum);
+		pfree(digits);
+		i = j - 1;
 	}
 }
 

@@ -315,6 +315,37 @@ object_is_ours(ObjectType type, Node *object, RangeVar *relation)
 		return rangevar_is_own(relation);
 	if (object == NULL)
 		return false;
+
+	/*
+	 * RENAME, SET SCHEMA and OWNER TO name some objects differently from
+	 * DROP, whose shapes get_object_address expects: a type or domain comes
+	 * as a plain name list, a domain constraint as the domain's name list.
+	 * Objects outside any schema and any extension are never ours.
+	 */
+	switch (type)
+	{
+		case OBJECT_TYPE:
+		case OBJECT_DOMAIN:
+			if (IsA(object, List) && list_length((List *) object) > 0 &&
+				!IsA(linitial((List *) object), TypeName))
+				object = (Node *) makeTypeNameFromNameList((List *) object);
+			break;
+		case OBJECT_DOMCONSTRAINT:
+			if (IsA(object, List) && list_length((List *) object) > 0 &&
+				IsA(linitial((List *) object), String))
+			{
+				type = OBJECT_DOMAIN;
+				object = (Node *) makeTypeNameFromNameList((List *) object);
+			}
+			break;
+		case OBJECT_LARGEOBJECT:
+		case OBJECT_DATABASE:
+		case OBJECT_ROLE:
+		case OBJECT_TABLESPACE:
+			return false;
+		default:
+			break;
+	}
 	addr = get_object_address(type, object, &rel, AccessShareLock, true);
 	if (rel != NULL)
 	{
@@ -330,7 +361,9 @@ object_is_ours(ObjectType type, Node *object, RangeVar *relation)
 		return addr.objectId == ext;
 	if (OidIsValid(ext) && getExtensionOfObject(addr.classId, addr.objectId) == ext)
 		return true;
-	return get_object_namespace(&addr) == nsp;
+	/* get_object_namespace() raises an error for classes it does not know */
+	return is_objectclass_supported(addr.classId) &&
+		get_object_namespace(&addr) == nsp;
 }
 
 /* Is the object a DROP names one of ours?  Indexes may be dropped. */
@@ -490,6 +523,11 @@ guard_utility(Node *stmt)
 			break;
 		case T_GrantStmt:
 			guard_grant((GrantStmt *) stmt);
+			break;
+		case T_AlterSeqStmt:
+			/* restarting an id sequence would make every later insert fail */
+			if (rangevar_is_own(((AlterSeqStmt *) stmt)->sequence))
+				refuse("ALTER SEQUENCE", ((AlterSeqStmt *) stmt)->sequence->relname);
 			break;
 		case T_IndexStmt:
 			guard_index((IndexStmt *) stmt);

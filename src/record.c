@@ -151,7 +151,7 @@ jsonb_kind(Jsonb *j)
 
 /* A jsonb column that must hold an object: NULL becomes {}, then sanitized. */
 static void
-fix_object_column(RowFix *fix, const char *name)
+fix_object_column(RowFix *fix, const TaRuleSet *rs, const char *name)
 {
 	bool		isnull;
 	Datum		d = get_col(fix, name, &isnull);
@@ -170,13 +170,13 @@ fix_object_column(RowFix *fix, const char *name)
 				 errmsg("%s must be a JSON object", name),
 				 errdetail("The value given is a JSON %s.", jsonb_kind(in)),
 				 errhint("Wrap the value in an object, for example {\"value\": ...}.")));
-	out = ta_sanitize_jsonb(in, name);
+	out = ta_sanitize_jsonb_with(rs, in, name);
 	if (out != in)
 		set_col(fix, name, JsonbPGetDatum(out), false);
 }
 
 static void
-fix_text_column(RowFix *fix, const char *name)
+fix_text_column(RowFix *fix, const TaRuleSet *rs, const char *name)
 {
 	bool		isnull,
 				dropped,
@@ -188,8 +188,8 @@ fix_text_column(RowFix *fix, const char *name)
 	if (isnull)
 		return;
 	t = DatumGetTextPP(d);
-	clean = ta_sanitize_string(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t), name,
-							   &dropped, &changed);
+	clean = ta_sanitize_string_with(rs, VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t), name,
+									&dropped, &changed);
 	if (changed)
 		set_col(fix, name, CStringGetTextDatum(clean), false);
 }
@@ -198,7 +198,8 @@ fix_text_column(RowFix *fix, const char *name)
  * id, time, recorded_by and event_id: assigned here, except for a restore
  * (tool_audit.restoring), which keeps what the dump says.
  */
-static void
+/* Returns true for a restored row (it brought its id while restoring). */
+static bool
 fix_identity(RowFix *fix, Relation rel, const char *time_column)
 {
 	bool		isnull;
@@ -206,7 +207,9 @@ fix_identity(RowFix *fix, Relation rel, const char *time_column)
 	char	   *seqname = psprintf("%s_id_seq", RelationGetRelationName(rel));
 	Oid			seq = get_relname_relid(seqname, RelationGetNamespace(rel));
 
-	if (ta_restoring && !isnull)
+	bool		restored = ta_restoring && !isnull;
+
+	if (restored)
 	{
 		(void) get_col(fix, time_column, &isnull);
 		if (isnull)
@@ -234,6 +237,7 @@ fix_identity(RowFix *fix, Relation rel, const char *time_column)
 	(void) get_col(fix, "event_id", &isnull);
 	if (isnull)
 		set_col(fix, "event_id", DirectFunctionCall1(gen_random_uuid, (Datum) 0), false);
+	return restored;
 }
 
 static Datum
@@ -264,20 +268,22 @@ static const char *const admin_event_text_columns[] = {
  * which run as the table owner, may write them.  tool_audit.log_event()
  * refuses them for the same reason.
  */
-static void
+static bool
 check_reserved_event_type(RowFix *fix, Relation rel)
 {
 	bool		isnull;
 	Datum		d = get_col(fix, "event_type", &isnull);
+	bool		reserved;
 
-	if (isnull || ta_restoring)
-		return;
-	if (strncmp(TextDatumGetCString(d), "tool_audit.", strlen("tool_audit.")) == 0 &&
-		GetUserId() != rel->rd_rel->relowner)
+	if (isnull)
+		return false;
+	reserved = strncmp(TextDatumGetCString(d), "tool_audit.", strlen("tool_audit.")) == 0;
+	if (reserved && !ta_restoring && GetUserId() != rel->rd_rel->relowner)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("event types starting with \"tool_audit.\" are reserved for tool_audit itself"),
 				 errdetail("The event type given was \"%s\".", TextDatumGetCString(d))));
+	return reserved;
 }
 
 /* tool_audit.tool_calls_before_insert() RETURNS trigger */
@@ -286,6 +292,7 @@ Datum
 tool_calls_before_insert(PG_FUNCTION_ARGS)
 {
 	TriggerData *trigdata = check_trigger(fcinfo, "tool_calls_before_insert");
+	const TaRuleSet *rs = ta_get_rules();
 	RowFix		fix = {0};
 	bool		isnull,
 				success_null,
@@ -300,16 +307,18 @@ tool_calls_before_insert(PG_FUNCTION_ARGS)
 	fix.desc = RelationGetDescr(trigdata->tg_relation);
 	fix.relid = RelationGetRelid(trigdata->tg_relation);
 
-	fix_identity(&fix, trigdata->tg_relation, "recorded_at");
-	fix_object_column(&fix, "arguments");
-	fix_object_column(&fix, "session_metadata");
+	/* a dumped row was sanitized when it was first stored: keep it as it is */
+	if (fix_identity(&fix, trigdata->tg_relation, "recorded_at"))
+		return apply_fixes(&fix);
+	fix_object_column(&fix, rs, "arguments");
+	fix_object_column(&fix, rs, "session_metadata");
 	for (int i = 0; i < (int) lengthof(tool_call_text_columns); i++)
-		fix_text_column(&fix, tool_call_text_columns[i]);
+		fix_text_column(&fix, rs, tool_call_text_columns[i]);
 
 	d = get_col(&fix, "success", &success_null);
 	override = success_null ? -1 : (DatumGetBool(d) ? 1 : 0);
 	d = get_col(&fix, "result_summary", &isnull);
-	summary = ta_summarize_result(isnull ? NULL : DatumGetJsonbP(d), override,
+	summary = ta_summarize_result(rs, isnull ? NULL : DatumGetJsonbP(d), override,
 								  &success, &error);
 	set_col(&fix, "result_summary", JsonbPGetDatum(summary), false);
 	if (success_null)
@@ -318,7 +327,7 @@ tool_calls_before_insert(PG_FUNCTION_ARGS)
 	if (error_null && error != NULL)
 		set_col(&fix, "error", PointerGetDatum(error), false);
 	else
-		fix_text_column(&fix, "error");
+		fix_text_column(&fix, rs, "error");
 
 	return apply_fixes(&fix);
 }
@@ -329,18 +338,26 @@ Datum
 admin_events_before_insert(PG_FUNCTION_ARGS)
 {
 	TriggerData *trigdata = check_trigger(fcinfo, "admin_events_before_insert");
+	const TaRuleSet *rs = ta_get_rules();
 	RowFix		fix = {0};
 
 	fix.tuple = trigdata->tg_trigtuple;
 	fix.desc = RelationGetDescr(trigdata->tg_relation);
 	fix.relid = RelationGetRelid(trigdata->tg_relation);
 
-	check_reserved_event_type(&fix, trigdata->tg_relation);
-	fix_identity(&fix, trigdata->tg_relation, "occurred_at");
-	fix_object_column(&fix, "payload");
-	fix_object_column(&fix, "metadata");
+	/*
+	 * The extension's own events are sanitized by the built-in rules only:
+	 * rules an admin can edit must not be able to blank the record of their
+	 * own edits.
+	 */
+	if (check_reserved_event_type(&fix, trigdata->tg_relation))
+		rs = rs->builtin;
+	if (fix_identity(&fix, trigdata->tg_relation, "occurred_at"))
+		return apply_fixes(&fix);
+	fix_object_column(&fix, rs, "payload");
+	fix_object_column(&fix, rs, "metadata");
 	for (int i = 0; i < (int) lengthof(admin_event_text_columns); i++)
-		fix_text_column(&fix, admin_event_text_columns[i]);
+		fix_text_column(&fix, rs, admin_event_text_columns[i]);
 
 	return apply_fixes(&fix);
 }

@@ -181,14 +181,14 @@ ta_relation_owner(Oid relid)
  * every call, so everything kept is allocated in cxt explicitly.
  */
 static void
-load_rules(TaRuleSet *rs, Oid owner, MemoryContext cxt)
+load_rules(TaRuleSet *rs, TaRuleSet *builtin, Oid owner, MemoryContext cxt)
 {
 	int			nkey = 0,
 				nvalue = 0;
 	MemoryContext spicxt;
 
 	spi_exec_as_owner(owner,
-					  "SELECT applies_to, match, pattern, action, rule_id"
+					  "SELECT applies_to, match, pattern, action, rule_id, builtin"
 					  "  FROM tool_audit.sanitize_rules"
 					  " WHERE enabled"
 					  " ORDER BY priority, rule_id",
@@ -197,6 +197,8 @@ load_rules(TaRuleSet *rs, Oid owner, MemoryContext cxt)
 
 	rs->key_rules = palloc0(sizeof(TaRule) * (SPI_processed + 1));
 	rs->value_rules = palloc0(sizeof(TaRule) * (SPI_processed + 1));
+	builtin->key_rules = palloc0(sizeof(TaRule) * (SPI_processed + 1));
+	builtin->value_rules = palloc0(sizeof(TaRule) * (SPI_processed + 1));
 
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
@@ -227,6 +229,13 @@ load_rules(TaRuleSet *rs, Oid owner, MemoryContext cxt)
 					elog(ERROR, "unknown detector \"%s\" in sanitize rule %d",
 						 pattern, r->rule_id);
 				break;
+		}
+		if (strcmp(SPI_getvalue(tup, desc, 6), "t") == 0)
+		{
+			if (on_key)
+				builtin->key_rules[builtin->nkey_rules++] = *r;
+			else
+				builtin->value_rules[builtin->nvalue_rules++] = *r;
 		}
 	}
 	rs->nkey_rules = nkey;
@@ -295,13 +304,32 @@ ta_get_rules(void)
 								   ALLOCSET_SMALL_SIZES);
 	PG_TRY();
 	{
+		TaRuleSet  *builtin;
+		TaRule	   *krules,
+				   *vrules;
+		int			nk,
+					nv;
+
 		if (SPI_connect() != SPI_OK_CONNECT)
 			elog(ERROR, "SPI_connect failed");
 		rs = MemoryContextAllocZero(newcxt, sizeof(TaRuleSet));
-		load_rules(rs, owner, newcxt);
-
+		builtin = MemoryContextAllocZero(newcxt, sizeof(TaRuleSet));
+		load_rules(rs, builtin, owner, newcxt);
 		load_keys(rs, owner, newcxt);
 		SPI_finish();
+
+		/* the built-in-only set: the same keys, its own rule arrays */
+		krules = builtin->key_rules;
+		vrules = builtin->value_rules;
+		nk = builtin->nkey_rules;
+		nv = builtin->nvalue_rules;
+		*builtin = *rs;
+		builtin->key_rules = krules;
+		builtin->value_rules = vrules;
+		builtin->nkey_rules = nk;
+		builtin->nvalue_rules = nv;
+		builtin->builtin = builtin;
+		rs->builtin = builtin;
 	}
 	PG_CATCH();
 	{

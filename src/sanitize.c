@@ -32,6 +32,7 @@
 #include "fmgr.h"
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
+#include "nodes/pg_list.h"
 #include "regex/regex.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
@@ -44,6 +45,8 @@ typedef struct Walk
 	const TaRuleSet *rs;
 	const char *what;
 	bool		changed;
+	int			depth;			/* current nesting depth */
+	List	  **rewritten;		/* per depth: keys rewritten in this object */
 	JsonbParseState *ps;
 	JsonbValue *res;
 } Walk;
@@ -150,8 +153,10 @@ key_action(const TaRuleSet *rs, const char *key, int len)
 
 /*
  * Merge the spans one rule found (sorted, disjoint) into the spans claimed by
- * earlier rules (sorted, disjoint): a found span overlapping a claimed one is
- * dropped.  One pass over both lists.
+ * earlier rules (sorted, disjoint).  Where a found span overlaps claimed
+ * ones, the parts of it they do not cover are claimed for this rule, so a
+ * secret that only partly overlaps an earlier finding ("Bearer <jwt>/rest")
+ * is still removed whole.  One pass over both lists.
  */
 static void
 merge_spans(TaSpanList *claimed, const TaSpanList *found)
@@ -162,7 +167,7 @@ merge_spans(TaSpanList *claimed, const TaSpanList *found)
 	for (int f = 0; f < found->n; f++)
 	{
 		const TaSpan *s = &found->items[f];
-		bool		overlaps = false;
+		int			pos = s->start;
 
 		/* claimed spans wholly before this one go first */
 		while (c < claimed->n && claimed->items[c].end <= s->start)
@@ -171,10 +176,18 @@ merge_spans(TaSpanList *claimed, const TaSpanList *found)
 						claimed->items[c].rule);
 			c++;
 		}
-		if (c < claimed->n && claimed->items[c].start < s->end)
-			overlaps = true;
-		if (!overlaps)
-			ta_span_add(&merged, s->start, s->end, s->rule);
+		/* the gaps this span leaves between the claimed spans it overlaps */
+		while (c < claimed->n && claimed->items[c].start < s->end)
+		{
+			if (claimed->items[c].start > pos)
+				ta_span_add(&merged, pos, claimed->items[c].start, s->rule);
+			ta_span_add(&merged, claimed->items[c].start, claimed->items[c].end,
+						claimed->items[c].rule);
+			pos = Max(pos, claimed->items[c].end);
+			c++;
+		}
+		if (pos < s->end)
+			ta_span_add(&merged, pos, s->end, s->rule);
 	}
 	for (; c < claimed->n; c++)
 		ta_span_add(&merged, claimed->items[c].start, claimed->items[c].end,
@@ -272,6 +285,13 @@ char *
 ta_sanitize_string(const char *s, int len, const char *what, bool *dropped,
 				   bool *changed)
 {
+	return ta_sanitize_string_with(ta_get_rules(), s, len, what, dropped, changed);
+}
+
+char *
+ta_sanitize_string_with(const TaRuleSet *rs, const char *s, int len,
+						const char *what, bool *dropped, bool *changed)
+{
 	char	   *out;
 
 	if ((Size) len > (Size) ta_max_jsonb_size_kb * 1024)
@@ -280,7 +300,7 @@ ta_sanitize_string(const char *s, int len, const char *what, bool *dropped,
 				 errmsg("value for %s is too large to audit", what),
 				 errdetail("The value takes %d bytes; tool_audit.max_jsonb_size is %d kB.",
 						   len, ta_max_jsonb_size_kb)));
-	out = sanitize_string_rs(ta_get_rules(), s, len, dropped);
+	out = sanitize_string_rs(rs, s, len, dropped);
 
 	*changed = (out != NULL);
 	return out ? out : pnstrdup(s, len);
@@ -435,6 +455,22 @@ sanitize_key(Walk *w, JsonbValue *key, TaAction *pending, bool in_pii)
 			return;
 		}
 	}
+	/*
+	 * Two keys may become the same ("078-05-1120" and "078 05 1120", two
+	 * redacted tokens) and jsonb would keep only the last value: a rewritten
+	 * key already used in this object gets "#2", "#3", ...
+	 */
+	{
+		int			seen = 0;
+		ListCell   *lc;
+
+		foreach(lc, w->rewritten[w->depth])
+			if (strcmp((char *) lfirst(lc), clean) == 0)
+				seen++;
+		w->rewritten[w->depth] = lappend(w->rewritten[w->depth], clean);
+		if (seen > 0)
+			clean = psprintf("%s#%d", clean, seen + 1);
+	}
 	key->val.string.val = clean;
 	key->val.string.len = strlen(clean);
 	w->changed = true;
@@ -442,6 +478,12 @@ sanitize_key(Walk *w, JsonbValue *key, TaAction *pending, bool in_pii)
 
 Jsonb *
 ta_sanitize_jsonb(Jsonb *in, const char *what)
+{
+	return ta_sanitize_jsonb_with(ta_get_rules(), in, what);
+}
+
+Jsonb *
+ta_sanitize_jsonb_with(const TaRuleSet *rs, Jsonb *in, const char *what)
 {
 	Walk		w = {0};
 	JsonbIterator *it;
@@ -457,7 +499,8 @@ ta_sanitize_jsonb(Jsonb *in, const char *what)
 				pii_depth = 0;	/* >0: inside a subtree being pseudonymized */
 
 	ta_check_jsonb_size(in, what);
-	w.rs = ta_get_rules();
+	w.rs = rs;
+	w.rewritten = palloc0(sizeof(List *) * (ta_max_depth + 2));
 	w.what = what;
 
 	it = JsonbIteratorInit(&in->root);
@@ -470,6 +513,7 @@ ta_sanitize_jsonb(Jsonb *in, const char *what)
 		{
 			case WJB_BEGIN_OBJECT:
 			case WJB_BEGIN_ARRAY:
+				w.depth = depth + 1;
 				if (++depth > ta_max_depth)
 					ereport(ERROR,
 							(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
@@ -480,6 +524,7 @@ ta_sanitize_jsonb(Jsonb *in, const char *what)
 					break;
 				if (tok == WJB_BEGIN_ARRAY && depth == 1)
 					raw_scalar = v.val.array.rawScalar;
+				w.rewritten[depth] = NIL;
 				act = have_key ? pending : TA_ACTION_NONE;
 				if (act == TA_ACTION_REDACT || act == TA_ACTION_DROP)
 				{
@@ -511,6 +556,7 @@ ta_sanitize_jsonb(Jsonb *in, const char *what)
 					if (skip_depth == depth)
 						skip_depth = 0;
 					depth--;
+					w.depth = depth;
 					break;
 				}
 				push(&w, tok, NULL);
@@ -519,6 +565,7 @@ ta_sanitize_jsonb(Jsonb *in, const char *what)
 				if (pii_depth == depth)
 					pii_depth = 0;
 				depth--;
+				w.depth = depth;
 				break;
 
 			case WJB_KEY:

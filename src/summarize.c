@@ -8,7 +8,7 @@
  *					key or "success": false; true otherwise
  *	error, error_type	copied when present
  *	the keys named in tool_audit.summary_keys (default: id, order_id,
- *					customer_id, status, count) when present
+ *					customer_id, status, count) when present and scalar
  *	_result_size, _truncated	when the result's JSON text is over 1,000
  *					characters (the seed's rule)
  * A result that is not an object gives {"success": true, "_result_type": ...}
@@ -151,8 +151,8 @@ error_text(JsonbValue *v)
  * that the summary and the row's success column never disagree.
  */
 Jsonb *
-ta_summarize_result(Jsonb *result, int success_override, bool *success,
-					text **error)
+ta_summarize_result(const TaRuleSet *rs, Jsonb *result, int success_override,
+					bool *success, text **error)
 {
 	JsonbParseState *ps = NULL;
 	JsonbValue *res;
@@ -186,8 +186,9 @@ ta_summarize_result(Jsonb *result, int success_override, bool *success,
 		{
 			char	   *name = (char *) lfirst(lc);
 
+			/* identifiers are scalars: a nested record under "status" is payload */
 			if (!is_reserved_summary_key(name) &&
-				(v = get_key(result, name)) != NULL)
+				(v = get_key(result, name)) != NULL && v->type != jbvBinary)
 				push_pair(&ps, name, v);
 		}
 	}
@@ -226,7 +227,7 @@ ta_summarize_result(Jsonb *result, int success_override, bool *success,
 	}
 	res = pushJsonbValue(&ps, WJB_END_OBJECT, NULL);
 
-	summary = ta_sanitize_jsonb(JsonbValueToJsonb(res), "result summary");
+	summary = ta_sanitize_jsonb_with(rs, JsonbValueToJsonb(res), "result summary");
 	if (success)
 		*success = ok;
 	if (error)
@@ -241,5 +242,5 @@ summarize_result(PG_FUNCTION_ARGS)
 {
 	Jsonb	   *result = PG_ARGISNULL(0) ? NULL : PG_GETARG_JSONB_P(0);
 
-	PG_RETURN_JSONB_P(ta_summarize_result(result, -1, NULL, NULL));
+	PG_RETURN_JSONB_P(ta_summarize_result(ta_get_rules(), result, -1, NULL, NULL));
 }

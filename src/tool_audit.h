@@ -70,7 +70,9 @@ typedef struct TaRule
 	TaDetector	detector;		/* for TA_MATCH_DETECTOR */
 } TaRule;
 
-typedef struct TaRuleSet
+typedef struct TaRuleSet TaRuleSet;
+
+struct TaRuleSet
 {
 	int			nkey_rules;
 	TaRule	   *key_rules;		/* in (priority, rule_id) order */
@@ -82,7 +84,8 @@ typedef struct TaRuleSet
 	char		key_id[TA_MAX_KEY_ID_LEN + 1];
 	int			key_len;
 	unsigned char key[64];
-} TaRuleSet;
+	const TaRuleSet *builtin;	/* the same keys, built-in rules only */
+};
 
 extern const TaRuleSet *ta_get_rules(void);
 extern Oid	ta_schema_oid(bool missing_ok);
@@ -119,13 +122,19 @@ extern void ta_detect(TaDetector d, const char *s, int len, int rule,
 
 /* ---- sanitize.c: the jsonb walker ---- */
 extern Jsonb *ta_sanitize_jsonb(Jsonb *in, const char *what);
+extern Jsonb *ta_sanitize_jsonb_with(const TaRuleSet *rs, Jsonb *in,
+									 const char *what);
+extern char *ta_sanitize_string_with(const TaRuleSet *rs, const char *s,
+									 int len, const char *what,
+									 bool *dropped, bool *changed);
 extern char *ta_sanitize_string(const char *s, int len, const char *what,
 								bool *dropped, bool *changed);
 extern void ta_check_jsonb_size(Jsonb *in, const char *what);
 
 /* ---- summarize.c: result summaries ---- */
-extern Jsonb *ta_summarize_result(Jsonb *result, int success_override,
-								  bool *success, text **error);
+extern Jsonb *ta_summarize_result(const TaRuleSet *rs, Jsonb *result,
+								  int success_override, bool *success,
+								  text **error);
 
 /* ---- guard.c: append-only enforcement ---- */
 extern bool ta_is_protected_relation(Oid relid);

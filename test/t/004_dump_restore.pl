@@ -23,6 +23,11 @@ $node->safe_psql('postgres', q{
 	SELECT tool_audit.log_event('prompt.update', 'admin', '{"after": {"h": "x"}}', '{"tenant_id": "acme"}');
 	RESET ROLE;
 	INSERT INTO tool_audit.sanitize_rules (applies_to, match, pattern, action) VALUES ('key', 'exact', 'secret_sauce', 'redact');
+	-- a deployment exemption, and personal data in an admin event: restored rows
+	-- must not be sanitized again (with a fresh key, before the rules are back)
+	INSERT INTO tool_audit.sanitize_rules (applies_to, match, pattern, action, priority) VALUES ('key', 'exact', 'ticket', 'keep', 1);
+	SELECT tool_audit.log_event('user.update', 'ops', '{"email": "jane@x.test", "ticket": "Bearer abcdefghijklmnop"}', '{}');
+	SELECT tool_audit.log_call('lookup', '{"email": "jane@x.test", "ticket": "Bearer abcdefghijklmnop"}', '{}', 1, '{}');
 });
 
 my $rows = q{SELECT md5(string_agg(t::text, '|' ORDER BY id)) FROM tool_audit.tool_calls t};
@@ -53,7 +58,7 @@ is($node->safe_psql('restored', $rows), $orig{rows}, 'tool_calls rows are identi
 is($node->safe_psql('restored', $events), $orig{events}, 'admin_events rows are identical');
 is($node->safe_psql('restored', $pseudonym), $orig{pseudonym}, 'the same key is active: pseudonyms still link');
 is($node->safe_psql('restored', q{SELECT count(*) FROM tool_audit.sanitize_rules WHERE NOT builtin}),
-	'1', 'the deployment rule came back, the built-in ones are not duplicated');
+	'2', 'the deployment rules came back, the built-in ones are not duplicated');
 cmp_ok($node->safe_psql('restored',
 		q{SELECT (tool_audit.log_call('after', '{}', '{}', 1, '{}')).id}),
 	'>', 5, 'new ids continue after the restored ones');
