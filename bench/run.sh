@@ -17,17 +17,8 @@ PORT=$(ta_free_port)
 trap 'ta_as_user "$BINDIR/pg_ctl" -D "$WORK/data" -m immediate stop >/dev/null 2>&1; rm -rf "$WORK"' EXIT
 cp "$TA_ROOT"/bench/*.sql "$WORK/"
 [ "$(id -u)" -eq 0 ] && chown -R postgres: "$WORK"
-ta_as_user "$BINDIR/initdb" -D "$WORK/data" -U postgres -A trust --no-instructions >/dev/null
-cat >>"$WORK/data/postgresql.conf" <<CONF
-port = $PORT
-listen_addresses = ''
-unix_socket_directories = '$WORK'
-shared_preload_libraries = 'tool_audit'
-synchronous_commit = on
-shared_buffers = 256MB
-max_wal_size = 4GB
-CONF
-ta_as_user "$BINDIR/pg_ctl" -D "$WORK/data" -l "$WORK/server.log" -w start >/dev/null
+ta_init_cluster "$WORK" "$PORT" "synchronous_commit = on" "shared_buffers = 256MB" "max_wal_size = 4GB"
+ta_start_cluster "$WORK"
 PSQL=(ta_as_user "$BINDIR/psql" -X -q -h "$WORK" -p "$PORT" -U postgres -d postgres -v ON_ERROR_STOP=1)
 "${PSQL[@]}" -f "$WORK/setup.sql"
 

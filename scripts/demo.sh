@@ -29,14 +29,8 @@ else
     }
     trap cleanup EXIT
     ta_log "starting a throwaway cluster in $WORK on port $PORT"
-    ta_as_user "$BINDIR/initdb" -D "$WORK/data" -U postgres -A trust --no-instructions >/dev/null
-    cat >>"$WORK/data/postgresql.conf" <<CONF
-port = $PORT
-listen_addresses = ''
-unix_socket_directories = '$WORK'
-shared_preload_libraries = 'tool_audit'
-CONF
-    ta_as_user "$BINDIR/pg_ctl" -D "$WORK/data" -l "$WORK/server.log" -w start >/dev/null
+    ta_init_cluster "$WORK" "$PORT"
+    ta_start_cluster "$WORK"
     CONN="host=$WORK port=$PORT dbname=postgres user=postgres"
     PSQL=(ta_as_user "$BINDIR/psql")
 fi

@@ -79,3 +79,24 @@ ta_free_port() {
     done
     ta_die "no free port in 54320-54399"
 }
+
+# ta_init_cluster DIR PORT [SETTING...]: initdb in DIR/data (superuser
+# "postgres", trust auth), listening only on a socket in DIR at PORT, with
+# tool_audit preloaded and any further postgresql.conf lines given.
+ta_init_cluster() {
+    local dir=$1 port=$2 line
+    shift 2
+    ta_as_user "$(ta_bindir)/initdb" -D "$dir/data" -U postgres -A trust --no-instructions >/dev/null
+    {
+        echo "port = $port"
+        echo "listen_addresses = ''"
+        echo "unix_socket_directories = '$dir'"
+        echo "shared_preload_libraries = 'tool_audit'"
+        for line in "$@"; do echo "$line"; done
+    } >>"$dir/data/postgresql.conf"
+}
+
+# ta_start_cluster DIR: start the cluster ta_init_cluster made, wait for it.
+ta_start_cluster() {
+    ta_as_user "$(ta_bindir)/pg_ctl" -D "$1/data" -l "$1/server.log" -w start >/dev/null
+}

@@ -16,14 +16,7 @@ trap 'ta_as_user "$BINDIR/pg_ctl" -D "$WORK/data" -m immediate stop >/dev/null 2
 
 tar -C "$TA_ROOT" --exclude=.git -cf - sql expected | tar -C "$WORK" -xf -
 [ "$(id -u)" -eq 0 ] && chown -R postgres: "$WORK"
-ta_as_user "$BINDIR/initdb" -D "$WORK/data" -U postgres -A trust --no-instructions >/dev/null
-cat >>"$WORK/data/postgresql.conf" <<CONF
-port = $PORT
-listen_addresses = ''
-unix_socket_directories = '$WORK'
-shared_preload_libraries = 'tool_audit'
-max_connections = 20
-CONF
+ta_init_cluster "$WORK" "$PORT" "max_connections = 20"
 ta_log "starting postgres under valgrind (slow)"
 ta_as_user valgrind --quiet --trace-children=no --track-origins=yes --num-callers=30 \
     --error-limit=no --log-file="$WORK/valgrind.%p.log" \
