@@ -27,6 +27,11 @@ SELECT tool_audit.sanitize_text('not SSNs: 078-05 1120, 1-078-05-1120, 078-05-11
 -- card numbers: Luhn-valid, 13 to 19 digits, grouped or not
 SELECT tool_audit.sanitize_text('visa 4111 1111 1111 1111, mc 5500-0000-0000-0004, amex 378282246310005');
 SELECT tool_audit.sanitize_text('not cards: 4111111111111112, 411111111111, 41111111111111111111, ORD4111111111111111');
+-- overlapping findings of different lengths never break the output
+SELECT tool_audit.sanitize_text('Bearer sk-abcdefghijklmnopqrstuvwx/sk-abcdefghijklmnopqrstuvwy');
+-- cards however grouped, and among other digit groups (the union of all windows)
+SELECT tool_audit.sanitize_text('41111111 11111111'), tool_audit.sanitize_text('4111-111111-111111'),
+       tool_audit.sanitize_text('411 111 111 111 1111'), tool_audit.sanitize_text('exp 2028 4111 1111 1111 1111');
 -- a card among other digit groups is still found
 SELECT tool_audit.sanitize_text('card 4111 1111 1111 1111 123'), tool_audit.sanitize_text('4242 4242 4242 4242 05 27'),
        tool_audit.sanitize_text('exp 05 27 4242-4242-4242-4242');

@@ -104,5 +104,12 @@ RESET tool_audit.restoring;
 SET ROLE regress_writer;
 SELECT regress_try($$SET tool_audit.restoring = on$$);
 RESET ROLE;
+-- left on for a database by mistake, it helps nobody but superusers
+SET tool_audit.restoring = on;
+SET ROLE regress_writer;
+SELECT regress_try($$INSERT INTO tool_audit.tool_calls (id, tool_name, conversation_id, arguments, success)
+                     VALUES (900002, 'sneaky', 'conv_restore', '{"password": "hunter2"}', true)$$);
+RESET ROLE;
+RESET tool_audit.restoring;
 
 SELECT conversation_id, count(*) FROM tool_audit.tool_calls GROUP BY 1 ORDER BY 1 NULLS FIRST;

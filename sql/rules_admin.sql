@@ -27,6 +27,10 @@ VALUES ('value', 'regex', 'MRN-[0-9]{6}', 'pseudonymize'),
        ('value', 'regex', '^DROPME', 'drop');
 SELECT tool_audit.sanitize('{"note": "patient MRN-123456, Confidential", "tags": ["a", "DROPME now", "b"], "gone": "DROPME"}');
 SELECT tool_audit.sanitize_text('MRN-123456') = tool_audit.pseudonymize('MRN-123456') AS regex_pseudonym_links;
+-- a rule whose matches contain several built-in findings
+INSERT INTO tool_audit.sanitize_rules (applies_to, match, pattern, action, priority)
+VALUES ('value', 'regex', '(?i)internal note:[^;]*', 'redact', 10);
+SELECT tool_audit.sanitize_text('internal note: SSN 078-05-1120, spouse 219-09-9999; ok');
 
 -- bad rules are refused with a reason
 SELECT regress_try($$INSERT INTO tool_audit.sanitize_rules (applies_to, match, pattern, action) VALUES ('value', 'regex', '([unclosed', 'redact')$$);

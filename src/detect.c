@@ -450,12 +450,13 @@ card_grouping(const int *gcum, int a, int b)
 }
 
 /*
- * Card numbers: within a run of digit groups (digits, single spaces or dashes
- * between them), the longest window of whole groups that holds 13 to 19
- * digits, is grouped like a card and passes Luhn, from the leftmost group
- * that starts one.  So a card followed or preceded by other groups
- * ("4242 4242 4242 4242 05 27") is still found.  A window never exceeds 19
- * digits, so the work per group is bounded and the scan stays linear.
+ * Card numbers: a run of digit groups (digits, single spaces or dashes
+ * between them) of 13 to 19 digits that passes Luhn, however grouped; and
+ * inside longer runs, every window of whole groups that holds 13 to 19
+ * digits, is grouped like a card and passes Luhn, so a card followed or
+ * preceded by other groups ("4242 4242 4242 4242 05 27") is still found.
+ * A window never exceeds 19 digits, so the work per group is bounded and
+ * the scan stays linear.
  */
 static void
 detect_card(const char *s, int len, int rule, TaSpanList *out)
@@ -507,26 +508,48 @@ detect_card(const char *s, int len, int rule, TaSpanList *out)
 			digits[ndigits++] = s[k];
 		}
 		gcum[ngroups] = ndigits;
-		/* windows of whole groups */
-		for (int a = 0; a < ngroups; a++)
+		/*
+		 * The whole run if it is a card however grouped; then every window
+		 * of whole groups grouped like a card.  Overlapping findings are
+		 * reported as their union, so no digit of any of them stays.
+		 */
 		{
-			int			best = -1;
+			int			ustart = -1,
+						uend = -1;
 
-			for (int b = a; b < ngroups; b++)
+			if (ndigits >= 13 && ndigits <= 19 && luhn_valid(digits, ndigits))
 			{
-				int			n = gcum[b + 1] - gcum[a];
+				ustart = i;
+				uend = j;
+			}
+			for (int a = 0; a < ngroups; a++)
+			{
+				int			best = -1;
 
-				if (n > 19)
-					break;
-				if (n >= 13 && card_grouping(gcum, a, b) &&
-					luhn_valid(digits + gcum[a], n))
-					best = b;
+				for (int b = a; b < ngroups; b++)
+				{
+					int			n = gcum[b + 1] - gcum[a];
+
+					if (n > 19)
+						break;
+					if (n >= 13 && card_grouping(gcum, a, b) &&
+						luhn_valid(digits + gcum[a], n))
+						best = b;
+				}
+				if (best < 0)
+					continue;
+				if (ustart >= 0 && gstart[a] <= uend)
+					uend = Max(uend, gend[best]);
+				else
+				{
+					if (ustart >= 0)
+						ta_span_add(out, ustart, uend, rule);
+					ustart = gstart[a];
+					uend = gend[best];
+				}
 			}
-			if (best >= 0)
-			{
-				ta_span_add(out, gstart[a], gend[best], rule);
-				a = best;
-			}
+			if (ustart >= 0)
+				ta_span_add(out, ustart, uend, rule);
 		}
 		pfree(gstart);
 		pfree(gend);

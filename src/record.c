@@ -24,8 +24,8 @@
  * event_id, payload, metadata and the text columns, and reserves event types
  * starting "tool_audit." for the extension's own functions.
  *
- * Restoring a dump: with tool_audit.restoring = on (superuser only), a row
- * that brings its id keeps it, with its timestamp, recorded_by and event_id,
+ * Restoring a dump: with tool_audit.restoring = on, a row a superuser
+ * inserts that brings its id keeps it, with its timestamp, recorded_by and event_id,
  * so a restored row is the row that was dumped; sanitizing is idempotent, so
  * the rest is unchanged too.  A row without an id is recorded as usual.
  *
@@ -207,7 +207,8 @@ fix_identity(RowFix *fix, Relation rel, const char *time_column)
 	char	   *seqname = psprintf("%s_id_seq", RelationGetRelationName(rel));
 	Oid			seq = get_relname_relid(seqname, RelationGetNamespace(rel));
 
-	bool		restored = ta_restoring && !isnull;
+	/* superuser(): a setting left on for a database must not help others */
+	bool		restored = ta_restoring && !isnull && superuser();
 
 	if (restored)
 	{
@@ -278,7 +279,8 @@ check_reserved_event_type(RowFix *fix, Relation rel)
 	if (isnull)
 		return false;
 	reserved = strncmp(TextDatumGetCString(d), "tool_audit.", strlen("tool_audit.")) == 0;
-	if (reserved && !ta_restoring && GetUserId() != rel->rd_rel->relowner)
+	if (reserved && !(ta_restoring && superuser()) &&
+		GetUserId() != rel->rd_rel->relowner)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("event types starting with \"tool_audit.\" are reserved for tool_audit itself"),

@@ -167,7 +167,7 @@ merge_spans(TaSpanList *claimed, const TaSpanList *found)
 	for (int f = 0; f < found->n; f++)
 	{
 		const TaSpan *s = &found->items[f];
-		int			pos = s->start;
+		int			pos;
 
 		/* claimed spans wholly before this one go first */
 		while (c < claimed->n && claimed->items[c].end <= s->start)
@@ -176,6 +176,12 @@ merge_spans(TaSpanList *claimed, const TaSpanList *found)
 						claimed->items[c].rule);
 			c++;
 		}
+		/* never before what is already out: a claimed span may reach past it */
+		pos = s->start;
+		if (merged.n > 0)
+			pos = Max(pos, merged.items[merged.n - 1].end);
+		if (pos >= s->end)
+			continue;
 		/* the gaps this span leaves between the claimed spans it overlaps */
 		while (c < claimed->n && claimed->items[c].start < s->end)
 		{
