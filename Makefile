@@ -24,6 +24,7 @@ ISOLATION = concurrent_writers rules_cache
 ISOLATION_OPTS = --inputdir=test --outputdir=test --load-extension=tool_audit
 
 TAP_TESTS = 1
+PROVE_TESTS = test/t/*.pl
 
 PG_CONFIG ?= pg_config
 PG_CPPFLAGS = -I$(srcdir)/src
