@@ -126,17 +126,19 @@ key_action(const TaRuleSet *rs, const char *key, int len)
 		switch (r->match)
 		{
 			case TA_MATCH_EXACT:
-				hit = strcmp(norm, r->pattern) == 0;
+				hit = normlen == r->pattern_len &&
+					memcmp(norm, r->pattern, normlen) == 0;
 				break;
 			case TA_MATCH_PREFIX:
-				hit = strncmp(norm, r->pattern, r->pattern_len) == 0;
+				hit = normlen >= r->pattern_len &&
+					memcmp(norm, r->pattern, r->pattern_len) == 0;
 				break;
 			case TA_MATCH_SUFFIX:
 				hit = normlen >= r->pattern_len &&
 					memcmp(norm + normlen - r->pattern_len, r->pattern, r->pattern_len) == 0;
 				break;
 			case TA_MATCH_CONTAINS:
-				hit = strstr(norm, r->pattern) != NULL;
+				hit = normlen >= r->pattern_len && strstr(norm, r->pattern) != NULL;
 				break;
 			case TA_MATCH_REGEX:
 				hit = regex_matches(r->regex, norm, normlen);
