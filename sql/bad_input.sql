@@ -19,7 +19,9 @@ SELECT regress_try($$SELECT tool_audit.sanitize_text(repeat('x', 1100000))$$);
 SELECT regress_try($$INSERT INTO tool_audit.tool_calls (tool_name, user_agent) VALUES ('t', repeat('x', 1100000))$$);
 -- a string of hundreds of MB
 SELECT regress_try($$SELECT tool_audit.log_call('t', jsonb_build_object('blob', repeat('x', 250 * 1024 * 1024)), '{}', 1, '{}')$$);
--- a large result is fine: only its summary is stored
+-- a large result is fine: only its summary is stored, and it is measured without
+-- being printed (200 MB of control characters would print as 1.2 GB)
+SELECT result_summary FROM tool_audit.log_call('export', '{}', jsonb_build_object('blob', repeat(chr(1), 200 * 1024 * 1024)), 1, '{"conversation_id": "conv_big"}');
 SELECT result_summary FROM tool_audit.log_call('export', '{}', jsonb_build_object('blob', repeat('x', 3000000)), 1, '{"conversation_id": "conv_big"}');
 SET tool_audit.max_jsonb_size = '4MB';
 SELECT regress_try($$SELECT tool_audit.sanitize(jsonb_build_object('blob', repeat('x', 1100000)))$$);

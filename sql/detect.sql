@@ -42,7 +42,7 @@ SELECT tool_audit.sanitize_text('Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0In0
 SELECT tool_audit.sanitize_text('Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2ln/TOPSECRETSUFFIX+more==');
 -- nothing to find
 SELECT tool_audit.sanitize_text(''), tool_audit.sanitize_text('hello world');
--- in a document, strings at any depth are scanned, keys are not
+-- in a document, strings at any depth are scanned (keys too: see sanitize)
 SELECT tool_audit.sanitize('{"notes": ["call 078-05-1120", {"deep": ["Bearer abcdefghijklmnop"]}],
   "ref": "ORD-1"}');
 

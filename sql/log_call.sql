@@ -49,6 +49,8 @@ SELECT regress_try($$SELECT tool_audit.log_call('t', '{}', '{}', 1, '{"turn_numb
 SELECT regress_try($$SELECT tool_audit.log_call('t', '{}', '{}', 1, '{"call_trigger": "whim"}')$$);
 SELECT regress_try($$SELECT tool_audit.log_call('t', '{}', '{}', 1, '{"client_ip": "10.0.0.300"}')$$);
 SELECT regress_try($$SELECT tool_audit.log_call('t', '{}', '{}', 1, '{"event_id": "not-a-uuid"}')$$);
+SELECT regress_try($$SELECT tool_audit.log_call('t', '{}', '{}', 1, '{"user_id": {"password": "hunter2", "ssn": "078051120"}}')$$);
+SELECT regress_try($$SELECT tool_audit.log_call('t', '{}', '{}', 1, '{"purpose": ["treatment", "billing"]}')$$);
 SELECT regress_try($$SELECT tool_audit.log_call('t', '{}', '{}', -1, '{}')$$);
 SELECT regress_try($$SELECT tool_audit.log_call('t', '{}', '{}', 'NaN', '{}')$$);
 SELECT regress_try($$SELECT tool_audit.log_call('t', '{}', '{}', 'Infinity', '{}')$$);
@@ -75,6 +77,9 @@ bulk_import	conv_copy	{"api_key": "k-123", "rows": 10}
 \.
 SELECT arguments, result_summary, success FROM tool_audit.tool_calls WHERE conversation_id = 'conv_copy';
 
+-- an explicit NULL for a column with a default gets the default
+INSERT INTO tool_audit.tool_calls (tool_name, conversation_id, call_trigger) VALUES ('lookup', 'conv_text', NULL)
+RETURNING call_trigger;
 -- every text column goes through the value rules
 INSERT INTO tool_audit.tool_calls (tool_name, conversation_id, purpose, user_id, tool_call_id, subject_id, model)
 VALUES ('lookup', 'conv_text', 'card 4111 1111 1111 1111, ssn 078-05-1120', 'Bearer abcdefghijklmnop',

@@ -32,6 +32,7 @@ SELECT regress_try($$SELECT tool_audit.log_event('prompt.update', NULL, '{}', '{
 SELECT regress_try($$SELECT tool_audit.log_event('prompt.update', '', '{}', '{}')$$);
 SELECT regress_try($$SELECT tool_audit.log_event('prompt.update', 'a', '{}', '{"actor_type": "robot"}')$$);
 SELECT regress_try($$SELECT tool_audit.log_event('prompt.update', 'a', '[1]', '{}')$$);
+SELECT regress_try($$SELECT tool_audit.log_event('prompt.update', 'a', '{}', '{"reason": {"password": "hunter2"}}')$$);
 SELECT regress_try($$SELECT tool_audit.log_event('prompt.update', 'a', '{}', '"ctx"')$$);
 SELECT regress_try($$SELECT tool_audit.log_event('prompt.update', 'a', '{}', '{"source_ip": "nowhere"}')$$);
 SELECT regress_try($$INSERT INTO tool_audit.admin_events (event_type, actor) VALUES ('Bad Type', 'a')$$);
@@ -43,5 +44,5 @@ RESET ROLE;
 SELECT count(*) - :before AS stored_by_bad_calls FROM tool_audit.admin_events;
 
 -- plain INSERT: server time, payload defaults to {}
-INSERT INTO tool_audit.admin_events (event_type, actor, occurred_at) VALUES ('prompt.view', 'auditor', '1999-12-31')
+INSERT INTO tool_audit.admin_events (event_type, actor, occurred_at, actor_type) VALUES ('prompt.view', 'auditor', '1999-12-31', NULL)
 RETURNING event_type, payload, metadata, actor_type, recorded_by, occurred_at >= :'t0' AS server_time;

@@ -16,10 +16,22 @@ SELECT event_type FROM tool_audit.log_event('prompt.update', 'svc', '{}', '{"ten
 SELECT regress_try($$INSERT INTO tool_audit.tool_calls (tool_name, conversation_id, tenant_id) VALUES ('writer_insert', 'conv_roles', 'acme')$$);
 SELECT regress_try($$SELECT tool_audit.sanitize('{"token": "t"}')$$);
 SELECT regress_try($$SELECT tool_audit.summarize_result('{}')$$);
-SELECT regress_try($$SELECT count(*) FROM tool_audit.tool_calls$$);
+SELECT regress_try($$SELECT arguments FROM tool_audit.tool_calls$$);
 SELECT regress_try($$UPDATE tool_audit.tool_calls SET success = true$$);
 SELECT regress_try($$DELETE FROM tool_audit.tool_calls$$);
-SELECT regress_try($$SELECT tool_audit.pseudonymize('078-05-1120')$$);   -- no oracle for writers
+SELECT left(regress_try($$TRUNCATE tool_audit.tool_calls$$), 5) AS sqlstate;   -- the preload hook may refuse first
+SELECT regress_try($$SELECT tool_audit.pseudonymize('078-05-1120')$$);
+SELECT regress_try($$SELECT tool_audit.record_own_event('sanitize_rule.delete', '{}')$$);
+-- what an ORM does: INSERT ... RETURNING id, and idempotent retries on event_id
+SELECT regress_try($$INSERT INTO tool_audit.tool_calls (tool_name, conversation_id) VALUES ('orm', 'conv_roles') RETURNING id$$);
+SELECT regress_try($$INSERT INTO tool_audit.tool_calls (tool_name, conversation_id, event_id)
+                     VALUES ('orm', 'conv_roles', '00000000-0000-4000-8000-0000000000aa')
+                     ON CONFLICT (event_id) DO NOTHING$$);
+SELECT regress_try($$INSERT INTO tool_audit.tool_calls (tool_name, conversation_id, event_id)
+                     VALUES ('orm', 'conv_roles', '00000000-0000-4000-8000-0000000000aa')
+                     ON CONFLICT (event_id) DO NOTHING$$);
+-- a writer sees the ids of its own rows only
+SELECT count(*) = count(*) FILTER (WHERE id > 0) AS only_ids, count(*) AS own_rows FROM tool_audit.tool_calls;
 SELECT regress_try($$SELECT * FROM tool_audit.pseudonym_keys$$);
 SELECT regress_try($$SELECT tool_audit.rotate_pseudonym_key()$$);
 SELECT regress_try($$INSERT INTO tool_audit.sanitize_rules (applies_to, match, pattern, action) VALUES ('key', 'exact', 'x', 'keep')$$);
@@ -35,6 +47,10 @@ SELECT regress_try($$SELECT tool_audit.sanitize('{}')$$);
 SELECT regress_try($$SELECT * FROM tool_audit.pseudonym_keys$$);
 SELECT regress_try($$SELECT * FROM tool_audit.sanitize_rules$$);
 SELECT regress_try($$SELECT tool_audit.bind_tenant('regress_reader', 'acme')$$);
+SELECT left(regress_try($$TRUNCATE tool_audit.tool_calls$$), 5) AS sqlstate;   -- the preload hook may refuse first
+SELECT regress_try($$DELETE FROM tool_audit.tool_calls$$);
+SELECT regress_try($$SELECT tool_audit.record_own_event('sanitize_rule.delete', '{}')$$);
+SELECT tool_audit.bound_tenants() IS NULL AS unbound;
 RESET ROLE;
 
 -- the admin: rules and keys, reads everything, does not log tool calls
@@ -45,6 +61,10 @@ SELECT key_id, active FROM tool_audit.pseudonym_key_ids WHERE active;
 SELECT regress_try($$SELECT * FROM tool_audit.pseudonym_keys$$);    -- key ids yes, key bytes no
 SELECT regress_try($$SELECT tool_audit.log_call('t', '{}', '{}', 1, '{}')$$);
 SELECT regress_try($$UPDATE tool_audit.tool_calls SET success = true$$);
+SELECT regress_try($$DELETE FROM tool_audit.tool_calls$$);
+SELECT left(regress_try($$TRUNCATE tool_audit.tool_calls$$), 5) AS sqlstate;   -- the preload hook may refuse first
+SELECT regress_try($$TRUNCATE tool_audit.sanitize_rules$$);
+SELECT regress_try($$SELECT tool_audit.acting_role()$$);
 BEGIN;
 SELECT tool_audit.rotate_pseudonym_key('admin_key', decode(repeat('ef', 32), 'hex'));
 ROLLBACK;

@@ -29,6 +29,8 @@ SELECT tool_audit.summarize_result('[1, 2, 3]'), tool_audit.summarize_result('"d
        tool_audit.summarize_result('3'), tool_audit.summarize_result('null'),
        tool_audit.summarize_result(NULL);
 
+-- a result that merely has a "_result_size" key is measured like any other
+SELECT tool_audit.summarize_result(jsonb_build_object('_result_size', 3, 'data', repeat('d', 5000)));
 -- a summary summarized again is the same summary
 WITH r(res) AS (VALUES (jsonb_build_object('error', 'x', 'id', 1, 'blob', repeat('z', 2000))))
 SELECT tool_audit.summarize_result(tool_audit.summarize_result(res)) = tool_audit.summarize_result(res) AS idempotent

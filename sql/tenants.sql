@@ -24,6 +24,7 @@ RESET ROLE;
 SELECT event_type, actor, tenant_id, payload FROM tool_audit.admin_events WHERE event_type LIKE 'tool_audit.tenant_binding.%' ORDER BY id;
 
 SET ROLE regress_reader_acme;
+SELECT tool_audit.bound_tenants();   -- its own binding, and nobody else's
 SELECT tenant_id FROM tool_audit.tool_calls WHERE conversation_id = 'conv_tenants' ORDER BY 1;
 SELECT DISTINCT tenant_id FROM tool_audit.tool_calls ORDER BY 1;
 SELECT tenant_id, reason FROM tool_audit.admin_events WHERE reason = 'tenants test' ORDER BY 1;

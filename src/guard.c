@@ -253,6 +253,9 @@ denied_subcommand(AlterTableType t)
 			return "ALTER TABLE ... ADD CONSTRAINT";
 		case AT_AddIndex:
 			return "ALTER TABLE ... ADD index";
+		case AT_AddColumn:
+			/* a column can bring a CHECK, a default that fails, a generated expression */
+			return "ALTER TABLE ... ADD COLUMN";
 		default:
 			return NULL;
 	}

@@ -42,6 +42,7 @@
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "catalog/pg_type.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
@@ -241,6 +242,27 @@ fix_identity(RowFix *fix, Relation rel, const char *time_column)
 	return restored;
 }
 
+/*
+ * A column with a default that an ORM sent as an explicit NULL gets the
+ * default, like the columns the trigger fills itself.
+ */
+static void
+fix_default(RowFix *fix, const char *name, const char *value)
+{
+	bool		isnull;
+	Oid			typid;
+
+	(void) get_col(fix, name, &isnull);
+	if (!isnull)
+		return;
+	typid = TupleDescAttr(fix->desc, attnum_of(fix->relid, fix->desc, name) - 1)->atttypid;
+	if (typid == TEXTOID)
+		set_col(fix, name, CStringGetTextDatum(value), false);
+	else						/* the call_trigger enum */
+		set_col(fix, name, DirectFunctionCall2(enum_in, CStringGetDatum(value),
+											   ObjectIdGetDatum(typid)), false);
+}
+
 static Datum
 apply_fixes(RowFix *fix)
 {
@@ -312,6 +334,7 @@ tool_calls_before_insert(PG_FUNCTION_ARGS)
 	/* a dumped row was sanitized when it was first stored: keep it as it is */
 	if (fix_identity(&fix, trigdata->tg_relation, "recorded_at"))
 		return apply_fixes(&fix);
+	fix_default(&fix, "call_trigger", "user_request");
 	fix_object_column(&fix, rs, "arguments");
 	fix_object_column(&fix, rs, "session_metadata");
 	for (int i = 0; i < (int) lengthof(tool_call_text_columns); i++)
@@ -356,6 +379,7 @@ admin_events_before_insert(PG_FUNCTION_ARGS)
 		rs = rs->builtin;
 	if (fix_identity(&fix, trigdata->tg_relation, "occurred_at"))
 		return apply_fixes(&fix);
+	fix_default(&fix, "actor_type", "user");
 	fix_object_column(&fix, rs, "payload");
 	fix_object_column(&fix, rs, "metadata");
 	for (int i = 0; i < (int) lengthof(admin_event_text_columns); i++)

@@ -37,6 +37,7 @@
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/snapmgr.h"
 #include "utils/syscache.h"
 
 #include "tool_audit.h"
@@ -312,10 +313,18 @@ ta_get_rules(void)
 
 		if (SPI_connect() != SPI_OK_CONNECT)
 			elog(ERROR, "SPI_connect failed");
+
+		/*
+		 * Read under a fresh snapshot, not the transaction's: a REPEATABLE
+		 * READ transaction older than a rule change would otherwise cache
+		 * the old rules, and no later invalidation would come to correct it.
+		 */
+		PushActiveSnapshot(GetLatestSnapshot());
 		rs = MemoryContextAllocZero(newcxt, sizeof(TaRuleSet));
 		builtin = MemoryContextAllocZero(newcxt, sizeof(TaRuleSet));
 		load_rules(rs, builtin, owner, newcxt);
 		load_keys(rs, owner, newcxt);
+		PopActiveSnapshot();
 		SPI_finish();
 
 		/* the built-in-only set: the same keys, its own rule arrays */

@@ -24,9 +24,11 @@
 #include "postgres.h"
 
 #include "fmgr.h"
+#include "miscadmin.h"
 #include "mb/pg_wchar.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
+#include "utils/numeric.h"
 #include "utils/varlena.h"
 
 #include "tool_audit.h"
@@ -121,6 +123,106 @@ root_type_name(Jsonb *j)
 	return "array";
 }
 
+/*
+ * The length in characters of the JSON text PostgreSQL prints for a jsonb
+ * value (JsonbToCString: ", " and ": " separators, escape_json escaping),
+ * computed without printing it: a result of hundreds of MB must be measured,
+ * not copied six times over by escaping.
+ */
+static int64
+string_text_length(const char *s, int len)
+{
+	int64		n = 2;			/* the quotes */
+
+	for (int i = 0; i < len; i++)
+	{
+		unsigned char c = (unsigned char) s[i];
+
+		if ((c & 0xC0) == 0x80)
+			continue;			/* UTF-8 continuation byte: same character */
+		if (c == '"' || c == '\\' || c == '\b' || c == '\f' || c == '\n' ||
+			c == '\r' || c == '\t')
+			n += 2;
+		else if (c < 0x20)
+			n += 6;				/* \u00XX */
+		else
+			n += 1;
+	}
+	return n;
+}
+
+static int64
+scalar_text_length(JsonbValue *v)
+{
+	switch (v->type)
+	{
+		case jbvNull:
+			return 4;
+		case jbvBool:
+			return v->val.boolean ? 4 : 5;
+		case jbvString:
+			return string_text_length(v->val.string.val, v->val.string.len);
+		case jbvNumeric:
+			return strlen(DatumGetCString(DirectFunctionCall1(numeric_out,
+															  NumericGetDatum(v->val.numeric))));
+		default:
+			elog(ERROR, "unexpected jsonb value type %d", (int) v->type);
+	}
+	return 0;					/* keep compiler quiet */
+}
+
+static int64
+json_text_length(Jsonb *j)
+{
+	JsonbIterator *it = JsonbIteratorInit(&j->root);
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+	int64		n = 0;
+	bool		first = true;	/* no ", " before the first member */
+
+	while ((tok = JsonbIteratorNext(&it, &v, false)) != WJB_DONE)
+	{
+		CHECK_FOR_INTERRUPTS();
+		switch (tok)
+		{
+			case WJB_BEGIN_ARRAY:
+				if (v.val.array.rawScalar)
+					break;		/* a bare scalar prints without brackets */
+				/* FALLTHROUGH */
+			case WJB_BEGIN_OBJECT:
+				if (!first)
+					n += 2;
+				n += 1;
+				first = true;
+				break;
+			case WJB_END_ARRAY:
+				if (v.val.array.rawScalar)
+					break;
+				/* FALLTHROUGH */
+			case WJB_END_OBJECT:
+				n += 1;
+				first = false;
+				break;
+			case WJB_KEY:
+				if (!first)
+					n += 2;
+				n += scalar_text_length(&v) + 2;	/* "key": */
+				first = true;	/* the value follows without ", " */
+				break;
+			case WJB_VALUE:
+			case WJB_ELEM:
+				if (!first)
+					n += 2;
+				n += scalar_text_length(&v);
+				first = false;
+				break;
+			case WJB_DONE:
+				break;
+		}
+	}
+	return n;
+}
+
 /* An "error" key counts unless it is null or false. */
 static bool
 is_error_value(JsonbValue *v)
@@ -130,6 +232,23 @@ is_error_value(JsonbValue *v)
 	if (v->type == jbvBool && !v->val.boolean)
 		return false;
 	return true;
+}
+
+/*
+ * Does this object look like a summary made here: a boolean "success",
+ * "_truncated": true and a numeric "_result_size", and small?  Only then is
+ * its size carried over; a tool result that merely has a "_result_size" key
+ * is measured like any other.
+ */
+static bool
+is_summary(Jsonb *obj)
+{
+	JsonbValue *s = get_key(obj, "success");
+	JsonbValue *t = get_key(obj, "_truncated");
+	JsonbValue *n = get_key(obj, "_result_size");
+
+	return s && s->type == jbvBool && t && t->type == jbvBool && t->val.boolean &&
+		n && n->type == jbvNumeric && VARSIZE(obj) < 4 * TA_RESULT_SIZE_LIMIT;
 }
 
 static text *
@@ -201,28 +320,27 @@ ta_summarize_result(const TaRuleSet *rs, Jsonb *result, int success_override,
 
 	if (result != NULL)
 	{
-		JsonbValue *size = JB_ROOT_IS_OBJECT(result)
-			? get_key(result, "_result_size") : NULL;
+		JsonbValue *size = NULL;
 
+		/* a summary being summarized again keeps what it said */
+		if (JB_ROOT_IS_OBJECT(result) && is_summary(result))
+			size = get_key(result, "_result_size");
 		if (!JB_ROOT_IS_OBJECT(result))
 			push_cstring(&ps, "_result_type", root_type_name(result));
-		if (size != NULL && size->type == jbvNumeric)
+		if (size != NULL)
 		{
-			/* a summary being summarized again: keep what it said */
 			push_pair(&ps, "_result_size", size);
 			push_bool(&ps, "_truncated", true);
 		}
 		else
 		{
-			char	   *out = JsonbToCString(NULL, &result->root, VARSIZE(result));
-			int64		chars = pg_mbstrlen(out);
+			int64		chars = json_text_length(result);
 
 			if (chars > TA_RESULT_SIZE_LIMIT)
 			{
 				push_int(&ps, "_result_size", chars);
 				push_bool(&ps, "_truncated", true);
 			}
-			pfree(out);
 		}
 	}
 	res = pushJsonbValue(&ps, WJB_END_OBJECT, NULL);
