@@ -2,13 +2,15 @@
 # Insert throughput of audited rows against a plain INSERT of the same columns
 # into a table with the same indexes and no triggers, measured in one run on a
 # throwaway cluster (synchronous_commit = on, fsync on), printed as ratios.
-#   bench/run.sh [seconds per measurement (default 20)] [client counts (default "1 8")]
-# All clients write for the same tenant.  Each variant runs after a fresh
-# warm-up of the baseline; the three variants run back to back per client count.
+#   bench/run.sh [seconds per measurement (default 10)] [client counts (default "1 8")] [rounds (default 3)]
+# All clients write for the same tenant.  The three variants run interleaved,
+# round after round, and each figure is the median of its rounds, so that
+# drift (tables growing, the machine's neighbours) touches all alike.
 set -euo pipefail
 . "$(dirname "$0")/../scripts/lib.sh"
-SECS=${1:-20}
+SECS=${1:-10}
 CLIENTS=${2:-"1 8"}
+ROUNDS=${3:-3}
 ta_require_packages
 ta_build_install
 BINDIR=$(ta_bindir)
@@ -27,13 +29,21 @@ tps() {   # SCRIPT CLIENTS
         -f "$WORK/$1" postgres 2>/dev/null | awk '/^tps = / {print $3}'
 }
 
-echo "PostgreSQL $("$BINDIR/postgres" -V | awk '{print $3}'), $(nproc) cores, ${SECS}s per measurement, synchronous_commit = on"
+median() { tr ' ' '\n' | sort -n | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
+
+echo "PostgreSQL $("$BINDIR/postgres" -V | awk '{print $3}'), $(nproc) cores, ${SECS}s per measurement, median of $ROUNDS interleaved rounds, synchronous_commit = on"
 printf '%-8s %14s %16s %14s %16s %14s\n' clients "plain tps" "audited INSERT" ratio "log_call()" ratio
 for c in $CLIENTS; do
     tps plain_insert.sql "$c" >/dev/null   # warm-up
-    plain=$(tps plain_insert.sql "$c")
-    ins=$(tps audited_insert.sql "$c")
-    call=$(tps log_call.sql "$c")
+    p_all="" i_all="" c_all=""
+    for _ in $(seq 1 "$ROUNDS"); do
+        p_all="$p_all $(tps plain_insert.sql "$c")"
+        i_all="$i_all $(tps audited_insert.sql "$c")"
+        c_all="$c_all $(tps log_call.sql "$c")"
+    done
+    plain=$(echo $p_all | median)
+    ins=$(echo $i_all | median)
+    call=$(echo $c_all | median)
     awk -v c="$c" -v p="$plain" -v i="$ins" -v l="$call" \
         'BEGIN { printf "%-8s %14.0f %16.0f %14.2f %16.0f %14.2f\n", c, p, i, i / p, l, l / p }'
 done
