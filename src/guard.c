@@ -264,7 +264,7 @@ denied_subcommand(AlterTableType t)
 static void
 guard_alter_table(AlterTableStmt *stmt)
 {
-	bool		target_protected = rangevar_is_own(stmt->relation);
+	bool		target_is_own = rangevar_is_own(stmt->relation);
 	ListCell   *lc;
 
 	foreach(lc, stmt->cmds)
@@ -272,7 +272,7 @@ guard_alter_table(AlterTableStmt *stmt)
 		AlterTableCmd *cmd = lfirst_node(AlterTableCmd, lc);
 		const char *what = denied_subcommand(cmd->subtype);
 
-		if (target_protected && what != NULL)
+		if (target_is_own && what != NULL)
 			refuse(what, stmt->relation->relname);
 		/* making another table a child of an audit table, or attaching ours */
 		if (cmd->subtype == AT_AddInherit &&

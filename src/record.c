@@ -37,12 +37,12 @@
 #include "postgres.h"
 
 #include "access/htup_details.h"
+#include "catalog/pg_type.h"
 #include "commands/sequence.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
-#include "catalog/pg_type.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
@@ -171,7 +171,7 @@ fix_object_column(RowFix *fix, const TaRuleSet *rs, const char *name)
 				 errmsg("%s must be a JSON object", name),
 				 errdetail("The value given is a JSON %s.", jsonb_kind(in)),
 				 errhint("Wrap the value in an object, for example {\"value\": ...}.")));
-	out = ta_sanitize_jsonb_with(rs, in, name);
+	out = ta_sanitize_jsonb(rs, in, name);
 	if (out != in)
 		set_col(fix, name, JsonbPGetDatum(out), false);
 }
@@ -179,9 +179,7 @@ fix_object_column(RowFix *fix, const TaRuleSet *rs, const char *name)
 static void
 fix_text_column(RowFix *fix, const TaRuleSet *rs, const char *name)
 {
-	bool		isnull,
-				dropped,
-				changed;
+	bool		isnull;
 	Datum		d = get_col(fix, name, &isnull);
 	text	   *t;
 	char	   *clean;
@@ -189,24 +187,58 @@ fix_text_column(RowFix *fix, const TaRuleSet *rs, const char *name)
 	if (isnull)
 		return;
 	t = DatumGetTextPP(d);
-	clean = ta_sanitize_string_with(rs, VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t), name,
-									&dropped, &changed);
-	if (changed)
+	clean = ta_sanitize_text(rs, VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t), name);
+	if (clean != NULL)
 		set_col(fix, name, CStringGetTextDatum(clean), false);
 }
 
 /*
- * id, time, recorded_by and event_id: assigned here, except for a restore
- * (tool_audit.restoring), which keeps what the dump says.
+ * The id sequence of an audit table ("<table>_id_seq" beside it), looked up
+ * once per table and backend: a sequence cannot change under its table
+ * without the table changing too (its oid is the cache key).
  */
-/* Returns true for a restored row (it brought its id while restoring). */
+static Oid
+id_sequence(Relation rel)
+{
+	static Oid	relids[4];
+	static Oid	seqs[4];
+	Oid			relid = RelationGetRelid(rel);
+	char	   *seqname;
+	Oid			seq;
+
+	for (int i = 0; i < (int) lengthof(relids); i++)
+		if (relids[i] == relid)
+			return seqs[i];
+	seqname = psprintf("%s_id_seq", RelationGetRelationName(rel));
+	seq = get_relname_relid(seqname, RelationGetNamespace(rel));
+	if (!OidIsValid(seq))
+		elog(ERROR, "sequence tool_audit.%s is missing", seqname);
+	for (int i = 0; i < (int) lengthof(relids); i++)
+		if (!OidIsValid(relids[i]))
+		{
+			relids[i] = relid;
+			seqs[i] = seq;
+			break;
+		}
+	return seq;
+}
+
+static Datum
+acting_role_name(void)
+{
+	return CStringGetTextDatum(GetUserNameFromId(GetOuterUserId(), false));
+}
+
+/*
+ * id, time, recorded_by and event_id: assigned here, except for a restore
+ * (tool_audit.restoring), which keeps what the dump says.  Returns true for
+ * a restored row (a superuser's row that brought its id while restoring).
+ */
 static bool
 fix_identity(RowFix *fix, Relation rel, const char *time_column)
 {
 	bool		isnull;
 	Datum		id = get_col(fix, "id", &isnull);
-	char	   *seqname = psprintf("%s_id_seq", RelationGetRelationName(rel));
-	Oid			seq = get_relname_relid(seqname, RelationGetNamespace(rel));
 
 	/* superuser(): a setting left on for a database must not help others */
 	bool		restored = ta_restoring && !isnull && superuser();
@@ -218,7 +250,7 @@ fix_identity(RowFix *fix, Relation rel, const char *time_column)
 			set_col(fix, time_column, TimestampTzGetDatum(GetCurrentTimestamp()), false);
 		(void) get_col(fix, "recorded_by", &isnull);
 		if (isnull)
-			set_col(fix, "recorded_by", CStringGetTextDatum(GetUserNameFromId(GetOuterUserId(), false)), false);
+			set_col(fix, "recorded_by", acting_role_name(), false);
 	}
 	else
 	{
@@ -229,12 +261,9 @@ fix_identity(RowFix *fix, Relation rel, const char *time_column)
 							RelationGetRelationName(rel)),
 					 errdetail("The row came with id " INT64_FORMAT ".", DatumGetInt64(id)),
 					 errhint("Leave the id column out of the INSERT.")));
-		if (!OidIsValid(seq))
-			elog(ERROR, "sequence tool_audit.%s is missing", seqname);
-		set_col(fix, "id", Int64GetDatum(nextval_internal(seq, false)), false);
+		set_col(fix, "id", Int64GetDatum(nextval_internal(id_sequence(rel), false)), false);
 		set_col(fix, time_column, TimestampTzGetDatum(GetCurrentTimestamp()), false);
-		set_col(fix, "recorded_by",
-				CStringGetTextDatum(GetUserNameFromId(GetOuterUserId(), false)), false);
+		set_col(fix, "recorded_by", acting_role_name(), false);
 	}
 	(void) get_col(fix, "event_id", &isnull);
 	if (isnull)
@@ -296,11 +325,14 @@ check_reserved_event_type(RowFix *fix, Relation rel)
 {
 	bool		isnull;
 	Datum		d = get_col(fix, "event_type", &isnull);
+	text	   *t;
 	bool		reserved;
 
 	if (isnull)
 		return false;
-	reserved = strncmp(TextDatumGetCString(d), "tool_audit.", strlen("tool_audit.")) == 0;
+	t = DatumGetTextPP(d);
+	reserved = VARSIZE_ANY_EXHDR(t) >= 11 &&
+		memcmp(VARDATA_ANY(t), "tool_audit.", 11) == 0;
 	if (reserved && !(ta_restoring && superuser()) &&
 		GetUserId() != rel->rd_rel->relowner)
 		ereport(ERROR,
@@ -399,5 +431,5 @@ PG_FUNCTION_INFO_V1(acting_role);
 Datum
 acting_role(PG_FUNCTION_ARGS)
 {
-	PG_RETURN_TEXT_P(cstring_to_text(GetUserNameFromId(GetOuterUserId(), false)));
+	PG_RETURN_DATUM(acting_role_name());
 }

@@ -51,18 +51,17 @@ typedef struct Walk
 	JsonbValue *res;
 } Walk;
 
-void
-ta_check_jsonb_size(Jsonb *in, const char *what)
+/* Documents and strings alike are limited by tool_audit.max_jsonb_size. */
+static void
+check_size(Size size, const char *what)
 {
-	Size		size = VARSIZE_ANY_EXHDR(in);
-
 	if (size > (Size) ta_max_jsonb_size_kb * 1024)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
 				 errmsg("value for %s is too large to audit", what),
-				 errdetail("The document takes %zu bytes; tool_audit.max_jsonb_size is %d kB.",
+				 errdetail("The value takes %zu bytes; tool_audit.max_jsonb_size is %d kB.",
 						   size, ta_max_jsonb_size_kb),
-				 errhint("Summarize the document before logging it, or raise tool_audit.max_jsonb_size.")));
+				 errhint("Summarize the value before logging it, or raise tool_audit.max_jsonb_size.")));
 }
 
 /* Does the regular expression match anywhere in s? */
@@ -294,29 +293,18 @@ sanitize_string_rs(const TaRuleSet *rs, const char *s, int len, bool *dropped)
 	return buf.data;
 }
 
+/*
+ * The value rules applied to one text value: the new string, or NULL when
+ * nothing changed.  A "drop" finding leaves its marker: a text column has no
+ * element to drop.
+ */
 char *
-ta_sanitize_string(const char *s, int len, const char *what, bool *dropped,
-				   bool *changed)
+ta_sanitize_text(const TaRuleSet *rs, const char *s, int len, const char *what)
 {
-	return ta_sanitize_string_with(ta_get_rules(), s, len, what, dropped, changed);
-}
+	bool		dropped;
 
-char *
-ta_sanitize_string_with(const TaRuleSet *rs, const char *s, int len,
-						const char *what, bool *dropped, bool *changed)
-{
-	char	   *out;
-
-	if ((Size) len > (Size) ta_max_jsonb_size_kb * 1024)
-		ereport(ERROR,
-				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("value for %s is too large to audit", what),
-				 errdetail("The value takes %d bytes; tool_audit.max_jsonb_size is %d kB.",
-						   len, ta_max_jsonb_size_kb)));
-	out = sanitize_string_rs(rs, s, len, dropped);
-
-	*changed = (out != NULL);
-	return out ? out : pnstrdup(s, len);
+	check_size(len, what);
+	return sanitize_string_rs(rs, s, len, &dropped);
 }
 
 static void
@@ -490,13 +478,7 @@ sanitize_key(Walk *w, JsonbValue *key, TaAction *pending, bool in_pii)
 }
 
 Jsonb *
-ta_sanitize_jsonb(Jsonb *in, const char *what)
-{
-	return ta_sanitize_jsonb_with(ta_get_rules(), in, what);
-}
-
-Jsonb *
-ta_sanitize_jsonb_with(const TaRuleSet *rs, Jsonb *in, const char *what)
+ta_sanitize_jsonb(const TaRuleSet *rs, Jsonb *in, const char *what)
 {
 	Walk		w = {0};
 	JsonbIterator *it;
@@ -511,7 +493,7 @@ ta_sanitize_jsonb_with(const TaRuleSet *rs, Jsonb *in, const char *what)
 				keep_depth = 0, /* >0: inside a subtree kept as is */
 				pii_depth = 0;	/* >0: inside a subtree being pseudonymized */
 
-	ta_check_jsonb_size(in, what);
+	check_size(VARSIZE_ANY_EXHDR(in), what);
 	w.rs = rs;
 	w.rewritten = palloc0(sizeof(List *) * (ta_max_depth + 2));
 	w.what = what;
@@ -620,7 +602,7 @@ PG_FUNCTION_INFO_V1(sanitize);
 Datum
 sanitize(PG_FUNCTION_ARGS)
 {
-	PG_RETURN_JSONB_P(ta_sanitize_jsonb(PG_GETARG_JSONB_P(0), "sanitize()"));
+	PG_RETURN_JSONB_P(ta_sanitize_jsonb(ta_get_rules(), PG_GETARG_JSONB_P(0), "sanitize()"));
 }
 
 /* tool_audit.sanitize_text(value text) RETURNS text */
@@ -629,12 +611,10 @@ Datum
 sanitize_text(PG_FUNCTION_ARGS)
 {
 	text	   *in = PG_GETARG_TEXT_PP(0);
-	bool		dropped,
-				changed;
-	char	   *out = ta_sanitize_string(VARDATA_ANY(in), VARSIZE_ANY_EXHDR(in),
-										 "sanitize_text()", &dropped, &changed);
+	char	   *out = ta_sanitize_text(ta_get_rules(), VARDATA_ANY(in),
+									   VARSIZE_ANY_EXHDR(in), "sanitize_text()");
 
-	if (!changed)
+	if (out == NULL)
 		PG_RETURN_TEXT_P(in);
 	PG_RETURN_TEXT_P(cstring_to_text(out));
 }

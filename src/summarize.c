@@ -345,7 +345,7 @@ ta_summarize_result(const TaRuleSet *rs, Jsonb *result, int success_override,
 	}
 	res = pushJsonbValue(&ps, WJB_END_OBJECT, NULL);
 
-	summary = ta_sanitize_jsonb_with(rs, JsonbValueToJsonb(res), "result summary");
+	summary = ta_sanitize_jsonb(rs, JsonbValueToJsonb(res), "result summary");
 	if (success)
 		*success = ok;
 	if (error)

@@ -121,15 +121,10 @@ extern void ta_detect(TaDetector d, const char *s, int len, int rule,
 					  TaSpanList *out);
 
 /* ---- sanitize.c: the jsonb walker ---- */
-extern Jsonb *ta_sanitize_jsonb(Jsonb *in, const char *what);
-extern Jsonb *ta_sanitize_jsonb_with(const TaRuleSet *rs, Jsonb *in,
-									 const char *what);
-extern char *ta_sanitize_string_with(const TaRuleSet *rs, const char *s,
-									 int len, const char *what,
-									 bool *dropped, bool *changed);
-extern char *ta_sanitize_string(const char *s, int len, const char *what,
-								bool *dropped, bool *changed);
-extern void ta_check_jsonb_size(Jsonb *in, const char *what);
+extern Jsonb *ta_sanitize_jsonb(const TaRuleSet *rs, Jsonb *in,
+								const char *what);
+extern char *ta_sanitize_text(const TaRuleSet *rs, const char *s, int len,
+							  const char *what);
 
 /* ---- summarize.c: result summaries ---- */
 extern Jsonb *ta_summarize_result(const TaRuleSet *rs, Jsonb *result,
