@@ -1,6 +1,6 @@
 # tool_audit — PGXS build.  `make`, `make install`, then see scripts/test.sh for the suite.
 EXTENSION  = tool_audit
-EXTVERSION = 1.0
+EXTVERSION = 1.1
 
 MODULE_big = tool_audit
 OBJS = \
@@ -11,16 +11,20 @@ OBJS = \
 	src/sanitize.o \
 	src/summarize.o \
 	src/record.o \
-	src/guard.o
+	src/guard.o \
+	src/rowhash.o \
+	src/chain.o \
+	src/verify.o \
+	src/digest.o
 
-DATA = tool_audit--1.0.sql
+DATA = tool_audit--1.0.sql tool_audit--1.0--1.1.sql
 
 # pg_regress: one file per capability, in dependency order (setup creates roles and fixtures).
 REGRESS = setup sanitize detect pseudonym summarize log_call log_event \
-	append_only ddl_guard roles tenants rules_admin bad_input
+	append_only ddl_guard roles tenants rules_admin bad_input chain upgrade
 REGRESS_OPTS = --inputdir=. --outputdir=. --load-extension=tool_audit
 
-ISOLATION = concurrent_writers rules_cache
+ISOLATION = concurrent_writers rules_cache chain_order
 ISOLATION_OPTS = --inputdir=test --outputdir=test --load-extension=tool_audit
 
 TAP_TESTS = 1

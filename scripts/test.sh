@@ -20,7 +20,7 @@ WORK=$(ta_scratch_dir)
 if [ -n "${TA_KEEP_WORK:-}" ]; then ta_log "work directory: $WORK"; else trap 'rm -rf "$WORK"' EXIT; fi
 
 # The tests write results next to their inputs: give the test user a copy.
-tar -C "$TA_ROOT" --exclude=.git --exclude='*.o' --exclude='*.so' -cf - . | tar -C "$WORK" -xf -
+tar -C "$TA_ROOT" --exclude=.git --exclude='*.o' --exclude='*.so' --exclude=verifier/tool_audit_verify -cf - . | tar -C "$WORK" -xf -
 [ "$(id -u)" -eq 0 ] && chown -R postgres: "$WORK"
 REGRESS=$(make -s -C "$TA_ROOT" PG_CONFIG="$PG_CONFIG" print-regress)
 ISOLATION=$(make -s -C "$TA_ROOT" PG_CONFIG="$PG_CONFIG" print-isolation)
@@ -72,9 +72,18 @@ cat "$LOGS/isolation.log"
 count_results "$LOGS/isolation.log" $st
 [ $st -ne 0 ] && show_diffs "$WORK/out_isolation/regression.diffs"
 
+ta_log "external verifier"
+# its own implementation of doc/canonical-encoding.md, checked against the
+# test vectors here and against the extension's rows in the TAP tests
+( ta_as_user make -s -C "$WORK/verifier" PG_CONFIG="$PG_CONFIG" &&
+  ta_as_user "$WORK/verifier/tool_audit_verify" --vectors "$WORK/test/vectors" ) >"$LOGS/verifier.log" 2>&1
+st=$?
+cat "$LOGS/verifier.log"
+if [ $st -eq 0 ]; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
+
 ta_log "TAP tests"
 ( cd "$WORK" && ta_as_user env TESTDIR="$WORK" PG_REGRESS="$PG_REGRESS" \
-    PATH="$BINDIR:$PATH" PG_CONFIG="$PG_CONFIG" \
+    PATH="$BINDIR:$PATH" PG_CONFIG="$PG_CONFIG" TA_VERIFIER="$WORK/verifier/tool_audit_verify" \
     prove -v -I "$PGXS_DIR/test/perl" -I "$WORK/test/t" test/t/*.pl ) >"$LOGS/tap.log" 2>&1
 st=$?
 cat "$LOGS/tap.log"

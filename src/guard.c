@@ -62,6 +62,18 @@
 
 static const char *const protected_tables[] = {"tool_calls", "admin_events"};
 
+/*
+ * Set while the upgrade script's chain_existing_rows() fills in the chain
+ * columns of rows recorded before 1.1: a backend-local flag, never a GUC.
+ */
+static bool sealing_existing_rows = false;
+
+void
+ta_allow_sealing(bool allow)
+{
+	sealing_existing_rows = allow;
+}
+
 /* set by ddl_command_start for an approved DROP EXTENSION/SCHEMA/OWNED */
 static bool drop_approved = false;
 
@@ -113,8 +125,8 @@ is_own_relation(Oid relid)
 		(get_rel_namespace(relid) == nsp || ta_is_protected_relation(relid));
 }
 
-static bool
-in_own_script(void)
+bool
+ta_in_own_script(void)
 {
 	return creating_extension &&
 		CurrentExtensionObject == get_extension_oid("tool_audit", true);
@@ -465,7 +477,7 @@ static void
 guard_utility(Node *stmt)
 {
 	drop_approved = false;
-	if (stmt == NULL || in_own_script())
+	if (stmt == NULL || ta_in_own_script())
 		return;
 
 	switch (nodeTag(stmt))
@@ -577,7 +589,7 @@ guard_utility(Node *stmt)
 static void
 guard_sql_drop(void)
 {
-	if (in_own_script() || drop_approved)
+	if (ta_in_own_script() || drop_approved)
 		return;
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
@@ -603,7 +615,7 @@ guard_table_rewrite(void)
 	Oid			relid = DatumGetObjectId(DirectFunctionCall1(pg_event_trigger_table_rewrite_oid,
 															 (Datum) 0));
 
-	if (!in_own_script() && ta_is_protected_relation(relid))
+	if (!ta_in_own_script() && ta_is_protected_relation(relid))
 		refuse("a table rewrite", get_rel_name(relid));
 }
 
@@ -643,7 +655,12 @@ refuse_change(PG_FUNCTION_ARGS)
 				 errmsg("refuse_change: not called by trigger manager")));
 
 	if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))
+	{
+		if (sealing_existing_rows && ta_in_own_script())
+			return TRIGGER_FIRED_FOR_ROW(trigdata->tg_event) ?
+				PointerGetDatum(trigdata->tg_newtuple) : PointerGetDatum(NULL);
 		what = "UPDATE";
+	}
 	else if (TRIGGER_FIRED_BY_DELETE(trigdata->tg_event))
 		what = "DELETE";
 	else if (TRIGGER_FIRED_BY_TRUNCATE(trigdata->tg_event))
@@ -665,7 +682,7 @@ is_own_event_trigger(const char *name)
 static void
 guard_event_triggers(Node *stmt)
 {
-	if (in_own_script())
+	if (ta_in_own_script())
 		return;
 	if (IsA(stmt, AlterEventTrigStmt) &&
 		is_own_event_trigger(((AlterEventTrigStmt *) stmt)->trigname))
@@ -724,7 +741,8 @@ ta_check_perms(List *rangeTable, List *rtePermInfos, bool ereport_on_violation)
 	{
 		RTEPermissionInfo *perm = lfirst_node(RTEPermissionInfo, lc);
 
-		if (((perm->requiredPerms & ACL_DELETE) || !bms_is_empty(perm->updatedCols)) &&
+		if (((perm->requiredPerms & ACL_DELETE) ||
+			 (!bms_is_empty(perm->updatedCols) && !sealing_existing_rows)) &&
 			ta_is_protected_relation(perm->relid))
 			refuse((perm->requiredPerms & ACL_DELETE) ? "DELETE" : "UPDATE",
 				   get_rel_name(perm->relid));
@@ -745,7 +763,8 @@ ta_check_perms(List *rangeTable, bool ereport_on_violation)
 
 		if (rte->rtekind != RTE_RELATION)
 			continue;
-		if (((rte->requiredPerms & ACL_DELETE) || !bms_is_empty(rte->updatedCols)) &&
+		if (((rte->requiredPerms & ACL_DELETE) ||
+			 (!bms_is_empty(rte->updatedCols) && !sealing_existing_rows)) &&
 			ta_is_protected_relation(rte->relid))
 			refuse((rte->requiredPerms & ACL_DELETE) ? "DELETE" : "UPDATE",
 				   get_rel_name(rte->relid));

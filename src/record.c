@@ -292,16 +292,35 @@ fix_default(RowFix *fix, const char *name, const char *value)
 											   ObjectIdGetDatum(typid)), false);
 }
 
+/*
+ * Build the stored row: the fixes applied, then its row hash and place in a
+ * chain (chain.c).  A restored row that brings its hash keeps it, and its
+ * chain position, as dumped.
+ */
 static Datum
-apply_fixes(RowFix *fix)
+apply_fixes(RowFix *fix, Relation rel, bool restored)
 {
+	TupleDesc	desc = fix->desc;
+	Datum	   *values = palloc(sizeof(Datum) * desc->natts);
+	bool	   *nulls = palloc(sizeof(bool) * desc->natts);
+	TaChainColumns cols;
 	HeapTuple	out;
 
 	ta_note_audit_write();
-	if (fix->n == 0)
-		return PointerGetDatum(fix->tuple);
-	out = heap_modify_tuple_by_cols(fix->tuple, fix->desc, fix->n,
-									fix->cols, fix->values, fix->nulls);
+	heap_deform_tuple(fix->tuple, desc, values, nulls);
+	for (int i = 0; i < fix->n; i++)
+	{
+		values[fix->cols[i] - 1] = fix->values[i];
+		nulls[fix->cols[i] - 1] = fix->nulls[i];
+	}
+	ta_chain_columns(rel, &cols);
+	if (cols.row_hash >= 0 && (!restored || nulls[cols.row_hash]))
+		ta_chain_row(rel, values, nulls);
+	out = heap_form_tuple(desc, values, nulls);
+	/* what heap_modify_tuple would keep of the original */
+	out->t_data->t_ctid = fix->tuple->t_data->t_ctid;
+	out->t_self = fix->tuple->t_self;
+	out->t_tableOid = fix->tuple->t_tableOid;
 	return PointerGetDatum(out);
 }
 
@@ -365,7 +384,7 @@ tool_calls_before_insert(PG_FUNCTION_ARGS)
 
 	/* a dumped row was sanitized when it was first stored: keep it as it is */
 	if (fix_identity(&fix, trigdata->tg_relation, "recorded_at"))
-		return apply_fixes(&fix);
+		return apply_fixes(&fix, trigdata->tg_relation, true);
 	fix_default(&fix, "call_trigger", "user_request");
 	fix_object_column(&fix, rs, "arguments");
 	fix_object_column(&fix, rs, "session_metadata");
@@ -386,7 +405,7 @@ tool_calls_before_insert(PG_FUNCTION_ARGS)
 	else
 		fix_text_column(&fix, rs, "error");
 
-	return apply_fixes(&fix);
+	return apply_fixes(&fix, trigdata->tg_relation, false);
 }
 
 /* tool_audit.admin_events_before_insert() RETURNS trigger */
@@ -410,14 +429,14 @@ admin_events_before_insert(PG_FUNCTION_ARGS)
 	if (check_reserved_event_type(&fix, trigdata->tg_relation))
 		rs = rs->builtin;
 	if (fix_identity(&fix, trigdata->tg_relation, "occurred_at"))
-		return apply_fixes(&fix);
+		return apply_fixes(&fix, trigdata->tg_relation, true);
 	fix_default(&fix, "actor_type", "user");
 	fix_object_column(&fix, rs, "payload");
 	fix_object_column(&fix, rs, "metadata");
 	for (int i = 0; i < (int) lengthof(admin_event_text_columns); i++)
 		fix_text_column(&fix, rs, admin_event_text_columns[i]);
 
-	return apply_fixes(&fix);
+	return apply_fixes(&fix, trigdata->tg_relation, false);
 }
 
 /*

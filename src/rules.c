@@ -144,10 +144,10 @@ parse_match(const char *s)
 	return TA_MATCH_EXACT;		/* keep compiler quiet */
 }
 
-/* Run one query as the owner of the rules table, in a fresh SPI frame. */
-static void
-spi_exec_as_owner(Oid owner, const char *sql, int nargs, Oid *argtypes,
-				  Datum *values, bool read_only)
+/* Run one query as the owner of an extension table (SPI is connected). */
+void
+ta_spi_exec_as_owner(Oid owner, const char *sql, int nargs, Oid *argtypes,
+					 Datum *values, const char *nulls, bool read_only)
 {
 	Oid			save_userid;
 	int			save_sec_context;
@@ -157,7 +157,7 @@ spi_exec_as_owner(Oid owner, const char *sql, int nargs, Oid *argtypes,
 	SetUserIdAndSecContext(owner, save_sec_context |
 						   SECURITY_LOCAL_USERID_CHANGE |
 						   SECURITY_RESTRICTED_OPERATION);
-	rc = SPI_execute_with_args(sql, nargs, argtypes, values, NULL,
+	rc = SPI_execute_with_args(sql, nargs, argtypes, values, nulls,
 							   read_only, 0);
 	SetUserIdAndSecContext(save_userid, save_sec_context);
 	if (rc < 0)
@@ -188,12 +188,12 @@ load_rules(TaRuleSet *rs, TaRuleSet *builtin, Oid owner, MemoryContext cxt)
 				nvalue = 0;
 	MemoryContext spicxt;
 
-	spi_exec_as_owner(owner,
+	ta_spi_exec_as_owner(owner,
 					  "SELECT applies_to, match, pattern, action, rule_id, builtin"
 					  "  FROM tool_audit.sanitize_rules"
 					  " WHERE enabled"
 					  " ORDER BY priority, rule_id",
-					  0, NULL, NULL, true);
+					  0, NULL, NULL, NULL, true);
 	spicxt = MemoryContextSwitchTo(cxt);
 
 	rs->key_rules = palloc0(sizeof(TaRule) * (SPI_processed + 1));
@@ -251,9 +251,9 @@ load_rules(TaRuleSet *rs, TaRuleSet *builtin, Oid owner, MemoryContext cxt)
 static void
 load_keys(TaRuleSet *rs, Oid owner, MemoryContext cxt)
 {
-	spi_exec_as_owner(owner,
+	ta_spi_exec_as_owner(owner,
 					  "SELECT key_id, key, active FROM tool_audit.pseudonym_keys",
-					  0, NULL, NULL, true);
+					  0, NULL, NULL, NULL, true);
 	rs->key_ids = MemoryContextAllocZero(cxt, sizeof(char *) * (SPI_processed + 1));
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{

@@ -132,9 +132,18 @@ _PG_init(void)
 							 PGC_SUSET, 0,
 							 NULL, NULL, NULL);
 
+	DefineCustomStringVariable("tool_audit.signing_key_file",
+							   "Ed25519 private key (PEM) that signs tool_audit.digest().",
+							   "Readable by the server's OS user only; empty: digests are not signed.",
+							   &ta_signing_key_file,
+							   "",
+							   PGC_SIGHUP, GUC_SUPERUSER_ONLY,
+							   NULL, NULL, NULL);
+
 	MarkGUCPrefixReserved("tool_audit");
 
 	RegisterXactCallback(ta_xact_callback, NULL);
+	ta_chain_init();
 
 	if (process_shared_preload_libraries_in_progress)
 		ta_guard_install_hooks();

@@ -13,7 +13,9 @@
 
 #include "postgres.h"
 
+#include "lib/stringinfo.h"
 #include "utils/jsonb.h"
+#include "utils/relcache.h"
 
 #define TA_SCHEMA				"tool_audit"
 #define TA_REDACTED				"***REDACTED***"
@@ -91,6 +93,9 @@ extern const TaRuleSet *ta_get_rules(void);
 extern Oid	ta_schema_oid(bool missing_ok);
 extern char *ta_normalize_key(const char *key, int len);
 extern Oid	ta_relation_owner(Oid relid);
+extern void ta_spi_exec_as_owner(Oid owner, const char *sql, int nargs,
+								 Oid *argtypes, Datum *values,
+								 const char *nulls, bool read_only);
 
 /* ---- pseudonym.c: keyed pseudonyms ---- */
 extern char *ta_pseudonymize(const TaRuleSet *rs, const char *value, int len);
@@ -131,8 +136,48 @@ extern Jsonb *ta_summarize_result(const TaRuleSet *rs, Jsonb *result,
 								  int success_override, bool *success,
 								  text **error);
 
+/* ---- rowhash.c: canonical encoding and row hashes ---- */
+#define TA_HASH_LEN 32
+
+typedef struct TaChainColumns
+{
+	int			row_hash;		/* indexes in the tuple descriptor, from 0 */
+	int			chain_id;
+	int			chain_lane;
+	int			chain_seq;
+	int			chain_hash;
+	int			tenant_id;
+	int			id;
+} TaChainColumns;
+
+extern void ta_sha256(const void *data, size_t len,
+					  unsigned char out[TA_HASH_LEN]);
+extern bool ta_is_chain_column(const char *name);
+extern void ta_append_utf8(StringInfo buf, const char *s, int len);
+extern void ta_canonical_json(StringInfo buf, Jsonb *j);
+extern void ta_chain_columns(Relation rel, TaChainColumns *cols);
+extern void ta_row_hash(Relation rel, Datum *values, bool *nulls,
+						unsigned char out[TA_HASH_LEN]);
+
+/* ---- chain.c: chains in commit order ---- */
+extern void ta_chain_init(void);
+extern int64 ta_chain_id(const char *table, const char *tenant, int tenant_len);
+extern void ta_link_hash(int64 chain_id, int32 lane, int64 seq,
+						 const unsigned char prev[TA_HASH_LEN],
+						 const unsigned char row_hash[TA_HASH_LEN],
+						 unsigned char out[TA_HASH_LEN]);
+extern void ta_chain_row(Relation rel, Datum *values, bool *nulls);
+extern bytea *ta_hash_bytea(const unsigned char hash[TA_HASH_LEN]);
+
+/* ---- digest.c: signed digests ---- */
+extern char *ta_signing_key_file;
+extern char *ta_jsonb_string(Jsonb *j, const char *key);
+extern char *ta_digest_signature_problem(Jsonb *d);
+
 /* ---- guard.c: append-only enforcement ---- */
 extern bool ta_is_protected_relation(Oid relid);
 extern void ta_guard_install_hooks(void);
+extern bool ta_in_own_script(void);
+extern void ta_allow_sealing(bool allow);
 
 #endif							/* TOOL_AUDIT_H */

@@ -1,6 +1,7 @@
 # pg_dump / pg_restore keeps the audit trail: with the documented procedure
 # (PGOPTIONS='-c tool_audit.restoring=on'), every row comes back identical
-# (ids, times, roles), the pseudonymization key comes back active so new
+# (ids, times, roles, row hashes and chain positions, so verify() and a digest
+# taken before the dump still pass), the pseudonymization key comes back active so new
 # pseudonyms still link to old ones, and the id sequences continue.  Without
 # it, the insert trigger refuses rows that bring their own ids.
 use strict;
@@ -38,6 +39,9 @@ my %orig = (
 	events => $node->safe_psql('postgres', $events),
 	pseudonym => $node->safe_psql('postgres', $pseudonym));
 
+# a digest of the chains before the dump: the restored copy must still match it
+my $digest = $node->safe_psql('postgres', 'SELECT tool_audit.digest()');
+
 my $dump = $node->basedir . '/audit.dump';
 $node->command_ok([ 'pg_dump', '-Fc', '-f', $dump, '-d', $node->connstr('postgres') ], 'pg_dump');
 
@@ -64,6 +68,10 @@ cmp_ok($node->safe_psql('restored',
 	'>', 5, 'new ids continue after the restored ones');
 is($node->safe_psql('restored', q{SELECT count(*) FROM tool_audit.pseudonym_key_ids WHERE active}),
 	'1', 'exactly one active key');
+is($node->safe_psql('restored', q{SELECT count(*) FROM tool_audit.verify()}),
+	'0', 'verify(): the restored chains are intact, new rows included');
+is($node->safe_psql('restored', qq{SELECT count(*) FROM tool_audit.verify_digest('$digest')}),
+	'0', 'verify_digest(): the restored copy matches the digest taken before the dump');
 
 $node->stop;
 done_testing();

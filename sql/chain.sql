@@ -1,0 +1,168 @@
+-- Row hashes and chains: every row is hashed and chained on insert, in commit
+-- order, with no hole for rolled-back work; verify() and digests.
+\set VERBOSITY terse
+
+-- whatever the earlier tests recorded is chained and intact
+SELECT count(*) AS problems FROM tool_audit.verify();
+
+-- a chain per table and tenant: the rows of one session follow each other
+BEGIN;
+INSERT INTO tool_audit.tool_calls (tool_name, tenant_id, success)
+  VALUES ('chain_a1', 'chain_t1', true), ('chain_a2', 'chain_t1', true);
+INSERT INTO tool_audit.tool_calls (tool_name, tenant_id, success) VALUES ('chain_b1', 'chain_t2', true);
+SAVEPOINT s;
+INSERT INTO tool_audit.tool_calls (tool_name, tenant_id, success) VALUES ('chain_gone', 'chain_t1', true);
+ROLLBACK TO SAVEPOINT s;
+INSERT INTO tool_audit.tool_calls (tool_name, tenant_id, success) VALUES ('chain_a3', 'chain_t1', true);
+COMMIT;
+BEGIN;
+INSERT INTO tool_audit.tool_calls (tool_name, tenant_id, success) VALUES ('chain_gone2', 'chain_t1', true);
+ROLLBACK;
+INSERT INTO tool_audit.tool_calls (tool_name, tenant_id, success) VALUES ('chain_a4', 'chain_t1', true);
+SELECT * FROM tool_audit.log_call('chain_a5', '{}', '{}', 1, '{"tenant_id": "chain_t1"}') \gset
+INSERT INTO tool_audit.admin_events (event_type, actor, tenant_id) VALUES ('policy.edit', 'chain_admin', 'chain_t1');
+
+SELECT tool_name, chain_lane, chain_seq - min(chain_seq) OVER () + 1 AS pos,
+       octet_length(row_hash) AS row_hash_len, octet_length(chain_hash) AS link_len
+  FROM tool_audit.tool_calls WHERE tenant_id = 'chain_t1' ORDER BY chain_seq;
+-- positions have no gap, whatever was rolled back
+SELECT count(*) AS rows, max(chain_seq) - min(chain_seq) + 1 AS span
+  FROM tool_audit.tool_calls WHERE tenant_id = 'chain_t1';
+-- one chain per (table, tenant), derived from the two
+SELECT count(DISTINCT chain_id) AS chains_t1 FROM tool_audit.tool_calls WHERE tenant_id = 'chain_t1';
+SELECT (SELECT chain_id FROM tool_audit.tool_calls WHERE tenant_id = 'chain_t1' LIMIT 1)
+    <> (SELECT chain_id FROM tool_audit.tool_calls WHERE tenant_id = 'chain_t2' LIMIT 1) AS tenants_apart,
+       (SELECT chain_id FROM tool_audit.tool_calls WHERE tenant_id = 'chain_t1' LIMIT 1)
+    <> (SELECT chain_id FROM tool_audit.admin_events WHERE tenant_id = 'chain_t1' LIMIT 1) AS tables_apart;
+-- the chain id and every link, recomputed in plain SQL from the spec
+SELECT chain_id = ('x' || left(encode(sha256('tool_audit chain 1'::bytea || '\x000a'::bytea ||
+                   'tool_calls'::bytea || '\x01'::bytea || 'chain_t1'::bytea), 'hex'), 16))::bit(64)::bigint
+       AS chain_id_per_spec
+  FROM tool_audit.tool_calls WHERE tool_name = 'chain_a1';
+SELECT count(*) AS links, count(*) FILTER (WHERE t.chain_hash = sha256('tool_audit link 1'::bytea || '\x00'::bytea ||
+           int8send(t.chain_id) || int4send(t.chain_lane) || int8send(t.chain_seq) ||
+           coalesce(p.chain_hash, '\x'::bytea || decode(repeat('00', 32), 'hex')) || t.row_hash)) AS links_per_spec
+  FROM tool_audit.tool_calls t
+  LEFT JOIN tool_audit.tool_calls p
+    ON p.chain_id = t.chain_id AND p.chain_lane = t.chain_lane AND p.chain_seq = t.chain_seq - 1
+ WHERE t.tenant_id LIKE 'chain_t_';
+
+-- a caller cannot choose the hash or the position
+INSERT INTO tool_audit.tool_calls (tool_name, tenant_id, success, row_hash, chain_id, chain_lane, chain_seq, chain_hash)
+  VALUES ('chain_forged', 'chain_t1', true, '\x00', 1, 7, 1000, '\x00');
+SELECT octet_length(row_hash) AS row_hash_len, chain_lane, chain_seq = (SELECT max(chain_seq) FROM tool_audit.tool_calls WHERE tenant_id = 'chain_t1') AS is_head,
+       chain_id = (SELECT chain_id FROM tool_audit.tool_calls WHERE tool_name = 'chain_a1') AS same_chain
+  FROM tool_audit.tool_calls WHERE tool_name = 'chain_forged';
+
+-- the row hash depends on the values only, not on session settings
+SET TimeZone = 'Pacific/Chatham';
+SET DateStyle = 'SQL, DMY';
+SET extra_float_digits = -3;
+SELECT count(*) AS problems FROM tool_audit.verify();
+RESET TimeZone;
+RESET DateStyle;
+RESET extra_float_digits;
+
+-- canonical JSON (doc/canonical-encoding.md section 3)
+SELECT tool_audit.canonical_json('{"b": [1.50, "x\ny"], "a": {"é": null, "Z": true}}');
+SELECT tool_audit.canonical_json('[1e3, -0.0, 0.00012300, -12.0, 1E-7, 123456789012345678901234567890.000100]');
+SELECT tool_audit.canonical_json('{"aa": 1, "b": 2, "a": 3, "": 4, "_": 5, "Z": 6}');
+SELECT tool_audit.canonical_json(E'"tab\\t quote\\" backslash\\\\ slash/ ctl\\u0001 del\\u007f"');
+SELECT tool_audit.canonical_json('"x"'), tool_audit.canonical_json('null'), tool_audit.canonical_json('{}'),
+       tool_audit.canonical_json('[]'), tool_audit.canonical_json('[{}, [], [[true, false]]]');
+-- every vector of test/vectors/json.tsv
+\getenv abs_srcdir PG_ABS_SRCDIR
+\set json_vectors :abs_srcdir '/test/vectors/json.tsv'
+CREATE TEMP TABLE json_lines (line text);
+-- one column per line: the vectors' backslashes must reach jsonb untouched
+COPY json_lines FROM :'json_vectors' WITH (FORMAT csv, DELIMITER E'\x02', QUOTE E'\x01');
+CREATE TEMP VIEW json_vectors AS
+  SELECT split_part(line, E'\t', 1) AS input, split_part(line, E'\t', 2) AS canonical
+    FROM json_lines WHERE line NOT LIKE '#%' AND line <> '';
+SELECT count(*) > 10 AS enough_vectors FROM json_vectors;
+SELECT input, canonical, tool_audit.canonical_json(input::jsonb) AS got
+  FROM json_vectors WHERE tool_audit.canonical_json(input::jsonb) IS DISTINCT FROM canonical;
+
+-- verify(): nothing wrong; verify(since) checks the rows since then
+SELECT * FROM tool_audit.verify();
+SELECT * FROM tool_audit.verify(now() - interval '1 hour');
+SELECT * FROM tool_audit.verify('infinity');
+
+-- digest(): the head of every lane, unsigned without a key
+SELECT tool_audit.digest() AS d \gset
+SELECT d->>'format' AS format, d->'key_id' AS key_id, d->'signature' AS signature,
+       d->>'database' = current_database() AS database_ok,
+       (d->>'taken_at') ~ '^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$' AS taken_at_utc,
+       d->>'system_identifier' = (SELECT system_identifier::text FROM pg_control_system()) AS system_ok
+  FROM (SELECT :'d'::jsonb AS d) x;
+SELECT h->>'table' AS table_name, h->>'tenant' AS tenant, (h->>'lane')::int AS lane,
+       (h->>'position')::bigint = (SELECT max(chain_seq) FROM (SELECT chain_id, chain_lane, chain_seq FROM tool_audit.tool_calls
+                                                                UNION ALL
+                                                                SELECT chain_id, chain_lane, chain_seq FROM tool_audit.admin_events) t
+                                    WHERE t.chain_id = (h->>'chain')::bigint AND t.chain_lane = (h->>'lane')::int) AS position_is_head,
+       length(h->>'hash') AS hash_hex_len
+  FROM jsonb_array_elements(:'d'::jsonb->'heads') h
+ WHERE h->>'tenant' LIKE 'chain_%' ORDER BY 1, 2, 3;
+SELECT jsonb_array_length(:'d'::jsonb->'heads') =
+       (SELECT count(*) FROM (SELECT DISTINCT chain_id, chain_lane FROM tool_audit.tool_calls
+                              UNION ALL SELECT DISTINCT chain_id, chain_lane FROM tool_audit.admin_events) s) AS every_lane;
+
+-- verify_digest(): the same state, then rows added since, are fine
+SELECT * FROM tool_audit.verify_digest(:'d');
+INSERT INTO tool_audit.tool_calls (tool_name, tenant_id, success) VALUES ('chain_after_digest', 'chain_t1', true);
+SELECT * FROM tool_audit.verify_digest(:'d');
+
+-- a digest that covers more than is there: rows removed, an older backup
+SELECT table_name, chain IS NOT NULL AS has_chain, problem
+  FROM tool_audit.verify_digest(jsonb_set(:'d', '{heads}',
+       (SELECT jsonb_agg(CASE WHEN h->>'tenant' = 'chain_t2'
+                              THEN jsonb_set(h, '{position}', to_jsonb((h->>'position')::bigint + 5)) ELSE h END)
+          FROM jsonb_array_elements(:'d'::jsonb->'heads') h)));
+-- a digest whose head hash differs: rows rewritten since
+SELECT table_name, problem
+  FROM tool_audit.verify_digest(jsonb_set(:'d', '{heads}',
+       (SELECT jsonb_agg(CASE WHEN h->>'tenant' = 'chain_t2'
+                              THEN jsonb_set(h, '{hash}', to_jsonb(repeat('0', 64))) ELSE h END)
+          FROM jsonb_array_elements(:'d'::jsonb->'heads') h)));
+-- a lane the digest knew is gone entirely
+SELECT table_name, "position", problem
+  FROM tool_audit.verify_digest(jsonb_set(:'d', '{heads}', (:'d'::jsonb->'heads') ||
+       jsonb_build_array(jsonb_build_object('chain', '42', 'table', 'tool_calls', 'tenant', 'gone',
+                                            'lane', 3, 'position', 7, 'hash', repeat('ab', 32)))));
+-- a signature with no key configured cannot be checked
+SELECT problem FROM tool_audit.verify_digest(jsonb_set(:'d', '{signature}', to_jsonb(repeat('00', 64))));
+
+-- bad digests are errors, not problems
+\set VERBOSITY default
+SELECT * FROM tool_audit.verify_digest('[]');
+SELECT * FROM tool_audit.verify_digest('{"format": "something else", "heads": []}');
+SELECT * FROM tool_audit.verify_digest('{"format": "tool_audit digest 1"}');
+SELECT * FROM tool_audit.verify_digest('{"format": "tool_audit digest 1", "heads": [1]}');
+SELECT * FROM tool_audit.verify_digest('{"format": "tool_audit digest 1", "heads": [{"chain": "x", "table": "tool_calls", "lane": 0, "position": 1, "hash": ""}]}');
+SELECT * FROM tool_audit.verify_digest('{"format": "tool_audit digest 1", "heads": [{"chain": "1", "table": "pg_class", "lane": 0, "position": 1, "hash": ""}]}');
+SELECT * FROM tool_audit.verify_digest('{"format": "tool_audit digest 1", "heads": [{"chain": "1", "table": "tool_calls", "lane": -1, "position": 1, "hash": ""}]}');
+SELECT * FROM tool_audit.verify_digest('{"format": "tool_audit digest 1", "heads": [{"chain": "1", "table": "tool_calls", "lane": 0, "position": 0, "hash": ""}]}');
+SELECT * FROM tool_audit.verify_digest('{"format": "tool_audit digest 1", "heads": [{"chain": "1", "table": "tool_calls", "lane": 0, "position": 1, "hash": "XYZ"}]}');
+SELECT * FROM tool_audit.verify_digest('{"format": "tool_audit digest 1", "heads": [{"chain": "1", "table": "tool_calls", "lane": 0, "position": 1.5, "hash": ""}]}');
+\set VERBOSITY terse
+SELECT * FROM tool_audit.verify_digest(NULL);
+SELECT tool_audit.signing_public_key() IS NULL AS no_key;
+
+-- who may verify: the verifier and admin roles, not writers or readers
+SET ROLE regress_writer;
+SELECT regress_try('SELECT count(*) FROM tool_audit.verify()');
+SELECT regress_try('SELECT tool_audit.digest()');
+RESET ROLE;
+SET ROLE regress_reader;
+SELECT regress_try('SELECT count(*) FROM tool_audit.verify()');
+RESET ROLE;
+CREATE ROLE regress_verifier IN ROLE tool_audit_verifier;
+SET ROLE regress_verifier;
+SELECT count(*) AS problems FROM tool_audit.verify();
+SELECT count(*) > 0 AS sees_every_tenant FROM tool_audit.tool_calls WHERE tenant_id = 'chain_t2';
+SELECT regress_try($$INSERT INTO tool_audit.tool_calls (tool_name, success) VALUES ('x', true)$$);
+RESET ROLE;
+SET ROLE regress_admin;
+SELECT count(*) AS problems FROM tool_audit.verify();
+RESET ROLE;
+DROP ROLE regress_verifier;

@@ -1,0 +1,69 @@
+-- Upgrading from 1.0: rows recorded before chains existed are hashed and
+-- chained (in id order) by ALTER EXTENSION UPDATE, and verify clean.  Also
+-- restoring rows with tool_audit.restoring.  In a database of its own.
+\set VERBOSITY terse
+SELECT current_database() AS regress_db \gset
+CREATE DATABASE regress_tool_audit_upgrade;
+\c regress_tool_audit_upgrade
+SET client_min_messages = warning;
+CREATE EXTENSION tool_audit VERSION '1.0';
+RESET client_min_messages;
+SELECT extversion FROM pg_extension WHERE extname = 'tool_audit';
+-- the library is already 1.1: rows are recorded as 1.0 did, unchained
+INSERT INTO tool_audit.tool_calls (tool_name, tenant_id, success, arguments)
+  SELECT 'old_' || g, CASE WHEN g % 2 = 0 THEN 'up_a' END, g % 3 <> 0, jsonb_build_object('n', g, 'password', 'p')
+    FROM generate_series(1, 25) g;
+INSERT INTO tool_audit.admin_events (event_type, actor, tenant_id) VALUES ('prompt.change', 'old_admin', 'up_a');
+ALTER EXTENSION tool_audit UPDATE TO '1.1';
+SELECT extversion FROM pg_extension WHERE extname = 'tool_audit';
+-- the helper that chained them is gone again
+SELECT count(*) AS helper_left FROM pg_proc WHERE proname = 'chain_existing_rows';
+SELECT tenant_id, count(*) AS rows, min(chain_seq), max(chain_seq), count(DISTINCT chain_lane) AS lanes,
+       bool_and(row_hash IS NOT NULL AND chain_hash IS NOT NULL) AS all_hashed
+  FROM tool_audit.tool_calls GROUP BY 1 ORDER BY 1;
+-- in id order
+SELECT bool_and(ordered) AS id_order FROM (
+  SELECT chain_seq > lag(chain_seq, 1, 0::bigint) OVER (PARTITION BY chain_id ORDER BY id) AS ordered
+    FROM tool_audit.tool_calls) s;
+SELECT * FROM tool_audit.verify();
+-- and new rows continue the chains
+INSERT INTO tool_audit.tool_calls (tool_name, tenant_id, success) VALUES ('new_1', 'up_a', true);
+SELECT chain_seq FROM tool_audit.tool_calls WHERE tool_name = 'new_1';
+SELECT * FROM tool_audit.verify();
+-- the columns are NOT NULL now
+SELECT attname, attnotnull FROM pg_attribute
+ WHERE attrelid = 'tool_audit.tool_calls'::regclass AND attname IN ('row_hash', 'chain_id', 'chain_lane', 'chain_seq', 'chain_hash')
+ ORDER BY attnum;
+-- the upgrade helper cannot be put back to be called outside the script
+CREATE FUNCTION tool_audit.chain_existing_rows(regclass) RETURNS bigint
+    AS '$libdir/tool_audit', 'chain_existing_rows' LANGUAGE C STRICT;
+
+-- Restoring (tool_audit.restoring, superuser): a row that brings no hash
+-- (from a 1.0 dump) is hashed and chained; the hash depends on the values
+-- only (test/vectors/rows.tsv holds this row, hashed by the spec's reference
+-- implementation), not on the session's TimeZone or DateStyle
+SET tool_audit.restoring = on;
+SET TimeZone = 'America/St_Johns';
+SET DateStyle = 'SQL, DMY';
+INSERT INTO tool_audit.tool_calls (id, event_id, recorded_at, tenant_id, conversation_id, turn_number,
+                                   user_id, user_role, model, tool_name, tool_call_id, call_trigger,
+                                   purpose, subject_id, arguments, result_summary, success, error,
+                                   duration_ms, client_ip, user_agent, session_metadata, recorded_by)
+  VALUES (1000, '00000000-0000-4000-8000-000000000001', '2026-01-02 03:04:05.678901+00', 'up_b',
+          'conv_1', 3, 'usr_1', 'support_agent', 'gpt-4.1', 'update_order_status', 'call_9', 'follow_up',
+          'refund', 'patient_7', '{"order_id": 1.50, "note": "naïve \"quote\"", "items": [1, 2e2, {"z": null, "a": true}]}',
+          '{"status": "ok"}', false, 'timeout', 38.25, '2001:db8::1/64', 'agent/1.0', '{}', 'someone');
+RESET TimeZone;
+RESET DateStyle;
+SELECT chain_seq, encode(row_hash, 'hex') AS row_hash FROM tool_audit.tool_calls WHERE id = 1000;
+-- a restored row is kept as the dump has it, hashes included: a row whose
+-- stored hashes do not fit its content is named by verify()
+INSERT INTO tool_audit.tool_calls (id, event_id, recorded_at, tool_name, tenant_id, success, recorded_by,
+                                   row_hash, chain_id, chain_lane, chain_seq, chain_hash)
+  SELECT 1002, '00000000-0000-4000-8000-000000000002', recorded_at, 'tampered_in_dump', tenant_id, true, 'someone',
+         row_hash, chain_id, chain_lane, chain_seq + 1, chain_hash
+    FROM tool_audit.tool_calls WHERE id = 1000;
+RESET tool_audit.restoring;
+SELECT table_name, "position", row_id, problem FROM tool_audit.verify();
+\c :regress_db
+DROP DATABASE regress_tool_audit_upgrade;

@@ -1,0 +1,466 @@
+/*-------------------------------------------------------------------------
+ *
+ * digest.c
+ *		Digests: a signed commitment to every chain lane's head.
+ *
+ * tool_audit.digest() lists the head (position and chain_hash) of every lane
+ * of every chain, with the database's identity and the time, and signs the
+ * canonical JSON of that object with Ed25519 when tool_audit.signing_key_file
+ * names a PEM private key (doc/canonical-encoding.md, section 5).  Kept
+ * outside the database, a digest lets tool_audit.verify_digest() and the
+ * external verifier tell that rows covered by it were removed or rewritten
+ * later, even by a superuser who recomputed every hash.
+ *
+ * The key file is read on each call (digests are rare) by the server
+ * process; it should be readable by the server's OS user only.  A superuser
+ * can read it too (pg_read_binary_file), so the signature proves where a
+ * digest came from against everyone else, not against a superuser: the
+ * protection against a superuser is the copy of the digest kept elsewhere.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+
+#include "access/genam.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/xlog.h"
+#include "catalog/namespace.h"
+#include "commands/dbcommands.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "executor/tuptable.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "pgtime.h"
+#include "storage/fd.h"
+#include "utils/builtins.h"
+#include "utils/datetime.h"
+#include "utils/fmgroids.h"
+#include "utils/json.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+#include "tool_audit.h"
+
+#define DIGEST_FORMAT	"tool_audit digest 1"
+#define KEY_ID_HEX		16
+
+char	   *ta_signing_key_file = NULL;
+
+/* ---- the signing key ---- */
+
+/* The configured private key, or NULL when none is configured. */
+static EVP_PKEY *
+load_signing_key(void)
+{
+	FILE	   *f;
+	EVP_PKEY   *pkey;
+
+	if (ta_signing_key_file == NULL || ta_signing_key_file[0] == '\0')
+		return NULL;
+	f = AllocateFile(ta_signing_key_file, "r");
+	if (f == NULL)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not open signing key file \"%s\": %m",
+						ta_signing_key_file)));
+	pkey = PEM_read_PrivateKey(f, NULL, NULL, NULL);
+	FreeFile(f);
+	if (pkey == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIG_FILE_ERROR),
+				 errmsg("could not read a private key from \"%s\"", ta_signing_key_file),
+				 errhint("Create one with: openssl genpkey -algorithm ed25519 -out FILE")));
+	if (!EVP_PKEY_is_a(pkey, "ED25519"))
+	{
+		EVP_PKEY_free(pkey);
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIG_FILE_ERROR),
+				 errmsg("the key in \"%s\" is not an Ed25519 key", ta_signing_key_file)));
+	}
+	return pkey;
+}
+
+/* First 16 hex digits of SHA-256 over the raw 32-byte public key. */
+static void
+key_id_of(EVP_PKEY *pkey, char out[KEY_ID_HEX + 1])
+{
+	unsigned char raw[64];
+	size_t		rawlen = sizeof(raw);
+	unsigned char h[TA_HASH_LEN];
+	char		hex[2 * TA_HASH_LEN];
+
+	if (EVP_PKEY_get_raw_public_key(pkey, raw, &rawlen) != 1)
+	{
+		EVP_PKEY_free(pkey);
+		ereport(ERROR,
+				(errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
+				 errmsg("could not get the public key of the signing key")));
+	}
+	ta_sha256(raw, rawlen, h);
+	hex_encode((char *) h, TA_HASH_LEN, hex);
+	memcpy(out, hex, KEY_ID_HEX);
+	out[KEY_ID_HEX] = '\0';
+}
+
+/* Ed25519 signature of msg, as lower-case hex; frees pkey on error. */
+static char *
+sign_hex(EVP_PKEY *pkey, const char *msg, int len)
+{
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	unsigned char sig[64];
+	size_t		siglen = sizeof(sig);
+	char	   *hex;
+	bool		ok;
+
+	ok = ctx != NULL &&
+		EVP_DigestSignInit(ctx, NULL, NULL, NULL, pkey) == 1 &&
+		EVP_DigestSign(ctx, sig, &siglen, (const unsigned char *) msg, len) == 1;
+	EVP_MD_CTX_free(ctx);
+	if (!ok)
+	{
+		EVP_PKEY_free(pkey);
+		ereport(ERROR,
+				(errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
+				 errmsg("could not sign the digest")));
+	}
+	hex = palloc(2 * siglen + 1);
+	hex_encode((char *) sig, siglen, hex);
+	hex[2 * siglen] = '\0';
+	return hex;
+}
+
+static bool
+signature_valid(EVP_PKEY *pkey, const char *msg, int len,
+				const unsigned char *sig, size_t siglen)
+{
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	bool		ok;
+
+	ok = ctx != NULL &&
+		EVP_DigestVerifyInit(ctx, NULL, NULL, NULL, pkey) == 1 &&
+		EVP_DigestVerify(ctx, sig, siglen, (const unsigned char *) msg, len) == 1;
+	EVP_MD_CTX_free(ctx);
+	return ok;
+}
+
+/* ---- heads ---- */
+
+/*
+ * One descent of the chain position index: the first entry of the first
+ * chain after "after" (forward), or the last entry of a chain, or of its
+ * lanes below "below" (backward).
+ */
+static bool
+index_probe(Relation rel, Relation irel, Snapshot snap, ScanDirection dir,
+			ScanKey keys, int nkeys, TupleTableSlot *slot)
+{
+	IndexScanDesc scan;
+	bool		found;
+
+#if PG_VERSION_NUM >= 180000
+	scan = index_beginscan(rel, irel, snap, NULL, nkeys, 0);
+#else
+	scan = index_beginscan(rel, irel, snap, nkeys, 0);
+#endif
+	index_rescan(scan, keys, nkeys, NULL, 0);
+	found = index_getnext_slot(scan, dir, slot);
+	index_endscan(scan);
+	return found;
+}
+
+static void
+append_hex_field(StringInfo buf, const char *name, Datum d, bool isnull)
+{
+	appendStringInfo(buf, ",\"%s\":", name);
+	if (isnull)
+		appendStringInfoString(buf, "null");
+	else
+	{
+		bytea	   *b = DatumGetByteaPP(d);
+		int			len = VARSIZE_ANY_EXHDR(b);
+		char	   *hex = palloc(2 * len + 1);
+
+		hex_encode(VARDATA_ANY(b), len, hex);
+		hex[2 * len] = '\0';
+		appendStringInfo(buf, "\"%s\"", hex);
+		pfree(hex);
+	}
+}
+
+/* A lane's head as a JSON object; the tenant comes from the head row. */
+static char *
+head_json(TupleTableSlot *slot, const TaChainColumns *cols, const char *table)
+{
+	StringInfoData head;
+	bool		isnull;
+	Datum		tenant = slot_getattr(slot, cols->tenant_id + 1, &isnull);
+	bool		hash_null;
+	Datum		hash = slot_getattr(slot, cols->chain_hash + 1, &hash_null);
+	bool		n1,
+				n2,
+				n3;
+	int64		chain_id = DatumGetInt64(slot_getattr(slot, cols->chain_id + 1, &n1));
+	int32		lane = DatumGetInt32(slot_getattr(slot, cols->chain_lane + 1, &n2));
+	int64		seq = DatumGetInt64(slot_getattr(slot, cols->chain_seq + 1, &n3));
+
+	initStringInfo(&head);
+	appendStringInfo(&head, "{\"chain\":\"" INT64_FORMAT "\",\"table\":", chain_id);
+	escape_json(&head, table);
+	appendStringInfoString(&head, ",\"tenant\":");
+	if (isnull)
+		appendStringInfoString(&head, "null");
+	else
+		escape_json(&head, TextDatumGetCString(tenant));
+	appendStringInfo(&head, ",\"lane\":%d,\"position\":" INT64_FORMAT, lane, seq);
+	append_hex_field(&head, "hash", hash, hash_null);
+	appendStringInfoChar(&head, '}');
+	return head.data;
+}
+
+/*
+ * The heads of every lane of every chain of one table, found by skipping
+ * through the chain position index: one descent per chain and per lane.
+ */
+static void
+append_heads(StringInfo buf, const char *table, bool *first)
+{
+	Oid			nsp = ta_schema_oid(false);
+	Relation	rel = table_open(get_relname_relid(table, nsp), AccessShareLock);
+	Oid			indexid = get_relname_relid(psprintf("%s_chain_position", table), nsp);
+	Relation	irel;
+	Snapshot	snap = GetActiveSnapshot();
+	TupleTableSlot *slot = table_slot_create(rel, NULL);
+	TaChainColumns cols;
+	bool		have_chain = false;
+	int64		chain_id = 0;
+
+	if (!OidIsValid(indexid))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("index tool_audit.%s_chain_position is missing", table),
+				 errhint("Run tool_audit.verify() to see what else is wrong.")));
+	irel = index_open(indexid, AccessShareLock);
+	ta_chain_columns(rel, &cols);
+
+	for (;;)
+	{
+		ScanKeyData keys[2];
+		List	   *lanes = NIL;
+		ListCell   *lc;
+		bool		isnull;
+
+		CHECK_FOR_INTERRUPTS();
+		/* the next chain: NULL chain ids sort last and end the walk */
+		ScanKeyInit(&keys[0], 1, BTGreaterStrategyNumber, F_INT8GT, Int64GetDatum(chain_id));
+		if (!index_probe(rel, irel, snap, ForwardScanDirection, keys, have_chain ? 1 : 0, slot))
+			break;
+		chain_id = DatumGetInt64(slot_getattr(slot, cols.chain_id + 1, &isnull));
+		if (isnull)
+			break;
+		have_chain = true;
+
+		/* its highest lane first, then each lower one */
+		ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(chain_id));
+		for (int nkeys = 1;; nkeys = 2)
+		{
+			int32		lane;
+
+			CHECK_FOR_INTERRUPTS();
+			if (!index_probe(rel, irel, snap, BackwardScanDirection, keys, nkeys, slot))
+				break;
+			lane = DatumGetInt32(slot_getattr(slot, cols.chain_lane + 1, &isnull));
+			if (isnull)
+				break;
+			(void) slot_getattr(slot, cols.chain_seq + 1, &isnull);
+			if (!isnull)
+				lanes = lcons(head_json(slot, &cols, table), lanes);
+			if (lane <= 0)
+				break;
+			ScanKeyInit(&keys[1], 2, BTLessStrategyNumber, F_INT4LT, Int32GetDatum(lane));
+		}
+		foreach(lc, lanes)
+		{
+			if (!*first)
+				appendStringInfoChar(buf, ',');
+			*first = false;
+			appendStringInfoString(buf, (char *) lfirst(lc));
+		}
+	}
+	ExecDropSingleTupleTableSlot(slot);
+	index_close(irel, AccessShareLock);
+	table_close(rel, AccessShareLock);
+}
+
+static char *
+utc_text(TimestampTz ts)
+{
+	struct pg_tm tm;
+	fsec_t		fsec;
+
+	if (timestamp2tm(ts, NULL, &tm, &fsec, NULL, NULL) != 0)
+		elog(ERROR, "timestamp out of range");
+	return psprintf("%04d-%02d-%02dT%02d:%02d:%02d.%06dZ",
+					tm.tm_year, tm.tm_mon, tm.tm_mday,
+					tm.tm_hour, tm.tm_min, tm.tm_sec, (int) fsec);
+}
+
+/*
+ * tool_audit.digest() RETURNS jsonb
+ */
+PG_FUNCTION_INFO_V1(digest);
+Datum
+digest(PG_FUNCTION_ARGS)
+{
+	StringInfoData buf;
+	StringInfoData canon;
+	bool		first = true;
+	EVP_PKEY   *pkey = load_signing_key();
+	char		key_id[KEY_ID_HEX + 1];
+	Jsonb	   *payload;
+	char	   *sig;
+
+	initStringInfo(&buf);
+	appendStringInfoString(&buf, "{\"format\":\"" DIGEST_FORMAT "\",\"database\":");
+	escape_json(&buf, get_database_name(MyDatabaseId));
+	appendStringInfo(&buf, ",\"system_identifier\":\"" UINT64_FORMAT "\",\"taken_at\":\"%s\",\"heads\":[",
+					 GetSystemIdentifier(), utc_text(GetCurrentTimestamp()));
+	PG_TRY();
+	{
+		/* heads ordered by (table, chain, lane) */
+		append_heads(&buf, "admin_events", &first);
+		append_heads(&buf, "tool_calls", &first);
+	}
+	PG_CATCH();
+	{
+		EVP_PKEY_free(pkey);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	appendStringInfoChar(&buf, ']');
+
+	if (pkey == NULL)
+	{
+		appendStringInfoString(&buf, ",\"key_id\":null,\"signature\":null}");
+		PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data)));
+	}
+	key_id_of(pkey, key_id);
+	appendStringInfo(&buf, ",\"key_id\":\"%s\"", key_id);
+
+	/* sign the canonical form of everything but the signature */
+	appendStringInfoChar(&buf, '}');
+	payload = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data)));
+	initStringInfo(&canon);
+	ta_canonical_json(&canon, payload);
+	sig = sign_hex(pkey, canon.data, canon.len);
+	EVP_PKEY_free(pkey);
+
+	buf.data[--buf.len] = '\0';
+	appendStringInfo(&buf, ",\"signature\":\"%s\"}", sig);
+	PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data)));
+}
+
+/*
+ * tool_audit.signing_public_key() RETURNS text
+ */
+PG_FUNCTION_INFO_V1(signing_public_key);
+Datum
+signing_public_key(PG_FUNCTION_ARGS)
+{
+	EVP_PKEY   *pkey = load_signing_key();
+	BIO		   *bio;
+	char	   *data;
+	long		len;
+	text	   *result;
+
+	if (pkey == NULL)
+		PG_RETURN_NULL();
+	bio = BIO_new(BIO_s_mem());
+	if (bio == NULL || PEM_write_bio_PUBKEY(bio, pkey) != 1)
+	{
+		BIO_free(bio);
+		EVP_PKEY_free(pkey);
+		ereport(ERROR,
+				(errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
+				 errmsg("could not write the public key")));
+	}
+	len = BIO_get_mem_data(bio, &data);
+	result = cstring_to_text_with_len(data, (int) len);
+	BIO_free(bio);
+	EVP_PKEY_free(pkey);
+	PG_RETURN_TEXT_P(result);
+}
+
+/* A string member of a jsonb object, or NULL if absent, null or not a string. */
+char *
+ta_jsonb_string(Jsonb *j, const char *key)
+{
+	JsonbValue *v = getKeyJsonValueFromContainer(&j->root, key, strlen(key), NULL);
+
+	if (v == NULL || v->type != jbvString)
+		return NULL;
+	return pnstrdup(v->val.string.val, v->val.string.len);
+}
+
+/*
+ * Checks a digest's signature against the configured key; returns a problem
+ * text, or NULL if the signature is good (or absent with no key configured).
+ */
+char *
+ta_digest_signature_problem(Jsonb *d)
+{
+	char	   *sig_hex = ta_jsonb_string(d, "signature");
+	char	   *their_key = ta_jsonb_string(d, "key_id");
+	EVP_PKEY   *pkey = load_signing_key();
+	char		key_id[KEY_ID_HEX + 1];
+	Jsonb	   *payload;
+	StringInfoData canon;
+	unsigned char sig[64];
+	bool		ok;
+
+	if (pkey == NULL)
+		return sig_hex == NULL ? NULL :
+			pstrdup("digest signature not checked: tool_audit.signing_key_file is not set");
+	key_id_of(pkey, key_id);
+	if (sig_hex == NULL)
+	{
+		EVP_PKEY_free(pkey);
+		return pstrdup("digest is not signed");
+	}
+	if (their_key == NULL || strcmp(their_key, key_id) != 0)
+	{
+		EVP_PKEY_free(pkey);
+		return psprintf("digest signed with another key (key_id %s, configured %s)",
+						their_key ? their_key : "null", key_id);
+	}
+	if (strlen(sig_hex) != 2 * sizeof(sig) ||
+		strspn(sig_hex, "0123456789abcdef") != 2 * sizeof(sig))
+	{
+		EVP_PKEY_free(pkey);
+		return pstrdup("digest signature invalid");
+	}
+	(void) hex_decode(sig_hex, 2 * sizeof(sig), (char *) sig);
+	payload = DatumGetJsonbP(DirectFunctionCall2(jsonb_delete, JsonbPGetDatum(d),
+												 CStringGetTextDatum("signature")));
+	initStringInfo(&canon);
+	PG_TRY();
+	{
+		ta_canonical_json(&canon, payload);
+	}
+	PG_CATCH();
+	{
+		EVP_PKEY_free(pkey);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	ok = signature_valid(pkey, canon.data, canon.len, sig, sizeof(sig));
+	EVP_PKEY_free(pkey);
+	return ok ? NULL : pstrdup("digest signature invalid");
+}

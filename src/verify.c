@@ -1,0 +1,579 @@
+/*-------------------------------------------------------------------------
+ *
+ * verify.c
+ *		tool_audit.verify() and tool_audit.verify_digest(): the in-database
+ *		verifiers, amcheck style.
+ *
+ * Both report rather than stop: one row per problem, none when everything is
+ * intact.  They walk each audit table once through its chain position index
+ * (chain_id, chain_lane, chain_seq), so rows come lane by lane in chain
+ * order, recompute every row hash from the row's columns (rowhash.c) and
+ * every link from the recomputed hash, and keep only the current lane's
+ * state: memory stays flat however long the table.  Each row is handled in
+ * a scratch memory context reset per row; CHECK_FOR_INTERRUPTS() per row.
+ *
+ * After a broken link the walk continues from the stored chain_hash, so one
+ * altered row is reported once and the rows after it are still checked.
+ * For a digest, a second, strict link is carried from the lane's start using
+ * recomputed row hashes only: a superuser who rewrote rows and recomputed
+ * every stored hash still cannot make it match the digest.
+ *
+ * Besides the rows, verify() checks what protects them: the append-only and
+ * insert triggers (enabled ALWAYS), the event triggers, the tables' WAL
+ * logging, rules, and the unique chain position index.
+ *
+ * Locks: AccessShareLock on the tables and indexes; the walk reads with the
+ * statement's snapshot, so concurrent inserts are not blocked and rows
+ * committed later are not seen.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <openssl/crypto.h>
+
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/relscan.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "executor/tuptable.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/hsearch.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+#include "tool_audit.h"
+
+/* a lane head a digest committed to */
+typedef struct CheckpointKey
+{
+	char		table[NAMEDATALEN];
+	int64		chain_id;
+	int32		lane;
+} CheckpointKey;
+
+typedef struct Checkpoint
+{
+	CheckpointKey key;
+	int64		position;
+	unsigned char hash[TA_HASH_LEN];
+	bool		reached;
+} Checkpoint;
+
+typedef struct Walk
+{
+	ReturnSetInfo *rsinfo;
+	bool		has_since;
+	TimestampTz since;
+	HTAB	   *checkpoints;	/* NULL for verify() */
+	int			nproblems;
+} Walk;
+
+/* the current lane's walk state */
+typedef struct Lane
+{
+	bool		active;
+	int64		chain_id;
+	int32		lane;
+	int64		last_seq;
+	int64		last_row_id;
+	unsigned char prev[TA_HASH_LEN];	/* stored link of the last row */
+	unsigned char strict[TA_HASH_LEN];	/* link from recomputed hashes only */
+	bool		strict_ok;		/* false once a gap makes it meaningless */
+	Checkpoint *cp;
+} Lane;
+
+static bool
+same_hash(const unsigned char *a, const unsigned char *b)
+{
+	return CRYPTO_memcmp(a, b, TA_HASH_LEN) == 0;
+}
+
+static void
+report(Walk *w, const char *table, bool has_chain, int64 chain_id, int32 lane,
+	   int64 position, int64 row_id, const char *problem)
+{
+	Datum		values[5];
+	bool		nulls[5] = {false, false, false, false, false};
+
+	values[0] = CStringGetTextDatum(table);
+	if (!has_chain)
+		nulls[1] = true;
+	else
+		values[1] = CStringGetTextDatum(psprintf(INT64_FORMAT "/%d", chain_id, lane));
+	values[2] = Int64GetDatum(position);
+	nulls[2] = position < 0;
+	values[3] = Int64GetDatum(row_id);
+	nulls[3] = row_id < 0;
+	values[4] = CStringGetTextDatum(problem);
+	tuplestore_putvalues(w->rsinfo->setResult, w->rsinfo->setDesc, values, nulls);
+	w->nproblems++;
+}
+
+static bool
+hash_column(Datum d, bool isnull, unsigned char out[TA_HASH_LEN])
+{
+	bytea	   *b;
+
+	if (isnull)
+		return false;
+	b = DatumGetByteaPP(d);
+	if (VARSIZE_ANY_EXHDR(b) != TA_HASH_LEN)
+		return false;
+	memcpy(out, VARDATA_ANY(b), TA_HASH_LEN);
+	return true;
+}
+
+/* ---- the protections around the rows ---- */
+
+static void
+check_protections(Walk *w)
+{
+	static const char *const sql =
+	"SELECT x.relname::text, x.problem FROM ("
+	"  SELECT c.relname, 'table not logged' AS problem"
+	"    FROM pg_catalog.pg_class c"
+	"   WHERE c.relnamespace OPERATOR(pg_catalog.=) $1"
+	"     AND c.relname IN ('tool_calls', 'admin_events')"
+	"     AND c.relpersistence OPERATOR(pg_catalog.<>) 'p'"
+	"  UNION ALL"
+	"  SELECT c.relname, 'rule on audit table: ' || r.rulename"
+	"    FROM pg_catalog.pg_rewrite r JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) r.ev_class"
+	"   WHERE c.relnamespace OPERATOR(pg_catalog.=) $1 AND c.relname IN ('tool_calls', 'admin_events')"
+	"  UNION ALL"
+	"  SELECT e.tab, 'protective trigger ' || e.tg || CASE WHEN t.oid IS NULL THEN ' missing'"
+	"                 ELSE ' disabled' END"
+	"    FROM (VALUES ('tool_calls', 'tool_calls_before_insert'),"
+	"                 ('tool_calls', 'tool_calls_append_only'),"
+	"                 ('tool_calls', 'tool_calls_append_only_row'),"
+	"                 ('admin_events', 'admin_events_before_insert'),"
+	"                 ('admin_events', 'admin_events_append_only'),"
+	"                 ('admin_events', 'admin_events_append_only_row')) AS e(tab, tg)"
+	"    LEFT JOIN pg_catalog.pg_class c ON c.relname OPERATOR(pg_catalog.=) e.tab"
+	"                                  AND c.relnamespace OPERATOR(pg_catalog.=) $1"
+	"    LEFT JOIN pg_catalog.pg_trigger t ON t.tgrelid OPERATOR(pg_catalog.=) c.oid"
+	"                                    AND t.tgname OPERATOR(pg_catalog.=) e.tg"
+	"   WHERE t.oid IS NULL OR t.tgenabled OPERATOR(pg_catalog.<>) 'A'"
+	"  UNION ALL"
+	"  SELECT NULL, 'event trigger ' || e.evt || CASE WHEN t.oid IS NULL THEN ' missing'"
+	"                 ELSE ' disabled' END"
+	"    FROM (VALUES ('tool_audit_ddl_start'), ('tool_audit_sql_drop'),"
+	"                 ('tool_audit_table_rewrite')) AS e(evt)"
+	"    LEFT JOIN pg_catalog.pg_event_trigger t ON t.evtname OPERATOR(pg_catalog.=) e.evt"
+	"   WHERE t.oid IS NULL OR t.evtenabled OPERATOR(pg_catalog.<>) 'A'"
+	"  UNION ALL"
+	"  SELECT e.tab, 'chain position index ' || e.idx || ' missing, invalid or not unique'"
+	"    FROM (VALUES ('tool_calls', 'tool_calls_chain_position'),"
+	"                 ('admin_events', 'admin_events_chain_position')) AS e(tab, idx)"
+	"    LEFT JOIN pg_catalog.pg_class ic ON ic.relname OPERATOR(pg_catalog.=) e.idx"
+	"                                   AND ic.relnamespace OPERATOR(pg_catalog.=) $1"
+	"    LEFT JOIN pg_catalog.pg_index i ON i.indexrelid OPERATOR(pg_catalog.=) ic.oid"
+	"   WHERE i.indexrelid IS NULL OR NOT i.indisunique OR NOT i.indisvalid"
+	") x(relname, problem)"
+	" ORDER BY 1 NULLS FIRST, 2";
+	Oid			argtypes[1] = {OIDOID};
+	Datum		args[1] = {ObjectIdGetDatum(ta_schema_oid(false))};
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (SPI_execute_with_args(sql, 1, argtypes, args, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not check the audit tables' protections");
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		char	   *table = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
+		char	   *problem = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2);
+
+		report(w, table ? table : "", false, 0, 0, -1, -1, problem);
+	}
+	SPI_finish();
+}
+
+/* ---- the walk ---- */
+
+static int64
+row_chain_id(const char *table, Datum *values, bool *nulls, const TaChainColumns *cols)
+{
+	text	   *tenant;
+
+	if (nulls[cols->tenant_id])
+		return ta_chain_id(table, NULL, 0);
+	tenant = DatumGetTextPP(values[cols->tenant_id]);
+	return ta_chain_id(table, VARDATA_ANY(tenant), VARSIZE_ANY_EXHDR(tenant));
+}
+
+static void
+finish_lane(Walk *w, const char *table, Lane *ln)
+{
+	if (ln->active && ln->cp != NULL && !ln->cp->reached)
+	{
+		ln->cp->reached = true;
+		report(w, table, true, ln->chain_id, ln->lane, ln->last_seq + 1, -1,
+			   psprintf("rows covered by the digest are missing: the lane ends at position "
+						INT64_FORMAT ", the digest covers position " INT64_FORMAT,
+						ln->last_seq, ln->cp->position));
+	}
+	ln->active = false;
+}
+
+static void
+start_lane(Walk *w, const char *table, Lane *ln, int64 chain_id, int32 lane)
+{
+	ln->active = true;
+	ln->chain_id = chain_id;
+	ln->lane = lane;
+	ln->last_seq = 0;
+	ln->last_row_id = -1;
+	memset(ln->prev, 0, TA_HASH_LEN);
+	memset(ln->strict, 0, TA_HASH_LEN);
+	ln->strict_ok = true;
+	ln->cp = NULL;
+	if (w->checkpoints != NULL)
+	{
+		CheckpointKey key;
+
+		memset(&key, 0, sizeof(key));
+		strlcpy(key.table, table, NAMEDATALEN);
+		key.chain_id = chain_id;
+		key.lane = lane;
+		ln->cp = hash_search(w->checkpoints, &key, HASH_FIND, NULL);
+	}
+}
+
+static void
+walk_table(Walk *w, const char *table, const char *time_column)
+{
+	Oid			nsp = ta_schema_oid(false);
+	Oid			relid = get_relname_relid(table, nsp);
+	Oid			indexid = get_relname_relid(psprintf("%s_chain_position", table), nsp);
+	Relation	rel,
+				irel;
+	TupleDesc	desc;
+	TaChainColumns cols;
+	AttrNumber	time_attno;
+	Snapshot	snap = RegisterSnapshot(GetActiveSnapshot());
+	IndexScanDesc scan;
+	TupleTableSlot *slot;
+	MemoryContext rowcxt,
+				old;
+	Lane		ln = {0};
+
+	if (!OidIsValid(relid) || !OidIsValid(indexid))
+	{
+		report(w, table, false, 0, 0, -1, -1, "table or its chain position index is missing");
+		UnregisterSnapshot(snap);
+		return;
+	}
+	rel = table_open(relid, AccessShareLock);
+	irel = index_open(indexid, AccessShareLock);
+	desc = RelationGetDescr(rel);
+	ta_chain_columns(rel, &cols);
+	if (cols.row_hash < 0 || cols.chain_id < 0 || cols.chain_lane < 0 ||
+		cols.chain_seq < 0 || cols.chain_hash < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("tool_audit.%s has no chain columns", table),
+				 errhint("Run ALTER EXTENSION tool_audit UPDATE.")));
+	time_attno = get_attnum(relid, time_column);
+	slot = table_slot_create(rel, NULL);
+	rowcxt = AllocSetContextCreate(CurrentMemoryContext, "tool_audit verify row",
+								   ALLOCSET_DEFAULT_SIZES);
+
+#if PG_VERSION_NUM >= 180000
+	scan = index_beginscan(rel, irel, snap, NULL, 0, 0);
+#else
+	scan = index_beginscan(rel, irel, snap, 0, 0);
+#endif
+	index_rescan(scan, NULL, 0, NULL, 0);
+	while (index_getnext_slot(scan, ForwardScanDirection, slot))
+	{
+		Datum	   *values;
+		bool	   *nulls;
+		unsigned char row_hash[TA_HASH_LEN],
+					stored_row[TA_HASH_LEN],
+					stored_link[TA_HASH_LEN],
+					link[TA_HASH_LEN];
+		bool		row_ok,
+					link_ok,
+					has_row_hash,
+					has_link,
+					in_scope = true;
+		int64		chain_id;
+		int32		lane;
+		int64		seq,
+					row_id;
+
+		CHECK_FOR_INTERRUPTS();
+		old = MemoryContextSwitchTo(rowcxt);
+		slot_getallattrs(slot);
+		values = slot->tts_values;
+		nulls = slot->tts_isnull;
+		row_id = nulls[cols.id] ? -1 : DatumGetInt64(values[cols.id]);
+		if (w->has_since && time_attno > 0 && !nulls[time_attno - 1])
+			in_scope = DatumGetTimestampTz(values[time_attno - 1]) >= w->since;
+
+		if (nulls[cols.chain_id] || nulls[cols.chain_lane] || nulls[cols.chain_seq])
+		{
+			report(w, table, false, 0, 0, -1, row_id,
+				   "row not in a chain (inserted without the insert trigger)");
+			goto next;
+		}
+		chain_id = DatumGetInt64(values[cols.chain_id]);
+		lane = DatumGetInt32(values[cols.chain_lane]);
+		seq = DatumGetInt64(values[cols.chain_seq]);
+		if (!ln.active || ln.chain_id != chain_id || ln.lane != lane)
+		{
+			finish_lane(w, table, &ln);
+			start_lane(w, table, &ln, chain_id, lane);
+		}
+
+		if (in_scope && chain_id != row_chain_id(table, values, nulls, &cols))
+			report(w, table, true, chain_id, lane, seq, row_id,
+				   "row in the wrong chain: its chain id does not match its table and tenant");
+		ta_row_hash(rel, values, nulls, row_hash);
+		has_row_hash = hash_column(values[cols.row_hash], nulls[cols.row_hash], stored_row);
+		has_link = hash_column(values[cols.chain_hash], nulls[cols.chain_hash], stored_link);
+		row_ok = has_row_hash && same_hash(row_hash, stored_row);
+
+		if (seq > ln.last_seq + 1)
+		{
+			report(w, table, true, chain_id, lane, ln.last_seq + 1, -1,
+				   seq == ln.last_seq + 2 ? "row missing" :
+				   psprintf("rows missing: positions " INT64_FORMAT " to " INT64_FORMAT,
+							ln.last_seq + 1, seq - 1));
+			ln.strict_ok = false;
+		}
+		else if (seq <= ln.last_seq)
+			report(w, table, true, chain_id, lane, seq, row_id,
+				   "row inserted: position already taken");
+
+		ta_link_hash(chain_id, lane, seq, ln.prev, row_hash, link);
+		link_ok = has_link && same_hash(link, stored_link);
+		if (in_scope && !row_ok)
+			report(w, table, true, chain_id, lane, seq, row_id,
+				   has_row_hash ? "row altered: its content does not match its row hash" :
+				   "row hash missing or malformed");
+		else if (in_scope && !link_ok && seq == ln.last_seq + 1)
+			report(w, table, true, chain_id, lane, seq, row_id,
+				   "chain link broken: row reordered, inserted or its link edited");
+		/* after a gap the link cannot be checked: the gap was reported */
+
+		/* the strict link, for digests */
+		ta_link_hash(chain_id, lane, seq, ln.strict, row_hash, ln.strict);
+		if (ln.cp != NULL && seq == ln.cp->position)
+		{
+			ln.cp->reached = true;
+			if (!ln.strict_ok)
+				report(w, table, true, chain_id, lane, seq, row_id,
+					   "rows covered by the digest are missing before this position");
+			else if (!same_hash(ln.strict, ln.cp->hash))
+				report(w, table, true, chain_id, lane, seq, row_id,
+					   "rows changed since the digest: the chain up to this position no longer hashes to the digest's head");
+		}
+
+		if (has_link)
+			memcpy(ln.prev, stored_link, TA_HASH_LEN);
+		else
+			memcpy(ln.prev, link, TA_HASH_LEN);
+		if (seq > ln.last_seq)
+			ln.last_seq = seq;
+		ln.last_row_id = row_id;
+next:
+		MemoryContextSwitchTo(old);
+		MemoryContextReset(rowcxt);
+	}
+	finish_lane(w, table, &ln);
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	index_close(irel, AccessShareLock);
+	table_close(rel, AccessShareLock);
+	UnregisterSnapshot(snap);
+	MemoryContextDelete(rowcxt);
+	(void) desc;
+}
+
+/* Checkpoints of a digest whose lanes were never met: the lane is gone. */
+static void
+report_unreached(Walk *w)
+{
+	HASH_SEQ_STATUS status;
+	Checkpoint *cp;
+
+	if (w->checkpoints == NULL)
+		return;
+	hash_seq_init(&status, w->checkpoints);
+	while ((cp = hash_seq_search(&status)) != NULL)
+		if (!cp->reached)
+			report(w, cp->key.table, true, cp->key.chain_id, cp->key.lane, 1, -1,
+				   psprintf("rows covered by the digest are missing: the whole lane (up to position "
+							INT64_FORMAT ") is gone", cp->position));
+}
+
+static void
+run_walk(Walk *w)
+{
+	check_protections(w);
+	walk_table(w, "admin_events", "occurred_at");
+	walk_table(w, "tool_calls", "recorded_at");
+	report_unreached(w);
+}
+
+/*
+ * tool_audit.verify(since timestamptz DEFAULT NULL)
+ *	RETURNS TABLE (table_name text, chain text, position bigint, row_id bigint, problem text)
+ */
+PG_FUNCTION_INFO_V1(verify);
+Datum
+verify(PG_FUNCTION_ARGS)
+{
+	Walk		w = {0};
+
+	InitMaterializedSRF(fcinfo, 0);
+	w.rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	if (!PG_ARGISNULL(0))
+	{
+		w.has_since = true;
+		w.since = PG_GETARG_TIMESTAMPTZ(0);
+	}
+	run_walk(&w);
+	return (Datum) 0;
+}
+
+static void
+bad_digest(const char *detail)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("not a tool_audit digest"),
+			 errdetail("%s", detail),
+			 errhint("Pass the jsonb that tool_audit.digest() returned.")));
+}
+
+static int64
+head_int(JsonbContainer *head, const char *key, int64 min, int64 max)
+{
+	JsonbValue *v = getKeyJsonValueFromContainer(head, key, strlen(key), NULL);
+	int64		n;
+
+	if (v == NULL || v->type != jbvNumeric)
+		bad_digest(psprintf("A head has no numeric \"%s\".", key));
+	n = DatumGetInt64(DirectFunctionCall1(numeric_int8, NumericGetDatum(v->val.numeric)));
+	if (!DatumGetBool(DirectFunctionCall2(numeric_eq, NumericGetDatum(v->val.numeric),
+										  DirectFunctionCall1(int8_numeric, Int64GetDatum(n)))))
+		bad_digest(psprintf("A head's \"%s\" is not an integer.", key));
+	if (n < min || n > max)
+		bad_digest(psprintf("A head's \"%s\" is out of range.", key));
+	return n;
+}
+
+static int64
+head_chain(JsonbContainer *head)
+{
+	JsonbValue *v = getKeyJsonValueFromContainer(head, "chain", 5, NULL);
+	char	   *str,
+			   *end;
+	long long	n;
+
+	if (v == NULL || v->type != jbvString || v->val.string.len == 0 || v->val.string.len > 20)
+		bad_digest("A head's \"chain\" is not a chain id in decimal.");
+	str = pnstrdup(v->val.string.val, v->val.string.len);
+	errno = 0;
+	n = strtoll(str, &end, 10);
+	if (errno != 0 || *end != '\0' || !(isdigit((unsigned char) str[0]) || str[0] == '-'))
+		bad_digest("A head's \"chain\" is not a chain id in decimal.");
+	return (int64) n;
+}
+
+static HTAB *
+load_checkpoints(Jsonb *d)
+{
+	HASHCTL		ctl;
+	HTAB	   *h;
+	JsonbValue *format = getKeyJsonValueFromContainer(&d->root, "format", 6, NULL);
+	JsonbValue *heads = getKeyJsonValueFromContainer(&d->root, "heads", 5, NULL);
+	int			n;
+
+	if (!JB_ROOT_IS_OBJECT(d))
+		bad_digest("The value is not a JSON object.");
+	if (format == NULL || format->type != jbvString ||
+		format->val.string.len != strlen("tool_audit digest 1") ||
+		memcmp(format->val.string.val, "tool_audit digest 1", format->val.string.len) != 0)
+		bad_digest("Its \"format\" is not \"tool_audit digest 1\".");
+	if (heads == NULL || heads->type != jbvBinary ||
+		!JsonContainerIsArray(heads->val.binary.data))
+		bad_digest("It has no \"heads\" array.");
+
+	ctl.keysize = sizeof(CheckpointKey);
+	ctl.entrysize = sizeof(Checkpoint);
+	ctl.hcxt = CurrentMemoryContext;
+	h = hash_create("tool_audit digest heads", 64, &ctl,
+					HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	n = JsonContainerSize(heads->val.binary.data);
+	for (int i = 0; i < n; i++)
+	{
+		JsonbValue *hv = getIthJsonbValueFromContainer(heads->val.binary.data, i);
+		JsonbContainer *head;
+		JsonbValue *table,
+				   *hash;
+		CheckpointKey key;
+		Checkpoint *cp;
+		bool		found;
+
+		if (hv == NULL || hv->type != jbvBinary || !JsonContainerIsObject(hv->val.binary.data))
+			bad_digest("A head is not an object.");
+		head = hv->val.binary.data;
+		table = getKeyJsonValueFromContainer(head, "table", 5, NULL);
+		hash = getKeyJsonValueFromContainer(head, "hash", 4, NULL);
+		memset(&key, 0, sizeof(key));
+		if (table == NULL || table->type != jbvString ||
+			!((table->val.string.len == 10 && memcmp(table->val.string.val, "tool_calls", 10) == 0) ||
+			  (table->val.string.len == 12 && memcmp(table->val.string.val, "admin_events", 12) == 0)))
+			bad_digest("A head's \"table\" is not tool_calls or admin_events.");
+		memcpy(key.table, table->val.string.val, table->val.string.len);
+		key.chain_id = head_chain(head);
+		key.lane = (int32) head_int(head, "lane", 0, PG_INT32_MAX);
+		cp = hash_search(h, &key, HASH_ENTER, &found);
+		if (found)
+			bad_digest("Two heads name the same chain and lane.");
+		cp->position = head_int(head, "position", 1, PG_INT64_MAX);
+		cp->reached = false;
+		if (hash == NULL || hash->type != jbvString || hash->val.string.len != 2 * TA_HASH_LEN ||
+			strspn(pnstrdup(hash->val.string.val, hash->val.string.len),
+				   "0123456789abcdef") != 2 * TA_HASH_LEN)
+			bad_digest("A head's \"hash\" is not 64 lower-case hex digits.");
+		(void) hex_decode(hash->val.string.val, 2 * TA_HASH_LEN, (char *) cp->hash);
+	}
+	return h;
+}
+
+/*
+ * tool_audit.verify_digest(digest jsonb)
+ *	RETURNS TABLE (table_name text, chain text, position bigint, row_id bigint, problem text)
+ */
+PG_FUNCTION_INFO_V1(verify_digest);
+Datum
+verify_digest(PG_FUNCTION_ARGS)
+{
+	Jsonb	   *d = PG_GETARG_JSONB_P(0);
+	Walk		w = {0};
+	char	   *sig_problem;
+
+	w.checkpoints = load_checkpoints(d);
+	sig_problem = ta_digest_signature_problem(d);
+	InitMaterializedSRF(fcinfo, 0);
+	w.rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	if (sig_problem != NULL)
+		report(&w, "", false, 0, 0, -1, -1, sig_problem);
+	run_walk(&w);
+	return (Datum) 0;
+}

@@ -1,0 +1,456 @@
+/*-------------------------------------------------------------------------
+ *
+ * vectors.c
+ *	  --vectors DIR: check this implementation against test/vectors/.
+ *
+ * The four files are described in section 6 of
+ * doc/canonical-encoding.md.  Every line that is not empty or a comment is
+ * one vector; a line that cannot be parsed counts as a failed vector, so a
+ * broken file cannot pass by being skipped.
+ *
+ * verifier/vectors.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "json.h"
+
+#define MAX_FIELDS 8
+
+typedef struct VectorCounts
+{
+	int			passed;
+	int			failed;
+} VectorCounts;
+
+typedef bool (*VectorCheck) (char **fields, int nfields, char *msg,
+							 size_t msglen);
+
+/* Split line at tabs, in place.  Returns the number of fields. */
+static int
+split_tabs(char *line, char **fields, int max)
+{
+	int			n = 0;
+	char	   *p = line;
+
+	fields[n++] = p;
+	while ((p = strchr(p, '\t')) != NULL)
+	{
+		*p++ = '\0';
+		if (n == max)
+			return max + 1;
+		fields[n++] = p;
+	}
+	return n;
+}
+
+static bool
+check_json(char **fields, int nfields, char *msg, size_t msglen)
+{
+	JsonValue  *v;
+	Buf			out;
+	bool		ok;
+
+	if (nfields != 2)
+	{
+		snprintf(msg, msglen, "expected 2 tab-separated fields, found %d",
+				 nfields);
+		return false;
+	}
+	v = json_parse(fields[0], strlen(fields[0]), msg, msglen);
+	if (v == NULL)
+		return false;
+	buf_init(&out);
+	json_canonical(v, &out);
+	ok = (out.len == strlen(fields[1]) &&
+		  memcmp(out.data, fields[1], out.len) == 0);
+	if (!ok)
+		snprintf(msg, msglen, "expected %s, got %.*s", fields[1],
+				 (int) out.len, (const char *) out.data);
+	buf_free(&out);
+	json_free(v);
+	return ok;
+}
+
+static bool
+parse_uuid(const char *s, size_t len, unsigned char out[16])
+{
+	size_t		ndigits = 0;
+	size_t		i = 0;
+	bool		braces = (len >= 2 && s[0] == '{' && s[len - 1] == '}');
+	char		hex[32];
+
+	if (braces)
+	{
+		i = 1;
+		len--;
+	}
+	for (; i < len; i++)
+	{
+		char		c = s[i];
+
+		/* like uuid_in: a hyphen may follow any group of four digits */
+		if (c == '-' && ndigits > 0 && ndigits % 4 == 0 && ndigits < 32 &&
+			s[i - 1] != '-' && i + 1 < len)
+			continue;
+		if (ndigits == 32 || !((c >= '0' && c <= '9') ||
+							   (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F')))
+			return false;
+		hex[ndigits++] = c;
+	}
+	return ndigits == 32 && hex_decode(hex, 32, out, 16);
+}
+
+/* "addr" or "addr/bits", as inet_in accepts them (host bits kept). */
+static bool
+parse_inet(const char *s, size_t len, unsigned char out[18], size_t *outlen)
+{
+	char		addr[64];
+	unsigned char bytes[16];
+	const char *slash = memchr(s, '/', len);
+	size_t		addrlen = slash ? (size_t) (slash - s) : len;
+	int			family = memchr(s, ':', addrlen) ? 6 : 4;
+	int			maxbits = (family == 4) ? 32 : 128;
+	int			bits = maxbits;
+
+	if (addrlen == 0 || addrlen >= sizeof(addr) || memchr(s, '\0', len))
+		return false;
+	memcpy(addr, s, addrlen);
+	addr[addrlen] = '\0';
+	if (inet_pton(family == 4 ? AF_INET : AF_INET6, addr, bytes) != 1)
+		return false;
+	if (slash)
+	{
+		const char *p = slash + 1;
+		const char *end = s + len;
+
+		if (p == end || end - p > 3)
+			return false;
+		bits = 0;
+		for (; p < end; p++)
+		{
+			if (*p < '0' || *p > '9')
+				return false;
+			bits = bits * 10 + (*p - '0');
+		}
+		if (bits > maxbits)
+			return false;
+	}
+	*outlen = encode_inet(family, bits, bytes, out);
+	return true;
+}
+
+/* Encode one [name, tag, value] triple of rows.tsv into r. */
+static bool
+add_vector_field(RowFields *r, const JsonValue *triple, Buf *scratch,
+				 char *msg, size_t msglen)
+{
+	const JsonValue *name;
+	const JsonValue *tagv;
+	const JsonValue *val;
+	unsigned char bytes[18];
+	size_t		len = 0;
+	int64_t		i64;
+	char		tag;
+
+	if (triple->kind != JSON_ARRAY || triple->count != 3 ||
+		triple->items[0]->kind != JSON_STRING ||
+		triple->items[1]->kind != JSON_STRING ||
+		triple->items[1]->len != 1)
+	{
+		snprintf(msg, msglen, "each column must be [name, tag, value]");
+		return false;
+	}
+	name = triple->items[0];
+	tagv = triple->items[1];
+	val = triple->items[2];
+	tag = tagv->str[0];
+
+	switch (tag)
+	{
+		case 'i':
+			if (!json_int64(val, &i64))
+				goto bad;
+			encode_i64(i64, bytes);
+			len = 8;
+			break;
+		case 'f':
+			if (val->kind != JSON_NUMBER)
+				goto bad;
+			/* the canonical text is the same exact decimal as the input */
+			encode_f64(strtod(val->str, NULL), bytes);
+			len = 8;
+			break;
+		case 'b':
+			if (val->kind != JSON_TRUE && val->kind != JSON_FALSE)
+				goto bad;
+			bytes[0] = (val->kind == JSON_TRUE) ? 1 : 0;
+			len = 1;
+			break;
+		case 's':
+			if (val->kind != JSON_STRING)
+				goto bad;
+			row_add(r, name->str, name->len, tag, val->str, val->len);
+			return true;
+		case 'u':
+			if (val->kind != JSON_STRING || !parse_uuid(val->str, val->len, bytes))
+				goto bad;
+			len = 16;
+			break;
+		case 't':
+			if (json_is_string(val, "infinity"))
+				i64 = INT64_MAX;
+			else if (json_is_string(val, "-infinity"))
+				i64 = INT64_MIN;
+			else if (!json_int64(val, &i64))
+				goto bad;
+			encode_i64(i64, bytes);
+			len = 8;
+			break;
+		case 'n':
+			if (val->kind != JSON_STRING ||
+				!parse_inet(val->str, val->len, bytes, &len))
+				goto bad;
+			break;
+		case 'j':
+			buf_reset(scratch);
+			json_canonical(val, scratch);
+			row_add(r, name->str, name->len, tag, scratch->data, scratch->len);
+			return true;
+		default:
+			snprintf(msg, msglen, "unknown tag \"%c\"", tag);
+			return false;
+	}
+	row_add(r, name->str, name->len, tag, bytes, len);
+	return true;
+
+bad:
+	snprintf(msg, msglen, "bad value for column \"%.*s\" with tag \"%c\"",
+			 (int) name->len, name->str, tag);
+	return false;
+}
+
+static bool
+check_row(char **fields, int nfields, char *msg, size_t msglen)
+{
+	JsonValue  *cols;
+	RowFields	r;
+	Buf			scratch;
+	unsigned char hash[HASH_LEN];
+	unsigned char expected[HASH_LEN];
+	char		hex[2 * HASH_LEN + 1];
+	bool		ok = false;
+	size_t		i;
+
+	if (nfields != 3)
+	{
+		snprintf(msg, msglen, "expected 3 tab-separated fields, found %d",
+				 nfields);
+		return false;
+	}
+	if (!hex_decode(fields[2], strlen(fields[2]), expected, HASH_LEN))
+	{
+		snprintf(msg, msglen, "expected hash is not 64 hex digits");
+		return false;
+	}
+	cols = json_parse(fields[1], strlen(fields[1]), msg, msglen);
+	if (cols == NULL)
+		return false;
+	if (cols->kind != JSON_ARRAY)
+	{
+		snprintf(msg, msglen, "columns must be a JSON array");
+		json_free(cols);
+		return false;
+	}
+	row_init(&r);
+	buf_init(&scratch);
+	for (i = 0; i < cols->count; i++)
+	{
+		if (!add_vector_field(&r, cols->items[i], &scratch, msg, msglen))
+			goto done;
+	}
+	if (!row_hash(&r, fields[0], hash, msg, msglen))
+		goto done;
+	ok = (memcmp(hash, expected, HASH_LEN) == 0);
+	if (!ok)
+	{
+		hex_encode(hash, HASH_LEN, hex);
+		snprintf(msg, msglen, "expected %s, got %s", fields[2], hex);
+	}
+done:
+	buf_free(&scratch);
+	row_free(&r);
+	json_free(cols);
+	return ok;
+}
+
+static bool
+parse_uint(const char *s, uint64_t max, uint64_t *out)
+{
+	uint64_t	v = 0;
+
+	if (*s == '\0')
+		return false;
+	for (; *s; s++)
+	{
+		if (*s < '0' || *s > '9' || v > (max - (uint64_t) (*s - '0')) / 10)
+			return false;
+		v = v * 10 + (uint64_t) (*s - '0');
+	}
+	*out = v;
+	return true;
+}
+
+static bool
+check_link(char **fields, int nfields, char *msg, size_t msglen)
+{
+	int64_t		chain;
+	uint64_t	lane;
+	uint64_t	seq;
+	unsigned char prev[HASH_LEN];
+	unsigned char row[HASH_LEN];
+	unsigned char expected[HASH_LEN];
+	unsigned char got[HASH_LEN];
+	char		hex[2 * HASH_LEN + 1];
+
+	if (nfields != 6)
+	{
+		snprintf(msg, msglen, "expected 6 tab-separated fields, found %d",
+				 nfields);
+		return false;
+	}
+	if (!parse_int64(fields[0], strlen(fields[0]), &chain) ||
+		!parse_uint(fields[1], UINT32_MAX, &lane) ||
+		!parse_uint(fields[2], UINT64_MAX, &seq) ||
+		!hex_decode(fields[3], strlen(fields[3]), prev, HASH_LEN) ||
+		!hex_decode(fields[4], strlen(fields[4]), row, HASH_LEN) ||
+		!hex_decode(fields[5], strlen(fields[5]), expected, HASH_LEN))
+	{
+		snprintf(msg, msglen, "malformed field");
+		return false;
+	}
+	link_hash(chain, (uint32_t) lane, seq, prev, row, got);
+	if (memcmp(got, expected, HASH_LEN) != 0)
+	{
+		hex_encode(got, HASH_LEN, hex);
+		snprintf(msg, msglen, "expected %s, got %s", fields[5], hex);
+		return false;
+	}
+	return true;
+}
+
+/* chains.tsv: table, tenant ("\N" for NULL), chain_id in decimal */
+static bool
+check_chain(char **fields, int nfields, char *msg, size_t msglen)
+{
+	int64_t		expected;
+	int64_t		got;
+	bool		null_tenant;
+
+	if (nfields != 3)
+	{
+		snprintf(msg, msglen, "expected 3 tab-separated fields, found %d",
+				 nfields);
+		return false;
+	}
+	if (!parse_int64(fields[2], strlen(fields[2]), &expected))
+	{
+		snprintf(msg, msglen, "malformed chain_id");
+		return false;
+	}
+	null_tenant = (strcmp(fields[1], "\\N") == 0);
+	if (!chain_id(fields[0], null_tenant ? NULL : fields[1],
+				  null_tenant ? 0 : strlen(fields[1]), &got, msg, msglen))
+		return false;
+	if (got != expected)
+	{
+		snprintf(msg, msglen, "expected %s, got %lld", fields[2],
+				 (long long) got);
+		return false;
+	}
+	return true;
+}
+
+/* Run every vector of one file; false if the file could not be read. */
+static bool
+run_file(const char *dir, const char *name, VectorCheck check,
+		 VectorCounts *counts)
+{
+	char		path[4096];
+	FILE	   *f;
+	char	   *line = NULL;
+	size_t		linecap = 0;
+	ssize_t		n;
+	int			lineno = 0;
+	int			vectors = 0;
+	char	   *fields[MAX_FIELDS];
+	char		msg[512];
+
+	if ((size_t) snprintf(path, sizeof(path), "%s/%s", dir, name) >= sizeof(path))
+	{
+		fprintf(stderr, "tool_audit_verify: path too long\n");
+		return false;
+	}
+	if ((f = fopen(path, "r")) == NULL)
+	{
+		fprintf(stderr, "tool_audit_verify: could not open \"%s\": %s\n",
+				path, strerror(errno));
+		return false;
+	}
+	while ((n = getline(&line, &linecap, f)) >= 0)
+	{
+		int			nfields;
+
+		lineno++;
+		while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+			line[--n] = '\0';
+		if (n == 0 || line[0] == '#')
+			continue;
+		vectors++;
+		msg[0] = '\0';
+		if ((size_t) n != strlen(line))
+		{
+			snprintf(msg, sizeof(msg), "NUL byte in line");
+			nfields = 0;
+		}
+		else
+			nfields = split_tabs(line, fields, MAX_FIELDS);
+		if (nfields > 0 && check(fields, nfields, msg, sizeof(msg)))
+			counts->passed++;
+		else
+		{
+			counts->failed++;
+			printf("FAIL %s:%d: %s\n", name, lineno, msg);
+		}
+	}
+	free(line);
+	fclose(f);
+	if (vectors == 0)
+	{
+		fprintf(stderr, "tool_audit_verify: \"%s\" holds no vectors\n", path);
+		return false;
+	}
+	return true;
+}
+
+int
+run_vectors(const char *dir)
+{
+	VectorCounts counts = {0, 0};
+	bool		ok = true;
+
+	ok &= run_file(dir, "json.tsv", check_json, &counts);
+	ok &= run_file(dir, "rows.tsv", check_row, &counts);
+	ok &= run_file(dir, "links.tsv", check_link, &counts);
+	ok &= run_file(dir, "chains.tsv", check_chain, &counts);
+	printf("vectors: %d passed, %d failed\n", counts.passed, counts.failed);
+	if (!ok)
+		return EXIT_ERROR;
+	return counts.failed == 0 ? EXIT_OK : EXIT_PROBLEM;
+}

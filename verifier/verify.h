@@ -1,0 +1,149 @@
+/*-------------------------------------------------------------------------
+ *
+ * verify.h
+ *	  Declarations shared by the files of tool_audit_verify, the external
+ *	  verifier of tool_audit's row hashes, chain links and digests.
+ *
+ * The verifier is an independent re-implementation of
+ * doc/canonical-encoding.md: it uses libpq and OpenSSL only, never any
+ * PostgreSQL server code, so that a bug in the extension's hashing cannot
+ * hide in both places at once.
+ *
+ * verifier/verify.h
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef TOOL_AUDIT_VERIFY_H
+#define TOOL_AUDIT_VERIFY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define HASH_LEN 32
+
+/* exit codes */
+#define EXIT_OK			0
+#define EXIT_PROBLEM	1
+#define EXIT_ERROR		2
+
+/* util.c: memory, growable buffers, hex, files, fatal errors */
+typedef struct Buf
+{
+	unsigned char *data;
+	size_t		len;
+	size_t		cap;
+} Buf;
+
+extern void *xmalloc(size_t n);
+extern void *xrealloc(void *p, size_t n);
+extern void *xgrow(void *p, size_t *cap, size_t need, size_t elemsize);
+extern char *xstrndup(const char *s, size_t n);
+extern void fatal(const char *fmt,...) __attribute__((format(printf, 1, 2), noreturn));
+
+extern void buf_init(Buf *b);
+extern void buf_free(Buf *b);
+extern void buf_reset(Buf *b);
+extern void buf_reserve(Buf *b, size_t extra);
+extern void buf_append(Buf *b, const void *p, size_t n);
+extern void buf_putc(Buf *b, unsigned char c);
+extern void buf_puts(Buf *b, const char *s);
+extern void buf_put_u32(Buf *b, uint32_t v);
+extern void buf_put_u64(Buf *b, uint64_t v);
+
+extern void hex_encode(const unsigned char *in, size_t n, char *out);
+extern bool hex_decode(const char *in, size_t inlen, unsigned char *out,
+					   size_t outlen);
+extern bool parse_int64(const char *s, size_t len, int64_t *out);
+extern bool read_whole_file(const char *path, size_t maxlen, Buf *out,
+							char *err, size_t errlen);
+
+/* encoding.c: sections 2 and 4 of the spec (row hash, chain id and link) */
+typedef struct RowField
+{
+	const char *name;			/* not copied: owned by the caller */
+	size_t		namelen;
+	char		tag;
+	size_t		off;			/* value's offset in RowFields.values */
+	size_t		len;
+} RowField;
+
+typedef struct RowFields
+{
+	RowField   *fields;
+	size_t		nfields;
+	size_t		cap;
+	Buf			values;
+	Buf			preimage;
+} RowFields;
+
+extern void sha256(const void *data, size_t len, unsigned char out[HASH_LEN]);
+extern void crypto_cleanup(void);
+extern void row_init(RowFields *r);
+extern void row_free(RowFields *r);
+extern void row_reset(RowFields *r);
+extern void row_add(RowFields *r, const char *name, size_t namelen, char tag,
+					const void *value, size_t len);
+extern bool row_hash(RowFields *r, const char *table,
+					 unsigned char out[HASH_LEN], char *err, size_t errlen);
+extern bool chain_id(const char *table, const char *tenant, size_t tenantlen,
+					 int64_t *out, char *err, size_t errlen);
+extern void link_hash(int64_t chain, uint32_t lane, uint64_t seq,
+					  const unsigned char prev[HASH_LEN],
+					  const unsigned char row[HASH_LEN],
+					  unsigned char out[HASH_LEN]);
+extern void encode_i64(int64_t v, unsigned char out[8]);
+extern int64_t get_i64(const unsigned char p[8]);
+extern void encode_f64_bits(uint64_t bits, unsigned char out[8]);
+extern void encode_f64(double d, unsigned char out[8]);
+extern size_t encode_inet(int family, int bits, const unsigned char *addr,
+						  unsigned char out[18]);
+
+/* vectors.c: --vectors mode */
+extern int	run_vectors(const char *dir);
+
+/* digest.c: section 5 of the spec */
+typedef struct DigestHead
+{
+	char	   *table;
+	int64_t		chain;
+	int64_t		lane;
+	int64_t		position;
+	unsigned char hash[HASH_LEN];
+	bool		done;			/* compared, or reported as a problem */
+} DigestHead;
+
+typedef struct Digest
+{
+	char	   *database;
+	DigestHead *heads;			/* sorted by (table, chain, lane, position) */
+	size_t		nheads;
+	size_t		checked;		/* heads found intact */
+} Digest;
+
+extern bool digest_load(const char *path, const char *pubkey_path, Digest *d);
+extern void digest_free(Digest *d);
+extern int	digest_head_cmp(const DigestHead *a, const char *table,
+							int64_t chain, int64_t lane, int64_t position);
+
+/* database.c: walking the audit tables */
+typedef struct TableStats
+{
+	const char *table;
+	uint64_t	rows;
+	uint64_t	chains;
+} TableStats;
+
+extern bool verify_database(const char *conninfo, Digest *digest,
+							TableStats *stats, int nstats);
+
+/* tool_audit_verify.c: reporting problems */
+#define POS_NONE INT64_MIN		/* print "-" */
+
+extern bool report_problem(const char *table, int64_t chain, int64_t lane,
+						   int64_t position, const char *row_id,
+						   const char *problem);
+extern bool report_digest_problem(const char *problem);
+extern bool problems_found;
+
+#endif							/* TOOL_AUDIT_VERIFY_H */
