@@ -15,7 +15,8 @@ OBJS = \
 	src/rowhash.o \
 	src/chain.o \
 	src/verify.o \
-	src/digest.o
+	src/digest.o \
+	src/log_call.o
 
 DATA = tool_audit--1.0.sql tool_audit--1.0--1.1.sql
 

@@ -47,6 +47,26 @@ SELECT count(*) AS links, count(*) FILTER (WHERE t.chain_hash = sha256('tool_aud
     ON p.chain_id = t.chain_id AND p.chain_lane = t.chain_lane AND p.chain_seq = t.chain_seq - 1
  WHERE t.tenant_id LIKE 'chain_t_';
 
+-- a row that will not be stored takes no position: a repeated event_id,
+-- skipped by ON CONFLICT DO NOTHING (also twice in one statement) or refused
+INSERT INTO tool_audit.tool_calls (event_id, tool_name, tenant_id, success)
+  VALUES ('00000000-0000-4000-8000-0000000000c1', 'chain_e1', 'chain_t3', true);
+INSERT INTO tool_audit.tool_calls (event_id, tool_name, tenant_id, success)
+  VALUES ('00000000-0000-4000-8000-0000000000c1', 'chain_e1_again', 'chain_t3', true)
+  ON CONFLICT (event_id) DO NOTHING;
+INSERT INTO tool_audit.tool_calls (event_id, tool_name, tenant_id, success)
+  VALUES ('00000000-0000-4000-8000-0000000000c2', 'chain_e2', 'chain_t3', true),
+         ('00000000-0000-4000-8000-0000000000c1', 'chain_e1_again', 'chain_t3', true),
+         ('00000000-0000-4000-8000-0000000000c2', 'chain_e2_again', 'chain_t3', true),
+         ('00000000-0000-4000-8000-0000000000c3', 'chain_e3', 'chain_t3', true)
+  ON CONFLICT DO NOTHING;
+INSERT INTO tool_audit.tool_calls (event_id, tool_name, tenant_id, success)
+  VALUES ('00000000-0000-4000-8000-0000000000c3', 'chain_e3_again', 'chain_t3', true);
+SELECT * FROM tool_audit.log_call('chain_e3_again', '{}', '{}', 1,
+  '{"tenant_id": "chain_t3", "event_id": "00000000-0000-4000-8000-0000000000c3"}');
+INSERT INTO tool_audit.tool_calls (tool_name, tenant_id, success) VALUES ('chain_e4', 'chain_t3', true);
+SELECT tool_name, chain_seq FROM tool_audit.tool_calls WHERE tenant_id = 'chain_t3' ORDER BY chain_seq;
+
 -- a caller cannot choose the hash or the position
 INSERT INTO tool_audit.tool_calls (tool_name, tenant_id, success, row_hash, chain_id, chain_lane, chain_seq, chain_hash)
   VALUES ('chain_forged', 'chain_t1', true, '\x00', 1, 7, 1000, '\x00');

@@ -8,29 +8,36 @@
  * lane, rows carry chain_seq 1, 2, 3, ... and chain_hash = H(..., prev,
  * row_hash) over the previous row's chain_hash (doc/canonical-encoding.md).
  *
- * Locking protocol.  The first time a transaction writes to a chain, it takes
- * an exclusive lock on one lane of it: an advisory-type heavyweight lock
- * (field4 TA_LOCKTAG_LANE, so it cannot collide with pg_advisory_lock keys),
- * tried without waiting on the lane it used last, then on lanes 0, 1, 2, ...
- * until one is free.  The lock is held to the end of the transaction, so
- *	- within a lane, transactions append one after another, and a lane's
- *	  order is the commit order of its transactions;
+ * Locking protocol.  A backend writing to a chain takes a lane of it: an
+ * exclusive advisory-type heavyweight lock (field4 TA_LOCKTAG_LANE, so it
+ * cannot collide with pg_advisory_lock keys), tried without waiting on the
+ * lane it had before, then on lanes 0, 1, 2, ... until one is free.  The
+ * lane is locked at session level, so the backend keeps it across its
+ * transactions, and at transaction level too in every transaction that
+ * writes to it.  Hence
+ *	- a lane has one writer at a time, and its order is the commit order of
+ *	  that writer's transactions (a session commits one after another);
  *	- writers never wait for each other: a busy lane is skipped, and a chain
- *	  has as many lanes as it ever had concurrent writers;
- *	- no deadlock is possible: nobody waits.
- * Having the lock, it reads the lane's head (highest chain_seq) through the
- * chain position index with a fresh snapshot, not the transaction's: the
- * previous holder committed before its lock was released, and a REPEATABLE
- * READ snapshot taken before that would fork the chain.  Later rows of the
- * transaction continue from the head it keeps in memory.  The unique index
- * on (chain_id, chain_lane, chain_seq) makes a fork a constraint violation,
- * whatever goes wrong.
+ *	  has as many lanes as it had concurrent writing sessions;
+ *	- no deadlock is possible: nobody waits;
+ *	- the head of a held lane is known without reading it: it is what this
+ *	  backend last committed.  It is read from the chain position index only
+ *	  when a lane is taken (with a fresh snapshot, not the transaction's: the
+ *	  previous holder committed before it let go, and a REPEATABLE READ
+ *	  snapshot taken before that would fork the chain), and after a rolled
+ *	  back subtransaction.
+ * The unique index on (chain_id, chain_lane, chain_seq) makes a fork a
+ * constraint violation, whatever goes wrong.
  *
- * Rolled back work leaves no hole: an aborted transaction's rows and
- * positions disappear together, and the next holder of the lane reads the
- * head again.  A rolled back subtransaction releases the locks it took and
- * removes its rows, so on subtransaction abort every remembered head is
- * forgotten and read again (the lanes still held are simply re-locked).
+ * Rolled back work leaves no hole: an aborted transaction's rows disappear
+ * and its lanes' heads go back to the last commit; a rolled back
+ * subtransaction makes the heads be read again.  Before PREPARE TRANSACTION
+ * the session gives up the lanes the transaction wrote, which stay locked
+ * by the prepared transaction until it is resolved.  If the session's
+ * advisory locks are dropped (pg_advisory_unlock_all(), DISCARD ALL), the
+ * next write notices and takes a lane again.  A session keeps at most
+ * MAX_SESSION_LANES lanes between transactions, so that a backend writing
+ * for many tenants does not fill the shared lock table.
  *
  *-------------------------------------------------------------------------
  */
@@ -58,10 +65,12 @@
 #include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
+#include "utils/uuid.h"
 
 #include "tool_audit.h"
 
 #define TA_LOCKTAG_LANE			0x5441	/* "TA" */
+#define TA_LOCKTAG_EVENT_ID		0x5445
 #define LINK_DOMAIN				"tool_audit link 1"
 #define CHAIN_DOMAIN			"tool_audit chain 1"
 #define MAX_LANES				100000	/* past this many busy lanes, wait */
@@ -127,82 +136,148 @@ ta_chain_id(const char *table, const char *tenant, int tenant_len)
 	return (int64) id;
 }
 
-/* ---- lanes held by this transaction ---- */
+/*
+ * The chain of a row: the last (table, tenant) seen is remembered, since a
+ * backend mostly writes for one tenant at a time.
+ */
+static Oid	last_relid = InvalidOid;
+static bool last_tenant_null;
+static char *last_tenant = NULL;
+static int	last_tenant_len = 0;
+static int64 last_chain_id;
 
-typedef struct HeldLane
+static int64
+row_chain_id(Relation rel, text *tenant)
 {
-	int64		chain_id;
-	int32		lane;
-	int64		seq;			/* of the lane's head, ours or committed */
+	const char *t = tenant ? VARDATA_ANY(tenant) : NULL;
+	int			len = tenant ? VARSIZE_ANY_EXHDR(tenant) : 0;
+
+	if (last_relid == RelationGetRelid(rel) && last_tenant_null == (tenant == NULL) &&
+		(tenant == NULL || (len == last_tenant_len && memcmp(t, last_tenant, len) == 0)))
+		return last_chain_id;
+	last_chain_id = ta_chain_id(RelationGetRelationName(rel), t, len);
+	last_relid = RelationGetRelid(rel);
+	last_tenant_null = (tenant == NULL);
+	if (last_tenant != NULL)
+		pfree(last_tenant);
+	last_tenant = tenant ? MemoryContextAlloc(TopMemoryContext, len + 1) : NULL;
+	if (tenant)
+		memcpy(last_tenant, t, len);
+	last_tenant_len = len;
+	return last_chain_id;
+}
+
+/* ---- lanes ---- */
+
+/*
+ * What this backend knows of a chain's lane it holds.  "committed" is the
+ * lane's head as of this backend's last commit (exact: nobody else writes to
+ * a lane we hold); "seq"/"link" include the current transaction's rows.
+ */
+typedef enum LaneState
+{
+	LANE_NONE,					/* no lane held for this chain */
+	LANE_STALE,					/* lane held, head to be read from the index */
+	LANE_HELD					/* lane held, head known */
+} LaneState;
+
+typedef struct Lane
+{
+	int64		chain_id;		/* hash key */
+	LaneState	state;
+	int32		lane;			/* the lane held, or the last one held */
+	bool		in_xact;		/* written by the current transaction */
+	uint64		last_used;		/* for evicting the least recently used */
+	int64		committed_seq;
+	unsigned char committed_link[TA_HASH_LEN];
+	int64		seq;
 	unsigned char link[TA_HASH_LEN];
-} HeldLane;
+} Lane;
 
-static HeldLane *held = NULL;
-static int	nheld = 0;
-static int	maxheld = 0;
+static HTAB *lanes = NULL;
+static Lane **written = NULL;	/* lanes the current transaction wrote to */
+static int	nwritten = 0;
+static int	maxwritten = 0;
+static uint64 use_counter = 0;
 
-/* the lane each chain was last written through, kept across transactions */
-typedef struct LastLane
+static void
+lane_tag(LOCKTAG *tag, int64 chain_id, int32 lane)
 {
-	int64		chain_id;
-	int32		lane;
-} LastLane;
-
-static HTAB *last_lanes = NULL;
+	/*
+	 * Two chains whose folded ids collide share lane locks: harmless, a lane
+	 * of each is then locked together.
+	 */
+	SET_LOCKTAG_ADVISORY(*tag, MyDatabaseId,
+						 (uint32) chain_id ^ (uint32) ((uint64) chain_id >> 32),
+						 (uint32) lane, TA_LOCKTAG_LANE);
+}
 
 static bool
-try_lane(int64 chain_id, int32 lane, bool wait)
+lock_lane(int64 chain_id, int32 lane, bool session, bool wait)
 {
 	LOCKTAG		tag;
 
-	/*
-	 * Two chains whose folded ids collide share lane locks: harmless, a
-	 * lane of each is then locked together.
-	 */
-	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId,
-						 (uint32) chain_id ^ (uint32) ((uint64) chain_id >> 32),
-						 (uint32) lane, TA_LOCKTAG_LANE);
-	return LockAcquire(&tag, ExclusiveLock, false, !wait) != LOCKACQUIRE_NOT_AVAIL;
+	lane_tag(&tag, chain_id, lane);
+	return LockAcquire(&tag, ExclusiveLock, session, !wait) != LOCKACQUIRE_NOT_AVAIL;
 }
 
-static int32
-acquire_lane(int64 chain_id)
+static void
+unlock_lane_session(Lane *ln)
 {
-	LastLane   *last;
-	bool		found;
-	int32		lane = -1;
+	LOCKTAG		tag;
 
-	if (last_lanes == NULL)
+	lane_tag(&tag, ln->chain_id, ln->lane);
+	(void) LockRelease(&tag, ExclusiveLock, true);
+	ln->state = LANE_NONE;
+}
+
+/*
+ * A session holds at most MAX_SESSION_LANES lanes between transactions, so
+ * that a backend serving many tenants does not fill the shared lock table:
+ * beyond that, the least recently used lane not written by the current
+ * transaction is given back.
+ */
+#define MAX_SESSION_LANES 32
+
+static void
+evict_lanes(void)
+{
+	HASH_SEQ_STATUS status;
+	Lane	   *ln,
+			   *oldest;
+	long		n = hash_get_num_entries(lanes);
+
+	while (n > MAX_SESSION_LANES)
 	{
-		HASHCTL		ctl;
-
-		ctl.keysize = sizeof(int64);
-		ctl.entrysize = sizeof(LastLane);
-		last_lanes = hash_create("tool_audit last lanes", 64, &ctl,
-								 HASH_ELEM | HASH_BLOBS);
+		oldest = NULL;
+		hash_seq_init(&status, lanes);
+		while ((ln = hash_seq_search(&status)) != NULL)
+			if (!ln->in_xact && (oldest == NULL || ln->last_used < oldest->last_used))
+				oldest = ln;
+		if (oldest == NULL)
+			return;				/* all written by this transaction */
+		if (oldest->state != LANE_NONE)
+			unlock_lane_session(oldest);
+		(void) hash_search(lanes, &oldest->chain_id, HASH_REMOVE, NULL);
+		n--;
 	}
-	last = hash_search(last_lanes, &chain_id, HASH_ENTER, &found);
-	if (!found)
-		last->lane = 0;
-	if (try_lane(chain_id, last->lane, false))
-		return last->lane;
+}
+
+/* A free lane of the chain, locked for the session: the last one first. */
+static int32
+take_lane(int64 chain_id, int32 preferred)
+{
+	if (lock_lane(chain_id, preferred, true, false))
+		return preferred;
 	for (int32 l = 0; l < MAX_LANES; l++)
 	{
 		CHECK_FOR_INTERRUPTS();
-		if (l != last->lane && try_lane(chain_id, l, false))
-		{
-			lane = l;
-			break;
-		}
+		if (l != preferred && lock_lane(chain_id, l, true, false))
+			return l;
 	}
-	if (lane < 0)
-	{
-		/* absurdly many concurrent writers: queue on our usual lane */
-		lane = last->lane;
-		(void) try_lane(chain_id, lane, true);
-	}
-	last->lane = lane;
-	return lane;
+	/* absurdly many concurrent writers: queue on the usual lane */
+	(void) lock_lane(chain_id, preferred, true, true);
+	return preferred;
 }
 
 typedef struct ChainIndex
@@ -248,7 +323,7 @@ chain_index(Relation rel)
  * earlier command): seq 0 and a zero link for an empty lane.
  */
 static void
-read_head(Relation rel, HeldLane *h)
+read_head(Relation rel, Lane *h)
 {
 	ChainIndex *ci = chain_index(rel);
 	Relation	irel = index_open(ci->indexid, AccessShareLock);
@@ -292,30 +367,144 @@ read_head(Relation rel, HeldLane *h)
 	index_close(irel, AccessShareLock);
 }
 
-static HeldLane *
-held_lane(Relation rel, int64 chain_id)
+/*
+ * The lane a row of this chain goes to, locked for the session and for the
+ * transaction, with its head known.  The transaction-level lock (granted at
+ * once: the session holds the lane) keeps the lane ours until commit even if
+ * the session's advisory locks are dropped (pg_advisory_unlock_all(),
+ * DISCARD ALL), and passes to a prepared transaction.
+ */
+static Lane *
+lane_for_write(Relation rel, int64 chain_id)
 {
-	HeldLane   *h;
+	Lane	   *ln;
+	bool		found;
+	LOCKTAG		tag;
 
-	for (int i = 0; i < nheld; i++)
-		if (held[i].chain_id == chain_id)
-			return &held[i];
-	if (nheld == maxheld)
+	if (lanes == NULL)
 	{
-		int			newmax = Max(8, maxheld * 2);
+		HASHCTL		ctl;
 
-		if (held == NULL)
-			held = MemoryContextAlloc(TopMemoryContext, sizeof(HeldLane) * newmax);
-		else
-			held = repalloc(held, sizeof(HeldLane) * newmax);
-		maxheld = newmax;
+		ctl.keysize = sizeof(int64);
+		ctl.entrysize = sizeof(Lane);
+		lanes = hash_create("tool_audit lanes", 64, &ctl, HASH_ELEM | HASH_BLOBS);
 	}
-	h = &held[nheld];
-	h->chain_id = chain_id;
-	h->lane = acquire_lane(chain_id);
-	read_head(rel, h);
-	nheld++;					/* only once the head is known */
-	return h;
+	ln = hash_search(lanes, &chain_id, HASH_ENTER, &found);
+	if (!found)
+	{
+		ln->state = LANE_NONE;
+		ln->lane = 0;
+		ln->in_xact = false;
+	}
+	ln->last_used = ++use_counter;
+	if (ln->in_xact && ln->state == LANE_HELD)
+		return ln;
+
+	if (ln->state != LANE_NONE)
+	{
+		lane_tag(&tag, chain_id, ln->lane);
+		if (!LockHeldByMe(&tag, ExclusiveLock))
+			ln->state = LANE_NONE;	/* the session's advisory locks were dropped */
+	}
+	if (ln->state == LANE_NONE)
+	{
+		ln->lane = take_lane(chain_id, ln->lane);
+		ln->state = LANE_STALE;
+	}
+	if (!lock_lane(chain_id, ln->lane, false, false))
+		elog(ERROR, "could not lock a lane the session holds");
+	if (ln->state == LANE_STALE)
+	{
+		read_head(rel, ln);
+		/* within a transaction, the last commit's head stays what it was */
+		if (!ln->in_xact)
+		{
+			ln->committed_seq = ln->seq;
+			memcpy(ln->committed_link, ln->link, TA_HASH_LEN);
+		}
+		ln->state = LANE_HELD;
+	}
+	else if (!ln->in_xact)
+	{
+		ln->seq = ln->committed_seq;
+		memcpy(ln->link, ln->committed_link, TA_HASH_LEN);
+	}
+	if (!ln->in_xact)
+	{
+		if (nwritten == maxwritten)
+		{
+			maxwritten = Max(8, maxwritten * 2);
+			written = written == NULL ?
+				MemoryContextAlloc(TopMemoryContext, sizeof(Lane *) * maxwritten) :
+				repalloc(written, sizeof(Lane *) * maxwritten);
+		}
+		written[nwritten++] = ln;
+		ln->in_xact = true;
+	}
+	return ln;
+}
+
+/*
+ * Will this row be stored?  An INSERT ... ON CONFLICT DO NOTHING skips a row
+ * whose event_id is taken *after* the BEFORE trigger gave it a position, which
+ * would leave a hole in the chain.  So when the caller brings an event_id,
+ * the trigger first serializes on it (a transaction-level lock on its value)
+ * and looks for a live row holding it, its own transaction's rows included;
+ * an insert still in progress elsewhere is waited for, as a unique index
+ * would.  A row whose event_id is taken gets no chain position: it is either
+ * skipped (DO NOTHING) or refused by the unique index (23505), never stored.
+ */
+bool
+ta_event_id_taken(Relation rel, Datum event_id)
+{
+	Oid			indexid;
+	Relation	irel;
+	SnapshotData dirty;
+	ScanKeyData key;
+	IndexScanDesc scan;
+	TupleTableSlot *slot;
+	LOCKTAG		tag;
+	const unsigned char *u = DatumGetUUIDP(event_id)->data;
+	bool		taken;
+
+	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId,
+						 ((uint32) u[0] << 24) | (u[1] << 16) | (u[2] << 8) | u[3],
+						 ((uint32) u[12] << 24) | (u[13] << 16) | (u[14] << 8) | u[15],
+						 TA_LOCKTAG_EVENT_ID);
+	(void) LockAcquire(&tag, ExclusiveLock, false, false);
+
+	indexid = get_relname_relid(psprintf("%s_event_id_key", RelationGetRelationName(rel)),
+								RelationGetNamespace(rel));
+	if (!OidIsValid(indexid))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("index tool_audit.%s_event_id_key is missing",
+						RelationGetRelationName(rel))));
+	irel = index_open(indexid, AccessShareLock);
+	slot = table_slot_create(rel, NULL);
+	for (;;)
+	{
+		TransactionId xwait;
+
+		InitDirtySnapshot(dirty);
+		ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_UUID_EQ, event_id);
+#if PG_VERSION_NUM >= 180000
+		scan = index_beginscan(rel, irel, &dirty, NULL, 1, 0);
+#else
+		scan = index_beginscan(rel, irel, &dirty, 1, 0);
+#endif
+		index_rescan(scan, &key, 1, NULL, 0);
+		taken = index_getnext_slot(scan, ForwardScanDirection, slot);
+		xwait = TransactionIdIsValid(dirty.xmin) ? dirty.xmin : dirty.xmax;
+		index_endscan(scan);
+		if (!taken || !TransactionIdIsValid(xwait))
+			break;
+		/* another transaction is inserting or deleting it: wait, look again */
+		XactLockTableWait(xwait, rel, NULL, XLTW_InsertIndex);
+	}
+	ExecDropSingleTupleTableSlot(slot);
+	index_close(irel, AccessShareLock);
+	return taken;
 }
 
 /*
@@ -330,14 +519,12 @@ ta_chain_row(Relation rel, Datum *values, bool *nulls)
 	unsigned char row_hash[TA_HASH_LEN];
 	unsigned char link[TA_HASH_LEN];
 	text	   *tenant;
-	HeldLane   *h;
+	Lane	   *h;
 
 	ta_chain_columns(rel, &cols);
 	ta_row_hash(rel, values, nulls, row_hash);
 	tenant = nulls[cols.tenant_id] ? NULL : DatumGetTextPP(values[cols.tenant_id]);
-	h = held_lane(rel, ta_chain_id(RelationGetRelationName(rel),
-								   tenant ? VARDATA_ANY(tenant) : NULL,
-								   tenant ? VARSIZE_ANY_EXHDR(tenant) : 0));
+	h = lane_for_write(rel, row_chain_id(rel, tenant));
 	ta_link_hash(h->chain_id, h->lane, h->seq + 1, h->link, row_hash, link);
 	h->seq++;
 	memcpy(h->link, link, TA_HASH_LEN);
@@ -364,12 +551,12 @@ ta_hash_bytea(const unsigned char hash[TA_HASH_LEN])
 	return b;
 }
 
-static void
-forget_lanes(void)
-{
-	nheld = 0;
-}
-
+/*
+ * Transaction end: a commit makes the transaction's heads the committed
+ * ones; an abort takes them back.  Before PREPARE, the lanes written pass to
+ * the prepared transaction (its transaction-level locks) and the session
+ * lets go of them: the lane must stay closed until COMMIT/ROLLBACK PREPARED.
+ */
 static void
 chain_xact_callback(XactEvent event, void *arg)
 {
@@ -377,24 +564,64 @@ chain_xact_callback(XactEvent event, void *arg)
 	{
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_PARALLEL_COMMIT:
-		case XACT_EVENT_PREPARE:
-			forget_lanes();
+			for (int i = 0; i < nwritten; i++)
+			{
+				Lane	   *ln = written[i];
+
+				ln->committed_seq = ln->seq;
+				memcpy(ln->committed_link, ln->link, TA_HASH_LEN);
+				ln->in_xact = false;
+			}
+			nwritten = 0;
+			if (lanes != NULL && hash_get_num_entries(lanes) > MAX_SESSION_LANES)
+				evict_lanes();
 			break;
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
-			forget_lanes();
+			for (int i = 0; i < nwritten; i++)
+			{
+				Lane	   *ln = written[i];
+
+				ln->seq = ln->committed_seq;
+				memcpy(ln->link, ln->committed_link, TA_HASH_LEN);
+				ln->in_xact = false;
+			}
+			nwritten = 0;
+			break;
+		case XACT_EVENT_PRE_PREPARE:
+			for (int i = 0; i < nwritten; i++)
+			{
+				Lane	   *ln = written[i];
+
+				if (ln->state != LANE_NONE)
+				{
+					/* held by the session already: granted at once */
+					(void) lock_lane(ln->chain_id, ln->lane, false, false);
+					unlock_lane_session(ln);
+				}
+				ln->in_xact = false;
+			}
+			nwritten = 0;
 			break;
 		default:
 			break;
 	}
 }
 
+/*
+ * A rolled back subtransaction removed its rows: the heads of the lanes this
+ * transaction wrote are read again at their next write (the lanes stay held
+ * by the session).
+ */
 static void
 chain_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 					   SubTransactionId parentSubid, void *arg)
 {
-	if (event == SUBXACT_EVENT_ABORT_SUB)
-		forget_lanes();
+	if (event != SUBXACT_EVENT_ABORT_SUB)
+		return;
+	for (int i = 0; i < nwritten; i++)
+		if (written[i]->state == LANE_HELD)
+			written[i]->state = LANE_STALE;
 }
 
 void

@@ -60,6 +60,7 @@ typedef struct RowFix
 	HeapTuple	tuple;
 	TupleDesc	desc;
 	Oid			relid;
+	bool		event_id_given; /* by the caller, not generated here */
 	int			n;
 	int			cols[MAX_FIXES];
 	Datum		values[MAX_FIXES];
@@ -266,6 +267,7 @@ fix_identity(RowFix *fix, Relation rel, const char *time_column)
 		set_col(fix, "recorded_by", acting_role_name(), false);
 	}
 	(void) get_col(fix, "event_id", &isnull);
+	fix->event_id_given = !isnull;
 	if (isnull)
 		set_col(fix, "event_id", DirectFunctionCall1(gen_random_uuid, (Datum) 0), false);
 	return restored;
@@ -315,7 +317,13 @@ apply_fixes(RowFix *fix, Relation rel, bool restored)
 	}
 	ta_chain_columns(rel, &cols);
 	if (cols.row_hash >= 0 && (!restored || nulls[cols.row_hash]))
-		ta_chain_row(rel, values, nulls);
+	{
+		/* a row that will not be stored must not take a chain position */
+		int			e = attnum_of(fix->relid, desc, "event_id") - 1;
+
+		if (!(fix->event_id_given && ta_event_id_taken(rel, values[e])))
+			ta_chain_row(rel, values, nulls);
+	}
 	out = heap_form_tuple(desc, values, nulls);
 	/* what heap_modify_tuple would keep of the original */
 	out->t_data->t_ctid = fix->tuple->t_data->t_ctid;

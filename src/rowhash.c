@@ -64,12 +64,25 @@ get_sha256(void)
 	return sha256;
 }
 
+/* one digest context for the backend's life: no allocation per hash */
+static EVP_MD_CTX *sha256_ctx = NULL;
+
 void
 ta_sha256(const void *data, size_t len, unsigned char out[TA_HASH_LEN])
 {
 	unsigned int outlen = 0;
 
-	if (EVP_Digest(data, len, out, &outlen, get_sha256(), NULL) != 1 ||
+	if (sha256_ctx == NULL)
+	{
+		sha256_ctx = EVP_MD_CTX_new();
+		if (sha256_ctx == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_OUT_OF_MEMORY),
+					 errmsg("out of memory")));
+	}
+	if (EVP_DigestInit_ex2(sha256_ctx, get_sha256(), NULL) != 1 ||
+		EVP_DigestUpdate(sha256_ctx, data, len) != 1 ||
+		EVP_DigestFinal_ex(sha256_ctx, out, &outlen) != 1 ||
 		outlen != TA_HASH_LEN)
 		ereport(ERROR,
 				(errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),

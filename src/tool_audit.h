@@ -167,6 +167,7 @@ extern void ta_link_hash(int64 chain_id, int32 lane, int64 seq,
 						 const unsigned char row_hash[TA_HASH_LEN],
 						 unsigned char out[TA_HASH_LEN]);
 extern void ta_chain_row(Relation rel, Datum *values, bool *nulls);
+extern bool ta_event_id_taken(Relation rel, Datum event_id);
 extern bytea *ta_hash_bytea(const unsigned char hash[TA_HASH_LEN]);
 
 /* ---- digest.c: signed digests ---- */
