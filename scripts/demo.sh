@@ -29,10 +29,41 @@ else
     }
     trap cleanup EXIT
     ta_log "starting a throwaway cluster in $WORK on port $PORT"
-    ta_init_cluster "$WORK" "$PORT"
+    # digests are signed with an Ed25519 key only the server can read
+    ta_as_user openssl genpkey -algorithm ed25519 -out "$WORK/digest_key.pem" 2>/dev/null
+    chmod 600 "$WORK/digest_key.pem"
+    ta_init_cluster "$WORK" "$PORT" "tool_audit.signing_key_file = '$WORK/digest_key.pem'"
     ta_start_cluster "$WORK"
     CONN="host=$WORK port=$PORT dbname=postgres user=postgres"
     PSQL=(ta_as_user "$BINDIR/psql")
 fi
 
 "${PSQL[@]}" -X -q -v ON_ERROR_STOP=1 -d "$CONN" -f "$TA_ROOT/scripts/demo.sql"
+
+# Part two needs a cluster of our own: it tampers with the rows.
+[ -n "${WORK:-}" ] || exit 0
+
+echo
+echo "== 8. A signed digest and the public key are saved outside the database"
+"${PSQL[@]}" -X -At -d "$CONN" -c "SELECT tool_audit.digest()" >"$WORK/digest.json"
+"${PSQL[@]}" -X -At -d "$CONN" -c "SELECT tool_audit.signing_public_key()" >"$WORK/digest_pub.pem"
+make -s -C "$TA_ROOT/verifier" PG_CONFIG="$PG_CONFIG" >/dev/null || ta_die "could not build the verifier"
+VERIFY=(ta_as_user "$TA_ROOT/verifier/tool_audit_verify" --digest "$WORK/digest.json" --public-key "$WORK/digest_pub.pem")
+echo "external verifier, connected as a read-only role (tool_audit_verifier):"
+"${PSQL[@]}" -X -q -d "$CONN" -c "DO \$\$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'demo_verifier') THEN CREATE ROLE demo_verifier LOGIN IN ROLE tool_audit_verifier; END IF; END \$\$"
+"${VERIFY[@]}" "$CONN user=demo_verifier" || ta_die "the untouched database did not verify"
+
+# Without the preload hooks, a superuser can switch the triggers off.
+ta_as_user "$BINDIR/pg_ctl" -D "$WORK/data" -l "$WORK/server.log" -w restart \
+    -o "-c shared_preload_libraries=''" >/dev/null
+"${PSQL[@]}" -X -q -v ON_ERROR_STOP=1 -d "$CONN" -v digest="$(cat "$WORK/digest.json")" \
+    -f "$TA_ROOT/scripts/demo_tamper.sql"
+
+echo
+echo "== 11. The external verifier, with its own implementation of the hashes, says the same"
+set +e
+"${VERIFY[@]}" --all "$CONN user=demo_verifier"
+status=$?
+set -e
+echo "(exit status $status: 1 means problems found)"
+[ $status -eq 1 ] || ta_die "the verifier should have found the tampering"

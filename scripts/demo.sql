@@ -100,3 +100,15 @@ SELECT (tool_audit.log_call('get_invoice', '{"invoice": "INV-1"}', '{"status": "
 SET ROLE demo_auditor_acme;
 SELECT tenant_id, count(*) AS calls_visible FROM tool_audit.tool_calls GROUP BY 1 ORDER BY 1;
 RESET ROLE;
+
+\echo
+\echo '== 7. Every row is hashed and chained in commit order; verify() re-checks them all'
+SELECT table_name, tenant_id, count(*) AS rows, count(DISTINCT chain_lane) AS lanes, max(chain_seq) AS head
+  FROM (SELECT 'tool_calls' AS table_name, tenant_id, chain_lane, chain_seq FROM tool_audit.tool_calls
+        UNION ALL
+        SELECT 'admin_events', tenant_id, chain_lane, chain_seq FROM tool_audit.admin_events) r
+ GROUP BY 1, 2 ORDER BY 1, 2;
+SELECT count(*) AS problems_found_by_verify FROM tool_audit.verify();
+SELECT jsonb_array_length(d->'heads') AS lane_heads, d->>'key_id' AS signed_with_key,
+       left(d->>'signature', 16) || '...' AS signature
+  FROM tool_audit.digest() d;
