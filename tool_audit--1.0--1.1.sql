@@ -32,6 +32,13 @@ ALTER TABLE tool_audit.admin_events
     ADD COLUMN chain_seq  bigint,
     ADD COLUMN chain_hash bytea;
 
+-- event_id: the insert trigger gives a row without one a random uuid, as the
+-- column default did; without the default, the trigger can tell an event_id
+-- the caller brought (which must be checked before the row takes a chain
+-- position: ON CONFLICT DO NOTHING may skip it) from one it makes up
+ALTER TABLE tool_audit.tool_calls ALTER COLUMN event_id DROP DEFAULT;
+ALTER TABLE tool_audit.admin_events ALTER COLUMN event_id DROP DEFAULT;
+
 -- a fork (two rows at one position) is a constraint violation
 CREATE UNIQUE INDEX tool_calls_chain_position
     ON tool_audit.tool_calls (chain_id, chain_lane, chain_seq);

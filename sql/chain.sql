@@ -67,6 +67,34 @@ SELECT * FROM tool_audit.log_call('chain_e3_again', '{}', '{}', 1,
 INSERT INTO tool_audit.tool_calls (tool_name, tenant_id, success) VALUES ('chain_e4', 'chain_t3', true);
 SELECT tool_name, chain_seq FROM tool_audit.tool_calls WHERE tenant_id = 'chain_t3' ORDER BY chain_seq;
 
+-- a subtransaction rolled back between the rows of one INSERT (an exception
+-- block in a function the INSERT calls): the rows after it continue the lane
+CREATE FUNCTION regress_undo(i int) RETURNS int LANGUAGE plpgsql AS $$
+BEGIN
+    IF i % 2 = 0 THEN
+        BEGIN
+            INSERT INTO tool_audit.tool_calls (tool_name, tenant_id, success) VALUES ('chain_undone', 'chain_t4', true);
+            RAISE EXCEPTION 'undo';
+        EXCEPTION WHEN raise_exception THEN NULL;
+        END;
+    END IF;
+    RETURN i;
+END $$;
+INSERT INTO tool_audit.tool_calls (tool_name, tenant_id, turn_number, success) VALUES ('chain_pre', 'chain_t4', 0, true);
+INSERT INTO tool_audit.tool_calls (tool_name, tenant_id, turn_number, success)
+  SELECT 'chain_sub', 'chain_t4', regress_undo(g), true FROM generate_series(1, 4) g;
+INSERT INTO tool_audit.tool_calls (tool_name, tenant_id, turn_number, success)
+  SELECT 'chain_sub_nothing', 'chain_t4', regress_undo(g), true FROM generate_series(1, 4) g
+  ON CONFLICT DO NOTHING;
+SELECT tool_name, turn_number, chain_seq FROM tool_audit.tool_calls WHERE tenant_id = 'chain_t4' ORDER BY chain_seq;
+DROP FUNCTION regress_undo(int);
+
+-- a new chain position index (REINDEX CONCURRENTLY gives it a new oid)
+INSERT INTO tool_audit.tool_calls (tool_name, tenant_id, success) VALUES ('chain_before_reindex', 'chain_t5', true);
+REINDEX INDEX CONCURRENTLY tool_audit.tool_calls_chain_position;
+INSERT INTO tool_audit.tool_calls (tool_name, tenant_id, success) VALUES ('chain_after_reindex', 'chain_t6', true);
+SELECT tool_name, chain_seq FROM tool_audit.tool_calls WHERE tenant_id IN ('chain_t5', 'chain_t6') ORDER BY 1;
+
 -- a caller cannot choose the hash or the position
 INSERT INTO tool_audit.tool_calls (tool_name, tenant_id, success, row_hash, chain_id, chain_lane, chain_seq, chain_hash)
   VALUES ('chain_forged', 'chain_t1', true, '\x00', 1, 7, 1000, '\x00');
@@ -155,6 +183,8 @@ SELECT problem FROM tool_audit.verify_digest(jsonb_set(:'d', '{signature}', to_j
 -- bad digests are errors, not problems
 \set VERBOSITY default
 SELECT * FROM tool_audit.verify_digest('[]');
+SELECT * FROM tool_audit.verify_digest('["format", "heads", "tool_audit digest 1"]');
+SELECT * FROM tool_audit.verify_digest('"tool_audit digest 1"');
 SELECT * FROM tool_audit.verify_digest('{"format": "something else", "heads": []}');
 SELECT * FROM tool_audit.verify_digest('{"format": "tool_audit digest 1"}');
 SELECT * FROM tool_audit.verify_digest('{"format": "tool_audit digest 1", "heads": [1]}');

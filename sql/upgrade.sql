@@ -14,18 +14,29 @@ INSERT INTO tool_audit.tool_calls (tool_name, tenant_id, success, arguments)
   SELECT 'old_' || g, CASE WHEN g % 2 = 0 THEN 'up_a' END, g % 3 <> 0, jsonb_build_object('n', g, 'password', 'p')
     FROM generate_series(1, 25) g;
 INSERT INTO tool_audit.admin_events (event_type, actor, tenant_id) VALUES ('prompt.change', 'old_admin', 'up_a');
+-- more tenants than the shared lock table has room for locks: the upgrade
+-- takes no lock per chain
+INSERT INTO tool_audit.tool_calls (tool_name, tenant_id, success)
+  SELECT 'many_' || g, 'many_' || g, true FROM generate_series(1, 8000) g;
 ALTER EXTENSION tool_audit UPDATE TO '1.1';
 SELECT extversion FROM pg_extension WHERE extname = 'tool_audit';
 -- the helper that chained them is gone again
 SELECT count(*) AS helper_left FROM pg_proc WHERE proname = 'chain_existing_rows';
 SELECT tenant_id, count(*) AS rows, min(chain_seq), max(chain_seq), count(DISTINCT chain_lane) AS lanes,
        bool_and(row_hash IS NOT NULL AND chain_hash IS NOT NULL) AS all_hashed
-  FROM tool_audit.tool_calls GROUP BY 1 ORDER BY 1;
+  FROM tool_audit.tool_calls WHERE tenant_id NOT LIKE 'many\_%' OR tenant_id IS NULL GROUP BY 1 ORDER BY 1;
+SELECT count(*) AS many_rows, count(DISTINCT chain_id) AS many_chains, max(chain_seq) AS max_position
+  FROM tool_audit.tool_calls WHERE tenant_id LIKE 'many\_%';
 -- in id order
 SELECT bool_and(ordered) AS id_order FROM (
   SELECT chain_seq > lag(chain_seq, 1, 0::bigint) OVER (PARTITION BY chain_id ORDER BY id) AS ordered
     FROM tool_audit.tool_calls) s;
 SELECT * FROM tool_audit.verify();
+-- a bulk insert in one transaction holds no lock per row, even with the
+-- rows' own event_ids (a 1.0 dump being restored has them)
+INSERT INTO tool_audit.tool_calls (event_id, tool_name, tenant_id, success)
+  SELECT gen_random_uuid(), 'bulk', 'up_bulk', true FROM generate_series(1, 20000);
+SELECT count(*) AS bulk_rows, max(chain_seq) AS bulk_head FROM tool_audit.tool_calls WHERE tenant_id = 'up_bulk';
 -- and new rows continue the chains
 INSERT INTO tool_audit.tool_calls (tool_name, tenant_id, success) VALUES ('new_1', 'up_a', true);
 SELECT chain_seq FROM tool_audit.tool_calls WHERE tool_name = 'new_1';
@@ -48,21 +59,36 @@ INSERT INTO tool_audit.tool_calls (id, event_id, recorded_at, tenant_id, convers
                                    user_id, user_role, model, tool_name, tool_call_id, call_trigger,
                                    purpose, subject_id, arguments, result_summary, success, error,
                                    duration_ms, client_ip, user_agent, session_metadata, recorded_by)
-  VALUES (1000, '00000000-0000-4000-8000-000000000001', '2026-01-02 03:04:05.678901+00', 'up_b',
+  VALUES (1000000000, '00000000-0000-4000-8000-000000000001', '2026-01-02 03:04:05.678901+00', 'up_b',
           'conv_1', 3, 'usr_1', 'support_agent', 'gpt-4.1', 'update_order_status', 'call_9', 'follow_up',
           'refund', 'patient_7', '{"order_id": 1.50, "note": "naïve \"quote\"", "items": [1, 2e2, {"z": null, "a": true}]}',
           '{"status": "ok"}', false, 'timeout', 38.25, '2001:db8::1/64', 'agent/1.0', '{}', 'someone');
 RESET TimeZone;
 RESET DateStyle;
-SELECT chain_seq, encode(row_hash, 'hex') AS row_hash FROM tool_audit.tool_calls WHERE id = 1000;
+SELECT chain_seq, encode(row_hash, 'hex') AS row_hash FROM tool_audit.tool_calls WHERE id = 1000000000;
 -- a restored row is kept as the dump has it, hashes included: a row whose
 -- stored hashes do not fit its content is named by verify()
 INSERT INTO tool_audit.tool_calls (id, event_id, recorded_at, tool_name, tenant_id, success, recorded_by,
                                    row_hash, chain_id, chain_lane, chain_seq, chain_hash)
-  SELECT 1002, '00000000-0000-4000-8000-000000000002', recorded_at, 'tampered_in_dump', tenant_id, true, 'someone',
+  SELECT 1000000002, '00000000-0000-4000-8000-000000000002', recorded_at, 'tampered_in_dump', tenant_id, true, 'someone',
          row_hash, chain_id, chain_lane, chain_seq + 1, chain_hash
-    FROM tool_audit.tool_calls WHERE id = 1000;
+    FROM tool_audit.tool_calls WHERE id = 1000000000;
 RESET tool_audit.restoring;
 SELECT table_name, "position", row_id, problem FROM tool_audit.verify();
 \c :regress_db
 DROP DATABASE regress_tool_audit_upgrade;
+
+-- A SQL_ASCII database: text is hashed as its bytes, and verify() agrees
+CREATE DATABASE regress_tool_audit_ascii TEMPLATE template0 ENCODING 'SQL_ASCII' LC_COLLATE 'C' LC_CTYPE 'C';
+\c regress_tool_audit_ascii
+SET client_min_messages = warning;
+CREATE EXTENSION tool_audit;
+RESET client_min_messages;
+INSERT INTO tool_audit.tool_calls (tool_name, tenant_id, success, arguments)
+  VALUES ('ascii_call', 'acme', true, '{"b": "x", "a": "yy"}');
+SELECT * FROM tool_audit.log_call('ascii_log', '{"k": "v"}', '{}', 1, '{"tenant_id": "acme"}') \gset
+SELECT tool_audit.canonical_json('{"b": "x", "a": "yy"}');
+SELECT chain_id = 8982595698387566530 AS same_chain_id_as_utf8 FROM tool_audit.tool_calls WHERE tool_name = 'ascii_call';
+SELECT * FROM tool_audit.verify();
+\c :regress_db
+DROP DATABASE regress_tool_audit_ascii;

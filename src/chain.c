@@ -70,6 +70,7 @@
 #include "tool_audit.h"
 
 #define TA_LOCKTAG_LANE			0x5441	/* "TA" */
+#define TA_LOCKTAG_LANE_XACT	0x5458
 #define TA_LOCKTAG_EVENT_ID		0x5445
 #define LINK_DOMAIN				"tool_audit link 1"
 #define CHAIN_DOMAIN			"tool_audit chain 1"
@@ -170,28 +171,38 @@ row_chain_id(Relation rel, text *tenant)
 /* ---- lanes ---- */
 
 /*
- * What this backend knows of a chain's lane it holds.  "committed" is the
- * lane's head as of this backend's last commit (exact: nobody else writes to
- * a lane we hold); "seq"/"link" include the current transaction's rows.
+ * The head a lane had before the first row a (sub)transaction wrote to it:
+ * what a rollback of that subtransaction goes back to.  One entry per open
+ * subtransaction level that wrote to the lane.
  */
-typedef enum LaneState
+typedef struct SubHead
 {
-	LANE_NONE,					/* no lane held for this chain */
-	LANE_STALE,					/* lane held, head to be read from the index */
-	LANE_HELD					/* lane held, head known */
-} LaneState;
+	SubTransactionId subid;
+	int64		seq;
+	unsigned char link[TA_HASH_LEN];
+} SubHead;
 
+/*
+ * What this backend knows of the lane it holds in a chain.  "committed" is
+ * the lane's head as of this backend's last commit (exact: nobody else writes
+ * to a lane we hold); "seq"/"link" include the current transaction's rows.
+ */
 typedef struct Lane
 {
 	int64		chain_id;		/* hash key */
-	LaneState	state;
+	bool		held;			/* a lane is held for this chain */
 	int32		lane;			/* the lane held, or the last one held */
 	bool		in_xact;		/* written by the current transaction */
+	bool		xact_locked;	/* the transaction's lock is known to be held */
+	bool		session_lost;	/* the session lock went (pg_advisory_unlock_all) */
 	uint64		last_used;		/* for evicting the least recently used */
 	int64		committed_seq;
 	unsigned char committed_link[TA_HASH_LEN];
 	int64		seq;
 	unsigned char link[TA_HASH_LEN];
+	int			nsub;
+	int			maxsub;
+	SubHead    *sub;
 } Lane;
 
 static HTAB *lanes = NULL;
@@ -200,16 +211,19 @@ static int	nwritten = 0;
 static int	maxwritten = 0;
 static uint64 use_counter = 0;
 
+/*
+ * Two locks per lane: the session's (field4 TA_LOCKTAG_LANE, held at session
+ * level only) and the writing transaction's (TA_LOCKTAG_LANE_XACT, held at
+ * transaction level only, so that it passes to a prepared transaction).  A
+ * lane is free when both are.  Two chains whose folded ids collide share
+ * lane locks: harmless, a lane of each is then locked together.
+ */
 static void
-lane_tag(LOCKTAG *tag, int64 chain_id, int32 lane)
+lane_tag(LOCKTAG *tag, int64 chain_id, int32 lane, bool session)
 {
-	/*
-	 * Two chains whose folded ids collide share lane locks: harmless, a lane
-	 * of each is then locked together.
-	 */
 	SET_LOCKTAG_ADVISORY(*tag, MyDatabaseId,
 						 (uint32) chain_id ^ (uint32) ((uint64) chain_id >> 32),
-						 (uint32) lane, TA_LOCKTAG_LANE);
+						 (uint32) lane, session ? TA_LOCKTAG_LANE : TA_LOCKTAG_LANE_XACT);
 }
 
 static bool
@@ -217,25 +231,44 @@ lock_lane(int64 chain_id, int32 lane, bool session, bool wait)
 {
 	LOCKTAG		tag;
 
-	lane_tag(&tag, chain_id, lane);
+	lane_tag(&tag, chain_id, lane, session);
 	return LockAcquire(&tag, ExclusiveLock, session, !wait) != LOCKACQUIRE_NOT_AVAIL;
 }
 
-static void
-unlock_lane_session(Lane *ln)
+static bool
+session_holds(Lane *ln)
 {
 	LOCKTAG		tag;
 
-	lane_tag(&tag, ln->chain_id, ln->lane);
-	(void) LockRelease(&tag, ExclusiveLock, true);
-	ln->state = LANE_NONE;
+	lane_tag(&tag, ln->chain_id, ln->lane, true);
+	return LockHeldByMe(&tag, ExclusiveLock);
+}
+
+static bool
+xact_holds(Lane *ln)
+{
+	LOCKTAG		tag;
+
+	lane_tag(&tag, ln->chain_id, ln->lane, false);
+	return LockHeldByMe(&tag, ExclusiveLock);
+}
+
+/* Let go of the session's lock of a lane, if it still has it. */
+static void
+release_lane(Lane *ln)
+{
+	LOCKTAG		tag;
+
+	lane_tag(&tag, ln->chain_id, ln->lane, true);
+	if (LockHeldByMe(&tag, ExclusiveLock))
+		(void) LockRelease(&tag, ExclusiveLock, true);
+	ln->held = false;
 }
 
 /*
  * A session holds at most MAX_SESSION_LANES lanes between transactions, so
  * that a backend serving many tenants does not fill the shared lock table:
- * beyond that, the least recently used lane not written by the current
- * transaction is given back.
+ * beyond that, the least recently used lanes are given back.
  */
 #define MAX_SESSION_LANES 32
 
@@ -245,9 +278,8 @@ evict_lanes(void)
 	HASH_SEQ_STATUS status;
 	Lane	   *ln,
 			   *oldest;
-	long		n = hash_get_num_entries(lanes);
 
-	while (n > MAX_SESSION_LANES)
+	while (hash_get_num_entries(lanes) > MAX_SESSION_LANES)
 	{
 		oldest = NULL;
 		hash_seq_init(&status, lanes);
@@ -256,66 +288,58 @@ evict_lanes(void)
 				oldest = ln;
 		if (oldest == NULL)
 			return;				/* all written by this transaction */
-		if (oldest->state != LANE_NONE)
-			unlock_lane_session(oldest);
+		if (oldest->held)
+			release_lane(oldest);
+		if (oldest->sub != NULL)
+			pfree(oldest->sub);
 		(void) hash_search(lanes, &oldest->chain_id, HASH_REMOVE, NULL);
-		n--;
 	}
 }
 
-/* A free lane of the chain, locked for the session: the last one first. */
+/*
+ * A free lane of the chain, locked for the session and the transaction: the
+ * last one first, then 0, 1, 2, ...  Nobody waits for anybody.
+ */
 static int32
 take_lane(int64 chain_id, int32 preferred)
 {
-	if (lock_lane(chain_id, preferred, true, false))
-		return preferred;
-	for (int32 l = 0; l < MAX_LANES; l++)
+	for (int32 i = -1; i < MAX_LANES; i++)
 	{
+		int32		l = i < 0 ? preferred : i;
+		LOCKTAG		tag;
+
 		CHECK_FOR_INTERRUPTS();
-		if (l != preferred && lock_lane(chain_id, l, true, false))
+		if (i >= 0 && l == preferred)
+			continue;
+		if (!lock_lane(chain_id, l, true, false))
+			continue;
+		if (lock_lane(chain_id, l, false, false))
 			return l;
+		/* a prepared transaction still holds it */
+		lane_tag(&tag, chain_id, l, true);
+		(void) LockRelease(&tag, ExclusiveLock, true);
 	}
 	/* absurdly many concurrent writers: queue on the usual lane */
 	(void) lock_lane(chain_id, preferred, true, true);
+	(void) lock_lane(chain_id, preferred, false, true);
 	return preferred;
 }
 
-typedef struct ChainIndex
+/*
+ * The chain position index of an audit table, looked up each time (only
+ * when a lane is taken): REINDEX CONCURRENTLY gives it a new oid.
+ */
+static Oid
+chain_index_oid(Relation rel)
 {
-	Oid			relid;
-	Oid			indexid;
-	AttrNumber	seq_attno;
-	AttrNumber	hash_attno;
-} ChainIndex;
+	char	   *name = psprintf("%s_chain_position", RelationGetRelationName(rel));
+	Oid			indexid = get_relname_relid(name, RelationGetNamespace(rel));
 
-static ChainIndex chain_indexes[4];
-
-static ChainIndex *
-chain_index(Relation rel)
-{
-	Oid			relid = RelationGetRelid(rel);
-	char	   *name;
-	ChainIndex *ci = NULL;
-
-	for (int i = 0; i < (int) lengthof(chain_indexes); i++)
-	{
-		if (chain_indexes[i].relid == relid)
-			return &chain_indexes[i];
-		if (ci == NULL && !OidIsValid(chain_indexes[i].relid))
-			ci = &chain_indexes[i];
-	}
-	if (ci == NULL)
-		ci = &chain_indexes[0];
-	name = psprintf("%s_chain_position", RelationGetRelationName(rel));
-	ci->indexid = get_relname_relid(name, RelationGetNamespace(rel));
-	if (!OidIsValid(ci->indexid))
+	if (!OidIsValid(indexid))
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("index tool_audit.%s is missing", name)));
-	ci->seq_attno = get_attnum(relid, "chain_seq");
-	ci->hash_attno = get_attnum(relid, "chain_hash");
-	ci->relid = relid;
-	return ci;
+	return indexid;
 }
 
 /*
@@ -325,13 +349,14 @@ chain_index(Relation rel)
 static void
 read_head(Relation rel, Lane *h)
 {
-	ChainIndex *ci = chain_index(rel);
-	Relation	irel = index_open(ci->indexid, AccessShareLock);
+	TaChainColumns cols;
+	Relation	irel = index_open(chain_index_oid(rel), AccessShareLock);
 	Snapshot	snap = RegisterSnapshot(GetLatestSnapshot());
 	ScanKeyData keys[2];
 	IndexScanDesc scan;
 	TupleTableSlot *slot = table_slot_create(rel, NULL);
 
+	ta_chain_columns(rel, &cols);
 	ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_INT8EQ,
 				Int64GetDatum(h->chain_id));
 	ScanKeyInit(&keys[1], 2, BTEqualStrategyNumber, F_INT4EQ,
@@ -348,8 +373,8 @@ read_head(Relation rel, Lane *h)
 	{
 		bool		seq_null,
 					hash_null;
-		Datum		seq = slot_getattr(slot, ci->seq_attno, &seq_null);
-		Datum		link = slot_getattr(slot, ci->hash_attno, &hash_null);
+		Datum		seq = slot_getattr(slot, cols.chain_seq + 1, &seq_null);
+		Datum		link = slot_getattr(slot, cols.chain_hash + 1, &hash_null);
 		bytea	   *b = hash_null ? NULL : DatumGetByteaPP(link);
 
 		if (seq_null || b == NULL || VARSIZE_ANY_EXHDR(b) != TA_HASH_LEN)
@@ -369,17 +394,14 @@ read_head(Relation rel, Lane *h)
 
 /*
  * The lane a row of this chain goes to, locked for the session and for the
- * transaction, with its head known.  The transaction-level lock (granted at
- * once: the session holds the lane) keeps the lane ours until commit even if
- * the session's advisory locks are dropped (pg_advisory_unlock_all(),
- * DISCARD ALL), and passes to a prepared transaction.
+ * transaction, with its head known.
  */
 static Lane *
 lane_for_write(Relation rel, int64 chain_id)
 {
 	Lane	   *ln;
 	bool		found;
-	LOCKTAG		tag;
+	SubTransactionId cur = GetCurrentSubTransactionId();
 
 	if (lanes == NULL)
 	{
@@ -392,56 +414,84 @@ lane_for_write(Relation rel, int64 chain_id)
 	ln = hash_search(lanes, &chain_id, HASH_ENTER, &found);
 	if (!found)
 	{
-		ln->state = LANE_NONE;
-		ln->lane = 0;
-		ln->in_xact = false;
+		memset(((char *) ln) + sizeof(int64), 0, sizeof(Lane) - sizeof(int64));
+		ln->held = false;
 	}
 	ln->last_used = ++use_counter;
-	if (ln->in_xact && ln->state == LANE_HELD)
-		return ln;
 
-	if (ln->state != LANE_NONE)
+	if (!(ln->held && ln->in_xact && ln->xact_locked))
 	{
-		lane_tag(&tag, chain_id, ln->lane);
-		if (!LockHeldByMe(&tag, ExclusiveLock))
-			ln->state = LANE_NONE;	/* the session's advisory locks were dropped */
-	}
-	if (ln->state == LANE_NONE)
-	{
-		ln->lane = take_lane(chain_id, ln->lane);
-		ln->state = LANE_STALE;
-	}
-	if (!lock_lane(chain_id, ln->lane, false, false))
-		elog(ERROR, "could not lock a lane the session holds");
-	if (ln->state == LANE_STALE)
-	{
-		read_head(rel, ln);
-		/* within a transaction, the last commit's head stays what it was */
-		if (!ln->in_xact)
+		/*
+		 * The session's advisory locks were dropped (pg_advisory_unlock_all,
+		 * DISCARD ALL): the lane is still ours while this transaction holds
+		 * its own lock on it (its rows are there), else someone else may
+		 * have taken it.
+		 */
+		if (ln->held && !session_holds(ln))
 		{
+			if (ln->in_xact && xact_holds(ln))
+				ln->session_lost = true;
+			else
+				ln->held = false;
+		}
+		if (!ln->held)
+		{
+			ln->lane = take_lane(chain_id, ln->lane);
+			ln->held = true;
+			ln->session_lost = false;
+			read_head(rel, ln);
 			ln->committed_seq = ln->seq;
 			memcpy(ln->committed_link, ln->link, TA_HASH_LEN);
+			ln->nsub = 0;
 		}
-		ln->state = LANE_HELD;
-	}
-	else if (!ln->in_xact)
-	{
-		ln->seq = ln->committed_seq;
-		memcpy(ln->link, ln->committed_link, TA_HASH_LEN);
-	}
-	if (!ln->in_xact)
-	{
-		if (nwritten == maxwritten)
+		else if (!lock_lane(chain_id, ln->lane, false, false))
+			elog(ERROR, "tool_audit lane %d of chain " INT64_FORMAT " is locked by another transaction",
+				 ln->lane, chain_id);
+		ln->xact_locked = true;
+		if (!ln->in_xact)
 		{
-			maxwritten = Max(8, maxwritten * 2);
-			written = written == NULL ?
-				MemoryContextAlloc(TopMemoryContext, sizeof(Lane *) * maxwritten) :
-				repalloc(written, sizeof(Lane *) * maxwritten);
+			ln->seq = ln->committed_seq;
+			memcpy(ln->link, ln->committed_link, TA_HASH_LEN);
+			if (nwritten == maxwritten)
+			{
+				maxwritten = Max(8, maxwritten * 2);
+				written = written == NULL ?
+					MemoryContextAlloc(TopMemoryContext, sizeof(Lane *) * maxwritten) :
+					repalloc(written, sizeof(Lane *) * maxwritten);
+			}
+			written[nwritten++] = ln;
+			ln->in_xact = true;
 		}
-		written[nwritten++] = ln;
-		ln->in_xact = true;
+	}
+
+	/* remember where this subtransaction level started in the lane */
+	if (ln->nsub == 0 || ln->sub[ln->nsub - 1].subid < cur)
+	{
+		if (ln->nsub == ln->maxsub)
+		{
+			ln->maxsub = Max(4, ln->maxsub * 2);
+			ln->sub = ln->sub == NULL ?
+				MemoryContextAlloc(TopMemoryContext, sizeof(SubHead) * ln->maxsub) :
+				repalloc(ln->sub, sizeof(SubHead) * ln->maxsub);
+		}
+		ln->sub[ln->nsub].subid = cur;
+		ln->sub[ln->nsub].seq = ln->seq;
+		memcpy(ln->sub[ln->nsub].link, ln->link, TA_HASH_LEN);
+		ln->nsub++;
 	}
 	return ln;
+}
+
+/* the event_id lock of the last row that brought one, if still held */
+static LOCKTAG event_id_lock;
+static bool event_id_locked = false;
+
+static void
+release_event_id_lock(void)
+{
+	if (event_id_locked && IsTransactionState())
+		(void) LockRelease(&event_id_lock, ExclusiveLock, false);
+	event_id_locked = false;
 }
 
 /*
@@ -467,11 +517,20 @@ ta_event_id_taken(Relation rel, Datum event_id)
 	const unsigned char *u = DatumGetUUIDP(event_id)->data;
 	bool		taken;
 
+	/*
+	 * The previous row's lock is not needed any more: that row is in the
+	 * unique index now, where the probe below (with a dirty snapshot) sees
+	 * it, and waits for its transaction.  So a transaction holds one such
+	 * lock at a time, however many rows it inserts.
+	 */
+	release_event_id_lock();
 	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId,
 						 ((uint32) u[0] << 24) | (u[1] << 16) | (u[2] << 8) | u[3],
 						 ((uint32) u[12] << 24) | (u[13] << 16) | (u[14] << 8) | u[15],
 						 TA_LOCKTAG_EVENT_ID);
 	(void) LockAcquire(&tag, ExclusiveLock, false, false);
+	event_id_lock = tag;
+	event_id_locked = true;
 
 	indexid = get_relname_relid(psprintf("%s_event_id_key", RelationGetRelationName(rel)),
 								RelationGetNamespace(rel));
@@ -504,7 +563,32 @@ ta_event_id_taken(Relation rel, Datum event_id)
 	}
 	ExecDropSingleTupleTableSlot(slot);
 	index_close(irel, AccessShareLock);
+	/* a row that will not be stored needs no lock: nobody waits for it */
+	if (taken)
+		release_event_id_lock();
 	return taken;
+}
+
+/*
+ * While the upgrade script chains the rows 1.0 recorded, it holds a lock on
+ * the table that keeps writers out: heads are kept here, every chain in lane
+ * 0, with no lane locks (a table with many tenants would need one lock per
+ * tenant in one transaction).
+ */
+static HTAB *seal_heads = NULL;
+
+static Lane *
+seal_head(int64 chain_id)
+{
+	bool		found;
+	Lane	   *h = hash_search(seal_heads, &chain_id, HASH_ENTER, &found);
+
+	if (!found)
+	{
+		memset(((char *) h) + sizeof(int64), 0, sizeof(Lane) - sizeof(int64));
+		h->lane = 0;
+	}
+	return h;
 }
 
 /*
@@ -524,7 +608,10 @@ ta_chain_row(Relation rel, Datum *values, bool *nulls)
 	ta_chain_columns(rel, &cols);
 	ta_row_hash(rel, values, nulls, row_hash);
 	tenant = nulls[cols.tenant_id] ? NULL : DatumGetTextPP(values[cols.tenant_id]);
-	h = lane_for_write(rel, row_chain_id(rel, tenant));
+	if (seal_heads != NULL)
+		h = seal_head(row_chain_id(rel, tenant));
+	else
+		h = lane_for_write(rel, row_chain_id(rel, tenant));
 	ta_link_hash(h->chain_id, h->lane, h->seq + 1, h->link, row_hash, link);
 	h->seq++;
 	memcpy(h->link, link, TA_HASH_LEN);
@@ -553,10 +640,40 @@ ta_hash_bytea(const unsigned char hash[TA_HASH_LEN])
 
 /*
  * Transaction end: a commit makes the transaction's heads the committed
- * ones; an abort takes them back.  Before PREPARE, the lanes written pass to
- * the prepared transaction (its transaction-level locks) and the session
- * lets go of them: the lane must stay closed until COMMIT/ROLLBACK PREPARED.
+ * ones; an abort takes them back.  Before PREPARE, the session lets go of
+ * the lanes the transaction wrote: their transaction-level locks pass to the
+ * prepared transaction and keep them closed until COMMIT/ROLLBACK PREPARED.
  */
+static void
+end_of_xact(bool commit)
+{
+	event_id_locked = false;	/* transaction locks are gone */
+	for (int i = 0; i < nwritten; i++)
+	{
+		Lane	   *ln = written[i];
+
+		if (commit)
+		{
+			ln->committed_seq = ln->seq;
+			memcpy(ln->committed_link, ln->link, TA_HASH_LEN);
+		}
+		else
+		{
+			ln->seq = ln->committed_seq;
+			memcpy(ln->link, ln->committed_link, TA_HASH_LEN);
+		}
+		if (ln->session_lost)
+			ln->held = false;
+		ln->in_xact = false;
+		ln->xact_locked = false;
+		ln->session_lost = false;
+		ln->nsub = 0;
+	}
+	nwritten = 0;
+	if (lanes != NULL && hash_get_num_entries(lanes) > MAX_SESSION_LANES)
+		evict_lanes();
+}
+
 static void
 chain_xact_callback(XactEvent event, void *arg)
 {
@@ -564,42 +681,24 @@ chain_xact_callback(XactEvent event, void *arg)
 	{
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_PARALLEL_COMMIT:
-			for (int i = 0; i < nwritten; i++)
-			{
-				Lane	   *ln = written[i];
-
-				ln->committed_seq = ln->seq;
-				memcpy(ln->committed_link, ln->link, TA_HASH_LEN);
-				ln->in_xact = false;
-			}
-			nwritten = 0;
-			if (lanes != NULL && hash_get_num_entries(lanes) > MAX_SESSION_LANES)
-				evict_lanes();
+			end_of_xact(true);
 			break;
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
-			for (int i = 0; i < nwritten; i++)
-			{
-				Lane	   *ln = written[i];
-
-				ln->seq = ln->committed_seq;
-				memcpy(ln->link, ln->committed_link, TA_HASH_LEN);
-				ln->in_xact = false;
-			}
-			nwritten = 0;
+			end_of_xact(false);
 			break;
 		case XACT_EVENT_PRE_PREPARE:
+			event_id_locked = false;	/* passes to the prepared transaction */
 			for (int i = 0; i < nwritten; i++)
 			{
 				Lane	   *ln = written[i];
 
-				if (ln->state != LANE_NONE)
-				{
-					/* held by the session already: granted at once */
-					(void) lock_lane(ln->chain_id, ln->lane, false, false);
-					unlock_lane_session(ln);
-				}
+				if (ln->held)
+					release_lane(ln);
 				ln->in_xact = false;
+				ln->xact_locked = false;
+				ln->session_lost = false;
+				ln->nsub = 0;
 			}
 			nwritten = 0;
 			break;
@@ -609,19 +708,43 @@ chain_xact_callback(XactEvent event, void *arg)
 }
 
 /*
- * A rolled back subtransaction removed its rows: the heads of the lanes this
- * transaction wrote are read again at their next write (the lanes stay held
- * by the session).
+ * A rolled back subtransaction removed its rows: the lanes it wrote go back
+ * to where they were when it started (its rows, and its children's, are the
+ * last ones of each lane).  A committed one hands its start positions to its
+ * parent.  The transaction-level lock may have gone with a rolled back
+ * subtransaction that took it, so it is taken again at the next write.
  */
 static void
 chain_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 					   SubTransactionId parentSubid, void *arg)
 {
-	if (event != SUBXACT_EVENT_ABORT_SUB)
-		return;
+	/* a rolled back subtransaction may have released it: do not release twice */
+	if (event == SUBXACT_EVENT_ABORT_SUB && event_id_locked &&
+		!LockHeldByMe(&event_id_lock, ExclusiveLock))
+		event_id_locked = false;
 	for (int i = 0; i < nwritten; i++)
-		if (written[i]->state == LANE_HELD)
-			written[i]->state = LANE_STALE;
+	{
+		Lane	   *ln = written[i];
+
+		if (event == SUBXACT_EVENT_ABORT_SUB)
+		{
+			while (ln->nsub > 0 && ln->sub[ln->nsub - 1].subid >= mySubid)
+			{
+				ln->nsub--;
+				ln->seq = ln->sub[ln->nsub].seq;
+				memcpy(ln->link, ln->sub[ln->nsub].link, TA_HASH_LEN);
+			}
+			ln->xact_locked = false;
+		}
+		else if (event == SUBXACT_EVENT_COMMIT_SUB &&
+				 ln->nsub > 0 && ln->sub[ln->nsub - 1].subid == mySubid)
+		{
+			if (ln->nsub >= 2 && ln->sub[ln->nsub - 2].subid == parentSubid)
+				ln->nsub--;
+			else
+				ln->sub[ln->nsub - 1].subid = parentSubid;
+		}
+	}
 }
 
 void
@@ -662,6 +785,15 @@ chain_existing_rows(PG_FUNCTION_ARGS)
 				 errmsg("chain_existing_rows() is for tool_audit's upgrade script only")));
 
 	rel = table_open(relid, ShareRowExclusiveLock);
+	{
+		HASHCTL		ctl;
+
+		ctl.keysize = sizeof(int64);
+		ctl.entrysize = sizeof(Lane);
+		ctl.hcxt = CurrentMemoryContext;
+		seal_heads = hash_create("tool_audit chain heads", 1024, &ctl,
+								 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	}
 	desc = RelationGetDescr(rel);
 	table = RelationGetRelationName(rel);
 	values = palloc(sizeof(Datum) * desc->natts);
@@ -735,6 +867,7 @@ chain_existing_rows(PG_FUNCTION_ARGS)
 	PG_FINALLY();
 	{
 		ta_allow_sealing(false);
+		seal_heads = NULL;
 	}
 	PG_END_TRY();
 	SPI_cursor_close(portal);

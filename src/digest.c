@@ -356,9 +356,18 @@ digest(PG_FUNCTION_ARGS)
 
 	/* sign the canonical form of everything but the signature */
 	appendStringInfoChar(&buf, '}');
-	payload = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data)));
 	initStringInfo(&canon);
-	ta_canonical_json(&canon, payload);
+	PG_TRY();
+	{
+		payload = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data)));
+		ta_canonical_json(&canon, payload);
+	}
+	PG_CATCH();
+	{
+		EVP_PKEY_free(pkey);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
 	sig = sign_hex(pkey, canon.data, canon.len);
 	EVP_PKEY_free(pkey);
 

@@ -112,9 +112,14 @@ ta_append_utf8(StringInfo buf, const char *s, int len)
 		return;
 	}
 	conv = pg_server_to_any(s, len, PG_UTF8);
-	appendBinaryStringInfo(buf, conv, strlen(conv));
-	if (conv != s)
+	/* unconverted (SQL_ASCII), it is the input itself: not terminated */
+	if (conv == s)
+		appendBinaryStringInfo(buf, s, len);
+	else
+	{
+		appendBinaryStringInfo(buf, conv, strlen(conv));
 		pfree(conv);
+	}
 }
 
 /* Escape a string whose bytes are UTF-8 already (section 3 of the spec). */

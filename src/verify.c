@@ -145,15 +145,16 @@ check_protections(Walk *w)
 	"  SELECT c.relname, 'table not logged' AS problem"
 	"    FROM pg_catalog.pg_class c"
 	"   WHERE c.relnamespace OPERATOR(pg_catalog.=) $1"
-	"     AND c.relname IN ('tool_calls', 'admin_events')"
+	"     AND c.relname OPERATOR(pg_catalog.=) ANY ('{tool_calls,admin_events}'::pg_catalog.name[])"
 	"     AND c.relpersistence OPERATOR(pg_catalog.<>) 'p'"
 	"  UNION ALL"
-	"  SELECT c.relname, 'rule on audit table: ' || r.rulename"
+	"  SELECT c.relname, pg_catalog.concat('rule on audit table: ', r.rulename)"
 	"    FROM pg_catalog.pg_rewrite r JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) r.ev_class"
-	"   WHERE c.relnamespace OPERATOR(pg_catalog.=) $1 AND c.relname IN ('tool_calls', 'admin_events')"
+	"   WHERE c.relnamespace OPERATOR(pg_catalog.=) $1"
+	"     AND c.relname OPERATOR(pg_catalog.=) ANY ('{tool_calls,admin_events}'::pg_catalog.name[])"
 	"  UNION ALL"
-	"  SELECT e.tab, 'protective trigger ' || e.tg || CASE WHEN t.oid IS NULL THEN ' missing'"
-	"                 ELSE ' disabled' END"
+	"  SELECT e.tab, pg_catalog.concat('protective trigger ', e.tg,"
+	"                 CASE WHEN t.oid IS NULL THEN ' missing' ELSE ' disabled' END)"
 	"    FROM (VALUES ('tool_calls', 'tool_calls_before_insert'),"
 	"                 ('tool_calls', 'tool_calls_append_only'),"
 	"                 ('tool_calls', 'tool_calls_append_only_row'),"
@@ -166,14 +167,14 @@ check_protections(Walk *w)
 	"                                    AND t.tgname OPERATOR(pg_catalog.=) e.tg"
 	"   WHERE t.oid IS NULL OR t.tgenabled OPERATOR(pg_catalog.<>) 'A'"
 	"  UNION ALL"
-	"  SELECT NULL, 'event trigger ' || e.evt || CASE WHEN t.oid IS NULL THEN ' missing'"
-	"                 ELSE ' disabled' END"
+	"  SELECT NULL, pg_catalog.concat('event trigger ', e.evt,"
+	"                 CASE WHEN t.oid IS NULL THEN ' missing' ELSE ' disabled' END)"
 	"    FROM (VALUES ('tool_audit_ddl_start'), ('tool_audit_sql_drop'),"
 	"                 ('tool_audit_table_rewrite')) AS e(evt)"
 	"    LEFT JOIN pg_catalog.pg_event_trigger t ON t.evtname OPERATOR(pg_catalog.=) e.evt"
 	"   WHERE t.oid IS NULL OR t.evtenabled OPERATOR(pg_catalog.<>) 'A'"
 	"  UNION ALL"
-	"  SELECT e.tab, 'chain position index ' || e.idx || ' missing, invalid or not unique'"
+	"  SELECT e.tab, pg_catalog.concat('chain position index ', e.idx, ' missing, invalid or not unique')"
 	"    FROM (VALUES ('tool_calls', 'tool_calls_chain_position'),"
 	"                 ('admin_events', 'admin_events_chain_position')) AS e(tab, idx)"
 	"    LEFT JOIN pg_catalog.pg_class ic ON ic.relname OPERATOR(pg_catalog.=) e.idx"
@@ -499,12 +500,15 @@ load_checkpoints(Jsonb *d)
 {
 	HASHCTL		ctl;
 	HTAB	   *h;
-	JsonbValue *format = getKeyJsonValueFromContainer(&d->root, "format", 6, NULL);
-	JsonbValue *heads = getKeyJsonValueFromContainer(&d->root, "heads", 5, NULL);
+	JsonbValue *format;
+	JsonbValue *heads;
 	int			n;
 
+	/* before any key lookup: those assume an object */
 	if (!JB_ROOT_IS_OBJECT(d))
 		bad_digest("The value is not a JSON object.");
+	format = getKeyJsonValueFromContainer(&d->root, "format", 6, NULL);
+	heads = getKeyJsonValueFromContainer(&d->root, "heads", 5, NULL);
 	if (format == NULL || format->type != jbvString ||
 		format->val.string.len != strlen("tool_audit digest 1") ||
 		memcmp(format->val.string.val, "tool_audit digest 1", format->val.string.len) != 0)

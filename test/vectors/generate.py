@@ -399,10 +399,10 @@ ROWS = [
     ("tool_calls", [("arguments", "j", j('{"b": 1, "a": 2}'))]),
     ("tool_calls", [("arguments", "j", j('{"a": 2, "b": 1}'))]),
     ("admin_events", [("payload", "j", j('{"b": 1, "a": 2}'))]),
-    # the row sql/upgrade.sql restores (id 1000): the extension must give
-    # 43de0cd0738631dafa32918ee73fbd78f6a3c51dfe21423fddab0f3fd363a950 for it
+    # the row sql/upgrade.sql restores (id 1000000000): the extension must give
+    # 1b5944422e7549bad487e22f0f0f1dae25b8c04f2ad26087f5fc69749ef48d0a for it
     ("tool_calls", [
-        ("id", "i", "1000"),
+        ("id", "i", "1000000000"),
         ("event_id", "u", s("00000000-0000-4000-8000-000000000001")),
         ("recorded_at", "t", "1767323045678901"),
         ("tenant_id", "s", s("up_b")),
