@@ -105,6 +105,24 @@ ta_link_hash(int64 chain_id, int32 lane, int64 seq,
 	ta_sha256(buf, p - buf, out);
 }
 
+/*
+ * An index scan started with its keys (index_beginscan's arguments changed
+ * in PostgreSQL 18).
+ */
+IndexScanDesc
+ta_index_scan(Relation rel, Relation irel, Snapshot snap, ScanKey keys, int nkeys)
+{
+	IndexScanDesc scan;
+
+#if PG_VERSION_NUM >= 180000
+	scan = index_beginscan(rel, irel, snap, NULL, nkeys, 0);
+#else
+	scan = index_beginscan(rel, irel, snap, nkeys, 0);
+#endif
+	index_rescan(scan, keys, nkeys, NULL, 0);
+	return scan;
+}
+
 /* ---- chain ids ---- */
 
 /*
@@ -361,12 +379,7 @@ read_head(Relation rel, Lane *h)
 				Int64GetDatum(h->chain_id));
 	ScanKeyInit(&keys[1], 2, BTEqualStrategyNumber, F_INT4EQ,
 				Int32GetDatum(h->lane));
-#if PG_VERSION_NUM >= 180000
-	scan = index_beginscan(rel, irel, snap, NULL, 2, 0);
-#else
-	scan = index_beginscan(rel, irel, snap, 2, 0);
-#endif
-	index_rescan(scan, keys, 2, NULL, 0);
+	scan = ta_index_scan(rel, irel, snap, keys, 2);
 	h->seq = 0;
 	memset(h->link, 0, TA_HASH_LEN);
 	if (index_getnext_slot(scan, BackwardScanDirection, slot))
@@ -547,12 +560,7 @@ ta_event_id_taken(Relation rel, Datum event_id)
 
 		InitDirtySnapshot(dirty);
 		ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_UUID_EQ, event_id);
-#if PG_VERSION_NUM >= 180000
-		scan = index_beginscan(rel, irel, &dirty, NULL, 1, 0);
-#else
-		scan = index_beginscan(rel, irel, &dirty, 1, 0);
-#endif
-		index_rescan(scan, &key, 1, NULL, 0);
+		scan = ta_index_scan(rel, irel, &dirty, &key, 1);
 		taken = index_getnext_slot(scan, ForwardScanDirection, slot);
 		xwait = TransactionIdIsValid(dirty.xmin) ? dirty.xmin : dirty.xmax;
 		index_endscan(scan);

@@ -165,12 +165,7 @@ index_probe(Relation rel, Relation irel, Snapshot snap, ScanDirection dir,
 	IndexScanDesc scan;
 	bool		found;
 
-#if PG_VERSION_NUM >= 180000
-	scan = index_beginscan(rel, irel, snap, NULL, nkeys, 0);
-#else
-	scan = index_beginscan(rel, irel, snap, nkeys, 0);
-#endif
-	index_rescan(scan, keys, nkeys, NULL, 0);
+	scan = ta_index_scan(rel, irel, snap, keys, nkeys);
 	found = index_getnext_slot(scan, dir, slot);
 	index_endscan(scan);
 	return found;

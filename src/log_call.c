@@ -106,31 +106,6 @@ context_text(JsonbValue *v)
 	return NULL;				/* keep the compiler quiet */
 }
 
-static const char *
-jsonb_kind(Jsonb *j)
-{
-	if (JB_ROOT_IS_SCALAR(j))
-	{
-		JsonbValue	v;
-
-		(void) JsonbExtractScalar(&j->root, &v);
-		switch (v.type)
-		{
-			case jbvNull:
-				return "null";
-			case jbvString:
-				return "string";
-			case jbvNumeric:
-				return "number";
-			case jbvBool:
-				return "boolean";
-			default:
-				return "scalar";
-		}
-	}
-	return JB_ROOT_IS_OBJECT(j) ? "object" : "array";
-}
-
 /*
  * tool_audit.log_call(tool_name text, arguments jsonb, result jsonb,
  *					   duration_ms double precision, context jsonb DEFAULT '{}')
@@ -156,7 +131,7 @@ log_call(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("context must be a JSON object"),
-				 errdetail("The value given is a JSON %s.", jsonb_kind(ctx))));
+				 errdetail("The value given is a JSON %s.", ta_jsonb_type_name(ctx))));
 	if (PG_ARGISNULL(0) || VARSIZE_ANY_EXHDR(PG_GETARG_TEXT_PP(0)) == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),

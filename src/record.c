@@ -141,16 +141,6 @@ check_trigger(FunctionCallInfo fcinfo, const char *fname)
 	return trigdata;
 }
 
-static const char *
-jsonb_kind(Jsonb *j)
-{
-	if (JB_ROOT_IS_OBJECT(j))
-		return "object";
-	if (JB_ROOT_IS_SCALAR(j))
-		return "scalar";
-	return "array";
-}
-
 /* A jsonb column that must hold an object: NULL becomes {}, then sanitized. */
 static void
 fix_object_column(RowFix *fix, const TaRuleSet *rs, const char *name)
@@ -170,7 +160,7 @@ fix_object_column(RowFix *fix, const TaRuleSet *rs, const char *name)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("%s must be a JSON object", name),
-				 errdetail("The value given is a JSON %s.", jsonb_kind(in)),
+				 errdetail("The value given is a JSON %s.", ta_jsonb_type_name(in)),
 				 errhint("Wrap the value in an object, for example {\"value\": ...}.")));
 	out = ta_sanitize_jsonb(rs, in, name);
 	if (out != in)

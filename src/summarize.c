@@ -96,8 +96,9 @@ is_reserved_summary_key(const char *k)
 		strcmp(k, "_truncated") == 0 || strcmp(k, "_result_type") == 0;
 }
 
-static const char *
-root_type_name(Jsonb *j)
+/* The JSON type of a jsonb value, as jsonb_typeof() names it. */
+const char *
+ta_jsonb_type_name(Jsonb *j)
 {
 	if (JB_ROOT_IS_OBJECT(j))
 		return "object";
@@ -326,7 +327,7 @@ ta_summarize_result(const TaRuleSet *rs, Jsonb *result, int success_override,
 		if (JB_ROOT_IS_OBJECT(result) && is_summary(result))
 			size = get_key(result, "_result_size");
 		if (!JB_ROOT_IS_OBJECT(result))
-			push_cstring(&ps, "_result_type", root_type_name(result));
+			push_cstring(&ps, "_result_type", ta_jsonb_type_name(result));
 		if (size != NULL)
 		{
 			push_pair(&ps, "_result_size", size);

@@ -13,6 +13,7 @@
 
 #include "postgres.h"
 
+#include "access/genam.h"
 #include "lib/stringinfo.h"
 #include "utils/jsonb.h"
 #include "utils/relcache.h"
@@ -132,6 +133,7 @@ extern char *ta_sanitize_text(const TaRuleSet *rs, const char *s, int len,
 							  const char *what);
 
 /* ---- summarize.c: result summaries ---- */
+extern const char *ta_jsonb_type_name(Jsonb *j);
 extern Jsonb *ta_summarize_result(const TaRuleSet *rs, Jsonb *result,
 								  int success_override, bool *success,
 								  text **error);
@@ -160,6 +162,8 @@ extern void ta_row_hash(Relation rel, Datum *values, bool *nulls,
 						unsigned char out[TA_HASH_LEN]);
 
 /* ---- chain.c: chains in commit order ---- */
+extern IndexScanDesc ta_index_scan(Relation rel, Relation irel, Snapshot snap,
+								   ScanKey keys, int nkeys);
 extern void ta_chain_init(void);
 extern int64 ta_chain_id(const char *table, const char *tenant, int tenant_len);
 extern void ta_link_hash(int64 chain_id, int32 lane, int64 seq,

@@ -290,12 +290,7 @@ walk_table(Walk *w, const char *table, const char *time_column)
 	rowcxt = AllocSetContextCreate(CurrentMemoryContext, "tool_audit verify row",
 								   ALLOCSET_DEFAULT_SIZES);
 
-#if PG_VERSION_NUM >= 180000
-	scan = index_beginscan(rel, irel, snap, NULL, 0, 0);
-#else
-	scan = index_beginscan(rel, irel, snap, 0, 0);
-#endif
-	index_rescan(scan, NULL, 0, NULL, 0);
+	scan = ta_index_scan(rel, irel, snap, NULL, 0);
 	while (index_getnext_slot(scan, ForwardScanDirection, slot))
 	{
 		Datum	   *values;
