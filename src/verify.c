@@ -374,7 +374,7 @@ walk_table(Walk *w, const char *table, const char *time_column)
 					   "rows covered by the digest are missing before this position");
 			else if (!same_hash(ln.strict, ln.cp->hash))
 				report(w, table, true, chain_id, lane, seq, row_id,
-					   "rows changed since the digest: the chain up to this position no longer hashes to the digest's head");
+					   "chain head mismatch: rows changed since the digest (the chain up to this position no longer hashes to the digest's head)");
 		}
 
 		if (has_link)

@@ -207,7 +207,7 @@ sub id_of
 	is($node->safe_psql($db, q{SELECT chain_seq FROM tool_audit.tool_calls WHERE tool_name = 'beta_10_forged'}),
 		'10', 'head rewrite: the forged row took the old head position');
 	is(verify_out($db), '', 'head rewrite: verify() alone cannot tell (documented)');
-	like(verify_digest_out($db, $file), qr/^tool_calls 10 \d+ rows changed since the digest/m,
+	like(verify_digest_out($db, $file), qr/^tool_calls 10 \d+ chain head mismatch: rows changed since the digest/m,
 		'head rewrite: verify_digest() reports it');
 	my ($rc, $out) = external($db, $file);
 	is($rc, 1, 'head rewrite: the external verifier exits 1');
