@@ -89,6 +89,37 @@ INSERT INTO tool_audit.tool_calls (tool_name, tenant_id, turn_number, success)
 SELECT tool_name, turn_number, chain_seq FROM tool_audit.tool_calls WHERE tenant_id = 'chain_t4' ORDER BY chain_seq;
 DROP FUNCTION regress_undo(int);
 
+-- rows that bring their event_id hold one event_id lock at a time, statement
+-- after statement (the locks belong to the transaction, not to a portal)
+BEGIN;
+INSERT INTO tool_audit.tool_calls (tool_name, event_id, tenant_id, success) VALUES ('chain_ev1', gen_random_uuid(), 'chain_t7', true);
+INSERT INTO tool_audit.tool_calls (tool_name, event_id, tenant_id, success) VALUES ('chain_ev2', gen_random_uuid(), 'chain_t7', true);
+INSERT INTO tool_audit.tool_calls (tool_name, event_id, tenant_id, success) VALUES ('chain_ev3', gen_random_uuid(), 'chain_t7', true);
+SELECT count(*) AS event_id_locks FROM pg_locks
+ WHERE pid = pg_backend_pid() AND locktype = 'advisory' AND objsubid = 21573;
+COMMIT;
+
+-- a cursor whose portal fails and is closed, with the session's advisory
+-- locks dropped: the lane stays the transaction's, and savepoints still
+-- roll back to where they started
+INSERT INTO tool_audit.tool_calls (tool_name, tenant_id, success) VALUES ('chain_seed', 'chain_t8', true);
+BEGIN;
+DECLARE c CURSOR FOR
+  SELECT (tool_audit.log_call('chain_cursor', jsonb_build_object('v', 1 / (2 - i)), '{}', 1, '{"tenant_id": "chain_t8"}')).id
+    FROM generate_series(1, 2) i;
+SAVEPOINT a;
+FETCH 1 FROM c \gset
+SAVEPOINT b;
+FETCH 1 FROM c;
+ROLLBACK TO b;
+CLOSE c;
+SELECT pg_advisory_unlock_all();
+INSERT INTO tool_audit.tool_calls (tool_name, tenant_id, success) VALUES ('chain_x', 'chain_t8', true);
+ROLLBACK TO a;
+INSERT INTO tool_audit.tool_calls (tool_name, tenant_id, success) VALUES ('chain_y', 'chain_t8', true);
+COMMIT;
+SELECT tool_name, chain_seq FROM tool_audit.tool_calls WHERE tenant_id = 'chain_t8' ORDER BY chain_seq;
+
 -- a new chain position index (REINDEX CONCURRENTLY gives it a new oid)
 INSERT INTO tool_audit.tool_calls (tool_name, tenant_id, success) VALUES ('chain_before_reindex', 'chain_t5', true);
 REINDEX INDEX CONCURRENTLY tool_audit.tool_calls_chain_position;

@@ -244,13 +244,50 @@ lane_tag(LOCKTAG *tag, int64 chain_id, int32 lane, bool session)
 						 (uint32) lane, session ? TA_LOCKTAG_LANE : TA_LOCKTAG_LANE_XACT);
 }
 
+/*
+ * Transaction-level locks are taken and released as the top transaction's:
+ * taken under a portal's or a subtransaction's resource owner, they would go
+ * with a closed cursor or a rolled back savepoint while the transaction
+ * still has rows that depend on them.
+ */
+static bool
+xact_lock(const LOCKTAG *tag, bool wait)
+{
+	ResourceOwner save = CurrentResourceOwner;
+	LockAcquireResult r;
+
+	CurrentResourceOwner = TopTransactionResourceOwner;
+	PG_TRY();
+	{
+		r = LockAcquire(tag, ExclusiveLock, false, !wait);
+	}
+	PG_FINALLY();
+	{
+		CurrentResourceOwner = save;
+	}
+	PG_END_TRY();
+	return r != LOCKACQUIRE_NOT_AVAIL;
+}
+
+static void
+xact_unlock(const LOCKTAG *tag)
+{
+	ResourceOwner save = CurrentResourceOwner;
+
+	CurrentResourceOwner = TopTransactionResourceOwner;
+	(void) LockRelease(tag, ExclusiveLock, false);
+	CurrentResourceOwner = save;
+}
+
 static bool
 lock_lane(int64 chain_id, int32 lane, bool session, bool wait)
 {
 	LOCKTAG		tag;
 
 	lane_tag(&tag, chain_id, lane, session);
-	return LockAcquire(&tag, ExclusiveLock, session, !wait) != LOCKACQUIRE_NOT_AVAIL;
+	if (!session)
+		return xact_lock(&tag, wait);
+	return LockAcquire(&tag, ExclusiveLock, true, !wait) != LOCKACQUIRE_NOT_AVAIL;
 }
 
 static bool
@@ -455,7 +492,8 @@ lane_for_write(Relation rel, int64 chain_id)
 			read_head(rel, ln);
 			ln->committed_seq = ln->seq;
 			memcpy(ln->committed_link, ln->link, TA_HASH_LEN);
-			ln->nsub = 0;
+			if (!ln->in_xact)
+				ln->nsub = 0;
 		}
 		else if (!lock_lane(chain_id, ln->lane, false, false))
 			elog(ERROR, "tool_audit lane %d of chain " INT64_FORMAT " is locked by another transaction",
@@ -503,7 +541,7 @@ static void
 release_event_id_lock(void)
 {
 	if (event_id_locked && IsTransactionState())
-		(void) LockRelease(&event_id_lock, ExclusiveLock, false);
+		xact_unlock(&event_id_lock);
 	event_id_locked = false;
 }
 
@@ -541,7 +579,7 @@ ta_event_id_taken(Relation rel, Datum event_id)
 						 ((uint32) u[0] << 24) | (u[1] << 16) | (u[2] << 8) | u[3],
 						 ((uint32) u[12] << 24) | (u[13] << 16) | (u[14] << 8) | u[15],
 						 TA_LOCKTAG_EVENT_ID);
-	(void) LockAcquire(&tag, ExclusiveLock, false, false);
+	(void) xact_lock(&tag, true);
 	event_id_lock = tag;
 	event_id_locked = true;
 
@@ -719,17 +757,13 @@ chain_xact_callback(XactEvent event, void *arg)
  * A rolled back subtransaction removed its rows: the lanes it wrote go back
  * to where they were when it started (its rows, and its children's, are the
  * last ones of each lane).  A committed one hands its start positions to its
- * parent.  The transaction-level lock may have gone with a rolled back
- * subtransaction that took it, so it is taken again at the next write.
+ * parent.  The transaction-level locks belong to the top transaction and stay.
  */
 static void
 chain_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 					   SubTransactionId parentSubid, void *arg)
 {
-	/* a rolled back subtransaction may have released it: do not release twice */
-	if (event == SUBXACT_EVENT_ABORT_SUB && event_id_locked &&
-		!LockHeldByMe(&event_id_lock, ExclusiveLock))
-		event_id_locked = false;
+
 	for (int i = 0; i < nwritten; i++)
 	{
 		Lane	   *ln = written[i];
@@ -742,7 +776,6 @@ chain_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 				ln->seq = ln->sub[ln->nsub].seq;
 				memcpy(ln->link, ln->sub[ln->nsub].link, TA_HASH_LEN);
 			}
-			ln->xact_locked = false;
 		}
 		else if (event == SUBXACT_EVENT_COMMIT_SUB &&
 				 ln->nsub > 0 && ln->sub[ln->nsub - 1].subid == mySubid)

@@ -319,11 +319,11 @@ sub check_chains
 
 	$_->quit for ($a, $b, $d);
 
-	# All the locks of a lane gone inside a transaction that wrote to it: its
-	# transaction-level lock with a rolled back savepoint, its session lock
-	# with pg_advisory_unlock_all().  Another session takes the lane, the
-	# transaction writes on in another one, then ends.  In a database of its
-	# own: a chain broken here would fail every later check.
+	# A savepoint that took a lane's transaction lock is rolled back, then the
+	# session's lock goes with pg_advisory_unlock_all(): the transaction lock
+	# belongs to the top transaction, so the lane stays A's until it ends and
+	# B takes another.  In a database of its own: a chain broken here would
+	# fail every later check.
 	$node->safe_psql('postgres', 'CREATE DATABASE unlock');
 	$node->safe_psql('unlock', 'CREATE EXTENSION tool_audit');
 	$a = session('A', 'unlock');
@@ -339,12 +339,13 @@ sub check_chains
 		sq($a, 'RELEASE SAVEPOINT s');
 		sq($a, 'SELECT pg_advisory_unlock_all()');
 		sq($b, ins($t, "$t-b1"));
-		is(pos_of("$t-b1-1", 'unlock'), '0|3', "unlock_all after a savepoint, $end: B takes A's lane");
+		is(pos_of("$t-b1-1", 'unlock'), '1|1',
+			"unlock_all after a savepoint, $end: B does not take A's lane (A's transaction keeps it)");
 		sq($a, ins($t, "$t-a2"));
 		sq($a, $end);
 		sq($a, ins($t, "$t-a3"));
-		is(pos_of("$t-a3-1", 'unlock'), $end eq 'COMMIT' ? '1|2' : '1|1',
-			"unlock_all after a savepoint, $end: A's next row follows what is in its new lane");
+		is(pos_of("$t-a3-1", 'unlock'), $end eq 'COMMIT' ? '0|4' : '0|3',
+			"unlock_all after a savepoint, $end: A's next row follows what is in its lane");
 		sq($b, ins($t, "$t-b2"));
 		check_chains("unlock_all after a savepoint, then $end", 'unlock');
 	}
