@@ -487,9 +487,9 @@ lane_for_write(Relation rel, int64 chain_id)
 		if (!ln->held)
 		{
 			ln->lane = take_lane(chain_id, ln->lane);
-			ln->held = true;
 			ln->session_lost = false;
 			read_head(rel, ln);
+			ln->held = true;	/* only with its head known */
 			ln->committed_seq = ln->seq;
 			memcpy(ln->committed_link, ln->link, TA_HASH_LEN);
 			if (!ln->in_xact)
