@@ -30,7 +30,7 @@
  * Commands run by tool_audit's own install and upgrade scripts are exempt.
  * What none of this stops (a superuser editing files, catalogs or backups,
  * pg_surgery) can only be detected, not prevented: that is the job of the
- * hash chain and external digests planned for a later version.
+ * hash chain (chain.c, verify.c) and the signed digests (digest.c).
  *
  *-------------------------------------------------------------------------
  */
