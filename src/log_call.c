@@ -4,24 +4,31 @@
  *		tool_audit.log_call(): record one tool call with one SQL call.
  *
  * The function checks its arguments, spreads the context object over the
- * attribution columns (what is left goes to session_metadata) and inserts
- * the row through a saved SPI plan, as the table owner, so that the insert
- * trigger sanitizes, hashes and chains it like any other row and the
- * caller, who may only insert, still gets the stored row back.  The row is
- * attributed (recorded_by) to the role that called.
+ * attribution columns (what is left goes to session_metadata), runs the
+ * insert trigger's work on the row (record.c: stamped, sanitized, summarized,
+ * hashed, chained) and inserts the result itself: constraints, heap, indexes,
+ * as the executor would.  The caller, who may only insert, gets the stored
+ * row back; it is attributed (recorded_by) to the role that called.
  *
- * It was PL/pgSQL in 1.0; in C it skips setting up PL/pgSQL expressions in
- * every transaction, the jsonpath scan of the context and the function-level
- * search_path, which together cost as much as the audited insert itself.
- * Conversions (turn_number, call_trigger, client_ip, event_id) are left to
- * the casts of the INSERT, so bad values fail as they did.
+ * It was PL/pgSQL in 1.0, then an INSERT ... RETURNING through SPI; each
+ * step was measured.  PL/pgSQL set its expressions up again in every
+ * transaction; SPI started an executor (plan, projection for RETURNING) for
+ * each call.  Done directly, a call costs what an audited INSERT does.
+ * Conversions (turn_number, call_trigger, client_ip, event_id) use the
+ * column types' input functions, as the casts from text did, so bad values
+ * fail with the same errors.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
 #include "catalog/pg_type.h"
-#include "executor/spi.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/xact.h"
+#include "executor/executor.h"
+#include "executor/tuptable.h"
+#include "nodes/execnodes.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
@@ -40,45 +47,73 @@ static const char *const context_columns[] = {
 };
 
 #define NCONTEXT	lengthof(context_columns)
-#define NPARAMS		(NCONTEXT + 5)	/* + tool_name, arguments, result, duration, metadata */
 
-static SPIPlanPtr insert_plan = NULL;
-static Oid	insert_plan_relid = InvalidOid;
-
-static SPIPlanPtr
-get_insert_plan(Oid relid)
+/*
+ * Insert the stored row as the executor would after the BEFORE trigger:
+ * constraints, heap, indexes (unique violations raise 23505 as usual).  No
+ * other trigger exists on the table (tool_audit refuses to create one), and
+ * the function acts as the table's owner: no privilege or row security
+ * check applies, as none did for the SECURITY DEFINER function of 1.0.
+ */
+static void
+insert_stored_row(Relation rel, HeapTuple tuple)
 {
-	Oid			argtypes[NPARAMS];
-	SPIPlanPtr	plan;
+	EState	   *estate = CreateExecutorState();
+	ResultRelInfo *rri = makeNode(ResultRelInfo);
+	TupleTableSlot *slot;
 
-	if (insert_plan != NULL && insert_plan_relid == relid)
-		return insert_plan;
-	for (int i = 0; i < (int) NCONTEXT; i++)
-		argtypes[i] = TEXTOID;
-	argtypes[NCONTEXT] = TEXTOID;	/* tool_name */
-	argtypes[NCONTEXT + 1] = JSONBOID;	/* arguments */
-	argtypes[NCONTEXT + 2] = JSONBOID;	/* result */
-	argtypes[NCONTEXT + 3] = FLOAT8OID; /* duration_ms */
-	argtypes[NCONTEXT + 4] = JSONBOID;	/* session_metadata */
-	plan = SPI_prepare(
-					   "INSERT INTO tool_audit.tool_calls"
-					   " (event_id, tenant_id, conversation_id, turn_number, user_id, user_role, model,"
-					   "  tool_call_id, call_trigger, purpose, subject_id, client_ip, user_agent,"
-					   "  tool_name, arguments, result_summary, duration_ms, session_metadata)"
-					   " VALUES ($1::pg_catalog.uuid, $2, $3, $4::pg_catalog.int4, $5, $6, $7,"
-					   "  $8, COALESCE($9, 'user_request')::tool_audit.call_trigger, $10, $11,"
-					   "  $12::pg_catalog.inet, $13, $14, $15, $16, $17, $18)"
-					   " RETURNING *",
-					   NPARAMS, argtypes);
-	if (plan == NULL)
-		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-	if (SPI_keepplan(plan) != 0)
-		elog(ERROR, "SPI_keepplan failed");
-	if (insert_plan != NULL)
-		SPI_freeplan(insert_plan);
-	insert_plan = plan;
-	insert_plan_relid = relid;
-	return plan;
+	/* range table index 0: error details do not look for one */
+	InitResultRelInfo(rri, rel, 0, NULL, 0);
+	ExecOpenIndices(rri, false);
+	slot = ExecInitExtraTupleSlot(estate, RelationGetDescr(rel), &TTSOpsHeapTuple);
+	ExecStoreHeapTuple(tuple, slot, false);
+	if (rel->rd_att->constr)
+		ExecConstraints(rri, slot, estate);
+	table_tuple_insert(rel, slot, GetCurrentCommandId(true), 0, NULL);
+#if PG_VERSION_NUM >= 160000
+	(void) ExecInsertIndexTuples(rri, slot, estate, false, false, NULL, NIL, false);
+#else
+	(void) ExecInsertIndexTuples(rri, slot, estate, false, false, NULL, NIL);
+#endif
+	ExecCloseIndices(rri);
+	ExecResetTupleTable(estate->es_tupleTable, false);
+	FreeExecutorState(estate);
+	/* later statements of the transaction see it, as after an INSERT */
+	CommandCounterIncrement();
+}
+
+static int
+column_attno(TupleDesc desc, const char *name)
+{
+	for (int i = 0; i < desc->natts; i++)
+		if (!TupleDescAttr(desc, i)->attisdropped &&
+			strcmp(NameStr(TupleDescAttr(desc, i)->attname), name) == 0)
+			return i + 1;
+	elog(ERROR, "tool_audit.tool_calls has no column \"%s\"", name);
+	return 0;					/* keep the compiler quiet */
+}
+
+static void
+set_arg(TupleDesc desc, Datum *values, bool *nulls, const char *name, Datum d, bool isnull)
+{
+	int			attno = column_attno(desc, name);
+
+	values[attno - 1] = isnull ? (Datum) 0 : d;
+	nulls[attno - 1] = isnull;
+}
+
+/* A context value converted to its column's type, as a cast from text would. */
+static Datum
+column_value(TupleDesc desc, int attno, text *t)
+{
+	Form_pg_attribute att = TupleDescAttr(desc, attno - 1);
+	Oid			infunc,
+				ioparam;
+
+	if (att->atttypid == TEXTOID)
+		return PointerGetDatum(t);
+	getTypeInputInfo(att->atttypid, &infunc, &ioparam);
+	return OidInputFunctionCall(infunc, text_to_cstring(t), ioparam, att->atttypmod);
 }
 
 /* A context value as text (jsonb's ->> of a scalar); NULL if absent or null. */
@@ -115,17 +150,15 @@ PG_FUNCTION_INFO_V1(log_call);
 Datum
 log_call(PG_FUNCTION_ARGS)
 {
-	Datum		values[NPARAMS];
-	char		nulls[NPARAMS];
 	Jsonb	   *ctx = PG_ARGISNULL(4) ? NULL : PG_GETARG_JSONB_P(4);
 	JsonbParseState *state = NULL;
 	JsonbValue *res;
-	Oid			relid,
-				owner,
-				save_userid;
-	int			save_sec_context;
-	volatile int rc = 0;
-	HeapTupleHeader result;
+	Relation	rel;
+	TupleDesc	desc;
+	Datum	   *values;
+	bool	   *nulls;
+	HeapTuple	stored;
+	Datum		result;
 
 	if (ctx != NULL && !JB_ROOT_IS_OBJECT(ctx))
 		ereport(ERROR,
@@ -137,7 +170,12 @@ log_call(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("tool_name must not be empty")));
 
-	memset(nulls, 'n', sizeof(nulls));
+	rel = table_open(get_relname_relid("tool_calls", ta_schema_oid(false)), RowExclusiveLock);
+	desc = RelationGetDescr(rel);
+	values = palloc0(sizeof(Datum) * desc->natts);
+	nulls = palloc(sizeof(bool) * desc->natts);
+	memset(nulls, true, sizeof(bool) * desc->natts);
+
 	/* attribution columns from the context, the rest to session_metadata */
 	if (ctx != NULL)
 	{
@@ -146,27 +184,22 @@ log_call(PG_FUNCTION_ARGS)
 			JsonbValue *v = getKeyJsonValueFromContainer(&ctx->root, context_columns[i],
 														 strlen(context_columns[i]), NULL);
 			text	   *t;
+			int			attno;
 
 			if (v == NULL)
 				continue;
-			if (v->type == jbvBinary)
-				(void) context_text(v); /* raises the error */
-			t = context_text(v);
-			if (t != NULL)
-			{
-				values[i] = PointerGetDatum(t);
-				nulls[i] = ' ';
-			}
+			t = context_text(v);	/* raises the error for objects and arrays */
+			if (t == NULL)
+				continue;
+			attno = column_attno(desc, context_columns[i]);
+			values[attno - 1] = column_value(desc, attno, t);
+			nulls[attno - 1] = false;
 		}
 	}
-	values[NCONTEXT] = PG_GETARG_DATUM(0);
-	nulls[NCONTEXT] = ' ';
-	for (int a = 1; a <= 3; a++)
-		if (!PG_ARGISNULL(a))
-		{
-			values[NCONTEXT + a] = PG_GETARG_DATUM(a);
-			nulls[NCONTEXT + a] = ' ';
-		}
+	set_arg(desc, values, nulls, "tool_name", PG_GETARG_DATUM(0), false);
+	set_arg(desc, values, nulls, "arguments", PG_GETARG_DATUM(1), PG_ARGISNULL(1));
+	set_arg(desc, values, nulls, "result_summary", PG_GETARG_DATUM(2), PG_ARGISNULL(2));
+	set_arg(desc, values, nulls, "duration_ms", PG_GETARG_DATUM(3), PG_ARGISNULL(3));
 
 	/* session_metadata: the context without the keys that went to columns */
 	(void) pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
@@ -193,35 +226,13 @@ log_call(PG_FUNCTION_ARGS)
 		}
 	}
 	res = pushJsonbValue(&state, WJB_END_OBJECT, NULL);
-	values[NCONTEXT + 4] = JsonbPGetDatum(JsonbValueToJsonb(res));
-	nulls[NCONTEXT + 4] = ' ';
+	set_arg(desc, values, nulls, "session_metadata", JsonbPGetDatum(JsonbValueToJsonb(res)), false);
 
-	/* insert as the table owner: the caller may insert but not read the row */
-	relid = get_relname_relid("tool_calls", ta_schema_oid(false));
-	owner = ta_relation_owner(relid);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	GetUserIdAndSecContext(&save_userid, &save_sec_context);
-	SetUserIdAndSecContext(owner, save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
-						   SECURITY_RESTRICTED_OPERATION);
-	PG_TRY();
-	{
-		rc = SPI_execute_plan(get_insert_plan(relid), values, nulls, false, 1);
-	}
-	PG_FINALLY();
-	{
-		SetUserIdAndSecContext(save_userid, save_sec_context);
-	}
-	PG_END_TRY();
-	if (rc != SPI_OK_INSERT_RETURNING)
-		elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(rc));
-	if (SPI_processed != 1)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("audit row for tool call \"%s\" was not stored",
-						text_to_cstring(PG_GETARG_TEXT_PP(0))),
-				 errdetail("Something on tool_audit.tool_calls discarded the insert.")));
-	result = SPI_returntuple(SPI_tuptable->vals[0], SPI_tuptable->tupdesc);
-	SPI_finish();
-	PG_RETURN_HEAPTUPLEHEADER(result);
+	/* the insert trigger's work, then the insert itself */
+	stored = ta_record_tool_call(rel, heap_form_tuple(desc, values, nulls));
+	insert_stored_row(rel, stored);
+	result = heap_copy_tuple_as_datum(stored, desc);
+	table_close(rel, NoLock);
+	PG_RETURN_DATUM(result);
 }
+

@@ -289,7 +289,7 @@ fix_default(RowFix *fix, const char *name, const char *value)
  * chain (chain.c).  A restored row that brings its hash keeps it, and its
  * chain position, as dumped.
  */
-static Datum
+static HeapTuple
 apply_fixes(RowFix *fix, Relation rel, bool restored)
 {
 	TupleDesc	desc = fix->desc;
@@ -319,7 +319,7 @@ apply_fixes(RowFix *fix, Relation rel, bool restored)
 	out->t_data->t_ctid = fix->tuple->t_data->t_ctid;
 	out->t_self = fix->tuple->t_self;
 	out->t_tableOid = fix->tuple->t_tableOid;
-	return PointerGetDatum(out);
+	return out;
 }
 
 /* Free-text columns: every one goes through the value rules. */
@@ -359,12 +359,14 @@ check_reserved_event_type(RowFix *fix, Relation rel)
 	return reserved;
 }
 
-/* tool_audit.tool_calls_before_insert() RETURNS trigger */
-PG_FUNCTION_INFO_V1(tool_calls_before_insert);
-Datum
-tool_calls_before_insert(PG_FUNCTION_ARGS)
+/*
+ * The row of tool_audit.tool_calls that is stored for the given one:
+ * stamped, sanitized, summarized, hashed and chained.  The insert trigger's
+ * work, also called directly by log_call().
+ */
+HeapTuple
+ta_record_tool_call(Relation rel, HeapTuple tuple)
 {
-	TriggerData *trigdata = check_trigger(fcinfo, "tool_calls_before_insert");
 	const TaRuleSet *rs = ta_get_rules();
 	RowFix		fix = {0};
 	bool		isnull,
@@ -376,13 +378,13 @@ tool_calls_before_insert(PG_FUNCTION_ARGS)
 	Jsonb	   *summary;
 	text	   *error;
 
-	fix.tuple = trigdata->tg_trigtuple;
-	fix.desc = RelationGetDescr(trigdata->tg_relation);
-	fix.relid = RelationGetRelid(trigdata->tg_relation);
+	fix.tuple = tuple;
+	fix.desc = RelationGetDescr(rel);
+	fix.relid = RelationGetRelid(rel);
 
 	/* a dumped row was sanitized when it was first stored: keep it as it is */
-	if (fix_identity(&fix, trigdata->tg_relation, "recorded_at"))
-		return apply_fixes(&fix, trigdata->tg_relation, true);
+	if (fix_identity(&fix, rel, "recorded_at"))
+		return apply_fixes(&fix, rel, true);
 	fix_default(&fix, "call_trigger", "user_request");
 	fix_object_column(&fix, rs, "arguments");
 	fix_object_column(&fix, rs, "session_metadata");
@@ -403,7 +405,18 @@ tool_calls_before_insert(PG_FUNCTION_ARGS)
 	else
 		fix_text_column(&fix, rs, "error");
 
-	return apply_fixes(&fix, trigdata->tg_relation, false);
+	return apply_fixes(&fix, rel, false);
+}
+
+/* tool_audit.tool_calls_before_insert() RETURNS trigger */
+PG_FUNCTION_INFO_V1(tool_calls_before_insert);
+Datum
+tool_calls_before_insert(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = check_trigger(fcinfo, "tool_calls_before_insert");
+
+	return PointerGetDatum(ta_record_tool_call(trigdata->tg_relation,
+											   trigdata->tg_trigtuple));
 }
 
 /* tool_audit.admin_events_before_insert() RETURNS trigger */
@@ -427,14 +440,14 @@ admin_events_before_insert(PG_FUNCTION_ARGS)
 	if (check_reserved_event_type(&fix, trigdata->tg_relation))
 		rs = rs->builtin;
 	if (fix_identity(&fix, trigdata->tg_relation, "occurred_at"))
-		return apply_fixes(&fix, trigdata->tg_relation, true);
+		return PointerGetDatum(apply_fixes(&fix, trigdata->tg_relation, true));
 	fix_default(&fix, "actor_type", "user");
 	fix_object_column(&fix, rs, "payload");
 	fix_object_column(&fix, rs, "metadata");
 	for (int i = 0; i < (int) lengthof(admin_event_text_columns); i++)
 		fix_text_column(&fix, rs, admin_event_text_columns[i]);
 
-	return apply_fixes(&fix, trigdata->tg_relation, false);
+	return PointerGetDatum(apply_fixes(&fix, trigdata->tg_relation, false));
 }
 
 /*

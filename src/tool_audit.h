@@ -14,6 +14,7 @@
 #include "postgres.h"
 
 #include "access/genam.h"
+#include "access/htup.h"
 #include "lib/stringinfo.h"
 #include "utils/jsonb.h"
 #include "utils/relcache.h"
@@ -178,6 +179,9 @@ extern bytea *ta_hash_bytea(const unsigned char hash[TA_HASH_LEN]);
 extern char *ta_signing_key_file;
 extern char *ta_jsonb_string(Jsonb *j, const char *key);
 extern char *ta_digest_signature_problem(Jsonb *d);
+
+/* ---- record.c: the insert triggers ---- */
+extern HeapTuple ta_record_tool_call(Relation rel, HeapTuple tuple);
 
 /* ---- guard.c: append-only enforcement ---- */
 extern bool ta_is_protected_relation(Oid relid);
