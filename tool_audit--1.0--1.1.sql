@@ -61,8 +61,9 @@ COMMENT ON COLUMN tool_audit.tool_calls.chain_hash IS 'SHA-256 link over the pre
 COMMENT ON COLUMN tool_audit.admin_events.row_hash IS 'SHA-256 of the row''s canonical encoding (doc/canonical-encoding.md)';
 COMMENT ON COLUMN tool_audit.admin_events.chain_hash IS 'SHA-256 link over the previous row of the same chain and lane';
 
--- log_call() in C: the same contract, about a third cheaper per call (it
--- inserts as the table owner itself, so it needs no SECURITY DEFINER)
+-- log_call() in C: the same contract, as cheap as an audited INSERT (it runs
+-- the insert trigger's work and inserts the row itself, so it needs no
+-- SECURITY DEFINER)
 CREATE OR REPLACE FUNCTION tool_audit.log_call(
     tool_name   text,
     arguments   jsonb,
