@@ -52,7 +52,6 @@
 #include "access/tableam.h"
 #include "access/xact.h"
 #include "catalog/pg_type.h"
-#include "common/hashfn.h"
 #include "executor/spi.h"
 #include "executor/tuptable.h"
 #include "miscadmin.h"
@@ -165,8 +164,8 @@ static char *last_tenant = NULL;
 static int	last_tenant_len = 0;
 static int64 last_chain_id;
 
-static int64
-row_chain_id(Relation rel, text *tenant)
+int64
+ta_row_chain_id(Relation rel, text *tenant)
 {
 	const char *t = tenant ? VARDATA_ANY(tenant) : NULL;
 	int			len = tenant ? VARSIZE_ANY_EXHDR(tenant) : 0;
@@ -637,6 +636,16 @@ seal_head(int64 chain_id)
 	return h;
 }
 
+static bytea *
+hash_bytea(const unsigned char hash[TA_HASH_LEN])
+{
+	bytea	   *b = palloc(VARHDRSZ + TA_HASH_LEN);
+
+	SET_VARSIZE(b, VARHDRSZ + TA_HASH_LEN);
+	memcpy(VARDATA(b), hash, TA_HASH_LEN);
+	return b;
+}
+
 /*
  * Hash a row about to be inserted and give it its place in a chain: fills
  * row_hash, chain_id, chain_lane, chain_seq and chain_hash in values/nulls
@@ -655,14 +664,14 @@ ta_chain_row(Relation rel, Datum *values, bool *nulls)
 	ta_row_hash(rel, values, nulls, row_hash);
 	tenant = nulls[cols.tenant_id] ? NULL : DatumGetTextPP(values[cols.tenant_id]);
 	if (seal_heads != NULL)
-		h = seal_head(row_chain_id(rel, tenant));
+		h = seal_head(ta_row_chain_id(rel, tenant));
 	else
-		h = lane_for_write(rel, row_chain_id(rel, tenant));
+		h = lane_for_write(rel, ta_row_chain_id(rel, tenant));
 	ta_link_hash(h->chain_id, h->lane, h->seq + 1, h->link, row_hash, link);
 	h->seq++;
 	memcpy(h->link, link, TA_HASH_LEN);
 
-	values[cols.row_hash] = PointerGetDatum(ta_hash_bytea(row_hash));
+	values[cols.row_hash] = PointerGetDatum(hash_bytea(row_hash));
 	nulls[cols.row_hash] = false;
 	values[cols.chain_id] = Int64GetDatum(h->chain_id);
 	nulls[cols.chain_id] = false;
@@ -670,18 +679,8 @@ ta_chain_row(Relation rel, Datum *values, bool *nulls)
 	nulls[cols.chain_lane] = false;
 	values[cols.chain_seq] = Int64GetDatum(h->seq);
 	nulls[cols.chain_seq] = false;
-	values[cols.chain_hash] = PointerGetDatum(ta_hash_bytea(link));
+	values[cols.chain_hash] = PointerGetDatum(hash_bytea(link));
 	nulls[cols.chain_hash] = false;
-}
-
-bytea *
-ta_hash_bytea(const unsigned char hash[TA_HASH_LEN])
-{
-	bytea	   *b = palloc(VARHDRSZ + TA_HASH_LEN);
-
-	SET_VARSIZE(b, VARHDRSZ + TA_HASH_LEN);
-	memcpy(VARDATA(b), hash, TA_HASH_LEN);
-	return b;
 }
 
 /*

@@ -31,7 +31,6 @@
 #include "catalog/namespace.h"
 #include "commands/dbcommands.h"
 #include "catalog/pg_type.h"
-#include "executor/spi.h"
 #include "executor/tuptable.h"
 #include "fmgr.h"
 #include "miscadmin.h"
@@ -403,8 +402,8 @@ signing_public_key(PG_FUNCTION_ARGS)
 }
 
 /* A string member of a jsonb object, or NULL if absent, null or not a string. */
-char *
-ta_jsonb_string(Jsonb *j, const char *key)
+static char *
+jsonb_string(Jsonb *j, const char *key)
 {
 	JsonbValue *v = getKeyJsonValueFromContainer(&j->root, key, strlen(key), NULL);
 
@@ -420,8 +419,8 @@ ta_jsonb_string(Jsonb *j, const char *key)
 char *
 ta_digest_signature_problem(Jsonb *d)
 {
-	char	   *sig_hex = ta_jsonb_string(d, "signature");
-	char	   *their_key = ta_jsonb_string(d, "key_id");
+	char	   *sig_hex = jsonb_string(d, "signature");
+	char	   *their_key = jsonb_string(d, "key_id");
 	EVP_PKEY   *pkey = load_signing_key();
 	char		key_id[KEY_ID_HEX + 1];
 	Jsonb	   *payload;

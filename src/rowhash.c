@@ -89,8 +89,8 @@ ta_sha256(const void *data, size_t len, unsigned char out[TA_HASH_LEN])
 				 errmsg("SHA-256 failed in OpenSSL")));
 }
 
-bool
-ta_is_chain_column(const char *name)
+static bool
+is_chain_column(const char *name)
 {
 	for (int i = 0; i < (int) lengthof(chain_columns); i++)
 		if (strcmp(name, chain_columns[i]) == 0)
@@ -283,13 +283,22 @@ canon_container(StringInfo buf, JsonbContainer *c)
 
 		while ((r = JsonbIteratorNext(&it, &v, true)) == WJB_KEY)
 		{
-			StringInfoData key;
-
 			Assert(i < n);
-			initStringInfo(&key);
-			ta_append_utf8(&key, v.val.string.val, v.val.string.len);
-			m[i].key = key.data;
-			m[i].keylen = key.len;
+			/* keys are sorted as UTF-8: point into the jsonb when it is */
+			if (GetDatabaseEncoding() == PG_UTF8)
+			{
+				m[i].key = v.val.string.val;
+				m[i].keylen = v.val.string.len;
+			}
+			else
+			{
+				StringInfoData key;
+
+				initStringInfo(&key);
+				ta_append_utf8(&key, v.val.string.val, v.val.string.len);
+				m[i].key = key.data;
+				m[i].keylen = key.len;
+			}
 			r = JsonbIteratorNext(&it, &m[i].value, true);
 			Assert(r == WJB_VALUE);
 			i++;
@@ -450,7 +459,7 @@ row_plan(Relation rel)
 		Form_pg_attribute att = TupleDescAttr(desc, i);
 		HashCol    *col;
 
-		if (att->attisdropped || ta_is_chain_column(NameStr(att->attname)))
+		if (att->attisdropped || is_chain_column(NameStr(att->attname)))
 			continue;
 		col = &plan->cols[plan->ncols++];
 		col->index = i;

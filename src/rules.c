@@ -145,8 +145,8 @@ parse_match(const char *s)
 }
 
 /* Run one query as the owner of an extension table (SPI is connected). */
-void
-ta_spi_exec_as_owner(Oid owner, const char *sql, int nargs, Oid *argtypes,
+static void
+spi_exec_as_owner(Oid owner, const char *sql, int nargs, Oid *argtypes,
 					 Datum *values, const char *nulls, bool read_only)
 {
 	Oid			save_userid;
@@ -188,7 +188,7 @@ load_rules(TaRuleSet *rs, TaRuleSet *builtin, Oid owner, MemoryContext cxt)
 				nvalue = 0;
 	MemoryContext spicxt;
 
-	ta_spi_exec_as_owner(owner,
+	spi_exec_as_owner(owner,
 					  "SELECT applies_to, match, pattern, action, rule_id, builtin"
 					  "  FROM tool_audit.sanitize_rules"
 					  " WHERE enabled"
@@ -251,7 +251,7 @@ load_rules(TaRuleSet *rs, TaRuleSet *builtin, Oid owner, MemoryContext cxt)
 static void
 load_keys(TaRuleSet *rs, Oid owner, MemoryContext cxt)
 {
-	ta_spi_exec_as_owner(owner,
+	spi_exec_as_owner(owner,
 					  "SELECT key_id, key, active FROM tool_audit.pseudonym_keys",
 					  0, NULL, NULL, NULL, true);
 	rs->key_ids = MemoryContextAllocZero(cxt, sizeof(char *) * (SPI_processed + 1));

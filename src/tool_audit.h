@@ -95,9 +95,6 @@ extern const TaRuleSet *ta_get_rules(void);
 extern Oid	ta_schema_oid(bool missing_ok);
 extern char *ta_normalize_key(const char *key, int len);
 extern Oid	ta_relation_owner(Oid relid);
-extern void ta_spi_exec_as_owner(Oid owner, const char *sql, int nargs,
-								 Oid *argtypes, Datum *values,
-								 const char *nulls, bool read_only);
 
 /* ---- pseudonym.c: keyed pseudonyms ---- */
 extern char *ta_pseudonymize(const TaRuleSet *rs, const char *value, int len);
@@ -155,7 +152,6 @@ typedef struct TaChainColumns
 
 extern void ta_sha256(const void *data, size_t len,
 					  unsigned char out[TA_HASH_LEN]);
-extern bool ta_is_chain_column(const char *name);
 extern void ta_append_utf8(StringInfo buf, const char *s, int len);
 extern void ta_canonical_json(StringInfo buf, Jsonb *j);
 extern void ta_chain_columns(Relation rel, TaChainColumns *cols);
@@ -167,17 +163,16 @@ extern IndexScanDesc ta_index_scan(Relation rel, Relation irel, Snapshot snap,
 								   ScanKey keys, int nkeys);
 extern void ta_chain_init(void);
 extern int64 ta_chain_id(const char *table, const char *tenant, int tenant_len);
+extern int64 ta_row_chain_id(Relation rel, text *tenant);
 extern void ta_link_hash(int64 chain_id, int32 lane, int64 seq,
 						 const unsigned char prev[TA_HASH_LEN],
 						 const unsigned char row_hash[TA_HASH_LEN],
 						 unsigned char out[TA_HASH_LEN]);
 extern void ta_chain_row(Relation rel, Datum *values, bool *nulls);
 extern bool ta_event_id_taken(Relation rel, Datum event_id);
-extern bytea *ta_hash_bytea(const unsigned char hash[TA_HASH_LEN]);
 
 /* ---- digest.c: signed digests ---- */
 extern char *ta_signing_key_file;
-extern char *ta_jsonb_string(Jsonb *j, const char *key);
 extern char *ta_digest_signature_problem(Jsonb *d);
 
 /* ---- record.c: the insert triggers ---- */

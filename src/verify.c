@@ -202,17 +202,6 @@ check_protections(Walk *w)
 
 /* ---- the walk ---- */
 
-static int64
-row_chain_id(const char *table, Datum *values, bool *nulls, const TaChainColumns *cols)
-{
-	text	   *tenant;
-
-	if (nulls[cols->tenant_id])
-		return ta_chain_id(table, NULL, 0);
-	tenant = DatumGetTextPP(values[cols->tenant_id]);
-	return ta_chain_id(table, VARDATA_ANY(tenant), VARSIZE_ANY_EXHDR(tenant));
-}
-
 static void
 finish_lane(Walk *w, const char *table, Lane *ln)
 {
@@ -333,7 +322,8 @@ walk_table(Walk *w, const char *table, const char *time_column)
 			start_lane(w, table, &ln, chain_id, lane);
 		}
 
-		if (in_scope && chain_id != row_chain_id(table, values, nulls, &cols))
+		if (in_scope && chain_id != ta_row_chain_id(rel, nulls[cols.tenant_id] ? NULL :
+													DatumGetTextPP(values[cols.tenant_id])))
 			report(w, table, true, chain_id, lane, seq, row_id,
 				   "row in the wrong chain: its chain id does not match its table and tenant");
 		ta_row_hash(rel, values, nulls, row_hash);
