@@ -226,6 +226,9 @@ SELECT * FROM tool_audit.verify_digest('{"format": "tool_audit digest 1", "heads
 SELECT * FROM tool_audit.verify_digest('{"format": "tool_audit digest 1", "heads": [{"chain": "1", "table": "tool_calls", "lane": 0, "position": 1, "hash": "XYZ"}]}');
 SELECT * FROM tool_audit.verify_digest('{"format": "tool_audit digest 1", "heads": [{"chain": "1", "table": "tool_calls", "lane": 0, "position": 1.5, "hash": ""}]}');
 \set VERBOSITY terse
+-- all with SQLSTATE 22023
+SELECT regress_try($$SELECT * FROM tool_audit.verify_digest('[]')$$);
+SELECT regress_try($$SELECT * FROM tool_audit.verify_digest('{"format": "tool_audit digest 1", "heads": [{"chain": "1", "table": "tool_calls", "lane": 0, "position": 1.5, "hash": ""}]}')$$);
 SELECT * FROM tool_audit.verify_digest(NULL);
 SELECT tool_audit.signing_public_key() IS NULL AS no_key;
 
