@@ -1,6 +1,6 @@
 # tool_audit — PGXS build.  `make`, `make install`, then see scripts/test.sh for the suite.
 EXTENSION  = tool_audit
-EXTVERSION = 1.1
+EXTVERSION = 1.2
 
 MODULE_big = tool_audit
 OBJS = \
@@ -18,11 +18,11 @@ OBJS = \
 	src/digest.o \
 	src/log_call.o
 
-DATA = tool_audit--1.0.sql tool_audit--1.0--1.1.sql
+DATA = tool_audit--1.0.sql tool_audit--1.0--1.1.sql tool_audit--1.1--1.2.sql
 
 # pg_regress: one file per capability, in dependency order (setup creates roles and fixtures).
 REGRESS = setup sanitize detect pseudonym summarize log_call log_event \
-	append_only ddl_guard roles tenants rules_admin bad_input chain upgrade
+	append_only ddl_guard roles tenants rules_admin bad_input chain reports exports upgrade
 REGRESS_OPTS = --inputdir=. --outputdir=. --load-extension=tool_audit
 
 ISOLATION = concurrent_writers rules_cache chain_order

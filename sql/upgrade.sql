@@ -75,6 +75,15 @@ INSERT INTO tool_audit.tool_calls (id, event_id, recorded_at, tool_name, tenant_
     FROM tool_audit.tool_calls WHERE id = 1000000000;
 RESET tool_audit.restoring;
 SELECT table_name, "position", row_id, problem FROM tool_audit.verify();
+-- and on to 1.2: the reports' indexes and functions, over the upgraded rows
+ALTER EXTENSION tool_audit UPDATE TO '1.2';
+SELECT extversion FROM pg_extension WHERE extname = 'tool_audit';
+SELECT indexrelid::regclass AS index FROM pg_index
+ WHERE indrelid IN ('tool_audit.tool_calls'::regclass, 'tool_audit.admin_events'::regclass) ORDER BY 1::text;
+SELECT count(*) AS rows, count(*) FILTER (WHERE tool_audit.check_row(t) IS NULL) AS intact
+  FROM tool_audit.tool_calls t WHERE tool_name LIKE 'old\_%';
+SELECT id, tool_audit.check_row(t) FROM tool_audit.tool_calls t WHERE id >= 1000000000 ORDER BY id;
+SELECT tool_audit.tool_stats('old_3');
 \c :regress_db
 DROP DATABASE regress_tool_audit_upgrade;
 
@@ -89,6 +98,9 @@ INSERT INTO tool_audit.tool_calls (tool_name, tenant_id, success, arguments)
 SELECT * FROM tool_audit.log_call('ascii_log', '{"k": "v"}', '{}', 1, '{"tenant_id": "acme"}') \gset
 SELECT tool_audit.canonical_json('{"b": "x", "a": "yy"}');
 SELECT chain_id = 8982595698387566530 AS same_chain_id_as_utf8 FROM tool_audit.tool_calls WHERE tool_name = 'ascii_call';
+-- reports in a database that cannot hold the UTF-8 marks use ASCII ones
+SELECT tool_audit.attribution(id) FROM tool_audit.tool_calls WHERE tool_name = 'ascii_call';
+SELECT tool_audit.check_row(t) IS NULL AS intact FROM tool_audit.tool_calls t WHERE tool_name = 'ascii_call';
 SELECT * FROM tool_audit.verify();
 \c :regress_db
 DROP DATABASE regress_tool_audit_ascii;

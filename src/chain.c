@@ -104,6 +104,44 @@ ta_link_hash(int64 chain_id, int32 lane, int64 seq,
 	ta_sha256(buf, p - buf, out);
 }
 
+static void
+check_hash_arg(bytea *b, const char *name)
+{
+	if (VARSIZE_ANY_EXHDR(b) != TA_HASH_LEN)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must be a SHA-256 hash of %d bytes", name, TA_HASH_LEN),
+				 errdetail("The value given has %d bytes.", (int) VARSIZE_ANY_EXHDR(b)),
+				 errhint("The first row of a lane links to 32 zero bytes.")));
+}
+
+/*
+ * tool_audit.chain_link(chain_id bigint, chain_lane integer, chain_seq bigint,
+ *                       previous bytea, row_hash bytea) RETURNS bytea
+ *
+ * The chain_hash a row at this position must store, given the chain_hash of
+ * the row before it in its lane (32 zero bytes for position 1) and its row
+ * hash: section 4 of doc/canonical-encoding.md, for reports and auditors.
+ */
+PG_FUNCTION_INFO_V1(chain_link);
+Datum
+chain_link(PG_FUNCTION_ARGS)
+{
+	bytea	   *prev = PG_GETARG_BYTEA_PP(3);
+	bytea	   *row_hash = PG_GETARG_BYTEA_PP(4);
+	bytea	   *result;
+
+	check_hash_arg(prev, "previous");
+	check_hash_arg(row_hash, "row_hash");
+	result = palloc(VARHDRSZ + TA_HASH_LEN);
+	SET_VARSIZE(result, VARHDRSZ + TA_HASH_LEN);
+	ta_link_hash(PG_GETARG_INT64(0), PG_GETARG_INT32(1), PG_GETARG_INT64(2),
+				 (const unsigned char *) VARDATA_ANY(prev),
+				 (const unsigned char *) VARDATA_ANY(row_hash),
+				 (unsigned char *) VARDATA(result));
+	PG_RETURN_BYTEA_P(result);
+}
+
 /*
  * An index scan started with its keys (index_beginscan's arguments changed
  * in PostgreSQL 18).

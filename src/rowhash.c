@@ -24,6 +24,7 @@
 #include <openssl/evp.h>
 
 #include "access/htup_details.h"
+#include "access/table.h"
 #include "catalog/pg_type.h"
 #include "datatype/timestamp.h"
 #include "fmgr.h"
@@ -625,4 +626,48 @@ ta_row_hash(Relation rel, Datum *values, bool *nulls,
 	}
 	ta_sha256(buf.data, buf.len, out);
 	pfree(buf.data);
+}
+
+/*
+ * tool_audit.compute_row_hash(tool_audit.tool_calls) RETURNS bytea
+ * tool_audit.compute_row_hash(tool_audit.admin_events) RETURNS bytea
+ *
+ * The row hash recomputed from a row's columns, to compare with the row_hash
+ * it stores: what reports use to check the rows they cover.  It takes the
+ * row itself rather than an id, so it reads nothing the caller could not.
+ */
+PG_FUNCTION_INFO_V1(compute_row_hash);
+Datum
+compute_row_hash(PG_FUNCTION_ARGS)
+{
+	HeapTupleHeader td = PG_GETARG_HEAPTUPLEHEADER(0);
+	Oid			relid = get_typ_typrelid(HeapTupleHeaderGetTypeId(td));
+	char	   *name = OidIsValid(relid) ? get_rel_name(relid) : NULL;
+	Relation	rel;
+	TupleDesc	desc;
+	HeapTupleData tuple;
+	Datum	   *values;
+	bool	   *nulls;
+	bytea	   *result;
+
+	if (name == NULL || get_rel_namespace(relid) != ta_schema_oid(false) ||
+		(strcmp(name, "tool_calls") != 0 && strcmp(name, "admin_events") != 0))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("compute_row_hash() takes a row of tool_audit.tool_calls or tool_audit.admin_events")));
+	rel = table_open(relid, AccessShareLock);
+	desc = RelationGetDescr(rel);
+	tuple.t_len = HeapTupleHeaderGetDatumLength(td);
+	ItemPointerSetInvalid(&tuple.t_self);
+	tuple.t_tableOid = relid;
+	tuple.t_data = td;
+	values = palloc(desc->natts * sizeof(Datum));
+	nulls = palloc(desc->natts * sizeof(bool));
+	heap_deform_tuple(&tuple, desc, values, nulls);
+
+	result = palloc(VARHDRSZ + TA_HASH_LEN);
+	SET_VARSIZE(result, VARHDRSZ + TA_HASH_LEN);
+	ta_row_hash(rel, values, nulls, (unsigned char *) VARDATA(result));
+	table_close(rel, AccessShareLock);
+	PG_RETURN_BYTEA_P(result);
 }
