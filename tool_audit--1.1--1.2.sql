@@ -48,7 +48,8 @@ CREATE FUNCTION tool_audit.verify_protections()
     AS 'MODULE_PATHNAME', 'verify_protections' LANGUAGE C VOLATILE PARALLEL UNSAFE;
 
 -- check_row(row): NULL when the row matches its row hash and links to the
--- rows before and after it in its lane, else what is wrong.  It reads the
+-- rows before and after it in its lane (and no row after it is missing),
+-- else what is wrong.  It reads the
 -- two neighbours as the caller, through row-level security: they are in the
 -- same chain, so of the same tenant, as the row.
 CREATE FUNCTION tool_audit.check_row(r tool_audit.tool_calls) RETURNS text
@@ -73,6 +74,11 @@ AS $$
              n.chain_hash IS DISTINCT FROM
              tool_audit.chain_link(r.chain_id, r.chain_lane, r.chain_seq + 1, r.chain_hash, n.row_hash))
             THEN 'chain link broken: the next row does not link to this one'
+        WHEN n.chain_seq IS NULL AND EXISTS (
+                SELECT FROM tool_audit.tool_calls x
+                 WHERE x.chain_id = r.chain_id AND x.chain_lane = r.chain_lane
+                   AND x.chain_seq > r.chain_seq + 1)
+            THEN 'the row after this one in its lane is missing'
     END
     FROM (SELECT) AS one
     LEFT JOIN tool_audit.tool_calls p
@@ -103,6 +109,11 @@ AS $$
              n.chain_hash IS DISTINCT FROM
              tool_audit.chain_link(r.chain_id, r.chain_lane, r.chain_seq + 1, r.chain_hash, n.row_hash))
             THEN 'chain link broken: the next row does not link to this one'
+        WHEN n.chain_seq IS NULL AND EXISTS (
+                SELECT FROM tool_audit.admin_events x
+                 WHERE x.chain_id = r.chain_id AND x.chain_lane = r.chain_lane
+                   AND x.chain_seq > r.chain_seq + 1)
+            THEN 'the row after this one in its lane is missing'
     END
     FROM (SELECT) AS one
     LEFT JOIN tool_audit.admin_events p

@@ -34,6 +34,17 @@ ta_require_packages() {
     apt-get install -y -qq --no-install-recommends $missing >/dev/null || ta_die "apt-get install failed"
 }
 
+# Node and npm, for test tooling only (the FHIR schema validator): Debian's
+# packages when they are missing and we are root.
+ta_require_node() {
+    command -v node >/dev/null && command -v npm >/dev/null && return 0
+    [ "$(id -u)" -eq 0 ] || ta_die "node and npm are missing (sudo apt-get install nodejs npm)"
+    ta_log "installing Debian packages: nodejs npm"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >/dev/null || ta_die "apt-get update failed"
+    apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null || ta_die "apt-get install failed"
+}
+
 ta_bindir() { "$PG_CONFIG" --bindir; }
 
 ta_build_install() {

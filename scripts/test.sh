@@ -9,6 +9,7 @@ set -uo pipefail
 . "$(dirname "$0")/lib.sh"
 
 ta_require_packages
+ta_require_node
 ta_build_install
 
 BINDIR=$(ta_bindir)
@@ -20,7 +21,7 @@ WORK=$(ta_scratch_dir)
 if [ -n "${TA_KEEP_WORK:-}" ]; then ta_log "work directory: $WORK"; else trap 'rm -rf "$WORK"' EXIT; fi
 
 # The tests write results next to their inputs: give the test user a copy.
-tar -C "$TA_ROOT" --exclude=.git --exclude='*.o' --exclude='*.so' --exclude=verifier/tool_audit_verify -cf - . | tar -C "$WORK" -xf -
+tar -C "$TA_ROOT" --exclude=.git --exclude=node_modules --exclude='*.o' --exclude='*.so' --exclude=verifier/tool_audit_verify -cf - . | tar -C "$WORK" -xf -
 [ "$(id -u)" -eq 0 ] && chown -R postgres: "$WORK"
 REGRESS=$(make -s -C "$TA_ROOT" PG_CONFIG="$PG_CONFIG" print-regress)
 ISOLATION=$(make -s -C "$TA_ROOT" PG_CONFIG="$PG_CONFIG" print-isolation)
@@ -80,6 +81,11 @@ ta_log "external verifier"
 st=$?
 cat "$LOGS/verifier.log"
 if [ $st -eq 0 ]; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
+
+ta_log "FHIR R4 schema validator (npm ci in test/fhir)"
+# test/t/009_reports.pl validates export_fhir() with it; it fails there if this did
+( cd "$WORK/test/fhir" && ta_as_user env npm_config_cache="$WORK/npm-cache" npm_config_update_notifier=false \
+    npm ci --no-audit --no-fund --loglevel=error ) >"$LOGS/npm.log" 2>&1 || cat "$LOGS/npm.log"
 
 ta_log "TAP tests"
 ( cd "$WORK" && ta_as_user env TESTDIR="$WORK" PG_REGRESS="$PG_REGRESS" \
