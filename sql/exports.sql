@@ -19,7 +19,6 @@ EXCEPTION WHEN OTHERS THEN
     RETURN SQLSTATE || ': ' || SQLERRM;
 END $$;
 GRANT EXECUTE ON FUNCTION regress_try(text) TO PUBLIC;
-SELECT tool_audit.bind_tenant('regress_reader_acme', 'exp_acme');
 
 SET tool_audit.restoring = on;
 INSERT INTO tool_audit.tool_calls
@@ -50,6 +49,8 @@ VALUES (101, '00000000-0000-4000-8000-000000000011', '2025-03-01 10:00:00.123456
        (102, '00000000-0000-4000-8000-000000000012', '2025-03-01 13:00:00+00', 'app', 'killswitch.enable', 'ops_bot',
         'service', 'exp_globex', '{"scope": "tenant"}', NULL, NULL, '{}');
 RESET tool_audit.restoring;
+-- (after the fixed rows: its admin event, recorded now, comes last in its chain)
+SELECT tool_audit.bind_tenant('regress_reader_acme', 'exp_acme');
 SELECT count(*) AS problems FROM tool_audit.verify();
 
 -- ---- export_jsonl: whatever the session's settings, the same bytes ----
