@@ -40,11 +40,21 @@ fi
 
 "${PSQL[@]}" -X -q -v ON_ERROR_STOP=1 -d "$CONN" -f "$TA_ROOT/scripts/demo.sql"
 
+# reports: the access report for one patient, the timeline of one conversation
+reports() {
+    "${PSQL[@]}" -X -q -v ON_ERROR_STOP=1 -d "$CONN" -v h1="== $1. $3" -v h2="== $2. $4" \
+        -f "$TA_ROOT/scripts/demo_reports.sql"
+}
+
 # Part two needs a cluster of our own: it tampers with the rows.
-[ -n "${WORK:-}" ] || exit 0
+if [ -z "${WORK:-}" ]; then
+    reports 9 10 "The access report for patient P-1001, its integrity verified row by row" \
+        "The timeline of the support conversation, and who is accountable"
+    exit 0
+fi
 
 echo
-echo "== 8. A signed digest and the public key are saved outside the database"
+echo "== 9. A signed digest and the public key are saved outside the database"
 "${PSQL[@]}" -X -At -d "$CONN" -c "SELECT tool_audit.digest()" >"$WORK/digest.json"
 "${PSQL[@]}" -X -At -d "$CONN" -c "SELECT tool_audit.signing_public_key()" >"$WORK/digest_pub.pem"
 make -s -C "$TA_ROOT/verifier" PG_CONFIG="$PG_CONFIG" >/dev/null || ta_die "could not build the verifier"
@@ -60,10 +70,13 @@ ta_as_user "$BINDIR/pg_ctl" -D "$WORK/data" -l "$WORK/server.log" -w restart \
     -f "$TA_ROOT/scripts/demo_tamper.sql"
 
 echo
-echo "== 11. The external verifier, with its own implementation of the hashes, says the same"
+echo "== 12. The external verifier, with its own implementation of the hashes, says the same"
 set +e
 "${VERIFY[@]}" --all "$CONN user=demo_verifier"
 status=$?
 set -e
 echo "(exit status $status: 1 means problems found)"
 [ $status -eq 1 ] || ta_die "the verifier should have found the tampering"
+
+reports 13 14 "The access report for patient P-1001 now: not verified, and it names the rewritten access" \
+    "The timeline of the support conversation shows the forged success; its row check does not"

@@ -13,10 +13,14 @@ BEGIN
     IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'demo_auditor_acme') THEN
         CREATE ROLE demo_auditor_acme;
     END IF;
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'demo_compliance_stmary') THEN
+        CREATE ROLE demo_compliance_stmary;
+    END IF;
 END $$;
 GRANT tool_audit_writer TO demo_support_app;
-GRANT tool_audit_reader TO demo_auditor_acme;
-SELECT tool_audit.bind_tenant('demo_auditor_acme', 'acme') IS NOT NULL AS auditor_bound_to_acme;
+GRANT tool_audit_reader TO demo_auditor_acme, demo_compliance_stmary;
+SELECT tool_audit.bind_tenant('demo_auditor_acme', 'acme') IS NOT NULL AS auditor_bound_to_acme,
+       tool_audit.bind_tenant('demo_compliance_stmary', 'stmary') IS NOT NULL AS officer_bound_to_stmary;
 SELECT 'conv_' || substr(md5(random()::text), 1, 8) AS conv \gset
 \echo 'conversation:' :conv
 
@@ -59,13 +63,40 @@ VALUES (:'conv', 5, 'usr_98765', 'gpt-4.1', 'acme', 'send_email',
 RESET ROLE;
 
 \echo
-\echo '== 3. An administrator changes the system prompt (an admin event)'
+\echo '== 3. At St Mary''s, a clinical assistant reads and updates patient P-1001''s chart; at night a nurse breaks the glass'
+SET ROLE demo_support_app;
+SELECT id, tool_name, user_id, purpose, subject_id, success FROM tool_audit.log_call(
+    'get_patient_record', '{"patient_id": "P-1001", "patient_name": "John Doe", "sections": ["allergies", "medications"]}',
+    '{"patient_id": "P-1001", "allergies": ["penicillin"], "medications": 3}', 41,
+    jsonb_build_object('tenant_id', 'stmary', 'conversation_id', :'conv' || '_chart', 'turn_number', 1,
+                       'user_id', 'dr_lee', 'user_role', 'physician', 'model', 'gpt-4.1',
+                       'purpose', 'treatment', 'subject_id', 'P-1001'));
+SELECT id, tool_name, user_id, purpose, subject_id, success FROM tool_audit.log_call(
+    'update_medication_list', '{"patient_id": "P-1001", "add": "amoxicillin", "date_of_birth": "1961-07-04"}',
+    '{"error": "interaction with penicillin allergy", "error_type": "ClinicalRuleViolation"}', 77,
+    jsonb_build_object('tenant_id', 'stmary', 'conversation_id', :'conv' || '_chart', 'turn_number', 2,
+                       'user_id', 'dr_lee', 'user_role', 'physician', 'model', 'gpt-4.1',
+                       'purpose', 'treatment', 'subject_id', 'P-1001'));
+SELECT id, tool_name, user_id, purpose, subject_id, success FROM tool_audit.log_call(
+    'get_patient_record', '{"patient_id": "P-1001", "sections": ["medications"]}',
+    '{"patient_id": "P-1001", "medications": 3}', 35,
+    jsonb_build_object('tenant_id', 'stmary', 'conversation_id', :'conv' || '_night', 'turn_number', 1,
+                       'user_id', 'nurse_kim', 'user_role', 'nurse', 'model', 'claude-sonnet-4',
+                       'purpose', 'emergency', 'break_glass', true, 'subject_id', 'P-1001'));
+SELECT id, tool_name, user_id, purpose, subject_id, success FROM tool_audit.log_call(
+    'get_invoice', '{"patient_id": "P-2002"}', '{"invoice": "INV-77", "status": "open"}', 19,
+    jsonb_build_object('tenant_id', 'stmary', 'user_id', 'clerk_1', 'user_role', 'billing',
+                       'model', 'gpt-4.1-mini', 'purpose', 'billing', 'subject_id', 'P-2002'));
+RESET ROLE;
+
+\echo
+\echo '== 4. An administrator changes the system prompt (an admin event)'
 SELECT event_type, actor, tenant_id, reason FROM tool_audit.log_event('prompt.update', 'admin@acme.test',
     '{"before": {"prompt_hash": "sha256:9f2c"}, "after": {"prompt_hash": "sha256:41ab"}}',
     '{"tenant_id": "acme", "reason": "friendlier tone", "source_ip": "192.0.2.10"}');
 
 \echo
-\echo '== 4. What was stored: secrets redacted, personal data pseudonymized, results summarized'
+\echo '== 5. What was stored: secrets redacted, personal data pseudonymized, results summarized'
 \x on
 SELECT turn_number AS turn, call_trigger, tool_name, success, arguments, result_summary, error,
        duration_ms, user_id, user_role, model
@@ -79,7 +110,7 @@ SELECT event_type, actor, tenant_id, payload, reason FROM tool_audit.admin_event
  WHERE event_type = 'prompt.update' ORDER BY id DESC LIMIT 1;
 
 \echo
-\echo '== 5. Nobody edits the record, not even a superuser (each statement below fails)'
+\echo '== 6. Nobody edits the record, not even a superuser (each statement below fails)'
 \set ON_ERROR_STOP 0
 UPDATE tool_audit.tool_calls SET success = true WHERE conversation_id = :'conv';
 DELETE FROM tool_audit.tool_calls WHERE conversation_id = :'conv';
@@ -94,7 +125,7 @@ DROP EXTENSION tool_audit CASCADE;
 SELECT count(*) AS rows_still_there FROM tool_audit.tool_calls WHERE conversation_id = :'conv';
 
 \echo
-\echo '== 6. The acme auditor (tool_audit_reader bound to tenant acme) sees acme rows only'
+\echo '== 7. The acme auditor (tool_audit_reader bound to tenant acme) sees acme rows only'
 SELECT (tool_audit.log_call('get_invoice', '{"invoice": "INV-1"}', '{"status": "paid"}', 12,
                             '{"tenant_id": "globex", "conversation_id": "conv_other_tenant"}')).id IS NOT NULL AS globex_row_logged;
 SET ROLE demo_auditor_acme;
@@ -102,7 +133,7 @@ SELECT tenant_id, count(*) AS calls_visible FROM tool_audit.tool_calls GROUP BY 
 RESET ROLE;
 
 \echo
-\echo '== 7. Every row is hashed and chained in commit order; verify() re-checks them all'
+\echo '== 8. Every row is hashed and chained in commit order; verify() re-checks them all'
 SELECT table_name, tenant_id, count(*) AS rows, count(DISTINCT chain_lane) AS lanes, max(chain_seq) AS head
   FROM (SELECT 'tool_calls' AS table_name, tenant_id, chain_lane, chain_seq FROM tool_audit.tool_calls
         UNION ALL
@@ -112,3 +143,8 @@ SELECT count(*) AS problems_found_by_verify FROM tool_audit.verify();
 SELECT jsonb_array_length(d->'heads') AS lane_heads, d->>'key_id' AS signed_with_key,
        left(d->>'signature', 16) || '...' AS signature
   FROM tool_audit.digest() d;
+
+\echo
+\echo 'Reports read the same rows: the tool usage across tenants (tool_audit.tool_usage)'
+SELECT tool_name, total_calls, success_rate, avg_duration_ms, unique_users
+  FROM tool_audit.tool_usage WHERE all_tenants ORDER BY tool_name;
