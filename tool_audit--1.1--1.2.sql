@@ -60,15 +60,18 @@ AS $$
         WHEN r.chain_id IS NULL OR r.chain_lane IS NULL OR r.chain_seq IS NULL
              OR r.chain_hash IS NULL
             THEN 'row not in a chain'
+        WHEN r.chain_seq < 1 OR r.chain_seq = 9223372036854775807
+            THEN 'invalid chain position'
         WHEN r.row_hash IS DISTINCT FROM tool_audit.compute_row_hash(r)
             THEN 'row altered: its content does not match its row hash'
         WHEN r.chain_seq > 1 AND p.chain_hash IS NULL
             THEN 'the row before this one in its lane is missing'
-        WHEN octet_length(coalesce(p.chain_hash, '\x00'::bytea)) <> 32 AND r.chain_seq > 1
+        WHEN r.chain_seq > 1 AND octet_length(p.chain_hash) <> 32
             THEN 'chain link broken: the previous row''s link is malformed'
         WHEN r.chain_hash IS DISTINCT FROM
              tool_audit.chain_link(r.chain_id, r.chain_lane, r.chain_seq,
-                                   coalesce(p.chain_hash, decode(repeat('00', 32), 'hex')), r.row_hash)
+                                   CASE WHEN r.chain_seq = 1 THEN decode(repeat('00', 32), 'hex')
+                                        ELSE p.chain_hash END, r.row_hash)
             THEN 'chain link broken: row reordered, inserted or its link edited'
         WHEN n.chain_seq IS NOT NULL AND (octet_length(n.row_hash) IS DISTINCT FROM 32 OR
              n.chain_hash IS DISTINCT FROM
@@ -77,14 +80,16 @@ AS $$
         WHEN n.chain_seq IS NULL AND EXISTS (
                 SELECT FROM tool_audit.tool_calls x
                  WHERE x.chain_id = r.chain_id AND x.chain_lane = r.chain_lane
-                   AND x.chain_seq > r.chain_seq + 1)
+                   AND x.chain_seq > r.chain_seq AND x.chain_seq <> r.chain_seq + 1)
             THEN 'the row after this one in its lane is missing'
     END
     FROM (SELECT) AS one
     LEFT JOIN tool_audit.tool_calls p
-           ON p.chain_id = r.chain_id AND p.chain_lane = r.chain_lane AND p.chain_seq = r.chain_seq - 1
+           ON r.chain_seq > 1 AND r.chain_seq < 9223372036854775807
+              AND p.chain_id = r.chain_id AND p.chain_lane = r.chain_lane AND p.chain_seq = r.chain_seq - 1
     LEFT JOIN tool_audit.tool_calls n
-           ON n.chain_id = r.chain_id AND n.chain_lane = r.chain_lane AND n.chain_seq = r.chain_seq + 1
+           ON r.chain_seq >= 1 AND r.chain_seq < 9223372036854775807
+              AND n.chain_id = r.chain_id AND n.chain_lane = r.chain_lane AND n.chain_seq = r.chain_seq + 1
 $$;
 
 CREATE FUNCTION tool_audit.check_row(r tool_audit.admin_events) RETURNS text
@@ -95,15 +100,18 @@ AS $$
         WHEN r.chain_id IS NULL OR r.chain_lane IS NULL OR r.chain_seq IS NULL
              OR r.chain_hash IS NULL
             THEN 'row not in a chain'
+        WHEN r.chain_seq < 1 OR r.chain_seq = 9223372036854775807
+            THEN 'invalid chain position'
         WHEN r.row_hash IS DISTINCT FROM tool_audit.compute_row_hash(r)
             THEN 'row altered: its content does not match its row hash'
         WHEN r.chain_seq > 1 AND p.chain_hash IS NULL
             THEN 'the row before this one in its lane is missing'
-        WHEN octet_length(coalesce(p.chain_hash, '\x00'::bytea)) <> 32 AND r.chain_seq > 1
+        WHEN r.chain_seq > 1 AND octet_length(p.chain_hash) <> 32
             THEN 'chain link broken: the previous row''s link is malformed'
         WHEN r.chain_hash IS DISTINCT FROM
              tool_audit.chain_link(r.chain_id, r.chain_lane, r.chain_seq,
-                                   coalesce(p.chain_hash, decode(repeat('00', 32), 'hex')), r.row_hash)
+                                   CASE WHEN r.chain_seq = 1 THEN decode(repeat('00', 32), 'hex')
+                                        ELSE p.chain_hash END, r.row_hash)
             THEN 'chain link broken: row reordered, inserted or its link edited'
         WHEN n.chain_seq IS NOT NULL AND (octet_length(n.row_hash) IS DISTINCT FROM 32 OR
              n.chain_hash IS DISTINCT FROM
@@ -112,14 +120,16 @@ AS $$
         WHEN n.chain_seq IS NULL AND EXISTS (
                 SELECT FROM tool_audit.admin_events x
                  WHERE x.chain_id = r.chain_id AND x.chain_lane = r.chain_lane
-                   AND x.chain_seq > r.chain_seq + 1)
+                   AND x.chain_seq > r.chain_seq AND x.chain_seq <> r.chain_seq + 1)
             THEN 'the row after this one in its lane is missing'
     END
     FROM (SELECT) AS one
     LEFT JOIN tool_audit.admin_events p
-           ON p.chain_id = r.chain_id AND p.chain_lane = r.chain_lane AND p.chain_seq = r.chain_seq - 1
+           ON r.chain_seq > 1 AND r.chain_seq < 9223372036854775807
+              AND p.chain_id = r.chain_id AND p.chain_lane = r.chain_lane AND p.chain_seq = r.chain_seq - 1
     LEFT JOIN tool_audit.admin_events n
-           ON n.chain_id = r.chain_id AND n.chain_lane = r.chain_lane AND n.chain_seq = r.chain_seq + 1
+           ON r.chain_seq >= 1 AND r.chain_seq < 9223372036854775807
+              AND n.chain_id = r.chain_id AND n.chain_lane = r.chain_lane AND n.chain_seq = r.chain_seq + 1
 $$;
 
 -- ---------------------------------------------------------------------------
@@ -174,13 +184,13 @@ $$;
 
 -- is_break_glass(row): the call was an emergency access: its context said
 -- "break_glass": true (kept in session_metadata) or its purpose is
--- "break_glass" or "emergency"
+-- "break_glass", "break-glass" or "emergency"
 CREATE FUNCTION tool_audit.is_break_glass(r tool_audit.tool_calls) RETURNS boolean
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT r.session_metadata @> '{"break_glass": true}'
-        OR coalesce(lower(r.purpose) IN ('break_glass', 'emergency'), false)
+        OR coalesce(lower(btrim(r.purpose)) IN ('break_glass', 'break-glass', 'emergency'), false)
 $$;
 
 -- arrow and status marks: UTF-8 when the database can hold them (plpgsql:
@@ -201,13 +211,16 @@ $$;
 -- ---------------------------------------------------------------------------
 -- Queries (the seed's AuditQueryEngine).  Plain SQL functions, inlined into
 -- the caller's query: their WHERE, ORDER BY and LIMIT reach the indexes.
+-- Inlined bodies are parsed with the caller's search_path: every name in
+-- them is schema-qualified.  The since bound is a CASE, not COALESCE: under
+-- row-level security only leakproof expressions become index conditions.
 -- ---------------------------------------------------------------------------
 CREATE FUNCTION tool_audit.calls_by_conversation(conversation_id text)
 RETURNS SETOF tool_audit.tool_calls
 LANGUAGE sql STABLE
 AS $$
     SELECT t.* FROM tool_audit.tool_calls t
-     WHERE t.conversation_id OPERATOR(pg_catalog.=) tool_audit.required_arg($1, 'conversation_id'::text)
+     WHERE t.conversation_id OPERATOR(pg_catalog.=) tool_audit.required_arg($1, 'conversation_id'::pg_catalog.text)
      ORDER BY t.turn_number, t.recorded_at, t.id
 $$;
 
@@ -216,8 +229,9 @@ RETURNS SETOF tool_audit.tool_calls
 LANGUAGE sql STABLE
 AS $$
     SELECT t.* FROM tool_audit.tool_calls t
-     WHERE t.user_id OPERATOR(pg_catalog.=) tool_audit.required_arg($1, 'user_id'::text)
-       AND t.recorded_at OPERATOR(pg_catalog.>=) COALESCE($2, '-infinity')
+     WHERE t.user_id OPERATOR(pg_catalog.=) tool_audit.required_arg($1, 'user_id'::pg_catalog.text)
+       AND t.recorded_at OPERATOR(pg_catalog.>=)
+           CASE WHEN $2 IS NULL THEN '-infinity'::pg_catalog.timestamptz ELSE $2 END
      ORDER BY t.recorded_at, t.id
 $$;
 
@@ -227,7 +241,8 @@ LANGUAGE sql STABLE
 AS $$
     SELECT t.* FROM tool_audit.tool_calls t
      WHERE NOT t.success
-       AND t.recorded_at OPERATOR(pg_catalog.>=) COALESCE($1, '-infinity')
+       AND t.recorded_at OPERATOR(pg_catalog.>=)
+           CASE WHEN $1 IS NULL THEN '-infinity'::pg_catalog.timestamptz ELSE $1 END
      ORDER BY t.recorded_at, t.id
 $$;
 
@@ -246,7 +261,7 @@ AS $$
             'unique_users', count(DISTINCT t.user_id))
         END
       FROM tool_audit.tool_calls t
-     WHERE t.tool_name = tool_audit.required_arg($1, 'tool_name'::text)
+     WHERE t.tool_name = tool_audit.required_arg($1, 'tool_name'::pg_catalog.text)
 $$;
 
 -- the same figures for every tool: one row per tool over every tenant the
@@ -277,7 +292,7 @@ AS $$
                   t.result_summary::text,
                   coalesce(t.duration_ms::text, '?'))
       FROM tool_audit.tool_calls t
-     WHERE t.conversation_id = tool_audit.required_arg($1, 'conversation_id'::text)
+     WHERE t.conversation_id = tool_audit.required_arg($1, 'conversation_id'::pg_catalog.text)
      ORDER BY t.turn_number, t.recorded_at, t.id
 $$;
 
@@ -287,11 +302,11 @@ LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT format('User %s (%s) %s %s %s %s [%s]',
-                  coalesce(t.user_id, 'unknown'), coalesce(t.user_role, 'unknown'),
-                  tool_audit.report_mark('arrow'), coalesce(t.model, 'unknown'),
+                  coalesce(nullif(t.user_id, ''), 'unknown'), coalesce(nullif(t.user_role, ''), 'unknown'),
+                  tool_audit.report_mark('arrow'), coalesce(nullif(t.model, ''), 'unknown'),
                   tool_audit.report_mark('arrow'), t.tool_name, t.call_trigger)
       FROM tool_audit.tool_calls t
-     WHERE t.id = tool_audit.required_arg($1, 'call_id'::text)
+     WHERE t.id = tool_audit.required_arg($1, 'call_id'::pg_catalog.text)
 $$;
 
 -- ---------------------------------------------------------------------------
@@ -377,7 +392,7 @@ BEGIN
             'model', t.model, 'tool_name', t.tool_name, 'tool_call_id', t.tool_call_id,
             'call_trigger', t.call_trigger, 'purpose', t.purpose, 'subject_id', t.subject_id,
             'arguments', t.arguments, 'result_summary', t.result_summary, 'success', t.success,
-            'error', t.error, 'duration_ms', t.duration_ms, 'client_ip', host(t.client_ip),
+            'error', t.error, 'duration_ms', t.duration_ms, 'client_ip', abbrev(t.client_ip),
             'user_agent', t.user_agent, 'session_metadata', t.session_metadata,
             'recorded_by', t.recorded_by,
             'row_hash', encode(t.row_hash, 'hex'), 'chain_id', t.chain_id,
@@ -391,7 +406,7 @@ BEGIN
             'id', e.id, 'event_id', e.event_id, 'occurred_at', tool_audit.iso8601_utc(e.occurred_at),
             'event_type', e.event_type, 'actor', e.actor, 'actor_type', e.actor_type,
             'tenant_id', e.tenant_id, 'payload', e.payload, 'reason', e.reason,
-            'source_ip', host(e.source_ip), 'metadata', e.metadata, 'recorded_by', e.recorded_by,
+            'source_ip', abbrev(e.source_ip), 'metadata', e.metadata, 'recorded_by', e.recorded_by,
             'row_hash', encode(e.row_hash, 'hex'), 'chain_id', e.chain_id,
             'chain_lane', e.chain_lane, 'chain_seq', e.chain_seq,
             'chain_hash', encode(e.chain_hash, 'hex'))
@@ -408,7 +423,7 @@ SELECT t.id, t.event_id, t.recorded_at, t.tenant_id, t.conversation_id, t.turn_n
        t.user_id, t.user_role, t.model, t.tool_name, t.tool_call_id, t.call_trigger,
        t.purpose, t.subject_id, t.arguments::text AS arguments,
        t.result_summary::text AS result_summary, t.success, t.error, t.duration_ms,
-       host(t.client_ip) AS client_ip, t.user_agent, t.session_metadata::text AS session_metadata,
+       abbrev(t.client_ip) AS client_ip, t.user_agent, t.session_metadata::text AS session_metadata,
        t.recorded_by, encode(t.row_hash, 'hex') AS row_hash, t.chain_id, t.chain_lane,
        t.chain_seq, encode(t.chain_hash, 'hex') AS chain_hash
   FROM tool_audit.tool_calls t;
@@ -416,7 +431,7 @@ COMMENT ON VIEW tool_audit.tool_calls_csv IS 'tool_calls with JSON as text and h
 
 CREATE VIEW tool_audit.admin_events_csv WITH (security_invoker = true) AS
 SELECT e.id, e.event_id, e.occurred_at, e.event_type, e.actor, e.actor_type, e.tenant_id,
-       e.payload::text AS payload, e.reason, host(e.source_ip) AS source_ip,
+       e.payload::text AS payload, e.reason, abbrev(e.source_ip) AS source_ip,
        e.metadata::text AS metadata, e.recorded_by, encode(e.row_hash, 'hex') AS row_hash,
        e.chain_id, e.chain_lane, e.chain_seq, encode(e.chain_hash, 'hex') AS chain_hash
   FROM tool_audit.admin_events e;
@@ -441,6 +456,33 @@ AS $$
     END
 $$;
 
+-- fhir_string(value): a FHIR string: the R4 schema's string pattern
+-- (^[ \r\n\t\S]+$, in JavaScript) admits no whitespace but space, tab, CR
+-- and LF, so the others (vertical tab, form feed, no-break and other Unicode
+-- spaces) become spaces; an empty string becomes NULL (FHIR has none)
+CREATE FUNCTION tool_audit.fhir_string(value text) RETURNS text
+LANGUAGE plpgsql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF getdatabaseencoding() = 'UTF8' THEN
+        value := regexp_replace(value,
+            '[\u000b\u000c\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff]', ' ', 'g');
+    ELSE
+        value := regexp_replace(value, '[\u000b\u000c]', ' ', 'g');
+    END IF;
+    RETURN nullif(value, '');
+END
+$$;
+
+-- fhir_code(value): a FHIR code: no leading, trailing or repeated whitespace
+CREATE FUNCTION tool_audit.fhir_code(value text) RETURNS text
+LANGUAGE sql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT nullif(regexp_replace(btrim(tool_audit.fhir_string(value), E' \t\r\n'), E'[ \t\r\n]+', ' ', 'g'), '')
+$$;
+
 -- fhir_audit_event(row): one FHIR R4 AuditEvent resource for a tool call
 CREATE FUNCTION tool_audit.fhir_audit_event(r tool_audit.tool_calls) RETURNS jsonb
 LANGUAGE sql STABLE
@@ -450,53 +492,53 @@ AS $$
     SELECT jsonb_strip_nulls(jsonb_build_object(
         'resourceType', 'AuditEvent',
         'id', r.event_id::text,
-        'type', CASE WHEN nullif(r.subject_id, '') IS NOT NULL
+        'type', CASE WHEN tool_audit.fhir_code(r.subject_id) IS NOT NULL
                      THEN '{"system": "http://dicom.nema.org/resources/ontology/DCM", "code": "110110", "display": "Patient Record"}'::jsonb
                      ELSE '{"system": "http://dicom.nema.org/resources/ontology/DCM", "code": "110100", "display": "Application Activity"}'::jsonb END,
         'subtype', jsonb_build_array(jsonb_build_object(
             'system', 'urn:tool_audit:tool',
-            'code', coalesce(nullif(regexp_replace(btrim(r.tool_name, E' \t\r\n'), '\s+', ' ', 'g'), ''), 'unnamed'),
-            'display', r.tool_name)),
+            'code', coalesce(tool_audit.fhir_code(r.tool_name), 'unnamed'),
+            'display', tool_audit.fhir_string(r.tool_name))),
         'action', tool_audit.fhir_action(r.tool_name),
         'recorded', tool_audit.iso8601_utc(r.recorded_at),
         'outcome', CASE WHEN r.success THEN '0' ELSE '4' END,
-        'outcomeDesc', nullif(r.error, ''),
-        'purposeOfEvent', CASE WHEN nullif(r.purpose, '') IS NOT NULL
-                               THEN jsonb_build_array(jsonb_build_object('text', r.purpose)) END,
+        'outcomeDesc', tool_audit.fhir_string(r.error),
+        'purposeOfEvent', CASE WHEN tool_audit.fhir_string(r.purpose) IS NOT NULL
+                               THEN jsonb_build_array(jsonb_build_object('text', tool_audit.fhir_string(r.purpose))) END,
         'agent', jsonb_build_array(
             jsonb_build_object(
                 'type', '{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/extra-security-role-type", "code": "humanuser", "display": "human user"}]}'::jsonb,
-                'who', CASE WHEN nullif(r.user_id, '') IS NOT NULL
-                            THEN jsonb_build_object('identifier', jsonb_build_object('value', r.user_id))
+                'who', CASE WHEN tool_audit.fhir_string(r.user_id) IS NOT NULL
+                            THEN jsonb_build_object('identifier', jsonb_build_object('value', tool_audit.fhir_string(r.user_id)))
                             ELSE '{"display": "unknown"}'::jsonb END,
-                'role', CASE WHEN nullif(r.user_role, '') IS NOT NULL
-                             THEN jsonb_build_array(jsonb_build_object('text', r.user_role)) END,
+                'role', CASE WHEN tool_audit.fhir_string(r.user_role) IS NOT NULL
+                             THEN jsonb_build_array(jsonb_build_object('text', tool_audit.fhir_string(r.user_role))) END,
                 'requestor', true,
                 'network', CASE WHEN r.client_ip IS NOT NULL
                                 THEN jsonb_build_object('address', host(r.client_ip), 'type', '2') END),
             jsonb_build_object(
                 'type', '{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/extra-security-role-type", "code": "dataprocessor", "display": "data processor"}]}'::jsonb,
-                'who', jsonb_build_object('display', coalesce(nullif(r.model, ''), 'unknown model')),
+                'who', jsonb_build_object('display', coalesce(tool_audit.fhir_string(r.model), 'unknown model')),
                 'requestor', false)),
         'source', jsonb_build_object(
-            'site', nullif(r.tenant_id, ''),
-            'observer', jsonb_build_object('display', 'tool_audit@' || current_database()),
+            'site', tool_audit.fhir_string(r.tenant_id),
+            'observer', jsonb_build_object('display', tool_audit.fhir_string('tool_audit@' || current_database())),
             'type', '[{"system": "http://terminology.hl7.org/CodeSystem/security-source-type", "code": "4", "display": "Application Server"}]'::jsonb),
         'entity', (SELECT jsonb_agg(e ORDER BY n) FROM (VALUES
-            (1, CASE WHEN nullif(r.subject_id, '') IS NOT NULL THEN jsonb_build_object(
-                'what', jsonb_build_object('identifier', jsonb_build_object('value', r.subject_id)),
+            (1, CASE WHEN tool_audit.fhir_code(r.subject_id) IS NOT NULL THEN jsonb_build_object(
+                'what', jsonb_build_object('identifier', jsonb_build_object('value', tool_audit.fhir_string(r.subject_id))),
                 'type', '{"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type", "code": "1", "display": "Person"}'::jsonb)
              END),
             (2, jsonb_build_object(
                 'what', jsonb_build_object('identifier', jsonb_build_object(
                     'system', 'urn:tool_audit:tool_call_id',
-                    'value', coalesce(nullif(r.tool_call_id, ''), r.event_id::text))),
+                    'value', coalesce(tool_audit.fhir_string(r.tool_call_id), r.event_id::text))),
                 'type', '{"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type", "code": "2", "display": "System Object"}'::jsonb,
-                'name', r.tool_name,
+                'name', tool_audit.fhir_string(r.tool_name),
                 'detail', (SELECT jsonb_agg(jsonb_build_object('type', d.k, 'valueString', d.v) ORDER BY d.n)
-                             FROM (VALUES (1, 'arguments', r.arguments::text),
-                                          (2, 'result_summary', r.result_summary::text),
-                                          (3, 'conversation_id', nullif(r.conversation_id, '')),
+                             FROM (VALUES (1, 'arguments', tool_audit.fhir_string(r.arguments::text)),
+                                          (2, 'result_summary', tool_audit.fhir_string(r.result_summary::text)),
+                                          (3, 'conversation_id', tool_audit.fhir_string(r.conversation_id)),
                                           (4, 'turn_number', r.turn_number::text),
                                           (5, 'call_trigger', r.call_trigger::text),
                                           (6, 'duration_ms', r.duration_ms::text),
@@ -587,6 +629,8 @@ REVOKE ALL ON FUNCTION
     tool_audit.access_report(text, timestamptz, timestamptz),
     tool_audit.export_jsonl(timestamptz, timestamptz),
     tool_audit.fhir_action(text),
+    tool_audit.fhir_string(text),
+    tool_audit.fhir_code(text),
     tool_audit.fhir_audit_event(tool_audit.tool_calls),
     tool_audit.export_fhir(timestamptz, timestamptz, text)
     FROM PUBLIC;
@@ -607,6 +651,8 @@ GRANT EXECUTE ON FUNCTION
     tool_audit.report_mark(text),
     tool_audit.export_jsonl(timestamptz, timestamptz),
     tool_audit.fhir_action(text),
+    tool_audit.fhir_string(text),
+    tool_audit.fhir_code(text),
     tool_audit.fhir_audit_event(tool_audit.tool_calls),
     tool_audit.export_fhir(timestamptz, timestamptz, text)
     TO tool_audit_reader, tool_audit_admin, tool_audit_verifier;
@@ -619,7 +665,6 @@ GRANT EXECUTE ON FUNCTION
     tool_audit.attribution(bigint),
     tool_audit.access_report(text, timestamptz, timestamptz)
     TO tool_audit_reader, tool_audit_admin;
-GRANT SELECT ON tool_audit.tool_usage, tool_audit.otel_tool_spans
-    TO tool_audit_reader, tool_audit_admin;
-GRANT SELECT ON tool_audit.tool_calls_csv, tool_audit.admin_events_csv
+GRANT SELECT ON tool_audit.tool_usage TO tool_audit_reader, tool_audit_admin;
+GRANT SELECT ON tool_audit.tool_calls_csv, tool_audit.admin_events_csv, tool_audit.otel_tool_spans
     TO tool_audit_reader, tool_audit_admin, tool_audit_verifier;

@@ -6,7 +6,7 @@
 \echo
 \echo :h1
 SET ROLE demo_compliance_stmary;
-SELECT tool_audit.access_report('P-1001', now() - interval '1 day', now()) AS report \gset
+SELECT tool_audit.access_report('P-1001', date_trunc('day', now()) - interval '30 days', now()) AS report \gset
 SELECT jsonb_pretty(:'report'::jsonb) AS "access report for P-1001 (as the St Mary's compliance officer)";
 RESET ROLE;
 

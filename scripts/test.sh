@@ -85,7 +85,8 @@ if [ $st -eq 0 ]; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
 ta_log "FHIR R4 schema validator (npm ci in test/fhir)"
 # test/t/009_reports.pl validates export_fhir() with it; it fails there if this did
 ( cd "$WORK/test/fhir" && ta_as_user env npm_config_cache="$WORK/npm-cache" npm_config_update_notifier=false \
-    npm ci --no-audit --no-fund --loglevel=error ) >"$LOGS/npm.log" 2>&1 || cat "$LOGS/npm.log"
+    npm ci --no-audit --no-fund --loglevel=error ) >"$LOGS/npm.log" 2>&1 ||
+    { cat "$LOGS/npm.log"; echo "npm ci failed"; failed=$((failed + 1)); }
 
 ta_log "TAP tests"
 ( cd "$WORK" && ta_as_user env TESTDIR="$WORK" PG_REGRESS="$PG_REGRESS" \

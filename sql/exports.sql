@@ -2,10 +2,13 @@
 -- place in its chain, CSV through COPY of a view, FHIR R4 AuditEvent, and
 -- OpenTelemetry GenAI spans.  In a UTF-8 database of its own, on rows
 -- restored with fixed times and ids, so every byte is deterministic.
--- (test/t/009_fhir_schema.pl validates export_fhir() against the R4 schema.)
+-- (test/t/009_reports.pl validates export_fhir() against the R4 schema.)
 \set VERBOSITY terse
 SELECT current_database() AS regress_db \gset
+SET client_min_messages = warning;
+DROP DATABASE IF EXISTS regress_tool_audit_exports;
 CREATE DATABASE regress_tool_audit_exports TEMPLATE template0 ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C';
+RESET client_min_messages;
 \c regress_tool_audit_exports
 SET client_encoding = 'UTF8';
 SET client_min_messages = warning;
@@ -33,7 +36,7 @@ VALUES
  (2, '00000000-0000-4000-8000-000000000002', '2025-03-01 10:05:00+00', 'app', 'exp_acme', 'conv_1', 2, 'dr_lee',
   'physician', 'gpt-4.1', 'update_patient_record', 'call_2', 'follow_up', 'treatment', 'pat_1',
   '{"patient_id": "pat_1", "note": "line one\nline \"two\""}', '{"success": false, "error": "record locked"}', false,
-  'record locked', 0.1, NULL, NULL, '{}'),
+  E'record "locked",\nretry later', 0.1, NULL, NULL, '{}'),
  (3, '00000000-0000-4000-8000-000000000003', '2025-03-01 11:00:00+00', 'app', 'exp_acme', NULL, NULL, NULL,
   '', NULL, '  odd   tool ', NULL, 'system', NULL, NULL, '{}', '{}', true, NULL, NULL, NULL, NULL, '{}'),
  (4, '00000000-0000-4000-8000-000000000004', '2025-03-01 12:00:00+00', 'app', 'exp_globex', 'conv_g', 1, 'usr_g',
@@ -41,7 +44,7 @@ VALUES
   7, '192.0.2.1', NULL, '{"break_glass": true}'),
  (5, '00000000-0000-4000-8000-000000000005', '2025-03-02 00:00:00+00', 'app', 'exp_acme', 'conv_1', 3, 'dr_lee',
   'physician', 'gpt-4.1', 'list_visits', NULL, 'user_request', 'treatment', 'pat_1', '{}', '{"success": true}', true,
-  NULL, 5, NULL, NULL, '{}');
+  NULL, 5, '10.0.0.0/8', NULL, '{}');
 INSERT INTO tool_audit.admin_events (id, event_id, occurred_at, recorded_by, event_type, actor, actor_type, tenant_id,
                                      payload, reason, source_ip, metadata)
 VALUES (101, '00000000-0000-4000-8000-000000000011', '2025-03-01 10:00:00.123456+00', 'app', 'prompt.update', 'admin_1',
@@ -99,6 +102,8 @@ COPY (SELECT * FROM tool_audit.tool_calls_csv WHERE recorded_at >= '2025-03-01' 
 COPY (SELECT * FROM tool_audit.admin_events_csv WHERE id > 100 ORDER BY id) TO STDOUT WITH (FORMAT csv, HEADER);
 RESET TimeZone;
 RESET DateStyle;
+-- the time column follows the session's settings (here pg_regress's)
+COPY (SELECT id, recorded_at, client_ip FROM tool_audit.tool_calls_csv WHERE id IN (1, 5) ORDER BY id) TO STDOUT WITH (FORMAT csv);
 
 -- ---- FHIR R4 AuditEvent ----
 SELECT jsonb_pretty(r) FROM tool_audit.export_fhir('2025-03-01 00:00+00', '2025-03-02 00:00+00') r LIMIT 1;
@@ -111,6 +116,12 @@ SELECT count(*) FROM tool_audit.export_fhir('-infinity', 'infinity', 'no_such_su
 SELECT count(*) FROM tool_audit.export_fhir('2025-03-01 11:00:00+00', '2025-03-01 11:00:00+00');
 SELECT regress_try($$SELECT tool_audit.export_fhir('2025-03-02', '2025-03-01')$$);
 SELECT regress_try($$SELECT tool_audit.export_fhir(NULL, NULL, 'pat_1')$$);
+SELECT regress_try($$SELECT tool_audit.export_fhir('2025-03-01', NULL)$$);
+SELECT regress_try($$SELECT tool_audit.export_fhir('2025-03-02', '2025-03-01', 'pat_1')$$);
+-- strings FHIR's schema would refuse (no-break spaces, vertical tabs, an
+-- empty role) are mended, and a code has no stray whitespace
+SELECT tool_audit.fhir_string(E'a\u00a0b\u2028c\x0bd') AS string, tool_audit.fhir_string('') IS NULL AS empty_is_null,
+       tool_audit.fhir_code(E'\u3000 odd \t  tool\n') AS code;
 SELECT tool_audit.fhir_action(n) AS action, n
   FROM unnest(ARRAY['get_order', 'searchPatients', 'create_refund', 'update_order_status', 'delete_note',
                     'send_email', '', 'Remove.item', 'GET_ORDER', 'HTTPGetThing', 'add-note']) n;
@@ -124,19 +135,27 @@ SELECT "gen_ai.tool.name", "status.code", "error.type", end_time - start_time AS
 
 -- ---- a reader bound to exp_acme exports exp_acme only ----
 SET ROLE regress_reader_acme;
-SELECT d->>'table' AS tab, d->>'id' AS id, d->>'tenant_id' AS tenant FROM tool_audit.export_jsonl('-infinity', 'infinity') d;
+SELECT d->>'table' AS tab, d->>'id' AS id, d->>'tenant_id' AS tenant FROM tool_audit.export_jsonl('-infinity', 'infinity') d
+ WHERE d->>'table' = 'tool_calls' OR (d->>'id')::bigint > 100;
+SELECT count(*) FILTER (WHERE d->>'tenant_id' IS DISTINCT FROM 'exp_acme') AS other_tenants, count(*) > 0 AS some
+  FROM tool_audit.export_jsonl('-infinity', 'infinity') d;
 SELECT r->>'id' AS id, r->'source'->>'site' AS site FROM tool_audit.export_fhir('-infinity', 'infinity', 'pat_1') r;
 SELECT id, tenant_id FROM tool_audit.tool_calls_csv ORDER BY id;
-SELECT id, tenant_id FROM tool_audit.admin_events_csv ORDER BY id;
+SELECT id, tenant_id FROM tool_audit.admin_events_csv WHERE id > 100 ORDER BY id;
 SELECT "tool_audit.call_id", "tool_audit.tenant_id" FROM tool_audit.otel_tool_spans ORDER BY 1;
 RESET ROLE;
 
 -- ---- privileges: the verifier role exports (it reads every tenant) ----
+SET client_min_messages = warning;
+DROP ROLE IF EXISTS regress_exp_verifier;
+RESET client_min_messages;
 CREATE ROLE regress_exp_verifier IN ROLE tool_audit_verifier;
 SET ROLE regress_exp_verifier;
 SELECT count(*) FROM tool_audit.export_jsonl('-infinity', 'infinity');
+SELECT count(*) FROM tool_audit.export_fhir('-infinity', 'infinity');
 SELECT count(*) FROM tool_audit.tool_calls_csv;
-SELECT regress_try($$SELECT * FROM tool_audit.otel_tool_spans$$);
+SELECT count(*) FROM tool_audit.otel_tool_spans;
+SELECT regress_try($$SELECT tool_audit.access_report('pat_1', '-infinity', 'infinity')$$);
 RESET ROLE;
 SET ROLE regress_writer;
 SELECT regress_try($$SELECT tool_audit.export_jsonl('-infinity', 'infinity')$$);

@@ -4,7 +4,10 @@
 -- arguments, and integrity_verified really computed.
 \set VERBOSITY terse
 SELECT current_database() AS regress_db \gset
+SET client_min_messages = warning;
+DROP DATABASE IF EXISTS regress_tool_audit_reports;
 CREATE DATABASE regress_tool_audit_reports TEMPLATE template0 ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C';
+RESET client_min_messages;
 \c regress_tool_audit_reports
 SET client_encoding = 'UTF8';
 SET client_min_messages = warning;
@@ -58,7 +61,18 @@ VALUES
   'analyst', 'gpt-4.1', 'get_patient_record', NULL, 'system', 'research', 'pat_1', '{"patient_id": "pat_1"}',
   '{"success": true}', true, NULL, 33.333333333333336, NULL, '{}'),
  (302, '00000000-0000-4000-8000-000000000302', '2025-03-07 12:01:00+00', 'app', 'rep_globex', 'conv_g', 2, 'usr_g',
-  NULL, NULL, 'delete_note', NULL, 'retry', NULL, NULL, '{}', '{"success": false}', false, NULL, NULL, NULL, '{}');
+  NULL, NULL, 'delete_note', NULL, 'retry', NULL, NULL, '{}', '{"success": false}', false, NULL, NULL, NULL, '{}'),
+ -- the same conversation and user ids in another tenant, and in no tenant
+ (303, '00000000-0000-4000-8000-000000000303', '2025-03-01 10:00:30+00', 'app', 'rep_globex', 'conv_1', 2, 'usr_1',
+  'intruder', 'gpt-4.1', 'export_customers', NULL, 'proactive', NULL, NULL, '{}', '{"success": true}', true, NULL, 5,
+  NULL, '{}'),
+ (305, '00000000-0000-4000-8000-000000000305', '2025-03-08 00:00:00+00', 'app', NULL, 'conv_1', NULL, 'usr_1',
+  'operator', NULL, 'system_probe', NULL, 'system', 'break_glass', 'pat_1', '{}', '{"success": true}', true, NULL, 1,
+  NULL, '{}'),
+ -- break-glass by the context flag alone
+ (206, '00000000-0000-4000-8000-000000000206', '2025-03-10 03:00:00+00', 'app', 'rep_acme', 'conv_night', 1, 'dr_ray',
+  'physician', 'gpt-4.1', 'get_patient_record', NULL, 'user_request', 'treatment', 'pat_1', '{"patient_id": "pat_1"}',
+  '{"success": true}', true, NULL, 9, NULL, '{"break_glass": true}');
 INSERT INTO tool_audit.admin_events (id, event_id, occurred_at, recorded_by, event_type, actor, tenant_id, payload, reason)
 VALUES (401, '00000000-0000-4000-8000-000000000401', '2025-03-01 10:00:00+00', 'app', 'prompt.update', 'admin_1',
         'rep_acme', '{"before": "a1", "after": "b2"}', 'tone');
@@ -69,11 +83,26 @@ SELECT count(*) AS problems FROM tool_audit.verify();
 SELECT id, turn_number, tool_name, success FROM tool_audit.calls_by_conversation('conv_1');
 SELECT count(*) FROM tool_audit.calls_by_conversation('no_such_conversation');
 SELECT regress_try($$SELECT * FROM tool_audit.calls_by_conversation(NULL)$$);
--- inlined: the caller's LIMIT and WHERE reach the index
+-- inlined: the caller's WHERE and LIMIT reach the indexes (the index names
+-- in the plans, custom and generic)
+CREATE FUNCTION pg_temp.indexes_used(q text) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+    plan json;
+BEGIN
+    EXECUTE 'EXPLAIN (FORMAT JSON, COSTS OFF) ' || q INTO plan;
+    RETURN (SELECT string_agg(DISTINCT x #>> '{}', ', ')
+              FROM jsonb_path_query(plan::jsonb, 'strict $.**."Index Name"') x);
+END $$;
 SET enable_seqscan = off;
-EXPLAIN (COSTS OFF) SELECT id FROM tool_audit.calls_by_conversation('conv_1') LIMIT 2;
-EXPLAIN (COSTS OFF) SELECT id FROM tool_audit.calls_by_user('usr_1', '2025-03-01 00:00+00');
-EXPLAIN (COSTS OFF) SELECT id FROM tool_audit.failures('2025-03-01 00:00+00');
+SELECT pg_temp.indexes_used($$SELECT id FROM tool_audit.calls_by_conversation('conv_1') LIMIT 2$$) AS conversation,
+       pg_temp.indexes_used($$SELECT id FROM tool_audit.calls_by_user('usr_1', '2025-03-01 00:00+00')$$) AS "user",
+       pg_temp.indexes_used($$SELECT id FROM tool_audit.failures('2025-03-01 00:00+00')$$) AS failures;
+PREPARE conv(text) AS SELECT id FROM tool_audit.calls_by_conversation($1);
+PREPARE usr(text, timestamptz) AS SELECT id FROM tool_audit.calls_by_user($1, $2);
+SET plan_cache_mode = force_generic_plan;
+SELECT pg_temp.indexes_used('EXECUTE conv(''conv_1'')') AS conversation_generic,
+       pg_temp.indexes_used('EXECUTE usr(''usr_1'', NULL)') AS user_generic;
+RESET plan_cache_mode;
 RESET enable_seqscan;
 
 -- ---- calls_by_user ----
@@ -83,9 +112,11 @@ SELECT id FROM tool_audit.calls_by_user('usr_1', '2025-04-01 00:00+00');
 SELECT count(*) FROM tool_audit.calls_by_user('nobody');
 SELECT regress_try($$SELECT * FROM tool_audit.calls_by_user(NULL)$$);
 SELECT regress_try($$SELECT * FROM tool_audit.calls_by_user(NULL, now())$$);
+SELECT count(*) FROM tool_audit.calls_by_user('usr_1', NULL);
 
 -- ---- failures ----
 SELECT id, tool_name, error FROM tool_audit.failures();
+SELECT count(*) FROM tool_audit.failures(NULL);
 SELECT id, tool_name FROM tool_audit.failures('2025-03-06 00:00+00');
 SELECT count(*) FROM tool_audit.failures('2030-01-01 00:00+00');
 
@@ -120,6 +151,11 @@ SELECT regress_try($$SELECT tool_audit.access_report('pat_1', '2025-03-31 00:00+
 SELECT regress_try($$SELECT tool_audit.access_report(NULL, '2025-03-01 00:00+00', '2025-03-31 00:00+00')$$);
 SELECT regress_try($$SELECT tool_audit.access_report('pat_1', NULL, '2025-03-31 00:00+00')$$);
 SELECT regress_try($$SELECT tool_audit.access_report('pat_1', '2025-03-01 00:00+00', NULL)$$);
+-- with their details and hints
+\set VERBOSITY default
+SELECT tool_audit.access_report('pat_1', '2025-03-31 00:00+00', '2025-03-01 00:00+00');
+SELECT tool_audit.access_report('pat_1', NULL, 'infinity');
+\set VERBOSITY terse
 -- the report's times are UTC whatever the session's TimeZone and DateStyle
 SET TimeZone = 'America/New_York';
 SET DateStyle = 'SQL, DMY';
@@ -136,15 +172,39 @@ SELECT r->'total_accesses' AS total, r->'unique_users' AS users, r->'integrity_v
 SELECT count(*) FROM tool_audit.calls_by_user('usr_g');
 SELECT count(*) FROM tool_audit.calls_by_conversation('conv_g');
 SELECT count(*) FROM tool_audit.conversation_timeline('conv_g');
+-- the ids other tenants share: only rep_acme's rows
+SELECT id, tenant_id FROM tool_audit.calls_by_conversation('conv_1');
+SELECT id, tenant_id FROM tool_audit.calls_by_user('usr_1');
+SELECT * FROM tool_audit.conversation_timeline('conv_1');
+SELECT tool_audit.attribution(101);
 SELECT id FROM tool_audit.failures();
 SELECT tool_audit.tool_stats('get_patient_record');
 SELECT tool_audit.tool_stats('delete_note');
 SELECT all_tenants, tenant_id, tool_name, total_calls FROM tool_audit.tool_usage
- WHERE tool_name = 'get_patient_record' ORDER BY all_tenants, tenant_id;
+ ORDER BY all_tenants, tenant_id, tool_name;
 SELECT tool_audit.attribution(301) IS NULL AS other_tenant_invisible;
 -- and with tool_audit.tenant narrowed to a tenant it is not bound to: nothing
 SET tool_audit.tenant = 'rep_globex';
 SELECT r->'total_accesses' AS total FROM tool_audit.access_report('pat_1', '-infinity', 'infinity') r;
+RESET tool_audit.tenant;
+RESET ROLE;
+-- a member of the bound role is bound too
+SET ROLE regress_acme_member;
+SELECT jsonb_path_query_array(r, '$.accesses[*].call_id') AS calls
+  FROM tool_audit.access_report('pat_1', '-infinity', 'infinity') r;
+SELECT id FROM tool_audit.calls_by_conversation('conv_1');
+RESET ROLE;
+-- an unbound reader sees every tenant and the rows of none (305), and may
+-- narrow itself to one tenant
+SET ROLE regress_reader;
+SELECT jsonb_path_query_array(r, '$.accesses[*].call_id') AS calls
+  FROM tool_audit.access_report('pat_1', '-infinity', 'infinity') r;
+SET tool_audit.tenant = 'rep_globex';
+SELECT jsonb_path_query_array(r, '$.accesses[*].call_id') AS calls
+  FROM tool_audit.access_report('pat_1', '-infinity', 'infinity') r;
+SELECT id, tenant_id FROM tool_audit.calls_by_conversation('conv_1');
+SELECT * FROM tool_audit.conversation_timeline('conv_1');
+SELECT tool_name, total_calls FROM tool_audit.tool_usage WHERE all_tenants ORDER BY tool_name;
 RESET tool_audit.tenant;
 RESET ROLE;
 

