@@ -361,7 +361,8 @@ BEGIN
             'row_problems', coalesce(jsonb_agg(jsonb_build_object('call_id', (c.t).id, 'problem', c.problem)
                                                ORDER BY (c.t).id) FILTER (WHERE c.problem IS NOT NULL), '[]'),
             'protection_problems', protections,
-            'method', 'each row''s hash recomputed, its links to the rows before and after it in its chain checked, and the audit tables'' protections checked'))
+            'method', 'each row''s hash recomputed, its links to the rows before and after it in its chain checked, and the audit tables'' protections checked',
+            'scope', 'the rows of this report: a row deleted elsewhere in a chain is found by tool_audit.verify(), rows cut off the newest end by tool_audit.verify_digest()'))
       INTO report
       FROM covered c;
     RETURN report;

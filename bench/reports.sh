@@ -120,7 +120,11 @@ echo "EXPLAIN ANALYZE of calls_by_conversation (an inlined SQL function):"
 echo
 echo "access_report('pat_4242', 2025): the plans of the statements inside it (auto_explain):"
 # the statement that selects the covered rows, and the first check_row()
-"${PSQL[@]}" -At 2>&1 <<'SQL' | awk '/Query Text:/ { keep = 0; if ($0 ~ /WITH covered/ || ($0 ~ /r.chain_id IS NULL/ && !seen++)) keep = 1 } keep'
+# (auto_explain logs a statement's text and plan after "LOG:  duration")
+"${PSQL[@]}" -At 2>&1 <<'SQL' | awk '
+    /^LOG:  duration/ { if (keep(block)) printf "%s", block; block = ""; next }
+    { block = block $0 "\n" }
+    function keep(b) { return b ~ /WITH covered/ || (b ~ /chain_link/ && !seen++) }'
 LOAD 'auto_explain';
 SET auto_explain.log_min_duration = 0;
 SET auto_explain.log_analyze = on;
