@@ -2,7 +2,7 @@
 --   bench_plain:    the baseline, a plain table with the content columns of
 --                   tool_audit.tool_calls (not the five chain columns), the
 --                   same defaults and CHECKs, PK on id, UNIQUE on event_id,
---                   no triggers.
+--                   the same other (content) indexes, no triggers.
 --   bench_pgcrypto: what a user would write instead of the extension: the
 --                   same table plus prev_hash/row_hash, chained by a PL/pgSQL
 --                   BEFORE INSERT trigger with pgcrypto's digest().
@@ -19,6 +19,7 @@ DECLARE
     chain_columns CONSTANT text[] := '{row_hash,chain_id,chain_lane,chain_seq,chain_hash}';
     cols   text;
     checks text;
+    idx    text;
     t      text;
 BEGIN
     SELECT string_agg(format('%I %s%s%s', a.attname, format_type(a.atttypid, a.atttypmod),
@@ -44,6 +45,17 @@ BEGIN
                                         ALTER COLUMN success SET DEFAULT true,
                                         ADD PRIMARY KEY (id), ADD UNIQUE (event_id)$$,
                        t, t || '_id_seq');
+        -- the same content indexes as tool_calls (the reports' indexes of
+        -- 1.2); the chain position index is the chain's own cost
+        FOR idx IN
+            SELECT pg_get_indexdef(i.indexrelid)
+              FROM pg_index i
+             WHERE i.indrelid = 'tool_audit.tool_calls'::regclass
+               AND NOT i.indisprimary AND NOT i.indisunique
+        LOOP
+            EXECUTE replace(replace(idx, 'ON tool_audit.tool_calls ', format('ON %I ', t)),
+                            'INDEX tool_calls_', format('INDEX %I', t || '_'));
+        END LOOP;
     END LOOP;
 END
 $build$;
