@@ -99,5 +99,21 @@ if [ $st -ne 0 ]; then
     for f in "$WORK"/tmp_check/log/*.log; do [ -f "$f" ] && { echo "---- $f"; tail -n 50 "$f"; }; done
 fi
 
+ta_log "the demo (scripts/demo.sh), end to end"
+# the README's first command: it must run, catch the tampering, and end with
+# the patient's access report and the conversation's timeline
+"$TA_ROOT/scripts/demo.sh" >"$LOGS/demo.log" 2>&1
+st=$?
+if [ $st -eq 0 ] && grep -q '"integrity_verified": false' "$LOGS/demo.log" &&
+   grep -q 'row altered: its content does not match its row hash' "$LOGS/demo.log" &&
+   grep -q '^ \[Turn 3\] .* update_order_status(' "$LOGS/demo.log"; then
+    echo "ok - the demo ran to its end ($(grep -c '^== ' "$LOGS/demo.log") steps)"
+    passed=$((passed + 1))
+else
+    tail -n 60 "$LOGS/demo.log"
+    echo "not ok - the demo (exit status $st)"
+    failed=$((failed + 1))
+fi
+
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
