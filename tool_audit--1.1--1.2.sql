@@ -47,42 +47,60 @@ CREATE FUNCTION tool_audit.verify_protections()
     RETURNS TABLE (table_name text, chain text, "position" bigint, row_id bigint, problem text)
     AS 'MODULE_PATHNAME', 'verify_protections' LANGUAGE C VOLATILE PARALLEL UNSAFE;
 
+-- chain_problem(...): what is wrong with a row's place in its chain, from
+-- the row's chain columns, its recomputed row hash and its two neighbours'
+-- (prev_*: the row before it in its lane, next_*: the row after it, NULL
+-- when absent; later_exists: a row further on in the lane exists); NULL if
+-- nothing is.  check_row() feeds it for either table.
+CREATE FUNCTION tool_audit.chain_problem(
+    chain_id bigint, chain_lane integer, chain_seq bigint, row_hash bytea, chain_hash bytea,
+    computed_hash bytea, prev_hash bytea, next_seq bigint, next_row_hash bytea,
+    next_chain_hash bytea, later_exists boolean)
+RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE
+        WHEN chain_id IS NULL OR chain_lane IS NULL OR chain_seq IS NULL OR chain_hash IS NULL
+            THEN 'row not in a chain'
+        WHEN chain_seq < 1 OR chain_seq = 9223372036854775807
+            THEN 'invalid chain position'
+        WHEN row_hash IS DISTINCT FROM computed_hash
+            THEN 'row altered: its content does not match its row hash'
+        WHEN chain_seq > 1 AND prev_hash IS NULL
+            THEN 'the row before this one in its lane is missing'
+        WHEN chain_seq > 1 AND octet_length(prev_hash) <> 32
+            THEN 'chain link broken: the previous row''s link is malformed'
+        WHEN chain_hash IS DISTINCT FROM
+             tool_audit.chain_link(chain_id, chain_lane, chain_seq,
+                                   CASE WHEN chain_seq = 1 THEN decode(repeat('00', 32), 'hex')
+                                        ELSE prev_hash END, row_hash)
+            THEN 'chain link broken: row reordered, inserted or its link edited'
+        WHEN next_seq IS NOT NULL AND (octet_length(next_row_hash) IS DISTINCT FROM 32 OR
+             next_chain_hash IS DISTINCT FROM
+             tool_audit.chain_link(chain_id, chain_lane, chain_seq + 1, chain_hash, next_row_hash))
+            THEN 'chain link broken: the next row does not link to this one'
+        WHEN next_seq IS NULL AND later_exists
+            THEN 'the row after this one in its lane is missing'
+    END
+$$;
+
 -- check_row(row): NULL when the row matches its row hash and links to the
 -- rows before and after it in its lane (and no row after it is missing),
--- else what is wrong.  It reads the
--- two neighbours as the caller, through row-level security: they are in the
--- same chain, so of the same tenant, as the row.
+-- else what is wrong.  It reads the neighbours as the caller, through
+-- row-level security: they are in the same chain, so of the same tenant, as
+-- the row.  (The later-row probe runs only when the next row is missing.)
 CREATE FUNCTION tool_audit.check_row(r tool_audit.tool_calls) RETURNS text
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT CASE
-        WHEN r.chain_id IS NULL OR r.chain_lane IS NULL OR r.chain_seq IS NULL
-             OR r.chain_hash IS NULL
-            THEN 'row not in a chain'
-        WHEN r.chain_seq < 1 OR r.chain_seq = 9223372036854775807
-            THEN 'invalid chain position'
-        WHEN r.row_hash IS DISTINCT FROM tool_audit.compute_row_hash(r)
-            THEN 'row altered: its content does not match its row hash'
-        WHEN r.chain_seq > 1 AND p.chain_hash IS NULL
-            THEN 'the row before this one in its lane is missing'
-        WHEN r.chain_seq > 1 AND octet_length(p.chain_hash) <> 32
-            THEN 'chain link broken: the previous row''s link is malformed'
-        WHEN r.chain_hash IS DISTINCT FROM
-             tool_audit.chain_link(r.chain_id, r.chain_lane, r.chain_seq,
-                                   CASE WHEN r.chain_seq = 1 THEN decode(repeat('00', 32), 'hex')
-                                        ELSE p.chain_hash END, r.row_hash)
-            THEN 'chain link broken: row reordered, inserted or its link edited'
-        WHEN n.chain_seq IS NOT NULL AND (octet_length(n.row_hash) IS DISTINCT FROM 32 OR
-             n.chain_hash IS DISTINCT FROM
-             tool_audit.chain_link(r.chain_id, r.chain_lane, r.chain_seq + 1, r.chain_hash, n.row_hash))
-            THEN 'chain link broken: the next row does not link to this one'
-        WHEN n.chain_seq IS NULL AND EXISTS (
-                SELECT FROM tool_audit.tool_calls x
-                 WHERE x.chain_id = r.chain_id AND x.chain_lane = r.chain_lane
-                   AND x.chain_seq > r.chain_seq AND x.chain_seq <> r.chain_seq + 1)
-            THEN 'the row after this one in its lane is missing'
-    END
+    SELECT tool_audit.chain_problem(
+        r.chain_id, r.chain_lane, r.chain_seq, r.row_hash, r.chain_hash, tool_audit.compute_row_hash(r),
+        p.chain_hash, n.chain_seq, n.row_hash, n.chain_hash,
+        n.chain_seq IS NULL AND EXISTS (
+            SELECT FROM tool_audit.tool_calls x
+             WHERE x.chain_id = r.chain_id AND x.chain_lane = r.chain_lane
+               AND x.chain_seq > r.chain_seq AND x.chain_seq <> r.chain_seq + 1))
     FROM (SELECT) AS one
     LEFT JOIN tool_audit.tool_calls p
            ON r.chain_seq > 1 AND r.chain_seq < 9223372036854775807
@@ -96,33 +114,13 @@ CREATE FUNCTION tool_audit.check_row(r tool_audit.admin_events) RETURNS text
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT CASE
-        WHEN r.chain_id IS NULL OR r.chain_lane IS NULL OR r.chain_seq IS NULL
-             OR r.chain_hash IS NULL
-            THEN 'row not in a chain'
-        WHEN r.chain_seq < 1 OR r.chain_seq = 9223372036854775807
-            THEN 'invalid chain position'
-        WHEN r.row_hash IS DISTINCT FROM tool_audit.compute_row_hash(r)
-            THEN 'row altered: its content does not match its row hash'
-        WHEN r.chain_seq > 1 AND p.chain_hash IS NULL
-            THEN 'the row before this one in its lane is missing'
-        WHEN r.chain_seq > 1 AND octet_length(p.chain_hash) <> 32
-            THEN 'chain link broken: the previous row''s link is malformed'
-        WHEN r.chain_hash IS DISTINCT FROM
-             tool_audit.chain_link(r.chain_id, r.chain_lane, r.chain_seq,
-                                   CASE WHEN r.chain_seq = 1 THEN decode(repeat('00', 32), 'hex')
-                                        ELSE p.chain_hash END, r.row_hash)
-            THEN 'chain link broken: row reordered, inserted or its link edited'
-        WHEN n.chain_seq IS NOT NULL AND (octet_length(n.row_hash) IS DISTINCT FROM 32 OR
-             n.chain_hash IS DISTINCT FROM
-             tool_audit.chain_link(r.chain_id, r.chain_lane, r.chain_seq + 1, r.chain_hash, n.row_hash))
-            THEN 'chain link broken: the next row does not link to this one'
-        WHEN n.chain_seq IS NULL AND EXISTS (
-                SELECT FROM tool_audit.admin_events x
-                 WHERE x.chain_id = r.chain_id AND x.chain_lane = r.chain_lane
-                   AND x.chain_seq > r.chain_seq AND x.chain_seq <> r.chain_seq + 1)
-            THEN 'the row after this one in its lane is missing'
-    END
+    SELECT tool_audit.chain_problem(
+        r.chain_id, r.chain_lane, r.chain_seq, r.row_hash, r.chain_hash, tool_audit.compute_row_hash(r),
+        p.chain_hash, n.chain_seq, n.row_hash, n.chain_hash,
+        n.chain_seq IS NULL AND EXISTS (
+            SELECT FROM tool_audit.admin_events x
+             WHERE x.chain_id = r.chain_id AND x.chain_lane = r.chain_lane
+               AND x.chain_seq > r.chain_seq AND x.chain_seq <> r.chain_seq + 1))
     FROM (SELECT) AS one
     LEFT JOIN tool_audit.admin_events p
            ON r.chain_seq > 1 AND r.chain_seq < 9223372036854775807
@@ -614,6 +612,7 @@ REVOKE ALL ON FUNCTION
     tool_audit.compute_row_hash(tool_audit.admin_events),
     tool_audit.chain_link(bigint, integer, bigint, bytea, bytea),
     tool_audit.verify_protections(),
+    tool_audit.chain_problem(bigint, integer, bigint, bytea, bytea, bytea, bytea, bigint, bytea, bytea, boolean),
     tool_audit.check_row(tool_audit.tool_calls),
     tool_audit.check_row(tool_audit.admin_events),
     tool_audit.required_arg(anyelement, text),
@@ -643,6 +642,7 @@ GRANT EXECUTE ON FUNCTION
     tool_audit.compute_row_hash(tool_audit.admin_events),
     tool_audit.chain_link(bigint, integer, bigint, bytea, bytea),
     tool_audit.verify_protections(),
+    tool_audit.chain_problem(bigint, integer, bigint, bytea, bytea, bytea, bytea, bigint, bytea, bytea, boolean),
     tool_audit.check_row(tool_audit.tool_calls),
     tool_audit.check_row(tool_audit.admin_events),
     tool_audit.required_arg(anyelement, text),
