@@ -236,6 +236,20 @@ SELECT r->'integrity_verified' AS verified FROM tool_audit.access_report('pat_1'
 -- check_row() on its own: every row intact
 SELECT id, tool_audit.check_row(t) FROM tool_audit.tool_calls t ORDER BY id;
 SELECT id, tool_audit.check_row(e) FROM tool_audit.admin_events e ORDER BY id;
+-- the primitives on their own: recomputed row hashes and links match what
+-- the rows store, and the protections are in place
+SELECT count(*) AS rows, bool_and(tool_audit.compute_row_hash(t) = t.row_hash) AS row_hashes,
+       bool_and(tool_audit.chain_link(t.chain_id, t.chain_lane, t.chain_seq,
+                                      coalesce(p.chain_hash, decode(repeat('00', 32), 'hex')), t.row_hash)
+                = t.chain_hash) AS links
+  FROM tool_audit.tool_calls t
+  LEFT JOIN tool_audit.tool_calls p
+    ON p.chain_id = t.chain_id AND p.chain_lane = t.chain_lane AND p.chain_seq = t.chain_seq - 1;
+SELECT bool_and(tool_audit.compute_row_hash(e) = e.row_hash) AS admin_row_hashes FROM tool_audit.admin_events e;
+SELECT count(*) AS protection_problems FROM tool_audit.verify_protections();
+SELECT tool_audit.chain_problem(1, 0, 1, '\x01', '\x02', '\x03', NULL, NULL, NULL, NULL, false) AS altered,
+       tool_audit.chain_problem(1, 0, 0, '\x01', '\x02', '\x01', NULL, NULL, NULL, NULL, false) AS position_0,
+       tool_audit.chain_problem(1, 0, 5, '\x01', '\x02', '\x01', NULL, NULL, NULL, NULL, false) AS no_previous;
 -- the primitives reject what is not a hash
 SELECT regress_try($$SELECT tool_audit.chain_link(1, 0, 1, '\x00', '\x00')$$);
 
