@@ -12,19 +12,11 @@
 # random patients or conversations (indexed) and for 3 of them with index
 # scans off (baseline); times are medians and 95th percentiles per call.
 set -euo pipefail
-. "$(dirname "$0")/../scripts/lib.sh"
+. "$(dirname "$0")/lib.sh"
 ROWS=${1:-10000000}
 KEYS=${2:-200}
-ta_require_packages
-ta_build_install
-BINDIR=$(ta_bindir)
-WORK=$(ta_scratch_dir)
-PORT=$(ta_free_port)
-trap 'ta_as_user "$BINDIR/pg_ctl" -D "$WORK/data" -m immediate stop >/dev/null 2>&1; rm -rf "$WORK"' EXIT
-ta_init_cluster "$WORK" "$PORT" "shared_buffers = 1GB" "max_wal_size = 16GB" \
+bench_cluster "shared_buffers = 1GB" "max_wal_size = 16GB" \
     "checkpoint_timeout = 30min" "maintenance_work_mem = 512MB" "synchronous_commit = off"
-ta_start_cluster "$WORK"
-PSQL=(ta_as_user "$BINDIR/psql" -X -q -h "$WORK" -p "$PORT" -U postgres -d postgres -v ON_ERROR_STOP=1)
 "${PSQL[@]}" -c "CREATE EXTENSION tool_audit"
 SESSIONS=$(nproc)
 BATCH=20000

@@ -9,21 +9,13 @@
 # round after round, and each figure is the median of its rounds, so that
 # drift (tables growing, the machine's neighbours) touches all alike.
 set -euo pipefail
-. "$(dirname "$0")/../scripts/lib.sh"
+. "$(dirname "$0")/lib.sh"
 SECS=${1:-10}
 CLIENTS=${2:-"1 8"}
 ROUNDS=${3:-3}
-ta_require_packages
-ta_build_install
-BINDIR=$(ta_bindir)
-WORK=$(ta_scratch_dir)
-PORT=$(ta_free_port)
-trap 'ta_as_user "$BINDIR/pg_ctl" -D "$WORK/data" -m immediate stop >/dev/null 2>&1; rm -rf "$WORK"' EXIT
+bench_cluster "synchronous_commit = on" "shared_buffers = 256MB" "max_wal_size = 4GB"
 cp "$TA_ROOT"/bench/*.sql "$WORK/"
 [ "$(id -u)" -eq 0 ] && chown -R postgres: "$WORK"
-ta_init_cluster "$WORK" "$PORT" "synchronous_commit = on" "shared_buffers = 256MB" "max_wal_size = 4GB"
-ta_start_cluster "$WORK"
-PSQL=(ta_as_user "$BINDIR/psql" -X -q -h "$WORK" -p "$PORT" -U postgres -d postgres -v ON_ERROR_STOP=1)
 "${PSQL[@]}" -f "$WORK/setup.sql"
 
 tps() {   # SCRIPT CLIENTS

@@ -11,18 +11,10 @@
 # shared buffers a backend touches, which grow with the table for any query
 # reading through shared_buffers and say nothing about the query's own memory.
 set -euo pipefail
-. "$(dirname "$0")/../scripts/lib.sh"
+. "$(dirname "$0")/lib.sh"
 ROWS=${1:-1000000}
 ROUNDS=${2:-3}
-ta_require_packages
-ta_build_install
-BINDIR=$(ta_bindir)
-WORK=$(ta_scratch_dir)
-PORT=$(ta_free_port)
-trap 'ta_as_user "$BINDIR/pg_ctl" -D "$WORK/data" -m immediate stop >/dev/null 2>&1; rm -rf "$WORK"' EXIT
-ta_init_cluster "$WORK" "$PORT" "synchronous_commit = on" "shared_buffers = 256MB" "max_wal_size = 4GB"
-ta_start_cluster "$WORK"
-PSQL=(ta_as_user "$BINDIR/psql" -X -q -h "$WORK" -p "$PORT" -U postgres -d postgres -v ON_ERROR_STOP=1)
+bench_cluster "synchronous_commit = on" "shared_buffers = 256MB" "max_wal_size = 4GB"
 "${PSQL[@]}" -c "CREATE EXTENSION tool_audit"
 
 VERIFY_Q="SELECT count(*) FROM tool_audit.verify()"
