@@ -229,7 +229,7 @@ log_call(PG_FUNCTION_ARGS)
 	set_arg(desc, values, nulls, "session_metadata", JsonbPGetDatum(JsonbValueToJsonb(res)), false);
 
 	/* the insert trigger's work, then the insert itself */
-	stored = ta_record_tool_call(rel, heap_form_tuple(desc, values, nulls));
+	stored = ta_record_tool_call(rel, NULL, values, nulls);
 	insert_stored_row(rel, stored);
 	result = heap_copy_tuple_as_datum(stored, desc);
 	table_close(rel, NoLock);

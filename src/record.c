@@ -52,19 +52,18 @@
 
 #include "tool_audit.h"
 
-#define MAX_FIXES 32
-
-/* The columns a trigger rewrites, collected before one heap_modify_tuple. */
+/*
+ * The row a trigger rewrites: deformed once, read and fixed in place, then
+ * hashed, chained and formed once (apply_fixes).
+ */
 typedef struct RowFix
 {
-	HeapTuple	tuple;
+	HeapTuple	tuple;			/* the trigger's row; NULL for log_call() */
 	TupleDesc	desc;
 	Oid			relid;
 	bool		event_id_given; /* by the caller, not generated here */
-	int			n;
-	int			cols[MAX_FIXES];
-	Datum		values[MAX_FIXES];
-	bool		nulls[MAX_FIXES];
+	Datum	   *values;
+	bool	   *nulls;
 } RowFix;
 
 /*
@@ -107,20 +106,39 @@ attnum_of(Oid relid, TupleDesc desc, const char *name)
 	return attnum;
 }
 
+static void
+row_fix_init(RowFix *fix, Relation rel, HeapTuple tuple, Datum *values, bool *nulls)
+{
+	fix->tuple = tuple;
+	fix->desc = RelationGetDescr(rel);
+	fix->relid = RelationGetRelid(rel);
+	fix->event_id_given = false;
+	fix->values = values;
+	fix->nulls = nulls;
+	if (tuple != NULL)
+	{
+		fix->values = palloc(sizeof(Datum) * fix->desc->natts);
+		fix->nulls = palloc(sizeof(bool) * fix->desc->natts);
+		heap_deform_tuple(tuple, fix->desc, fix->values, fix->nulls);
+	}
+}
+
 static Datum
 get_col(RowFix *fix, const char *name, bool *isnull)
 {
-	return heap_getattr(fix->tuple, attnum_of(fix->relid, fix->desc, name), fix->desc, isnull);
+	int			i = attnum_of(fix->relid, fix->desc, name) - 1;
+
+	*isnull = fix->nulls[i];
+	return fix->values[i];
 }
 
 static void
 set_col(RowFix *fix, const char *name, Datum value, bool isnull)
 {
-	Assert(fix->n < MAX_FIXES);
-	fix->cols[fix->n] = attnum_of(fix->relid, fix->desc, name);
-	fix->values[fix->n] = value;
-	fix->nulls[fix->n] = isnull;
-	fix->n++;
+	int			i = attnum_of(fix->relid, fix->desc, name) - 1;
+
+	fix->values[i] = value;
+	fix->nulls[i] = isnull;
 }
 
 static TriggerData *
@@ -293,18 +311,12 @@ static HeapTuple
 apply_fixes(RowFix *fix, Relation rel, bool restored)
 {
 	TupleDesc	desc = fix->desc;
-	Datum	   *values = palloc(sizeof(Datum) * desc->natts);
-	bool	   *nulls = palloc(sizeof(bool) * desc->natts);
+	Datum	   *values = fix->values;
+	bool	   *nulls = fix->nulls;
 	TaChainColumns cols;
 	HeapTuple	out;
 
 	ta_note_audit_write();
-	heap_deform_tuple(fix->tuple, desc, values, nulls);
-	for (int i = 0; i < fix->n; i++)
-	{
-		values[fix->cols[i] - 1] = fix->values[i];
-		nulls[fix->cols[i] - 1] = fix->nulls[i];
-	}
 	ta_chain_columns(rel, &cols);
 	if (cols.row_hash >= 0 && (!restored || nulls[cols.row_hash]))
 	{
@@ -315,10 +327,13 @@ apply_fixes(RowFix *fix, Relation rel, bool restored)
 			ta_chain_row(rel, values, nulls);
 	}
 	out = heap_form_tuple(desc, values, nulls);
-	/* what heap_modify_tuple would keep of the original */
-	out->t_data->t_ctid = fix->tuple->t_data->t_ctid;
-	out->t_self = fix->tuple->t_self;
-	out->t_tableOid = fix->tuple->t_tableOid;
+	if (fix->tuple != NULL)
+	{
+		/* what heap_modify_tuple would keep of the original */
+		out->t_data->t_ctid = fix->tuple->t_data->t_ctid;
+		out->t_self = fix->tuple->t_self;
+		out->t_tableOid = fix->tuple->t_tableOid;
+	}
 	return out;
 }
 
@@ -362,13 +377,14 @@ check_reserved_event_type(RowFix *fix, Relation rel)
 /*
  * The row of tool_audit.tool_calls that is stored for the given one:
  * stamped, sanitized, summarized, hashed and chained.  The insert trigger's
- * work, also called directly by log_call().
+ * work on its tuple; log_call() passes the columns instead (tuple NULL;
+ * values and nulls, one per column, are fixed in place).
  */
 HeapTuple
-ta_record_tool_call(Relation rel, HeapTuple tuple)
+ta_record_tool_call(Relation rel, HeapTuple tuple, Datum *values, bool *nulls)
 {
 	const TaRuleSet *rs = ta_get_rules();
-	RowFix		fix = {0};
+	RowFix		fix;
 	bool		isnull,
 				success_null,
 				error_null,
@@ -378,9 +394,7 @@ ta_record_tool_call(Relation rel, HeapTuple tuple)
 	Jsonb	   *summary;
 	text	   *error;
 
-	fix.tuple = tuple;
-	fix.desc = RelationGetDescr(rel);
-	fix.relid = RelationGetRelid(rel);
+	row_fix_init(&fix, rel, tuple, values, nulls);
 
 	/* a dumped row was sanitized when it was first stored: keep it as it is */
 	if (fix_identity(&fix, rel, "recorded_at"))
@@ -416,7 +430,7 @@ tool_calls_before_insert(PG_FUNCTION_ARGS)
 	TriggerData *trigdata = check_trigger(fcinfo, "tool_calls_before_insert");
 
 	return PointerGetDatum(ta_record_tool_call(trigdata->tg_relation,
-											   trigdata->tg_trigtuple));
+											   trigdata->tg_trigtuple, NULL, NULL));
 }
 
 /* tool_audit.admin_events_before_insert() RETURNS trigger */
@@ -426,11 +440,9 @@ admin_events_before_insert(PG_FUNCTION_ARGS)
 {
 	TriggerData *trigdata = check_trigger(fcinfo, "admin_events_before_insert");
 	const TaRuleSet *rs = ta_get_rules();
-	RowFix		fix = {0};
+	RowFix		fix;
 
-	fix.tuple = trigdata->tg_trigtuple;
-	fix.desc = RelationGetDescr(trigdata->tg_relation);
-	fix.relid = RelationGetRelid(trigdata->tg_relation);
+	row_fix_init(&fix, trigdata->tg_relation, trigdata->tg_trigtuple, NULL, NULL);
 
 	/*
 	 * The extension's own events are sanitized by the built-in rules only:

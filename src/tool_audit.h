@@ -176,7 +176,8 @@ extern char *ta_signing_key_file;
 extern char *ta_digest_signature_problem(Jsonb *d);
 
 /* ---- record.c: the insert triggers ---- */
-extern HeapTuple ta_record_tool_call(Relation rel, HeapTuple tuple);
+extern HeapTuple ta_record_tool_call(Relation rel, HeapTuple tuple,
+									 Datum *values, bool *nulls);
 
 /* ---- guard.c: append-only enforcement ---- */
 extern bool ta_is_protected_relation(Oid relid);
