@@ -17,3 +17,23 @@ bench_cluster() {
     ta_start_cluster "$WORK"
     PSQL=(ta_as_user "$BINDIR/psql" -X -q -h "$WORK" -p "$PORT" -U postgres -d postgres -v ON_ERROR_STOP=1)
 }
+
+# bench_load FROM TO BATCH: rows FROM..TO through the audit trigger, written
+# by the caller's insert_sql LO HI (one INSERT ... SELECT of rows LO..HI), in
+# batches of BATCH rows spread over one session per core, then VACUUM
+# ANALYZE (the insert trigger is CPU-bound: one session per core keeps them busy)
+bench_load() {
+    local from=$1 to=$2 batch=$3 sessions s b lo hi pids=()
+    local nb=$(( (to - from + batch) / batch ))
+    sessions=$(nproc)
+    for s in $(seq 0 $((sessions - 1))); do
+        for b in $(seq "$s" "$sessions" $((nb - 1))); do
+            lo=$(( from + b * batch ))
+            hi=$(( lo + batch - 1 < to ? lo + batch - 1 : to ))
+            insert_sql "$lo" "$hi"
+        done | "${PSQL[@]}" >/dev/null &
+        pids+=($!)
+    done
+    for s in "${pids[@]}"; do wait "$s"; done
+    "${PSQL[@]}" -c "VACUUM ANALYZE tool_audit.tool_calls"
+}

@@ -18,7 +18,6 @@ KEYS=${2:-200}
 bench_cluster "shared_buffers = 1GB" "max_wal_size = 16GB" \
     "checkpoint_timeout = 30min" "maintenance_work_mem = 512MB" "synchronous_commit = off"
 "${PSQL[@]}" -c "CREATE EXTENSION tool_audit"
-SESSIONS=$(nproc)
 BATCH=20000
 
 # insert_sql FROM TO: rows FROM..TO, their times spread over 2025 in id order
@@ -46,24 +45,10 @@ SELECT i, timestamptz '2025-01-01 00:00:00+00' + (i::float8 / $ROWS) * interval 
 SQL
 }
 
-load() {
-    local s b lo hi pids=() nb=$(( (ROWS + BATCH - 1) / BATCH ))
-    for s in $(seq 0 $((SESSIONS - 1))); do
-        for b in $(seq "$s" "$SESSIONS" $((nb - 1))); do
-            lo=$(( 1 + b * BATCH ))
-            hi=$(( lo + BATCH - 1 < ROWS ? lo + BATCH - 1 : ROWS ))
-            insert_sql "$lo" "$hi"
-        done | "${PSQL[@]}" >/dev/null &
-        pids+=($!)
-    done
-    for s in "${pids[@]}"; do wait "$s"; done
-    "${PSQL[@]}" -c "VACUUM ANALYZE tool_audit.tool_calls"
-}
-
 echo "PostgreSQL $("$BINDIR/postgres" -V | awk '{print $3}'), $(nproc) cores, $ROWS rows, $KEYS keys"
 t0=$(date +%s)
-load
-echo "load: $(( $(date +%s) - t0 )) s through the audit trigger ($SESSIONS sessions); table with indexes:" \
+bench_load 1 "$ROWS" "$BATCH"
+echo "load: $(( $(date +%s) - t0 )) s through the audit trigger ($(nproc) sessions); table with indexes:" \
      "$("${PSQL[@]}" -At -c "SELECT pg_size_pretty(pg_total_relation_size('tool_audit.tool_calls'))")"
 
 # time_calls LABEL N SETTINGS EXPR: EXPR (with $1, the key) run for N random

@@ -28,7 +28,6 @@ VERIFY_Q="SELECT count(*) FROM tool_audit.verify()"
 SCAN_Q="SELECT count(*) FROM (SELECT t::text FROM tool_audit.tool_calls t) s"
 READ_Q="SELECT count(t::text) FROM tool_audit.tool_calls t"
 READ_SET="SET max_parallel_workers_per_gather = 0"
-SESSIONS=$(nproc)    # one loading session per core: the insert trigger is CPU-bound
 # Rows per INSERT (and transaction): enough to make commits cheap, and few
 # enough for the lock table: the insert trigger takes a transaction-level lock
 # per row (on its event_id), so with the default max_locks_per_transaction a
@@ -75,22 +74,6 @@ SELECT 'tenant_' || (i % 8),
   FROM generate_series($1, $2) i,
        LATERAL (SELECT (ARRAY['update_order_status', 'lookup_customer', 'send_email', 'refund_payment', 'search_kb'])[1 + i % 5] AS tool) x;
 SQL
-}
-
-# load FROM TO: rows FROM..TO in batches, spread over parallel sessions
-load() {
-    local from=$1 to=$2 s b lo hi pids=()
-    local nb=$(( (to - from + BATCH) / BATCH ))
-    for s in $(seq 0 $((SESSIONS - 1))); do
-        for b in $(seq "$s" "$SESSIONS" $((nb - 1))); do
-            lo=$(( from + b * BATCH ))
-            hi=$(( lo + BATCH - 1 < to ? lo + BATCH - 1 : to ))
-            insert_sql "$lo" "$hi"
-        done | "${PSQL[@]}" >/dev/null &
-        pids+=($!)
-    done
-    for s in "${pids[@]}"; do wait "$s"; done
-    "${PSQL[@]}" -c "VACUUM ANALYZE tool_audit.tool_calls"
 }
 
 # A sleep without a fork per sample: read with a timeout on a pipe nobody writes.
@@ -165,11 +148,11 @@ echo "PostgreSQL $("$BINDIR/postgres" -V | awk '{print $3}'), $(nproc) cores, me
 echo "verify:   $VERIFY_Q"
 echo "scan:     $SCAN_Q   (the issue's)"
 echo "read:     $READ_Q   (after $READ_SET)"
-echo "load:     $SESSIONS parallel sessions, INSERT ... SELECT of $BATCH rows each, through the audit trigger, then VACUUM ANALYZE"
+echo "load:     $(nproc) parallel sessions, INSERT ... SELECT of $BATCH rows each, through the audit trigger, then VACUUM ANALYZE"
 printf '%-8s %6s %7s | %9s %9s %6s %9s %6s | %7s %7s %7s\n' "" "" "" "" "" verify/ "" verify/ verify scan read
 printf '%-8s %6s %7s | %9s %9s %6s %9s %6s | %7s %7s %7s\n' rows "load s" size "verify ms" "scan ms" scan "read ms" read MB MB MB
-t0=$(now); load 1 "$QUARTER"; report "$QUARTER" "$(secs "$t0" "$(now)")"
-t0=$(now); load $((QUARTER + 1)) "$ROWS"; report "$ROWS" "$(secs "$t0" "$(now)")"
+t0=$(now); bench_load 1 "$QUARTER" "$BATCH"; report "$QUARTER" "$(secs "$t0" "$(now)")"
+t0=$(now); bench_load $((QUARTER + 1)) "$ROWS" "$BATCH"; report "$ROWS" "$(secs "$t0" "$(now)")"
 echo "(load s: to add the rows since the line above; ms: medians; MB: peak private memory (RssAnon)"
 echo " of the backend while the query ran, highest of the rounds; target: verify within 3x the scan)"
 plan() { "${PSQL[@]}" -At -c "${2:-SELECT}" -c "EXPLAIN (COSTS OFF) $1" | sed 's/^ *//; s/ *-> */-> /' | paste -sd ' '; }
