@@ -111,6 +111,10 @@ SELECT r->>'id' AS id, r->>'action' AS action, r->>'outcome' AS outcome, r->>'ou
        r->'type'->>'code' AS type, r->'subtype'->0->>'code' AS subtype, r->'source'->>'site' AS site,
        r->'agent'->0->'who' AS requestor, r->'agent'->0->'role' AS role, r->'agent'->0->'network' AS network
   FROM tool_audit.export_fhir('-infinity', 'infinity') r;
+-- fhir_audit_event() maps one row: what export_fhir() returns for it
+SELECT bool_and(tool_audit.fhir_audit_event(t) = r) AS same
+  FROM tool_audit.export_fhir('-infinity', 'infinity') r
+  JOIN tool_audit.tool_calls t ON t.event_id::text = r->>'id';
 SELECT count(*) FROM tool_audit.export_fhir('-infinity', 'infinity', 'pat_1');
 SELECT count(*) FROM tool_audit.export_fhir('-infinity', 'infinity', 'no_such_subject');
 SELECT count(*) FROM tool_audit.export_fhir('2025-03-01 11:00:00+00', '2025-03-01 11:00:00+00');

@@ -250,6 +250,18 @@ SELECT count(*) AS protection_problems FROM tool_audit.verify_protections();
 SELECT tool_audit.chain_problem(1, 0, 1, '\x01', '\x02', '\x03', NULL, NULL, NULL, NULL, false) AS altered,
        tool_audit.chain_problem(1, 0, 0, '\x01', '\x02', '\x01', NULL, NULL, NULL, NULL, false) AS position_0,
        tool_audit.chain_problem(1, 0, 5, '\x01', '\x02', '\x01', NULL, NULL, NULL, NULL, false) AS no_previous;
+-- the reports' helpers on their own
+SET TimeZone = 'Asia/Kolkata';
+SELECT tool_audit.iso8601_utc('2025-03-01 10:00:00.5+00') AS utc, tool_audit.iso8601_utc('infinity') AS inf,
+       tool_audit.iso8601_utc(NULL) IS NULL AS null_in_null_out;
+RESET TimeZone;
+SELECT tool_audit.required_arg('x'::text, 'name') AS given, tool_audit.required_arg(7, 'n') AS number;
+SELECT regress_try($$SELECT tool_audit.required_arg(NULL::text, 'some_id')$$);
+SELECT regress_try($$SELECT tool_audit.check_period('2025-01-01 00:00+00', '2025-01-01 00:00+00')$$) AS instant,
+       regress_try($$SELECT tool_audit.check_period('infinity', '-infinity')$$) AS reversed;
+SELECT tool_audit.report_mark('ok') AS ok, tool_audit.report_mark('failed') AS failed,
+       tool_audit.report_mark('arrow') AS arrow;
+SELECT id, tool_audit.is_break_glass(t) FROM tool_audit.tool_calls t WHERE id IN (201, 203, 206, 305) ORDER BY id;
 -- the primitives reject what is not a hash
 SELECT regress_try($$SELECT tool_audit.chain_link(1, 0, 1, '\x00', '\x00')$$);
 
