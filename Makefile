@@ -42,6 +42,9 @@ EXTRA_CLEAN = results regression.diffs regression.out test/output_iso test/resul
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
+# every object file reads the shared header: a changed struct rebuilds them all
+$(OBJS): src/tool_audit.h
+
 .PHONY: demo test
 demo:
 	./scripts/demo.sh

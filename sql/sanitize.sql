@@ -52,3 +52,19 @@ SELECT tool_audit.sanitize(jsonb_build_object(
   'ssn', 'hmac:nosuchkey:' || repeat('b', 32)));
 -- keys rewritten to the same text keep both values
 SELECT tool_audit.sanitize('{"078-05-1120": "a", "078 05 1120": "b", "Bearer abcdefghijklmnop": 1, "Bearer qrstuvwxyzabcdef": 2}');
+
+-- key rule verdicts are remembered per backend: a document with more keys
+-- than the memo holds, sanitized twice, gets the same verdicts both times
+-- (every 50th key a token; long keys, which are never remembered, with a
+-- password): 8 + 3 redacted
+SELECT count(*) AS keys,
+       count(*) FILTER (WHERE value = '"***REDACTED***"') AS redacted,
+       count(*) FILTER (WHERE value = '"***REDACTED***"' AND key NOT LIKE '%token' AND key NOT LIKE '%password') AS wrongly_redacted
+  FROM jsonb_each(tool_audit.sanitize((SELECT jsonb_object_agg(
+           CASE WHEN i % 50 = 0 THEN 'k' || i || '_token'
+                WHEN i % 75 = 0 THEN repeat('x', 45) || i || '_password'
+                ELSE 'k' || i END, i)
+         FROM generate_series(1, 400) i))) \g
+\g
+-- an empty object or array has nothing to sanitize
+SELECT tool_audit.sanitize('{}'), tool_audit.sanitize('[]');

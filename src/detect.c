@@ -114,15 +114,14 @@ boundary_after(const char *s, int len, int i)
 	return i >= len || !is_alnum(s[i]);
 }
 
-static bool
-has_prefix(const char *s, int len, int i, const char *prefix, bool icase)
+/* Does s hold prefix (of plen bytes) at i?  ASCII case ignored if icase. */
+static inline bool
+has_prefix(const char *s, int len, int i, const char *prefix, int plen, bool icase)
 {
-	int			plen = strlen(prefix);
-
 	if (i + plen > len)
 		return false;
 	return icase ? pg_strncasecmp(s + i, prefix, plen) == 0
-		: strncmp(s + i, prefix, plen) == 0;
+		: memcmp(s + i, prefix, plen) == 0;
 }
 
 static int
@@ -199,11 +198,12 @@ detect_bearer(const char *s, int len, int rule, TaSpanList *out)
 					tok;
 
 		SCAN_CFI(i);
-		if (!boundary_before(s, i))
+		/* both schemes start with a b: most positions end here */
+		if ((s[i] | 0x20) != 'b' || !boundary_before(s, i))
 			continue;
-		if (has_prefix(s, len, i, "bearer", true))
+		if (has_prefix(s, len, i, "bearer", 6, true))
 			scheme = 6;
-		else if (has_prefix(s, len, i, "basic", true))
+		else if (has_prefix(s, len, i, "basic", 5, true))
 			scheme = 5;
 		else
 			continue;
@@ -304,36 +304,58 @@ detect_pem(const char *s, int len, int rule, TaSpanList *out)
 typedef struct ApiKeyShape
 {
 	const char *prefix;
+	int			prefix_len;		/* filled in on first use */
 	int			min_tail;		/* shortest tail after the prefix */
 	int			exact_tail;		/* if > 0: tail must be exactly this long */
 	bool		upper_only;		/* tail of [A-Z0-9] only */
 } ApiKeyShape;
 
-static const ApiKeyShape api_key_shapes[] = {
-	{"sk-", 20, 0, false},		/* OpenAI, Anthropic (sk-ant-...) */
-	{"sk_live_", 16, 0, false},	/* Stripe */
-	{"sk_test_", 16, 0, false},
-	{"rk_live_", 16, 0, false},
-	{"rk_test_", 16, 0, false},
-	{"whsec_", 16, 0, false},
-	{"ghp_", 30, 0, false},		/* GitHub */
-	{"gho_", 30, 0, false},
-	{"ghu_", 30, 0, false},
-	{"ghs_", 30, 0, false},
-	{"ghr_", 30, 0, false},
-	{"github_pat_", 30, 0, false},
-	{"xoxb-", 10, 0, false},	/* Slack */
-	{"xoxp-", 10, 0, false},
-	{"xoxa-", 10, 0, false},
-	{"xoxr-", 10, 0, false},
-	{"xoxs-", 10, 0, false},
-	{"glpat-", 20, 0, false},	/* GitLab */
-	{"hf_", 30, 0, false},		/* Hugging Face */
-	{"npm_", 36, 0, false},
-	{"AKIA", 16, 16, true},		/* AWS access key ids */
-	{"ASIA", 16, 16, true},
-	{"AIza", 35, 35, false},	/* Google API keys */
+static ApiKeyShape api_key_shapes[] = {
+	{"sk-", 0, 20, 0, false},		/* OpenAI, Anthropic (sk-ant-...) */
+	{"sk_live_", 0, 16, 0, false},	/* Stripe */
+	{"sk_test_", 0, 16, 0, false},
+	{"rk_live_", 0, 16, 0, false},
+	{"rk_test_", 0, 16, 0, false},
+	{"whsec_", 0, 16, 0, false},
+	{"ghp_", 0, 30, 0, false},		/* GitHub */
+	{"gho_", 0, 30, 0, false},
+	{"ghu_", 0, 30, 0, false},
+	{"ghs_", 0, 30, 0, false},
+	{"ghr_", 0, 30, 0, false},
+	{"github_pat_", 0, 30, 0, false},
+	{"xoxb-", 0, 10, 0, false},	/* Slack */
+	{"xoxp-", 0, 10, 0, false},
+	{"xoxa-", 0, 10, 0, false},
+	{"xoxr-", 0, 10, 0, false},
+	{"xoxs-", 0, 10, 0, false},
+	{"glpat-", 0, 20, 0, false},	/* GitLab */
+	{"hf_", 0, 30, 0, false},		/* Hugging Face */
+	{"npm_", 0, 36, 0, false},
+	{"AKIA", 0, 16, 16, true},		/* AWS access key ids */
+	{"ASIA", 0, 16, 16, true},
+	{"AIza", 0, 35, 35, false},	/* Google API keys */
 };
+
+/*
+ * The shapes by the first byte of their prefix (a bit per shape), so that a
+ * position is compared only with the shapes that can start there.
+ */
+static uint32 api_key_first[256];
+static bool api_key_ready = false;
+
+static void
+api_key_prepare(void)
+{
+	StaticAssertStmt(lengthof(api_key_shapes) <= 32, "one bit per shape");
+	for (int k = 0; k < (int) lengthof(api_key_shapes); k++)
+	{
+		ApiKeyShape *shape = &api_key_shapes[k];
+
+		shape->prefix_len = strlen(shape->prefix);
+		api_key_first[(unsigned char) shape->prefix[0]] |= (uint32) 1 << k;
+	}
+	api_key_ready = true;
+}
 
 static void
 detect_api_key(const char *s, int len, int rule, TaSpanList *out)
@@ -341,18 +363,23 @@ detect_api_key(const char *s, int len, int rule, TaSpanList *out)
 	RunCache	b64 = {b64url_member, 0, 0};
 	RunCache	upper = {upper_alnum_member, 0, 0};
 
+	if (!api_key_ready)
+		api_key_prepare();
 	for (int i = 0; i < len; i++)
 	{
+		uint32		candidates = api_key_first[(unsigned char) s[i]];
+
 		SCAN_CFI(i);
-		if (!boundary_before(s, i))
+		if (candidates == 0 || !boundary_before(s, i))
 			continue;
 		for (int k = 0; k < (int) lengthof(api_key_shapes); k++)
 		{
 			const ApiKeyShape *shape = &api_key_shapes[k];
-			int			plen = strlen(shape->prefix);
+			int			plen = shape->prefix_len;
 			int			tail;
 
-			if (!has_prefix(s, len, i, shape->prefix, false))
+			if (!(candidates & ((uint32) 1 << k)) ||
+				!has_prefix(s, len, i, shape->prefix, plen, false))
 				continue;
 			tail = cached_run_length(shape->upper_only ? &upper : &b64,
 									 s, len, i + plen);
@@ -559,6 +586,29 @@ detect_card(const char *s, int len, int rule, TaSpanList *out)
 	}
 }
 
+/* The shortest string each detector can match. */
+int
+ta_detector_min_length(TaDetector d)
+{
+	switch (d)
+	{
+		case TA_DETECT_BEARER:	/* "basic " + 8 */
+		case TA_DETECT_JWT:		/* 10 + "." + 2 + "." */
+			return 14;
+		case TA_DETECT_PEM_PRIVATE_KEY: /* "-----BEGIN " + "PRIVATE KEY-----" */
+			return 27;
+		case TA_DETECT_API_KEY: /* "xoxb-" + 10 */
+			return 15;
+		case TA_DETECT_US_SSN:	/* ddd-dd-dddd */
+			return 11;
+		case TA_DETECT_CARD_NUMBER:
+			return 13;
+		case TA_DETECT__COUNT:
+			break;
+	}
+	return 0;
+}
+
 /*
  * Can this detector match anything in s at all?  A length and one memchr()
  * rule out most strings (ids, names, statuses) before any scan: the shortest
@@ -567,20 +617,20 @@ detect_card(const char *s, int len, int rule, TaSpanList *out)
 bool
 ta_detect_possible(TaDetector d, const char *s, int len)
 {
+	if (len < ta_detector_min_length(d))
+		return false;
 	switch (d)
 	{
-		case TA_DETECT_BEARER:	/* "basic " + 8 */
-			return len >= 14 && memchr(s, ' ', len) != NULL;
-		case TA_DETECT_JWT:		/* 10 + "." + 2 + "." */
-			return len >= 14 && memchr(s, '.', len) != NULL;
-		case TA_DETECT_PEM_PRIVATE_KEY: /* "-----BEGIN " + "PRIVATE KEY-----" */
-			return len >= 27 && memchr(s, '-', len) != NULL;
-		case TA_DETECT_API_KEY: /* "xoxb-" + 10 */
-			return len >= 15;
-		case TA_DETECT_US_SSN:	/* ddd-dd-dddd */
-			return len >= 11 && (memchr(s, '-', len) != NULL || memchr(s, ' ', len) != NULL);
+		case TA_DETECT_BEARER:
+			return memchr(s, ' ', len) != NULL;
+		case TA_DETECT_JWT:
+			return memchr(s, '.', len) != NULL;
+		case TA_DETECT_PEM_PRIVATE_KEY:
+			return memchr(s, '-', len) != NULL;
+		case TA_DETECT_US_SSN:
+			return memchr(s, '-', len) != NULL || memchr(s, ' ', len) != NULL;
+		case TA_DETECT_API_KEY:
 		case TA_DETECT_CARD_NUMBER:
-			return len >= 13;
 		case TA_DETECT__COUNT:
 			break;
 	}

@@ -178,6 +178,27 @@ ta_relation_owner(Oid relid)
 }
 
 /*
+ * The derived parts of a rule set: the shortest string its value rules can
+ * match (a regular expression may match one character), and an empty key
+ * memo.
+ */
+static void
+prepare_rule_set(TaRuleSet *rs, MemoryContext cxt)
+{
+	rs->min_value_len = PG_INT32_MAX;
+	for (int i = 0; i < rs->nvalue_rules; i++)
+	{
+		const TaRule *r = &rs->value_rules[i];
+		int			n = r->match == TA_MATCH_DETECTOR ? ta_detector_min_length(r->detector) : 1;
+
+		rs->min_value_len = Min(rs->min_value_len, n);
+	}
+	rs->key_memo = MemoryContextAlloc(cxt, sizeof(TaKeyMemo) * TA_KEY_MEMO_SIZE);
+	for (int i = 0; i < TA_KEY_MEMO_SIZE; i++)
+		rs->key_memo[i].len = -1;
+}
+
+/*
  * Fill rs from the rules table.  SPI returns to its own memory context after
  * every call, so everything kept is allocated in cxt explicitly.
  */
@@ -339,6 +360,8 @@ ta_get_rules(void)
 		builtin->nvalue_rules = nv;
 		builtin->builtin = builtin;
 		rs->builtin = builtin;
+		prepare_rule_set(rs, newcxt);
+		prepare_rule_set(builtin, newcxt);
 	}
 	PG_CATCH();
 	{

@@ -29,6 +29,7 @@
 #include "postgres.h"
 
 #include "catalog/pg_collation.h"
+#include "common/hashfn.h"
 #include "fmgr.h"
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
@@ -107,14 +108,12 @@ regex_spans(text *re, const char *s, int len, int rule, TaSpanList *out)
 }
 
 static TaAction
-key_action(const TaRuleSet *rs, const char *key, int len)
+key_action_uncached(const TaRuleSet *rs, const char *key, int len)
 {
 	char	   *norm;
 	int			normlen;
 	TaAction	action = TA_ACTION_NONE;
 
-	if (rs->nkey_rules == 0)
-		return TA_ACTION_NONE;
 	norm = ta_normalize_key(key, len);
 	normlen = strlen(norm);
 	for (int i = 0; i < rs->nkey_rules && action == TA_ACTION_NONE; i++)
@@ -150,6 +149,41 @@ key_action(const TaRuleSet *rs, const char *key, int len)
 	}
 	pfree(norm);
 	return action;
+}
+
+/*
+ * The action the first matching key rule gives a key.  The verdict depends
+ * on the key and the rule set only, so it is remembered in the rule set's
+ * memo (open addressing on a hash of the key; a rule change builds a new set
+ * with an empty memo).
+ */
+static TaAction
+key_action(const TaRuleSet *rs, const char *key, int len)
+{
+	uint32		h;
+	TaKeyMemo  *m = NULL;
+
+	if (rs->nkey_rules == 0)
+		return TA_ACTION_NONE;
+	if (len > TA_KEY_MEMO_MAX_LEN)
+		return key_action_uncached(rs, key, len);
+	/* a few slots from the key's hash; a key finding none free takes the first */
+	h = hash_bytes((const unsigned char *) key, len);
+	for (int probe = 0; probe < TA_KEY_MEMO_PROBES; probe++)
+	{
+		TaKeyMemo  *slot = &rs->key_memo[(h + probe) & (TA_KEY_MEMO_SIZE - 1)];
+
+		if (slot->len == len && memcmp(slot->key, key, len) == 0)
+			return slot->action;
+		if (slot->len < 0 && m == NULL)
+			m = slot;
+	}
+	if (m == NULL)
+		m = &rs->key_memo[h & (TA_KEY_MEMO_SIZE - 1)];
+	m->action = key_action_uncached(rs, key, len);
+	memcpy(m->key, key, len);
+	m->len = (int8) len;
+	return m->action;
 }
 
 /*
@@ -232,7 +266,7 @@ sanitize_string_rs(const TaRuleSet *rs, const char *s, int len, bool *dropped)
 	 * detector's match (no boundaries inside it), and the shape must not be
 	 * a way to carry a card number or a token past the rules.
 	 */
-	if (rs->nvalue_rules == 0 || len == 0)
+	if (len < rs->min_value_len || len == 0)
 		return NULL;
 
 	for (int i = 0; i < rs->nvalue_rules; i++)
@@ -494,6 +528,8 @@ ta_sanitize_jsonb(const TaRuleSet *rs, Jsonb *in, const char *what)
 				pii_depth = 0;	/* >0: inside a subtree being pseudonymized */
 
 	check_size(VARSIZE_ANY_EXHDR(in), what);
+	if (JB_ROOT_COUNT(in) == 0 && !JB_ROOT_IS_SCALAR(in))
+		return in;				/* {} or []: nothing to look at */
 	w.rs = rs;
 	w.rewritten = palloc0(sizeof(List *) * (ta_max_depth + 2));
 	w.what = what;

@@ -28,6 +28,7 @@
 #include "mb/pg_wchar.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
+#include "utils/memutils.h"
 #include "utils/numeric.h"
 #include "utils/varlena.h"
 
@@ -266,6 +267,48 @@ error_text(JsonbValue *v)
 }
 
 /*
+ * tool_audit.summary_keys as a list of names, split again only when the
+ * setting changes (kept in TopMemoryContext with the copy it was split
+ * from, which the names point into).
+ */
+static List *
+summary_key_names(void)
+{
+	static char *split_from = NULL;
+	static char *split_copy = NULL;
+	static List *names = NIL;
+	const char *setting = ta_summary_keys ? ta_summary_keys : "";
+	MemoryContext old;
+	char	   *from;
+	char	   *copy;
+	List	   *list;
+
+	if (split_from != NULL && strcmp(split_from, setting) == 0)
+		return names;
+	old = MemoryContextSwitchTo(TopMemoryContext);
+	from = pstrdup(setting);
+	copy = pstrdup(setting);
+	if (!SplitGUCList(copy, ',', &list))
+	{
+		MemoryContextSwitchTo(old);
+		pfree(from);
+		pfree(copy);
+		elog(ERROR, "invalid tool_audit.summary_keys");	/* the check hook ran */
+	}
+	MemoryContextSwitchTo(old);
+	if (split_from != NULL)
+	{
+		pfree(split_from);
+		pfree(split_copy);
+		list_free(names);
+	}
+	split_from = from;
+	split_copy = copy;
+	names = list;
+	return names;
+}
+
+/*
  * Summarize result.  success_override (-1: none, 0: false, 1: true) is the
  * caller's own verdict, which wins over the one derived from the result, so
  * that the summary and the row's success column never disagree.
@@ -284,8 +327,6 @@ ta_summarize_result(const TaRuleSet *rs, Jsonb *result, int success_override,
 	res = pushJsonbValue(&ps, WJB_BEGIN_OBJECT, NULL);
 	if (result != NULL && JB_ROOT_IS_OBJECT(result))
 	{
-		char	   *raw = pstrdup(ta_summary_keys);
-		List	   *names;
 		ListCell   *lc;
 
 		err = get_key(result, "error");
@@ -300,9 +341,7 @@ ta_summarize_result(const TaRuleSet *rs, Jsonb *result, int success_override,
 		if ((v = get_key(result, "error_type")) != NULL)
 			push_pair(&ps, "error_type", v);
 
-		if (!SplitGUCList(raw, ',', &names))
-			elog(ERROR, "invalid tool_audit.summary_keys");
-		foreach(lc, names)
+		foreach(lc, summary_key_names())
 		{
 			char	   *name = (char *) lfirst(lc);
 

@@ -76,12 +76,29 @@ typedef struct TaRule
 
 typedef struct TaRuleSet TaRuleSet;
 
+/*
+ * What the key rules decided for a key, remembered for the life of the rule
+ * set (sanitize.c): documents repeat the same few dozen keys.
+ */
+#define TA_KEY_MEMO_SIZE	128	/* entries; a power of two */
+#define TA_KEY_MEMO_MAX_LEN 40	/* longer keys are not remembered */
+#define TA_KEY_MEMO_PROBES	4	/* slots a key may take */
+
+typedef struct TaKeyMemo
+{
+	int8		len;			/* -1: empty */
+	TaAction	action;
+	char		key[TA_KEY_MEMO_MAX_LEN];
+} TaKeyMemo;
+
 struct TaRuleSet
 {
 	int			nkey_rules;
 	TaRule	   *key_rules;		/* in (priority, rule_id) order */
 	int			nvalue_rules;
 	TaRule	   *value_rules;	/* in (priority, rule_id) order */
+	int			min_value_len;	/* shorter strings no value rule can match */
+	TaKeyMemo  *key_memo;		/* TA_KEY_MEMO_SIZE entries */
 	int			nkey_ids;
 	char	  **key_ids;		/* every key id, active or retired */
 	bool		has_key;
@@ -120,6 +137,7 @@ typedef struct TaSpanList
 extern const char *ta_detector_name(TaDetector d);
 extern bool ta_detector_from_name(const char *name, TaDetector *d);
 extern void ta_span_add(TaSpanList *list, int start, int end, int rule);
+extern int	ta_detector_min_length(TaDetector d);
 extern bool ta_detect_possible(TaDetector d, const char *s, int len);
 extern void ta_detect(TaDetector d, const char *s, int len, int rule,
 					  TaSpanList *out);
