@@ -69,38 +69,49 @@ typedef struct RowFix
 /*
  * Column numbers by name, remembered per backend: the trigger asks for the
  * same ~25 (relation, name) pairs on every row.  Names are this file's string
- * literals, so the pointer is the key.  Column numbers cannot change under
- * us: dropping or renaming a column of an audit table is refused, and a new
- * extension gets new relation oids.
+ * literals, so the pointer is the key (hashed into an open-addressing
+ * table).  Column numbers cannot change under us: dropping or renaming a
+ * column of an audit table is refused, and a new extension gets new relation
+ * oids.
  */
 typedef struct AttCacheEntry
 {
 	Oid			relid;
-	const char *name;
+	const char *name;			/* NULL: free */
 	int			attnum;
 } AttCacheEntry;
 
-static AttCacheEntry att_cache[64];
+#define ATT_CACHE_SIZE 128		/* a power of two */
+
+static AttCacheEntry att_cache[ATT_CACHE_SIZE];
 static int	att_cache_n = 0;
 
 static int
 attnum_of(Oid relid, TupleDesc desc, const char *name)
 {
+	uint32		h = (uint32) (((uintptr_t) name >> 3) * 2654435761u) ^ relid;
+	AttCacheEntry *e = NULL;
 	int			attnum;
 
-	for (int i = 0; i < att_cache_n; i++)
-		if (att_cache[i].name == name && att_cache[i].relid == relid)
-			return att_cache[i].attnum;
+	for (int probe = 0; probe < ATT_CACHE_SIZE; probe++)
+	{
+		e = &att_cache[(h + probe) & (ATT_CACHE_SIZE - 1)];
+		if (e->name == NULL)
+			break;
+		if (e->name == name && e->relid == relid)
+			return e->attnum;
+	}
 	attnum = SPI_fnumber(desc, name);
 	if (attnum <= 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("audit table has no column \"%s\"", name)));
-	if (att_cache_n < (int) lengthof(att_cache))
+	/* keep the table at most half full, so a probe ends at a free entry */
+	if (e->name == NULL && att_cache_n < ATT_CACHE_SIZE / 2)
 	{
-		att_cache[att_cache_n].relid = relid;
-		att_cache[att_cache_n].name = name;
-		att_cache[att_cache_n].attnum = attnum;
+		e->relid = relid;
+		e->name = name;
+		e->attnum = attnum;
 		att_cache_n++;
 	}
 	return attnum;

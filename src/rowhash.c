@@ -130,7 +130,7 @@ canon_string_utf8(StringInfo buf, const char *s, int len)
 	static const char hex[] = "0123456789abcdef";
 	int			start = 0;
 
-	appendStringInfoChar(buf, '"');
+	appendStringInfoCharMacro(buf, '"');
 	for (int i = 0; i < len; i++)
 	{
 		unsigned char c = (unsigned char) s[i];
@@ -174,7 +174,7 @@ canon_string_utf8(StringInfo buf, const char *s, int len)
 		appendStringInfoString(buf, esc);
 	}
 	appendBinaryStringInfo(buf, s + start, len - start);
-	appendStringInfoChar(buf, '"');
+	appendStringInfoCharMacro(buf, '"');
 }
 
 /* A string in the server encoding. */
@@ -265,16 +265,16 @@ canon_container(StringInfo buf, JsonbContainer *c)
 		bool		raw = v.val.array.rawScalar;
 
 		if (!raw)
-			appendStringInfoChar(buf, '[');
+			appendStringInfoCharMacro(buf, '[');
 		while ((r = JsonbIteratorNext(&it, &v, true)) == WJB_ELEM)
 		{
 			if (!first)
-				appendStringInfoChar(buf, ',');
+				appendStringInfoCharMacro(buf, ',');
 			first = false;
 			canon_value(buf, &v);
 		}
 		if (!raw)
-			appendStringInfoChar(buf, ']');
+			appendStringInfoCharMacro(buf, ']');
 	}
 	else if (r == WJB_BEGIN_OBJECT)
 	{
@@ -305,16 +305,16 @@ canon_container(StringInfo buf, JsonbContainer *c)
 			i++;
 		}
 		qsort(m, i, sizeof(CanonMember), member_cmp);
-		appendStringInfoChar(buf, '{');
+		appendStringInfoCharMacro(buf, '{');
 		for (int j = 0; j < i; j++)
 		{
 			if (j > 0)
-				appendStringInfoChar(buf, ',');
+				appendStringInfoCharMacro(buf, ',');
 			canon_string_utf8(buf, m[j].key, m[j].keylen);
-			appendStringInfoChar(buf, ':');
+			appendStringInfoCharMacro(buf, ':');
 			canon_value(buf, &m[j].value);
 		}
-		appendStringInfoChar(buf, '}');
+		appendStringInfoCharMacro(buf, '}');
 	}
 	else
 		elog(ERROR, "unexpected jsonb iterator token %d", (int) r);
@@ -510,9 +510,9 @@ put_field(StringInfo buf, const HashCol *col, Datum d)
 	int			lenpos;
 	char		tag = col->tag == 'e' ? 's' : col->tag;
 
-	appendStringInfoChar(buf, (char) col->namelen);
+	appendStringInfoCharMacro(buf, (char) col->namelen);
 	appendBinaryStringInfo(buf, col->name, col->namelen);
-	appendStringInfoChar(buf, tag);
+	appendStringInfoCharMacro(buf, tag);
 	lenpos = buf->len;
 	put_u32(buf, 0);
 
@@ -538,7 +538,7 @@ put_field(StringInfo buf, const HashCol *col, Datum d)
 				break;
 			}
 		case 'b':
-			appendStringInfoChar(buf, DatumGetBool(d) ? 1 : 0);
+			appendStringInfoCharMacro(buf, DatumGetBool(d) ? 1 : 0);
 			break;
 		case 's':
 			{
@@ -571,8 +571,8 @@ put_field(StringInfo buf, const HashCol *col, Datum d)
 				inet	   *ip = DatumGetInetPP(d);
 				int			family = ip_family(ip);
 
-				appendStringInfoChar(buf, family == PGSQL_AF_INET ? 4 : 6);
-				appendStringInfoChar(buf, (char) ip_bits(ip));
+				appendStringInfoCharMacro(buf, family == PGSQL_AF_INET ? 4 : 6);
+				appendStringInfoCharMacro(buf, (char) ip_bits(ip));
 				appendBinaryStringInfo(buf, (char *) ip_addr(ip),
 									   family == PGSQL_AF_INET ? 4 : 16);
 				break;

@@ -5,8 +5,9 @@
  *		stored: the walker behind tool_audit.sanitize() and the insert
  *		triggers.
  *
- * The document is read once with a jsonb iterator and rebuilt with
- * pushJsonbValue, at any depth and inside arrays.  For every object key the
+ * The document is read with a jsonb iterator and, only if the rules change
+ * something, read again and rebuilt with pushJsonbValue, at any depth and
+ * inside arrays.  For every object key the
  * first matching key rule (in priority order) decides:
  *
  *	keep			the value is stored as it is, all of its subtree included
@@ -21,7 +22,9 @@
  * "***REDACTED:<detector>***" (or a pseudonym, or the element is dropped).
  *
  * A document the rules leave alone is returned as the same datum, so the
- * common case costs one read and no copy.  Sanitizing is idempotent:
+ * common case costs one read and no copy.  A changed one costs the read up
+ * to the first change, then the rebuild, which does not scan again the
+ * tokens before that change.  Sanitizing is idempotent:
  * markers and pseudonyms pass through unchanged.
  *
  *-------------------------------------------------------------------------
@@ -45,6 +48,9 @@ typedef struct Walk
 {
 	const TaRuleSet *rs;
 	const char *what;
+	bool		build;			/* false: only find out whether anything changes */
+	int			token;			/* tokens read so far */
+	int			clean;			/* the first this many tokens change nothing */
 	bool		changed;
 	int			depth;			/* current nesting depth */
 	List	  **rewritten;		/* per depth: keys rewritten in this object */
@@ -344,7 +350,8 @@ ta_sanitize_text(const TaRuleSet *rs, const char *s, int len, const char *what)
 static void
 push(Walk *w, JsonbIteratorToken tok, JsonbValue *v)
 {
-	w->res = pushJsonbValue(&w->ps, tok, v);
+	if (w->build)
+		w->res = pushJsonbValue(&w->ps, tok, v);
 }
 
 static void
@@ -426,6 +433,8 @@ emit_scalar(Walk *w, JsonbIteratorToken tok, JsonbValue *key, JsonbValue *v,
 		case TA_ACTION_NONE:
 			if (v->type != jbvString && v->type != jbvNumeric)
 				break;
+			if (w->token <= w->clean)
+				break;			/* the first pass found nothing here */
 			text = scalar_text(v, &len);
 			clean = sanitize_string_rs(w->rs, text, len, &dropped);
 			if (clean == NULL)
@@ -511,9 +520,15 @@ sanitize_key(Walk *w, JsonbValue *key, TaAction *pending, bool in_pii)
 	w->changed = true;
 }
 
-Jsonb *
-ta_sanitize_jsonb(const TaRuleSet *rs, Jsonb *in, const char *what)
+/*
+ * One pass over the document: does anything change?  With out NULL it stops
+ * at the first change; otherwise it builds the sanitized document in *out
+ * (when something changed).
+ */
+static bool
+walk(const TaRuleSet *rs, Jsonb *in, const char *what, int *clean, Jsonb **out)
 {
+	bool		build = (out != NULL);
 	Walk		w = {0};
 	JsonbIterator *it;
 	JsonbIteratorToken tok;
@@ -527,12 +542,11 @@ ta_sanitize_jsonb(const TaRuleSet *rs, Jsonb *in, const char *what)
 				keep_depth = 0, /* >0: inside a subtree kept as is */
 				pii_depth = 0;	/* >0: inside a subtree being pseudonymized */
 
-	check_size(VARSIZE_ANY_EXHDR(in), what);
-	if (JB_ROOT_COUNT(in) == 0 && !JB_ROOT_IS_SCALAR(in))
-		return in;				/* {} or []: nothing to look at */
 	w.rs = rs;
 	w.rewritten = palloc0(sizeof(List *) * (ta_max_depth + 2));
 	w.what = what;
+	w.build = build;
+	w.clean = build ? *clean : 0;
 
 	it = JsonbIteratorInit(&in->root);
 	while ((tok = JsonbIteratorNext(&it, &v, false)) != WJB_DONE)
@@ -540,6 +554,13 @@ ta_sanitize_jsonb(const TaRuleSet *rs, Jsonb *in, const char *what)
 		TaAction	act;
 
 		CHECK_FOR_INTERRUPTS();
+		if (w.changed && !build)
+		{
+			/* every token before the last one read changed nothing */
+			*clean = w.token - 1;
+			break;
+		}
+		w.token++;
 		switch (tok)
 		{
 			case WJB_BEGIN_OBJECT:
@@ -606,7 +627,8 @@ ta_sanitize_jsonb(const TaRuleSet *rs, Jsonb *in, const char *what)
 				have_key = true;
 				pending = keep_depth ? TA_ACTION_KEEP
 					: key_action(w.rs, v.val.string.val, v.val.string.len);
-				if (pending != TA_ACTION_KEEP && pending != TA_ACTION_DROP)
+				if (pending != TA_ACTION_KEEP && pending != TA_ACTION_DROP &&
+					w.token > w.clean)
 					sanitize_key(&w, &key, &pending, pii_depth > 0);
 				break;
 
@@ -628,9 +650,31 @@ ta_sanitize_jsonb(const TaRuleSet *rs, Jsonb *in, const char *what)
 		}
 	}
 
-	if (!w.changed)
-		return in;
-	return JsonbValueToJsonb(w.res);
+	if (w.changed && !build && *clean == 0)
+		*clean = w.token - 1;	/* the change came with the last token */
+	if (w.changed && build)
+		*out = JsonbValueToJsonb(w.res);
+	return w.changed;
+}
+
+/*
+ * The document with the rules applied, or the same datum when they change
+ * nothing.  A first pass only looks, and stops at the first change; the
+ * document is rebuilt only when something changes, so the common case (a
+ * document with nothing to remove) costs a read and no copy.
+ */
+Jsonb *
+ta_sanitize_jsonb(const TaRuleSet *rs, Jsonb *in, const char *what)
+{
+	Jsonb	   *out = in;
+	int			clean = 0;
+
+	check_size(VARSIZE_ANY_EXHDR(in), what);
+	if (JB_ROOT_COUNT(in) == 0 && !JB_ROOT_IS_SCALAR(in))
+		return in;				/* {} or []: nothing to look at */
+	if (walk(rs, in, what, &clean, NULL))
+		(void) walk(rs, in, what, &clean, &out);
+	return out;
 }
 
 /* tool_audit.sanitize(document jsonb) RETURNS jsonb */
