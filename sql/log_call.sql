@@ -32,6 +32,15 @@ SELECT (tool_audit.log_call('noop', NULL, NULL, NULL, NULL)).call_trigger AS def
        (tool_audit.log_call('noop', NULL, NULL, NULL, NULL)).arguments AS null_arguments,
        (tool_audit.log_call('noop', NULL, NULL, NULL, NULL)).result_summary AS null_result;
 
+-- event ids drawn here are random version 4 UUIDs (RFC 4122 variant), all
+-- distinct, across more than one batch of the pool they are drawn from
+WITH ids AS (
+    SELECT (tool_audit.log_call('noop', '{}', '{}', 1, '{"conversation_id": "conv_uuid"}')).event_id
+      FROM generate_series(1, 200))
+SELECT count(*) AS ids, count(DISTINCT event_id) AS distinct_ids,
+       count(*) FILTER (WHERE event_id::text ~ '^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$') AS version_4
+  FROM ids;
+
 -- a client may bring its own event id (idempotent retries), once
 SELECT event_id FROM tool_audit.log_call('noop', '{}', '{}', 1,
        '{"event_id": "00000000-0000-4000-8000-000000000001", "conversation_id": "conv_ids"}');

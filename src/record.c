@@ -243,6 +243,36 @@ id_sequence(Relation rel)
 	return seq;
 }
 
+/*
+ * A new event id: a version 4 UUID, like gen_random_uuid(), from the same
+ * source (pg_strong_random), drawn a batch at a time.  One call into
+ * OpenSSL's generator costs more than the rest of a row's identity columns
+ * together (perf: ~30% of the insert trigger at one id per call); event ids
+ * are identifiers, not secrets, so holding the next few in backend memory
+ * gives nothing away.
+ */
+#define EVENT_ID_BATCH 64
+
+static unsigned char event_id_pool[EVENT_ID_BATCH * UUID_LEN];
+static int	event_id_next = EVENT_ID_BATCH;
+
+static Datum
+new_event_id(void)
+{
+	pg_uuid_t  *u = palloc(sizeof(pg_uuid_t));
+
+	if (event_id_next == EVENT_ID_BATCH)
+	{
+		ta_random_bytes(event_id_pool, sizeof(event_id_pool));
+		event_id_next = 0;
+	}
+	memcpy(u->data, event_id_pool + event_id_next * UUID_LEN, UUID_LEN);
+	event_id_next++;
+	u->data[6] = (u->data[6] & 0x0F) | 0x40;	/* version 4 */
+	u->data[8] = (u->data[8] & 0x3F) | 0x80;	/* RFC 4122 variant */
+	return UUIDPGetDatum(u);
+}
+
 static Datum
 acting_role_name(void)
 {
@@ -288,7 +318,7 @@ fix_identity(RowFix *fix, Relation rel, const char *time_column)
 	(void) get_col(fix, "event_id", &isnull);
 	fix->event_id_given = !isnull;
 	if (isnull)
-		set_col(fix, "event_id", DirectFunctionCall1(gen_random_uuid, (Datum) 0), false);
+		set_col(fix, "event_id", new_event_id(), false);
 	return restored;
 }
 
