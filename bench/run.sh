@@ -6,14 +6,18 @@
 # on, fsync on), printed as ratios.
 #   bench/run.sh [seconds per measurement (default 10)] [client counts (default "1 8")] [rounds (default 3)]
 # All clients write for the same tenant.  The four variants run interleaved,
-# round after round, and each figure is the median of its rounds, so that
-# drift (tables growing, the machine's neighbours) touches all alike.
+# round after round; tps figures are medians over the rounds, and each ratio
+# is the median of the ratios within a round (each variant against the plain
+# run of its own round, minutes apart at most), so that drift (tables
+# growing, the machine's neighbours, the disk's latency) cancels out.  No
+# checkpoint runs during the measurements (one is taken before them).
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 SECS=${1:-10}
 CLIENTS=${2:-"1 8"}
 ROUNDS=${3:-3}
-bench_cluster "synchronous_commit = on" "shared_buffers = 256MB" "max_wal_size = 4GB"
+bench_cluster "synchronous_commit = on" "shared_buffers = 256MB" "max_wal_size = 32GB" \
+    "checkpoint_timeout = 1d"
 cp "$TA_ROOT"/bench/*.sql "$WORK/"
 [ "$(id -u)" -eq 0 ] && chown -R postgres: "$WORK"
 "${PSQL[@]}" -f "$WORK/setup.sql"
@@ -24,6 +28,8 @@ tps() {   # SCRIPT CLIENTS
 }
 
 median() { tr ' ' '\n' | sort -n | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
+# ratios A B: the ratios of the rounds, A[i] / B[i]
+ratios() { paste -d' ' <(echo $1 | tr ' ' '\n') <(echo $2 | tr ' ' '\n') | awk '{printf "%s ", $1 / $2}'; }
 
 echo "PostgreSQL $("$BINDIR/postgres" -V | awk '{print $3}'), $(nproc) cores, ${SECS}s per measurement, median of $ROUNDS interleaved rounds, synchronous_commit = on"
 # tps columns, then ratios: audited over plain (targets >= 0.85 at 1 client,
@@ -33,6 +39,7 @@ printf '%-7s %9s %9s %9s %9s | %9s %9s | %9s %9s\n' clients plain INSERT log_cal
     INSERT log_call INSERT log_call
 for c in $CLIENTS; do
     tps plain_insert.sql "$c" >/dev/null   # warm-up
+    "${PSQL[@]}" -c "CHECKPOINT"
     p_all="" i_all="" c_all="" g_all=""
     for _ in $(seq 1 "$ROUNDS"); do
         p_all="$p_all $(tps plain_insert.sql "$c")"
@@ -40,12 +47,13 @@ for c in $CLIENTS; do
         c_all="$c_all $(tps log_call.sql "$c")"
         g_all="$g_all $(tps pgcrypto_insert.sql "$c")"
     done
-    plain=$(echo $p_all | median)
-    ins=$(echo $i_all | median)
-    call=$(echo $c_all | median)
-    pgc=$(echo $g_all | median)
-    awk -v c="$c" -v p="$plain" -v i="$ins" -v l="$call" -v g="$pgc" \
-        'BEGIN { printf "%-7s %9.0f %9.0f %9.0f %9.0f | %9.2f %9.2f | %9.2f %9.2f\n", c, p, i, l, g, i / p, l / p, i / g, l / g }'
+    awk -v c="$c" -v p="$(echo $p_all | median)" -v i="$(echo $i_all | median)" \
+        -v l="$(echo $c_all | median)" -v g="$(echo $g_all | median)" \
+        -v ip="$(ratios "$i_all" "$p_all" | median)" -v lp="$(ratios "$c_all" "$p_all" | median)" \
+        -v ig="$(ratios "$i_all" "$g_all" | median)" -v lg="$(ratios "$c_all" "$g_all" | median)" \
+        'BEGIN { printf "%-7s %9.0f %9.0f %9.0f %9.0f | %9.2f %9.2f | %9.2f %9.2f\n", c, p, i, l, g, ip, lp, ig, lg }'
+    r() { echo $1 | awk '{for (i = 1; i <= NF; i++) printf "%s%.0f", (i > 1 ? " " : ""), $i}'; }
+    echo "        tps by round: plain $(r "$p_all") | INSERT $(r "$i_all") | log_call $(r "$c_all") | pgcrypto $(r "$g_all")"
 done
 "${PSQL[@]}" -At -c "SELECT 'check: ' || count(*) || ' audited rows, ' || count(*) FILTER (WHERE arguments->>'api_key' = '***REDACTED***') || ' with the api_key redacted' FROM tool_audit.tool_calls"
 # The pgcrypto chain must have been correct under concurrency, or beating it
