@@ -43,7 +43,8 @@ PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
 # every object file reads the shared header: a changed struct rebuilds them all
-$(OBJS): src/tool_audit.h
+# (and the LLVM bitcode installed beside them, when the server has JIT)
+$(OBJS) $(OBJS:.o=.bc): src/tool_audit.h
 
 .PHONY: demo test
 demo:

@@ -19,6 +19,8 @@ SELECT tool_audit.sanitize_text('stripe sk_live_51Habcdefghijklmnop and whsec_ab
 SELECT tool_audit.sanitize_text('gh ghp_abcdefghijklmnopqrstuvwxyz0123456789, pat github_pat_11ABCDEFG0abcdefghijklmnopqrstuvwxyz');
 SELECT tool_audit.sanitize_text('aws AKIAIOSFODNN7EXAMPLE google AIzaSyA-abcdefghijklmnopqrstuvwxyz12345');
 SELECT tool_audit.sanitize_text('slack xoxb-1234567890-abcdefghij gitlab glpat-abcdefghijklmnopqrst');
+SELECT tool_audit.sanitize_text('rk_live_abcdefghijklmnop hf_abcdefghijklmnopqrstuvwxyz0123 npm_abcdefghijklmnopqrstuvwxyz0123456789 ASIAIOSFODNN7EXAMPLE');
+SELECT tool_audit.sanitize_text('rk_live_short hf_short npm_short ASIAshort harmless');
 SELECT tool_audit.sanitize_text('task-force-alpha-bravo-charlie-delta, sk-short, AKIAshort, flask-sqlalchemy-extension');
 -- US social security numbers (pseudonymized, so they still link)
 SELECT tool_audit.sanitize_text('SSN 078-05-1120 and 078 05 1120');

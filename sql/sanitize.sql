@@ -66,5 +66,9 @@ SELECT count(*) AS keys,
                 ELSE 'k' || i END, i)
          FROM generate_series(1, 400) i))) \g
 \g
--- an empty object or array has nothing to sanitize
-SELECT tool_audit.sanitize('{}'), tool_audit.sanitize('[]');
+-- keys at the memo's length limit (40 bytes, remembered) and one past it
+-- (41, never remembered) get the same verdicts, every time
+SELECT length(k) AS key_bytes, tool_audit.sanitize(jsonb_build_object(k, 'v'))->>k AS first,
+       tool_audit.sanitize(jsonb_build_object(k, 'v'))->>k AS second
+  FROM (VALUES (repeat('a', 35) || 'token'), (repeat('a', 36) || 'token'),
+               (repeat('a', 40)), (repeat('a', 41))) AS t(k);

@@ -42,3 +42,5 @@ SELECT tool_audit.summarize_result('{"ticket_id": "T-1", "orderId": "O-9", "id":
 SELECT regress_try($$SET tool_audit.summary_keys = 'a,,b'$$);
 RESET tool_audit.summary_keys;
 SHOW tool_audit.summary_keys;
+-- and the default keys apply again (the split list follows the setting)
+SELECT tool_audit.summarize_result('{"ticket_id": "T-1", "orderId": "O-9", "id": 3}');

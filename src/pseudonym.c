@@ -53,8 +53,10 @@ get_hmac(void)
 /*
  * One EVP_MAC_CTX keyed with the active key, kept for the backend's life and
  * rebuilt when the key changes.  Each pseudonym re-initializes it with a
- * NULL key, which OpenSSL documents as reusing the key already set: no
- * digest lookup, key schedule or allocation per pseudonym.
+ * NULL key, which HMAC takes as "the key already set" from OpenSSL 3.0.3 on:
+ * no digest lookup, key schedule or allocation per pseudonym.  Before 3.0.3
+ * such a re-initialization did nothing (openssl/openssl#17811), so there each
+ * pseudonym works on a copy of the keyed context instead (EVP_MAC_CTX_dup).
  */
 static EVP_MAC_CTX *keyed_ctx = NULL;
 static unsigned char keyed_key[64];
@@ -89,17 +91,46 @@ keyed_context(const unsigned char *key, int keylen)
 }
 
 static bool
+reinit_reuses_key(void)
+{
+	return OpenSSL_version_num() >= 0x30000030L;	/* 3.0.3 */
+}
+
+static bool
 hmac_sha256(const unsigned char *key, int keylen, const char *data, int len,
 			unsigned char *out)
 {
-	EVP_MAC_CTX *ctx = keyed_context(key, keylen);
+	EVP_MAC_CTX *base = keyed_context(key, keylen);
+	EVP_MAC_CTX *ctx;
 	size_t		outlen = 0;
+	bool		ok;
 
-	return ctx != NULL &&
-		EVP_MAC_init(ctx, NULL, 0, NULL) == 1 &&
+	if (base == NULL)
+		return false;
+	if (reinit_reuses_key())
+	{
+		ctx = base;
+		ok = EVP_MAC_init(ctx, NULL, 0, NULL) == 1;
+	}
+	else
+	{
+		ctx = EVP_MAC_CTX_dup(base);
+		ok = ctx != NULL;
+	}
+	ok = ok &&
 		EVP_MAC_update(ctx, (const unsigned char *) data, len) == 1 &&
 		EVP_MAC_final(ctx, out, &outlen, 32) == 1 &&
 		outlen == 32;
+	if (ctx != base && ctx != NULL)
+		EVP_MAC_CTX_free(ctx);
+	if (!ok && ctx == base)
+	{
+		/* a context OpenSSL failed on is not used again */
+		EVP_MAC_CTX_free(keyed_ctx);
+		keyed_ctx = NULL;
+		keyed_len = -1;
+	}
+	return ok;
 }
 
 static bool

@@ -40,6 +40,7 @@
 #include "catalog/pg_type.h"
 #include "commands/sequence.h"
 #include "commands/trigger.h"
+#include "common/hashfn.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
@@ -82,6 +83,7 @@ typedef struct AttCacheEntry
 } AttCacheEntry;
 
 #define ATT_CACHE_SIZE 128		/* a power of two */
+StaticAssertDecl((ATT_CACHE_SIZE & (ATT_CACHE_SIZE - 1)) == 0, "a power of two");
 
 static AttCacheEntry att_cache[ATT_CACHE_SIZE];
 static int	att_cache_n = 0;
@@ -89,7 +91,7 @@ static int	att_cache_n = 0;
 static int
 attnum_of(Oid relid, TupleDesc desc, const char *name)
 {
-	uint32		h = (uint32) (((uintptr_t) name >> 3) * 2654435761u) ^ relid;
+	uint32		h = murmurhash32((uint32) (uintptr_t) name ^ relid);
 	AttCacheEntry *e = NULL;
 	int			attnum;
 

@@ -672,8 +672,9 @@ ta_sanitize_jsonb(const TaRuleSet *rs, Jsonb *in, const char *what)
 	check_size(VARSIZE_ANY_EXHDR(in), what);
 	if (JB_ROOT_COUNT(in) == 0 && !JB_ROOT_IS_SCALAR(in))
 		return in;				/* {} or []: nothing to look at */
-	if (walk(rs, in, what, &clean, NULL))
-		(void) walk(rs, in, what, &clean, &out);
+	if (walk(rs, in, what, &clean, NULL) &&
+		!walk(rs, in, what, &clean, &out))
+		elog(ERROR, "sanitizing %s: the second pass found no change", what);	/* fail closed */
 	return out;
 }
 

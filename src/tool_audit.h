@@ -84,6 +84,9 @@ typedef struct TaRuleSet TaRuleSet;
 #define TA_KEY_MEMO_MAX_LEN 40	/* longer keys are not remembered */
 #define TA_KEY_MEMO_PROBES	4	/* slots a key may take */
 
+StaticAssertDecl(TA_KEY_MEMO_MAX_LEN <= PG_INT8_MAX, "a memo key length fits in int8");
+StaticAssertDecl((TA_KEY_MEMO_SIZE & (TA_KEY_MEMO_SIZE - 1)) == 0, "memo size is a power of two");
+
 typedef struct TaKeyMemo
 {
 	int8		len;			/* -1: empty */
