@@ -10,25 +10,15 @@
 # statements is counted too (caches filled, plans made): the figures are the
 # program's totals divided by all statements run.
 set -euo pipefail
-. "$(dirname "$0")/../scripts/lib.sh"
+. "$(dirname "$0")/lib.sh"
 N=${1:-2000}
 WARM=$((N / 10))
-ta_require_packages
-command -v valgrind >/dev/null || ta_die "valgrind is not installed (apt-get install valgrind)"
-command -v callgrind_annotate >/dev/null || ta_die "callgrind_annotate is missing (apt-get install valgrind)"
-ta_build_install
-BINDIR=$(ta_bindir)
-WORK=$(ta_scratch_dir)
-PORT=$(ta_free_port)
-trap 'ta_as_user "$BINDIR/pg_ctl" -D "$WORK/data" -m immediate stop >/dev/null 2>&1; rm -rf "$WORK"' EXIT
-
+command -v callgrind_annotate >/dev/null || ta_die "valgrind is not installed (apt-get install valgrind)"
+bench_cluster
 cp "$TA_ROOT"/bench/*.sql "$WORK/"
 [ "$(id -u)" -eq 0 ] && chown -R postgres: "$WORK"
-ta_init_cluster "$WORK" "$PORT"
-ta_start_cluster "$WORK"
-ta_as_user "$BINDIR/psql" -X -q -h "$WORK" -p "$PORT" -U postgres -d postgres \
-    -v ON_ERROR_STOP=1 -f "$WORK/setup.sql" >/dev/null
-ta_as_user "$BINDIR/pg_ctl" -D "$WORK/data" -w stop >/dev/null
+"${PSQL[@]}" -f "$WORK/setup.sql" >/dev/null
+ta_as_user "$BINDIR/pg_ctl" -D "$WORK/data" -w stop >/dev/null   # postgres --single takes over
 
 printf '%-16s %14s %14s\n' statement "instr/stmt" "trigger/stmt"
 for s in plain_insert audited_insert log_call; do

@@ -30,6 +30,8 @@ tps() {   # SCRIPT CLIENTS
 median() { tr ' ' '\n' | sort -n | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
 # ratios A B: the ratios of the rounds, A[i] / B[i]
 ratios() { paste -d' ' <(echo $1 | tr ' ' '\n') <(echo $2 | tr ' ' '\n') | awk '{printf "%s ", $1 / $2}'; }
+# r TPS...: the tps of the rounds, rounded
+r() { echo $1 | awk '{for (i = 1; i <= NF; i++) printf "%s%.0f", (i > 1 ? " " : ""), $i}'; }
 
 echo "PostgreSQL $("$BINDIR/postgres" -V | awk '{print $3}'), $(nproc) cores, ${SECS}s per measurement, median of $ROUNDS interleaved rounds, synchronous_commit = on"
 # tps columns, then ratios: audited over plain (targets >= 0.85 at 1 client,
@@ -52,7 +54,6 @@ for c in $CLIENTS; do
         -v ip="$(ratios "$i_all" "$p_all" | median)" -v lp="$(ratios "$c_all" "$p_all" | median)" \
         -v ig="$(ratios "$i_all" "$g_all" | median)" -v lg="$(ratios "$c_all" "$g_all" | median)" \
         'BEGIN { printf "%-7s %9.0f %9.0f %9.0f %9.0f | %9.2f %9.2f | %9.2f %9.2f\n", c, p, i, l, g, ip, lp, ig, lg }'
-    r() { echo $1 | awk '{for (i = 1; i <= NF; i++) printf "%s%.0f", (i > 1 ? " " : ""), $i}'; }
     echo "        tps by round: plain $(r "$p_all") | INSERT $(r "$i_all") | log_call $(r "$c_all") | pgcrypto $(r "$g_all")"
 done
 "${PSQL[@]}" -At -c "SELECT 'check: ' || count(*) || ' audited rows, ' || count(*) FILTER (WHERE arguments->>'api_key' = '***REDACTED***') || ' with the api_key redacted' FROM tool_audit.tool_calls"

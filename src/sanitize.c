@@ -272,7 +272,7 @@ sanitize_string_rs(const TaRuleSet *rs, const char *s, int len, bool *dropped)
 	 * detector's match (no boundaries inside it), and the shape must not be
 	 * a way to carry a card number or a token past the rules.
 	 */
-	if (len < rs->min_value_len || len == 0)
+	if (len < rs->min_value_len)	/* 0 too: min_value_len is at least 1 */
 		return NULL;
 
 	for (int i = 0; i < rs->nvalue_rules; i++)
@@ -650,8 +650,6 @@ walk(const TaRuleSet *rs, Jsonb *in, const char *what, int *clean, Jsonb **out)
 		}
 	}
 
-	if (w.changed && !build && *clean == 0)
-		*clean = w.token - 1;	/* the change came with the last token */
 	if (w.changed && build)
 		*out = JsonbValueToJsonb(w.res);
 	return w.changed;
