@@ -18,15 +18,16 @@ OBJS = \
 	src/digest.o \
 	src/log_call.o
 
-DATA = tool_audit--1.0.sql tool_audit--1.0--1.1.sql tool_audit--1.1--1.2.sql
+DATA = sql/tool_audit--1.0.sql sql/tool_audit--1.0--1.1.sql sql/tool_audit--1.1--1.2.sql
 
-# pg_regress: one file per capability, in dependency order (setup creates roles and fixtures).
+# pg_regress (test/sql, test/expected): one file per capability, in dependency order
+# (setup creates roles and fixtures).  Isolation specs: test/isolation.  TAP: test/t.
 REGRESS = setup sanitize detect pseudonym summarize log_call log_event \
 	append_only ddl_guard roles tenants rules_admin bad_input chain reports exports upgrade
-REGRESS_OPTS = --inputdir=. --outputdir=. --load-extension=tool_audit
+REGRESS_OPTS = --inputdir=test --outputdir=test --load-extension=tool_audit
 
 ISOLATION = concurrent_writers rules_cache chain_order
-ISOLATION_OPTS = --inputdir=test --outputdir=test --load-extension=tool_audit
+ISOLATION_OPTS = --inputdir=test/isolation --outputdir=test/isolation --load-extension=tool_audit
 
 TAP_TESTS = 1
 PROVE_TESTS = test/t/*.pl
@@ -36,8 +37,9 @@ PG_CPPFLAGS = -I$(srcdir)/src
 PG_CFLAGS = -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers
 SHLIB_LINK += -lcrypto
 
-EXTRA_CLEAN = results regression.diffs regression.out test/output_iso test/results \
-	test/regression.diffs test/regression.out tmp_check log
+EXTRA_CLEAN = test/results test/regression.diffs test/regression.out \
+	test/isolation/output_iso test/isolation/results test/isolation/regression.diffs \
+	test/isolation/regression.out tmp_check log
 
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)

@@ -52,7 +52,7 @@ run_regress() {   # NAME EXTRA-OPTIONS...
     local name=$1; shift
     ta_log "pg_regress ($name)"
     ( cd "$WORK" && ta_as_user "$PG_REGRESS" --temp-instance="$WORK/tmp_$name" \
-        --bindir="$BINDIR" --inputdir="$WORK" --outputdir="$WORK/out_$name" \
+        --bindir="$BINDIR" --inputdir="$WORK/test" --outputdir="$WORK/out_$name" \
         --load-extension=tool_audit "$@" $REGRESS ) >"$LOGS/$name.log" 2>&1
     local st=$?
     cat "$LOGS/$name.log"
@@ -66,7 +66,7 @@ run_regress preload --temp-config="$WORK/test/preload.conf"
 
 ta_log "isolation tests"
 ( cd "$WORK" && ta_as_user "$PG_ISOLATION_REGRESS" --temp-instance="$WORK/tmp_isolation" \
-    --bindir="$BINDIR" --inputdir="$WORK/test" --outputdir="$WORK/out_isolation" \
+    --bindir="$BINDIR" --inputdir="$WORK/test/isolation" --outputdir="$WORK/out_isolation" \
     --load-extension=tool_audit $ISOLATION ) >"$LOGS/isolation.log" 2>&1
 st=$?
 cat "$LOGS/isolation.log"

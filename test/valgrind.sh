@@ -14,7 +14,7 @@ WORK=$(ta_scratch_dir)
 PORT=$(ta_free_port)
 trap 'ta_as_user "$BINDIR/pg_ctl" -D "$WORK/data" -m immediate stop >/dev/null 2>&1; [ -n "${TA_KEEP_WORK:-}" ] || rm -rf "$WORK"' EXIT
 
-tar -C "$TA_ROOT" --exclude=.git -cf - sql expected test/vectors | tar -C "$WORK" -xf -
+tar -C "$TA_ROOT" --exclude=.git -cf - test/sql test/expected test/vectors | tar -C "$WORK" -xf -
 [ "$(id -u)" -eq 0 ] && chown -R postgres: "$WORK"
 ta_init_cluster "$WORK" "$PORT" "max_connections = 20"
 ta_log "starting postgres under valgrind (slow)"
@@ -28,7 +28,7 @@ done
 REGRESS=$(make -s -C "$TA_ROOT" PG_CONFIG="$PG_CONFIG" print-regress)
 ( cd "$WORK" && ta_as_user "$PGXS_DIR/test/regress/pg_regress" \
     --host="$WORK" --port="$PORT" --user=postgres --bindir="$BINDIR" \
-    --inputdir="$WORK" --outputdir="$WORK" --dbname=valgrind_regress \
+    --inputdir="$WORK/test" --outputdir="$WORK" --dbname=valgrind_regress \
     --load-extension=tool_audit $REGRESS )
 regress=$?
 ta_as_user "$BINDIR/pg_ctl" -D "$WORK/data" -m fast stop >/dev/null 2>&1

@@ -151,7 +151,7 @@ SELECT tool_audit.canonical_json('"x"'), tool_audit.canonical_json('null'), tool
        tool_audit.canonical_json('[]'), tool_audit.canonical_json('[{}, [], [[true, false]]]');
 -- every vector of test/vectors/json.tsv
 \getenv abs_srcdir PG_ABS_SRCDIR
-\set json_vectors :abs_srcdir '/test/vectors/json.tsv'
+\set json_vectors :abs_srcdir '/vectors/json.tsv'
 CREATE TEMP TABLE json_lines (line text);
 -- one column per line: the vectors' backslashes must reach jsonb untouched
 COPY json_lines FROM :'json_vectors' WITH (FORMAT csv, DELIMITER E'\x02', QUOTE E'\x01');
