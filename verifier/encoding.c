@@ -96,12 +96,8 @@ field_cmp(const void *a, const void *b)
 {
 	const RowField *fa = a;
 	const RowField *fb = b;
-	size_t		n = fa->namelen < fb->namelen ? fa->namelen : fb->namelen;
-	int			c = memcmp(fa->name, fb->name, n);
 
-	if (c != 0)
-		return c;
-	return fa->namelen < fb->namelen ? -1 : (fa->namelen > fb->namelen ? 1 : 0);
+	return bytes_cmp(fa->name, fa->namelen, fb->name, fb->namelen);
 }
 
 /*
