@@ -235,26 +235,22 @@ canonical_json(const JsonValue *v, Buf *out)
 			canonical_string(v->str, v->len, out);
 			return;
 		case JSON_ARRAY:
-			buf_putc(out, '[');
-			for (i = 0; i < v->count; i++)
-			{
-				if (i > 0)
-					buf_putc(out, ',');
-				canonical_json(v->items[i], out);
-			}
-			buf_putc(out, ']');
-			return;
 		case JSON_OBJECT:
-			buf_putc(out, '{');
+			buf_putc(out, v->kind == JSON_ARRAY ? '[' : '{');
 			for (i = 0; i < v->count; i++)
 			{
 				if (i > 0)
 					buf_putc(out, ',');
+				if (v->kind == JSON_ARRAY)
+				{
+					canonical_json(v->items[i], out);
+					continue;
+				}
 				canonical_string(v->members[i].key, v->members[i].keylen, out);
 				buf_putc(out, ':');
 				canonical_json(v->members[i].value, out);
 			}
-			buf_putc(out, '}');
+			buf_putc(out, v->kind == JSON_ARRAY ? ']' : '}');
 			return;
 	}
 }
