@@ -159,12 +159,8 @@ column_cmp(const void *a, const void *b)
 {
 	const Column *ca = a;
 	const Column *cb = b;
-	size_t		n = ca->namelen < cb->namelen ? ca->namelen : cb->namelen;
-	int			c = memcmp(ca->name, cb->name, n);
 
-	if (c != 0)
-		return c;
-	return ca->namelen < cb->namelen ? -1 : (ca->namelen > cb->namelen ? 1 : 0);
+	return bytes_cmp(ca->name, ca->namelen, cb->name, cb->namelen);
 }
 
 /*
@@ -401,7 +397,7 @@ add_column(Walk *w, const Column *c, const unsigned char *v, int len)
 			if (json == NULL)
 				bad_value(w->t, c, err);
 			buf_reset(&w->scratch);
-			json_canonical(json, &w->scratch);
+			canonical_json(json, &w->scratch);
 			json_free(json);
 			row_add(&w->row, c->name, c->namelen, 'j', w->scratch.data,
 					w->scratch.len);

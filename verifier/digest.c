@@ -187,9 +187,9 @@ signature_valid(const JsonValue *root, const JsonValue *sigv,
 		if (!first)
 			buf_putc(&msg, ',');
 		first = false;
-		json_canonical_string(m->key, m->keylen, &msg);
+		canonical_string(m->key, m->keylen, &msg);
 		buf_putc(&msg, ':');
-		json_canonical(m->value, &msg);
+		canonical_json(m->value, &msg);
 	}
 	buf_putc(&msg, '}');
 

@@ -24,21 +24,53 @@
 #define LINK_PREFIX "tool_audit link 1"
 #define CHAIN_PREFIX "tool_audit chain 1"
 
-/* one context for the whole run: millions of rows, no allocation per row */
+/*
+ * Every hash is fed in pieces to one context, kept for the whole run:
+ * millions of rows, no allocation per row.
+ */
 static EVP_MD_CTX *sha_ctx = NULL;
+
+static void
+hash_begin(void)
+{
+	if (sha_ctx == NULL && (sha_ctx = EVP_MD_CTX_new()) == NULL)
+		fatal("could not create a digest context");
+	if (EVP_DigestInit_ex(sha_ctx, EVP_sha256(), NULL) != 1)
+		fatal("SHA-256 failed");
+}
+
+static void
+hash_add(const void *data, size_t len)
+{
+	if (len > 0 && EVP_DigestUpdate(sha_ctx, data, len) != 1)
+		fatal("SHA-256 failed");
+}
+
+/* the last n bytes of i64(v): u32 of a lane is the last 4 of i64(lane) */
+static void
+hash_add_be(int64_t v, size_t n)
+{
+	unsigned char be[8];
+
+	encode_i64(v, be);
+	hash_add(be + 8 - n, n);
+}
+
+static void
+hash_end(unsigned char out[HASH_LEN])
+{
+	unsigned int outlen = 0;
+
+	if (EVP_DigestFinal_ex(sha_ctx, out, &outlen) != 1 || outlen != HASH_LEN)
+		fatal("SHA-256 failed");
+}
 
 void
 sha256(const void *data, size_t len, unsigned char out[HASH_LEN])
 {
-	unsigned int outlen = 0;
-
-	if (sha_ctx == NULL && (sha_ctx = EVP_MD_CTX_new()) == NULL)
-		fatal("could not create a digest context");
-	if (EVP_DigestInit_ex(sha_ctx, EVP_sha256(), NULL) != 1 ||
-		EVP_DigestUpdate(sha_ctx, data, len) != 1 ||
-		EVP_DigestFinal_ex(sha_ctx, out, &outlen) != 1 ||
-		outlen != HASH_LEN)
-		fatal("SHA-256 failed");
+	hash_begin();
+	hash_add(data, len);
+	hash_end(out);
 }
 
 void
@@ -96,12 +128,8 @@ field_cmp(const void *a, const void *b)
 {
 	const RowField *fa = a;
 	const RowField *fb = b;
-	size_t		n = fa->namelen < fb->namelen ? fa->namelen : fb->namelen;
-	int			c = memcmp(fa->name, fb->name, n);
 
-	if (c != 0)
-		return c;
-	return fa->namelen < fb->namelen ? -1 : (fa->namelen > fb->namelen ? 1 : 0);
+	return bytes_cmp(fa->name, fa->namelen, fb->name, fb->namelen);
 }
 
 /*
@@ -172,32 +200,22 @@ chain_id(const char *table, const char *tenant, size_t tenantlen,
 		 int64_t *out, char *err, size_t errlen)
 {
 	unsigned char h[HASH_LEN];
-	unsigned char head[sizeof(CHAIN_PREFIX) + 1];
 	unsigned char flag = (tenant == NULL) ? 0 : 1;
 	size_t		tablelen = strlen(table);
-	unsigned int hlen = 0;
 
 	if (tablelen == 0 || tablelen > 255)
 	{
 		snprintf(err, errlen, "table name must be 1 to 255 bytes long");
 		return false;
 	}
-	/* sizeof counts the terminator, which is the u8(0) */
-	memcpy(head, CHAIN_PREFIX, sizeof(CHAIN_PREFIX));
-	head[sizeof(CHAIN_PREFIX)] = (unsigned char) tablelen;
-
-	/* piecewise, so that a long tenant is not copied */
-	if (sha_ctx == NULL && (sha_ctx = EVP_MD_CTX_new()) == NULL)
-		fatal("could not create a digest context");
-	if (EVP_DigestInit_ex(sha_ctx, EVP_sha256(), NULL) != 1 ||
-		EVP_DigestUpdate(sha_ctx, head, sizeof(head)) != 1 ||
-		EVP_DigestUpdate(sha_ctx, table, tablelen) != 1 ||
-		EVP_DigestUpdate(sha_ctx, &flag, 1) != 1 ||
-		(tenant != NULL && tenantlen > 0 &&
-		 EVP_DigestUpdate(sha_ctx, tenant, tenantlen) != 1) ||
-		EVP_DigestFinal_ex(sha_ctx, h, &hlen) != 1 ||
-		hlen != HASH_LEN)
-		fatal("SHA-256 failed");
+	hash_begin();
+	hash_add(CHAIN_PREFIX, sizeof(CHAIN_PREFIX));	/* its NUL is the u8(0) */
+	hash_add_be((int64_t) tablelen, 1);
+	hash_add(table, tablelen);
+	hash_add(&flag, 1);
+	if (tenant != NULL)
+		hash_add(tenant, tenantlen);
+	hash_end(h);
 	*out = get_i64(h);
 	return true;
 }
@@ -211,24 +229,14 @@ link_hash(int64_t chain, uint32_t lane, uint64_t seq,
 		  const unsigned char prev[HASH_LEN],
 		  const unsigned char row[HASH_LEN], unsigned char out[HASH_LEN])
 {
-	unsigned char m[sizeof(LINK_PREFIX) + 8 + 4 + 8 + 2 * HASH_LEN];
-	unsigned char *p = m;
-	int			i;
-
-	/* sizeof counts the terminator, which is the u8(0) */
-	memcpy(p, LINK_PREFIX, sizeof(LINK_PREFIX));
-	p += sizeof(LINK_PREFIX);
-	encode_i64(chain, p);
-	p += 8;
-	for (i = 3; i >= 0; i--)
-		*p++ = (unsigned char) (lane >> (8 * i));
-	for (i = 7; i >= 0; i--)
-		*p++ = (unsigned char) (seq >> (8 * i));
-	memcpy(p, prev, HASH_LEN);
-	p += HASH_LEN;
-	memcpy(p, row, HASH_LEN);
-	p += HASH_LEN;
-	sha256(m, (size_t) (p - m), out);
+	hash_begin();
+	hash_add(LINK_PREFIX, sizeof(LINK_PREFIX));	/* its NUL is the u8(0) */
+	hash_add_be(chain, 8);
+	hash_add_be((int64_t) lane, 4);
+	hash_add_be((int64_t) seq, 8);
+	hash_add(prev, HASH_LEN);
+	hash_add(row, HASH_LEN);
+	hash_end(out);
 }
 
 void

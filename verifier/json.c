@@ -1,15 +1,25 @@
 /*-------------------------------------------------------------------------
  *
  * json.c
- *	  A small recursive descent JSON parser (RFC 8259, UTF-8 validating)
- *	  and the canonical JSON writer of doc/canonical-encoding.md section 3.
+ *	  Parsing JSON with yajl into JsonValue trees.
  *
- * Numbers are never converted to binary floating point: their digits are
- * rearranged as a decimal string, so "123456789012345678901234567890.0001"
- * keeps every digit, exactly as jsonb's numeric does.  Objects are sorted
- * by the bytes of their keys as they are parsed; a key given twice keeps
- * its last value, as jsonb does.  Nesting is limited to JSON_MAX_DEPTH so
- * that hostile input cannot overflow the stack.
+ * yajl (Debian: libyajl-dev) does the lexing, grammar, unescaping and
+ * UTF-8 checks; its callbacks build the tree here.  yajl is used because
+ * its yajl_number callback hands over every number as the exact text of
+ * the input, so that 18446744073709551616 or
+ * 123456789012345678901234567890.0001 reach the canonical writer with all
+ * their digits, as jsonb's numeric keeps them (jansson refuses integers
+ * beyond 64 bits and rounds fractions to doubles; json-c clamps large
+ * integers to the 64-bit range).
+ *
+ * What is added to yajl, so that only what jsonb could hold is accepted:
+ * a nesting limit (yajl's own parser does not recurse, but json_free and
+ * the canonical writer do); a strict check that every string and key is
+ * well-formed UTF-8 (yajl lets overlong forms, surrogates and code points
+ * above U+10FFFF through); a check that \u escapes of surrogates come in
+ * pairs (yajl reads a lone one as '?'); and jsonb's object semantics:
+ * members sorted by the bytes of their keys, a key given twice keeping its
+ * last value.
  *
  * verifier/json.c
  *
@@ -19,31 +29,128 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <yajl/yajl_parse.h>
+
 #include "json.h"
 
-typedef struct JsonParser
+/* a container still being filled, and the room allocated in it */
+typedef struct OpenContainer
 {
-	const unsigned char *start;
-	const unsigned char *p;
-	const unsigned char *end;
-	int			depth;
-	char	   *err;
-	size_t		errlen;
-	bool		failed;
-	Buf			scratch;		/* string and number assembly */
-} JsonParser;
+	JsonValue  *value;
+	size_t		cap;
+	size_t		next_order;		/* OBJECT: members seen so far */
+} OpenContainer;
 
-static JsonValue *parse_value(JsonParser *ps);
+typedef struct TreeBuilder
+{
+	JsonValue  *root;			/* owns everything built so far */
+	OpenContainer *open;		/* innermost last */
+	size_t		depth;
+	size_t		opencap;
+	char	   *key;			/* OBJECT: key waiting for its value */
+	size_t		keylen;
+	size_t		key_order;
+	const char *problem;		/* why a callback stopped yajl */
+	Buf			number;			/* canonical form of the last number */
+} TreeBuilder;
 
+/* ---- UTF-8 ---- */
+
+/*
+ * True if s[0..len) is well-formed UTF-8: every sequence of the length its
+ * first byte announces, decoding to a scalar value (not a surrogate, not
+ * above U+10FFFF) that needs that length.
+ */
 static bool
-parse_error(JsonParser *ps, const char *msg)
+utf8_well_formed(const unsigned char *s, size_t len)
 {
-	if (!ps->failed)
-		snprintf(ps->err, ps->errlen, "invalid JSON at byte %zu: %s",
-				 (size_t) (ps->p - ps->start), msg);
-	ps->failed = true;
-	return false;
+	static const uint32_t least[5] = {0, 0, 0x80, 0x800, 0x10000};
+	size_t		i = 0;
+
+	while (i < len)
+	{
+		unsigned char c = s[i];
+		size_t		n;
+		uint32_t	cp;
+		size_t		j;
+
+		if (c < 0x80)
+		{
+			i++;
+			continue;
+		}
+		if ((c & 0xE0) == 0xC0)
+			n = 2;
+		else if ((c & 0xF0) == 0xE0)
+			n = 3;
+		else if ((c & 0xF8) == 0xF0)
+			n = 4;
+		else
+			return false;		/* a continuation byte, or 0xF8 and up */
+		if (len - i < n)
+			return false;
+		cp = c & (0x7F >> n);
+		for (j = 1; j < n; j++)
+		{
+			if ((s[i + j] & 0xC0) != 0x80)
+				return false;
+			cp = (cp << 6) | (s[i + j] & 0x3F);
+		}
+		if (cp < least[n] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+			return false;
+		i += n;
+	}
+	return true;
 }
+
+/* True if text[at..at+6) is a \uXXXX escape; its code unit in *cp. */
+static bool
+u_escape_at(const char *text, size_t len, size_t at, unsigned int *cp)
+{
+	unsigned char two[2];
+
+	if (at > len || len - at < 6 || text[at] != '\\' || text[at + 1] != 'u' ||
+		!hex_decode(text + at + 2, 4, two, 2))
+		return false;
+	*cp = (unsigned int) two[0] << 8 | two[1];
+	return true;
+}
+
+/*
+ * yajl reads a \u escape of a high surrogate that no low surrogate's
+ * follows as '?', and pairs it with whatever \u escape comes next; jsonb
+ * refuses both.  In valid JSON every backslash starts an escape inside a
+ * string, so the escapes are checked on the raw text, before yajl.
+ * Returns the offset of the first unpaired surrogate, or len.
+ */
+static size_t
+unpaired_surrogate(const char *text, size_t len)
+{
+	const char *p;
+	size_t		at = 0;
+
+	while (at < len && (p = memchr(text + at, '\\', len - at)) != NULL)
+	{
+		unsigned int cp;
+		unsigned int low;
+
+		at = (size_t) (p - text);
+		if (!u_escape_at(text, len, at, &cp))
+			at += 2;			/* a one-letter escape, or yajl's error */
+		else if (cp >= 0xDC00 && cp <= 0xDFFF)
+			return at;
+		else if (cp < 0xD800 || cp > 0xDBFF)
+			at += 6;
+		else if (u_escape_at(text, len, at + 6, &low) &&
+				 low >= 0xDC00 && low <= 0xDFFF)
+			at += 12;
+		else
+			return at;
+	}
+	return len;
+}
+
+/* ---- the tree ---- */
 
 static JsonValue *
 new_value(JsonKind kind)
@@ -62,18 +169,12 @@ json_free(JsonValue *v)
 
 	if (v == NULL)
 		return;
-	if (v->kind == JSON_ARRAY)
+	for (i = 0; v->kind == JSON_ARRAY && i < v->count; i++)
+		json_free(v->items[i]);
+	for (i = 0; v->kind == JSON_OBJECT && i < v->count; i++)
 	{
-		for (i = 0; i < v->count; i++)
-			json_free(v->items[i]);
-	}
-	else if (v->kind == JSON_OBJECT)
-	{
-		for (i = 0; i < v->count; i++)
-		{
-			free(v->members[i].key);
-			json_free(v->members[i].value);
-		}
+		free(v->members[i].key);
+		json_free(v->members[i].value);
 	}
 	free(v->items);
 	free(v->members);
@@ -81,662 +182,278 @@ json_free(JsonValue *v)
 	free(v);
 }
 
-static void
-skip_ws(JsonParser *ps)
+/* Hang v into the innermost open container, or make it the root. */
+static int
+attach(TreeBuilder *tb, JsonValue *v)
 {
-	while (ps->p < ps->end &&
-		   (*ps->p == ' ' || *ps->p == '\t' || *ps->p == '\n' || *ps->p == '\r'))
-		ps->p++;
+	OpenContainer *top;
+	JsonValue  *c;
+
+	if (tb->depth == 0)
+	{
+		tb->root = v;
+		return 1;
+	}
+	top = &tb->open[tb->depth - 1];
+	c = top->value;
+	if (c->kind == JSON_ARRAY)
+	{
+		c->items = xgrow(c->items, &top->cap, c->count + 1, sizeof(JsonValue *));
+		c->items[c->count++] = v;
+	}
+	else
+	{
+		JsonMember *m;
+
+		c->members = xgrow(c->members, &top->cap, c->count + 1,
+						   sizeof(JsonMember));
+		m = &c->members[c->count++];
+		m->key = tb->key;
+		m->keylen = tb->keylen;
+		m->value = v;
+		m->order = tb->key_order;
+		tb->key = NULL;
+	}
+	return 1;
 }
 
 static int
-hex4(const unsigned char *p)
+member_order(const void *a, const void *b)
 {
-	int			v = 0;
-	int			i;
-
-	for (i = 0; i < 4; i++)
-	{
-		int			c = p[i];
-
-		v <<= 4;
-		if (c >= '0' && c <= '9')
-			v |= c - '0';
-		else if (c >= 'a' && c <= 'f')
-			v |= c - 'a' + 10;
-		else if (c >= 'A' && c <= 'F')
-			v |= c - 'A' + 10;
-		else
-			return -1;
-	}
-	return v;
-}
-
-static void
-put_utf8(Buf *b, unsigned int cp)
-{
-	if (cp < 0x80)
-		buf_putc(b, (unsigned char) cp);
-	else if (cp < 0x800)
-	{
-		buf_putc(b, (unsigned char) (0xC0 | (cp >> 6)));
-		buf_putc(b, (unsigned char) (0x80 | (cp & 0x3F)));
-	}
-	else if (cp < 0x10000)
-	{
-		buf_putc(b, (unsigned char) (0xE0 | (cp >> 12)));
-		buf_putc(b, (unsigned char) (0x80 | ((cp >> 6) & 0x3F)));
-		buf_putc(b, (unsigned char) (0x80 | (cp & 0x3F)));
-	}
-	else
-	{
-		buf_putc(b, (unsigned char) (0xF0 | (cp >> 18)));
-		buf_putc(b, (unsigned char) (0x80 | ((cp >> 12) & 0x3F)));
-		buf_putc(b, (unsigned char) (0x80 | ((cp >> 6) & 0x3F)));
-		buf_putc(b, (unsigned char) (0x80 | (cp & 0x3F)));
-	}
-}
-
-/*
- * Length of the well-formed UTF-8 sequence at p (Unicode table 3-7: no
- * overlong forms, no surrogates, nothing above U+10FFFF), or 0.
- */
-static size_t
-utf8_sequence_len(const unsigned char *p, const unsigned char *end)
-{
-	size_t		avail = (size_t) (end - p);
-	unsigned char c = p[0];
-
-	if (c >= 0xC2 && c <= 0xDF)
-		return (avail >= 2 && (p[1] & 0xC0) == 0x80) ? 2 : 0;
-	if (c >= 0xE0 && c <= 0xEF)
-	{
-		unsigned char lo = (c == 0xE0) ? 0xA0 : 0x80;
-		unsigned char hi = (c == 0xED) ? 0x9F : 0xBF;
-
-		if (avail < 3 || p[1] < lo || p[1] > hi || (p[2] & 0xC0) != 0x80)
-			return 0;
-		return 3;
-	}
-	if (c >= 0xF0 && c <= 0xF4)
-	{
-		unsigned char lo = (c == 0xF0) ? 0x90 : 0x80;
-		unsigned char hi = (c == 0xF4) ? 0x8F : 0xBF;
-
-		if (avail < 4 || p[1] < lo || p[1] > hi ||
-			(p[2] & 0xC0) != 0x80 || (p[3] & 0xC0) != 0x80)
-			return 0;
-		return 4;
-	}
-	return 0;
-}
-
-/* Parse a string starting at the opening quote into ps->scratch. */
-static bool
-parse_string_raw(JsonParser *ps)
-{
-	Buf		   *b = &ps->scratch;
-
-	buf_reset(b);
-	ps->p++;					/* opening quote */
-	for (;;)
-	{
-		unsigned char c;
-
-		if (ps->p >= ps->end)
-			return parse_error(ps, "unterminated string");
-		c = *ps->p;
-		if (c == '"')
-		{
-			ps->p++;
-			return true;
-		}
-		if (c < 0x20)
-			return parse_error(ps, "control character in string");
-		if (c == '\\')
-		{
-			int			cp;
-
-			if (ps->end - ps->p < 2)
-				return parse_error(ps, "unterminated escape");
-			c = ps->p[1];
-			ps->p += 2;
-			switch (c)
-			{
-				case '"':
-				case '\\':
-				case '/':
-					buf_putc(b, c);
-					continue;
-				case 'b':
-					buf_putc(b, '\b');
-					continue;
-				case 'f':
-					buf_putc(b, '\f');
-					continue;
-				case 'n':
-					buf_putc(b, '\n');
-					continue;
-				case 'r':
-					buf_putc(b, '\r');
-					continue;
-				case 't':
-					buf_putc(b, '\t');
-					continue;
-				case 'u':
-					break;
-				default:
-					ps->p -= 2;
-					return parse_error(ps, "invalid escape");
-			}
-			if (ps->end - ps->p < 4 || (cp = hex4(ps->p)) < 0)
-				return parse_error(ps, "invalid \\u escape");
-			ps->p += 4;
-			if (cp >= 0xDC00 && cp <= 0xDFFF)
-				return parse_error(ps, "unpaired low surrogate");
-			if (cp >= 0xD800 && cp <= 0xDBFF)
-			{
-				int			lo;
-
-				if (ps->end - ps->p < 6 || ps->p[0] != '\\' ||
-					ps->p[1] != 'u' || (lo = hex4(ps->p + 2)) < 0 ||
-					lo < 0xDC00 || lo > 0xDFFF)
-					return parse_error(ps, "unpaired high surrogate");
-				ps->p += 6;
-				cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
-			}
-			put_utf8(b, (unsigned int) cp);
-			continue;
-		}
-		if (c < 0x80)
-		{
-			buf_putc(b, c);
-			ps->p++;
-		}
-		else
-		{
-			size_t		n = utf8_sequence_len(ps->p, ps->end);
-
-			if (n == 0)
-				return parse_error(ps, "invalid UTF-8");
-			buf_append(b, ps->p, n);
-			ps->p += n;
-		}
-	}
-}
-
-static bool
-is_digit(unsigned char c)
-{
-	return c >= '0' && c <= '9';
-}
-
-/*
- * Parse a number and write its canonical decimal form into ps->scratch.
- *
- * The value is digits(S) * 10^scale, where S is the integer and fraction
- * digits run together and scale = exponent - number of fraction digits.
- * Leading zeros of S do not change the value and trailing zeros move into
- * the scale; what is left is printed without an exponent.
- */
-static bool
-parse_number(JsonParser *ps)
-{
-	Buf		   *b = &ps->scratch;
-	const unsigned char *digits_start;
-	bool		negative = false;
-	int64_t		fraclen = 0;
-	int64_t		exponent = 0;
-	int64_t		scale;
-	size_t		n;
-	size_t		i;
-	unsigned char *s;
-
-	buf_reset(b);
-	if (*ps->p == '-')
-	{
-		negative = true;
-		ps->p++;
-	}
-	if (ps->p >= ps->end || !is_digit(*ps->p))
-		return parse_error(ps, "invalid number");
-
-	/* integer part: 0, or no leading zero */
-	digits_start = ps->p;
-	if (*ps->p == '0')
-		ps->p++;
-	else
-		while (ps->p < ps->end && is_digit(*ps->p))
-			ps->p++;
-	buf_append(b, digits_start, (size_t) (ps->p - digits_start));
-
-	if (ps->p < ps->end && *ps->p == '.')
-	{
-		ps->p++;
-		digits_start = ps->p;
-		while (ps->p < ps->end && is_digit(*ps->p))
-			ps->p++;
-		if (ps->p == digits_start)
-			return parse_error(ps, "digit expected after decimal point");
-		fraclen = ps->p - digits_start;
-		buf_append(b, digits_start, (size_t) fraclen);
-	}
-	if (ps->p < ps->end && (*ps->p == 'e' || *ps->p == 'E'))
-	{
-		bool		expneg = false;
-
-		ps->p++;
-		if (ps->p < ps->end && (*ps->p == '+' || *ps->p == '-'))
-			expneg = (*ps->p++ == '-');
-		if (ps->p >= ps->end || !is_digit(*ps->p))
-			return parse_error(ps, "digit expected in exponent");
-		while (ps->p < ps->end && is_digit(*ps->p))
-		{
-			/* saturate: anything this large is rejected below anyway */
-			if (exponent < 1000000000)
-				exponent = exponent * 10 + (*ps->p - '0');
-			ps->p++;
-		}
-		if (expneg)
-			exponent = -exponent;
-	}
-
-	/* strip leading zeros of S */
-	s = b->data;
-	n = b->len;
-	i = 0;
-	while (i < n && s[i] == '0')
-		i++;
-	if (i == n)
-	{
-		buf_reset(b);
-		buf_putc(b, '0');		/* zero has no sign */
-		return true;
-	}
-	memmove(s, s + i, n - i);
-	n -= i;
-
-	/* trailing zeros go into the scale */
-	scale = exponent - fraclen;
-	while (s[n - 1] == '0')
-	{
-		n--;
-		scale++;
-	}
-	if (scale > JSON_MAX_SCALE || scale < -JSON_MAX_SCALE)
-		return parse_error(ps, "number out of range");
-
-	/* now rebuild in place: b holds S (n digits) */
-	b->len = n;
-	if (scale >= 0)
-	{
-		for (i = 0; i < (size_t) scale; i++)
-			buf_putc(b, '0');
-	}
-	else if ((int64_t) n > -scale)
-	{
-		size_t		intlen = (size_t) ((int64_t) n + scale);
-
-		buf_putc(b, 0);
-		memmove(b->data + intlen + 1, b->data + intlen, n - intlen);
-		b->data[intlen] = '.';
-	}
-	else
-	{
-		size_t		zeros = (size_t) (-scale - (int64_t) n);
-
-		buf_reserve(b, zeros + 2);
-		memmove(b->data + zeros + 2, b->data, n);
-		b->data[0] = '0';
-		b->data[1] = '.';
-		memset(b->data + 2, '0', zeros);
-		b->len = n + zeros + 2;
-	}
-	if (negative)
-	{
-		buf_putc(b, 0);
-		memmove(b->data + 1, b->data, b->len - 1);
-		b->data[0] = '-';
-	}
-	return true;
-}
-
-static char *
-scratch_copy(JsonParser *ps, size_t *len)
-{
-	*len = ps->scratch.len;
-	return xstrndup((const char *) ps->scratch.data, ps->scratch.len);
-}
-
-static int
-member_cmp(const void *a, const void *b)
-{
-	const JsonMember *ma = a;
-	const JsonMember *mb = b;
-	size_t		n = ma->keylen < mb->keylen ? ma->keylen : mb->keylen;
-	int			c = memcmp(ma->key, mb->key, n);
+	const JsonMember *x = a;
+	const JsonMember *y = b;
+	int			c = bytes_cmp(x->key, x->keylen, y->key, y->keylen);
 
 	if (c != 0)
 		return c;
-	if (ma->keylen != mb->keylen)
-		return ma->keylen < mb->keylen ? -1 : 1;
-	return ma->order < mb->order ? -1 : (ma->order > mb->order ? 1 : 0);
+	return x->order < y->order ? -1 : 1;
 }
 
-/* Sort members by key bytes; of equal keys keep the last one given. */
+/* jsonb's object: sorted by key bytes, of a repeated key the last value. */
 static void
-finish_object(JsonValue *obj)
+settle_object(JsonValue *obj)
 {
+	size_t		kept = 0;
 	size_t		i;
-	size_t		out = 0;
 
-	if (obj->count < 2)
-		return;
-	qsort(obj->members, obj->count, sizeof(JsonMember), member_cmp);
+	if (obj->count > 1)
+		qsort(obj->members, obj->count, sizeof(JsonMember), member_order);
 	for (i = 0; i < obj->count; i++)
 	{
 		JsonMember *m = &obj->members[i];
+		bool		overridden = (i + 1 < obj->count &&
+								  bytes_cmp(m->key, m->keylen, m[1].key,
+											m[1].keylen) == 0);
 
-		if (i + 1 < obj->count && m->keylen == m[1].keylen &&
-			memcmp(m->key, m[1].key, m->keylen) == 0)
+		if (overridden)
 		{
 			free(m->key);
 			json_free(m->value);
-			continue;
-		}
-		obj->members[out++] = *m;
-	}
-	obj->count = out;
-}
-
-static JsonValue *
-parse_container(JsonParser *ps, bool is_object)
-{
-	JsonValue  *v = new_value(is_object ? JSON_OBJECT : JSON_ARRAY);
-	size_t		cap = 0;
-	unsigned char close = is_object ? '}' : ']';
-
-	if (++ps->depth > JSON_MAX_DEPTH)
-	{
-		parse_error(ps, "nested too deeply");
-		goto fail;
-	}
-	ps->p++;
-	skip_ws(ps);
-	if (ps->p < ps->end && *ps->p == close)
-	{
-		ps->p++;
-		ps->depth--;
-		return v;
-	}
-	for (;;)
-	{
-		JsonMember  m = {NULL, 0, NULL, 0};
-		JsonValue  *item;
-
-		skip_ws(ps);
-		if (is_object)
-		{
-			if (ps->p >= ps->end || *ps->p != '"')
-			{
-				parse_error(ps, "object key expected");
-				goto fail;
-			}
-			if (!parse_string_raw(ps))
-				goto fail;
-			m.key = scratch_copy(ps, &m.keylen);
-			m.order = v->count;
-			skip_ws(ps);
-			if (ps->p >= ps->end || *ps->p != ':')
-			{
-				free(m.key);
-				parse_error(ps, "':' expected");
-				goto fail;
-			}
-			ps->p++;
-		}
-		item = parse_value(ps);
-		if (item == NULL)
-		{
-			free(m.key);
-			goto fail;
-		}
-		if (is_object)
-		{
-			v->members = xgrow(v->members, &cap, v->count + 1,
-							   sizeof(JsonMember));
-			m.value = item;
-			v->members[v->count++] = m;
 		}
 		else
-		{
-			v->items = xgrow(v->items, &cap, v->count + 1,
-							 sizeof(JsonValue *));
-			v->items[v->count++] = item;
-		}
-		skip_ws(ps);
-		if (ps->p < ps->end && *ps->p == ',')
-		{
-			ps->p++;
-			continue;
-		}
-		if (ps->p < ps->end && *ps->p == close)
-		{
-			ps->p++;
-			break;
-		}
-		parse_error(ps, is_object ? "',' or '}' expected" : "',' or ']' expected");
-		goto fail;
+			obj->members[kept++] = *m;
 	}
-	if (is_object)
-		finish_object(v);
-	ps->depth--;
-	return v;
-
-fail:
-	json_free(v);
-	return NULL;
+	obj->count = kept;
 }
 
-static bool
-match_literal(JsonParser *ps, const char *lit)
+/* ---- yajl callbacks: each returns 1 to go on, 0 to stop the parse ---- */
+
+static int
+on_null(void *ctx)
 {
-	size_t		n = strlen(lit);
-
-	if ((size_t) (ps->end - ps->p) < n || memcmp(ps->p, lit, n) != 0)
-		return false;
-	ps->p += n;
-	return true;
+	return attach(ctx, new_value(JSON_NULL));
 }
 
-static JsonValue *
-parse_value(JsonParser *ps)
+static int
+on_boolean(void *ctx, int value)
+{
+	return attach(ctx, new_value(value ? JSON_TRUE : JSON_FALSE));
+}
+
+static int
+on_number(void *ctx, const char *text, size_t len)
+{
+	TreeBuilder *tb = ctx;
+	JsonValue  *v;
+
+	buf_reset(&tb->number);
+	if (!canonical_number(text, len, &tb->number))
+	{
+		tb->problem = "number out of range";
+		return 0;
+	}
+	v = new_value(JSON_NUMBER);
+	v->len = tb->number.len;
+	v->str = xstrndup((const char *) tb->number.data, tb->number.len);
+	return attach(tb, v);
+}
+
+static int
+on_string(void *ctx, const unsigned char *s, size_t len)
+{
+	TreeBuilder *tb = ctx;
+	JsonValue  *v;
+
+	if (!utf8_well_formed(s, len))
+	{
+		tb->problem = "invalid UTF-8 in a string";
+		return 0;
+	}
+	v = new_value(JSON_STRING);
+	v->len = len;
+	v->str = xstrndup((const char *) s, len);
+	return attach(tb, v);
+}
+
+static int
+on_key(void *ctx, const unsigned char *s, size_t len)
+{
+	TreeBuilder *tb = ctx;
+	OpenContainer *top = &tb->open[tb->depth - 1];
+
+	if (!utf8_well_formed(s, len))
+	{
+		tb->problem = "invalid UTF-8 in an object key";
+		return 0;
+	}
+	free(tb->key);
+	tb->key = xstrndup((const char *) s, len);
+	tb->keylen = len;
+	tb->key_order = top->next_order++;
+	return 1;
+}
+
+static int
+open_container(TreeBuilder *tb, JsonKind kind)
 {
 	JsonValue  *v;
 
-	skip_ws(ps);
-	if (ps->p >= ps->end)
+	if (tb->depth >= JSON_MAX_DEPTH)
 	{
-		parse_error(ps, "value expected");
-		return NULL;
+		tb->problem = "nested too deeply";
+		return 0;
 	}
-	switch (*ps->p)
-	{
-		case '{':
-			return parse_container(ps, true);
-		case '[':
-			return parse_container(ps, false);
-		case '"':
-			if (!parse_string_raw(ps))
-				return NULL;
-			v = new_value(JSON_STRING);
-			v->str = scratch_copy(ps, &v->len);
-			return v;
-		case 't':
-			if (match_literal(ps, "true"))
-				return new_value(JSON_TRUE);
-			break;
-		case 'f':
-			if (match_literal(ps, "false"))
-				return new_value(JSON_FALSE);
-			break;
-		case 'n':
-			if (match_literal(ps, "null"))
-				return new_value(JSON_NULL);
-			break;
-		default:
-			if (*ps->p == '-' || is_digit(*ps->p))
-			{
-				if (!parse_number(ps))
-					return NULL;
-				v = new_value(JSON_NUMBER);
-				v->str = scratch_copy(ps, &v->len);
-				return v;
-			}
-			break;
-	}
-	parse_error(ps, "unexpected character");
-	return NULL;
+	v = new_value(kind);
+	attach(tb, v);
+	tb->open = xgrow(tb->open, &tb->opencap, tb->depth + 1,
+					 sizeof(OpenContainer));
+	tb->open[tb->depth].value = v;
+	tb->open[tb->depth].cap = 0;
+	tb->open[tb->depth].next_order = 0;
+	tb->depth++;
+	return 1;
 }
 
+static int
+on_start_map(void *ctx)
+{
+	return open_container(ctx, JSON_OBJECT);
+}
+
+static int
+on_start_array(void *ctx)
+{
+	return open_container(ctx, JSON_ARRAY);
+}
+
+static int
+on_end_map(void *ctx)
+{
+	TreeBuilder *tb = ctx;
+
+	settle_object(tb->open[--tb->depth].value);
+	return 1;
+}
+
+static int
+on_end_array(void *ctx)
+{
+	TreeBuilder *tb = ctx;
+
+	tb->depth--;
+	return 1;
+}
+
+static const yajl_callbacks tree_callbacks = {
+	.yajl_null = on_null,
+	.yajl_boolean = on_boolean,
+	.yajl_number = on_number,	/* and so no yajl_integer, yajl_double */
+	.yajl_string = on_string,
+	.yajl_start_map = on_start_map,
+	.yajl_map_key = on_key,
+	.yajl_end_map = on_end_map,
+	.yajl_start_array = on_start_array,
+	.yajl_end_array = on_end_array,
+};
+
 /*
- * Parse text (len bytes, need not be NUL-terminated).  Returns NULL and a
- * message in err on any error.
+ * Parse exactly one JSON value from text[0..len) (RFC 8259: no comments,
+ * nothing after the value but whitespace; text need not be
+ * NUL-terminated).  Returns NULL and a message in err on any error.
  */
 JsonValue *
 json_parse(const char *text, size_t len, char *err, size_t errlen)
 {
-	JsonParser	ps;
-	JsonValue  *v;
+	TreeBuilder tb;
+	yajl_handle h;
+	yajl_status st;
+	size_t		at;
 
-	ps.start = (const unsigned char *) text;
-	ps.p = ps.start;
-	ps.end = ps.start + len;
-	ps.depth = 0;
-	ps.err = err;
-	ps.errlen = errlen;
-	ps.failed = false;
-	buf_init(&ps.scratch);
-
-	v = parse_value(&ps);
-	if (v != NULL)
+	at = unpaired_surrogate(text, len);
+	if (at < len)
 	{
-		skip_ws(&ps);
-		if (ps.p != ps.end)
+		snprintf(err, errlen, "invalid JSON at byte %zu: unpaired surrogate "
+				 "in a \\u escape", at);
+		return NULL;
+	}
+
+	memset(&tb, 0, sizeof(tb));
+	buf_init(&tb.number);
+	h = yajl_alloc(&tree_callbacks, NULL, &tb);
+	if (h == NULL)
+		fatal("out of memory");
+	/* yajl's defaults are the strict ones; say so rather than rely on it */
+	yajl_config(h, yajl_allow_comments, 0);
+	yajl_config(h, yajl_dont_validate_strings, 0);
+	yajl_config(h, yajl_allow_trailing_garbage, 0);
+	yajl_config(h, yajl_allow_multiple_values, 0);
+	yajl_config(h, yajl_allow_partial_values, 0);
+
+	st = yajl_parse(h, (const unsigned char *) text, len);
+	at = yajl_get_bytes_consumed(h);
+	if (st == yajl_status_ok)
+	{
+		st = yajl_complete_parse(h);
+		at = len;
+	}
+	if (st != yajl_status_ok)
+	{
+		const char *why = tb.problem;
+		unsigned char *msg = NULL;
+		size_t		whylen;
+
+		if (why == NULL)
 		{
-			parse_error(&ps, "garbage after the value");
-			json_free(v);
-			v = NULL;
+			msg = yajl_get_error(h, 0, NULL, 0);
+			why = msg ? (const char *) msg : "parse error";
 		}
+		/* yajl ends its message with a newline */
+		whylen = strcspn(why, "\n");
+		snprintf(err, errlen, "invalid JSON at byte %zu: %.*s", at,
+				 (int) whylen, why);
+		if (msg != NULL)
+			yajl_free_error(h, msg);
+		json_free(tb.root);
+		tb.root = NULL;
 	}
-	buf_free(&ps.scratch);
-	return v;
+	yajl_free(h);
+	free(tb.key);
+	free(tb.open);
+	buf_free(&tb.number);
+	return tb.root;
 }
 
-/* The string form of RFC 8785, quotes included. */
-void
-json_canonical_string(const char *s, size_t len, Buf *out)
-{
-	static const char hex[] = "0123456789abcdef";
-	size_t		i;
-	size_t		run = 0;		/* start of bytes copied as they are */
-
-	buf_putc(out, '"');
-	for (i = 0; i < len; i++)
-	{
-		unsigned char c = (unsigned char) s[i];
-		const char *esc = NULL;
-		char		u[7];
-
-		if (c >= 0x20 && c != '"' && c != '\\')
-			continue;
-		buf_append(out, s + run, i - run);
-		run = i + 1;
-		switch (c)
-		{
-			case '"':
-				esc = "\\\"";
-				break;
-			case '\\':
-				esc = "\\\\";
-				break;
-			case '\b':
-				esc = "\\b";
-				break;
-			case '\t':
-				esc = "\\t";
-				break;
-			case '\n':
-				esc = "\\n";
-				break;
-			case '\f':
-				esc = "\\f";
-				break;
-			case '\r':
-				esc = "\\r";
-				break;
-			default:
-				memcpy(u, "\\u00", 4);
-				u[4] = hex[c >> 4];
-				u[5] = hex[c & 0x0f];
-				u[6] = '\0';
-				esc = u;
-				break;
-		}
-		buf_puts(out, esc);
-	}
-	buf_append(out, s + run, len - run);
-	buf_putc(out, '"');
-}
-
-/* Append the canonical form of v; recursion is bounded by JSON_MAX_DEPTH. */
-void
-json_canonical(const JsonValue *v, Buf *out)
-{
-	size_t		i;
-
-	switch (v->kind)
-	{
-		case JSON_NULL:
-			buf_puts(out, "null");
-			break;
-		case JSON_FALSE:
-			buf_puts(out, "false");
-			break;
-		case JSON_TRUE:
-			buf_puts(out, "true");
-			break;
-		case JSON_NUMBER:
-			buf_append(out, v->str, v->len);
-			break;
-		case JSON_STRING:
-			json_canonical_string(v->str, v->len, out);
-			break;
-		case JSON_ARRAY:
-			buf_putc(out, '[');
-			for (i = 0; i < v->count; i++)
-			{
-				if (i > 0)
-					buf_putc(out, ',');
-				json_canonical(v->items[i], out);
-			}
-			buf_putc(out, ']');
-			break;
-		case JSON_OBJECT:
-			buf_putc(out, '{');
-			for (i = 0; i < v->count; i++)
-			{
-				if (i > 0)
-					buf_putc(out, ',');
-				json_canonical_string(v->members[i].key,
-									  v->members[i].keylen, out);
-				buf_putc(out, ':');
-				json_canonical(v->members[i].value, out);
-			}
-			buf_putc(out, '}');
-			break;
-	}
-}
+/* ---- reading values ---- */
 
 /* Member of an object by an ASCII key, or NULL. */
 const JsonValue *
@@ -749,47 +466,29 @@ json_get(const JsonValue *obj, const char *key)
 		return NULL;
 	for (i = 0; i < obj->count; i++)
 	{
-		if (obj->members[i].keylen == keylen &&
-			memcmp(obj->members[i].key, key, keylen) == 0)
-			return obj->members[i].value;
+		const JsonMember *m = &obj->members[i];
+
+		if (bytes_cmp(m->key, m->keylen, key, keylen) == 0)
+			return m->value;
 	}
 	return NULL;
 }
 
-/* A number that is an integer within the int64 range. */
+/*
+ * A number that is an integer within the int64 range.  Its canonical text
+ * has the very form parse_int64 reads: no exponent, no leading zeros, no
+ * "-0"; a fraction or a value out of range makes it refuse.
+ */
 bool
 json_int64(const JsonValue *v, int64_t *out)
 {
-	const char *p;
-	bool		negative;
-	uint64_t	acc = 0;
-	uint64_t	limit;
-
-	if (v == NULL || v->kind != JSON_NUMBER)
-		return false;
-	p = v->str;
-	negative = (*p == '-');
-	if (negative)
-		p++;
-	limit = negative ? (uint64_t) INT64_MAX + 1 : (uint64_t) INT64_MAX;
-	for (; *p; p++)
-	{
-		if (!is_digit((unsigned char) *p))
-			return false;		/* a fraction */
-		if (acc > (limit - (uint64_t) (*p - '0')) / 10)
-			return false;
-		acc = acc * 10 + (uint64_t) (*p - '0');
-	}
-	if (negative)
-		*out = (acc == (uint64_t) INT64_MAX + 1) ? INT64_MIN : -(int64_t) acc;
-	else
-		*out = (int64_t) acc;
-	return true;
+	return v != NULL && v->kind == JSON_NUMBER &&
+		parse_int64(v->str, v->len, out);
 }
 
 bool
 json_is_string(const JsonValue *v, const char *s)
 {
-	return v != NULL && v->kind == JSON_STRING && v->len == strlen(s) &&
-		memcmp(v->str, s, v->len) == 0;
+	return v != NULL && v->kind == JSON_STRING &&
+		bytes_cmp(v->str, v->len, s, strlen(s)) == 0;
 }

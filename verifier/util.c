@@ -87,6 +87,20 @@ xstrndup(const char *s, size_t n)
 	return r;
 }
 
+/*
+ * Order two byte strings as the spec orders names and keys: bytewise,
+ * a shorter string that is a prefix of a longer one first.
+ */
+int
+bytes_cmp(const void *a, size_t alen, const void *b, size_t blen)
+{
+	int			c = memcmp(a, b, alen < blen ? alen : blen);
+
+	if (c != 0 || alen == blen)
+		return c;
+	return alen < blen ? -1 : 1;
+}
+
 void
 buf_init(Buf *b)
 {

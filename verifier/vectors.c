@@ -29,8 +29,7 @@ typedef struct VectorCounts
 	int			failed;
 } VectorCounts;
 
-typedef bool (*VectorCheck) (char **fields, int nfields, char *msg,
-							 size_t msglen);
+typedef bool (*VectorCheck) (char **fields, char *msg, size_t msglen);
 
 /* Split line at tabs, in place.  Returns the number of fields. */
 static int
@@ -51,31 +50,23 @@ split_tabs(char *line, char **fields, int max)
 }
 
 static bool
-check_json(char **fields, int nfields, char *msg, size_t msglen)
+check_json(char **fields, char *msg, size_t msglen)
 {
-	JsonValue  *v;
-	Buf			out;
-	bool		ok;
+	JsonValue  *v = json_parse(fields[0], strlen(fields[0]), msg, msglen);
+	Buf			got;
+	bool		same;
 
-	if (nfields != 2)
-	{
-		snprintf(msg, msglen, "expected 2 tab-separated fields, found %d",
-				 nfields);
-		return false;
-	}
-	v = json_parse(fields[0], strlen(fields[0]), msg, msglen);
 	if (v == NULL)
 		return false;
-	buf_init(&out);
-	json_canonical(v, &out);
-	ok = (out.len == strlen(fields[1]) &&
-		  memcmp(out.data, fields[1], out.len) == 0);
-	if (!ok)
-		snprintf(msg, msglen, "expected %s, got %.*s", fields[1],
-				 (int) out.len, (const char *) out.data);
-	buf_free(&out);
+	buf_init(&got);
+	canonical_json(v, &got);
 	json_free(v);
-	return ok;
+	same = bytes_cmp(got.data, got.len, fields[1], strlen(fields[1])) == 0;
+	if (!same)
+		snprintf(msg, msglen, "expected %s, got %.*s", fields[1],
+				 (int) got.len, (const char *) got.data);
+	buf_free(&got);
+	return same;
 }
 
 static bool
@@ -220,7 +211,7 @@ add_vector_field(RowFields *r, const JsonValue *triple, Buf *scratch,
 			break;
 		case 'j':
 			buf_reset(scratch);
-			json_canonical(val, scratch);
+			canonical_json(val, scratch);
 			row_add(r, name->str, name->len, tag, scratch->data, scratch->len);
 			return true;
 		default:
@@ -236,29 +227,36 @@ bad:
 	return false;
 }
 
+/* Compare a computed hash with the expected one, a field in hex. */
 static bool
-check_row(char **fields, int nfields, char *msg, size_t msglen)
+hash_matches(const unsigned char got[HASH_LEN], const char *expected_hex,
+			 char *msg, size_t msglen)
+{
+	unsigned char expected[HASH_LEN];
+	char		got_hex[2 * HASH_LEN + 1];
+
+	if (!hex_decode(expected_hex, strlen(expected_hex), expected, HASH_LEN))
+	{
+		snprintf(msg, msglen, "expected hash is not 64 hex digits");
+		return false;
+	}
+	if (memcmp(got, expected, HASH_LEN) == 0)
+		return true;
+	hex_encode(got, HASH_LEN, got_hex);
+	snprintf(msg, msglen, "expected %s, got %s", expected_hex, got_hex);
+	return false;
+}
+
+static bool
+check_row(char **fields, char *msg, size_t msglen)
 {
 	JsonValue  *cols;
 	RowFields	r;
 	Buf			scratch;
 	unsigned char hash[HASH_LEN];
-	unsigned char expected[HASH_LEN];
-	char		hex[2 * HASH_LEN + 1];
 	bool		ok = false;
 	size_t		i;
 
-	if (nfields != 3)
-	{
-		snprintf(msg, msglen, "expected 3 tab-separated fields, found %d",
-				 nfields);
-		return false;
-	}
-	if (!hex_decode(fields[2], strlen(fields[2]), expected, HASH_LEN))
-	{
-		snprintf(msg, msglen, "expected hash is not 64 hex digits");
-		return false;
-	}
 	cols = json_parse(fields[1], strlen(fields[1]), msg, msglen);
 	if (cols == NULL)
 		return false;
@@ -277,12 +275,7 @@ check_row(char **fields, int nfields, char *msg, size_t msglen)
 	}
 	if (!row_hash(&r, fields[0], hash, msg, msglen))
 		goto done;
-	ok = (memcmp(hash, expected, HASH_LEN) == 0);
-	if (!ok)
-	{
-		hex_encode(hash, HASH_LEN, hex);
-		snprintf(msg, msglen, "expected %s, got %s", fields[2], hex);
-	}
+	ok = hash_matches(hash, fields[2], msg, msglen);
 done:
 	buf_free(&scratch);
 	row_free(&r);
@@ -308,57 +301,36 @@ parse_uint(const char *s, uint64_t max, uint64_t *out)
 }
 
 static bool
-check_link(char **fields, int nfields, char *msg, size_t msglen)
+check_link(char **fields, char *msg, size_t msglen)
 {
 	int64_t		chain;
 	uint64_t	lane;
 	uint64_t	seq;
 	unsigned char prev[HASH_LEN];
 	unsigned char row[HASH_LEN];
-	unsigned char expected[HASH_LEN];
-	unsigned char got[HASH_LEN];
-	char		hex[2 * HASH_LEN + 1];
+	unsigned char link[HASH_LEN];
 
-	if (nfields != 6)
-	{
-		snprintf(msg, msglen, "expected 6 tab-separated fields, found %d",
-				 nfields);
-		return false;
-	}
 	if (!parse_int64(fields[0], strlen(fields[0]), &chain) ||
 		!parse_uint(fields[1], UINT32_MAX, &lane) ||
 		!parse_uint(fields[2], UINT64_MAX, &seq) ||
 		!hex_decode(fields[3], strlen(fields[3]), prev, HASH_LEN) ||
-		!hex_decode(fields[4], strlen(fields[4]), row, HASH_LEN) ||
-		!hex_decode(fields[5], strlen(fields[5]), expected, HASH_LEN))
+		!hex_decode(fields[4], strlen(fields[4]), row, HASH_LEN))
 	{
 		snprintf(msg, msglen, "malformed field");
 		return false;
 	}
-	link_hash(chain, (uint32_t) lane, seq, prev, row, got);
-	if (memcmp(got, expected, HASH_LEN) != 0)
-	{
-		hex_encode(got, HASH_LEN, hex);
-		snprintf(msg, msglen, "expected %s, got %s", fields[5], hex);
-		return false;
-	}
-	return true;
+	link_hash(chain, (uint32_t) lane, seq, prev, row, link);
+	return hash_matches(link, fields[5], msg, msglen);
 }
 
 /* chains.tsv: table, tenant ("\N" for NULL), chain_id in decimal */
 static bool
-check_chain(char **fields, int nfields, char *msg, size_t msglen)
+check_chain(char **fields, char *msg, size_t msglen)
 {
 	int64_t		expected;
 	int64_t		got;
 	bool		null_tenant;
 
-	if (nfields != 3)
-	{
-		snprintf(msg, msglen, "expected 3 tab-separated fields, found %d",
-				 nfields);
-		return false;
-	}
 	if (!parse_int64(fields[2], strlen(fields[2]), &expected))
 	{
 		snprintf(msg, msglen, "malformed chain_id");
@@ -377,10 +349,13 @@ check_chain(char **fields, int nfields, char *msg, size_t msglen)
 	return true;
 }
 
-/* Run every vector of one file; false if the file could not be read. */
+/*
+ * Run every vector of one file, each a line of want_fields tab-separated
+ * fields; false if the file could not be read.
+ */
 static bool
-run_file(const char *dir, const char *name, VectorCheck check,
-		 VectorCounts *counts)
+run_file(const char *dir, const char *name, int want_fields,
+		 VectorCheck check, VectorCounts *counts)
 {
 	char		path[4096];
 	FILE	   *f;
@@ -419,9 +394,14 @@ run_file(const char *dir, const char *name, VectorCheck check,
 			snprintf(msg, sizeof(msg), "NUL byte in line");
 			nfields = 0;
 		}
-		else
-			nfields = split_tabs(line, fields, MAX_FIELDS);
-		if (nfields > 0 && check(fields, nfields, msg, sizeof(msg)))
+		else if ((nfields = split_tabs(line, fields, MAX_FIELDS)) != want_fields)
+		{
+			snprintf(msg, sizeof(msg),
+					 "expected %d tab-separated fields, found %d",
+					 want_fields, nfields);
+			nfields = 0;
+		}
+		if (nfields > 0 && check(fields, msg, sizeof(msg)))
 			counts->passed++;
 		else
 		{
@@ -445,10 +425,10 @@ run_vectors(const char *dir)
 	VectorCounts counts = {0, 0};
 	bool		ok = true;
 
-	ok &= run_file(dir, "json.tsv", check_json, &counts);
-	ok &= run_file(dir, "rows.tsv", check_row, &counts);
-	ok &= run_file(dir, "links.tsv", check_link, &counts);
-	ok &= run_file(dir, "chains.tsv", check_chain, &counts);
+	ok &= run_file(dir, "json.tsv", 2, check_json, &counts);
+	ok &= run_file(dir, "rows.tsv", 3, check_row, &counts);
+	ok &= run_file(dir, "links.tsv", 6, check_link, &counts);
+	ok &= run_file(dir, "chains.tsv", 3, check_chain, &counts);
 	printf("vectors: %d passed, %d failed\n", counts.passed, counts.failed);
 	if (!ok)
 		return EXIT_ERROR;

@@ -5,9 +5,10 @@
  *	  verifier of tool_audit's row hashes, chain links and digests.
  *
  * The verifier is an independent re-implementation of
- * doc/canonical-encoding.md: it uses libpq and OpenSSL only, never any
- * PostgreSQL server code, so that a bug in the extension's hashing cannot
- * hide in both places at once.
+ * doc/canonical-encoding.md: it uses libpq, OpenSSL and yajl (for JSON)
+ * only, never any PostgreSQL server code nor any of the extension's, so
+ * that a bug in the extension's hashing cannot hide in both places at
+ * once.
  *
  * verifier/verify.h
  *
@@ -39,6 +40,7 @@ extern void *xmalloc(size_t n);
 extern void *xrealloc(void *p, size_t n);
 extern void *xgrow(void *p, size_t *cap, size_t need, size_t elemsize);
 extern char *xstrndup(const char *s, size_t n);
+extern int	bytes_cmp(const void *a, size_t alen, const void *b, size_t blen);
 extern void fatal(const char *fmt,...) __attribute__((format(printf, 1, 2), noreturn));
 
 extern void buf_init(Buf *b);
