@@ -6,6 +6,9 @@
 # created by an earlier example.  Blocks that must not run (shell steps, psql
 # meta-commands, output) use another fence: ```sh or ```text.
 #
+# The examples run in a database named app, as the README's shell steps call
+# it; the backup-and-restore shell block is run too, against the same cluster.
+#
 # Two ways, as a reader could paste them:
 #  1. all blocks in one psql session: no block may fail, and the outputs are
 #     checked (below, and every comment line "--  text" in a block, two spaces
@@ -41,6 +44,7 @@ sub new_node
 	$node->init(extra => [ '--encoding=UTF8', '--no-locale' ]);
 	$node->append_conf('postgresql.conf', "shared_preload_libraries = 'tool_audit'");
 	$node->start;
+	$node->safe_psql('postgres', 'CREATE DATABASE app');
 	return $node;
 }
 
@@ -58,7 +62,7 @@ my $node = new_node('readme');
 my $script = '';
 $script .= "\\echo '\@\@ block $_'\n$blocks[$_]\n" for 0 .. $#blocks;
 my ($stdout, $stderr) = ('', '');
-my $ret = $node->psql('postgres', $script,
+my $ret = $node->psql('app', $script,
 	stdout => \$stdout, stderr => \$stderr, on_error_stop => 1);
 is($ret, 0, 'every SQL block of the README runs in one session, in order')
   or diag($stderr);
@@ -113,7 +117,7 @@ unlike($out[$i], qr/MRN-123456|078-05-1120|jane\@example/, 'sanitizing: no origi
 
 # append-only: refused, and the row is still there
 like($stderr, qr/refused: DELETE is not allowed on tool_audit table tool_calls/, 'append-only: the DELETE is refused');
-is($node->safe_psql('postgres', q{SELECT count(*) FROM tool_audit.tool_calls WHERE tool_name = 'cancel_order'}),
+is($node->safe_psql('app', q{SELECT count(*) FROM tool_audit.tool_calls WHERE tool_name = 'cancel_order'}),
 	'1', 'append-only: the row is still there');
 
 # tamper evidence: verify() finds nothing, digest() gives one digest
@@ -142,8 +146,28 @@ is($out[$i], "t\nacme\n", 'tenants: the binding is new, and alice sees acme only
 $i = block_with(qr/ALTER EXTENSION tool_audit UPDATE/);
 like($out[$i], qr/\A\d+\.\d+\n\z/, 'upgrading: the version, and verify() returns no row') or diag($out[$i]);
 
-is($node->safe_psql('postgres', 'SELECT count(*) FROM tool_audit.verify()'), '0',
+is($node->safe_psql('app', 'SELECT count(*) FROM tool_audit.verify()'), '0',
 	'after every example, verify() finds nothing');
+
+# backup and restore: the README's shell block, as written, on this preloaded
+# server; the copy has the same rows, verifies, and links pseudonyms the same way
+my @sh;
+push @sh, $1 while $text =~ /^```sh\n(.*?)^```[ \t]*$/gms;
+my @restore = grep { /pg_dump/ && /pg_restore/ } @sh;
+is(scalar @restore, 1, 'README has one backup-and-restore shell block');
+{
+	local $ENV{PGHOST} = $node->host;
+	local $ENV{PGPORT} = $node->port;
+	my ($o, $e) = ('', '');
+	my $ok = IPC::Run::run([ 'bash', '-euo', 'pipefail', '-c', "cd '" . $node->basedir . "'\n$restore[0]" ],
+		'>', \$o, '2>', \$e);
+	ok($ok, "the README's backup and restore commands run") or diag("$o$e");
+}
+my $rows = q{SELECT md5(string_agg(t::text, '|' ORDER BY id)) FROM tool_audit.tool_calls t};
+is($node->safe_psql('restored', $rows), $node->safe_psql('app', $rows), 'restored: the same rows');
+is($node->safe_psql('restored', 'SELECT count(*) FROM tool_audit.verify()'), '0', 'restored: verify() finds nothing');
+my $pseudonym = q{SELECT tool_audit.pseudonymize('078-05-1120')};
+is($node->safe_psql('restored', $pseudonym), $node->safe_psql('app', $pseudonym), 'restored: pseudonyms still link');
 $node->stop;
 
 # ---- 2. each block in a session of its own ----
@@ -151,7 +175,7 @@ my $fresh = new_node('readme_sessions');
 for my $j (0 .. $#blocks)
 {
 	my ($o, $e) = ('', '');
-	my $r = $fresh->psql('postgres', $blocks[$j], stdout => \$o, stderr => \$e, on_error_stop => 1);
+	my $r = $fresh->psql('app', $blocks[$j], stdout => \$o, stderr => \$e, on_error_stop => 1);
 	is($r, 0, "block $j runs in a session of its own") or diag("$blocks[$j]\n$e");
 }
 $fresh->stop;
