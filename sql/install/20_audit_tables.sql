@@ -41,8 +41,10 @@ CREATE SEQUENCE tool_audit.admin_events_id_seq;
 -- checked before the row takes a chain position: ON CONFLICT DO NOTHING may
 -- skip it) from one it makes up.
 --
--- The chain columns come last, in this order: the row hash covers the other
--- columns in column order (doc/canonical-encoding.md).  They stay nullable:
+-- The chain columns come last, where ALTER TABLE put them in databases
+-- created at 1.0, so that SELECT * and the row type read the same in every
+-- database (the row hash takes the other columns in name order, whatever
+-- their order in the table: doc/canonical-encoding.md).  They stay nullable:
 -- a row whose event_id is already taken gets no position, because it will
 -- not be stored (ON CONFLICT DO NOTHING skips it, or the unique index
 -- refuses it).  verify() reports any stored row without one.
