@@ -4,6 +4,8 @@
 # built from sql/install/*.sql; a database created at 1.0 reaches the same
 # version through every upgrade script in turn.  This test makes one of each
 # and shows that
+#  - the fresh one ran its own script (the chain columns came with CREATE
+#    TABLE, where the upgraded one had them from ALTER TABLE);
 #  - pg_dump --schema-only --binary-upgrade prints the same schema for both
 #    (binary-upgrade mode dumps the extension's member objects one by one,
 #    with their column order, comments and privileges; the lines that only
@@ -55,6 +57,18 @@ for my $v (@steps)
 is($node->safe_psql($_, q{SELECT extversion FROM pg_extension WHERE extname = 'tool_audit'}),
 	$current, "$_ is at $current")
   for qw(fresh upgraded);
+
+# CREATE EXTENSION ran the current version's own script, not 1.0 and the
+# upgrades: the chain columns' catalog rows were written by the command that
+# wrote the table's first columns (the same transaction and command id),
+# where ALTER TABLE ADD COLUMN wrote them later in the upgraded database
+my $same_command = q{
+	SELECT count(DISTINCT (xmin::text, cmin::text)) = 1 FROM pg_attribute
+	 WHERE attrelid = 'tool_audit.tool_calls'::regclass AND attname IN ('recorded_by', 'row_hash')};
+is($node->safe_psql('fresh', $same_command), 't',
+	'fresh: the chain columns were created with the table, not added by ALTER TABLE');
+is($node->safe_psql('upgraded', $same_command), 'f',
+	'upgraded: they were added later (so the check above can tell)');
 
 # same(LABEL, FRESH, UPGRADED): equal texts, or a unified diff of them
 sub same
