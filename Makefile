@@ -1,6 +1,6 @@
 # tool_audit — PGXS build.  `make`, `make install`, then see scripts/test.sh for the suite.
 EXTENSION  = tool_audit
-EXTVERSION = 1.2
+EXTVERSION = 1.3
 
 MODULE_big = tool_audit
 OBJS = \
@@ -18,7 +18,12 @@ OBJS = \
 	src/digest.o \
 	src/log_call.o
 
-DATA = sql/tool_audit--1.0.sql sql/tool_audit--1.0--1.1.sql sql/tool_audit--1.1--1.2.sql
+# The install script of the current version is built from sql/install/*.sql,
+# one file per object group, in name order; the 1.0 base and the upgrade
+# scripts are kept as released, for databases created at an earlier version.
+DATA_built = sql/$(EXTENSION)--$(EXTVERSION).sql
+DATA = sql/$(EXTENSION)--1.0.sql $(wildcard sql/$(EXTENSION)--*--*.sql)
+INSTALL_PARTS = $(sort $(wildcard $(srcdir)/sql/install/*.sql))
 
 # pg_regress (test/sql, test/expected): one file per capability, in dependency order
 # (setup creates roles and fixtures).  Isolation specs: test/isolation.  TAP: test/t.
@@ -43,6 +48,9 @@ EXTRA_CLEAN = test/results test/regression.diffs test/regression.out \
 
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+
+sql/$(EXTENSION)--$(EXTVERSION).sql: $(INSTALL_PARTS)
+	cat $(INSTALL_PARTS) > $@
 
 # every object file reads the shared header: a changed struct rebuilds them all
 # (and the LLVM bitcode installed beside them, when the server has JIT)

@@ -92,6 +92,11 @@ SELECT count(*) AS rows, count(*) FILTER (WHERE tool_audit.check_row(t) IS NULL)
   FROM tool_audit.tool_calls t WHERE tool_name LIKE 'old\_%';
 SELECT id, tool_audit.check_row(t) FROM tool_audit.tool_calls t WHERE id >= 1000000000 ORDER BY id;
 SELECT tool_audit.tool_stats('old_3');
+-- and on to 1.3, which adds a comment to every function
+ALTER EXTENSION tool_audit UPDATE TO '1.3';
+SELECT extversion FROM pg_extension WHERE extname = 'tool_audit';
+SELECT count(*) AS functions, count(obj_description(oid, 'pg_proc')) AS commented
+  FROM pg_proc WHERE pronamespace = 'tool_audit'::regnamespace;
 \c :regress_db
 DROP DATABASE regress_tool_audit_upgrade;
 

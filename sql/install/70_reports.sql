@@ -1,0 +1,285 @@
+
+-- Everything here reads through row-level security as the caller: the
+-- functions are SECURITY INVOKER and the views security_invoker (PostgreSQL
+-- 15), so a reader bound to tenant A never sees tenant B in any report or
+-- export.  doc/reports.md documents every function, view and JSON key.
+
+-- ---------------------------------------------------------------------------
+-- Indexes: each report is an index range scan, not a scan of the table
+-- ---------------------------------------------------------------------------
+CREATE INDEX tool_calls_conversation
+    ON tool_audit.tool_calls (conversation_id, turn_number, recorded_at, id)
+    WHERE conversation_id IS NOT NULL;
+CREATE INDEX tool_calls_user
+    ON tool_audit.tool_calls (user_id, recorded_at, id) WHERE user_id IS NOT NULL;
+CREATE INDEX tool_calls_subject
+    ON tool_audit.tool_calls (subject_id, recorded_at, id) WHERE subject_id IS NOT NULL;
+CREATE INDEX tool_calls_tool
+    ON tool_audit.tool_calls (tool_name, recorded_at);
+CREATE INDEX tool_calls_recorded_at
+    ON tool_audit.tool_calls (recorded_at, id);
+CREATE INDEX tool_calls_failures
+    ON tool_audit.tool_calls (recorded_at, id) WHERE NOT success;
+CREATE INDEX admin_events_occurred_at
+    ON tool_audit.admin_events (occurred_at, id);
+
+-- ---------------------------------------------------------------------------
+-- Small helpers the reports share
+-- ---------------------------------------------------------------------------
+
+-- required_arg(value, name): value, or an error naming the argument if it is
+-- NULL.  IMMUTABLE so that a constant argument is checked once, at planning,
+-- and the SQL functions that use it can still be inlined into the caller's
+-- query (and so use its indexes, LIMIT and WHERE).
+CREATE FUNCTION tool_audit.required_arg(value anyelement, name text) RETURNS anyelement
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF value IS NULL THEN
+        RAISE EXCEPTION '% must not be null', name USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    RETURN value;
+END
+$$;
+COMMENT ON FUNCTION tool_audit.required_arg(anyelement, text) IS
+    'The value, or an error naming the argument if it is NULL (a helper of the reports)';
+
+-- check_period(start_time, end_time): both given, start not after end
+CREATE FUNCTION tool_audit.check_period(start_time timestamptz, end_time timestamptz) RETURNS void
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF start_time IS NULL OR end_time IS NULL THEN
+        RAISE EXCEPTION 'start_time and end_time must not be null'
+            USING ERRCODE = 'null_value_not_allowed',
+                  HINT = 'Use ''-infinity'' or ''infinity'' for an open end.';
+    END IF;
+    IF start_time > end_time THEN
+        RAISE EXCEPTION 'start_time is after end_time'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('The period given runs from %s to %s.',
+                                  tool_audit.iso8601_utc(start_time), tool_audit.iso8601_utc(end_time));
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION tool_audit.check_period(timestamptz, timestamptz) IS
+    'Raises an error unless both ends of a report period are given and the start is not after the end';
+
+-- iso8601_utc(ts): 2026-11-22T17:45:55.123456Z whatever TimeZone and DateStyle say
+CREATE FUNCTION tool_audit.iso8601_utc(ts timestamptz) RETURNS text
+LANGUAGE sql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN isfinite(ts)
+                THEN to_char(ts AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
+                ELSE ts::text END
+$$;
+COMMENT ON FUNCTION tool_audit.iso8601_utc(timestamptz) IS
+    'The time as ISO 8601 text in UTC (2026-11-22T17:45:55.123456Z), whatever TimeZone and DateStyle say';
+
+-- is_break_glass(row): the call was an emergency access: its context said
+-- "break_glass": true (kept in session_metadata) or its purpose is
+-- "break_glass", "break-glass" or "emergency"
+CREATE FUNCTION tool_audit.is_break_glass(r tool_audit.tool_calls) RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT r.session_metadata @> '{"break_glass": true}'
+        OR coalesce(lower(btrim(r.purpose)) IN ('break_glass', 'break-glass', 'emergency'), false)
+$$;
+COMMENT ON FUNCTION tool_audit.is_break_glass(tool_audit.tool_calls) IS
+    'True if the tool call was an emergency access: "break_glass": true in its context, or a break-glass or emergency purpose';
+
+-- arrow and status marks: UTF-8 when the database can hold them (plpgsql:
+-- chr(9989) must not even be planned in a database that cannot)
+CREATE FUNCTION tool_audit.report_mark(what text) RETURNS text
+LANGUAGE plpgsql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF getdatabaseencoding() = 'UTF8' THEN
+        RETURN CASE what WHEN 'ok' THEN chr(9989) WHEN 'failed' THEN chr(10060)
+                         WHEN 'arrow' THEN chr(8594) END;
+    END IF;
+    RETURN CASE what WHEN 'ok' THEN '[ok]' WHEN 'failed' THEN '[failed]' WHEN 'arrow' THEN '->' END;
+END
+$$;
+COMMENT ON FUNCTION tool_audit.report_mark(text) IS
+    'The ok, failed or arrow mark of the reports: a UTF-8 symbol when the database encoding allows, ASCII otherwise';
+
+-- ---------------------------------------------------------------------------
+-- Queries (the seed's AuditQueryEngine).  Plain SQL functions, inlined into
+-- the caller's query: their WHERE, ORDER BY and LIMIT reach the indexes.
+-- Inlined bodies are parsed with the caller's search_path: every name in
+-- them is schema-qualified.  The since bound is a CASE, not COALESCE: under
+-- row-level security only leakproof expressions become index conditions.
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION tool_audit.calls_by_conversation(conversation_id text)
+RETURNS SETOF tool_audit.tool_calls
+LANGUAGE sql STABLE
+AS $$
+    SELECT t.* FROM tool_audit.tool_calls t
+     WHERE t.conversation_id OPERATOR(pg_catalog.=) tool_audit.required_arg($1, 'conversation_id'::pg_catalog.text)
+     ORDER BY t.turn_number, t.recorded_at, t.id
+$$;
+COMMENT ON FUNCTION tool_audit.calls_by_conversation(text) IS
+    'The tool calls of a conversation, by turn and then time';
+
+CREATE FUNCTION tool_audit.calls_by_user(user_id text, since timestamptz DEFAULT NULL)
+RETURNS SETOF tool_audit.tool_calls
+LANGUAGE sql STABLE
+AS $$
+    SELECT t.* FROM tool_audit.tool_calls t
+     WHERE t.user_id OPERATOR(pg_catalog.=) tool_audit.required_arg($1, 'user_id'::pg_catalog.text)
+       AND t.recorded_at OPERATOR(pg_catalog.>=)
+           CASE WHEN $2 IS NULL THEN '-infinity'::pg_catalog.timestamptz ELSE $2 END
+     ORDER BY t.recorded_at, t.id
+$$;
+COMMENT ON FUNCTION tool_audit.calls_by_user(text, timestamptz) IS
+    'The tool calls of a user since a time (all of them if NULL), by time';
+
+CREATE FUNCTION tool_audit.failures(since timestamptz DEFAULT NULL)
+RETURNS SETOF tool_audit.tool_calls
+LANGUAGE sql STABLE
+AS $$
+    SELECT t.* FROM tool_audit.tool_calls t
+     WHERE NOT t.success
+       AND t.recorded_at OPERATOR(pg_catalog.>=)
+           CASE WHEN $1 IS NULL THEN '-infinity'::pg_catalog.timestamptz ELSE $1 END
+     ORDER BY t.recorded_at, t.id
+$$;
+COMMENT ON FUNCTION tool_audit.failures(timestamptz) IS
+    'The failed tool calls since a time (all of them if NULL), by time';
+
+CREATE FUNCTION tool_audit.tool_stats(tool_name text) RETURNS jsonb
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN count(*) = 0
+        THEN jsonb_build_object('tool', $1, 'total_calls', 0)
+        ELSE jsonb_build_object(
+            'tool', $1,
+            'total_calls', count(*),
+            'success_rate', round(count(*) FILTER (WHERE t.success)::numeric / count(*), 3),
+            'avg_duration_ms', round(avg(t.duration_ms)::numeric, 1),
+            'max_duration_ms', round(max(t.duration_ms)::numeric, 1),
+            'unique_users', count(DISTINCT t.user_id))
+        END
+      FROM tool_audit.tool_calls t
+     WHERE t.tool_name = tool_audit.required_arg($1, 'tool_name'::pg_catalog.text)
+$$;
+COMMENT ON FUNCTION tool_audit.tool_stats(text) IS
+    'One tool''s call count, success rate, average and maximum duration and distinct users, as JSON';
+
+-- the same figures for every tool: one row per tool over every tenant the
+-- caller sees (all_tenants), and one per tenant and tool
+CREATE VIEW tool_audit.tool_usage WITH (security_invoker = true) AS
+SELECT GROUPING(t.tenant_id) = 1 AS all_tenants,
+       t.tenant_id,
+       t.tool_name,
+       count(*) AS total_calls,
+       round(count(*) FILTER (WHERE t.success)::numeric / count(*), 3) AS success_rate,
+       round(avg(t.duration_ms)::numeric, 1) AS avg_duration_ms,
+       round(max(t.duration_ms)::numeric, 1) AS max_duration_ms,
+       count(DISTINCT t.user_id) AS unique_users
+  FROM tool_audit.tool_calls t
+ GROUP BY GROUPING SETS ((t.tool_name), (t.tenant_id, t.tool_name));
+COMMENT ON VIEW tool_audit.tool_usage IS 'tool_stats() for every tool: over all visible tenants (all_tenants) and per tenant';
+
+-- [Turn 3] (cross mark) update_order_status({...}) (arrow) {...} [38ms]; marks in UTF-8 databases only
+CREATE FUNCTION tool_audit.conversation_timeline(conversation_id text) RETURNS SETOF text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+SET extra_float_digits = 1
+AS $$
+    SELECT format('[Turn %s] %s %s(%s) %s %s [%sms]',
+                  coalesce(t.turn_number::text, '?'),
+                  tool_audit.report_mark(CASE WHEN t.success THEN 'ok' ELSE 'failed' END),
+                  t.tool_name, t.arguments::text, tool_audit.report_mark('arrow'),
+                  t.result_summary::text,
+                  coalesce(t.duration_ms::text, '?'))
+      FROM tool_audit.tool_calls t
+     WHERE t.conversation_id = tool_audit.required_arg($1, 'conversation_id'::pg_catalog.text)
+     ORDER BY t.turn_number, t.recorded_at, t.id
+$$;
+COMMENT ON FUNCTION tool_audit.conversation_timeline(text) IS
+    'A conversation as one line of text per tool call: turn, outcome, tool, arguments, result summary and duration';
+
+-- User usr_1 (support_agent) (arrow) gpt-4.1 (arrow) update_order_status [user_request]
+CREATE FUNCTION tool_audit.attribution(call_id bigint) RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT format('User %s (%s) %s %s %s %s [%s]',
+                  coalesce(nullif(t.user_id, ''), 'unknown'), coalesce(nullif(t.user_role, ''), 'unknown'),
+                  tool_audit.report_mark('arrow'), coalesce(nullif(t.model, ''), 'unknown'),
+                  tool_audit.report_mark('arrow'), t.tool_name, t.call_trigger)
+      FROM tool_audit.tool_calls t
+     WHERE t.id = tool_audit.required_arg($1, 'call_id'::pg_catalog.text)
+$$;
+COMMENT ON FUNCTION tool_audit.attribution(bigint) IS
+    'Who made a tool call, as one line of text: user, role, model, tool and what prompted it';
+
+-- ---------------------------------------------------------------------------
+-- The access report (the seed's generate_access_report)
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION tool_audit.access_report(subject_id text, start_time timestamptz, end_time timestamptz)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    report jsonb;
+    protections jsonb;
+BEGIN
+    PERFORM tool_audit.required_arg(access_report.subject_id, 'subject_id');
+    PERFORM tool_audit.check_period(start_time, end_time);
+
+    SELECT coalesce(jsonb_agg(jsonb_build_object('table', p.table_name, 'problem', p.problem)
+                              ORDER BY p.table_name, p.problem), '[]')
+      INTO protections
+      FROM tool_audit.verify_protections() p;
+
+    WITH covered AS MATERIALIZED (
+        SELECT t, tool_audit.check_row(t) AS problem
+          FROM tool_audit.tool_calls t
+         WHERE t.subject_id = access_report.subject_id
+           AND t.recorded_at >= start_time AND t.recorded_at <= end_time
+    )
+    SELECT jsonb_build_object(
+        'subject_id', access_report.subject_id,
+        'report_period', jsonb_build_object('start', tool_audit.iso8601_utc(start_time),
+                                            'end', tool_audit.iso8601_utc(end_time)),
+        'total_accesses', count(*),
+        'unique_users', count(DISTINCT (c.t).user_id),
+        'accesses', coalesce(jsonb_agg(jsonb_build_object(
+                'timestamp', tool_audit.iso8601_utc((c.t).recorded_at),
+                'accessed_by', (c.t).user_id,
+                'role', (c.t).user_role,
+                'tool', (c.t).tool_name,
+                'purpose', (c.t).purpose,
+                'success', (c.t).success,
+                'break_glass', tool_audit.is_break_glass(c.t),
+                'call_id', (c.t).id,
+                'model', (c.t).model,
+                'conversation_id', (c.t).conversation_id,
+                'tenant_id', (c.t).tenant_id)
+            ORDER BY (c.t).recorded_at, (c.t).id), '[]'),
+        'break_glass_accesses', count(*) FILTER (WHERE tool_audit.is_break_glass(c.t)),
+        'integrity_verified', count(c.problem) = 0 AND protections = '[]',
+        'integrity', jsonb_build_object(
+            'rows_checked', count(*),
+            'row_problems', coalesce(jsonb_agg(jsonb_build_object('call_id', (c.t).id, 'problem', c.problem)
+                                               ORDER BY (c.t).id) FILTER (WHERE c.problem IS NOT NULL), '[]'),
+            'protection_problems', protections,
+            'method', 'each row''s hash recomputed, its links to the rows before and after it in its chain checked, and the audit tables'' protections checked',
+            'scope', 'the rows of this report: a row deleted elsewhere in a chain is found by tool_audit.verify(), rows cut off the newest end by tool_audit.verify_digest()'))
+      INTO report
+      FROM covered c;
+    RETURN report;
+END
+$$;
+COMMENT ON FUNCTION tool_audit.access_report(text, timestamptz, timestamptz) IS
+    'Every access to a subject''s data in a period, with the break-glass accesses and a verification of the rows, as JSON';

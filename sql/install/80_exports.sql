@@ -1,0 +1,248 @@
+
+-- ---------------------------------------------------------------------------
+-- Exports
+-- ---------------------------------------------------------------------------
+
+-- one JSON document per row of both audit tables, with the row's hash and
+-- place in its chain, so that the export can be checked without the database
+CREATE FUNCTION tool_audit.export_jsonl(start_time timestamptz, end_time timestamptz)
+RETURNS SETOF jsonb
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+SET extra_float_digits = 1
+AS $$
+BEGIN
+    PERFORM tool_audit.check_period(start_time, end_time);
+    RETURN QUERY
+    SELECT x.doc FROM (
+        SELECT t.recorded_at AS at, 1 AS tab, t.id, jsonb_build_object(
+            'table', 'tool_calls',
+            'id', t.id, 'event_id', t.event_id, 'recorded_at', tool_audit.iso8601_utc(t.recorded_at),
+            'tenant_id', t.tenant_id, 'conversation_id', t.conversation_id,
+            'turn_number', t.turn_number, 'user_id', t.user_id, 'user_role', t.user_role,
+            'model', t.model, 'tool_name', t.tool_name, 'tool_call_id', t.tool_call_id,
+            'call_trigger', t.call_trigger, 'purpose', t.purpose, 'subject_id', t.subject_id,
+            'arguments', t.arguments, 'result_summary', t.result_summary, 'success', t.success,
+            'error', t.error, 'duration_ms', t.duration_ms, 'client_ip', abbrev(t.client_ip),
+            'user_agent', t.user_agent, 'session_metadata', t.session_metadata,
+            'recorded_by', t.recorded_by,
+            'row_hash', encode(t.row_hash, 'hex'), 'chain_id', t.chain_id,
+            'chain_lane', t.chain_lane, 'chain_seq', t.chain_seq,
+            'chain_hash', encode(t.chain_hash, 'hex')) AS doc
+          FROM tool_audit.tool_calls t
+         WHERE t.recorded_at >= start_time AND t.recorded_at < end_time
+        UNION ALL
+        SELECT e.occurred_at, 0, e.id, jsonb_build_object(
+            'table', 'admin_events',
+            'id', e.id, 'event_id', e.event_id, 'occurred_at', tool_audit.iso8601_utc(e.occurred_at),
+            'event_type', e.event_type, 'actor', e.actor, 'actor_type', e.actor_type,
+            'tenant_id', e.tenant_id, 'payload', e.payload, 'reason', e.reason,
+            'source_ip', abbrev(e.source_ip), 'metadata', e.metadata, 'recorded_by', e.recorded_by,
+            'row_hash', encode(e.row_hash, 'hex'), 'chain_id', e.chain_id,
+            'chain_lane', e.chain_lane, 'chain_seq', e.chain_seq,
+            'chain_hash', encode(e.chain_hash, 'hex'))
+          FROM tool_audit.admin_events e
+         WHERE e.occurred_at >= start_time AND e.occurred_at < end_time
+    ) x
+    ORDER BY x.at, x.tab, x.id;
+END
+$$;
+COMMENT ON FUNCTION tool_audit.export_jsonl(timestamptz, timestamptz) IS
+    'Both audit tables'' rows in a period as JSON documents with their hashes and chain positions, to check outside the database';
+
+-- CSV: COPY (SELECT * FROM tool_audit.tool_calls_csv WHERE ...) TO STDOUT (FORMAT csv, HEADER)
+CREATE VIEW tool_audit.tool_calls_csv WITH (security_invoker = true) AS
+SELECT t.id, t.event_id, t.recorded_at, t.tenant_id, t.conversation_id, t.turn_number,
+       t.user_id, t.user_role, t.model, t.tool_name, t.tool_call_id, t.call_trigger,
+       t.purpose, t.subject_id, t.arguments::text AS arguments,
+       t.result_summary::text AS result_summary, t.success, t.error, t.duration_ms,
+       abbrev(t.client_ip) AS client_ip, t.user_agent, t.session_metadata::text AS session_metadata,
+       t.recorded_by, encode(t.row_hash, 'hex') AS row_hash, t.chain_id, t.chain_lane,
+       t.chain_seq, encode(t.chain_hash, 'hex') AS chain_hash
+  FROM tool_audit.tool_calls t;
+COMMENT ON VIEW tool_audit.tool_calls_csv IS 'tool_calls with JSON as text and hashes as hex, for COPY ... (FORMAT csv, HEADER)';
+
+CREATE VIEW tool_audit.admin_events_csv WITH (security_invoker = true) AS
+SELECT e.id, e.event_id, e.occurred_at, e.event_type, e.actor, e.actor_type, e.tenant_id,
+       e.payload::text AS payload, e.reason, abbrev(e.source_ip) AS source_ip,
+       e.metadata::text AS metadata, e.recorded_by, encode(e.row_hash, 'hex') AS row_hash,
+       e.chain_id, e.chain_lane, e.chain_seq, encode(e.chain_hash, 'hex') AS chain_hash
+  FROM tool_audit.admin_events e;
+COMMENT ON VIEW tool_audit.admin_events_csv IS 'admin_events with JSON as text and hashes as hex, for COPY ... (FORMAT csv, HEADER)';
+
+-- fhir_action(tool_name): the AuditEvent action a tool's leading verb
+-- implies (get_order, searchPatients, DELETE_NOTE: the first word)
+CREATE FUNCTION tool_audit.fhir_action(tool_name text) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE lower(coalesce(substring(tool_name FROM '^[A-Z]+(?![a-z])'),
+                               substring(tool_name FROM '^[A-Za-z][a-z]*')))
+        WHEN 'get' THEN 'R' WHEN 'read' THEN 'R' WHEN 'list' THEN 'R' WHEN 'search' THEN 'R'
+        WHEN 'find' THEN 'R' WHEN 'lookup' THEN 'R' WHEN 'fetch' THEN 'R' WHEN 'query' THEN 'R'
+        WHEN 'view' THEN 'R' WHEN 'show' THEN 'R' WHEN 'check' THEN 'R'
+        WHEN 'create' THEN 'C' WHEN 'add' THEN 'C' WHEN 'insert' THEN 'C' WHEN 'new' THEN 'C'
+        WHEN 'update' THEN 'U' WHEN 'set' THEN 'U' WHEN 'modify' THEN 'U' WHEN 'edit' THEN 'U'
+        WHEN 'change' THEN 'U' WHEN 'patch' THEN 'U'
+        WHEN 'delete' THEN 'D' WHEN 'remove' THEN 'D' WHEN 'purge' THEN 'D' WHEN 'erase' THEN 'D'
+        ELSE 'E'
+    END
+$$;
+COMMENT ON FUNCTION tool_audit.fhir_action(text) IS
+    'The FHIR AuditEvent action code (C, R, U, D or E) that a tool name''s leading verb implies';
+
+-- fhir_string(value): a FHIR string: the R4 schema's string pattern
+-- (^[ \r\n\t\S]+$, in JavaScript) admits no whitespace but space, tab, CR
+-- and LF, so the others (vertical tab, form feed, no-break and other Unicode
+-- spaces) become spaces; an empty string becomes NULL (FHIR has none)
+CREATE FUNCTION tool_audit.fhir_string(value text) RETURNS text
+LANGUAGE plpgsql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF getdatabaseencoding() = 'UTF8' THEN
+        value := regexp_replace(value,
+            '[\u000b\u000c\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff]', ' ', 'g');
+    ELSE
+        value := regexp_replace(value, '[\u000b\u000c]', ' ', 'g');
+    END IF;
+    RETURN nullif(value, '');
+END
+$$;
+COMMENT ON FUNCTION tool_audit.fhir_string(text) IS
+    'The text as a valid FHIR string: whitespace the R4 schema refuses becomes a space, an empty string NULL';
+
+-- fhir_code(value): a FHIR code: no leading, trailing or repeated whitespace
+CREATE FUNCTION tool_audit.fhir_code(value text) RETURNS text
+LANGUAGE sql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT nullif(regexp_replace(btrim(tool_audit.fhir_string(value), E' \t\r\n'), E'[ \t\r\n]+', ' ', 'g'), '')
+$$;
+COMMENT ON FUNCTION tool_audit.fhir_code(text) IS
+    'The text as a valid FHIR code: trimmed, inner whitespace collapsed, an empty string NULL';
+
+-- fhir_audit_event(row): one FHIR R4 AuditEvent resource for a tool call
+CREATE FUNCTION tool_audit.fhir_audit_event(r tool_audit.tool_calls) RETURNS jsonb
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+SET extra_float_digits = 1
+AS $$
+    SELECT jsonb_strip_nulls(jsonb_build_object(
+        'resourceType', 'AuditEvent',
+        'id', r.event_id::text,
+        'type', CASE WHEN tool_audit.fhir_code(r.subject_id) IS NOT NULL
+                     THEN '{"system": "http://dicom.nema.org/resources/ontology/DCM", "code": "110110", "display": "Patient Record"}'::jsonb
+                     ELSE '{"system": "http://dicom.nema.org/resources/ontology/DCM", "code": "110100", "display": "Application Activity"}'::jsonb END,
+        'subtype', jsonb_build_array(jsonb_build_object(
+            'system', 'urn:tool_audit:tool',
+            'code', coalesce(tool_audit.fhir_code(r.tool_name), 'unnamed'),
+            'display', tool_audit.fhir_string(r.tool_name))),
+        'action', tool_audit.fhir_action(r.tool_name),
+        'recorded', tool_audit.iso8601_utc(r.recorded_at),
+        'outcome', CASE WHEN r.success THEN '0' ELSE '4' END,
+        'outcomeDesc', tool_audit.fhir_string(r.error),
+        'purposeOfEvent', CASE WHEN tool_audit.fhir_string(r.purpose) IS NOT NULL
+                               THEN jsonb_build_array(jsonb_build_object('text', tool_audit.fhir_string(r.purpose))) END,
+        'agent', jsonb_build_array(
+            jsonb_build_object(
+                'type', '{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/extra-security-role-type", "code": "humanuser", "display": "human user"}]}'::jsonb,
+                'who', CASE WHEN tool_audit.fhir_string(r.user_id) IS NOT NULL
+                            THEN jsonb_build_object('identifier', jsonb_build_object('value', tool_audit.fhir_string(r.user_id)))
+                            ELSE '{"display": "unknown"}'::jsonb END,
+                'role', CASE WHEN tool_audit.fhir_string(r.user_role) IS NOT NULL
+                             THEN jsonb_build_array(jsonb_build_object('text', tool_audit.fhir_string(r.user_role))) END,
+                'requestor', true,
+                'network', CASE WHEN r.client_ip IS NOT NULL
+                                THEN jsonb_build_object('address', host(r.client_ip), 'type', '2') END),
+            jsonb_build_object(
+                'type', '{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/extra-security-role-type", "code": "dataprocessor", "display": "data processor"}]}'::jsonb,
+                'who', jsonb_build_object('display', coalesce(tool_audit.fhir_string(r.model), 'unknown model')),
+                'requestor', false)),
+        'source', jsonb_build_object(
+            'site', tool_audit.fhir_string(r.tenant_id),
+            'observer', jsonb_build_object('display', tool_audit.fhir_string('tool_audit@' || current_database())),
+            'type', '[{"system": "http://terminology.hl7.org/CodeSystem/security-source-type", "code": "4", "display": "Application Server"}]'::jsonb),
+        'entity', (SELECT jsonb_agg(e ORDER BY n) FROM (VALUES
+            (1, CASE WHEN tool_audit.fhir_code(r.subject_id) IS NOT NULL THEN jsonb_build_object(
+                'what', jsonb_build_object('identifier', jsonb_build_object('value', tool_audit.fhir_string(r.subject_id))),
+                'type', '{"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type", "code": "1", "display": "Person"}'::jsonb)
+             END),
+            (2, jsonb_build_object(
+                'what', jsonb_build_object('identifier', jsonb_build_object(
+                    'system', 'urn:tool_audit:tool_call_id',
+                    'value', coalesce(tool_audit.fhir_string(r.tool_call_id), r.event_id::text))),
+                'type', '{"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type", "code": "2", "display": "System Object"}'::jsonb,
+                'name', tool_audit.fhir_string(r.tool_name),
+                'detail', (SELECT jsonb_agg(jsonb_build_object('type', d.k, 'valueString', d.v) ORDER BY d.n)
+                             FROM (VALUES (1, 'arguments', tool_audit.fhir_string(r.arguments::text)),
+                                          (2, 'result_summary', tool_audit.fhir_string(r.result_summary::text)),
+                                          (3, 'conversation_id', tool_audit.fhir_string(r.conversation_id)),
+                                          (4, 'turn_number', r.turn_number::text),
+                                          (5, 'call_trigger', r.call_trigger::text),
+                                          (6, 'duration_ms', r.duration_ms::text),
+                                          (7, 'row_hash', encode(r.row_hash, 'hex')),
+                                          (8, 'chain', r.chain_id || '/' || r.chain_lane || '/' || r.chain_seq))
+                                  AS d(n, k, v)
+                            WHERE d.v IS NOT NULL)))
+            ) AS x(n, e) WHERE e IS NOT NULL)))
+$$;
+COMMENT ON FUNCTION tool_audit.fhir_audit_event(tool_audit.tool_calls) IS
+    'One tool call as a FHIR R4 AuditEvent resource';
+
+CREATE FUNCTION tool_audit.export_fhir(start_time timestamptz, end_time timestamptz,
+                                       subject_id text DEFAULT NULL)
+RETURNS SETOF jsonb
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM tool_audit.check_period(start_time, end_time);
+    IF export_fhir.subject_id IS NULL THEN
+        RETURN QUERY
+        SELECT tool_audit.fhir_audit_event(t) FROM tool_audit.tool_calls t
+         WHERE t.recorded_at >= start_time AND t.recorded_at < end_time
+         ORDER BY t.recorded_at, t.id;
+    ELSE
+        RETURN QUERY
+        SELECT tool_audit.fhir_audit_event(t) FROM tool_audit.tool_calls t
+         WHERE t.subject_id = export_fhir.subject_id
+           AND t.recorded_at >= start_time AND t.recorded_at < end_time
+         ORDER BY t.recorded_at, t.id;
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION tool_audit.export_fhir(timestamptz, timestamptz, text) IS
+    'The tool calls in a period, of one subject if given, as FHIR R4 AuditEvent resources';
+
+-- OpenTelemetry GenAI semantic conventions: one span per tool call
+CREATE VIEW tool_audit.otel_tool_spans WITH (security_invoker = true) AS
+SELECT 'execute_tool ' || t.tool_name AS "span.name",
+       t.recorded_at - make_interval(secs => coalesce(t.duration_ms, 0) / 1000) AS start_time,
+       t.recorded_at AS end_time,
+       CASE WHEN t.success THEN 'OK' ELSE 'ERROR' END AS "status.code",
+       t.error AS "status.message",
+       'execute_tool'::text AS "gen_ai.operation.name",
+       t.tool_name AS "gen_ai.tool.name",
+       t.tool_call_id AS "gen_ai.tool.call.id",
+       'function'::text AS "gen_ai.tool.type",
+       t.conversation_id AS "gen_ai.conversation.id",
+       t.model AS "gen_ai.request.model",
+       t.user_id AS "user.id",
+       CASE WHEN t.user_role IS NOT NULL THEN ARRAY[t.user_role] END AS "user.roles",
+       CASE WHEN NOT t.success THEN '_OTHER'::text END AS "error.type",
+       t.client_ip AS "client.address",
+       t.user_agent AS "user_agent.original",
+       t.tenant_id AS "tool_audit.tenant_id",
+       t.turn_number AS "tool_audit.turn_number",
+       t.call_trigger::text AS "tool_audit.call_trigger",
+       t.purpose AS "tool_audit.purpose",
+       t.subject_id AS "tool_audit.subject_id",
+       t.arguments AS "tool_audit.arguments",
+       t.result_summary AS "tool_audit.result_summary",
+       t.duration_ms AS "tool_audit.duration_ms",
+       t.id AS "tool_audit.call_id",
+       t.event_id AS "tool_audit.event_id",
+       encode(t.row_hash, 'hex') AS "tool_audit.row_hash"
+  FROM tool_audit.tool_calls t;
+COMMENT ON VIEW tool_audit.otel_tool_spans IS 'Tool calls as OpenTelemetry GenAI execute_tool spans';

@@ -1,0 +1,88 @@
+
+-- ---------------------------------------------------------------------------
+-- Privileges: PUBLIC gets nothing; each role gets what its task needs.
+-- Grants to one object are made in the order the upgrade scripts made them,
+-- so that its ACL reads the same in a fresh and an upgraded database.
+-- ---------------------------------------------------------------------------
+REVOKE ALL ON SCHEMA tool_audit FROM PUBLIC;
+REVOKE ALL ON ALL TABLES IN SCHEMA tool_audit FROM PUBLIC;
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA tool_audit FROM PUBLIC;
+REVOKE ALL ON TYPE tool_audit.call_trigger FROM PUBLIC;
+
+GRANT USAGE ON SCHEMA tool_audit
+    TO tool_audit_writer, tool_audit_reader, tool_audit_admin, tool_audit_verifier;
+GRANT USAGE ON TYPE tool_audit.call_trigger
+    TO tool_audit_writer, tool_audit_reader, tool_audit_admin, tool_audit_verifier;
+
+-- writers record, and read back the ids of what they recorded
+GRANT INSERT ON tool_audit.tool_calls, tool_audit.admin_events TO tool_audit_writer;
+GRANT SELECT (id, event_id) ON tool_audit.tool_calls, tool_audit.admin_events TO tool_audit_writer;
+GRANT EXECUTE ON FUNCTION
+    tool_audit.log_call(text, jsonb, jsonb, double precision, jsonb),
+    tool_audit.log_event(text, text, jsonb, jsonb),
+    tool_audit.sanitize(jsonb),
+    tool_audit.sanitize_text(text),
+    tool_audit.summarize_result(jsonb)
+    TO tool_audit_writer;
+
+-- readers, admins and the verifier read the audit tables; row-level
+-- security decides which rows
+GRANT SELECT ON tool_audit.tool_calls, tool_audit.admin_events
+    TO tool_audit_reader, tool_audit_admin, tool_audit_verifier;
+GRANT EXECUTE ON FUNCTION tool_audit.bound_tenants() TO tool_audit_reader, tool_audit_admin;
+
+-- admins manage the rules, keys and tenant bindings
+GRANT SELECT, INSERT, UPDATE, DELETE ON tool_audit.sanitize_rules TO tool_audit_admin;
+GRANT USAGE ON SEQUENCE tool_audit.sanitize_rules_rule_id_seq TO tool_audit_admin;
+GRANT SELECT ON tool_audit.tenant_bindings, tool_audit.pseudonym_key_ids TO tool_audit_admin;
+GRANT EXECUTE ON FUNCTION
+    tool_audit.sanitize(jsonb),
+    tool_audit.sanitize_text(text),
+    tool_audit.summarize_result(jsonb),
+    tool_audit.pseudonymize(text),
+    tool_audit.random_key(integer),
+    tool_audit.rotate_pseudonym_key(text, bytea),
+    tool_audit.bind_tenant(regrole, text),
+    tool_audit.unbind_tenant(regrole, text)
+    TO tool_audit_admin;
+
+-- the verifier and admins verify and take digests; the verifier can change nothing
+GRANT EXECUTE ON FUNCTION tool_audit.canonical_json(jsonb), tool_audit.verify(timestamptz),
+    tool_audit.digest(), tool_audit.verify_digest(jsonb), tool_audit.signing_public_key()
+    TO tool_audit_verifier, tool_audit_admin;
+GRANT EXECUTE ON FUNCTION tool_audit.canonical_json(jsonb) TO tool_audit_reader, tool_audit_writer;
+
+-- readers and admins query and export what row-level security lets them
+-- see; the verifier exports (it reads every tenant) but runs no report
+GRANT EXECUTE ON FUNCTION
+    tool_audit.compute_row_hash(tool_audit.tool_calls),
+    tool_audit.compute_row_hash(tool_audit.admin_events),
+    tool_audit.chain_link(bigint, integer, bigint, bytea, bytea),
+    tool_audit.verify_protections(),
+    tool_audit.chain_problem(bigint, integer, bigint, bytea, bytea, bytea, bytea, bigint, bytea, bytea, boolean),
+    tool_audit.check_row(tool_audit.tool_calls),
+    tool_audit.check_row(tool_audit.admin_events),
+    tool_audit.required_arg(anyelement, text),
+    tool_audit.check_period(timestamptz, timestamptz),
+    tool_audit.iso8601_utc(timestamptz),
+    tool_audit.is_break_glass(tool_audit.tool_calls),
+    tool_audit.report_mark(text),
+    tool_audit.export_jsonl(timestamptz, timestamptz),
+    tool_audit.fhir_action(text),
+    tool_audit.fhir_string(text),
+    tool_audit.fhir_code(text),
+    tool_audit.fhir_audit_event(tool_audit.tool_calls),
+    tool_audit.export_fhir(timestamptz, timestamptz, text)
+    TO tool_audit_reader, tool_audit_admin, tool_audit_verifier;
+GRANT EXECUTE ON FUNCTION
+    tool_audit.calls_by_conversation(text),
+    tool_audit.calls_by_user(text, timestamptz),
+    tool_audit.failures(timestamptz),
+    tool_audit.tool_stats(text),
+    tool_audit.conversation_timeline(text),
+    tool_audit.attribution(bigint),
+    tool_audit.access_report(text, timestamptz, timestamptz)
+    TO tool_audit_reader, tool_audit_admin;
+GRANT SELECT ON tool_audit.tool_usage TO tool_audit_reader, tool_audit_admin;
+GRANT SELECT ON tool_audit.tool_calls_csv, tool_audit.admin_events_csv, tool_audit.otel_tool_spans
+    TO tool_audit_reader, tool_audit_admin, tool_audit_verifier;

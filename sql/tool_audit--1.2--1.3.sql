@@ -1,0 +1,130 @@
+/* tool_audit--1.2--1.3.sql: a COMMENT on every function, on the type and on the last view without one */
+
+\echo Use "ALTER EXTENSION tool_audit UPDATE TO '1.3'" to load this file. \quit
+
+-- 1.3 changes no behaviour.  Its install script, tool_audit--1.3.sql, creates
+-- the final schema in one pass (built from sql/install/*.sql); these are the
+-- comments it adds, word for word: test/t/010_fresh_vs_upgraded.pl checks that
+-- a database upgraded from 1.0 and a fresh one have the same catalogs.
+
+-- The sanitizer and its tools
+COMMENT ON FUNCTION tool_audit.sanitize(jsonb) IS
+    'The document with secrets redacted and personal data pseudonymized at any depth, as the audit tables would store it';
+COMMENT ON FUNCTION tool_audit.sanitize_text(text) IS
+    'The string with the value rules (detectors and regular expressions) applied, as the audit tables would store it';
+COMMENT ON FUNCTION tool_audit.summarize_result(jsonb) IS
+    'The summary log_call stores for a tool result: success, error and the configured key identifiers, never the payload';
+COMMENT ON FUNCTION tool_audit.pseudonymize(text) IS
+    'The keyed pseudonym (hmac:<key id>:<hex>) the sanitizer stores for this value under the active key';
+COMMENT ON FUNCTION tool_audit.random_key(integer) IS
+    'Bytes from the server''s strong random source, for pseudonymization keys';
+COMMENT ON FUNCTION tool_audit.acting_role() IS
+    'The session''s role as seen from inside a SECURITY DEFINER function, used to attribute admin events';
+
+-- The audit tables
+COMMENT ON FUNCTION tool_audit.tool_calls_before_insert() IS
+    'Insert trigger of tool_calls: gives the row its id, time and recorder, then sanitizes, summarizes, hashes and chains it';
+COMMENT ON FUNCTION tool_audit.admin_events_before_insert() IS
+    'Insert trigger of admin_events: gives the row its id, time and recorder, then sanitizes, hashes and chains it';
+COMMENT ON FUNCTION tool_audit.refuse_change() IS
+    'Trigger that refuses UPDATE, DELETE and TRUNCATE on the append-only tables';
+COMMENT ON FUNCTION tool_audit.ddl_guard() IS
+    'Event trigger function that refuses DDL which would disable, change or drop the audit trail''s protections';
+COMMENT ON TYPE tool_audit.call_trigger IS
+    'What prompted a tool call: the user''s request, the model on its own, a retry, a follow-up or the system';
+
+-- Recording API
+COMMENT ON FUNCTION tool_audit.log_call(text, jsonb, jsonb, double precision, jsonb) IS
+    'Records one tool call (sanitized, its result summarized, hashed and chained) and returns the stored tool_calls row';
+COMMENT ON FUNCTION tool_audit.log_event(text, text, jsonb, jsonb) IS
+    'Records one administrative event (sanitized, hashed and chained) and returns the stored admin_events row';
+COMMENT ON FUNCTION tool_audit.record_own_event(text, jsonb, text) IS
+    'Records one of the extension''s own administrative actions as a "tool_audit." admin event';
+
+-- Sanitizing rules and pseudonymization keys
+COMMENT ON FUNCTION tool_audit.rules_changed() IS
+    'Trigger that makes every session reload the sanitize rules and pseudonymization keys after a change';
+COMMENT ON FUNCTION tool_audit.pseudonym_keys_one_active() IS
+    'Trigger that retires the active pseudonymization key when a new active key is inserted';
+COMMENT ON VIEW tool_audit.pseudonym_key_ids IS
+    'The pseudonymization keys'' ids, active flag and creation time, without the key bytes';
+COMMENT ON FUNCTION tool_audit.sanitize_rules_check() IS
+    'Trigger that keeps the built-in sanitize rules unchangeable and checks a new rule''s regular expression';
+COMMENT ON FUNCTION tool_audit.sanitize_rules_audit() IS
+    'Trigger that records every change to the sanitize rules as an admin event';
+COMMENT ON FUNCTION tool_audit.rotate_pseudonym_key(text, bytea) IS
+    'Makes a new pseudonymization key the active one (a random 32-byte key if none is given) and returns its id';
+
+-- Tenants
+COMMENT ON FUNCTION tool_audit.bound_tenants() IS
+    'The tenants the calling session is limited to by tenant bindings, or NULL if it is bound to none';
+COMMENT ON FUNCTION tool_audit.bind_tenant(regrole, text) IS
+    'Limits the readers that are members of the role to the tenant (and any others bound); true if the binding is new';
+COMMENT ON FUNCTION tool_audit.unbind_tenant(regrole, text) IS
+    'Removes a tenant binding of a role; true if there was one';
+
+-- Verification, digests and checking rows
+COMMENT ON FUNCTION tool_audit.canonical_json(jsonb) IS
+    'The canonical JSON text a row hash covers for a jsonb value (doc/canonical-encoding.md)';
+COMMENT ON FUNCTION tool_audit.verify(timestamptz) IS
+    'Checks every row''s hash and chain links and the audit tables'' protections: one row per problem found, none if intact';
+COMMENT ON FUNCTION tool_audit.digest() IS
+    'The head of every chain lane with the time, signed with Ed25519 when a signing key is configured';
+COMMENT ON FUNCTION tool_audit.verify_digest(jsonb) IS
+    'The problems verify() finds, plus rows an earlier digest covered that are missing or changed, and a bad signature';
+COMMENT ON FUNCTION tool_audit.signing_public_key() IS
+    'The PEM public key that checks digest signatures, or NULL when no signing key is configured';
+COMMENT ON FUNCTION tool_audit.compute_row_hash(tool_audit.tool_calls) IS
+    'The row hash of a tool_calls row, recomputed from its columns';
+COMMENT ON FUNCTION tool_audit.compute_row_hash(tool_audit.admin_events) IS
+    'The row hash of an admin_events row, recomputed from its columns';
+COMMENT ON FUNCTION tool_audit.chain_link(bigint, integer, bigint, bytea, bytea) IS
+    'The chain_hash a row at this chain position must store, from the previous row''s link and the row hash';
+COMMENT ON FUNCTION tool_audit.verify_protections() IS
+    'The checks verify() makes of triggers, logging, rules and indexes, without the walk over the rows';
+COMMENT ON FUNCTION tool_audit.chain_problem(bigint, integer, bigint, bytea, bytea, bytea, bytea, bigint, bytea, bytea, boolean) IS
+    'What is wrong with a row''s place in its chain, from the values check_row() gathers, or NULL if nothing is';
+COMMENT ON FUNCTION tool_audit.check_row(tool_audit.tool_calls) IS
+    'NULL if the tool_calls row matches its row hash and links to its neighbours in its chain, else the problem';
+COMMENT ON FUNCTION tool_audit.check_row(tool_audit.admin_events) IS
+    'NULL if the admin_events row matches its row hash and links to its neighbours in its chain, else the problem';
+
+-- Reports
+COMMENT ON FUNCTION tool_audit.required_arg(anyelement, text) IS
+    'The value, or an error naming the argument if it is NULL (a helper of the reports)';
+COMMENT ON FUNCTION tool_audit.check_period(timestamptz, timestamptz) IS
+    'Raises an error unless both ends of a report period are given and the start is not after the end';
+COMMENT ON FUNCTION tool_audit.iso8601_utc(timestamptz) IS
+    'The time as ISO 8601 text in UTC (2026-11-22T17:45:55.123456Z), whatever TimeZone and DateStyle say';
+COMMENT ON FUNCTION tool_audit.is_break_glass(tool_audit.tool_calls) IS
+    'True if the tool call was an emergency access: "break_glass": true in its context, or a break-glass or emergency purpose';
+COMMENT ON FUNCTION tool_audit.report_mark(text) IS
+    'The ok, failed or arrow mark of the reports: a UTF-8 symbol when the database encoding allows, ASCII otherwise';
+COMMENT ON FUNCTION tool_audit.calls_by_conversation(text) IS
+    'The tool calls of a conversation, by turn and then time';
+COMMENT ON FUNCTION tool_audit.calls_by_user(text, timestamptz) IS
+    'The tool calls of a user since a time (all of them if NULL), by time';
+COMMENT ON FUNCTION tool_audit.failures(timestamptz) IS
+    'The failed tool calls since a time (all of them if NULL), by time';
+COMMENT ON FUNCTION tool_audit.tool_stats(text) IS
+    'One tool''s call count, success rate, average and maximum duration and distinct users, as JSON';
+COMMENT ON FUNCTION tool_audit.conversation_timeline(text) IS
+    'A conversation as one line of text per tool call: turn, outcome, tool, arguments, result summary and duration';
+COMMENT ON FUNCTION tool_audit.attribution(bigint) IS
+    'Who made a tool call, as one line of text: user, role, model, tool and what prompted it';
+COMMENT ON FUNCTION tool_audit.access_report(text, timestamptz, timestamptz) IS
+    'Every access to a subject''s data in a period, with the break-glass accesses and a verification of the rows, as JSON';
+
+-- Exports
+COMMENT ON FUNCTION tool_audit.export_jsonl(timestamptz, timestamptz) IS
+    'Both audit tables'' rows in a period as JSON documents with their hashes and chain positions, to check outside the database';
+COMMENT ON FUNCTION tool_audit.fhir_action(text) IS
+    'The FHIR AuditEvent action code (C, R, U, D or E) that a tool name''s leading verb implies';
+COMMENT ON FUNCTION tool_audit.fhir_string(text) IS
+    'The text as a valid FHIR string: whitespace the R4 schema refuses becomes a space, an empty string NULL';
+COMMENT ON FUNCTION tool_audit.fhir_code(text) IS
+    'The text as a valid FHIR code: trimmed, inner whitespace collapsed, an empty string NULL';
+COMMENT ON FUNCTION tool_audit.fhir_audit_event(tool_audit.tool_calls) IS
+    'One tool call as a FHIR R4 AuditEvent resource';
+COMMENT ON FUNCTION tool_audit.export_fhir(timestamptz, timestamptz, text) IS
+    'The tool calls in a period, of one subject if given, as FHIR R4 AuditEvent resources';
