@@ -14,7 +14,7 @@ WORK=$(ta_scratch_dir)
 PORT=$(ta_free_port)
 trap 'ta_as_user "$BINDIR/pg_ctl" -D "$WORK/data" -m immediate stop >/dev/null 2>&1; [ -n "${TA_KEEP_WORK:-}" ] || rm -rf "$WORK"' EXIT
 
-tar -C "$TA_ROOT" --exclude=.git -cf - test/sql test/expected test/vectors | tar -C "$WORK" -xf -
+tar -C "$TA_ROOT" --exclude=.git -cf - test/sql test/expected test/vectors test/fixtures.sql | tar -C "$WORK" -xf -
 [ "$(id -u)" -eq 0 ] && chown -R postgres: "$WORK"
 ta_init_cluster "$WORK" "$PORT" "max_connections = 20"
 ta_log "starting postgres under valgrind (slow)"

@@ -1,6 +1,12 @@
 -- Append-only: no UPDATE, DELETE, TRUNCATE, MERGE or upsert, for any role,
 -- with or without session_replication_role = replica.
 \set VERBOSITY terse
+\getenv abs_srcdir PG_ABS_SRCDIR
+\i :abs_srcdir/fixtures.sql
+-- rows of this file's own, so that there is something to lose
+SELECT count(tool_audit.log_call('kept_' || g, '{}', '{}', 1, '{"conversation_id": "conv_append_only"}')) AS calls_logged
+  FROM generate_series(1, 3) g;
+SELECT event_type FROM tool_audit.log_event('policy.update', 'append_only', '{}', '{}');
 SELECT count(*) AS calls FROM tool_audit.tool_calls \gset
 SELECT count(*) AS events FROM tool_audit.admin_events \gset
 

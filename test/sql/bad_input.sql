@@ -1,5 +1,7 @@
 -- Bad input: an error with a SQLSTATE, and nothing half-stored.
 \set VERBOSITY terse
+\getenv abs_srcdir PG_ABS_SRCDIR
+\i :abs_srcdir/fixtures.sql
 SELECT count(*) AS calls FROM tool_audit.tool_calls \gset
 
 -- nesting deeper than tool_audit.max_depth (64)

@@ -1,8 +1,11 @@
 -- Row hashes and chains: every row is hashed and chained on insert, in commit
 -- order, with no hole for rolled-back work; verify() and digests.
 \set VERBOSITY terse
+\getenv abs_srcdir PG_ABS_SRCDIR
+\i :abs_srcdir/fixtures.sql
 
--- whatever the earlier tests recorded is chained and intact
+-- whatever is recorded so far is chained and intact (in the full schedule,
+-- every earlier file's rows, by every path they took)
 SELECT count(*) AS problems FROM tool_audit.verify();
 
 -- a chain per table and tenant: the rows of one session follow each other

@@ -1,6 +1,11 @@
 -- Event triggers refuse the DDL that would switch protection off or lose rows,
 -- for superusers too.
 \set VERBOSITY terse
+\getenv abs_srcdir PG_ABS_SRCDIR
+\i :abs_srcdir/fixtures.sql
+-- the trail holds rows of this file's own (DROP is refused below because of them)
+SELECT tool_name FROM tool_audit.log_call('guarded_call', '{}', '{}', 1, '{"conversation_id": "conv_ddl_guard"}');
+SELECT event_type FROM tool_audit.log_event('policy.update', 'ddl_guard', '{}', '{}');
 SELECT count(*) AS calls FROM tool_audit.tool_calls \gset
 
 -- triggers

@@ -1,5 +1,7 @@
 -- Secrets found by their value where the key is innocent (tool_audit.sanitize_text).
 \set VERBOSITY terse
+\getenv abs_srcdir PG_ABS_SRCDIR
+\i :abs_srcdir/fixtures.sql
 
 -- bearer and basic credentials
 SELECT tool_audit.sanitize_text('Authorization: Bearer abc.def-123_XYZ~+/=');

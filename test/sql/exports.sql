@@ -11,17 +11,12 @@ CREATE DATABASE regress_tool_audit_exports TEMPLATE template0 ENCODING 'UTF8' LC
 RESET client_min_messages;
 \c regress_tool_audit_exports
 SET client_encoding = 'UTF8';
+-- the test roles and regress_try(), before CREATE EXTENSION: the key stays the install key
+\getenv abs_srcdir PG_ABS_SRCDIR
+\i :abs_srcdir/fixtures.sql
 SET client_min_messages = warning;
 CREATE EXTENSION tool_audit;
 RESET client_min_messages;
-CREATE FUNCTION regress_try(sql text) RETURNS text LANGUAGE plpgsql AS $$
-BEGIN
-    EXECUTE sql;
-    RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-    RETURN SQLSTATE || ': ' || SQLERRM;
-END $$;
-GRANT EXECUTE ON FUNCTION regress_try(text) TO PUBLIC;
 
 SET tool_audit.restoring = on;
 INSERT INTO tool_audit.tool_calls

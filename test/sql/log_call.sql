@@ -1,6 +1,9 @@
 -- tool_audit.log_call(): the seed's log_call, and the plain INSERT path an ORM takes.
 \set VERBOSITY terse
+\getenv abs_srcdir PG_ABS_SRCDIR
+\i :abs_srcdir/fixtures.sql
 SELECT now() AS t0 \gset
+SELECT coalesce(max(id), 0) AS id0 FROM tool_audit.tool_calls \gset
 
 -- the seed's example entry
 SELECT tool_name, arguments, result_summary, success, error, duration_ms, model, user_id,
@@ -126,4 +129,5 @@ SELECT regress_try($$INSERT INTO tool_audit.tool_calls (id, tool_name, conversat
 RESET ROLE;
 RESET tool_audit.restoring;
 
-SELECT conversation_id, count(*) FROM tool_audit.tool_calls GROUP BY 1 ORDER BY 1 NULLS FIRST;
+-- the rows this file recorded
+SELECT conversation_id, count(*) FROM tool_audit.tool_calls WHERE id > :id0 GROUP BY 1 ORDER BY 1 NULLS FIRST;

@@ -1,5 +1,7 @@
 -- tool_audit.log_event(): admin events with seed 001's structure.
 \set VERBOSITY terse
+\getenv abs_srcdir PG_ABS_SRCDIR
+\i :abs_srcdir/fixtures.sql
 SELECT now() AS t0 \gset
 
 SELECT event_type, actor, actor_type, tenant_id, payload, reason, source_ip, metadata, occurred_at >= :'t0' AS now

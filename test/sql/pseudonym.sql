@@ -1,5 +1,7 @@
 -- Keyed pseudonyms (HMAC-SHA256): linkable, not reversible without the key.
 \set VERBOSITY terse
+\getenv abs_srcdir PG_ABS_SRCDIR
+\i :abs_srcdir/fixtures.sql
 
 SELECT tool_audit.pseudonymize('078-05-1120');
 -- the same value links wherever it appears: a PII key, free text, pseudonymize()

@@ -1,5 +1,11 @@
 -- Privileges: writers log, readers read, admins manage rules and keys, PUBLIC nothing.
 \set VERBOSITY terse
+\getenv abs_srcdir PG_ABS_SRCDIR
+\i :abs_srcdir/fixtures.sql
+-- a row recorded by another role (the owner), which the writer must not see,
+-- and the writer's rows recorded before this file (none when it runs alone)
+SELECT tool_name FROM tool_audit.log_call('owner_call', '{}', '{}', 1, '{"conversation_id": "conv_roles_owner"}');
+SELECT count(*) AS writer_rows_before FROM tool_audit.tool_calls WHERE recorded_by = 'regress_writer' \gset
 
 -- a role with no tool_audit role at all
 SET ROLE regress_nobody;
@@ -31,7 +37,7 @@ SELECT regress_try($$INSERT INTO tool_audit.tool_calls (tool_name, conversation_
                      VALUES ('orm', 'conv_roles', '00000000-0000-4000-8000-0000000000aa')
                      ON CONFLICT (event_id) DO NOTHING$$);
 -- a writer sees the ids of its own rows only
-SELECT count(*) = count(*) FILTER (WHERE id > 0) AS only_ids, count(*) AS own_rows FROM tool_audit.tool_calls;
+SELECT count(*) = count(*) FILTER (WHERE id > 0) AS only_ids, count(*) - :writer_rows_before AS own_rows FROM tool_audit.tool_calls;
 SELECT regress_try($$SELECT * FROM tool_audit.pseudonym_keys$$);
 SELECT regress_try($$SELECT tool_audit.rotate_pseudonym_key()$$);
 SELECT regress_try($$INSERT INTO tool_audit.sanitize_rules (applies_to, match, pattern, action) VALUES ('key', 'exact', 'x', 'keep')$$);

@@ -1,5 +1,7 @@
 -- Deployments add their own rules; every change takes effect at once and is audited.
 \set VERBOSITY terse
+\getenv abs_srcdir PG_ABS_SRCDIR
+\i :abs_srcdir/fixtures.sql
 SET ROLE regress_admin;
 
 -- a new sensitive key

@@ -1,5 +1,7 @@
 -- tool_audit.sanitize(jsonb): key rules at any depth, inside arrays too.
 \set VERBOSITY terse
+\getenv abs_srcdir PG_ABS_SRCDIR
+\i :abs_srcdir/fixtures.sql
 
 -- the seed's sensitive keys, and their common spellings
 SELECT tool_audit.sanitize('{"password": "hunter2", "token": "t", "api_key": "k", "secret": "s",

@@ -1,32 +1,8 @@
--- Fixtures for the whole suite: test roles, a helper that reports SQLSTATEs,
--- and a known pseudonymization key so that pseudonyms are deterministic.
+-- What CREATE EXTENSION made, and what the suite's fixtures (test/fixtures.sql,
+-- which every file includes) add to it: test roles, a helper that reports
+-- SQLSTATEs, and a known pseudonymization key so that pseudonyms are
+-- deterministic.
 \set VERBOSITY terse
-SET client_min_messages = warning;
-DO $$
-DECLARE r text;
-BEGIN
-    FOREACH r IN ARRAY ARRAY['regress_writer', 'regress_reader', 'regress_reader_acme',
-                             'regress_acme_member', 'regress_admin', 'regress_nobody']
-    LOOP
-        IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = r) THEN
-            EXECUTE format('CREATE ROLE %I', r);
-        END IF;
-    END LOOP;
-END $$;
-RESET client_min_messages;
-GRANT tool_audit_writer TO regress_writer;
-GRANT tool_audit_reader TO regress_reader, regress_reader_acme;
-GRANT regress_reader_acme TO regress_acme_member;
-GRANT tool_audit_admin TO regress_admin;
-
--- regress_try(sql): 'ok', or the SQLSTATE and message of the error it raised
-CREATE FUNCTION regress_try(sql text) RETURNS text LANGUAGE plpgsql AS $$
-BEGIN
-    EXECUTE sql;
-    RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-    RETURN SQLSTATE || ': ' || SQLERRM;
-END $$;
 
 -- what CREATE EXTENSION made
 SELECT extname, extversion, extnamespace::regnamespace FROM pg_extension WHERE extname = 'tool_audit';
@@ -42,9 +18,21 @@ SELECT count(*) AS builtin_rules FROM tool_audit.sanitize_rules WHERE builtin;
 -- CREATE EXTENSION made one key, named after the time of installation
 SELECT key_id ~ '^k[0-9]{20}$' AS install_key_named, active FROM tool_audit.pseudonym_key_ids;
 SELECT key_id AS install_key FROM tool_audit.pseudonym_key_ids \gset
--- a fixed key: every pseudonym below is reproducible; the install key retires
-SELECT tool_audit.rotate_pseudonym_key('test', decode(repeat('ab', 32), 'hex'));
+-- the fixtures: a fixed key, so every pseudonym is reproducible; the install key retires
+\getenv abs_srcdir PG_ABS_SRCDIR
+\i :abs_srcdir/fixtures.sql
 SELECT CASE WHEN key_id = :'install_key' THEN 'the install key' ELSE key_id END AS key, active
   FROM tool_audit.pseudonym_key_ids ORDER BY active;
 SELECT event_type, actor, payload->>'after' AS after, payload->>'before' = :'install_key' AS before_was_install_key
   FROM tool_audit.admin_events ORDER BY id;
+-- the test roles and what they are members of
+SELECT r.rolname, array_agg(g.rolname ORDER BY g.rolname) FILTER (WHERE g.rolname IS NOT NULL) AS member_of
+  FROM pg_roles r LEFT JOIN pg_auth_members m ON m.member = r.oid LEFT JOIN pg_roles g ON g.oid = m.roleid
+ WHERE r.rolname LIKE 'regress\_%' GROUP BY 1 ORDER BY 1;
+-- included again (every file does), the fixtures change nothing
+\i :abs_srcdir/fixtures.sql
+SELECT (SELECT count(*) FROM tool_audit.admin_events) AS admin_events,
+       (SELECT count(*) FROM tool_audit.pseudonym_key_ids) AS keys,
+       (SELECT key_id FROM tool_audit.pseudonym_key_ids WHERE active) AS active_key;
+-- regress_try() reports what a statement raised
+SELECT regress_try('SELECT 1'), regress_try('SELECT 1 / 0');

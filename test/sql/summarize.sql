@@ -1,5 +1,7 @@
 -- tool_audit.summarize_result(jsonb): never the full payload.
 \set VERBOSITY terse
+\getenv abs_srcdir PG_ABS_SRCDIR
+\i :abs_srcdir/fixtures.sql
 
 -- the seed's examples
 SELECT tool_audit.summarize_result('{"order_id": "ORD-54321", "status": "shipped", "carrier": "UPS"}');

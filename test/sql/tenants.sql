@@ -1,5 +1,7 @@
 -- Row-level security: readers bound to a tenant see only that tenant's rows.
 \set VERBOSITY terse
+\getenv abs_srcdir PG_ABS_SRCDIR
+\i :abs_srcdir/fixtures.sql
 SELECT count(tool_audit.log_call('lookup', '{}', '{}', 1, jsonb_build_object('tenant_id', t, 'conversation_id', 'conv_tenants')))
   FROM unnest(ARRAY['acme', 'globex']) t;
 SELECT tool_name FROM tool_audit.log_call('lookup', '{}', '{}', 1, '{"conversation_id": "conv_tenants"}');
