@@ -5,18 +5,23 @@ EXTVERSION = 1.2
 MODULE_big = tool_audit
 OBJS = \
 	src/tool_audit.o \
+	src/catalog.o \
+	src/crypto.o \
+	src/jsonb_util.o \
+	src/layout.o \
 	src/rules.o \
 	src/pseudonym.o \
 	src/detect.o \
 	src/sanitize.o \
 	src/summarize.o \
-	src/record.o \
-	src/guard.o \
-	src/rowhash.o \
+	src/hash.o \
 	src/chain.o \
+	src/insert.o \
+	src/log_call.o \
+	src/guard.o \
+	src/upgrade_1_1.o \
 	src/verify.o \
-	src/digest.o \
-	src/log_call.o
+	src/digest.o
 
 DATA = sql/tool_audit--1.0.sql sql/tool_audit--1.0--1.1.sql sql/tool_audit--1.1--1.2.sql
 
@@ -44,9 +49,9 @@ EXTRA_CLEAN = test/results test/regression.diffs test/regression.out \
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
-# every object file reads the shared header: a changed struct rebuilds them all
+# each file has its own header; a changed header rebuilds every object file
 # (and the LLVM bitcode installed beside them, when the server has JIT)
-$(OBJS) $(OBJS:.o=.bc): src/tool_audit.h
+$(OBJS) $(OBJS:.o=.bc): $(wildcard $(srcdir)/src/*.h)
 
 .PHONY: demo test
 demo:

@@ -27,7 +27,7 @@
 
 #include "miscadmin.h"
 
-#include "tool_audit.h"
+#include "detect.h"
 
 /* check for query cancel every 64 kB scanned */
 #define SCAN_CFI(i) do { if (((i) & 0xFFFF) == 0) CHECK_FOR_INTERRUPTS(); } while (0)

@@ -27,7 +27,9 @@
  *	  every role, superusers included, even with the triggers disabled
  *	  through the catalog.
  *
- * Commands run by tool_audit's own install and upgrade scripts are exempt.
+ * Commands run by tool_audit's own install and upgrade scripts are exempt,
+ * and so are the UPDATEs of the 1.0 -> 1.1 upgrade that chain the rows 1.0
+ * recorded (upgrade_1_1.c).
  * What none of this stops (a superuser editing files, catalogs or backups,
  * pg_surgery) can only be detected, not prevented: that is the job of the
  * hash chain (chain.c, verify.c) and the signed digests (digest.c).
@@ -58,21 +60,11 @@
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 
-#include "tool_audit.h"
+#include "catalog.h"
+#include "guard.h"
+#include "upgrade_1_1.h"
 
 static const char *const protected_tables[] = {"tool_calls", "admin_events"};
-
-/*
- * Set while the upgrade script's chain_existing_rows() fills in the chain
- * columns of rows recorded before 1.1: a backend-local flag, never a GUC.
- */
-static bool sealing_existing_rows = false;
-
-void
-ta_allow_sealing(bool allow)
-{
-	sealing_existing_rows = allow;
-}
 
 /* set by ddl_command_start for an approved DROP EXTENSION/SCHEMA/OWNED */
 static bool drop_approved = false;
@@ -656,7 +648,7 @@ refuse_change(PG_FUNCTION_ARGS)
 
 	if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))
 	{
-		if (sealing_existing_rows && ta_in_own_script())
+		if (ta_chaining_existing_rows() && ta_in_own_script())
 			return TRIGGER_FIRED_FOR_ROW(trigdata->tg_event) ?
 				PointerGetDatum(trigdata->tg_newtuple) : PointerGetDatum(NULL);
 		what = "UPDATE";
@@ -742,7 +734,7 @@ ta_check_perms(List *rangeTable, List *rtePermInfos, bool ereport_on_violation)
 		RTEPermissionInfo *perm = lfirst_node(RTEPermissionInfo, lc);
 
 		if (((perm->requiredPerms & ACL_DELETE) ||
-			 (!bms_is_empty(perm->updatedCols) && !sealing_existing_rows)) &&
+			 (!bms_is_empty(perm->updatedCols) && !ta_chaining_existing_rows())) &&
 			ta_is_protected_relation(perm->relid))
 			refuse((perm->requiredPerms & ACL_DELETE) ? "DELETE" : "UPDATE",
 				   get_rel_name(perm->relid));
@@ -764,7 +756,7 @@ ta_check_perms(List *rangeTable, bool ereport_on_violation)
 		if (rte->rtekind != RTE_RELATION)
 			continue;
 		if (((rte->requiredPerms & ACL_DELETE) ||
-			 (!bms_is_empty(rte->updatedCols) && !sealing_existing_rows)) &&
+			 (!bms_is_empty(rte->updatedCols) && !ta_chaining_existing_rows())) &&
 			ta_is_protected_relation(rte->relid))
 			refuse((rte->requiredPerms & ACL_DELETE) ? "DELETE" : "UPDATE",
 				   get_rel_name(rte->relid));

@@ -27,8 +27,6 @@
 #include "postgres.h"
 
 #include "access/htup_details.h"
-#include "catalog/namespace.h"
-#include "catalog/pg_class.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
 #include "fmgr.h"
@@ -38,9 +36,9 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
-#include "utils/syscache.h"
 
-#include "tool_audit.h"
+#include "catalog.h"
+#include "rules.h"
 
 static MemoryContext rules_context = NULL;	/* holds cached_rules */
 static TaRuleSet *cached_rules = NULL;
@@ -58,32 +56,6 @@ rules_inval_callback(Datum arg, Oid relid)
 		cache_valid = false;
 		inval_generation++;
 	}
-}
-
-Oid
-ta_schema_oid(bool missing_ok)
-{
-	Oid			nsp = get_namespace_oid(TA_SCHEMA, true);
-
-	if (!OidIsValid(nsp) && !missing_ok)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("extension \"tool_audit\" is not installed in this database"),
-				 errhint("Run CREATE EXTENSION tool_audit.")));
-	return nsp;
-}
-
-static Oid
-schema_table(const char *name)
-{
-	Oid			relid = get_relname_relid(name, ta_schema_oid(false));
-
-	if (!OidIsValid(relid))
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("table tool_audit.%s is missing", name),
-				 errhint("Reinstall the extension.")));
-	return relid;
 }
 
 /*
@@ -162,19 +134,6 @@ spi_exec_as_owner(Oid owner, const char *sql, int nargs, Oid *argtypes,
 	SetUserIdAndSecContext(save_userid, save_sec_context);
 	if (rc < 0)
 		elog(ERROR, "SPI_execute_with_args failed: %s", SPI_result_code_string(rc));
-}
-
-Oid
-ta_relation_owner(Oid relid)
-{
-	HeapTuple	tp = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
-	Oid			owner;
-
-	if (!HeapTupleIsValid(tp))
-		elog(ERROR, "cache lookup failed for relation %u", relid);
-	owner = ((Form_pg_class) GETSTRUCT(tp))->relowner;
-	ReleaseSysCache(tp);
-	return owner;
 }
 
 /*
@@ -312,8 +271,8 @@ ta_get_rules(void)
 	if (cache_valid && cached_rules != NULL)
 		return cached_rules;
 
-	rules_relid = schema_table("sanitize_rules");
-	keys_relid = schema_table("pseudonym_keys");
+	rules_relid = ta_schema_relid("sanitize_rules", false);
+	keys_relid = ta_schema_relid("pseudonym_keys", false);
 	if (!callback_registered)
 	{
 		CacheRegisterRelcacheCallback(rules_inval_callback, (Datum) 0);
