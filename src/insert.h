@@ -10,7 +10,7 @@
 
 #include "access/htup.h"
 
-#include "layout.h"
+#include "utils/relcache.h"
 
 extern void ta_insert_init(void);
 extern HeapTuple ta_record_tool_call(Relation rel, HeapTuple tuple,

@@ -98,6 +98,15 @@ typedef struct LaneCheck
 	Checkpoint *cp;
 } LaneCheck;
 
+/* A run whose problems are the rows of the function's result. */
+static void
+start_verification(Verification *w, FunctionCallInfo fcinfo)
+{
+	memset(w, 0, sizeof(*w));
+	InitMaterializedSRF(fcinfo, 0);
+	w->rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+}
+
 static void
 report(Verification *w, const char *table, bool has_chain, int64 chain_id, int32 lane,
 	   int64 position, int64 row_id, const char *problem)
@@ -390,10 +399,9 @@ PG_FUNCTION_INFO_V1(verify);
 Datum
 verify(PG_FUNCTION_ARGS)
 {
-	Verification		w = {0};
+	Verification w;
 
-	InitMaterializedSRF(fcinfo, 0);
-	w.rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	start_verification(&w, fcinfo);
 	if (!PG_ARGISNULL(0))
 	{
 		w.has_since = true;
@@ -522,13 +530,12 @@ Datum
 verify_digest(PG_FUNCTION_ARGS)
 {
 	Jsonb	   *d = PG_GETARG_JSONB_P(0);
-	Verification		w = {0};
-	char	   *sig_problem;
+	Verification w;
+	HTAB	   *checkpoints = load_checkpoints(d);
+	char	   *sig_problem = ta_digest_signature_problem(d);
 
-	w.checkpoints = load_checkpoints(d);
-	sig_problem = ta_digest_signature_problem(d);
-	InitMaterializedSRF(fcinfo, 0);
-	w.rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	start_verification(&w, fcinfo);
+	w.checkpoints = checkpoints;
 	if (sig_problem != NULL)
 		report(&w, "", false, 0, 0, -1, -1, sig_problem);
 	run_walk(&w);
@@ -547,10 +554,9 @@ PG_FUNCTION_INFO_V1(verify_protections);
 Datum
 verify_protections(PG_FUNCTION_ARGS)
 {
-	Verification		w = {0};
+	Verification w;
 
-	InitMaterializedSRF(fcinfo, 0);
-	w.rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	start_verification(&w, fcinfo);
 	check_protections(&w);
 	return (Datum) 0;
 }
