@@ -5,18 +5,23 @@ EXTVERSION = 1.3
 MODULE_big = tool_audit
 OBJS = \
 	src/tool_audit.o \
+	src/catalog.o \
+	src/crypto.o \
+	src/jsonb_util.o \
+	src/layout.o \
 	src/rules.o \
 	src/pseudonym.o \
 	src/detect.o \
 	src/sanitize.o \
 	src/summarize.o \
-	src/record.o \
-	src/guard.o \
-	src/rowhash.o \
+	src/hash.o \
 	src/chain.o \
+	src/insert.o \
+	src/log_call.o \
+	src/guard.o \
+	src/upgrade_1_1.o \
 	src/verify.o \
-	src/digest.o \
-	src/log_call.o
+	src/digest.o
 
 # The install script of the current version is built from sql/install/*.sql,
 # one file per object group, in name order; the 1.0 base and the upgrade
@@ -53,9 +58,9 @@ include $(PGXS)
 sql/$(EXTENSION)--$(EXTVERSION).sql: $(INSTALL_PARTS)
 	cat $(INSTALL_PARTS) > $@
 
-# every object file reads the shared header: a changed struct rebuilds them all
+# each file has its own header; a changed header rebuilds every object file
 # (and the LLVM bitcode installed beside them, when the server has JIT)
-$(OBJS) $(OBJS:.o=.bc): src/tool_audit.h
+$(OBJS) $(OBJS:.o=.bc): $(wildcard $(srcdir)/src/*.h)
 
 .PHONY: demo test
 demo:

@@ -27,39 +27,10 @@
 
 #include "miscadmin.h"
 
-#include "tool_audit.h"
+#include "detect.h"
 
 /* check for query cancel every 64 kB scanned */
 #define SCAN_CFI(i) do { if (((i) & 0xFFFF) == 0) CHECK_FOR_INTERRUPTS(); } while (0)
-
-static const char *const detector_names[TA_DETECT__COUNT] = {
-	[TA_DETECT_BEARER] = "bearer",
-	[TA_DETECT_JWT] = "jwt",
-	[TA_DETECT_PEM_PRIVATE_KEY] = "pem_private_key",
-	[TA_DETECT_API_KEY] = "api_key",
-	[TA_DETECT_US_SSN] = "us_ssn",
-	[TA_DETECT_CARD_NUMBER] = "card_number",
-};
-
-const char *
-ta_detector_name(TaDetector d)
-{
-	return detector_names[d];
-}
-
-bool
-ta_detector_from_name(const char *name, TaDetector *d)
-{
-	for (int i = 0; i < TA_DETECT__COUNT; i++)
-	{
-		if (strcmp(name, detector_names[i]) == 0)
-		{
-			*d = (TaDetector) i;
-			return true;
-		}
-	}
-	return false;
-}
 
 void
 ta_span_add(TaSpanList *list, int start, int end, int rule)
@@ -301,58 +272,70 @@ detect_pem(const char *s, int len, int rule, TaSpanList *out)
 	}
 }
 
+/*
+ * Key shapes: the prefixes of one kind of key and what must follow them.
+ * No prefix is a prefix of another, so at most one can match at a place.
+ */
 typedef struct ApiKeyShape
 {
-	const char *prefix;
-	int			prefix_len;		/* filled in on first use */
+	const char *prefixes[8];	/* NULL-terminated */
 	int			min_tail;		/* shortest tail after the prefix */
 	int			exact_tail;		/* if > 0: tail must be exactly this long */
 	bool		upper_only;		/* tail of [A-Z0-9] only */
 } ApiKeyShape;
 
-static ApiKeyShape api_key_shapes[] = {
-	{"sk-", 0, 20, 0, false},		/* OpenAI, Anthropic (sk-ant-...) */
-	{"sk_live_", 0, 16, 0, false},	/* Stripe */
-	{"sk_test_", 0, 16, 0, false},
-	{"rk_live_", 0, 16, 0, false},
-	{"rk_test_", 0, 16, 0, false},
-	{"whsec_", 0, 16, 0, false},
-	{"ghp_", 0, 30, 0, false},		/* GitHub */
-	{"gho_", 0, 30, 0, false},
-	{"ghu_", 0, 30, 0, false},
-	{"ghs_", 0, 30, 0, false},
-	{"ghr_", 0, 30, 0, false},
-	{"github_pat_", 0, 30, 0, false},
-	{"xoxb-", 0, 10, 0, false},	/* Slack */
-	{"xoxp-", 0, 10, 0, false},
-	{"xoxa-", 0, 10, 0, false},
-	{"xoxr-", 0, 10, 0, false},
-	{"xoxs-", 0, 10, 0, false},
-	{"glpat-", 0, 20, 0, false},	/* GitLab */
-	{"hf_", 0, 30, 0, false},		/* Hugging Face */
-	{"npm_", 0, 36, 0, false},
-	{"AKIA", 0, 16, 16, true},		/* AWS access key ids */
-	{"ASIA", 0, 16, 16, true},
-	{"AIza", 0, 35, 35, false},	/* Google API keys */
+static const ApiKeyShape api_key_shapes[] = {
+	/* OpenAI, Anthropic (sk-ant-...); GitLab */
+	{{"sk-", "glpat-"}, 20, 0, false},
+	/* Stripe */
+	{{"sk_live_", "sk_test_", "rk_live_", "rk_test_", "whsec_"}, 16, 0, false},
+	/* GitHub; Hugging Face */
+	{{"ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_", "hf_"}, 30, 0, false},
+	/* Slack */
+	{{"xoxb-", "xoxp-", "xoxa-", "xoxr-", "xoxs-"}, 10, 0, false},
+	{{"npm_"}, 36, 0, false},
+	/* AWS access key ids */
+	{{"AKIA", "ASIA"}, 16, 16, true},
+	/* Google API keys */
+	{{"AIza"}, 35, 35, false},
 };
 
 /*
- * The shapes by the first byte of their prefix (a bit per shape), so that a
- * position is compared only with the shapes that can start there.
+ * Every prefix with its shape, and the prefixes by their first byte (a bit
+ * per prefix), so that a position is compared only with the prefixes that
+ * can start there.
  */
+typedef struct ApiKeyPrefix
+{
+	const char *prefix;
+	int			len;
+	const ApiKeyShape *shape;
+} ApiKeyPrefix;
+
+static ApiKeyPrefix api_key_prefixes[32];
+static int	n_api_key_prefixes = 0;
 static uint32 api_key_first[256];
 static bool api_key_ready = false;
 
 static void
 api_key_prepare(void)
 {
-	StaticAssertStmt(lengthof(api_key_shapes) <= 32, "one bit per shape");
 	for (int k = 0; k < (int) lengthof(api_key_shapes); k++)
 	{
-		ApiKeyShape *shape = &api_key_shapes[k];
+		const ApiKeyShape *shape = &api_key_shapes[k];
 
-		shape->prefix_len = strlen(shape->prefix);
-		api_key_first[(unsigned char) shape->prefix[0]] |= (uint32) 1 << k;
+		for (int p = 0; p < (int) lengthof(shape->prefixes) && shape->prefixes[p]; p++)
+		{
+			ApiKeyPrefix *ap = &api_key_prefixes[n_api_key_prefixes];
+
+			if (n_api_key_prefixes >= (int) lengthof(api_key_prefixes))
+				elog(ERROR, "too many api key prefixes");	/* one bit each */
+			ap->prefix = shape->prefixes[p];
+			ap->len = strlen(ap->prefix);
+			ap->shape = shape;
+			api_key_first[(unsigned char) ap->prefix[0]] |= (uint32) 1 << n_api_key_prefixes;
+			n_api_key_prefixes++;
+		}
 	}
 	api_key_ready = true;
 }
@@ -372,14 +355,14 @@ detect_api_key(const char *s, int len, int rule, TaSpanList *out)
 		SCAN_CFI(i);
 		if (candidates == 0 || !boundary_before(s, i))
 			continue;
-		for (int k = 0; k < (int) lengthof(api_key_shapes); k++)
+		for (int k = 0; k < n_api_key_prefixes; k++)
 		{
-			const ApiKeyShape *shape = &api_key_shapes[k];
-			int			plen = shape->prefix_len;
+			const ApiKeyShape *shape = api_key_prefixes[k].shape;
+			int			plen = api_key_prefixes[k].len;
 			int			tail;
 
 			if (!(candidates & ((uint32) 1 << k)) ||
-				!has_prefix(s, len, i, shape->prefix, plen, false))
+				!has_prefix(s, len, i, api_key_prefixes[k].prefix, plen, false))
 				continue;
 			tail = cached_run_length(shape->upper_only ? &upper : &b64,
 									 s, len, i + plen);
@@ -586,81 +569,81 @@ detect_card(const char *s, int len, int rule, TaSpanList *out)
 	}
 }
 
-/* The shortest string each detector can match. */
+/*
+ * The detectors: name (as rules name them), the shortest string each can
+ * match, the characters one of which every match contains (NULL: none in
+ * particular), and the scanner.
+ */
+typedef struct Detector
+{
+	const char *name;
+	int			min_length;
+	const char *needs;
+	void		(*scan) (const char *s, int len, int rule, TaSpanList *out);
+} Detector;
+
+static const Detector detectors[TA_DETECT__COUNT] = {
+	/* "basic " + 8 */
+	[TA_DETECT_BEARER] = {"bearer", 14, " ", detect_bearer},
+	/* 10 + "." + 2 + "." */
+	[TA_DETECT_JWT] = {"jwt", 14, ".", detect_jwt},
+	/* "-----BEGIN " + "PRIVATE KEY-----" */
+	[TA_DETECT_PEM_PRIVATE_KEY] = {"pem_private_key", 27, "-", detect_pem},
+	/* "xoxb-" + 10 */
+	[TA_DETECT_API_KEY] = {"api_key", 15, NULL, detect_api_key},
+	/* ddd-dd-dddd */
+	[TA_DETECT_US_SSN] = {"us_ssn", 11, "- ", detect_ssn},
+	[TA_DETECT_CARD_NUMBER] = {"card_number", 13, NULL, detect_card},
+};
+
+const char *
+ta_detector_name(TaDetector d)
+{
+	return detectors[d].name;
+}
+
+bool
+ta_detector_from_name(const char *name, TaDetector *d)
+{
+	for (int i = 0; i < TA_DETECT__COUNT; i++)
+	{
+		if (strcmp(name, detectors[i].name) == 0)
+		{
+			*d = (TaDetector) i;
+			return true;
+		}
+	}
+	return false;
+}
+
+/* The shortest string a detector can match. */
 int
 ta_detector_min_length(TaDetector d)
 {
-	switch (d)
-	{
-		case TA_DETECT_BEARER:	/* "basic " + 8 */
-		case TA_DETECT_JWT:		/* 10 + "." + 2 + "." */
-			return 14;
-		case TA_DETECT_PEM_PRIVATE_KEY: /* "-----BEGIN " + "PRIVATE KEY-----" */
-			return 27;
-		case TA_DETECT_API_KEY: /* "xoxb-" + 10 */
-			return 15;
-		case TA_DETECT_US_SSN:	/* ddd-dd-dddd */
-			return 11;
-		case TA_DETECT_CARD_NUMBER:
-			return 13;
-		case TA_DETECT__COUNT:
-			break;
-	}
-	return 0;
+	return detectors[d].min_length;
 }
 
 /*
- * Can this detector match anything in s at all?  A length and one memchr()
- * rule out most strings (ids, names, statuses) before any scan: the shortest
- * match of each detector, and a character every match contains.
+ * Can this detector match anything in s at all?  A length and a memchr() or
+ * two rule out most strings (ids, names, statuses) before any scan.
  */
 bool
 ta_detect_possible(TaDetector d, const char *s, int len)
 {
-	if (len < ta_detector_min_length(d))
+	const char *needs = detectors[d].needs;
+
+	if (len < detectors[d].min_length)
 		return false;
-	switch (d)
-	{
-		case TA_DETECT_BEARER:
-			return memchr(s, ' ', len) != NULL;
-		case TA_DETECT_JWT:
-			return memchr(s, '.', len) != NULL;
-		case TA_DETECT_PEM_PRIVATE_KEY:
-			return memchr(s, '-', len) != NULL;
-		case TA_DETECT_US_SSN:
-			return memchr(s, '-', len) != NULL || memchr(s, ' ', len) != NULL;
-		case TA_DETECT_API_KEY:
-		case TA_DETECT_CARD_NUMBER:
-		case TA_DETECT__COUNT:
-			break;
-	}
-	return true;
+	if (needs == NULL)
+		return true;
+	for (; *needs != '\0'; needs++)
+		if (memchr(s, *needs, len) != NULL)
+			return true;
+	return false;
 }
 
 void
 ta_detect(TaDetector d, const char *s, int len, int rule, TaSpanList *out)
 {
-	switch (d)
-	{
-		case TA_DETECT_BEARER:
-			detect_bearer(s, len, rule, out);
-			break;
-		case TA_DETECT_JWT:
-			detect_jwt(s, len, rule, out);
-			break;
-		case TA_DETECT_PEM_PRIVATE_KEY:
-			detect_pem(s, len, rule, out);
-			break;
-		case TA_DETECT_API_KEY:
-			detect_api_key(s, len, rule, out);
-			break;
-		case TA_DETECT_US_SSN:
-			detect_ssn(s, len, rule, out);
-			break;
-		case TA_DETECT_CARD_NUMBER:
-			detect_card(s, len, rule, out);
-			break;
-		case TA_DETECT__COUNT:
-			elog(ERROR, "invalid detector");
-	}
+	detectors[d].scan(s, len, rule, out);
 }

@@ -21,9 +21,6 @@
  */
 #include "postgres.h"
 
-#include <openssl/evp.h>
-#include <openssl/pem.h>
-
 #include "access/genam.h"
 #include "access/table.h"
 #include "access/tableam.h"
@@ -46,109 +43,15 @@
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
+#include "catalog.h"
+#include "crypto.h"
+#include "digest.h"
+#include "hash.h"
+#include "jsonb_util.h"
+#include "layout.h"
 #include "tool_audit.h"
 
 #define DIGEST_FORMAT	"tool_audit digest 1"
-#define KEY_ID_HEX		16
-
-char	   *ta_signing_key_file = NULL;
-
-/* ---- the signing key ---- */
-
-/* The configured private key, or NULL when none is configured. */
-static EVP_PKEY *
-load_signing_key(void)
-{
-	FILE	   *f;
-	EVP_PKEY   *pkey;
-
-	if (ta_signing_key_file == NULL || ta_signing_key_file[0] == '\0')
-		return NULL;
-	f = AllocateFile(ta_signing_key_file, "r");
-	if (f == NULL)
-		ereport(ERROR,
-				(errcode_for_file_access(),
-				 errmsg("could not open signing key file \"%s\": %m",
-						ta_signing_key_file)));
-	pkey = PEM_read_PrivateKey(f, NULL, NULL, NULL);
-	FreeFile(f);
-	if (pkey == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_CONFIG_FILE_ERROR),
-				 errmsg("could not read a private key from \"%s\"", ta_signing_key_file),
-				 errhint("Create one with: openssl genpkey -algorithm ed25519 -out FILE")));
-	if (!EVP_PKEY_is_a(pkey, "ED25519"))
-	{
-		EVP_PKEY_free(pkey);
-		ereport(ERROR,
-				(errcode(ERRCODE_CONFIG_FILE_ERROR),
-				 errmsg("the key in \"%s\" is not an Ed25519 key", ta_signing_key_file)));
-	}
-	return pkey;
-}
-
-/* First 16 hex digits of SHA-256 over the raw 32-byte public key. */
-static void
-key_id_of(EVP_PKEY *pkey, char out[KEY_ID_HEX + 1])
-{
-	unsigned char raw[64];
-	size_t		rawlen = sizeof(raw);
-	unsigned char h[TA_HASH_LEN];
-	char		hex[2 * TA_HASH_LEN];
-
-	if (EVP_PKEY_get_raw_public_key(pkey, raw, &rawlen) != 1)
-	{
-		EVP_PKEY_free(pkey);
-		ereport(ERROR,
-				(errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
-				 errmsg("could not get the public key of the signing key")));
-	}
-	ta_sha256(raw, rawlen, h);
-	hex_encode((char *) h, TA_HASH_LEN, hex);
-	memcpy(out, hex, KEY_ID_HEX);
-	out[KEY_ID_HEX] = '\0';
-}
-
-/* Ed25519 signature of msg, as lower-case hex; frees pkey on error. */
-static char *
-sign_hex(EVP_PKEY *pkey, const char *msg, int len)
-{
-	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-	unsigned char sig[64];
-	size_t		siglen = sizeof(sig);
-	char	   *hex;
-	bool		ok;
-
-	ok = ctx != NULL &&
-		EVP_DigestSignInit(ctx, NULL, NULL, NULL, pkey) == 1 &&
-		EVP_DigestSign(ctx, sig, &siglen, (const unsigned char *) msg, len) == 1;
-	EVP_MD_CTX_free(ctx);
-	if (!ok)
-	{
-		EVP_PKEY_free(pkey);
-		ereport(ERROR,
-				(errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
-				 errmsg("could not sign the digest")));
-	}
-	hex = palloc(2 * siglen + 1);
-	hex_encode((char *) sig, siglen, hex);
-	hex[2 * siglen] = '\0';
-	return hex;
-}
-
-static bool
-signature_valid(EVP_PKEY *pkey, const char *msg, int len,
-				const unsigned char *sig, size_t siglen)
-{
-	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-	bool		ok;
-
-	ok = ctx != NULL &&
-		EVP_DigestVerifyInit(ctx, NULL, NULL, NULL, pkey) == 1 &&
-		EVP_DigestVerify(ctx, sig, siglen, (const unsigned char *) msg, len) == 1;
-	EVP_MD_CTX_free(ctx);
-	return ok;
-}
 
 /* ---- heads ---- */
 
@@ -189,25 +92,32 @@ append_hex_field(StringInfo buf, const char *name, Datum d, bool isnull)
 	}
 }
 
+/* A column of the head row in the slot (slot_getattr numbers from 1). */
+static Datum
+head_column(TupleTableSlot *slot, const TaLayout *layout, TaColumn col, bool *isnull)
+{
+	return slot_getattr(slot, ta_column(layout, col) + 1, isnull);
+}
+
 /* A lane's head as a JSON object; the tenant comes from the head row. */
 static char *
-head_json(TupleTableSlot *slot, const TaChainColumns *cols, const char *table)
+head_json(TupleTableSlot *slot, const TaLayout *layout)
 {
 	StringInfoData head;
 	bool		isnull;
-	Datum		tenant = slot_getattr(slot, cols->tenant_id + 1, &isnull);
+	Datum		tenant = head_column(slot, layout, TA_COL_TENANT_ID, &isnull);
 	bool		hash_null;
-	Datum		hash = slot_getattr(slot, cols->chain_hash + 1, &hash_null);
+	Datum		hash = head_column(slot, layout, TA_COL_CHAIN_HASH, &hash_null);
 	bool		n1,
 				n2,
 				n3;
-	int64		chain_id = DatumGetInt64(slot_getattr(slot, cols->chain_id + 1, &n1));
-	int32		lane = DatumGetInt32(slot_getattr(slot, cols->chain_lane + 1, &n2));
-	int64		seq = DatumGetInt64(slot_getattr(slot, cols->chain_seq + 1, &n3));
+	int64		chain_id = DatumGetInt64(head_column(slot, layout, TA_COL_CHAIN_ID, &n1));
+	int32		lane = DatumGetInt32(head_column(slot, layout, TA_COL_CHAIN_LANE, &n2));
+	int64		seq = DatumGetInt64(head_column(slot, layout, TA_COL_CHAIN_SEQ, &n3));
 
 	initStringInfo(&head);
 	appendStringInfo(&head, "{\"chain\":\"" INT64_FORMAT "\",\"table\":", chain_id);
-	escape_json(&head, table);
+	escape_json(&head, layout->name);
 	appendStringInfoString(&head, ",\"tenant\":");
 	if (isnull)
 		appendStringInfoString(&head, "null");
@@ -226,23 +136,13 @@ head_json(TupleTableSlot *slot, const TaChainColumns *cols, const char *table)
 static void
 append_heads(StringInfo buf, const char *table, bool *first)
 {
-	Oid			nsp = ta_schema_oid(false);
-	Relation	rel = table_open(get_relname_relid(table, nsp), AccessShareLock);
-	Oid			indexid = get_relname_relid(psprintf("%s_chain_position", table), nsp);
-	Relation	irel;
+	const TaLayout *layout;
+	Relation	rel = ta_layout_open(table, AccessShareLock, &layout);
+	Relation	irel = index_open(ta_chain_index(layout), AccessShareLock);
 	Snapshot	snap = GetActiveSnapshot();
 	TupleTableSlot *slot = table_slot_create(rel, NULL);
-	TaChainColumns cols;
 	bool		have_chain = false;
 	int64		chain_id = 0;
-
-	if (!OidIsValid(indexid))
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("index tool_audit.%s_chain_position is missing", table),
-				 errhint("Run tool_audit.verify() to see what else is wrong.")));
-	irel = index_open(indexid, AccessShareLock);
-	ta_chain_columns(rel, &cols);
 
 	for (;;)
 	{
@@ -256,7 +156,7 @@ append_heads(StringInfo buf, const char *table, bool *first)
 		ScanKeyInit(&keys[0], 1, BTGreaterStrategyNumber, F_INT8GT, Int64GetDatum(chain_id));
 		if (!index_probe(rel, irel, snap, ForwardScanDirection, keys, have_chain ? 1 : 0, slot))
 			break;
-		chain_id = DatumGetInt64(slot_getattr(slot, cols.chain_id + 1, &isnull));
+		chain_id = DatumGetInt64(head_column(slot, layout, TA_COL_CHAIN_ID, &isnull));
 		if (isnull)
 			break;
 		have_chain = true;
@@ -270,12 +170,12 @@ append_heads(StringInfo buf, const char *table, bool *first)
 			CHECK_FOR_INTERRUPTS();
 			if (!index_probe(rel, irel, snap, BackwardScanDirection, keys, nkeys, slot))
 				break;
-			lane = DatumGetInt32(slot_getattr(slot, cols.chain_lane + 1, &isnull));
+			lane = DatumGetInt32(head_column(slot, layout, TA_COL_CHAIN_LANE, &isnull));
 			if (isnull)
 				break;
-			(void) slot_getattr(slot, cols.chain_seq + 1, &isnull);
+			(void) head_column(slot, layout, TA_COL_CHAIN_SEQ, &isnull);
 			if (!isnull)
-				lanes = lcons(head_json(slot, &cols, table), lanes);
+				lanes = lcons(head_json(slot, layout), lanes);
 			if (lane <= 0)
 				break;
 			ScanKeyInit(&keys[1], 2, BTLessStrategyNumber, F_INT4LT, Int32GetDatum(lane));
@@ -316,8 +216,8 @@ digest(PG_FUNCTION_ARGS)
 	StringInfoData buf;
 	StringInfoData canon;
 	bool		first = true;
-	EVP_PKEY   *pkey = load_signing_key();
-	char		key_id[KEY_ID_HEX + 1];
+	EVP_PKEY   *pkey = ta_ed25519_load(ta_signing_key_file);
+	char		key_id[TA_ED25519_KEY_ID_HEX + 1];
 	Jsonb	   *payload;
 	char	   *sig;
 
@@ -345,7 +245,7 @@ digest(PG_FUNCTION_ARGS)
 		appendStringInfoString(&buf, ",\"key_id\":null,\"signature\":null}");
 		PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data)));
 	}
-	key_id_of(pkey, key_id);
+	ta_ed25519_key_id(pkey, key_id);
 	appendStringInfo(&buf, ",\"key_id\":\"%s\"", key_id);
 
 	/* sign the canonical form of everything but the signature */
@@ -362,7 +262,7 @@ digest(PG_FUNCTION_ARGS)
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
-	sig = sign_hex(pkey, canon.data, canon.len);
+	sig = ta_ed25519_sign_hex(pkey, canon.data, canon.len);
 	EVP_PKEY_free(pkey);
 
 	buf.data[--buf.len] = '\0';
@@ -377,39 +277,14 @@ PG_FUNCTION_INFO_V1(signing_public_key);
 Datum
 signing_public_key(PG_FUNCTION_ARGS)
 {
-	EVP_PKEY   *pkey = load_signing_key();
-	BIO		   *bio;
-	char	   *data;
-	long		len;
+	EVP_PKEY   *pkey = ta_ed25519_load(ta_signing_key_file);
 	text	   *result;
 
 	if (pkey == NULL)
 		PG_RETURN_NULL();
-	bio = BIO_new(BIO_s_mem());
-	if (bio == NULL || PEM_write_bio_PUBKEY(bio, pkey) != 1)
-	{
-		BIO_free(bio);
-		EVP_PKEY_free(pkey);
-		ereport(ERROR,
-				(errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
-				 errmsg("could not write the public key")));
-	}
-	len = BIO_get_mem_data(bio, &data);
-	result = cstring_to_text_with_len(data, (int) len);
-	BIO_free(bio);
+	result = ta_ed25519_public_pem(pkey);
 	EVP_PKEY_free(pkey);
 	PG_RETURN_TEXT_P(result);
-}
-
-/* A string member of a jsonb object, or NULL if absent, null or not a string. */
-static char *
-jsonb_string(Jsonb *j, const char *key)
-{
-	JsonbValue *v = getKeyJsonValueFromContainer(&j->root, key, strlen(key), NULL);
-
-	if (v == NULL || v->type != jbvString)
-		return NULL;
-	return pnstrdup(v->val.string.val, v->val.string.len);
 }
 
 /*
@@ -419,10 +294,10 @@ jsonb_string(Jsonb *j, const char *key)
 char *
 ta_digest_signature_problem(Jsonb *d)
 {
-	char	   *sig_hex = jsonb_string(d, "signature");
-	char	   *their_key = jsonb_string(d, "key_id");
-	EVP_PKEY   *pkey = load_signing_key();
-	char		key_id[KEY_ID_HEX + 1];
+	char	   *sig_hex = ta_jsonb_string(&d->root, "signature");
+	char	   *their_key = ta_jsonb_string(&d->root, "key_id");
+	EVP_PKEY   *pkey = ta_ed25519_load(ta_signing_key_file);
+	char		key_id[TA_ED25519_KEY_ID_HEX + 1];
 	Jsonb	   *payload;
 	StringInfoData canon;
 	unsigned char sig[64];
@@ -431,7 +306,7 @@ ta_digest_signature_problem(Jsonb *d)
 	if (pkey == NULL)
 		return sig_hex == NULL ? NULL :
 			pstrdup("digest signature not checked: tool_audit.signing_key_file is not set");
-	key_id_of(pkey, key_id);
+	ta_ed25519_key_id(pkey, key_id);
 	if (sig_hex == NULL)
 	{
 		EVP_PKEY_free(pkey);
@@ -463,7 +338,7 @@ ta_digest_signature_problem(Jsonb *d)
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
-	ok = signature_valid(pkey, canon.data, canon.len, sig, sizeof(sig));
+	ok = ta_ed25519_verify(pkey, canon.data, canon.len, sig, sizeof(sig));
 	EVP_PKEY_free(pkey);
 	return ok ? NULL : pstrdup("digest signature invalid");
 }

@@ -27,7 +27,9 @@
  *	  every role, superusers included, even with the triggers disabled
  *	  through the catalog.
  *
- * Commands run by tool_audit's own install and upgrade scripts are exempt.
+ * Commands run by tool_audit's own install and upgrade scripts are exempt,
+ * and so are the UPDATEs of the 1.0 -> 1.1 upgrade that chain the rows 1.0
+ * recorded (upgrade_1_1.c).
  * What none of this stops (a superuser editing files, catalogs or backups,
  * pg_surgery) can only be detected, not prevented: that is the job of the
  * hash chain (chain.c, verify.c) and the signed digests (digest.c).
@@ -58,21 +60,11 @@
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 
-#include "tool_audit.h"
+#include "catalog.h"
+#include "guard.h"
+#include "upgrade_1_1.h"
 
 static const char *const protected_tables[] = {"tool_calls", "admin_events"};
-
-/*
- * Set while the upgrade script's chain_existing_rows() fills in the chain
- * columns of rows recorded before 1.1: a backend-local flag, never a GUC.
- */
-static bool sealing_existing_rows = false;
-
-void
-ta_allow_sealing(bool allow)
-{
-	sealing_existing_rows = allow;
-}
 
 /* set by ddl_command_start for an approved DROP EXTENSION/SCHEMA/OWNED */
 static bool drop_approved = false;
@@ -435,7 +427,7 @@ guard_index(IndexStmt *stmt)
 }
 
 static void
-guard_drop(DropStmt *stmt)
+guard_drop_objects(DropStmt *stmt)
 {
 	ListCell   *lc;
 
@@ -469,6 +461,54 @@ guard_drop_owned(DropOwnedStmt *stmt)
 			require_empty("DROP OWNED");
 }
 
+/* Refuse a command on a relation of the extension's schema. */
+static void
+refuse_on_own(RangeVar *rv, const char *what)
+{
+	if (rangevar_is_own(rv))
+		refuse(what, rv->relname);
+}
+
+/*
+ * DROP of one of our objects (the extension or its schema only while the
+ * audit tables are empty), or DROP OWNED by the role that owns them.
+ */
+static void
+guard_drop(Node *stmt)
+{
+	if (IsA(stmt, DropOwnedStmt))
+		guard_drop_owned((DropOwnedStmt *) stmt);
+	else
+		guard_drop_objects((DropStmt *) stmt);
+}
+
+/*
+ * Commands refused on every relation of the extension's schema: the node,
+ * where its target relation is, and what to call it.
+ */
+static const struct
+{
+	NodeTag		tag;
+	size_t		target;
+	const char *what;
+}			relation_commands[] =
+{
+	{T_CreateTrigStmt, offsetof(CreateTrigStmt, relation), "CREATE TRIGGER"},
+	{T_RuleStmt, offsetof(RuleStmt, relation), "CREATE RULE"},
+	{T_CreatePolicyStmt, offsetof(CreatePolicyStmt, table), "CREATE POLICY"},
+	{T_AlterPolicyStmt, offsetof(AlterPolicyStmt, table), "ALTER POLICY"},
+	/* restarting an id sequence would make every later insert fail */
+	{T_AlterSeqStmt, offsetof(AlterSeqStmt, sequence), "ALTER SEQUENCE"},
+};
+
+/* Refuse a command on an object of the extension. */
+static void
+refuse_if_ours(ObjectType type, Node *object, RangeVar *relation, const char *what)
+{
+	if (object_is_ours(type, object, relation))
+		refuse_object(what);
+}
+
 /*
  * The checks shared by the ddl_command_start event trigger and the
  * ProcessUtility hook.
@@ -480,26 +520,15 @@ guard_utility(Node *stmt)
 	if (stmt == NULL || ta_in_own_script())
 		return;
 
+	for (int i = 0; i < (int) lengthof(relation_commands); i++)
+		if (nodeTag(stmt) == relation_commands[i].tag)
+			refuse_on_own(*(RangeVar **) ((char *) stmt + relation_commands[i].target),
+						  relation_commands[i].what);
+
 	switch (nodeTag(stmt))
 	{
 		case T_AlterTableStmt:
 			guard_alter_table((AlterTableStmt *) stmt);
-			break;
-		case T_CreateTrigStmt:
-			if (rangevar_is_own(((CreateTrigStmt *) stmt)->relation))
-				refuse("CREATE TRIGGER", ((CreateTrigStmt *) stmt)->relation->relname);
-			break;
-		case T_RuleStmt:
-			if (rangevar_is_own(((RuleStmt *) stmt)->relation))
-				refuse("CREATE RULE", ((RuleStmt *) stmt)->relation->relname);
-			break;
-		case T_CreatePolicyStmt:
-			if (rangevar_is_own(((CreatePolicyStmt *) stmt)->table))
-				refuse("CREATE POLICY", ((CreatePolicyStmt *) stmt)->table->relname);
-			break;
-		case T_AlterPolicyStmt:
-			if (rangevar_is_own(((AlterPolicyStmt *) stmt)->table))
-				refuse("ALTER POLICY", ((AlterPolicyStmt *) stmt)->table->relname);
 			break;
 		case T_RenameStmt:
 			{
@@ -510,39 +539,27 @@ guard_utility(Node *stmt)
 					if (strcmp(rs->subname, TA_SCHEMA) == 0)
 						refuse_object("ALTER SCHEMA ... RENAME");
 				}
-				else if (object_is_ours(rs->renameType, rs->object, rs->relation))
-					refuse_object("RENAME");
+				else
+					refuse_if_ours(rs->renameType, rs->object, rs->relation, "RENAME");
 				break;
 			}
 		case T_AlterObjectSchemaStmt:
-			{
-				AlterObjectSchemaStmt *as = (AlterObjectSchemaStmt *) stmt;
-
-				if (object_is_ours(as->objectType, as->object, as->relation))
-					refuse_object("SET SCHEMA");
-				break;
-			}
+			refuse_if_ours(((AlterObjectSchemaStmt *) stmt)->objectType,
+						   ((AlterObjectSchemaStmt *) stmt)->object,
+						   ((AlterObjectSchemaStmt *) stmt)->relation, "SET SCHEMA");
+			break;
 		case T_AlterOwnerStmt:
-			{
-				AlterOwnerStmt *ao = (AlterOwnerStmt *) stmt;
-
-				if (object_is_ours(ao->objectType, ao->object, ao->relation))
-					refuse_object("OWNER TO");
-				break;
-			}
+			refuse_if_ours(((AlterOwnerStmt *) stmt)->objectType,
+						   ((AlterOwnerStmt *) stmt)->object,
+						   ((AlterOwnerStmt *) stmt)->relation, "OWNER TO");
+			break;
 		case T_AlterEnumStmt:
-			if (object_is_ours(OBJECT_TYPE,
-							   (Node *) makeTypeNameFromNameList(((AlterEnumStmt *) stmt)->typeName),
-							   NULL))
-				refuse_object("ALTER TYPE");
+			refuse_if_ours(OBJECT_TYPE,
+						   (Node *) makeTypeNameFromNameList(((AlterEnumStmt *) stmt)->typeName),
+						   NULL, "ALTER TYPE");
 			break;
 		case T_GrantStmt:
 			guard_grant((GrantStmt *) stmt);
-			break;
-		case T_AlterSeqStmt:
-			/* restarting an id sequence would make every later insert fail */
-			if (rangevar_is_own(((AlterSeqStmt *) stmt)->sequence))
-				refuse("ALTER SEQUENCE", ((AlterSeqStmt *) stmt)->sequence->relname);
 			break;
 		case T_IndexStmt:
 			guard_index((IndexStmt *) stmt);
@@ -553,9 +570,7 @@ guard_utility(Node *stmt)
 				ListCell   *lc;
 
 				foreach(lc, ((CreateStmt *) stmt)->inhRelations)
-					if (rangevar_is_own(lfirst(lc)))
-						refuse("CREATE TABLE ... INHERITS/PARTITION OF",
-							   ((RangeVar *) lfirst(lc))->relname);
+					refuse_on_own(lfirst(lc), "CREATE TABLE ... INHERITS/PARTITION OF");
 				break;
 			}
 		case T_CreateFunctionStmt:
@@ -575,10 +590,8 @@ guard_utility(Node *stmt)
 				refuse_object("ALTER EXTENSION ... ADD/DROP");
 			break;
 		case T_DropStmt:
-			guard_drop((DropStmt *) stmt);
-			break;
 		case T_DropOwnedStmt:
-			guard_drop_owned((DropOwnedStmt *) stmt);
+			guard_drop(stmt);
 			break;
 		default:
 			break;
@@ -656,7 +669,7 @@ refuse_change(PG_FUNCTION_ARGS)
 
 	if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))
 	{
-		if (sealing_existing_rows && ta_in_own_script())
+		if (ta_chaining_existing_rows() && ta_in_own_script())
 			return TRIGGER_FIRED_FOR_ROW(trigdata->tg_event) ?
 				PointerGetDatum(trigdata->tg_newtuple) : PointerGetDatum(NULL);
 		what = "UPDATE";
@@ -731,6 +744,19 @@ ta_process_utility(PlannedStmt *pstmt, const char *queryString,
 								params, queryEnv, dest, qc);
 }
 
+/*
+ * An UPDATE or DELETE of an audit table, refused for every role (the 1.0 ->
+ * 1.1 upgrade's own UPDATEs excepted).
+ */
+static void
+refuse_write(Oid relid, AclMode required, Bitmapset *updated_cols)
+{
+	if (((required & ACL_DELETE) ||
+		 (!bms_is_empty(updated_cols) && !ta_chaining_existing_rows())) &&
+		ta_is_protected_relation(relid))
+		refuse((required & ACL_DELETE) ? "DELETE" : "UPDATE", get_rel_name(relid));
+}
+
 #if PG_VERSION_NUM >= 160000
 static bool
 ta_check_perms(List *rangeTable, List *rtePermInfos, bool ereport_on_violation)
@@ -741,11 +767,7 @@ ta_check_perms(List *rangeTable, List *rtePermInfos, bool ereport_on_violation)
 	{
 		RTEPermissionInfo *perm = lfirst_node(RTEPermissionInfo, lc);
 
-		if (((perm->requiredPerms & ACL_DELETE) ||
-			 (!bms_is_empty(perm->updatedCols) && !sealing_existing_rows)) &&
-			ta_is_protected_relation(perm->relid))
-			refuse((perm->requiredPerms & ACL_DELETE) ? "DELETE" : "UPDATE",
-				   get_rel_name(perm->relid));
+		refuse_write(perm->relid, perm->requiredPerms, perm->updatedCols);
 	}
 	if (prev_check_perms)
 		return prev_check_perms(rangeTable, rtePermInfos, ereport_on_violation);
@@ -761,13 +783,8 @@ ta_check_perms(List *rangeTable, bool ereport_on_violation)
 	{
 		RangeTblEntry *rte = lfirst_node(RangeTblEntry, lc);
 
-		if (rte->rtekind != RTE_RELATION)
-			continue;
-		if (((rte->requiredPerms & ACL_DELETE) ||
-			 (!bms_is_empty(rte->updatedCols) && !sealing_existing_rows)) &&
-			ta_is_protected_relation(rte->relid))
-			refuse((rte->requiredPerms & ACL_DELETE) ? "DELETE" : "UPDATE",
-				   get_rel_name(rte->relid));
+		if (rte->rtekind == RTE_RELATION)
+			refuse_write(rte->relid, rte->requiredPerms, rte->updatedCols);
 	}
 	if (prev_check_perms)
 		return prev_check_perms(rangeTable, ereport_on_violation);

@@ -5,7 +5,7 @@
  *
  * The function checks its arguments, spreads the context object over the
  * attribution columns (what is left goes to session_metadata), runs the
- * insert trigger's work on the row (record.c: stamped, sanitized, summarized,
+ * insert trigger's work on the row (insert.c: stamped, sanitized, summarized,
  * hashed, chained) and inserts the result itself: constraints, heap, indexes,
  * as the executor would.  The caller, who may only insert, gets the stored
  * row back; it is attributed (recorded_by) to the role that called.
@@ -37,13 +37,16 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 
-#include "tool_audit.h"
+#include "insert.h"
+#include "jsonb_util.h"
+#include "layout.h"
 
-/* context keys that go to columns, in the order of the INSERT's parameters */
-static const char *const context_columns[] = {
-	"event_id", "tenant_id", "conversation_id", "turn_number", "user_id",
-	"user_role", "model", "tool_call_id", "call_trigger", "purpose",
-	"subject_id", "client_ip", "user_agent"
+/* context keys that go to the columns of the same name */
+static const TaColumn context_columns[] = {
+	TA_COL_EVENT_ID, TA_COL_TENANT_ID, TA_COL_CONVERSATION_ID, TA_COL_TURN_NUMBER,
+	TA_COL_USER_ID, TA_COL_USER_ROLE, TA_COL_MODEL, TA_COL_TOOL_CALL_ID,
+	TA_COL_CALL_TRIGGER, TA_COL_PURPOSE, TA_COL_SUBJECT_ID, TA_COL_CLIENT_IP,
+	TA_COL_USER_AGENT
 };
 
 #define NCONTEXT	lengthof(context_columns)
@@ -82,31 +85,20 @@ insert_stored_row(Relation rel, HeapTuple tuple)
 	CommandCounterIncrement();
 }
 
-static int
-column_attno(TupleDesc desc, const char *name)
-{
-	for (int i = 0; i < desc->natts; i++)
-		if (!TupleDescAttr(desc, i)->attisdropped &&
-			strcmp(NameStr(TupleDescAttr(desc, i)->attname), name) == 0)
-			return i + 1;
-	elog(ERROR, "tool_audit.tool_calls has no column \"%s\"", name);
-	return 0;					/* keep the compiler quiet */
-}
-
 static void
-set_arg(TupleDesc desc, Datum *values, bool *nulls, const char *name, Datum d, bool isnull)
+set_arg(const TaLayout *layout, Datum *values, bool *nulls, TaColumn col, Datum d, bool isnull)
 {
-	int			attno = column_attno(desc, name);
+	int			i = ta_column(layout, col);
 
-	values[attno - 1] = isnull ? (Datum) 0 : d;
-	nulls[attno - 1] = isnull;
+	values[i] = isnull ? (Datum) 0 : d;
+	nulls[i] = isnull;
 }
 
 /* A context value converted to its column's type, as a cast from text would. */
 static Datum
-column_value(TupleDesc desc, int attno, text *t)
+column_value(TupleDesc desc, int index, text *t)
 {
-	Form_pg_attribute att = TupleDescAttr(desc, attno - 1);
+	Form_pg_attribute att = TupleDescAttr(desc, index);
 	Oid			infunc,
 				ioparam;
 
@@ -154,6 +146,7 @@ log_call(PG_FUNCTION_ARGS)
 	JsonbParseState *state = NULL;
 	JsonbValue *res;
 	Relation	rel;
+	const TaLayout *layout;
 	TupleDesc	desc;
 	Datum	   *values;
 	bool	   *nulls;
@@ -170,36 +163,35 @@ log_call(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("tool_name must not be empty")));
 
-	rel = table_open(get_relname_relid("tool_calls", ta_schema_oid(false)), RowExclusiveLock);
+	rel = ta_layout_open("tool_calls", RowExclusiveLock, &layout);
 	desc = RelationGetDescr(rel);
-	values = palloc0(sizeof(Datum) * desc->natts);
-	nulls = palloc(sizeof(bool) * desc->natts);
-	memset(nulls, true, sizeof(bool) * desc->natts);
+	values = palloc0(sizeof(Datum) * layout->natts);
+	nulls = palloc(sizeof(bool) * layout->natts);
+	memset(nulls, true, sizeof(bool) * layout->natts);
 
 	/* attribution columns from the context, the rest to session_metadata */
 	if (ctx != NULL)
 	{
 		for (int i = 0; i < (int) NCONTEXT; i++)
 		{
-			JsonbValue *v = getKeyJsonValueFromContainer(&ctx->root, context_columns[i],
-														 strlen(context_columns[i]), NULL);
+			JsonbValue *v = ta_jsonb_key(&ctx->root, ta_column_name(context_columns[i]));
 			text	   *t;
-			int			attno;
+			int			index;
 
 			if (v == NULL)
 				continue;
 			t = context_text(v);	/* raises the error for objects and arrays */
 			if (t == NULL)
 				continue;
-			attno = column_attno(desc, context_columns[i]);
-			values[attno - 1] = column_value(desc, attno, t);
-			nulls[attno - 1] = false;
+			index = ta_column(layout, context_columns[i]);
+			values[index] = column_value(desc, index, t);
+			nulls[index] = false;
 		}
 	}
-	set_arg(desc, values, nulls, "tool_name", PG_GETARG_DATUM(0), false);
-	set_arg(desc, values, nulls, "arguments", PG_GETARG_DATUM(1), PG_ARGISNULL(1));
-	set_arg(desc, values, nulls, "result_summary", PG_GETARG_DATUM(2), PG_ARGISNULL(2));
-	set_arg(desc, values, nulls, "duration_ms", PG_GETARG_DATUM(3), PG_ARGISNULL(3));
+	set_arg(layout, values, nulls, TA_COL_TOOL_NAME, PG_GETARG_DATUM(0), false);
+	set_arg(layout, values, nulls, TA_COL_ARGUMENTS, PG_GETARG_DATUM(1), PG_ARGISNULL(1));
+	set_arg(layout, values, nulls, TA_COL_RESULT_SUMMARY, PG_GETARG_DATUM(2), PG_ARGISNULL(2));
+	set_arg(layout, values, nulls, TA_COL_DURATION_MS, PG_GETARG_DATUM(3), PG_ARGISNULL(3));
 
 	/* session_metadata: the context without the keys that went to columns */
 	(void) pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
@@ -217,8 +209,12 @@ log_call(PG_FUNCTION_ARGS)
 
 			(void) JsonbIteratorNext(&it, &v, true);
 			for (int i = 0; i < (int) NCONTEXT && !taken; i++)
-				taken = strlen(context_columns[i]) == (size_t) k.val.string.len &&
-					memcmp(context_columns[i], k.val.string.val, k.val.string.len) == 0;
+			{
+				const char *name = ta_column_name(context_columns[i]);
+
+				taken = strlen(name) == (size_t) k.val.string.len &&
+					memcmp(name, k.val.string.val, k.val.string.len) == 0;
+			}
 			if (taken)
 				continue;
 			(void) pushJsonbValue(&state, WJB_KEY, &k);
@@ -226,7 +222,7 @@ log_call(PG_FUNCTION_ARGS)
 		}
 	}
 	res = pushJsonbValue(&state, WJB_END_OBJECT, NULL);
-	set_arg(desc, values, nulls, "session_metadata", JsonbPGetDatum(JsonbValueToJsonb(res)), false);
+	set_arg(layout, values, nulls, TA_COL_SESSION_METADATA, JsonbPGetDatum(JsonbValueToJsonb(res)), false);
 
 	/* the insert trigger's work, then the insert itself */
 	stored = ta_record_tool_call(rel, NULL, values, nulls);

@@ -1,8 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * pseudonym.c
- *		Keyed pseudonyms for personal data: HMAC-SHA256 through OpenSSL's
- *		EVP_MAC interface.
+ *		Keyed pseudonyms for personal data: HMAC-SHA256 (crypto.c) of the
+ *		normalized value.
  *
  * A pseudonym is "hmac:<key id>:<32 lowercase hex digits>", the first 128
  * bits of HMAC-SHA256(key, normalized value).  The value is normalized
@@ -15,123 +15,18 @@
  * database, a pseudonym cannot be reversed by enumerating candidates, as an
  * unkeyed SHA-256 of a 9-digit SSN can in minutes.
  *
- * The EVP_MAC algorithm is fetched once per backend, and keyed once per key.
- *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
-#include <openssl/core_names.h>
-#include <openssl/crypto.h>
-#include <openssl/evp.h>
-#include <openssl/params.h>
-
 #include "fmgr.h"
 #include "utils/builtins.h"
 
-#include "tool_audit.h"
+#include "crypto.h"
+#include "pseudonym.h"
 
 #define TA_PSEUDONYM_PREFIX		"hmac:"
 #define TA_PSEUDONYM_BYTES		16
-
-static EVP_MAC *hmac_algorithm = NULL;
-
-static EVP_MAC *
-get_hmac(void)
-{
-	if (hmac_algorithm == NULL)
-	{
-		hmac_algorithm = EVP_MAC_fetch(NULL, OSSL_MAC_NAME_HMAC, NULL);
-		if (hmac_algorithm == NULL)
-			ereport(ERROR,
-					(errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
-					 errmsg("could not load HMAC from OpenSSL")));
-	}
-	return hmac_algorithm;
-}
-
-/*
- * One EVP_MAC_CTX keyed with the active key, kept for the backend's life and
- * rebuilt when the key changes.  Each pseudonym re-initializes it with a
- * NULL key, which HMAC takes as "the key already set" from OpenSSL 3.0.3 on:
- * no digest lookup, key schedule or allocation per pseudonym.  Before 3.0.3
- * such a re-initialization did nothing (openssl/openssl#17811), so there each
- * pseudonym works on a copy of the keyed context instead (EVP_MAC_CTX_dup).
- */
-static EVP_MAC_CTX *keyed_ctx = NULL;
-static unsigned char keyed_key[64];
-static int	keyed_len = -1;
-
-static EVP_MAC_CTX *
-keyed_context(const unsigned char *key, int keylen)
-{
-	OSSL_PARAM	params[2];
-
-	if (keyed_ctx != NULL && keyed_len == keylen &&
-		CRYPTO_memcmp(keyed_key, key, keylen) == 0)
-		return keyed_ctx;
-	if (keyed_ctx != NULL)
-		EVP_MAC_CTX_free(keyed_ctx);
-	keyed_len = -1;
-	keyed_ctx = EVP_MAC_CTX_new(get_hmac());
-	if (keyed_ctx == NULL)
-		return NULL;
-	params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST,
-												 (char *) "SHA256", 0);
-	params[1] = OSSL_PARAM_construct_end();
-	if (EVP_MAC_init(keyed_ctx, key, keylen, params) != 1)
-	{
-		EVP_MAC_CTX_free(keyed_ctx);
-		keyed_ctx = NULL;
-		return NULL;
-	}
-	memcpy(keyed_key, key, keylen);
-	keyed_len = keylen;
-	return keyed_ctx;
-}
-
-static bool
-reinit_reuses_key(void)
-{
-	return OpenSSL_version_num() >= 0x30000030L;	/* 3.0.3 */
-}
-
-static bool
-hmac_sha256(const unsigned char *key, int keylen, const char *data, int len,
-			unsigned char *out)
-{
-	EVP_MAC_CTX *base = keyed_context(key, keylen);
-	EVP_MAC_CTX *ctx;
-	size_t		outlen = 0;
-	bool		ok;
-
-	if (base == NULL)
-		return false;
-	if (reinit_reuses_key())
-	{
-		ctx = base;
-		ok = EVP_MAC_init(ctx, NULL, 0, NULL) == 1;
-	}
-	else
-	{
-		ctx = EVP_MAC_CTX_dup(base);
-		ok = ctx != NULL;
-	}
-	ok = ok &&
-		EVP_MAC_update(ctx, (const unsigned char *) data, len) == 1 &&
-		EVP_MAC_final(ctx, out, &outlen, 32) == 1 &&
-		outlen == 32;
-	if (ctx != base && ctx != NULL)
-		EVP_MAC_CTX_free(ctx);
-	if (!ok && ctx == base)
-	{
-		/* a context OpenSSL failed on is not used again */
-		EVP_MAC_CTX_free(keyed_ctx);
-		keyed_ctx = NULL;
-		keyed_len = -1;
-	}
-	return ok;
-}
 
 static bool
 is_ascii_space(char c)
@@ -158,7 +53,7 @@ is_grouped_number(const char *s, int len)
 char *
 ta_pseudonymize(const TaRuleSet *rs, const char *value, int len)
 {
-	unsigned char mac[32];
+	unsigned char mac[TA_HASH_LEN];
 	char	   *norm;
 	char		hex[TA_PSEUDONYM_BYTES * 2 + 1];
 	int			start = 0,
@@ -193,7 +88,7 @@ ta_pseudonymize(const TaRuleSet *rs, const char *value, int len)
 		}
 	}
 
-	if (!hmac_sha256(rs->key, rs->key_len, norm, n, mac))
+	if (!ta_hmac_sha256(rs->key, rs->key_len, norm, n, mac))
 		ereport(ERROR,
 				(errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
 				 errmsg("could not compute HMAC-SHA256")));
@@ -243,15 +138,6 @@ ta_looks_like_pseudonym(const TaRuleSet *rs, const char *value, int len)
 			memcmp(rs->key_ids[k], value + plen, idlen) == 0)
 			return true;
 	return false;
-}
-
-void
-ta_random_bytes(unsigned char *buf, int len)
-{
-	if (!pg_strong_random(buf, len))
-		ereport(ERROR,
-				(errcode(ERRCODE_INTERNAL_ERROR),
-				 errmsg("could not generate random bytes")));
 }
 
 /* tool_audit.pseudonymize(value text) RETURNS text */

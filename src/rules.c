@@ -27,8 +27,6 @@
 #include "postgres.h"
 
 #include "access/htup_details.h"
-#include "catalog/namespace.h"
-#include "catalog/pg_class.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
 #include "fmgr.h"
@@ -38,9 +36,9 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
-#include "utils/syscache.h"
 
-#include "tool_audit.h"
+#include "catalog.h"
+#include "rules.h"
 
 static MemoryContext rules_context = NULL;	/* holds cached_rules */
 static TaRuleSet *cached_rules = NULL;
@@ -58,32 +56,6 @@ rules_inval_callback(Datum arg, Oid relid)
 		cache_valid = false;
 		inval_generation++;
 	}
-}
-
-Oid
-ta_schema_oid(bool missing_ok)
-{
-	Oid			nsp = get_namespace_oid(TA_SCHEMA, true);
-
-	if (!OidIsValid(nsp) && !missing_ok)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("extension \"tool_audit\" is not installed in this database"),
-				 errhint("Run CREATE EXTENSION tool_audit.")));
-	return nsp;
-}
-
-static Oid
-schema_table(const char *name)
-{
-	Oid			relid = get_relname_relid(name, ta_schema_oid(false));
-
-	if (!OidIsValid(relid))
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("table tool_audit.%s is missing", name),
-				 errhint("Reinstall the extension.")));
-	return relid;
 }
 
 /*
@@ -110,38 +82,22 @@ ta_normalize_key(const char *key, int len)
 	return out;
 }
 
-static TaAction
-parse_action(const char *s)
-{
-	if (strcmp(s, "keep") == 0)
-		return TA_ACTION_KEEP;
-	if (strcmp(s, "redact") == 0)
-		return TA_ACTION_REDACT;
-	if (strcmp(s, "pseudonymize") == 0)
-		return TA_ACTION_PSEUDONYMIZE;
-	if (strcmp(s, "drop") == 0)
-		return TA_ACTION_DROP;
-	elog(ERROR, "unexpected sanitize rule action \"%s\"", s);
-	return TA_ACTION_NONE;		/* keep compiler quiet */
-}
+/* The words of the rules table's action and match columns, in enum order. */
+static const char *const action_names[] = {NULL, "keep", "redact", "pseudonymize", "drop"};
+static const char *const match_names[] = {"exact", "prefix", "suffix", "contains", "regex", "detector"};
 
-static TaMatch
-parse_match(const char *s)
+StaticAssertDecl(lengthof(action_names) == TA_ACTION_DROP + 1, "one name per action");
+StaticAssertDecl(lengthof(match_names) == TA_MATCH_DETECTOR + 1, "one name per match");
+
+/* The enum value of a word (the table's CHECK constraints allow no other). */
+static int
+parse_word(const char *const *names, int n, const char *s, const char *column)
 {
-	if (strcmp(s, "exact") == 0)
-		return TA_MATCH_EXACT;
-	if (strcmp(s, "prefix") == 0)
-		return TA_MATCH_PREFIX;
-	if (strcmp(s, "suffix") == 0)
-		return TA_MATCH_SUFFIX;
-	if (strcmp(s, "contains") == 0)
-		return TA_MATCH_CONTAINS;
-	if (strcmp(s, "regex") == 0)
-		return TA_MATCH_REGEX;
-	if (strcmp(s, "detector") == 0)
-		return TA_MATCH_DETECTOR;
-	elog(ERROR, "unexpected sanitize rule match \"%s\"", s);
-	return TA_MATCH_EXACT;		/* keep compiler quiet */
+	for (int i = 0; i < n; i++)
+		if (names[i] != NULL && strcmp(s, names[i]) == 0)
+			return i;
+	elog(ERROR, "unexpected sanitize rule %s \"%s\"", column, s);
+	return 0;					/* keep compiler quiet */
 }
 
 /* Run one query as the owner of an extension table (SPI is connected). */
@@ -162,19 +118,6 @@ spi_exec_as_owner(Oid owner, const char *sql, int nargs, Oid *argtypes,
 	SetUserIdAndSecContext(save_userid, save_sec_context);
 	if (rc < 0)
 		elog(ERROR, "SPI_execute_with_args failed: %s", SPI_result_code_string(rc));
-}
-
-Oid
-ta_relation_owner(Oid relid)
-{
-	HeapTuple	tp = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
-	Oid			owner;
-
-	if (!HeapTupleIsValid(tp))
-		elog(ERROR, "cache lookup failed for relation %u", relid);
-	owner = ((Form_pg_class) GETSTRUCT(tp))->relowner;
-	ReleaseSysCache(tp);
-	return owner;
 }
 
 /*
@@ -231,8 +174,10 @@ load_rules(TaRuleSet *rs, TaRuleSet *builtin, Oid owner, MemoryContext cxt)
 		bool		on_key = strcmp(applies_to, "key") == 0;
 		TaRule	   *r = on_key ? &rs->key_rules[nkey++] : &rs->value_rules[nvalue++];
 
-		r->match = parse_match(SPI_getvalue(tup, desc, 2));
-		r->action = parse_action(SPI_getvalue(tup, desc, 4));
+		r->match = (TaMatch) parse_word(match_names, lengthof(match_names),
+										 SPI_getvalue(tup, desc, 2), "match");
+		r->action = (TaAction) parse_word(action_names, lengthof(action_names),
+										   SPI_getvalue(tup, desc, 4), "action");
 		r->rule_id = pg_strtoint32(SPI_getvalue(tup, desc, 5));
 		switch (r->match)
 		{
@@ -312,8 +257,8 @@ ta_get_rules(void)
 	if (cache_valid && cached_rules != NULL)
 		return cached_rules;
 
-	rules_relid = schema_table("sanitize_rules");
-	keys_relid = schema_table("pseudonym_keys");
+	rules_relid = ta_schema_relid("sanitize_rules", false);
+	keys_relid = ta_schema_relid("pseudonym_keys", false);
 	if (!callback_registered)
 	{
 		CacheRegisterRelcacheCallback(rules_inval_callback, (Datum) 0);

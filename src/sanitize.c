@@ -42,9 +42,15 @@
 #include "utils/jsonb.h"
 #include "utils/numeric.h"
 
+#include "pseudonym.h"
+#include "rules.h"
+#include "sanitize.h"
 #include "tool_audit.h"
 
-typedef struct Walk
+#define TA_REDACTED "***REDACTED***"
+
+/* One pass of the sanitizer over a document (sanitize_pass()). */
+typedef struct SanitizePass
 {
 	const TaRuleSet *rs;
 	const char *what;
@@ -56,7 +62,7 @@ typedef struct Walk
 	List	  **rewritten;		/* per depth: keys rewritten in this object */
 	JsonbParseState *ps;
 	JsonbValue *res;
-} Walk;
+} SanitizePass;
 
 /* Documents and strings alike are limited by tool_audit.max_jsonb_size. */
 static void
@@ -348,14 +354,14 @@ ta_sanitize_text(const TaRuleSet *rs, const char *s, int len, const char *what)
 }
 
 static void
-push(Walk *w, JsonbIteratorToken tok, JsonbValue *v)
+push(SanitizePass *w, JsonbIteratorToken tok, JsonbValue *v)
 {
 	if (w->build)
 		w->res = pushJsonbValue(&w->ps, tok, v);
 }
 
 static void
-push_string(Walk *w, JsonbIteratorToken tok, const char *s)
+push_string(SanitizePass *w, JsonbIteratorToken tok, const char *s)
 {
 	JsonbValue	v;
 
@@ -396,7 +402,7 @@ scalar_text(const JsonbValue *v, int *len)
  * the key rules decided.  key is NULL for array elements.
  */
 static void
-emit_scalar(Walk *w, JsonbIteratorToken tok, JsonbValue *key, JsonbValue *v,
+emit_scalar(SanitizePass *w, JsonbIteratorToken tok, JsonbValue *key, JsonbValue *v,
 			TaAction act, bool raw_scalar)
 {
 	int			len;
@@ -474,7 +480,7 @@ is_identifier_like(const char *s, int len)
  * the structure readable.  A key a "drop" rule hits is dropped with its value.
  */
 static void
-sanitize_key(Walk *w, JsonbValue *key, TaAction *pending, bool in_pii)
+sanitize_key(SanitizePass *w, JsonbValue *key, TaAction *pending, bool in_pii)
 {
 	const char *s = key->val.string.val;
 	int			len = key->val.string.len;
@@ -526,10 +532,10 @@ sanitize_key(Walk *w, JsonbValue *key, TaAction *pending, bool in_pii)
  * (when something changed).
  */
 static bool
-walk(const TaRuleSet *rs, Jsonb *in, const char *what, int *clean, Jsonb **out)
+sanitize_pass(const TaRuleSet *rs, Jsonb *in, const char *what, int *clean, Jsonb **out)
 {
 	bool		build = (out != NULL);
-	Walk		w = {0};
+	SanitizePass w = {0};
 	JsonbIterator *it;
 	JsonbIteratorToken tok;
 	JsonbValue	v,
@@ -670,8 +676,8 @@ ta_sanitize_jsonb(const TaRuleSet *rs, Jsonb *in, const char *what)
 	check_size(VARSIZE_ANY_EXHDR(in), what);
 	if (JB_ROOT_COUNT(in) == 0 && !JB_ROOT_IS_SCALAR(in))
 		return in;				/* {} or []: nothing to look at */
-	if (walk(rs, in, what, &clean, NULL) &&
-		!walk(rs, in, what, &clean, &out))
+	if (sanitize_pass(rs, in, what, &clean, NULL) &&
+		!sanitize_pass(rs, in, what, &clean, &out))
 		elog(ERROR, "sanitizing %s: the second pass found no change", what);	/* fail closed */
 	return out;
 }

@@ -32,13 +32,13 @@
 #include "utils/numeric.h"
 #include "utils/varlena.h"
 
+#include "jsonb_util.h"
+#include "rules.h"
+#include "sanitize.h"
+#include "summarize.h"
 #include "tool_audit.h"
 
-static JsonbValue *
-get_key(Jsonb *obj, const char *key)
-{
-	return getKeyJsonValueFromContainer(&obj->root, key, strlen(key), NULL);
-}
+#define TA_RESULT_SIZE_LIMIT	1000	/* characters, as in the seed */
 
 static void
 push_key(JsonbParseState **ps, const char *key)
@@ -95,34 +95,6 @@ is_reserved_summary_key(const char *k)
 	return strcmp(k, "success") == 0 || strcmp(k, "error") == 0 ||
 		strcmp(k, "error_type") == 0 || strcmp(k, "_result_size") == 0 ||
 		strcmp(k, "_truncated") == 0 || strcmp(k, "_result_type") == 0;
-}
-
-/* The JSON type of a jsonb value, as jsonb_typeof() names it. */
-const char *
-ta_jsonb_type_name(Jsonb *j)
-{
-	if (JB_ROOT_IS_OBJECT(j))
-		return "object";
-	if (JB_ROOT_IS_SCALAR(j))
-	{
-		JsonbValue	v;
-
-		if (JsonbExtractScalar(&j->root, &v))
-		{
-			switch (v.type)
-			{
-				case jbvString:
-					return "string";
-				case jbvNumeric:
-					return "number";
-				case jbvBool:
-					return "boolean";
-				default:
-					return "null";
-			}
-		}
-	}
-	return "array";
 }
 
 /*
@@ -245,9 +217,9 @@ is_error_value(JsonbValue *v)
 static bool
 is_summary(Jsonb *obj)
 {
-	JsonbValue *s = get_key(obj, "success");
-	JsonbValue *t = get_key(obj, "_truncated");
-	JsonbValue *n = get_key(obj, "_result_size");
+	JsonbValue *s = ta_jsonb_key(&obj->root, "success");
+	JsonbValue *t = ta_jsonb_key(&obj->root, "_truncated");
+	JsonbValue *n = ta_jsonb_key(&obj->root, "_result_size");
 
 	return s && s->type == jbvBool && t && t->type == jbvBool && t->val.boolean &&
 		n && n->type == jbvNumeric && VARSIZE(obj) < 4 * TA_RESULT_SIZE_LIMIT;
@@ -329,8 +301,8 @@ ta_summarize_result(const TaRuleSet *rs, Jsonb *result, int success_override,
 	{
 		ListCell   *lc;
 
-		err = get_key(result, "error");
-		v = get_key(result, "success");
+		err = ta_jsonb_key(&result->root, "error");
+		v = ta_jsonb_key(&result->root, "success");
 		ok = !is_error_value(err) &&
 			!(v && v->type == jbvBool && !v->val.boolean);
 		if (success_override >= 0)
@@ -338,7 +310,7 @@ ta_summarize_result(const TaRuleSet *rs, Jsonb *result, int success_override,
 		push_bool(&ps, "success", ok);
 		if (err)
 			push_pair(&ps, "error", err);
-		if ((v = get_key(result, "error_type")) != NULL)
+		if ((v = ta_jsonb_key(&result->root, "error_type")) != NULL)
 			push_pair(&ps, "error_type", v);
 
 		foreach(lc, summary_key_names())
@@ -347,7 +319,7 @@ ta_summarize_result(const TaRuleSet *rs, Jsonb *result, int success_override,
 
 			/* identifiers are scalars: a nested record under "status" is payload */
 			if (!is_reserved_summary_key(name) &&
-				(v = get_key(result, name)) != NULL && v->type != jbvBinary)
+				(v = ta_jsonb_key(&result->root, name)) != NULL && v->type != jbvBinary)
 				push_pair(&ps, name, v);
 		}
 	}
@@ -364,7 +336,7 @@ ta_summarize_result(const TaRuleSet *rs, Jsonb *result, int success_override,
 
 		/* a summary being summarized again keeps what it said */
 		if (JB_ROOT_IS_OBJECT(result) && is_summary(result))
-			size = get_key(result, "_result_size");
+			size = ta_jsonb_key(&result->root, "_result_size");
 		if (!JB_ROOT_IS_OBJECT(result))
 			push_cstring(&ps, "_result_type", ta_jsonb_type_name(result));
 		if (size != NULL)
@@ -389,7 +361,7 @@ ta_summarize_result(const TaRuleSet *rs, Jsonb *result, int success_override,
 	if (success)
 		*success = ok;
 	if (error)
-		*error = error_text(get_key(summary, "error"));
+		*error = error_text(ta_jsonb_key(&summary->root, "error"));
 	return summary;
 }
 

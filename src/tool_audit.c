@@ -27,6 +27,10 @@
 #include "utils/guc.h"
 #include "utils/varlena.h"
 
+#include "chain.h"
+#include "guard.h"
+#include "insert.h"
+#include "layout.h"
 #include "tool_audit.h"
 
 PG_MODULE_MAGIC;
@@ -37,6 +41,7 @@ int			ta_max_jsonb_size_kb = 1024;
 int			ta_max_depth = 64;
 char	   *ta_summary_keys = NULL;
 bool		ta_restoring = false;
+char	   *ta_signing_key_file = NULL;
 static char *ta_tenant = NULL;
 
 /* set by the insert triggers, cleared at transaction end */
@@ -143,7 +148,9 @@ _PG_init(void)
 	MarkGUCPrefixReserved("tool_audit");
 
 	RegisterXactCallback(ta_xact_callback, NULL);
+	ta_layout_init();
 	ta_chain_init();
+	ta_insert_init();
 
 	if (process_shared_preload_libraries_in_progress)
 		ta_guard_install_hooks();

@@ -7,7 +7,7 @@
  * Both report rather than stop: one row per problem, none when everything is
  * intact.  They walk each audit table once through its chain position index
  * (chain_id, chain_lane, chain_seq), so rows come lane by lane in chain
- * order, recompute every row hash from the row's columns (rowhash.c) and
+ * order, recompute every row hash from the row's columns (hash.c) and
  * every link from the recomputed hash, and keep only the current lane's
  * state: memory stays flat however long the table.  Each row is handled in
  * a scratch memory context reset per row; CHECK_FOR_INTERRUPTS() per row.
@@ -30,8 +30,6 @@
  */
 #include "postgres.h"
 
-#include <openssl/crypto.h>
-
 #include "access/genam.h"
 #include "access/htup_details.h"
 #include "access/relscan.h"
@@ -53,7 +51,12 @@
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
-#include "tool_audit.h"
+#include "catalog.h"
+#include "crypto.h"
+#include "digest.h"
+#include "hash.h"
+#include "jsonb_util.h"
+#include "layout.h"
 
 /* a lane head a digest committed to */
 typedef struct CheckpointKey
@@ -71,17 +74,18 @@ typedef struct Checkpoint
 	bool		reached;
 } Checkpoint;
 
-typedef struct Walk
+/* One run of verify(), verify_digest() or verify_protections(). */
+typedef struct Verification
 {
 	ReturnSetInfo *rsinfo;
 	bool		has_since;
 	TimestampTz since;
 	HTAB	   *checkpoints;	/* NULL for verify() */
 	int			nproblems;
-} Walk;
+} Verification;
 
-/* the current lane's walk state */
-typedef struct Lane
+/* What the walk knows of the lane it is in. */
+typedef struct LaneCheck
 {
 	bool		active;
 	int64		chain_id;
@@ -92,16 +96,19 @@ typedef struct Lane
 	unsigned char strict[TA_HASH_LEN];	/* link from recomputed hashes only */
 	bool		strict_ok;		/* false once a gap makes it meaningless */
 	Checkpoint *cp;
-} Lane;
+} LaneCheck;
 
-static bool
-same_hash(const unsigned char *a, const unsigned char *b)
+/* A run whose problems are the rows of the function's result. */
+static void
+start_verification(Verification *w, FunctionCallInfo fcinfo)
 {
-	return CRYPTO_memcmp(a, b, TA_HASH_LEN) == 0;
+	memset(w, 0, sizeof(*w));
+	InitMaterializedSRF(fcinfo, 0);
+	w->rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 }
 
 static void
-report(Walk *w, const char *table, bool has_chain, int64 chain_id, int32 lane,
+report(Verification *w, const char *table, bool has_chain, int64 chain_id, int32 lane,
 	   int64 position, int64 row_id, const char *problem)
 {
 	Datum		values[5];
@@ -121,24 +128,10 @@ report(Walk *w, const char *table, bool has_chain, int64 chain_id, int32 lane,
 	w->nproblems++;
 }
 
-static bool
-hash_column(Datum d, bool isnull, unsigned char out[TA_HASH_LEN])
-{
-	bytea	   *b;
-
-	if (isnull)
-		return false;
-	b = DatumGetByteaPP(d);
-	if (VARSIZE_ANY_EXHDR(b) != TA_HASH_LEN)
-		return false;
-	memcpy(out, VARDATA_ANY(b), TA_HASH_LEN);
-	return true;
-}
-
 /* ---- the protections around the rows ---- */
 
 static void
-check_protections(Walk *w)
+check_protections(Verification *w)
 {
 	static const char *const sql =
 	"SELECT x.relname::text, x.problem FROM ("
@@ -203,7 +196,7 @@ check_protections(Walk *w)
 /* ---- the walk ---- */
 
 static void
-finish_lane(Walk *w, const char *table, Lane *ln)
+finish_lane(Verification *w, const char *table, LaneCheck *ln)
 {
 	if (ln->active && ln->cp != NULL && !ln->cp->reached)
 	{
@@ -217,7 +210,7 @@ finish_lane(Walk *w, const char *table, Lane *ln)
 }
 
 static void
-start_lane(Walk *w, const char *table, Lane *ln, int64 chain_id, int32 lane)
+start_lane(Verification *w, const char *table, LaneCheck *ln, int64 chain_id, int32 lane)
 {
 	ln->active = true;
 	ln->chain_id = chain_id;
@@ -241,40 +234,26 @@ start_lane(Walk *w, const char *table, Lane *ln, int64 chain_id, int32 lane)
 }
 
 static void
-walk_table(Walk *w, const char *table, const char *time_column)
+walk_table(Verification *w, const char *table)
 {
-	Oid			nsp = ta_schema_oid(false);
-	Oid			relid = get_relname_relid(table, nsp);
-	Oid			indexid = get_relname_relid(psprintf("%s_chain_position", table), nsp);
-	Relation	rel,
-				irel;
-	TupleDesc	desc;
-	TaChainColumns cols;
-	AttrNumber	time_attno;
-	Snapshot	snap = RegisterSnapshot(GetActiveSnapshot());
+	const TaLayout *layout;
+	Relation	rel = ta_layout_open(table, AccessShareLock, &layout);
+	Relation	irel;
+	const int  *col = layout->column;
+	Snapshot	snap;
 	IndexScanDesc scan;
 	TupleTableSlot *slot;
 	MemoryContext rowcxt,
 				old;
-	Lane		ln = {0};
+	LaneCheck	ln = {0};
 
-	if (!OidIsValid(relid) || !OidIsValid(indexid))
-	{
-		report(w, table, false, 0, 0, -1, -1, "table or its chain position index is missing");
-		UnregisterSnapshot(snap);
-		return;
-	}
-	rel = table_open(relid, AccessShareLock);
-	irel = index_open(indexid, AccessShareLock);
-	desc = RelationGetDescr(rel);
-	ta_chain_columns(rel, &cols);
-	if (cols.row_hash < 0 || cols.chain_id < 0 || cols.chain_lane < 0 ||
-		cols.chain_seq < 0 || cols.chain_hash < 0)
+	if (!layout->chained)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("tool_audit.%s has no chain columns", table),
 				 errhint("Run ALTER EXTENSION tool_audit UPDATE.")));
-	time_attno = get_attnum(relid, time_column);
+	irel = index_open(ta_chain_index(layout), AccessShareLock);
+	snap = RegisterSnapshot(GetActiveSnapshot());
 	slot = table_slot_create(rel, NULL);
 	rowcxt = AllocSetContextCreate(CurrentMemoryContext, "tool_audit verify row",
 								   ALLOCSET_DEFAULT_SIZES);
@@ -303,33 +282,32 @@ walk_table(Walk *w, const char *table, const char *time_column)
 		slot_getallattrs(slot);
 		values = slot->tts_values;
 		nulls = slot->tts_isnull;
-		row_id = nulls[cols.id] ? -1 : DatumGetInt64(values[cols.id]);
-		if (w->has_since && time_attno > 0 && !nulls[time_attno - 1])
-			in_scope = DatumGetTimestampTz(values[time_attno - 1]) >= w->since;
+		row_id = nulls[col[TA_COL_ID]] ? -1 : DatumGetInt64(values[col[TA_COL_ID]]);
+		if (w->has_since && layout->time_column >= 0 && !nulls[layout->time_column])
+			in_scope = DatumGetTimestampTz(values[layout->time_column]) >= w->since;
 
-		if (nulls[cols.chain_id] || nulls[cols.chain_lane] || nulls[cols.chain_seq])
+		if (nulls[col[TA_COL_CHAIN_ID]] || nulls[col[TA_COL_CHAIN_LANE]] || nulls[col[TA_COL_CHAIN_SEQ]])
 		{
 			report(w, table, false, 0, 0, -1, row_id,
 				   "row not in a chain (inserted without the insert trigger)");
 			goto next;
 		}
-		chain_id = DatumGetInt64(values[cols.chain_id]);
-		lane = DatumGetInt32(values[cols.chain_lane]);
-		seq = DatumGetInt64(values[cols.chain_seq]);
+		chain_id = DatumGetInt64(values[col[TA_COL_CHAIN_ID]]);
+		lane = DatumGetInt32(values[col[TA_COL_CHAIN_LANE]]);
+		seq = DatumGetInt64(values[col[TA_COL_CHAIN_SEQ]]);
 		if (!ln.active || ln.chain_id != chain_id || ln.lane != lane)
 		{
 			finish_lane(w, table, &ln);
 			start_lane(w, table, &ln, chain_id, lane);
 		}
 
-		if (in_scope && chain_id != ta_row_chain_id(rel, nulls[cols.tenant_id] ? NULL :
-													DatumGetTextPP(values[cols.tenant_id])))
+		if (in_scope && chain_id != ta_chain_id(layout, values, nulls))
 			report(w, table, true, chain_id, lane, seq, row_id,
 				   "row in the wrong chain: its chain id does not match its table and tenant");
-		ta_row_hash(rel, values, nulls, row_hash);
-		has_row_hash = hash_column(values[cols.row_hash], nulls[cols.row_hash], stored_row);
-		has_link = hash_column(values[cols.chain_hash], nulls[cols.chain_hash], stored_link);
-		row_ok = has_row_hash && same_hash(row_hash, stored_row);
+		ta_row_hash(layout, values, nulls, row_hash);
+		has_row_hash = ta_stored_hash(values[col[TA_COL_ROW_HASH]], nulls[col[TA_COL_ROW_HASH]], stored_row);
+		has_link = ta_stored_hash(values[col[TA_COL_CHAIN_HASH]], nulls[col[TA_COL_CHAIN_HASH]], stored_link);
+		row_ok = has_row_hash && ta_hash_equal(row_hash, stored_row);
 
 		if (seq > ln.last_seq + 1)
 		{
@@ -344,7 +322,7 @@ walk_table(Walk *w, const char *table, const char *time_column)
 				   "row inserted: position already taken");
 
 		ta_link_hash(chain_id, lane, seq, ln.prev, row_hash, link);
-		link_ok = has_link && same_hash(link, stored_link);
+		link_ok = has_link && ta_hash_equal(link, stored_link);
 		if (in_scope && !row_ok)
 			report(w, table, true, chain_id, lane, seq, row_id,
 				   has_row_hash ? "row altered: its content does not match its row hash" :
@@ -362,7 +340,7 @@ walk_table(Walk *w, const char *table, const char *time_column)
 			if (!ln.strict_ok)
 				report(w, table, true, chain_id, lane, seq, row_id,
 					   "rows covered by the digest are missing before this position");
-			else if (!same_hash(ln.strict, ln.cp->hash))
+			else if (!ta_hash_equal(ln.strict, ln.cp->hash))
 				report(w, table, true, chain_id, lane, seq, row_id,
 					   "chain head mismatch: rows changed since the digest (the chain up to this position no longer hashes to the digest's head)");
 		}
@@ -385,12 +363,11 @@ next:
 	table_close(rel, AccessShareLock);
 	UnregisterSnapshot(snap);
 	MemoryContextDelete(rowcxt);
-	(void) desc;
 }
 
 /* Checkpoints of a digest whose lanes were never met: the lane is gone. */
 static void
-report_unreached(Walk *w)
+report_unreached(Verification *w)
 {
 	HASH_SEQ_STATUS status;
 	Checkpoint *cp;
@@ -406,11 +383,11 @@ report_unreached(Walk *w)
 }
 
 static void
-run_walk(Walk *w)
+run_walk(Verification *w)
 {
 	check_protections(w);
-	walk_table(w, "admin_events", "occurred_at");
-	walk_table(w, "tool_calls", "recorded_at");
+	walk_table(w, "admin_events");
+	walk_table(w, "tool_calls");
 	report_unreached(w);
 }
 
@@ -422,10 +399,9 @@ PG_FUNCTION_INFO_V1(verify);
 Datum
 verify(PG_FUNCTION_ARGS)
 {
-	Walk		w = {0};
+	Verification w;
 
-	InitMaterializedSRF(fcinfo, 0);
-	w.rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	start_verification(&w, fcinfo);
 	if (!PG_ARGISNULL(0))
 	{
 		w.has_since = true;
@@ -448,7 +424,7 @@ bad_digest(const char *detail)
 static int64
 head_int(JsonbContainer *head, const char *key, int64 min, int64 max)
 {
-	JsonbValue *v = getKeyJsonValueFromContainer(head, key, strlen(key), NULL);
+	JsonbValue *v = ta_jsonb_key(head, key);
 	int64		n;
 
 	if (v == NULL || v->type != jbvNumeric)
@@ -465,7 +441,7 @@ head_int(JsonbContainer *head, const char *key, int64 min, int64 max)
 static int64
 head_chain(JsonbContainer *head)
 {
-	JsonbValue *v = getKeyJsonValueFromContainer(head, "chain", 5, NULL);
+	JsonbValue *v = ta_jsonb_key(head, "chain");
 	char	   *str,
 			   *end;
 	long long	n;
@@ -492,8 +468,8 @@ load_checkpoints(Jsonb *d)
 	/* before any key lookup: those assume an object */
 	if (!JB_ROOT_IS_OBJECT(d))
 		bad_digest("The value is not a JSON object.");
-	format = getKeyJsonValueFromContainer(&d->root, "format", 6, NULL);
-	heads = getKeyJsonValueFromContainer(&d->root, "heads", 5, NULL);
+	format = ta_jsonb_key(&d->root, "format");
+	heads = ta_jsonb_key(&d->root, "heads");
 	if (format == NULL || format->type != jbvString ||
 		format->val.string.len != strlen("tool_audit digest 1") ||
 		memcmp(format->val.string.val, "tool_audit digest 1", format->val.string.len) != 0)
@@ -521,8 +497,8 @@ load_checkpoints(Jsonb *d)
 		if (hv == NULL || hv->type != jbvBinary || !JsonContainerIsObject(hv->val.binary.data))
 			bad_digest("A head is not an object.");
 		head = hv->val.binary.data;
-		table = getKeyJsonValueFromContainer(head, "table", 5, NULL);
-		hash = getKeyJsonValueFromContainer(head, "hash", 4, NULL);
+		table = ta_jsonb_key(head, "table");
+		hash = ta_jsonb_key(head, "hash");
 		memset(&key, 0, sizeof(key));
 		if (table == NULL || table->type != jbvString ||
 			!((table->val.string.len == 10 && memcmp(table->val.string.val, "tool_calls", 10) == 0) ||
@@ -554,13 +530,12 @@ Datum
 verify_digest(PG_FUNCTION_ARGS)
 {
 	Jsonb	   *d = PG_GETARG_JSONB_P(0);
-	Walk		w = {0};
-	char	   *sig_problem;
+	Verification w;
+	HTAB	   *checkpoints = load_checkpoints(d);
+	char	   *sig_problem = ta_digest_signature_problem(d);
 
-	w.checkpoints = load_checkpoints(d);
-	sig_problem = ta_digest_signature_problem(d);
-	InitMaterializedSRF(fcinfo, 0);
-	w.rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	start_verification(&w, fcinfo);
+	w.checkpoints = checkpoints;
 	if (sig_problem != NULL)
 		report(&w, "", false, 0, 0, -1, -1, sig_problem);
 	run_walk(&w);
@@ -579,10 +554,9 @@ PG_FUNCTION_INFO_V1(verify_protections);
 Datum
 verify_protections(PG_FUNCTION_ARGS)
 {
-	Walk		w = {0};
+	Verification w;
 
-	InitMaterializedSRF(fcinfo, 0);
-	w.rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	start_verification(&w, fcinfo);
 	check_protections(&w);
 	return (Datum) 0;
 }

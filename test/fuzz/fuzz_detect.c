@@ -15,7 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "tool_audit.h"
+#include "detect.h"
 
 void *
 palloc(Size size)

@@ -1,19 +1,17 @@
 /*-------------------------------------------------------------------------
  *
- * rowhash.c
- *		The canonical encoding of an audit row and its SHA-256 row hash, as
- *		specified byte by byte in doc/canonical-encoding.md.
+ * hash.c
+ *		What is hashed, byte by byte, as doc/canonical-encoding.md specifies
+ *		it: canonical JSON (section 3), the row hash (section 2), chain ids
+ *		and links (section 4).  SHA-256 itself is crypto.c's.
  *
  * A row is hashed from its column values, never from a type's text output:
  * timestamps as microseconds since the Unix epoch, numbers as big-endian
- * binary, jsonb as the canonical JSON of section 3 of that document (keys in
- * bytewise order, numbers as exact decimals without exponent).  Nothing
- * depends on TimeZone, DateStyle, extra_float_digits, client_encoding, the
- * table's column order or the server version's jsonb output.
- *
- * The set of hashed columns of a table (its "plan": non-chain columns in
- * name order, with their type tags) is worked out once per table and
- * backend.
+ * binary, jsonb as canonical JSON (keys in bytewise order, numbers as exact
+ * decimals without exponent).  Nothing depends on TimeZone, DateStyle,
+ * extra_float_digits, client_encoding, the table's column order or the
+ * server version's jsonb output.  Which columns are hashed, in which order
+ * and with which type tags is the table's layout (layout.c).
  *
  *-------------------------------------------------------------------------
  */
@@ -21,83 +19,26 @@
 
 #include <sys/socket.h>
 
-#include <openssl/evp.h>
-
 #include "access/htup_details.h"
 #include "access/table.h"
-#include "catalog/pg_type.h"
 #include "datatype/timestamp.h"
 #include "fmgr.h"
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/inet.h"
-#include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/numeric.h"
-#include "utils/rel.h"
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
 
-#include "tool_audit.h"
+#include "catalog.h"
+#include "hash.h"
 
 #define ROW_HASH_DOMAIN		"tool_audit row 1"
-
-/* the columns that hold the chain and so are not part of the row hash */
-static const char *const chain_columns[] = {
-	"row_hash", "chain_id", "chain_lane", "chain_seq", "chain_hash"
-};
-
-static EVP_MD *sha256 = NULL;
-
-static const EVP_MD *
-get_sha256(void)
-{
-	if (sha256 == NULL)
-	{
-		sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
-		if (sha256 == NULL)
-			ereport(ERROR,
-					(errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
-					 errmsg("could not load SHA-256 from OpenSSL")));
-	}
-	return sha256;
-}
-
-/* one digest context for the backend's life: no allocation per hash */
-static EVP_MD_CTX *sha256_ctx = NULL;
-
-void
-ta_sha256(const void *data, size_t len, unsigned char out[TA_HASH_LEN])
-{
-	unsigned int outlen = 0;
-
-	if (sha256_ctx == NULL)
-	{
-		sha256_ctx = EVP_MD_CTX_new();
-		if (sha256_ctx == NULL)
-			ereport(ERROR,
-					(errcode(ERRCODE_OUT_OF_MEMORY),
-					 errmsg("out of memory")));
-	}
-	if (EVP_DigestInit_ex2(sha256_ctx, get_sha256(), NULL) != 1 ||
-		EVP_DigestUpdate(sha256_ctx, data, len) != 1 ||
-		EVP_DigestFinal_ex(sha256_ctx, out, &outlen) != 1 ||
-		outlen != TA_HASH_LEN)
-		ereport(ERROR,
-				(errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
-				 errmsg("SHA-256 failed in OpenSSL")));
-}
-
-static bool
-is_chain_column(const char *name)
-{
-	for (int i = 0; i < (int) lengthof(chain_columns); i++)
-		if (strcmp(name, chain_columns[i]) == 0)
-			return true;
-	return false;
-}
+#define CHAIN_DOMAIN		"tool_audit chain 1"
+#define LINK_DOMAIN			"tool_audit link 1"
 
 /* ---- canonical JSON ---- */
 
@@ -342,141 +283,6 @@ canonical_json(PG_FUNCTION_ARGS)
 
 /* ---- the row hash ---- */
 
-typedef struct HashCol
-{
-	int			index;			/* in the tuple descriptor, from 0 */
-	char		tag;			/* 'i', 'f', 'b', 's', 'e' (enum, as 's'), ... */
-	int16		typlen;			/* for 'i': 2, 4 or 8 */
-	int			namelen;
-	char		name[NAMEDATALEN];
-} HashCol;
-
-typedef struct RowPlan
-{
-	Oid			relid;
-	int			natts;			/* a new column makes a new plan */
-	int			tablelen;
-	char		table[NAMEDATALEN];
-	TaChainColumns chain;		/* where the chain columns are */
-	int			ncols;
-	HashCol		cols[FLEXIBLE_ARRAY_MEMBER];
-} RowPlan;
-
-static RowPlan *plans[4];
-
-static char
-type_tag(Oid typid, const char *column)
-{
-	typid = getBaseType(typid);
-	switch (typid)
-	{
-		case INT2OID:
-		case INT4OID:
-		case INT8OID:
-			return 'i';
-		case FLOAT8OID:
-			return 'f';
-		case BOOLOID:
-			return 'b';
-		case TEXTOID:
-		case VARCHAROID:
-			return 's';
-		case UUIDOID:
-			return 'u';
-		case TIMESTAMPTZOID:
-			return 't';
-		case INETOID:
-			return 'n';
-		case JSONBOID:
-			return 'j';
-	}
-	if (type_is_enum(typid))
-		return 'e';
-	ereport(ERROR,
-			(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-			 errmsg("column \"%s\" has type %s, which the row hash cannot encode",
-					column, format_type_be(typid)),
-			 errdetail("doc/canonical-encoding.md lists the types a row hash covers.")));
-	return 0;					/* keep the compiler quiet */
-}
-
-static int
-hashcol_cmp(const void *a, const void *b)
-{
-	const HashCol *x = (const HashCol *) a;
-	const HashCol *y = (const HashCol *) b;
-
-	return strcmp(x->name, y->name);
-}
-
-/* A column's index in the descriptor; -1 if it has none. */
-static int
-column_index(TupleDesc desc, const char *name)
-{
-	for (int i = 0; i < desc->natts; i++)
-	{
-		Form_pg_attribute att = TupleDescAttr(desc, i);
-
-		if (!att->attisdropped && strcmp(NameStr(att->attname), name) == 0)
-			return i;
-	}
-	return -1;
-}
-
-static RowPlan *
-row_plan(Relation rel)
-{
-	TupleDesc	desc = RelationGetDescr(rel);
-	Oid			relid = RelationGetRelid(rel);
-	RowPlan    *plan;
-	int			slot = -1;
-
-	for (int i = 0; i < (int) lengthof(plans); i++)
-	{
-		if (plans[i] != NULL && plans[i]->relid == relid &&
-			plans[i]->natts == desc->natts)
-			return plans[i];
-		if (slot < 0 && (plans[i] == NULL || plans[i]->relid == relid))
-			slot = i;
-	}
-	if (slot < 0)
-		slot = 0;
-
-	plan = MemoryContextAllocZero(TopMemoryContext,
-								  offsetof(RowPlan, cols) + sizeof(HashCol) * desc->natts);
-	plan->relid = relid;
-	plan->natts = desc->natts;
-	strlcpy(plan->table, RelationGetRelationName(rel), NAMEDATALEN);
-	plan->tablelen = strlen(plan->table);
-	plan->chain.row_hash = column_index(desc, "row_hash");
-	plan->chain.chain_id = column_index(desc, "chain_id");
-	plan->chain.chain_lane = column_index(desc, "chain_lane");
-	plan->chain.chain_seq = column_index(desc, "chain_seq");
-	plan->chain.chain_hash = column_index(desc, "chain_hash");
-	plan->chain.tenant_id = column_index(desc, "tenant_id");
-	plan->chain.id = column_index(desc, "id");
-	for (int i = 0; i < desc->natts; i++)
-	{
-		Form_pg_attribute att = TupleDescAttr(desc, i);
-		HashCol    *col;
-
-		if (att->attisdropped || is_chain_column(NameStr(att->attname)))
-			continue;
-		col = &plan->cols[plan->ncols++];
-		col->index = i;
-		strlcpy(col->name, NameStr(att->attname), NAMEDATALEN);
-		col->namelen = strlen(col->name);
-		col->tag = type_tag(att->atttypid, col->name);
-		col->typlen = att->attlen;
-	}
-	/* names are ASCII: strcmp is the bytewise order of the spec */
-	qsort(plan->cols, plan->ncols, sizeof(HashCol), hashcol_cmp);
-	if (plans[slot] != NULL)
-		pfree(plans[slot]);
-	plans[slot] = plan;
-	return plan;
-}
-
 static void
 put_u32(StringInfo buf, uint32 v)
 {
@@ -505,10 +311,17 @@ set_u32_at(StringInfo buf, int offset, uint32 v)
 
 /* One field: name, tag, then the value with its length patched in after. */
 static void
-put_field(StringInfo buf, const HashCol *col, Datum d)
+put_field(StringInfo buf, const TaHashedColumn *col, Datum d)
 {
 	int			lenpos;
 	char		tag = col->tag == 'e' ? 's' : col->tag;
+
+	if (col->tag == '?')
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("column \"%s\" has type %s, which the row hash cannot encode",
+						col->name, format_type_be(col->typid)),
+				 errdetail("doc/canonical-encoding.md lists the types a row hash covers.")));
 
 	appendStringInfoCharMacro(buf, (char) col->namelen);
 	appendBinaryStringInfo(buf, col->name, col->namelen);
@@ -584,18 +397,6 @@ put_field(StringInfo buf, const HashCol *col, Datum d)
 	set_u32_at(buf, lenpos, (uint32) (buf->len - lenpos - 4));
 }
 
-/*
- * Where the chain columns are.  A table still at version 1.0 (the library
- * was updated, ALTER EXTENSION UPDATE not yet run) has none: cols->row_hash
- * is then -1 and rows are recorded unchained, as 1.0 did, until the upgrade
- * chains them.
- */
-void
-ta_chain_columns(Relation rel, TaChainColumns *cols)
-{
-	*cols = row_plan(rel)->chain;
-}
-
 void
 ta_canonical_json(StringInfo buf, Jsonb *j)
 {
@@ -607,19 +408,18 @@ ta_canonical_json(StringInfo buf, Jsonb *j)
  * relation, heap_deform_tuple's layout).
  */
 void
-ta_row_hash(Relation rel, Datum *values, bool *nulls,
+ta_row_hash(const TaLayout *layout, Datum *values, bool *nulls,
 			unsigned char out[TA_HASH_LEN])
 {
-	RowPlan    *plan = row_plan(rel);
 	StringInfoData buf;
 
 	initStringInfo(&buf);
 	appendBinaryStringInfo(&buf, ROW_HASH_DOMAIN, sizeof(ROW_HASH_DOMAIN));	/* with the 0 */
-	appendStringInfoChar(&buf, (char) plan->tablelen);
-	appendBinaryStringInfo(&buf, plan->table, plan->tablelen);
-	for (int i = 0; i < plan->ncols; i++)
+	appendStringInfoChar(&buf, (char) layout->namelen);
+	appendBinaryStringInfo(&buf, layout->name, layout->namelen);
+	for (int i = 0; i < layout->nhashed; i++)
 	{
-		const HashCol *col = &plan->cols[i];
+		const TaHashedColumn *col = &layout->hashed[i];
 
 		if (!nulls[col->index])
 			put_field(&buf, col, values[col->index]);
@@ -644,7 +444,7 @@ compute_row_hash(PG_FUNCTION_ARGS)
 	Oid			relid = get_typ_typrelid(HeapTupleHeaderGetTypeId(td));
 	char	   *name = OidIsValid(relid) ? get_rel_name(relid) : NULL;
 	Relation	rel;
-	TupleDesc	desc;
+	const TaLayout *layout;
 	HeapTupleData tuple;
 	Datum	   *values;
 	bool	   *nulls;
@@ -656,18 +456,176 @@ compute_row_hash(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("compute_row_hash() takes a row of tool_audit.tool_calls or tool_audit.admin_events")));
 	rel = table_open(relid, AccessShareLock);
-	desc = RelationGetDescr(rel);
+	layout = ta_layout_of(rel);
 	tuple.t_len = HeapTupleHeaderGetDatumLength(td);
 	ItemPointerSetInvalid(&tuple.t_self);
 	tuple.t_tableOid = relid;
 	tuple.t_data = td;
-	values = palloc(desc->natts * sizeof(Datum));
-	nulls = palloc(desc->natts * sizeof(bool));
-	heap_deform_tuple(&tuple, desc, values, nulls);
+	values = palloc(layout->natts * sizeof(Datum));
+	nulls = palloc(layout->natts * sizeof(bool));
+	heap_deform_tuple(&tuple, RelationGetDescr(rel), values, nulls);
 
 	result = palloc(VARHDRSZ + TA_HASH_LEN);
 	SET_VARSIZE(result, VARHDRSZ + TA_HASH_LEN);
-	ta_row_hash(rel, values, nulls, (unsigned char *) VARDATA(result));
+	ta_row_hash(layout, values, nulls, (unsigned char *) VARDATA(result));
 	table_close(rel, AccessShareLock);
+	PG_RETURN_BYTEA_P(result);
+}
+
+/* ---- chain ids ---- */
+
+/*
+ * A chain is named by its table and tenant (spec section 4): derived, not
+ * registered, so the first writer of a new tenant waits for nobody and a
+ * verifier can tell a row that was moved to another chain.
+ */
+static int64
+chain_id_of(const TaLayout *layout, const char *tenant, int tenant_len)
+{
+	StringInfoData buf;
+	unsigned char h[TA_HASH_LEN];
+	uint64		id = 0;
+
+	initStringInfo(&buf);
+	appendBinaryStringInfo(&buf, CHAIN_DOMAIN, sizeof(CHAIN_DOMAIN));	/* with its 0 */
+	appendStringInfoChar(&buf, (char) layout->namelen);
+	appendBinaryStringInfo(&buf, layout->name, layout->namelen);
+	if (tenant == NULL)
+		appendStringInfoChar(&buf, 0);
+	else
+	{
+		appendStringInfoChar(&buf, 1);
+		ta_append_utf8(&buf, tenant, tenant_len);
+	}
+	ta_sha256(buf.data, buf.len, h);
+	pfree(buf.data);
+	for (int i = 0; i < 8; i++)
+		id = (id << 8) | h[i];
+	return (int64) id;
+}
+
+/*
+ * The chain of a row (its table and tenant_id).  The last (table, tenant)
+ * seen is remembered, since a backend mostly writes for one tenant at a time.
+ */
+static Oid	last_relid = InvalidOid;
+static bool last_tenant_null;
+static char *last_tenant = NULL;
+static int	last_tenant_len = 0;
+static int64 last_chain_id;
+
+int64
+ta_chain_id(const TaLayout *layout, Datum *values, bool *nulls)
+{
+	int			col = ta_column(layout, TA_COL_TENANT_ID);
+	text	   *tenant = nulls[col] ? NULL : DatumGetTextPP(values[col]);
+	const char *t = tenant ? VARDATA_ANY(tenant) : NULL;
+	int			len = tenant ? VARSIZE_ANY_EXHDR(tenant) : 0;
+
+	if (last_relid == layout->relid && last_tenant_null == (tenant == NULL) &&
+		(tenant == NULL || (len == last_tenant_len && memcmp(t, last_tenant, len) == 0)))
+		return last_chain_id;
+	last_chain_id = chain_id_of(layout, t, len);
+	last_relid = layout->relid;
+	last_tenant_null = (tenant == NULL);
+	if (last_tenant != NULL)
+		pfree(last_tenant);
+	last_tenant = tenant ? MemoryContextAlloc(TopMemoryContext, len + 1) : NULL;
+	if (tenant)
+		memcpy(last_tenant, t, len);
+	last_tenant_len = len;
+	return last_chain_id;
+}
+
+/* ---- links ---- */
+
+/* A hash as the bytea a chain column stores. */
+Datum
+ta_hash_datum(const unsigned char hash[TA_HASH_LEN])
+{
+	bytea	   *b = palloc(VARHDRSZ + TA_HASH_LEN);
+
+	SET_VARSIZE(b, VARHDRSZ + TA_HASH_LEN);
+	memcpy(VARDATA(b), hash, TA_HASH_LEN);
+	return PointerGetDatum(b);
+}
+
+/* A stored hash column's bytes; false when NULL or not 32 bytes long. */
+bool
+ta_stored_hash(Datum d, bool isnull, unsigned char out[TA_HASH_LEN])
+{
+	bytea	   *b;
+
+	if (isnull)
+		return false;
+	b = DatumGetByteaPP(d);
+	if (VARSIZE_ANY_EXHDR(b) != TA_HASH_LEN)
+		return false;
+	memcpy(out, VARDATA_ANY(b), TA_HASH_LEN);
+	return true;
+}
+
+void
+ta_link_hash(int64 chain_id, int32 lane, int64 seq,
+			 const unsigned char prev[TA_HASH_LEN],
+			 const unsigned char row_hash[TA_HASH_LEN],
+			 unsigned char out[TA_HASH_LEN])
+{
+	unsigned char buf[sizeof(LINK_DOMAIN) + 8 + 4 + 8 + 2 * TA_HASH_LEN];
+	unsigned char *p = buf;
+	uint64		c = (uint64) chain_id;
+	uint32		l = (uint32) lane;
+	uint64		s = (uint64) seq;
+
+	memcpy(p, LINK_DOMAIN, sizeof(LINK_DOMAIN));	/* with its 0 byte */
+	p += sizeof(LINK_DOMAIN);
+	for (int i = 7; i >= 0; i--)
+		*p++ = (unsigned char) (c >> (8 * i));
+	for (int i = 3; i >= 0; i--)
+		*p++ = (unsigned char) (l >> (8 * i));
+	for (int i = 7; i >= 0; i--)
+		*p++ = (unsigned char) (s >> (8 * i));
+	memcpy(p, prev, TA_HASH_LEN);
+	p += TA_HASH_LEN;
+	memcpy(p, row_hash, TA_HASH_LEN);
+	p += TA_HASH_LEN;
+	ta_sha256(buf, p - buf, out);
+}
+
+static void
+check_hash_arg(bytea *b, const char *name)
+{
+	if (VARSIZE_ANY_EXHDR(b) != TA_HASH_LEN)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must be a SHA-256 hash of %d bytes", name, TA_HASH_LEN),
+				 errdetail("The value given has %d bytes.", (int) VARSIZE_ANY_EXHDR(b)),
+				 errhint("The first row of a lane links to 32 zero bytes.")));
+}
+
+/*
+ * tool_audit.chain_link(chain_id bigint, chain_lane integer, chain_seq bigint,
+ *                       previous bytea, row_hash bytea) RETURNS bytea
+ *
+ * The chain_hash a row at this position must store, given the chain_hash of
+ * the row before it in its lane (32 zero bytes for position 1) and its row
+ * hash: section 4 of doc/canonical-encoding.md, for reports and auditors.
+ */
+PG_FUNCTION_INFO_V1(chain_link);
+Datum
+chain_link(PG_FUNCTION_ARGS)
+{
+	bytea	   *prev = PG_GETARG_BYTEA_PP(3);
+	bytea	   *row_hash = PG_GETARG_BYTEA_PP(4);
+	bytea	   *result;
+
+	check_hash_arg(prev, "previous");
+	check_hash_arg(row_hash, "row_hash");
+	result = palloc(VARHDRSZ + TA_HASH_LEN);
+	SET_VARSIZE(result, VARHDRSZ + TA_HASH_LEN);
+	ta_link_hash(PG_GETARG_INT64(0), PG_GETARG_INT32(1), PG_GETARG_INT64(2),
+				 (const unsigned char *) VARDATA_ANY(prev),
+				 (const unsigned char *) VARDATA_ANY(row_hash),
+				 (unsigned char *) VARDATA(result));
 	PG_RETURN_BYTEA_P(result);
 }
