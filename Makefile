@@ -27,7 +27,8 @@ OBJS = \
 # one file per object group, in name order; the 1.0 base and the upgrade
 # scripts are kept as released, for databases created at an earlier version.
 DATA_built = sql/$(EXTENSION)--$(EXTVERSION).sql
-DATA = sql/$(EXTENSION)--1.0.sql $(wildcard sql/$(EXTENSION)--*--*.sql)
+DATA = sql/$(EXTENSION)--1.0.sql \
+	$(patsubst $(srcdir)/%,%,$(wildcard $(srcdir)/sql/$(EXTENSION)--*--*.sql))
 INSTALL_PARTS = $(sort $(wildcard $(srcdir)/sql/install/*.sql))
 
 # pg_regress (test/sql, test/expected): one file per capability.  Each file also
@@ -55,8 +56,16 @@ EXTRA_CLEAN = test/results test/regression.diffs test/regression.out \
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
-sql/$(EXTENSION)--$(EXTVERSION).sql: $(INSTALL_PARTS)
-	cat $(INSTALL_PARTS) > $@
+# Rebuilt by every make, so that a part removed or renamed cannot leave a stale
+# script behind; the file is replaced only when its content changes.  (When
+# EXTVERSION changes, .gitignore names the new built script.)
+sql/$(EXTENSION)--$(EXTVERSION).sql: $(INSTALL_PARTS) FORCE
+	@mkdir -p $(@D)
+	@cat $(INSTALL_PARTS) > $@.tmp
+	@if cmp -s $@.tmp $@; then rm -f $@.tmp; else mv $@.tmp $@; fi
+
+.PHONY: FORCE
+FORCE:
 
 # each file has its own header; a changed header rebuilds every object file
 # (and the LLVM bitcode installed beside them, when the server has JIT)

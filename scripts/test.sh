@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, on clusters it starts itself:
 #   pg_regress twice (plain, and with shared_preload_libraries = 'tool_audit'),
-#   then each pg_regress file alone on a fresh instance (test/regress_each.sh),
+#   then each pg_regress file alone on a fresh instance, plain and preloaded
+#   (test/regress_each.sh),
 #   the isolation tests, and the TAP tests.
 # Installs missing Debian packages when run as root, builds and installs the
 # extension, and ends with one line "N passed, N failed"; exits 1 on any
@@ -65,11 +66,14 @@ ta_as_user mkdir -p "$WORK/out_plain" "$WORK/out_preload" "$WORK/out_isolation"
 run_regress plain
 run_regress preload --temp-config="$WORK/test/preload.conf"
 
-ta_log "pg_regress, each file alone on a fresh instance (test/regress_each.sh)"
-"$TA_ROOT/test/regress_each.sh" >"$LOGS/alone.log" 2>&1
-st=$?
-cat "$LOGS/alone.log"
-count_results "$LOGS/alone.log" $st
+for mode in plain preload; do
+    ta_log "pg_regress ($mode), each file alone on a fresh instance (test/regress_each.sh)"
+    conf=""; [ $mode = preload ] && conf="$TA_ROOT/test/preload.conf"
+    TA_REGRESS_CONF=$conf "$TA_ROOT/test/regress_each.sh" >"$LOGS/alone_$mode.log" 2>&1
+    st=$?
+    cat "$LOGS/alone_$mode.log"
+    count_results "$LOGS/alone_$mode.log" $st
+done
 
 ta_log "isolation tests"
 ( cd "$WORK" && ta_as_user "$PG_ISOLATION_REGRESS" --temp-instance="$WORK/tmp_isolation" \

@@ -237,9 +237,9 @@ static void
 walk_table(Verification *w, const char *table)
 {
 	const TaLayout *layout;
-	Relation	rel = ta_layout_open(table, AccessShareLock, &layout);
+	Relation	rel;
 	Relation	irel;
-	const int  *col = layout->column;
+	const int  *col;
 	Snapshot	snap;
 	IndexScanDesc scan;
 	TupleTableSlot *slot;
@@ -247,6 +247,20 @@ walk_table(Verification *w, const char *table)
 				old;
 	LaneCheck	ln = {0};
 
+	/* a verifier reports what it cannot check, as a row, and goes on */
+	if (!OidIsValid(ta_schema_relid(table, true)))
+	{
+		report(w, table, false, 0, 0, -1, -1, "table or its chain position index is missing");
+		return;
+	}
+	rel = ta_layout_open(table, AccessShareLock, &layout);
+	col = layout->column;
+	if (layout->chained && !OidIsValid(layout->chain_index))
+	{
+		table_close(rel, AccessShareLock);
+		report(w, table, false, 0, 0, -1, -1, "table or its chain position index is missing");
+		return;
+	}
 	if (!layout->chained)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),

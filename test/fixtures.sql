@@ -44,8 +44,12 @@ END $$;
 DO $$
 BEGIN
     IF EXISTS (SELECT FROM pg_extension WHERE extname = 'tool_audit') THEN
-        IF NOT EXISTS (SELECT FROM tool_audit.pseudonym_key_ids WHERE key_id = 'test' AND active) THEN
+        IF NOT EXISTS (SELECT FROM tool_audit.pseudonym_key_ids WHERE key_id = 'test') THEN
             PERFORM tool_audit.rotate_pseudonym_key('test', decode(repeat('ab', 32), 'hex'));
+        ELSIF NOT EXISTS (SELECT FROM tool_audit.pseudonym_key_ids WHERE key_id = 'test' AND active) THEN
+            -- a key id cannot be used twice: say so rather than fail on its primary key
+            RAISE EXCEPTION 'fixtures: the fixed key ''test'' was retired by an earlier test file'
+                USING HINT = 'A test that rotates keys must roll the rotation back, or use a database of its own.';
         END IF;
     END IF;
 END $$;

@@ -13,7 +13,7 @@
 #  1. all blocks in one psql session: no block may fail, and the outputs are
 #     checked (below, and every comment line "--  text" in a block, two spaces
 #     after the dashes, is output the README promises: it must appear in that
-#     block's output, or among the notices for a notice);
+#     block's output, or among that block's notices for a notice);
 #  2. each block in a session of its own, on a second fresh cluster: a block
 #     may not depend on a SET ROLE or a temporary object left by the one before.
 use strict;
@@ -35,6 +35,17 @@ cmp_ok(scalar @blocks, '>=', 10, 'README.md has its SQL examples (' . scalar(@bl
 # mistyped fence would hide a block from this test
 my $fences = () = $text =~ /^```/gm;
 is($fences % 2, 0, 'every fence in README.md is closed');
+# and an example fenced as SQL under another name (SQL, psql, postgresql)
+# would be skipped silently: only these fences are allowed
+my %opened;
+my $open = 0;
+for my $fence ($text =~ /^```(\S*)[ \t]*$/gm)
+{
+	$opened{$fence}++ unless $open;
+	$open = !$open;
+}
+my @other = grep { $_ !~ /\A(sql|sh|text)\z/ } sort keys %opened;
+is("@other", '', 'every README fence is ```sql, ```sh or ```text');
 
 sub new_node
 {
@@ -60,7 +71,7 @@ sub block_with
 # ---- 1. one session, in order ----
 my $node = new_node('readme');
 my $script = '';
-$script .= "\\echo '\@\@ block $_'\n$blocks[$_]\n" for 0 .. $#blocks;
+$script .= "\\echo '\@\@ block $_'\n\\warn '\@\@ block $_'\n$blocks[$_]\n" for 0 .. $#blocks;
 my ($stdout, $stderr) = ('', '');
 my $ret = $node->psql('app', $script,
 	stdout => \$stdout, stderr => \$stderr, on_error_stop => 1);
@@ -77,13 +88,21 @@ for my $line (split /\n/, $stdout)
 	$out[$cur] .= "$line\n" if defined $cur;
 }
 is($seen, scalar @blocks, 'every block was reached');
+# the notices, warnings and errors of each block (\warn marks where one starts)
+my @err = ('') x @blocks;
+undef $cur;
+for my $line (split /\n/, $stderr)
+{
+	if ($line =~ /^\@\@ block (\d+)$/) { $cur = $1; next; }
+	$err[$cur] .= "$line\n" if defined $cur;
+}
 
 # the outputs the README writes down, as "--  text" lines
 for my $i (0 .. $#blocks)
 {
 	for my $expected ($blocks[$i] =~ /^--  (.+?)\s*$/gm)
 	{
-		ok(index($out[$i], $expected) >= 0 || index($stderr, $expected) >= 0,
+		ok(index($out[$i], $expected) >= 0 || index($err[$i], $expected) >= 0,
 			"block $i prints what the README says: $expected")
 		  or diag("block $i printed:\n$out[$i]");
 	}
