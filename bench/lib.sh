@@ -12,7 +12,8 @@ bench_cluster() {
     BINDIR=$(ta_bindir)
     WORK=$(ta_scratch_dir)
     PORT=$(ta_free_port)
-    trap 'ta_as_user "$BINDIR/pg_ctl" -D "$WORK/data" -m immediate stop >/dev/null 2>&1; rm -rf "$WORK"' EXIT
+    # (under set -e a failing stop, as after postgres --single, would skip the rm)
+    trap 'ta_as_user "$BINDIR/pg_ctl" -D "$WORK/data" -m immediate stop >/dev/null 2>&1 || true; rm -rf "$WORK"' EXIT
     ta_init_cluster "$WORK" "$PORT" "$@"
     ta_start_cluster "$WORK"
     PSQL=(ta_as_user "$BINDIR/psql" -X -q -h "$WORK" -p "$PORT" -U postgres -d postgres -v ON_ERROR_STOP=1)
