@@ -69,6 +69,132 @@ check_json(char **fields, char *msg, size_t msglen)
 	return same;
 }
 
+/*
+ * json_invalid.tsv: form, input, what is wrong.  The input must be
+ * refused.  form "text" is the input itself, "hex" its bytes in hex,
+ * "deep" a count N of arrays nested in each other.
+ */
+static bool
+check_invalid(char **fields, char *msg, size_t msglen)
+{
+	Buf			input;
+	JsonValue  *v;
+	char		err[256];
+	bool		ok = true;
+
+	buf_init(&input);
+	if (strcmp(fields[0], "text") == 0)
+		buf_puts(&input, fields[1]);
+	else if (strcmp(fields[0], "hex") == 0 && strlen(fields[1]) % 2 == 0)
+	{
+		size_t		n = strlen(fields[1]) / 2;
+
+		buf_reserve(&input, n);
+		ok = hex_decode(fields[1], 2 * n, input.data, n);
+		input.len = n;
+	}
+	else if (strcmp(fields[0], "deep") == 0)
+	{
+		int64_t		n;
+
+		ok = parse_int64(fields[1], strlen(fields[1]), &n) && n > 0 &&
+			n <= 10 * JSON_MAX_DEPTH;
+		for (int64_t i = 0; ok && i < 2 * n; i++)
+			buf_putc(&input, i < n ? '[' : ']');
+	}
+	else
+		ok = false;
+	if (!ok)
+	{
+		snprintf(msg, msglen, "malformed vector");
+		buf_free(&input);
+		return false;
+	}
+	v = json_parse((const char *) input.data, input.len, err, sizeof(err));
+	if (v != NULL)
+	{
+		snprintf(msg, msglen, "accepted (%s)", fields[2]);
+		json_free(v);
+		ok = false;
+	}
+	buf_free(&input);
+	return ok;
+}
+
+/*
+ * Limits that no vector file shows well: numbers at the very edge of what
+ * numeric holds must be accepted (whatever their length once written
+ * out), and many numbers written short must not together expand beyond
+ * JSON_MAX_NUMBER_GROWTH (jsonb would take them; the verifier refuses, as
+ * no honest input holds them: see json.h).  Run after the files.
+ */
+static void
+check_limits(VectorCounts *counts)
+{
+	static const char *const accepted[] = {
+		"1e131071", "-9.9999e131071", "0.0001e131075", "10e131070",
+		"1e-16383", "1.5e-16382", "0e-16383", "0e1073741822",
+		"[1e131071, 1e131071, 1e131071, 1e131071, 1e131071, 1e131071, 1e-16383]",
+	};
+	struct
+	{
+		const char *what;
+		Buf			text;
+		bool		accept;
+	}			cases[3];
+	size_t		i;
+	size_t		n;
+
+	/* nesting at the limit; numbers expanding a little over the cap */
+	for (i = 0; i < 3; i++)
+		buf_init(&cases[i].text);
+	cases[0].what = "nesting at the limit";
+	cases[0].accept = true;
+	for (i = 0; i < 2 * JSON_MAX_DEPTH; i++)
+		buf_putc(&cases[0].text, i < JSON_MAX_DEPTH ? '[' : ']');
+	n = JSON_MAX_NUMBER_GROWTH / 131072 + 1;	/* 131072 digits each */
+	cases[1].what = "numbers expanding beyond the cap";
+	cases[1].accept = false;
+	cases[2].what = "the same numbers written out";
+	cases[2].accept = true;
+	buf_putc(&cases[1].text, '[');
+	buf_putc(&cases[2].text, '[');
+	for (i = 0; i < n; i++)
+	{
+		buf_puts(&cases[1].text, i > 0 ? ",1e131071" : "1e131071");
+		buf_puts(&cases[2].text, i > 0 ? ",1" : "1");
+		for (size_t z = 0; z < 131071; z++)
+			buf_putc(&cases[2].text, '0');
+	}
+	buf_putc(&cases[1].text, ']');
+	buf_putc(&cases[2].text, ']');
+
+	for (i = 0; i < sizeof(accepted) / sizeof(accepted[0]) + 3; i++)
+	{
+		bool		is_case = i >= sizeof(accepted) / sizeof(accepted[0]);
+		size_t		c = i - sizeof(accepted) / sizeof(accepted[0]);
+		const char *text = is_case ? (const char *) cases[c].text.data : accepted[i];
+		size_t		len = is_case ? cases[c].text.len : strlen(accepted[i]);
+		bool		accept = is_case ? cases[c].accept : true;
+		char		err[256];
+		JsonValue  *v = json_parse(text, len, err, sizeof(err));
+
+		if ((v != NULL) == accept)
+			counts->passed++;
+		else
+		{
+			counts->failed++;
+			printf("FAIL limits: %s %s%s%s\n",
+				   accept ? "refused" : "accepted",
+				   is_case ? cases[c].what : text,
+				   v == NULL ? ": " : "", v == NULL ? err : "");
+		}
+		json_free(v);
+	}
+	for (i = 0; i < 3; i++)
+		buf_free(&cases[i].text);
+}
+
 static bool
 parse_uuid(const char *s, size_t len, unsigned char out[16])
 {
@@ -426,6 +552,8 @@ run_vectors(const char *dir)
 	bool		ok = true;
 
 	ok &= run_file(dir, "json.tsv", 2, check_json, &counts);
+	ok &= run_file(dir, "json_invalid.tsv", 3, check_invalid, &counts);
+	check_limits(&counts);
 	ok &= run_file(dir, "rows.tsv", 3, check_row, &counts);
 	ok &= run_file(dir, "links.tsv", 6, check_link, &counts);
 	ok &= run_file(dir, "chains.tsv", 3, check_chain, &counts);
