@@ -62,7 +62,7 @@ typedef struct JsonValue JsonValue;
 
 typedef struct JsonMember
 {
-	char	   *key;			/* UTF-8, NUL-terminated, may contain NUL */
+	char	   *key;			/* UTF-8, NUL-terminated, no NUL inside */
 	size_t		keylen;
 	JsonValue  *value;
 	size_t		order;			/* position in the text, while parsing */

@@ -121,78 +121,76 @@ check_invalid(char **fields, char *msg, size_t msglen)
 	return ok;
 }
 
+/* One built-in case of check_limits: text must be accepted, or refused. */
+static void
+expect_json(VectorCounts *counts, const char *what, const Buf *text,
+			bool accept)
+{
+	char		err[256];
+	JsonValue  *v = json_parse((const char *) text->data, text->len, err,
+							   sizeof(err));
+
+	if ((v != NULL) == accept)
+		counts->passed++;
+	else
+	{
+		counts->failed++;
+		printf("FAIL limits: %s %s%s%s\n", accept ? "refused" : "accepted",
+			   what, v == NULL ? ": " : "", v == NULL ? err : "");
+	}
+	json_free(v);
+}
+
 /*
  * Limits that no vector file shows well: numbers at the very edge of what
- * numeric holds must be accepted (whatever their length once written
- * out), and many numbers written short must not together expand beyond
- * JSON_MAX_NUMBER_GROWTH (jsonb would take them; the verifier refuses, as
- * no honest input holds them: see json.h).  Run after the files.
+ * numeric holds, and nesting at the limit, must be accepted (whatever
+ * their length once written out); many numbers written short must not
+ * together grow beyond JSON_MAX_NUMBER_GROWTH (jsonb would take them; the
+ * verifier refuses, as no honest input holds them: see json.h), while the
+ * same numbers written out are accepted.
  */
 static void
 check_limits(VectorCounts *counts)
 {
-	static const char *const accepted[] = {
+	static const char *const edges[] = {
 		"1e131071", "-9.9999e131071", "0.0001e131075", "10e131070",
 		"1e-16383", "1.5e-16382", "0e-16383", "0e1073741822",
 		"[1e131071, 1e131071, 1e131071, 1e131071, 1e131071, 1e131071, 1e-16383]",
 	};
-	struct
-	{
-		const char *what;
-		Buf			text;
-		bool		accept;
-	}			cases[3];
+	/* numbers of 131072 digits, one more than the growth allows */
+	size_t		n = JSON_MAX_NUMBER_GROWTH / 131072 + 1;
+	Buf			text;
 	size_t		i;
-	size_t		n;
 
-	/* nesting at the limit; numbers expanding a little over the cap */
-	for (i = 0; i < 3; i++)
-		buf_init(&cases[i].text);
-	cases[0].what = "nesting at the limit";
-	cases[0].accept = true;
+	buf_init(&text);
+	for (i = 0; i < sizeof(edges) / sizeof(edges[0]); i++)
+	{
+		buf_reset(&text);
+		buf_puts(&text, edges[i]);
+		expect_json(counts, edges[i], &text, true);
+	}
+
+	buf_reset(&text);
 	for (i = 0; i < 2 * JSON_MAX_DEPTH; i++)
-		buf_putc(&cases[0].text, i < JSON_MAX_DEPTH ? '[' : ']');
-	n = JSON_MAX_NUMBER_GROWTH / 131072 + 1;	/* 131072 digits each */
-	cases[1].what = "numbers expanding beyond the cap";
-	cases[1].accept = false;
-	cases[2].what = "the same numbers written out";
-	cases[2].accept = true;
-	buf_putc(&cases[1].text, '[');
-	buf_putc(&cases[2].text, '[');
+		buf_putc(&text, i < JSON_MAX_DEPTH ? '[' : ']');
+	expect_json(counts, "nesting at the limit", &text, true);
+
+	buf_reset(&text);
+	for (i = 0; i < n; i++)
+		buf_puts(&text, i == 0 ? "[1e131071" : ",1e131071");
+	buf_putc(&text, ']');
+	expect_json(counts, "numbers growing beyond the limit", &text, false);
+
+	buf_reset(&text);
 	for (i = 0; i < n; i++)
 	{
-		buf_puts(&cases[1].text, i > 0 ? ",1e131071" : "1e131071");
-		buf_puts(&cases[2].text, i > 0 ? ",1" : "1");
+		buf_puts(&text, i == 0 ? "[1" : ",1");
 		for (size_t z = 0; z < 131071; z++)
-			buf_putc(&cases[2].text, '0');
+			buf_putc(&text, '0');
 	}
-	buf_putc(&cases[1].text, ']');
-	buf_putc(&cases[2].text, ']');
-
-	for (i = 0; i < sizeof(accepted) / sizeof(accepted[0]) + 3; i++)
-	{
-		bool		is_case = i >= sizeof(accepted) / sizeof(accepted[0]);
-		size_t		c = i - sizeof(accepted) / sizeof(accepted[0]);
-		const char *text = is_case ? (const char *) cases[c].text.data : accepted[i];
-		size_t		len = is_case ? cases[c].text.len : strlen(accepted[i]);
-		bool		accept = is_case ? cases[c].accept : true;
-		char		err[256];
-		JsonValue  *v = json_parse(text, len, err, sizeof(err));
-
-		if ((v != NULL) == accept)
-			counts->passed++;
-		else
-		{
-			counts->failed++;
-			printf("FAIL limits: %s %s%s%s\n",
-				   accept ? "refused" : "accepted",
-				   is_case ? cases[c].what : text,
-				   v == NULL ? ": " : "", v == NULL ? err : "");
-		}
-		json_free(v);
-	}
-	for (i = 0; i < 3; i++)
-		buf_free(&cases[i].text);
+	buf_putc(&text, ']');
+	expect_json(counts, "the same numbers written out", &text, true);
+	buf_free(&text);
 }
 
 static bool
