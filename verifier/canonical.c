@@ -13,6 +13,7 @@
  *-------------------------------------------------------------------------
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "json.h"
@@ -44,8 +45,8 @@ put_zeros(Buf *out, int64_t n)
  * leading zero of D moves the point one place left; dropping a trailing
  * zero changes nothing.
  *
- * False if text is not a JSON number or would need more than
- * JSON_MAX_ZEROS zeros written out.
+ * False if text is not a JSON number or is one that numeric cannot hold
+ * (json.h): then nothing is appended.
  */
 bool
 canonical_number(const char *text, size_t len, Buf *out)
@@ -58,6 +59,7 @@ canonical_number(const char *text, size_t len, Buf *out)
 	bool		in_fraction = false;
 	int64_t		point = 0;
 	int64_t		ndigits = 0;
+	int64_t		nfraction = 0;	/* digits written after the '.' */
 	int64_t		exponent = 0;
 	int64_t		k;
 
@@ -76,6 +78,8 @@ canonical_number(const char *text, size_t len, Buf *out)
 			ndigits++;
 			if (!in_fraction)
 				point++;
+			else
+				nfraction++;
 		}
 	}
 	last = p - 1;
@@ -93,7 +97,7 @@ canonical_number(const char *text, size_t len, Buf *out)
 		for (; p < end && is_digit(*p); p++)
 		{
 			/* saturates far beyond anything accepted below */
-			if (exponent < 1000000000)
+			if (exponent <= JSON_MAX_EXPONENT)
 				exponent = exponent * 10 + (*p - '0');
 		}
 		if (p == exp_digits)
@@ -102,6 +106,11 @@ canonical_number(const char *text, size_t len, Buf *out)
 			exponent = -exponent;
 	}
 	if (p != end)
+		return false;
+	/* numeric_in's limits, in its order: the exponent, then the scale */
+	if (exponent > JSON_MAX_EXPONENT || exponent < -JSON_MAX_EXPONENT)
+		return false;
+	if (nfraction - exponent > JSON_MAX_DSCALE)
 		return false;
 	point += exponent;
 
@@ -125,7 +134,8 @@ canonical_number(const char *text, size_t len, Buf *out)
 		if (*last == '0')
 			ndigits--;
 	}
-	if (-point > JSON_MAX_ZEROS || point - ndigits > JSON_MAX_ZEROS)
+	/* and digits before the point; after it, the scale bounds them */
+	if (point > JSON_MAX_INT_DIGITS)
 		return false;
 
 	if (negative)
@@ -207,16 +217,9 @@ canonical_string(const char *s, size_t len, Buf *out)
 
 /* ---- values ---- */
 
-/*
- * Append the canonical text of v.  Objects are kept sorted and without
- * repeated keys by json.c, so members are written in order.  Recursion is
- * bounded by JSON_MAX_DEPTH, which json_parse enforces.
- */
-void
-canonical_json(const JsonValue *v, Buf *out)
+static void
+put_scalar(const JsonValue *v, Buf *out)
 {
-	size_t		i;
-
 	switch (v->kind)
 	{
 		case JSON_NULL:
@@ -236,21 +239,70 @@ canonical_json(const JsonValue *v, Buf *out)
 			return;
 		case JSON_ARRAY:
 		case JSON_OBJECT:
-			buf_putc(out, v->kind == JSON_ARRAY ? '[' : '{');
-			for (i = 0; i < v->count; i++)
-			{
-				if (i > 0)
-					buf_putc(out, ',');
-				if (v->kind == JSON_ARRAY)
-				{
-					canonical_json(v->items[i], out);
-					continue;
-				}
-				canonical_string(v->members[i].key, v->members[i].keylen, out);
-				buf_putc(out, ':');
-				canonical_json(v->members[i].value, out);
-			}
-			buf_putc(out, v->kind == JSON_ARRAY ? ']' : '}');
-			return;
+			break;
 	}
+}
+
+/* an array or object being written, and how many of its items are */
+typedef struct OpenWrite
+{
+	const JsonValue *container;
+	size_t		done;
+} OpenWrite;
+
+/*
+ * Append the canonical text of v.  Objects are kept sorted and without
+ * repeated keys by json.c, so members are written in order.  The
+ * containers being written are kept in a list rather than on the stack,
+ * so that no nesting can exhaust it.
+ */
+void
+canonical_json(const JsonValue *v, Buf *out)
+{
+	OpenWrite  *open = NULL;
+	size_t		depth = 0;
+	size_t		cap = 0;
+
+	for (;;)
+	{
+		if (v != NULL && v->kind != JSON_ARRAY && v->kind != JSON_OBJECT)
+			put_scalar(v, out);
+		else if (v != NULL)
+		{
+			buf_putc(out, v->kind == JSON_ARRAY ? '[' : '{');
+			open = xgrow(open, &cap, depth + 1, sizeof(OpenWrite));
+			open[depth].container = v;
+			open[depth].done = 0;
+			depth++;
+		}
+		/* the next item of the innermost container, closing finished ones */
+		v = NULL;
+		while (depth > 0 && v == NULL)
+		{
+			OpenWrite  *top = &open[depth - 1];
+			const JsonValue *c = top->container;
+
+			if (top->done == c->count)
+			{
+				buf_putc(out, c->kind == JSON_ARRAY ? ']' : '}');
+				depth--;
+				continue;
+			}
+			if (top->done > 0)
+				buf_putc(out, ',');
+			if (c->kind == JSON_ARRAY)
+				v = c->items[top->done];
+			else
+			{
+				canonical_string(c->members[top->done].key,
+								 c->members[top->done].keylen, out);
+				buf_putc(out, ':');
+				v = c->members[top->done].value;
+			}
+			top->done++;
+		}
+		if (depth == 0 && v == NULL)
+			break;
+	}
+	free(open);
 }

@@ -12,14 +12,21 @@
  * beyond 64 bits and rounds fractions to doubles; json-c clamps large
  * integers to the 64-bit range).
  *
- * What is added to yajl, so that only what jsonb could hold is accepted:
- * a nesting limit (yajl's own parser does not recurse, but json_free and
- * the canonical writer do); a strict check that every string and key is
- * well-formed UTF-8 (yajl lets overlong forms, surrogates and code points
- * above U+10FFFF through); a check that \u escapes of surrogates come in
- * pairs (yajl reads a lone one as '?'); and jsonb's object semantics:
- * members sorted by the bytes of their keys, a key given twice keeping its
- * last value.
+ * What is added to yajl, so that what is accepted is what jsonb (in
+ * PostgreSQL 15, UTF-8 database) accepts:
+ *   - numbers within numeric's limits (canonical.c, json.h), and a cap on
+ *     how much longer than the input all numbers written out may be;
+ *   - a strict check that every string and key is well-formed UTF-8 (yajl
+ *     lets overlong forms, surrogates and code points above U+10FFFF
+ *     through) and holds no U+0000 (jsonb refuses \u0000: text cannot
+ *     hold it);
+ *   - a check that \u escapes of surrogates come in pairs (yajl reads a
+ *     lone one as '?');
+ *   - whitespace only as RFC 8259 has it (yajl also skips \f and \v);
+ *   - a nesting limit, above what jsonb stores (json.h);
+ *   - jsonb's object semantics: members sorted by the bytes of their
+ *     keys, a key given twice keeping its last value.
+ * test/vectors/json_invalid.tsv holds inputs both must refuse.
  *
  * verifier/json.c
  *
@@ -52,6 +59,8 @@ typedef struct TreeBuilder
 	size_t		key_order;
 	const char *problem;		/* why a callback stopped yajl */
 	Buf			number;			/* canonical form of the last number */
+	size_t		number_bytes;	/* of all numbers so far, canonical */
+	size_t		number_budget;	/* the most number_bytes may reach */
 } TreeBuilder;
 
 /* ---- UTF-8 ---- */
@@ -162,24 +171,39 @@ new_value(JsonKind kind)
 	return v;
 }
 
+/*
+ * Free v and everything in it.  A list of values still to free stands in
+ * for recursion, so that no nesting can exhaust the stack.
+ */
 void
 json_free(JsonValue *v)
 {
+	JsonValue **todo = NULL;
+	size_t		ntodo = 0;
+	size_t		cap = 0;
 	size_t		i;
 
 	if (v == NULL)
 		return;
-	for (i = 0; v->kind == JSON_ARRAY && i < v->count; i++)
-		json_free(v->items[i]);
-	for (i = 0; v->kind == JSON_OBJECT && i < v->count; i++)
+	todo = xgrow(todo, &cap, 1, sizeof(JsonValue *));
+	todo[ntodo++] = v;
+	while (ntodo > 0)
 	{
-		free(v->members[i].key);
-		json_free(v->members[i].value);
+		v = todo[--ntodo];
+		todo = xgrow(todo, &cap, ntodo + v->count, sizeof(JsonValue *));
+		for (i = 0; v->kind == JSON_ARRAY && i < v->count; i++)
+			todo[ntodo++] = v->items[i];
+		for (i = 0; v->kind == JSON_OBJECT && i < v->count; i++)
+		{
+			free(v->members[i].key);
+			todo[ntodo++] = v->members[i].value;
+		}
+		free(v->items);
+		free(v->members);
+		free(v->str);
+		free(v);
 	}
-	free(v->items);
-	free(v->members);
-	free(v->str);
-	free(v);
+	free(todo);
 }
 
 /* Hang v into the innermost open container, or make it the root. */
@@ -282,6 +306,12 @@ on_number(void *ctx, const char *text, size_t len)
 		tb->problem = "number out of range";
 		return 0;
 	}
+	tb->number_bytes += tb->number.len;
+	if (tb->number_bytes > tb->number_budget)
+	{
+		tb->problem = "numbers too long when written out";
+		return 0;
+	}
 	v = new_value(JSON_NUMBER);
 	v->len = tb->number.len;
 	v->str = xstrndup((const char *) tb->number.data, tb->number.len);
@@ -299,6 +329,11 @@ on_string(void *ctx, const unsigned char *s, size_t len)
 		tb->problem = "invalid UTF-8 in a string";
 		return 0;
 	}
+	if (memchr(s, '\0', len) != NULL)
+	{
+		tb->problem = "\\u0000 in a string";
+		return 0;
+	}
 	v = new_value(JSON_STRING);
 	v->len = len;
 	v->str = xstrndup((const char *) s, len);
@@ -314,6 +349,11 @@ on_key(void *ctx, const unsigned char *s, size_t len)
 	if (!utf8_well_formed(s, len))
 	{
 		tb->problem = "invalid UTF-8 in an object key";
+		return 0;
+	}
+	if (memchr(s, '\0', len) != NULL)
+	{
+		tb->problem = "\\u0000 in an object key";
 		return 0;
 	}
 	free(tb->key);
@@ -398,6 +438,7 @@ json_parse(const char *text, size_t len, char *err, size_t errlen)
 	yajl_handle h;
 	yajl_status st;
 	size_t		at;
+	const char *p;
 
 	at = unpaired_surrogate(text, len);
 	if (at < len)
@@ -407,8 +448,22 @@ json_parse(const char *text, size_t len, char *err, size_t errlen)
 		return NULL;
 	}
 
+	/*
+	 * yajl skips \f and \v as whitespace; RFC 8259 and jsonb do not.  In a
+	 * string they would be raw control characters, refused as well, so
+	 * either byte anywhere makes the text invalid.
+	 */
+	if ((p = memchr(text, '\f', len)) != NULL ||
+		(p = memchr(text, '\v', len)) != NULL)
+	{
+		snprintf(err, errlen, "invalid JSON at byte %zu: raw form feed or "
+				 "vertical tab", (size_t) (p - text));
+		return NULL;
+	}
+
 	memset(&tb, 0, sizeof(tb));
 	buf_init(&tb.number);
+	tb.number_budget = len + JSON_MAX_NUMBER_GROWTH;
 	h = yajl_alloc(&tree_callbacks, NULL, &tb);
 	if (h == NULL)
 		fatal("out of memory");

@@ -15,20 +15,37 @@
 #include "verify.h"
 
 /*
- * Deepest nesting accepted.  The extension's tool_audit.max_depth setting
- * goes up to 10000, so anything it stores must parse here.  yajl itself
- * does not recurse; the limit bounds the recursion of json_free() and of
- * the canonical writer.
+ * Deepest nesting accepted.  jsonb's limit is the server's stack:
+ * PostgreSQL 15 stores arrays nested 14513 deep with the default
+ * max_stack_depth of 2MB and 54563 deep with 7680kB, the most an 8MB stack
+ * rlimit allows; this is well above both.  Nothing here recurses on the
+ * nesting (yajl keeps its own stack, json_free and the canonical writer
+ * theirs), so the limit only bounds a value's memory, like any other.
  */
-#define JSON_MAX_DEPTH 10000
+#define JSON_MAX_DEPTH 100000
 
 /*
- * Most zeros a number may need written out, before or after its digits.
- * numeric holds at most 131072 digits before the point and 16383 after
- * it, so nothing jsonb stores comes near; the bound keeps "1e999999999"
- * from turning into a billion zeros.
+ * What a number may be: exactly what numeric_in (and so jsonb) accepts in
+ * PostgreSQL 15.  At most 131072 digits before the decimal point
+ * (NUMERIC_WEIGHT_MAX base-10000 digits), a display scale -- the digits
+ * written after the point, minus the exponent -- of at most 16383
+ * (NUMERIC_DSCALE_MAX; trailing zeros count, so 1.0e-16383 is refused
+ * while 1e-16383 is not), and an exponent below INT_MAX / 2 in magnitude
+ * (even for zero).
  */
-#define JSON_MAX_ZEROS 200000
+#define JSON_MAX_INT_DIGITS 131072
+#define JSON_MAX_DSCALE 16383
+#define JSON_MAX_EXPONENT 1073741822
+
+/*
+ * A number is written out in full, so "1e131071" (8 bytes) becomes 131072.
+ * Beyond the limits above, the canonical text of all numbers of one JSON
+ * text together may not exceed the length of that text by more than this.
+ * Honest inputs never come near: PostgreSQL prints jsonb numbers without
+ * exponent, so rows read from the database and digests written by the
+ * extension hold their numbers already written out.
+ */
+#define JSON_MAX_NUMBER_GROWTH (1024 * 1024)
 
 typedef enum JsonKind
 {
@@ -45,7 +62,7 @@ typedef struct JsonValue JsonValue;
 
 typedef struct JsonMember
 {
-	char	   *key;			/* UTF-8, NUL-terminated, may contain NUL */
+	char	   *key;			/* UTF-8, NUL-terminated, no NUL inside */
 	size_t		keylen;
 	JsonValue  *value;
 	size_t		order;			/* position in the text, while parsing */

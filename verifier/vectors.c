@@ -69,6 +69,130 @@ check_json(char **fields, char *msg, size_t msglen)
 	return same;
 }
 
+/*
+ * json_invalid.tsv: form, input, what is wrong.  The input must be
+ * refused.  form "text" is the input itself, "hex" its bytes in hex,
+ * "deep" a count N of arrays nested in each other.
+ */
+static bool
+check_invalid(char **fields, char *msg, size_t msglen)
+{
+	Buf			input;
+	JsonValue  *v;
+	char		err[256];
+	bool		ok = true;
+
+	buf_init(&input);
+	if (strcmp(fields[0], "text") == 0)
+		buf_puts(&input, fields[1]);
+	else if (strcmp(fields[0], "hex") == 0 && strlen(fields[1]) % 2 == 0)
+	{
+		size_t		n = strlen(fields[1]) / 2;
+
+		buf_reserve(&input, n);
+		ok = hex_decode(fields[1], 2 * n, input.data, n);
+		input.len = n;
+	}
+	else if (strcmp(fields[0], "deep") == 0)
+	{
+		int64_t		n;
+
+		ok = parse_int64(fields[1], strlen(fields[1]), &n) && n > 0 &&
+			n <= 10 * JSON_MAX_DEPTH;
+		for (int64_t i = 0; ok && i < 2 * n; i++)
+			buf_putc(&input, i < n ? '[' : ']');
+	}
+	else
+		ok = false;
+	if (!ok)
+	{
+		snprintf(msg, msglen, "malformed vector");
+		buf_free(&input);
+		return false;
+	}
+	v = json_parse((const char *) input.data, input.len, err, sizeof(err));
+	if (v != NULL)
+	{
+		snprintf(msg, msglen, "accepted (%s)", fields[2]);
+		json_free(v);
+		ok = false;
+	}
+	buf_free(&input);
+	return ok;
+}
+
+/* One built-in case of check_limits: text must be accepted, or refused. */
+static void
+expect_json(VectorCounts *counts, const char *what, const Buf *text,
+			bool accept)
+{
+	char		err[256];
+	JsonValue  *v = json_parse((const char *) text->data, text->len, err,
+							   sizeof(err));
+
+	if ((v != NULL) == accept)
+		counts->passed++;
+	else
+	{
+		counts->failed++;
+		printf("FAIL limits: %s %s%s%s\n", accept ? "refused" : "accepted",
+			   what, v == NULL ? ": " : "", v == NULL ? err : "");
+	}
+	json_free(v);
+}
+
+/*
+ * Limits that no vector file shows well: numbers at the very edge of what
+ * numeric holds, and nesting at the limit, must be accepted (whatever
+ * their length once written out); many numbers written short must not
+ * together grow beyond JSON_MAX_NUMBER_GROWTH (jsonb would take them; the
+ * verifier refuses, as no honest input holds them: see json.h), while the
+ * same numbers written out are accepted.
+ */
+static void
+check_limits(VectorCounts *counts)
+{
+	static const char *const edges[] = {
+		"1e131071", "-9.9999e131071", "0.0001e131075", "10e131070",
+		"1e-16383", "1.5e-16382", "0e-16383", "0e1073741822",
+		"[1e131071, 1e131071, 1e131071, 1e131071, 1e131071, 1e131071, 1e-16383]",
+	};
+	/* numbers of 131072 digits, one more than the growth allows */
+	size_t		n = JSON_MAX_NUMBER_GROWTH / 131072 + 1;
+	Buf			text;
+	size_t		i;
+
+	buf_init(&text);
+	for (i = 0; i < sizeof(edges) / sizeof(edges[0]); i++)
+	{
+		buf_reset(&text);
+		buf_puts(&text, edges[i]);
+		expect_json(counts, edges[i], &text, true);
+	}
+
+	buf_reset(&text);
+	for (i = 0; i < 2 * JSON_MAX_DEPTH; i++)
+		buf_putc(&text, i < JSON_MAX_DEPTH ? '[' : ']');
+	expect_json(counts, "nesting at the limit", &text, true);
+
+	buf_reset(&text);
+	for (i = 0; i < n; i++)
+		buf_puts(&text, i == 0 ? "[1e131071" : ",1e131071");
+	buf_putc(&text, ']');
+	expect_json(counts, "numbers growing beyond the limit", &text, false);
+
+	buf_reset(&text);
+	for (i = 0; i < n; i++)
+	{
+		buf_puts(&text, i == 0 ? "[1" : ",1");
+		for (size_t z = 0; z < 131071; z++)
+			buf_putc(&text, '0');
+	}
+	buf_putc(&text, ']');
+	expect_json(counts, "the same numbers written out", &text, true);
+	buf_free(&text);
+}
+
 static bool
 parse_uuid(const char *s, size_t len, unsigned char out[16])
 {
@@ -426,6 +550,8 @@ run_vectors(const char *dir)
 	bool		ok = true;
 
 	ok &= run_file(dir, "json.tsv", 2, check_json, &counts);
+	ok &= run_file(dir, "json_invalid.tsv", 3, check_invalid, &counts);
+	check_limits(&counts);
 	ok &= run_file(dir, "rows.tsv", 3, check_row, &counts);
 	ok &= run_file(dir, "links.tsv", 6, check_link, &counts);
 	ok &= run_file(dir, "chains.tsv", 3, check_chain, &counts);

@@ -4,7 +4,10 @@
 # detect: the value detectors (src/detect.c);
 # json:   the external verifier's JSON reading and canonical writing
 #         (verifier/json.c on yajl, verifier/canonical.c), seeded with the
-#         inputs of test/vectors/json.tsv and rows.tsv.
+#         inputs of test/vectors/json.tsv, rows.tsv and json_invalid.tsv; its oracle is a
+#         second, simple canonical writer in fuzz_json.c.
+# Inputs are at most max_len bytes; a run using more than 256 MB (RSS, or
+# one malloc) is a finding: the verifier must not amplify what it reads.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -34,6 +37,10 @@ json)
             n=$((n + 1)); printf '%s' "$line" > "$out/corpus/$f.$n"
         done
     done
+    # and the texts both must refuse, numbers near numeric's limits among them
+    grep '^text' "$root/test/vectors/json_invalid.tsv" | cut -f2 | while IFS= read -r line; do
+        n=$((n + 1)); printf '%s' "$line" > "$out/corpus/invalid.$n"
+    done
     maxlen=4096
     ;;
 *)
@@ -41,4 +48,4 @@ json)
     exit 2
     ;;
 esac
-"$out/fuzz" -max_total_time="$secs" -max_len="$maxlen" -print_final_stats=1 "$out/corpus"
+"$out/fuzz" -max_total_time="$secs" -max_len="$maxlen" -rss_limit_mb=256 -print_final_stats=1 "$out/corpus"

@@ -165,6 +165,37 @@ SELECT count(*) > 10 AS enough_vectors FROM json_vectors;
 SELECT input, canonical, tool_audit.canonical_json(input::jsonb) AS got
   FROM json_vectors WHERE tool_audit.canonical_json(input::jsonb) IS DISTINCT FROM canonical;
 
+-- every text of test/vectors/json_invalid.tsv is refused by jsonb, as by the
+-- verifier (form hex: bytes that may not even be UTF-8; deep: N nested arrays)
+\set json_invalid :abs_srcdir '/vectors/json_invalid.tsv'
+CREATE TEMP TABLE json_invalid_lines (line text);
+COPY json_invalid_lines FROM :'json_invalid' WITH (FORMAT csv, DELIMITER E'\x02', QUOTE E'\x01');
+CREATE FUNCTION pg_temp.jsonb_refusal(form text, input text) RETURNS text
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF form = 'text' THEN
+        PERFORM input::jsonb;
+    ELSIF form = 'hex' THEN
+        PERFORM convert_from(decode(input, 'hex'), 'UTF8')::jsonb;
+    ELSIF form = 'deep' THEN
+        PERFORM (repeat('[', input::int) || repeat(']', input::int))::jsonb;
+    ELSE
+        RETURN 'unknown form';
+    END IF;
+    RETURN NULL;
+EXCEPTION WHEN OTHERS THEN
+    RETURN SQLERRM;
+END $$;
+CREATE TEMP VIEW json_invalid AS
+  SELECT split_part(line, E'\t', 1) AS form, split_part(line, E'\t', 2) AS input,
+         split_part(line, E'\t', 3) AS why
+    FROM json_invalid_lines WHERE line NOT LIKE '#%' AND line <> '';
+SELECT count(*) > 50 AS enough_invalid FROM json_invalid;
+SELECT form, input, why FROM json_invalid WHERE pg_temp.jsonb_refusal(form, input) IS NULL;
+-- how jsonb refuses them
+SELECT regexp_replace(pg_temp.jsonb_refusal(form, input), ': 0x.*', '') AS refusal, count(*)
+  FROM json_invalid GROUP BY 1 ORDER BY 1;
+
 -- verify(): nothing wrong; verify(since) checks the rows since then
 SELECT * FROM tool_audit.verify();
 SELECT * FROM tool_audit.verify(now() - interval '1 hour');

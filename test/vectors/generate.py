@@ -499,6 +499,97 @@ def link_cases():
     return out
 
 
+# JSON texts that jsonb and the verifier must both refuse: (form, input,
+# what is wrong).  form "text": the input as it is; "hex": its bytes in hex
+# (bytes that are not UTF-8, raw control characters: no text line or COPY
+# carries them); "deep": N arrays nested in each other, "[" * N + "]" * N.
+INVALID_JSON = [
+    ("text", '"\\ud800"', "lone high surrogate"),
+    ("text", '"\\udc00"', "lone low surrogate"),
+    ("text", '"\\udc00\\ud800"', "surrogate pair reversed"),
+    ("text", '"\\ud800\\ud800"', "two high surrogates"),
+    ("text", '"\\ud800\\u0041"', "high surrogate, then no low one"),
+    ("text", '"\\ud800x"', "high surrogate at a raw character"),
+    ("text", '{"\\udfff": 1}', "lone surrogate in a key"),
+    ("text", '"\\u0000"', "U+0000, which text cannot hold"),
+    ("text", '{"a\\u0000b": 1}', "U+0000 in a key"),
+    ("text", '"\\x41"', "unknown escape"),
+    ("text", '"\\u12"', "short \\u escape"),
+    ("text", '"\\U0041"', "upper-case U escape"),
+    ("text", '"\\\'"', "escaped single quote"),
+    ("text", '"abc', "unterminated string"),
+    ("text", "'a'", "single quotes"),
+    ("text", "{'a': 1}", "single-quoted key"),
+    ("text", "{a: 1}", "bare key"),
+    ("text", "{1: 1}", "number as key"),
+    ("text", '{"a" 1}', "no colon"),
+    ("text", '{"a": 1 "b": 2}', "no comma between members"),
+    ("text", "[1 2]", "no comma between items"),
+    ("text", "[1,]", "trailing comma in an array"),
+    ("text", '{"a": 1,}', "trailing comma in an object"),
+    ("text", "[", "unclosed array"),
+    ("text", "[1]]", "trailing garbage"),
+    ("text", "[1] x", "trailing garbage"),
+    ("text", "1 2", "two values"),
+    ("text", "", "empty text"),
+    ("text", "   ", "only whitespace"),
+    ("text", "/* c */ 1", "block comment"),
+    ("text", "1 // c", "line comment"),
+    ("text", "[1, /* c */ 2]", "comment inside"),
+    ("text", "NaN", "NaN"),
+    ("text", "nan", "NaN"),
+    ("text", "Infinity", "Infinity"),
+    ("text", "-Infinity", "-Infinity"),
+    ("text", "TRUE", "upper-case literal"),
+    ("text", "nul", "truncated literal"),
+    ("text", "01", "leading zero"),
+    ("text", "-01", "leading zero"),
+    ("text", "00", "leading zero"),
+    ("text", "-", "bare minus"),
+    ("text", "+1", "plus sign"),
+    ("text", "1.", "no digit after the point"),
+    ("text", ".5", "no digit before the point"),
+    ("text", "-.5", "no digit before the point"),
+    ("text", "1.e5", "no digit after the point"),
+    ("text", "1e", "no exponent digits"),
+    ("text", "1e+", "no exponent digits"),
+    ("text", "0x10", "hexadecimal"),
+    ("text", "1e200000", "more than 131072 digits before the point"),
+    ("text", "[1e199999]", "more than 131072 digits before the point"),
+    ("text", "1e131072", "131073 digits before the point"),
+    ("text", "-1e131072", "131073 digits before the point"),
+    ("text", "10e131071", "131073 digits before the point"),
+    ("text", "0.0001e131076", "131073 digits before the point"),
+    ("text", "1e-16384", "scale 16384"),
+    ("text", "1.0e-16383", "scale 16384 (trailing zeros count)"),
+    ("text", "1.5e-16383", "scale 16384"),
+    ("text", "0e-16384", "scale 16384, even for zero"),
+    ("text", "0e1073741823", "exponent out of numeric_in's range"),
+    ("text", "0e-1073741823", "exponent out of numeric_in's range"),
+    ("text", "1e99999999999999999999", "exponent out of numeric_in's range"),
+    ("hex", '"\x01"'.encode().hex(), "raw control character in a string"),
+    ("hex", '"a\tb"'.encode().hex(), "raw tab in a string"),
+    ("hex", '"a\nb"'.encode().hex(), "raw newline in a string"),
+    ("hex", '"a\x00b"'.encode().hex(), "raw NUL in a string"),
+    ("hex", "22c0af22", "overlong UTF-8 (2 bytes)"),
+    ("hex", "22e080af22", "overlong UTF-8 (3 bytes)"),
+    ("hex", "22f08280ac22", "overlong UTF-8 (4 bytes)"),
+    ("hex", "22eda08022", "UTF-8 of a surrogate"),
+    ("hex", "22edbfbf22", "UTF-8 of a surrogate"),
+    ("hex", "22f490808022", "UTF-8 above U+10FFFF"),
+    ("hex", "22f5808080 22".replace(" ", ""), "UTF-8 lead byte F5"),
+    ("hex", "228022", "lone continuation byte"),
+    ("hex", "22e28222", "truncated UTF-8 sequence"),
+    ("hex", "22ff22", "byte FF"),
+    ("hex", "7b22c0af223a317d", "overlong UTF-8 in a key"),
+    ("hex", "310c", "form feed as whitespace"),
+    ("hex", "0b31", "vertical tab as whitespace"),
+    ("hex", "efbbbf31", "byte order mark"),
+    ("hex", "c2a031", "no-break space as whitespace"),
+    ("deep", "100001", "nested deeper than 100000"),
+]
+
+
 def render():
     files = {}
     lines = ["# JSON text<TAB>canonical form (doc/canonical-encoding.md section 3)",
@@ -508,6 +599,23 @@ def render():
         assert "\t" not in text and "\n" not in text and "\t" not in canon
         lines.append(text + "\t" + canon)
     files["json.tsv"] = lines
+
+    lines = ["# form<TAB>JSON text<TAB>what is wrong: texts that jsonb and the verifier refuse",
+             "# form: text (as it is), hex (its bytes in hex), deep (N: N '[' then N ']')",
+             "# generated by test/vectors/generate.py; do not edit"]
+    for form, text, why in INVALID_JSON:
+        assert "\t" not in text and "\n" not in text and "\t" not in why
+        if form == "text":
+            try:
+                parse_json(text)
+            except ValueError:
+                pass
+            else:
+                # Python's reader is laxer (surrogates, numeric's range)
+                assert any(w in why for w in ("surrogate", "U+0000", "digits",
+                                              "scale", "exponent")), text
+        lines.append(form + "\t" + text + "\t" + why)
+    files["json_invalid.tsv"] = lines
 
     lines = ["# table<TAB>non-NULL columns as [name, tag, value]<TAB>row_hash (section 2)",
              "# generated by test/vectors/generate.py; do not edit",
