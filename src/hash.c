@@ -316,13 +316,6 @@ put_field(StringInfo buf, const TaHashedColumn *col, Datum d)
 	int			lenpos;
 	char		tag = col->tag == 'e' ? 's' : col->tag;
 
-	if (col->tag == '?')
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("column \"%s\" has type %s, which the row hash cannot encode",
-						col->name, format_type_be(col->typid)),
-				 errdetail("doc/canonical-encoding.md lists the types a row hash covers.")));
-
 	appendStringInfoCharMacro(buf, (char) col->namelen);
 	appendBinaryStringInfo(buf, col->name, col->namelen);
 	appendStringInfoCharMacro(buf, tag);
@@ -413,6 +406,17 @@ ta_row_hash(const TaLayout *layout, Datum *values, bool *nulls,
 {
 	StringInfoData buf;
 
+	/* a table with such a column has no row hash at all, even while it is NULL */
+	if (layout->unencodable >= 0)
+	{
+		const TaHashedColumn *col = &layout->hashed[layout->unencodable];
+
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("column \"%s\" has type %s, which the row hash cannot encode",
+						col->name, format_type_be(col->typid)),
+				 errdetail("doc/canonical-encoding.md lists the types a row hash covers.")));
+	}
 	initStringInfo(&buf);
 	appendBinaryStringInfo(&buf, ROW_HASH_DOMAIN, sizeof(ROW_HASH_DOMAIN));	/* with the 0 */
 	appendStringInfoChar(&buf, (char) layout->namelen);

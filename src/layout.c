@@ -272,8 +272,13 @@ build_layout(Relation rel)
 		h->typlen = att->attlen;
 	}
 	qsort(l->hashed, l->nhashed, sizeof(TaHashedColumn), hashed_cmp);
-	l->time_column = l->column[TA_COL_RECORDED_AT] >= 0 ?
-		l->column[TA_COL_RECORDED_AT] : l->column[TA_COL_OCCURRED_AT];
+	l->unencodable = -1;
+	for (int h = 0; h < l->nhashed && l->unencodable < 0; h++)
+		if (l->hashed[h].tag == '?')
+			l->unencodable = h;
+	/* what verify(since) compares: each table's own time of recording */
+	l->time_column = strcmp(l->name, "admin_events") == 0 ?
+		l->column[TA_COL_OCCURRED_AT] : l->column[TA_COL_RECORDED_AT];
 	l->chained = true;
 	for (int c = TA_FIRST_CHAIN_COLUMN; c < TA_NCOLUMNS; c++)
 		l->chained = l->chained && l->column[c] >= 0;
@@ -296,7 +301,12 @@ ta_layout_of(Relation rel)
 	{
 		if (cache[i].layout != NULL && cache[i].layout->relid == relid)
 		{
-			if (cache[i].valid)
+			/*
+			 * Callers size their value arrays by layout->natts and deform with
+			 * the relation's descriptor: never hand out a layout of another
+			 * shape, whatever an invalidation may have missed.
+			 */
+			if (cache[i].valid && cache[i].layout->natts == RelationGetDescr(rel)->natts)
 				return cache[i].layout;
 			slot = &cache[i];
 		}

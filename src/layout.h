@@ -80,6 +80,8 @@ typedef struct TaLayout
 	Oid			id_sequence;	/* <table>_id_seq */
 	Oid			chain_index;	/* <table>_chain_position; invalid before 1.1 */
 	Oid			event_id_index; /* <table>_event_id_key */
+	int			unencodable;	/* index in hashed[] of a column the row hash
+								 * cannot encode, or -1 */
 	int			nhashed;
 	TaHashedColumn hashed[FLEXIBLE_ARRAY_MEMBER];
 } TaLayout;

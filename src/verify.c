@@ -255,7 +255,7 @@ walk_table(Verification *w, const char *table)
 	}
 	rel = ta_layout_open(table, AccessShareLock, &layout);
 	col = layout->column;
-	if (layout->chained && !OidIsValid(layout->chain_index))
+	if (!OidIsValid(layout->chain_index))
 	{
 		table_close(rel, AccessShareLock);
 		report(w, table, false, 0, 0, -1, -1, "table or its chain position index is missing");
