@@ -27,7 +27,7 @@ INSTALL_PARTS = $(sort $(wildcard $(srcdir)/sql/install/*.sql))
 
 # pg_regress (test/sql, test/expected): one file per capability, in dependency order
 # (setup creates roles and fixtures).  Isolation specs: test/isolation.  TAP: test/t.
-REGRESS = setup sanitize detect pseudonym summarize log_call log_event \
+REGRESS = setup sanitize detect sanitize_coverage pseudonym summarize log_call log_event \
 	append_only ddl_guard roles tenants rules_admin bad_input chain reports exports upgrade
 REGRESS_OPTS = --inputdir=test --outputdir=test --load-extension=tool_audit
 
