@@ -8,13 +8,18 @@
  * regular expression engine, no allocation but the span list, linear time.
  * They report byte spans; sanitize.c decides what replaces them.
  *
- *	bearer			"Bearer <token>" / "Basic <credentials>" (HTTP auth values)
+ *	bearer			"Bearer <token>" / "Basic <credentials>" / "Token <token>"
+ *					(HTTP auth values; any case, spaces, tabs or line breaks)
  *	jwt				three base64url segments, the first starting "eyJ"
  *	pem_private_key	-----BEGIN ... PRIVATE KEY----- through its END line
  *	api_key			well-known key shapes: sk-..., sk_live_..., ghp_...,
  *					github_pat_..., xox?-..., AKIA/ASIA + 16, AIza + 35,
- *					glpat-..., hf_..., npm_..., whsec_...
- *	us_ssn			ddd-dd-dddd or ddd dd dddd, with the SSA's validity rules
+ *					glpat-..., hf_..., npm_..., whsec_..., and the other
+ *					providers' prefixes of api_key_shapes below
+ *	url_credentials	the password of scheme://user:password@host
+ *	us_ssn			ddd-dd-dddd or ddd dd dddd, with the SSA's validity rules;
+ *					nine digits in a row only right after "SSN" or
+ *					"social security" (so order ids of nine digits pass)
  *	card_number		13 to 19 digits, optionally grouped by single spaces or
  *					dashes, passing the Luhn check
  *
@@ -39,6 +44,7 @@ static const char *const detector_names[TA_DETECT__COUNT] = {
 	[TA_DETECT_API_KEY] = "api_key",
 	[TA_DETECT_US_SSN] = "us_ssn",
 	[TA_DETECT_CARD_NUMBER] = "card_number",
+	[TA_DETECT_URL_CREDENTIALS] = "url_credentials",
 };
 
 const char *
@@ -183,11 +189,72 @@ token68_member(char c)
 }
 
 static bool
+b64url_dot_member(char c)
+{
+	return is_b64url(c) || c == '.';
+}
+
+static bool
+digit_member(char c)
+{
+	return is_digit(c);
+}
+
+static bool
 upper_alnum_member(char c)
 {
 	return is_digit(c) || (c >= 'A' && c <= 'Z');
 }
 
+static inline bool
+is_auth_space(char c)
+{
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+/*
+ * A word of prose rather than a credential: letters only, and either all
+ * capitals or lower case after the first letter ("training",
+ * "Authentication").  Base64 credentials mix cases, digits and "=".
+ */
+static bool
+is_plain_word(const char *s, int len)
+{
+	bool		upper = true,
+				lower_tail = true;
+
+	for (int i = 0; i < len; i++)
+	{
+		char		c = s[i];
+
+		if (c >= 'A' && c <= 'Z')
+		{
+			if (i > 0)
+				lower_tail = false;
+		}
+		else if (c >= 'a' && c <= 'z')
+			upper = false;
+		else
+			return false;
+	}
+	return upper || lower_tail;
+}
+
+static bool
+has_digit(const char *s, int len)
+{
+	for (int i = 0; i < len; i++)
+		if (is_digit(s[i]))
+			return true;
+	return false;
+}
+
+/*
+ * "Bearer <token>", "Basic <credentials>" and "Token <token>", the scheme in
+ * any case, then spaces, tabs or line breaks.  Bearer takes any token68 of
+ * 8 or more; Basic must not be a plain word ("basic training"); Token (a
+ * word of prose too) needs 16 or more with a digit in them.
+ */
 static void
 detect_bearer(const char *s, int len, int rule, TaSpanList *out)
 {
@@ -196,28 +263,33 @@ detect_bearer(const char *s, int len, int rule, TaSpanList *out)
 		int			scheme;
 		int			j,
 					tok;
+		char		c;
 
 		SCAN_CFI(i);
-		/* both schemes start with a b: most positions end here */
-		if ((s[i] | 0x20) != 'b' || !boundary_before(s, i))
+		/* the schemes start with b or t: most positions end here */
+		c = s[i] | 0x20;
+		if ((c != 'b' && c != 't') || !boundary_before(s, i))
 			continue;
 		if (has_prefix(s, len, i, "bearer", 6, true))
 			scheme = 6;
 		else if (has_prefix(s, len, i, "basic", 5, true))
 			scheme = 5;
+		else if (has_prefix(s, len, i, "token", 5, true))
+			scheme = -5;
 		else
 			continue;
-		j = i + scheme;
-		if (j >= len || s[j] != ' ')
+		j = i + (scheme < 0 ? -scheme : scheme);
+		if (j >= len || !is_auth_space(s[j]))
 			continue;
-		while (j < len && s[j] == ' ')
+		while (j < len && is_auth_space(s[j]))
 			j++;
 		tok = run_length(s, len, j, token68_member);
-		if (tok >= 8)
-		{
-			ta_span_add(out, i, j + tok, rule);
-			i = j + tok - 1;
-		}
+		if (tok < 8 ||
+			(scheme == 5 && is_plain_word(s + j, tok)) ||
+			(scheme == -5 && (tok < 16 || !has_digit(s + j, tok))))
+			continue;
+		ta_span_add(out, i, j + tok, rule);
+		i = j + tok - 1;
 	}
 }
 
@@ -308,6 +380,7 @@ typedef struct ApiKeyShape
 	int			min_tail;		/* shortest tail after the prefix */
 	int			exact_tail;		/* if > 0: tail must be exactly this long */
 	bool		upper_only;		/* tail of [A-Z0-9] only */
+	bool		dots;			/* tail of base64url and "." */
 } ApiKeyShape;
 
 static ApiKeyShape api_key_shapes[] = {
@@ -334,25 +407,51 @@ static ApiKeyShape api_key_shapes[] = {
 	{"AKIA", 0, 16, 16, true},		/* AWS access key ids */
 	{"ASIA", 0, 16, 16, true},
 	{"AIza", 0, 35, 35, false},	/* Google API keys */
+	{"GOCSPX-", 0, 24, 0, false},	/* Google OAuth client secrets */
+	{"ya29.", 0, 20, 0, false},	/* Google OAuth access tokens */
+	{"SG.", 0, 40, 0, false, true},	/* SendGrid: SG.<22>.<43> */
+	{"dop_v1_", 0, 40, 0, false},	/* DigitalOcean */
+	{"doo_v1_", 0, 40, 0, false},
+	{"dor_v1_", 0, 40, 0, false},
+	{"shpat_", 0, 32, 0, false},	/* Shopify */
+	{"shpss_", 0, 32, 0, false},
+	{"shpca_", 0, 32, 0, false},
+	{"shppa_", 0, 32, 0, false},
+	{"dckr_pat_", 0, 20, 0, false},	/* Docker Hub */
+	{"pypi-AgE", 0, 20, 0, false},	/* PyPI */
+	{"xapp-", 0, 20, 0, false},	/* Slack app-level and refresh tokens */
+	{"xoxe-", 0, 10, 0, false},
+	{"sq0csp-", 0, 30, 0, false},	/* Square */
+	{"sq0atp-", 0, 20, 0, false},
+	{"ATATT", 0, 30, 0, false},	/* Atlassian API tokens */
+	{"gldt-", 0, 20, 0, false},	/* GitLab deploy, runner, trigger tokens */
+	{"glrt-", 0, 20, 0, false},
+	{"glptt-", 0, 20, 0, false},
+	{"glsa_", 0, 30, 0, false},	/* Grafana service accounts */
+	{"hvs.", 0, 24, 0, false},		/* HashiCorp Vault */
+	{"lin_api_", 0, 30, 0, false},	/* Linear */
+	{"pscale_pw_", 0, 30, 0, false},	/* PlanetScale */
+	{"rubygems_", 0, 40, 0, false},
+	{"AGE-SECRET-KEY-1", 0, 40, 0, true},	/* age */
 };
 
 /*
  * The shapes by the first byte of their prefix (a bit per shape), so that a
  * position is compared only with the shapes that can start there.
  */
-static uint32 api_key_first[256];
+static uint64 api_key_first[256];
 static bool api_key_ready = false;
 
 static void
 api_key_prepare(void)
 {
-	StaticAssertStmt(lengthof(api_key_shapes) <= 32, "one bit per shape");
+	StaticAssertStmt(lengthof(api_key_shapes) <= 64, "one bit per shape");
 	for (int k = 0; k < (int) lengthof(api_key_shapes); k++)
 	{
 		ApiKeyShape *shape = &api_key_shapes[k];
 
 		shape->prefix_len = strlen(shape->prefix);
-		api_key_first[(unsigned char) shape->prefix[0]] |= (uint32) 1 << k;
+		api_key_first[(unsigned char) shape->prefix[0]] |= (uint64) 1 << k;
 	}
 	api_key_ready = true;
 }
@@ -362,12 +461,13 @@ detect_api_key(const char *s, int len, int rule, TaSpanList *out)
 {
 	RunCache	b64 = {b64url_member, 0, 0};
 	RunCache	upper = {upper_alnum_member, 0, 0};
+	RunCache	dotted = {b64url_dot_member, 0, 0};
 
 	if (!api_key_ready)
 		api_key_prepare();
 	for (int i = 0; i < len; i++)
 	{
-		uint32		candidates = api_key_first[(unsigned char) s[i]];
+		uint64		candidates = api_key_first[(unsigned char) s[i]];
 
 		SCAN_CFI(i);
 		if (candidates == 0 || !boundary_before(s, i))
@@ -378,10 +478,11 @@ detect_api_key(const char *s, int len, int rule, TaSpanList *out)
 			int			plen = shape->prefix_len;
 			int			tail;
 
-			if (!(candidates & ((uint32) 1 << k)) ||
+			if (!(candidates & ((uint64) 1 << k)) ||
 				!has_prefix(s, len, i, shape->prefix, plen, false))
 				continue;
-			tail = cached_run_length(shape->upper_only ? &upper : &b64,
+			tail = cached_run_length(shape->upper_only ? &upper :
+									 shape->dots ? &dotted : &b64,
 									 s, len, i + plen);
 			if (tail < shape->min_tail ||
 				(shape->exact_tail > 0 && tail != shape->exact_tail) ||
@@ -404,33 +505,127 @@ digits_value(const char *s, int n)
 	return v;
 }
 
+static bool
+ssn_valid(int area, int group, int serial)
+{
+	return !(area == 0 || area == 666 || area >= 900 || group == 0 || serial == 0);
+}
+
+/*
+ * Do the bytes just before i name a social security number ("SSN",
+ * "ssn#", "social security number: ", "soc. sec. no"), with no other number
+ * in between?  A bounded look back, so the scan stays linear.
+ */
+#define SSN_CONTEXT 24
+
+static bool
+ssn_context_before(const char *s, int i)
+{
+	int			from = Max(0, i - SSN_CONTEXT);
+
+	for (int k = i - 1; k >= from; k--)
+	{
+		if (is_digit(s[k]))
+			return false;		/* another number comes between */
+		if (((s[k] | 0x20) == 's' && has_prefix(s, i, k, "ssn", 3, true) &&
+			 boundary_before(s, k)) ||
+			has_prefix(s, i, k, "social security", 15, true) ||
+			has_prefix(s, i, k, "soc. sec", 8, true) ||
+			has_prefix(s, i, k, "soc sec", 7, true))
+			return true;
+	}
+	return false;
+}
+
 static void
 detect_ssn(const char *s, int len, int rule, TaSpanList *out)
 {
-	for (int i = 0; i + 11 <= len; i++)
+	for (int i = 0; i + 9 <= len; i++)
 	{
 		const char *p = s + i;
-		char		sep = p[3];
-		int			area,
-					group,
-					serial;
+		char		sep;
 
 		SCAN_CFI(i);
-		if (!boundary_before(s, i) || (i > 0 && s[i - 1] == '-') ||
-			!(sep == '-' || sep == ' ') || p[6] != sep ||
-			!is_digit(p[0]) || !is_digit(p[1]) || !is_digit(p[2]) ||
+		if (!is_digit(p[0]) || !boundary_before(s, i) || (i > 0 && s[i - 1] == '-'))
+			continue;
+		/* nine digits in a row, right after words that say SSN */
+		if (run_length(s, len, i, digit_member) == 9)
+		{
+			if (!boundary_after(s, len, i + 9) || (i + 9 < len && s[i + 9] == '-') ||
+				!ssn_valid(digits_value(p, 3), digits_value(p + 3, 2),
+						   digits_value(p + 5, 4)) ||
+				!ssn_context_before(s, i))
+			{
+				i += 8;
+				continue;
+			}
+			ta_span_add(out, i, i + 9, rule);
+			i += 8;
+			continue;
+		}
+		if (i + 11 > len)
+			continue;
+		sep = p[3];
+		if (!(sep == '-' || sep == ' ') || p[6] != sep ||
+			!is_digit(p[1]) || !is_digit(p[2]) ||
 			!is_digit(p[4]) || !is_digit(p[5]) ||
 			!is_digit(p[7]) || !is_digit(p[8]) || !is_digit(p[9]) ||
 			!is_digit(p[10]) || !boundary_after(s, len, i + 11) ||
 			(i + 11 < len && s[i + 11] == '-'))
 			continue;
-		area = digits_value(p, 3);
-		group = digits_value(p + 4, 2);
-		serial = digits_value(p + 7, 4);
-		if (area == 0 || area == 666 || area >= 900 || group == 0 || serial == 0)
+		if (!ssn_valid(digits_value(p, 3), digits_value(p + 4, 2),
+					   digits_value(p + 7, 4)))
 			continue;
 		ta_span_add(out, i, i + 11, rule);
 		i += 10;
+	}
+}
+
+/*
+ * The password of a URL's user information, scheme://user:password@host:
+ * from the first ":" after "://" to the last "@" before the authority ends
+ * (at "/", "?", "#", a quote, a bracket or white space).  The user, host
+ * and path stay readable; a URL without a password is left alone.
+ */
+static inline bool
+ends_authority(char c)
+{
+	return c == '/' || c == '?' || c == '#' || c == ' ' || c == '\t' ||
+		c == '\n' || c == '\r' || c == '"' || c == '\'' || c == '<' ||
+		c == '>' || c == '\\';
+}
+
+static void
+detect_url_credentials(const char *s, int len, int rule, TaSpanList *out)
+{
+	int			from = 0;
+
+	for (;;)
+	{
+		int			k = find(s, len, from, "://");
+		int			a,
+					e,
+					colon = -1,
+					at = -1;
+
+		if (k < 0)
+			return;
+		CHECK_FOR_INTERRUPTS();
+		a = k + 3;
+		from = a;
+		if (k == 0 || !is_alnum(s[k - 1]))
+			continue;			/* no scheme */
+		for (e = a; e < len && !ends_authority(s[e]); e++)
+		{
+			if (s[e] == ':' && colon < 0)
+				colon = e;
+			else if (s[e] == '@')
+				at = e;
+		}
+		from = Max(from, e);
+		if (at < 0 || colon < 0 || colon > at || colon + 1 == at)
+			continue;
+		ta_span_add(out, colon + 1, at, rule);
 	}
 }
 
@@ -603,6 +798,8 @@ ta_detector_min_length(TaDetector d)
 			return 11;
 		case TA_DETECT_CARD_NUMBER:
 			return 13;
+		case TA_DETECT_URL_CREDENTIALS: /* "a://:p@" */
+			return 7;
 		case TA_DETECT__COUNT:
 			break;
 	}
@@ -622,13 +819,18 @@ ta_detect_possible(TaDetector d, const char *s, int len)
 	switch (d)
 	{
 		case TA_DETECT_BEARER:
-			return memchr(s, ' ', len) != NULL;
+			return memchr(s, ' ', len) != NULL || memchr(s, '\t', len) != NULL ||
+				memchr(s, '\n', len) != NULL || memchr(s, '\r', len) != NULL;
 		case TA_DETECT_JWT:
 			return memchr(s, '.', len) != NULL;
 		case TA_DETECT_PEM_PRIVATE_KEY:
 			return memchr(s, '-', len) != NULL;
 		case TA_DETECT_US_SSN:
-			return memchr(s, '-', len) != NULL || memchr(s, ' ', len) != NULL;
+			/* separated, or after "ssn" / "social security" */
+			return memchr(s, '-', len) != NULL || memchr(s, ' ', len) != NULL ||
+				memchr(s, 's', len) != NULL || memchr(s, 'S', len) != NULL;
+		case TA_DETECT_URL_CREDENTIALS:
+			return memchr(s, '@', len) != NULL;
 		case TA_DETECT_API_KEY:
 		case TA_DETECT_CARD_NUMBER:
 		case TA_DETECT__COUNT:
@@ -659,6 +861,9 @@ ta_detect(TaDetector d, const char *s, int len, int rule, TaSpanList *out)
 			break;
 		case TA_DETECT_CARD_NUMBER:
 			detect_card(s, len, rule, out);
+			break;
+		case TA_DETECT_URL_CREDENTIALS:
+			detect_url_credentials(s, len, rule, out);
 			break;
 		case TA_DETECT__COUNT:
 			elog(ERROR, "invalid detector");
