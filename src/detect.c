@@ -266,9 +266,12 @@ detect_bearer(const char *s, int len, int rule, TaSpanList *out)
 		char		c;
 
 		SCAN_CFI(i);
-		/* the schemes start with b or t: most positions end here */
+		/* the schemes start be, ba or to: most positions end here */
 		c = s[i] | 0x20;
-		if ((c != 'b' && c != 't') || !boundary_before(s, i))
+		if ((c != 'b' && c != 't') || i + 1 >= len)
+			continue;
+		c = s[i + 1] | 0x20;
+		if ((c != 'e' && c != 'a' && c != 'o') || !boundary_before(s, i))
 			continue;
 		if (has_prefix(s, len, i, "bearer", 6, true))
 			scheme = 6;
@@ -595,10 +598,20 @@ ends_authority(char c)
 		c == '>' || c == '\\';
 }
 
+/*
+ * A URL with a password is longer than this ("ftp://u:p@h" is 11 bytes):
+ * shorter strings are not looked at, which keeps the shortest match of all
+ * the built-in detectors (rs->min_value_len) where short ids need no scan.
+ */
+#define URL_CREDENTIALS_MIN_LEN 11
+
 static void
 detect_url_credentials(const char *s, int len, int rule, TaSpanList *out)
 {
 	int			from = 0;
+
+	if (len < URL_CREDENTIALS_MIN_LEN)
+		return;
 
 	for (;;)
 	{
@@ -798,8 +811,8 @@ ta_detector_min_length(TaDetector d)
 			return 11;
 		case TA_DETECT_CARD_NUMBER:
 			return 13;
-		case TA_DETECT_URL_CREDENTIALS: /* "a://:p@" */
-			return 7;
+		case TA_DETECT_URL_CREDENTIALS:
+			return URL_CREDENTIALS_MIN_LEN;
 		case TA_DETECT__COUNT:
 			break;
 	}
@@ -819,16 +832,21 @@ ta_detect_possible(TaDetector d, const char *s, int len)
 	switch (d)
 	{
 		case TA_DETECT_BEARER:
-			return memchr(s, ' ', len) != NULL || memchr(s, '\t', len) != NULL ||
-				memchr(s, '\n', len) != NULL || memchr(s, '\r', len) != NULL;
+			if (memchr(s, ' ', len) != NULL)
+				return true;
+			for (int i = 0; i < len; i++)
+				if (s[i] == '\t' || s[i] == '\n' || s[i] == '\r')
+					return true;
+			return false;
 		case TA_DETECT_JWT:
 			return memchr(s, '.', len) != NULL;
 		case TA_DETECT_PEM_PRIVATE_KEY:
 			return memchr(s, '-', len) != NULL;
 		case TA_DETECT_US_SSN:
-			/* separated, or after "ssn" / "social security" */
+			/* separated, or nine digits after "ssn<separator>" (13 or more) */
 			return memchr(s, '-', len) != NULL || memchr(s, ' ', len) != NULL ||
-				memchr(s, 's', len) != NULL || memchr(s, 'S', len) != NULL;
+				(len >= 13 &&
+				 (memchr(s, 's', len) != NULL || memchr(s, 'S', len) != NULL));
 		case TA_DETECT_URL_CREDENTIALS:
 			return memchr(s, '@', len) != NULL;
 		case TA_DETECT_API_KEY:

@@ -832,7 +832,7 @@ walk(const TaRuleSet *rs, Jsonb *in, const char *what, int *clean, Jsonb **out)
 
 	w.rs = rs;
 	w.rewritten = palloc0(sizeof(List *) * (ta_max_depth + 2));
-	pair_action = palloc0(sizeof(TaAction) * (ta_max_depth + 2));
+	pair_action = NULL;			/* allocated at the first "name" or "key" */
 	w.what = what;
 	w.build = build;
 	w.clean = build ? *clean : 0;
@@ -866,7 +866,8 @@ walk(const TaRuleSet *rs, Jsonb *in, const char *what, int *clean, Jsonb **out)
 				if (tok == WJB_BEGIN_ARRAY && depth == 1)
 					raw_scalar = v.val.array.rawScalar;
 				w.rewritten[depth] = NIL;
-				pair_action[depth] = TA_ACTION_NONE;
+				if (pair_action)
+					pair_action[depth] = TA_ACTION_NONE;
 				act = have_key ? pending : TA_ACTION_NONE;
 				if (act == TA_ACTION_REDACT || act == TA_ACTION_DROP)
 				{
@@ -918,8 +919,10 @@ walk(const TaRuleSet *rs, Jsonb *in, const char *what, int *clean, Jsonb **out)
 				pending = keep_depth ? TA_ACTION_KEEP
 					: key_action(w.rs, v.val.string.val, v.val.string.len);
 				pair_name = pending == TA_ACTION_NONE && is_pair_name(&v);
-				if (pending == TA_ACTION_NONE && pair_action[depth] != TA_ACTION_NONE &&
-					is_pair_value(&v))
+				if (pair_name && pair_action == NULL)
+					pair_action = palloc0(sizeof(TaAction) * (ta_max_depth + 2));
+				if (pending == TA_ACTION_NONE && pair_action &&
+					pair_action[depth] != TA_ACTION_NONE && is_pair_value(&v))
 					pending = pair_action[depth];
 				if (pending != TA_ACTION_KEEP && pending != TA_ACTION_DROP &&
 					w.token > w.clean)
@@ -931,8 +934,14 @@ walk(const TaRuleSet *rs, Jsonb *in, const char *what, int *clean, Jsonb **out)
 				if (skip_depth)
 					break;
 				if (tok == WJB_VALUE && pair_name && v.type == jbvString)
-					pair_action[depth] = key_action(w.rs, v.val.string.val,
-													v.val.string.len);
+				{
+					/* with both "key" and "name", a sensitive one decides */
+					TaAction	pa = key_action(w.rs, v.val.string.val,
+												v.val.string.len);
+
+					if (pa != TA_ACTION_NONE)
+						pair_action[depth] = pa;
+				}
 				pair_name = false;
 				act = (tok == WJB_VALUE) ? pending : TA_ACTION_NONE;
 				if (act == TA_ACTION_NONE)

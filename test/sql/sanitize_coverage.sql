@@ -85,6 +85,8 @@ SELECT tool_audit.sanitize('{"headers": [{"name": "Authorization", "value": "opa
   {"Name": "Set-Cookie", "Value": "s=1"}, {"name": "email", "value": "jane@example.com"}]}');
 -- a "name" that is not sensitive, or a pair that is not name/value, stays
 SELECT tool_audit.sanitize('[{"name": "token_count", "value": 12}, {"name": "password", "title": "x"}, {"name": "Bob", "value": "Smith"}]');
+-- with both "key" and "name", a sensitive one decides
+SELECT tool_audit.sanitize('[{"key": "api_key", "name": "Primary", "value": "k-1"}, {"key": "colour", "name": "Token", "value": "t-1"}]');
 
 -- JSON inside strings: parsed, sanitized as JSON, re-serialized
 SELECT tool_audit.sanitize('{"body": "{\"user\": \"bob\", \"password\": \"hunter2\", \"n\": 1}"}');
