@@ -195,12 +195,6 @@ b64url_dot_member(char c)
 }
 
 static bool
-digit_member(char c)
-{
-	return is_digit(c);
-}
-
-static bool
 upper_alnum_member(char c)
 {
 	return is_digit(c) || (c >= 'A' && c <= 'Z');
@@ -540,6 +534,17 @@ ssn_context_before(const char *s, int i)
 	return false;
 }
 
+/* The digits in a row at i, counted up to 10 (all the SSN scan needs). */
+static inline int
+ssn_digit_run(const char *s, int len, int i)
+{
+	int			n = 0;
+
+	while (n < 10 && i + n < len && is_digit(s[i + n]))
+		n++;
+	return n;
+}
+
 static void
 detect_ssn(const char *s, int len, int rule, TaSpanList *out)
 {
@@ -552,7 +557,7 @@ detect_ssn(const char *s, int len, int rule, TaSpanList *out)
 		if (!is_digit(p[0]) || !boundary_before(s, i) || (i > 0 && s[i - 1] == '-'))
 			continue;
 		/* nine digits in a row, right after words that say SSN */
-		if (run_length(s, len, i, digit_member) == 9)
+		if (ssn_digit_run(s, len, i) == 9)
 		{
 			if (!boundary_after(s, len, i + 9) || (i + 9 < len && s[i + 9] == '-') ||
 				!ssn_valid(digits_value(p, 3), digits_value(p + 3, 2),
