@@ -1,8 +1,9 @@
-/* tool_audit--1.2--1.3.sql: a COMMENT on every function, on the type and on the last view without one */
+/* tool_audit--1.2--1.3.sql: a COMMENT on every function, on the type and on the last view without one;
+   wider sanitizing (issue 12): new built-in key rules and the url_credentials detector */
 
 \echo Use "ALTER EXTENSION tool_audit UPDATE TO '1.3'" to load this file. \quit
 
--- 1.3 changes no behaviour.  Its install script, tool_audit--1.3.sql, creates
+-- 1.3 sanitizes more (below, at the end); nothing else changes.  Its install script, tool_audit--1.3.sql, creates
 -- the final schema in one pass (built from sql/install/*.sql); these are the
 -- comments it adds, word for word: test/t/010_fresh_vs_upgraded.pl checks that
 -- a database upgraded from 1.0 and a fresh one have the same catalogs.
@@ -128,3 +129,38 @@ COMMENT ON FUNCTION tool_audit.fhir_audit_event(tool_audit.tool_calls) IS
     'One tool call as a FHIR R4 AuditEvent resource';
 COMMENT ON FUNCTION tool_audit.export_fhir(timestamptz, timestamptz, text) IS
     'The tool calls in a period, of one subject if given, as FHIR R4 AuditEvent resources';
+
+-- Sanitizing (issue 12): the detector the C library now knows, and the rules
+-- the install script seeds after the 1.0 ones, in the same order, so that
+-- they get the same rule_id values as in a fresh install.  The rule guards
+-- refuse built-in rows and would record each as an admin event: they are
+-- off for these inserts only, and ENABLE ALWAYS again after them.
+ALTER TABLE tool_audit.sanitize_rules DROP CONSTRAINT detector_is_known;
+ALTER TABLE tool_audit.sanitize_rules ADD CONSTRAINT detector_is_known CHECK (
+        match <> 'detector' OR
+        pattern IN ('bearer', 'jwt', 'pem_private_key', 'api_key', 'us_ssn', 'card_number',
+                    'url_credentials'));
+ALTER TABLE tool_audit.sanitize_rules
+    DISABLE TRIGGER sanitize_rules_check,
+    DISABLE TRIGGER sanitize_rules_audit;
+
+INSERT INTO tool_audit.sanitize_rules (applies_to, match, pattern, action, priority, builtin, note)
+SELECT 'key', m, p, 'pseudonymize', 50, true, 'personal data'
+  FROM (VALUES ('prefix', 'ssn'), ('regex', '[^i]ssn$'), ('contains', 'socialsecurity')) AS v(m, p);
+
+INSERT INTO tool_audit.sanitize_rules (applies_to, match, pattern, action, priority, builtin, note)
+SELECT 'key', m, p, 'redact', 100, true, 'secret'
+  FROM (VALUES ('exact', 'pass'), ('exact', 'pw'), ('exact', 'pswd'), ('contains', 'passcode'),
+               ('contains', 'credential'), ('suffix', 'sessionid'), ('exact', 'sessid'),
+               ('suffix', 'sessionkey'), ('exact', 'otp'), ('exact', 'totp'), ('exact', 'hotp'),
+               ('exact', 'otpcode'), ('exact', 'mfacode'), ('exact', 'twofactorcode'),
+               ('exact', 'verificationcode'), ('exact', 'pin'), ('exact', 'pincode'),
+               ('exact', 'pinnumber'), ('suffix', 'signature'), ('exact', 'sig'),
+               ('contains', 'connectionstring'), ('exact', 'connstr'), ('contains', 'accountkey'),
+               ('contains', 'sharedaccesskey'), ('exact', 'cookies'), ('contains', 'securitycode')) AS v(m, p);
+
+INSERT INTO tool_audit.sanitize_rules (applies_to, match, pattern, action, priority, builtin, note)
+VALUES ('value', 'detector', 'url_credentials', 'redact', 100, true, 'secret found by value');
+ALTER TABLE tool_audit.sanitize_rules
+    ENABLE ALWAYS TRIGGER sanitize_rules_check,
+    ENABLE ALWAYS TRIGGER sanitize_rules_audit;

@@ -8,13 +8,18 @@
  * regular expression engine, no allocation but the span list, linear time.
  * They report byte spans; sanitize.c decides what replaces them.
  *
- *	bearer			"Bearer <token>" / "Basic <credentials>" (HTTP auth values)
+ *	bearer			"Bearer <token>" / "Basic <credentials>" / "Token <token>"
+ *					(HTTP auth values; any case, spaces, tabs or line breaks)
  *	jwt				three base64url segments, the first starting "eyJ"
  *	pem_private_key	-----BEGIN ... PRIVATE KEY----- through its END line
  *	api_key			well-known key shapes: sk-..., sk_live_..., ghp_...,
  *					github_pat_..., xox?-..., AKIA/ASIA + 16, AIza + 35,
- *					glpat-..., hf_..., npm_..., whsec_...
- *	us_ssn			ddd-dd-dddd or ddd dd dddd, with the SSA's validity rules
+ *					glpat-..., hf_..., npm_..., whsec_..., and the other
+ *					providers' prefixes of api_key_shapes below
+ *	url_credentials	the password of scheme://user:password@host
+ *	us_ssn			ddd-dd-dddd or ddd dd dddd, with the SSA's validity rules;
+ *					nine digits in a row only right after "SSN" or
+ *					"social security" (so order ids of nine digits pass)
  *	card_number		13 to 19 digits, optionally grouped by single spaces or
  *					dashes, passing the Luhn check
  *
@@ -31,6 +36,36 @@
 
 /* check for query cancel every 64 kB scanned */
 #define SCAN_CFI(i) do { if (((i) & 0xFFFF) == 0) CHECK_FOR_INTERRUPTS(); } while (0)
+
+static const char *const detector_names[TA_DETECT__COUNT] = {
+	[TA_DETECT_BEARER] = "bearer",
+	[TA_DETECT_JWT] = "jwt",
+	[TA_DETECT_PEM_PRIVATE_KEY] = "pem_private_key",
+	[TA_DETECT_API_KEY] = "api_key",
+	[TA_DETECT_US_SSN] = "us_ssn",
+	[TA_DETECT_CARD_NUMBER] = "card_number",
+	[TA_DETECT_URL_CREDENTIALS] = "url_credentials",
+};
+
+const char *
+ta_detector_name(TaDetector d)
+{
+	return detector_names[d];
+}
+
+bool
+ta_detector_from_name(const char *name, TaDetector *d)
+{
+	for (int i = 0; i < TA_DETECT__COUNT; i++)
+	{
+		if (strcmp(name, detector_names[i]) == 0)
+		{
+			*d = (TaDetector) i;
+			return true;
+		}
+	}
+	return false;
+}
 
 void
 ta_span_add(TaSpanList *list, int start, int end, int rule)
@@ -154,11 +189,66 @@ token68_member(char c)
 }
 
 static bool
+b64url_dot_member(char c)
+{
+	return is_b64url(c) || c == '.';
+}
+
+static bool
 upper_alnum_member(char c)
 {
 	return is_digit(c) || (c >= 'A' && c <= 'Z');
 }
 
+static inline bool
+is_auth_space(char c)
+{
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+/*
+ * A word of prose rather than a credential: letters only, and either all
+ * capitals or lower case after the first letter ("training",
+ * "Authentication").  Base64 credentials mix cases, digits and "=".
+ */
+static bool
+is_plain_word(const char *s, int len)
+{
+	bool		upper = true,
+				lower_tail = true;
+
+	for (int i = 0; i < len; i++)
+	{
+		char		c = s[i];
+
+		if (c >= 'A' && c <= 'Z')
+		{
+			if (i > 0)
+				lower_tail = false;
+		}
+		else if (c >= 'a' && c <= 'z')
+			upper = false;
+		else
+			return false;
+	}
+	return upper || lower_tail;
+}
+
+static bool
+has_digit(const char *s, int len)
+{
+	for (int i = 0; i < len; i++)
+		if (is_digit(s[i]))
+			return true;
+	return false;
+}
+
+/*
+ * "Bearer <token>", "Basic <credentials>" and "Token <token>", the scheme in
+ * any case, then spaces, tabs or line breaks.  Bearer takes any token68 of
+ * 8 or more; Basic must not be a plain word ("basic training"); Token (a
+ * word of prose too) needs 16 or more with a digit in them.
+ */
 static void
 detect_bearer(const char *s, int len, int rule, TaSpanList *out)
 {
@@ -167,28 +257,36 @@ detect_bearer(const char *s, int len, int rule, TaSpanList *out)
 		int			scheme;
 		int			j,
 					tok;
+		char		c;
 
 		SCAN_CFI(i);
-		/* both schemes start with a b: most positions end here */
-		if ((s[i] | 0x20) != 'b' || !boundary_before(s, i))
+		/* the schemes start be, ba or to: most positions end here */
+		c = s[i] | 0x20;
+		if ((c != 'b' && c != 't') || i + 1 >= len)
+			continue;
+		c = s[i + 1] | 0x20;
+		if ((c != 'e' && c != 'a' && c != 'o') || !boundary_before(s, i))
 			continue;
 		if (has_prefix(s, len, i, "bearer", 6, true))
 			scheme = 6;
 		else if (has_prefix(s, len, i, "basic", 5, true))
 			scheme = 5;
+		else if (has_prefix(s, len, i, "token", 5, true))
+			scheme = -5;
 		else
 			continue;
-		j = i + scheme;
-		if (j >= len || s[j] != ' ')
+		j = i + (scheme < 0 ? -scheme : scheme);
+		if (j >= len || !is_auth_space(s[j]))
 			continue;
-		while (j < len && s[j] == ' ')
+		while (j < len && is_auth_space(s[j]))
 			j++;
 		tok = run_length(s, len, j, token68_member);
-		if (tok >= 8)
-		{
-			ta_span_add(out, i, j + tok, rule);
-			i = j + tok - 1;
-		}
+		if (tok < 8 ||
+			(scheme == 5 && is_plain_word(s + j, tok)) ||
+			(scheme == -5 && (tok < 16 || !has_digit(s + j, tok))))
+			continue;
+		ta_span_add(out, i, j + tok, rule);
+		i = j + tok - 1;
 	}
 }
 
@@ -272,70 +370,85 @@ detect_pem(const char *s, int len, int rule, TaSpanList *out)
 	}
 }
 
-/*
- * Key shapes: the prefixes of one kind of key and what must follow them.
- * No prefix is a prefix of another, so at most one can match at a place.
- */
 typedef struct ApiKeyShape
 {
-	const char *prefixes[8];	/* NULL-terminated */
+	const char *prefix;
+	int			prefix_len;		/* filled in on first use */
 	int			min_tail;		/* shortest tail after the prefix */
 	int			exact_tail;		/* if > 0: tail must be exactly this long */
 	bool		upper_only;		/* tail of [A-Z0-9] only */
+	bool		dots;			/* tail of base64url and "." */
 } ApiKeyShape;
 
-static const ApiKeyShape api_key_shapes[] = {
-	/* OpenAI, Anthropic (sk-ant-...); GitLab */
-	{{"sk-", "glpat-"}, 20, 0, false},
-	/* Stripe */
-	{{"sk_live_", "sk_test_", "rk_live_", "rk_test_", "whsec_"}, 16, 0, false},
-	/* GitHub; Hugging Face */
-	{{"ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_", "hf_"}, 30, 0, false},
-	/* Slack */
-	{{"xoxb-", "xoxp-", "xoxa-", "xoxr-", "xoxs-"}, 10, 0, false},
-	{{"npm_"}, 36, 0, false},
-	/* AWS access key ids */
-	{{"AKIA", "ASIA"}, 16, 16, true},
-	/* Google API keys */
-	{{"AIza"}, 35, 35, false},
+static ApiKeyShape api_key_shapes[] = {
+	{"sk-", 0, 20, 0, false},		/* OpenAI, Anthropic (sk-ant-...) */
+	{"sk_live_", 0, 16, 0, false},	/* Stripe */
+	{"sk_test_", 0, 16, 0, false},
+	{"rk_live_", 0, 16, 0, false},
+	{"rk_test_", 0, 16, 0, false},
+	{"whsec_", 0, 16, 0, false},
+	{"ghp_", 0, 30, 0, false},		/* GitHub */
+	{"gho_", 0, 30, 0, false},
+	{"ghu_", 0, 30, 0, false},
+	{"ghs_", 0, 30, 0, false},
+	{"ghr_", 0, 30, 0, false},
+	{"github_pat_", 0, 30, 0, false},
+	{"xoxb-", 0, 10, 0, false},	/* Slack */
+	{"xoxp-", 0, 10, 0, false},
+	{"xoxa-", 0, 10, 0, false},
+	{"xoxr-", 0, 10, 0, false},
+	{"xoxs-", 0, 10, 0, false},
+	{"glpat-", 0, 20, 0, false},	/* GitLab */
+	{"hf_", 0, 30, 0, false},		/* Hugging Face */
+	{"npm_", 0, 36, 0, false},
+	{"AKIA", 0, 16, 16, true},		/* AWS access key ids */
+	{"ASIA", 0, 16, 16, true},
+	{"AIza", 0, 35, 35, false},	/* Google API keys */
+	{"GOCSPX-", 0, 24, 0, false},	/* Google OAuth client secrets */
+	{"ya29.", 0, 20, 0, false},	/* Google OAuth access tokens */
+	{"SG.", 0, 40, 0, false, true},	/* SendGrid: SG.<22>.<43> */
+	{"dop_v1_", 0, 40, 0, false},	/* DigitalOcean */
+	{"doo_v1_", 0, 40, 0, false},
+	{"dor_v1_", 0, 40, 0, false},
+	{"shpat_", 0, 32, 0, false},	/* Shopify */
+	{"shpss_", 0, 32, 0, false},
+	{"shpca_", 0, 32, 0, false},
+	{"shppa_", 0, 32, 0, false},
+	{"dckr_pat_", 0, 20, 0, false},	/* Docker Hub */
+	{"pypi-AgE", 0, 20, 0, false},	/* PyPI */
+	{"xapp-", 0, 20, 0, false},	/* Slack app-level and refresh tokens */
+	{"xoxe-", 0, 10, 0, false},
+	{"sq0csp-", 0, 30, 0, false},	/* Square */
+	{"sq0atp-", 0, 20, 0, false},
+	{"ATATT", 0, 30, 0, false},	/* Atlassian API tokens */
+	{"gldt-", 0, 20, 0, false},	/* GitLab deploy, runner, trigger tokens */
+	{"glrt-", 0, 20, 0, false},
+	{"glptt-", 0, 20, 0, false},
+	{"glsa_", 0, 30, 0, false},	/* Grafana service accounts */
+	{"hvs.", 0, 24, 0, false},		/* HashiCorp Vault */
+	{"lin_api_", 0, 30, 0, false},	/* Linear */
+	{"pscale_pw_", 0, 30, 0, false},	/* PlanetScale */
+	{"rubygems_", 0, 40, 0, false},
+	{"AGE-SECRET-KEY-1", 0, 40, 0, true},	/* age */
 };
 
 /*
- * Every prefix with its shape, and the prefixes by their first byte (a bit
- * per prefix), so that a position is compared only with the prefixes that
- * can start there.
+ * The shapes by the first byte of their prefix (a bit per shape), so that a
+ * position is compared only with the shapes that can start there.
  */
-typedef struct ApiKeyPrefix
-{
-	const char *prefix;
-	int			len;
-	const ApiKeyShape *shape;
-} ApiKeyPrefix;
-
-static ApiKeyPrefix api_key_prefixes[32];
-static int	n_api_key_prefixes = 0;
-static uint32 api_key_first[256];
+static uint64 api_key_first[256];
 static bool api_key_ready = false;
 
 static void
 api_key_prepare(void)
 {
+	StaticAssertStmt(lengthof(api_key_shapes) <= 64, "one bit per shape");
 	for (int k = 0; k < (int) lengthof(api_key_shapes); k++)
 	{
-		const ApiKeyShape *shape = &api_key_shapes[k];
+		ApiKeyShape *shape = &api_key_shapes[k];
 
-		for (int p = 0; p < (int) lengthof(shape->prefixes) && shape->prefixes[p]; p++)
-		{
-			ApiKeyPrefix *ap = &api_key_prefixes[n_api_key_prefixes];
-
-			if (n_api_key_prefixes >= (int) lengthof(api_key_prefixes))
-				elog(ERROR, "too many api key prefixes");	/* one bit each */
-			ap->prefix = shape->prefixes[p];
-			ap->len = strlen(ap->prefix);
-			ap->shape = shape;
-			api_key_first[(unsigned char) ap->prefix[0]] |= (uint32) 1 << n_api_key_prefixes;
-			n_api_key_prefixes++;
-		}
+		shape->prefix_len = strlen(shape->prefix);
+		api_key_first[(unsigned char) shape->prefix[0]] |= (uint64) 1 << k;
 	}
 	api_key_ready = true;
 }
@@ -345,26 +458,28 @@ detect_api_key(const char *s, int len, int rule, TaSpanList *out)
 {
 	RunCache	b64 = {b64url_member, 0, 0};
 	RunCache	upper = {upper_alnum_member, 0, 0};
+	RunCache	dotted = {b64url_dot_member, 0, 0};
 
 	if (!api_key_ready)
 		api_key_prepare();
 	for (int i = 0; i < len; i++)
 	{
-		uint32		candidates = api_key_first[(unsigned char) s[i]];
+		uint64		candidates = api_key_first[(unsigned char) s[i]];
 
 		SCAN_CFI(i);
 		if (candidates == 0 || !boundary_before(s, i))
 			continue;
-		for (int k = 0; k < n_api_key_prefixes; k++)
+		for (int k = 0; k < (int) lengthof(api_key_shapes); k++)
 		{
-			const ApiKeyShape *shape = api_key_prefixes[k].shape;
-			int			plen = api_key_prefixes[k].len;
+			const ApiKeyShape *shape = &api_key_shapes[k];
+			int			plen = shape->prefix_len;
 			int			tail;
 
-			if (!(candidates & ((uint32) 1 << k)) ||
-				!has_prefix(s, len, i, api_key_prefixes[k].prefix, plen, false))
+			if (!(candidates & ((uint64) 1 << k)) ||
+				!has_prefix(s, len, i, shape->prefix, plen, false))
 				continue;
-			tail = cached_run_length(shape->upper_only ? &upper : &b64,
+			tail = cached_run_length(shape->upper_only ? &upper :
+									 shape->dots ? &dotted : &b64,
 									 s, len, i + plen);
 			if (tail < shape->min_tail ||
 				(shape->exact_tail > 0 && tail != shape->exact_tail) ||
@@ -387,33 +502,148 @@ digits_value(const char *s, int n)
 	return v;
 }
 
+static bool
+ssn_valid(int area, int group, int serial)
+{
+	return !(area == 0 || area == 666 || area >= 900 || group == 0 || serial == 0);
+}
+
+/*
+ * Do the bytes just before i name a social security number ("SSN",
+ * "ssn#", "social security number: ", "soc. sec. no"), with no other number
+ * in between?  A bounded look back, so the scan stays linear.
+ */
+#define SSN_CONTEXT 24
+
+static bool
+ssn_context_before(const char *s, int i)
+{
+	int			from = Max(0, i - SSN_CONTEXT);
+
+	for (int k = i - 1; k >= from; k--)
+	{
+		if (is_digit(s[k]))
+			return false;		/* another number comes between */
+		if (((s[k] | 0x20) == 's' && has_prefix(s, i, k, "ssn", 3, true) &&
+			 boundary_before(s, k)) ||
+			has_prefix(s, i, k, "social security", 15, true) ||
+			has_prefix(s, i, k, "soc. sec", 8, true) ||
+			has_prefix(s, i, k, "soc sec", 7, true))
+			return true;
+	}
+	return false;
+}
+
+/* The digits in a row at i, counted up to 10 (all the SSN scan needs). */
+static inline int
+ssn_digit_run(const char *s, int len, int i)
+{
+	int			n = 0;
+
+	while (n < 10 && i + n < len && is_digit(s[i + n]))
+		n++;
+	return n;
+}
+
 static void
 detect_ssn(const char *s, int len, int rule, TaSpanList *out)
 {
-	for (int i = 0; i + 11 <= len; i++)
+	for (int i = 0; i + 9 <= len; i++)
 	{
 		const char *p = s + i;
-		char		sep = p[3];
-		int			area,
-					group,
-					serial;
+		char		sep;
 
 		SCAN_CFI(i);
-		if (!boundary_before(s, i) || (i > 0 && s[i - 1] == '-') ||
-			!(sep == '-' || sep == ' ') || p[6] != sep ||
-			!is_digit(p[0]) || !is_digit(p[1]) || !is_digit(p[2]) ||
+		if (!is_digit(p[0]) || !boundary_before(s, i) || (i > 0 && s[i - 1] == '-'))
+			continue;
+		/* nine digits in a row, right after words that say SSN */
+		if (ssn_digit_run(s, len, i) == 9)
+		{
+			if (!boundary_after(s, len, i + 9) || (i + 9 < len && s[i + 9] == '-') ||
+				!ssn_valid(digits_value(p, 3), digits_value(p + 3, 2),
+						   digits_value(p + 5, 4)) ||
+				!ssn_context_before(s, i))
+			{
+				i += 8;
+				continue;
+			}
+			ta_span_add(out, i, i + 9, rule);
+			i += 8;
+			continue;
+		}
+		if (i + 11 > len)
+			continue;
+		sep = p[3];
+		if (!(sep == '-' || sep == ' ') || p[6] != sep ||
+			!is_digit(p[1]) || !is_digit(p[2]) ||
 			!is_digit(p[4]) || !is_digit(p[5]) ||
 			!is_digit(p[7]) || !is_digit(p[8]) || !is_digit(p[9]) ||
 			!is_digit(p[10]) || !boundary_after(s, len, i + 11) ||
 			(i + 11 < len && s[i + 11] == '-'))
 			continue;
-		area = digits_value(p, 3);
-		group = digits_value(p + 4, 2);
-		serial = digits_value(p + 7, 4);
-		if (area == 0 || area == 666 || area >= 900 || group == 0 || serial == 0)
+		if (!ssn_valid(digits_value(p, 3), digits_value(p + 4, 2),
+					   digits_value(p + 7, 4)))
 			continue;
 		ta_span_add(out, i, i + 11, rule);
 		i += 10;
+	}
+}
+
+/*
+ * The password of a URL's user information, scheme://user:password@host:
+ * from the first ":" after "://" to the last "@" before the authority ends
+ * (at "/", "?", "#", a quote, a bracket or white space).  The user, host
+ * and path stay readable; a URL without a password is left alone.
+ */
+static inline bool
+ends_authority(char c)
+{
+	return c == '/' || c == '?' || c == '#' || c == ' ' || c == '\t' ||
+		c == '\n' || c == '\r' || c == '"' || c == '\'' || c == '<' ||
+		c == '>' || c == '\\';
+}
+
+/*
+ * A URL with a password is longer than this ("ftp://u:p@h" is 11 bytes):
+ * shorter strings are not looked at, which keeps the shortest match of all
+ * the built-in detectors (rs->min_value_len) where short ids need no scan.
+ */
+#define URL_CREDENTIALS_MIN_LEN 11
+
+static void
+detect_url_credentials(const char *s, int len, int rule, TaSpanList *out)
+{
+	int			from = 0;
+
+	if (len < URL_CREDENTIALS_MIN_LEN)
+		return;
+
+	for (;;)
+	{
+		int			k = find(s, len, from, "://");
+		int			a,
+					e,
+					colon = -1,
+					at = -1;
+
+		if (k < 0)
+			return;
+		CHECK_FOR_INTERRUPTS();
+		a = k + 3;
+		from = a;
+		if (k == 0 || !is_alnum(s[k - 1]))
+			continue;			/* no scheme */
+		for (e = a; e < len && !ends_authority(s[e]); e++)
+		{
+			if (s[e] == ':' && colon < 0)
+				colon = e;
+			else if (s[e] == '@')
+				at = e;
+		}
+		from = Max(from, e);
+		if (at < 0 || colon < 0 || colon > at || colon + 1 == at)
+			continue;
+		ta_span_add(out, colon + 1, at, rule);
 	}
 }
 
@@ -569,81 +799,96 @@ detect_card(const char *s, int len, int rule, TaSpanList *out)
 	}
 }
 
-/*
- * The detectors: name (as rules name them), the shortest string each can
- * match, the characters one of which every match contains (NULL: none in
- * particular), and the scanner.
- */
-typedef struct Detector
-{
-	const char *name;
-	int			min_length;
-	const char *needs;
-	void		(*scan) (const char *s, int len, int rule, TaSpanList *out);
-} Detector;
-
-static const Detector detectors[TA_DETECT__COUNT] = {
-	/* "basic " + 8 */
-	[TA_DETECT_BEARER] = {"bearer", 14, " ", detect_bearer},
-	/* 10 + "." + 2 + "." */
-	[TA_DETECT_JWT] = {"jwt", 14, ".", detect_jwt},
-	/* "-----BEGIN " + "PRIVATE KEY-----" */
-	[TA_DETECT_PEM_PRIVATE_KEY] = {"pem_private_key", 27, "-", detect_pem},
-	/* "xoxb-" + 10 */
-	[TA_DETECT_API_KEY] = {"api_key", 15, NULL, detect_api_key},
-	/* ddd-dd-dddd */
-	[TA_DETECT_US_SSN] = {"us_ssn", 11, "- ", detect_ssn},
-	[TA_DETECT_CARD_NUMBER] = {"card_number", 13, NULL, detect_card},
-};
-
-const char *
-ta_detector_name(TaDetector d)
-{
-	return detectors[d].name;
-}
-
-bool
-ta_detector_from_name(const char *name, TaDetector *d)
-{
-	for (int i = 0; i < TA_DETECT__COUNT; i++)
-	{
-		if (strcmp(name, detectors[i].name) == 0)
-		{
-			*d = (TaDetector) i;
-			return true;
-		}
-	}
-	return false;
-}
-
-/* The shortest string a detector can match. */
+/* The shortest string each detector can match. */
 int
 ta_detector_min_length(TaDetector d)
 {
-	return detectors[d].min_length;
+	switch (d)
+	{
+		case TA_DETECT_BEARER:	/* "basic " + 8 */
+		case TA_DETECT_JWT:		/* 10 + "." + 2 + "." */
+			return 14;
+		case TA_DETECT_PEM_PRIVATE_KEY: /* "-----BEGIN " + "PRIVATE KEY-----" */
+			return 27;
+		case TA_DETECT_API_KEY: /* "xoxb-" + 10 */
+			return 15;
+		case TA_DETECT_US_SSN:	/* ddd-dd-dddd */
+			return 11;
+		case TA_DETECT_CARD_NUMBER:
+			return 13;
+		case TA_DETECT_URL_CREDENTIALS:
+			return URL_CREDENTIALS_MIN_LEN;
+		case TA_DETECT__COUNT:
+			break;
+	}
+	return 0;
 }
 
 /*
- * Can this detector match anything in s at all?  A length and a memchr() or
- * two rule out most strings (ids, names, statuses) before any scan.
+ * Can this detector match anything in s at all?  A length and one memchr()
+ * rule out most strings (ids, names, statuses) before any scan: the shortest
+ * match of each detector, and a character every match contains.
  */
 bool
 ta_detect_possible(TaDetector d, const char *s, int len)
 {
-	const char *needs = detectors[d].needs;
-
-	if (len < detectors[d].min_length)
+	if (len < ta_detector_min_length(d))
 		return false;
-	if (needs == NULL)
-		return true;
-	for (; *needs != '\0'; needs++)
-		if (memchr(s, *needs, len) != NULL)
-			return true;
-	return false;
+	switch (d)
+	{
+		case TA_DETECT_BEARER:
+			if (memchr(s, ' ', len) != NULL)
+				return true;
+			for (int i = 0; i < len; i++)
+				if (s[i] == '\t' || s[i] == '\n' || s[i] == '\r')
+					return true;
+			return false;
+		case TA_DETECT_JWT:
+			return memchr(s, '.', len) != NULL;
+		case TA_DETECT_PEM_PRIVATE_KEY:
+			return memchr(s, '-', len) != NULL;
+		case TA_DETECT_US_SSN:
+			/* separated, or nine digits after "ssn<separator>" (13 or more) */
+			return memchr(s, '-', len) != NULL || memchr(s, ' ', len) != NULL ||
+				(len >= 13 &&
+				 (memchr(s, 's', len) != NULL || memchr(s, 'S', len) != NULL));
+		case TA_DETECT_URL_CREDENTIALS:
+			return memchr(s, '@', len) != NULL;
+		case TA_DETECT_API_KEY:
+		case TA_DETECT_CARD_NUMBER:
+		case TA_DETECT__COUNT:
+			break;
+	}
+	return true;
 }
 
 void
 ta_detect(TaDetector d, const char *s, int len, int rule, TaSpanList *out)
 {
-	detectors[d].scan(s, len, rule, out);
+	switch (d)
+	{
+		case TA_DETECT_BEARER:
+			detect_bearer(s, len, rule, out);
+			break;
+		case TA_DETECT_JWT:
+			detect_jwt(s, len, rule, out);
+			break;
+		case TA_DETECT_PEM_PRIVATE_KEY:
+			detect_pem(s, len, rule, out);
+			break;
+		case TA_DETECT_API_KEY:
+			detect_api_key(s, len, rule, out);
+			break;
+		case TA_DETECT_US_SSN:
+			detect_ssn(s, len, rule, out);
+			break;
+		case TA_DETECT_CARD_NUMBER:
+			detect_card(s, len, rule, out);
+			break;
+		case TA_DETECT_URL_CREDENTIALS:
+			detect_url_credentials(s, len, rule, out);
+			break;
+		case TA_DETECT__COUNT:
+			elog(ERROR, "invalid detector");
+	}
 }

@@ -30,6 +30,7 @@
 #include "commands/trigger.h"
 #include "executor/spi.h"
 #include "fmgr.h"
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/inval.h"
@@ -59,16 +60,155 @@ rules_inval_callback(Datum arg, Oid relid)
 }
 
 /*
+ * The ASCII letter (lowercase) or digit a non-ASCII code point stands for in
+ * a key name, 0 if it is to be left out (zero-width and invisible format
+ * characters, combining marks, full-width punctuation), or -1 if it is kept
+ * as it is.  The folding NFKC does for full-width forms, mathematical and
+ * circled letters, plus the Cyrillic and Greek letters that look like Latin
+ * ones, so that "ｐａｓｓｗｏｒｄ", "pass<U+200B>word" and "pаsswоrd" (Cyrillic
+ * a and o) are all "password".
+ */
+static int
+fold_code_point(pg_wchar c)
+{
+	/* Cyrillic and Greek look-alikes of Latin letters */
+	static const struct
+	{
+		uint16		cp;
+		char		latin;
+	}			lookalike[] = {
+		{0x0391, 'a'}, {0x0392, 'b'}, {0x0395, 'e'}, {0x0396, 'z'}, {0x0397, 'h'},
+		{0x0399, 'i'}, {0x039A, 'k'}, {0x039C, 'm'}, {0x039D, 'n'}, {0x039F, 'o'},
+		{0x03A1, 'p'}, {0x03A4, 't'}, {0x03A5, 'y'}, {0x03A7, 'x'}, {0x03B1, 'a'},
+		{0x03B9, 'i'}, {0x03BA, 'k'}, {0x03BD, 'v'}, {0x03BF, 'o'}, {0x03C1, 'p'},
+		{0x03C4, 't'}, {0x03C5, 'u'}, {0x03C7, 'x'}, {0x0405, 's'}, {0x0406, 'i'},
+		{0x0408, 'j'}, {0x0410, 'a'}, {0x0412, 'b'}, {0x0415, 'e'}, {0x041A, 'k'},
+		{0x041C, 'm'}, {0x041D, 'h'}, {0x041E, 'o'}, {0x0420, 'p'}, {0x0421, 'c'},
+		{0x0422, 't'}, {0x0423, 'y'}, {0x0425, 'x'}, {0x0430, 'a'}, {0x0435, 'e'},
+		{0x043E, 'o'}, {0x0440, 'p'}, {0x0441, 'c'}, {0x0443, 'y'}, {0x0445, 'x'},
+		{0x0455, 's'}, {0x0456, 'i'}, {0x0458, 'j'}, {0x04BB, 'h'}, {0x04CF, 'l'},
+		{0x0501, 'd'},
+	};
+
+	if ((c >= 0x0300 && c <= 0x036F) ||	/* combining diacritical marks */
+		c == 0x00AD || c == 0x034F || c == 0x180E ||	/* soft hyphen, CGJ, MVS */
+		(c >= 0x200B && c <= 0x200F) ||	/* zero-width, direction marks */
+		(c >= 0x202A && c <= 0x202E) ||	/* direction embeddings */
+		(c >= 0x2060 && c <= 0x2064) || c == 0xFEFF)	/* joiners, BOM */
+		return 0;
+	if (c >= 0xFF01 && c <= 0xFF5E)	/* full-width ASCII */
+	{
+		c -= 0xFEE0;
+		if (c >= 'A' && c <= 'Z')
+			return c - 'A' + 'a';
+		if ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'))
+			return c;
+		return 0;				/* punctuation, as for ASCII */
+	}
+	if (c >= 0x24B6 && c <= 0x24CF)	/* circled capitals */
+		return 'a' + (c - 0x24B6);
+	if (c >= 0x24D0 && c <= 0x24E9)	/* circled small letters */
+		return 'a' + (c - 0x24D0);
+	if (c >= 0x1D400 && c <= 0x1D6A3)	/* mathematical alphabets */
+		return 'a' + ((c - 0x1D400) % 52) % 26;
+	if (c >= 0x1D7CE && c <= 0x1D7FF)	/* mathematical digits */
+		return '0' + (c - 0x1D7CE) % 10;
+	if (c == 0x0131)			/* dotless i */
+		return 'i';
+	if (c == 0x0251)			/* Latin alpha */
+		return 'a';
+	if (c >= 0x0391 && c <= 0x0501)
+	{
+		int			lo = 0,
+					hi = lengthof(lookalike) - 1;
+
+		while (lo <= hi)
+		{
+			int			mid = (lo + hi) / 2;
+
+			if (lookalike[mid].cp == c)
+				return lookalike[mid].latin;
+			if (lookalike[mid].cp < c)
+				lo = mid + 1;
+			else
+				hi = mid - 1;
+		}
+	}
+	return -1;
+}
+
+/*
+ * The slow path of ta_normalize_key(), for a key with a byte >= 0x80 in a
+ * UTF-8 database: code points folded as above, ASCII as on the fast path.
+ */
+static char *
+normalize_key_unicode(const char *key, int len)
+{
+	char	   *out = palloc(len + 1);
+	int			j = 0;
+	int			i = 0;
+
+	while (i < len)
+	{
+		unsigned char c = (unsigned char) key[i];
+		int			n;
+		pg_wchar	cp;
+		int			f;
+
+		if (c < 0x80)
+		{
+			if (c >= 'A' && c <= 'Z')
+				out[j++] = (char) (c - 'A' + 'a');
+			else if ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'))
+				out[j++] = (char) c;
+			i++;
+			continue;
+		}
+		n = pg_utf_mblen((const unsigned char *) key + i);
+		if (n < 2 || i + n > len || !pg_utf8_islegal((const unsigned char *) key + i, n))
+		{
+			out[j++] = (char) c;	/* not UTF-8: kept byte by byte */
+			i++;
+			continue;
+		}
+		cp = utf8_to_unicode((const unsigned char *) key + i);
+		f = fold_code_point(cp);
+		if (f > 0)
+			out[j++] = (char) f;
+		else if (f < 0)
+		{
+			memcpy(out + j, key + i, n);
+			j += n;
+		}
+		i += n;
+	}
+	out[j] = '\0';
+	return out;
+}
+
+/*
  * Key names are compared in a normal form: ASCII letters lowered, ASCII
  * punctuation and spaces removed, other bytes kept.  "apiKey", "API-KEY" and
- * "api_key" all become "apikey".
+ * "api_key" all become "apikey".  In a UTF-8 database, a key with non-ASCII
+ * characters is folded too (normalize_key_unicode): look-alike letters
+ * become the Latin ones, invisible characters and combining marks go.  An
+ * ASCII key takes the fast path; the verdict for a key is remembered
+ * anyway (sanitize.c), so each key is normalized once per rule set.
  */
 char *
 ta_normalize_key(const char *key, int len)
 {
-	char	   *out = palloc(len + 1);
+	char	   *out;
 	int			j = 0;
 
+	for (int i = 0; i < len; i++)
+		if ((unsigned char) key[i] >= 0x80)
+		{
+			if (GetDatabaseEncoding() == PG_UTF8)
+				return normalize_key_unicode(key, len);
+			break;
+		}
+	out = palloc(len + 1);
 	for (int i = 0; i < len; i++)
 	{
 		unsigned char c = (unsigned char) key[i];

@@ -33,12 +33,14 @@
 
 #include "catalog/pg_collation.h"
 #include "common/hashfn.h"
+#include "common/jsonapi.h"
 #include "fmgr.h"
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "nodes/pg_list.h"
 #include "regex/regex.h"
 #include "utils/builtins.h"
+#include "utils/fmgrprotos.h"
 #include "utils/jsonb.h"
 #include "utils/numeric.h"
 
@@ -339,6 +341,267 @@ sanitize_string_rs(const TaRuleSet *rs, const char *s, int len, bool *dropped)
 	return buf.data;
 }
 
+/* ---- strings that hold structure: parameters and JSON ---- */
+
+static inline bool
+is_param_name_char(char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		(c >= '0' && c <= '9') || c == '_' || c == '-' || c == '.';
+}
+
+static inline bool
+is_param_separator(char c)
+{
+	return c == '?' || c == '&' || c == ';' || c == ' ' || c == '\t' ||
+		c == '\n' || c == '\r' || c == ',' || c == '(';
+}
+
+static inline bool
+ends_param_value(char c)
+{
+	return c == '&' || c == ';' || c == '#' || c == ' ' || c == '\t' ||
+		c == '\n' || c == '\r' || c == '"' || c == '\'' || c == '<' || c == '>';
+}
+
+/*
+ * Parameters in a string: query strings (?a=1&password=x), connection
+ * strings in keyword/value form (host=db password=x, Server=.;Password=x;),
+ * form bodies.  A name=value pair whose name starts the string or follows
+ * one of ?&;, white space, "," or "(" has its value treated as the key rules
+ * treat the value of an object key of that name: redacted (a "drop" rule
+ * redacts too: a string has no element to drop), pseudonymized, or left.
+ * A value runs to &, ;, #, white space, a quote or an angle bracket; a value
+ * in single quotes (libpq) to the closing quote.  Markers and pseudonyms
+ * are left as they are, so sanitizing stays idempotent.  Returns the new
+ * string, or NULL when nothing changed.
+ */
+static char *
+sanitize_params(const TaRuleSet *rs, const char *s, int len)
+{
+	StringInfoData buf;
+	int			copied = 0;
+	bool		changed = false;
+
+	if (rs->nkey_rules == 0)
+		return NULL;
+	for (int i = 1; i < len; i++)
+	{
+		int			n = i,
+					v,
+					e;
+		TaAction	act;
+
+		if ((i & 0xFFFF) == 0)
+			CHECK_FOR_INTERRUPTS();
+		if (s[i] != '=')
+			continue;
+		/* the name before it: name characters back to a separator */
+		while (n > 0 && is_param_name_char(s[n - 1]) && i - n <= 64)
+			n--;
+		if (n == i || i - n > 64 || (n > 0 && !is_param_separator(s[n - 1])) ||
+			!((s[n] >= 'a' && s[n] <= 'z') || (s[n] >= 'A' && s[n] <= 'Z') || s[n] == '_'))
+			continue;
+		/* the value */
+		v = i + 1;
+		if (v < len && s[v] == '\'')
+		{
+			e = v + 1;
+			while (e < len && s[e] != '\'')
+				e++;
+			if (e < len)
+				e++;			/* the closing quote */
+		}
+		else
+		{
+			e = v;
+			while (e < len && !ends_param_value(s[e]))
+				e++;
+		}
+		if (e == v)
+			continue;
+		act = key_action(rs, s + n, i - n);
+		if (act == TA_ACTION_REDACT || act == TA_ACTION_DROP ||
+			act == TA_ACTION_PSEUDONYMIZE)
+		{
+			const char *val = s + v;
+			int			vlen = e - v;
+			const char *repl = NULL;
+
+			if (act == TA_ACTION_PSEUDONYMIZE)
+			{
+				if (!ta_looks_like_pseudonym(rs, val, vlen))
+					repl = ta_pseudonymize(rs, val, vlen);
+			}
+			else if (!(vlen >= 11 && strncmp(val, "***REDACTED", 11) == 0))
+				repl = TA_REDACTED;
+			if (repl != NULL)
+			{
+				if (!changed)
+					initStringInfo(&buf);
+				appendBinaryStringInfo(&buf, s + copied, v - copied);
+				appendStringInfoString(&buf, repl);
+				copied = e;
+				changed = true;
+			}
+		}
+		i = e - 1;
+	}
+	if (!changed)
+		return NULL;
+	appendBinaryStringInfo(&buf, s + copied, len - copied);
+	return buf.data;
+}
+
+/* JSON held in a string is sanitized as JSON up to this many levels deep. */
+#define TA_MAX_EMBED_LEVEL 4
+static int	embed_level = 0;
+
+typedef struct EmbedCheck
+{
+	bool		ok;
+} EmbedCheck;
+
+/*
+ * Numbers that numeric_in could refuse (an exponent past a thousand, a
+ * thousand digits) make the string text, not JSON: jsonb_in must not fail.
+ */
+static void
+embed_check_scalar(void *state, char *token, JsonTokenType tokentype)
+{
+	EmbedCheck *chk = (EmbedCheck *) state;
+	char	   *e;
+
+	if (tokentype != JSON_TOKEN_NUMBER)
+		return;
+	if (strlen(token) > 1000)
+		chk->ok = false;
+	else if ((e = strpbrk(token, "eE")) != NULL)
+	{
+		e++;
+		if (*e == '+' || *e == '-')
+			e++;
+		if (strlen(e) > 4 || atoi(e) > 1000)
+			chk->ok = false;
+	}
+}
+
+/*
+ * Does s look like a JSON object or array ("{...}" or "[...]", white space
+ * around allowed), nested no deeper than tool_audit.max_depth?
+ */
+static bool
+looks_like_json(const char *s, int len)
+{
+	int			a = 0,
+				b = len - 1,
+				depth = 0;
+	bool		in_string = false;
+
+	while (a < len && (s[a] == ' ' || s[a] == '\t' || s[a] == '\n' || s[a] == '\r'))
+		a++;
+	while (b > a && (s[b] == ' ' || s[b] == '\t' || s[b] == '\n' || s[b] == '\r'))
+		b--;
+	if (b <= a || !((s[a] == '{' && s[b] == '}') || (s[a] == '[' && s[b] == ']')))
+		return false;
+	for (int i = a; i <= b; i++)
+	{
+		char		c = s[i];
+
+		if (in_string)
+		{
+			if (c == '\\')
+				i++;
+			else if (c == '"')
+				in_string = false;
+		}
+		else if (c == '"')
+			in_string = true;
+		else if (c == '{' || c == '[')
+		{
+			if (++depth > ta_max_depth)
+				return false;
+		}
+		else if (c == '}' || c == ']')
+			depth--;
+	}
+	return true;
+}
+
+/*
+ * JSON inside a string ("body": "{\"password\": ...}"): a string that is a
+ * JSON object or array is parsed, sanitized as a document, and, if that
+ * changed anything, re-serialized (jsonb's text form: keys in jsonb's
+ * order, one space after ":" and ","); left as written otherwise.  Strings
+ * that do not parse, or that jsonb could not hold (a NUL character, a
+ * number numeric cannot hold, more than tool_audit.max_jsonb_size as
+ * jsonb), stay text.  *parsed says whether it was JSON.  Returns the new
+ * string, or NULL.
+ */
+static char *
+sanitize_embedded_json(const TaRuleSet *rs, const char *s, int len,
+					   const char *what, bool *parsed)
+{
+	JsonLexContext *lex;
+	JsonSemAction sem = {0};
+	EmbedCheck	chk = {true};
+	Jsonb	   *jb,
+			   *out = NULL;
+
+	*parsed = false;
+	if (embed_level >= TA_MAX_EMBED_LEVEL || !looks_like_json(s, len))
+		return NULL;
+	lex = makeJsonLexContextCstringLen((char *) s, len, GetDatabaseEncoding(), true);
+	sem.semstate = &chk;
+	sem.scalar = embed_check_scalar;
+	if (pg_parse_json(lex, &sem) != JSON_SUCCESS || !chk.ok)
+		return NULL;
+	jb = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(pnstrdup(s, len))));
+	if (VARSIZE_ANY_EXHDR(jb) > (Size) ta_max_jsonb_size_kb * 1024)
+		return NULL;
+	*parsed = true;
+	check_stack_depth();
+	embed_level++;
+	PG_TRY();
+	{
+		out = ta_sanitize_jsonb(rs, jb, what);
+	}
+	PG_FINALLY();
+	{
+		embed_level--;
+	}
+	PG_END_TRY();
+	if (out == jb)
+		return NULL;
+	return JsonbToCString(NULL, &out->root, VARSIZE(out));
+}
+
+/*
+ * Everything that applies to one string value: JSON inside it, or else its
+ * parameters, then the value rules.  NULL when nothing changed.
+ */
+static char *
+sanitize_string_deep(const TaRuleSet *rs, const char *s, int len,
+					 bool *dropped, const char *what)
+{
+	char	   *cur = NULL;
+	char	   *res;
+	bool		parsed = false;
+
+	if (len >= 2 && (s[0] == '{' || s[0] == '[' || s[0] == ' ' ||
+					 s[0] == '\n' || s[0] == '\t' || s[0] == '\r'))
+		cur = sanitize_embedded_json(rs, s, len, what, &parsed);
+	if (!parsed && len >= 3 && memchr(s, '=', len) != NULL)
+		cur = sanitize_params(rs, s, len);
+	if (cur != NULL)
+	{
+		s = cur;
+		len = strlen(cur);
+	}
+	res = sanitize_string_rs(rs, s, len, dropped);
+	return res ? res : cur;
+}
+
 /*
  * The value rules applied to one text value: the new string, or NULL when
  * nothing changed.  A "drop" finding leaves its marker: a text column has no
@@ -350,7 +613,7 @@ ta_sanitize_text(const TaRuleSet *rs, const char *s, int len, const char *what)
 	bool		dropped;
 
 	check_size(len, what);
-	return sanitize_string_rs(rs, s, len, &dropped);
+	return sanitize_string_deep(rs, s, len, &dropped, what);
 }
 
 static void
@@ -442,7 +705,9 @@ emit_scalar(SanitizePass *w, JsonbIteratorToken tok, JsonbValue *key, JsonbValue
 			if (w->token <= w->clean)
 				break;			/* the first pass found nothing here */
 			text = scalar_text(v, &len);
-			clean = sanitize_string_rs(w->rs, text, len, &dropped);
+			clean = v->type == jbvString
+				? sanitize_string_deep(w->rs, text, len, &dropped, w->what)
+				: sanitize_string_rs(w->rs, text, len, &dropped);
 			if (clean == NULL)
 				break;
 			w->changed = true;
@@ -527,6 +792,27 @@ sanitize_key(SanitizePass *w, JsonbValue *key, TaAction *pending, bool in_pii)
 }
 
 /*
+ * Name/value lists ([{"name": "Authorization", "value": "..."}], HAR files,
+ * HTTP libraries, cloud tags): in an object with a "name" (or "key") and a
+ * "value" member, the value gets what the key rules give the name, as if it
+ * were {"Authorization": "..."}.  Names compare case-insensitively; jsonb
+ * orders "key" and "name" before "value", so the name is known when the
+ * value comes.
+ */
+static bool
+is_pair_name(const JsonbValue *k)
+{
+	return (k->val.string.len == 4 && pg_strncasecmp(k->val.string.val, "name", 4) == 0) ||
+		(k->val.string.len == 3 && pg_strncasecmp(k->val.string.val, "key", 3) == 0);
+}
+
+static bool
+is_pair_value(const JsonbValue *k)
+{
+	return k->val.string.len == 5 && pg_strncasecmp(k->val.string.val, "value", 5) == 0;
+}
+
+/*
  * One pass over the document: does anything change?  With out NULL it stops
  * at the first change; otherwise it builds the sanitized document in *out
  * (when something changed).
@@ -541,6 +827,8 @@ sanitize_pass(const TaRuleSet *rs, Jsonb *in, const char *what, int *clean, Json
 	JsonbValue	v,
 				key;
 	bool		have_key = false;
+	bool		pair_name = false;	/* the current key is "name" or "key" */
+	TaAction   *pair_action;	/* per depth: what a "value" member gets */
 	bool		raw_scalar = false;
 	TaAction	pending = TA_ACTION_NONE;
 	int			depth = 0,
@@ -550,6 +838,7 @@ sanitize_pass(const TaRuleSet *rs, Jsonb *in, const char *what, int *clean, Json
 
 	w.rs = rs;
 	w.rewritten = palloc0(sizeof(List *) * (ta_max_depth + 2));
+	pair_action = NULL;			/* allocated at the first "name" or "key" */
 	w.what = what;
 	w.build = build;
 	w.clean = build ? *clean : 0;
@@ -583,6 +872,8 @@ sanitize_pass(const TaRuleSet *rs, Jsonb *in, const char *what, int *clean, Json
 				if (tok == WJB_BEGIN_ARRAY && depth == 1)
 					raw_scalar = v.val.array.rawScalar;
 				w.rewritten[depth] = NIL;
+				if (pair_action)
+					pair_action[depth] = TA_ACTION_NONE;
 				act = have_key ? pending : TA_ACTION_NONE;
 				if (act == TA_ACTION_REDACT || act == TA_ACTION_DROP)
 				{
@@ -633,6 +924,12 @@ sanitize_pass(const TaRuleSet *rs, Jsonb *in, const char *what, int *clean, Json
 				have_key = true;
 				pending = keep_depth ? TA_ACTION_KEEP
 					: key_action(w.rs, v.val.string.val, v.val.string.len);
+				pair_name = pending == TA_ACTION_NONE && is_pair_name(&v);
+				if (pair_name && pair_action == NULL)
+					pair_action = palloc0(sizeof(TaAction) * (ta_max_depth + 2));
+				if (pending == TA_ACTION_NONE && pair_action &&
+					pair_action[depth] != TA_ACTION_NONE && is_pair_value(&v))
+					pending = pair_action[depth];
 				if (pending != TA_ACTION_KEEP && pending != TA_ACTION_DROP &&
 					w.token > w.clean)
 					sanitize_key(&w, &key, &pending, pii_depth > 0);
@@ -642,6 +939,16 @@ sanitize_pass(const TaRuleSet *rs, Jsonb *in, const char *what, int *clean, Json
 			case WJB_ELEM:
 				if (skip_depth)
 					break;
+				if (tok == WJB_VALUE && pair_name && v.type == jbvString)
+				{
+					/* with both "key" and "name", a sensitive one decides */
+					TaAction	pa = key_action(w.rs, v.val.string.val,
+												v.val.string.len);
+
+					if (pa != TA_ACTION_NONE)
+						pair_action[depth] = pa;
+				}
+				pair_name = false;
 				act = (tok == WJB_VALUE) ? pending : TA_ACTION_NONE;
 				if (act == TA_ACTION_NONE)
 					act = keep_depth ? TA_ACTION_KEEP

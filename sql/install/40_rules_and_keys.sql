@@ -24,7 +24,8 @@ CREATE TABLE tool_audit.sanitize_rules (
         (applies_to = 'value' AND match IN ('regex', 'detector'))),
     CONSTRAINT detector_is_known CHECK (
         match <> 'detector' OR
-        pattern IN ('bearer', 'jwt', 'pem_private_key', 'api_key', 'us_ssn', 'card_number'))
+        pattern IN ('bearer', 'jwt', 'pem_private_key', 'api_key', 'us_ssn', 'card_number',
+                    'url_credentials'))
 );
 ALTER SEQUENCE tool_audit.sanitize_rules_rule_id_seq OWNED BY tool_audit.sanitize_rules.rule_id;
 COMMENT ON TABLE tool_audit.sanitize_rules IS 'What the sanitizer redacts, pseudonymizes, drops or keeps; first match by (priority, rule_id) wins';
@@ -57,6 +58,27 @@ VALUES ('value', 'detector', 'pem_private_key', 'redact', 100, true, 'secret fou
        ('value', 'detector', 'api_key', 'redact', 100, true, 'secret found by value'),
        ('value', 'detector', 'card_number', 'redact', 100, true, 'card number (Luhn) found by value'),
        ('value', 'detector', 'us_ssn', 'pseudonymize', 100, true, 'US SSN found by value');
+
+-- Added in 1.3 (issue 12): short and spelled-out key names for passwords,
+-- sessions, one-time codes, signatures, connection strings and cloud keys;
+-- social security numbers under longer keys; passwords inside URLs.
+INSERT INTO tool_audit.sanitize_rules (applies_to, match, pattern, action, priority, builtin, note)
+SELECT 'key', m, p, 'pseudonymize', 50, true, 'personal data'
+  FROM (VALUES ('prefix', 'ssn'), ('regex', '[^i]ssn$'), ('contains', 'socialsecurity')) AS v(m, p);
+
+INSERT INTO tool_audit.sanitize_rules (applies_to, match, pattern, action, priority, builtin, note)
+SELECT 'key', m, p, 'redact', 100, true, 'secret'
+  FROM (VALUES ('exact', 'pass'), ('exact', 'pw'), ('exact', 'pswd'), ('contains', 'passcode'),
+               ('contains', 'credential'), ('suffix', 'sessionid'), ('exact', 'sessid'),
+               ('suffix', 'sessionkey'), ('exact', 'otp'), ('exact', 'totp'), ('exact', 'hotp'),
+               ('exact', 'otpcode'), ('exact', 'mfacode'), ('exact', 'twofactorcode'),
+               ('exact', 'verificationcode'), ('exact', 'pin'), ('exact', 'pincode'),
+               ('exact', 'pinnumber'), ('suffix', 'signature'), ('exact', 'sig'),
+               ('contains', 'connectionstring'), ('exact', 'connstr'), ('contains', 'accountkey'),
+               ('contains', 'sharedaccesskey'), ('exact', 'cookies'), ('contains', 'securitycode')) AS v(m, p);
+
+INSERT INTO tool_audit.sanitize_rules (applies_to, match, pattern, action, priority, builtin, note)
+VALUES ('value', 'detector', 'url_credentials', 'redact', 100, true, 'secret found by value');
 
 CREATE TABLE tool_audit.pseudonym_keys (
     key_id     text PRIMARY KEY CONSTRAINT key_id_is_simple CHECK (key_id ~ '^[A-Za-z0-9_-]{1,63}$'),

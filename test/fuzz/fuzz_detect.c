@@ -3,7 +3,10 @@
  * each input in a buffer of exactly its size, so that AddressSanitizer sees
  * a read one byte past the end (inside the server such a read would land in
  * the rest of a jsonb datum and go unnoticed).  It also checks what the
- * detectors promise: spans in bounds, non-empty, ordered, not overlapping.
+ * detectors promise: spans in bounds, non-empty, ordered, not overlapping;
+ * and that the cheap gates the sanitizer runs first (ta_detect_possible,
+ * ta_detector_min_length) never rule out a string a detector finds
+ * something in.
  *
  *   test/fuzz/run.sh [seconds]
  *
@@ -90,6 +93,14 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 						ta_detector_name((TaDetector) d), i, s->start, s->end, size);
 				abort();
 			}
+		}
+		if (spans.n > 0 &&
+			(!ta_detect_possible((TaDetector) d, buf, (int) size) ||
+			 (int) size < ta_detector_min_length((TaDetector) d)))
+		{
+			fprintf(stderr, "detector %s: found %d spans in %zu bytes its gate rules out\n",
+					ta_detector_name((TaDetector) d), spans.n, size);
+			abort();
 		}
 		free(spans.items);
 	}
