@@ -1,14 +1,8 @@
 -- Sanitizer coverage (issue 12, section 4): secrets that used to pass through,
 -- and a corpus of innocent documents that must come through unchanged.
--- Runnable on its own: it makes the fixed pseudonymization key it needs.
 \set VERBOSITY terse
-SET client_min_messages = warning;
-SELECT count(*) > 0 AS has_test_key FROM tool_audit.pseudonym_key_ids WHERE key_id = 'test' \gset
-\if :has_test_key
-\else
-SELECT tool_audit.rotate_pseudonym_key('test', decode(repeat('ab', 32), 'hex')) IS NOT NULL AS rotated \gset
-\endif
-RESET client_min_messages;
+\getenv abs_srcdir PG_ABS_SRCDIR
+\i :abs_srcdir/fixtures.sql
 SELECT key_id, active FROM tool_audit.pseudonym_key_ids WHERE active;
 
 -- credentials inside URLs and connection strings: the password goes, the
