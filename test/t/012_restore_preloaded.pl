@@ -1,0 +1,109 @@
+# Backup and restore with the library preloaded (the recommended setup).
+#
+# pg_dump writes the schema tool_audit on its own (CREATE SCHEMA, ALTER SCHEMA
+# ... OWNER TO) before CREATE EXTENSION: the schema is not a member of the
+# extension.  The preload hook protects that schema only in a database where
+# the extension exists, so an ordinary pg_restore (and a plain-SQL dump through
+# psql) restores everything, in one transaction, with no hand-made list; where
+# the extension exists, the hook still refuses to hand its schema to anyone
+# but the role that owns it or the extension's owner.
+use strict;
+use warnings;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+my $node = PostgreSQL::Test::Cluster->new('restore_preloaded');
+$node->init;
+$node->append_conf('postgresql.conf', "shared_preload_libraries = 'tool_audit'");
+$node->start;
+
+my $super = $node->safe_psql('postgres', 'SELECT current_user');
+
+$node->safe_psql('postgres', q{
+	CREATE EXTENSION tool_audit;
+	CREATE ROLE app;
+	GRANT tool_audit_writer TO app;
+	SET ROLE app;
+	SELECT tool_audit.log_call('verify_identity', '{"ssn": "078-05-1120", "password": "p"}',
+		'{"error": "no"}', 5, '{"conversation_id": "c1", "user_id": "u1", "tenant_id": "acme"}')
+	  FROM generate_series(1, 4);
+	SELECT tool_audit.log_event('prompt.update', 'admin', '{"after": {"h": "x"}}', '{"tenant_id": "acme"}');
+	RESET ROLE;
+	INSERT INTO tool_audit.sanitize_rules (applies_to, match, pattern, action) VALUES ('key', 'exact', 'secret_sauce', 'redact');
+});
+
+my $rows = q{SELECT md5(string_agg(t::text, '|' ORDER BY id)) FROM tool_audit.tool_calls t};
+my $events = q{SELECT md5(string_agg(e::text, '|' ORDER BY id)) FROM tool_audit.admin_events e};
+my $pseudonym = q{SELECT tool_audit.pseudonymize('078-05-1120')};
+my %orig = map { $_->[0] => $node->safe_psql('postgres', $_->[1]) }
+  ([ rows => $rows ], [ events => $events ], [ pseudonym => $pseudonym ]);
+my $digest = $node->safe_psql('postgres', 'SELECT tool_audit.digest()');
+
+# ---- a database without the extension: the schema tool_audit is nobody's ----
+$node->safe_psql('postgres', 'CREATE DATABASE bare');
+my ($ret, $out, $err) = $node->psql('bare', qq{
+	CREATE SCHEMA tool_audit;
+	ALTER SCHEMA tool_audit OWNER TO app;
+	ALTER SCHEMA tool_audit OWNER TO "$super";
+	DROP SCHEMA tool_audit;
+}, on_error_stop => 1);
+is($ret, 0, 'without the extension, CREATE/ALTER ... OWNER TO/DROP SCHEMA tool_audit are not refused')
+  or diag($err);
+
+# ---- the ordinary commands ----
+my $restoring = '-c tool_audit.restoring=on';
+my $dump = $node->basedir . '/audit.dump';
+my $sql = $node->basedir . '/audit.sql';
+$node->command_ok([ 'pg_dump', '-Fc', '-f', $dump, '-d', $node->connstr('postgres') ], 'pg_dump -Fc');
+$node->command_ok([ 'pg_dump', '-f', $sql, '-d', $node->connstr('postgres') ], 'pg_dump (plain SQL)');
+like(slurp_file($sql), qr/^ALTER SCHEMA tool_audit OWNER TO /m,
+	'the dump sets the owner of the schema tool_audit (what the hook used to refuse)');
+
+sub restored_ok
+{
+	my ($db, $how) = @_;
+	is($node->safe_psql($db, $rows), $orig{rows}, "$how: tool_calls rows are identical");
+	is($node->safe_psql($db, $events), $orig{events}, "$how: admin_events rows are identical");
+	is($node->safe_psql($db, $pseudonym), $orig{pseudonym}, "$how: pseudonyms still link");
+	is($node->safe_psql($db, 'SELECT count(*) FROM tool_audit.verify()'), '0', "$how: verify() finds nothing");
+	is($node->safe_psql($db, qq{SELECT count(*) FROM tool_audit.verify_digest('$digest')}),
+		'0', "$how: the digest taken before the dump still verifies");
+}
+
+$node->safe_psql('postgres', 'CREATE DATABASE restored_fc');
+{
+	local $ENV{PGOPTIONS} = $restoring;
+	$node->command_ok([ 'pg_restore', '--single-transaction', '--exit-on-error',
+			'-d', $node->connstr('restored_fc'), $dump ],
+		'pg_restore --single-transaction --exit-on-error, no list, preloaded');
+}
+restored_ok('restored_fc', 'pg_restore -Fc');
+
+$node->safe_psql('postgres', 'CREATE DATABASE restored_sql');
+{
+	local $ENV{PGOPTIONS} = $restoring;
+	$node->command_ok([ 'psql', '-X', '-q', '--single-transaction', '-v', 'ON_ERROR_STOP=1',
+			'-d', $node->connstr('restored_sql'), '-f', $sql ],
+		'plain-SQL dump through psql --single-transaction, preloaded');
+}
+restored_ok('restored_sql', 'plain SQL + psql');
+
+# ---- where the extension exists, its schema stays protected ----
+($ret, $out, $err) = $node->psql('restored_fc', qq{ALTER SCHEMA tool_audit OWNER TO "$super"});
+is($ret, 0, 'ALTER SCHEMA tool_audit OWNER TO the role that owns it (a restore replayed) is allowed')
+  or diag($err);
+($ret, $out, $err) = $node->psql('restored_fc', 'ALTER SCHEMA tool_audit OWNER TO app');
+like($err, qr/OWNER TO is not allowed on objects of extension tool_audit/,
+	'ALTER SCHEMA tool_audit OWNER TO another role is refused');
+is($node->safe_psql('restored_fc',
+		q{SELECT nspowner::regrole FROM pg_namespace WHERE nspname = 'tool_audit'}),
+	$super, 'the schema still belongs to the extension owner');
+($ret, $out, $err) = $node->psql('restored_fc', 'ALTER SCHEMA tool_audit RENAME TO elsewhere');
+like($err, qr/RENAME is not allowed on objects of extension tool_audit/, 'renaming the schema is refused');
+($ret, $out, $err) = $node->psql('restored_fc', 'DROP SCHEMA tool_audit CASCADE');
+like($err, qr/DROP SCHEMA tool_audit would drop tool_audit tables that hold audit rows/,
+	'dropping the schema that holds audit rows is refused');
+
+$node->stop;
+done_testing();
