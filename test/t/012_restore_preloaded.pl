@@ -57,17 +57,19 @@ my $dump = $node->basedir . '/audit.dump';
 my $sql = $node->basedir . '/audit.sql';
 $node->command_ok([ 'pg_dump', '-Fc', '-f', $dump, '-d', $node->connstr('postgres') ], 'pg_dump -Fc');
 $node->command_ok([ 'pg_dump', '-f', $sql, '-d', $node->connstr('postgres') ], 'pg_dump (plain SQL)');
+my $all = $node->basedir . '/all.sql';
+$node->command_ok([ 'pg_dumpall', '-f', $all, '-d', $node->connstr('postgres') ], 'pg_dumpall');
 like(slurp_file($sql), qr/^ALTER SCHEMA tool_audit OWNER TO /m,
 	'the dump sets the owner of the schema tool_audit (what the hook used to refuse)');
 
 sub restored_ok
 {
-	my ($db, $how) = @_;
-	is($node->safe_psql($db, $rows), $orig{rows}, "$how: tool_calls rows are identical");
-	is($node->safe_psql($db, $events), $orig{events}, "$how: admin_events rows are identical");
-	is($node->safe_psql($db, $pseudonym), $orig{pseudonym}, "$how: pseudonyms still link");
-	is($node->safe_psql($db, 'SELECT count(*) FROM tool_audit.verify()'), '0', "$how: verify() finds nothing");
-	is($node->safe_psql($db, qq{SELECT count(*) FROM tool_audit.verify_digest('$digest')}),
+	my ($n, $db, $how) = @_;
+	is($n->safe_psql($db, $rows), $orig{rows}, "$how: tool_calls rows are identical");
+	is($n->safe_psql($db, $events), $orig{events}, "$how: admin_events rows are identical");
+	is($n->safe_psql($db, $pseudonym), $orig{pseudonym}, "$how: pseudonyms still link");
+	is($n->safe_psql($db, 'SELECT count(*) FROM tool_audit.verify()'), '0', "$how: verify() finds nothing");
+	is($n->safe_psql($db, qq{SELECT count(*) FROM tool_audit.verify_digest('$digest')}),
 		'0', "$how: the digest taken before the dump still verifies");
 }
 
@@ -78,7 +80,7 @@ $node->safe_psql('postgres', 'CREATE DATABASE restored_fc');
 			'-d', $node->connstr('restored_fc'), $dump ],
 		'pg_restore --single-transaction --exit-on-error, no list, preloaded');
 }
-restored_ok('restored_fc', 'pg_restore -Fc');
+restored_ok($node, 'restored_fc', 'pg_restore -Fc');
 
 $node->safe_psql('postgres', 'CREATE DATABASE restored_sql');
 {
@@ -87,7 +89,34 @@ $node->safe_psql('postgres', 'CREATE DATABASE restored_sql');
 			'-d', $node->connstr('restored_sql'), '-f', $sql ],
 		'plain-SQL dump through psql --single-transaction, preloaded');
 }
-restored_ok('restored_sql', 'plain SQL + psql');
+restored_ok($node, 'restored_sql', 'plain SQL + psql');
+
+$node->safe_psql('postgres', 'CREATE DATABASE restored_j2');
+{
+	local $ENV{PGOPTIONS} = $restoring;
+	$node->command_ok([ 'pg_restore', '-j', '2', '--exit-on-error',
+			'-d', $node->connstr('restored_j2'), $dump ],
+		'pg_restore -j 2 --exit-on-error, preloaded');
+}
+restored_ok($node, 'restored_j2', 'pg_restore -j 2');
+
+# pg_dumpall into a fresh preloaded cluster, as psql runs it: the only errors
+# are the roles the new cluster already has (its bootstrap superuser)
+my $copy = PostgreSQL::Test::Cluster->new('restore_preloaded_copy');
+$copy->init;
+$copy->append_conf('postgresql.conf', "shared_preload_libraries = 'tool_audit'");
+$copy->start;
+{
+	local $ENV{PGOPTIONS} = $restoring;
+	my ($o, $e) = ('', '');
+	IPC::Run::run([ 'psql', '-X', '-q', '-d', $copy->connstr('postgres'), '-f', $all ],
+		'>', \$o, '2>', \$e);
+	my @errors = grep { /ERROR/ && !/role "[^"]+" already exists/ } split /\n/, $e;
+	is("@errors", '', 'pg_dumpall + psql into a preloaded cluster: no error but the existing superuser role')
+	  or diag($e);
+}
+restored_ok($copy, 'postgres', 'pg_dumpall + psql');
+$copy->stop;
 
 # ---- where the extension exists, its schema stays protected ----
 ($ret, $out, $err) = $node->psql('restored_fc', qq{ALTER SCHEMA tool_audit OWNER TO "$super"});
@@ -99,6 +128,15 @@ like($err, qr/OWNER TO is not allowed on objects of extension tool_audit/,
 is($node->safe_psql('restored_fc',
 		q{SELECT nspowner::regrole FROM pg_namespace WHERE nspname = 'tool_audit'}),
 	$super, 'the schema still belongs to the extension owner');
+# a schema made by another superuser before CREATE EXTENSION (as a restore by
+# another role does) may go to the extension's owner, and not back
+$node->safe_psql('postgres', q{CREATE DATABASE other_owner; CREATE ROLE boss SUPERUSER});
+$node->safe_psql('other_owner', q{SET ROLE boss; CREATE SCHEMA tool_audit; RESET ROLE; CREATE EXTENSION tool_audit});
+($ret, $out, $err) = $node->psql('other_owner', qq{ALTER SCHEMA tool_audit OWNER TO "$super"});
+is($ret, 0, "ALTER SCHEMA tool_audit OWNER TO the extension's owner is allowed") or diag($err);
+($ret, $out, $err) = $node->psql('other_owner', 'ALTER SCHEMA tool_audit OWNER TO boss');
+like($err, qr/OWNER TO is not allowed on objects of extension tool_audit/,
+	'... and back to the role that owned it before is refused');
 ($ret, $out, $err) = $node->psql('restored_fc', 'ALTER SCHEMA tool_audit RENAME TO elsewhere');
 like($err, qr/RENAME is not allowed on objects of extension tool_audit/, 'renaming the schema is refused');
 ($ret, $out, $err) = $node->psql('restored_fc', 'DROP SCHEMA tool_audit CASCADE');
