@@ -3,8 +3,9 @@
 # pg_dump writes the schema tool_audit on its own (CREATE SCHEMA, ALTER SCHEMA
 # ... OWNER TO) before CREATE EXTENSION: the schema is not a member of the
 # extension.  The preload hook protects that schema only in a database where
-# the extension exists, so an ordinary pg_restore (and a plain-SQL dump through
-# psql) restores everything, in one transaction, with no hand-made list; where
+# the extension exists, so the ordinary commands (pg_restore with and without
+# -j 2, a plain-SQL dump through psql, pg_dumpall through psql) restore
+# everything, in one transaction where they can, with no hand-made list; where
 # the extension exists, the hook still refuses to hand its schema to anyone
 # but the role that owns it or the extension's owner.
 use strict;
@@ -12,6 +13,9 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use FindBin;
+use lib $FindBin::Bin;
+use DumpFixture qw(fill_trail %same);
 
 my $node = PostgreSQL::Test::Cluster->new('restore_preloaded');
 $node->init;
@@ -20,24 +24,9 @@ $node->start;
 
 my $super = $node->safe_psql('postgres', 'SELECT current_user');
 
-$node->safe_psql('postgres', q{
-	CREATE EXTENSION tool_audit;
-	CREATE ROLE app;
-	GRANT tool_audit_writer TO app;
-	SET ROLE app;
-	SELECT tool_audit.log_call('verify_identity', '{"ssn": "078-05-1120", "password": "p"}',
-		'{"error": "no"}', 5, '{"conversation_id": "c1", "user_id": "u1", "tenant_id": "acme"}')
-	  FROM generate_series(1, 4);
-	SELECT tool_audit.log_event('prompt.update', 'admin', '{"after": {"h": "x"}}', '{"tenant_id": "acme"}');
-	RESET ROLE;
-	INSERT INTO tool_audit.sanitize_rules (applies_to, match, pattern, action) VALUES ('key', 'exact', 'secret_sauce', 'redact');
-});
-
-my $rows = q{SELECT md5(string_agg(t::text, '|' ORDER BY id)) FROM tool_audit.tool_calls t};
-my $events = q{SELECT md5(string_agg(e::text, '|' ORDER BY id)) FROM tool_audit.admin_events e};
-my $pseudonym = q{SELECT tool_audit.pseudonymize('078-05-1120')};
-my %orig = map { $_->[0] => $node->safe_psql('postgres', $_->[1]) }
-  ([ rows => $rows ], [ events => $events ], [ pseudonym => $pseudonym ]);
+fill_trail($node, 'postgres');
+my ($rows, $events, $pseudonym) = @same{qw(rows events pseudonym)};
+my %orig = map { $_ => $node->safe_psql('postgres', $same{$_}) } keys %same;
 my $digest = $node->safe_psql('postgres', 'SELECT tool_audit.digest()');
 
 # ---- a database without the extension: the schema tool_audit is nobody's ----
