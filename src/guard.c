@@ -38,12 +38,15 @@
  */
 #include "postgres.h"
 
+#include "access/htup_details.h"
 #include "access/relation.h"
+#include "access/table.h"
 #include "catalog/namespace.h"
 #include "catalog/objectaddress.h"
 #include "catalog/partition.h"
 #include "catalog/pg_depend.h"
 #include "catalog/pg_extension.h"
+#include "catalog/pg_namespace.h"
 #include "commands/event_trigger.h"
 #include "commands/extension.h"
 #include "commands/trigger.h"
@@ -72,6 +75,20 @@ static bool drop_approved = false;
 static ProcessUtility_hook_type prev_process_utility = NULL;
 static ExecutorCheckPerms_hook_type prev_check_perms = NULL;
 
+/*
+ * The schema the guards protect: tool_audit's, where the extension exists.
+ * A schema of that name in a database without the extension is nobody's:
+ * pg_restore creates it, sets its owner and may drop it before (or without)
+ * CREATE EXTENSION, since the schema is not a member of the extension.
+ */
+static Oid
+guarded_schema(void)
+{
+	if (!OidIsValid(get_extension_oid("tool_audit", true)))
+		return InvalidOid;
+	return ta_schema_oid(true);
+}
+
 static bool
 is_protected_name(const char *relname)
 {
@@ -89,7 +106,7 @@ ta_is_protected_relation(Oid relid)
 
 	if (!OidIsValid(relid))
 		return false;
-	nsp = ta_schema_oid(true);
+	nsp = guarded_schema();
 	if (!OidIsValid(nsp))
 		return false;
 	if (get_rel_relispartition(relid))
@@ -111,7 +128,7 @@ ta_is_protected_relation(Oid relid)
 static bool
 is_own_relation(Oid relid)
 {
-	Oid			nsp = ta_schema_oid(true);
+	Oid			nsp = guarded_schema();
 
 	return OidIsValid(relid) && OidIsValid(nsp) &&
 		(get_rel_namespace(relid) == nsp || ta_is_protected_relation(relid));
@@ -292,7 +309,7 @@ guard_alter_table(AlterTableStmt *stmt)
 static bool
 name_list_in_schema(List *names)
 {
-	Oid			nsp = ta_schema_oid(true);
+	Oid			nsp = guarded_schema();
 	char	   *objname;
 
 	if (!OidIsValid(nsp))
@@ -312,7 +329,7 @@ object_is_ours(ObjectType type, Node *object, RangeVar *relation)
 {
 	Relation	rel = NULL;
 	ObjectAddress addr;
-	Oid			nsp = ta_schema_oid(true);
+	Oid			nsp = guarded_schema();
 	Oid			ext = get_extension_oid("tool_audit", true);
 	bool		ours;
 
@@ -447,7 +464,7 @@ guard_drop_objects(DropStmt *stmt)
 static void
 guard_drop_owned(DropOwnedStmt *stmt)
 {
-	Oid			nsp = ta_schema_oid(true);
+	Oid			nsp = guarded_schema();
 	Oid			relid;
 	Oid			owner;
 	ListCell   *lc;
@@ -509,6 +526,49 @@ refuse_if_ours(ObjectType type, Node *object, RangeVar *relation, const char *wh
 		refuse_object(what);
 }
 
+/* The owner of a catalog object (a schema, the extension), or InvalidOid. */
+static Oid
+object_owner(Oid classId, Oid objectId)
+{
+	Relation	catalog = table_open(classId, AccessShareLock);
+	HeapTuple	tup = get_catalog_object_by_oid(catalog, get_object_attnum_oid(classId),
+												objectId);
+	Oid			owner = InvalidOid;
+	bool		isnull = true;
+	Datum		d = (Datum) 0;
+
+	if (HeapTupleIsValid(tup))
+		d = heap_getattr(tup, get_object_attnum_owner(classId),
+						 RelationGetDescr(catalog), &isnull);
+	if (!isnull)
+		owner = DatumGetObjectId(d);
+	table_close(catalog, AccessShareLock);
+	return owner;
+}
+
+/*
+ * OWNER TO on our objects is refused, but for the schema set to the role that
+ * owns it already or to the extension's owner: what a restore replays (ALTER
+ * SCHEMA tool_audit OWNER TO ...), which hands the schema to no one new.
+ */
+static void
+guard_owner(AlterOwnerStmt *stmt)
+{
+	if (!object_is_ours(stmt->objectType, stmt->object, stmt->relation))
+		return;
+	if (stmt->objectType == OBJECT_SCHEMA)
+	{
+		Oid			to = get_rolespec_oid(stmt->newowner, true);
+
+		if (OidIsValid(to) &&
+			(to == object_owner(NamespaceRelationId, guarded_schema()) ||
+			 to == object_owner(ExtensionRelationId,
+								get_extension_oid("tool_audit", true))))
+			return;
+	}
+	refuse_object("OWNER TO");
+}
+
 /*
  * The checks shared by the ddl_command_start event trigger and the
  * ProcessUtility hook.
@@ -549,9 +609,7 @@ guard_utility(Node *stmt)
 						   ((AlterObjectSchemaStmt *) stmt)->relation, "SET SCHEMA");
 			break;
 		case T_AlterOwnerStmt:
-			refuse_if_ours(((AlterOwnerStmt *) stmt)->objectType,
-						   ((AlterOwnerStmt *) stmt)->object,
-						   ((AlterOwnerStmt *) stmt)->relation, "OWNER TO");
+			guard_owner((AlterOwnerStmt *) stmt);
 			break;
 		case T_AlterEnumStmt:
 			refuse_if_ours(OBJECT_TYPE,
@@ -731,7 +789,7 @@ ta_process_utility(PlannedStmt *pstmt, const char *queryString,
 {
 	Node	   *stmt = pstmt->utilityStmt;
 
-	if (IsTransactionState() && OidIsValid(ta_schema_oid(true)))
+	if (IsTransactionState() && OidIsValid(guarded_schema()))
 	{
 		guard_event_triggers(stmt);
 		guard_utility(stmt);

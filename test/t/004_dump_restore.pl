@@ -9,35 +9,16 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use FindBin;
+use lib $FindBin::Bin;
+use DumpFixture qw(fill_trail %same);
 
 my $node = PostgreSQL::Test::Cluster->new('dump');
 $node->init;
 $node->start;
-$node->safe_psql('postgres', q{
-	CREATE EXTENSION tool_audit;
-	CREATE ROLE app;
-	GRANT tool_audit_writer TO app;
-	SET ROLE app;
-	SELECT tool_audit.log_call('verify_identity', '{"ssn": "078-05-1120", "password": "p"}',
-		'{"error": "no"}', 5, '{"conversation_id": "c1", "user_id": "u1", "tenant_id": "acme"}')
-	  FROM generate_series(1, 5);
-	SELECT tool_audit.log_event('prompt.update', 'admin', '{"after": {"h": "x"}}', '{"tenant_id": "acme"}');
-	RESET ROLE;
-	INSERT INTO tool_audit.sanitize_rules (applies_to, match, pattern, action) VALUES ('key', 'exact', 'secret_sauce', 'redact');
-	-- a deployment exemption, and personal data in an admin event: restored rows
-	-- must not be sanitized again (with a fresh key, before the rules are back)
-	INSERT INTO tool_audit.sanitize_rules (applies_to, match, pattern, action, priority) VALUES ('key', 'exact', 'ticket', 'keep', 1);
-	SELECT tool_audit.log_event('user.update', 'ops', '{"email": "jane@x.test", "ticket": "Bearer abcdefghijklmnop"}', '{}');
-	SELECT tool_audit.log_call('lookup', '{"email": "jane@x.test", "ticket": "Bearer abcdefghijklmnop"}', '{}', 1, '{}');
-});
-
-my $rows = q{SELECT md5(string_agg(t::text, '|' ORDER BY id)) FROM tool_audit.tool_calls t};
-my $events = q{SELECT md5(string_agg(e::text, '|' ORDER BY id)) FROM tool_audit.admin_events e};
-my $pseudonym = q{SELECT tool_audit.pseudonymize('078-05-1120')};
-my %orig = (
-	rows => $node->safe_psql('postgres', $rows),
-	events => $node->safe_psql('postgres', $events),
-	pseudonym => $node->safe_psql('postgres', $pseudonym));
+fill_trail($node, 'postgres');
+my ($rows, $events, $pseudonym) = @same{qw(rows events pseudonym)};
+my %orig = map { $_ => $node->safe_psql('postgres', $same{$_}) } keys %same;
 
 # a digest of the chains before the dump: the restored copy must still match it
 my $digest = $node->safe_psql('postgres', 'SELECT tool_audit.digest()');

@@ -1,0 +1,43 @@
+# What the dump-and-restore TAP tests (004, 012) dump and compare: an audit
+# trail with rows in both tables, a deployment's own sanitizing rules and its
+# pseudonymization key, and the queries whose answers a restored copy must
+# give exactly as the original did.
+package DumpFixture;
+
+use strict;
+use warnings;
+use Exporter 'import';
+
+our @EXPORT_OK = qw(fill_trail %same);
+
+# rows, events and a pseudonym: identical in a copy restored row for row
+our %same = (
+	rows => q{SELECT md5(string_agg(t::text, '|' ORDER BY id)) FROM tool_audit.tool_calls t},
+	events => q{SELECT md5(string_agg(e::text, '|' ORDER BY id)) FROM tool_audit.admin_events e},
+	pseudonym => q{SELECT tool_audit.pseudonymize('078-05-1120')});
+
+# CREATE EXTENSION in $db of $node and record into it (the role app writes)
+sub fill_trail
+{
+	my ($node, $db) = @_;
+	$node->safe_psql($db, q{
+	CREATE EXTENSION tool_audit;
+	CREATE ROLE app;
+	GRANT tool_audit_writer TO app;
+	SET ROLE app;
+	SELECT tool_audit.log_call('verify_identity', '{"ssn": "078-05-1120", "password": "p"}',
+		'{"error": "no"}', 5, '{"conversation_id": "c1", "user_id": "u1", "tenant_id": "acme"}')
+	  FROM generate_series(1, 5);
+	SELECT tool_audit.log_event('prompt.update', 'admin', '{"after": {"h": "x"}}', '{"tenant_id": "acme"}');
+	RESET ROLE;
+	INSERT INTO tool_audit.sanitize_rules (applies_to, match, pattern, action) VALUES ('key', 'exact', 'secret_sauce', 'redact');
+	-- a deployment exemption, and personal data in an admin event: restored rows
+	-- must not be sanitized again (with a fresh key, before the rules are back)
+	INSERT INTO tool_audit.sanitize_rules (applies_to, match, pattern, action, priority) VALUES ('key', 'exact', 'ticket', 'keep', 1);
+	SELECT tool_audit.log_event('user.update', 'ops', '{"email": "jane@x.test", "ticket": "Bearer abcdefghijklmnop"}', '{}');
+	SELECT tool_audit.log_call('lookup', '{"email": "jane@x.test", "ticket": "Bearer abcdefghijklmnop"}', '{}', 1, '{}');
+	});
+	return;
+}
+
+1;
