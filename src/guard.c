@@ -81,12 +81,28 @@ static ExecutorCheckPerms_hook_type prev_check_perms = NULL;
  * pg_restore creates it, sets its owner and may drop it before (or without)
  * CREATE EXTENSION, since the schema is not a member of the extension.
  */
+static Oid	guarded_nsp = InvalidOid;
+
+/*
+ * Every utility statement and every UPDATE or DELETE asks this, and
+ * get_extension_oid() scans pg_extension (it has no syscache in 15): the
+ * schema is looked up first (syscache), and a schema found to belong to the
+ * extension is remembered by oid for the life of the backend.  Only that
+ * positive answer is kept.  DROP EXTENSION in this backend forgets it; one
+ * in another backend leaves this one guarding the schema by name, as 1.2
+ * did, until it ends (or the schema is dropped: its oid then changes).
+ */
 static Oid
 guarded_schema(void)
 {
+	Oid			nsp = ta_schema_oid(true);
+
+	if (!OidIsValid(nsp) || nsp == guarded_nsp)
+		return nsp;
 	if (!OidIsValid(get_extension_oid("tool_audit", true)))
 		return InvalidOid;
-	return ta_schema_oid(true);
+	guarded_nsp = nsp;
+	return nsp;
 }
 
 static bool
@@ -789,6 +805,8 @@ ta_process_utility(PlannedStmt *pstmt, const char *queryString,
 {
 	Node	   *stmt = pstmt->utilityStmt;
 
+	if (IsA(stmt, DropStmt) && ((DropStmt *) stmt)->removeType == OBJECT_EXTENSION)
+		guarded_nsp = InvalidOid;
 	if (IsTransactionState() && OidIsValid(guarded_schema()))
 	{
 		guard_event_triggers(stmt);
