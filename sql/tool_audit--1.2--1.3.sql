@@ -254,6 +254,39 @@ $$;
 COMMENT ON FUNCTION tool_audit.log_event_text(text, text, text, text) IS
     'log_event() with its JSON arguments as text: JSON that does not parse is refused with an error that names the argument but does not quote it';
 
+-- a key passed as key_id by mistake was quoted in the error
+CREATE OR REPLACE FUNCTION tool_audit.rotate_pseudonym_key(key_id text DEFAULT NULL, key bytea DEFAULT NULL)
+RETURNS text
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    old_id text;
+    new_id text;
+BEGIN
+    IF rotate_pseudonym_key.key IS NOT NULL AND length(rotate_pseudonym_key.key) < 32 THEN
+        RAISE EXCEPTION 'pseudonymization keys must be at least 32 bytes'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('The key given has %s bytes.', length(rotate_pseudonym_key.key));
+    END IF;
+    -- not quoted: a key passed as key_id by mistake must not reach the server log
+    IF rotate_pseudonym_key.key_id !~ '^[A-Za-z0-9_-]{1,63}$' THEN
+        RAISE EXCEPTION 'invalid value for argument "key_id": expected 1 to 63 letters, digits, "_" or "-"'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'The value is not shown: it may be a key put in the wrong place. Key ids appear in every pseudonym.';
+    END IF;
+    LOCK TABLE tool_audit.pseudonym_keys IN SHARE ROW EXCLUSIVE MODE;
+    SELECT k.key_id INTO old_id FROM tool_audit.pseudonym_keys k WHERE k.active;
+    new_id := coalesce(rotate_pseudonym_key.key_id,
+                       'k' || to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYYMMDDHH24MISSUS'));
+    INSERT INTO tool_audit.pseudonym_keys (key_id, key, active)
+    VALUES (new_id, coalesce(rotate_pseudonym_key.key, tool_audit.random_key(32)), true);
+    PERFORM tool_audit.record_own_event('pseudonym_key.rotate',
+                                        jsonb_build_object('before', old_id, 'after', new_id));
+    RETURN new_id;
+END
+$$;
+
 REVOKE ALL ON FUNCTION
     tool_audit.jsonb_from_text(text, text),
     tool_audit.typed_value(text, anyelement, text),

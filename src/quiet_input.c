@@ -16,7 +16,8 @@
  * Checking first, rather than catching the input function's error: an error
  * can only be caught safely inside a subtransaction, which costs more than
  * the check and would have to be taken on every recorded call.  PostgreSQL
- * 16 has soft errors (InputFunctionCallSafe) for this; 15 does not.
+ * 16 has soft errors (InputFunctionCallSafe) for this; 15 does not, and the
+ * checks serve every version alike.
  *
  * The types are the ones the audit tables' typed context columns have
  * (integer, uuid, inet, the call_trigger enum) and jsonb.
@@ -227,7 +228,11 @@ Jsonb *
 ta_quiet_jsonb(text *document, const char *argument)
 {
 	char	   *s = text_to_cstring(document);
+#if PG_VERSION_NUM >= 170000
+	JsonLexContext *lex = makeJsonLexContextCstringLen(NULL, s, strlen(s), GetDatabaseEncoding(), true);
+#else
 	JsonLexContext *lex = makeJsonLexContextCstringLen(s, strlen(s), GetDatabaseEncoding(), true);
+#endif
 	JsonParseErrorType e = pg_parse_json(lex, &nullSemAction);
 
 	if (e != JSON_SUCCESS)

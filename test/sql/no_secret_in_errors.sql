@@ -54,6 +54,10 @@ SELECT * FROM quoted($$SELECT tool_audit.log_event('prompt.update', 'a', '{}', '
 \set VERBOSITY verbose
 SELECT tool_audit.log_event('sk-ant-FAKE16-type', 'a', '{}', '{}');
 \set VERBOSITY default
+-- rotate_pseudonym_key(): a key (64 hex digits) passed as the key id
+SELECT * FROM quoted(format($$SELECT tool_audit.rotate_pseudonym_key(%L)$$, 'fa4e' || repeat('0', 56) || 'fa4e'),
+                     'fa4e' || repeat('0', 56) || 'fa4e');
+SELECT * FROM quoted($$SELECT tool_audit.rotate_pseudonym_key('c2stYW50LUZBS0UxOA==')$$, 'c2stYW50LUZBS0UxOA');
 -- a plain INSERT of a reserved event type, by a writer
 SET ROLE regress_writer;
 SELECT * FROM quoted($$INSERT INTO tool_audit.admin_events (event_type, actor) VALUES ('tool_audit.sk_ant_fake17', 'a')$$, 'fake17');

@@ -37,23 +37,26 @@ $node->safe_psql('postgres', q{
 	CREATE EXTENSION tool_audit;
 	CREATE ROLE app LOGIN;
 	GRANT tool_audit_writer TO app;
+	CREATE ROLE keeper LOGIN;
+	GRANT tool_audit_admin TO keeper;
 });
 
 my $tmp = PostgreSQL::Test::Utils::tempdir;
 my $n = 0;
 
 # run(SQL, VARIABLES): SQL once through pgbench's extended protocol as role
-# app, each :name bound to its value; returns pgbench's exit status and what
-# it printed
+# app (keeper if the SQL rotates a key), each :name bound to its value;
+# returns pgbench's exit status and what it printed
 sub run
 {
 	my ($sql, %vars) = @_;
+	my $user = $sql =~ /rotate_pseudonym_key/ ? 'keeper' : 'app';
 	my $file = "$tmp/script" . ++$n . '.sql';
 	open my $fh, '>', $file or die "$file: $!";
 	print $fh "$sql\n";
 	close $fh;
 	my @cmd = ('pgbench', '-n', '-t', '1', '-M', 'extended', '-f', $file,
-		'-h', $node->host, '-p', $node->port, '-U', 'app', 'postgres');
+		'-h', $node->host, '-p', $node->port, '-U', $user, 'postgres');
 	push @cmd, '-D', "$_=$vars{$_}" for sort keys %vars;
 	my ($out, $err) = ('', '');
 	IPC::Run::run(\@cmd, '>', \$out, '2>', \$err);
@@ -84,6 +87,8 @@ my @cases = (
 	['INSERT reserved event_type', 'sk_ant_fake16',
 		q{INSERT INTO tool_audit.admin_events (event_type, actor) VALUES (:type, 'a');},
 		type => 'tool_audit.sk_ant_fake16'],
+	['rotate_pseudonym_key key_id (a key in the wrong argument)', 'fa4e' . ('0' x 56) . 'fa4e',
+		q{SELECT tool_audit.rotate_pseudonym_key(:kid);}, kid => 'fa4e' . ('0' x 56) . 'fa4e'],
 	['log_call_text arguments', 'sk_ant_FAKE21', $call_text,
 		args => '{"api_key": sk_ant_FAKE21_xxxx}', result => '{}', ctx => '{}'],
 	['log_call_text result', 'sk-ant-FAKE22', $call_text,
@@ -131,6 +136,7 @@ like($log, qr/\Q$_\E/, "the server log has the error: $_") for (
 	'invalid value for context field "source_ip": expected an IP address',
 	'invalid value for argument "arguments": expected a JSON document',
 	'invalid value for argument "payload": expected a JSON document',
+	'invalid value for argument "key_id"',
 	'STATEMENT:  SELECT tool_audit.log_call(\'t\', \'{}\', \'{}\', 1, $1);');
 like($log, qr/sk_ant_FAKE99/, 'control: the malformed jsonb parameter is quoted by PostgreSQL (documented)');
 for my $c (@cases)
