@@ -40,10 +40,8 @@ SELECT * FROM quoted($$SELECT tool_audit.log_call('t', '{}', '{}', 1, '{"event_i
 SELECT * FROM quoted(format($$SELECT tool_audit.log_call('t', '{}', '{}', 1, '{"call_trigger": "%s"}')$$,
                             'sk-ant-FAKE05-' || repeat('x', 100)), 'FAKE05');
 -- the full error, as psql prints it
-\set VERBOSITY verbose
 SELECT tool_audit.log_call('t', '{}', '{}', 1, '{"client_ip": "sk-ant-FAKE06-ip"}');
 SELECT tool_audit.log_call('t', '{}', '{}', 1, '{"call_trigger": "sk-ant-FAKE07-trigger"}');
-\set VERBOSITY default
 
 -- log_event(): event_type, and the context fields that are not text
 SELECT * FROM quoted($$SELECT tool_audit.log_event('sk-ant-FAKE11-type', 'a', '{}', '{}')$$, 'FAKE11');
@@ -51,9 +49,7 @@ SELECT * FROM quoted($$SELECT tool_audit.log_event('tool_audit.sk-ant-FAKE12', '
 SELECT * FROM quoted($$SELECT tool_audit.log_event('prompt.update', 'a', '{}', '{"actor_type": "sk-ant-FAKE13"}')$$, 'FAKE13');
 SELECT * FROM quoted($$SELECT tool_audit.log_event('prompt.update', 'a', '{}', '{"source_ip": "sk-ant-FAKE14"}')$$, 'FAKE14');
 SELECT * FROM quoted($$SELECT tool_audit.log_event('prompt.update', 'a', '{}', '{"event_id": "sk-ant-FAKE15"}')$$, 'FAKE15');
-\set VERBOSITY verbose
 SELECT tool_audit.log_event('sk-ant-FAKE16-type', 'a', '{}', '{}');
-\set VERBOSITY default
 -- rotate_pseudonym_key(): a key (64 hex digits) passed as the key id
 SELECT * FROM quoted(format($$SELECT tool_audit.rotate_pseudonym_key(%L)$$, 'fa4e' || repeat('0', 56) || 'fa4e'),
                      'fa4e' || repeat('0', 56) || 'fa4e');
@@ -75,9 +71,7 @@ SELECT * FROM quoted($$SELECT tool_audit.log_call_text('t', '{"k": "sk-ant-FAKE2
 SELECT * FROM quoted($$SELECT tool_audit.log_call_text('t', '{}', '{}', 1, '{"turn_number": "sk-ant-FAKE27"}')$$, 'FAKE27');
 SELECT * FROM quoted($$SELECT tool_audit.log_event_text('prompt.update', 'a', 'sk_ant_FAKE28', '{}')$$, 'FAKE28');
 SELECT * FROM quoted($$SELECT tool_audit.log_event_text('prompt.update', 'a', '{}', E'{\n"reason": "x",\n sk_ant_FAKE29}')$$, 'FAKE29');
-\set VERBOSITY verbose
 SELECT tool_audit.log_call_text('t', '{"api_key": sk_ant_FAKE30}', '{}', 1);
-\set VERBOSITY default
 
 -- nothing was stored by any of the above
 SELECT count(*) - :calls AS new_calls FROM tool_audit.tool_calls;
