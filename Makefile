@@ -17,6 +17,7 @@ OBJS = \
 	src/hash.o \
 	src/chain.o \
 	src/insert.o \
+	src/quiet_input.o \
 	src/log_call.o \
 	src/guard.o \
 	src/upgrade_1_1.o \
@@ -34,7 +35,7 @@ INSTALL_PARTS = $(sort $(wildcard $(srcdir)/sql/install/*.sql))
 # pg_regress (test/sql, test/expected): one file per capability.  Each file also
 # runs on its own (test/regress_each.sh): its set-up is its own or the explicit
 # include of test/fixtures.sql.  Isolation specs: test/isolation.  TAP: test/t.
-REGRESS = setup sanitize detect sanitize_coverage pseudonym summarize log_call log_event \
+REGRESS = setup sanitize detect sanitize_coverage pseudonym summarize log_call log_event no_secret_in_errors \
 	append_only ddl_guard roles tenants rules_admin bad_input chain reports exports upgrade
 REGRESS_OPTS = --inputdir=test --outputdir=test --load-extension=tool_audit
 

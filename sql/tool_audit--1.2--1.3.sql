@@ -1,9 +1,12 @@
 /* tool_audit--1.2--1.3.sql: a COMMENT on every function, on the type and on the last view without one;
-   wider sanitizing (issue 12): new built-in key rules and the url_credentials detector */
+   wider sanitizing (issue 12): new built-in key rules and the url_credentials detector;
+   no secret in an error (issue 12): log_call_text(), log_event_text(), jsonb_from_text(),
+   typed_value(), and log_event() and rotate_pseudonym_key() with errors that quote no value */
 
 \echo Use "ALTER EXTENSION tool_audit UPDATE TO '1.3'" to load this file. \quit
 
--- 1.3 sanitizes more (below, at the end); nothing else changes.  Its install script, tool_audit--1.3.sql, creates
+-- 1.3 sanitizes more and quotes no value in its errors (below, after the
+-- comments).  Its install script, tool_audit--1.3.sql, creates
 -- the final schema in one pass (built from sql/install/*.sql); these are the
 -- comments it adds, word for word: test/t/010_fresh_vs_upgraded.pl checks that
 -- a database upgraded from 1.0 and a fresh one have the same catalogs.
@@ -164,3 +167,173 @@ VALUES ('value', 'detector', 'url_credentials', 'redact', 100, true, 'secret fou
 ALTER TABLE tool_audit.sanitize_rules
     ENABLE ALWAYS TRIGGER sanitize_rules_check,
     ENABLE ALWAYS TRIGGER sanitize_rules_audit;
+
+-- ---------------------------------------------------------------------------
+-- No secret in the server log (issue 12, section 3): errors about a value the
+-- caller passed name the field and the type expected, never the value.
+-- log_call()'s context fields are read in C (quiet_input.c); log_event()
+-- reads its context through typed_value() and no longer quotes event_type;
+-- log_call_text() and log_event_text() take JSON as text and parse it
+-- themselves, where a malformed jsonb literal is quoted by PostgreSQL.
+-- ---------------------------------------------------------------------------
+-- Text read into typed values with errors that name the field or argument
+-- and never quote the text: a secret passed in the wrong place must not
+-- reach the server log (doc/caveats.md)
+CREATE FUNCTION tool_audit.jsonb_from_text(document text, argument text DEFAULT 'document')
+RETURNS jsonb
+    AS 'MODULE_PATHNAME', 'jsonb_from_text' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION tool_audit.jsonb_from_text(text, text) IS
+    'The JSON text as jsonb; if it is not JSON, an error that names the argument and the line but does not quote the text';
+
+CREATE FUNCTION tool_audit.typed_value(value text, type_of anyelement, field text)
+RETURNS anyelement
+    AS 'MODULE_PATHNAME', 'typed_value' LANGUAGE C STABLE PARALLEL SAFE;
+COMMENT ON FUNCTION tool_audit.typed_value(text, anyelement, text) IS
+    'The text as a value of the second argument''s type (integer, uuid, inet or an enum), or an error that names the context field and the type but does not quote the text';
+
+CREATE OR REPLACE FUNCTION tool_audit.log_event(
+    event_type text,
+    actor      text,
+    payload    jsonb,
+    context    jsonb DEFAULT '{}')
+RETURNS tool_audit.admin_events
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    ctx jsonb := coalesce(context, '{}');
+    stored tool_audit.admin_events;
+BEGIN
+    IF jsonb_typeof(ctx) <> 'object' THEN
+        RAISE EXCEPTION 'context must be a JSON object'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('The value given is a JSON %s.', jsonb_typeof(ctx));
+    END IF;
+    IF event_type IS NULL OR actor IS NULL THEN
+        RAISE EXCEPTION 'event_type and actor must not be null'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF jsonb_path_exists(ctx, '$.keyvalue() ? ((@.value.type() == "object" || @.value.type() == "array") && (@.key == "tenant_id" || @.key == "reason" || @.key == "actor_type" || @.key == "source_ip" || @.key == "event_id"))') THEN
+        RAISE EXCEPTION 'tenant_id, reason, actor_type, source_ip and event_id in context must be scalars'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Put structured context under another key: it goes to metadata, sanitized.';
+    END IF;
+    -- the errors below name the field, never its value: a secret passed in
+    -- the wrong place must not reach the server log
+    IF starts_with(event_type, 'tool_audit.') THEN
+        RAISE EXCEPTION 'event types starting with "tool_audit." are reserved for tool_audit itself'
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    IF event_type !~ '^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$' THEN
+        RAISE EXCEPTION 'invalid value for argument "event_type": expected a dotted lowercase name'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'The value is not shown: it may be a secret put in the wrong place.',
+                  HINT = 'For example prompt.update, policy.update, impersonation.start, killswitch.enable.';
+    END IF;
+    IF coalesce(ctx->>'actor_type', 'user') NOT IN ('user', 'service') THEN
+        RAISE EXCEPTION 'invalid value for context field "actor_type": expected user or service'
+            USING ERRCODE = 'check_violation',
+                  DETAIL = 'The value is not shown: it may be a secret put in the wrong place.';
+    END IF;
+
+    INSERT INTO tool_audit.admin_events
+        (event_id, event_type, actor, actor_type, tenant_id, payload, reason, source_ip, metadata)
+    VALUES
+        (coalesce(tool_audit.typed_value(ctx->>'event_id', NULL::uuid, 'event_id'), gen_random_uuid()),
+         log_event.event_type, log_event.actor, coalesce(ctx->>'actor_type', 'user'),
+         ctx->>'tenant_id', log_event.payload, ctx->>'reason',
+         tool_audit.typed_value(ctx->>'source_ip', NULL::inet, 'source_ip'),
+         ctx - ARRAY['event_id', 'actor_type', 'tenant_id', 'reason', 'source_ip'])
+    RETURNING * INTO stored;
+
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'audit row for event "%" was not stored', event_type
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = 'Something on tool_audit.admin_events discarded the insert.';
+    END IF;
+    RETURN stored;
+END
+$$;
+
+-- The same two with their JSON arguments as text: a malformed JSON literal
+-- passed as jsonb is refused by PostgreSQL, whose error quotes it; these
+-- parse it themselves, with an error that names the argument only
+CREATE FUNCTION tool_audit.log_call_text(
+    tool_name   text,
+    arguments   text,
+    result      text,
+    duration_ms double precision,
+    context     text DEFAULT '{}')
+RETURNS tool_audit.tool_calls
+LANGUAGE sql VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT tool_audit.log_call(log_call_text.tool_name,
+                               tool_audit.jsonb_from_text(log_call_text.arguments, 'arguments'),
+                               tool_audit.jsonb_from_text(log_call_text.result, 'result'),
+                               log_call_text.duration_ms,
+                               tool_audit.jsonb_from_text(log_call_text.context, 'context'))
+$$;
+COMMENT ON FUNCTION tool_audit.log_call_text(text, text, text, double precision, text) IS
+    'log_call() with its JSON arguments as text: JSON that does not parse is refused with an error that names the argument but does not quote it';
+
+CREATE FUNCTION tool_audit.log_event_text(
+    event_type text,
+    actor      text,
+    payload    text,
+    context    text DEFAULT '{}')
+RETURNS tool_audit.admin_events
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT tool_audit.log_event(log_event_text.event_type, log_event_text.actor,
+                                tool_audit.jsonb_from_text(log_event_text.payload, 'payload'),
+                                tool_audit.jsonb_from_text(log_event_text.context, 'context'))
+$$;
+COMMENT ON FUNCTION tool_audit.log_event_text(text, text, text, text) IS
+    'log_event() with its JSON arguments as text: JSON that does not parse is refused with an error that names the argument but does not quote it';
+
+-- a key passed as key_id by mistake was quoted in the error
+CREATE OR REPLACE FUNCTION tool_audit.rotate_pseudonym_key(key_id text DEFAULT NULL, key bytea DEFAULT NULL)
+RETURNS text
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    old_id text;
+    new_id text;
+BEGIN
+    IF rotate_pseudonym_key.key IS NOT NULL AND length(rotate_pseudonym_key.key) < 32 THEN
+        RAISE EXCEPTION 'pseudonymization keys must be at least 32 bytes'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('The key given has %s bytes.', length(rotate_pseudonym_key.key));
+    END IF;
+    -- not quoted: a key passed as key_id by mistake must not reach the server log
+    IF rotate_pseudonym_key.key_id !~ '^[A-Za-z0-9_-]{1,63}$' THEN
+        RAISE EXCEPTION 'invalid value for argument "key_id": expected 1 to 63 letters, digits, "_" or "-"'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'The value is not shown: it may be a key put in the wrong place. Key ids appear in every pseudonym.';
+    END IF;
+    LOCK TABLE tool_audit.pseudonym_keys IN SHARE ROW EXCLUSIVE MODE;
+    SELECT k.key_id INTO old_id FROM tool_audit.pseudonym_keys k WHERE k.active;
+    new_id := coalesce(rotate_pseudonym_key.key_id,
+                       'k' || to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYYMMDDHH24MISSUS'));
+    INSERT INTO tool_audit.pseudonym_keys (key_id, key, active)
+    VALUES (new_id, coalesce(rotate_pseudonym_key.key, tool_audit.random_key(32)), true);
+    PERFORM tool_audit.record_own_event('pseudonym_key.rotate',
+                                        jsonb_build_object('before', old_id, 'after', new_id));
+    RETURN new_id;
+END
+$$;
+
+REVOKE ALL ON FUNCTION
+    tool_audit.jsonb_from_text(text, text),
+    tool_audit.typed_value(text, anyelement, text),
+    tool_audit.log_call_text(text, text, text, double precision, text),
+    tool_audit.log_event_text(text, text, text, text)
+    FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION
+    tool_audit.log_call_text(text, text, text, double precision, text),
+    tool_audit.log_event_text(text, text, text, text),
+    tool_audit.jsonb_from_text(text, text)
+    TO tool_audit_writer;

@@ -515,8 +515,7 @@ check_reserved_event_type(AuditRow *row)
 		GetUserId() != row->rel->rd_rel->relowner)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("event types starting with \"tool_audit.\" are reserved for tool_audit itself"),
-				 errdetail("The event type given was \"%s\".", TextDatumGetCString(d))));
+				 errmsg("event types starting with \"tool_audit.\" are reserved for tool_audit itself")));
 	return reserved;
 }
 

@@ -14,9 +14,11 @@
  * step was measured.  PL/pgSQL set its expressions up again in every
  * transaction; SPI started an executor (plan, projection for RETURNING) for
  * each call.  Done directly, a call costs what an audited INSERT does.
- * Conversions (turn_number, call_trigger, client_ip, event_id) use the
- * column types' input functions, as the casts from text did, so bad values
- * fail with the same errors.
+ * Conversions (turn_number, call_trigger, client_ip, event_id) read what
+ * the column types' input functions read, as the casts from text did, but a
+ * value that is not one fails with an error naming the field and the type
+ * it expects, never quoting the value (quiet_input.c): a secret in the
+ * wrong field must not reach the server log.
  *
  *-------------------------------------------------------------------------
  */
@@ -40,6 +42,7 @@
 #include "insert.h"
 #include "jsonb_util.h"
 #include "layout.h"
+#include "quiet_input.h"
 
 /* context keys that go to the columns of the same name */
 static const TaColumn context_columns[] = {
@@ -94,18 +97,19 @@ set_arg(const TaLayout *layout, Datum *values, bool *nulls, TaColumn col, Datum 
 	nulls[i] = isnull;
 }
 
-/* A context value converted to its column's type, as a cast from text would. */
+/*
+ * A context value converted to its column's type, as a cast from text
+ * would; the error for a value that is not one does not quote it.
+ */
 static Datum
 column_value(TupleDesc desc, int index, text *t)
 {
 	Form_pg_attribute att = TupleDescAttr(desc, index);
-	Oid			infunc,
-				ioparam;
 
 	if (att->atttypid == TEXTOID)
 		return PointerGetDatum(t);
-	getTypeInputInfo(att->atttypid, &infunc, &ioparam);
-	return OidInputFunctionCall(infunc, text_to_cstring(t), ioparam, att->atttypmod);
+	return ta_quiet_input(att->atttypid, att->atttypmod, text_to_cstring(t),
+						  "context field", NameStr(att->attname));
 }
 
 /* A context value as text (jsonb's ->> of a scalar); NULL if absent or null. */

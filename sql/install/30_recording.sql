@@ -3,6 +3,21 @@
 -- Recording API
 -- ---------------------------------------------------------------------------
 
+-- Text read into typed values with errors that name the field or argument
+-- and never quote the text: a secret passed in the wrong place must not
+-- reach the server log (doc/caveats.md)
+CREATE FUNCTION tool_audit.jsonb_from_text(document text, argument text DEFAULT 'document')
+RETURNS jsonb
+    AS 'MODULE_PATHNAME', 'jsonb_from_text' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION tool_audit.jsonb_from_text(text, text) IS
+    'The JSON text as jsonb; if it is not JSON, an error that names the argument and the line but does not quote the text';
+
+CREATE FUNCTION tool_audit.typed_value(value text, type_of anyelement, field text)
+RETURNS anyelement
+    AS 'MODULE_PATHNAME', 'typed_value' LANGUAGE C STABLE PARALLEL SAFE;
+COMMENT ON FUNCTION tool_audit.typed_value(text, anyelement, text) IS
+    'The text as a value of the second argument''s type (integer, uuid, inet or an enum), or an error that names the context field and the type but does not quote the text';
+
 -- log_call() is in C, with the contract of an audited INSERT (it runs the
 -- insert trigger's work and inserts the row itself, so it needs no SECURITY
 -- DEFINER and no rule can swallow its row)
@@ -44,24 +59,31 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Put structured context under another key: it goes to metadata, sanitized.';
     END IF;
+    -- the errors below name the field, never its value: a secret passed in
+    -- the wrong place must not reach the server log
     IF starts_with(event_type, 'tool_audit.') THEN
         RAISE EXCEPTION 'event types starting with "tool_audit." are reserved for tool_audit itself'
-            USING ERRCODE = 'insufficient_privilege',
-                  DETAIL = format('The event type given was "%s".', event_type);
+            USING ERRCODE = 'insufficient_privilege';
     END IF;
     IF event_type !~ '^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$' THEN
-        RAISE EXCEPTION 'invalid event type "%"', event_type
+        RAISE EXCEPTION 'invalid value for argument "event_type": expected a dotted lowercase name'
             USING ERRCODE = 'invalid_parameter_value',
-                  DETAIL = 'Event types are dotted lowercase names.',
+                  DETAIL = 'The value is not shown: it may be a secret put in the wrong place.',
                   HINT = 'For example prompt.update, policy.update, impersonation.start, killswitch.enable.';
+    END IF;
+    IF coalesce(ctx->>'actor_type', 'user') NOT IN ('user', 'service') THEN
+        RAISE EXCEPTION 'invalid value for context field "actor_type": expected user or service'
+            USING ERRCODE = 'check_violation',
+                  DETAIL = 'The value is not shown: it may be a secret put in the wrong place.';
     END IF;
 
     INSERT INTO tool_audit.admin_events
         (event_id, event_type, actor, actor_type, tenant_id, payload, reason, source_ip, metadata)
     VALUES
-        (coalesce((ctx->>'event_id')::uuid, gen_random_uuid()),
+        (coalesce(tool_audit.typed_value(ctx->>'event_id', NULL::uuid, 'event_id'), gen_random_uuid()),
          log_event.event_type, log_event.actor, coalesce(ctx->>'actor_type', 'user'),
-         ctx->>'tenant_id', log_event.payload, ctx->>'reason', (ctx->>'source_ip')::inet,
+         ctx->>'tenant_id', log_event.payload, ctx->>'reason',
+         tool_audit.typed_value(ctx->>'source_ip', NULL::inet, 'source_ip'),
          ctx - ARRAY['event_id', 'actor_type', 'tenant_id', 'reason', 'source_ip'])
     RETURNING * INTO stored;
 
@@ -75,6 +97,44 @@ END
 $$;
 COMMENT ON FUNCTION tool_audit.log_event(text, text, jsonb, jsonb) IS
     'Records one administrative event (sanitized, hashed and chained) and returns the stored admin_events row';
+
+-- The same two with their JSON arguments as text: a malformed JSON literal
+-- passed as jsonb is refused by PostgreSQL, whose error quotes it; these
+-- parse it themselves, with an error that names the argument only
+CREATE FUNCTION tool_audit.log_call_text(
+    tool_name   text,
+    arguments   text,
+    result      text,
+    duration_ms double precision,
+    context     text DEFAULT '{}')
+RETURNS tool_audit.tool_calls
+LANGUAGE sql VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT tool_audit.log_call(log_call_text.tool_name,
+                               tool_audit.jsonb_from_text(log_call_text.arguments, 'arguments'),
+                               tool_audit.jsonb_from_text(log_call_text.result, 'result'),
+                               log_call_text.duration_ms,
+                               tool_audit.jsonb_from_text(log_call_text.context, 'context'))
+$$;
+COMMENT ON FUNCTION tool_audit.log_call_text(text, text, text, double precision, text) IS
+    'log_call() with its JSON arguments as text: JSON that does not parse is refused with an error that names the argument but does not quote it';
+
+CREATE FUNCTION tool_audit.log_event_text(
+    event_type text,
+    actor      text,
+    payload    text,
+    context    text DEFAULT '{}')
+RETURNS tool_audit.admin_events
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT tool_audit.log_event(log_event_text.event_type, log_event_text.actor,
+                                tool_audit.jsonb_from_text(log_event_text.payload, 'payload'),
+                                tool_audit.jsonb_from_text(log_event_text.context, 'context'))
+$$;
+COMMENT ON FUNCTION tool_audit.log_event_text(text, text, text, text) IS
+    'log_event() with its JSON arguments as text: JSON that does not parse is refused with an error that names the argument but does not quote it';
 
 -- record_own_event(): the extension's own administration, under the reserved
 -- "tool_audit." event types; callable only by the owner (its own functions).

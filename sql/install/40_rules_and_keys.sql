@@ -211,10 +211,11 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   DETAIL = format('The key given has %s bytes.', length(rotate_pseudonym_key.key));
     END IF;
+    -- not quoted: a key passed as key_id by mistake must not reach the server log
     IF rotate_pseudonym_key.key_id !~ '^[A-Za-z0-9_-]{1,63}$' THEN
-        RAISE EXCEPTION 'invalid key id "%"', rotate_pseudonym_key.key_id
+        RAISE EXCEPTION 'invalid value for argument "key_id": expected 1 to 63 letters, digits, "_" or "-"'
             USING ERRCODE = 'invalid_parameter_value',
-                  DETAIL = 'Key ids are 1 to 63 letters, digits, "_" or "-"; they appear in every pseudonym.';
+                  DETAIL = 'The value is not shown: it may be a key put in the wrong place. Key ids appear in every pseudonym.';
     END IF;
     LOCK TABLE tool_audit.pseudonym_keys IN SHARE ROW EXCLUSIVE MODE;
     SELECT k.key_id INTO old_id FROM tool_audit.pseudonym_keys k WHERE k.active;

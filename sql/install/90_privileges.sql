@@ -24,6 +24,12 @@ GRANT EXECUTE ON FUNCTION
     tool_audit.sanitize_text(text),
     tool_audit.summarize_result(jsonb)
     TO tool_audit_writer;
+-- (1.3) the same with JSON as text, parsed with errors that quote nothing
+GRANT EXECUTE ON FUNCTION
+    tool_audit.log_call_text(text, text, text, double precision, text),
+    tool_audit.log_event_text(text, text, text, text),
+    tool_audit.jsonb_from_text(text, text)
+    TO tool_audit_writer;
 
 -- readers, admins and the verifier read the audit tables; row-level
 -- security decides which rows
