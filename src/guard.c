@@ -728,6 +728,35 @@ ddl_guard(PG_FUNCTION_ARGS)
 	PG_RETURN_VOID();
 }
 
+/*
+ * The one sanctioned change of stored rows (1.4): purge_expired() deletes
+ * expired rows and erase_subject() replaces personal fields, each from C
+ * between ta_sanctioned_change_begin() and _end() (the end in PG_FINALLY).
+ * Nothing reachable from SQL sets it; refuse_change() and the
+ * ExecutorCheckPerms hook let the change through only while it is set, and
+ * the retention code that sets it runs its own statements only.
+ */
+static bool sanctioned_change = false;
+
+void
+ta_sanctioned_change_begin(void)
+{
+	Assert(!sanctioned_change);
+	sanctioned_change = true;
+}
+
+void
+ta_sanctioned_change_end(void)
+{
+	sanctioned_change = false;
+}
+
+bool
+ta_sanctioned_change(void)
+{
+	return sanctioned_change;
+}
+
 /* tool_audit.refuse_change() RETURNS trigger */
 PG_FUNCTION_INFO_V1(refuse_change);
 Datum
@@ -741,6 +770,13 @@ refuse_change(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("refuse_change: not called by trigger manager")));
 
+	if (sanctioned_change && !TRIGGER_FIRED_BY_TRUNCATE(trigdata->tg_event))
+	{
+		if (!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event))
+			return PointerGetDatum(NULL);
+		return TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) ?
+			PointerGetDatum(trigdata->tg_newtuple) : PointerGetDatum(trigdata->tg_trigtuple);
+	}
 	if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))
 	{
 		if (ta_chaining_existing_rows() && ta_in_own_script())
@@ -827,6 +863,8 @@ ta_process_utility(PlannedStmt *pstmt, const char *queryString,
 static void
 refuse_write(Oid relid, AclMode required, Bitmapset *updated_cols)
 {
+	if (sanctioned_change)
+		return;
 	if (((required & ACL_DELETE) ||
 		 (!bms_is_empty(updated_cols) && !ta_chaining_existing_rows())) &&
 		ta_is_protected_relation(relid))

@@ -11,5 +11,8 @@
 extern bool ta_is_protected_relation(Oid relid);
 extern bool ta_in_own_script(void);
 extern void ta_guard_install_hooks(void);
+extern void ta_sanctioned_change_begin(void);
+extern void ta_sanctioned_change_end(void);
+extern bool ta_sanctioned_change(void);
 
 #endif							/* TA_GUARD_H */

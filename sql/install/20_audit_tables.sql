@@ -41,9 +41,9 @@ CREATE SEQUENCE tool_audit.admin_events_id_seq;
 -- checked before the row takes a chain position: ON CONFLICT DO NOTHING may
 -- skip it) from one it makes up.
 --
--- The chain columns come last, where ALTER TABLE put them in databases
--- created at 1.0, so that SELECT * and the row type read the same in every
--- database (the row hash takes the other columns in name order, whatever
+-- The chain columns come after the 1.0 columns, where ALTER TABLE put them in
+-- databases created at 1.0, and the retention columns (1.4) after them, so
+-- that SELECT * and the row type read the same in every database (the row hash takes the other columns in name order, whatever
 -- their order in the table: doc/canonical-encoding.md).  They stay nullable:
 -- a row whose event_id is already taken gets no position, because it will
 -- not be stored (ON CONFLICT DO NOTHING skips it, or the unique index
@@ -78,7 +78,9 @@ CREATE TABLE tool_audit.tool_calls (
     chain_id         bigint,
     chain_lane       integer,
     chain_seq        bigint,
-    chain_hash       bytea
+    chain_hash       bytea,
+    retention_policy text,
+    expires_at       timestamptz
 );
 COMMENT ON TABLE tool_audit.tool_calls IS 'One row per AI tool call; append-only, sanitized on insert';
 
@@ -102,7 +104,9 @@ CREATE TABLE tool_audit.admin_events (
     chain_id    bigint,
     chain_lane  integer,
     chain_seq   bigint,
-    chain_hash  bytea
+    chain_hash  bytea,
+    retention_policy text,
+    expires_at  timestamptz
 );
 ALTER SEQUENCE tool_audit.tool_calls_id_seq OWNED BY tool_audit.tool_calls.id;
 ALTER SEQUENCE tool_audit.admin_events_id_seq OWNED BY tool_audit.admin_events.id;
@@ -112,6 +116,10 @@ COMMENT ON COLUMN tool_audit.tool_calls.row_hash IS 'SHA-256 of the row''s canon
 COMMENT ON COLUMN tool_audit.tool_calls.chain_hash IS 'SHA-256 link over the previous row of the same chain and lane';
 COMMENT ON COLUMN tool_audit.admin_events.row_hash IS 'SHA-256 of the row''s canonical encoding (doc/canonical-encoding.md)';
 COMMENT ON COLUMN tool_audit.admin_events.chain_hash IS 'SHA-256 link over the previous row of the same chain and lane';
+COMMENT ON COLUMN tool_audit.tool_calls.retention_policy IS 'The retention policy that decided the row''s expiry when it was written (NULL: written before 1.4)';
+COMMENT ON COLUMN tool_audit.tool_calls.expires_at IS 'When the row may be purged at the earliest, decided when it was written (a policy lengthened later keeps it longer)';
+COMMENT ON COLUMN tool_audit.admin_events.retention_policy IS 'The retention policy that decided the row''s expiry when it was written (NULL: written before 1.4)';
+COMMENT ON COLUMN tool_audit.admin_events.expires_at IS 'When the row may be purged at the earliest, decided when it was written (a policy lengthened later keeps it longer)';
 
 -- a fork (two rows at one position) is a constraint violation
 CREATE UNIQUE INDEX tool_calls_chain_position

@@ -92,3 +92,17 @@ GRANT EXECUTE ON FUNCTION
 GRANT SELECT ON tool_audit.tool_usage TO tool_audit_reader, tool_audit_admin;
 GRANT SELECT ON tool_audit.tool_calls_csv, tool_audit.admin_events_csv, tool_audit.otel_tool_spans
     TO tool_audit_reader, tool_audit_admin, tool_audit_verifier;
+
+-- (1.4) retention: admins read the policies, overrides, floor and holds
+-- (and change them through the extension's functions only); the verifier
+-- and admins read what purges and erasures left
+GRANT SELECT ON tool_audit.retention_policies, tool_audit.retention_overrides,
+    tool_audit.retention_floor, tool_audit.legal_holds
+    TO tool_audit_admin;
+GRANT SELECT ON tool_audit.purge_anchors, tool_audit.erasures
+    TO tool_audit_admin, tool_audit_verifier;
+GRANT EXECUTE ON FUNCTION
+    tool_audit.hold_covers(jsonb, text, text, text, text, text, timestamptz),
+    tool_audit.retention_policy_for(text, text),
+    tool_audit.current_retention_days(text, text)
+    TO tool_audit_admin, tool_audit_verifier;

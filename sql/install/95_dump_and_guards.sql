@@ -10,6 +10,15 @@ SELECT pg_catalog.pg_extension_config_dump('tool_audit.sanitize_rules', 'WHERE N
 SELECT pg_catalog.pg_extension_config_dump('tool_audit.sanitize_rules_rule_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('tool_audit.pseudonym_keys', '');
 SELECT pg_catalog.pg_extension_config_dump('tool_audit.tenant_bindings', '');
+-- (1.4) seeded rows are dumped once changed (a restore's rows replace the
+-- seeds: see the retention tables' restore triggers)
+SELECT pg_catalog.pg_extension_config_dump('tool_audit.retention_policies', 'WHERE changed_by <> ''tool_audit''');
+SELECT pg_catalog.pg_extension_config_dump('tool_audit.retention_floor', 'WHERE changed_by <> ''tool_audit''');
+SELECT pg_catalog.pg_extension_config_dump('tool_audit.retention_overrides', '');
+SELECT pg_catalog.pg_extension_config_dump('tool_audit.legal_holds', '');
+SELECT pg_catalog.pg_extension_config_dump('tool_audit.legal_holds_hold_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('tool_audit.purge_anchors', '');
+SELECT pg_catalog.pg_extension_config_dump('tool_audit.erasures', '');
 
 -- ---------------------------------------------------------------------------
 -- DDL guards: last, so that the script's own DDL above is not inspected

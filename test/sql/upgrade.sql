@@ -97,6 +97,14 @@ ALTER EXTENSION tool_audit UPDATE TO '1.3';
 SELECT extversion FROM pg_extension WHERE extname = 'tool_audit';
 SELECT count(*) AS functions, count(obj_description(oid, 'pg_proc')) AS commented
   FROM pg_proc WHERE pronamespace = 'tool_audit'::regnamespace;
+-- and on to 1.4, which adds retention: old rows keep NULL expiry and verify
+ALTER EXTENSION tool_audit UPDATE TO '1.4';
+SELECT extversion FROM pg_extension WHERE extname = 'tool_audit';
+SELECT policy_name, applies_to, retention_days, matches, is_default
+  FROM tool_audit.retention_policies ORDER BY policy_name;
+SELECT count(*) AS rows, count(expires_at) AS with_expiry,
+       count(*) FILTER (WHERE tool_audit.check_row(t) IS NULL) AS intact
+  FROM tool_audit.tool_calls t WHERE tool_name LIKE 'old\_%';
 \c :regress_db
 DROP DATABASE regress_tool_audit_upgrade;
 

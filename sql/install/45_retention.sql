@@ -1,0 +1,200 @@
+
+-- ---------------------------------------------------------------------------
+-- Retention (1.4): policies, tenant contract overrides, the floor, legal
+-- holds, and the records a purge and an erasure leave behind
+-- (doc/retention.md).  Only the extension's own functions change these
+-- tables; every change is an audited admin event.
+-- ---------------------------------------------------------------------------
+
+-- A policy covers tool calls (by tool name) or admin events (by event type):
+-- `matches` lists names, or patterns where '*' stands for any characters.  A
+-- row takes the policy whose name list has its tool or event type, else the
+-- policy with the longest matching pattern, else its table's default policy.
+CREATE TABLE tool_audit.retention_policies (
+    policy_name    text PRIMARY KEY
+                   CONSTRAINT policy_name_is_identifier CHECK (policy_name ~ '^[a-z][a-z0-9_]{0,62}$'),
+    applies_to     text NOT NULL
+                   CONSTRAINT applies_to_is_audit_table CHECK (applies_to IN ('tool_calls', 'admin_events')),
+    retention_days integer NOT NULL CONSTRAINT retention_days_positive CHECK (retention_days > 0),
+    matches        text[] NOT NULL DEFAULT '{}',
+    is_default     boolean NOT NULL DEFAULT false,
+    description    text,
+    changed_at     timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    changed_by     text NOT NULL
+);
+CREATE UNIQUE INDEX retention_policies_one_default
+    ON tool_audit.retention_policies (applies_to) WHERE is_default;
+COMMENT ON TABLE tool_audit.retention_policies IS
+    'How long rows are kept, by tool name or admin event type; changed through set_retention_policy() only';
+
+INSERT INTO tool_audit.retention_policies
+    (policy_name, applies_to, retention_days, matches, is_default, description, changed_by)
+VALUES
+    ('financial', 'tool_calls', 2555, '{charge_payment,issue_refund,apply_credit}', false,
+     'Payments, refunds and credits: seven years', 'tool_audit'),
+    ('healthcare', 'tool_calls', 2190, '{access_patient_record,update_treatment}', false,
+     'Patient records and treatments: six years', 'tool_audit'),
+    ('general', 'tool_calls', 365, '{}', true,
+     'Every other tool call: one year', 'tool_audit'),
+    ('admin', 'admin_events', 365, '{}', true,
+     'Administrative events: one year (seed 001: at least 365 days)', 'tool_audit');
+
+-- A tenant's contract may keep a policy's rows longer, never shorter.  No
+-- foreign key: set_retention_override() checks the policy exists, and a row of
+-- a policy dropped later keeps the expiry it was written with.
+CREATE TABLE tool_audit.retention_overrides (
+    tenant_id      text NOT NULL,
+    policy_name    text NOT NULL,
+    retention_days integer NOT NULL CONSTRAINT retention_days_positive CHECK (retention_days > 0),
+    reason         text,
+    changed_at     timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    changed_by     text NOT NULL,
+    PRIMARY KEY (tenant_id, policy_name)
+);
+COMMENT ON TABLE tool_audit.retention_overrides IS
+    'Per-tenant contract retention that lengthens a policy; changed through set_retention_override() only';
+
+-- The floor no policy or override goes under; one row, changed by a superuser.
+CREATE TABLE tool_audit.retention_floor (
+    floor_days integer NOT NULL CONSTRAINT floor_days_positive CHECK (floor_days > 0),
+    changed_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    changed_by text NOT NULL,
+    one_row    boolean PRIMARY KEY DEFAULT true CONSTRAINT one_row CHECK (one_row)
+);
+INSERT INTO tool_audit.retention_floor (floor_days, changed_by) VALUES (183, 'tool_audit');
+COMMENT ON TABLE tool_audit.retention_floor IS
+    'The shortest retention in days (default 183, the EU AI Act''s six months); changed by a superuser through set_retention_floor()';
+
+-- retention_policy_for(applies_to, name): the policy a row of that table with
+-- this tool name (tool_calls) or event type (admin_events) takes today: the
+-- policy that lists the name, else the one with the longest matching
+-- pattern ('*': any characters), else the table's default; ties go to the
+-- first policy name.  The insert trigger decides the same in C
+-- (src/retention.c); test/sql/retention_policies.sql checks they agree.
+CREATE FUNCTION tool_audit.retention_policy_for(applies_to text, name text)
+    RETURNS text LANGUAGE sql STABLE PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT c.policy_name
+      FROM (SELECT p.policy_name,
+                   CASE WHEN name = ANY (p.matches) THEN 3
+                        WHEN plen IS NOT NULL THEN 2
+                        WHEN p.is_default THEN 1
+                        ELSE 0 END AS rank,
+                   plen
+              FROM tool_audit.retention_policies p,
+                   LATERAL (SELECT max(length(m)) AS plen FROM unnest(p.matches) m
+                             WHERE strpos(m, '*') > 0
+                               AND name LIKE replace(replace(replace(replace(m, '\', '\\'),
+                                                     '%', '\%'), '_', '\_'), '*', '%')) l
+             WHERE p.applies_to = retention_policy_for.applies_to) c
+     WHERE c.rank > 0
+     ORDER BY c.rank DESC, c.plen DESC NULLS LAST, c.policy_name
+     LIMIT 1
+$$;
+COMMENT ON FUNCTION tool_audit.retention_policy_for(text, text) IS
+    'The retention policy a row of this table with this tool name or event type takes today';
+
+-- current_retention_days(policy, tenant): the retention in days the policy
+-- gives a tenant's rows today: the longest of the policy, the tenant's
+-- override and the floor.  A row is kept until both its expires_at and
+-- its recorded time plus this have passed: lengthening applies to old rows,
+-- shortening to new rows only.
+CREATE FUNCTION tool_audit.current_retention_days(policy_name text, tenant_id text)
+    RETURNS integer LANGUAGE sql STABLE PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT greatest((SELECT f.floor_days FROM tool_audit.retention_floor f),
+                    (SELECT p.retention_days FROM tool_audit.retention_policies p
+                      WHERE p.policy_name = current_retention_days.policy_name),
+                    (SELECT o.retention_days FROM tool_audit.retention_overrides o
+                      WHERE o.policy_name = current_retention_days.policy_name
+                        AND o.tenant_id = current_retention_days.tenant_id))
+$$;
+COMMENT ON FUNCTION tool_audit.current_retention_days(text, text) IS
+    'The retention in days a policy gives a tenant''s rows today: the longest of the policy, the tenant''s override and the floor';
+
+-- Legal holds: a held row is removed by no path (purge, erasure).
+CREATE SEQUENCE tool_audit.legal_holds_hold_id_seq;
+CREATE TABLE tool_audit.legal_holds (
+    hold_id        bigint PRIMARY KEY DEFAULT nextval('tool_audit.legal_holds_hold_id_seq'),
+    scope          jsonb NOT NULL CONSTRAINT scope_is_object CHECK (jsonb_typeof(scope) = 'object'),
+    reason         text NOT NULL,
+    placed_by      text NOT NULL,
+    placed_at      timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    released_by    text,
+    released_at    timestamptz,
+    release_reason text
+);
+ALTER SEQUENCE tool_audit.legal_holds_hold_id_seq OWNED BY tool_audit.legal_holds.hold_id;
+COMMENT ON TABLE tool_audit.legal_holds IS
+    'Legal holds placed with place_hold() and released with release_hold(); an active hold (released_at NULL) keeps every row its scope covers';
+
+-- hold_covers(scope, ...): whether a hold's scope covers a row with these
+-- values.  Every key the scope gives must match; "from" and "to" bound the
+-- row's time, both inclusive.  For admin_events, user_id is the actor and
+-- subject_id, conversation_id and tool_name are read from the payload.
+CREATE FUNCTION tool_audit.hold_covers(scope jsonb, tenant_id text, subject_id text, user_id text,
+                                       conversation_id text, tool_name text, at timestamptz)
+    RETURNS boolean LANGUAGE sql STABLE PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce((NOT scope ? 'tenant_id' OR scope ->> 'tenant_id' = tenant_id)
+               AND (NOT scope ? 'subject_id' OR scope ->> 'subject_id' = subject_id)
+               AND (NOT scope ? 'user_id' OR scope ->> 'user_id' = user_id)
+               AND (NOT scope ? 'conversation_id' OR scope ->> 'conversation_id' = conversation_id)
+               AND (NOT scope ? 'tool_name' OR scope ->> 'tool_name' = tool_name)
+               AND (NOT scope ? 'from' OR at >= (scope ->> 'from')::timestamptz)
+               AND (NOT scope ? 'to' OR at <= (scope ->> 'to')::timestamptz), false)
+$$;
+COMMENT ON FUNCTION tool_audit.hold_covers(jsonb, text, text, text, text, text, timestamptz) IS
+    'Whether a legal hold''s scope covers a row with these values (every key given must match; from/to inclusive)';
+
+-- What a purge leaves: for each run of consecutive positions it removed from
+-- a lane, the link before the run and the link of its last row, so that
+-- verify() continues the lane across the gap.  Written by purge_expired()
+-- only, in the transaction of its tool_audit.retention.purge event, whose
+-- payload lists the same anchors.
+CREATE TABLE tool_audit.purge_anchors (
+    purge_event_id bigint NOT NULL,
+    table_name     text NOT NULL
+                   CONSTRAINT table_name_is_audit_table CHECK (table_name IN ('tool_calls', 'admin_events')),
+    chain_id       bigint NOT NULL,
+    chain_lane     integer NOT NULL,
+    first_seq      bigint NOT NULL,
+    last_seq       bigint NOT NULL,
+    link_before    bytea NOT NULL,
+    link_after     bytea NOT NULL,
+    rows_removed   bigint NOT NULL,
+    max_expires_at timestamptz,
+    CONSTRAINT span_is_ordered CHECK (first_seq >= 1 AND last_seq >= first_seq),
+    PRIMARY KEY (table_name, chain_id, chain_lane, first_seq)
+);
+COMMENT ON TABLE tool_audit.purge_anchors IS
+    'Spans of lane positions removed by purge_expired(), with the links either side; append-only';
+
+-- What an erasure changed: one row per audit row whose personal fields it
+-- replaced.  The row keeps its stored row_hash (so every link holds);
+-- row_hash_after is the hash of the row as the erasure left it, which
+-- verify() recomputes instead, and accepts only through an entry here that
+-- its tool_audit.retention.erase event lists.
+CREATE TABLE tool_audit.erasures (
+    erase_event_id bigint NOT NULL,
+    table_name     text NOT NULL
+                   CONSTRAINT table_name_is_audit_table CHECK (table_name IN ('tool_calls', 'admin_events')),
+    row_id         bigint NOT NULL,
+    erased_columns text[] NOT NULL,
+    row_hash_after bytea NOT NULL,
+    PRIMARY KEY (table_name, row_id, erase_event_id)
+);
+COMMENT ON TABLE tool_audit.erasures IS
+    'Audit rows whose personal fields erase_subject() replaced, each tied to its erasure event; append-only';
+
+CREATE TRIGGER purge_anchors_append_only
+    BEFORE UPDATE OR DELETE OR TRUNCATE ON tool_audit.purge_anchors
+    FOR EACH STATEMENT EXECUTE FUNCTION tool_audit.refuse_change();
+CREATE TRIGGER erasures_append_only
+    BEFORE UPDATE OR DELETE OR TRUNCATE ON tool_audit.erasures
+    FOR EACH STATEMENT EXECUTE FUNCTION tool_audit.refuse_change();
+ALTER TABLE tool_audit.purge_anchors ENABLE ALWAYS TRIGGER purge_anchors_append_only;
+ALTER TABLE tool_audit.erasures ENABLE ALWAYS TRIGGER erasures_append_only;
