@@ -46,6 +46,7 @@
 #include "catalog/partition.h"
 #include "catalog/pg_depend.h"
 #include "catalog/pg_extension.h"
+#include "catalog/pg_index.h"
 #include "catalog/pg_namespace.h"
 #include "commands/event_trigger.h"
 #include "commands/extension.h"
@@ -62,6 +63,7 @@
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
+#include "utils/syscache.h"
 
 #include "catalog.h"
 #include "guard.h"
@@ -406,12 +408,36 @@ object_is_ours(ObjectType type, Node *object, RangeVar *relation)
 		get_object_namespace(&addr) == nsp;
 }
 
-/* Is the object a DROP names one of ours?  Indexes may be dropped. */
+/*
+ * A unique index on a relation of the extension's schema: the chain position
+ * indexes (a fork is a constraint violation only while they exist) and the
+ * other unique indexes of the install script.  Plain indexes a user added
+ * for reports may be dropped.
+ */
+static bool
+index_is_guarded(Node *object)
+{
+	Oid			indexid = RangeVarGetRelid(makeRangeVarFromNameList(castNode(List, object)),
+										   NoLock, true);
+	HeapTuple	tup;
+	bool		unique;
+
+	if (!OidIsValid(indexid) || !is_own_relation(indexid))
+		return false;
+	tup = SearchSysCache1(INDEXRELID, ObjectIdGetDatum(indexid));
+	if (!HeapTupleIsValid(tup))
+		return false;
+	unique = ((Form_pg_index) GETSTRUCT(tup))->indisunique;
+	ReleaseSysCache(tup);
+	return unique;
+}
+
+/* Is the object a DROP names one of ours?  Of indexes, only unique ones. */
 static bool
 drop_target_is_ours(ObjectType type, Node *object)
 {
 	if (type == OBJECT_INDEX)
-		return false;
+		return index_is_guarded(object);
 	return object_is_ours(type, object, NULL);
 }
 

@@ -155,6 +155,15 @@ SELECT count(*) AS relations_left FROM pg_class c JOIN pg_namespace n ON n.oid =
 DROP DATABASE regress_empty_trail;
 \set VERBOSITY terse
 
+-- the chain position indexes make a fork a constraint violation: recording
+-- stops without them (issue 12), so they cannot be dropped; nor can the other
+-- unique indexes
+DROP INDEX tool_audit.tool_calls_chain_position;
+DROP INDEX CONCURRENTLY tool_audit.admin_events_chain_position;
+DROP INDEX IF EXISTS tool_audit.retention_policies_one_default;
+SELECT count(*) AS chain_position_indexes FROM pg_class
+ WHERE relname IN ('tool_calls_chain_position', 'admin_events_chain_position');
+
 -- harmless DDL still works
 BEGIN;
 CREATE INDEX regress_calls_by_tool ON tool_audit.tool_calls (tool_name);   -- a plain index is fine
