@@ -193,6 +193,68 @@ check_protections(Verification *w)
 	SPI_finish();
 }
 
+/*
+ * An id sequence moved with setval: behind the table's highest id, every
+ * insert fails on the primary key; at its maximum, every insert fails in
+ * nextval.  Either stops recording and no hook sees setval(), so verify()
+ * says so.  Read as the table's owner: the verifier has no privilege on the
+ * sequences, and needs none to learn where they stand.
+ */
+static void
+check_id_sequence(Verification *w, const char *table)
+{
+	Oid			relid = ta_schema_relid(table, true);
+	char	   *seqname = psprintf("%s_id_seq", table);
+	Oid			seqid = ta_schema_relid(seqname, true);
+	Oid			save_user;
+	int			save_sec;
+	char	   *problem = NULL;
+
+	if (!OidIsValid(relid) || !OidIsValid(seqid))
+		return;
+	GetUserIdAndSecContext(&save_user, &save_sec);
+	SetUserIdAndSecContext(ta_relation_owner(relid),
+						   save_sec | SECURITY_LOCAL_USERID_CHANGE | SECURITY_RESTRICTED_OPERATION);
+	PG_TRY();
+	{
+		char	   *sql = psprintf("SELECT s.last_value, s.is_called, q.seqmax,"
+								   "       (SELECT pg_catalog.max(t.id) FROM %s.%s t)"
+								   "  FROM %s.%s s, pg_catalog.pg_sequence q"
+								   " WHERE q.seqrelid OPERATOR(pg_catalog.=) %u",
+								   TA_SCHEMA, quote_identifier(table),
+								   TA_SCHEMA, quote_identifier(seqname), seqid);
+		bool		isnull;
+		int64		last;
+		bool		called;
+		int64		max;
+		Datum		top;
+
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect failed");
+		if (SPI_execute(sql, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
+			elog(ERROR, "could not read sequence %s", seqname);
+		last = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+		called = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+		max = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
+		top = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4, &isnull);
+		if (called && last >= max)
+			problem = psprintf("id sequence %s is at its maximum: every insert fails (moved with setval?)",
+							   seqname);
+		else if (!isnull && (called ? last < DatumGetInt64(top) : last <= DatumGetInt64(top)))
+			problem = psprintf("id sequence %s is behind the highest id " INT64_FORMAT
+							   ": inserts fail on the primary key (moved back with setval?)",
+							   seqname, DatumGetInt64(top));
+		SPI_finish();
+	}
+	PG_FINALLY();
+	{
+		SetUserIdAndSecContext(save_user, save_sec);
+	}
+	PG_END_TRY();
+	if (problem != NULL)
+		report(w, table, false, 0, 0, -1, -1, problem);
+}
+
 /* ---- the walk ---- */
 
 static void
@@ -400,6 +462,8 @@ static void
 run_walk(Verification *w)
 {
 	check_protections(w);
+	check_id_sequence(w, "admin_events");
+	check_id_sequence(w, "tool_calls");
 	walk_table(w, "admin_events");
 	walk_table(w, "tool_calls");
 	report_unreached(w);
@@ -572,5 +636,7 @@ verify_protections(PG_FUNCTION_ARGS)
 
 	start_verification(&w, fcinfo);
 	check_protections(&w);
+	check_id_sequence(&w, "admin_events");
+	check_id_sequence(&w, "tool_calls");
 	return (Datum) 0;
 }
