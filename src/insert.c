@@ -321,6 +321,43 @@ summarize_result_column(AuditRow *row, const TaRuleSet *rs)
 		sanitize_text_column(row, rs, TA_COL_ERROR);
 }
 
+/*
+ * The identifiers the report indexes hold: a btree entry cannot exceed about
+ * a third of a page, so a longer value would fail with an "index row size"
+ * error naming no column.  The documented limit (doc/recording.md) is
+ * checked on the stored, sanitized value.
+ */
+#define TA_MAX_INDEXED_BYTES 2000
+
+static void
+check_indexed_lengths(AuditRow *row)
+{
+	static const TaColumn indexed[] = {
+		TA_COL_TOOL_NAME, TA_COL_USER_ID, TA_COL_SUBJECT_ID, TA_COL_CONVERSATION_ID
+	};
+
+	for (int i = 0; i < (int) lengthof(indexed); i++)
+	{
+		bool		isnull;
+		Datum		d;
+		int			len;
+
+		if (ta_column(row->layout, indexed[i]) < 0)
+			continue;
+		d = get_col(row, indexed[i], &isnull);
+		if (isnull)
+			continue;
+		len = VARSIZE_ANY_EXHDR(DatumGetTextPP(d));
+		if (len > TA_MAX_INDEXED_BYTES)
+			ereport(ERROR,
+					(errcode(ERRCODE_STRING_DATA_RIGHT_TRUNCATION),
+					 errmsg("%s is longer than %d bytes",
+							ta_column_name(indexed[i]), TA_MAX_INDEXED_BYTES),
+					 errdetail("It is %d bytes long.", len),
+					 errhint("Identifiers are indexed for reports; keep long text in arguments or session_metadata.")));
+	}
+}
+
 /* ---- 4. and 5. hash and chain, unless the row will not be stored ---- */
 
 /* the event_id lock of the last row that brought one, if still held */
@@ -488,6 +525,7 @@ ta_record_tool_call(Relation rel, HeapTuple tuple, Datum *values, bool *nulls)
 		return hash_chain_and_form(&row, true);
 	fill_default(&row, TA_COL_CALL_TRIGGER, "user_request");
 	sanitize_columns(&row, rs, &tool_call_columns);
+	check_indexed_lengths(&row);
 	summarize_result_column(&row, rs);
 	return hash_chain_and_form(&row, false);
 }

@@ -41,6 +41,18 @@ RESET ROLE;
 RESET tool_audit.tenant;
 SELECT name, setting, unit, context FROM pg_settings WHERE name LIKE 'tool_audit.%' ORDER BY 1;
 
+-- identifiers longer than the report indexes take (2000 bytes): a clear
+-- error naming the column and its length, never the value
+SET ROLE regress_writer;
+SELECT regress_try($$SELECT tool_audit.log_call(repeat('t', 2001), '{}', '{}', 1, '{}')$$);
+SELECT regress_try($$SELECT tool_audit.log_call('long_ids', '{}', '{}', 1, jsonb_build_object('subject_id', repeat('s', 2001)))$$);
+SELECT regress_try($$INSERT INTO tool_audit.tool_calls (tool_name, success, conversation_id) VALUES ('long_ids', true, repeat('c', 5000))$$);
+SELECT regress_try($$INSERT INTO tool_audit.tool_calls (tool_name, success, user_id) VALUES ('long_ids', true, repeat('u', 3000))$$);
+BEGIN;
+SELECT regress_try($$INSERT INTO tool_audit.tool_calls (tool_name, success, user_id, subject_id, conversation_id) VALUES (repeat('t', 2000), true, repeat('u', 2000), repeat('s', 2000), repeat('c', 2000))$$) AS at_the_limit;
+ROLLBACK;
+RESET ROLE;
+
 -- NULLs
 SELECT tool_audit.sanitize(NULL) IS NULL AS sanitize_null, tool_audit.sanitize_text(NULL) IS NULL AS text_null,
        tool_audit.pseudonymize(NULL) IS NULL AS pseudonymize_null;
