@@ -23,9 +23,10 @@
  * The copy is read through SPI as the tables' owner (the writing roles
  * cannot read them) under a fresh snapshot, and dropped on a relcache
  * invalidation of any of the three tables: their statement triggers call
- * rules_changed(), as the sanitizing rules' do (rules.c), so every backend
- * sees a committed change at its next insert, and this backend at its next
- * command.  A reload frees the previous copy: callers copy what they keep.
+ * rules_changed(), as the sanitizing rules' do (ta_cache_get(), catalog.c),
+ * so every backend sees a committed change at its next insert, and this
+ * backend at its next command.  A reload frees the previous copy: callers
+ * copy what they keep.
  *
  *-------------------------------------------------------------------------
  */
@@ -45,9 +46,7 @@
 #include "utils/datetime.h"
 #include "utils/fmgroids.h"
 #include "utils/guc.h"
-#include "utils/inval.h"
 #include "utils/memutils.h"
-#include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
 #include "catalog.h"
@@ -92,19 +91,13 @@ typedef struct Retention
 	int32		floor_days;
 } Retention;
 
-static MemoryContext retention_context = NULL;
-static Retention *cached = NULL;
-static bool cache_valid = false;
-static uint64 inval_generation = 0;
-static bool callback_registered = false;
-static Oid	policies_relid = InvalidOid;
-static Oid	overrides_relid = InvalidOid;
-static Oid	floor_relid = InvalidOid;
+static TaCache retention_cache =
+{.tables = {"retention_policies", "retention_overrides", "retention_floor"}};
 
 /* the last decision, for the next row of the same tool and tenant */
 static struct
 {
-	uint64		generation;		/* of the copy it was made with; 0: none */
+	uint64		loads;			/* of the copy it was made with; 0: none */
 	bool		admin_events;
 	char	   *name;			/* NULL: a NULL name */
 	int			namelen;
@@ -115,18 +108,6 @@ static struct
 	int32		days;
 	bool		has_days;
 }			memo;
-static uint64 copy_generation = 0;	/* bumped at every load */
-
-static void
-retention_inval_callback(Datum arg, Oid relid)
-{
-	if (relid == InvalidOid || relid == policies_relid ||
-		relid == overrides_relid || relid == floor_relid)
-	{
-		cache_valid = false;
-		inval_generation++;
-	}
-}
 
 static int
 char_length(const char *s, int len)
@@ -232,59 +213,16 @@ load_floor(Retention *r, Oid owner)
 	}
 }
 
-static const Retention *
-get_retention(void)
+/* ta_cache_get()'s fill */
+static void *
+fill_retention(MemoryContext cxt, Oid owner)
 {
-	MemoryContext newcxt;
-	MemoryContext callercxt = CurrentMemoryContext;
-	Retention  *r;
-	Oid			owner;
-	uint64		generation;
+	Retention  *r = MemoryContextAllocZero(cxt, sizeof(Retention));
 
-	if (cache_valid && cached != NULL)
-		return cached;
-
-	policies_relid = ta_schema_relid("retention_policies", false);
-	overrides_relid = ta_schema_relid("retention_overrides", false);
-	floor_relid = ta_schema_relid("retention_floor", false);
-	if (!callback_registered)
-	{
-		CacheRegisterRelcacheCallback(retention_inval_callback, (Datum) 0);
-		callback_registered = true;
-	}
-	owner = ta_relation_owner(policies_relid);
-	generation = inval_generation;
-
-	newcxt = AllocSetContextCreate(CacheMemoryContext, "tool_audit retention",
-								   ALLOCSET_SMALL_SIZES);
-	PG_TRY();
-	{
-		if (SPI_connect() != SPI_OK_CONNECT)
-			elog(ERROR, "SPI_connect failed");
-		/* a fresh snapshot: see rules.c, ta_get_rules() */
-		PushActiveSnapshot(GetLatestSnapshot());
-		r = MemoryContextAllocZero(newcxt, sizeof(Retention));
-		load_policies(r, owner, newcxt);
-		load_overrides(r, owner, newcxt);
-		load_floor(r, owner);
-		PopActiveSnapshot();
-		SPI_finish();
-	}
-	PG_CATCH();
-	{
-		MemoryContextSwitchTo(callercxt);
-		MemoryContextDelete(newcxt);
-		PG_RE_THROW();
-	}
-	PG_END_TRY();
-
-	if (retention_context != NULL)
-		MemoryContextDelete(retention_context);
-	retention_context = newcxt;
-	cached = r;
-	copy_generation++;
-	cache_valid = (generation == inval_generation);
-	return cached;
+	load_policies(r, owner, cxt);
+	load_overrides(r, owner, cxt);
+	load_floor(r, owner);
+	return r;
 }
 
 /* ---- the decision ---- */
@@ -437,15 +375,15 @@ ta_retention_decide(bool admin_events, const char *name, int namelen,
 					const char *tenant, int tenantlen, bool tenant_null,
 					const char **policy, int *policylen, int32 *days)
 {
-	const Retention *r = get_retention();
+	const Retention *r = ta_cache_get(&retention_cache, fill_retention);
 
-	if (memo.generation != copy_generation || memo.admin_events != admin_events ||
+	if (memo.loads != retention_cache.loads || memo.admin_events != admin_events ||
 		!memo_same(memo.name, memo.namelen, name, namelen))
 	{
 		memo.policy = resolve_policy(r, admin_events, name, namelen);
 		memo.admin_events = admin_events;
 		memo_set(&memo.name, &memo.namelen, name, namelen);
-		memo.generation = copy_generation;
+		memo.loads = retention_cache.loads;
 		memo.days_known = false;
 	}
 	if (tenant_null)
