@@ -9,11 +9,13 @@
  * A row goes through, in this order:
  *	1. identity: id from tool_audit.<table>_id_seq (a caller-supplied id is
  *	   refused: it could squat on ids and block other writers; so are a
- *	   retention_policy and an expires_at), the time (recorded_at /
- *	   occurred_at) from the server's clock (a client cannot backdate; only
- *	   the test clock of a test database can, retention.c), recorded_by from the database role acting (after SET ROLE;
- *	   through SECURITY DEFINER functions), an event_id when it has none, and
- *	   the defaults an ORM may have sent as explicit NULLs;
+ *	   retention_policy and an expires_at: a caller could shorten its own
+ *	   retention), the time (recorded_at / occurred_at) from the server's
+ *	   clock (a client cannot backdate; only the test clock of a test
+ *	   database moves it, retention.c), recorded_by from the database role
+ *	   acting (after SET ROLE; through SECURITY DEFINER functions), an
+ *	   event_id when it has none, and the defaults an ORM may have sent as
+ *	   explicit NULLs;
  *	2. sanitize: the jsonb columns must be objects (NULL becomes {}) and are
  *	   sanitized, and the value rules apply to every text column (ids
  *	   included: a token pasted into user_id is caught like one in the
@@ -21,12 +23,13 @@
  *	3. summarize (tool_calls): result_summary is reduced to a summary (so an
  *	   ORM that stores a whole result still stores only its summary), and
  *	   success and error are derived from it when the caller left them NULL;
- *	4. retention: the policy covering the tool name or event type, and the
- *	   expiry it gives the row's tenant (retention.c), from the final
- *	   (sanitized) values;
- *	   hash: the row hash over the final column values (hash.c);
- *	5. chain: the next position of a lane of the row's chain (chain.c);
- *	6. store: the row is formed once, for the executor (or log_call()) to
+ *	4. retention (1.4 on): retention_policy, the policy covering the tool
+ *	   name or event type, and expires_at, the expiry it gives the row's
+ *	   tenant (retention.c), from the final (sanitized) values;
+ *	5. hash: the row hash over the final column values (hash.c);
+ *	6. chain: the next position of a lane of the row's chain (chain.c),
+ *	   which is named by its table, tenant and retention policy;
+ *	7. store: the row is formed once, for the executor (or log_call()) to
  *	   insert.
  * admin_events reserves event types starting "tool_audit." for the
  * extension's own functions, and sanitizes those with the built-in rules.
@@ -34,8 +37,9 @@
  * Restoring a dump: with tool_audit.restoring = on, a row a superuser
  * inserts that brings its id keeps it, with its timestamp, recorded_by and
  * event_id, so a restored row is the row that was dumped; it skips steps 2
- * and 3 (it was sanitized when first stored) and, if it brings its row hash,
- * 4 and 5.  A row without an id is recorded as usual.
+ * to 4 (it was sanitized, and its retention decided, when first stored)
+ * and, if it brings its row hash, 5 and 6.  A row without an id is recorded
+ * as usual.
  *
  * Either way the transaction is marked as having written audit data, so
  * that it commits with synchronous_commit = on (tool_audit.c).
@@ -403,7 +407,7 @@ decide_retention(AuditRow *row, TaColumn name_column, TaColumn time_column)
 				TimestampTzGetDatum(ta_expiry(DatumGetTimestampTz(at), days)));
 }
 
-/* ---- 4. and 5. hash and chain, unless the row will not be stored ---- */
+/* ---- 5. and 6. hash and chain, unless the row will not be stored ---- */
 
 /* the event_id lock of the last row that brought one, if still held */
 static LOCKTAG event_id_lock;
@@ -514,7 +518,7 @@ takes_chain_position(AuditRow *row, bool restored)
 	return !(row->event_id_given && event_id_taken(row));
 }
 
-/* ---- 6. store ---- */
+/* ---- 7. store ---- */
 
 /* The stored row, formed once; a trigger's keeps its original's identity. */
 static HeapTuple
@@ -532,7 +536,7 @@ form_row(AuditRow *row)
 	return out;
 }
 
-/* Steps 4 to 6, shared by both tables and by restored rows. */
+/* Steps 5 to 7, shared by both tables and by restored rows. */
 static HeapTuple
 hash_chain_and_form(AuditRow *row, bool restored)
 {
