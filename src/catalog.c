@@ -16,7 +16,12 @@
 #include "access/relscan.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "utils/inval.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
 #include "utils/syscache.h"
 
 #include "catalog.h"
@@ -83,4 +88,109 @@ ta_index_scan(Relation rel, Relation irel, Snapshot snap, ScanKey keys, int nkey
 #endif
 	index_rescan(scan, keys, nkeys, NULL, 0);
 	return scan;
+}
+
+/*
+ * Run one query as the owner of an extension table (SPI is connected): the
+ * per-backend caches (rules.c, retention.c) read tables the writing roles
+ * cannot, as PostgreSQL runs maintenance code on behalf of a table owner.
+ */
+void
+ta_spi_exec_as_owner(Oid owner, const char *sql, int nargs, Oid *argtypes,
+					 Datum *values, const char *nulls, bool read_only)
+{
+	Oid			save_userid;
+	int			save_sec_context;
+	int			rc;
+
+	GetUserIdAndSecContext(&save_userid, &save_sec_context);
+	SetUserIdAndSecContext(owner, save_sec_context |
+						   SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
+	rc = SPI_execute_with_args(sql, nargs, argtypes, values, nulls,
+							   read_only, 0);
+	SetUserIdAndSecContext(save_userid, save_sec_context);
+	if (rc < 0)
+		elog(ERROR, "SPI_execute_with_args failed: %s", SPI_result_code_string(rc));
+}
+
+/* ---- per-backend caches of extension tables ---- */
+
+static void
+cache_inval_callback(Datum arg, Oid relid)
+{
+	TaCache    *cache = (TaCache *) DatumGetPointer(arg);
+
+	for (int i = 0; i < TA_CACHE_MAX_TABLES && cache->tables[i] != NULL; i++)
+		if (relid == InvalidOid || relid == cache->relids[i])
+		{
+			cache->valid = false;
+			cache->invalidations++;
+			return;
+		}
+}
+
+/*
+ * The cache's contents, built by fill() when there are none or a relcache
+ * invalidation named one of its tables (their statement triggers call
+ * rules_changed(), which sends one: every backend drops its copy, this one
+ * at its next command, others at commit).  fill() runs with SPI connected,
+ * as the first table's owner may read them (ta_spi_exec_as_owner()), under
+ * a fresh snapshot rather than the transaction's (a REPEATABLE READ
+ * transaction older than a change would otherwise cache the old contents,
+ * and no later invalidation would come to correct it), and allocates what
+ * it keeps in the context it is given.  The previous contents are freed:
+ * callers copy what they keep across a call that may reload.
+ */
+void *
+ta_cache_get(TaCache *cache, TaCacheFill fill)
+{
+	MemoryContext callercxt = CurrentMemoryContext;
+	MemoryContext newcxt;
+	Oid			owner;
+	uint64		invalidations;
+	void	   *data = NULL;
+
+	if (cache->valid && cache->data != NULL)
+		return cache->data;
+
+	for (int i = 0; i < TA_CACHE_MAX_TABLES && cache->tables[i] != NULL; i++)
+		cache->relids[i] = ta_schema_relid(cache->tables[i], false);
+	if (!cache->registered)
+	{
+		CacheRegisterRelcacheCallback(cache_inval_callback, PointerGetDatum(cache));
+		cache->registered = true;
+	}
+	owner = ta_relation_owner(cache->relids[0]);
+	invalidations = cache->invalidations;
+
+	newcxt = AllocSetContextCreate(CacheMemoryContext, "tool_audit cache",
+								   ALLOCSET_SMALL_SIZES);
+	MemoryContextSetIdentifier(newcxt, cache->tables[0]);
+	PG_TRY();
+	{
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect failed");
+		PushActiveSnapshot(GetLatestSnapshot());
+		data = fill(newcxt, owner);
+		PopActiveSnapshot();
+		SPI_finish();
+	}
+	PG_CATCH();
+	{
+		/* never delete the context we are in */
+		MemoryContextSwitchTo(callercxt);
+		MemoryContextDelete(newcxt);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+
+	if (cache->context != NULL)
+		MemoryContextDelete(cache->context);
+	cache->context = newcxt;
+	cache->data = data;
+	cache->loads++;
+	/* a change of our own invalidates at once; that costs one more reload */
+	cache->valid = (invalidations == cache->invalidations);
+	return data;
 }

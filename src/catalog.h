@@ -20,5 +20,30 @@ extern void ta_missing_relation(const char *name) pg_attribute_noreturn();
 extern Oid	ta_relation_owner(Oid relid);
 extern IndexScanDesc ta_index_scan(Relation rel, Relation irel, Snapshot snap,
 								   ScanKey keys, int nkeys);
+extern void ta_spi_exec_as_owner(Oid owner, const char *sql, int nargs, Oid *argtypes,
+								 Datum *values, const char *nulls, bool read_only);
+
+/*
+ * A per-backend copy of some extension tables (rules.c, retention.c):
+ * declare it static with its tables, the first the one whose owner reads
+ * them, e.g. {.tables = {"sanitize_rules", "pseudonym_keys"}}.
+ */
+#define TA_CACHE_MAX_TABLES 3
+
+typedef struct TaCache
+{
+	const char *tables[TA_CACHE_MAX_TABLES];	/* NULL after the last */
+	uint64		loads;			/* bumped at every reload */
+	/* private to catalog.c */
+	Oid			relids[TA_CACHE_MAX_TABLES];
+	void	   *data;
+	bool		valid;
+	bool		registered;
+	uint64		invalidations;
+	MemoryContext context;
+} TaCache;
+
+typedef void *(*TaCacheFill) (MemoryContext cxt, Oid owner);
+extern void *ta_cache_get(TaCache *cache, TaCacheFill fill);
 
 #endif							/* TA_CATALOG_H */

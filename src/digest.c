@@ -99,7 +99,10 @@ head_column(TupleTableSlot *slot, const TaLayout *layout, TaColumn col, bool *is
 	return slot_getattr(slot, ta_column(layout, col) + 1, isnull);
 }
 
-/* A lane's head as a JSON object; the tenant comes from the head row. */
+/*
+ * A lane's head as a JSON object; the tenant and the retention policy (which
+ * with the table name the chain id) come from the head row.
+ */
 static char *
 head_json(TupleTableSlot *slot, const TaLayout *layout)
 {
@@ -108,6 +111,8 @@ head_json(TupleTableSlot *slot, const TaLayout *layout)
 	Datum		tenant = head_column(slot, layout, TA_COL_TENANT_ID, &isnull);
 	bool		hash_null;
 	Datum		hash = head_column(slot, layout, TA_COL_CHAIN_HASH, &hash_null);
+	bool		policy_null = true;
+	Datum		policy;
 	bool		n1,
 				n2,
 				n3;
@@ -123,6 +128,13 @@ head_json(TupleTableSlot *slot, const TaLayout *layout)
 		appendStringInfoString(&head, "null");
 	else
 		escape_json(&head, TextDatumGetCString(tenant));
+	appendStringInfoString(&head, ",\"retention_policy\":");
+	policy = layout->column[TA_COL_RETENTION_POLICY] < 0 ? (Datum) 0 :
+		head_column(slot, layout, TA_COL_RETENTION_POLICY, &policy_null);
+	if (layout->column[TA_COL_RETENTION_POLICY] < 0 || policy_null)
+		appendStringInfoString(&head, "null");
+	else
+		escape_json(&head, TextDatumGetCString(policy));
 	appendStringInfo(&head, ",\"lane\":%d,\"position\":" INT64_FORMAT, lane, seq);
 	append_hex_field(&head, "hash", hash, hash_null);
 	appendStringInfoChar(&head, '}');

@@ -13,7 +13,7 @@
  * Invalidation: a statement trigger on both tables calls
  * tool_audit.rules_changed(), which queues a relcache invalidation for the
  * table.  Every backend (this one at the next command, others at commit)
- * receives it in rules_inval_callback and drops its cache; the next
+ * receives it and drops its cache (ta_cache_get(), catalog.c); the next
  * sanitizing call reloads.  The previous set is freed when the next one is
  * built; that is safe because nothing a caller does while it holds a set (C
  * scanners, the regex engine with the C collation, numeric output, HMAC)
@@ -36,28 +36,11 @@
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
-#include "utils/snapmgr.h"
 
 #include "catalog.h"
 #include "rules.h"
 
-static MemoryContext rules_context = NULL;	/* holds cached_rules */
-static TaRuleSet *cached_rules = NULL;
-static bool cache_valid = false;
-static uint64 inval_generation = 0;
-static bool callback_registered = false;
-static Oid	rules_relid = InvalidOid;
-static Oid	keys_relid = InvalidOid;
-
-static void
-rules_inval_callback(Datum arg, Oid relid)
-{
-	if (relid == InvalidOid || relid == rules_relid || relid == keys_relid)
-	{
-		cache_valid = false;
-		inval_generation++;
-	}
-}
+static TaCache rules_cache = {.tables = {"sanitize_rules", "pseudonym_keys"}};
 
 /*
  * The ASCII letter (lowercase) or digit a non-ASCII code point stands for in
@@ -240,26 +223,6 @@ parse_word(const char *const *names, int n, const char *s, const char *column)
 	return 0;					/* keep compiler quiet */
 }
 
-/* Run one query as the owner of an extension table (SPI is connected). */
-static void
-spi_exec_as_owner(Oid owner, const char *sql, int nargs, Oid *argtypes,
-					 Datum *values, const char *nulls, bool read_only)
-{
-	Oid			save_userid;
-	int			save_sec_context;
-	int			rc;
-
-	GetUserIdAndSecContext(&save_userid, &save_sec_context);
-	SetUserIdAndSecContext(owner, save_sec_context |
-						   SECURITY_LOCAL_USERID_CHANGE |
-						   SECURITY_RESTRICTED_OPERATION);
-	rc = SPI_execute_with_args(sql, nargs, argtypes, values, nulls,
-							   read_only, 0);
-	SetUserIdAndSecContext(save_userid, save_sec_context);
-	if (rc < 0)
-		elog(ERROR, "SPI_execute_with_args failed: %s", SPI_result_code_string(rc));
-}
-
 /*
  * The derived parts of a rule set: the shortest string its value rules can
  * match (a regular expression may match one character), and an empty key
@@ -292,7 +255,7 @@ load_rules(TaRuleSet *rs, TaRuleSet *builtin, Oid owner, MemoryContext cxt)
 				nvalue = 0;
 	MemoryContext spicxt;
 
-	spi_exec_as_owner(owner,
+	ta_spi_exec_as_owner(owner,
 					  "SELECT applies_to, match, pattern, action, rule_id, builtin"
 					  "  FROM tool_audit.sanitize_rules"
 					  " WHERE enabled"
@@ -357,7 +320,7 @@ load_rules(TaRuleSet *rs, TaRuleSet *builtin, Oid owner, MemoryContext cxt)
 static void
 load_keys(TaRuleSet *rs, Oid owner, MemoryContext cxt)
 {
-	spi_exec_as_owner(owner,
+	ta_spi_exec_as_owner(owner,
 					  "SELECT key_id, key, active FROM tool_audit.pseudonym_keys",
 					  0, NULL, NULL, NULL, true);
 	rs->key_ids = MemoryContextAllocZero(cxt, sizeof(char *) * (SPI_processed + 1));
@@ -385,85 +348,41 @@ load_keys(TaRuleSet *rs, Oid owner, MemoryContext cxt)
 	}
 }
 
+/* ta_cache_get()'s fill: the rule set and its built-in-only twin */
+static void *
+fill_rules(MemoryContext cxt, Oid owner)
+{
+	TaRuleSet  *rs = MemoryContextAllocZero(cxt, sizeof(TaRuleSet));
+	TaRuleSet  *builtin = MemoryContextAllocZero(cxt, sizeof(TaRuleSet));
+	TaRule	   *krules,
+			   *vrules;
+	int			nk,
+				nv;
+
+	load_rules(rs, builtin, owner, cxt);
+	load_keys(rs, owner, cxt);
+
+	/* the built-in-only set: the same keys, its own rule arrays */
+	krules = builtin->key_rules;
+	vrules = builtin->value_rules;
+	nk = builtin->nkey_rules;
+	nv = builtin->nvalue_rules;
+	*builtin = *rs;
+	builtin->key_rules = krules;
+	builtin->value_rules = vrules;
+	builtin->nkey_rules = nk;
+	builtin->nvalue_rules = nv;
+	builtin->builtin = builtin;
+	rs->builtin = builtin;
+	prepare_rule_set(rs, cxt);
+	prepare_rule_set(builtin, cxt);
+	return rs;
+}
+
 const TaRuleSet *
 ta_get_rules(void)
 {
-	MemoryContext newcxt;
-	MemoryContext callercxt = CurrentMemoryContext;
-	TaRuleSet  *rs;
-	Oid			owner;
-	uint64		generation;
-
-	if (cache_valid && cached_rules != NULL)
-		return cached_rules;
-
-	rules_relid = ta_schema_relid("sanitize_rules", false);
-	keys_relid = ta_schema_relid("pseudonym_keys", false);
-	if (!callback_registered)
-	{
-		CacheRegisterRelcacheCallback(rules_inval_callback, (Datum) 0);
-		callback_registered = true;
-	}
-	owner = ta_relation_owner(rules_relid);
-	generation = inval_generation;
-
-	newcxt = AllocSetContextCreate(CacheMemoryContext, "tool_audit rules",
-								   ALLOCSET_SMALL_SIZES);
-	PG_TRY();
-	{
-		TaRuleSet  *builtin;
-		TaRule	   *krules,
-				   *vrules;
-		int			nk,
-					nv;
-
-		if (SPI_connect() != SPI_OK_CONNECT)
-			elog(ERROR, "SPI_connect failed");
-
-		/*
-		 * Read under a fresh snapshot, not the transaction's: a REPEATABLE
-		 * READ transaction older than a rule change would otherwise cache
-		 * the old rules, and no later invalidation would come to correct it.
-		 */
-		PushActiveSnapshot(GetLatestSnapshot());
-		rs = MemoryContextAllocZero(newcxt, sizeof(TaRuleSet));
-		builtin = MemoryContextAllocZero(newcxt, sizeof(TaRuleSet));
-		load_rules(rs, builtin, owner, newcxt);
-		load_keys(rs, owner, newcxt);
-		PopActiveSnapshot();
-		SPI_finish();
-
-		/* the built-in-only set: the same keys, its own rule arrays */
-		krules = builtin->key_rules;
-		vrules = builtin->value_rules;
-		nk = builtin->nkey_rules;
-		nv = builtin->nvalue_rules;
-		*builtin = *rs;
-		builtin->key_rules = krules;
-		builtin->value_rules = vrules;
-		builtin->nkey_rules = nk;
-		builtin->nvalue_rules = nv;
-		builtin->builtin = builtin;
-		rs->builtin = builtin;
-		prepare_rule_set(rs, newcxt);
-		prepare_rule_set(builtin, newcxt);
-	}
-	PG_CATCH();
-	{
-		/* never delete the context we are in */
-		MemoryContextSwitchTo(callercxt);
-		MemoryContextDelete(newcxt);
-		PG_RE_THROW();
-	}
-	PG_END_TRY();
-
-	if (rules_context != NULL)
-		MemoryContextDelete(rules_context);
-	rules_context = newcxt;
-	cached_rules = rs;
-	/* our own key insert invalidates; that costs one extra reload, no more */
-	cache_valid = (generation == inval_generation);
-	return cached_rules;
+	return ta_cache_get(&rules_cache, fill_rules);
 }
 
 /*

@@ -194,11 +194,13 @@ check_protections(Verification *w)
 }
 
 /*
- * An id sequence moved with setval: behind the table's highest id, every
- * insert fails on the primary key; at its maximum, every insert fails in
- * nextval.  Either stops recording and no hook sees setval(), so verify()
- * says so.  Read as the table's owner: the verifier has no privilege on the
- * sequences, and needs none to learn where they stand.
+ * An id sequence moved with setval: when the next id it hands out is one a
+ * row already has, every insert fails on the primary key; at its maximum,
+ * every insert fails in nextval.  Either stops recording and no hook sees
+ * setval(), so verify() says so.  (A sequence merely behind a restored
+ * row's higher id fails nothing yet, and is not reported.)  Read as the
+ * table's owner: the verifier has no privilege on the sequences, and needs
+ * none to learn where they stand.
  */
 static void
 check_id_sequence(Verification *w, const char *table)
@@ -217,33 +219,35 @@ check_id_sequence(Verification *w, const char *table)
 						   save_sec | SECURITY_LOCAL_USERID_CHANGE | SECURITY_RESTRICTED_OPERATION);
 	PG_TRY();
 	{
-		char	   *sql = psprintf("SELECT s.last_value, s.is_called, q.seqmax,"
-								   "       (SELECT pg_catalog.max(t.id) FROM %s.%s t)"
-								   "  FROM %s.%s s, pg_catalog.pg_sequence q"
+		char	   *sql = psprintf("SELECT n.next IS NULL,"
+								   "       n.next IS NOT NULL AND EXISTS (SELECT 1 FROM %s.%s t"
+								   "                                       WHERE t.id OPERATOR(pg_catalog.=) n.next),"
+								   "       n.next"
+								   "  FROM %s.%s s, pg_catalog.pg_sequence q,"
+								   "       LATERAL (SELECT CASE WHEN NOT s.is_called THEN s.last_value"
+								   "                            WHEN s.last_value OPERATOR(pg_catalog.>=) q.seqmax THEN NULL"
+								   "                            ELSE s.last_value OPERATOR(pg_catalog.+) q.seqincrement END) n(next)"
 								   " WHERE q.seqrelid OPERATOR(pg_catalog.=) %u",
 								   TA_SCHEMA, quote_identifier(table),
 								   TA_SCHEMA, quote_identifier(seqname), seqid);
 		bool		isnull;
-		int64		last;
-		bool		called;
-		int64		max;
-		Datum		top;
+		bool		exhausted;
+		bool		taken;
 
 		if (SPI_connect() != SPI_OK_CONNECT)
 			elog(ERROR, "SPI_connect failed");
 		if (SPI_execute(sql, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
 			elog(ERROR, "could not read sequence %s", seqname);
-		last = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-		called = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
-		max = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
-		top = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4, &isnull);
-		if (called && last >= max)
+		exhausted = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+		taken = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+		if (exhausted)
 			problem = psprintf("id sequence %s is at its maximum: every insert fails (moved with setval?)",
 							   seqname);
-		else if (!isnull && (called ? last < DatumGetInt64(top) : last <= DatumGetInt64(top)))
-			problem = psprintf("id sequence %s is behind the highest id " INT64_FORMAT
-							   ": inserts fail on the primary key (moved back with setval?)",
-							   seqname, DatumGetInt64(top));
+		else if (taken)
+			problem = psprintf("id sequence %s hands out id %s next, which a row already has: "
+							   "inserts fail on the primary key (moved back with setval?)",
+							   seqname,
+							   SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3));
 		SPI_finish();
 	}
 	PG_FINALLY();

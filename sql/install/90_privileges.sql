@@ -106,3 +106,11 @@ GRANT EXECUTE ON FUNCTION
     tool_audit.retention_policy_for(text, text),
     tool_audit.current_retention_days(text, text)
     TO tool_audit_admin, tool_audit_verifier;
+
+-- (1.4) retention policies: admins change policies and tenant overrides,
+-- and call the floor's function, which refuses all but superusers
+GRANT EXECUTE ON FUNCTION
+    tool_audit.set_retention_policy(text, integer, text[], text, text),
+    tool_audit.set_retention_override(text, text, integer, text),
+    tool_audit.set_retention_floor(integer, text)
+    TO tool_audit_admin;

@@ -47,6 +47,8 @@ VALUES (101, '00000000-0000-4000-8000-000000000011', '2025-03-01 10:00:00.123456
        (102, '00000000-0000-4000-8000-000000000012', '2025-03-01 13:00:00+00', 'app', 'killswitch.enable', 'ops_bot',
         'service', 'exp_globex', '{"scope": "tenant"}', NULL, NULL, '{}');
 RESET tool_audit.restoring;
+-- as a dump's sequence data does (verify() reports a sequence whose next id is taken)
+SELECT setval('tool_audit.tool_calls_id_seq', (SELECT max(id) FROM tool_audit.tool_calls)) > 0 AS sequence_set;
 -- (after the fixed rows: its admin event, recorded now, comes last in its chain)
 SELECT tool_audit.bind_tenant('regress_reader_acme', 'exp_acme');
 SELECT count(*) AS problems FROM tool_audit.verify();
