@@ -86,6 +86,8 @@ typedef struct Anchor
 	unsigned char after[TA_HASH_LEN];
 	int64		event_id;
 	bool		sanctioned;		/* tied to its verified purge event */
+	bool		has_purged_at;
+	TimestampTz purged_at;		/* the purge event's time */
 } Anchor;
 
 /* One run of verify(), verify_digest() or verify_protections(). */
@@ -95,6 +97,8 @@ typedef struct Verification
 	bool		has_since;
 	TimestampTz since;
 	HTAB	   *checkpoints;	/* NULL for verify() */
+	bool		has_taken_at;	/* the digest's time */
+	TimestampTz taken_at;
 	int			nproblems;
 } Verification;
 
@@ -278,13 +282,15 @@ load_anchors(Verification *w, const char *table, int *nanchors)
 		HeapTuple	tup = SPI_tuptable->vals[i];
 		TupleDesc	desc = SPI_tuptable->tupdesc;
 		Anchor	   *a = &anchors[*nanchors];
-		bool		n[10];
-		Datum		v[10];
+		bool		n[11];
+		Datum		v[11];
 		char	   *problem;
 
-		for (int c = 0; c < 10; c++)
+		for (int c = 0; c < 11; c++)
 			v[c] = SPI_getbinval(tup, desc, c + 1, &n[c]);
-		problem = n[9] ? NULL : TextDatumGetCString(v[9]);
+		problem = n[10] ? NULL : TextDatumGetCString(v[10]);
+		a->has_purged_at = !n[9];
+		a->purged_at = n[9] ? 0 : DatumGetTimestampTz(v[9]);
 		a->chain_id = DatumGetInt64(v[0]);
 		a->lane = DatumGetInt32(v[1]);
 		a->first_seq = DatumGetInt64(v[2]);
@@ -350,7 +356,11 @@ cross_anchor(Verification *w, const char *table, LaneCheck *ln, const Anchor *a)
 		ln->cp->position >= a->first_seq && ln->cp->position <= a->last_seq)
 	{
 		ln->cp->reached = true;
-		if (!a->sanctioned || !contiguous)
+		if (a->sanctioned && ln->cp->position == a->last_seq &&
+			ta_hash_equal(ln->cp->hash, a->after) && w->has_taken_at &&
+			a->has_purged_at && w->taken_at >= a->purged_at)
+			;					/* taken after the purge: its head was the anchor */
+		else if (!a->sanctioned || !contiguous)
 			report(w, table, true, ln->chain_id, ln->lane, ln->cp->position, -1,
 				   psprintf("rows covered by the digest are missing: positions " INT64_FORMAT " to " INT64_FORMAT " were removed without a sanctioned purge",
 							a->first_seq, a->last_seq));
@@ -726,6 +736,26 @@ load_checkpoints(Jsonb *d)
 }
 
 /*
+ * The digest's "taken_at" (YYYY-MM-DDTHH:MM:SS.ffffffZ, as digest() writes
+ * it); false if it has none in that form.
+ */
+static bool
+digest_taken_at(Jsonb *d, TimestampTz *out)
+{
+	char	   *s = ta_jsonb_string(&d->root, "taken_at");
+	char		iso[40];
+
+	if (s == NULL || strlen(s) != 27 || s[10] != 'T' || s[26] != 'Z' ||
+		strspn(s, "0123456789-:.TZ") != 27)
+		return false;
+	/* timestamptz_in reads "YYYY-MM-DD HH:MM:SS.ffffff+00" */
+	snprintf(iso, sizeof(iso), "%.10s %.15s+00", s, s + 11);
+	*out = DatumGetTimestampTz(DirectFunctionCall3(timestamptz_in, CStringGetDatum(iso),
+												   ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1)));
+	return true;
+}
+
+/*
  * tool_audit.verify_digest(digest jsonb)
  *	RETURNS TABLE (table_name text, chain text, position bigint, row_id bigint, problem text)
  */
@@ -740,6 +770,7 @@ verify_digest(PG_FUNCTION_ARGS)
 
 	start_verification(&w, fcinfo);
 	w.checkpoints = checkpoints;
+	w.has_taken_at = digest_taken_at(d, &w.taken_at);
 	if (sig_problem != NULL)
 		report(&w, "", false, 0, 0, -1, -1, sig_problem);
 	run_walk(&w);

@@ -103,7 +103,7 @@ BEGIN
         RAISE EXCEPTION 'no legal hold has this hold_id' USING ERRCODE = 'no_data_found';
     END IF;
     IF h.released_at IS NOT NULL THEN
-        RAISE EXCEPTION 'legal hold % is already released', h.hold_id
+        RAISE EXCEPTION 'this legal hold is already released'
             USING ERRCODE = 'object_not_in_prerequisite_state';
     END IF;
     UPDATE tool_audit.legal_holds l
@@ -153,7 +153,7 @@ COMMENT ON FUNCTION tool_audit.purge_expired(boolean) IS
 
 -- purge_anchor_check(table_name): the purge anchors of an audit table in
 -- chain position order, each with what is wrong with it, or NULL when it is
--- tied to its purge event: the event exists, is a tool_audit.retention.purge
+-- tied to its purge event (purged_at: the event's time): the event exists, is a tool_audit.retention.purge
 -- event whose row matches its row hash, lists the anchor exactly, and was
 -- written after every row the anchor removed had expired.  verify() and
 -- verify_digest() continue a lane across an anchor with either answer, and
@@ -161,12 +161,12 @@ COMMENT ON FUNCTION tool_audit.purge_expired(boolean) IS
 CREATE FUNCTION tool_audit.purge_anchor_check(table_name text)
 RETURNS TABLE (chain_id bigint, chain_lane integer, first_seq bigint, last_seq bigint,
                link_before bytea, link_after bytea, purge_event_id bigint,
-               tenant_id text, retention_policy text, problem text)
+               tenant_id text, retention_policy text, purged_at timestamptz, problem text)
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT a.chain_id, a.chain_lane, a.first_seq, a.last_seq, a.link_before, a.link_after,
-           a.purge_event_id, a.tenant_id, a.retention_policy,
+           a.purge_event_id, a.tenant_id, a.retention_policy, e.occurred_at,
            CASE
            WHEN e.id IS NULL
                THEN format('purge anchor names admin event %s, which does not exist', a.purge_event_id)
