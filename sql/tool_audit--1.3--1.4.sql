@@ -242,6 +242,98 @@ SELECT pg_catalog.pg_extension_config_dump('tool_audit.erasures', '');
 -- ---- H2 purge: holds, purge_expired() and the anchors (sql/install/66_purge.sql, 90) ----
 
 -- ---------------------------------------------------------------------------
+-- (1.4) The links purge anchors keep, for check_row(): the row after a
+-- purged span links to the span's last link, and the row before it is
+-- followed by the span.  SECURITY DEFINER: readers check rows they can see
+-- without reading purge_anchors (other tenants' spans) themselves.
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION tool_audit.purged_link(table_name text, chain_id bigint, chain_lane integer, chain_seq bigint)
+RETURNS bytea
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT a.link_after FROM tool_audit.purge_anchors a
+     WHERE a.table_name = purged_link.table_name AND a.chain_id = purged_link.chain_id
+       AND a.chain_lane = purged_link.chain_lane AND a.last_seq = purged_link.chain_seq
+     ORDER BY a.first_seq DESC LIMIT 1
+$$;
+COMMENT ON FUNCTION tool_audit.purged_link(text, bigint, integer, bigint) IS
+    'The chain_hash a purge anchor keeps for the last position of a purged span, or NULL';
+
+CREATE FUNCTION tool_audit.purge_link_before(table_name text, chain_id bigint, chain_lane integer, chain_seq bigint)
+RETURNS bytea
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT a.link_before FROM tool_audit.purge_anchors a
+     WHERE a.table_name = purge_link_before.table_name AND a.chain_id = purge_link_before.chain_id
+       AND a.chain_lane = purge_link_before.chain_lane AND a.first_seq = purge_link_before.chain_seq
+$$;
+COMMENT ON FUNCTION tool_audit.purge_link_before(text, bigint, integer, bigint) IS
+    'The link before a purged span that starts at this position, or NULL';
+
+-- check_row(row): NULL when the row matches its row hash and links to the
+-- rows before and after it in its lane (and no row after it is missing),
+-- else what is wrong.  It reads the neighbours as the caller, through
+-- row-level security: they are in the same chain, so of the same tenant, as
+-- the row.  (The later-row probe runs only when the next row is missing.)
+-- Since 1.4 a neighbour a purge removed is stood in for by its anchor: the
+-- link it kept before the row, or the span that follows the row.
+CREATE OR REPLACE FUNCTION tool_audit.check_row(r tool_audit.tool_calls) RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT tool_audit.chain_problem(
+        r.chain_id, r.chain_lane, r.chain_seq, r.row_hash, r.chain_hash, tool_audit.compute_row_hash(r),
+        coalesce(p.chain_hash, CASE WHEN r.chain_seq > 1 AND r.chain_seq < 9223372036854775807 THEN
+                 tool_audit.purged_link('tool_calls', r.chain_id, r.chain_lane, r.chain_seq - 1) END),
+        n.chain_seq, n.row_hash, n.chain_hash,
+        n.chain_seq IS NULL AND r.chain_seq < 9223372036854775807
+        AND tool_audit.purge_link_before('tool_calls', r.chain_id, r.chain_lane, r.chain_seq + 1)
+            IS DISTINCT FROM r.chain_hash
+        AND EXISTS (
+            SELECT FROM tool_audit.tool_calls x
+             WHERE x.chain_id = r.chain_id AND x.chain_lane = r.chain_lane
+               AND x.chain_seq > r.chain_seq AND x.chain_seq <> r.chain_seq + 1))
+    FROM (SELECT) AS one
+    LEFT JOIN tool_audit.tool_calls p
+           ON r.chain_seq > 1 AND r.chain_seq < 9223372036854775807
+              AND p.chain_id = r.chain_id AND p.chain_lane = r.chain_lane AND p.chain_seq = r.chain_seq - 1
+    LEFT JOIN tool_audit.tool_calls n
+           ON r.chain_seq >= 1 AND r.chain_seq < 9223372036854775807
+              AND n.chain_id = r.chain_id AND n.chain_lane = r.chain_lane AND n.chain_seq = r.chain_seq + 1
+$$;
+COMMENT ON FUNCTION tool_audit.check_row(tool_audit.tool_calls) IS
+    'NULL if the tool_calls row matches its row hash and links to its neighbours in its chain, else the problem';
+
+CREATE OR REPLACE FUNCTION tool_audit.check_row(r tool_audit.admin_events) RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT tool_audit.chain_problem(
+        r.chain_id, r.chain_lane, r.chain_seq, r.row_hash, r.chain_hash, tool_audit.compute_row_hash(r),
+        coalesce(p.chain_hash, CASE WHEN r.chain_seq > 1 AND r.chain_seq < 9223372036854775807 THEN
+                 tool_audit.purged_link('admin_events', r.chain_id, r.chain_lane, r.chain_seq - 1) END),
+        n.chain_seq, n.row_hash, n.chain_hash,
+        n.chain_seq IS NULL AND r.chain_seq < 9223372036854775807
+        AND tool_audit.purge_link_before('admin_events', r.chain_id, r.chain_lane, r.chain_seq + 1)
+            IS DISTINCT FROM r.chain_hash
+        AND EXISTS (
+            SELECT FROM tool_audit.admin_events x
+             WHERE x.chain_id = r.chain_id AND x.chain_lane = r.chain_lane
+               AND x.chain_seq > r.chain_seq AND x.chain_seq <> r.chain_seq + 1))
+    FROM (SELECT) AS one
+    LEFT JOIN tool_audit.admin_events p
+           ON r.chain_seq > 1 AND r.chain_seq < 9223372036854775807
+              AND p.chain_id = r.chain_id AND p.chain_lane = r.chain_lane AND p.chain_seq = r.chain_seq - 1
+    LEFT JOIN tool_audit.admin_events n
+           ON r.chain_seq >= 1 AND r.chain_seq < 9223372036854775807
+              AND n.chain_id = r.chain_id AND n.chain_lane = r.chain_lane AND n.chain_seq = r.chain_seq + 1
+$$;
+COMMENT ON FUNCTION tool_audit.check_row(tool_audit.admin_events) IS
+    'NULL if the admin_events row matches its row hash and links to its neighbours in its chain, else the problem';
+
+-- ---------------------------------------------------------------------------
 -- Legal holds and purges (1.4, doc/retention.md "Holds" and "Purge")
 -- ---------------------------------------------------------------------------
 
@@ -456,3 +548,7 @@ GRANT EXECUTE ON FUNCTION
     tool_audit.purge_expired(boolean)
     TO tool_audit_admin;
 GRANT EXECUTE ON FUNCTION tool_audit.purge_anchor_check(text) TO tool_audit_admin, tool_audit_verifier;
+GRANT EXECUTE ON FUNCTION
+    tool_audit.purged_link(text, bigint, integer, bigint),
+    tool_audit.purge_link_before(text, bigint, integer, bigint)
+    TO tool_audit_reader, tool_audit_admin, tool_audit_verifier;

@@ -115,3 +115,7 @@ GRANT EXECUTE ON FUNCTION
     tool_audit.purge_expired(boolean)
     TO tool_audit_admin;
 GRANT EXECUTE ON FUNCTION tool_audit.purge_anchor_check(text) TO tool_audit_admin, tool_audit_verifier;
+GRANT EXECUTE ON FUNCTION
+    tool_audit.purged_link(text, bigint, integer, bigint),
+    tool_audit.purge_link_before(text, bigint, integer, bigint)
+    TO tool_audit_reader, tool_audit_admin, tool_audit_verifier;

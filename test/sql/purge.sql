@@ -117,6 +117,16 @@ SELECT * FROM tool_audit.verify();
 SELECT table_name, position, row_id, replace(problem, :'ev', 'N') AS problem
   FROM tool_audit.verify_digest(:'before') ORDER BY 1, 2;
 
+-- check_row() (the reports' per-row check) takes a purged neighbour's link
+-- from its anchor, for a reader too, who cannot read the anchors
+SELECT count(*) AS rows_with_problems FROM tool_audit.tool_calls t WHERE tool_audit.check_row(t) IS NOT NULL;
+SELECT count(*) AS events_with_problems FROM tool_audit.admin_events e WHERE tool_audit.check_row(e) IS NOT NULL;
+SET ROLE regress_reader;
+SELECT count(*) AS rows_seen, count(*) FILTER (WHERE tool_audit.check_row(t) IS NOT NULL) AS with_problems
+  FROM tool_audit.tool_calls t WHERE tenant_id = 'p1';
+SELECT regress_try($$SELECT count(*) FROM tool_audit.purge_anchors$$);
+RESET ROLE;
+
 -- the lane purged whole goes on from its anchor: neither forked nor restarted
 INSERT INTO tool_audit.tool_calls (tenant_id, tool_name, success) VALUES ('p4', 'search', true);
 SELECT t.chain_seq, t.chain_hash = tool_audit.chain_link(t.chain_id, t.chain_lane, t.chain_seq, a.link_after, t.row_hash) AS links_to_anchor
