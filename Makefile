@@ -41,7 +41,7 @@ REGRESS = setup sanitize detect sanitize_coverage pseudonym summarize log_call l
 	holds purge
 REGRESS_OPTS = --inputdir=test --outputdir=test --load-extension=tool_audit
 
-ISOLATION = concurrent_writers rules_cache chain_order
+ISOLATION = concurrent_writers rules_cache chain_order purge_hold
 ISOLATION_OPTS = --inputdir=test/isolation --outputdir=test/isolation --load-extension=tool_audit
 
 TAP_TESTS = 1
