@@ -16,6 +16,8 @@
 #include "access/relscan.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
 #include "utils/lsyscache.h"
 #include "utils/syscache.h"
 
@@ -83,4 +85,28 @@ ta_index_scan(Relation rel, Relation irel, Snapshot snap, ScanKey keys, int nkey
 #endif
 	index_rescan(scan, keys, nkeys, NULL, 0);
 	return scan;
+}
+
+/*
+ * Run one query as the owner of an extension table (SPI is connected): the
+ * per-backend caches (rules.c, retention.c) read tables the writing roles
+ * cannot, as PostgreSQL runs maintenance code on behalf of a table owner.
+ */
+void
+ta_spi_exec_as_owner(Oid owner, const char *sql, int nargs, Oid *argtypes,
+					 Datum *values, const char *nulls, bool read_only)
+{
+	Oid			save_userid;
+	int			save_sec_context;
+	int			rc;
+
+	GetUserIdAndSecContext(&save_userid, &save_sec_context);
+	SetUserIdAndSecContext(owner, save_sec_context |
+						   SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
+	rc = SPI_execute_with_args(sql, nargs, argtypes, values, nulls,
+							   read_only, 0);
+	SetUserIdAndSecContext(save_userid, save_sec_context);
+	if (rc < 0)
+		elog(ERROR, "SPI_execute_with_args failed: %s", SPI_result_code_string(rc));
 }

@@ -20,5 +20,7 @@ extern void ta_missing_relation(const char *name) pg_attribute_noreturn();
 extern Oid	ta_relation_owner(Oid relid);
 extern IndexScanDesc ta_index_scan(Relation rel, Relation irel, Snapshot snap,
 								   ScanKey keys, int nkeys);
+extern void ta_spi_exec_as_owner(Oid owner, const char *sql, int nargs, Oid *argtypes,
+								 Datum *values, const char *nulls, bool read_only);
 
 #endif							/* TA_CATALOG_H */

@@ -100,7 +100,10 @@ head_column(TupleTableSlot *slot, const TaLayout *layout, TaColumn col, bool *is
 	return slot_getattr(slot, ta_column(layout, col) + 1, isnull);
 }
 
-/* A lane's head as a JSON object; the tenant comes from the head row. */
+/*
+ * A lane's head as a JSON object; the tenant and the retention policy (which
+ * with the table name the chain id) come from the head row.
+ */
 static char *
 head_json(TupleTableSlot *slot, const TaLayout *layout)
 {
@@ -109,6 +112,8 @@ head_json(TupleTableSlot *slot, const TaLayout *layout)
 	Datum		tenant = head_column(slot, layout, TA_COL_TENANT_ID, &isnull);
 	bool		hash_null;
 	Datum		hash = head_column(slot, layout, TA_COL_CHAIN_HASH, &hash_null);
+	bool		policy_null = true;
+	Datum		policy;
 	bool		n1,
 				n2,
 				n3;
@@ -124,6 +129,13 @@ head_json(TupleTableSlot *slot, const TaLayout *layout)
 		appendStringInfoString(&head, "null");
 	else
 		escape_json(&head, TextDatumGetCString(tenant));
+	appendStringInfoString(&head, ",\"retention_policy\":");
+	policy = layout->column[TA_COL_RETENTION_POLICY] < 0 ? (Datum) 0 :
+		head_column(slot, layout, TA_COL_RETENTION_POLICY, &policy_null);
+	if (layout->column[TA_COL_RETENTION_POLICY] < 0 || policy_null)
+		appendStringInfoString(&head, "null");
+	else
+		escape_json(&head, TextDatumGetCString(policy));
 	appendStringInfo(&head, ",\"lane\":%d,\"position\":" INT64_FORMAT, lane, seq);
 	append_hex_field(&head, "hash", hash, hash_null);
 	appendStringInfoChar(&head, '}');
@@ -141,7 +153,8 @@ typedef struct LaneHead
 
 /*
  * The head each purge anchor beyond a lane's last row gives it, as a row's
- * head would read (the tenant is the one of the span's last row).
+ * head would read (the tenant and retention policy are the span's last
+ * row's).
  * Ordered by chain and lane, one per lane.
  */
 static List *
@@ -157,7 +170,8 @@ anchor_heads(const char *table)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	if (SPI_execute_with_args("SELECT DISTINCT ON (a.chain_id, a.chain_lane)"
-							  "       a.chain_id, a.chain_lane, a.last_seq, a.link_after, a.tenant_id"
+							  "       a.chain_id, a.chain_lane, a.last_seq, a.link_after, a.tenant_id,"
+							  "       a.retention_policy"
 							  "  FROM tool_audit.purge_anchors a"
 							  " WHERE a.table_name OPERATOR(pg_catalog.=) $1"
 							  " ORDER BY a.chain_id, a.chain_lane, a.last_seq DESC",
@@ -167,13 +181,13 @@ anchor_heads(const char *table)
 	{
 		HeapTuple	tup = SPI_tuptable->vals[i];
 		TupleDesc	desc = SPI_tuptable->tupdesc;
-		bool		n[5];
-		Datum		v[5];
+		bool		n[6];
+		Datum		v[6];
 		MemoryContext spi = MemoryContextSwitchTo(outer);
 		LaneHead   *h = palloc(sizeof(LaneHead));
 		StringInfoData head;
 
-		for (int c = 0; c < 5; c++)
+		for (int c = 0; c < 6; c++)
 			v[c] = SPI_getbinval(tup, desc, c + 1, &n[c]);
 		h->chain_id = DatumGetInt64(v[0]);
 		h->lane = DatumGetInt32(v[1]);
@@ -186,6 +200,11 @@ anchor_heads(const char *table)
 			appendStringInfoString(&head, "null");
 		else
 			escape_json(&head, TextDatumGetCString(v[4]));
+		appendStringInfoString(&head, ",\"retention_policy\":");
+		if (n[5])
+			appendStringInfoString(&head, "null");
+		else
+			escape_json(&head, TextDatumGetCString(v[5]));
 		appendStringInfo(&head, ",\"lane\":%d,\"position\":" INT64_FORMAT, h->lane, h->seq);
 		append_hex_field(&head, "hash", v[3], n[3]);
 		appendStringInfoChar(&head, '}');

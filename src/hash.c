@@ -38,6 +38,7 @@
 
 #define ROW_HASH_DOMAIN		"tool_audit row 1"
 #define CHAIN_DOMAIN		"tool_audit chain 1"
+#define CHAIN_DOMAIN_2		"tool_audit chain 2"
 #define LINK_DOMAIN			"tool_audit link 1"
 
 /* ---- canonical JSON ---- */
@@ -479,21 +480,43 @@ compute_row_hash(PG_FUNCTION_ARGS)
 /* ---- chain ids ---- */
 
 /*
- * A chain is named by its table and tenant (spec section 4): derived, not
- * registered, so the first writer of a new tenant waits for nobody and a
- * verifier can tell a row that was moved to another chain.
+ * A chain is named by its table, tenant and retention policy (spec section
+ * 4): derived, not registered, so the first writer of a new tenant waits for
+ * nobody and a verifier can tell a row that was moved to another chain.  A
+ * row with a policy (1.4 on) is in the chain of its table, policy and
+ * tenant, so that the rows of a chain share one retention and a purge takes
+ * (mostly) a prefix of each lane; a row without one (written before 1.4)
+ * keeps the chain of its table and tenant, derivation 1.
  */
 static int64
-chain_id_of(const TaLayout *layout, const char *tenant, int tenant_len)
+chain_id_of(const TaLayout *layout, const char *tenant, int tenant_len,
+			const char *policy, int policy_len)
 {
 	StringInfoData buf;
 	unsigned char h[TA_HASH_LEN];
 	uint64		id = 0;
 
 	initStringInfo(&buf);
-	appendBinaryStringInfo(&buf, CHAIN_DOMAIN, sizeof(CHAIN_DOMAIN));	/* with its 0 */
+	if (policy == NULL)
+		appendBinaryStringInfo(&buf, CHAIN_DOMAIN, sizeof(CHAIN_DOMAIN));	/* with its 0 */
+	else
+		appendBinaryStringInfo(&buf, CHAIN_DOMAIN_2, sizeof(CHAIN_DOMAIN_2));
 	appendStringInfoChar(&buf, (char) layout->namelen);
 	appendBinaryStringInfo(&buf, layout->name, layout->namelen);
+	if (policy != NULL)
+	{
+		/* policy names are 1 to 63 ASCII characters; a restored row's, any */
+		int			at = buf.len;
+
+		appendStringInfoChar(&buf, 0);
+		ta_append_utf8(&buf, policy, policy_len);
+		if (buf.len - at - 1 < 1 || buf.len - at - 1 > 255)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_EXCEPTION),
+					 errmsg("retention_policy of a tool_audit.%s row must be 1 to 255 bytes long",
+							layout->name)));
+		buf.data[at] = (char) (buf.len - at - 1);
+	}
 	if (tenant == NULL)
 		appendStringInfoChar(&buf, 0);
 	else
@@ -509,35 +532,74 @@ chain_id_of(const TaLayout *layout, const char *tenant, int tenant_len)
 }
 
 /*
- * The chain of a row (its table and tenant_id).  The last (table, tenant)
- * seen is remembered, since a backend mostly writes for one tenant at a time.
+ * The last (table, tenant, policy) seen is remembered, since a backend
+ * mostly writes for one tenant and tool at a time.
  */
+typedef struct TextMemo
+{
+	bool		isnull;
+	char	   *data;
+	int			len;
+} TextMemo;
+
 static Oid	last_relid = InvalidOid;
-static bool last_tenant_null;
-static char *last_tenant = NULL;
-static int	last_tenant_len = 0;
+static TextMemo last_tenant = {true, NULL, 0};
+static TextMemo last_policy = {true, NULL, 0};
 static int64 last_chain_id;
+
+static bool
+memo_matches(const TextMemo *m, const char *s, int len)
+{
+	if (s == NULL || m->isnull)
+		return s == NULL && m->isnull;
+	return m->len == len && memcmp(m->data, s, len) == 0;
+}
+
+static void
+memo_store(TextMemo *m, const char *s, int len)
+{
+	if (m->data != NULL)
+		pfree(m->data);
+	m->isnull = (s == NULL);
+	m->data = s ? MemoryContextAlloc(TopMemoryContext, len + 1) : NULL;
+	if (s)
+		memcpy(m->data, s, len);
+	m->len = len;
+}
+
+/* A text column's bytes, or NULL for NULL or a column the table lacks. */
+static const char *
+text_column(const TaLayout *layout, TaColumn col, Datum *values, bool *nulls, int *len)
+{
+	int			i = layout->column[col];
+	text	   *t;
+
+	*len = 0;
+	if (i < 0 || nulls[i])
+		return NULL;
+	t = DatumGetTextPP(values[i]);
+	*len = VARSIZE_ANY_EXHDR(t);
+	return VARDATA_ANY(t);
+}
 
 int64
 ta_chain_id(const TaLayout *layout, Datum *values, bool *nulls)
 {
-	int			col = ta_column(layout, TA_COL_TENANT_ID);
-	text	   *tenant = nulls[col] ? NULL : DatumGetTextPP(values[col]);
-	const char *t = tenant ? VARDATA_ANY(tenant) : NULL;
-	int			len = tenant ? VARSIZE_ANY_EXHDR(tenant) : 0;
+	int			len,
+				plen;
+	const char *t;
+	const char *p;
 
-	if (last_relid == layout->relid && last_tenant_null == (tenant == NULL) &&
-		(tenant == NULL || (len == last_tenant_len && memcmp(t, last_tenant, len) == 0)))
+	(void) ta_column(layout, TA_COL_TENANT_ID);
+	t = text_column(layout, TA_COL_TENANT_ID, values, nulls, &len);
+	p = text_column(layout, TA_COL_RETENTION_POLICY, values, nulls, &plen);
+	if (last_relid == layout->relid && memo_matches(&last_tenant, t, len) &&
+		memo_matches(&last_policy, p, plen))
 		return last_chain_id;
-	last_chain_id = chain_id_of(layout, t, len);
+	last_chain_id = chain_id_of(layout, t, len, p, plen);
 	last_relid = layout->relid;
-	last_tenant_null = (tenant == NULL);
-	if (last_tenant != NULL)
-		pfree(last_tenant);
-	last_tenant = tenant ? MemoryContextAlloc(TopMemoryContext, len + 1) : NULL;
-	if (tenant)
-		memcpy(last_tenant, t, len);
-	last_tenant_len = len;
+	memo_store(&last_tenant, t, len);
+	memo_store(&last_policy, p, plen);
 	return last_chain_id;
 }
 

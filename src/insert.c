@@ -8,9 +8,10 @@
  *
  * A row goes through, in this order:
  *	1. identity: id from tool_audit.<table>_id_seq (a caller-supplied id is
- *	   refused: it could squat on ids and block other writers), the time
- *	   (recorded_at / occurred_at) from the server's clock (a client cannot
- *	   backdate), recorded_by from the database role acting (after SET ROLE;
+ *	   refused: it could squat on ids and block other writers; so are a
+ *	   retention_policy and an expires_at), the time (recorded_at /
+ *	   occurred_at) from the server's clock (a client cannot backdate; only
+ *	   the test clock of a test database can, retention.c), recorded_by from the database role acting (after SET ROLE;
  *	   through SECURITY DEFINER functions), an event_id when it has none, and
  *	   the defaults an ORM may have sent as explicit NULLs;
  *	2. sanitize: the jsonb columns must be objects (NULL becomes {}) and are
@@ -20,7 +21,10 @@
  *	3. summarize (tool_calls): result_summary is reduced to a summary (so an
  *	   ORM that stores a whole result still stores only its summary), and
  *	   success and error are derived from it when the caller left them NULL;
- *	4. hash: the row hash over the final column values (hash.c);
+ *	4. retention: the policy covering the tool name or event type, and the
+ *	   expiry it gives the row's tenant (retention.c), from the final
+ *	   (sanitized) values;
+ *	   hash: the row hash over the final column values (hash.c);
  *	5. chain: the next position of a lane of the row's chain (chain.c);
  *	6. store: the row is formed once, for the executor (or log_call()) to
  *	   insert.
@@ -68,6 +72,7 @@
 #include "insert.h"
 #include "jsonb_util.h"
 #include "layout.h"
+#include "retention.h"
 #include "rules.h"
 #include "sanitize.h"
 #include "summarize.h"
@@ -156,6 +161,35 @@ acting_role_name(void)
 	return CStringGetTextDatum(GetUserNameFromId(GetOuterUserId(), false));
 }
 
+/* Does the table have the retention columns (1.4 on)? */
+static bool
+has_retention(const TaLayout *layout)
+{
+	return layout->column[TA_COL_RETENTION_POLICY] >= 0 &&
+		layout->column[TA_COL_EXPIRES_AT] >= 0;
+}
+
+/*
+ * A row's retention is decided here, like its id: a caller that could set
+ * it could shorten it.  The value is not quoted (it could be anything).
+ */
+static void
+refuse_retention_columns(AuditRow *row)
+{
+	static const TaColumn cols[] = {TA_COL_RETENTION_POLICY, TA_COL_EXPIRES_AT};
+
+	if (!has_retention(row->layout))
+		return;
+	for (int i = 0; i < (int) lengthof(cols); i++)
+		if (!col_is_null(row, cols[i]))
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("%s of tool_audit.%s is decided by tool_audit",
+							ta_column_name(cols[i]), row->layout->name),
+					 errdetail("The retention policy and expiry of a row come from tool_audit.retention_policies when it is written."),
+					 errhint("Leave the %s column out of the INSERT.", ta_column_name(cols[i]))));
+}
+
 /*
  * id, time, recorded_by and event_id: assigned here, except for a restore
  * (tool_audit.restoring), which keeps what the dump says.  Returns true for
@@ -186,9 +220,10 @@ stamp_identity(AuditRow *row, TaColumn time_column)
 							row->layout->name),
 					 errdetail("The row came with id " INT64_FORMAT ".", DatumGetInt64(id)),
 					 errhint("Leave the id column out of the INSERT.")));
+		refuse_retention_columns(row);
 		set_col(row, TA_COL_ID,
 				Int64GetDatum(nextval_internal(ta_id_sequence(row->layout), false)));
-		set_col(row, time_column, TimestampTzGetDatum(GetCurrentTimestamp()));
+		set_col(row, time_column, TimestampTzGetDatum(ta_record_time()));
 		set_col(row, TA_COL_RECORDED_BY, acting_role_name());
 	}
 	row->event_id_given = !col_is_null(row, TA_COL_EVENT_ID);
@@ -319,6 +354,53 @@ summarize_result_column(AuditRow *row, const TaRuleSet *rs)
 		set_col(row, TA_COL_ERROR, PointerGetDatum(error));
 	else
 		sanitize_text_column(row, rs, TA_COL_ERROR);
+}
+
+/* ---- 4. retention ---- */
+
+static const char *
+text_col(AuditRow *row, TaColumn col, int *len)
+{
+	bool		isnull;
+	Datum		d = get_col(row, col, &isnull);
+	text	   *t;
+
+	*len = 0;
+	if (isnull)
+		return NULL;
+	t = DatumGetTextPP(d);
+	*len = VARSIZE_ANY_EXHDR(t);
+	return VARDATA_ANY(t);
+}
+
+/*
+ * retention_policy and expires_at of a new row, as retention_policy_for()
+ * and current_retention_days() would decide them now.  A row of a table
+ * not yet at 1.4 has neither.
+ */
+static void
+decide_retention(AuditRow *row, TaColumn name_column, TaColumn time_column)
+{
+	int			namelen,
+				tenantlen,
+				policylen;
+	const char *name = text_col(row, name_column, &namelen);
+	const char *tenant = text_col(row, TA_COL_TENANT_ID, &tenantlen);
+	const char *policy;
+	int32		days;
+	bool		isnull;
+	Datum		at;
+
+	if (!has_retention(row->layout))
+		return;
+	ta_retention_decide(name_column == TA_COL_EVENT_TYPE, name, namelen,
+						tenant, tenantlen, tenant == NULL, &policy, &policylen, &days);
+	if (policy != NULL)
+		set_col(row, TA_COL_RETENTION_POLICY, PointerGetDatum(cstring_to_text_with_len(policy, policylen)));
+	at = get_col(row, time_column, &isnull);
+	if (days >= 0 && !isnull)
+		set_col(row, TA_COL_EXPIRES_AT,
+				TimestampTzGetDatum(ta_expiry(DatumGetTimestampTz(at), days)));
 }
 
 /* ---- 4. and 5. hash and chain, unless the row will not be stored ---- */
@@ -489,6 +571,7 @@ ta_record_tool_call(Relation rel, HeapTuple tuple, Datum *values, bool *nulls)
 	fill_default(&row, TA_COL_CALL_TRIGGER, "user_request");
 	sanitize_columns(&row, rs, &tool_call_columns);
 	summarize_result_column(&row, rs);
+	decide_retention(&row, TA_COL_TOOL_NAME, TA_COL_RECORDED_AT);
 	return hash_chain_and_form(&row, false);
 }
 
@@ -562,9 +645,9 @@ record_admin_event(Relation rel, HeapTuple tuple)
 	 * sanitized when their rows were stored.  Sanitizing it again could only
 	 * corrupt the proof (a chain id can pass for a card number).
 	 */
-	if (is_purge_event(&row))
-		return hash_chain_and_form(&row, false);
-	sanitize_columns(&row, rs, &admin_event_columns);
+	if (!is_purge_event(&row))
+		sanitize_columns(&row, rs, &admin_event_columns);
+	decide_retention(&row, TA_COL_EVENT_TYPE, TA_COL_OCCURRED_AT);
 	return hash_chain_and_form(&row, false);
 }
 

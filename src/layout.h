@@ -44,6 +44,8 @@ typedef enum TaColumn
 	TA_COL_PAYLOAD,
 	TA_COL_METADATA,
 	TA_COL_REASON,
+	TA_COL_RETENTION_POLICY,	/* 1.4 on */
+	TA_COL_EXPIRES_AT,
 	/* the chain columns (1.1 on), which the row hash does not cover */
 	TA_COL_ROW_HASH,
 	TA_COL_CHAIN_ID,

@@ -240,26 +240,6 @@ parse_word(const char *const *names, int n, const char *s, const char *column)
 	return 0;					/* keep compiler quiet */
 }
 
-/* Run one query as the owner of an extension table (SPI is connected). */
-static void
-spi_exec_as_owner(Oid owner, const char *sql, int nargs, Oid *argtypes,
-					 Datum *values, const char *nulls, bool read_only)
-{
-	Oid			save_userid;
-	int			save_sec_context;
-	int			rc;
-
-	GetUserIdAndSecContext(&save_userid, &save_sec_context);
-	SetUserIdAndSecContext(owner, save_sec_context |
-						   SECURITY_LOCAL_USERID_CHANGE |
-						   SECURITY_RESTRICTED_OPERATION);
-	rc = SPI_execute_with_args(sql, nargs, argtypes, values, nulls,
-							   read_only, 0);
-	SetUserIdAndSecContext(save_userid, save_sec_context);
-	if (rc < 0)
-		elog(ERROR, "SPI_execute_with_args failed: %s", SPI_result_code_string(rc));
-}
-
 /*
  * The derived parts of a rule set: the shortest string its value rules can
  * match (a regular expression may match one character), and an empty key
@@ -292,7 +272,7 @@ load_rules(TaRuleSet *rs, TaRuleSet *builtin, Oid owner, MemoryContext cxt)
 				nvalue = 0;
 	MemoryContext spicxt;
 
-	spi_exec_as_owner(owner,
+	ta_spi_exec_as_owner(owner,
 					  "SELECT applies_to, match, pattern, action, rule_id, builtin"
 					  "  FROM tool_audit.sanitize_rules"
 					  " WHERE enabled"
@@ -357,7 +337,7 @@ load_rules(TaRuleSet *rs, TaRuleSet *builtin, Oid owner, MemoryContext cxt)
 static void
 load_keys(TaRuleSet *rs, Oid owner, MemoryContext cxt)
 {
-	spi_exec_as_owner(owner,
+	ta_spi_exec_as_owner(owner,
 					  "SELECT key_id, key, active FROM tool_audit.pseudonym_keys",
 					  0, NULL, NULL, NULL, true);
 	rs->key_ids = MemoryContextAllocZero(cxt, sizeof(char *) * (SPI_processed + 1));

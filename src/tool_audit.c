@@ -31,6 +31,7 @@
 #include "guard.h"
 #include "insert.h"
 #include "layout.h"
+#include "retention.h"
 #include "tool_audit.h"
 
 PG_MODULE_MAGIC;
@@ -144,6 +145,8 @@ _PG_init(void)
 							   "",
 							   PGC_SIGHUP, GUC_SUPERUSER_ONLY,
 							   NULL, NULL, NULL);
+
+	ta_retention_init();		/* the test clock's settings */
 
 	MarkGUCPrefixReserved("tool_audit");
 

@@ -97,6 +97,7 @@ typedef struct TableInfo
 	size_t		ncols;
 	int			id_col;			/* index of "id" in cols, or -1 */
 	int			tenant_col;		/* index of "tenant_id" in cols */
+	int			policy_col;		/* of "retention_policy" (1.4 on), or -1 */
 } TableInfo;
 
 /*
@@ -145,10 +146,12 @@ typedef struct Walk
 	bool		have_chain;		/* for counting chains */
 	int64_t		last_chain;
 
-	/* the chain id derived for the last tenant seen */
+	/* the chain id derived for the last tenant and policy seen */
 	bool		have_derived;
 	bool		derived_null;	/* for a NULL tenant_id */
 	Buf			derived_tenant;
+	bool		derived_policy_null;
+	Buf			derived_policy;
 	int64_t		derived_id;
 } Walk;
 
@@ -282,8 +285,16 @@ discover_columns(PGconn *conn, TableInfo *t)
 	qsort(t->cols, t->ncols, sizeof(Column), column_cmp);
 	t->id_col = -1;
 	t->tenant_col = -1;
+	t->policy_col = -1;
 	for (j = 0; j < t->ncols; j++)
 	{
+		if (strcmp(t->cols[j].name, "retention_policy") == 0)
+		{
+			if (t->cols[j].kind != COL_TEXT)
+				fatal("column tool_audit.%s.retention_policy is not of type text",
+					  t->table);
+			t->policy_col = (int) j;
+		}
 		if (strcmp(t->cols[j].name, "id") == 0 && t->cols[j].kind == COL_INT)
 			t->id_col = (int) j;
 		if (strcmp(t->cols[j].name, "tenant_id") == 0)
@@ -741,27 +752,52 @@ check_heads(Walk *w, int64_t seq, const char *id)
 	return go_on;
 }
 
-/* The chain id this row belongs in, from its table and tenant_id. */
+/* A text column of the row: NULL for SQL NULL (or no such column). */
+static const char *
+text_value(PGresult *res, int col, size_t *len)
+{
+	*len = 0;
+	if (col < 0 || PQgetisnull(res, 0, RES_FIRST_DATA + col))
+		return NULL;
+	*len = (size_t) PQgetlength(res, 0, RES_FIRST_DATA + col);
+	return PQgetvalue(res, 0, RES_FIRST_DATA + col);
+}
+
+static bool
+same_text(bool was_null, const Buf *was, const char *s, size_t len)
+{
+	if (s == NULL || was_null)
+		return s == NULL && was_null;
+	return was->len == len && memcmp(was->data, s, len) == 0;
+}
+
+/*
+ * The chain id this row belongs in, from its table, tenant_id and
+ * retention_policy.
+ */
 static int64_t
 derived_chain_id(Walk *w, PGresult *res)
 {
-	int			col = RES_FIRST_DATA + w->t->tenant_col;
-	bool		isnull = PQgetisnull(res, 0, col);
-	const char *tenant = isnull ? NULL : PQgetvalue(res, 0, col);
-	size_t		len = isnull ? 0 : (size_t) PQgetlength(res, 0, col);
+	size_t		len,
+				plen;
+	const char *tenant = text_value(res, w->t->tenant_col, &len);
+	const char *policy = text_value(res, w->t->policy_col, &plen);
 	char		err[256];
 
-	if (w->have_derived && w->derived_null == isnull &&
-		(isnull || (w->derived_tenant.len == len &&
-					memcmp(w->derived_tenant.data, tenant, len) == 0)))
+	if (w->have_derived && same_text(w->derived_null, &w->derived_tenant, tenant, len) &&
+		same_text(w->derived_policy_null, &w->derived_policy, policy, plen))
 		return w->derived_id;
-	if (!chain_id(w->t->table, tenant, len, &w->derived_id, err, sizeof(err)))
+	if (!chain_id(w->t->table, tenant, len, policy, plen, &w->derived_id, err, sizeof(err)))
 		fatal("tool_audit.%s: %s", w->t->table, err);
 	w->have_derived = true;
-	w->derived_null = isnull;
+	w->derived_null = (tenant == NULL);
 	buf_reset(&w->derived_tenant);
-	if (!isnull)
+	if (tenant != NULL)
 		buf_append(&w->derived_tenant, tenant, len);
+	w->derived_policy_null = (policy == NULL);
+	buf_reset(&w->derived_policy);
+	if (policy != NULL)
+		buf_append(&w->derived_policy, policy, plen);
 	return w->derived_id;
 }
 
@@ -919,6 +955,7 @@ walk_table(PGconn *conn, TableInfo *t, Digest *digest, TableStats *stats)
 	row_init(&w.row);
 	buf_init(&w.scratch);
 	buf_init(&w.derived_tenant);
+	buf_init(&w.derived_policy);
 	load_anchors(conn, &w);
 
 	if (!PQsendQueryParams(conn, sql, 0, NULL, NULL, NULL, NULL, 1))
@@ -954,6 +991,7 @@ walk_table(PGconn *conn, TableInfo *t, Digest *digest, TableStats *stats)
 	free(w.anchors);
 	buf_free(&w.scratch);
 	buf_free(&w.derived_tenant);
+	buf_free(&w.derived_policy);
 	free_table_info(t);
 	return go_on;
 }

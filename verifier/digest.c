@@ -74,6 +74,7 @@ load_head(const char *path, size_t i, const JsonValue *h, DigestHead *out)
 	const JsonValue *hash = json_get(h, "hash");
 	const JsonValue *chain = json_get(h, "chain");
 	const JsonValue *tenant = json_get(h, "tenant");
+	const JsonValue *policy = json_get(h, "retention_policy");	/* 1.4 on */
 	int64_t		derived;
 	char		err[256];
 
@@ -84,11 +85,13 @@ load_head(const char *path, size_t i, const JsonValue *h, DigestHead *out)
 		!json_int64(json_get(h, "position"), &out->position) ||
 		table == NULL || table->kind != JSON_STRING ||
 		tenant == NULL || (tenant->kind != JSON_STRING && tenant->kind != JSON_NULL) ||
+		(policy != NULL && policy->kind != JSON_STRING && policy->kind != JSON_NULL) ||
 		hash == NULL || hash->kind != JSON_STRING ||
 		!hex_decode(hash->str, hash->len, out->hash, HASH_LEN))
 		fatal("digest \"%s\": head %zu is malformed (it needs the chain id as a "
 			  "decimal string, integer lane and position, a table name, a tenant "
-			  "(string or null) and a 64-digit hex hash)",
+			  "(string or null), a retention policy if any (string or null) and a "
+			  "64-digit hex hash)",
 			  path, i + 1);
 	if (out->position < 0 || out->lane < 0 || out->lane > INT32_MAX)
 		fatal("digest \"%s\": head %zu has a negative position or a lane out "
@@ -98,14 +101,21 @@ load_head(const char *path, size_t i, const JsonValue *h, DigestHead *out)
 	out->table = xstrndup(table->str, table->len);
 	out->done = false;
 
-	/* the chain id is derived from the table and tenant (section 4) */
+	/*
+	 * the chain id is derived from the table, tenant and retention policy
+	 * (section 4); a digest taken before 1.4 has no policy: NULL
+	 */
+	if (policy != NULL && policy->kind == JSON_NULL)
+		policy = NULL;
 	if (!chain_id(out->table, tenant->kind == JSON_NULL ? NULL : tenant->str,
-				  tenant->kind == JSON_NULL ? 0 : tenant->len, &derived,
+				  tenant->kind == JSON_NULL ? 0 : tenant->len,
+				  policy == NULL ? NULL : policy->str,
+				  policy == NULL ? 0 : policy->len, &derived,
 				  err, sizeof(err)))
 		fatal("digest \"%s\": head %zu: %s", path, i + 1, err);
 	if (derived != out->chain)
 		fatal("digest \"%s\": head %zu: chain %lld is not the chain of its "
-			  "table and tenant (%lld)", path, i + 1,
+			  "table, tenant and retention policy (%lld)", path, i + 1,
 			  (long long) out->chain, (long long) derived);
 }
 

@@ -23,6 +23,7 @@
 #define ROW_PREFIX	"tool_audit row 1"
 #define LINK_PREFIX "tool_audit link 1"
 #define CHAIN_PREFIX "tool_audit chain 1"
+#define CHAIN_PREFIX_2 "tool_audit chain 2"
 
 /*
  * Every hash is fed in pieces to one context, kept for the whole run:
@@ -191,12 +192,17 @@ row_hash(RowFields *r, const char *table, unsigned char out[HASH_LEN],
 /*
  * chain_id = the first 8 bytes, as a signed big-endian integer, of
  * H("tool_audit chain 1" || u8(0) || u8(len(table)) || table ||
- *	 (u8(0) if the tenant is NULL, else u8(1) || tenant)).
- * tenant is UTF-8, NULL for a NULL tenant.  The table name must be 1 to
- * 255 bytes; false and err otherwise.
+ *	 (u8(0) if the tenant is NULL, else u8(1) || tenant))
+ * for a row without a retention policy (written before 1.4), and of
+ * H("tool_audit chain 2" || u8(0) || u8(len(table)) || table ||
+ *	 u8(len(policy)) || policy ||
+ *	 (u8(0) if the tenant is NULL, else u8(1) || tenant))
+ * for a row with one.  tenant and policy are UTF-8, NULL for NULL.  The
+ * table name and the policy must be 1 to 255 bytes; false and err otherwise.
  */
 bool
 chain_id(const char *table, const char *tenant, size_t tenantlen,
+		 const char *policy, size_t policylen,
 		 int64_t *out, char *err, size_t errlen)
 {
 	unsigned char h[HASH_LEN];
@@ -208,10 +214,23 @@ chain_id(const char *table, const char *tenant, size_t tenantlen,
 		snprintf(err, errlen, "table name must be 1 to 255 bytes long");
 		return false;
 	}
+	if (policy != NULL && (policylen == 0 || policylen > 255))
+	{
+		snprintf(err, errlen, "retention policy must be 1 to 255 bytes long");
+		return false;
+	}
 	hash_begin();
-	hash_add(CHAIN_PREFIX, sizeof(CHAIN_PREFIX));	/* its NUL is the u8(0) */
+	if (policy == NULL)
+		hash_add(CHAIN_PREFIX, sizeof(CHAIN_PREFIX));	/* its NUL is the u8(0) */
+	else
+		hash_add(CHAIN_PREFIX_2, sizeof(CHAIN_PREFIX_2));
 	hash_add_be((int64_t) tablelen, 1);
 	hash_add(table, tablelen);
+	if (policy != NULL)
+	{
+		hash_add_be((int64_t) policylen, 1);
+		hash_add(policy, policylen);
+	}
 	hash_add(&flag, 1);
 	if (tenant != NULL)
 		hash_add(tenant, tenantlen);

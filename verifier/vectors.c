@@ -447,26 +447,33 @@ check_link(char **fields, char *msg, size_t msglen)
 	return hash_matches(link, fields[5], msg, msglen);
 }
 
-/* chains.tsv: table, tenant ("\N" for NULL), chain_id in decimal */
+/*
+ * chains.tsv: table, tenant ("\N" for NULL), retention policy ("\N" for
+ * NULL), chain_id in decimal
+ */
 static bool
 check_chain(char **fields, char *msg, size_t msglen)
 {
 	int64_t		expected;
 	int64_t		got;
 	bool		null_tenant;
+	bool		null_policy;
 
-	if (!parse_int64(fields[2], strlen(fields[2]), &expected))
+	if (!parse_int64(fields[3], strlen(fields[3]), &expected))
 	{
 		snprintf(msg, msglen, "malformed chain_id");
 		return false;
 	}
 	null_tenant = (strcmp(fields[1], "\\N") == 0);
+	null_policy = (strcmp(fields[2], "\\N") == 0);
 	if (!chain_id(fields[0], null_tenant ? NULL : fields[1],
-				  null_tenant ? 0 : strlen(fields[1]), &got, msg, msglen))
+				  null_tenant ? 0 : strlen(fields[1]),
+				  null_policy ? NULL : fields[2],
+				  null_policy ? 0 : strlen(fields[2]), &got, msg, msglen))
 		return false;
 	if (got != expected)
 	{
-		snprintf(msg, msglen, "expected %s, got %lld", fields[2],
+		snprintf(msg, msglen, "expected %s, got %lld", fields[3],
 				 (long long) got);
 		return false;
 	}
@@ -554,7 +561,7 @@ run_vectors(const char *dir)
 	check_limits(&counts);
 	ok &= run_file(dir, "rows.tsv", 3, check_row, &counts);
 	ok &= run_file(dir, "links.tsv", 6, check_link, &counts);
-	ok &= run_file(dir, "chains.tsv", 3, check_chain, &counts);
+	ok &= run_file(dir, "chains.tsv", 4, check_chain, &counts);
 	printf("vectors: %d passed, %d failed\n", counts.passed, counts.failed);
 	if (!ok)
 		return EXIT_ERROR;

@@ -89,6 +89,7 @@ extern void row_add(RowFields *r, const char *name, size_t namelen, char tag,
 extern bool row_hash(RowFields *r, const char *table,
 					 unsigned char out[HASH_LEN], char *err, size_t errlen);
 extern bool chain_id(const char *table, const char *tenant, size_t tenantlen,
+					 const char *policy, size_t policylen,
 					 int64_t *out, char *err, size_t errlen);
 extern void link_hash(int64_t chain, uint32_t lane, uint64_t seq,
 					  const unsigned char prev[HASH_LEN],

@@ -107,6 +107,14 @@ GRANT EXECUTE ON FUNCTION
     tool_audit.current_retention_days(text, text)
     TO tool_audit_admin, tool_audit_verifier;
 
+-- (1.4) retention policies: admins change policies and tenant overrides,
+-- and call the floor's function, which refuses all but superusers
+GRANT EXECUTE ON FUNCTION
+    tool_audit.set_retention_policy(text, integer, text[], text, text),
+    tool_audit.set_retention_override(text, text, integer, text),
+    tool_audit.set_retention_floor(integer, text)
+    TO tool_audit_admin;
+
 -- (1.4) purge: admins place and release legal holds, list them, and purge
 GRANT EXECUTE ON FUNCTION
     tool_audit.place_hold(jsonb, text),

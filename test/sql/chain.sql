@@ -37,9 +37,11 @@ SELECT (SELECT chain_id FROM tool_audit.tool_calls WHERE tenant_id = 'chain_t1' 
     <> (SELECT chain_id FROM tool_audit.tool_calls WHERE tenant_id = 'chain_t2' LIMIT 1) AS tenants_apart,
        (SELECT chain_id FROM tool_audit.tool_calls WHERE tenant_id = 'chain_t1' LIMIT 1)
     <> (SELECT chain_id FROM tool_audit.admin_events WHERE tenant_id = 'chain_t1' LIMIT 1) AS tables_apart;
--- the chain id and every link, recomputed in plain SQL from the spec
-SELECT chain_id = ('x' || left(encode(sha256('tool_audit chain 1'::bytea || '\x000a'::bytea ||
-                   'tool_calls'::bytea || '\x01'::bytea || 'chain_t1'::bytea), 'hex'), 16))::bit(64)::bigint
+-- the chain id and every link, recomputed in plain SQL from the spec (the
+-- row's retention policy, "general", is part of its chain: derivation 2)
+SELECT chain_id = ('x' || left(encode(sha256('tool_audit chain 2'::bytea || '\x000a'::bytea ||
+                   'tool_calls'::bytea || '\x07'::bytea || 'general'::bytea ||
+                   '\x01'::bytea || 'chain_t1'::bytea), 'hex'), 16))::bit(64)::bigint
        AS chain_id_per_spec
   FROM tool_audit.tool_calls WHERE tool_name = 'chain_a1';
 SELECT count(*) AS links, count(*) FILTER (WHERE t.chain_hash = sha256('tool_audit link 1'::bytea || '\x00'::bytea ||

@@ -22,9 +22,10 @@ my $base = $node->basedir;
 $node->safe_psql('postgres', q{CREATE EXTENSION tool_audit; CREATE ROLE auditor LOGIN IN ROLE tool_audit_verifier});
 my $n = 0;
 
-# A database with rows born long ago (restored with their times: tenants
-# "old" and "old2", and admin events of "old") and recent rows ("new"), and
-# a digest of it; returns (db, digest file).
+# A database with rows born long ago (restored with their times and the
+# policy and expiry the insert trigger gives: tenants "old" and "old2", and
+# admin events of "old") and recent rows ("new"), and a digest of it;
+# returns (db, digest file).
 sub setup_db
 {
 	my $db = 'purge' . ++$n;
@@ -32,11 +33,13 @@ sub setup_db
 	$node->safe_psql($db, q{
 		CREATE EXTENSION tool_audit;
 		SET tool_audit.restoring = on;
-		INSERT INTO tool_audit.tool_calls (id, recorded_at, tool_name, tenant_id, success)
-		  SELECT nextval('tool_audit.tool_calls_id_seq'), now() - interval '800 days', 'search', t, true
+		INSERT INTO tool_audit.tool_calls (id, recorded_at, tool_name, tenant_id, success, retention_policy, expires_at)
+		  SELECT nextval('tool_audit.tool_calls_id_seq'), now() - interval '800 days', 'search', t, true,
+		         'general', now() - interval '435 days'
 		    FROM generate_series(1, 10) g, unnest(ARRAY['old', 'old2']) t;
-		INSERT INTO tool_audit.admin_events (id, occurred_at, event_type, actor, tenant_id)
-		  SELECT nextval('tool_audit.admin_events_id_seq'), now() - interval '800 days', 'prompt.change', 'a', 'old'
+		INSERT INTO tool_audit.admin_events (id, occurred_at, event_type, actor, tenant_id, retention_policy, expires_at)
+		  SELECT nextval('tool_audit.admin_events_id_seq'), now() - interval '800 days', 'prompt.change', 'a', 'old',
+		         'admin', now() - interval '435 days'
 		    FROM generate_series(1, 3);
 		RESET tool_audit.restoring;
 		INSERT INTO tool_audit.tool_calls (tool_name, tenant_id, success)
