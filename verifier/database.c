@@ -24,6 +24,7 @@
  *
  *-------------------------------------------------------------------------
  */
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -99,6 +100,24 @@ typedef struct TableInfo
 	int			policy_col;		/* of "retention_policy" (1.4 on), or -1 */
 } TableInfo;
 
+/*
+ * A span of lane positions a purge removed (tool_audit.purge_anchors), and
+ * whether its purge event backs it: the event is a tool_audit.retention.purge
+ * event written after the rows expired whose payload lists the anchor
+ * exactly (the event's own row hash is checked by the walk of admin_events).
+ */
+typedef struct Anchor
+{
+	int64_t		chain;
+	int64_t		lane;
+	int64_t		first;
+	int64_t		last;
+	unsigned char before[HASH_LEN];
+	unsigned char after[HASH_LEN];
+	char		event[24];
+	bool		tied;
+} Anchor;
+
 typedef struct Walk
 {
 	TableInfo  *t;
@@ -118,6 +137,11 @@ typedef struct Walk
 	unsigned char strict[HASH_LEN]; /* link from recomputed hashes only */
 	size_t		hk;				/* next digest head of this lane */
 	size_t		hend;			/* end of this lane's digest heads */
+
+	/* the table's purge anchors in chain order, and the next one to cross */
+	Anchor	   *anchors;
+	size_t		nanchors;
+	size_t		next_anchor;
 
 	bool		have_chain;		/* for counting chains */
 	int64_t		last_chain;
@@ -467,6 +491,70 @@ stored_hash(PGresult *res, int col, unsigned char out[HASH_LEN])
 	return true;
 }
 
+static const char anchor_query[] =
+"SELECT a.chain_id, a.chain_lane, a.first_seq, a.last_seq,"
+"       pg_catalog.encode(a.link_before, 'hex'), pg_catalog.encode(a.link_after, 'hex'),"
+"       a.purge_event_id,"
+"       coalesce(e.event_type OPERATOR(pg_catalog.=) 'tool_audit.retention.purge'"
+"                AND a.max_expires_at OPERATOR(pg_catalog.<=) e.occurred_at"
+"                AND EXISTS (SELECT FROM pg_catalog.jsonb_array_elements("
+"                       CASE WHEN pg_catalog.jsonb_typeof(e.payload OPERATOR(pg_catalog.->) 'anchors')"
+"                                 OPERATOR(pg_catalog.=) 'array'"
+"                            THEN e.payload OPERATOR(pg_catalog.->) 'anchors' ELSE '[]' END) x"
+"                     WHERE x OPERATOR(pg_catalog.->>) 'table' OPERATOR(pg_catalog.=) a.table_name"
+"                       AND x OPERATOR(pg_catalog.->>) 'chain' OPERATOR(pg_catalog.=) a.chain_id::pg_catalog.text"
+"                       AND x OPERATOR(pg_catalog.->>) 'lane' OPERATOR(pg_catalog.=) a.chain_lane::pg_catalog.text"
+"                       AND x OPERATOR(pg_catalog.->>) 'first' OPERATOR(pg_catalog.=) a.first_seq::pg_catalog.text"
+"                       AND x OPERATOR(pg_catalog.->>) 'last' OPERATOR(pg_catalog.=) a.last_seq::pg_catalog.text"
+"                       AND x OPERATOR(pg_catalog.->>) 'link_before' OPERATOR(pg_catalog.=) pg_catalog.encode(a.link_before, 'hex')"
+"                       AND x OPERATOR(pg_catalog.->>) 'link_after' OPERATOR(pg_catalog.=) pg_catalog.encode(a.link_after, 'hex')"
+"                       AND x OPERATOR(pg_catalog.->>) 'rows' OPERATOR(pg_catalog.=) a.rows_removed::pg_catalog.text),"
+"                false)"
+"  FROM tool_audit.purge_anchors a"
+"  LEFT JOIN tool_audit.admin_events e ON e.id OPERATOR(pg_catalog.=) a.purge_event_id"
+" WHERE a.table_name OPERATOR(pg_catalog.=) $1"
+" ORDER BY a.chain_id, a.chain_lane, a.first_seq";
+
+/* The table's purge anchors (none in a database from before 1.4). */
+static void
+load_anchors(PGconn *conn, Walk *w)
+{
+	PGresult   *res;
+	const char *params[1] = {w->t->table};
+	int			i;
+
+	res = exec_ok(conn, "SELECT pg_catalog.to_regclass('tool_audit.purge_anchors') IS NOT NULL",
+				  PGRES_TUPLES_OK);
+	if (strcmp(PQgetvalue(res, 0, 0), "t") != 0)
+	{
+		PQclear(res);
+		return;
+	}
+	PQclear(res);
+	res = PQexecParams(conn, anchor_query, 1, NULL, params, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK)
+		fatal("reading tool_audit.purge_anchors failed: %s", PQerrorMessage(conn));
+	w->nanchors = (size_t) PQntuples(res);
+	w->anchors = w->nanchors ? xmalloc(sizeof(Anchor) * w->nanchors) : NULL;
+	for (i = 0; i < PQntuples(res); i++)
+	{
+		Anchor	   *a = &w->anchors[i];
+		const char *ev = PQgetvalue(res, i, 6);
+
+		if (!parse_int64(PQgetvalue(res, i, 0), strlen(PQgetvalue(res, i, 0)), &a->chain) ||
+			!parse_int64(PQgetvalue(res, i, 1), strlen(PQgetvalue(res, i, 1)), &a->lane) ||
+			!parse_int64(PQgetvalue(res, i, 2), strlen(PQgetvalue(res, i, 2)), &a->first) ||
+			!parse_int64(PQgetvalue(res, i, 3), strlen(PQgetvalue(res, i, 3)), &a->last) ||
+			!hex_decode(PQgetvalue(res, i, 4), strlen(PQgetvalue(res, i, 4)), a->before, HASH_LEN) ||
+			!hex_decode(PQgetvalue(res, i, 5), strlen(PQgetvalue(res, i, 5)), a->after, HASH_LEN) ||
+			strlen(ev) >= sizeof(a->event))
+			fatal("tool_audit.purge_anchors: malformed anchor");
+		memcpy(a->event, ev, strlen(ev) + 1);
+		a->tied = strcmp(PQgetvalue(res, i, 7), "t") == 0;
+	}
+	PQclear(res);
+}
+
 static bool
 report_missing_head(DigestHead *h)
 {
@@ -525,6 +613,113 @@ start_lane(Walk *w, int64_t chain, int64_t lane)
 		   strcmp(d->heads[w->hend].table, w->t->table) == 0 &&
 		   d->heads[w->hend].chain == chain && d->heads[w->hend].lane == lane)
 		w->hend++;
+}
+
+/*
+ * The lane goes across a purged span: the anchor's link before must be the
+ * lane's link so far, and the lane goes on from its link after.  A digest
+ * head inside the span was removed by that purge when the anchor is tied to
+ * its event and the rows before it still hash to what the digest saw.
+ */
+static bool
+cross_anchor(Walk *w, const Anchor *a)
+{
+	bool		contiguous = a->first == w->expected;
+	bool		strict_before = w->strict_ok &&
+		CRYPTO_memcmp(w->strict, a->before, HASH_LEN) == 0;
+	char		what[200];
+
+	if (a->first > w->expected)
+	{
+		if (!report_problem(w->t->table, w->chain, w->lane, w->expected, NULL,
+							"row missing"))
+			return false;
+	}
+	else if (a->first < w->expected)
+	{
+		snprintf(what, sizeof(what),
+				 "purge anchor (admin event %s) overlaps positions already seen",
+				 a->event);
+		if (!report_problem(w->t->table, w->chain, w->lane, a->first, NULL, what))
+			return false;
+	}
+	else if (w->prev_ok && CRYPTO_memcmp(w->prev, a->before, HASH_LEN) != 0)
+	{
+		snprintf(what, sizeof(what),
+				 "purge anchor (admin event %s) does not continue the lane", a->event);
+		if (!report_problem(w->t->table, w->chain, w->lane, a->first, NULL, what))
+			return false;
+	}
+	if (!a->tied)
+	{
+		snprintf(what, sizeof(what),
+				 "purge anchor not backed by its purge event (admin event %s)", a->event);
+		if (!report_problem(w->t->table, w->chain, w->lane, a->first, NULL, what))
+			return false;
+	}
+
+	for (; w->hk < w->hend; w->hk++)
+	{
+		DigestHead *h = &w->digest->heads[w->hk];
+
+		if (h->position > a->last)
+			break;
+		if (h->done)
+			continue;
+		if (h->position < a->first || !a->tied || !contiguous || !strict_before)
+		{
+			if (!report_missing_head(h))
+				return false;
+			continue;
+		}
+		h->done = true;
+		w->digest->purged++;
+		snprintf(what, sizeof(what),
+				 "removed by sanctioned purge (admin event %s): positions %" PRId64 " to %" PRId64,
+				 a->event, a->first, a->last);
+		report_purged(h->table, h->chain, h->lane, h->position, what);
+	}
+
+	if (!a->tied || !contiguous || !strict_before)
+		w->strict_ok = false;
+	memcpy(w->strict, a->after, HASH_LEN);
+	memcpy(w->prev, a->after, HASH_LEN);
+	w->prev_ok = true;
+	if (a->last >= w->expected)
+		w->expected = (a->last == INT64_MAX) ? INT64_MAX : a->last + 1;
+	return true;
+}
+
+/*
+ * Cross the anchors before (chain, lane, seq): those of lanes before it,
+ * each such lane walked across its anchors alone, then those of its own
+ * lane that start at or before seq.  bounded false: every anchor left.
+ */
+static bool
+cross_anchors_before(Walk *w, bool bounded, int64_t chain, int64_t lane, int64_t seq)
+{
+	while (w->next_anchor < w->nanchors)
+	{
+		const Anchor *a = &w->anchors[w->next_anchor];
+
+		if (bounded && (a->chain > chain || (a->chain == chain && a->lane > lane) ||
+						(a->chain == chain && a->lane == lane && a->first > seq)))
+			break;
+		if (!w->in_lane || a->chain != w->chain || a->lane != w->lane)
+		{
+			if (!finish_lane(w))
+				return false;
+			start_lane(w, a->chain, a->lane);
+			if (!w->have_chain || a->chain != w->last_chain)
+				w->stats->chains++;
+			w->have_chain = true;
+			w->last_chain = a->chain;
+		}
+		w->next_anchor++;
+		if (!cross_anchor(w, a))
+			return false;
+	}
+	return true;
 }
 
 /* Compare the strict link at this position with the digest's heads. */
@@ -662,14 +857,23 @@ check_row(Walk *w, PGresult *res)
 	{
 		if (w->in_lane && (chain < w->chain || (chain == w->chain && lane < w->lane)))
 			fatal("tool_audit.%s: rows did not arrive in chain order", w->t->table);
-		if (!finish_lane(w))
+		/* the rest of the lane's anchors, and lanes left with anchors only */
+		if (!cross_anchors_before(w, true, chain, lane, INT64_MIN))
 			return false;
-		start_lane(w, chain, lane);
-		if (!w->have_chain || chain != w->last_chain)
-			w->stats->chains++;
-		w->have_chain = true;
-		w->last_chain = chain;
+		if (!w->in_lane || chain != w->chain || lane != w->lane)
+		{
+			if (!finish_lane(w))
+				return false;
+			start_lane(w, chain, lane);
+			if (!w->have_chain || chain != w->last_chain)
+				w->stats->chains++;
+			w->have_chain = true;
+			w->last_chain = chain;
+		}
 	}
+	/* spans purged before this row */
+	if (!cross_anchors_before(w, true, chain, lane, seq))
+		return false;
 
 	if (seq < w->expected)
 		return report_problem(w->t->table, chain, lane, seq, id,
@@ -719,7 +923,7 @@ finish_table(Walk *w)
 {
 	size_t		i;
 
-	if (!finish_lane(w))
+	if (!cross_anchors_before(w, false, 0, 0, 0) || !finish_lane(w))
 		return false;
 	for (i = 0; i < w->digest->nheads; i++)
 	{
@@ -752,6 +956,7 @@ walk_table(PGconn *conn, TableInfo *t, Digest *digest, TableStats *stats)
 	buf_init(&w.scratch);
 	buf_init(&w.derived_tenant);
 	buf_init(&w.derived_policy);
+	load_anchors(conn, &w);
 
 	if (!PQsendQueryParams(conn, sql, 0, NULL, NULL, NULL, NULL, 1))
 		fatal("could not send query: %s", PQerrorMessage(conn));
@@ -783,6 +988,7 @@ walk_table(PGconn *conn, TableInfo *t, Digest *digest, TableStats *stats)
 		go_on = finish_table(&w);
 
 	row_free(&w.row);
+	free(w.anchors);
 	buf_free(&w.scratch);
 	buf_free(&w.derived_tenant);
 	buf_free(&w.derived_policy);

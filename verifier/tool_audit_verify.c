@@ -94,6 +94,20 @@ report_problem(const char *table, int64_t chain, int64_t lane,
 	return report_all;
 }
 
+/* A digest head a sanctioned purge removed: not a problem, said anyway. */
+void
+report_purged(const char *table, int64_t chain, int64_t lane,
+			  int64_t position, const char *what)
+{
+	fputs("PURGED table=", stdout);
+	print_name(table);
+	print_number("chain", chain);
+	print_number("lane", lane);
+	print_number("position", position);
+	printf(": %s\n", what);
+	fflush(stdout);
+}
+
 bool
 report_digest_problem(const char *problem)
 {
@@ -183,6 +197,8 @@ main(int argc, char **argv)
 			   stats[0].table, stats[0].rows, stats[0].chains,
 			   stats[1].table, stats[1].rows, stats[1].chains,
 			   digest.checked);
+	if (!problems_found && digest.purged > 0)
+		printf("digest heads removed by sanctioned purges: %zu\n", digest.purged);
 	digest_free(&digest);
 	crypto_cleanup();
 	return problems_found ? EXIT_PROBLEM : EXIT_OK;

@@ -122,6 +122,7 @@ typedef struct Digest
 	DigestHead *heads;			/* sorted by (table, chain, lane, position) */
 	size_t		nheads;
 	size_t		checked;		/* heads found intact */
+	size_t		purged;			/* heads inside spans a sanctioned purge removed */
 } Digest;
 
 extern bool digest_load(const char *path, const char *pubkey_path, Digest *d);
@@ -147,6 +148,8 @@ extern bool report_problem(const char *table, int64_t chain, int64_t lane,
 						   int64_t position, const char *row_id,
 						   const char *problem);
 extern bool report_digest_problem(const char *problem);
+extern void report_purged(const char *table, int64_t chain, int64_t lane,
+						  int64_t position, const char *what);
 extern bool problems_found;
 
 #endif							/* TOOL_AUDIT_VERIFY_H */

@@ -100,14 +100,21 @@ COMMENT ON FUNCTION tool_audit.chain_problem(bigint, integer, bigint, bytea, byt
 -- else what is wrong.  It reads the neighbours as the caller, through
 -- row-level security: they are in the same chain, so of the same tenant, as
 -- the row.  (The later-row probe runs only when the next row is missing.)
+-- Since 1.4 a neighbour a purge removed is stood in for by its anchor: the
+-- link it kept before the row, or the span that follows the row.
 CREATE FUNCTION tool_audit.check_row(r tool_audit.tool_calls) RETURNS text
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT tool_audit.chain_problem(
         r.chain_id, r.chain_lane, r.chain_seq, r.row_hash, r.chain_hash, tool_audit.compute_row_hash(r),
-        p.chain_hash, n.chain_seq, n.row_hash, n.chain_hash,
-        n.chain_seq IS NULL AND EXISTS (
+        coalesce(p.chain_hash, CASE WHEN r.chain_seq > 1 AND r.chain_seq < 9223372036854775807 THEN
+                 tool_audit.purged_link('tool_calls', r.chain_id, r.chain_lane, r.chain_seq - 1) END),
+        n.chain_seq, n.row_hash, n.chain_hash,
+        n.chain_seq IS NULL AND r.chain_seq < 9223372036854775807
+        AND tool_audit.purge_link_before('tool_calls', r.chain_id, r.chain_lane, r.chain_seq + 1)
+            IS DISTINCT FROM r.chain_hash
+        AND EXISTS (
             SELECT FROM tool_audit.tool_calls x
              WHERE x.chain_id = r.chain_id AND x.chain_lane = r.chain_lane
                AND x.chain_seq > r.chain_seq AND x.chain_seq <> r.chain_seq + 1))
@@ -128,8 +135,13 @@ SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT tool_audit.chain_problem(
         r.chain_id, r.chain_lane, r.chain_seq, r.row_hash, r.chain_hash, tool_audit.compute_row_hash(r),
-        p.chain_hash, n.chain_seq, n.row_hash, n.chain_hash,
-        n.chain_seq IS NULL AND EXISTS (
+        coalesce(p.chain_hash, CASE WHEN r.chain_seq > 1 AND r.chain_seq < 9223372036854775807 THEN
+                 tool_audit.purged_link('admin_events', r.chain_id, r.chain_lane, r.chain_seq - 1) END),
+        n.chain_seq, n.row_hash, n.chain_hash,
+        n.chain_seq IS NULL AND r.chain_seq < 9223372036854775807
+        AND tool_audit.purge_link_before('admin_events', r.chain_id, r.chain_lane, r.chain_seq + 1)
+            IS DISTINCT FROM r.chain_hash
+        AND EXISTS (
             SELECT FROM tool_audit.admin_events x
              WHERE x.chain_id = r.chain_id AND x.chain_lane = r.chain_lane
                AND x.chain_seq > r.chain_seq AND x.chain_seq <> r.chain_seq + 1))

@@ -114,3 +114,16 @@ GRANT EXECUTE ON FUNCTION
     tool_audit.set_retention_override(text, text, integer, text),
     tool_audit.set_retention_floor(integer, text)
     TO tool_audit_admin;
+
+-- (1.4) purge: admins place and release legal holds, list them, and purge
+GRANT EXECUTE ON FUNCTION
+    tool_audit.place_hold(jsonb, text),
+    tool_audit.release_hold(bigint, text),
+    tool_audit.hold_report(),
+    tool_audit.purge_expired(boolean)
+    TO tool_audit_admin;
+GRANT EXECUTE ON FUNCTION tool_audit.purge_anchor_check(text) TO tool_audit_admin, tool_audit_verifier;
+GRANT EXECUTE ON FUNCTION
+    tool_audit.purged_link(text, bigint, integer, bigint),
+    tool_audit.purge_link_before(text, bigint, integer, bigint)
+    TO tool_audit_reader, tool_audit_admin, tool_audit_verifier;
