@@ -106,3 +106,7 @@ GRANT EXECUTE ON FUNCTION
     tool_audit.retention_policy_for(text, text),
     tool_audit.current_retention_days(text, text)
     TO tool_audit_admin, tool_audit_verifier;
+
+-- (1.4) erasure: admins erase; admins and the verifier read the erasure log
+GRANT EXECUTE ON FUNCTION tool_audit.erase_subject(text, text, text) TO tool_audit_admin;
+GRANT SELECT ON tool_audit.erasure_log TO tool_audit_admin, tool_audit_verifier;
