@@ -127,8 +127,8 @@ ta_erasures_hash_end(TaErasuresHash *h, unsigned char out[TA_HASH_LEN])
 
 /*
  * Whether a column value is an erasure marker: the text marker in a text
- * column ('s'), an object whose only key is the marker key in a jsonb
- * column ('j').  Sizes are compared before anything is detoasted.
+ * column ('s'), the jsonb marker (an object whose only member is the
+ * marker key with true) in a jsonb column ('j').  Sizes are compared before anything is detoasted.
  */
 bool
 ta_is_erasure_marker(char tag, Datum value)
@@ -147,12 +147,15 @@ ta_is_erasure_marker(char tag, Datum value)
 	if (tag == 'j')
 	{
 		Jsonb	   *j;
+		JsonbValue *v;
 
 		if (raw > 128)
 			return false;
 		j = DatumGetJsonbP(value);
-		return JB_ROOT_IS_OBJECT(j) && JB_ROOT_COUNT(j) == 1 &&
-			ta_jsonb_key(&j->root, TA_ERASED_KEY) != NULL;
+		if (!JB_ROOT_IS_OBJECT(j) || JB_ROOT_COUNT(j) != 1)
+			return false;
+		v = ta_jsonb_key(&j->root, TA_ERASED_KEY);
+		return v != NULL && v->type == jbvBool && v->val.boolean;
 	}
 	return false;
 }

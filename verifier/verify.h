@@ -148,4 +148,12 @@ extern bool report_problem(const char *table, int64_t chain, int64_t lane,
 extern bool report_digest_problem(const char *problem);
 extern bool problems_found;
 
+/* erasure.c: rows changed by tool_audit.erase_subject() (1.4) */
+typedef struct pg_conn PGconn;
+extern bool erasures_load(PGconn *conn);
+extern const unsigned char *erasure_hash_after(const char *table, int64_t row_id);
+extern void erasures_free(void);
+extern bool erasure_marker_text(const void *v, size_t len);
+extern bool erasure_marker_json(const void *canonical, size_t len);
+
 #endif							/* TOOL_AUDIT_VERIFY_H */
