@@ -146,6 +146,30 @@ sub id_of
 	is($rc, 0, 'second erasure: the external verifier exits 0') or diag $out;
 }
 
+# --- what is left on disk: the row versions from before the erasure stay in
+# the table's pages (dead) until VACUUM; pageinspect reads them
+{
+	my ($db) = setup_db();
+	$node->safe_psql($db, 'CREATE EXTENSION pageinspect');
+	my $pages = q{SELECT count(*) FROM generate_series(0, pg_relation_size('tool_audit.tool_calls') / 8192 - 1) b,
+	                     heap_page_items(get_raw_page('tool_audit.tool_calls', b::int)) i
+	               WHERE i.t_data IS NOT NULL AND position('\x636173742d383831'::bytea IN i.t_data) > 0};
+	$pages =~ s/636173742d383831/637573742d383831/;	# "cust-881"
+	cmp_ok($node->safe_psql($db, $pages), '>', 0,
+		'before VACUUM: the old row versions, with the subject id, are still in the pages');
+	$node->safe_psql($db, 'VACUUM tool_audit.tool_calls');
+	is($node->safe_psql($db, $pages), '0', 'after VACUUM: no tuple holds the subject id');
+	is(verify_out($db), '', 'after VACUUM: verify() finds nothing');
+	my $raw = q{SELECT count(*) FROM generate_series(0, pg_relation_size('tool_audit.tool_calls') / 8192 - 1) b
+	             WHERE position('\x637573742d383831'::bytea IN get_raw_page('tool_audit.tool_calls', b::int)) > 0};
+	# the bytes themselves stay in the pages' free space until overwritten
+	diag('pages whose bytes still hold the subject id after VACUUM: ' . $node->safe_psql($db, $raw));
+	my ($rc, $out, $err) = $node->psql($db, 'VACUUM FULL tool_audit.tool_calls');
+	is($rc, 0, 'VACUUM FULL of an audit table is allowed') or diag $err;
+	is($node->safe_psql($db, $raw), '0', 'after VACUUM FULL: no page of the table holds the bytes');
+	is(verify_out($db), '', 'after VACUUM FULL: verify() finds nothing');
+}
+
 # --- markers written by hand: the row no longer matches its row hash
 {
 	my ($db, $file) = setup_db();
