@@ -169,6 +169,31 @@ RESET ROLE;
 SELECT count(*) AS found_by_subject FROM tool_audit.tool_calls t WHERE strpos(t::text, 'subj-4711') > 0;
 SELECT * FROM tool_audit.verify();
 
+-- each erase event's erasures_hash, recomputed in SQL from its entries
+-- (doc/canonical-encoding.md, section 7)
+SELECT a.payload ->> 'status' AS status, a.payload ->> 'erasures' AS entries,
+       a.payload ->> 'erasures_hash' = encode(sha256(
+           convert_to('tool_audit erasures 1', 'UTF8') || '\x00'::bytea ||
+           coalesce((SELECT string_agg(
+                        set_byte('\x00'::bytea, 0, octet_length(e.table_name)) || convert_to(e.table_name, 'UTF8')
+                        || int8send(e.row_id) || int4send(cardinality(e.erased_columns))
+                        || coalesce((SELECT string_agg(set_byte('\x00'::bytea, 0, octet_length(c)) || convert_to(c, 'UTF8'),
+                                                       ''::bytea ORDER BY o)
+                                       FROM unnest(e.erased_columns) WITH ORDINALITY u(c, o)), ''::bytea)
+                        || e.row_hash_after, ''::bytea ORDER BY e.table_name COLLATE "C", e.row_id)
+                       FROM tool_audit.erasures e WHERE e.erase_event_id = a.id), ''::bytea)), 'hex')
+         AS commitment_matches
+  FROM tool_audit.admin_events a WHERE a.event_type = 'tool_audit.retention.erase' ORDER BY a.id;
+
+-- pseudonyms: a retired key stays until its owner deletes it, which makes
+-- every pseudonym made with it unlinkable (doc/retention.md)
+BEGIN;
+SELECT tool_audit.rotate_pseudonym_key('er_next', decode(repeat('cd', 32), 'hex'));
+SELECT key_id, active FROM tool_audit.pseudonym_key_ids WHERE key_id IN ('test', 'er_next') ORDER BY 1;
+DELETE FROM tool_audit.pseudonym_keys WHERE key_id = 'test';
+SELECT key_id FROM tool_audit.pseudonym_key_ids WHERE key_id IN ('test', 'er_next') ORDER BY 1;
+ROLLBACK;
+
 -- what verify() reports: a marker written by anyone else (here a writer's
 -- row: it has no erasure entry) ...
 BEGIN;
