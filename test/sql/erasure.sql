@@ -35,10 +35,10 @@ RETURNING hold_id AS hold \gset
 
 CREATE TEMP TABLE before_erasure AS
 SELECT 'tool_calls' AS tab, id, row_hash, chain_id, chain_lane, chain_seq, chain_hash, recorded_at AS at
-  FROM tool_audit.tool_calls
+  FROM tool_audit.tool_calls WHERE tenant_id IN ('er_acme', 'er_beta')
 UNION ALL
 SELECT 'admin_events', id, row_hash, chain_id, chain_lane, chain_seq, chain_hash, occurred_at
-  FROM tool_audit.admin_events;
+  FROM tool_audit.admin_events WHERE tenant_id IN ('er_acme', 'er_beta');
 SELECT tool_audit.digest() AS d \gset
 SELECT count(*) AS problems_before FROM tool_audit.verify();
 
