@@ -49,6 +49,7 @@
 #include "access/detoast.h"
 #include "catalog/pg_collation.h"
 #include "catalog/pg_type.h"
+#include "executor/executor.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
@@ -158,6 +159,139 @@ ta_is_erasure_marker(char tag, Datum value)
 		return v != NULL && v->type == jbvBool && v->val.boolean;
 	}
 	return false;
+}
+
+/* ---- an erased row, as the reports check it ---- */
+
+/* hash.c */
+extern Datum compute_row_hash(PG_FUNCTION_ARGS);
+
+/*
+ * Whether the erase event commits to the entries naming it: its
+ * erasures_hash, recomputed from tool_audit.erasures.  Inside SPI.
+ */
+static bool
+event_commits(int64 event_id)
+{
+	Oid			types[1] = {INT8OID};
+	Datum		args[1] = {Int64GetDatum(event_id)};
+	char	   *hex;
+	unsigned char committed[TA_HASH_LEN],
+				got[TA_HASH_LEN];
+	TaErasuresHash h;
+
+	if (SPI_execute_with_args("SELECT a.payload ->> '" TA_ERASURES_HASH_KEY "'"
+							  "  FROM tool_audit.admin_events a"
+							  " WHERE a.id = $1 AND a.event_type = 'tool_audit.retention.erase'",
+							  1, types, args, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read an erasure event");
+	if (SPI_processed != 1)
+		return false;
+	hex = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	if (hex == NULL || strlen(hex) != 2 * TA_HASH_LEN ||
+		strspn(hex, "0123456789abcdef") != 2 * TA_HASH_LEN)
+		return false;
+	(void) hex_decode(hex, 2 * TA_HASH_LEN, (char *) committed);
+
+	if (SPI_execute_with_args("SELECT e.table_name, e.row_id, e.erased_columns, e.row_hash_after"
+							  "  FROM tool_audit.erasures e WHERE e.erase_event_id = $1"
+							  " ORDER BY e.table_name COLLATE \"C\", e.row_id",
+							  1, types, args, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read tool_audit.erasures");
+	ta_erasures_hash_begin(&h);
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+		unsigned char after[TA_HASH_LEN];
+
+		if (!ta_stored_hash(SPI_getbinval(tup, desc, 4, &isnull), isnull, after))
+			memset(after, 0, TA_HASH_LEN);
+		ta_erasures_hash_add(&h, SPI_getvalue(tup, desc, 1),
+							 DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull)),
+							 SPI_getbinval(tup, desc, 3, &isnull), after);
+	}
+	ta_erasures_hash_end(&h, got);
+	return ta_hash_equal(got, committed);
+}
+
+/*
+ * Whether a row hashing to "hash" is the row as its latest erasure whose
+ * event commits to it left it (what verify() accepts).
+ */
+static bool
+erasure_accepts(const char *table, int64 row_id, const unsigned char hash[TA_HASH_LEN])
+{
+	Oid			types[2] = {TEXTOID, INT8OID};
+	Datum		args[2] = {CStringGetTextDatum(table), Int64GetDatum(row_id)};
+	int64	   *events;
+	unsigned char (*afters)[TA_HASH_LEN];
+	int			n;
+	bool		accepted = false;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (SPI_execute_with_args("SELECT e.erase_event_id, e.row_hash_after FROM tool_audit.erasures e"
+							  " WHERE e.table_name = $1 AND e.row_id = $2"
+							  " ORDER BY e.erase_event_id DESC",
+							  2, types, args, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read tool_audit.erasures");
+	n = (int) SPI_processed;
+	events = palloc(sizeof(int64) * Max(n, 1));
+	afters = palloc(TA_HASH_LEN * Max(n, 1));
+	for (int i = 0; i < n; i++)
+	{
+		bool		isnull;
+
+		events[i] = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
+		if (!ta_stored_hash(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &isnull),
+							isnull, afters[i]))
+			memset(afters[i], 0, TA_HASH_LEN);
+	}
+	for (int i = 0; i < n; i++)
+	{
+		if (!event_commits(events[i]))
+			continue;
+		accepted = ta_hash_equal(afters[i], hash);
+		break;
+	}
+	SPI_finish();
+	return accepted;
+}
+
+/*
+ * tool_audit.accepted_row_hash(tool_audit.tool_calls) RETURNS bytea
+ * tool_audit.accepted_row_hash(tool_audit.admin_events) RETURNS bytea
+ *
+ * The row hash recomputed from the row (compute_row_hash()), except for a
+ * row as a verified erasure left it: then the row_hash it stores, which its
+ * links use.  check_row() compares it with the stored row_hash, so that the
+ * reports accept erased rows as verify() does.  It answers only for the row
+ * it is given whole: a made-up row value would have to match the erased
+ * row's every column, its random event_id included.
+ */
+PG_FUNCTION_INFO_V1(accepted_row_hash);
+Datum
+accepted_row_hash(PG_FUNCTION_ARGS)
+{
+	HeapTupleHeader td = PG_GETARG_HEAPTUPLEHEADER(0);
+	Datum		computed = DirectFunctionCall1(compute_row_hash, PointerGetDatum(td));
+	bytea	   *hash = DatumGetByteaPP(computed);
+	bool		isnull,
+				id_null;
+	Datum		stored = GetAttributeByName(td, "row_hash", &isnull);
+	Datum		id = GetAttributeByName(td, "id", &id_null);
+	unsigned char stored_hash[TA_HASH_LEN];
+	char	   *table;
+
+	if (!ta_stored_hash(stored, isnull, stored_hash) || id_null ||
+		ta_hash_equal(stored_hash, (unsigned char *) VARDATA_ANY(hash)))
+		PG_RETURN_DATUM(computed);
+	table = get_rel_name(get_typ_typrelid(HeapTupleHeaderGetTypeId(td)));
+	if (erasure_accepts(table, DatumGetInt64(id), (unsigned char *) VARDATA_ANY(hash)))
+		PG_RETURN_DATUM(ta_hash_datum(stored_hash));
+	PG_RETURN_DATUM(computed);
 }
 
 /* ---- erase_subject() ---- */

@@ -154,6 +154,17 @@ SELECT e.table_name, count(*) AS entries FROM tool_audit.erasures e
 SELECT * FROM tool_audit.verify();
 SELECT * FROM tool_audit.verify_digest(:'d');
 
+-- the reports check rows with check_row(): an erased row is accepted there
+-- too, so another subject's access report still verifies
+SET ROLE regress_reader;
+SELECT r -> 'total_accesses' AS accesses, r -> 'integrity_verified' AS integrity_verified,
+       r -> 'accesses' -> 0 ->> 'accessed_by' AS accessed_by
+  FROM tool_audit.access_report('subj-other', '2000-01-01', '2100-01-01') r;
+SELECT count(*) AS erased_rows, count(tool_audit.check_row(t)) AS row_problems
+  FROM tool_audit.tool_calls t WHERE t.tenant_id IN ('er_acme', 'er_beta')
+   AND t.arguments = '{"tool_audit:erased": true}';
+RESET ROLE;
+
 -- a subject with no rows: the request is still an audited event
 SET ROLE regress_admin;
 SELECT tool_audit.erase_subject('subj-none', 'request 43', 'GDPR Art. 17(1)(a)') - 'erase_event_id' - 'erasures_hash' AS nothing;
@@ -216,5 +227,9 @@ SELECT (SELECT min(id) FROM tool_audit.admin_events), 'tool_calls', id, '{error}
   FROM tool_audit.tool_calls t WHERE conversation_id = 'er_conv3';
 SELECT table_name, row_id IS NOT NULL AS names_row,
        regexp_replace(problem, '[0-9]+', 'N', 'g') AS problem FROM tool_audit.verify();
+-- check_row() no longer accepts the rows of that event either
+SELECT conversation_id, tool_audit.check_row(t) AS problem
+  FROM tool_audit.tool_calls t WHERE t.tenant_id IN ('er_acme', 'er_beta')
+   AND tool_audit.check_row(t) IS NOT NULL ORDER BY t.id;
 ROLLBACK;
 SELECT * FROM tool_audit.verify();
