@@ -627,10 +627,11 @@ erase_subject(PG_FUNCTION_ARGS)
 	SPIPlanPtr	plan;
 
 	/* the erasure event keeps all of these: none may hold the subject id */
-	if (text_contains(cstring_to_text(TA_ERASED_TEXT), subject))
+	if (text_contains(cstring_to_text(TA_ERASED_TEXT), subject) ||
+		text_contains(cstring_to_text(TA_ERASED_JSONB), subject))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("argument \"subject_id\" of erase_subject() occurs in the erasure marker itself"),
+				 errmsg("argument \"subject_id\" of erase_subject() occurs in the erasure markers themselves"),
 				 errdetail("Erased rows could still be found by it."),
 				 errhint("The value is not shown: the subject id is personal data.")));
 	if (text_contains(reason, subject))

@@ -51,6 +51,7 @@ SELECT regress_try($$SELECT tool_audit.erase_subject('subj-4711', 'r', '')$$);
 SELECT regress_try($$SELECT tool_audit.erase_subject('subj-4711', 'request of subj-4711', 'b')$$);
 SELECT regress_try($$SELECT tool_audit.erase_subject('subj-4711', 'r', 'consent of subj-4711 withdrawn')$$);
 SELECT regress_try($$SELECT tool_audit.erase_subject('erased', 'r', 'b')$$);
+SELECT regress_try($$SELECT tool_audit.erase_subject('true', 'r', 'b')$$);
 RESET ROLE;
 CREATE ROLE "regress_subj-4711" IN ROLE tool_audit_admin;
 SET ROLE "regress_subj-4711";
