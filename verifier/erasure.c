@@ -63,30 +63,40 @@ entry_cmp(const void *a, const void *b)
 	return (x->event_id > y->event_id) - (x->event_id < y->event_id);
 }
 
-/* The names of a text[] given as JSON (array_to_json), into the preimage. */
-static void
-put_columns(Buf *pre, const char *json_text)
+/*
+ * One entry of the erasures commitment: table, row id, the erased column
+ * names (a JSON array of strings), row_hash_after.
+ */
+void
+erasure_preimage_add(Buf *pre, const char *table, int64_t row_id,
+					 const struct JsonValue *columns, const unsigned char after[HASH_LEN])
 {
-	char		err[256];
-	JsonValue  *v = json_parse(json_text, strlen(json_text), err, sizeof(err));
 	size_t		i;
 
-	if (v == NULL || v->kind != JSON_ARRAY)
-		fatal("tool_audit.erasures: erased_columns is not an array: %s", v ? "" : err);
-	buf_put_u32(pre, (uint32_t) v->count);
-	for (i = 0; i < v->count; i++)
+	buf_putc(pre, (unsigned char) strlen(table));
+	buf_puts(pre, table);
+	buf_put_u64(pre, (uint64_t) row_id);
+	buf_put_u32(pre, (uint32_t) columns->count);
+	for (i = 0; i < columns->count; i++)
 	{
-		const JsonValue *name = v->items[i];
+		const JsonValue *name = columns->items[i];
+		size_t		len = name->len > 254 ? 254 : name->len;
 
 		if (name->kind != JSON_STRING)
 		{
 			buf_putc(pre, 0xFF);
 			continue;
 		}
-		buf_putc(pre, (unsigned char) (name->len > 254 ? 254 : name->len));
-		buf_append(pre, name->str, name->len > 254 ? 254 : name->len);
+		buf_putc(pre, (unsigned char) len);
+		buf_append(pre, name->str, len);
 	}
-	json_free(v);
+	buf_append(pre, after, HASH_LEN);
+}
+
+void
+erasure_preimage_begin(Buf *pre)
+{
+	buf_append(pre, ERASURES_DOMAIN, sizeof(ERASURES_DOMAIN));	/* with its 0 */
 }
 
 typedef struct Event
@@ -169,7 +179,7 @@ erasures_load(PGconn *conn)
 			strlen(hex) == 2 * HASH_LEN && strspn(hex, "0123456789abcdef") == 2 * HASH_LEN &&
 			hex_decode(hex, 2 * HASH_LEN, events[i].committed, HASH_LEN);
 		buf_init(&events[i].pre);
-		buf_append(&events[i].pre, ERASURES_DOMAIN, sizeof(ERASURES_DOMAIN));	/* with its 0 */
+		erasure_preimage_begin(&events[i].pre);
 		events[i].count = 0;
 	}
 	PQclear(res);
@@ -191,6 +201,8 @@ erasures_load(PGconn *conn)
 		const char *hex = PQgetvalue(res, (int) i, 4);
 		unsigned char after[HASH_LEN];
 		Event	   *ev;
+		JsonValue  *columns;
+		char		err[256];
 
 		if (!parse_int64(PQgetvalue(res, (int) i, 0), strlen(PQgetvalue(res, (int) i, 0)), &event_id) ||
 			!parse_int64(PQgetvalue(res, (int) i, 2), strlen(PQgetvalue(res, (int) i, 2)), &row_id))
@@ -209,11 +221,12 @@ erasures_load(PGconn *conn)
 		}
 		if (strlen(hex) != 2 * HASH_LEN || !hex_decode(hex, strlen(hex), after, HASH_LEN))
 			memset(after, 0, HASH_LEN);	/* cannot match any commitment */
-		buf_putc(&ev->pre, (unsigned char) strlen(table));
-		buf_puts(&ev->pre, table);
-		buf_put_u64(&ev->pre, (uint64_t) row_id);
-		put_columns(&ev->pre, PQgetvalue(res, (int) i, 3));
-		buf_append(&ev->pre, after, HASH_LEN);
+		columns = json_parse(PQgetvalue(res, (int) i, 3), strlen(PQgetvalue(res, (int) i, 3)),
+							 err, sizeof(err));
+		if (columns == NULL || columns->kind != JSON_ARRAY)
+			fatal("tool_audit.erasures: erased_columns is not an array");
+		erasure_preimage_add(&ev->pre, table, row_id, columns, after);
+		json_free(columns);
 		ev->count++;
 	}
 	for (i = 0; i < nevents && go_on; i++)

@@ -155,5 +155,10 @@ extern const unsigned char *erasure_hash_after(const char *table, int64_t row_id
 extern void erasures_free(void);
 extern bool erasure_marker_text(const void *v, size_t len);
 extern bool erasure_marker_json(const void *canonical, size_t len);
+struct JsonValue;
+extern void erasure_preimage_begin(Buf *pre);
+extern void erasure_preimage_add(Buf *pre, const char *table, int64_t row_id,
+								 const struct JsonValue *columns,
+								 const unsigned char after[HASH_LEN]);
 
 #endif							/* TOOL_AUDIT_VERIFY_H */
