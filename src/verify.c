@@ -54,6 +54,7 @@
 #include "catalog.h"
 #include "crypto.h"
 #include "digest.h"
+#include "erase.h"
 #include "hash.h"
 #include "jsonb_util.h"
 #include "layout.h"
@@ -100,7 +101,33 @@ typedef struct Verification
 	bool		has_taken_at;	/* the digest's time */
 	TimestampTz taken_at;
 	int			nproblems;
+	HTAB	   *erased;			/* accepted erasures, by row; NULL when none */
 } Verification;
+
+/* An audit row as an accepted erasure left it: the latest entry wins. */
+typedef struct ErasedKey
+{
+	int64		row_id;
+	int32		table;			/* 0: admin_events, 1: tool_calls */
+	int32		pad;
+} ErasedKey;
+
+typedef struct ErasedRow
+{
+	ErasedKey	key;
+	int64		erase_event_id;
+	unsigned char hash_after[TA_HASH_LEN];
+} ErasedRow;
+
+/* A tool_audit.retention.erase event and what the entries naming it hash to. */
+typedef struct EraseEvent
+{
+	int64		id;
+	bool		has_hash;
+	unsigned char committed[TA_HASH_LEN];
+	TaErasuresHash entries;
+	bool		ok;
+} EraseEvent;
 
 /* What the walk knows of the lane it is in. */
 typedef struct LaneCheck
@@ -276,6 +303,171 @@ check_id_sequence(Verification *w, const char *table)
 	PG_END_TRY();
 	if (problem != NULL)
 		report(w, table, false, 0, 0, -1, -1, problem);
+}
+
+/* ---- erasures ---- */
+
+/*
+ * The erasures verify() accepts: the entries of tool_audit.erasures whose
+ * tool_audit.retention.erase event commits to exactly the set of entries
+ * naming it (its "erasures_hash").  An entry naming no such event, and an
+ * event whose entries do not hash to its commitment (an entry inserted,
+ * changed or removed by hand), are problems, and their entries are not
+ * accepted: the rows they would cover are then reported by the walk.  The
+ * event row itself is checked by the walk like any other.
+ */
+static void
+load_erasures(Verification *w)
+{
+	static const char *const events_sql =
+	"SELECT a.id, a.payload OPERATOR(pg_catalog.->>) '" TA_ERASURES_HASH_KEY "'"
+	"  FROM tool_audit.admin_events a"
+	" WHERE a.event_type OPERATOR(pg_catalog.=) 'tool_audit.retention.erase'";
+	static const char *const entries_sql =
+	"SELECT e.erase_event_id, e.table_name, e.row_id, e.erased_columns, e.row_hash_after"
+	"  FROM tool_audit.erasures e"
+	" ORDER BY e.erase_event_id, e.table_name COLLATE \"C\", e.row_id";
+	MemoryContext cxt = CurrentMemoryContext;
+	HASHCTL		ctl;
+	HTAB	   *events;
+	HASH_SEQ_STATUS status;
+	EraseEvent *ev;
+
+	/* a database still at a version before 1.4 has no erasures */
+	if (!OidIsValid(ta_schema_relid("erasures", true)))
+		return;
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = sizeof(int64);
+	ctl.entrysize = sizeof(EraseEvent);
+	ctl.hcxt = cxt;
+	events = hash_create("tool_audit erase events", 16, &ctl,
+						 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (SPI_execute(events_sql, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read the erasure events");
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+		int64		id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
+		char	   *hex = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2);
+		MemoryContext old = MemoryContextSwitchTo(cxt);
+
+		ev = hash_search(events, &id, HASH_ENTER, NULL);
+		ev->has_hash = hex != NULL && strlen(hex) == 2 * TA_HASH_LEN &&
+			strspn(hex, "0123456789abcdef") == 2 * TA_HASH_LEN;
+		if (ev->has_hash)
+			(void) hex_decode(hex, 2 * TA_HASH_LEN, (char *) ev->committed);
+		ta_erasures_hash_begin(&ev->entries);
+		MemoryContextSwitchTo(old);
+	}
+
+	if (SPI_execute(entries_sql, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read tool_audit.erasures");
+	/* first pass: what each event's entries hash to */
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+		int64		event_id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
+		char	   *table = SPI_getvalue(tup, desc, 2);
+		int64		row_id = DatumGetInt64(SPI_getbinval(tup, desc, 3, &isnull));
+		Datum		columns = SPI_getbinval(tup, desc, 4, &isnull);
+		unsigned char after[TA_HASH_LEN];
+		bool		after_ok = ta_stored_hash(SPI_getbinval(tup, desc, 5, &isnull), isnull, after);
+		MemoryContext old;
+
+		ev = hash_search(events, &event_id, HASH_FIND, NULL);
+		if (ev == NULL)
+		{
+			report(w, table, false, 0, 0, -1, row_id,
+				   psprintf("erasure entry names admin event " INT64_FORMAT
+							", which is not a tool_audit.retention.erase event: not written by erase_subject()",
+							event_id));
+			continue;
+		}
+		if (!after_ok)
+			memset(after, 0, TA_HASH_LEN);	/* cannot match any commitment */
+		old = MemoryContextSwitchTo(cxt);
+		ta_erasures_hash_add(&ev->entries, table, row_id, columns, after);
+		MemoryContextSwitchTo(old);
+	}
+	hash_seq_init(&status, events);
+	while ((ev = hash_seq_search(&status)) != NULL)
+	{
+		unsigned char got[TA_HASH_LEN];
+
+		ta_erasures_hash_end(&ev->entries, got);
+		ev->ok = ev->has_hash && ta_hash_equal(got, ev->committed);
+		if (!ev->ok)
+			report(w, "admin_events", false, 0, 0, -1, ev->id,
+				   psprintf("erasure event's entries in tool_audit.erasures (" INT64_FORMAT
+							") do not match its erasures_hash: entries inserted, changed or removed outside erase_subject()",
+							ev->entries.count));
+	}
+	/* second pass: the entries of events that commit to them */
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+		int64		event_id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
+		char	   *table = SPI_getvalue(tup, desc, 2);
+		ErasedKey	key;
+		ErasedRow  *row;
+
+		ev = hash_search(events, &event_id, HASH_FIND, NULL);
+		if (ev == NULL || !ev->ok)
+			continue;
+		if (w->erased == NULL)
+		{
+			memset(&ctl, 0, sizeof(ctl));
+			ctl.keysize = sizeof(ErasedKey);
+			ctl.entrysize = sizeof(ErasedRow);
+			ctl.hcxt = cxt;
+			w->erased = hash_create("tool_audit erased rows", 64, &ctl,
+									HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+		}
+		memset(&key, 0, sizeof(key));
+		key.row_id = DatumGetInt64(SPI_getbinval(tup, desc, 3, &isnull));
+		key.table = strcmp(table, "tool_calls") == 0 ? 1 : 0;
+		/* entries come in event order: a later erasure of the row wins */
+		row = hash_search(w->erased, &key, HASH_ENTER, NULL);
+		row->erase_event_id = event_id;
+		(void) ta_stored_hash(SPI_getbinval(tup, desc, 5, &isnull), isnull, row->hash_after);
+	}
+	SPI_finish();
+	hash_destroy(events);
+}
+
+static const ErasedRow *
+find_erased(Verification *w, const char *table, int64 row_id)
+{
+	ErasedKey	key;
+
+	if (w->erased == NULL || row_id < 0)
+		return NULL;
+	memset(&key, 0, sizeof(key));
+	key.row_id = row_id;
+	key.table = strcmp(table, "tool_calls") == 0 ? 1 : 0;
+	return hash_search(w->erased, &key, HASH_FIND, NULL);
+}
+
+/* Whether any text or jsonb column of the row holds an erasure marker. */
+static bool
+has_erasure_marker(const TaLayout *layout, Datum *values, bool *nulls)
+{
+	for (int i = 0; i < layout->nhashed; i++)
+	{
+		const TaHashedColumn *c = &layout->hashed[i];
+
+		if ((c->tag == 's' || c->tag == 'j') && !nulls[c->index] &&
+			ta_is_erasure_marker(c->tag, values[c->index]))
+			return true;
+	}
+	return false;
 }
 
 /* ---- the walk ---- */
@@ -526,6 +718,7 @@ walk_table(Verification *w, const char *table)
 					stored_row[TA_HASH_LEN],
 					stored_link[TA_HASH_LEN],
 					link[TA_HASH_LEN];
+		const ErasedRow *erased;
 		bool		row_ok,
 					link_ok,
 					has_row_hash,
@@ -582,7 +775,12 @@ walk_table(Verification *w, const char *table)
 		ta_row_hash(layout, values, nulls, row_hash);
 		has_row_hash = ta_stored_hash(values[col[TA_COL_ROW_HASH]], nulls[col[TA_COL_ROW_HASH]], stored_row);
 		has_link = ta_stored_hash(values[col[TA_COL_CHAIN_HASH]], nulls[col[TA_COL_CHAIN_HASH]], stored_link);
-		row_ok = has_row_hash && ta_hash_equal(row_hash, stored_row);
+		erased = find_erased(w, table, row_id);
+		row_ok = has_row_hash &&
+			ta_hash_equal(row_hash, erased ? erased->hash_after : stored_row);
+		/* a properly erased row links by the row hash it was written with */
+		if (erased != NULL && row_ok)
+			memcpy(row_hash, stored_row, TA_HASH_LEN);
 
 		if (seq > ln.last_seq + 1)
 		{
@@ -602,10 +800,14 @@ walk_table(Verification *w, const char *table)
 
 		ta_link_hash(chain_id, lane, seq, ln.prev, row_hash, link);
 		link_ok = has_link && ta_hash_equal(link, stored_link);
-		if (in_scope && !row_ok)
+		if (in_scope && erased == NULL && has_erasure_marker(layout, values, nulls))
 			report(w, table, true, chain_id, lane, seq, row_id,
-				   has_row_hash ? "row altered: its content does not match its row hash" :
-				   "row hash missing or malformed");
+				   "erasure marker on a row that no verified erasure lists: written outside erase_subject()");
+		else if (in_scope && !row_ok)
+			report(w, table, true, chain_id, lane, seq, row_id,
+				   !has_row_hash ? "row hash missing or malformed" :
+				   erased ? "row altered after its erasure: its content does not match the erasure's row_hash_after" :
+				   "row altered: its content does not match its row hash");
 		else if (in_scope && !link_ok && seq == ln.last_seq + 1)
 			report(w, table, true, chain_id, lane, seq, row_id,
 				   "chain link broken: row reordered, inserted or its link edited");
@@ -668,6 +870,7 @@ run_walk(Verification *w)
 	check_protections(w);
 	check_id_sequence(w, "admin_events");
 	check_id_sequence(w, "tool_calls");
+	load_erasures(w);
 	walk_table(w, "admin_events");
 	walk_table(w, "tool_calls");
 	report_unreached(w);

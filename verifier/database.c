@@ -125,6 +125,7 @@ typedef struct Walk
 	TableStats *stats;
 	RowFields	row;
 	Buf			scratch;
+	bool		has_marker;		/* the row holds an erasure marker */
 
 	/* the current lane */
 	bool		in_lane;
@@ -398,6 +399,8 @@ add_column(Walk *w, const Column *c, const unsigned char *v, int len)
 			break;
 		case COL_TEXT:
 		case COL_ENUM:
+			if (c->kind == COL_TEXT && erasure_marker_text(v, (size_t) len))
+				w->has_marker = true;
 			row_add(&w->row, c->name, c->namelen, 's', v, (size_t) len);
 			return;
 		case COL_UUID:
@@ -434,6 +437,8 @@ add_column(Walk *w, const Column *c, const unsigned char *v, int len)
 			buf_reset(&w->scratch);
 			canonical_json(json, &w->scratch);
 			json_free(json);
+			if (erasure_marker_json(w->scratch.data, w->scratch.len))
+				w->has_marker = true;
 			row_add(&w->row, c->name, c->namelen, 'j', w->scratch.data,
 					w->scratch.len);
 			return;
@@ -451,6 +456,7 @@ recompute_row_hash(Walk *w, PGresult *res, unsigned char out[HASH_LEN])
 	size_t		i;
 
 	row_reset(&w->row);
+	w->has_marker = false;
 	for (i = 0; i < w->t->ncols; i++)
 	{
 		int			col = RES_FIRST_DATA + (int) i;
@@ -817,9 +823,13 @@ check_row(Walk *w, PGresult *res)
 	int64_t		seq = POS_NONE;
 	char		idbuf[24];
 	const char *id = row_id(w, res, idbuf);
+	int64_t		id_value;
+	const unsigned char *erased = NULL;
 
 	w->stats->rows++;
 	recompute_row_hash(w, res, row);
+	if (id != NULL && parse_int64(id, strlen(id), &id_value))
+		erased = erasure_hash_after(w->t->table, id_value);
 
 	in_chain = true;
 	if (!PQgetisnull(res, 0, RES_CHAIN_ID) && PQgetlength(res, 0, RES_CHAIN_ID) == 8)
@@ -842,10 +852,21 @@ check_row(Walk *w, PGresult *res)
 			return false;
 	}
 	altered = (!stored_hash(res, RES_ROW_HASH, stored_row) ||
-			   CRYPTO_memcmp(stored_row, row, HASH_LEN) != 0);
-	if (altered)
+			   CRYPTO_memcmp(erased ? erased : stored_row, row, HASH_LEN) != 0);
+	/* a properly erased row links by the row hash it was written with */
+	if (erased && !altered)
+		memcpy(row, stored_row, HASH_LEN);
+	if (!erased && w->has_marker)
 	{
-		if (!report_problem(w->t->table, chain, lane, seq, id, "row altered"))
+		if (!report_problem(w->t->table, chain, lane, seq, id,
+							"erasure marker without a verified erasure"))
+			return false;
+		altered = true;
+	}
+	else if (altered)
+	{
+		if (!report_problem(w->t->table, chain, lane, seq, id,
+							erased ? "row altered after its erasure" : "row altered"))
 			return false;
 	}
 	if (!in_chain)
@@ -1033,6 +1054,7 @@ verify_database(const char *conninfo, Digest *digest, TableStats *stats,
 					PGRES_COMMAND_OK));
 	PQclear(exec_ok(conn, "SET LOCAL statement_timeout = 0", PGRES_COMMAND_OK));
 	check_database_name(conn, digest);
+	go_on = erasures_load(conn);
 
 	for (i = 0; i < nstats && go_on; i++)
 	{
@@ -1057,6 +1079,7 @@ verify_database(const char *conninfo, Digest *digest, TableStats *stats,
 		}
 	}
 
+	erasures_free();
 	if (go_on)
 		PQclear(exec_ok(conn, "COMMIT", PGRES_COMMAND_OK));
 	/* when stopping early this abandons the running query */

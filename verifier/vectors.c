@@ -481,6 +481,51 @@ check_chain(char **fields, char *msg, size_t msglen)
 }
 
 /*
+ * erasures.tsv: entries as [[table, row_id, [columns], row_hash_after hex],
+ * ...] in (table, row_id) order, and the erasures_hash they commit to
+ * (section 7 of the spec).
+ */
+static bool
+check_erasures(char **fields, char *msg, size_t msglen)
+{
+	JsonValue  *v = json_parse(fields[0], strlen(fields[0]), msg, msglen);
+	Buf			pre;
+	unsigned char got[HASH_LEN];
+	bool		ok = true;
+	size_t		i;
+
+	if (v == NULL)
+		return false;
+	buf_init(&pre);
+	erasure_preimage_begin(&pre);
+	ok = v->kind == JSON_ARRAY;
+	for (i = 0; ok && i < v->count; i++)
+	{
+		const JsonValue *e = v->items[i];
+		int64_t		row_id;
+		unsigned char after[HASH_LEN];
+
+		ok = e->kind == JSON_ARRAY && e->count == 4 &&
+			e->items[0]->kind == JSON_STRING && e->items[1]->kind == JSON_NUMBER &&
+			e->items[2]->kind == JSON_ARRAY && e->items[3]->kind == JSON_STRING &&
+			parse_int64(e->items[1]->str, e->items[1]->len, &row_id) &&
+			hex_decode(e->items[3]->str, e->items[3]->len, after, HASH_LEN);
+		if (ok)
+			erasure_preimage_add(&pre, e->items[0]->str, row_id, e->items[2], after);
+	}
+	json_free(v);
+	if (!ok)
+	{
+		snprintf(msg, msglen, "malformed entries");
+		buf_free(&pre);
+		return false;
+	}
+	sha256(pre.data, pre.len, got);
+	buf_free(&pre);
+	return hash_matches(got, fields[1], msg, msglen);
+}
+
+/*
  * Run every vector of one file, each a line of want_fields tab-separated
  * fields; false if the file could not be read.
  */
@@ -562,6 +607,7 @@ run_vectors(const char *dir)
 	ok &= run_file(dir, "rows.tsv", 3, check_row, &counts);
 	ok &= run_file(dir, "links.tsv", 6, check_link, &counts);
 	ok &= run_file(dir, "chains.tsv", 4, check_chain, &counts);
+	ok &= run_file(dir, "erasures.tsv", 2, check_erasures, &counts);
 	printf("vectors: %d passed, %d failed\n", counts.passed, counts.failed);
 	if (!ok)
 		return EXIT_ERROR;

@@ -152,4 +152,17 @@ extern void report_purged(const char *table, int64_t chain, int64_t lane,
 						  int64_t position, const char *what);
 extern bool problems_found;
 
+/* erasure.c: rows changed by tool_audit.erase_subject() (1.4) */
+typedef struct pg_conn PGconn;
+extern bool erasures_load(PGconn *conn);
+extern const unsigned char *erasure_hash_after(const char *table, int64_t row_id);
+extern void erasures_free(void);
+extern bool erasure_marker_text(const void *v, size_t len);
+extern bool erasure_marker_json(const void *canonical, size_t len);
+struct JsonValue;
+extern void erasure_preimage_begin(Buf *pre);
+extern void erasure_preimage_add(Buf *pre, const char *table, int64_t row_id,
+								 const struct JsonValue *columns,
+								 const unsigned char after[HASH_LEN]);
+
 #endif							/* TOOL_AUDIT_VERIFY_H */

@@ -127,3 +127,12 @@ GRANT EXECUTE ON FUNCTION
     tool_audit.purged_link(text, bigint, integer, bigint),
     tool_audit.purge_link_before(text, bigint, integer, bigint)
     TO tool_audit_reader, tool_audit_admin, tool_audit_verifier;
+
+-- (1.4) erasure: admins erase; admins and the verifier read the erasure log
+GRANT EXECUTE ON FUNCTION tool_audit.erase_subject(text, text, text) TO tool_audit_admin;
+GRANT SELECT ON tool_audit.erasure_log TO tool_audit_admin, tool_audit_verifier;
+-- (1.4) the reports' row check accepts verified erasures
+GRANT EXECUTE ON FUNCTION
+    tool_audit.accepted_row_hash(tool_audit.tool_calls),
+    tool_audit.accepted_row_hash(tool_audit.admin_events)
+    TO tool_audit_reader, tool_audit_admin, tool_audit_verifier;
