@@ -106,3 +106,7 @@ GRANT EXECUTE ON FUNCTION
     tool_audit.retention_policy_for(text, text),
     tool_audit.current_retention_days(text, text)
     TO tool_audit_admin, tool_audit_verifier;
+
+-- (1.4) admins schedule and unschedule the purge as a pg_cron job
+GRANT EXECUTE ON FUNCTION tool_audit.schedule_retention(text), tool_audit.unschedule_retention()
+    TO tool_audit_admin;
