@@ -22,7 +22,8 @@ OBJS = \
 	src/guard.o \
 	src/upgrade_1_1.o \
 	src/verify.o \
-	src/digest.o
+	src/digest.o \
+	src/purge.o
 
 # The install script of the current version is built from sql/install/*.sql,
 # one file per object group, in name order; the 1.0 base and the upgrade
@@ -36,7 +37,8 @@ INSTALL_PARTS = $(sort $(wildcard $(srcdir)/sql/install/*.sql))
 # runs on its own (test/regress_each.sh): its set-up is its own or the explicit
 # include of test/fixtures.sql.  Isolation specs: test/isolation.  TAP: test/t.
 REGRESS = setup sanitize detect sanitize_coverage pseudonym summarize log_call log_event no_secret_in_errors \
-	append_only ddl_guard roles tenants rules_admin bad_input chain reports exports upgrade
+	append_only ddl_guard roles tenants rules_admin bad_input chain reports exports upgrade \
+	holds purge
 REGRESS_OPTS = --inputdir=test --outputdir=test --load-extension=tool_audit
 
 ISOLATION = concurrent_writers rules_cache chain_order

@@ -65,6 +65,7 @@
 #include "catalog.h"
 #include "chain.h"
 #include "hash.h"
+#include "purge.h"
 
 #define TA_LOCKTAG_LANE			0x5441	/* "TA" */
 #define TA_LOCKTAG_LANE_XACT	0x5458
@@ -264,7 +265,8 @@ take_lane(int64 chain_id, int32 preferred)
 
 /*
  * The head of a lane as committed (or written by this transaction in an
- * earlier command): seq 0 and a zero link for an empty lane.
+ * earlier command): its last row, or the last purge anchor when that is
+ * beyond it; seq 0 and a zero link for a lane that never had a row.
  */
 static void
 read_head(Relation rel, const TaLayout *layout, TaChainHead *h)
@@ -299,6 +301,22 @@ read_head(Relation rel, const TaLayout *layout, TaChainHead *h)
 	}
 	index_endscan(scan);
 	ExecDropSingleTupleTableSlot(slot);
+
+	/*
+	 * A purge that removed the lane's last rows left their link in an
+	 * anchor: the lane goes on from there, neither forked nor restarted.
+	 */
+	{
+		int64		aseq;
+		unsigned char alink[TA_HASH_LEN];
+
+		if (ta_anchor_head(layout->name, h->chain_id, h->lane, snap, &aseq, alink) &&
+			aseq > h->seq)
+		{
+			h->seq = aseq;
+			memcpy(h->link, alink, TA_HASH_LEN);
+		}
+	}
 	UnregisterSnapshot(snap);
 	index_close(irel, AccessShareLock);
 }

@@ -28,6 +28,7 @@
 #include "catalog/namespace.h"
 #include "commands/dbcommands.h"
 #include "catalog/pg_type.h"
+#include "executor/spi.h"
 #include "executor/tuptable.h"
 #include "fmgr.h"
 #include "miscadmin.h"
@@ -129,13 +130,87 @@ head_json(TupleTableSlot *slot, const TaLayout *layout)
 	return head.data;
 }
 
+/* A lane's head: from its last row, or from the purge anchor beyond it. */
+typedef struct LaneHead
+{
+	int64		chain_id;
+	int32		lane;
+	int64		seq;
+	char	   *json;
+} LaneHead;
+
+/*
+ * The head each purge anchor beyond a lane's last row gives it, as a row's
+ * head would read (the tenant is the one of the span's last row).
+ * Ordered by chain and lane, one per lane.
+ */
+static List *
+anchor_heads(const char *table)
+{
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		args[1] = {CStringGetTextDatum(table)};
+	List	   *heads = NIL;
+	MemoryContext outer = CurrentMemoryContext;
+
+	if (!OidIsValid(ta_schema_relid("purge_anchors", true)))
+		return NIL;
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (SPI_execute_with_args("SELECT DISTINCT ON (a.chain_id, a.chain_lane)"
+							  "       a.chain_id, a.chain_lane, a.last_seq, a.link_after, a.tenant_id"
+							  "  FROM tool_audit.purge_anchors a"
+							  " WHERE a.table_name OPERATOR(pg_catalog.=) $1"
+							  " ORDER BY a.chain_id, a.chain_lane, a.last_seq DESC",
+							  1, argtypes, args, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read tool_audit.purge_anchors");
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		n[5];
+		Datum		v[5];
+		MemoryContext spi = MemoryContextSwitchTo(outer);
+		LaneHead   *h = palloc(sizeof(LaneHead));
+		StringInfoData head;
+
+		for (int c = 0; c < 5; c++)
+			v[c] = SPI_getbinval(tup, desc, c + 1, &n[c]);
+		h->chain_id = DatumGetInt64(v[0]);
+		h->lane = DatumGetInt32(v[1]);
+		h->seq = DatumGetInt64(v[2]);
+		initStringInfo(&head);
+		appendStringInfo(&head, "{\"chain\":\"" INT64_FORMAT "\",\"table\":", h->chain_id);
+		escape_json(&head, table);
+		appendStringInfoString(&head, ",\"tenant\":");
+		if (n[4])
+			appendStringInfoString(&head, "null");
+		else
+			escape_json(&head, TextDatumGetCString(v[4]));
+		appendStringInfo(&head, ",\"lane\":%d,\"position\":" INT64_FORMAT, h->lane, h->seq);
+		append_hex_field(&head, "hash", v[3], n[3]);
+		appendStringInfoChar(&head, '}');
+		h->json = head.data;
+		heads = lappend(heads, h);
+		MemoryContextSwitchTo(spi);
+	}
+	SPI_finish();
+	return heads;
+}
+
 /*
  * The heads of every lane of every chain of one table, found by skipping
- * through the chain position index: one descent per chain and per lane.
+ * through the chain position index: one descent per chain and per lane;
+ * then merged with the heads purge anchors keep (a lane whose last rows
+ * were purged has its head in its last anchor).
  */
 static void
 append_heads(StringInfo buf, const char *table, bool *first)
 {
+	List	   *row_heads = NIL;
+	List	   *purged = anchor_heads(table);
+	ListCell   *rc,
+			   *ac;
+
 	const TaLayout *layout;
 	Relation	rel = ta_layout_open(table, AccessShareLock, &layout);
 	Relation	irel = index_open(ta_chain_index(layout), AccessShareLock);
@@ -175,22 +250,57 @@ append_heads(StringInfo buf, const char *table, bool *first)
 				break;
 			(void) head_column(slot, layout, TA_COL_CHAIN_SEQ, &isnull);
 			if (!isnull)
-				lanes = lcons(head_json(slot, layout), lanes);
+			{
+				LaneHead   *h = palloc(sizeof(LaneHead));
+
+				h->chain_id = chain_id;
+				h->lane = lane;
+				h->seq = DatumGetInt64(head_column(slot, layout, TA_COL_CHAIN_SEQ, &isnull));
+				h->json = head_json(slot, layout);
+				lanes = lcons(h, lanes);
+			}
 			if (lane <= 0)
 				break;
 			ScanKeyInit(&keys[1], 2, BTLessStrategyNumber, F_INT4LT, Int32GetDatum(lane));
 		}
 		foreach(lc, lanes)
-		{
-			if (!*first)
-				appendStringInfoChar(buf, ',');
-			*first = false;
-			appendStringInfoString(buf, (char *) lfirst(lc));
-		}
+			row_heads = lappend(row_heads, lfirst(lc));
 	}
 	ExecDropSingleTupleTableSlot(slot);
 	index_close(irel, AccessShareLock);
 	table_close(rel, AccessShareLock);
+
+	/* both lists are in (chain, lane) order: merge them */
+	rc = list_head(row_heads);
+	ac = list_head(purged);
+	while (rc != NULL || ac != NULL)
+	{
+		LaneHead   *r = rc ? lfirst(rc) : NULL;
+		LaneHead   *a = ac ? lfirst(ac) : NULL;
+		LaneHead   *h;
+
+		if (r != NULL && a != NULL && r->chain_id == a->chain_id && r->lane == a->lane)
+		{
+			h = a->seq > r->seq ? a : r;
+			rc = lnext(row_heads, rc);
+			ac = lnext(purged, ac);
+		}
+		else if (a == NULL || (r != NULL && (r->chain_id < a->chain_id ||
+											 (r->chain_id == a->chain_id && r->lane < a->lane))))
+		{
+			h = r;
+			rc = lnext(row_heads, rc);
+		}
+		else
+		{
+			h = a;
+			ac = lnext(purged, ac);
+		}
+		if (!*first)
+			appendStringInfoChar(buf, ',');
+		*first = false;
+		appendStringInfoString(buf, h->json);
+	}
 }
 
 static char *

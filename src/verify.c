@@ -57,6 +57,7 @@
 #include "hash.h"
 #include "jsonb_util.h"
 #include "layout.h"
+#include "purge.h"
 
 /* a lane head a digest committed to */
 typedef struct CheckpointKey
@@ -74,6 +75,21 @@ typedef struct Checkpoint
 	bool		reached;
 } Checkpoint;
 
+/* A span of lane positions a purge removed (tool_audit.purge_anchors). */
+typedef struct Anchor
+{
+	int64		chain_id;
+	int32		lane;
+	int64		first_seq;
+	int64		last_seq;
+	unsigned char before[TA_HASH_LEN];
+	unsigned char after[TA_HASH_LEN];
+	int64		event_id;
+	bool		sanctioned;		/* tied to its verified purge event */
+	bool		has_purged_at;
+	TimestampTz purged_at;		/* the purge event's time */
+} Anchor;
+
 /* One run of verify(), verify_digest() or verify_protections(). */
 typedef struct Verification
 {
@@ -81,6 +97,8 @@ typedef struct Verification
 	bool		has_since;
 	TimestampTz since;
 	HTAB	   *checkpoints;	/* NULL for verify() */
+	bool		has_taken_at;	/* the digest's time */
+	TimestampTz taken_at;
 	int			nproblems;
 } Verification;
 
@@ -96,6 +114,7 @@ typedef struct LaneCheck
 	unsigned char strict[TA_HASH_LEN];	/* link from recomputed hashes only */
 	bool		strict_ok;		/* false once a gap makes it meaningless */
 	Checkpoint *cp;
+	const Anchor *anchor;		/* the last anchor the lane went across */
 } LaneCheck;
 
 /* A run whose problems are the rows of the function's result. */
@@ -221,6 +240,7 @@ start_lane(Verification *w, const char *table, LaneCheck *ln, int64 chain_id, in
 	memset(ln->strict, 0, TA_HASH_LEN);
 	ln->strict_ok = true;
 	ln->cp = NULL;
+	ln->anchor = NULL;
 	if (w->checkpoints != NULL)
 	{
 		CheckpointKey key;
@@ -230,6 +250,161 @@ start_lane(Verification *w, const char *table, LaneCheck *ln, int64 chain_id, in
 		key.chain_id = chain_id;
 		key.lane = lane;
 		ln->cp = hash_search(w->checkpoints, &key, HASH_FIND, NULL);
+	}
+}
+
+/*
+ * The purge anchors of a table in chain position order; what is wrong with
+ * any of them (purge_anchor_check()) is reported here, and such an anchor
+ * still continues its lane (so that one forged anchor is reported once) but
+ * is no sanctioned purge for a digest.
+ */
+static Anchor *
+load_anchors(Verification *w, const char *table, int *nanchors)
+{
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		args[1] = {CStringGetTextDatum(table)};
+	Anchor	   *anchors = NULL;
+	MemoryContext outer = CurrentMemoryContext;
+
+	*nanchors = 0;
+	if (!OidIsValid(ta_schema_relid("purge_anchors", true)))
+		return NULL;
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (SPI_execute_with_args("SELECT * FROM tool_audit.purge_anchor_check($1)",
+							  1, argtypes, args, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read tool_audit.purge_anchors");
+	if (SPI_processed > 0)
+		anchors = MemoryContextAllocZero(outer, sizeof(Anchor) * SPI_processed);
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		Anchor	   *a = &anchors[*nanchors];
+		bool		n[11];
+		Datum		v[11];
+		char	   *problem;
+
+		for (int c = 0; c < 11; c++)
+			v[c] = SPI_getbinval(tup, desc, c + 1, &n[c]);
+		problem = n[10] ? NULL : TextDatumGetCString(v[10]);
+		a->has_purged_at = !n[9];
+		a->purged_at = n[9] ? 0 : DatumGetTimestampTz(v[9]);
+		a->chain_id = DatumGetInt64(v[0]);
+		a->lane = DatumGetInt32(v[1]);
+		a->first_seq = DatumGetInt64(v[2]);
+		a->last_seq = DatumGetInt64(v[3]);
+		a->event_id = DatumGetInt64(v[6]);
+		if (!ta_stored_hash(v[4], n[4], a->before) || !ta_stored_hash(v[5], n[5], a->after))
+		{
+			report(w, table, true, a->chain_id, a->lane, a->first_seq, -1,
+				   "purge anchor malformed: a link is not 32 bytes");
+			continue;
+		}
+		a->sanctioned = problem == NULL;
+		if (problem != NULL)
+			report(w, table, true, a->chain_id, a->lane, a->first_seq, -1, problem);
+		(*nanchors)++;
+	}
+	SPI_finish();
+	return anchors;
+}
+
+static int
+lane_cmp(int64 chain_a, int32 lane_a, int64 chain_b, int32 lane_b)
+{
+	if (chain_a != chain_b)
+		return chain_a < chain_b ? -1 : 1;
+	if (lane_a != lane_b)
+		return lane_a < lane_b ? -1 : 1;
+	return 0;
+}
+
+/*
+ * The lane goes across a purged span: its link before must be the lane's
+ * link so far, and the lane goes on from its link after.  A digest head in
+ * the span is reported once, as removed by that purge when the anchor is
+ * sanctioned and the rows before it still hash to what the digest saw.
+ */
+static void
+cross_anchor(Verification *w, const char *table, LaneCheck *ln, const Anchor *a)
+{
+	bool		contiguous = a->first_seq == ln->last_seq + 1;
+
+	if (a->first_seq > ln->last_seq + 1)
+	{
+		report(w, table, true, ln->chain_id, ln->lane, ln->last_seq + 1, -1,
+			   a->first_seq == ln->last_seq + 2 ? "row missing" :
+			   psprintf("rows missing: positions " INT64_FORMAT " to " INT64_FORMAT,
+						ln->last_seq + 1, a->first_seq - 1));
+		ln->strict_ok = false;
+	}
+	else if (a->first_seq <= ln->last_seq)
+	{
+		report(w, table, true, ln->chain_id, ln->lane, a->first_seq, -1,
+			   psprintf("purge anchor (admin event " INT64_FORMAT ") overlaps positions already seen, up to " INT64_FORMAT,
+						a->event_id, ln->last_seq));
+		ln->strict_ok = false;
+	}
+	else if (!ta_hash_equal(a->before, ln->prev))
+		report(w, table, true, ln->chain_id, ln->lane, a->first_seq, -1,
+			   psprintf("purge anchor (admin event " INT64_FORMAT ") does not continue the lane: its link before position " INT64_FORMAT " is not the lane's",
+						a->event_id, a->first_seq));
+
+	if (ln->cp != NULL && !ln->cp->reached &&
+		ln->cp->position >= a->first_seq && ln->cp->position <= a->last_seq)
+	{
+		ln->cp->reached = true;
+		if (a->sanctioned && ln->cp->position == a->last_seq &&
+			ta_hash_equal(ln->cp->hash, a->after) && w->has_taken_at &&
+			a->has_purged_at && w->taken_at >= a->purged_at)
+			;					/* taken after the purge: its head was the anchor */
+		else if (!a->sanctioned || !contiguous)
+			report(w, table, true, ln->chain_id, ln->lane, ln->cp->position, -1,
+				   psprintf("rows covered by the digest are missing: positions " INT64_FORMAT " to " INT64_FORMAT " were removed without a sanctioned purge",
+							a->first_seq, a->last_seq));
+		else if (!ln->strict_ok || !ta_hash_equal(ln->strict, a->before) ||
+				 (ln->cp->position == a->last_seq && !ta_hash_equal(ln->cp->hash, a->after)))
+			report(w, table, true, ln->chain_id, ln->lane, ln->cp->position, -1,
+				   "chain head mismatch: rows changed since the digest (the chain up to a purged span no longer hashes to what the digest covers)");
+		else
+			report(w, table, true, ln->chain_id, ln->lane, ln->cp->position, -1,
+				   psprintf("removed by sanctioned purge (admin event " INT64_FORMAT "): positions " INT64_FORMAT " to " INT64_FORMAT ", which the digest covered up to position " INT64_FORMAT,
+							a->event_id, a->first_seq, a->last_seq, ln->cp->position));
+	}
+
+	/* the strict link resumes from the link the purge left */
+	if (!a->sanctioned || !contiguous || !ta_hash_equal(ln->strict, a->before))
+		ln->strict_ok = false;
+	memcpy(ln->strict, a->after, TA_HASH_LEN);
+	memcpy(ln->prev, a->after, TA_HASH_LEN);
+	if (a->last_seq > ln->last_seq)
+		ln->last_seq = a->last_seq;
+	ln->anchor = a;
+}
+
+/*
+ * Anchors of lanes before (chain_id, lane) that have no row left: each such
+ * lane is walked across its anchors alone.
+ */
+static void
+anchor_only_lanes(Verification *w, const char *table, LaneCheck *ln,
+				  const Anchor *anchors, int nanchors, int *next,
+				  bool bounded, int64 chain_id, int32 lane)
+{
+	while (*next < nanchors &&
+		   (!bounded || lane_cmp(anchors[*next].chain_id, anchors[*next].lane, chain_id, lane) < 0))
+	{
+		const Anchor *a = &anchors[*next];
+
+		if (!ln->active || ln->chain_id != a->chain_id || ln->lane != a->lane)
+		{
+			finish_lane(w, table, ln);
+			start_lane(w, table, ln, a->chain_id, a->lane);
+		}
+		cross_anchor(w, table, ln, a);
+		(*next)++;
 	}
 }
 
@@ -246,6 +421,9 @@ walk_table(Verification *w, const char *table)
 	MemoryContext rowcxt,
 				old;
 	LaneCheck	ln = {0};
+	Anchor	   *anchors;
+	int			nanchors,
+				next_anchor = 0;
 
 	/* a verifier reports what it cannot check, as a row, and goes on */
 	if (!OidIsValid(ta_schema_relid(table, true)))
@@ -268,6 +446,7 @@ walk_table(Verification *w, const char *table)
 				 errhint("Run ALTER EXTENSION tool_audit UPDATE.")));
 	irel = index_open(ta_chain_index(layout), AccessShareLock);
 	snap = RegisterSnapshot(GetActiveSnapshot());
+	anchors = load_anchors(w, table, &nanchors);
 	slot = table_slot_create(rel, NULL);
 	rowcxt = AllocSetContextCreate(CurrentMemoryContext, "tool_audit verify row",
 								   ALLOCSET_DEFAULT_SIZES);
@@ -311,9 +490,25 @@ walk_table(Verification *w, const char *table)
 		seq = DatumGetInt64(values[col[TA_COL_CHAIN_SEQ]]);
 		if (!ln.active || ln.chain_id != chain_id || ln.lane != lane)
 		{
-			finish_lane(w, table, &ln);
-			start_lane(w, table, &ln, chain_id, lane);
+			/* the rest of this lane's anchors, then lanes of anchors alone */
+			if (ln.active)
+				anchor_only_lanes(w, table, &ln, anchors, nanchors, &next_anchor,
+								  true, ln.chain_id, ln.lane + 1);
+			if (ln.active && (ln.chain_id != chain_id || ln.lane != lane))
+				finish_lane(w, table, &ln);
+			anchor_only_lanes(w, table, &ln, anchors, nanchors, &next_anchor,
+							  true, chain_id, lane);
+			if (!ln.active || ln.chain_id != chain_id || ln.lane != lane)
+			{
+				finish_lane(w, table, &ln);
+				start_lane(w, table, &ln, chain_id, lane);
+			}
 		}
+		/* spans purged before this row */
+		while (next_anchor < nanchors &&
+			   anchors[next_anchor].chain_id == chain_id && anchors[next_anchor].lane == lane &&
+			   anchors[next_anchor].first_seq <= seq)
+			cross_anchor(w, table, &ln, &anchors[next_anchor++]);
 
 		if (in_scope && chain_id != ta_chain_id(layout, values, nulls))
 			report(w, table, true, chain_id, lane, seq, row_id,
@@ -331,6 +526,10 @@ walk_table(Verification *w, const char *table)
 							ln.last_seq + 1, seq - 1));
 			ln.strict_ok = false;
 		}
+		else if (ln.anchor != NULL && seq >= ln.anchor->first_seq && seq <= ln.anchor->last_seq)
+			report(w, table, true, chain_id, lane, seq, row_id,
+				   psprintf("row inside a span purged by admin event " INT64_FORMAT " (positions " INT64_FORMAT " to " INT64_FORMAT ")",
+							ln.anchor->event_id, ln.anchor->first_seq, ln.anchor->last_seq));
 		else if (seq <= ln.last_seq)
 			report(w, table, true, chain_id, lane, seq, row_id,
 				   "row inserted: position already taken");
@@ -370,6 +569,7 @@ next:
 		MemoryContextSwitchTo(old);
 		MemoryContextReset(rowcxt);
 	}
+	anchor_only_lanes(w, table, &ln, anchors, nanchors, &next_anchor, false, 0, 0);
 	finish_lane(w, table, &ln);
 	index_endscan(scan);
 	ExecDropSingleTupleTableSlot(slot);
@@ -536,6 +736,26 @@ load_checkpoints(Jsonb *d)
 }
 
 /*
+ * The digest's "taken_at" (YYYY-MM-DDTHH:MM:SS.ffffffZ, as digest() writes
+ * it); false if it has none in that form.
+ */
+static bool
+digest_taken_at(Jsonb *d, TimestampTz *out)
+{
+	char	   *s = ta_jsonb_string(&d->root, "taken_at");
+	char		iso[40];
+
+	if (s == NULL || strlen(s) != 27 || s[10] != 'T' || s[26] != 'Z' ||
+		strspn(s, "0123456789-:.TZ") != 27)
+		return false;
+	/* timestamptz_in reads "YYYY-MM-DD HH:MM:SS.ffffff+00" */
+	snprintf(iso, sizeof(iso), "%.10s %.15s+00", s, s + 11);
+	*out = DatumGetTimestampTz(DirectFunctionCall3(timestamptz_in, CStringGetDatum(iso),
+												   ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1)));
+	return true;
+}
+
+/*
  * tool_audit.verify_digest(digest jsonb)
  *	RETURNS TABLE (table_name text, chain text, position bigint, row_id bigint, problem text)
  */
@@ -550,6 +770,7 @@ verify_digest(PG_FUNCTION_ARGS)
 
 	start_verification(&w, fcinfo);
 	w.checkpoints = checkpoints;
+	w.has_taken_at = digest_taken_at(d, &w.taken_at);
 	if (sig_problem != NULL)
 		report(&w, "", false, 0, 0, -1, -1, sig_problem);
 	run_walk(&w);

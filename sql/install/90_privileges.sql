@@ -107,6 +107,15 @@ GRANT EXECUTE ON FUNCTION
     tool_audit.current_retention_days(text, text)
     TO tool_audit_admin, tool_audit_verifier;
 
+-- (1.4) purge: admins place and release legal holds, list them, and purge
+GRANT EXECUTE ON FUNCTION
+    tool_audit.place_hold(jsonb, text),
+    tool_audit.release_hold(bigint, text),
+    tool_audit.hold_report(),
+    tool_audit.purge_expired(boolean)
+    TO tool_audit_admin;
+GRANT EXECUTE ON FUNCTION tool_audit.purge_anchor_check(text) TO tool_audit_admin, tool_audit_verifier;
+
 -- (1.4) admins schedule and unschedule the purge as a pg_cron job
 GRANT EXECUTE ON FUNCTION tool_audit.schedule_retention(text), tool_audit.unschedule_retention()
     TO tool_audit_admin;
