@@ -180,7 +180,7 @@ SQL
         "${PSQL[@]}" -c "VACUUM tool_audit.tool_calls"
         tv=$(since "$t1")
         writer_stop
-        echo "  removed $("${SQL[@]}" -c "SELECT r->'removed' FROM bench_purge") rows: purge_expired() $td s, VACUUM $tv s; WAL $(wal_mb "$w") MB;" \
+        echo "  removed $("${SQL[@]}" -c "SELECT r->'rows' FROM bench_purge") rows: purge_expired() $td s, VACUUM $tv s; WAL $(wal_mb "$w") MB;" \
              "$("${SQL[@]}" -c "SELECT jsonb_array_length(r->'anchors') FROM bench_purge") anchors"
         echo "  after:  $(size tool_audit.tool_calls)"
         echo "  writer during: $(latency during_A)"
