@@ -38,12 +38,22 @@ $node->safe_psql('postgres', q{
 });
 
 # each database: 30 calls a year and a bit old (expired under "general", 365
-# days), then 5 new ones
-sub fill
-{
-	my ($db) = @_;
-	$node->safe_psql($db, q{
-		CREATE EXTENSION IF NOT EXISTS tool_audit;
+# days), then 5 new ones.  The old ones are written under the test clock
+# (tool_audit.test_clock_offset, in a database marked as a test database)
+# where the extension has it; else brought by a restore (tool_audit.restoring:
+# a superuser's rows that bring their id and time).
+my $has_clock = $node->safe_psql('postgres',
+	"SELECT count(*) FROM pg_settings WHERE name = 'tool_audit.test_clock_offset'");
+note $has_clock ? 'rows aged with the test clock' : 'rows aged as restored rows';
+my $old_calls = $has_clock
+  ? q{
+		SET tool_audit.test_clock_offset = '400 days';
+		SELECT tool_audit.log_call('get_weather', '{"city": "Oslo"}', '{"ok": true}', 3,
+		                           jsonb_build_object('tenant_id', 'acme', 'conversation_id', 'conv_old',
+		                                              'user_id', 'usr_' || i))
+		  FROM generate_series(1, 30) i;
+		RESET tool_audit.test_clock_offset;}
+  : q{
 		SET tool_audit.restoring = on;
 		INSERT INTO tool_audit.tool_calls
 		    (id, recorded_at, tool_name, tenant_id, conversation_id, user_id, arguments, success)
@@ -51,7 +61,13 @@ sub fill
 		       now() - interval '400 days' + i * interval '1 minute',
 		       'get_weather', 'acme', 'conv_old', 'usr_' || i, jsonb_build_object('city', 'Oslo'), true
 		  FROM generate_series(1, 30) i;
-		RESET tool_audit.restoring;
+		RESET tool_audit.restoring;};
+sub fill
+{
+	my ($db) = @_;
+	$node->safe_psql($db, 'CREATE EXTENSION IF NOT EXISTS tool_audit');
+	$node->safe_psql($db, "ALTER DATABASE $db SET tool_audit.test_database = on") if $has_clock;
+	$node->safe_psql($db, $old_calls . q{
 		SELECT tool_audit.log_call('get_weather', '{"city": "Bergen"}', '{"ok": true}', 3,
 		                           jsonb_build_object('tenant_id', 'acme', 'conversation_id', 'conv_new'))
 		  FROM generate_series(1, 5);
