@@ -51,6 +51,35 @@ $$;
 COMMENT ON FUNCTION tool_audit.require_pg_cron(text) IS
     'Raises 55000, with the command to run in pg_cron''s database, unless pg_cron is installed in this one';
 
+-- remove_retention_jobs(): removes this database's purge jobs (whoever owns
+-- them), under a lock on cron.job that makes concurrent callers take turns,
+-- and returns them as a list (NULL if there were none).  Only for the two
+-- functions below, which have checked that pg_cron is here.
+CREATE FUNCTION tool_audit.remove_retention_jobs()
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    job_name constant text := 'tool_audit retention in ' || current_database();
+    removed jsonb;
+BEGIN
+    LOCK TABLE cron.job IN SHARE ROW EXCLUSIVE MODE;
+    SELECT jsonb_agg(jsonb_build_object('job_id', j.jobid, 'schedule', j.schedule,
+                                        'command', j.command, 'username', j.username,
+                                        'active', j.active) ORDER BY j.jobid)
+      INTO removed
+      FROM cron.job j
+     WHERE j.jobname = job_name AND j.database = current_database();
+    PERFORM cron.unschedule(j.jobid)
+       FROM cron.job j
+      WHERE j.jobname = job_name AND j.database = current_database();
+    RETURN removed;
+END
+$$;
+COMMENT ON FUNCTION tool_audit.remove_retention_jobs() IS
+    'Removes this database''s pg_cron purge jobs and returns them (NULL if none); for schedule_retention() and unschedule_retention()';
+
 CREATE FUNCTION tool_audit.schedule_retention(schedule text DEFAULT '0 3 * * *')
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
@@ -89,16 +118,7 @@ BEGIN
                job_name, spec, command, current_database(), job_role));
 
     -- one purge job per database: replace whatever job has the name, whoever owns it
-    LOCK TABLE cron.job IN SHARE ROW EXCLUSIVE MODE;
-    SELECT coalesce(jsonb_agg(jsonb_build_object('job_id', j.jobid, 'schedule', j.schedule,
-                                                 'command', j.command, 'username', j.username,
-                                                 'active', j.active) ORDER BY j.jobid), '[]')
-      INTO replaced
-      FROM cron.job j
-     WHERE j.jobname = job_name AND j.database = current_database();
-    PERFORM cron.unschedule(j.jobid)
-       FROM cron.job j
-      WHERE j.jobname = job_name AND j.database = current_database();
+    replaced := coalesce(tool_audit.remove_retention_jobs(), '[]');
     BEGIN
         job_id := cron.schedule_in_database(job_name, spec, command, current_database(), job_role);
     EXCEPTION WHEN invalid_parameter_value THEN
@@ -133,19 +153,10 @@ BEGIN
     PERFORM tool_audit.require_pg_cron(
         format('SELECT cron.unschedule(j.jobid) FROM cron.job j WHERE j.jobname = %L AND j.database = %L;',
                job_name, current_database()));
-    LOCK TABLE cron.job IN SHARE ROW EXCLUSIVE MODE;
-    SELECT jsonb_agg(jsonb_build_object('job_id', j.jobid, 'schedule', j.schedule,
-                                        'command', j.command, 'username', j.username,
-                                        'active', j.active) ORDER BY j.jobid)
-      INTO removed
-      FROM cron.job j
-     WHERE j.jobname = job_name AND j.database = current_database();
+    removed := tool_audit.remove_retention_jobs();
     IF removed IS NULL THEN
         RETURN false;
     END IF;
-    PERFORM cron.unschedule(j.jobid)
-       FROM cron.job j
-      WHERE j.jobname = job_name AND j.database = current_database();
     PERFORM tool_audit.record_own_event('retention.schedule',
                                         jsonb_build_object('before', removed, 'after', NULL));
     RETURN true;
