@@ -23,15 +23,27 @@ ta_missing_packages() {
 ta_require_packages() {
     local missing
     missing=$(ta_missing_packages)
-    [ -z "$missing" ] && return 0
-    if [ "$(id -u)" -ne 0 ]; then
-        ta_die "missing Debian packages:$missing (run this script as root, or: sudo apt-get install$missing)"
+    if [ -n "$missing" ]; then
+        if [ "$(id -u)" -ne 0 ]; then
+            ta_die "missing Debian packages:$missing (run this script as root, or: sudo apt-get install$missing)"
+        fi
+        ta_log "installing Debian packages:$missing"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq >/dev/null || ta_die "apt-get update failed"
+        # shellcheck disable=SC2086
+        apt-get install -y -qq --no-install-recommends $missing >/dev/null || ta_die "apt-get install failed"
     fi
-    ta_log "installing Debian packages:$missing"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq >/dev/null || ta_die "apt-get update failed"
-    # shellcheck disable=SC2086
-    apt-get install -y -qq --no-install-recommends $missing >/dev/null || ta_die "apt-get install failed"
+    ta_require_pg_cron
+}
+
+# pg_cron (postgresql-15-cron, installed above) must be in the PostgreSQL
+# PG_CONFIG names: the TAP test of the scheduled purge preloads it.  A copy of
+# the installation made before the package was installed lacks it.
+ta_require_pg_cron() {
+    local lib share
+    lib=$("$PG_CONFIG" --pkglibdir) share=$("$PG_CONFIG" --sharedir)
+    [ -f "$lib/pg_cron.so" ] && [ -f "$share/extension/pg_cron.control" ] && return 0
+    ta_die "pg_cron is not installed for $PG_CONFIG (no $lib/pg_cron.so or $share/extension/pg_cron.control): install postgresql-$TA_PG_MAJOR-cron, or copy its files into this installation (dpkg -L postgresql-$TA_PG_MAJOR-cron)"
 }
 
 # Node and npm, for test tooling only (the FHIR schema validator): Debian's

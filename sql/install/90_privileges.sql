@@ -136,3 +136,7 @@ GRANT EXECUTE ON FUNCTION
     tool_audit.accepted_row_hash(tool_audit.tool_calls),
     tool_audit.accepted_row_hash(tool_audit.admin_events)
     TO tool_audit_reader, tool_audit_admin, tool_audit_verifier;
+
+-- (1.4) admins schedule and unschedule the purge as a pg_cron job
+GRANT EXECUTE ON FUNCTION tool_audit.schedule_retention(text), tool_audit.unschedule_retention()
+    TO tool_audit_admin;
