@@ -22,7 +22,8 @@ OBJS = \
 	src/guard.o \
 	src/upgrade_1_1.o \
 	src/verify.o \
-	src/digest.o
+	src/digest.o \
+	src/restore.o
 
 # The install script of the current version is built from sql/install/*.sql,
 # one file per object group, in name order; the 1.0 base and the upgrade
