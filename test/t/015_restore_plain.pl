@@ -224,6 +224,37 @@ is($node->safe_psql('nosu_data', 'SELECT count(*) FROM tool_audit.tool_calls'), 
 		'... naming the missing position');
 	is($node->safe_psql('dropped', 'SELECT count(*) FROM tool_audit.tool_calls'), '0', '... and stores none of its rows');
 
+	# the same gap where a purge left an anchor (tool_audit.purge_anchors,
+	# restored before the rows): accepted, and only with the anchor's links
+	my $anchor = q{SELECT format('INSERT INTO tool_audit.purge_anchors (purge_event_id, table_name, chain_id,'
+		|| ' chain_lane, first_seq, last_seq, link_before, link_after, rows_removed)'
+		|| ' VALUES (0, %L, %s, %s, 2, 2, %L, %L, 1);', 'tool_calls', a.chain_id, a.chain_lane, LINK_BEFORE, b.chain_hash)
+		FROM tool_audit.tool_calls a JOIN tool_audit.tool_calls b USING (chain_id, chain_lane)
+		WHERE a.tool_name = 'verify_identity' AND a.chain_seq = 1 AND b.chain_seq = 2};
+	for my $case ([ 'a.chain_hash', 0, 'accepted' ], [ 'b.chain_hash', 1, 'refused: its link before is not the lane\'s' ])
+	{
+		my ($before, $fails, $what) = @$case;
+		my $db = $fails ? 'anchored_bad' : 'anchored';
+		my $file = "$base/$db.sql";
+		open my $fh, '>', $file or die;
+		print $fh $node->safe_psql('postgres', $anchor =~ s/LINK_BEFORE/$before/r), "\n", $copy_head,
+		  join('', map { "$_\n" } @dropped), "\\.\n";
+		close $fh;
+		$node->safe_psql('postgres', "CREATE DATABASE $db");
+		$node->safe_psql($db, 'CREATE EXTENSION tool_audit');
+		($rc, $err) = psql_file($node, $db, $file, '-v', 'ON_ERROR_STOP=1', '--single-transaction');
+		if ($fails)
+		{
+			like($err, qr/a row is missing before this position/, "a gap with a purge anchor whose links do not fit: $what");
+		}
+		else
+		{
+			is($rc, 0, "a gap covered by a purge anchor with its links: $what") or diag($err);
+			is($node->safe_psql($db, 'SELECT count(*) FROM tool_audit.tool_calls'), scalar(@dropped),
+				'... every row of the dump restored');
+		}
+	}
+
 	# the last row of a lane dropped: the shorter lane restores, and only a
 	# digest taken before can tell
 	my ($last) = grep { field($rows[$_], 'tool_name') eq 'verify_identity' && field($rows[$_], 'chain_seq') == 5 } 0 .. $#rows;
