@@ -25,7 +25,8 @@ OBJS = \
 	src/digest.o \
 	src/retention.o \
 	src/purge.o \
-	src/erase.o
+	src/erase.o \
+	src/restore.o
 
 # The install script of the current version is built from sql/install/*.sql,
 # one file per object group, in name order; the 1.0 base and the upgrade

@@ -1100,3 +1100,36 @@ REVOKE ALL ON FUNCTION tool_audit.require_pg_cron(text), tool_audit.remove_reten
 -- (1.4) admins schedule and unschedule the purge as a pg_cron job
 GRANT EXECUTE ON FUNCTION tool_audit.schedule_retention(text), tool_audit.unschedule_retention()
     TO tool_audit_admin;
+
+-- (1.4) a restore with no setting: a superuser's rule that brings a rule_id
+-- this session did not draw (a dump's row) records no second event
+CREATE OR REPLACE FUNCTION tool_audit.sanitize_rules_audit() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    restored boolean := current_setting('tool_audit.restoring', true) = 'on';
+BEGIN
+    -- a superuser's restore re-inserts rules whose events the dump already
+    -- holds: with tool_audit.restoring = on, or with no setting a rule whose
+    -- rule_id this session did not draw from the sequence (a dump brings its
+    -- rule_ids and sets the sequence after the rows)
+    IF (SELECT r.rolsuper FROM pg_roles r WHERE r.rolname = tool_audit.acting_role()) THEN
+        IF NOT coalesce(restored, false) AND TG_OP = 'INSERT' THEN
+            BEGIN
+                restored := NEW.rule_id > currval('tool_audit.sanitize_rules_rule_id_seq');
+            EXCEPTION WHEN object_not_in_prerequisite_state THEN
+                restored := true;       -- currval not yet defined in this session
+            END;
+        END IF;
+        IF restored THEN
+            RETURN NULL;
+        END IF;
+    END IF;
+    PERFORM tool_audit.record_own_event(
+        'sanitize_rule.' || lower(TG_OP),
+        jsonb_build_object(
+            'before', CASE WHEN TG_OP <> 'INSERT' THEN to_jsonb(OLD) END,
+            'after',  CASE WHEN TG_OP <> 'DELETE' THEN to_jsonb(NEW) END));
+    RETURN NULL;
+END
+$$;

@@ -34,12 +34,16 @@
  * admin_events reserves event types starting "tool_audit." for the
  * extension's own functions, and sanitizes those with the built-in rules.
  *
- * Restoring a dump: with tool_audit.restoring = on, a row a superuser
- * inserts that brings its id keeps it, with its timestamp, recorded_by and
- * event_id, so a restored row is the row that was dumped; it skips steps 2
- * to 4 (it was sanitized, and its retention decided, when first stored)
- * and, if it brings its row hash, 5 and 6.  A row without an id is recorded
- * as usual.
+ * Restoring a dump, with no setting: a row that brings its id, its row hash
+ * and its chain position (every chain column), as a dump's rows do, is a
+ * restored row: a superuser's is kept as it is, after restore.c has checked
+ * that its hashes recompute from it (and, at commit, that its lane links),
+ * and skips steps 2 to 6 (it was sanitized, its retention decided, and it
+ * was hashed and chained when first stored).  With tool_audit.restoring =
+ * on, a superuser's row that brings its id but no chain position (a dump of
+ * 1.0) keeps its id, timestamp, recorded_by and event_id, skips steps 2 to
+ * 4, and is hashed and chained as it loads.  A row without an id is
+ * recorded as usual.
  *
  * Either way the transaction is marked as having written audit data, so
  * that it commits with synchronous_commit = on (tool_audit.c).
@@ -76,6 +80,7 @@
 #include "insert.h"
 #include "jsonb_util.h"
 #include "layout.h"
+#include "restore.h"
 #include "retention.h"
 #include "rules.h"
 #include "sanitize.h"
@@ -195,19 +200,26 @@ refuse_retention_columns(AuditRow *row)
 }
 
 /*
- * id, time, recorded_by and event_id: assigned here, except for a restore
- * (tool_audit.restoring), which keeps what the dump says.  Returns true for
- * a restored row (a superuser's row that brought its id while restoring).
+ * id, time, recorded_by and event_id: assigned here, except for a restored
+ * row, which keeps what the dump says.  Returns true for a restored row: one
+ * that brought its place in its chain (checked by restore.c), or, with
+ * tool_audit.restoring = on, a superuser's row that brought its id.
  */
 static bool
 stamp_identity(AuditRow *row, TaColumn time_column)
 {
 	bool		isnull;
 	Datum		id = get_col(row, TA_COL_ID, &isnull);
+	bool		restored;
 
+	if (ta_row_brings_place(row->layout, row->values, row->nulls))
+	{
+		ta_check_restored_row(row->rel, row->layout, row->values, row->nulls);
+		row->event_id_given = true;
+		return true;
+	}
 	/* superuser(): a setting left on for a database must not help others */
-	bool		restored = ta_restoring && !isnull && superuser();
-
+	restored = ta_restoring && !isnull && superuser();
 	if (restored)
 	{
 		if (col_is_null(row, time_column))
@@ -636,7 +648,8 @@ check_reserved_event_type(AuditRow *row)
 	t = DatumGetTextPP(d);
 	reserved = VARSIZE_ANY_EXHDR(t) >= 11 &&
 		memcmp(VARDATA_ANY(t), "tool_audit.", 11) == 0;
-	if (reserved && !(ta_restoring && superuser()) &&
+	if (reserved && !((ta_restoring || ta_row_brings_place(row->layout, row->values, row->nulls)) &&
+					  superuser()) &&
 		GetUserId() != row->rel->rd_rel->relowner)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),

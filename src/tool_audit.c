@@ -131,8 +131,8 @@ _PG_init(void)
 							   NULL, NULL, NULL);
 
 	DefineCustomBoolVariable("tool_audit.restoring",
-							 "Keep the ids, timestamps and roles of rows being restored from a dump.",
-							 "Only for loading a dump: PGOPTIONS='-c tool_audit.restoring=on' pg_restore ...",
+							 "Keep the ids, timestamps and roles of rows without hashes restored from a dump of 1.0.",
+							 "Other dumps need no setting: a superuser's row that brings its id, row hash and chain position is restored as it is once its hashes check.",
 							 &ta_restoring,
 							 false,
 							 PGC_SUSET, 0,

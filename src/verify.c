@@ -59,6 +59,7 @@
 #include "jsonb_util.h"
 #include "layout.h"
 #include "purge.h"
+#include "restore.h"
 
 /* a lane head a digest committed to */
 typedef struct CheckpointKey
@@ -682,6 +683,8 @@ walk_table(Verification *w, const char *table)
 	Anchor	   *anchors;
 	int			nanchors,
 				next_anchor = 0;
+	bool		any_row = false;
+	int64		last_id;
 
 	/* a verifier reports what it cannot check, as a row, and goes on */
 	if (!OidIsValid(ta_schema_relid(table, true)))
@@ -730,6 +733,7 @@ walk_table(Verification *w, const char *table)
 					row_id;
 
 		CHECK_FOR_INTERRUPTS();
+		any_row = true;
 		old = MemoryContextSwitchTo(rowcxt);
 		slot_getallattrs(slot);
 		values = slot->tts_values;
@@ -839,6 +843,17 @@ next:
 	}
 	anchor_only_lanes(w, table, &ln, anchors, nanchors, &next_anchor, false, 0, 0);
 	finish_lane(w, table, &ln);
+
+	/*
+	 * A restore whose rows were refused (without --single-transaction)
+	 * leaves the table empty and its sequence set: an empty trail must not
+	 * verify.  (A table a sanctioned purge emptied has its anchors.)
+	 */
+	if (!any_row && nanchors == 0 && ta_sequence_handed_out(layout, &last_id))
+		report(w, table, false, 0, 0, -1, -1,
+			   psprintf("the table holds no rows but its id sequence has handed out ids up to "
+						INT64_FORMAT ": the trail was emptied (a restore whose rows were refused?), "
+						"or every insert so far was rolled back", last_id));
 	index_endscan(scan);
 	ExecDropSingleTupleTableSlot(slot);
 	index_close(irel, AccessShareLock);

@@ -167,11 +167,24 @@ CREATE TRIGGER pseudonym_keys_no_truncate
 CREATE FUNCTION tool_audit.sanitize_rules_audit() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    restored boolean := current_setting('tool_audit.restoring', true) = 'on';
 BEGIN
-    -- a superuser's restore re-inserts rules whose events the dump already holds
-    IF current_setting('tool_audit.restoring', true) = 'on'
-       AND (SELECT r.rolsuper FROM pg_roles r WHERE r.rolname = tool_audit.acting_role()) THEN
-        RETURN NULL;
+    -- a superuser's restore re-inserts rules whose events the dump already
+    -- holds: with tool_audit.restoring = on, or with no setting a rule whose
+    -- rule_id this session did not draw from the sequence (a dump brings its
+    -- rule_ids and sets the sequence after the rows)
+    IF (SELECT r.rolsuper FROM pg_roles r WHERE r.rolname = tool_audit.acting_role()) THEN
+        IF NOT coalesce(restored, false) AND TG_OP = 'INSERT' THEN
+            BEGIN
+                restored := NEW.rule_id > currval('tool_audit.sanitize_rules_rule_id_seq');
+            EXCEPTION WHEN object_not_in_prerequisite_state THEN
+                restored := true;       -- currval not yet defined in this session
+            END;
+        END IF;
+        IF restored THEN
+            RETURN NULL;
+        END IF;
     END IF;
     PERFORM tool_audit.record_own_event(
         'sanitize_rule.' || lower(TG_OP),

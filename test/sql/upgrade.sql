@@ -66,14 +66,25 @@ INSERT INTO tool_audit.tool_calls (id, event_id, recorded_at, tenant_id, convers
 RESET TimeZone;
 RESET DateStyle;
 SELECT chain_seq, encode(row_hash, 'hex') AS row_hash FROM tool_audit.tool_calls WHERE id = 1000000000;
--- a restored row is kept as the dump has it, hashes included: a row whose
--- stored hashes do not fit its content is named by verify()
+-- a restored row that brings its hashes is kept as the dump has it only if
+-- they fit it: a row whose stored hashes do not fit its content is refused
+-- (before 1.4 it was stored, and named by verify())
 INSERT INTO tool_audit.tool_calls (id, event_id, recorded_at, tool_name, tenant_id, success, recorded_by,
                                    row_hash, chain_id, chain_lane, chain_seq, chain_hash)
   SELECT 1000000002, '00000000-0000-4000-8000-000000000002', recorded_at, 'tampered_in_dump', tenant_id, true, 'someone',
          row_hash, chain_id, chain_lane, chain_seq + 1, chain_hash
     FROM tool_audit.tool_calls WHERE id = 1000000000;
-RESET tool_audit.restoring;
+-- such a row stored all the same, past the insert trigger switched off in the
+-- catalog (a superuser's tampering, as in test/t/005_tamper.pl), is named by verify()
+UPDATE pg_trigger SET tgenabled = 'D' WHERE tgname = 'tool_calls_before_insert';
+\c -
+INSERT INTO tool_audit.tool_calls (id, event_id, recorded_at, tool_name, tenant_id, success, recorded_by,
+                                   row_hash, chain_id, chain_lane, chain_seq, chain_hash)
+  SELECT 1000000002, '00000000-0000-4000-8000-000000000002', recorded_at, 'tampered_in_dump', tenant_id, true, 'someone',
+         row_hash, chain_id, chain_lane, chain_seq + 1, chain_hash
+    FROM tool_audit.tool_calls WHERE id = 1000000000;
+UPDATE pg_trigger SET tgenabled = 'A' WHERE tgname = 'tool_calls_before_insert';
+\c -
 SELECT table_name, "position", row_id, problem FROM tool_audit.verify();
 -- and on to 1.2: the reports' indexes and functions, over the upgraded rows
 ALTER EXTENSION tool_audit UPDATE TO '1.2';

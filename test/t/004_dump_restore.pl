@@ -1,9 +1,10 @@
-# pg_dump / pg_restore keeps the audit trail: with the documented procedure
-# (PGOPTIONS='-c tool_audit.restoring=on'), every row comes back identical
-# (ids, times, roles, row hashes and chain positions, so verify() and a digest
-# taken before the dump still pass), the pseudonymization key comes back active so new
-# pseudonyms still link to old ones, and the id sequences continue.  Without
-# it, the insert trigger refuses rows that bring their own ids.
+# pg_dump / pg_restore keeps the audit trail: with the tool_audit.restoring
+# setting (PGOPTIONS='-c tool_audit.restoring=on') as with none, every row
+# comes back identical (ids, times, roles, row hashes and chain positions, so
+# verify() and a digest taken before the dump still pass), the
+# pseudonymization key comes back active so new pseudonyms still link to old
+# ones, and the id sequences continue.  test/t/015_restore_plain.pl runs
+# every ordinary command with no setting, and what a restore refuses.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -26,11 +27,13 @@ my $digest = $node->safe_psql('postgres', 'SELECT tool_audit.digest()');
 my $dump = $node->basedir . '/audit.dump';
 $node->command_ok([ 'pg_dump', '-Fc', '-f', $dump, '-d', $node->connstr('postgres') ], 'pg_dump');
 
-# without the restoring setting, the rows are refused (and nothing is half-loaded)
+# without the restoring setting (issue 12: the rows used to be refused, and
+# the copy had an empty trail that verified)
 $node->safe_psql('postgres', 'CREATE DATABASE plain_restore');
-my ($ret, $out, $err) = $node->psql('plain_restore', 'SELECT 1');
-$node->command_fails([ 'pg_restore', '--exit-on-error', '-d', $node->connstr('plain_restore'), $dump ],
-	'a plain pg_restore is refused: rows bring their own ids');
+$node->command_ok([ 'pg_restore', '--exit-on-error', '-d', $node->connstr('plain_restore'), $dump ],
+	'a plain pg_restore, with no setting, succeeds');
+is($node->safe_psql('plain_restore', $rows), $orig{rows}, 'no setting: tool_calls rows are identical');
+is($node->safe_psql('plain_restore', $events), $orig{events}, 'no setting: admin_events rows are identical');
 
 # the documented procedure
 $node->safe_psql('postgres', 'CREATE DATABASE restored');

@@ -8,7 +8,7 @@ use strict;
 use warnings;
 use Exporter 'import';
 
-our @EXPORT_OK = qw(fill_trail %same);
+our @EXPORT_OK = qw(fill_trail %same same_as);
 
 # rows, events and a pseudonym: identical in a copy restored row for row
 our %same = (
@@ -37,6 +37,23 @@ sub fill_trail
 	SELECT tool_audit.log_event('user.update', 'ops', '{"email": "jane@x.test", "ticket": "Bearer abcdefghijklmnop"}', '{}');
 	SELECT tool_audit.log_call('lookup', '{"email": "jane@x.test", "ticket": "Bearer abcdefghijklmnop"}', '{}', 1, '{}');
 	});
+	return;
+}
+
+# The answers of %same in $db of $node, compared with %$orig (the original's),
+# and verify() and verify_digest($digest) finding nothing: the checks of a
+# restored copy ($how names it in the test names)
+sub same_as
+{
+	my ($node, $db, $orig, $digest, $how) = @_;
+	for my $k (sort keys %same)
+	{
+		Test::More::is($node->safe_psql($db, $same{$k}), $orig->{$k}, "$how: $k identical");
+	}
+	Test::More::is($node->safe_psql($db, 'SELECT count(*) FROM tool_audit.verify()'), '0',
+		"$how: verify() finds nothing");
+	Test::More::is($node->safe_psql($db, qq{SELECT count(*) FROM tool_audit.verify_digest('$digest')}),
+		'0', "$how: the digest taken before the dump still verifies");
 	return;
 }
 
