@@ -633,6 +633,20 @@ cross_anchor(Verification *w, const char *table, LaneCheck *ln, const Anchor *a)
 							a->event_id, a->first_seq, a->last_seq, ln->cp->position));
 	}
 
+	else if (ln->cp != NULL && !ln->cp->reached && ln->cp->position > a->last_seq &&
+			 a->sanctioned && contiguous && w->has_taken_at && a->has_purged_at &&
+			 a->purged_at > w->taken_at)
+	{
+		/*
+		 * The digest covered the whole span and rows after it: the span is
+		 * named as purged since the digest was taken, and the strict link
+		 * must still reach the digest's head (checked there).
+		 */
+		report(w, table, true, ln->chain_id, ln->lane, a->first_seq, -1,
+			   psprintf("removed by sanctioned purge (admin event " INT64_FORMAT "): positions " INT64_FORMAT " to " INT64_FORMAT ", which the digest covered up to position " INT64_FORMAT,
+						a->event_id, a->first_seq, a->last_seq, ln->cp->position));
+	}
+
 	/* the strict link resumes from the link the purge left */
 	if (!a->sanctioned || !contiguous || !ta_hash_equal(ln->strict, a->before))
 		ln->strict_ok = false;
