@@ -1,7 +1,7 @@
 -- schedule_retention() and unschedule_retention() on a server without pg_cron
 -- (the pg_regress instances do not load it): who may call them, the schedule
 -- checked without being quoted, the job's role checked, and the refusal
--- (55000) whose hint says what to run.  test/t/014_retention_cron.pl runs the
+-- (55000) whose hint says what to run.  test/t/018_retention_cron.pl runs the
 -- job for real under pg_cron.
 \getenv abs_srcdir PG_ABS_SRCDIR
 \i :abs_srcdir/fixtures.sql
