@@ -4,6 +4,7 @@ without being reported: a full queue blocks the caller (backpressure) or
 raises QueueFull, and a call that could not be written is handed to
 on_failure, kept in .failed and its Future raises."""
 
+import atexit
 import logging
 import queue
 import threading
@@ -57,8 +58,11 @@ class _Item:
 
 
 class BatchLogger(_Recorder):
-    """BatchLogger(conninfo, max_queue=10000, batch_size=200, flush_interval=0.1,
-    on_full="block", block_timeout=None, retry_for=30.0, on_failure=None)
+    """BatchLogger(conninfo, max_queue=10000, batch_size=200, on_full="block",
+    block_timeout=None, retry_for=30.0, on_failure=None)
+
+    The writer sends what is queued (up to batch_size calls) as soon as it is
+    free: a lone call is written at once, and batches grow with the load.
 
     submit(...) (and call()/tool(), which submit) returns at once with a
     concurrent.futures.Future that gives the LoggedCall once its batch is
@@ -79,7 +83,7 @@ class BatchLogger(_Recorder):
     """
 
     def __init__(self, conninfo: str, *, max_queue: int = 10000, batch_size: int = 200,
-                 flush_interval: float = 0.1, on_full: str = "block",
+                 on_full: str = "block",
                  block_timeout: Optional[float] = None, retry_for: float = 30.0,
                  on_failure: Optional[Callable[[List[FailedCall]], None]] = None,
                  context: ContextArg = None, fail_open: bool = False, on_error=None):
@@ -89,7 +93,6 @@ class BatchLogger(_Recorder):
         self._conninfo = conninfo
         self._queue: "queue.Queue[_Item]" = queue.Queue(maxsize=max_queue)
         self._batch_size = batch_size
-        self._flush_interval = flush_interval
         self._on_full = on_full
         self._block_timeout = block_timeout
         self._retry_for = retry_for
@@ -102,6 +105,14 @@ class BatchLogger(_Recorder):
         self.failed: List[FailedCall] = []
         self._worker = threading.Thread(target=self._run, name="tool_audit-batch", daemon=True)
         self._worker.start()
+        # a process that exits without close() still writes (or reports) its queue
+        atexit.register(self._close_at_exit)
+
+    def _close_at_exit(self):
+        try:
+            self.close(timeout=self._retry_for + 10)
+        except AuditError as err:
+            log.error("tool_audit: at exit: %s", err)
 
     # ---- the caller's side ------------------------------------------------
 
@@ -154,6 +165,7 @@ class BatchLogger(_Recorder):
     def close(self, timeout: Optional[float] = None) -> BatchStats:
         """Stop accepting calls, write what is queued, close the connection."""
         self._closing.set()
+        atexit.unregister(self._close_at_exit)
         self._worker.join(timeout)
         st = self.stats()
         if self._worker.is_alive():
@@ -177,7 +189,8 @@ class BatchLogger(_Recorder):
         batch: List[_Item] = []
         while not batch:
             try:
-                batch.append(self._queue.get(timeout=self._flush_interval))
+                # short: an idle writer notices close() quickly
+                batch.append(self._queue.get(timeout=0.05))
             except queue.Empty:
                 if self._closing.is_set():
                     return None
