@@ -181,6 +181,24 @@ class Async(unittest.TestCase):
             return results, call
 
         results, call = asyncio.run(main())
+
+        # a coroutine tool under the batch logger: timed across its await, queued
+        batch = BatchLogger(cluster.conninfo, on_full="raise",
+                            context={"conversation_id": "conv_async_batch"})
+
+        @batch.tool()
+        async def slow(n):
+            await asyncio.sleep(0.01)
+            return [n]
+
+        self.assertEqual(asyncio.run(slow(5)), [5])
+        batch.close()
+        with psycopg.connect(cluster.conninfo) as conn:
+            args, duration = conn.execute(
+                "SELECT arguments, duration_ms FROM tool_audit.tool_calls "
+                "WHERE conversation_id = 'conv_async_batch'").fetchone()
+        self.assertEqual(args, {"n": 5})
+        self.assertGreaterEqual(duration, 10.0)
         self.assertIsInstance(results[3], RuntimeError)
         self.assertEqual(results[4], ["https://x.test", 4])
         self.assertEqual(count("conversation_id = 'conv_async' AND tool_name = 'fetch_page'"), 10)
@@ -258,7 +276,8 @@ class Batching(unittest.TestCase):
             k.join()
             cluster.start()
         self.assertTrue(killed.is_set())
-        acked = [f.result().event_id for f in futures if f.done() and f.exception() is None]
+        self.assertEqual([f for f in futures if not f.done()], [], "every accepted call settled")
+        acked = [f.result().event_id for f in futures if f.exception() is None]
         not_acked = [f for f in futures if f.exception() is not None]
         self.assertEqual(len(acked), st.acknowledged)
         self.assertGreater(st.acknowledged, 199)
@@ -290,7 +309,7 @@ class Batching(unittest.TestCase):
         cluster.start()
         st = batch.close(60)
         self.assertEqual((st.acknowledged, st.failed), (200, 0))
-        self.assertTrue(all(f.exception() is None for f in futures))
+        self.assertTrue(all(f.done() and f.exception() is None for f in futures))
         self.assertEqual(count("conversation_id = %s", (conv,)), 200)
         self.assertEqual(count("conversation_id = %s AND tool_name = 'b'", (conv,)), 100)
 

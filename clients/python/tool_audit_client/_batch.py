@@ -102,6 +102,7 @@ class BatchLogger(_Recorder):
         self._closing = threading.Event()
         self._stats_lock = threading.Lock()
         self.submitted = self.acknowledged = self.refused = 0
+        self._putting = 0
         self.failed: List[FailedCall] = []
         self._worker = threading.Thread(target=self._run, name="tool_audit-batch", daemon=True)
         self._worker.start()
@@ -122,10 +123,13 @@ class BatchLogger(_Recorder):
                                         resolve_context(self.context, context)))
 
     def _enqueue(self, record: CallRecord) -> Future:
-        if self._closing.is_set():
-            with self._stats_lock:
+        # _putting (under _stats_lock with the closing check) keeps the writer
+        # from exiting while a call that passed the check is still being put
+        with self._stats_lock:
+            if self._closing.is_set():
                 self.refused += 1
-            raise BatchClosed("the batch logger is closed", record)
+                raise BatchClosed("the batch logger is closed", record)
+            self._putting += 1
         item = _Item(record)
         try:
             if self._on_full == "block":
@@ -134,10 +138,12 @@ class BatchLogger(_Recorder):
                 self._queue.put_nowait(item)
         except queue.Full:
             with self._stats_lock:
+                self._putting -= 1
                 self.refused += 1
             raise QueueFull(f"batch queue full ({self._queue.maxsize} calls waiting): "
                             f"call {record.tool_name!r} not accepted", record) from None
         with self._stats_lock:
+            self._putting -= 1
             self.submitted += 1
         return item.future
 
@@ -164,7 +170,8 @@ class BatchLogger(_Recorder):
 
     def close(self, timeout: Optional[float] = None) -> BatchStats:
         """Stop accepting calls, write what is queued, close the connection."""
-        self._closing.set()
+        with self._stats_lock:
+            self._closing.set()
         atexit.unregister(self._close_at_exit)
         self._worker.join(timeout)
         st = self.stats()
@@ -192,8 +199,9 @@ class BatchLogger(_Recorder):
                 # short: an idle writer notices close() quickly
                 batch.append(self._queue.get(timeout=0.05))
             except queue.Empty:
-                if self._closing.is_set():
-                    return None
+                with self._stats_lock:
+                    if self._closing.is_set() and self._putting == 0 and self._queue.empty():
+                        return None
         while len(batch) < self._batch_size:
             try:
                 batch.append(self._queue.get_nowait())

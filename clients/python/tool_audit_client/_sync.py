@@ -3,6 +3,7 @@ call returns (its own autocommit connection), or inside the caller's
 transaction when asked for explicitly."""
 
 import functools
+import inspect
 import logging
 import threading
 import time
@@ -79,6 +80,17 @@ class _Recorder:
         arguments as a JSON object and its return value as the result."""
         def wrap(fn):
             tool_name = name or fn.__name__
+
+            if inspect.iscoroutinefunction(fn):
+                # a coroutine tool: timed across its await; the row is then
+                # written synchronously (AsyncAuditLogger does not block the
+                # loop; BatchLogger with on_full="raise" only queues it)
+                @functools.wraps(fn)
+                async def ainner(*args, **kwargs):
+                    with self.call(tool_name, bound_arguments(fn, args, kwargs), context) as c:
+                        c.result = await fn(*args, **kwargs)
+                        return c.result
+                return ainner
 
             @functools.wraps(fn)
             def inner(*args, **kwargs):

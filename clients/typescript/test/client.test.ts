@@ -146,7 +146,7 @@ test("concurrent calls (async) all recorded", async () => {
   } finally { await audit.close(); }
 });
 
-test("batching writes everything and isolates a call the server refuses", async () => {
+test("batching writes everything and isolates a call the server refuses", { timeout: 120_000 }, async () => {
   const failures: FailedCall[] = [];
   const batch = new BatchLogger(cluster.config, { batchSize: 50, context: { conversation_id: "conv_b1" },
                                                    onFailure: (f) => failures.push(...f) });
@@ -164,7 +164,7 @@ test("batching writes everything and isolates a call the server refuses", async 
   assert.equal(await count("conversation_id = 'conv_b1'"), 499);
 });
 
-test("batching: a full queue rejects when asked, every accepted call reported", async () => {
+test("batching: a full queue rejects when asked, every accepted call reported", { timeout: 120_000 }, async () => {
   cluster.kill();
   let accepted = 0, refused = 0;
   const batch = new BatchLogger(cluster.config, { maxQueue: 5, batchSize: 1, onFull: "reject", retryForMs: 500, failOpen: true });
@@ -183,7 +183,7 @@ test("batching: a full queue rejects when asked, every accepted call reported", 
   }
 });
 
-test("batching under a kill of the database: nothing acknowledged lost, the rest reported", async () => {
+test("batching under a kill of the database: nothing acknowledged lost, the rest reported", { timeout: 120_000 }, async () => {
   const conv = "conv_kill";
   const failed: FailedCall[] = [];
   const batch = new BatchLogger(cluster.config, { maxQueue: 300, batchSize: 25, flushIntervalMs: 5,
@@ -222,7 +222,7 @@ test("batching under a kill of the database: nothing acknowledged lost, the rest
                    "nothing stored that was neither acknowledged nor reported");
 });
 
-test("batching: a restart within retryForMs writes everything once", async () => {
+test("batching: a restart within retryForMs writes everything once", { timeout: 120_000 }, async () => {
   const conv = "conv_restart";
   const batch = new BatchLogger(cluster.config, { batchSize: 20, flushIntervalMs: 5, retryForMs: 30000,
                                                    context: { conversation_id: conv } });
