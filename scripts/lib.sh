@@ -123,3 +123,16 @@ ta_init_cluster() {
 ta_start_cluster() {
     ta_as_user "$(ta_bindir)/pg_ctl" -D "$1/data" -l "$1/server.log" -w start >/dev/null
 }
+
+# clients (issue 15): the Python client's dependencies come from Debian (the
+# package index is not reachable): psycopg 3, and setuptools, wheel and venv
+# to install it offline (clients/python/run_tests.sh); the package step
+# above installs them with the rest.
+TA_PACKAGES="$TA_PACKAGES python3-psycopg python3-setuptools python3-wheel python3-venv"
+
+# ta_client_npm_ci DIR: npm ci in DIR (a copy of clients/typescript the test
+# user owns), from its committed package-lock.json.
+ta_client_npm_ci() {
+    ( cd "$1" && ta_as_user env npm_config_cache="$1/.npm-cache" npm_config_update_notifier=false \
+        npm ci --no-audit --no-fund --loglevel=error )
+}

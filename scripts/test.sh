@@ -126,5 +126,26 @@ else
     failed=$((failed + 1))
 fi
 
+# clients (issue 15): the Python and TypeScript client helpers, each against
+# a cluster its tests start (clients/*/test*), TAP lines counted
+ta_log "Python client (clients/python/run_tests.sh: offline pip install, then its tests)"
+( cd "$WORK" && ta_as_user env PG_CONFIG="$PG_CONFIG" TMPDIR="$WORK" "$WORK/clients/python/run_tests.sh" ) \
+    >"$LOGS/client_python.log" 2>&1
+st=$?
+cat "$LOGS/client_python.log"
+count_results "$LOGS/client_python.log" $st
+
+ta_log "TypeScript client (npm ci, npm test in clients/typescript)"
+if ta_client_npm_ci "$WORK/clients/typescript" >"$LOGS/client_ts_npm.log" 2>&1; then
+    ( cd "$WORK/clients/typescript" && ta_as_user env PG_CONFIG="$PG_CONFIG" TMPDIR="$WORK" \
+        npm_config_cache="$WORK/clients/typescript/.npm-cache" npm_config_update_notifier=false \
+        npm test --silent ) >"$LOGS/client_typescript.log" 2>&1
+    st=$?
+    cat "$LOGS/client_typescript.log"
+    count_results "$LOGS/client_typescript.log" $st
+else
+    cat "$LOGS/client_ts_npm.log"; echo "npm ci failed in clients/typescript"; failed=$((failed + 1))
+fi
+
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -1133,3 +1133,50 @@ BEGIN
     RETURN NULL;
 END
 $$;
+
+-- clients (issue 15): export_jsonl() writes chain_id as a JSON string; as a
+-- JSON number above 2^53 it lost precision in Node and jq, and an export's
+-- links could not be recomputed there (the same definition as
+-- sql/install/80_exports.sql; its comment and privileges are kept)
+CREATE OR REPLACE FUNCTION tool_audit.export_jsonl(start_time timestamptz, end_time timestamptz)
+RETURNS SETOF jsonb
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+SET extra_float_digits = 1
+AS $$
+BEGIN
+    PERFORM tool_audit.check_period(start_time, end_time);
+    RETURN QUERY
+    SELECT x.doc FROM (
+        SELECT t.recorded_at AS at, 1 AS tab, t.id, jsonb_build_object(
+            'table', 'tool_calls',
+            'id', t.id, 'event_id', t.event_id, 'recorded_at', tool_audit.iso8601_utc(t.recorded_at),
+            'tenant_id', t.tenant_id, 'conversation_id', t.conversation_id,
+            'turn_number', t.turn_number, 'user_id', t.user_id, 'user_role', t.user_role,
+            'model', t.model, 'tool_name', t.tool_name, 'tool_call_id', t.tool_call_id,
+            'call_trigger', t.call_trigger, 'purpose', t.purpose, 'subject_id', t.subject_id,
+            'arguments', t.arguments, 'result_summary', t.result_summary, 'success', t.success,
+            'error', t.error, 'duration_ms', t.duration_ms, 'client_ip', abbrev(t.client_ip),
+            'user_agent', t.user_agent, 'session_metadata', t.session_metadata,
+            'recorded_by', t.recorded_by,
+            'row_hash', encode(t.row_hash, 'hex'), 'chain_id', t.chain_id::text,
+            'chain_lane', t.chain_lane, 'chain_seq', t.chain_seq,
+            'chain_hash', encode(t.chain_hash, 'hex')) AS doc
+          FROM tool_audit.tool_calls t
+         WHERE t.recorded_at >= start_time AND t.recorded_at < end_time
+        UNION ALL
+        SELECT e.occurred_at, 0, e.id, jsonb_build_object(
+            'table', 'admin_events',
+            'id', e.id, 'event_id', e.event_id, 'occurred_at', tool_audit.iso8601_utc(e.occurred_at),
+            'event_type', e.event_type, 'actor', e.actor, 'actor_type', e.actor_type,
+            'tenant_id', e.tenant_id, 'payload', e.payload, 'reason', e.reason,
+            'source_ip', abbrev(e.source_ip), 'metadata', e.metadata, 'recorded_by', e.recorded_by,
+            'row_hash', encode(e.row_hash, 'hex'), 'chain_id', e.chain_id::text,
+            'chain_lane', e.chain_lane, 'chain_seq', e.chain_seq,
+            'chain_hash', encode(e.chain_hash, 'hex'))
+          FROM tool_audit.admin_events e
+         WHERE e.occurred_at >= start_time AND e.occurred_at < end_time
+    ) x
+    ORDER BY x.at, x.tab, x.id;
+END
+$$;

@@ -4,7 +4,9 @@
 -- ---------------------------------------------------------------------------
 
 -- one JSON document per row of both audit tables, with the row's hash and
--- place in its chain, so that the export can be checked without the database
+-- place in its chain, so that the export can be checked without the database;
+-- chain_id is a 64-bit integer, written as a JSON string (a JSON number above
+-- 2^53 loses precision in JavaScript, jq and many other readers)
 CREATE FUNCTION tool_audit.export_jsonl(start_time timestamptz, end_time timestamptz)
 RETURNS SETOF jsonb
 LANGUAGE plpgsql STABLE
@@ -26,7 +28,7 @@ BEGIN
             'error', t.error, 'duration_ms', t.duration_ms, 'client_ip', abbrev(t.client_ip),
             'user_agent', t.user_agent, 'session_metadata', t.session_metadata,
             'recorded_by', t.recorded_by,
-            'row_hash', encode(t.row_hash, 'hex'), 'chain_id', t.chain_id,
+            'row_hash', encode(t.row_hash, 'hex'), 'chain_id', t.chain_id::text,
             'chain_lane', t.chain_lane, 'chain_seq', t.chain_seq,
             'chain_hash', encode(t.chain_hash, 'hex')) AS doc
           FROM tool_audit.tool_calls t
@@ -38,7 +40,7 @@ BEGIN
             'event_type', e.event_type, 'actor', e.actor, 'actor_type', e.actor_type,
             'tenant_id', e.tenant_id, 'payload', e.payload, 'reason', e.reason,
             'source_ip', abbrev(e.source_ip), 'metadata', e.metadata, 'recorded_by', e.recorded_by,
-            'row_hash', encode(e.row_hash, 'hex'), 'chain_id', e.chain_id,
+            'row_hash', encode(e.row_hash, 'hex'), 'chain_id', e.chain_id::text,
             'chain_lane', e.chain_lane, 'chain_seq', e.chain_seq,
             'chain_hash', encode(e.chain_hash, 'hex'))
           FROM tool_audit.admin_events e

@@ -67,6 +67,14 @@ SELECT bool_and((d->>'duration_ms')::float8 IS NOT DISTINCT FROM t.duration_ms) 
        bool_and((d->>'recorded_at')::timestamptz = t.recorded_at) AS times_exact
   FROM tool_audit.export_jsonl('-infinity', 'infinity') d
   JOIN tool_audit.tool_calls t ON d->>'table' = 'tool_calls' AND (d->>'id')::bigint = t.id;
+-- chain_id is a JSON string (a number above 2^53 loses precision in
+-- JavaScript), holding the column's exact value, in both tables
+SELECT d->>'table' AS tab, bool_and(jsonb_typeof(d->'chain_id') = 'string') AS chain_id_strings,
+       bool_and((d->>'chain_id')::bigint = coalesce(t.chain_id, e.chain_id)) AS chain_id_exact
+  FROM tool_audit.export_jsonl('-infinity', 'infinity') d
+  LEFT JOIN tool_audit.tool_calls t ON d->>'table' = 'tool_calls' AND (d->>'id')::bigint = t.id
+  LEFT JOIN tool_audit.admin_events e ON d->>'table' = 'admin_events' AND (d->>'id')::bigint = e.id
+ GROUP BY 1 ORDER BY 1;
 RESET TimeZone;
 RESET DateStyle;
 RESET extra_float_digits;

@@ -1,0 +1,129 @@
+"""The asyncio logger: AuditLogger's shape on psycopg's AsyncConnection."""
+
+import asyncio
+import functools
+import time
+from typing import Any, Optional
+
+import psycopg
+
+from ._record import (LOG_CALL_SQL, LOG_EVENT_SQL, CallRecord, ContextArg, LoggedCall,
+                      bound_arguments, is_event_id_conflict, jsonb, resolve_context)
+from ._sync import ToolCall, _Recorder
+
+
+class AsyncAuditLogger(_Recorder):
+    """Like AuditLogger, with await: `logger = await AsyncAuditLogger.connect(conninfo)`
+    (its own autocommit connection: each row committed when log_call()
+    returns), or AsyncAuditLogger(connection=aconn, transactional=True) inside
+    your transactions. `async with logger.call(...)`, `@logger.tool()` on
+    coroutine functions, `await logger.log_call(...)`. fail_open as in
+    AuditLogger."""
+
+    def __init__(self, *, connection=None, conninfo: Optional[str] = None,
+                 transactional: bool = False, context: ContextArg = None,
+                 fail_open: bool = False, on_error=None):
+        super().__init__(context, fail_open, on_error)
+        self._lock = asyncio.Lock()
+        self._conninfo = conninfo
+        self._own = connection is None
+        if connection is not None and not connection.autocommit and not transactional:
+            raise ValueError(
+                "this connection is not in autocommit mode: a logged call would be lost "
+                "unless you commit; pass transactional=True, or use AsyncAuditLogger.connect()")
+        self._conn = connection
+
+    @classmethod
+    async def connect(cls, conninfo: str, **kwargs) -> "AsyncAuditLogger":
+        self = cls(conninfo=conninfo, **kwargs)
+        await self._connect()
+        return self
+
+    async def _connect(self):
+        self._conn = await psycopg.AsyncConnection.connect(self._conninfo, autocommit=True)
+
+    async def _execute(self, sql: str, params: tuple):
+        async with self._lock:
+            if self._own and (self._conn is None or self._conn.closed):
+                await self._connect()
+            try:
+                cur = await self._conn.execute(sql, params)
+                return await cur.fetchone()
+            except psycopg.OperationalError:
+                if not self._own or not self._conn.closed:
+                    raise
+            await self._connect()
+            try:
+                cur = await self._conn.execute(sql, params)
+                return await cur.fetchone()
+            except psycopg.errors.UniqueViolation as err:
+                if is_event_id_conflict(err):
+                    return None
+                raise
+
+    async def _log(self, record: CallRecord) -> LoggedCall:
+        row = await self._execute(LOG_CALL_SQL, record.params())
+        if row is None:
+            return LoggedCall(None, record.event_id, already_stored=True)
+        return LoggedCall(row[0], row[1])
+
+    async def log_call(self, tool_name: str, arguments: Any = None, result: Any = None,
+                       duration_ms: Optional[float] = None, context: ContextArg = None):
+        record = CallRecord(tool_name, arguments, result, duration_ms,
+                            resolve_context(self.context, context))
+        try:
+            return await self._log(record)
+        except Exception as err:  # noqa: BLE001
+            return self._handle_failure(err, record)
+
+    async def log_event(self, event_type: str, actor: str, payload: Any = None,
+                        context: Optional[dict] = None):
+        row = await self._execute(LOG_EVENT_SQL, (event_type, actor, jsonb(payload),
+                                                  jsonb(dict(context or {}))))
+        return LoggedCall(row[0], row[1]) if row else None
+
+    def call(self, tool_name: str, arguments: Any = None, context: ContextArg = None):
+        return _AsyncCallBlock(self, tool_name, arguments, resolve_context(self.context, context))
+
+    def tool(self, name: Optional[str] = None, context: ContextArg = None):
+        def wrap(fn):
+            if not asyncio.iscoroutinefunction(fn):
+                raise TypeError("AsyncAuditLogger.tool() wraps coroutine functions")
+            tool_name = name or fn.__name__
+
+            @functools.wraps(fn)
+            async def inner(*args, **kwargs):
+                async with self.call(tool_name, bound_arguments(fn, args, kwargs), context) as c:
+                    c.result = await fn(*args, **kwargs)
+                    return c.result
+            return inner
+        return wrap
+
+    async def close(self):
+        if self._own and self._conn is not None:
+            await self._conn.close()
+
+    async def __aenter__(self):
+        return self
+
+    async def __aexit__(self, *exc):
+        await self.close()
+        return False
+
+
+class _AsyncCallBlock:
+    def __init__(self, recorder: AsyncAuditLogger, tool_name: str, arguments: Any, context: dict):
+        self._recorder = recorder
+        self._call = ToolCall(tool_name, arguments, context)
+
+    async def __aenter__(self) -> ToolCall:
+        self._call._t0 = time.perf_counter()
+        return self._call
+
+    async def __aexit__(self, exc_type, exc, tb):
+        record = self._call._record(exc)
+        try:
+            self._call.logged = await self._recorder._log(record)
+        except Exception as err:  # noqa: BLE001
+            self._recorder._handle_failure(err, record, exc)
+        return False

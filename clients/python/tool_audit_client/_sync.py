@@ -1,0 +1,220 @@
+"""The synchronous logger: one log_call() per tool call, committed before the
+call returns (its own autocommit connection), or inside the caller's
+transaction when asked for explicitly."""
+
+import functools
+import inspect
+import logging
+import threading
+import time
+from typing import Any, Callable, Optional
+
+import psycopg
+
+from ._record import (LOG_CALL_SQL, LOG_EVENT_SQL, CallRecord, ContextArg, LoggedCall,
+                      bound_arguments, failure_result, is_event_id_conflict, jsonb,
+                      resolve_context)
+
+log = logging.getLogger("tool_audit_client")
+
+
+class AuditError(Exception):
+    """A call could not be recorded (fail-closed). record is the CallRecord;
+    tool_exception the tool's own exception when the tool failed too."""
+
+    def __init__(self, message: str, record: Optional[CallRecord] = None,
+                 tool_exception: Optional[BaseException] = None):
+        super().__init__(message)
+        self.record = record
+        self.tool_exception = tool_exception
+
+
+class ToolCall:
+    """The handle of `with logger.call(...) as call:`. Set call.result to what
+    the tool returned; after the block, call.logged holds the stored row's id
+    and event_id (None when fail-open swallowed a logging error)."""
+
+    def __init__(self, tool_name: str, arguments: Any, context: dict):
+        self.tool_name = tool_name
+        self.arguments = arguments
+        self.context = context
+        self.result: Any = None
+        self.logged: Any = None
+        self._t0 = time.perf_counter()
+
+    def _record(self, exc: Optional[BaseException]) -> CallRecord:
+        duration = (time.perf_counter() - self._t0) * 1000.0
+        result = failure_result(exc) if exc is not None else self.result
+        return CallRecord(self.tool_name, self.arguments, result, duration, self.context)
+
+
+class _Recorder:
+    """call() and tool() on top of a _log(record) each logger defines."""
+
+    def __init__(self, context: ContextArg, fail_open: bool,
+                 on_error: Optional[Callable[[BaseException, CallRecord], None]]):
+        self.context = context
+        self.fail_open = fail_open
+        self.on_error = on_error
+        self.unlogged = 0          # calls fail-open let through without a row
+
+    def _handle_failure(self, err: BaseException, record: CallRecord,
+                        tool_exc: Optional[BaseException] = None):
+        if self.on_error is not None:
+            self.on_error(err, record)
+        if self.fail_open:
+            self.unlogged += 1
+            log.error("tool_audit: call %s (event_id %s) not recorded: %s",
+                      record.tool_name, record.event_id, err)
+            return None
+        raise AuditError(f"tool call {record.tool_name!r} (event_id {record.event_id}) "
+                         f"was not recorded: {err}", record, tool_exc) from err
+
+    def call(self, tool_name: str, arguments: Any = None, context: ContextArg = None):
+        """Context manager: times the block, logs the call when it ends (a
+        failure with the exception's message if it raised, re-raised)."""
+        return _CallBlock(self, tool_name, arguments, resolve_context(self.context, context))
+
+    def tool(self, name: Optional[str] = None, context: ContextArg = None):
+        """Decorator: logs every call of the function with its bound
+        arguments as a JSON object and its return value as the result."""
+        def wrap(fn):
+            tool_name = name or fn.__name__
+
+            if inspect.iscoroutinefunction(fn):
+                # a coroutine tool: timed across its await; the row is then
+                # written synchronously (AsyncAuditLogger does not block the
+                # loop; BatchLogger with on_full="raise" only queues it)
+                @functools.wraps(fn)
+                async def ainner(*args, **kwargs):
+                    with self.call(tool_name, bound_arguments(fn, args, kwargs), context) as c:
+                        c.result = await fn(*args, **kwargs)
+                        return c.result
+                return ainner
+
+            @functools.wraps(fn)
+            def inner(*args, **kwargs):
+                with self.call(tool_name, bound_arguments(fn, args, kwargs), context) as c:
+                    c.result = fn(*args, **kwargs)
+                    return c.result
+            return inner
+        return wrap
+
+
+class _CallBlock:
+    def __init__(self, recorder: _Recorder, tool_name: str, arguments: Any, context: dict):
+        self._recorder = recorder
+        self._call = ToolCall(tool_name, arguments, context)
+
+    def __enter__(self) -> ToolCall:
+        self._call._t0 = time.perf_counter()
+        return self._call
+
+    def __exit__(self, exc_type, exc, tb):
+        record = self._call._record(exc)
+        try:
+            self._call.logged = self._recorder._log(record)
+        except Exception as err:  # noqa: BLE001 - reported or raised per fail_open
+            self._recorder._handle_failure(err, record, exc)
+        return False               # the tool's exception, if any, propagates
+
+
+class AuditLogger(_Recorder):
+    """Logs each tool call with tool_audit.log_call() and returns when it is
+    committed.
+
+    AuditLogger(conninfo): opens its own connection in autocommit mode: every
+    row is committed when log_call() returns, whatever the agent's own
+    transactions do, and survives closing or losing the connection.
+
+    AuditLogger(connection=conn, transactional=True): writes through your
+    connection inside your transaction: the row commits (or rolls back) with
+    it. A connection that is not in autocommit mode is refused without
+    transactional=True, since a row that is never committed vanishes when the
+    connection closes.
+
+    fail_open=False (default, fail-closed): a call that cannot be recorded
+    raises AuditError. fail_open=True: it is logged to the
+    "tool_audit_client" logger, passed to on_error(exc, record), counted in
+    .unlogged, and the tool's result is returned as if nothing happened.
+    """
+
+    def __init__(self, conninfo: Optional[str] = None, *, connection=None,
+                 transactional: bool = False, context: ContextArg = None,
+                 fail_open: bool = False, on_error=None, connect_timeout: int = 10):
+        super().__init__(context, fail_open, on_error)
+        self._lock = threading.Lock()
+        self._conninfo = conninfo
+        self._connect_timeout = connect_timeout
+        if connection is None:
+            if transactional:
+                raise ValueError("transactional=True needs your connection (connection=...)")
+            self._own = True
+            self._conn = None
+            self._connect()
+        else:
+            if not connection.autocommit and not transactional:
+                raise ValueError(
+                    "this connection is not in autocommit mode: a logged call would be lost "
+                    "unless you commit; pass transactional=True to write inside your "
+                    "transactions, or give a conninfo for a connection of its own")
+            self._own = False
+            self._conn = connection
+
+    def _connect(self):
+        self._conn = psycopg.connect(self._conninfo, autocommit=True,
+                                     connect_timeout=self._connect_timeout)
+
+    def _execute(self, sql: str, params: tuple):
+        with self._lock:
+            if self._own and (self._conn is None or self._conn.closed):
+                self._connect()
+            try:
+                return self._conn.execute(sql, params).fetchone()
+            except psycopg.OperationalError:
+                if not self._own or not self._conn.closed:
+                    raise
+            # our own connection broke: once more on a new one (the event_id
+            # tells a retry of a row that was in fact stored)
+            self._connect()
+            try:
+                return self._conn.execute(sql, params).fetchone()
+            except psycopg.errors.UniqueViolation as err:
+                if is_event_id_conflict(err):
+                    return None
+                raise
+
+    def _log(self, record: CallRecord) -> LoggedCall:
+        row = self._execute(LOG_CALL_SQL, record.params())
+        if row is None:
+            return LoggedCall(None, record.event_id, already_stored=True)
+        return LoggedCall(row[0], row[1])
+
+    def log_call(self, tool_name: str, arguments: Any = None, result: Any = None,
+                 duration_ms: Optional[float] = None, context: ContextArg = None):
+        """tool_audit.log_call() with Python values; returns a LoggedCall
+        (or None when fail-open swallowed an error)."""
+        record = CallRecord(tool_name, arguments, result, duration_ms,
+                            resolve_context(self.context, context))
+        try:
+            return self._log(record)
+        except Exception as err:  # noqa: BLE001
+            return self._handle_failure(err, record)
+
+    def log_event(self, event_type: str, actor: str, payload: Any = None,
+                  context: Optional[dict] = None):
+        """tool_audit.log_event(): an admin event (prompt.update, ...)."""
+        row = self._execute(LOG_EVENT_SQL, (event_type, actor, jsonb(payload),
+                                            jsonb(dict(context or {}))))
+        return LoggedCall(row[0], row[1]) if row else None
+
+    def close(self):
+        if self._own and self._conn is not None:
+            self._conn.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False

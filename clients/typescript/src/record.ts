@@ -1,0 +1,130 @@
+// What one call to tool_audit.log_call() carries, built the same way by
+// every logger: JSON text for every jsonb parameter (node-postgres would send
+// a JavaScript array as a PostgreSQL array: SQLSTATE 22P02), a client-made
+// event_id, a failure result from an exception.
+import { randomUUID } from "node:crypto";
+
+/** Attribution for a call (doc/recording.md); other keys go to session_metadata. */
+export interface CallContext {
+  conversation_id?: string;
+  turn_number?: number;
+  user_id?: string;
+  user_role?: string;
+  model?: string;
+  tenant_id?: string;
+  call_trigger?: "user_request" | "proactive" | "retry" | "follow_up" | "system";
+  purpose?: string;
+  subject_id?: string;
+  tool_call_id?: string;
+  client_ip?: string;
+  user_agent?: string;
+  event_id?: string;
+  [key: string]: unknown;
+}
+
+export type ContextArg = CallContext | (() => CallContext) | undefined | null;
+
+/** What the database stored. ids are int8: a string, never a lossy number
+ *  (BigInt(id) for arithmetic). alreadyStored: a retry found the row an
+ *  earlier attempt wrote (id is then null). */
+export interface LoggedCall {
+  id: string | null;
+  eventId: string;
+  alreadyStored: boolean;
+}
+
+export interface CallRecord {
+  toolName: string;
+  arguments: unknown;
+  result: unknown;
+  durationMs: number | null;
+  context: CallContext & { event_id: string };
+}
+
+export const LOG_CALL_SQL =
+  "SELECT id::text AS id, event_id::text AS event_id " +
+  "FROM tool_audit.log_call($1, $2::jsonb, $3::jsonb, $4, $5::jsonb)";
+export const LOG_EVENT_SQL =
+  "SELECT id::text AS id, event_id::text AS event_id " +
+  "FROM tool_audit.log_event($1, $2, $3::jsonb, $4::jsonb)";
+
+/** JSON text for a jsonb parameter: objects and arrays alike; a BigInt as
+ *  its decimal string; undefined and null as SQL NULL. */
+export function jsonText(value: unknown): string | null {
+  if (value === undefined || value === null) return null;
+  return JSON.stringify(value, (_k, v) => (typeof v === "bigint" ? v.toString() : v));
+}
+
+export function resolveContext(...parts: ContextArg[]): CallContext {
+  const out: CallContext = {};
+  for (let part of parts) {
+    if (typeof part === "function") part = part();
+    if (part) Object.assign(out, part);
+  }
+  return out;
+}
+
+export function makeRecord(toolName: string, args: unknown, result: unknown,
+                           durationMs: number | null | undefined, context: CallContext): CallRecord {
+  const ctx = { ...context } as CallContext & { event_id: string };
+  if (!ctx.event_id) ctx.event_id = randomUUID();
+  return { toolName, arguments: args, result, durationMs: durationMs ?? null, context: ctx };
+}
+
+/** log_call()'s parameters. Arguments that are not a JSON object (log_call
+ *  refuses an array or a scalar) are wrapped as {"value": ...}, as its hint says. */
+export function recordParams(r: CallRecord): unknown[] {
+  let args = r.arguments;
+  if (args !== undefined && args !== null && (typeof args !== "object" || Array.isArray(args))) {
+    args = { value: args };
+  }
+  const duration = r.durationMs === null ? null : Math.round(r.durationMs * 1000) / 1000;
+  return [r.toolName, jsonText(args), jsonText(r.result), duration, jsonText(r.context)];
+}
+
+/** The result logged for a tool that threw: log_call() reads "success":
+ *  false and "error" from it. */
+export function failureResult(err: unknown): Record<string, unknown> {
+  if (err instanceof Error) {
+    return { success: false, error: err.message || err.name, error_type: err.name };
+  }
+  return { success: false, error: String(err), error_type: typeof err };
+}
+
+interface PgLikeError { code?: string; constraint?: string; detail?: string; message?: string }
+
+/** A unique violation on event_id: the row is already stored. */
+export function isEventIdConflict(err: unknown): boolean {
+  const e = err as PgLikeError;
+  return e?.code === "23505" &&
+    [e.constraint, e.detail, e.message].some((s) => typeof s === "string" && s.includes("event_id"));
+}
+
+/** The connection is gone or the server is going away: worth a retry on a new
+ *  connection. Anything the server refused on its merits (a SQLSTATE outside
+ *  classes 08 and 57P) is not. */
+export function isConnectionError(err: unknown): boolean {
+  const e = err as PgLikeError;
+  if (!e || typeof e !== "object") return false;
+  const code = e.code;
+  if (typeof code === "string") {
+    if (/^[0-9A-Z]{5}$/.test(code)) return code.startsWith("08") || code.startsWith("57P");
+    return true;                       // ECONNREFUSED, ENOENT, ECONNRESET, EPIPE ...
+  }
+  return /connection|terminat|timeout|not queryable|closed/i.test(e.message ?? "");
+}
+
+/** The arguments of a wrapped function as a JSON object: a single plain
+ *  object argument as it is; otherwise the names given, or {"args": [...]}. */
+export function argumentsObject(args: unknown[], names?: string[]): unknown {
+  if (names && names.length) {
+    const out: Record<string, unknown> = {};
+    names.forEach((n, i) => { if (i < args.length) out[n] = args[i]; });
+    if (args.length > names.length) out.rest = args.slice(names.length);
+    return out;
+  }
+  if (args.length === 1 && args[0] !== null && typeof args[0] === "object" && !Array.isArray(args[0])) {
+    return args[0];
+  }
+  return { args };
+}
