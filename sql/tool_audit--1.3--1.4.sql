@@ -520,7 +520,8 @@ GRANT EXECUTE ON FUNCTION
 -- (1.4) The links purge anchors keep, for check_row(): the row after a
 -- purged span links to the span's last link, and the row before it is
 -- followed by the span.  SECURITY DEFINER: readers check rows they can see
--- without reading purge_anchors (other tenants' spans) themselves.
+-- without reading purge_anchors themselves; a reader bound to tenants learns
+-- of their spans only (other tenants' chain ids are computable).
 -- ---------------------------------------------------------------------------
 CREATE FUNCTION tool_audit.purged_link(table_name text, chain_id bigint, chain_lane integer, chain_seq bigint)
 RETURNS bytea
@@ -530,6 +531,7 @@ AS $$
     SELECT a.link_after FROM tool_audit.purge_anchors a
      WHERE a.table_name = purged_link.table_name AND a.chain_id = purged_link.chain_id
        AND a.chain_lane = purged_link.chain_lane AND a.last_seq = purged_link.chain_seq
+       AND (tool_audit.bound_tenants() IS NULL OR a.tenant_id = ANY (tool_audit.bound_tenants()))
      ORDER BY a.first_seq DESC LIMIT 1
 $$;
 COMMENT ON FUNCTION tool_audit.purged_link(text, bigint, integer, bigint) IS
@@ -543,6 +545,7 @@ AS $$
     SELECT a.link_before FROM tool_audit.purge_anchors a
      WHERE a.table_name = purge_link_before.table_name AND a.chain_id = purge_link_before.chain_id
        AND a.chain_lane = purge_link_before.chain_lane AND a.first_seq = purge_link_before.chain_seq
+       AND (tool_audit.bound_tenants() IS NULL OR a.tenant_id = ANY (tool_audit.bound_tenants()))
 $$;
 COMMENT ON FUNCTION tool_audit.purge_link_before(text, bigint, integer, bigint) IS
     'The link before a purged span that starts at this position, or NULL';
@@ -653,6 +656,12 @@ BEGIN
                 USING ERRCODE = 'invalid_parameter_value';
         END IF;
         IF k IN ('from', 'to') THEN
+            -- a hold must mean the same instants every time it is read
+            IF lower(btrim(v #>> '{}')) IN ('now', 'today', 'tomorrow', 'yesterday', 'infinity',
+                                            '-infinity', 'epoch', 'allballs') THEN
+                RAISE EXCEPTION 'scope key "%" must be a fixed timestamp, not a word for one', k
+                    USING ERRCODE = 'invalid_parameter_value';
+            END IF;
             BEGIN
                 PERFORM (v #>> '{}')::timestamptz;
             EXCEPTION WHEN OTHERS THEN
@@ -680,6 +689,17 @@ BEGIN
     PERFORM tool_audit.check_hold_scope(scope);
     IF reason IS NULL OR btrim(reason) = '' THEN
         RAISE EXCEPTION 'reason must not be empty' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    -- from and to are read once, in the placer's time zone, and kept as UTC
+    -- instants: a purge or an erasure in a session with another TimeZone
+    -- must cover exactly the same rows
+    IF scope ? 'from' THEN
+        scope := scope || jsonb_build_object('from', to_char((scope ->> 'from')::timestamptz AT TIME ZONE 'UTC',
+                                                             'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'));
+    END IF;
+    IF scope ? 'to' THEN
+        scope := scope || jsonb_build_object('to', to_char((scope ->> 'to')::timestamptz AT TIME ZONE 'UTC',
+                                                           'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'));
     END IF;
     -- a running purge_expired() holds SHARE on legal_holds: this waits for it
     INSERT INTO tool_audit.legal_holds (scope, reason, placed_by)
@@ -1180,3 +1200,31 @@ BEGIN
     ORDER BY x.at, x.tab, x.id;
 END
 $$;
+
+-- review fixes (issue 11)
+-- legacy_retention_days(applies_to, name, tenant): the retention purge_expired()
+-- gives a row written before 1.4 (which has no recorded policy or expiry): the
+-- longest that any policy covering its tool or event type (by name or pattern),
+-- or its table's default, gives the tenant today; so a policy added later, or
+-- one that wins a tie, cannot take such rows away early.
+CREATE FUNCTION tool_audit.legacy_retention_days(applies_to text, name text, tenant_id text)
+    RETURNS integer LANGUAGE sql STABLE PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT max(tool_audit.current_retention_days(p.policy_name, legacy_retention_days.tenant_id))
+      FROM tool_audit.retention_policies p
+     WHERE p.applies_to = legacy_retention_days.applies_to
+       AND (p.is_default OR name = ANY (p.matches)
+            OR EXISTS (SELECT FROM unnest(p.matches) m
+                        WHERE strpos(m, '*') > 0
+                          AND name LIKE replace(replace(replace(replace(m, '\', '\\'),
+                                                '%', '\%'), '_', '\_'), '*', '%')))
+$$;
+COMMENT ON FUNCTION tool_audit.legacy_retention_days(text, text, text) IS
+    'The retention in days purge_expired() gives a row written before 1.4: the longest of every policy covering its tool or event type, or the default';
+
+REVOKE ALL ON FUNCTION tool_audit.legacy_retention_days(text, text, text) FROM PUBLIC;
+
+-- (1.4) purge: the retention of rows written before 1.4
+GRANT EXECUTE ON FUNCTION tool_audit.legacy_retention_days(text, text, text)
+    TO tool_audit_admin, tool_audit_verifier;

@@ -47,6 +47,7 @@
 #include "postgres.h"
 
 #include "access/detoast.h"
+#include "access/xact.h"
 #include "catalog/pg_collation.h"
 #include "catalog/pg_type.h"
 #include "executor/executor.h"
@@ -644,6 +645,17 @@ erase_subject(PG_FUNCTION_ARGS)
 		refuse_subject_in("the role running erase_subject()",
 						  "The erasure event names the role that ran it; another administrator must run it.");
 
+	/*
+	 * The holds must be read after the lock below, with a snapshot taken
+	 * then: a transaction snapshot taken before it would miss a hold
+	 * committed in between (as in purge_expired()).
+	 */
+	if (IsolationUsesXactSnapshot())
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_TRANSACTION_STATE),
+				 errmsg("erase_subject() must run at isolation level READ COMMITTED"),
+				 errhint("Call it in its own transaction, or after SET TRANSACTION ISOLATION LEVEL READ COMMITTED.")));
+
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	if (SPI_execute("LOCK TABLE tool_audit.erasures IN SHARE ROW EXCLUSIVE MODE", false, 0) != SPI_OK_UTILITY ||
@@ -753,4 +765,19 @@ erase_subject(PG_FUNCTION_ARGS)
 	}
 	SPI_finish();
 	PG_RETURN_DATUM(result);
+}
+
+/* Whether any text or jsonb column of the row holds an erasure marker. */
+bool
+ta_row_has_erasure_marker(const TaLayout *layout, Datum *values, bool *nulls)
+{
+	for (int i = 0; i < layout->nhashed; i++)
+	{
+		const TaHashedColumn *c = &layout->hashed[i];
+
+		if ((c->tag == 's' || c->tag == 'j') && !nulls[c->index] &&
+			ta_is_erasure_marker(c->tag, values[c->index]))
+			return true;
+	}
+	return false;
 }

@@ -13,6 +13,7 @@
 #include "lib/stringinfo.h"
 
 #include "crypto.h"
+#include "layout.h"
 
 /* the markers an erasure writes over personal fields (doc/retention.md) */
 #define TA_ERASED_TEXT		"tool_audit:erased"
@@ -38,5 +39,6 @@ extern void ta_erasures_hash_add(TaErasuresHash *h, const char *table, int64 row
 								 const unsigned char row_hash_after[TA_HASH_LEN]);
 extern void ta_erasures_hash_end(TaErasuresHash *h, unsigned char out[TA_HASH_LEN]);
 extern bool ta_is_erasure_marker(char tag, Datum value);
+extern bool ta_row_has_erasure_marker(const TaLayout *layout, Datum *values, bool *nulls);
 
 #endif							/* TA_ERASE_H */

@@ -58,6 +58,7 @@
 #include "nodes/makefuncs.h"
 #include "nodes/parsenodes.h"
 #include "storage/lmgr.h"
+#include "storage/proc.h"
 #include "tcop/utility.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
@@ -763,12 +764,25 @@ ddl_guard(PG_FUNCTION_ARGS)
  * the retention code that sets it runs its own statements only.
  */
 static bool sanctioned_change = false;
+static LocalTransactionId sanctioned_lxid = InvalidLocalTransactionId;
 
 void
 ta_sanctioned_change_begin(void)
 {
 	Assert(!sanctioned_change);
 	sanctioned_change = true;
+	sanctioned_lxid = MyProc->lxid;
+}
+
+/*
+ * Whether this transaction changed stored rows through the sanctioned path:
+ * a restore must not be mixed with it (its commit-time check takes the rows
+ * this transaction wrote for restored ones).
+ */
+bool
+ta_sanctioned_change_in_xact(void)
+{
+	return sanctioned_lxid != InvalidLocalTransactionId && sanctioned_lxid == MyProc->lxid;
 }
 
 void

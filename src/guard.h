@@ -14,5 +14,6 @@ extern void ta_guard_install_hooks(void);
 extern void ta_sanctioned_change_begin(void);
 extern void ta_sanctioned_change_end(void);
 extern bool ta_sanctioned_change(void);
+extern bool ta_sanctioned_change_in_xact(void);
 
 #endif							/* TA_GUARD_H */

@@ -456,20 +456,6 @@ find_erased(Verification *w, const char *table, int64 row_id)
 	return hash_search(w->erased, &key, HASH_FIND, NULL);
 }
 
-/* Whether any text or jsonb column of the row holds an erasure marker. */
-static bool
-has_erasure_marker(const TaLayout *layout, Datum *values, bool *nulls)
-{
-	for (int i = 0; i < layout->nhashed; i++)
-	{
-		const TaHashedColumn *c = &layout->hashed[i];
-
-		if ((c->tag == 's' || c->tag == 'j') && !nulls[c->index] &&
-			ta_is_erasure_marker(c->tag, values[c->index]))
-			return true;
-	}
-	return false;
-}
 
 /* ---- the walk ---- */
 
@@ -818,7 +804,7 @@ walk_table(Verification *w, const char *table)
 
 		ta_link_hash(chain_id, lane, seq, ln.prev, row_hash, link);
 		link_ok = has_link && ta_hash_equal(link, stored_link);
-		if (in_scope && erased == NULL && has_erasure_marker(layout, values, nulls))
+		if (in_scope && erased == NULL && ta_row_has_erasure_marker(layout, values, nulls))
 			report(w, table, true, chain_id, lane, seq, row_id,
 				   "erasure marker on a row that no verified erasure lists: written outside erase_subject()");
 		else if (in_scope && !row_ok)

@@ -44,6 +44,12 @@ BEGIN
                 USING ERRCODE = 'invalid_parameter_value';
         END IF;
         IF k IN ('from', 'to') THEN
+            -- a hold must mean the same instants every time it is read
+            IF lower(btrim(v #>> '{}')) IN ('now', 'today', 'tomorrow', 'yesterday', 'infinity',
+                                            '-infinity', 'epoch', 'allballs') THEN
+                RAISE EXCEPTION 'scope key "%" must be a fixed timestamp, not a word for one', k
+                    USING ERRCODE = 'invalid_parameter_value';
+            END IF;
             BEGIN
                 PERFORM (v #>> '{}')::timestamptz;
             EXCEPTION WHEN OTHERS THEN
@@ -71,6 +77,17 @@ BEGIN
     PERFORM tool_audit.check_hold_scope(scope);
     IF reason IS NULL OR btrim(reason) = '' THEN
         RAISE EXCEPTION 'reason must not be empty' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    -- from and to are read once, in the placer's time zone, and kept as UTC
+    -- instants: a purge or an erasure in a session with another TimeZone
+    -- must cover exactly the same rows
+    IF scope ? 'from' THEN
+        scope := scope || jsonb_build_object('from', to_char((scope ->> 'from')::timestamptz AT TIME ZONE 'UTC',
+                                                             'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'));
+    END IF;
+    IF scope ? 'to' THEN
+        scope := scope || jsonb_build_object('to', to_char((scope ->> 'to')::timestamptz AT TIME ZONE 'UTC',
+                                                           'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'));
     END IF;
     -- a running purge_expired() holds SHARE on legal_holds: this waits for it
     INSERT INTO tool_audit.legal_holds (scope, reason, placed_by)
@@ -203,3 +220,24 @@ AS $$
 $$;
 COMMENT ON FUNCTION tool_audit.purge_anchor_check(text) IS
     'The purge anchors of an audit table in chain order, each with what is wrong with it or NULL when its purge event backs it';
+
+-- legacy_retention_days(applies_to, name, tenant): the retention purge_expired()
+-- gives a row written before 1.4 (which has no recorded policy or expiry): the
+-- longest that any policy covering its tool or event type (by name or pattern),
+-- or its table's default, gives the tenant today; so a policy added later, or
+-- one that wins a tie, cannot take such rows away early.
+CREATE FUNCTION tool_audit.legacy_retention_days(applies_to text, name text, tenant_id text)
+    RETURNS integer LANGUAGE sql STABLE PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT max(tool_audit.current_retention_days(p.policy_name, legacy_retention_days.tenant_id))
+      FROM tool_audit.retention_policies p
+     WHERE p.applies_to = legacy_retention_days.applies_to
+       AND (p.is_default OR name = ANY (p.matches)
+            OR EXISTS (SELECT FROM unnest(p.matches) m
+                        WHERE strpos(m, '*') > 0
+                          AND name LIKE replace(replace(replace(replace(m, '\', '\\'),
+                                                '%', '\%'), '_', '\_'), '*', '%')))
+$$;
+COMMENT ON FUNCTION tool_audit.legacy_retention_days(text, text, text) IS
+    'The retention in days purge_expired() gives a row written before 1.4: the longest of every policy covering its tool or event type, or the default';

@@ -140,3 +140,7 @@ GRANT EXECUTE ON FUNCTION
 -- (1.4) admins schedule and unschedule the purge as a pg_cron job
 GRANT EXECUTE ON FUNCTION tool_audit.schedule_retention(text), tool_audit.unschedule_retention()
     TO tool_audit_admin;
+
+-- (1.4) purge: the retention of rows written before 1.4
+GRANT EXECUTE ON FUNCTION tool_audit.legacy_retention_days(text, text, text)
+    TO tool_audit_admin, tool_audit_verifier;

@@ -234,3 +234,9 @@ SELECT conversation_id, tool_audit.check_row(t) AS problem
    AND tool_audit.check_row(t) IS NOT NULL ORDER BY t.id;
 ROLLBACK;
 SELECT * FROM tool_audit.verify();
+
+-- like purge_expired(), erase_subject() reads the holds after locking them:
+-- a transaction snapshot taken before would miss a hold committed in between
+BEGIN ISOLATION LEVEL REPEATABLE READ;
+SELECT regress_try($$SELECT tool_audit.erase_subject('er_nobody', 'req', 'GDPR Art. 17(1)(a)')$$);
+ROLLBACK;

@@ -88,3 +88,20 @@ SELECT count(*) AS problems FROM tool_audit.verify();
 SET ROLE regress_admin;
 SELECT tool_audit.release_hold(:h1, 'done'), tool_audit.release_hold(:h2, 'done');
 RESET ROLE;
+
+-- a hold means the same instants whatever the session's time zone: words
+-- for a moment are refused, and from/to are kept as UTC instants
+SET ROLE regress_admin;
+SELECT regress_try($$SELECT tool_audit.place_hold('{"tenant_id": "hold_tz", "to": "now"}', 'r')$$);
+SELECT regress_try($$SELECT tool_audit.place_hold('{"tenant_id": "hold_tz", "from": " Tomorrow"}', 'r')$$);
+SET TimeZone = 'Etc/GMT+12';
+SELECT tool_audit.place_hold('{"tenant_id": "hold_tz", "from": "2025-10-28 06:00", "to": "2025-10-28 07:00"}',
+                             'placed twelve hours behind UTC') AS htz \gset
+SET TimeZone = 'Asia/Tokyo';
+SELECT scope ->> 'from' AS "from", scope ->> 'to' AS "to",
+       tool_audit.hold_covers(scope, 'hold_tz', NULL, NULL, NULL, NULL, '2025-10-28 18:30+00') AS covers_18_30_utc,
+       tool_audit.hold_covers(scope, 'hold_tz', NULL, NULL, NULL, NULL, '2025-10-28 06:30+00') AS covers_06_30_utc
+  FROM tool_audit.legal_holds WHERE hold_id = :htz;
+RESET TimeZone;
+SELECT tool_audit.release_hold(:htz, 'done');
+RESET ROLE;

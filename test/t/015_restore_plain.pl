@@ -314,5 +314,37 @@ is($node->safe_psql('nosu_data', 'SELECT count(*) FROM tool_audit.tool_calls'), 
 	is($node->safe_psql('forge', 'SELECT count(*) FROM tool_audit.verify()'), '0', '... and the trail verifies');
 }
 
+# a trail with an erased row restores: the row no longer hashes to the stored
+# row hash its links keep, and verify() accepts it through its erasure entry
+$node->safe_psql('postgres', 'CREATE DATABASE er');
+$node->safe_psql('er', q{CREATE EXTENSION tool_audit;
+	SELECT tool_audit.log_call('lookup', '{"a": 1}', '{}', 1, '{"tenant_id": "acme", "subject_id": "s-9"}');
+	SELECT tool_audit.log_call('lookup', '{"a": 2}', '{}', 1, '{"tenant_id": "acme", "subject_id": "s-8"}');
+	SELECT tool_audit.erase_subject('s-9', 'request', 'GDPR Art. 17(1)(a)');});
+my $erbase = $node->basedir;
+$node->command_ok([ 'pg_dump', '-Fc', '-f', "$erbase/er.dump", '-d', $node->connstr('er') ],
+	'pg_dump -Fc of a trail with an erased row');
+for my $opt ([ '--single-transaction' ], [])
+{
+	my $db = @$opt ? 'er1' : 'er0';
+	$node->safe_psql('postgres', "CREATE DATABASE $db");
+	my ($rc, $err) = run_cmd('pg_restore', @$opt, '--exit-on-error', '-d', $node->connstr($db), "$erbase/er.dump");
+	is($rc, 0, "pg_restore @$opt of a trail with an erased row: exit status 0") or diag $err;
+	is($node->safe_psql($db, 'SELECT count(*) FROM tool_audit.tool_calls'), '2', '... every row restored');
+	is($node->safe_psql($db, q{SELECT count(*) FROM tool_audit.tool_calls WHERE subject_id = 's-9'}), '0',
+		'... the erased subject still cannot be found');
+	is($node->safe_psql($db, 'SELECT count(*) FROM tool_audit.verify()'), '0', '... and verify() finds nothing');
+}
+# restored rows in a transaction that also erased (or purged) rows are refused:
+# the commit check would take the erased rows for restored ones
+my ($erc, $eout, $eerr) = $node->psql('er', q{BEGIN;
+	SELECT tool_audit.erase_subject('s-8', 'request', 'GDPR Art. 17(1)(a)');
+	INSERT INTO tool_audit.tool_calls
+	SELECT (jsonb_populate_record(t, '{"id": 999}')).* FROM tool_audit.tool_calls t LIMIT 1;
+	COMMIT;});
+like($eerr, qr/refused: this transaction also purged or erased rows/,
+	'a restored row in the transaction of an erasure is refused');
+is($node->safe_psql('er', q{SELECT count(*) FROM tool_audit.erasures}), '1', '... and the erasure rolled back with it');
+
 $node->stop;
 done_testing();
