@@ -33,7 +33,7 @@
  * caught by any digest taken before (its heads do not match: verify_digest(),
  * the external verifier); a trail emptied by a restore that was refused is
  * caught by verify(): its id sequence has handed out ids while the table
- * holds no rows (ta_sequence_handed_out()).
+ * holds no rows (check_id_sequence() in verify.c).
  *
  * Subtransactions: a rolled back one takes its restored rows away, and with
  * them the need to check their table (unless an outer level restored some).
@@ -48,11 +48,9 @@
 #include "access/tableam.h"
 #include "access/xact.h"
 #include "catalog/pg_type.h"
-#include "commands/sequence.h"
 #include "executor/spi.h"
 #include "executor/tuptable.h"
 #include "miscadmin.h"
-#include "storage/bufmgr.h"
 #include "storage/lmgr.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
@@ -422,37 +420,4 @@ register_callbacks(void)
 	RegisterXactCallback(restore_xact_callback, NULL);
 	RegisterSubXactCallback(restore_subxact_callback, NULL);
 	callbacks_registered = true;
-}
-
-/* ---- an emptied trail ---- */
-
-/*
- * Has the table's id sequence handed out an id (nextval, or setval(..., true)
- * as a dump's restore runs it)?  *last_value is the last one.  Read from the
- * sequence's page, as verify() reads the tables: without the caller's
- * privileges on the sequence (the verifier role has none).
- */
-bool
-ta_sequence_handed_out(const TaLayout *layout, int64 *last_value)
-{
-	Relation	seqrel = relation_open(ta_id_sequence(layout), AccessShareLock);
-	Buffer		buf = ReadBuffer(seqrel, 0);
-	Page		page;
-	ItemId		lp;
-	HeapTupleHeader th;
-	Form_pg_sequence_data seq;
-	bool		called;
-
-	LockBuffer(buf, BUFFER_LOCK_SHARE);
-	page = BufferGetPage(buf);
-	lp = PageGetItemId(page, FirstOffsetNumber);
-	if (!ItemIdIsNormal(lp))
-		elog(ERROR, "sequence of tool_audit.%s has no tuple", layout->name);
-	th = (HeapTupleHeader) PageGetItem(page, lp);
-	seq = (Form_pg_sequence_data) ((char *) th + th->t_hoff);
-	called = seq->is_called;
-	*last_value = seq->last_value;
-	UnlockReleaseBuffer(buf);
-	relation_close(seqrel, AccessShareLock);
-	return called;
 }

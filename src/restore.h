@@ -15,6 +15,5 @@ extern bool ta_row_brings_place(const TaLayout *layout, const Datum *values,
 								const bool *nulls);
 extern void ta_check_restored_row(Relation rel, const TaLayout *layout,
 								  Datum *values, bool *nulls);
-extern bool ta_sequence_handed_out(const TaLayout *layout, int64 *last_value);
 
 #endif							/* TA_RESTORE_H */

@@ -241,13 +241,16 @@ check_protections(Verification *w)
 }
 
 /*
- * An id sequence moved with setval: when the next id it hands out is one a
- * row already has, every insert fails on the primary key; at its maximum,
- * every insert fails in nextval.  Either stops recording and no hook sees
- * setval(), so verify() says so.  (A sequence merely behind a restored
- * row's higher id fails nothing yet, and is not reported.)  Read as the
- * table's owner: the verifier has no privilege on the sequences, and needs
- * none to learn where they stand.
+ * What the id sequence says of the table.  Moved with setval: when the next
+ * id it hands out is one a row already has, every insert fails on the
+ * primary key; at its maximum, every insert fails in nextval.  Either stops
+ * recording and no hook sees setval(), so verify() says so.  (A sequence
+ * merely behind a restored row's higher id fails nothing yet, and is not
+ * reported.)  And a table with no rows whose sequence has handed out ids,
+ * and no purge anchor, was emptied: a restore whose rows were refused
+ * (without --single-transaction) leaves exactly that, and an empty trail
+ * must not verify.  Read as the table's owner: the verifier has no
+ * privilege on the sequences, and needs none to learn where they stand.
  */
 static void
 check_id_sequence(Verification *w, const char *table)
@@ -266,20 +269,30 @@ check_id_sequence(Verification *w, const char *table)
 						   save_sec | SECURITY_LOCAL_USERID_CHANGE | SECURITY_RESTRICTED_OPERATION);
 	PG_TRY();
 	{
+		/* a schema older than 1.4 has no anchors: the purge does not exist */
+		const char *no_anchor =
+			OidIsValid(ta_schema_relid("purge_anchors", true)) ?
+			psprintf("NOT EXISTS (SELECT 1 FROM %s.purge_anchors a"
+					 "             WHERE a.table_name OPERATOR(pg_catalog.=) %s)",
+					 TA_SCHEMA, quote_literal_cstr(table)) : "true";
 		char	   *sql = psprintf("SELECT n.next IS NULL,"
 								   "       n.next IS NOT NULL AND EXISTS (SELECT 1 FROM %s.%s t"
 								   "                                       WHERE t.id OPERATOR(pg_catalog.=) n.next),"
-								   "       n.next"
+								   "       n.next,"
+								   "       s.is_called AND NOT EXISTS (SELECT 1 FROM %s.%s t) AND %s,"
+								   "       s.last_value"
 								   "  FROM %s.%s s, pg_catalog.pg_sequence q,"
 								   "       LATERAL (SELECT CASE WHEN NOT s.is_called THEN s.last_value"
 								   "                            WHEN s.last_value OPERATOR(pg_catalog.>=) q.seqmax THEN NULL"
 								   "                            ELSE s.last_value OPERATOR(pg_catalog.+) q.seqincrement END) n(next)"
 								   " WHERE q.seqrelid OPERATOR(pg_catalog.=) %u",
 								   TA_SCHEMA, quote_identifier(table),
+								   TA_SCHEMA, quote_identifier(table), no_anchor,
 								   TA_SCHEMA, quote_identifier(seqname), seqid);
 		bool		isnull;
 		bool		exhausted;
 		bool		taken;
+		bool		emptied;
 
 		if (SPI_connect() != SPI_OK_CONNECT)
 			elog(ERROR, "SPI_connect failed");
@@ -287,7 +300,13 @@ check_id_sequence(Verification *w, const char *table)
 			elog(ERROR, "could not read sequence %s", seqname);
 		exhausted = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 		taken = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
-		if (exhausted)
+		emptied = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4, &isnull));
+		if (emptied)
+			problem = psprintf("the table holds no rows but its id sequence has handed out ids up to %s: "
+							   "the trail was emptied (a restore whose rows were refused?), "
+							   "or every insert so far was rolled back",
+							   SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 5));
+		else if (exhausted)
 			problem = psprintf("id sequence %s is at its maximum: every insert fails (moved with setval?)",
 							   seqname);
 		else if (taken)
@@ -683,8 +702,6 @@ walk_table(Verification *w, const char *table)
 	Anchor	   *anchors;
 	int			nanchors,
 				next_anchor = 0;
-	bool		any_row = false;
-	int64		last_id;
 
 	/* a verifier reports what it cannot check, as a row, and goes on */
 	if (!OidIsValid(ta_schema_relid(table, true)))
@@ -733,7 +750,6 @@ walk_table(Verification *w, const char *table)
 					row_id;
 
 		CHECK_FOR_INTERRUPTS();
-		any_row = true;
 		old = MemoryContextSwitchTo(rowcxt);
 		slot_getallattrs(slot);
 		values = slot->tts_values;
@@ -843,17 +859,6 @@ next:
 	}
 	anchor_only_lanes(w, table, &ln, anchors, nanchors, &next_anchor, false, 0, 0);
 	finish_lane(w, table, &ln);
-
-	/*
-	 * A restore whose rows were refused (without --single-transaction)
-	 * leaves the table empty and its sequence set: an empty trail must not
-	 * verify.  (A table a sanctioned purge emptied has its anchors.)
-	 */
-	if (!any_row && nanchors == 0 && ta_sequence_handed_out(layout, &last_id))
-		report(w, table, false, 0, 0, -1, -1,
-			   psprintf("the table holds no rows but its id sequence has handed out ids up to "
-						INT64_FORMAT ": the trail was emptied (a restore whose rows were refused?), "
-						"or every insert so far was rolled back", last_id));
 	index_endscan(scan);
 	ExecDropSingleTupleTableSlot(slot);
 	index_close(irel, AccessShareLock);
