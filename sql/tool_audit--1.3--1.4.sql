@@ -550,66 +550,8 @@ $$;
 COMMENT ON FUNCTION tool_audit.purge_link_before(text, bigint, integer, bigint) IS
     'The link before a purged span that starts at this position, or NULL';
 
--- check_row(row): NULL when the row matches its row hash and links to the
--- rows before and after it in its lane (and no row after it is missing),
--- else what is wrong.  It reads the neighbours as the caller, through
--- row-level security: they are in the same chain, so of the same tenant, as
--- the row.  (The later-row probe runs only when the next row is missing.)
--- Since 1.4 a neighbour a purge removed is stood in for by its anchor: the
--- link it kept before the row, or the span that follows the row.
-CREATE OR REPLACE FUNCTION tool_audit.check_row(r tool_audit.tool_calls) RETURNS text
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT tool_audit.chain_problem(
-        r.chain_id, r.chain_lane, r.chain_seq, r.row_hash, r.chain_hash, tool_audit.compute_row_hash(r),
-        coalesce(p.chain_hash, CASE WHEN r.chain_seq > 1 AND r.chain_seq < 9223372036854775807 THEN
-                 tool_audit.purged_link('tool_calls', r.chain_id, r.chain_lane, r.chain_seq - 1) END),
-        n.chain_seq, n.row_hash, n.chain_hash,
-        n.chain_seq IS NULL AND r.chain_seq < 9223372036854775807
-        AND tool_audit.purge_link_before('tool_calls', r.chain_id, r.chain_lane, r.chain_seq + 1)
-            IS DISTINCT FROM r.chain_hash
-        AND EXISTS (
-            SELECT FROM tool_audit.tool_calls x
-             WHERE x.chain_id = r.chain_id AND x.chain_lane = r.chain_lane
-               AND x.chain_seq > r.chain_seq AND x.chain_seq <> r.chain_seq + 1))
-    FROM (SELECT) AS one
-    LEFT JOIN tool_audit.tool_calls p
-           ON r.chain_seq > 1 AND r.chain_seq < 9223372036854775807
-              AND p.chain_id = r.chain_id AND p.chain_lane = r.chain_lane AND p.chain_seq = r.chain_seq - 1
-    LEFT JOIN tool_audit.tool_calls n
-           ON r.chain_seq >= 1 AND r.chain_seq < 9223372036854775807
-              AND n.chain_id = r.chain_id AND n.chain_lane = r.chain_lane AND n.chain_seq = r.chain_seq + 1
-$$;
-COMMENT ON FUNCTION tool_audit.check_row(tool_audit.tool_calls) IS
-    'NULL if the tool_calls row matches its row hash and links to its neighbours in its chain, else the problem';
-
-CREATE OR REPLACE FUNCTION tool_audit.check_row(r tool_audit.admin_events) RETURNS text
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT tool_audit.chain_problem(
-        r.chain_id, r.chain_lane, r.chain_seq, r.row_hash, r.chain_hash, tool_audit.compute_row_hash(r),
-        coalesce(p.chain_hash, CASE WHEN r.chain_seq > 1 AND r.chain_seq < 9223372036854775807 THEN
-                 tool_audit.purged_link('admin_events', r.chain_id, r.chain_lane, r.chain_seq - 1) END),
-        n.chain_seq, n.row_hash, n.chain_hash,
-        n.chain_seq IS NULL AND r.chain_seq < 9223372036854775807
-        AND tool_audit.purge_link_before('admin_events', r.chain_id, r.chain_lane, r.chain_seq + 1)
-            IS DISTINCT FROM r.chain_hash
-        AND EXISTS (
-            SELECT FROM tool_audit.admin_events x
-             WHERE x.chain_id = r.chain_id AND x.chain_lane = r.chain_lane
-               AND x.chain_seq > r.chain_seq AND x.chain_seq <> r.chain_seq + 1))
-    FROM (SELECT) AS one
-    LEFT JOIN tool_audit.admin_events p
-           ON r.chain_seq > 1 AND r.chain_seq < 9223372036854775807
-              AND p.chain_id = r.chain_id AND p.chain_lane = r.chain_lane AND p.chain_seq = r.chain_seq - 1
-    LEFT JOIN tool_audit.admin_events n
-           ON r.chain_seq >= 1 AND r.chain_seq < 9223372036854775807
-              AND n.chain_id = r.chain_id AND n.chain_lane = r.chain_lane AND n.chain_seq = r.chain_seq + 1
-$$;
-COMMENT ON FUNCTION tool_audit.check_row(tool_audit.admin_events) IS
-    'NULL if the admin_events row matches its row hash and links to its neighbours in its chain, else the problem';
+-- check_row() takes these links since 1.4: it is redefined once, below in
+-- the erasure section, with accepted_row_hash() as well.
 
 -- ---------------------------------------------------------------------------
 -- Legal holds and purges (1.4, doc/retention.md "Holds" and "Purge")
