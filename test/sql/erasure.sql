@@ -240,3 +240,16 @@ SELECT * FROM tool_audit.verify();
 BEGIN ISOLATION LEVEL REPEATABLE READ;
 SELECT regress_try($$SELECT tool_audit.erase_subject('er_nobody', 'req', 'GDPR Art. 17(1)(a)')$$);
 ROLLBACK;
+
+-- accepted_row_hash(): the stored row hash for a row as a verified erasure
+-- left it, the recomputed one for every other row
+SELECT count(*) FILTER (WHERE e.row_id IS NOT NULL) AS erased,
+       count(*) FILTER (WHERE e.row_id IS NOT NULL
+                          AND tool_audit.accepted_row_hash(t) = t.row_hash
+                          AND tool_audit.compute_row_hash(t) <> t.row_hash) AS erased_accepted,
+       count(*) FILTER (WHERE e.row_id IS NULL
+                          AND tool_audit.accepted_row_hash(t) = tool_audit.compute_row_hash(t)) AS others_recomputed,
+       count(*) AS rows
+  FROM tool_audit.tool_calls t
+  LEFT JOIN (SELECT DISTINCT row_id FROM tool_audit.erasures WHERE table_name = 'tool_calls') e ON e.row_id = t.id
+ WHERE t.tenant_id IN ('er_acme', 'er_beta');

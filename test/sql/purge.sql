@@ -210,5 +210,13 @@ INSERT INTO tool_audit.purge_anchors (purge_event_id, table_name, chain_id, chai
 SELECT table_name, position, regexp_replace(problem, 'admin event [0-9]+', 'admin event E') AS problem
   FROM tool_audit.verify() ORDER BY 1, 2, 3;
 
+-- what verify() relies on for each anchor: its purge event backs it (the
+-- two forged just above are not backed)
+SELECT table_name, count(*) AS anchors, count(problem) AS not_backed
+  FROM (SELECT 'tool_calls' AS table_name, * FROM tool_audit.purge_anchor_check('tool_calls')
+        UNION ALL
+        SELECT 'admin_events', * FROM tool_audit.purge_anchor_check('admin_events')) c
+ GROUP BY 1 ORDER BY 1;
+
 \c :regress_db
 DROP DATABASE regress_tool_audit_purge;

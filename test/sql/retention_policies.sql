@@ -233,3 +233,17 @@ SELECT now() - recorded_at < interval '1 hour' AS real_time
   FROM tool_audit.tool_calls WHERE tool_name = 'rp_clock_real';
 DO $$ BEGIN EXECUTE format('ALTER DATABASE %I RESET tool_audit.test_database', current_database()); END $$;
 SELECT count(*) AS problems FROM tool_audit.verify();
+
+-- rows written before 1.4 (no recorded policy) get the longest retention of
+-- every policy covering their tool: a shorter policy added later for it wins
+-- the name for new rows, but takes nothing away from them
+SELECT tool_audit.legacy_retention_days('tool_calls', 'charge_payment', NULL) AS charge_payment,
+       tool_audit.legacy_retention_days('tool_calls', 'no_policy_names_this', NULL) AS other_tool,
+       tool_audit.legacy_retention_days('admin_events', 'prompt.update', NULL) AS admin_event;
+BEGIN;
+SET ROLE regress_admin;
+SELECT (tool_audit.set_retention_policy('aaa_short', 200, '{charge_payment}')) ->> 'after' IS NOT NULL AS added;
+RESET ROLE;
+SELECT tool_audit.retention_policy_for('tool_calls', 'charge_payment') AS new_rows_take,
+       tool_audit.legacy_retention_days('tool_calls', 'charge_payment', NULL) AS older_rows_keep;
+ROLLBACK;
