@@ -1,6 +1,6 @@
 # tool_audit — PGXS build.  `make`, `make install`, then see scripts/test.sh for the suite.
 EXTENSION  = tool_audit
-EXTVERSION = 1.4
+EXTVERSION = 1.5
 
 MODULE_big = tool_audit
 OBJS = \

@@ -21,6 +21,8 @@
  */
 #include "postgres.h"
 
+#include <ctype.h>
+
 #include "access/xact.h"
 #include "fmgr.h"
 #include "miscadmin.h"
@@ -43,6 +45,7 @@ int			ta_max_depth = 64;
 char	   *ta_summary_keys = NULL;
 bool		ta_restoring = false;
 char	   *ta_signing_key_file = NULL;
+char	   *ta_call = NULL;
 static char *ta_tenant = NULL;
 
 /* set by the insert triggers, cleared at transaction end */
@@ -95,6 +98,36 @@ check_summary_keys(char **newval, void **extra, GucSource source)
 	return true;
 }
 
+/*
+ * tool_audit.call: empty, or a uuid in the form uuid_out writes
+ * (8-4-4-4-12 hex digits) or without its hyphens.
+ */
+static bool
+check_call(char **newval, void **extra, GucSource source)
+{
+	const char *v = *newval;
+	size_t		len = v ? strlen(v) : 0;
+
+	if (len == 0)
+		return true;
+	if (len == 32 || len == 36)
+	{
+		size_t		i;
+
+		for (i = 0; i < len; i++)
+		{
+			bool		hyphen = (len == 36 && (i == 8 || i == 13 || i == 18 || i == 23));
+
+			if (hyphen ? v[i] != '-' : !isxdigit((unsigned char) v[i]))
+				break;
+		}
+		if (i == len)
+			return true;
+	}
+	GUC_check_errdetail("The value must be a uuid, or empty.");
+	return false;
+}
+
 void
 _PG_init(void)
 {
@@ -145,6 +178,14 @@ _PG_init(void)
 							   "",
 							   PGC_SIGHUP, GUC_SUPERUSER_ONLY,
 							   NULL, NULL, NULL);
+
+	DefineCustomStringVariable("tool_audit.call",
+							   "The tool call in progress (its event_id), to which tracked row changes are linked.",
+							   "Set by begin_call() for the rest of the transaction, or by the application (SET LOCAL) before a tool's statements; empty: no call in progress.",
+							   &ta_call,
+							   "",
+							   PGC_USERSET, 0,
+							   check_call, NULL, NULL);
 
 	ta_retention_init();		/* the test clock's settings */
 

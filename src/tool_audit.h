@@ -14,6 +14,7 @@ extern int	ta_max_depth;
 extern char *ta_summary_keys;
 extern bool ta_restoring;
 extern char *ta_signing_key_file;
+extern char *ta_call;
 
 extern void ta_note_audit_write(void);
 

@@ -80,7 +80,12 @@ CREATE TABLE tool_audit.tool_calls (
     chain_seq        bigint,
     chain_hash       bytea,
     retention_policy text,
-    expires_at       timestamptz
+    expires_at       timestamptz,
+    call_phase       text CONSTRAINT call_phase_is_known CHECK (call_phase IN ('started', 'ended')),
+    call_event_id    uuid,
+    caller_txid      bigint,
+    impersonated_by  text,
+    break_glass      boolean
 );
 COMMENT ON TABLE tool_audit.tool_calls IS 'One row per AI tool call; append-only, sanitized on insert';
 
@@ -106,7 +111,8 @@ CREATE TABLE tool_audit.admin_events (
     chain_seq   bigint,
     chain_hash  bytea,
     retention_policy text,
-    expires_at  timestamptz
+    expires_at  timestamptz,
+    impersonated_by text
 );
 ALTER SEQUENCE tool_audit.tool_calls_id_seq OWNED BY tool_audit.tool_calls.id;
 ALTER SEQUENCE tool_audit.admin_events_id_seq OWNED BY tool_audit.admin_events.id;
@@ -120,6 +126,12 @@ COMMENT ON COLUMN tool_audit.tool_calls.retention_policy IS 'The retention polic
 COMMENT ON COLUMN tool_audit.tool_calls.expires_at IS 'When the row may be purged at the earliest, decided when it was written (a policy lengthened later keeps it longer)';
 COMMENT ON COLUMN tool_audit.admin_events.retention_policy IS 'The retention policy that decided the row''s expiry when it was written (NULL: written before 1.4)';
 COMMENT ON COLUMN tool_audit.admin_events.expires_at IS 'When the row may be purged at the earliest, decided when it was written (a policy lengthened later keeps it longer)';
+COMMENT ON COLUMN tool_audit.tool_calls.call_phase IS 'NULL: a call recorded in one row; started or ended: one half of a call recorded by begin_call() and end_call()';
+COMMENT ON COLUMN tool_audit.tool_calls.call_event_id IS 'On an ended row: the event_id of the started row it closes';
+COMMENT ON COLUMN tool_audit.tool_calls.caller_txid IS 'On a row written autonomously: the caller''s transaction id, so that whether the caller committed can be known';
+COMMENT ON COLUMN tool_audit.tool_calls.impersonated_by IS 'The admin impersonating user_id when the call was made (NULL: no impersonation)';
+COMMENT ON COLUMN tool_audit.tool_calls.break_glass IS 'true: an emergency (break-the-glass) access, with its reason in session_metadata';
+COMMENT ON COLUMN tool_audit.admin_events.impersonated_by IS 'The admin impersonating the actor when the event was recorded (NULL: no impersonation)';
 
 -- a fork (two rows at one position) is a constraint violation
 CREATE UNIQUE INDEX tool_calls_chain_position

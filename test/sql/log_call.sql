@@ -131,3 +131,13 @@ RESET tool_audit.restoring;
 
 -- the rows this file recorded
 SELECT conversation_id, count(*) FROM tool_audit.tool_calls WHERE id > :id0 GROUP BY 1 ORDER BY 1 NULLS FIRST;
+
+-- tool_audit.call (1.5): empty or a uuid, with or without hyphens
+SET tool_audit.call = '6f1c2a8e-0b7d-4c1e-9a55-2d3f4b5c6d7e';
+SET tool_audit.call = '6f1c2a8e0b7d4c1e9a552d3f4b5c6d7e';
+SET tool_audit.call = '';
+SET tool_audit.call = '6f1c2a8e-0b7d-4c1e-9a55-2d3f4b5c6d7';
+SET tool_audit.call = '6f1c2a8e0-b7d-4c1e-9a55-2d3f4b5c6d7e';
+SET tool_audit.call = 'not a uuid';
+SHOW tool_audit.call;
+RESET tool_audit.call;

@@ -116,6 +116,12 @@ SELECT policy_name, applies_to, retention_days, matches, is_default
 SELECT count(*) AS rows, count(expires_at) AS with_expiry,
        count(*) FILTER (WHERE tool_audit.check_row(t) IS NULL) AS intact
   FROM tool_audit.tool_calls t WHERE tool_name LIKE 'old\_%';
+-- and on to 1.5: new nullable columns, NULL (so unhashed) on old rows
+ALTER EXTENSION tool_audit UPDATE TO '1.5';
+SELECT extversion FROM pg_extension WHERE extname = 'tool_audit';
+SELECT count(*) AS rows, count(call_phase) AS with_phase,
+       count(*) FILTER (WHERE tool_audit.check_row(t) IS NULL) AS intact
+  FROM tool_audit.tool_calls t WHERE tool_name LIKE 'old\_%';
 \c :regress_db
 DROP DATABASE regress_tool_audit_upgrade;
 
