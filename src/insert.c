@@ -316,7 +316,7 @@ sanitize_text_column(AuditRow *row, const TaRuleSet *rs, TaColumn col)
 typedef struct SanitizedColumns
 {
 	int			nobjects;
-	TaColumn	objects[2];
+	TaColumn	objects[3];
 	int			ntexts;
 	TaColumn	texts[10];
 } SanitizedColumns;
@@ -331,6 +331,11 @@ static const SanitizedColumns tool_call_columns = {
 static const SanitizedColumns admin_event_columns = {
 	2, {TA_COL_PAYLOAD, TA_COL_METADATA},
 	3, {TA_COL_ACTOR, TA_COL_TENANT_ID, TA_COL_REASON}
+};
+
+static const SanitizedColumns data_change_columns = {
+	3, {TA_COL_ROW_KEY, TA_COL_OLD_VALUES, TA_COL_NEW_VALUES},
+	2, {TA_COL_TENANT_ID, TA_COL_APPLICATION_NAME}
 };
 
 static void
@@ -393,7 +398,7 @@ check_indexed_lengths(AuditRow *row)
 		Datum		d;
 		int			len;
 
-		if (ta_column(row->layout, indexed[i]) < 0)
+		if (row->layout->column[indexed[i]] < 0)
 			continue;
 		d = get_col(row, indexed[i], &isnull);
 		if (isnull)
@@ -604,7 +609,7 @@ hash_chain_and_form(AuditRow *row, bool restored)
 	return form_row(row);
 }
 
-/* ---- the two tables ---- */
+/* ---- the three tables ---- */
 
 /*
  * The row of tool_audit.tool_calls that is stored for the given one.  The
@@ -706,6 +711,41 @@ record_admin_event(Relation rel, HeapTuple tuple)
 	return hash_chain_and_form(&row, false);
 }
 
+/*
+ * The transaction that made a change is the one writing its record; a row
+ * that names another is refused (it would attribute the change elsewhere).
+ */
+static void
+stamp_txid(AuditRow *row)
+{
+	bool		isnull;
+	Datum		given = get_col(row, TA_COL_TXID, &isnull);
+	int64		mine = (int64) U64FromFullTransactionId(GetTopFullTransactionId());
+
+	if (!isnull && DatumGetInt64(given) != mine)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("txid of tool_audit.data_changes is the transaction that writes the row"),
+				 errhint("Leave the txid column out of the INSERT.")));
+	set_col(row, TA_COL_TXID, Int64GetDatum(mine));
+}
+
+/* The row of tool_audit.data_changes that is stored for the given one. */
+static HeapTuple
+record_data_change(Relation rel, HeapTuple tuple)
+{
+	const TaRuleSet *rs = ta_get_rules();
+	AuditRow	row;
+
+	row_begin(&row, rel, tuple, NULL, NULL);
+	if (stamp_identity(&row, TA_COL_RECORDED_AT))
+		return hash_chain_and_form(&row, true);
+	stamp_txid(&row);
+	sanitize_columns(&row, rs, &data_change_columns);
+	check_indexed_lengths(&row);
+	return hash_chain_and_form(&row, false);
+}
+
 /* tool_audit.tool_calls_before_insert() RETURNS trigger */
 PG_FUNCTION_INFO_V1(tool_calls_before_insert);
 Datum
@@ -725,6 +765,17 @@ admin_events_before_insert(PG_FUNCTION_ARGS)
 	TriggerData *trigdata = check_trigger(fcinfo, "admin_events_before_insert");
 
 	return PointerGetDatum(record_admin_event(trigdata->tg_relation,
+											  trigdata->tg_trigtuple));
+}
+
+/* tool_audit.data_changes_before_insert() RETURNS trigger */
+PG_FUNCTION_INFO_V1(data_changes_before_insert);
+Datum
+data_changes_before_insert(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = check_trigger(fcinfo, "data_changes_before_insert");
+
+	return PointerGetDatum(record_data_change(trigdata->tg_relation,
 											  trigdata->tg_trigtuple));
 }
 

@@ -66,6 +66,13 @@ static const char *const column_names[TA_NCOLUMNS] = {
 	[TA_COL_PAYLOAD] = "payload",
 	[TA_COL_METADATA] = "metadata",
 	[TA_COL_REASON] = "reason",
+	[TA_COL_TABLE_NAME] = "table_name",
+	[TA_COL_OPERATION] = "operation",
+	[TA_COL_ROW_KEY] = "row_key",
+	[TA_COL_OLD_VALUES] = "old_values",
+	[TA_COL_NEW_VALUES] = "new_values",
+	[TA_COL_TXID] = "txid",
+	[TA_COL_APPLICATION_NAME] = "application_name",
 	[TA_COL_RETENTION_POLICY] = "retention_policy",
 	[TA_COL_EXPIRES_AT] = "expires_at",
 	[TA_COL_ROW_HASH] = "row_hash",
@@ -76,7 +83,7 @@ static const char *const column_names[TA_NCOLUMNS] = {
 };
 
 /*
- * The cache: a few entries (two tables, and room for a table of a dropped
+ * The cache: a few entries (three tables, and room for tables of a dropped
  * extension not yet reused).  "retired" holds replaced layouts until the
  * transaction ends.
  */
@@ -86,7 +93,7 @@ typedef struct CachedLayout
 	bool		valid;
 } CachedLayout;
 
-static CachedLayout cache[4];
+static CachedLayout cache[6];
 static List *retired = NIL;
 static MemoryContext layout_context = NULL;
 static uint64 inval_count = 0;

@@ -11,7 +11,7 @@
 
 #include "utils/rel.h"
 
-/* Every column of either audit table the C code reads or writes. */
+/* Every column of an audit table the C code reads or writes. */
 typedef enum TaColumn
 {
 	TA_COL_ID,
@@ -44,6 +44,13 @@ typedef enum TaColumn
 	TA_COL_PAYLOAD,
 	TA_COL_METADATA,
 	TA_COL_REASON,
+	TA_COL_TABLE_NAME,			/* data_changes (1.5 on) */
+	TA_COL_OPERATION,
+	TA_COL_ROW_KEY,
+	TA_COL_OLD_VALUES,
+	TA_COL_NEW_VALUES,
+	TA_COL_TXID,
+	TA_COL_APPLICATION_NAME,
 	TA_COL_RETENTION_POLICY,	/* 1.4 on */
 	TA_COL_EXPIRES_AT,
 	/* the chain columns (1.1 on), which the row hash does not cover */
@@ -72,7 +79,7 @@ typedef struct TaHashedColumn
 typedef struct TaLayout
 {
 	Oid			relid;
-	char		name[NAMEDATALEN];	/* tool_calls or admin_events */
+	char		name[NAMEDATALEN];	/* tool_calls, admin_events or data_changes */
 	int			namelen;
 	int			natts;			/* attributes of the tuple descriptor */
 	bool		in_schema;		/* a relation of schema tool_audit */
