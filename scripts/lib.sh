@@ -136,3 +136,8 @@ ta_client_npm_ci() {
     ( cd "$1" && ta_as_user env npm_config_cache="$1/.npm-cache" npm_config_update_notifier=false \
         npm ci --no-audit --no-fund --loglevel=error )
 }
+
+# the HTML access report (issue 15): its test renders the page in headless
+# Chromium through chromedriver (tools/test_access_report_html.py), with
+# Debian's packages; installed by the package step with the rest.
+TA_PACKAGES="$TA_PACKAGES chromium chromium-driver python3-selenium"

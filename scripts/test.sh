@@ -147,5 +147,12 @@ else
     cat "$LOGS/client_ts_npm.log"; echo "npm ci failed in clients/typescript"; failed=$((failed + 1))
 fi
 
+ta_log "HTML access report (tools/test_access_report_html.py: rendered in headless Chromium)"
+( cd "$WORK" && ta_as_user env PG_CONFIG="$PG_CONFIG" TMPDIR="$WORK" \
+    /usr/bin/python3 "$WORK/tools/test_access_report_html.py" ) >"$LOGS/access_report_html.log" 2>&1
+st=$?
+cat "$LOGS/access_report_html.log"
+count_results "$LOGS/access_report_html.log" $st
+
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -124,6 +124,69 @@ $$;
 COMMENT ON FUNCTION tool_audit.fhir_code(text) IS
     'The text as a valid FHIR code: trimmed, inner whitespace collapsed, an empty string NULL';
 
+-- fhir_subject_entity(subject_id, subject_type): the AuditEvent entity for
+-- the data subject a row is about, typed by the kind of subject its context
+-- named (the context key subject_type, kept in session_metadata; for an
+-- admin event, its payload's subject_type): FHIR R4's audit-entity-type
+-- (http://hl7.org/fhir/ValueSet/audit-entity-type) and object-role
+-- (http://hl7.org/fhir/ValueSet/object-role) codes.  A patient is a Person in
+-- the Patient role, a customer a Person in the Customer role, and so on; a
+-- subject of no stated kind is a Person (a data subject is one) in no role;
+-- an organization is an Organization; any other stated kind is Other.  NULL
+-- without a subject.
+CREATE FUNCTION tool_audit.fhir_subject_entity(subject_id text, subject_type text) RETURNS jsonb
+LANGUAGE sql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN tool_audit.fhir_code(subject_id) IS NOT NULL THEN jsonb_strip_nulls(jsonb_build_object(
+        'what', jsonb_build_object('identifier', jsonb_build_object('value', tool_audit.fhir_string(subject_id))),
+        'type', jsonb_build_object('system', 'http://terminology.hl7.org/CodeSystem/audit-entity-type',
+                                   'code', k.type_code, 'display', k.type_display),
+        'role', CASE WHEN k.role_code IS NOT NULL
+                     THEN jsonb_build_object('system', 'http://terminology.hl7.org/CodeSystem/object-role',
+                                             'code', k.role_code, 'display', k.role_display) END,
+        'detail', CASE WHEN k.kind IS NOT NULL
+                       THEN jsonb_build_array(jsonb_build_object('type', 'subject_type',
+                                                                 'valueString', tool_audit.fhir_code(subject_type))) END))
+    END
+      FROM (SELECT lower(tool_audit.fhir_code(subject_type)) AS kind) s,
+           LATERAL (SELECT s.kind,
+                CASE WHEN s.kind IS NULL OR s.kind IN ('patient', 'customer', 'user', 'employee', 'doctor',
+                                                       'practitioner', 'provider', 'subscriber', 'guarantor')
+                          THEN '1' WHEN s.kind = 'organization' THEN '3' ELSE '4' END AS type_code,
+                CASE WHEN s.kind IS NULL OR s.kind IN ('patient', 'customer', 'user', 'employee', 'doctor',
+                                                       'practitioner', 'provider', 'subscriber', 'guarantor')
+                          THEN 'Person' WHEN s.kind = 'organization' THEN 'Organization' ELSE 'Other' END AS type_display,
+                CASE s.kind WHEN 'patient' THEN '1' WHEN 'customer' THEN '19' WHEN 'user' THEN '6'
+                            WHEN 'employee' THEN '6' WHEN 'doctor' THEN '8' WHEN 'practitioner' THEN '15'
+                            WHEN 'provider' THEN '15' WHEN 'subscriber' THEN '9' WHEN 'guarantor' THEN '10'
+                END AS role_code,
+                CASE s.kind WHEN 'patient' THEN 'Patient' WHEN 'customer' THEN 'Customer' WHEN 'user' THEN 'User'
+                            WHEN 'employee' THEN 'User' WHEN 'doctor' THEN 'Doctor' WHEN 'practitioner' THEN 'Provider'
+                            WHEN 'provider' THEN 'Provider' WHEN 'subscriber' THEN 'Subscriber'
+                            WHEN 'guarantor' THEN 'Guarantor'
+                END AS role_display) k
+$$;
+COMMENT ON FUNCTION tool_audit.fhir_subject_entity(text, text) IS
+    'The FHIR AuditEvent entity for a data subject, typed and given its role (audit-entity-type, object-role) by the kind of subject; NULL without a subject';
+
+-- fhir_purpose(purpose, break_glass): AuditEvent.purposeOfEvent: the
+-- purpose as text and, for a break-the-glass access, the v3 ActReason code
+-- BTG ("break the glass")
+CREATE FUNCTION tool_audit.fhir_purpose(purpose text, break_glass boolean) RETURNS jsonb
+LANGUAGE sql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN tool_audit.fhir_string(purpose) IS NOT NULL OR break_glass THEN
+        jsonb_build_array(jsonb_strip_nulls(jsonb_build_object(
+            'coding', CASE WHEN break_glass THEN
+                '[{"system": "http://terminology.hl7.org/CodeSystem/v3-ActReason", "code": "BTG", "display": "break the glass"}]'::jsonb END,
+            'text', tool_audit.fhir_string(purpose))))
+    END
+$$;
+COMMENT ON FUNCTION tool_audit.fhir_purpose(text, boolean) IS
+    'FHIR AuditEvent.purposeOfEvent: the purpose as text and, for a break-the-glass access, the v3 ActReason code BTG';
+
 -- fhir_audit_event(row): one FHIR R4 AuditEvent resource for a tool call
 CREATE FUNCTION tool_audit.fhir_audit_event(r tool_audit.tool_calls) RETURNS jsonb
 LANGUAGE sql STABLE
@@ -134,6 +197,7 @@ AS $$
         'resourceType', 'AuditEvent',
         'id', r.event_id::text,
         'type', CASE WHEN tool_audit.fhir_code(r.subject_id) IS NOT NULL
+                      AND lower(tool_audit.fhir_code(r.session_metadata->>'subject_type')) = 'patient'
                      THEN '{"system": "http://dicom.nema.org/resources/ontology/DCM", "code": "110110", "display": "Patient Record"}'::jsonb
                      ELSE '{"system": "http://dicom.nema.org/resources/ontology/DCM", "code": "110100", "display": "Application Activity"}'::jsonb END,
         'subtype', jsonb_build_array(jsonb_build_object(
@@ -144,8 +208,8 @@ AS $$
         'recorded', tool_audit.iso8601_utc(r.recorded_at),
         'outcome', CASE WHEN r.success THEN '0' ELSE '4' END,
         'outcomeDesc', tool_audit.fhir_string(r.error),
-        'purposeOfEvent', CASE WHEN tool_audit.fhir_string(r.purpose) IS NOT NULL
-                               THEN jsonb_build_array(jsonb_build_object('text', tool_audit.fhir_string(r.purpose))) END,
+        'purposeOfEvent', tool_audit.fhir_purpose(r.purpose,
+                                                  coalesce(r.break_glass, false) OR tool_audit.is_break_glass(r)),
         'agent', jsonb_build_array(
             jsonb_build_object(
                 'type', '{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/extra-security-role-type", "code": "humanuser", "display": "human user"}]}'::jsonb,
@@ -154,26 +218,28 @@ AS $$
                             ELSE '{"display": "unknown"}'::jsonb END,
                 'role', CASE WHEN tool_audit.fhir_string(r.user_role) IS NOT NULL
                              THEN jsonb_build_array(jsonb_build_object('text', tool_audit.fhir_string(r.user_role))) END,
-                'requestor', true,
+                'requestor', tool_audit.fhir_string(r.impersonated_by) IS NULL,
                 'network', CASE WHEN r.client_ip IS NOT NULL
                                 THEN jsonb_build_object('address', host(r.client_ip), 'type', '2') END),
             jsonb_build_object(
                 'type', '{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/extra-security-role-type", "code": "dataprocessor", "display": "data processor"}]}'::jsonb,
                 'who', jsonb_build_object('display', coalesce(tool_audit.fhir_string(r.model), 'unknown model')),
-                'requestor', false)),
+                'requestor', false))
+            || CASE WHEN tool_audit.fhir_string(r.impersonated_by) IS NOT NULL THEN jsonb_build_array(jsonb_build_object(
+                'type', '{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/extra-security-role-type", "code": "humanuser", "display": "human user"}]}'::jsonb,
+                'who', jsonb_build_object('identifier', jsonb_build_object('value', tool_audit.fhir_string(r.impersonated_by))),
+                'role', '[{"text": "impersonator"}]'::jsonb,
+                'requestor', true)) ELSE '[]'::jsonb END,
         'source', jsonb_build_object(
             'site', tool_audit.fhir_string(r.tenant_id),
             'observer', jsonb_build_object('display', tool_audit.fhir_string('tool_audit@' || current_database())),
             'type', '[{"system": "http://terminology.hl7.org/CodeSystem/security-source-type", "code": "4", "display": "Application Server"}]'::jsonb),
         'entity', (SELECT jsonb_agg(e ORDER BY n) FROM (VALUES
-            (1, CASE WHEN tool_audit.fhir_code(r.subject_id) IS NOT NULL THEN jsonb_build_object(
-                'what', jsonb_build_object('identifier', jsonb_build_object('value', tool_audit.fhir_string(r.subject_id))),
-                'type', '{"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type", "code": "1", "display": "Person"}'::jsonb)
-             END),
+            (1, tool_audit.fhir_subject_entity(r.subject_id, r.session_metadata->>'subject_type')),
             (2, jsonb_build_object(
-                'what', jsonb_build_object('identifier', jsonb_build_object(
-                    'system', 'urn:tool_audit:tool_call_id',
-                    'value', coalesce(tool_audit.fhir_string(r.tool_call_id), r.event_id::text))),
+                'what', jsonb_build_object('identifier', CASE WHEN tool_audit.fhir_string(r.tool_call_id) IS NOT NULL
+                    THEN jsonb_build_object('system', 'urn:tool_audit:tool_call_id', 'value', tool_audit.fhir_string(r.tool_call_id))
+                    ELSE jsonb_build_object('system', 'urn:tool_audit:event_id', 'value', r.event_id::text) END),
                 'type', '{"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type", "code": "2", "display": "System Object"}'::jsonb,
                 'name', tool_audit.fhir_string(r.tool_name),
                 'detail', (SELECT jsonb_agg(jsonb_build_object('type', d.k, 'valueString', d.v) ORDER BY d.n)
@@ -216,6 +282,89 @@ END
 $$;
 COMMENT ON FUNCTION tool_audit.export_fhir(timestamptz, timestamptz, text) IS
     'The tool calls in a period, of one subject if given, as FHIR R4 AuditEvent resources';
+
+-- fhir_admin_event(row): one FHIR R4 AuditEvent resource for an admin
+-- event: the actor as the requesting agent (a person or, for a service, an
+-- application), the event type as subtype, the action its last word implies
+-- (prompt.update: U), the reason as purpose, the data subject of its payload
+-- (payload subject_id, typed by payload subject_type) and the event itself
+-- with its payload and hashes as entities
+CREATE FUNCTION tool_audit.fhir_admin_event(r tool_audit.admin_events) RETURNS jsonb
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT jsonb_strip_nulls(jsonb_build_object(
+        'resourceType', 'AuditEvent',
+        'id', r.event_id::text,
+        'type', '{"system": "http://dicom.nema.org/resources/ontology/DCM", "code": "110100", "display": "Application Activity"}'::jsonb,
+        'subtype', jsonb_build_array(jsonb_build_object(
+            'system', 'urn:tool_audit:event_type',
+            'code', r.event_type,
+            'display', r.event_type)),
+        'action', tool_audit.fhir_action(substring(r.event_type FROM '[^.]+$')),
+        'recorded', tool_audit.iso8601_utc(r.occurred_at),
+        'outcome', '0',
+        'purposeOfEvent', tool_audit.fhir_purpose(r.reason, false),
+        'agent', jsonb_build_array(jsonb_build_object(
+                'type', CASE WHEN r.actor_type = 'service'
+                    THEN '{"coding": [{"system": "http://dicom.nema.org/resources/ontology/DCM", "code": "110150", "display": "Application"}]}'::jsonb
+                    ELSE '{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/extra-security-role-type", "code": "humanuser", "display": "human user"}]}'::jsonb END,
+                'who', CASE WHEN tool_audit.fhir_string(r.actor) IS NOT NULL
+                            THEN jsonb_build_object('identifier', jsonb_build_object('value', tool_audit.fhir_string(r.actor)))
+                            ELSE '{"display": "unknown"}'::jsonb END,
+                'requestor', tool_audit.fhir_string(r.impersonated_by) IS NULL,
+                'network', CASE WHEN r.source_ip IS NOT NULL
+                                THEN jsonb_build_object('address', host(r.source_ip), 'type', '2') END))
+            || CASE WHEN tool_audit.fhir_string(r.impersonated_by) IS NOT NULL THEN jsonb_build_array(jsonb_build_object(
+                'type', '{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/extra-security-role-type", "code": "humanuser", "display": "human user"}]}'::jsonb,
+                'who', jsonb_build_object('identifier', jsonb_build_object('value', tool_audit.fhir_string(r.impersonated_by))),
+                'role', '[{"text": "impersonator"}]'::jsonb,
+                'requestor', true)) ELSE '[]'::jsonb END,
+        'source', jsonb_build_object(
+            'site', tool_audit.fhir_string(r.tenant_id),
+            'observer', jsonb_build_object('display', tool_audit.fhir_string('tool_audit@' || current_database())),
+            'type', '[{"system": "http://terminology.hl7.org/CodeSystem/security-source-type", "code": "4", "display": "Application Server"}]'::jsonb),
+        'entity', (SELECT jsonb_agg(e ORDER BY n) FROM (VALUES
+            (1, tool_audit.fhir_subject_entity(CASE WHEN jsonb_typeof(r.payload) = 'object' THEN r.payload->>'subject_id' END,
+                                               CASE WHEN jsonb_typeof(r.payload) = 'object' THEN r.payload->>'subject_type' END)),
+            (2, jsonb_build_object(
+                'what', jsonb_build_object('identifier', jsonb_build_object(
+                    'system', 'urn:tool_audit:event_id', 'value', r.event_id::text)),
+                'type', '{"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type", "code": "2", "display": "System Object"}'::jsonb,
+                'name', r.event_type,
+                'detail', (SELECT jsonb_agg(jsonb_build_object('type', d.k, 'valueString', d.v) ORDER BY d.n)
+                             FROM (VALUES (1, 'payload', tool_audit.fhir_string(r.payload::text)),
+                                          (2, 'metadata', tool_audit.fhir_string(nullif(r.metadata, '{}')::text)),
+                                          (3, 'row_hash', encode(r.row_hash, 'hex')),
+                                          (4, 'chain', r.chain_id || '/' || r.chain_lane || '/' || r.chain_seq))
+                                  AS d(n, k, v)
+                            WHERE d.v IS NOT NULL)))
+            ) AS x(n, e) WHERE e IS NOT NULL)))
+$$;
+COMMENT ON FUNCTION tool_audit.fhir_admin_event(tool_audit.admin_events) IS
+    'One admin event as a FHIR R4 AuditEvent resource';
+
+-- export_fhir_admin_events(start, end, subject_id): the admin events in
+-- [start, end) as AuditEvents; given a subject, those whose payload names it
+-- (payload subject_id, as legal holds read it)
+CREATE FUNCTION tool_audit.export_fhir_admin_events(start_time timestamptz, end_time timestamptz,
+                                                    subject_id text DEFAULT NULL)
+RETURNS SETOF jsonb
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM tool_audit.check_period(start_time, end_time);
+    RETURN QUERY
+    SELECT tool_audit.fhir_admin_event(e) FROM tool_audit.admin_events e
+     WHERE e.occurred_at >= start_time AND e.occurred_at < end_time
+       AND (export_fhir_admin_events.subject_id IS NULL
+            OR e.payload ->> 'subject_id' = export_fhir_admin_events.subject_id)
+     ORDER BY e.occurred_at, e.id;
+END
+$$;
+COMMENT ON FUNCTION tool_audit.export_fhir_admin_events(timestamptz, timestamptz, text) IS
+    'The admin events in a period, of one subject (payload subject_id) if given, as FHIR R4 AuditEvent resources';
 
 -- OpenTelemetry GenAI semantic conventions: one span per tool call
 CREATE VIEW tool_audit.otel_tool_spans WITH (security_invoker = true) AS

