@@ -376,7 +376,3 @@ AS $$
 $$;
 COMMENT ON FUNCTION tool_audit.approval_gate(text, jsonb) IS
     'With tool_audit.require_dual_approval on, consume_approval(); with it off, NULL; for the extension''s own functions';
-
--- pg_dump keeps the requests (extension tables are otherwise not dumped)
-SELECT pg_catalog.pg_extension_config_dump('tool_audit.approval_requests', '');
-SELECT pg_catalog.pg_extension_config_dump('tool_audit.approval_requests_request_id_seq', '');

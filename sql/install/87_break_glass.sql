@@ -133,7 +133,3 @@ END
 $$;
 COMMENT ON FUNCTION tool_audit.review_break_glass(bigint, text, text) IS
     'Records the review of a break-the-glass access (justified, unjustified: final; needs_followup: stays in the queue); tool_audit_admin only, by another person than the role that recorded it; a tool_audit.break_glass.review admin event';
-
--- pg_dump keeps the reviews
-SELECT pg_catalog.pg_extension_config_dump('tool_audit.break_glass_reviews', '');
-SELECT pg_catalog.pg_extension_config_dump('tool_audit.break_glass_reviews_review_id_seq', '');
