@@ -82,7 +82,8 @@ SELECT id, tool_name, user_id, purpose, subject_id, success FROM tool_audit.log_
     '{"patient_id": "P-1001", "medications": 3}', 35,
     jsonb_build_object('tenant_id', 'stmary', 'conversation_id', :'conv' || '_night', 'turn_number', 1,
                        'user_id', 'nurse_kim', 'user_role', 'nurse', 'model', 'claude-sonnet-4',
-                       'purpose', 'emergency', 'break_glass', true, 'subject_id', 'P-1001'));
+                       'purpose', 'emergency', 'break_glass', true,
+                       'break_glass_reason', 'night shift, patient unresponsive', 'subject_id', 'P-1001'));
 SELECT id, tool_name, user_id, purpose, subject_id, success FROM tool_audit.log_call(
     'get_invoice', '{"patient_id": "P-2002"}', '{"invoice": "INV-77", "status": "open"}', 19,
     jsonb_build_object('tenant_id', 'stmary', 'user_id', 'clerk_1', 'user_role', 'billing',
