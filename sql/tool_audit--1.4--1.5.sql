@@ -220,7 +220,9 @@ BEGIN
             USING ERRCODE = 'insufficient_privilege';
     END IF;
     full_payload := tool_audit.approval_payload(action, coalesce(payload, '{}'));
+    -- what the table shows is sanitized as the audit tables' rows are
     shown := tool_audit.sanitize(full_payload);
+    reason := tool_audit.sanitize_text(reason);
     IF action = 'tool_audit.erase_subject' THEN
         IF strpos(reason, full_payload ->> 'subject_id') > 0 THEN
             RAISE EXCEPTION 'argument "reason" contains the subject id'
@@ -297,14 +299,15 @@ BEGIN
     END IF;
     UPDATE tool_audit.approval_requests a
        SET state = CASE decision WHEN 'approve' THEN 'approved' ELSE 'rejected' END,
-           decided_by = me, decided_login = login, decided_at = now(), decision_note = note
+           decided_by = me, decided_login = login, decided_at = now(),
+           decision_note = tool_audit.sanitize_text(note)
      WHERE a.request_id = before_row.request_id
     RETURNING * INTO after_row;
     PERFORM tool_audit.governance_event('approval.' || decision,
         jsonb_build_object('request_id', after_row.request_id, 'action', after_row.action,
                            'before', to_jsonb(before_row) - 'payload_digest',
                            'after', to_jsonb(after_row) - 'payload_digest'),
-        note, after_row.tenant_id);
+        after_row.decision_note, after_row.tenant_id);
 END
 $$;
 COMMENT ON FUNCTION tool_audit.decide_approval(bigint, text, text) IS
@@ -505,6 +508,7 @@ BEGIN
         RAISE EXCEPTION 'invalid value for argument "note": must not be empty'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    note := tool_audit.sanitize_text(note);
     -- one review at a time: the last review read below stays the last
     LOCK TABLE tool_audit.break_glass_reviews IN SHARE ROW EXCLUSIVE MODE;
     SELECT * INTO c FROM tool_audit.tool_calls t WHERE t.id = review_break_glass.call_id;

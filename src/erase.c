@@ -38,6 +38,9 @@
  * a reason or legal basis that contains it is refused, and so is an
  * erasure run by a role whose name contains it.
  *
+ * With tool_audit.require_dual_approval on (1.5), an erasure first uses
+ * an approved request for the subject (approval.c, consume_approval()).
+ *
  * Locks: erasures in SHARE ROW EXCLUSIVE mode (one erasure at a time, so
  * the entries of one row are in event order), legal_holds in SHARE mode
  * (no hold placed or released until the erasure commits).

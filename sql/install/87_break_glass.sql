@@ -97,6 +97,7 @@ BEGIN
         RAISE EXCEPTION 'invalid value for argument "note": must not be empty'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    note := tool_audit.sanitize_text(note);
     -- one review at a time: the last review read below stays the last
     LOCK TABLE tool_audit.break_glass_reviews IN SHARE ROW EXCLUSIVE MODE;
     SELECT * INTO c FROM tool_audit.tool_calls t WHERE t.id = review_break_glass.call_id;
