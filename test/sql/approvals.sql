@@ -89,6 +89,14 @@ SELECT regress_try($$INSERT INTO tool_audit.approval_requests (action, payload, 
 \c - regress_appr_alice
 SELECT regress_try(format('UPDATE tool_audit.approval_requests SET state = %L WHERE request_id = %s', 'approved', :req1));
 SELECT regress_try(format('DELETE FROM tool_audit.approval_requests WHERE request_id = %s', :req1));
+-- nor through the helpers the approval functions use, nor by forging their events
+SELECT regress_try(format('SELECT tool_audit.decide_approval(%s, %L, %L)', :req1, 'approve', 'x'));
+SELECT regress_try($$SELECT tool_audit.approval_gate('tool_audit.hold.release', '{"hold_id": 1}')$$);
+SELECT regress_try($$SELECT tool_audit.governance_event('approval.approve', '{}', 'x', NULL)$$);
+SELECT regress_try($$ALTER ROLE regress_appr_alice SET tool_audit.require_dual_approval = off$$);
+\c - regress_appr_app
+SELECT regress_try($$SELECT tool_audit.log_event('tool_audit.approval.approve', 'x', '{"request_id": 1}')$$);
+SELECT regress_try($$INSERT INTO tool_audit.admin_events (event_type, actor, payload) VALUES ('tool_audit.approval.approve', 'x', '{"request_id": 1}')$$);
 -- bob approves; once
 \c - regress_appr_bob
 SELECT tool_audit.approve(:req1, 'checked with legal');
