@@ -82,12 +82,19 @@ SELECT id, tool_name, user_id, purpose, subject_id, success FROM tool_audit.log_
     '{"patient_id": "P-1001", "medications": 3}', 35,
     jsonb_build_object('tenant_id', 'stmary', 'conversation_id', :'conv' || '_night', 'turn_number', 1,
                        'user_id', 'nurse_kim', 'user_role', 'nurse', 'model', 'claude-sonnet-4',
-                       'purpose', 'emergency', 'break_glass', true, 'subject_id', 'P-1001'));
+                       'purpose', 'emergency', 'break_glass', true,
+                       'break_glass_reason', 'night shift, patient unresponsive', 'subject_id', 'P-1001'));
 SELECT id, tool_name, user_id, purpose, subject_id, success FROM tool_audit.log_call(
     'get_invoice', '{"patient_id": "P-2002"}', '{"invoice": "INV-77", "status": "open"}', 19,
     jsonb_build_object('tenant_id', 'stmary', 'user_id', 'clerk_1', 'user_role', 'billing',
                        'model', 'gpt-4.1-mini', 'purpose', 'billing', 'subject_id', 'P-2002'));
 RESET ROLE;
+\echo 'The nurse''s access is flagged and waits in the review queue; an administrator reviews it (an audited event):'
+SELECT call_id, user_id, tool_name, reason FROM tool_audit.break_glass_queue
+ WHERE call_id IN (SELECT id FROM tool_audit.tool_calls WHERE conversation_id = :'conv' || '_night');
+SELECT tool_audit.review_break_glass(call_id, 'justified', 'ER admission confirmed') AS review_id
+  FROM tool_audit.break_glass_queue
+ WHERE call_id IN (SELECT id FROM tool_audit.tool_calls WHERE conversation_id = :'conv' || '_night');
 
 \echo
 \echo '== 4. An administrator changes the system prompt (an admin event)'

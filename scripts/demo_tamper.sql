@@ -11,7 +11,7 @@ UPDATE pg_trigger SET tgenabled = 'D' WHERE tgrelid = 'tool_audit.tool_calls'::r
 UPDATE tool_audit.tool_calls SET success = true, error = NULL, result_summary = '{"success": true}'
  WHERE tool_name = 'update_order_status';
 DELETE FROM tool_audit.tool_calls WHERE id = (SELECT max(id) FROM tool_audit.tool_calls WHERE tenant_id = 'acme');
-UPDATE tool_audit.tool_calls SET purpose = 'treatment', session_metadata = '{}'
+UPDATE tool_audit.tool_calls SET purpose = 'treatment', session_metadata = '{}', break_glass = NULL
  WHERE subject_id = 'P-1001' AND user_id = 'nurse_kim';
 UPDATE pg_trigger SET tgenabled = 'A' WHERE tgrelid = 'tool_audit.tool_calls'::regclass;
 

@@ -326,3 +326,780 @@ GRANT EXECUTE ON FUNCTION
     tool_audit.fhir_admin_event(tool_audit.admin_events),
     tool_audit.export_fhir_admin_events(timestamptz, timestamptz, text)
     TO tool_audit_reader, tool_audit_admin, tool_audit_verifier;
+
+-- ---------------------------------------------------------------------------
+-- Dual approval and break-the-glass (issue 13): sql/install/86_dual_approval.sql
+-- and 87_break_glass.sql, word for word
+-- ---------------------------------------------------------------------------
+
+-- ---------------------------------------------------------------------------
+-- Dual approval (1.5, doc/governance.md): a request for an action with its
+-- payload, approved by another person holding tool_audit_admin, used once
+-- by its requester within its lifetime.  With tool_audit.require_dual_approval
+-- on, the extension's own sensitive operations need one; applications call
+-- consume_approval() for their own actions.  Every step is a tool_audit.approval.*
+-- admin event with the request before and after.
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION tool_audit.approval_person() RETURNS text
+    AS 'MODULE_PATHNAME', 'approval_person' LANGUAGE C STABLE PARALLEL SAFE;
+COMMENT ON FUNCTION tool_audit.approval_person() IS
+    'The person behind the session: its login role, which SET ROLE and SET SESSION AUTHORIZATION do not change';
+CREATE FUNCTION tool_audit.approval_same_person(a text, b text) RETURNS boolean
+    AS 'MODULE_PATHNAME', 'approval_same_person' LANGUAGE C STRICT STABLE PARALLEL SAFE;
+COMMENT ON FUNCTION tool_audit.approval_same_person(text, text) IS
+    'True if two login roles are one person: the same role, or either a member of the other (superuser status aside)';
+CREATE FUNCTION tool_audit.dual_approval_required() RETURNS boolean
+    AS 'MODULE_PATHNAME', 'dual_approval_required' LANGUAGE C STABLE PARALLEL SAFE;
+COMMENT ON FUNCTION tool_audit.dual_approval_required() IS
+    'The setting tool_audit.require_dual_approval, read with the library loaded';
+CREATE FUNCTION tool_audit.approval_lifetime() RETURNS interval
+    AS 'MODULE_PATHNAME', 'approval_lifetime' LANGUAGE C STABLE PARALLEL SAFE;
+COMMENT ON FUNCTION tool_audit.approval_lifetime() IS
+    'The setting tool_audit.approval_lifetime: how long a new approval request stays open';
+
+CREATE SEQUENCE tool_audit.approval_requests_request_id_seq;
+CREATE TABLE tool_audit.approval_requests (
+    request_id      bigint PRIMARY KEY DEFAULT nextval('tool_audit.approval_requests_request_id_seq'),
+    action          text NOT NULL,
+    payload         jsonb NOT NULL CONSTRAINT payload_is_object CHECK (jsonb_typeof(payload) = 'object'),
+    payload_digest  bytea NOT NULL,
+    digest_key_id   text NOT NULL,
+    reason          text NOT NULL,
+    tenant_id       text,
+    state           text NOT NULL DEFAULT 'pending'
+                    CONSTRAINT state_is_known CHECK (state IN ('pending', 'approved', 'rejected', 'consumed')),
+    requested_by    text NOT NULL,
+    requested_login text NOT NULL,
+    requested_at    timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    expires_at      timestamptz NOT NULL,
+    decided_by      text,
+    decided_login   text,
+    decided_at      timestamptz,
+    decision_note   text,
+    consumed_by     text,
+    consumed_at     timestamptz
+);
+ALTER SEQUENCE tool_audit.approval_requests_request_id_seq
+    OWNED BY tool_audit.approval_requests.request_id;
+CREATE INDEX approval_requests_open ON tool_audit.approval_requests (action, requested_by)
+    WHERE state IN ('pending', 'approved');
+COMMENT ON TABLE tool_audit.approval_requests IS
+    'Dual approval requests: pending, approved (until used or expired), rejected or consumed; changed only by the approval functions';
+COMMENT ON COLUMN tool_audit.approval_requests.payload IS
+    'The payload as shown: sanitized, and for tool_audit.erase_subject the subject id pseudonymized';
+COMMENT ON COLUMN tool_audit.approval_requests.payload_digest IS
+    'SHA-256 of the pseudonymization key digest_key_id and the canonical action and payload: what an operation''s own payload must match';
+COMMENT ON COLUMN tool_audit.approval_requests.requested_by IS
+    'The role the requester acted as (after SET ROLE); requested_login: the login role (the person)';
+
+-- row-level security as on the audit tables: admins read all, a writer its
+-- own requests, a reader its tenants'
+ALTER TABLE tool_audit.approval_requests ENABLE ROW LEVEL SECURITY;
+CREATE POLICY admin_read ON tool_audit.approval_requests
+    FOR SELECT TO tool_audit_admin USING (true);
+CREATE POLICY writer_own ON tool_audit.approval_requests
+    FOR SELECT TO tool_audit_writer USING (requested_by = CURRENT_USER);
+CREATE POLICY reader_tenant ON tool_audit.approval_requests
+    FOR SELECT TO tool_audit_reader
+    USING (((SELECT tool_audit.bound_tenants()) IS NULL
+            OR tenant_id IN (SELECT pg_catalog.unnest(tool_audit.bound_tenants())))
+           AND (coalesce(pg_catalog.current_setting('tool_audit.tenant', true), '') = ''
+            OR tenant_id = pg_catalog.current_setting('tool_audit.tenant', true)));
+
+-- governance_event(): an admin event of dual approval or break-the-glass
+-- review ("tool_audit." and the type), with the caller's note as its
+-- reason; callable only by the owner (its own functions).  Returns its id.
+CREATE FUNCTION tool_audit.governance_event(event_type text, payload jsonb, reason text,
+                                            tenant_id text)
+RETURNS bigint
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    INSERT INTO tool_audit.admin_events (event_type, actor, actor_type, tenant_id, payload, reason)
+    VALUES ('tool_audit.' || governance_event.event_type, tool_audit.acting_role(), 'user',
+            governance_event.tenant_id, governance_event.payload, governance_event.reason)
+    RETURNING id
+$$;
+COMMENT ON FUNCTION tool_audit.governance_event(text, jsonb, text, text) IS
+    'Records a dual approval step or a break-the-glass review as a "tool_audit." admin event; callable only by the owner (its own functions)';
+
+-- approval_payload(action, payload): the payload checked and completed for
+-- the extension's own actions (the keys each takes, their JSON types, the
+-- defaults of the operation's arguments), as given for any other action.
+-- Errors name the key, never its value.
+CREATE FUNCTION tool_audit.approval_payload(action text, payload jsonb) RETURNS jsonb
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    spec jsonb;
+    k text;
+    t text;
+    v jsonb;
+BEGIN
+    IF payload IS NULL OR jsonb_typeof(payload) IS DISTINCT FROM 'object' THEN
+        RAISE EXCEPTION 'invalid value for argument "payload": expected a JSON object'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    -- key: JSON type; "?" after it: optional (null when absent)
+    spec := CASE action
+        WHEN 'tool_audit.retention.set_policy' THEN
+            '{"policy_name": "string", "retention_days": "number", "matches": "array?", "applies_to": "string?"}'
+        WHEN 'tool_audit.retention.set_override' THEN
+            '{"tenant_id": "string", "policy_name": "string", "retention_days": "number"}'
+        WHEN 'tool_audit.hold.release' THEN '{"hold_id": "number"}'
+        WHEN 'tool_audit.erase_subject' THEN '{"subject_id": "string"}'
+        WHEN 'tool_audit.pseudonym_key.rotate' THEN '{"key_id": "string?"}'
+        END::jsonb;
+    IF spec IS NULL THEN
+        RETURN payload;
+    END IF;
+    FOR k IN SELECT jsonb_object_keys(payload) LOOP
+        IF NOT spec ? k THEN
+            RAISE EXCEPTION 'invalid value for argument "payload": % takes the keys %', action,
+                    (SELECT string_agg(s, ', ' ORDER BY s) FROM jsonb_object_keys(spec) s)
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+    END LOOP;
+    FOR k, t IN SELECT e.key, e.value #>> '{}' FROM jsonb_each(spec) e LOOP
+        v := payload -> k;
+        IF v IS NULL OR jsonb_typeof(v) = 'null' THEN
+            IF right(t, 1) <> '?' THEN
+                RAISE EXCEPTION 'invalid value for argument "payload": key "%" is missing', k
+                    USING ERRCODE = 'invalid_parameter_value';
+            END IF;
+            payload := payload || jsonb_build_object(k, CASE WHEN action = 'tool_audit.retention.set_policy'
+                                                              AND k = 'applies_to' THEN 'tool_calls' END);
+        ELSIF jsonb_typeof(v) <> rtrim(t, '?')
+              OR (t = 'number' AND (v #>> '{}')::numeric <> trunc((v #>> '{}')::numeric)) THEN
+            RAISE EXCEPTION 'invalid value for argument "payload": key "%" must be a JSON %', k,
+                    CASE WHEN t = 'number' THEN 'integer' ELSE rtrim(t, '?') END
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+    END LOOP;
+    RETURN payload;
+END
+$$;
+COMMENT ON FUNCTION tool_audit.approval_payload(text, jsonb) IS
+    'A request''s payload checked and completed for the extension''s own actions (keys, JSON types, defaults); as given for other actions';
+
+-- approval_digest(action, payload, key_id): what a request commits to,
+-- keyed so that a payload holding little-varying personal data (a subject
+-- id) cannot be found from the digest by trying values
+CREATE FUNCTION tool_audit.approval_digest(action text, payload jsonb, key_id text) RETURNS bytea
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT sha256(k.key || convert_to(approval_digest.action || E'\n' ||
+                                      tool_audit.canonical_json(approval_digest.payload), 'UTF8'))
+      FROM tool_audit.pseudonym_keys k
+     WHERE k.key_id = approval_digest.key_id
+$$;
+COMMENT ON FUNCTION tool_audit.approval_digest(text, jsonb, text) IS
+    'SHA-256 of a pseudonymization key and the canonical action and payload of a request; callable only by the owner';
+
+CREATE FUNCTION tool_audit.request_approval(action text, payload jsonb, reason text) RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    full_payload jsonb;
+    shown jsonb;
+    key_id text;
+    r tool_audit.approval_requests;
+BEGIN
+    -- errors name the argument, never its value
+    IF action IS NULL OR action !~ '^[A-Za-z][A-Za-z0-9_.:-]{0,127}$' THEN
+        RAISE EXCEPTION 'invalid value for argument "action": expected a name of 1 to 128 letters, digits, "_", ".", ":" or "-", starting with a letter'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'The value is not shown: it may be a secret put in the wrong place.';
+    END IF;
+    IF reason IS NULL OR btrim(reason) = '' THEN
+        RAISE EXCEPTION 'invalid value for argument "reason": must not be empty'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF action LIKE 'tool\_audit.%' AND NOT pg_has_role(tool_audit.acting_role()::name, 'tool_audit_admin', 'MEMBER') THEN
+        RAISE EXCEPTION 'only tool_audit_admin can request approval for the extension''s own actions'
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    full_payload := tool_audit.approval_payload(action, coalesce(payload, '{}'));
+    -- what the table shows is sanitized as the audit tables' rows are
+    shown := tool_audit.sanitize(full_payload);
+    reason := tool_audit.sanitize_text(reason);
+    IF action = 'tool_audit.erase_subject' THEN
+        IF strpos(reason, full_payload ->> 'subject_id') > 0 THEN
+            RAISE EXCEPTION 'argument "reason" contains the subject id'
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = 'The request and its event keep the reason, and must not name the subject.',
+                      HINT = 'The value is not shown: the subject id is personal data.';
+        END IF;
+        shown := jsonb_build_object('subject_id', tool_audit.pseudonymize(full_payload ->> 'subject_id'));
+    END IF;
+    SELECT k.key_id INTO key_id FROM tool_audit.pseudonym_keys k WHERE k.active;
+    INSERT INTO tool_audit.approval_requests
+        (action, payload, payload_digest, digest_key_id, reason, tenant_id, requested_by,
+         requested_login, expires_at)
+    VALUES (request_approval.action, shown, tool_audit.approval_digest(request_approval.action, full_payload, key_id),
+            key_id, request_approval.reason,
+            CASE WHEN jsonb_typeof(full_payload -> 'tenant_id') = 'string' THEN full_payload ->> 'tenant_id' END,
+            tool_audit.acting_role(), tool_audit.approval_person(),
+            now() + tool_audit.approval_lifetime())
+    RETURNING * INTO r;
+    PERFORM tool_audit.governance_event('approval.request',
+        jsonb_build_object('request_id', r.request_id, 'action', r.action, 'before', NULL,
+                           'after', to_jsonb(r) - 'payload_digest'),
+        r.reason, r.tenant_id);
+    RETURN r.request_id;
+END
+$$;
+COMMENT ON FUNCTION tool_audit.request_approval(text, jsonb, text) IS
+    'Asks for a second person''s approval of an action with its payload; returns the request id (a tool_audit.approval.request admin event)';
+
+-- decide_approval(): approve() and reject() in one place
+CREATE FUNCTION tool_audit.decide_approval(request_id bigint, decision text, note text) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    before_row tool_audit.approval_requests;
+    after_row tool_audit.approval_requests;
+    me text := tool_audit.acting_role();
+    login text := tool_audit.approval_person();
+BEGIN
+    IF NOT pg_has_role(me::name, 'tool_audit_admin', 'MEMBER') THEN
+        RAISE EXCEPTION 'only tool_audit_admin can % approval requests', decision
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    IF request_id IS NULL THEN
+        RAISE EXCEPTION 'request_id must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    SELECT * INTO before_row FROM tool_audit.approval_requests a
+     WHERE a.request_id = decide_approval.request_id FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'no approval request has this request_id' USING ERRCODE = 'no_data_found';
+    END IF;
+    IF decision = 'approve' THEN
+        IF before_row.state <> 'pending' THEN
+            RAISE EXCEPTION 'approval request % is % and cannot be approved', before_row.request_id, before_row.state
+                USING ERRCODE = 'object_not_in_prerequisite_state';
+        END IF;
+        IF before_row.expires_at <= clock_timestamp() THEN
+            RAISE EXCEPTION 'approval request % has expired', before_row.request_id
+                USING ERRCODE = 'object_not_in_prerequisite_state',
+                      HINT = 'The requester asks again with tool_audit.request_approval().';
+        END IF;
+        -- another person: not the requester's login role, nor a login role
+        -- that is a member of it or has it as a member; acting as another
+        -- role (SET ROLE, SET SESSION AUTHORIZATION) changes nothing
+        IF tool_audit.approval_same_person(login, before_row.requested_login) THEN
+            RAISE EXCEPTION 'an approval request must be approved by another person than its requester'
+                USING ERRCODE = 'insufficient_privilege',
+                      DETAIL = 'The approver''s login role is, or is a member of or has as member, the requester''s.';
+        END IF;
+    ELSIF before_row.state NOT IN ('pending', 'approved') THEN
+        RAISE EXCEPTION 'approval request % is % and cannot be rejected', before_row.request_id, before_row.state
+            USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+    UPDATE tool_audit.approval_requests a
+       SET state = CASE decision WHEN 'approve' THEN 'approved' ELSE 'rejected' END,
+           decided_by = me, decided_login = login, decided_at = now(),
+           decision_note = tool_audit.sanitize_text(note)
+     WHERE a.request_id = before_row.request_id
+    RETURNING * INTO after_row;
+    PERFORM tool_audit.governance_event('approval.' || decision,
+        jsonb_build_object('request_id', after_row.request_id, 'action', after_row.action,
+                           'before', to_jsonb(before_row) - 'payload_digest',
+                           'after', to_jsonb(after_row) - 'payload_digest'),
+        after_row.decision_note, after_row.tenant_id);
+END
+$$;
+COMMENT ON FUNCTION tool_audit.decide_approval(bigint, text, text) IS
+    'Approves or rejects an approval request (approve() and reject()); callable only by the owner';
+
+CREATE FUNCTION tool_audit.approve(request_id bigint, note text DEFAULT NULL) RETURNS void
+LANGUAGE sql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT tool_audit.decide_approval(approve.request_id, 'approve', approve.note)
+$$;
+COMMENT ON FUNCTION tool_audit.approve(bigint, text) IS
+    'Approves a pending, unexpired approval request of another person (tool_audit_admin only; a tool_audit.approval.approve admin event)';
+
+CREATE FUNCTION tool_audit.reject(request_id bigint, note text DEFAULT NULL) RETURNS void
+LANGUAGE sql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT tool_audit.decide_approval(reject.request_id, 'reject', reject.note)
+$$;
+COMMENT ON FUNCTION tool_audit.reject(bigint, text) IS
+    'Rejects a pending or approved, unused approval request; a requester may withdraw their own (tool_audit_admin only; a tool_audit.approval.reject admin event)';
+
+-- consume_approval(action, payload): the caller's approved, unexpired,
+-- unused request for exactly this action and payload is used, in the
+-- caller's transaction (a rollback leaves it approved).  The operation's
+-- caller must be the requester: the same login role acting as the same
+-- role.  Without one: 42501, saying what was found instead.
+CREATE FUNCTION tool_audit.consume_approval(action text, payload jsonb) RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    full_payload jsonb;
+    before_row tool_audit.approval_requests;
+    after_row tool_audit.approval_requests;
+    other text;
+BEGIN
+    IF action IS NULL THEN
+        RAISE EXCEPTION 'invalid value for argument "action": must not be null'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    full_payload := tool_audit.approval_payload(action, coalesce(payload, '{}'));
+    SELECT a.* INTO before_row FROM tool_audit.approval_requests a
+     WHERE a.action = consume_approval.action
+       AND a.requested_by = tool_audit.acting_role()
+       AND a.requested_login = tool_audit.approval_person()
+       AND a.state = 'approved' AND a.expires_at > clock_timestamp()
+       AND a.payload_digest = tool_audit.approval_digest(consume_approval.action, full_payload, a.digest_key_id)
+     ORDER BY a.request_id
+     LIMIT 1
+       FOR UPDATE;
+    IF NOT FOUND THEN
+        -- the newest matching request in another state says why
+        SELECT CASE WHEN a.state = 'approved' THEN 'has expired'
+                    WHEN a.state = 'pending' AND a.expires_at <= clock_timestamp() THEN 'expired unapproved'
+                    WHEN a.state = 'pending' THEN 'is not approved yet'
+                    ELSE 'was ' || a.state END
+          INTO other
+          FROM tool_audit.approval_requests a
+         WHERE a.action = consume_approval.action
+           AND a.requested_by = tool_audit.acting_role()
+           AND a.requested_login = tool_audit.approval_person()
+           AND a.payload_digest = tool_audit.approval_digest(consume_approval.action, full_payload, a.digest_key_id)
+         ORDER BY a.request_id DESC
+         LIMIT 1;
+        RAISE EXCEPTION 'dual approval needed: no approved request of this role for this action and payload%',
+                coalesce(' (the latest matching request ' || other || ')', '')
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = CASE WHEN action LIKE 'tool\_audit.%' THEN format('Action %s.', action)
+                                ELSE 'The action and payload are not shown: they may hold secrets.' END,
+                  HINT = 'Ask with tool_audit.request_approval(action, payload, reason), as the role that will act; another tool_audit_admin approves with tool_audit.approve(); each approval is used once.';
+    END IF;
+    UPDATE tool_audit.approval_requests a
+       SET state = 'consumed', consumed_by = tool_audit.acting_role(), consumed_at = now()
+     WHERE a.request_id = before_row.request_id
+    RETURNING * INTO after_row;
+    PERFORM tool_audit.governance_event('approval.consume',
+        jsonb_build_object('request_id', after_row.request_id, 'action', after_row.action,
+                           'before', to_jsonb(before_row) - 'payload_digest',
+                           'after', to_jsonb(after_row) - 'payload_digest'),
+        NULL, after_row.tenant_id);
+    RETURN after_row.request_id;
+END
+$$;
+COMMENT ON FUNCTION tool_audit.consume_approval(text, jsonb) IS
+    'Uses the caller''s approved request for exactly this action and payload, once; raises 42501 when there is none (a tool_audit.approval.consume admin event)';
+
+-- approval_gate(action, payload): consume_approval() when
+-- tool_audit.require_dual_approval is on (returns the request id), nothing
+-- when it is off (NULL).  What the extension's own sensitive operations
+-- call; callable only by the owner (its own functions).
+CREATE FUNCTION tool_audit.approval_gate(action text, payload jsonb) RETURNS bigint
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN tool_audit.dual_approval_required()
+                THEN tool_audit.consume_approval(approval_gate.action, approval_gate.payload) END
+$$;
+COMMENT ON FUNCTION tool_audit.approval_gate(text, jsonb) IS
+    'With tool_audit.require_dual_approval on, consume_approval(); with it off, NULL; for the extension''s own functions';
+
+-- ---------------------------------------------------------------------------
+-- Break-the-glass (1.5, doc/governance.md): the insert trigger flags an
+-- emergency access (tool_calls.break_glass, with "break_glass_reason" in
+-- session_metadata, src/insert.c); a queue lists the flagged calls no
+-- review has closed; review_break_glass() records a review, audited.
+-- ---------------------------------------------------------------------------
+
+-- the flagged calls only: the queue reads this index, not the table
+CREATE INDEX tool_calls_break_glass ON tool_audit.tool_calls (id) WHERE break_glass;
+
+CREATE SEQUENCE tool_audit.break_glass_reviews_review_id_seq;
+CREATE TABLE tool_audit.break_glass_reviews (
+    review_id      bigint PRIMARY KEY DEFAULT nextval('tool_audit.break_glass_reviews_review_id_seq'),
+    call_id        bigint NOT NULL,
+    call_event_id  uuid NOT NULL,
+    tenant_id      text,
+    outcome        text NOT NULL
+                   CONSTRAINT outcome_is_known CHECK (outcome IN ('justified', 'unjustified', 'needs_followup')),
+    note           text NOT NULL,
+    reviewed_by    text NOT NULL,
+    reviewed_login text NOT NULL,
+    reviewed_at    timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    admin_event_id bigint NOT NULL
+);
+ALTER SEQUENCE tool_audit.break_glass_reviews_review_id_seq
+    OWNED BY tool_audit.break_glass_reviews.review_id;
+-- one closing review per call (needs_followup leaves it open)
+CREATE UNIQUE INDEX break_glass_reviews_closed ON tool_audit.break_glass_reviews (call_id)
+    WHERE outcome <> 'needs_followup';
+CREATE INDEX break_glass_reviews_by_call ON tool_audit.break_glass_reviews (call_id, review_id);
+COMMENT ON TABLE tool_audit.break_glass_reviews IS
+    'Reviews of break-the-glass accesses: justified or unjustified close one, needs_followup keeps it in the queue; written only by review_break_glass()';
+
+ALTER TABLE tool_audit.break_glass_reviews ENABLE ROW LEVEL SECURITY;
+CREATE POLICY admin_read ON tool_audit.break_glass_reviews
+    FOR SELECT TO tool_audit_admin USING (true);
+CREATE POLICY reader_tenant ON tool_audit.break_glass_reviews
+    FOR SELECT TO tool_audit_reader
+    USING (((SELECT tool_audit.bound_tenants()) IS NULL
+            OR tenant_id IN (SELECT pg_catalog.unnest(tool_audit.bound_tenants())))
+           AND (coalesce(pg_catalog.current_setting('tool_audit.tenant', true), '') = ''
+            OR tenant_id = pg_catalog.current_setting('tool_audit.tenant', true)));
+
+-- the queue: flagged calls without a closing review, oldest first; what a
+-- reader sees of it is what row-level security lets it see of both tables
+CREATE VIEW tool_audit.break_glass_queue WITH (security_invoker = true) AS
+SELECT t.id AS call_id,
+       t.event_id,
+       t.recorded_at,
+       t.tenant_id,
+       t.user_id,
+       t.user_role,
+       t.tool_name,
+       t.subject_id,
+       t.purpose,
+       t.session_metadata ->> 'break_glass_reason' AS reason,
+       r.outcome AS last_outcome,
+       r.reviewed_by AS last_reviewed_by,
+       r.reviewed_at AS last_reviewed_at
+  FROM tool_audit.tool_calls t
+  LEFT JOIN LATERAL (
+        SELECT b.outcome, b.reviewed_by, b.reviewed_at
+          FROM tool_audit.break_glass_reviews b
+         WHERE b.call_id = t.id
+         ORDER BY b.review_id DESC
+         LIMIT 1) r ON true
+ WHERE t.break_glass
+   AND r.outcome IS DISTINCT FROM 'justified' AND r.outcome IS DISTINCT FROM 'unjustified';
+COMMENT ON VIEW tool_audit.break_glass_queue IS
+    'Break-the-glass accesses not yet closed by a review (never reviewed, or last reviewed needs_followup)';
+
+CREATE FUNCTION tool_audit.review_break_glass(call_id bigint, outcome text, note text) RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    me text := tool_audit.acting_role();
+    login text := tool_audit.approval_person();
+    c tool_audit.tool_calls;
+    last_review tool_audit.break_glass_reviews;
+    after_row tool_audit.break_glass_reviews;
+    ev_id bigint;
+BEGIN
+    IF NOT pg_has_role(me::name, 'tool_audit_admin', 'MEMBER') THEN
+        RAISE EXCEPTION 'only tool_audit_admin can review break-the-glass accesses'
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    IF call_id IS NULL THEN
+        RAISE EXCEPTION 'call_id must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF outcome IS NULL OR outcome NOT IN ('justified', 'unjustified', 'needs_followup') THEN
+        RAISE EXCEPTION 'invalid value for argument "outcome": expected justified, unjustified or needs_followup'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF note IS NULL OR btrim(note) = '' THEN
+        RAISE EXCEPTION 'invalid value for argument "note": must not be empty'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    note := tool_audit.sanitize_text(note);
+    -- one review at a time: the last review read below stays the last
+    LOCK TABLE tool_audit.break_glass_reviews IN SHARE ROW EXCLUSIVE MODE;
+    SELECT * INTO c FROM tool_audit.tool_calls t WHERE t.id = review_break_glass.call_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'no tool call has this call_id' USING ERRCODE = 'no_data_found';
+    END IF;
+    IF c.break_glass IS NOT TRUE THEN
+        RAISE EXCEPTION 'tool call % is not a break-the-glass access', c.id
+            USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+    IF tool_audit.approval_same_person(login, c.recorded_by) OR me = c.recorded_by THEN
+        RAISE EXCEPTION 'a break-the-glass access must be reviewed by another person than the role that recorded it'
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    SELECT * INTO last_review FROM tool_audit.break_glass_reviews b
+     WHERE b.call_id = c.id ORDER BY b.review_id DESC LIMIT 1;
+    IF FOUND AND last_review.outcome <> 'needs_followup' THEN
+        RAISE EXCEPTION 'tool call % was already reviewed (%, review %)', c.id, last_review.outcome,
+                last_review.review_id
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'A review that closed an access is final; its event is in tool_audit.admin_events.';
+    END IF;
+    after_row := ROW(nextval('tool_audit.break_glass_reviews_review_id_seq'), c.id, c.event_id, c.tenant_id,
+                     outcome, note, me, login, now(), NULL);
+    ev_id := tool_audit.governance_event('break_glass.review',
+        jsonb_build_object('call_id', c.id, 'call_event_id', c.event_id, 'outcome', outcome,
+                           'before', CASE WHEN last_review.review_id IS NOT NULL THEN to_jsonb(last_review) END,
+                           'after', to_jsonb(after_row) - 'admin_event_id'),
+        note, c.tenant_id);
+    after_row.admin_event_id := ev_id;
+    INSERT INTO tool_audit.break_glass_reviews SELECT after_row.*;
+    RETURN after_row.review_id;
+END
+$$;
+COMMENT ON FUNCTION tool_audit.review_break_glass(bigint, text, text) IS
+    'Records the review of a break-the-glass access (justified, unjustified: final; needs_followup: stays in the queue); tool_audit_admin only, by another person than the role that recorded it; a tool_audit.break_glass.review admin event';
+
+-- (1.5) the extension's sensitive operations take an approved request when
+-- tool_audit.require_dual_approval is on; is_break_glass() reads the flag
+CREATE OR REPLACE FUNCTION tool_audit.rotate_pseudonym_key(key_id text DEFAULT NULL, key bytea DEFAULT NULL)
+RETURNS text
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    old_id text;
+    new_id text;
+BEGIN
+    IF rotate_pseudonym_key.key IS NOT NULL AND length(rotate_pseudonym_key.key) < 32 THEN
+        RAISE EXCEPTION 'pseudonymization keys must be at least 32 bytes'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('The key given has %s bytes.', length(rotate_pseudonym_key.key));
+    END IF;
+    -- not quoted: a key passed as key_id by mistake must not reach the server log
+    IF rotate_pseudonym_key.key_id !~ '^[A-Za-z0-9_-]{1,63}$' THEN
+        RAISE EXCEPTION 'invalid value for argument "key_id": expected 1 to 63 letters, digits, "_" or "-"'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'The value is not shown: it may be a key put in the wrong place. Key ids appear in every pseudonym.';
+    END IF;
+    -- (1.5) with tool_audit.require_dual_approval on, an approved request
+    PERFORM tool_audit.approval_gate('tool_audit.pseudonym_key.rotate',
+                                     jsonb_build_object('key_id', rotate_pseudonym_key.key_id));
+    LOCK TABLE tool_audit.pseudonym_keys IN SHARE ROW EXCLUSIVE MODE;
+    SELECT k.key_id INTO old_id FROM tool_audit.pseudonym_keys k WHERE k.active;
+    new_id := coalesce(rotate_pseudonym_key.key_id,
+                       'k' || to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYYMMDDHH24MISSUS'));
+    INSERT INTO tool_audit.pseudonym_keys (key_id, key, active)
+    VALUES (new_id, coalesce(rotate_pseudonym_key.key, tool_audit.random_key(32)), true);
+    PERFORM tool_audit.record_own_event('pseudonym_key.rotate',
+                                        jsonb_build_object('before', old_id, 'after', new_id));
+    RETURN new_id;
+END
+$$;
+CREATE OR REPLACE FUNCTION tool_audit.set_retention_policy(policy_name text, retention_days integer,
+                                                matches text[] DEFAULT NULL,
+                                                applies_to text DEFAULT 'tool_calls',
+                                                reason text DEFAULT NULL)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    before_row tool_audit.retention_policies;
+    after_row tool_audit.retention_policies;
+    floor_days integer;
+    dflt text;
+BEGIN
+    -- errors name the argument, never its value
+    IF policy_name IS NULL OR policy_name !~ '^[a-z][a-z0-9_]{0,62}$' THEN
+        RAISE EXCEPTION 'invalid value for argument "policy_name": expected a lowercase identifier of 1 to 63 characters'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'The value is not shown: it may be a secret put in the wrong place.';
+    END IF;
+    IF applies_to IS NULL OR applies_to NOT IN ('tool_calls', 'admin_events') THEN
+        RAISE EXCEPTION 'invalid value for argument "applies_to": expected tool_calls or admin_events'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF retention_days IS NULL OR retention_days <= 0 THEN
+        RAISE EXCEPTION 'invalid value for argument "retention_days": expected a positive number of days'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF matches IS NOT NULL AND (array_ndims(matches) > 1 OR
+        EXISTS (SELECT FROM unnest(matches) m WHERE m IS NULL OR m = '')) THEN
+        RAISE EXCEPTION 'invalid value for argument "matches": expected a list of tool names, event types or patterns (''*'': any characters), none empty'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    LOCK TABLE tool_audit.retention_policies IN SHARE ROW EXCLUSIVE MODE;
+    SELECT f.floor_days INTO floor_days FROM tool_audit.retention_floor f;
+    IF retention_days < floor_days THEN
+        RAISE EXCEPTION 'invalid value for argument "retention_days": under the retention floor of % days', floor_days
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'A superuser sets the floor with tool_audit.set_retention_floor().';
+    END IF;
+    SELECT * INTO before_row FROM tool_audit.retention_policies p
+     WHERE p.policy_name = set_retention_policy.policy_name;
+    IF FOUND THEN
+        IF before_row.applies_to <> set_retention_policy.applies_to THEN
+            RAISE EXCEPTION 'invalid value for argument "applies_to": the policy covers %', before_row.applies_to
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'A policy covers one table; create another policy for the other.';
+        END IF;
+        -- (1.5) lengthening alone needs no second person; fewer days or
+        -- other names and patterns may shorten some rows' retention
+        IF retention_days < before_row.retention_days OR
+           (matches IS NOT NULL AND matches IS DISTINCT FROM before_row.matches) THEN
+            PERFORM tool_audit.approval_gate('tool_audit.retention.set_policy',
+                jsonb_build_object('policy_name', policy_name, 'retention_days', retention_days,
+                                   'matches', to_jsonb(matches), 'applies_to', applies_to));
+        END IF;
+        UPDATE tool_audit.retention_policies p
+           SET retention_days = set_retention_policy.retention_days,
+               matches = coalesce(set_retention_policy.matches, p.matches),
+               changed_at = now(), changed_by = tool_audit.acting_role()
+         WHERE p.policy_name = set_retention_policy.policy_name
+        RETURNING * INTO after_row;
+        RETURN tool_audit.retention_event('policy', to_jsonb(before_row), to_jsonb(after_row), reason);
+    END IF;
+    IF coalesce(cardinality(matches), 0) = 0 THEN
+        SELECT p.policy_name INTO dflt FROM tool_audit.retention_policies p
+         WHERE p.applies_to = set_retention_policy.applies_to AND p.is_default;
+        IF FOUND THEN
+            RAISE EXCEPTION 'invalid value for argument "matches": a new policy needs tool names or patterns, % already has a default policy (%)',
+                    applies_to, dflt
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'Change the default policy''s days instead, or list what the new policy covers.';
+        END IF;
+    END IF;
+    -- (1.5) a new policy takes rows from the policy that covered them
+    PERFORM tool_audit.approval_gate('tool_audit.retention.set_policy',
+        jsonb_build_object('policy_name', policy_name, 'retention_days', retention_days,
+                           'matches', to_jsonb(matches), 'applies_to', applies_to));
+    INSERT INTO tool_audit.retention_policies
+        (policy_name, applies_to, retention_days, matches, is_default, changed_by)
+    VALUES (set_retention_policy.policy_name, set_retention_policy.applies_to,
+            set_retention_policy.retention_days, coalesce(set_retention_policy.matches, '{}'),
+            coalesce(cardinality(set_retention_policy.matches), 0) = 0, tool_audit.acting_role())
+    RETURNING * INTO after_row;
+    RETURN tool_audit.retention_event('policy', NULL, to_jsonb(after_row), reason);
+END
+$$;
+CREATE OR REPLACE FUNCTION tool_audit.set_retention_override(tenant_id text, policy_name text,
+                                                  retention_days integer, reason text)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    before_row tool_audit.retention_overrides;
+    after_row tool_audit.retention_overrides;
+    policy_days integer;
+    had_one boolean;
+BEGIN
+    IF tenant_id IS NULL OR tenant_id = '' THEN
+        RAISE EXCEPTION 'invalid value for argument "tenant_id": expected a tenant id'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF retention_days IS NULL OR retention_days <= 0 THEN
+        RAISE EXCEPTION 'invalid value for argument "retention_days": expected a positive number of days'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    LOCK TABLE tool_audit.retention_policies IN SHARE ROW EXCLUSIVE MODE;
+    SELECT p.retention_days INTO policy_days FROM tool_audit.retention_policies p
+     WHERE p.policy_name = set_retention_override.policy_name;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'invalid value for argument "policy_name": no such retention policy'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'The value is not shown: it may be a secret put in the wrong place.';
+    END IF;
+    IF retention_days < policy_days THEN
+        RAISE EXCEPTION 'invalid value for argument "retention_days": under the policy''s % days', policy_days
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'A tenant''s contract can only lengthen retention.';
+    END IF;
+    SELECT * INTO before_row FROM tool_audit.retention_overrides o
+     WHERE o.tenant_id = set_retention_override.tenant_id
+       AND o.policy_name = set_retention_override.policy_name;
+    had_one := FOUND;
+    -- (1.5) an override that shortens the tenant's retention
+    IF had_one AND retention_days < before_row.retention_days THEN
+        PERFORM tool_audit.approval_gate('tool_audit.retention.set_override',
+            jsonb_build_object('tenant_id', tenant_id, 'policy_name', policy_name,
+                               'retention_days', retention_days));
+    END IF;
+    INSERT INTO tool_audit.retention_overrides AS o
+        (tenant_id, policy_name, retention_days, reason, changed_by)
+    VALUES (set_retention_override.tenant_id, set_retention_override.policy_name,
+            set_retention_override.retention_days, set_retention_override.reason,
+            tool_audit.acting_role())
+    ON CONFLICT ON CONSTRAINT retention_overrides_pkey DO UPDATE
+       SET retention_days = excluded.retention_days, reason = excluded.reason,
+           changed_at = now(), changed_by = excluded.changed_by
+    RETURNING * INTO after_row;
+    RETURN tool_audit.retention_event('override', CASE WHEN had_one THEN to_jsonb(before_row) END,
+                                      to_jsonb(after_row), reason, tenant_id);
+END
+$$;
+CREATE OR REPLACE FUNCTION tool_audit.release_hold(hold_id bigint, reason text) RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    h tool_audit.legal_holds;
+BEGIN
+    IF hold_id IS NULL THEN
+        RAISE EXCEPTION 'hold_id must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF reason IS NULL OR btrim(reason) = '' THEN
+        RAISE EXCEPTION 'reason must not be empty' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT * INTO h FROM tool_audit.legal_holds l WHERE l.hold_id = release_hold.hold_id FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'no legal hold has this hold_id' USING ERRCODE = 'no_data_found';
+    END IF;
+    IF h.released_at IS NOT NULL THEN
+        RAISE EXCEPTION 'this legal hold is already released'
+            USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+    -- (1.5) with tool_audit.require_dual_approval on, an approved request
+    PERFORM tool_audit.approval_gate('tool_audit.hold.release', jsonb_build_object('hold_id', h.hold_id));
+    UPDATE tool_audit.legal_holds l
+       SET released_at = now(), released_by = tool_audit.acting_role(),
+           release_reason = release_hold.reason
+     WHERE l.hold_id = h.hold_id;
+    INSERT INTO tool_audit.admin_events (event_type, actor, actor_type, tenant_id, payload, reason)
+    VALUES ('tool_audit.hold.release', tool_audit.acting_role(), 'user', h.scope ->> 'tenant_id',
+            jsonb_build_object('hold_id', h.hold_id, 'scope', h.scope), release_hold.reason);
+END
+$$;
+CREATE OR REPLACE FUNCTION tool_audit.is_break_glass(r tool_audit.tool_calls) RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce(r.break_glass, false)
+        OR r.session_metadata @> '{"break_glass": true}'
+        OR coalesce(lower(btrim(r.purpose)) IN ('break_glass', 'break-glass', 'emergency'), false)
+$$;
+COMMENT ON FUNCTION tool_audit.is_break_glass(tool_audit.tool_calls) IS
+    'True if the tool call was an emergency access: flagged break_glass, "break_glass": true in its context, or a break-glass or emergency purpose';
+
+-- new functions: nothing for PUBLIC (the fresh install revokes it from all)
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA tool_audit FROM PUBLIC;
+
+-- (1.5) dual approval: writers and admins ask and use their approvals,
+-- admins approve and reject; everyone reads the requests row-level
+-- security lets them see; the rest is the owner's
+GRANT SELECT ON tool_audit.approval_requests
+    TO tool_audit_admin, tool_audit_reader, tool_audit_writer;
+GRANT EXECUTE ON FUNCTION
+    tool_audit.request_approval(text, jsonb, text),
+    tool_audit.consume_approval(text, jsonb),
+    tool_audit.dual_approval_required(),
+    tool_audit.approval_lifetime(),
+    tool_audit.approval_person()
+    TO tool_audit_admin, tool_audit_writer;
+GRANT EXECUTE ON FUNCTION
+    tool_audit.approve(bigint, text),
+    tool_audit.reject(bigint, text)
+    TO tool_audit_admin;
+
+-- (1.5) break-the-glass: admins review, admins and readers read the queue
+-- and the reviews (readers: their tenants')
+GRANT SELECT ON tool_audit.break_glass_reviews, tool_audit.break_glass_queue
+    TO tool_audit_admin, tool_audit_reader;
+GRANT EXECUTE ON FUNCTION tool_audit.review_break_glass(bigint, text, text) TO tool_audit_admin;
+
+-- pg_dump keeps them (extension tables are otherwise not dumped)
+-- (1.5) dual approval's requests and the break-the-glass reviews
+SELECT pg_catalog.pg_extension_config_dump('tool_audit.approval_requests', '');
+SELECT pg_catalog.pg_extension_config_dump('tool_audit.approval_requests_request_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('tool_audit.break_glass_reviews', '');
+SELECT pg_catalog.pg_extension_config_dump('tool_audit.break_glass_reviews_review_id_seq', '');

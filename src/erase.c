@@ -38,6 +38,9 @@
  * a reason or legal basis that contains it is refused, and so is an
  * erasure run by a role whose name contains it.
  *
+ * With tool_audit.require_dual_approval on (1.5), an erasure first uses
+ * an approved request for the subject (approval.c, consume_approval()).
+ *
  * Locks: erasures in SHARE ROW EXCLUSIVE mode (one erasure at a time, so
  * the entries of one row are in event order), legal_holds in SHARE mode
  * (no hold placed or released until the erasure commits).
@@ -60,6 +63,7 @@
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 
+#include "approval.h"
 #include "crypto.h"
 #include "erase.h"
 #include "guard.h"
@@ -658,6 +662,8 @@ erase_subject(PG_FUNCTION_ARGS)
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
+	/* (1.5) with tool_audit.require_dual_approval on, an approved request */
+	ta_approval_gate("tool_audit.erase_subject", "subject_id", subject);
 	if (SPI_execute("LOCK TABLE tool_audit.erasures IN SHARE ROW EXCLUSIVE MODE", false, 0) != SPI_OK_UTILITY ||
 		SPI_execute("LOCK TABLE tool_audit.legal_holds IN SHARE MODE", false, 0) != SPI_OK_UTILITY)
 		elog(ERROR, "could not lock tool_audit.erasures and tool_audit.legal_holds");

@@ -16,6 +16,9 @@
  *	   acting (after SET ROLE; through SECURITY DEFINER functions), an
  *	   event_id when it has none, and the defaults an ORM may have sent as
  *	   explicit NULLs;
+ *	   then (1.5 on) break-the-glass: a call whose session_metadata says
+ *	   "break_glass": true, or that brings break_glass = true, needs a
+ *	   "break_glass_reason" there and gets break_glass = true;
  *	2. sanitize: the jsonb columns must be objects (NULL becomes {}) and are
  *	   sanitized, and the value rules apply to every text column (ids
  *	   included: a token pasted into user_id is caught like one in the
@@ -51,6 +54,8 @@
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
+
+#include <ctype.h>
 
 #include "access/htup_details.h"
 #include "access/relscan.h"
@@ -265,6 +270,81 @@ fill_default(AuditRow *row, TaColumn col, const char *value)
 	else						/* the call_trigger enum */
 		set_col(row, col, DirectFunctionCall2(enum_in, CStringGetDatum(value),
 											  ObjectIdGetDatum(typid)));
+}
+
+/* ---- 1b. break-the-glass (1.5 on) ---- */
+
+/* -1: absent or null; 0: false; 1: true */
+static int
+bool_state(const JsonbValue *v)
+{
+	if (v == NULL || v->type == jbvNull)
+		return -1;
+	if (v->type != jbvBool)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("break_glass in session_metadata must be true or false"),
+				 errdetail("The value given is not a JSON boolean."),
+				 errhint("An emergency access is logged with \"break_glass\": true and its \"break_glass_reason\" in the context.")));
+	return v->val.boolean ? 1 : 0;
+}
+
+static bool
+is_blank(const char *s, int len)
+{
+	for (int i = 0; i < len; i++)
+		if (!isspace((unsigned char) s[i]))
+			return false;
+	return true;
+}
+
+/*
+ * An emergency access: the context (session_metadata) says "break_glass":
+ * true, or the INSERT brings break_glass = true.  Either needs a reason,
+ * "break_glass_reason" in session_metadata, a non-empty string; the row
+ * gets break_glass = true.  Read before sanitizing, so that no sanitizing
+ * rule (which an admin can add) unflags an access or takes its reason
+ * away; the reason is stored sanitized like the rest of session_metadata.
+ * A row whose column and context disagree is refused.  Errors never quote
+ * the values.
+ */
+static void
+flag_break_glass(AuditRow *row)
+{
+	int			i = row->layout->column[TA_COL_BREAK_GLASS];
+	bool		isnull;
+	Datum		d;
+	JsonbValue *reason = NULL;
+	int			in_context = -1;
+	int			in_column;
+
+	if (i < 0)					/* a table not yet at 1.5 */
+		return;
+	in_column = row->nulls[i] ? -1 : (DatumGetBool(row->values[i]) ? 1 : 0);
+	d = get_col(row, TA_COL_SESSION_METADATA, &isnull);
+	if (!isnull)
+	{
+		Jsonb	   *m = DatumGetJsonbP(d);
+
+		if (!JB_ROOT_IS_OBJECT(m))
+			return;				/* refused by the sanitizing step */
+		in_context = bool_state(ta_jsonb_key(&m->root, "break_glass"));
+		reason = ta_jsonb_key(&m->root, "break_glass_reason");
+	}
+	if (in_context != 1 && in_column != 1)
+		return;
+	if (in_context >= 0 && in_column >= 0 && in_context != in_column)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("break_glass of tool_audit.tool_calls and \"break_glass\" in session_metadata disagree")));
+	if (reason == NULL || reason->type != jbvString ||
+		is_blank(reason->val.string.val, reason->val.string.len))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("a break-the-glass call needs a reason"),
+				 errdetail("\"break_glass_reason\" in the context (session_metadata) must be a non-empty string."),
+				 errhint("Log it with \"break_glass\": true, \"break_glass_reason\": \"why\" in the context.")));
+	set_col(row, TA_COL_BREAK_GLASS, BoolGetDatum(true));
 }
 
 /* ---- 2. sanitize ---- */
@@ -627,6 +707,7 @@ ta_record_tool_call(Relation rel, HeapTuple tuple, Datum *values, bool *nulls)
 	if (stamp_identity(&row, TA_COL_RECORDED_AT))
 		return hash_chain_and_form(&row, true);
 	fill_default(&row, TA_COL_CALL_TRIGGER, "user_request");
+	flag_break_glass(&row);
 	sanitize_columns(&row, rs, &tool_call_columns);
 	check_indexed_lengths(&row);
 	summarize_result_column(&row, rs);

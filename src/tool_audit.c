@@ -29,6 +29,7 @@
 #include "utils/guc.h"
 #include "utils/varlena.h"
 
+#include "approval.h"
 #include "chain.h"
 #include "guard.h"
 #include "insert.h"
@@ -188,6 +189,7 @@ _PG_init(void)
 							   check_call, NULL, NULL);
 
 	ta_retention_init();		/* the test clock's settings */
+	ta_approval_init();			/* dual approval's settings */
 
 	MarkGUCPrefixReserved("tool_audit");
 

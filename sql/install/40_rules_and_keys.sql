@@ -230,6 +230,9 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   DETAIL = 'The value is not shown: it may be a key put in the wrong place. Key ids appear in every pseudonym.';
     END IF;
+    -- (1.5) with tool_audit.require_dual_approval on, an approved request
+    PERFORM tool_audit.approval_gate('tool_audit.pseudonym_key.rotate',
+                                     jsonb_build_object('key_id', rotate_pseudonym_key.key_id));
     LOCK TABLE tool_audit.pseudonym_keys IN SHARE ROW EXCLUSIVE MODE;
     SELECT k.key_id INTO old_id FROM tool_audit.pseudonym_keys k WHERE k.active;
     new_id := coalesce(rotate_pseudonym_key.key_id,

@@ -139,6 +139,14 @@ BEGIN
                 USING ERRCODE = 'invalid_parameter_value',
                       HINT = 'A policy covers one table; create another policy for the other.';
         END IF;
+        -- (1.5) lengthening alone needs no second person; fewer days or
+        -- other names and patterns may shorten some rows' retention
+        IF retention_days < before_row.retention_days OR
+           (matches IS NOT NULL AND matches IS DISTINCT FROM before_row.matches) THEN
+            PERFORM tool_audit.approval_gate('tool_audit.retention.set_policy',
+                jsonb_build_object('policy_name', policy_name, 'retention_days', retention_days,
+                                   'matches', to_jsonb(matches), 'applies_to', applies_to));
+        END IF;
         UPDATE tool_audit.retention_policies p
            SET retention_days = set_retention_policy.retention_days,
                matches = coalesce(set_retention_policy.matches, p.matches),
@@ -157,6 +165,10 @@ BEGIN
                       HINT = 'Change the default policy''s days instead, or list what the new policy covers.';
         END IF;
     END IF;
+    -- (1.5) a new policy takes rows from the policy that covered them
+    PERFORM tool_audit.approval_gate('tool_audit.retention.set_policy',
+        jsonb_build_object('policy_name', policy_name, 'retention_days', retention_days,
+                           'matches', to_jsonb(matches), 'applies_to', applies_to));
     INSERT INTO tool_audit.retention_policies
         (policy_name, applies_to, retention_days, matches, is_default, changed_by)
     VALUES (set_retention_policy.policy_name, set_retention_policy.applies_to,
@@ -208,6 +220,12 @@ BEGIN
      WHERE o.tenant_id = set_retention_override.tenant_id
        AND o.policy_name = set_retention_override.policy_name;
     had_one := FOUND;
+    -- (1.5) an override that shortens the tenant's retention
+    IF had_one AND retention_days < before_row.retention_days THEN
+        PERFORM tool_audit.approval_gate('tool_audit.retention.set_override',
+            jsonb_build_object('tenant_id', tenant_id, 'policy_name', policy_name,
+                               'retention_days', retention_days));
+    END IF;
     INSERT INTO tool_audit.retention_overrides AS o
         (tenant_id, policy_name, retention_days, reason, changed_by)
     VALUES (set_retention_override.tenant_id, set_retention_override.policy_name,

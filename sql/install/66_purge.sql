@@ -123,6 +123,8 @@ BEGIN
         RAISE EXCEPTION 'this legal hold is already released'
             USING ERRCODE = 'object_not_in_prerequisite_state';
     END IF;
+    -- (1.5) with tool_audit.require_dual_approval on, an approved request
+    PERFORM tool_audit.approval_gate('tool_audit.hold.release', jsonb_build_object('hold_id', h.hold_id));
     UPDATE tool_audit.legal_holds l
        SET released_at = now(), released_by = tool_audit.acting_role(),
            release_reason = release_hold.reason

@@ -79,18 +79,20 @@ $$;
 COMMENT ON FUNCTION tool_audit.iso8601_utc(timestamptz) IS
     'The time as ISO 8601 text in UTC (2026-11-22T17:45:55.123456Z), whatever TimeZone and DateStyle say';
 
--- is_break_glass(row): the call was an emergency access: its context said
--- "break_glass": true (kept in session_metadata) or its purpose is
--- "break_glass", "break-glass" or "emergency"
+-- is_break_glass(row): the call was an emergency access: the row is flagged
+-- (break_glass, 1.5), its context said "break_glass": true (kept in
+-- session_metadata) or its purpose is "break_glass", "break-glass" or
+-- "emergency"
 CREATE FUNCTION tool_audit.is_break_glass(r tool_audit.tool_calls) RETURNS boolean
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT r.session_metadata @> '{"break_glass": true}'
+    SELECT coalesce(r.break_glass, false)
+        OR r.session_metadata @> '{"break_glass": true}'
         OR coalesce(lower(btrim(r.purpose)) IN ('break_glass', 'break-glass', 'emergency'), false)
 $$;
 COMMENT ON FUNCTION tool_audit.is_break_glass(tool_audit.tool_calls) IS
-    'True if the tool call was an emergency access: "break_glass": true in its context, or a break-glass or emergency purpose';
+    'True if the tool call was an emergency access: flagged break_glass, "break_glass": true in its context, or a break-glass or emergency purpose';
 
 -- arrow and status marks: UTF-8 when the database can hold them (plpgsql:
 -- chr(9989) must not even be planned in a database that cannot)

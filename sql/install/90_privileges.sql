@@ -153,3 +153,25 @@ GRANT EXECUTE ON FUNCTION
     tool_audit.fhir_admin_event(tool_audit.admin_events),
     tool_audit.export_fhir_admin_events(timestamptz, timestamptz, text)
     TO tool_audit_reader, tool_audit_admin, tool_audit_verifier;
+-- (1.5) dual approval: writers and admins ask and use their approvals,
+-- admins approve and reject; everyone reads the requests row-level
+-- security lets them see; the rest is the owner's
+GRANT SELECT ON tool_audit.approval_requests
+    TO tool_audit_admin, tool_audit_reader, tool_audit_writer;
+GRANT EXECUTE ON FUNCTION
+    tool_audit.request_approval(text, jsonb, text),
+    tool_audit.consume_approval(text, jsonb),
+    tool_audit.dual_approval_required(),
+    tool_audit.approval_lifetime(),
+    tool_audit.approval_person()
+    TO tool_audit_admin, tool_audit_writer;
+GRANT EXECUTE ON FUNCTION
+    tool_audit.approve(bigint, text),
+    tool_audit.reject(bigint, text)
+    TO tool_audit_admin;
+
+-- (1.5) break-the-glass: admins review, admins and readers read the queue
+-- and the reviews (readers: their tenants')
+GRANT SELECT ON tool_audit.break_glass_reviews, tool_audit.break_glass_queue
+    TO tool_audit_admin, tool_audit_reader;
+GRANT EXECUTE ON FUNCTION tool_audit.review_break_glass(bigint, text, text) TO tool_audit_admin;

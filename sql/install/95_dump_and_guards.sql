@@ -19,6 +19,11 @@ SELECT pg_catalog.pg_extension_config_dump('tool_audit.legal_holds', '');
 SELECT pg_catalog.pg_extension_config_dump('tool_audit.legal_holds_hold_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('tool_audit.purge_anchors', '');
 SELECT pg_catalog.pg_extension_config_dump('tool_audit.erasures', '');
+-- (1.5) dual approval's requests and the break-the-glass reviews
+SELECT pg_catalog.pg_extension_config_dump('tool_audit.approval_requests', '');
+SELECT pg_catalog.pg_extension_config_dump('tool_audit.approval_requests_request_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('tool_audit.break_glass_reviews', '');
+SELECT pg_catalog.pg_extension_config_dump('tool_audit.break_glass_reviews_review_id_seq', '');
 
 -- ---------------------------------------------------------------------------
 -- DDL guards: last, so that the script's own DDL above is not inspected

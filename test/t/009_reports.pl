@@ -53,7 +53,8 @@ $node->safe_psql('postgres', q{
 	        'purpose', CASE WHEN g % 17 = 0 THEN 'emergency' WHEN g % 3 = 0 THEN 'treatment' END,
 	        'subject_id', CASE WHEN g % 4 <> 0 THEN 'pat_' || g % 7 END,
 	        'client_ip', CASE WHEN g % 3 = 0 THEN '10.1.2.' || g % 250 WHEN g % 3 = 1 THEN '2001:db8::' || g END,
-	        'break_glass', CASE WHEN g % 19 = 0 THEN true END))))
+	        'break_glass', CASE WHEN g % 19 = 0 THEN true END,
+	        'break_glass_reason', CASE WHEN g % 19 = 0 THEN 'emergency ' || g END))))
 	  FROM generate_series(1, 200) g,
 	       LATERAL (SELECT (ARRAY['get_patient_record', 'update_chart', ' spaced  name ', 'searchRecords',
 	                              'delete_note', 'run-report', 'ünïcode_tool', 'x'])[1 + g % 8] AS tool) t
