@@ -31,6 +31,7 @@
 
 #include "chain.h"
 #include "guard.h"
+#include "impersonation.h"
 #include "insert.h"
 #include "layout.h"
 #include "retention.h"
@@ -188,6 +189,7 @@ _PG_init(void)
 							   check_call, NULL, NULL);
 
 	ta_retention_init();		/* the test clock's settings */
+	ta_read_audit_init();		/* tool_audit.unrecorded_standby_reads */
 
 	MarkGUCPrefixReserved("tool_audit");
 
