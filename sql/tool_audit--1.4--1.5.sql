@@ -230,9 +230,6 @@ $$;
 COMMENT ON FUNCTION tool_audit.end_impersonation(text, text, text) IS
     'Ends the admin''s open impersonation of the user in the tenant, as an impersonation.end admin event; returns its id, or NULL if none was open';
 
-SELECT pg_catalog.pg_extension_config_dump('tool_audit.impersonations', '');
-SELECT pg_catalog.pg_extension_config_dump('tool_audit.impersonations_impersonation_id_seq', '');
-
 -- ---------------------------------------------------------------------------
 -- Reads of the audit trail (1.5): every report and export records who ran
 -- it, with what arguments and how many rows it returned, as an audit.read
@@ -698,3 +695,7 @@ GRANT EXECUTE ON FUNCTION tool_audit.record_read(text, jsonb, bigint)
     TO tool_audit_reader, tool_audit_admin, tool_audit_verifier;
 GRANT EXECUTE ON FUNCTION tool_audit.read_report(text, timestamptz)
     TO tool_audit_reader, tool_audit_admin;
+
+-- pg_dump keeps the impersonations (after the 1.4 tables, as in 95_dump_and_guards.sql)
+SELECT pg_catalog.pg_extension_config_dump('tool_audit.impersonations', '');
+SELECT pg_catalog.pg_extension_config_dump('tool_audit.impersonations_impersonation_id_seq', '');

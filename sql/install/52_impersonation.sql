@@ -199,6 +199,3 @@ END
 $$;
 COMMENT ON FUNCTION tool_audit.end_impersonation(text, text, text) IS
     'Ends the admin''s open impersonation of the user in the tenant, as an impersonation.end admin event; returns its id, or NULL if none was open';
-
-SELECT pg_catalog.pg_extension_config_dump('tool_audit.impersonations', '');
-SELECT pg_catalog.pg_extension_config_dump('tool_audit.impersonations_impersonation_id_seq', '');

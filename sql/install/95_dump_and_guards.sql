@@ -19,6 +19,9 @@ SELECT pg_catalog.pg_extension_config_dump('tool_audit.legal_holds', '');
 SELECT pg_catalog.pg_extension_config_dump('tool_audit.legal_holds_hold_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('tool_audit.purge_anchors', '');
 SELECT pg_catalog.pg_extension_config_dump('tool_audit.erasures', '');
+-- (1.5) impersonations
+SELECT pg_catalog.pg_extension_config_dump('tool_audit.impersonations', '');
+SELECT pg_catalog.pg_extension_config_dump('tool_audit.impersonations_impersonation_id_seq', '');
 
 -- ---------------------------------------------------------------------------
 -- DDL guards: last, so that the script's own DDL above is not inspected
