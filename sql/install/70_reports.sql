@@ -110,11 +110,13 @@ COMMENT ON FUNCTION tool_audit.report_mark(text) IS
     'The ok, failed or arrow mark of the reports: a UTF-8 symbol when the database encoding allows, ASCII otherwise';
 
 -- ---------------------------------------------------------------------------
--- Queries (the seed's AuditQueryEngine).  Plain SQL functions, inlined into
--- the caller's query: their WHERE, ORDER BY and LIMIT reach the indexes.
--- Inlined bodies are parsed with the caller's search_path: every name in
--- them is schema-qualified.  The since bound is a CASE, not COALESCE: under
--- row-level security only leakproof expressions become index conditions.
+-- Queries (the seed's AuditQueryEngine).  Until 1.4 plain SQL functions,
+-- inlined into the caller's query; since 1.5 each records its read
+-- (record_read(), 58_read_audit.sql) once it has counted its rows, so they
+-- are VOLATILE PL/pgSQL: their own query is still an index range scan, but a
+-- caller's LIMIT no longer reaches it.  The since bound is a CASE, not
+-- COALESCE: under row-level security only leakproof expressions become
+-- index conditions.
 -- ---------------------------------------------------------------------------
 CREATE FUNCTION tool_audit.calls_by_conversation(conversation_id text)
 RETURNS SETOF tool_audit.tool_calls
