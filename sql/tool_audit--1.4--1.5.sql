@@ -142,6 +142,7 @@ AS $$
 DECLARE
     clean_admin text;
     clean_target text;
+    clean_tenant text;
     id bigint;
     e record;
 BEGIN
@@ -162,9 +163,11 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     PERFORM tool_audit.impersonation_caller_check(tenant_id);
-    -- the ids as the audit rows will hold them (the sanitizer's value rules)
+    -- the ids as the audit rows will hold them (the sanitizer's value rules:
+    -- the trigger compares the sanitized row)
     clean_admin := tool_audit.sanitize_text(admin);
     clean_target := tool_audit.sanitize_text(target_user);
+    clean_tenant := tool_audit.sanitize_text(tenant_id);
     IF clean_admin = clean_target THEN
         RAISE EXCEPTION 'invalid value for argument "target_user": an admin cannot impersonate itself'
             USING ERRCODE = 'invalid_parameter_value';
@@ -173,20 +176,20 @@ BEGIN
     PERFORM tool_audit.close_expired_impersonations();
     IF EXISTS (SELECT FROM tool_audit.impersonations m
                 WHERE m.ended_at IS NULL AND m.target_user = clean_target
-                  AND m.tenant_id IS NOT DISTINCT FROM start_impersonation.tenant_id) THEN
+                  AND m.tenant_id IS NOT DISTINCT FROM clean_tenant) THEN
         RAISE EXCEPTION 'the user is already being impersonated'
             USING ERRCODE = 'object_not_in_prerequisite_state',
                   HINT = 'End that impersonation with tool_audit.end_impersonation() first.';
     END IF;
     id := nextval('tool_audit.impersonations_impersonation_id_seq');
-    e := tool_audit.impersonation_event('start', clean_admin, tenant_id,
+    e := tool_audit.impersonation_event('start', clean_admin, clean_tenant,
              jsonb_build_object('impersonation_id', id, 'target_user', clean_target,
                                 'max_minutes', max_minutes),
              reason);
     INSERT INTO tool_audit.impersonations
         (impersonation_id, tenant_id, admin_id, target_user, reason, started_at, expires_at,
          started_by, start_event_id)
-    VALUES (id, start_impersonation.tenant_id, clean_admin, clean_target,
+    VALUES (id, clean_tenant, clean_admin, clean_target,
             tool_audit.sanitize_text(reason), e.occurred_at,
             e.occurred_at + make_interval(mins => max_minutes), tool_audit.acting_role(), e.event_id);
     RETURN id;
@@ -213,7 +216,7 @@ BEGIN
     SELECT * INTO i FROM tool_audit.impersonations m
      WHERE m.ended_at IS NULL AND m.admin_id = tool_audit.sanitize_text(end_impersonation.admin)
        AND m.target_user = tool_audit.sanitize_text(end_impersonation.target_user)
-       AND m.tenant_id IS NOT DISTINCT FROM end_impersonation.tenant_id;
+       AND m.tenant_id IS NOT DISTINCT FROM tool_audit.sanitize_text(end_impersonation.tenant_id);
     IF NOT FOUND THEN
         RETURN NULL;
     END IF;
