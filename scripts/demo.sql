@@ -102,6 +102,15 @@ SELECT event_type, actor, tenant_id, reason FROM tool_audit.log_event('prompt.up
     '{"before": {"prompt_hash": "sha256:9f2c"}, "after": {"prompt_hash": "sha256:41ab"}}',
     '{"tenant_id": "acme", "reason": "friendlier tone", "source_ip": "192.0.2.10"}');
 
+\echo 'A support admin impersonates a customer (the app records it): the calls made meanwhile carry both identities'
+SET ROLE demo_support_app;
+SELECT tool_audit.start_impersonation('adm_7', 'usr_1', 'ticket 4711: refund stuck', 30, 'acme') > 0 AS impersonating;
+SELECT id AS refund_call FROM tool_audit.log_call('refund_order', '{"order_id": "ORD-9"}', '{"status": "refunded"}', 80,
+    jsonb_build_object('tenant_id', 'acme', 'user_id', 'usr_1', 'user_role', 'customer', 'model', 'gpt-4.1')) \gset
+SELECT tool_audit.end_impersonation('adm_7', 'usr_1', 'acme') > 0 AS ended;
+RESET ROLE;
+SELECT tool_audit.attribution(:refund_call);
+
 \echo
 \echo '== 5. What was stored: secrets redacted, personal data pseudonymized, results summarized'
 \x on

@@ -47,6 +47,7 @@
 #include "catalog.h"
 #include "crypto.h"
 #include "digest.h"
+#include "impersonation.h"
 #include "hash.h"
 #include "jsonb_util.h"
 #include "layout.h"
@@ -372,6 +373,7 @@ digest(PG_FUNCTION_ARGS)
 	if (pkey == NULL)
 	{
 		appendStringInfoString(&buf, ",\"key_id\":null,\"signature\":null}");
+		ta_record_read("digest", "'{}'::jsonb", 0, NULL, NULL, NULL, 1, false);
 		PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data)));
 	}
 	ta_ed25519_key_id(pkey, key_id);
@@ -396,6 +398,7 @@ digest(PG_FUNCTION_ARGS)
 
 	buf.data[--buf.len] = '\0';
 	appendStringInfo(&buf, ",\"signature\":\"%s\"}", sig);
+	ta_record_read("digest", "'{}'::jsonb", 0, NULL, NULL, NULL, 1, false);
 	PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data)));
 }
 

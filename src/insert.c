@@ -26,6 +26,9 @@
  *	3. summarize (tool_calls): result_summary is reduced to a summary (so an
  *	   ORM that stores a whole result still stores only its summary), and
  *	   success and error are derived from it when the caller left them NULL;
+ *	3b. impersonation (1.5 on): impersonated_by, the admin impersonating the
+ *	   row's user or actor when it is written (impersonation.c); a caller
+ *	   that brings one is refused, like a retention_policy;
  *	4. retention (1.4 on): retention_policy, the policy covering the tool
  *	   name or event type, and expires_at, the expiry it gives the row's
  *	   tenant (retention.c), from the final (sanitized) values;
@@ -82,6 +85,7 @@
 #include "chain.h"
 #include "crypto.h"
 #include "hash.h"
+#include "impersonation.h"
 #include "insert.h"
 #include "jsonb_util.h"
 #include "layout.h"
@@ -204,6 +208,29 @@ refuse_retention_columns(AuditRow *row)
 					 errhint("Leave the %s column out of the INSERT.", ta_column_name(cols[i]))));
 }
 
+/* Does the table have impersonated_by (1.5 on)? */
+static bool
+has_impersonation(const TaLayout *layout)
+{
+	return layout->column[TA_COL_IMPERSONATED_BY] >= 0;
+}
+
+/*
+ * impersonated_by is decided here too, from the open impersonations: a
+ * caller that could set it could blame an admin, or claim one, for a call.
+ */
+static void
+refuse_impersonation_column(AuditRow *row)
+{
+	if (has_impersonation(row->layout) && !col_is_null(row, TA_COL_IMPERSONATED_BY))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("impersonated_by of tool_audit.%s is decided by tool_audit",
+						row->layout->name),
+				 errdetail("A row is marked impersonated when it is written during an impersonation started with tool_audit.start_impersonation()."),
+				 errhint("Leave the impersonated_by column out of the INSERT.")));
+}
+
 /*
  * id, time, recorded_by and event_id: assigned here, except for a restored
  * row, which keeps what the dump says.  Returns true for a restored row: one
@@ -242,6 +269,7 @@ stamp_identity(AuditRow *row, TaColumn time_column)
 					 errdetail("The row came with id " INT64_FORMAT ".", DatumGetInt64(id)),
 					 errhint("Leave the id column out of the INSERT.")));
 		refuse_retention_columns(row);
+		refuse_impersonation_column(row);
 		set_col(row, TA_COL_ID,
 				Int64GetDatum(nextval_internal(ta_id_sequence(row->layout), false)));
 		set_col(row, time_column, TimestampTzGetDatum(ta_record_time()));
@@ -512,6 +540,36 @@ text_col(AuditRow *row, TaColumn col, int *len)
 }
 
 /*
+ * impersonated_by: the admin impersonating the row's user (tool_calls) or
+ * actor (admin_events) in the row's tenant at the row's time, if any
+ * (impersonation.c), compared on the sanitized values.
+ */
+static void
+stamp_impersonation(AuditRow *row, TaColumn user_column, TaColumn time_column)
+{
+	int			userlen,
+				tenantlen,
+				adminlen;
+	const char *user;
+	const char *tenant;
+	const char *admin;
+	bool		isnull;
+	Datum		at;
+
+	if (!has_impersonation(row->layout))
+		return;
+	user = text_col(row, user_column, &userlen);
+	tenant = text_col(row, TA_COL_TENANT_ID, &tenantlen);
+	at = get_col(row, time_column, &isnull);
+	if (user == NULL || isnull)
+		return;
+	admin = ta_impersonator(tenant, tenantlen, user, userlen, DatumGetTimestampTz(at), &adminlen);
+	if (admin != NULL)
+		set_col(row, TA_COL_IMPERSONATED_BY,
+				PointerGetDatum(cstring_to_text_with_len(admin, adminlen)));
+}
+
+/*
  * retention_policy and expires_at of a new row, as retention_policy_for()
  * and current_retention_days() would decide them now.  A row of a table
  * not yet at 1.4 has neither.
@@ -711,6 +769,7 @@ ta_record_tool_call(Relation rel, HeapTuple tuple, Datum *values, bool *nulls)
 	sanitize_columns(&row, rs, &tool_call_columns);
 	check_indexed_lengths(&row);
 	summarize_result_column(&row, rs);
+	stamp_impersonation(&row, TA_COL_USER_ID, TA_COL_RECORDED_AT);
 	decide_retention(&row, TA_COL_TOOL_NAME, TA_COL_RECORDED_AT);
 	return hash_chain_and_form(&row, false);
 }
@@ -728,17 +787,23 @@ check_reserved_event_type(AuditRow *row)
 	Datum		d = get_col(row, TA_COL_EVENT_TYPE, &isnull);
 	text	   *t;
 	bool		reserved;
+	bool		read_event;
 
 	if (isnull)
 		return false;
 	t = DatumGetTextPP(d);
 	reserved = VARSIZE_ANY_EXHDR(t) >= 11 &&
 		memcmp(VARDATA_ANY(t), "tool_audit.", 11) == 0;
-	if (reserved && !((ta_restoring || ta_row_brings_place(row->layout, row->values, row->nulls)) &&
-					  superuser()) &&
+	/* (1.5) audit.read: the reports' record_read() only, sanitized as usual */
+	read_event = VARSIZE_ANY_EXHDR(t) == 10 && memcmp(VARDATA_ANY(t), "audit.read", 10) == 0;
+	if ((reserved || read_event) &&
+		!((ta_restoring || ta_row_brings_place(row->layout, row->values, row->nulls)) &&
+		  superuser()) &&
 		GetUserId() != row->rel->rd_rel->relowner)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 read_event ?
+				 errmsg("event type \"audit.read\" is recorded by tool_audit's reports only") :
 				 errmsg("event types starting with \"tool_audit.\" are reserved for tool_audit itself")));
 	return reserved;
 }
@@ -787,7 +852,10 @@ record_admin_event(Relation rel, HeapTuple tuple)
 	 * corrupt the proof (a chain id can pass for a card number).
 	 */
 	if (!is_purge_event(&row))
+	{
 		sanitize_columns(&row, rs, &admin_event_columns);
+		stamp_impersonation(&row, TA_COL_ACTOR, TA_COL_OCCURRED_AT);
+	}
 	decide_retention(&row, TA_COL_EVENT_TYPE, TA_COL_OCCURRED_AT);
 	return hash_chain_and_form(&row, false);
 }

@@ -76,6 +76,7 @@ static const char *const column_names[TA_NCOLUMNS] = {
 	[TA_COL_RETENTION_POLICY] = "retention_policy",
 	[TA_COL_EXPIRES_AT] = "expires_at",
 	[TA_COL_BREAK_GLASS] = "break_glass",
+	[TA_COL_IMPERSONATED_BY] = "impersonated_by",
 	[TA_COL_ROW_HASH] = "row_hash",
 	[TA_COL_CHAIN_ID] = "chain_id",
 	[TA_COL_CHAIN_LANE] = "chain_lane",

@@ -54,6 +54,7 @@ typedef enum TaColumn
 	TA_COL_RETENTION_POLICY,	/* 1.4 on */
 	TA_COL_EXPIRES_AT,
 	TA_COL_BREAK_GLASS,			/* 1.5 on, tool_calls */
+	TA_COL_IMPERSONATED_BY,	/* 1.5 on */
 	/* the chain columns (1.1 on), which the row hash does not cover */
 	TA_COL_ROW_HASH,
 	TA_COL_CHAIN_ID,

@@ -32,6 +32,7 @@
 #include "approval.h"
 #include "chain.h"
 #include "guard.h"
+#include "impersonation.h"
 #include "insert.h"
 #include "layout.h"
 #include "retention.h"
@@ -190,6 +191,7 @@ _PG_init(void)
 
 	ta_retention_init();		/* the test clock's settings */
 	ta_approval_init();			/* dual approval's settings */
+	ta_read_audit_init();		/* tool_audit.unrecorded_standby_reads */
 
 	MarkGUCPrefixReserved("tool_audit");
 

@@ -56,6 +56,7 @@
 #include "digest.h"
 #include "erase.h"
 #include "hash.h"
+#include "impersonation.h"
 #include "jsonb_util.h"
 #include "layout.h"
 #include "purge.h"
@@ -913,6 +914,13 @@ verify(PG_FUNCTION_ARGS)
 		w.since = PG_GETARG_TIMESTAMPTZ(0);
 	}
 	run_walk(&w);
+	{
+		Oid			type = TIMESTAMPTZOID;
+		Datum		since = PG_ARGISNULL(0) ? (Datum) 0 : PG_GETARG_DATUM(0);
+
+		ta_record_read("verify", "jsonb_build_object('since', " TA_SCHEMA ".iso8601_utc($1))", 1, &type, &since,
+					   PG_ARGISNULL(0) ? "n" : " ", w.nproblems, w.nproblems > 0);
+	}
 	return (Datum) 0;
 }
 
@@ -1065,6 +1073,15 @@ verify_digest(PG_FUNCTION_ARGS)
 	if (sig_problem != NULL)
 		report(&w, "", false, 0, 0, -1, -1, sig_problem);
 	run_walk(&w);
+	{
+		Oid			type = JSONBOID;
+		Datum		arg = JsonbPGetDatum(d);
+
+		/* the digest is named by its time, not copied */
+		ta_record_read("verify_digest",
+					   "jsonb_build_object('digest_taken_at', $1->'taken_at')",
+					   1, &type, &arg, NULL, w.nproblems, w.nproblems > 0);
+	}
 	return (Datum) 0;
 }
 

@@ -65,6 +65,10 @@ BEGIN
         RAISE EXCEPTION 'event types starting with "tool_audit." are reserved for tool_audit itself'
             USING ERRCODE = 'insufficient_privilege';
     END IF;
+    IF event_type = 'audit.read' THEN
+        RAISE EXCEPTION 'event type "audit.read" is recorded by tool_audit''s reports only'
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
     IF event_type !~ '^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$' THEN
         RAISE EXCEPTION 'invalid value for argument "event_type": expected a dotted lowercase name'
             USING ERRCODE = 'invalid_parameter_value',

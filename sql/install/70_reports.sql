@@ -112,53 +112,82 @@ COMMENT ON FUNCTION tool_audit.report_mark(text) IS
     'The ok, failed or arrow mark of the reports: a UTF-8 symbol when the database encoding allows, ASCII otherwise';
 
 -- ---------------------------------------------------------------------------
--- Queries (the seed's AuditQueryEngine).  Plain SQL functions, inlined into
--- the caller's query: their WHERE, ORDER BY and LIMIT reach the indexes.
--- Inlined bodies are parsed with the caller's search_path: every name in
--- them is schema-qualified.  The since bound is a CASE, not COALESCE: under
--- row-level security only leakproof expressions become index conditions.
+-- Queries (the seed's AuditQueryEngine).  Until 1.4 plain SQL functions,
+-- inlined into the caller's query; since 1.5 each records its read
+-- (record_read(), 58_read_audit.sql) once it has counted its rows, so they
+-- are VOLATILE PL/pgSQL: their own query is still an index range scan, but a
+-- caller's LIMIT no longer reaches it.  The since bound is a CASE, not
+-- COALESCE: under row-level security only leakproof expressions become
+-- index conditions.
 -- ---------------------------------------------------------------------------
 CREATE FUNCTION tool_audit.calls_by_conversation(conversation_id text)
 RETURNS SETOF tool_audit.tool_calls
-LANGUAGE sql STABLE
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    n bigint;
+BEGIN
+    RETURN QUERY
     SELECT t.* FROM tool_audit.tool_calls t
      WHERE t.conversation_id OPERATOR(pg_catalog.=) tool_audit.required_arg($1, 'conversation_id'::pg_catalog.text)
-     ORDER BY t.turn_number, t.recorded_at, t.id
+     ORDER BY t.turn_number, t.recorded_at, t.id;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    PERFORM tool_audit.record_read('calls_by_conversation', jsonb_build_object('conversation_id', $1), n);
+END
 $$;
 COMMENT ON FUNCTION tool_audit.calls_by_conversation(text) IS
     'The tool calls of a conversation, by turn and then time';
 
 CREATE FUNCTION tool_audit.calls_by_user(user_id text, since timestamptz DEFAULT NULL)
 RETURNS SETOF tool_audit.tool_calls
-LANGUAGE sql STABLE
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    n bigint;
+BEGIN
+    RETURN QUERY
     SELECT t.* FROM tool_audit.tool_calls t
      WHERE t.user_id OPERATOR(pg_catalog.=) tool_audit.required_arg($1, 'user_id'::pg_catalog.text)
        AND t.recorded_at OPERATOR(pg_catalog.>=)
            CASE WHEN $2 IS NULL THEN '-infinity'::pg_catalog.timestamptz ELSE $2 END
-     ORDER BY t.recorded_at, t.id
+     ORDER BY t.recorded_at, t.id;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    PERFORM tool_audit.record_read('calls_by_user', jsonb_build_object('user_id', $1, 'since', tool_audit.iso8601_utc($2)), n);
+END
 $$;
 COMMENT ON FUNCTION tool_audit.calls_by_user(text, timestamptz) IS
     'The tool calls of a user since a time (all of them if NULL), by time';
 
 CREATE FUNCTION tool_audit.failures(since timestamptz DEFAULT NULL)
 RETURNS SETOF tool_audit.tool_calls
-LANGUAGE sql STABLE
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    n bigint;
+BEGIN
+    RETURN QUERY
     SELECT t.* FROM tool_audit.tool_calls t
      WHERE NOT t.success
        AND t.recorded_at OPERATOR(pg_catalog.>=)
            CASE WHEN $1 IS NULL THEN '-infinity'::pg_catalog.timestamptz ELSE $1 END
-     ORDER BY t.recorded_at, t.id
+     ORDER BY t.recorded_at, t.id;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    PERFORM tool_audit.record_read('failures', jsonb_build_object('since', tool_audit.iso8601_utc($1)), n);
+END
 $$;
 COMMENT ON FUNCTION tool_audit.failures(timestamptz) IS
     'The failed tool calls since a time (all of them if NULL), by time';
 
 CREATE FUNCTION tool_audit.tool_stats(tool_name text) RETURNS jsonb
-LANGUAGE sql STABLE
+LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    stats jsonb;
+BEGIN
     SELECT CASE WHEN count(*) = 0
         THEN jsonb_build_object('tool', $1, 'total_calls', 0)
         ELSE jsonb_build_object(
@@ -171,6 +200,10 @@ AS $$
         END
       FROM tool_audit.tool_calls t
      WHERE t.tool_name = tool_audit.required_arg($1, 'tool_name'::pg_catalog.text)
+      INTO stats;
+    PERFORM tool_audit.record_read('tool_stats', jsonb_build_object('tool_name', $1), 1);
+    RETURN stats;
+END
 $$;
 COMMENT ON FUNCTION tool_audit.tool_stats(text) IS
     'One tool''s call count, success rate, average and maximum duration and distinct users, as JSON';
@@ -192,10 +225,14 @@ COMMENT ON VIEW tool_audit.tool_usage IS 'tool_stats() for every tool: over all 
 
 -- [Turn 3] (cross mark) update_order_status({...}) (arrow) {...} [38ms]; marks in UTF-8 databases only
 CREATE FUNCTION tool_audit.conversation_timeline(conversation_id text) RETURNS SETOF text
-LANGUAGE sql STABLE
+LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 SET extra_float_digits = 1
 AS $$
+DECLARE
+    n bigint;
+BEGIN
+    RETURN QUERY
     SELECT format('[Turn %s] %s %s(%s) %s %s [%sms]',
                   coalesce(t.turn_number::text, '?'),
                   tool_audit.report_mark(CASE WHEN t.success THEN 'ok' ELSE 'failed' END),
@@ -204,22 +241,35 @@ AS $$
                   coalesce(t.duration_ms::text, '?'))
       FROM tool_audit.tool_calls t
      WHERE t.conversation_id = tool_audit.required_arg($1, 'conversation_id'::pg_catalog.text)
-     ORDER BY t.turn_number, t.recorded_at, t.id
+     ORDER BY t.turn_number, t.recorded_at, t.id;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    PERFORM tool_audit.record_read('conversation_timeline', jsonb_build_object('conversation_id', $1), n);
+END
 $$;
 COMMENT ON FUNCTION tool_audit.conversation_timeline(text) IS
     'A conversation as one line of text per tool call: turn, outcome, tool, arguments, result summary and duration';
 
--- User usr_1 (support_agent) (arrow) gpt-4.1 (arrow) update_order_status [user_request]
+-- User usr_1 (support_agent) (arrow) gpt-4.1 (arrow) update_order_status [user_request];
+-- (1.5) User usr_1 (customer) impersonated by adm_7 (arrow) ... under an impersonation
 CREATE FUNCTION tool_audit.attribution(call_id bigint) RETURNS text
-LANGUAGE sql STABLE
+LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT format('User %s (%s) %s %s %s %s [%s]',
+DECLARE
+    line text;
+BEGIN
+    SELECT format('User %s (%s)%s %s %s %s %s [%s]',
                   coalesce(nullif(t.user_id, ''), 'unknown'), coalesce(nullif(t.user_role, ''), 'unknown'),
+                  CASE WHEN t.impersonated_by IS NOT NULL THEN ' impersonated by ' || t.impersonated_by ELSE '' END,
                   tool_audit.report_mark('arrow'), coalesce(nullif(t.model, ''), 'unknown'),
                   tool_audit.report_mark('arrow'), t.tool_name, t.call_trigger)
+      INTO line
       FROM tool_audit.tool_calls t
-     WHERE t.id = tool_audit.required_arg($1, 'call_id'::pg_catalog.text)
+     WHERE t.id = tool_audit.required_arg($1, 'call_id'::pg_catalog.text);
+    PERFORM tool_audit.record_read('attribution', jsonb_build_object('call_id', $1),
+                                   CASE WHEN line IS NULL THEN 0 ELSE 1 END);
+    RETURN line;
+END
 $$;
 COMMENT ON FUNCTION tool_audit.attribution(bigint) IS
     'Who made a tool call, as one line of text: user, role, model, tool and what prompted it';
@@ -268,6 +318,8 @@ BEGIN
                 'model', (c.t).model,
                 'conversation_id', (c.t).conversation_id,
                 'tenant_id', (c.t).tenant_id)
+                || CASE WHEN (c.t).impersonated_by IS NOT NULL
+                        THEN jsonb_build_object('impersonated_by', (c.t).impersonated_by) ELSE '{}' END
             ORDER BY (c.t).recorded_at, (c.t).id), '[]'),
         'break_glass_accesses', count(*) FILTER (WHERE tool_audit.is_break_glass(c.t)),
         'integrity_verified', count(c.problem) = 0 AND protections = '[]',
@@ -280,6 +332,11 @@ BEGIN
             'scope', 'the rows of this report: a row deleted elsewhere in a chain is found by tool_audit.verify(), rows cut off the newest end by tool_audit.verify_digest()'))
       INTO report
       FROM covered c;
+    PERFORM tool_audit.record_read('access_report',
+                                   jsonb_build_object('subject_id', access_report.subject_id,
+                                                      'start_time', tool_audit.iso8601_utc(start_time),
+                                                      'end_time', tool_audit.iso8601_utc(end_time)),
+                                   (report->>'total_accesses')::bigint);
     RETURN report;
 END
 $$;

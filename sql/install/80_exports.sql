@@ -9,10 +9,12 @@
 -- 2^53 loses precision in JavaScript, jq and many other readers)
 CREATE FUNCTION tool_audit.export_jsonl(start_time timestamptz, end_time timestamptz)
 RETURNS SETOF jsonb
-LANGUAGE plpgsql STABLE
+LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 SET extra_float_digits = 1
 AS $$
+DECLARE
+    n bigint;
 BEGIN
     PERFORM tool_audit.check_period(start_time, end_time);
     RETURN QUERY
@@ -47,6 +49,10 @@ BEGIN
          WHERE e.occurred_at >= start_time AND e.occurred_at < end_time
     ) x
     ORDER BY x.at, x.tab, x.id;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    PERFORM tool_audit.record_read('export_jsonl',
+                                   jsonb_build_object('start_time', tool_audit.iso8601_utc(start_time),
+                                                      'end_time', tool_audit.iso8601_utc(end_time)), n);
 END
 $$;
 COMMENT ON FUNCTION tool_audit.export_jsonl(timestamptz, timestamptz) IS
@@ -261,9 +267,11 @@ COMMENT ON FUNCTION tool_audit.fhir_audit_event(tool_audit.tool_calls) IS
 CREATE FUNCTION tool_audit.export_fhir(start_time timestamptz, end_time timestamptz,
                                        subject_id text DEFAULT NULL)
 RETURNS SETOF jsonb
-LANGUAGE plpgsql STABLE
+LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    n bigint;
 BEGIN
     PERFORM tool_audit.check_period(start_time, end_time);
     IF export_fhir.subject_id IS NULL THEN
@@ -278,6 +286,11 @@ BEGIN
            AND t.recorded_at >= start_time AND t.recorded_at < end_time
          ORDER BY t.recorded_at, t.id;
     END IF;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    PERFORM tool_audit.record_read('export_fhir',
+                                   jsonb_build_object('start_time', tool_audit.iso8601_utc(start_time),
+                                                      'end_time', tool_audit.iso8601_utc(end_time),
+                                                      'subject_id', export_fhir.subject_id), n);
 END
 $$;
 COMMENT ON FUNCTION tool_audit.export_fhir(timestamptz, timestamptz, text) IS

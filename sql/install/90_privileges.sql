@@ -175,3 +175,20 @@ GRANT EXECUTE ON FUNCTION
 GRANT SELECT ON tool_audit.break_glass_reviews, tool_audit.break_glass_queue
     TO tool_audit_admin, tool_audit_reader;
 GRANT EXECUTE ON FUNCTION tool_audit.review_break_glass(bigint, text, text) TO tool_audit_admin;
+-- (1.5) impersonation: the application (writer) records its admins'
+-- impersonations, as it records their calls; admins may too, and read the
+-- table; the extension's helpers are the owner's
+GRANT SELECT ON tool_audit.impersonations TO tool_audit_admin;
+GRANT EXECUTE ON FUNCTION
+    tool_audit.start_impersonation(text, text, text, integer, text),
+    tool_audit.end_impersonation(text, text, text),
+    tool_audit.close_expired_impersonations()
+    TO tool_audit_writer, tool_audit_admin;
+
+-- (1.5) reads of the audit trail: whoever may run a report records its read
+-- (record_read() writes as the owner, and only the caller's own reads);
+-- readers and admins list the reads their row-level security lets them see
+GRANT EXECUTE ON FUNCTION tool_audit.record_read(text, jsonb, bigint)
+    TO tool_audit_reader, tool_audit_admin, tool_audit_verifier;
+GRANT EXECUTE ON FUNCTION tool_audit.read_report(text, timestamptz)
+    TO tool_audit_reader, tool_audit_admin;

@@ -24,6 +24,9 @@ SELECT pg_catalog.pg_extension_config_dump('tool_audit.approval_requests', '');
 SELECT pg_catalog.pg_extension_config_dump('tool_audit.approval_requests_request_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('tool_audit.break_glass_reviews', '');
 SELECT pg_catalog.pg_extension_config_dump('tool_audit.break_glass_reviews_review_id_seq', '');
+-- (1.5) impersonations
+SELECT pg_catalog.pg_extension_config_dump('tool_audit.impersonations', '');
+SELECT pg_catalog.pg_extension_config_dump('tool_audit.impersonations_impersonation_id_seq', '');
 
 -- ---------------------------------------------------------------------------
 -- DDL guards: last, so that the script's own DDL above is not inspected

@@ -303,12 +303,14 @@ $node->start;
 ok($node->log_contains('database system was interrupted|was not properly shut down'),
 	'the server went through crash recovery');
 
+# (1.5: verify() and digest() record their reads as audit.read events, which
+# no writer wrote)
 sub present_markers
 {
 	my %n;
 	$n{$_}++ for split /\n/, $node->safe_psql('postgres', q{
 		SELECT tool_name FROM tool_audit.tool_calls
-		UNION ALL SELECT actor FROM tool_audit.admin_events});
+		UNION ALL SELECT actor FROM tool_audit.admin_events WHERE event_type <> 'audit.read'});
 	return %n;
 }
 

@@ -1,6 +1,8 @@
 # A physical streaming replica carries the chains as they are: verify() and
 # verify_digest() of a digest taken on the primary pass on the hot standby,
-# and the standby's own digest equals the primary's heads.
+# and the standby's own digest equals the primary's heads.  (1.5) A standby
+# cannot record reads of the audit trail: they are refused there (25006)
+# until its operator sets tool_audit.unrecorded_standby_reads.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -30,6 +32,17 @@ $primary->wait_for_catchup($standby);
 is($standby->safe_psql('postgres', 'SELECT pg_is_in_recovery()'), 't', 'the standby is in recovery');
 is($standby->safe_psql('postgres', 'SELECT count(*) FROM tool_audit.tool_calls'), '200',
 	'the rows reached the standby');
+
+# (1.5) reads cannot be recorded on a standby: refused, unless its configuration says so
+my ($ret, $out, $err) = $standby->psql('postgres', 'SELECT count(*) FROM tool_audit.verify()',
+	extra_params => ['-v', 'VERBOSITY=verbose']);
+isnt($ret, 0, 'verify() on the standby is refused without the setting');
+like($err, qr/25006.*cannot record verify\(\)/s, 'with 25006, naming the function');
+like($err, qr/unrecorded_standby_reads/, 'and the hint names the setting');
+($ret, $out, $err) = $standby->psql('postgres', q{SELECT tool_audit.access_report('s', '-infinity', 'infinity')});
+like($err, qr/cannot record access_report\(\)/, 'a report is refused there too');
+$standby->append_conf('postgresql.conf', 'tool_audit.unrecorded_standby_reads = on');
+$standby->reload;
 is($standby->safe_psql('postgres', 'SELECT count(*) FROM tool_audit.verify()'), '0',
 	'verify() on the standby finds nothing');
 is($standby->safe_psql('postgres', qq{SELECT count(*) FROM tool_audit.verify_digest('$digest')}), '0',

@@ -51,9 +51,10 @@ sub ordinary_commands
 	$node->append_conf('postgresql.conf', "shared_preload_libraries = 'tool_audit'") if $preload;
 	$node->start;
 	fill_trail($node, 'postgres');
+	# the digest first: since 1.5 it records its read, an admin event the dump holds
+	my $digest = $node->safe_psql('postgres', 'SELECT tool_audit.digest()');
 	my %orig = map { $_ => $node->safe_psql('postgres', $same{$_}) } keys %same;
 	my $n = $node->safe_psql('postgres', $counts);
-	my $digest = $node->safe_psql('postgres', 'SELECT tool_audit.digest()');
 
 	my $base = $node->basedir;
 	$node->command_ok([ 'pg_dump', '-Fc', '-f', "$base/a.dump", '-d', $node->connstr('postgres') ], "$kind: pg_dump -Fc");
@@ -202,7 +203,11 @@ is($node->safe_psql('nosu_data', 'SELECT count(*) FROM tool_audit.tool_calls'), 
 	$node->safe_psql('postgres', 'CREATE DATABASE edited_on');
 	($rc, $err) = psql_file($node, 'edited_on', $file);
 	like($err, qr/its content does not match its row hash/, 'without ON_ERROR_STOP: the error is printed');
-	is($node->safe_psql('edited_on', $counts), '0/' . ($node->safe_psql('postgres', $counts) =~ s|.*/||r),
+	# (the admin events the dump holds: since 1.5 the source has more, the
+	# reads of the digests taken after it)
+	my ($events_dumped) = $sql =~ /^COPY tool_audit\.admin_events \([^\n]*\) FROM stdin;\n(.*?)^\\\.\n/ms
+	  or die 'no COPY of admin_events in the dump';
+	is($node->safe_psql('edited_on', $counts), '0/' . scalar(() = $events_dumped =~ /\n/g),
 		'... the tool_calls rows are refused, the admin_events rows restored');
 	like($node->safe_psql('edited_on', q{SELECT table_name || ': ' || problem FROM tool_audit.verify()}),
 		qr/^tool_calls: the table holds no rows but its id sequence has handed out ids up to \d+: the trail was emptied/,
