@@ -30,7 +30,10 @@ BEGIN
             'recorded_by', t.recorded_by,
             'row_hash', encode(t.row_hash, 'hex'), 'chain_id', t.chain_id::text,
             'chain_lane', t.chain_lane, 'chain_seq', t.chain_seq,
-            'chain_hash', encode(t.chain_hash, 'hex')) AS doc
+            'chain_hash', encode(t.chain_hash, 'hex'))
+            -- 1.5: the halves of a call begun and ended (absent otherwise)
+            || jsonb_strip_nulls(jsonb_build_object('call_phase', t.call_phase,
+                   'call_event_id', t.call_event_id, 'caller_txid', t.caller_txid)) AS doc
           FROM tool_audit.tool_calls t
          WHERE t.recorded_at >= start_time AND t.recorded_at < end_time
         UNION ALL
