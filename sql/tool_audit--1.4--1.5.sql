@@ -236,6 +236,8 @@ $$;
 COMMENT ON FUNCTION tool_audit.export_jsonl(timestamptz, timestamptz) IS
     'Both audit tables'' rows in a period as JSON documents with their hashes and chain positions, to check outside the database';
 
+REVOKE ALL ON FUNCTION tool_audit.begin_call(text, jsonb, jsonb),
+    tool_audit.end_call(uuid, jsonb, double precision), tool_audit.xact_status(bigint) FROM PUBLIC;
 -- (1.5) calls that survive rollback: writers begin and end calls; readers,
 -- admins and the verifier read them paired (row-level security of
 -- tool_calls applies: the view is security_invoker)
