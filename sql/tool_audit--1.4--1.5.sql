@@ -236,6 +236,105 @@ $$;
 COMMENT ON FUNCTION tool_audit.export_jsonl(timestamptz, timestamptz) IS
     'Both audit tables'' rows in a period as JSON documents with their hashes and chain positions, to check outside the database';
 
+-- a started row (success NULL) has no outcome yet: FHIR omits it, OpenTelemetry says UNSET
+CREATE OR REPLACE FUNCTION tool_audit.fhir_audit_event(r tool_audit.tool_calls) RETURNS jsonb
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+SET extra_float_digits = 1
+AS $$
+    SELECT jsonb_strip_nulls(jsonb_build_object(
+        'resourceType', 'AuditEvent',
+        'id', r.event_id::text,
+        'type', CASE WHEN tool_audit.fhir_code(r.subject_id) IS NOT NULL
+                     THEN '{"system": "http://dicom.nema.org/resources/ontology/DCM", "code": "110110", "display": "Patient Record"}'::jsonb
+                     ELSE '{"system": "http://dicom.nema.org/resources/ontology/DCM", "code": "110100", "display": "Application Activity"}'::jsonb END,
+        'subtype', jsonb_build_array(jsonb_build_object(
+            'system', 'urn:tool_audit:tool',
+            'code', coalesce(tool_audit.fhir_code(r.tool_name), 'unnamed'),
+            'display', tool_audit.fhir_string(r.tool_name))),
+        'action', tool_audit.fhir_action(r.tool_name),
+        'recorded', tool_audit.iso8601_utc(r.recorded_at),
+        'outcome', CASE WHEN r.success THEN '0' WHEN NOT r.success THEN '4' END,
+        'outcomeDesc', tool_audit.fhir_string(r.error),
+        'purposeOfEvent', CASE WHEN tool_audit.fhir_string(r.purpose) IS NOT NULL
+                               THEN jsonb_build_array(jsonb_build_object('text', tool_audit.fhir_string(r.purpose))) END,
+        'agent', jsonb_build_array(
+            jsonb_build_object(
+                'type', '{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/extra-security-role-type", "code": "humanuser", "display": "human user"}]}'::jsonb,
+                'who', CASE WHEN tool_audit.fhir_string(r.user_id) IS NOT NULL
+                            THEN jsonb_build_object('identifier', jsonb_build_object('value', tool_audit.fhir_string(r.user_id)))
+                            ELSE '{"display": "unknown"}'::jsonb END,
+                'role', CASE WHEN tool_audit.fhir_string(r.user_role) IS NOT NULL
+                             THEN jsonb_build_array(jsonb_build_object('text', tool_audit.fhir_string(r.user_role))) END,
+                'requestor', true,
+                'network', CASE WHEN r.client_ip IS NOT NULL
+                                THEN jsonb_build_object('address', host(r.client_ip), 'type', '2') END),
+            jsonb_build_object(
+                'type', '{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/extra-security-role-type", "code": "dataprocessor", "display": "data processor"}]}'::jsonb,
+                'who', jsonb_build_object('display', coalesce(tool_audit.fhir_string(r.model), 'unknown model')),
+                'requestor', false)),
+        'source', jsonb_build_object(
+            'site', tool_audit.fhir_string(r.tenant_id),
+            'observer', jsonb_build_object('display', tool_audit.fhir_string('tool_audit@' || current_database())),
+            'type', '[{"system": "http://terminology.hl7.org/CodeSystem/security-source-type", "code": "4", "display": "Application Server"}]'::jsonb),
+        'entity', (SELECT jsonb_agg(e ORDER BY n) FROM (VALUES
+            (1, CASE WHEN tool_audit.fhir_code(r.subject_id) IS NOT NULL THEN jsonb_build_object(
+                'what', jsonb_build_object('identifier', jsonb_build_object('value', tool_audit.fhir_string(r.subject_id))),
+                'type', '{"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type", "code": "1", "display": "Person"}'::jsonb)
+             END),
+            (2, jsonb_build_object(
+                'what', jsonb_build_object('identifier', jsonb_build_object(
+                    'system', 'urn:tool_audit:tool_call_id',
+                    'value', coalesce(tool_audit.fhir_string(r.tool_call_id), r.event_id::text))),
+                'type', '{"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type", "code": "2", "display": "System Object"}'::jsonb,
+                'name', tool_audit.fhir_string(r.tool_name),
+                'detail', (SELECT jsonb_agg(jsonb_build_object('type', d.k, 'valueString', d.v) ORDER BY d.n)
+                             FROM (VALUES (1, 'arguments', tool_audit.fhir_string(r.arguments::text)),
+                                          (2, 'result_summary', tool_audit.fhir_string(r.result_summary::text)),
+                                          (3, 'conversation_id', tool_audit.fhir_string(r.conversation_id)),
+                                          (4, 'turn_number', r.turn_number::text),
+                                          (5, 'call_trigger', r.call_trigger::text),
+                                          (6, 'duration_ms', r.duration_ms::text),
+                                          (7, 'row_hash', encode(r.row_hash, 'hex')),
+                                          (8, 'chain', r.chain_id || '/' || r.chain_lane || '/' || r.chain_seq))
+                                  AS d(n, k, v)
+                            WHERE d.v IS NOT NULL)))
+            ) AS x(n, e) WHERE e IS NOT NULL)))
+$$;
+COMMENT ON FUNCTION tool_audit.fhir_audit_event(tool_audit.tool_calls) IS
+    'One tool call as a FHIR R4 AuditEvent resource';
+
+CREATE OR REPLACE VIEW tool_audit.otel_tool_spans WITH (security_invoker = true) AS
+SELECT 'execute_tool ' || t.tool_name AS "span.name",
+       t.recorded_at - make_interval(secs => coalesce(t.duration_ms, 0) / 1000) AS start_time,
+       t.recorded_at AS end_time,
+       CASE WHEN t.success THEN 'OK' WHEN NOT t.success THEN 'ERROR' ELSE 'UNSET' END AS "status.code",
+       t.error AS "status.message",
+       'execute_tool'::text AS "gen_ai.operation.name",
+       t.tool_name AS "gen_ai.tool.name",
+       t.tool_call_id AS "gen_ai.tool.call.id",
+       'function'::text AS "gen_ai.tool.type",
+       t.conversation_id AS "gen_ai.conversation.id",
+       t.model AS "gen_ai.request.model",
+       t.user_id AS "user.id",
+       CASE WHEN t.user_role IS NOT NULL THEN ARRAY[t.user_role] END AS "user.roles",
+       CASE WHEN NOT t.success THEN '_OTHER'::text END AS "error.type",
+       t.client_ip AS "client.address",
+       t.user_agent AS "user_agent.original",
+       t.tenant_id AS "tool_audit.tenant_id",
+       t.turn_number AS "tool_audit.turn_number",
+       t.call_trigger::text AS "tool_audit.call_trigger",
+       t.purpose AS "tool_audit.purpose",
+       t.subject_id AS "tool_audit.subject_id",
+       t.arguments AS "tool_audit.arguments",
+       t.result_summary AS "tool_audit.result_summary",
+       t.duration_ms AS "tool_audit.duration_ms",
+       t.id AS "tool_audit.call_id",
+       t.event_id AS "tool_audit.event_id",
+       encode(t.row_hash, 'hex') AS "tool_audit.row_hash"
+  FROM tool_audit.tool_calls t;
+COMMENT ON VIEW tool_audit.otel_tool_spans IS 'Tool calls as OpenTelemetry GenAI execute_tool spans';
+
 REVOKE ALL ON FUNCTION tool_audit.begin_call(text, jsonb, jsonb),
     tool_audit.end_call(uuid, jsonb, double precision), tool_audit.xact_status(bigint) FROM PUBLIC;
 -- (1.5) calls that survive rollback: writers begin and end calls; readers,

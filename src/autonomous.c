@@ -103,6 +103,7 @@ typedef struct TaAutoShared
 	int			sec_context;
 	int64		caller_txid;
 	int			lock_timeout;
+	int			caller_procno;	/* whose latch the worker sets when done */
 	Size		guc_offset;
 	Size		args_offset;
 	/* the answer, written by the worker before it exits */
@@ -168,7 +169,7 @@ ta_autonomous_call(TaAutoKind kind, Datum *fargs, bool *fargnulls, pg_uuid_t *ca
 	char	   *p;
 	BackgroundWorker worker;
 	BackgroundWorkerHandle *handle;
-	BgwHandleStatus status;
+	volatile BgwHandleStatus status = BGWH_STARTED;
 	pg_uuid_t  *event_id;
 
 	if (RecoveryInProgress())
@@ -204,6 +205,7 @@ ta_autonomous_call(TaAutoKind kind, Datum *fargs, bool *fargnulls, pg_uuid_t *ca
 	sh->caller_txid = (int64) U64FromFullTransactionId(GetTopFullTransactionId());
 	sh->lock_timeout = (LockTimeout > 0 && LockTimeout < TA_WORKER_LOCK_TIMEOUT) ?
 		LockTimeout : TA_WORKER_LOCK_TIMEOUT;
+	sh->caller_procno = MyProc->pgprocno;
 	sh->guc_offset = MAXALIGN(sizeof(TaAutoShared));
 	sh->args_offset = sh->guc_offset + MAXALIGN(gucsize);
 	SerializeGUCState(gucsize, (char *) sh + sh->guc_offset);
@@ -230,10 +232,39 @@ ta_autonomous_call(TaAutoKind kind, Datum *fargs, bool *fargnulls, pg_uuid_t *ca
 				 errdetail("Nothing was recorded."),
 				 errhint("Raise max_worker_processes (a restart is needed): each autonomous write takes one worker while it runs.")));
 
-	/* interruptible: a cancel or statement_timeout stops the worker too */
+	/*
+	 * Wait for the worker's answer, not for its exit (the postmaster reports
+	 * an exit only after reaping it): the worker sets our latch when it has
+	 * written the answer; a worker that stops without one is seen stopped.
+	 * Interruptible: a cancel or statement_timeout stops the worker too.
+	 */
 	PG_TRY();
 	{
-		status = WaitForBackgroundWorkerShutdown(handle);
+		for (;;)
+		{
+			pid_t		pid;
+			int			rc;
+			BgwHandleStatus now;
+
+			CHECK_FOR_INTERRUPTS();
+			pg_read_barrier();
+			if (sh->status != TA_AUTO_PENDING)
+				break;
+			now = GetBackgroundWorkerPid(handle, &pid);
+			if (now == BGWH_STOPPED)
+			{
+				pg_read_barrier();	/* an answer written just before it stopped */
+				break;
+			}
+			rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_POSTMASTER_DEATH, -1,
+						   PG_WAIT_EXTENSION);
+			if (rc & WL_POSTMASTER_DEATH)
+			{
+				status = BGWH_POSTMASTER_DIED;
+				break;
+			}
+			ResetLatch(MyLatch);
+		}
 	}
 	PG_CATCH();
 	{
@@ -433,6 +464,7 @@ ta_autonomous_main(Datum main_arg)
 		CommitTransactionCommand();
 		pg_write_barrier();
 		sh->status = TA_AUTO_DONE;
+		SetLatch(&ProcGlobal->allProcs[sh->caller_procno].procLatch);
 	}
 	PG_CATCH();
 	{
@@ -449,6 +481,7 @@ ta_autonomous_main(Datum main_arg)
 		copy_message(sh->hint, edata->hint);
 		pg_write_barrier();
 		sh->status = TA_AUTO_FAILED;
+		SetLatch(&ProcGlobal->allProcs[sh->caller_procno].procLatch);
 	}
 	PG_END_TRY();
 

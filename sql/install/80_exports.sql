@@ -145,7 +145,7 @@ AS $$
             'display', tool_audit.fhir_string(r.tool_name))),
         'action', tool_audit.fhir_action(r.tool_name),
         'recorded', tool_audit.iso8601_utc(r.recorded_at),
-        'outcome', CASE WHEN r.success THEN '0' ELSE '4' END,
+        'outcome', CASE WHEN r.success THEN '0' WHEN NOT r.success THEN '4' END,
         'outcomeDesc', tool_audit.fhir_string(r.error),
         'purposeOfEvent', CASE WHEN tool_audit.fhir_string(r.purpose) IS NOT NULL
                                THEN jsonb_build_array(jsonb_build_object('text', tool_audit.fhir_string(r.purpose))) END,
@@ -225,7 +225,7 @@ CREATE VIEW tool_audit.otel_tool_spans WITH (security_invoker = true) AS
 SELECT 'execute_tool ' || t.tool_name AS "span.name",
        t.recorded_at - make_interval(secs => coalesce(t.duration_ms, 0) / 1000) AS start_time,
        t.recorded_at AS end_time,
-       CASE WHEN t.success THEN 'OK' ELSE 'ERROR' END AS "status.code",
+       CASE WHEN t.success THEN 'OK' WHEN NOT t.success THEN 'ERROR' ELSE 'UNSET' END AS "status.code",
        t.error AS "status.message",
        'execute_tool'::text AS "gen_ai.operation.name",
        t.tool_name AS "gen_ai.tool.name",

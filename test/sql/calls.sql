@@ -76,6 +76,9 @@ SELECT r->'total_accesses' AS total, r->'integrity_verified' AS verified,
   FROM tool_audit.access_report('cust_1', '-infinity', 'infinity') r;
 SELECT count(*) FILTER (WHERE d ? 'call_phase') AS halves, count(*) FILTER (WHERE d ? 'caller_txid') AS autonomous
   FROM tool_audit.export_jsonl('-infinity', 'infinity') d WHERE d->>'conversation_id' = 'conv_calls';
+-- a started row has no outcome yet: none in FHIR, UNSET in OpenTelemetry
+SELECT f ? 'outcome' AS fhir_outcome FROM tool_audit.export_fhir('-infinity', 'infinity', 'cust_1') f ORDER BY f->>'recorded';
+SELECT "status.code" FROM tool_audit.otel_tool_spans WHERE "tool_audit.event_id" = :'call3';
 
 -- refusals
 SET ROLE regress_writer;
