@@ -16,6 +16,9 @@
  *	   acting (after SET ROLE; through SECURITY DEFINER functions), an
  *	   event_id when it has none, and the defaults an ORM may have sent as
  *	   explicit NULLs;
+ *	   then (1.5) the halves of a call: a started row has no outcome yet, an
+ *	   ended row names a started row of the same tenant and role, once;
+ *	   caller_txid comes from the autonomous writer only (autonomous.c);
  *	2. sanitize: the jsonb columns must be objects (NULL becomes {}) and are
  *	   sanitized, and the value rules apply to every text column (ids
  *	   included: a token pasted into user_id is caught like one in the
