@@ -451,6 +451,8 @@ ta_autonomous_main(Datum main_arg)
 	snprintf(timeout, sizeof(timeout), "%d", sh->lock_timeout);
 	SetConfigOption("lock_timeout", timeout, PGC_SUSET, PGC_S_OVERRIDE);
 	SetConfigOption("synchronous_commit", "on", PGC_SUSET, PGC_S_OVERRIDE);
+	/* a read-only session may still record its calls (it could SET this too) */
+	SetConfigOption("default_transaction_read_only", "off", PGC_SUSET, PGC_S_OVERRIDE);
 
 	PG_TRY();
 	{

@@ -135,6 +135,18 @@ SET tool_audit.summary_keys = 'status';
 SELECT result_summary FROM tool_audit.log_call('keys', '{}', '{"status": "ok", "id": 7}', 1, '{"autonomous": true}');
 RESET tool_audit.summary_keys;
 
+-- a caller in a read-only serializable transaction, or a read-only session, still records
+SET ROLE regress_writer;
+BEGIN ISOLATION LEVEL SERIALIZABLE READ ONLY;
+SELECT count(*) FROM orders;
+SELECT tool_audit.begin_call('read_only', '{}', '{"conversation_id": "conv_calls_ro"}') IS NOT NULL AS begun;
+COMMIT;
+SET default_transaction_read_only = on;
+SELECT (tool_audit.log_call('read_only', '{}', '{}', 1, '{"conversation_id": "conv_calls_ro", "autonomous": true}')).success;
+RESET default_transaction_read_only;
+RESET ROLE;
+SELECT tool_name, state FROM tool_audit.calls WHERE conversation_id = 'conv_calls_ro' ORDER BY id;
+
 -- a bound reader sees its tenant's calls only
 SELECT tool_audit.begin_call('globex_tool', '{}', '{"tenant_id": "globex", "conversation_id": "conv_calls_g"}') IS NOT NULL;
 SET ROLE regress_admin;
@@ -146,7 +158,7 @@ SELECT count(*) FROM tool_audit.calls WHERE tool_name = 'globex_tool';
 RESET ROLE;
 SET ROLE regress_reader;
 SET tool_audit.tenant = 'globex';
-SELECT tool_name, state FROM tool_audit.calls;
+SELECT tool_name, state FROM tool_audit.calls WHERE conversation_id LIKE 'conv_calls%';
 RESET tool_audit.tenant;
 RESET ROLE;
 SET ROLE regress_nobody;

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# The pg_regress suite against a server running under valgrind memcheck
+# (preloaded, so the hooks run too).  Prints memcheck errors whose stack
+# passes through tool_audit.so, and exits 1 if there is any.
+#   test/valgrind.sh        (as root or as a user that can run initdb)
+set -uo pipefail
+. "$(dirname "$0")/../scripts/lib.sh"
+ta_require_packages
+: # built and installed already
+command -v valgrind >/dev/null || ta_die "valgrind is not installed (apt-get install valgrind)"
+BINDIR=$(ta_bindir)
+PGXS_DIR=$(dirname "$("$PG_CONFIG" --pgxs)")/..
+WORK=$(ta_scratch_dir)
+PORT=$(ta_free_port)
+trap 'ta_as_user "$BINDIR/pg_ctl" -D "$WORK/data" -m immediate stop >/dev/null 2>&1; [ -n "${TA_KEEP_WORK:-}" ] || rm -rf "$WORK"' EXIT
+
+tar -C "$TA_ROOT" --exclude=.git -cf - test/sql test/expected test/vectors test/fixtures.sql | tar -C "$WORK" -xf -
+[ "$(id -u)" -eq 0 ] && chown -R postgres: "$WORK"
+ta_init_cluster "$WORK" "$PORT" "max_connections = 20"
+ta_log "starting postgres under valgrind (slow)"
+ta_as_user valgrind --quiet --trace-children=no --track-origins=yes --num-callers=30 \
+    --error-limit=no --log-file="$WORK/valgrind.%p.log" \
+    "$BINDIR/postgres" -D "$WORK/data" >"$WORK/server.log" 2>&1 &
+for _ in $(seq 1 120); do
+    ta_as_user "$BINDIR/pg_isready" -q -h "$WORK" -p "$PORT" && break
+    sleep 1
+done
+REGRESS=calls
+( cd "$WORK" && ta_as_user "$PGXS_DIR/test/regress/pg_regress" \
+    --host="$WORK" --port="$PORT" --user=postgres --bindir="$BINDIR" \
+    --inputdir="$WORK/test" --outputdir="$WORK" --dbname=valgrind_regress \
+    --load-extension=tool_audit $REGRESS )
+regress=$?
+ta_as_user "$BINDIR/pg_ctl" -D "$WORK/data" -m fast stop >/dev/null 2>&1
+sleep 2
+# each memcheck error block runs from "==PID== <message>" to a blank "==PID==" line
+ours=$(cat "$WORK"/valgrind.*.log 2>/dev/null | awk '
+    /^==[0-9]+== $/ { if (block ~ /tool_audit\.so/) { print block; n++ } block = ""; next }
+    { block = block $0 "\n" }
+    END { if (block ~ /tool_audit\.so/) { print block; n++ } print n + 0 > "/dev/stderr" }' 2>"$WORK/count")
+count=$(cat "$WORK/count")
+total=$(grep -c "^==[0-9]*== [A-Z]" "$WORK"/valgrind.*.log 2>/dev/null | awk -F: '{s += $2} END {print s + 0}')
+[ -n "$ours" ] && printf '%s\n' "$ours"
+echo "valgrind: $count error blocks through tool_audit.so ($total memcheck lines in all); pg_regress exit $regress"
+[ "$count" -eq 0 ] && [ "$regress" -eq 0 ]
