@@ -448,11 +448,15 @@ ta_autonomous_main(Datum main_arg)
 	CommitTransactionCommand();
 	SetCurrentRoleId(sh->outer_user, sh->outer_is_superuser);
 	SetUserIdAndSecContext(sh->current_user, sh->sec_context);
+	/*
+	 * The worker's own settings, over the caller's (PGC_S_SESSION: a caller's
+	 * SET has that source, and a lower one would not replace it).  A
+	 * read-only session may still record its calls (it could SET this too).
+	 */
 	snprintf(timeout, sizeof(timeout), "%d", sh->lock_timeout);
-	SetConfigOption("lock_timeout", timeout, PGC_SUSET, PGC_S_OVERRIDE);
-	SetConfigOption("synchronous_commit", "on", PGC_SUSET, PGC_S_OVERRIDE);
-	/* a read-only session may still record its calls (it could SET this too) */
-	SetConfigOption("default_transaction_read_only", "off", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("lock_timeout", timeout, PGC_SUSET, PGC_S_SESSION);
+	SetConfigOption("synchronous_commit", "on", PGC_SUSET, PGC_S_SESSION);
+	SetConfigOption("default_transaction_read_only", "off", PGC_SUSET, PGC_S_SESSION);
 
 	PG_TRY();
 	{
