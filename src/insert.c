@@ -19,6 +19,9 @@
  *	   then (1.5 on) break-the-glass: a call whose session_metadata says
  *	   "break_glass": true, or that brings break_glass = true, needs a
  *	   "break_glass_reason" there and gets break_glass = true;
+ *	   then (1.5) the halves of a call: a started row has no outcome yet, an
+ *	   ended row names a started row of the same tenant and role, once;
+ *	   caller_txid comes from the autonomous writer only (autonomous.c);
  *	2. sanitize: the jsonb columns must be objects (NULL becomes {}) and are
  *	   sanitized, and the value rules apply to every text column (ids
  *	   included: a token pasted into user_id is caught like one in the
@@ -710,6 +713,214 @@ takes_chain_position(AuditRow *row, bool restored)
 	return !(row->event_id_given && event_id_taken(row));
 }
 
+/* ---- 1b. the two halves of a call (1.5 on) ---- */
+
+#define TA_LOCKTAG_CALL_END		0x5443
+
+/* set by the autonomous worker (autonomous.c) while it writes */
+bool		ta_autonomous_writer = false;
+
+/*
+ * The stored tool_calls row with this event_id that the given snapshot
+ * sees (GetLatestSnapshot(): committed rows, and this transaction's), as a
+ * copy; NULL if there is none.
+ */
+HeapTuple
+ta_fetch_tool_call(Relation rel, Datum event_id)
+{
+	const TaLayout *layout = ta_layout_of(rel);
+	Relation	irel = index_open(ta_event_id_index(layout), AccessShareLock);
+	Snapshot	snap = RegisterSnapshot(GetLatestSnapshot());
+	TupleTableSlot *slot = table_slot_create(rel, NULL);
+	ScanKeyData key;
+	IndexScanDesc scan;
+	HeapTuple	found = NULL;
+
+	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_UUID_EQ, event_id);
+	scan = ta_index_scan(rel, irel, snap, &key, 1);
+	if (index_getnext_slot(scan, ForwardScanDirection, slot))
+		found = ExecCopySlotHeapTuple(slot);
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	UnregisterSnapshot(snap);
+	index_close(irel, AccessShareLock);
+	return found;
+}
+
+/* The error for an end of a call that no started row records. */
+void
+ta_call_not_begun(Datum call)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_UNDEFINED_OBJECT),
+			 errmsg("tool call %s was not begun",
+					DatumGetCString(DirectFunctionCall1(uuid_out, call))),
+			 errdetail("No committed started row of tool_audit.tool_calls has that event_id."),
+			 errhint("Pass the uuid that tool_audit.begin_call() returned.")));
+}
+
+static const char *
+phase_of(AuditRow *row)
+{
+	bool		isnull;
+	Datum		d;
+
+	if (row->layout->column[TA_COL_CALL_PHASE] < 0)
+		return NULL;
+	d = get_col(row, TA_COL_CALL_PHASE, &isnull);
+	return isnull ? NULL : TextDatumGetCString(d);
+}
+
+/*
+ * Has the call this ended row closes been ended already?  As for event_id
+ * above: serialize on the value (a transaction-level lock, kept to the end
+ * of the transaction: no unique index makes a second writer wait), then look
+ * with a dirty snapshot.  A second end is refused, never skipped.
+ */
+static bool
+call_already_ended(AuditRow *row, Datum call)
+{
+	const unsigned char *u = DatumGetUUIDP(call)->data;
+	LOCKTAG		tag;
+	Relation	irel;
+	SnapshotData dirty;
+	ScanKeyData key;
+	IndexScanDesc scan;
+	TupleTableSlot *slot;
+	bool		found;
+
+	if (!OidIsValid(row->layout->call_event_index))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("index tool_audit.tool_calls_call_event_id is missing"),
+				 errhint("Run ALTER EXTENSION tool_audit UPDATE, or reinstall the extension.")));
+	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId,
+						 ((uint32) u[0] << 24) | (u[1] << 16) | (u[2] << 8) | u[3],
+						 ((uint32) u[12] << 24) | (u[13] << 16) | (u[14] << 8) | u[15],
+						 TA_LOCKTAG_CALL_END);
+	(void) ta_xact_lock(&tag, true);
+
+	irel = index_open(row->layout->call_event_index, AccessShareLock);
+	slot = table_slot_create(row->rel, NULL);
+	InitDirtySnapshot(dirty);
+	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_UUID_EQ, call);
+	scan = ta_index_scan(row->rel, irel, &dirty, &key, 1);
+	found = index_getnext_slot(scan, ForwardScanDirection, slot);
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	index_close(irel, AccessShareLock);
+	return found;
+}
+
+static bool
+same_text(Datum a, bool anull, Datum b, bool bnull)
+{
+	text	   *x,
+			   *y;
+
+	if (anull || bnull)
+		return anull && bnull;
+	x = DatumGetTextPP(a);
+	y = DatumGetTextPP(b);
+	return VARSIZE_ANY_EXHDR(x) == VARSIZE_ANY_EXHDR(y) &&
+		memcmp(VARDATA_ANY(x), VARDATA_ANY(y), VARSIZE_ANY_EXHDR(x)) == 0;
+}
+
+/*
+ * call_phase, call_event_id and caller_txid of a new row.  A started row
+ * names no call and records no outcome yet (success stays NULL); an ended
+ * row names the started row it closes, which must exist (committed, or
+ * written earlier in this transaction), be of the same tenant and have
+ * been recorded by the same role, and not be ended yet.  caller_txid is
+ * written by the autonomous worker only: anyone else could claim that a
+ * transaction of their choice was the caller.
+ */
+static void
+check_call_phase(AuditRow *row)
+{
+	const char *phase = phase_of(row);
+	bool		isnull;
+	Datum		call;
+
+	if (row->layout->column[TA_COL_CALL_PHASE] < 0)
+		return;					/* a table not yet at 1.5 */
+	if (!col_is_null(row, TA_COL_CALLER_TXID) && !ta_autonomous_writer)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("caller_txid of tool_audit.tool_calls is written by tool_audit's autonomous writes only"),
+				 errhint("Leave the caller_txid column out of the INSERT; use begin_call(), end_call() or \"autonomous\": true in log_call()'s context.")));
+	call = get_col(row, TA_COL_CALL_EVENT_ID, &isnull);
+	if (phase == NULL || strcmp(phase, "started") == 0)
+	{
+		if (!isnull)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("call_event_id is for ended rows only"),
+					 errdetail("A %s row names no other call.", phase ? "started" : "one-row call's")));
+		if (phase == NULL)
+			return;
+		if (!col_is_null(row, TA_COL_SUCCESS) || !col_is_null(row, TA_COL_ERROR) ||
+			!col_is_null(row, TA_COL_DURATION_MS) ||
+			(!col_is_null(row, TA_COL_RESULT_SUMMARY) &&
+			 JB_ROOT_COUNT(DatumGetJsonbP(get_col(row, TA_COL_RESULT_SUMMARY, &isnull))) != 0))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("a started call has no result, success, error or duration yet"),
+					 errhint("Record the outcome in the ended row (tool_audit.end_call()).")));
+		return;
+	}
+	/* ended (the check constraint knows no other phase) */
+	if (isnull)
+		ereport(ERROR,
+				(errcode(ERRCODE_NOT_NULL_VIOLATION),
+				 errmsg("an ended row must name the started call in call_event_id")));
+	{
+		HeapTuple	started = ta_fetch_tool_call(row->rel, call);
+		TupleDesc	desc = RelationGetDescr(row->rel);
+		char	   *callstr = DatumGetCString(DirectFunctionCall1(uuid_out, call));
+		bool		snull,
+					tnull,
+					ok;
+		Datum		s,
+					t;
+
+		ok = started != NULL;
+		if (ok)
+		{
+			s = heap_getattr(started, ta_column(row->layout, TA_COL_CALL_PHASE) + 1, desc, &snull);
+			ok = !snull && strcmp(TextDatumGetCString(s), "started") == 0;
+		}
+		if (!ok)
+			ta_call_not_begun(call);
+		s = heap_getattr(started, ta_column(row->layout, TA_COL_TENANT_ID) + 1, desc, &snull);
+		t = get_col(row, TA_COL_TENANT_ID, &tnull);
+		if (!same_text(s, snull, t, tnull))
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("tool call %s was begun for another tenant", callstr)));
+		s = heap_getattr(started, ta_column(row->layout, TA_COL_RECORDED_BY) + 1, desc, &snull);
+		t = get_col(row, TA_COL_RECORDED_BY, &tnull);
+		if (!same_text(s, snull, t, tnull))
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("tool call %s was begun by another role", callstr),
+					 errdetail("A call is ended by the database role that began it.")));
+		if (call_already_ended(row, call))
+			ereport(ERROR,
+					(errcode(ERRCODE_UNIQUE_VIOLATION),
+					 errmsg("tool call %s has already ended", callstr)));
+	}
+}
+
+/* A started row: its outcome is recorded by the ended row. */
+static bool
+started_row(AuditRow *row)
+{
+	const char *phase = phase_of(row);
+
+	return phase != NULL && strcmp(phase, "started") == 0;
+}
+
 /* ---- 7. store ---- */
 
 /* The stored row, formed once; a trigger's keeps its original's identity. */
@@ -767,8 +978,12 @@ ta_record_tool_call(Relation rel, HeapTuple tuple, Datum *values, bool *nulls)
 	fill_default(&row, TA_COL_CALL_TRIGGER, "user_request");
 	flag_break_glass(&row);
 	sanitize_columns(&row, rs, &tool_call_columns);
+	check_call_phase(&row);		/* after sanitize: tenants compare as stored */
 	check_indexed_lengths(&row);
-	summarize_result_column(&row, rs);
+	if (started_row(&row))
+		set_col(&row, TA_COL_RESULT_SUMMARY, DirectFunctionCall1(jsonb_in, CStringGetDatum("{}")));
+	else
+		summarize_result_column(&row, rs);
 	stamp_impersonation(&row, TA_COL_USER_ID, TA_COL_RECORDED_AT);
 	decide_retention(&row, TA_COL_TOOL_NAME, TA_COL_RECORDED_AT);
 	return hash_chain_and_form(&row, false);

@@ -16,4 +16,8 @@ extern void ta_insert_init(void);
 extern HeapTuple ta_record_tool_call(Relation rel, HeapTuple tuple,
 									 Datum *values, bool *nulls);
 
+extern HeapTuple ta_fetch_tool_call(Relation rel, Datum event_id);
+extern bool ta_autonomous_writer;
+extern void ta_call_not_begun(Datum call) pg_attribute_noreturn();
+
 #endif							/* TA_INSERT_H */

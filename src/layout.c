@@ -77,6 +77,9 @@ static const char *const column_names[TA_NCOLUMNS] = {
 	[TA_COL_EXPIRES_AT] = "expires_at",
 	[TA_COL_BREAK_GLASS] = "break_glass",
 	[TA_COL_IMPERSONATED_BY] = "impersonated_by",
+	[TA_COL_CALL_PHASE] = "call_phase",
+	[TA_COL_CALL_EVENT_ID] = "call_event_id",
+	[TA_COL_CALLER_TXID] = "caller_txid",
 	[TA_COL_ROW_HASH] = "row_hash",
 	[TA_COL_CHAIN_ID] = "chain_id",
 	[TA_COL_CHAIN_LANE] = "chain_lane",
@@ -296,6 +299,7 @@ build_layout(Relation rel)
 	l->id_sequence = sibling(rel, "_id_seq");
 	l->chain_index = sibling(rel, "_chain_position");
 	l->event_id_index = sibling(rel, "_event_id_key");
+	l->call_event_index = sibling(rel, "_call_event_id");
 	return l;
 }
 

@@ -55,6 +55,9 @@ typedef enum TaColumn
 	TA_COL_EXPIRES_AT,
 	TA_COL_BREAK_GLASS,			/* 1.5 on, tool_calls */
 	TA_COL_IMPERSONATED_BY,	/* 1.5 on */
+	TA_COL_CALL_PHASE,			/* 1.5 on */
+	TA_COL_CALL_EVENT_ID,
+	TA_COL_CALLER_TXID,
 	/* the chain columns (1.1 on), which the row hash does not cover */
 	TA_COL_ROW_HASH,
 	TA_COL_CHAIN_ID,
@@ -91,6 +94,8 @@ typedef struct TaLayout
 	Oid			id_sequence;	/* <table>_id_seq */
 	Oid			chain_index;	/* <table>_chain_position; invalid before 1.1 */
 	Oid			event_id_index; /* <table>_event_id_key */
+	Oid			call_event_index;	/* tool_calls_call_event_id (1.5 on); else
+									 * invalid */
 	int			unencodable;	/* index in hashed[] of a column the row hash
 								 * cannot encode, or -1 */
 	int			nhashed;

@@ -25,6 +25,7 @@
 #include "postgres.h"
 
 #include "catalog/pg_type.h"
+#include "access/htup_details.h"
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/xact.h"
@@ -38,11 +39,13 @@
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/uuid.h"
 
 #include "insert.h"
 #include "jsonb_util.h"
 #include "layout.h"
 #include "quiet_input.h"
+#include "autonomous.h"
 
 /* context keys that go to the columns of the same name */
 static const TaColumn context_columns[] = {
@@ -137,16 +140,56 @@ context_text(JsonbValue *v)
 	return NULL;				/* keep the compiler quiet */
 }
 
-/*
- * tool_audit.log_call(tool_name text, arguments jsonb, result jsonb,
- *					   duration_ms double precision, context jsonb DEFAULT '{}')
- *	RETURNS tool_audit.tool_calls
- */
-PG_FUNCTION_INFO_V1(log_call);
-Datum
-log_call(PG_FUNCTION_ARGS)
+/* Is this context key spread over a column (or taken by the call itself)? */
+static bool
+context_key_taken(const JsonbValue *k)
 {
-	Jsonb	   *ctx = PG_ARGISNULL(4) ? NULL : PG_GETARG_JSONB_P(4);
+	for (int i = 0; i < (int) NCONTEXT; i++)
+	{
+		const char *name = ta_column_name(context_columns[i]);
+
+		if (strlen(name) == (size_t) k->val.string.len &&
+			memcmp(name, k->val.string.val, k->val.string.len) == 0)
+			return true;
+	}
+	/* "autonomous" says how the call is written, not what it was */
+	return k->val.string.len == 10 && memcmp(k->val.string.val, "autonomous", 10) == 0;
+}
+
+/*
+ * Does the context ask for an autonomous write ("autonomous": true)?  Any
+ * value other than true or false is refused: a typo must not quietly make
+ * a failure's record roll back with the caller.
+ */
+bool
+ta_context_autonomous(Jsonb *ctx)
+{
+	JsonbValue *v;
+
+	if (ctx == NULL || !JB_ROOT_IS_OBJECT(ctx))
+		return false;
+	v = ta_jsonb_key(&ctx->root, "autonomous");
+	if (v == NULL)
+		return false;
+	if (v->type != jbvBool)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("context field \"autonomous\" must be true or false")));
+	return v->val.boolean;
+}
+
+/*
+ * Record one call: the work of log_call(), begin_call() and end_call(), in
+ * the caller's backend or in the autonomous worker (autonomous.c).  args
+ * are log_call()'s five (tool_name, arguments, result, duration_ms,
+ * context); call says which half of a call the row is, and for an ended
+ * row carries the started row it closes.  Returns the stored row (and its
+ * event_id, if asked).
+ */
+Datum
+ta_record_call(Datum *args, bool *argnulls, const TaCallRow *call, pg_uuid_t *event_id)
+{
+	Jsonb	   *ctx = argnulls[4] ? NULL : DatumGetJsonbP(args[4]);
 	JsonbParseState *state = NULL;
 	JsonbValue *res;
 	Relation	rel;
@@ -162,7 +205,8 @@ log_call(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("context must be a JSON object"),
 				 errdetail("The value given is a JSON %s.", ta_jsonb_type_name(ctx))));
-	if (PG_ARGISNULL(0) || VARSIZE_ANY_EXHDR(PG_GETARG_TEXT_PP(0)) == 0)
+	if (call->started == NULL &&
+		(argnulls[0] || VARSIZE_ANY_EXHDR(DatumGetTextPP(args[0])) == 0))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("tool_name must not be empty")));
@@ -192,10 +236,33 @@ log_call(PG_FUNCTION_ARGS)
 			nulls[index] = false;
 		}
 	}
-	set_arg(layout, values, nulls, TA_COL_TOOL_NAME, PG_GETARG_DATUM(0), false);
-	set_arg(layout, values, nulls, TA_COL_ARGUMENTS, PG_GETARG_DATUM(1), PG_ARGISNULL(1));
-	set_arg(layout, values, nulls, TA_COL_RESULT_SUMMARY, PG_GETARG_DATUM(2), PG_ARGISNULL(2));
-	set_arg(layout, values, nulls, TA_COL_DURATION_MS, PG_GETARG_DATUM(3), PG_ARGISNULL(3));
+	/* an ended row is attributed as the call it closes was */
+	if (call->started != NULL)
+	{
+		for (int i = 0; i < (int) NCONTEXT; i++)
+		{
+			int			index;
+
+			if (context_columns[i] == TA_COL_EVENT_ID)
+				continue;
+			index = ta_column(layout, context_columns[i]);
+			values[index] = heap_getattr(call->started, index + 1, desc, &nulls[index]);
+		}
+		args[0] = heap_getattr(call->started, ta_column(layout, TA_COL_TOOL_NAME) + 1, desc,
+							   &argnulls[0]);
+	}
+	set_arg(layout, values, nulls, TA_COL_TOOL_NAME, args[0], argnulls[0]);
+	set_arg(layout, values, nulls, TA_COL_ARGUMENTS, args[1], argnulls[1]);
+	set_arg(layout, values, nulls, TA_COL_RESULT_SUMMARY, args[2], argnulls[2]);
+	set_arg(layout, values, nulls, TA_COL_DURATION_MS, args[3], argnulls[3]);
+	if (call->phase != NULL)
+		set_arg(layout, values, nulls, TA_COL_CALL_PHASE, CStringGetTextDatum(call->phase), false);
+	if (call->started != NULL)
+		set_arg(layout, values, nulls, TA_COL_CALL_EVENT_ID,
+				heap_getattr(call->started, ta_column(layout, TA_COL_EVENT_ID) + 1, desc, &(bool){false}),
+				false);
+	if (call->autonomous)
+		set_arg(layout, values, nulls, TA_COL_CALLER_TXID, Int64GetDatum(call->caller_txid), false);
 
 	/* session_metadata: the context without the keys that went to columns */
 	(void) pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
@@ -209,17 +276,8 @@ log_call(PG_FUNCTION_ARGS)
 		(void) JsonbIteratorNext(&it, &k, true);	/* WJB_BEGIN_OBJECT */
 		while ((r = JsonbIteratorNext(&it, &k, true)) == WJB_KEY)
 		{
-			bool		taken = false;
-
 			(void) JsonbIteratorNext(&it, &v, true);
-			for (int i = 0; i < (int) NCONTEXT && !taken; i++)
-			{
-				const char *name = ta_column_name(context_columns[i]);
-
-				taken = strlen(name) == (size_t) k.val.string.len &&
-					memcmp(name, k.val.string.val, k.val.string.len) == 0;
-			}
-			if (taken)
+			if (context_key_taken(&k))
 				continue;
 			(void) pushJsonbValue(&state, WJB_KEY, &k);
 			(void) pushJsonbValue(&state, WJB_VALUE, &v);
@@ -232,7 +290,38 @@ log_call(PG_FUNCTION_ARGS)
 	stored = ta_record_tool_call(rel, NULL, values, nulls);
 	insert_stored_row(rel, stored);
 	result = heap_copy_tuple_as_datum(stored, desc);
+	if (event_id != NULL)
+		*event_id = *DatumGetUUIDP(heap_getattr(stored, ta_column(layout, TA_COL_EVENT_ID) + 1,
+												desc, &(bool){false}));
 	table_close(rel, NoLock);
-	PG_RETURN_DATUM(result);
+	return result;
 }
 
+/*
+ * tool_audit.log_call(tool_name text, arguments jsonb, result jsonb,
+ *					   duration_ms double precision, context jsonb DEFAULT '{}')
+ *	RETURNS tool_audit.tool_calls
+ *
+ * With "autonomous": true in the context the row is written by the
+ * autonomous worker (autonomous.c) and survives the caller's rollback.
+ */
+PG_FUNCTION_INFO_V1(log_call);
+Datum
+log_call(PG_FUNCTION_ARGS)
+{
+	Datum		args[5];
+	bool		argnulls[5];
+	TaCallRow	call = {0};
+
+	for (int i = 0; i < 5; i++)
+	{
+		argnulls[i] = PG_ARGISNULL(i);
+		args[i] = argnulls[i] ? (Datum) 0 : PG_GETARG_DATUM(i);
+	}
+	if (!argnulls[4])
+		args[4] = PointerGetDatum(PG_DETOAST_DATUM(args[4]));
+	if (!argnulls[4] && ta_context_autonomous(DatumGetJsonbP(args[4])))
+		PG_RETURN_DATUM(ta_autonomous_call(TA_AUTO_LOG_CALL, args, argnulls, NULL, true));
+
+	PG_RETURN_DATUM(ta_record_call(args, argnulls, &call, NULL));
+}

@@ -168,3 +168,14 @@ ALTER TABLE tool_audit.admin_events
     ENABLE ALWAYS TRIGGER admin_events_append_only,
     ENABLE ALWAYS TRIGGER admin_events_append_only_row;
 
+
+-- 1.5: a call recorded in two halves (begin_call(), end_call()): the started
+-- row has no outcome yet (success NULL, and only there); the ended row names
+-- the started row in call_event_id, found through this index (one end per
+-- call: insert.c serializes on the value and looks, as for event_id)
+ALTER TABLE tool_audit.tool_calls
+    ALTER COLUMN success DROP NOT NULL,
+    ADD CONSTRAINT success_null_only_when_started
+        CHECK ((success IS NULL) = (call_phase IS NOT DISTINCT FROM 'started'));
+CREATE INDEX tool_calls_call_event_id
+    ON tool_audit.tool_calls (call_event_id) WHERE call_event_id IS NOT NULL;

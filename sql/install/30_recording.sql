@@ -153,3 +153,25 @@ AS $$
 $$;
 COMMENT ON FUNCTION tool_audit.record_own_event(text, jsonb, text) IS
     'Records one of the extension''s own administrative actions as a "tool_audit." admin event';
+
+-- 1.5: calls that survive the caller's rollback.  Both write autonomously
+-- (a background worker commits the row before the function returns:
+-- doc/recording.md); begin_call() sets tool_audit.call for the rest of the
+-- caller's transaction, end_call() clears it when it names that call
+CREATE FUNCTION tool_audit.begin_call(
+    tool_name text,
+    arguments jsonb,
+    context   jsonb DEFAULT '{}')
+RETURNS uuid
+    AS 'MODULE_PATHNAME', 'begin_call' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION tool_audit.begin_call(text, jsonb, jsonb) IS
+    'Records, autonomously (it survives the caller''s rollback), that a tool call started; returns its event_id and sets tool_audit.call to it for the rest of the transaction';
+
+CREATE FUNCTION tool_audit.end_call(
+    call        uuid,
+    result      jsonb,
+    duration_ms double precision DEFAULT NULL)
+RETURNS tool_audit.tool_calls
+    AS 'MODULE_PATHNAME', 'end_call' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION tool_audit.end_call(uuid, jsonb, double precision) IS
+    'Records, autonomously, how a call begun by begin_call() ended (duration NULL: from its start to now); returns the stored ended row';

@@ -112,6 +112,51 @@ COMMENT ON FUNCTION tool_audit.report_mark(text) IS
     'The ok, failed or arrow mark of the reports: a UTF-8 symbol when the database encoding allows, ASCII otherwise';
 
 -- ---------------------------------------------------------------------------
+-- 1.5: calls as one row each, whether recorded in one row (log_call()) or in
+-- two halves (begin_call(), end_call())
+-- ---------------------------------------------------------------------------
+
+-- xact_status(txid): pg_xact_status() of a caller_txid, or NULL when it
+-- cannot be known: too old for the commit log, or not of this cluster (a
+-- transaction id past the current one: rows restored from a dump)
+CREATE FUNCTION tool_audit.xact_status(txid bigint) RETURNS text
+LANGUAGE sql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN $1 IS NULL OR $1 < 0 THEN NULL
+                WHEN $1::text::xid8 >= pg_snapshot_xmax(pg_current_snapshot()) THEN NULL
+                ELSE pg_xact_status($1::text::xid8) END
+$$;
+COMMENT ON FUNCTION tool_audit.xact_status(bigint) IS
+    'committed, aborted or in progress for a caller_txid; NULL when it cannot be known (too old, or from another cluster)';
+
+CREATE VIEW tool_audit.calls WITH (security_invoker = true) AS
+SELECT t.event_id AS call_id, t.id, t.tenant_id, t.conversation_id, t.turn_number,
+       t.user_id, t.user_role, t.model, t.tool_name, t.tool_call_id, t.call_trigger,
+       t.purpose, t.subject_id, t.arguments,
+       t.recorded_at AS started_at,
+       CASE WHEN t.call_phase IS NULL THEN t.recorded_at ELSE e.recorded_at END AS ended_at,
+       CASE WHEN t.call_phase IS NULL THEN t.success ELSE e.success END AS success,
+       CASE WHEN t.call_phase IS NULL THEN t.result_summary ELSE e.result_summary END AS result_summary,
+       CASE WHEN t.call_phase IS NULL THEN t.error ELSE e.error END AS error,
+       CASE WHEN t.call_phase IS NULL THEN t.duration_ms ELSE e.duration_ms END AS duration_ms,
+       CASE WHEN t.call_phase IS NULL THEN 'one_row'
+            WHEN e.id IS NOT NULL THEN 'ended'
+            WHEN tool_audit.xact_status(t.caller_txid) = 'in progress' THEN 'in_progress'
+            ELSE 'never_ended' END AS state,
+       CASE WHEN t.caller_txid IS NULL THEN true
+            ELSE CASE tool_audit.xact_status(t.caller_txid)
+                      WHEN 'committed' THEN true WHEN 'aborted' THEN false END
+            END AS caller_committed,
+       t.caller_txid, t.recorded_by, e.event_id AS end_event_id
+  FROM tool_audit.tool_calls t
+  LEFT JOIN tool_audit.tool_calls e
+         ON t.call_phase = 'started' AND e.call_phase = 'ended' AND e.call_event_id = t.event_id
+ WHERE t.call_phase IS DISTINCT FROM 'ended';
+COMMENT ON VIEW tool_audit.calls IS
+    'One row per tool call: a call recorded in one row, or the started and ended rows of begin_call() and end_call() paired (state ended, in_progress or never_ended), with whether the caller''s transaction committed when that can be known';
+
+-- ---------------------------------------------------------------------------
 -- Queries (the seed's AuditQueryEngine).  Until 1.4 plain SQL functions,
 -- inlined into the caller's query; since 1.5 each records its read
 -- (record_read(), 58_read_audit.sql) once it has counted its rows, so they
@@ -234,20 +279,22 @@ DECLARE
 BEGIN
     RETURN QUERY
     SELECT format('[Turn %s] %s %s(%s) %s %s [%sms]',
-                  coalesce(t.turn_number::text, '?'),
-                  tool_audit.report_mark(CASE WHEN t.success THEN 'ok' ELSE 'failed' END),
-                  t.tool_name, t.arguments::text, tool_audit.report_mark('arrow'),
-                  t.result_summary::text,
-                  coalesce(t.duration_ms::text, '?'))
-      FROM tool_audit.tool_calls t
-     WHERE t.conversation_id = tool_audit.required_arg($1, 'conversation_id'::pg_catalog.text)
-     ORDER BY t.turn_number, t.recorded_at, t.id;
+                  coalesce(c.turn_number::text, '?'),
+                  tool_audit.report_mark(CASE WHEN c.success THEN 'ok' ELSE 'failed' END),
+                  c.tool_name, c.arguments::text, tool_audit.report_mark('arrow'),
+                  CASE c.state WHEN 'never_ended' THEN '(never ended)'
+                               WHEN 'in_progress' THEN '(in progress)'
+                               ELSE c.result_summary::text END,
+                  coalesce(c.duration_ms::text, '?'))
+      FROM tool_audit.calls c
+     WHERE c.conversation_id = tool_audit.required_arg($1, 'conversation_id'::pg_catalog.text)
+     ORDER BY c.turn_number, c.started_at, c.id;
     GET DIAGNOSTICS n = ROW_COUNT;
     PERFORM tool_audit.record_read('conversation_timeline', jsonb_build_object('conversation_id', $1), n);
 END
 $$;
 COMMENT ON FUNCTION tool_audit.conversation_timeline(text) IS
-    'A conversation as one line of text per tool call: turn, outcome, tool, arguments, result summary and duration';
+    'A conversation as one line of text per tool call (a call begun and ended: one line): turn, outcome, tool, arguments, result summary and duration';
 
 -- User usr_1 (support_agent) (arrow) gpt-4.1 (arrow) update_order_status [user_request];
 -- (1.5) User usr_1 (customer) impersonated by adm_7 (arrow) ... under an impersonation
@@ -295,7 +342,13 @@ BEGIN
       FROM tool_audit.verify_protections() p;
 
     WITH covered AS MATERIALIZED (
-        SELECT t, tool_audit.check_row(t) AS problem
+        -- a call begun and ended is one access (its started row), with the
+        -- ended row's outcome; both rows are verified
+        SELECT t, tool_audit.check_row(t) AS problem,
+               t.call_phase IS DISTINCT FROM 'ended' AS access,
+               CASE WHEN t.call_phase = 'started' THEN
+                   (SELECT e.success FROM tool_audit.tool_calls e
+                     WHERE e.call_event_id = t.event_id AND e.call_phase = 'ended') END AS ended_success
           FROM tool_audit.tool_calls t
          WHERE t.subject_id = access_report.subject_id
            AND t.recorded_at >= start_time AND t.recorded_at <= end_time
@@ -304,15 +357,15 @@ BEGIN
         'subject_id', access_report.subject_id,
         'report_period', jsonb_build_object('start', tool_audit.iso8601_utc(start_time),
                                             'end', tool_audit.iso8601_utc(end_time)),
-        'total_accesses', count(*),
-        'unique_users', count(DISTINCT (c.t).user_id),
+        'total_accesses', count(*) FILTER (WHERE c.access),
+        'unique_users', count(DISTINCT (c.t).user_id) FILTER (WHERE c.access),
         'accesses', coalesce(jsonb_agg(jsonb_build_object(
                 'timestamp', tool_audit.iso8601_utc((c.t).recorded_at),
                 'accessed_by', (c.t).user_id,
                 'role', (c.t).user_role,
                 'tool', (c.t).tool_name,
                 'purpose', (c.t).purpose,
-                'success', (c.t).success,
+                'success', CASE WHEN (c.t).call_phase IS NULL THEN (c.t).success ELSE c.ended_success END,
                 'break_glass', tool_audit.is_break_glass(c.t),
                 'call_id', (c.t).id,
                 'model', (c.t).model,
@@ -320,8 +373,12 @@ BEGIN
                 'tenant_id', (c.t).tenant_id)
                 || CASE WHEN (c.t).impersonated_by IS NOT NULL
                         THEN jsonb_build_object('impersonated_by', (c.t).impersonated_by) ELSE '{}' END
-            ORDER BY (c.t).recorded_at, (c.t).id), '[]'),
-        'break_glass_accesses', count(*) FILTER (WHERE tool_audit.is_break_glass(c.t)),
+                || CASE WHEN (c.t).call_phase = 'started'
+                        THEN jsonb_build_object('call_state', CASE WHEN c.ended_success IS NULL
+                                                                   THEN 'not_ended' ELSE 'ended' END)
+                        ELSE '{}' END
+            ORDER BY (c.t).recorded_at, (c.t).id) FILTER (WHERE c.access), '[]'),
+        'break_glass_accesses', count(*) FILTER (WHERE c.access AND tool_audit.is_break_glass(c.t)),
         'integrity_verified', count(c.problem) = 0 AND protections = '[]',
         'integrity', jsonb_build_object(
             'rows_checked', count(*),

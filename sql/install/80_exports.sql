@@ -32,7 +32,10 @@ BEGIN
             'recorded_by', t.recorded_by,
             'row_hash', encode(t.row_hash, 'hex'), 'chain_id', t.chain_id::text,
             'chain_lane', t.chain_lane, 'chain_seq', t.chain_seq,
-            'chain_hash', encode(t.chain_hash, 'hex')) AS doc
+            'chain_hash', encode(t.chain_hash, 'hex'))
+            -- 1.5: the halves of a call begun and ended (absent otherwise)
+            || jsonb_strip_nulls(jsonb_build_object('call_phase', t.call_phase,
+                   'call_event_id', t.call_event_id, 'caller_txid', t.caller_txid)) AS doc
           FROM tool_audit.tool_calls t
          WHERE t.recorded_at >= start_time AND t.recorded_at < end_time
         UNION ALL
@@ -212,7 +215,7 @@ AS $$
             'display', tool_audit.fhir_string(r.tool_name))),
         'action', tool_audit.fhir_action(r.tool_name),
         'recorded', tool_audit.iso8601_utc(r.recorded_at),
-        'outcome', CASE WHEN r.success THEN '0' ELSE '4' END,
+        'outcome', CASE WHEN r.success THEN '0' WHEN NOT r.success THEN '4' END,
         'outcomeDesc', tool_audit.fhir_string(r.error),
         'purposeOfEvent', tool_audit.fhir_purpose(r.purpose,
                                                   coalesce(r.break_glass, false) OR tool_audit.is_break_glass(r)),
@@ -384,7 +387,7 @@ CREATE VIEW tool_audit.otel_tool_spans WITH (security_invoker = true) AS
 SELECT 'execute_tool ' || t.tool_name AS "span.name",
        t.recorded_at - make_interval(secs => coalesce(t.duration_ms, 0) / 1000) AS start_time,
        t.recorded_at AS end_time,
-       CASE WHEN t.success THEN 'OK' ELSE 'ERROR' END AS "status.code",
+       CASE WHEN t.success THEN 'OK' WHEN NOT t.success THEN 'ERROR' ELSE 'UNSET' END AS "status.code",
        t.error AS "status.message",
        'execute_tool'::text AS "gen_ai.operation.name",
        t.tool_name AS "gen_ai.tool.name",

@@ -192,3 +192,13 @@ GRANT EXECUTE ON FUNCTION tool_audit.record_read(text, jsonb, bigint)
     TO tool_audit_reader, tool_audit_admin, tool_audit_verifier;
 GRANT EXECUTE ON FUNCTION tool_audit.read_report(text, timestamptz)
     TO tool_audit_reader, tool_audit_admin;
+-- (1.5) calls that survive rollback: writers begin and end calls; readers,
+-- admins and the verifier read them paired (row-level security of
+-- tool_calls applies: the view is security_invoker)
+GRANT EXECUTE ON FUNCTION
+    tool_audit.begin_call(text, jsonb, jsonb),
+    tool_audit.end_call(uuid, jsonb, double precision)
+    TO tool_audit_writer;
+GRANT EXECUTE ON FUNCTION tool_audit.xact_status(bigint)
+    TO tool_audit_reader, tool_audit_admin, tool_audit_verifier;
+GRANT SELECT ON tool_audit.calls TO tool_audit_reader, tool_audit_admin, tool_audit_verifier;

@@ -1,0 +1,497 @@
+/*-------------------------------------------------------------------------
+ *
+ * autonomous.c
+ *		Calls that survive the caller's rollback: tool_audit.begin_call(),
+ *		tool_audit.end_call() and log_call() with "autonomous": true.
+ *
+ * The row is written by a dynamic background worker, one per write, in a
+ * transaction of its own that commits (synchronous_commit = on) before the
+ * SQL function returns.  Dynamic workers need no shared_preload_libraries:
+ * the worker is registered when the function is called (bgw_library_name
+ * "tool_audit"), and takes a slot of max_worker_processes while it runs.
+ *
+ * What the worker gets, in a DSM segment the caller creates:
+ *	- who: the database, the authenticated (login) role, the outer role
+ *	  (after SET ROLE) and the current role with its security context (a
+ *	  SECURITY DEFINER function's owner), as parallel workers get them: the
+ *	  worker acts exactly as the caller does, so the row records the same
+ *	  recorded_by as a write in the caller's transaction would, and the
+ *	  caller can neither write as someone else nor gain a privilege;
+ *	- the caller's settings (SerializeGUCState(), as parallel workers and
+ *	  pg_background restore them): tool_audit.tenant, application_name, the
+ *	  test clock, the rule-related settings;
+ *	- the caller's top transaction id (one is assigned), stored in
+ *	  caller_txid: pg_xact_status() tells later whether the caller committed;
+ *	- the function's arguments (datumSerialize()).
+ * The worker runs the same code as log_call() (log_call.c: context spread
+ * over the columns, then the insert trigger's work: sanitized, summarized,
+ * hashed, chained) and writes back the event_id of the stored row, or the
+ * error (SQLSTATE, message, detail, hint), which the caller raises again as
+ * its own.
+ *
+ * Failing loudly: no free worker slot is an error (53400, with a hint about
+ * max_worker_processes); a worker that exits without a result (it could not
+ * log in, it was killed) is an error (58000); the caller waits on its latch
+ * and answers cancels and statement_timeout, and then terminates the
+ * worker.  A row is never dropped silently.
+ *
+ * Not waiting for the caller forever: the worker is another backend, so it
+ * could wait for a lock the caller holds while the caller waits for it, a
+ * deadlock the deadlock detector cannot see.  The insert path takes no lock
+ * another writer holds, except
+ *	- a chain lane: busy lanes are skipped (chain.c), never waited for;
+ *	- an event_id (insert.c), when the context brings one the caller has
+ *	  itself inserted, uncommitted, and a call's end (the caller ended the
+ *	  call with a plain INSERT, uncommitted);
+ *	- a lock on tool_calls itself stronger than the caller's own inserts.
+ * So the worker runs with lock_timeout (the caller's if shorter, else
+ * TA_WORKER_LOCK_TIMEOUT): such a wait ends in an error (55P03), not a hang.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "access/transam.h"
+#include "access/xact.h"
+#include "access/xlog.h"
+#include "catalog/pg_type.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "storage/dsm.h"
+#include "storage/ipc.h"
+#include "storage/proc.h"
+#include "tcop/tcopprot.h"
+#include "utils/builtins.h"
+#include "utils/datum.h"
+#include "utils/guc.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+#include "utils/uuid.h"
+
+#include "autonomous.h"
+#include "insert.h"
+#include "layout.h"
+#include "retention.h"
+#include "tool_audit.h"
+
+#define TA_WORKER_LOCK_TIMEOUT	5000	/* ms */
+#define TA_NARGS				6	/* log_call()'s five, and the call */
+#define TA_MSG_LEN				1024
+
+typedef enum TaAutoStatus
+{
+	TA_AUTO_PENDING = 0,
+	TA_AUTO_DONE,
+	TA_AUTO_FAILED
+} TaAutoStatus;
+
+/* The DSM segment: the request, then the GUC state and the arguments. */
+typedef struct TaAutoShared
+{
+	/* the request */
+	TaAutoKind	kind;
+	Oid			database;
+	Oid			authenticated_user;
+	Oid			outer_user;		/* GetCurrentRoleId(): InvalidOid if no SET ROLE */
+	bool		outer_is_superuser;
+	Oid			current_user;
+	int			sec_context;
+	int64		caller_txid;
+	int			lock_timeout;
+	int			caller_procno;	/* whose latch the worker sets when done */
+	Size		guc_offset;
+	Size		args_offset;
+	/* the answer, written by the worker before it exits */
+	TaAutoStatus status;
+	pg_uuid_t	event_id;
+	int			sqlerrcode;
+	char		message[TA_MSG_LEN];
+	char		detail[TA_MSG_LEN];
+	char		hint[TA_MSG_LEN];
+} TaAutoShared;
+
+/* the types of the arguments as serialized: byval, length */
+static const struct
+{
+	bool		byval;
+	int16		len;
+}			arg_types[TA_NARGS] = {
+	{false, -1},				/* tool_name text */
+	{false, -1},				/* arguments jsonb */
+	{false, -1},				/* result jsonb */
+	{FLOAT8PASSBYVAL, 8},		/* duration_ms double precision */
+	{false, -1},				/* context jsonb */
+	{false, UUID_LEN},			/* the call (end_call) */
+};
+
+static const char *const kind_name[] = {
+	[TA_AUTO_LOG_CALL] = "log_call",
+	[TA_AUTO_BEGIN] = "begin_call",
+	[TA_AUTO_END] = "end_call",
+};
+
+PGDLLEXPORT void ta_autonomous_main(Datum main_arg);
+
+/* ---- the caller ---- */
+
+static void
+raise_worker_error(TaAutoShared *sh)
+{
+	ereport(ERROR,
+			(errcode(sh->sqlerrcode),
+			 errmsg_internal("%s", sh->message),
+			 sh->detail[0] ? errdetail_internal("%s", sh->detail) : 0,
+			 sh->hint[0] ? errhint("%s", sh->hint) : 0,
+			 errcontext("autonomous write of tool_audit.%s()", kind_name[sh->kind])));
+}
+
+/*
+ * Write one row autonomously: start the worker, wait for it, raise its
+ * error or return what the function returns (the stored row if return_row,
+ * else the event_id as a uuid).
+ */
+Datum
+ta_autonomous_call(TaAutoKind kind, Datum *fargs, bool *fargnulls, pg_uuid_t *call,
+				   bool return_row)
+{
+	Datum		args[TA_NARGS];
+	bool		argnulls[TA_NARGS];
+	Size		gucsize,
+				argsize = 0,
+				size;
+	dsm_segment *seg;
+	TaAutoShared *sh;
+	char	   *p;
+	BackgroundWorker worker;
+	BackgroundWorkerHandle *handle;
+	volatile BgwHandleStatus status = BGWH_STARTED;
+	pg_uuid_t  *event_id;
+
+	if (RecoveryInProgress())
+		ereport(ERROR,
+				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
+				 errmsg("tool calls cannot be recorded during recovery")));
+
+	for (int i = 0; i < TA_NARGS - 1; i++)
+	{
+		argnulls[i] = fargnulls[i];
+		args[i] = fargs[i];
+		if (!argnulls[i] && !arg_types[i].byval)
+			args[i] = PointerGetDatum(PG_DETOAST_DATUM_PACKED(args[i]));
+	}
+	argnulls[TA_NARGS - 1] = call == NULL;
+	args[TA_NARGS - 1] = call == NULL ? (Datum) 0 : UUIDPGetDatum(call);
+	for (int i = 0; i < TA_NARGS; i++)
+		argsize = add_size(argsize, datumEstimateSpace(args[i], argnulls[i],
+													   arg_types[i].byval, arg_types[i].len));
+	gucsize = EstimateGUCStateSpace();
+	size = add_size(add_size(MAXALIGN(sizeof(TaAutoShared)), MAXALIGN(gucsize)), argsize);
+
+	seg = dsm_create(size, 0);
+	sh = dsm_segment_address(seg);
+	memset(sh, 0, sizeof(TaAutoShared));
+	sh->kind = kind;
+	sh->database = MyDatabaseId;
+	sh->authenticated_user = GetAuthenticatedUserId();
+	sh->outer_user = GetCurrentRoleId();
+	sh->outer_is_superuser = OidIsValid(sh->outer_user) ? superuser_arg(sh->outer_user) : false;
+	GetUserIdAndSecContext(&sh->current_user, &sh->sec_context);
+	/* the caller's transaction id, assigned now if it had none */
+	sh->caller_txid = (int64) U64FromFullTransactionId(GetTopFullTransactionId());
+	sh->lock_timeout = (LockTimeout > 0 && LockTimeout < TA_WORKER_LOCK_TIMEOUT) ?
+		LockTimeout : TA_WORKER_LOCK_TIMEOUT;
+	sh->caller_procno = MyProc->pgprocno;
+	sh->guc_offset = MAXALIGN(sizeof(TaAutoShared));
+	sh->args_offset = sh->guc_offset + MAXALIGN(gucsize);
+	SerializeGUCState(gucsize, (char *) sh + sh->guc_offset);
+	p = (char *) sh + sh->args_offset;
+	for (int i = 0; i < TA_NARGS; i++)
+		datumSerialize(args[i], argnulls[i], arg_types[i].byval, arg_types[i].len, &p);
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_ConsistentState;
+	worker.bgw_restart_time = BGW_NEVER_RESTART;
+	strlcpy(worker.bgw_library_name, "tool_audit", BGW_MAXLEN);
+	strlcpy(worker.bgw_function_name, "ta_autonomous_main", BGW_MAXLEN);
+	snprintf(worker.bgw_name, BGW_MAXLEN, "tool_audit autonomous write for PID %d", MyProcPid);
+	strlcpy(worker.bgw_type, "tool_audit autonomous write", BGW_MAXLEN);
+	worker.bgw_main_arg = UInt32GetDatum(dsm_segment_handle(seg));
+	worker.bgw_notify_pid = MyProcPid;
+
+	if (!RegisterDynamicBackgroundWorker(&worker, &handle))
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+				 errmsg("tool_audit.%s() could not start its autonomous write: no background worker slot is free",
+						kind_name[kind]),
+				 errdetail("Nothing was recorded."),
+				 errhint("Raise max_worker_processes (a restart is needed): each autonomous write takes one worker while it runs.")));
+
+	/*
+	 * Wait for the worker's answer, not for its exit (the postmaster reports
+	 * an exit only after reaping it): the worker sets our latch when it has
+	 * written the answer; a worker that stops without one is seen stopped.
+	 * Interruptible: a cancel or statement_timeout stops the worker too.
+	 */
+	PG_TRY();
+	{
+		for (;;)
+		{
+			pid_t		pid;
+			int			rc;
+			BgwHandleStatus now;
+
+			CHECK_FOR_INTERRUPTS();
+			pg_read_barrier();
+			if (sh->status != TA_AUTO_PENDING)
+				break;
+			now = GetBackgroundWorkerPid(handle, &pid);
+			if (now == BGWH_STOPPED)
+			{
+				pg_read_barrier();	/* an answer written just before it stopped */
+				break;
+			}
+			rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_POSTMASTER_DEATH, -1,
+						   PG_WAIT_EXTENSION);
+			if (rc & WL_POSTMASTER_DEATH)
+			{
+				status = BGWH_POSTMASTER_DIED;
+				break;
+			}
+			ResetLatch(MyLatch);
+		}
+	}
+	PG_CATCH();
+	{
+		TerminateBackgroundWorker(handle);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	if (status == BGWH_POSTMASTER_DIED)
+		ereport(FATAL,
+				(errcode(ERRCODE_ADMIN_SHUTDOWN),
+				 errmsg("postmaster exited during an autonomous write of tool_audit.%s()",
+						kind_name[kind])));
+	pg_read_barrier();
+	if (sh->status == TA_AUTO_FAILED)
+		raise_worker_error(sh);
+	if (sh->status != TA_AUTO_DONE)
+		ereport(ERROR,
+				(errcode(ERRCODE_SYSTEM_ERROR),
+				 errmsg("the autonomous write of tool_audit.%s() ended without a result",
+						kind_name[kind]),
+				 errdetail("Its worker exited before it reported a commit or an error; the server log says why."),
+				 errhint("Whether the row was stored can be checked with the tool_audit.calls view.")));
+
+	event_id = palloc(sizeof(pg_uuid_t));
+	*event_id = sh->event_id;
+	dsm_detach(seg);
+
+	/* tool_audit.call: the call in progress, for the rest of the transaction */
+	if (kind == TA_AUTO_BEGIN)
+		(void) set_config_option("tool_audit.call",
+								 DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(event_id))),
+								 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0, false);
+	else if (kind == TA_AUTO_END && ta_call != NULL && ta_call[0] != '\0' &&
+			 DatumGetBool(DirectFunctionCall2(uuid_eq, UUIDPGetDatum(call),
+											  DirectFunctionCall1(uuid_in, CStringGetDatum(ta_call)))))
+		(void) set_config_option("tool_audit.call", "",
+								 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0, false);
+
+	if (return_row)
+	{
+		Relation	rel;
+		const TaLayout *layout;
+		HeapTuple	stored;
+		Datum		result;
+
+		rel = ta_layout_open("tool_calls", AccessShareLock, &layout);
+		stored = ta_fetch_tool_call(rel, UUIDPGetDatum(event_id));
+		if (stored == NULL)		/* committed: purged or erased already? */
+			ereport(ERROR,
+					(errcode(ERRCODE_SYSTEM_ERROR),
+					 errmsg("the row written by tool_audit.%s() cannot be read back", kind_name[kind])));
+		result = heap_copy_tuple_as_datum(stored, RelationGetDescr(rel));
+		table_close(rel, NoLock);
+		return result;
+	}
+	return UUIDPGetDatum(event_id);
+}
+
+/*
+ * tool_audit.begin_call(tool_name text, arguments jsonb, context jsonb)
+ *	RETURNS uuid
+ */
+PG_FUNCTION_INFO_V1(begin_call);
+Datum
+begin_call(PG_FUNCTION_ARGS)
+{
+	Datum		args[5] = {0};
+	bool		argnulls[5] = {true, true, true, true, true};
+
+	if (PG_ARGISNULL(0) || VARSIZE_ANY_EXHDR(PG_GETARG_TEXT_PP(0)) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("tool_name must not be empty")));
+	for (int i = 0; i < 3; i++)
+	{
+		int			to = (i == 2) ? 4 : i;	/* context is log_call()'s fifth */
+
+		argnulls[to] = PG_ARGISNULL(i);
+		if (!argnulls[to])
+			args[to] = PG_GETARG_DATUM(i);
+	}
+	if (!argnulls[4])
+		(void) ta_context_autonomous(DatumGetJsonbP(args[4]));	/* checks its type */
+	return ta_autonomous_call(TA_AUTO_BEGIN, args, argnulls, NULL, false);
+}
+
+/*
+ * tool_audit.end_call(call uuid, result jsonb, duration_ms double precision
+ *					   DEFAULT NULL) RETURNS tool_audit.tool_calls
+ */
+PG_FUNCTION_INFO_V1(end_call);
+Datum
+end_call(PG_FUNCTION_ARGS)
+{
+	Datum		args[5] = {0};
+	bool		argnulls[5] = {true, true, true, true, true};
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("call must not be null"),
+				 errhint("Pass the uuid that tool_audit.begin_call() returned.")));
+	argnulls[2] = PG_ARGISNULL(1);
+	if (!argnulls[2])
+		args[2] = PG_GETARG_DATUM(1);
+	argnulls[3] = PG_ARGISNULL(2);
+	if (!argnulls[3])
+		args[3] = PG_GETARG_DATUM(2);
+	return ta_autonomous_call(TA_AUTO_END, args, argnulls, PG_GETARG_UUID_P(0), true);
+}
+
+/* ---- the worker ---- */
+
+static void
+copy_message(char *to, const char *from)
+{
+	if (from != NULL)
+		strlcpy(to, from, TA_MSG_LEN);
+}
+
+/* The row, in the worker's transaction. */
+static void
+write_row(TaAutoShared *sh)
+{
+	char	   *p = (char *) sh + sh->args_offset;
+	Datum		args[TA_NARGS];
+	bool		argnulls[TA_NARGS];
+	TaCallRow	call = {0};
+
+	for (int i = 0; i < TA_NARGS; i++)
+		args[i] = datumRestore(&p, &argnulls[i]);
+	call.autonomous = true;
+	call.caller_txid = sh->caller_txid;
+	if (sh->kind == TA_AUTO_BEGIN)
+		call.phase = "started";
+	else if (sh->kind == TA_AUTO_END)
+	{
+		Relation	rel;
+		const TaLayout *layout;
+
+		call.phase = "ended";
+		rel = ta_layout_open("tool_calls", RowExclusiveLock, &layout);
+		call.started = ta_fetch_tool_call(rel, args[TA_NARGS - 1]);
+		if (call.started == NULL)
+			ta_call_not_begun(args[TA_NARGS - 1]);
+		if (argnulls[3])
+		{
+			/* the duration from the started row's time to now */
+			bool		isnull;
+			Datum		began = heap_getattr(call.started,
+											 ta_column(layout, TA_COL_RECORDED_AT) + 1,
+											 RelationGetDescr(rel), &isnull);
+
+			args[3] = Float8GetDatum(Max(0.0, (double) (ta_record_time() - DatumGetTimestampTz(began)) / 1000.0));
+			argnulls[3] = false;
+		}
+		table_close(rel, NoLock);
+	}
+	(void) ta_record_call(args, argnulls, &call, &sh->event_id);
+}
+
+void
+ta_autonomous_main(Datum main_arg)
+{
+	dsm_segment *seg;
+	TaAutoShared *sh;
+	char		timeout[32];
+
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+
+	seg = dsm_attach(DatumGetUInt32(main_arg));
+	if (seg == NULL)
+		proc_exit(0);			/* the caller is gone: nobody waits */
+	sh = dsm_segment_address(seg);
+
+	/* who the caller is, and its settings */
+	BackgroundWorkerInitializeConnectionByOid(sh->database, sh->authenticated_user, 0);
+	StartTransactionCommand();
+	RestoreGUCState((char *) sh + sh->guc_offset);
+	CommitTransactionCommand();
+	SetCurrentRoleId(sh->outer_user, sh->outer_is_superuser);
+	SetUserIdAndSecContext(sh->current_user, sh->sec_context);
+	/*
+	 * The worker's own settings, over the caller's (PGC_S_SESSION: a caller's
+	 * SET has that source, and a lower one would not replace it).  A
+	 * read-only session may still record its calls (it could SET this too).
+	 */
+	snprintf(timeout, sizeof(timeout), "%d", sh->lock_timeout);
+	SetConfigOption("lock_timeout", timeout, PGC_SUSET, PGC_S_SESSION);
+	SetConfigOption("synchronous_commit", "on", PGC_SUSET, PGC_S_SESSION);
+	SetConfigOption("default_transaction_read_only", "off", PGC_SUSET, PGC_S_SESSION);
+
+	PG_TRY();
+	{
+		StartTransactionCommand();
+		PushActiveSnapshot(GetTransactionSnapshot());
+		pgstat_report_activity(STATE_RUNNING, kind_name[sh->kind]);
+		ta_autonomous_writer = true;
+		write_row(sh);
+		ta_autonomous_writer = false;
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+		pg_write_barrier();
+		sh->status = TA_AUTO_DONE;
+		SetLatch(&ProcGlobal->allProcs[sh->caller_procno].procLatch);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		ta_autonomous_writer = false;
+		MemoryContextSwitchTo(TopMemoryContext);
+		edata = CopyErrorData();
+		FlushErrorState();
+		AbortCurrentTransaction();
+		sh->sqlerrcode = edata->sqlerrcode;
+		copy_message(sh->message, edata->message);
+		copy_message(sh->detail, edata->detail);
+		copy_message(sh->hint, edata->hint);
+		pg_write_barrier();
+		sh->status = TA_AUTO_FAILED;
+		SetLatch(&ProcGlobal->allProcs[sh->caller_procno].procLatch);
+	}
+	PG_END_TRY();
+
+	pgstat_report_activity(STATE_IDLE, NULL);
+	dsm_detach(seg);
+	proc_exit(0);
+}
