@@ -96,3 +96,15 @@ ALTER TABLE tool_audit.data_changes
 -- as sql/install/90_privileges.sql does for every table and function
 REVOKE ALL ON TABLE tool_audit.data_changes FROM PUBLIC;
 REVOKE ALL ON FUNCTION tool_audit.data_changes_before_insert() FROM PUBLIC;
+
+-- idempotent retries and the client's time (issue 15)
+ALTER TABLE tool_audit.tool_calls
+    ADD COLUMN started_at timestamptz;
+COMMENT ON COLUMN tool_audit.tool_calls.started_at IS 'When the call began, as the client said (its clock; recorded_at is the server''s); hashed, not a chain or report period key';
+
+-- a retry of a stored call (same tenant_id, conversation_id, tool_call_id and
+-- call_phase) is found through this index and not stored again (the insert
+-- trigger and log_call(), src/idempotency.c); not unique: databases created
+-- before 1.5 may hold rows sharing a tool_call_id
+CREATE INDEX tool_calls_tool_call_id
+    ON tool_audit.tool_calls (tool_call_id) WHERE tool_call_id IS NOT NULL;

@@ -75,6 +75,7 @@ static const char *const column_names[TA_NCOLUMNS] = {
 	[TA_COL_APPLICATION_NAME] = "application_name",
 	[TA_COL_RETENTION_POLICY] = "retention_policy",
 	[TA_COL_EXPIRES_AT] = "expires_at",
+	[TA_COL_STARTED_AT] = "started_at",
 	[TA_COL_ROW_HASH] = "row_hash",
 	[TA_COL_CHAIN_ID] = "chain_id",
 	[TA_COL_CHAIN_LANE] = "chain_lane",

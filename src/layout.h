@@ -53,6 +53,7 @@ typedef enum TaColumn
 	TA_COL_APPLICATION_NAME,
 	TA_COL_RETENTION_POLICY,	/* 1.4 on */
 	TA_COL_EXPIRES_AT,
+	TA_COL_STARTED_AT,			/* tool_calls (1.5 on): the client's time */
 	/* the chain columns (1.1 on), which the row hash does not cover */
 	TA_COL_ROW_HASH,
 	TA_COL_CHAIN_ID,
