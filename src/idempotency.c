@@ -305,11 +305,13 @@ compared_hash(Relation rel, const TaLayout *layout, Datum *values, bool *nulls, 
 
 /*
  * The row stored first, returned for a retry of the same call; otherwise
- * 23505, naming the columns that differ (to the role that stored it only).
+ * 23505, naming the columns that differ (to the role that stored it only),
+ * or NULL if not refuse (the caller leaves the refusal to a unique index).
  */
 static HeapTuple
 same_call_or_refuse(Relation rel, const TaLayout *layout, HeapTuple stored,
-					Datum *values, bool *nulls, bool event_id_given, const char *keyname)
+					Datum *values, bool *nulls, bool event_id_given, const char *keyname,
+					bool refuse)
 {
 	TupleDesc	desc = RelationGetDescr(rel);
 	Datum	   *sv = palloc(sizeof(Datum) * layout->natts);
@@ -320,6 +322,8 @@ same_call_or_refuse(Relation rel, const TaLayout *layout, HeapTuple stored,
 	StringInfoData cols;
 
 	heap_deform_tuple(stored, desc, sv, sn);
+	if (!same_text(sv[by], sn[by], values[by], nulls[by]) && !refuse)
+		return NULL;
 	if (!same_text(sv[by], sn[by], values[by], nulls[by]))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNIQUE_VIOLATION),
@@ -331,6 +335,8 @@ same_call_or_refuse(Relation rel, const TaLayout *layout, HeapTuple stored,
 	compared_hash(rel, layout, values, nulls, -1, event_id_given, b);
 	if (memcmp(a, b, TA_HASH_LEN) == 0)
 		return stored;
+	if (!refuse)
+		return NULL;
 
 	initStringInfo(&cols);
 	for (int h = 0; h < layout->nhashed; h++)
@@ -385,7 +391,8 @@ ta_stored_retry(Relation rel, const TaLayout *layout, Datum *values, bool *nulls
 							 values[eventid], NULL, values, nulls);
 		if (stored == NULL)
 			return NULL;
-		return same_call_or_refuse(rel, layout, stored, values, nulls, true, "event_id");
+		/* another call: event_id's unique index refuses it, as before 1.5 */
+		return same_call_or_refuse(rel, layout, stored, values, nulls, true, "event_id", false);
 	}
 	indexoid = get_relname_relid("tool_calls_tool_call_id", RelationGetNamespace(rel));
 	if (!OidIsValid(indexoid))
@@ -404,7 +411,7 @@ ta_stored_retry(Relation rel, const TaLayout *layout, Datum *values, bool *nulls
 	release_key_lock();
 	if (from_log_call)
 		return same_call_or_refuse(rel, layout, stored, values, nulls, event_id_given,
-								   "tool_call_id");
+								   "tool_call_id", true);
 	if (event_id_given)
 	{
 		bool		isnull;

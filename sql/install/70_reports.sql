@@ -200,6 +200,9 @@ AS $$
                   t.tool_name, t.arguments::text, tool_audit.report_mark('arrow'),
                   t.result_summary::text,
                   coalesce(t.duration_ms::text, '?'))
+           -- the client's time, when it sent one (1.5)
+           || CASE WHEN t.started_at IS NOT NULL
+                   THEN format(' [started %s]', tool_audit.iso8601_utc(t.started_at)) ELSE '' END
       FROM tool_audit.tool_calls t
      WHERE t.conversation_id = tool_audit.required_arg($1, 'conversation_id'::pg_catalog.text)
      ORDER BY t.turn_number, t.recorded_at, t.id
@@ -266,6 +269,10 @@ BEGIN
                 'model', (c.t).model,
                 'conversation_id', (c.t).conversation_id,
                 'tenant_id', (c.t).tenant_id)
+                -- the client's time, when it sent one (1.5)
+                || CASE WHEN (c.t).started_at IS NOT NULL
+                        THEN jsonb_build_object('started_at', tool_audit.iso8601_utc((c.t).started_at))
+                        ELSE '{}' END
             ORDER BY (c.t).recorded_at, (c.t).id), '[]'),
         'break_glass_accesses', count(*) FILTER (WHERE tool_audit.is_break_glass(c.t)),
         'integrity_verified', count(c.problem) = 0 AND protections = '[]',

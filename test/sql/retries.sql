@@ -158,3 +158,27 @@ SELECT count(*) AS problems FROM tool_audit.verify();
 SELECT tool_call_id, count(*) FROM tool_audit.tool_calls
  WHERE id > :id0 AND tool_call_id IS NOT NULL AND tenant_id = 'rt_acme' AND conversation_id IS NULL
  GROUP BY 1 HAVING count(*) > 1 AND NOT bool_or(call_phase IS NOT NULL);
+
+-- ---- started_at where reports and exports show a call's time ----
+SELECT id AS r1 FROM tool_audit.log_call('get_patient', '{"patient_id": "rt_pat"}', '{"success": true}', 250,
+         '{"tenant_id": "rt_acme", "conversation_id": "conv_rt_report", "turn_number": 1, "subject_id": "rt_pat",
+           "started_at": "2026-01-02T03:04:05Z"}') \gset
+SELECT id AS r2 FROM tool_audit.log_call('get_patient', '{"patient_id": "rt_pat"}', '{"success": true}', 250,
+         '{"tenant_id": "rt_acme", "conversation_id": "conv_rt_report", "turn_number": 2, "subject_id": "rt_pat"}') \gset
+SELECT * FROM tool_audit.conversation_timeline('conv_rt_report');
+SELECT (a->>'call_id')::bigint = :r1 AS first, a->'started_at' AS started_at, a ? 'started_at' AS has_key
+  FROM tool_audit.access_report('rt_pat', '-infinity', 'infinity') r, jsonb_array_elements(r->'accesses') a
+ ORDER BY (a->>'call_id')::bigint;
+SELECT (d->>'id')::bigint = :r1 AS first, d->'started_at' AS started_at, d ? 'started_at' AS has_key
+  FROM tool_audit.export_jsonl('-infinity', 'infinity') d
+ WHERE d->>'table' = 'tool_calls' AND (d->>'id')::bigint IN (:r1, :r2) ORDER BY (d->>'id')::bigint;
+SELECT id = :r1 AS first, tool_audit.iso8601_utc(started_at) AS started_at
+  FROM tool_audit.tool_calls_csv WHERE id IN (:r1, :r2) ORDER BY id;
+-- the span starts at the client's time and lasts duration_ms; without one it
+-- ends at recorded_at, as before
+SELECT "tool_audit.call_id" = :r1 AS first,
+       CASE WHEN "tool_audit.call_id" = :r1 THEN tool_audit.iso8601_utc(start_time)
+            ELSE (start_time = (SELECT recorded_at - interval '250 ms' FROM tool_audit.tool_calls WHERE id = :r2))::text END AS start_time,
+       CASE WHEN "tool_audit.call_id" = :r1 THEN tool_audit.iso8601_utc(end_time)
+            ELSE (end_time = (SELECT recorded_at FROM tool_audit.tool_calls WHERE id = :r2))::text END AS end_time
+  FROM tool_audit.otel_tool_spans WHERE "tool_audit.call_id" IN (:r1, :r2) ORDER BY "tool_audit.call_id";
