@@ -20,6 +20,7 @@ OBJS = \
 	src/quiet_input.o \
 	src/log_call.o \
 	src/autonomous.o \
+	src/idempotency.o \
 	src/guard.o \
 	src/upgrade_1_1.o \
 	src/verify.o \
@@ -46,10 +47,11 @@ INSTALL_PARTS = $(sort $(wildcard $(srcdir)/sql/install/*.sql))
 REGRESS = setup sanitize detect sanitize_coverage pseudonym summarize log_call log_event no_secret_in_errors \
 	append_only ddl_guard roles tenants rules_admin bad_input chain reports exports upgrade \
 	retention_policies holds purge erasure retention_schedule data_changes approvals break_glass \
-	impersonation read_audit calls
+	impersonation read_audit calls retries
 REGRESS_OPTS = --inputdir=test --outputdir=test --load-extension=tool_audit
 
-ISOLATION = concurrent_writers rules_cache chain_order retention_cache purge_hold approval_once calls_lanes
+ISOLATION = concurrent_writers rules_cache chain_order retention_cache purge_hold approval_once calls_lanes \
+	retry_call_id
 ISOLATION_OPTS = --inputdir=test/isolation --outputdir=test/isolation --load-extension=tool_audit
 
 TAP_TESTS = 1

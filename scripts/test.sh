@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, on clusters it starts itself:
-#   pg_regress twice (plain, and with shared_preload_libraries = 'tool_audit'),
+#   pg_regress three times (plain, with shared_preload_libraries = 'tool_audit',
+#   and with a signing key configured, as `make installcheck` may meet),
 #   then each pg_regress file alone on a fresh instance, plain and preloaded
 #   (test/regress_each.sh),
 #   the isolation tests, and the TAP tests.
@@ -65,6 +66,14 @@ run_regress() {   # NAME EXTRA-OPTIONS...
 ta_as_user mkdir -p "$WORK/out_plain" "$WORK/out_preload" "$WORK/out_isolation"
 run_regress plain
 run_regress preload --temp-config="$WORK/test/preload.conf"
+# what `make installcheck` meets on a server set up as doc/tamper-evidence.md
+# says: tool_audit.signing_key_file names a key (digests are signed); the
+# tests must hold there too
+ta_as_user openssl genpkey -algorithm ed25519 -out "$WORK/signing_key.pem" 2>/dev/null &&
+    ta_as_user chmod 600 "$WORK/signing_key.pem"
+printf "tool_audit.signing_key_file = '%s'\n" "$WORK/signing_key.pem" | ta_as_user tee "$WORK/signed.conf" >/dev/null
+ta_as_user mkdir -p "$WORK/out_signed"
+run_regress signed --temp-config="$WORK/signed.conf"
 
 for mode in plain preload; do
     ta_log "pg_regress ($mode), each file alone on a fresh instance (test/regress_each.sh)"

@@ -17,11 +17,14 @@ ALTER TABLE tool_audit.tool_calls
     ADD COLUMN break_glass boolean;
 ALTER TABLE tool_audit.admin_events
     ADD COLUMN impersonated_by text;
+ALTER TABLE tool_audit.tool_calls
+    ADD COLUMN started_at timestamptz;
 COMMENT ON COLUMN tool_audit.tool_calls.call_phase IS 'NULL: a call recorded in one row; started or ended: one half of a call recorded by begin_call() and end_call()';
 COMMENT ON COLUMN tool_audit.tool_calls.call_event_id IS 'On an ended row: the event_id of the started row it closes';
 COMMENT ON COLUMN tool_audit.tool_calls.caller_txid IS 'On a row written autonomously: the caller''s transaction id, so that whether the caller committed can be known';
 COMMENT ON COLUMN tool_audit.tool_calls.impersonated_by IS 'The admin impersonating user_id when the call was made (NULL: no impersonation)';
 COMMENT ON COLUMN tool_audit.tool_calls.break_glass IS 'true: an emergency (break-the-glass) access, with its reason in session_metadata';
+COMMENT ON COLUMN tool_audit.tool_calls.started_at IS 'When the call began, as the client said (its clock; recorded_at is the server''s); hashed, not a chain or report period key';
 COMMENT ON COLUMN tool_audit.admin_events.impersonated_by IS 'The admin impersonating the actor when the event was recorded (NULL: no impersonation)';
 -- ---------------------------------------------------------------------------
 -- data_changes (1.5): what tool calls did to the application's rows.  One row
@@ -1836,7 +1839,7 @@ CREATE VIEW tool_audit.calls WITH (security_invoker = true) AS
 SELECT t.event_id AS call_id, t.id, t.tenant_id, t.conversation_id, t.turn_number,
        t.user_id, t.user_role, t.model, t.tool_name, t.tool_call_id, t.call_trigger,
        t.purpose, t.subject_id, t.arguments,
-       t.recorded_at AS started_at,
+       t.recorded_at, t.started_at,
        CASE WHEN t.call_phase IS NULL THEN t.recorded_at ELSE e.recorded_at END AS ended_at,
        CASE WHEN t.call_phase IS NULL THEN t.success ELSE e.success END AS success,
        CASE WHEN t.call_phase IS NULL THEN t.result_summary ELSE e.result_summary END AS result_summary,
@@ -2107,6 +2110,187 @@ GRANT EXECUTE ON FUNCTION tool_audit.xact_status(bigint)
     TO tool_audit_reader, tool_audit_admin, tool_audit_verifier;
 GRANT SELECT ON tool_audit.calls TO tool_audit_reader, tool_audit_admin, tool_audit_verifier;
 
+-- idempotent retries and the client's time (issue 15): the column comes
+-- earlier in this script, after the other new columns
+
+-- a retry of a stored call (same tenant_id, conversation_id, tool_call_id and
+-- call_phase) is found through this index and not stored again (the insert
+-- trigger and log_call(), src/idempotency.c); not unique: databases created
+-- before 1.5 may hold rows sharing a tool_call_id
+CREATE INDEX tool_calls_tool_call_id
+    ON tool_audit.tool_calls (tool_call_id) WHERE tool_call_id IS NOT NULL;
+
+-- started_at in the reports and exports where a call's time is shown (the
+-- other keys, lines and columns are unchanged for rows without one)
+CREATE OR REPLACE FUNCTION tool_audit.conversation_timeline(conversation_id text) RETURNS SETOF text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+SET extra_float_digits = 1
+AS $$
+    SELECT format('[Turn %s] %s %s(%s) %s %s [%sms]',
+                  coalesce(t.turn_number::text, '?'),
+                  tool_audit.report_mark(CASE WHEN t.success THEN 'ok' ELSE 'failed' END),
+                  t.tool_name, t.arguments::text, tool_audit.report_mark('arrow'),
+                  t.result_summary::text,
+                  coalesce(t.duration_ms::text, '?'))
+           -- the client's time, when it sent one (1.5)
+           || CASE WHEN t.started_at IS NOT NULL
+                   THEN format(' [started %s]', tool_audit.iso8601_utc(t.started_at)) ELSE '' END
+      FROM tool_audit.tool_calls t
+     WHERE t.conversation_id = tool_audit.required_arg($1, 'conversation_id'::pg_catalog.text)
+     ORDER BY t.turn_number, t.recorded_at, t.id
+$$;
+
+CREATE OR REPLACE FUNCTION tool_audit.access_report(subject_id text, start_time timestamptz, end_time timestamptz)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    report jsonb;
+    protections jsonb;
+BEGIN
+    PERFORM tool_audit.required_arg(access_report.subject_id, 'subject_id');
+    PERFORM tool_audit.check_period(start_time, end_time);
+
+    SELECT coalesce(jsonb_agg(jsonb_build_object('table', p.table_name, 'problem', p.problem)
+                              ORDER BY p.table_name, p.problem), '[]')
+      INTO protections
+      FROM tool_audit.verify_protections() p;
+
+    WITH covered AS MATERIALIZED (
+        SELECT t, tool_audit.check_row(t) AS problem
+          FROM tool_audit.tool_calls t
+         WHERE t.subject_id = access_report.subject_id
+           AND t.recorded_at >= start_time AND t.recorded_at <= end_time
+    )
+    SELECT jsonb_build_object(
+        'subject_id', access_report.subject_id,
+        'report_period', jsonb_build_object('start', tool_audit.iso8601_utc(start_time),
+                                            'end', tool_audit.iso8601_utc(end_time)),
+        'total_accesses', count(*),
+        'unique_users', count(DISTINCT (c.t).user_id),
+        'accesses', coalesce(jsonb_agg(jsonb_build_object(
+                'timestamp', tool_audit.iso8601_utc((c.t).recorded_at),
+                'accessed_by', (c.t).user_id,
+                'role', (c.t).user_role,
+                'tool', (c.t).tool_name,
+                'purpose', (c.t).purpose,
+                'success', (c.t).success,
+                'break_glass', tool_audit.is_break_glass(c.t),
+                'call_id', (c.t).id,
+                'model', (c.t).model,
+                'conversation_id', (c.t).conversation_id,
+                'tenant_id', (c.t).tenant_id)
+                -- the client's time, when it sent one (1.5)
+                || CASE WHEN (c.t).started_at IS NOT NULL
+                        THEN jsonb_build_object('started_at', tool_audit.iso8601_utc((c.t).started_at))
+                        ELSE '{}' END
+            ORDER BY (c.t).recorded_at, (c.t).id), '[]'),
+        'break_glass_accesses', count(*) FILTER (WHERE tool_audit.is_break_glass(c.t)),
+        'integrity_verified', count(c.problem) = 0 AND protections = '[]',
+        'integrity', jsonb_build_object(
+            'rows_checked', count(*),
+            'row_problems', coalesce(jsonb_agg(jsonb_build_object('call_id', (c.t).id, 'problem', c.problem)
+                                               ORDER BY (c.t).id) FILTER (WHERE c.problem IS NOT NULL), '[]'),
+            'protection_problems', protections,
+            'method', 'each row''s hash recomputed, its links to the rows before and after it in its chain checked, and the audit tables'' protections checked',
+            'scope', 'the rows of this report: a row deleted elsewhere in a chain is found by tool_audit.verify(), rows cut off the newest end by tool_audit.verify_digest()'))
+      INTO report
+      FROM covered c;
+    RETURN report;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION tool_audit.export_jsonl(start_time timestamptz, end_time timestamptz)
+RETURNS SETOF jsonb
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+SET extra_float_digits = 1
+AS $$
+BEGIN
+    PERFORM tool_audit.check_period(start_time, end_time);
+    RETURN QUERY
+    SELECT x.doc FROM (
+        SELECT t.recorded_at AS at, 1 AS tab, t.id, jsonb_build_object(
+            'table', 'tool_calls',
+            'id', t.id, 'event_id', t.event_id, 'recorded_at', tool_audit.iso8601_utc(t.recorded_at),
+            'tenant_id', t.tenant_id, 'conversation_id', t.conversation_id,
+            'turn_number', t.turn_number, 'user_id', t.user_id, 'user_role', t.user_role,
+            'model', t.model, 'tool_name', t.tool_name, 'tool_call_id', t.tool_call_id,
+            'call_trigger', t.call_trigger, 'purpose', t.purpose, 'subject_id', t.subject_id,
+            'arguments', t.arguments, 'result_summary', t.result_summary, 'success', t.success,
+            'error', t.error, 'duration_ms', t.duration_ms, 'client_ip', abbrev(t.client_ip),
+            'user_agent', t.user_agent, 'session_metadata', t.session_metadata,
+            'recorded_by', t.recorded_by,
+            'row_hash', encode(t.row_hash, 'hex'), 'chain_id', t.chain_id::text,
+            'chain_lane', t.chain_lane, 'chain_seq', t.chain_seq,
+            'chain_hash', encode(t.chain_hash, 'hex'))
+            -- the client's time, when it sent one (1.5)
+            || CASE WHEN t.started_at IS NOT NULL
+                    THEN jsonb_build_object('started_at', tool_audit.iso8601_utc(t.started_at))
+                    ELSE '{}' END AS doc
+          FROM tool_audit.tool_calls t
+         WHERE t.recorded_at >= start_time AND t.recorded_at < end_time
+        UNION ALL
+        SELECT e.occurred_at, 0, e.id, jsonb_build_object(
+            'table', 'admin_events',
+            'id', e.id, 'event_id', e.event_id, 'occurred_at', tool_audit.iso8601_utc(e.occurred_at),
+            'event_type', e.event_type, 'actor', e.actor, 'actor_type', e.actor_type,
+            'tenant_id', e.tenant_id, 'payload', e.payload, 'reason', e.reason,
+            'source_ip', abbrev(e.source_ip), 'metadata', e.metadata, 'recorded_by', e.recorded_by,
+            'row_hash', encode(e.row_hash, 'hex'), 'chain_id', e.chain_id::text,
+            'chain_lane', e.chain_lane, 'chain_seq', e.chain_seq,
+            'chain_hash', encode(e.chain_hash, 'hex'))
+          FROM tool_audit.admin_events e
+         WHERE e.occurred_at >= start_time AND e.occurred_at < end_time
+    ) x
+    ORDER BY x.at, x.tab, x.id;
+END
+$$;
+
+CREATE OR REPLACE VIEW tool_audit.tool_calls_csv WITH (security_invoker = true) AS
+SELECT t.id, t.event_id, t.recorded_at, t.tenant_id, t.conversation_id, t.turn_number,
+       t.user_id, t.user_role, t.model, t.tool_name, t.tool_call_id, t.call_trigger,
+       t.purpose, t.subject_id, t.arguments::text AS arguments,
+       t.result_summary::text AS result_summary, t.success, t.error, t.duration_ms,
+       abbrev(t.client_ip) AS client_ip, t.user_agent, t.session_metadata::text AS session_metadata,
+       t.recorded_by, encode(t.row_hash, 'hex') AS row_hash, t.chain_id, t.chain_lane,
+       t.chain_seq, encode(t.chain_hash, 'hex') AS chain_hash, t.started_at
+  FROM tool_audit.tool_calls t;
+
+CREATE OR REPLACE VIEW tool_audit.otel_tool_spans WITH (security_invoker = true) AS
+SELECT 'execute_tool ' || t.tool_name AS "span.name",
+       -- from the client's started_at when it sent one (1.5), else back from recorded_at
+       coalesce(t.started_at, t.recorded_at - make_interval(secs => coalesce(t.duration_ms, 0) / 1000)) AS start_time,
+       CASE WHEN t.started_at IS NULL THEN t.recorded_at
+            ELSE t.started_at + make_interval(secs => coalesce(t.duration_ms, 0) / 1000) END AS end_time,
+       CASE WHEN t.success THEN 'OK' ELSE 'ERROR' END AS "status.code",
+       t.error AS "status.message",
+       'execute_tool'::text AS "gen_ai.operation.name",
+       t.tool_name AS "gen_ai.tool.name",
+       t.tool_call_id AS "gen_ai.tool.call.id",
+       'function'::text AS "gen_ai.tool.type",
+       t.conversation_id AS "gen_ai.conversation.id",
+       t.model AS "gen_ai.request.model",
+       t.user_id AS "user.id",
+       CASE WHEN t.user_role IS NOT NULL THEN ARRAY[t.user_role] END AS "user.roles",
+       CASE WHEN NOT t.success THEN '_OTHER'::text END AS "error.type",
+       t.client_ip AS "client.address",
+       t.user_agent AS "user_agent.original",
+       t.tenant_id AS "tool_audit.tenant_id",
+       t.turn_number AS "tool_audit.turn_number",
+       t.call_trigger::text AS "tool_audit.call_trigger",
+       t.purpose AS "tool_audit.purpose",
+       t.subject_id AS "tool_audit.subject_id",
+       t.arguments AS "tool_audit.arguments",
+       t.result_summary AS "tool_audit.result_summary",
+       t.duration_ms AS "tool_audit.duration_ms",
+       t.id AS "tool_audit.call_id",
+       t.event_id AS "tool_audit.event_id",
+       encode(t.row_hash, 'hex') AS "tool_audit.row_hash"
+  FROM tool_audit.tool_calls t;
+
 -- The final text of functions and views that more than one 1.5 change replaced
 -- (each change above replaced them in turn): as in sql/install, word for word
 
@@ -2195,9 +2379,12 @@ BEGIN
                                WHEN 'in_progress' THEN '(in progress)'
                                ELSE c.result_summary::text END,
                   coalesce(c.duration_ms::text, '?'))
+           -- the client's time, when it sent one (1.5)
+           || CASE WHEN c.started_at IS NOT NULL
+                   THEN format(' [started %s]', tool_audit.iso8601_utc(c.started_at)) ELSE '' END
       FROM tool_audit.calls c
      WHERE c.conversation_id = tool_audit.required_arg($1, 'conversation_id'::pg_catalog.text)
-     ORDER BY c.turn_number, c.started_at, c.id;
+     ORDER BY c.turn_number, c.recorded_at, c.id;
     GET DIAGNOSTICS n = ROW_COUNT;
     PERFORM tool_audit.record_read('conversation_timeline', jsonb_build_object('conversation_id', $1), n);
 END
@@ -2256,6 +2443,10 @@ BEGIN
                         THEN jsonb_build_object('call_state', CASE WHEN c.ended_success IS NULL
                                                                    THEN 'not_ended' ELSE 'ended' END)
                         ELSE '{}' END
+                -- the client's time, when it sent one (1.5)
+                || CASE WHEN (c.t).started_at IS NOT NULL
+                        THEN jsonb_build_object('started_at', tool_audit.iso8601_utc((c.t).started_at))
+                        ELSE '{}' END
             ORDER BY (c.t).recorded_at, (c.t).id) FILTER (WHERE c.access), '[]'),
         'break_glass_accesses', count(*) FILTER (WHERE c.access AND tool_audit.is_break_glass(c.t)),
         'integrity_verified', count(c.problem) = 0 AND protections = '[]',
@@ -2305,7 +2496,11 @@ BEGIN
             'chain_hash', encode(t.chain_hash, 'hex'))
             -- 1.5: the halves of a call begun and ended (absent otherwise)
             || jsonb_strip_nulls(jsonb_build_object('call_phase', t.call_phase,
-                   'call_event_id', t.call_event_id, 'caller_txid', t.caller_txid)) AS doc
+                   'call_event_id', t.call_event_id, 'caller_txid', t.caller_txid))
+            -- the client's time, when it sent one (1.5)
+            || CASE WHEN t.started_at IS NOT NULL
+                    THEN jsonb_build_object('started_at', tool_audit.iso8601_utc(t.started_at))
+                    ELSE '{}' END AS doc
           FROM tool_audit.tool_calls t
          WHERE t.recorded_at >= start_time AND t.recorded_at < end_time
         UNION ALL
@@ -2328,3 +2523,37 @@ BEGIN
                                                       'end_time', tool_audit.iso8601_utc(end_time)), n);
 END
 $$;
+
+CREATE OR REPLACE VIEW tool_audit.otel_tool_spans WITH (security_invoker = true) AS
+SELECT 'execute_tool ' || t.tool_name AS "span.name",
+       -- from the client's started_at when it sent one (1.5), else back from recorded_at
+       coalesce(t.started_at, t.recorded_at - make_interval(secs => coalesce(t.duration_ms, 0) / 1000)) AS start_time,
+       CASE WHEN t.started_at IS NULL THEN t.recorded_at
+            ELSE t.started_at + make_interval(secs => coalesce(t.duration_ms, 0) / 1000) END AS end_time,
+       CASE WHEN t.success THEN 'OK' WHEN NOT t.success THEN 'ERROR' ELSE 'UNSET' END AS "status.code",
+       t.error AS "status.message",
+       'execute_tool'::text AS "gen_ai.operation.name",
+       t.tool_name AS "gen_ai.tool.name",
+       t.tool_call_id AS "gen_ai.tool.call.id",
+       'function'::text AS "gen_ai.tool.type",
+       t.conversation_id AS "gen_ai.conversation.id",
+       t.model AS "gen_ai.request.model",
+       t.user_id AS "user.id",
+       CASE WHEN t.user_role IS NOT NULL THEN ARRAY[t.user_role] END AS "user.roles",
+       CASE WHEN NOT t.success THEN '_OTHER'::text END AS "error.type",
+       t.client_ip AS "client.address",
+       t.user_agent AS "user_agent.original",
+       t.tenant_id AS "tool_audit.tenant_id",
+       t.turn_number AS "tool_audit.turn_number",
+       t.call_trigger::text AS "tool_audit.call_trigger",
+       t.purpose AS "tool_audit.purpose",
+       t.subject_id AS "tool_audit.subject_id",
+       t.arguments AS "tool_audit.arguments",
+       t.result_summary AS "tool_audit.result_summary",
+       t.duration_ms AS "tool_audit.duration_ms",
+       t.id AS "tool_audit.call_id",
+       t.event_id AS "tool_audit.event_id",
+       encode(t.row_hash, 'hex') AS "tool_audit.row_hash"
+  FROM tool_audit.tool_calls t;
+
+-- (end of the final texts)

@@ -89,6 +89,7 @@
 #include "crypto.h"
 #include "hash.h"
 #include "impersonation.h"
+#include "idempotency.h"
 #include "insert.h"
 #include "jsonb_util.h"
 #include "layout.h"
@@ -964,12 +965,15 @@ hash_chain_and_form(AuditRow *row, bool restored)
  * The row of tool_audit.tool_calls that is stored for the given one.  The
  * insert trigger's work on its tuple; log_call() passes the columns instead
  * (tuple NULL; values and nulls, one per column, are changed in place).
+ * For log_call(), a retry of a call already stored gives the stored row
+ * instead, not to be inserted (ta_is_stored_row(), idempotency.c).
  */
 HeapTuple
 ta_record_tool_call(Relation rel, HeapTuple tuple, Datum *values, bool *nulls)
 {
 	const TaRuleSet *rs = ta_get_rules();
 	AuditRow	row;
+	HeapTuple	retry;
 
 	row_begin(&row, rel, tuple, values, nulls);
 	/* a dumped row was sanitized when it was first stored: keep it as it is */
@@ -986,6 +990,12 @@ ta_record_tool_call(Relation rel, HeapTuple tuple, Datum *values, bool *nulls)
 		summarize_result_column(&row, rs);
 	stamp_impersonation(&row, TA_COL_USER_ID, TA_COL_RECORDED_AT);
 	decide_retention(&row, TA_COL_TOOL_NAME, TA_COL_RECORDED_AT);
+	/* the client's started_at; a retry of a stored call (idempotency.c) */
+	ta_check_started_at(row.layout, row.values, row.nulls);
+	retry = ta_stored_retry(rel, row.layout, row.values, row.nulls, row.event_id_given,
+							tuple == NULL);
+	if (retry != NULL)
+		return retry;
 	return hash_chain_and_form(&row, false);
 }
 

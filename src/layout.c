@@ -80,6 +80,7 @@ static const char *const column_names[TA_NCOLUMNS] = {
 	[TA_COL_CALL_PHASE] = "call_phase",
 	[TA_COL_CALL_EVENT_ID] = "call_event_id",
 	[TA_COL_CALLER_TXID] = "caller_txid",
+	[TA_COL_STARTED_AT] = "started_at",
 	[TA_COL_ROW_HASH] = "row_hash",
 	[TA_COL_CHAIN_ID] = "chain_id",
 	[TA_COL_CHAIN_LANE] = "chain_lane",

@@ -58,6 +58,7 @@ typedef enum TaColumn
 	TA_COL_CALL_PHASE,			/* 1.5 on */
 	TA_COL_CALL_EVENT_ID,
 	TA_COL_CALLER_TXID,
+	TA_COL_STARTED_AT,			/* tool_calls (1.5 on): the client's time */
 	/* the chain columns (1.1 on), which the row hash does not cover */
 	TA_COL_ROW_HASH,
 	TA_COL_CHAIN_ID,

@@ -41,6 +41,7 @@
 #include "utils/memutils.h"
 #include "utils/uuid.h"
 
+#include "idempotency.h"
 #include "insert.h"
 #include "jsonb_util.h"
 #include "layout.h"
@@ -52,7 +53,7 @@ static const TaColumn context_columns[] = {
 	TA_COL_EVENT_ID, TA_COL_TENANT_ID, TA_COL_CONVERSATION_ID, TA_COL_TURN_NUMBER,
 	TA_COL_USER_ID, TA_COL_USER_ROLE, TA_COL_MODEL, TA_COL_TOOL_CALL_ID,
 	TA_COL_CALL_TRIGGER, TA_COL_PURPOSE, TA_COL_SUBJECT_ID, TA_COL_CLIENT_IP,
-	TA_COL_USER_AGENT
+	TA_COL_USER_AGENT, TA_COL_STARTED_AT
 };
 
 #define NCONTEXT	lengthof(context_columns)
@@ -288,7 +289,9 @@ ta_record_call(Datum *args, bool *argnulls, const TaCallRow *call, pg_uuid_t *ev
 
 	/* the insert trigger's work, then the insert itself */
 	stored = ta_record_tool_call(rel, NULL, values, nulls);
-	insert_stored_row(rel, stored);
+	/* a retry of a stored call gets the stored row back (idempotency.c) */
+	if (!ta_is_stored_row(stored))
+		insert_stored_row(rel, stored);
 	result = heap_copy_tuple_as_datum(stored, desc);
 	if (event_id != NULL)
 		*event_id = *DatumGetUUIDP(heap_getattr(stored, ta_column(layout, TA_COL_EVENT_ID) + 1,

@@ -20,13 +20,18 @@
  * checks serve every version alike.
  *
  * The types are the ones the audit tables' typed context columns have
- * (integer, uuid, inet, the call_trigger enum) and jsonb.
+ * (integer, uuid, inet, the call_trigger enum, timestamptz) and jsonb.
+ * A timestamptz is read from ISO 8601 text with its UTC offset only
+ * (2026-12-02T06:45:26.123Z, 2026-12-02 07:45:26+01:00): the other forms
+ * timestamptz_in reads depend on DateStyle and TimeZone, and some of its
+ * errors (an unknown time zone name) quote the text.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
 #include <ctype.h>
+#include <math.h>
 #include <sys/socket.h>
 
 #include "catalog/pg_type.h"
@@ -35,6 +40,7 @@
 #include "funcapi.h"
 #include "mb/pg_wchar.h"
 #include "utils/builtins.h"
+#include "utils/datetime.h"
 #include "utils/inet.h"
 #include "utils/lsyscache.h"
 #include "utils/syscache.h"
@@ -116,6 +122,105 @@ is_inet_text(const char *s)
 	return bits >= 0 && bits <= (family == PGSQL_AF_INET6 ? 128 : 32);
 }
 
+/* n decimal digits at *s, as a number; false if there are not n. */
+static bool
+read_digits(const char **s, int n, int *result)
+{
+	*result = 0;
+	for (int i = 0; i < n; i++)
+	{
+		if (!isdigit((unsigned char) (*s)[i]))
+			return false;
+		*result = *result * 10 + ((*s)[i] - '0');
+	}
+	*s += n;
+	return true;
+}
+
+/*
+ * ISO 8601 text with a UTC offset: YYYY-MM-DD, T (or t, or a space),
+ * hh:mm[:ss[.fraction]], then Z (or z) or +hh[:mm], -hh[:mm], +hhmm; blanks
+ * around it.  Returns 0 and the time, ERRCODE_INVALID_DATETIME_FORMAT for
+ * text of another form, ERRCODE_DATETIME_FIELD_OVERFLOW for a field out of
+ * its range (month 13, February 30, hour 24, an offset beyond 15:59) or a
+ * time out of timestamptz's range.
+ */
+static int
+read_iso8601(const char *s, TimestampTz *result)
+{
+	struct pg_tm tm = {0};
+	int			sign,
+				oh = 0,
+				om = 0,
+				tz;
+	double		fraction = 0;
+	fsec_t		fsec;
+
+	while (isspace((unsigned char) *s))
+		s++;
+	if (!read_digits(&s, 4, &tm.tm_year) || *s++ != '-' ||
+		!read_digits(&s, 2, &tm.tm_mon) || *s++ != '-' ||
+		!read_digits(&s, 2, &tm.tm_mday) ||
+		(*s != 'T' && *s != 't' && *s != ' '))
+		return ERRCODE_INVALID_DATETIME_FORMAT;
+	s++;
+	if (!read_digits(&s, 2, &tm.tm_hour) || *s++ != ':' || !read_digits(&s, 2, &tm.tm_min))
+		return ERRCODE_INVALID_DATETIME_FORMAT;
+	if (*s == ':')
+	{
+		s++;
+		if (!read_digits(&s, 2, &tm.tm_sec))
+			return ERRCODE_INVALID_DATETIME_FORMAT;
+		if (*s == '.' || *s == ',')
+		{
+			double		scale = 0.1;
+
+			s++;
+			if (!isdigit((unsigned char) *s))
+				return ERRCODE_INVALID_DATETIME_FORMAT;
+			for (int i = 0; isdigit((unsigned char) *s); i++, s++)
+			{
+				if (i >= 9)
+					return ERRCODE_INVALID_DATETIME_FORMAT;
+				fraction += (*s - '0') * scale;
+				scale /= 10;
+			}
+		}
+	}
+	if (*s == 'Z' || *s == 'z')
+	{
+		s++;
+		sign = 1;
+	}
+	else if (*s == '+' || *s == '-')
+	{
+		sign = (*s++ == '-') ? -1 : 1;
+		if (!read_digits(&s, 2, &oh))
+			return ERRCODE_INVALID_DATETIME_FORMAT;
+		if (*s == ':')
+			s++;
+		if (isdigit((unsigned char) *s) && !read_digits(&s, 2, &om))
+			return ERRCODE_INVALID_DATETIME_FORMAT;
+	}
+	else
+		return ERRCODE_INVALID_DATETIME_FORMAT;	/* no offset: ambiguous */
+	while (isspace((unsigned char) *s))
+		s++;
+	if (*s != '\0')
+		return ERRCODE_INVALID_DATETIME_FORMAT;
+
+	if (tm.tm_year < 1 || tm.tm_mon < 1 || tm.tm_mon > 12 || tm.tm_mday < 1 ||
+		tm.tm_mday > day_tab[isleap(tm.tm_year)][tm.tm_mon - 1] ||
+		tm.tm_hour > 23 || tm.tm_min > 59 || tm.tm_sec > 60 ||
+		oh > MAX_TZDISP_HOUR || om > 59)
+		return ERRCODE_DATETIME_FIELD_OVERFLOW;
+	fsec = (fsec_t) rint(fraction * USECS_PER_SEC);
+	tz = -sign * (oh * SECS_PER_HOUR + om * SECS_PER_MINUTE);	/* west of UTC */
+	if (tm2timestamp(&tm, fsec, &tz, result) != 0 || !IS_VALID_TIMESTAMP(*result))
+		return ERRCODE_DATETIME_FIELD_OVERFLOW;
+	return 0;
+}
+
 /* A label of the enum type, as enum_in looks it up. */
 static bool
 is_enum_label(Oid typid, const char *s)
@@ -171,6 +276,19 @@ ta_quiet_input(Oid typid, int32 typmod, const char *value,
 			if (!is_inet_text(value))
 				refuse(what, name, ERRCODE_INVALID_TEXT_REPRESENTATION, "an IP address", typid);
 			break;
+		case TIMESTAMPTZOID:
+			{
+				TimestampTz t;
+				int			problem = read_iso8601(value, &t);
+
+				if (problem != 0)
+					refuse(what, name, problem,
+						   problem == ERRCODE_DATETIME_FIELD_OVERFLOW ?
+						   "an ISO 8601 time whose fields are in range" :
+						   "an ISO 8601 time with its UTC offset, such as 2026-12-02T06:45:26.123Z",
+						   typid);
+				return TimestampTzGetDatum(t);
+			}
 		default:
 			if (type_is_enum(typid))
 			{

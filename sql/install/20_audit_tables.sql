@@ -85,7 +85,8 @@ CREATE TABLE tool_audit.tool_calls (
     call_event_id    uuid,
     caller_txid      bigint,
     impersonated_by  text,
-    break_glass      boolean
+    break_glass      boolean,
+    started_at       timestamptz
 );
 COMMENT ON TABLE tool_audit.tool_calls IS 'One row per AI tool call; append-only, sanitized on insert';
 
@@ -132,6 +133,14 @@ COMMENT ON COLUMN tool_audit.tool_calls.caller_txid IS 'On a row written autonom
 COMMENT ON COLUMN tool_audit.tool_calls.impersonated_by IS 'The admin impersonating user_id when the call was made (NULL: no impersonation)';
 COMMENT ON COLUMN tool_audit.tool_calls.break_glass IS 'true: an emergency (break-the-glass) access, with its reason in session_metadata';
 COMMENT ON COLUMN tool_audit.admin_events.impersonated_by IS 'The admin impersonating the actor when the event was recorded (NULL: no impersonation)';
+COMMENT ON COLUMN tool_audit.tool_calls.started_at IS 'When the call began, as the client said (its clock; recorded_at is the server''s); hashed, not a chain or report period key';
+
+-- a retry of a stored call (same tenant_id, conversation_id, tool_call_id and
+-- call_phase) is found through this index and not stored again (the insert
+-- trigger and log_call(), src/idempotency.c); not unique: databases created
+-- before 1.5 may hold rows sharing a tool_call_id
+CREATE INDEX tool_calls_tool_call_id
+    ON tool_audit.tool_calls (tool_call_id) WHERE tool_call_id IS NOT NULL;
 
 -- a fork (two rows at one position) is a constraint violation
 CREATE UNIQUE INDEX tool_calls_chain_position

@@ -134,7 +134,7 @@ CREATE VIEW tool_audit.calls WITH (security_invoker = true) AS
 SELECT t.event_id AS call_id, t.id, t.tenant_id, t.conversation_id, t.turn_number,
        t.user_id, t.user_role, t.model, t.tool_name, t.tool_call_id, t.call_trigger,
        t.purpose, t.subject_id, t.arguments,
-       t.recorded_at AS started_at,
+       t.recorded_at, t.started_at,
        CASE WHEN t.call_phase IS NULL THEN t.recorded_at ELSE e.recorded_at END AS ended_at,
        CASE WHEN t.call_phase IS NULL THEN t.success ELSE e.success END AS success,
        CASE WHEN t.call_phase IS NULL THEN t.result_summary ELSE e.result_summary END AS result_summary,
@@ -286,9 +286,12 @@ BEGIN
                                WHEN 'in_progress' THEN '(in progress)'
                                ELSE c.result_summary::text END,
                   coalesce(c.duration_ms::text, '?'))
+           -- the client's time, when it sent one (1.5)
+           || CASE WHEN c.started_at IS NOT NULL
+                   THEN format(' [started %s]', tool_audit.iso8601_utc(c.started_at)) ELSE '' END
       FROM tool_audit.calls c
      WHERE c.conversation_id = tool_audit.required_arg($1, 'conversation_id'::pg_catalog.text)
-     ORDER BY c.turn_number, c.started_at, c.id;
+     ORDER BY c.turn_number, c.recorded_at, c.id;
     GET DIAGNOSTICS n = ROW_COUNT;
     PERFORM tool_audit.record_read('conversation_timeline', jsonb_build_object('conversation_id', $1), n);
 END
@@ -376,6 +379,10 @@ BEGIN
                 || CASE WHEN (c.t).call_phase = 'started'
                         THEN jsonb_build_object('call_state', CASE WHEN c.ended_success IS NULL
                                                                    THEN 'not_ended' ELSE 'ended' END)
+                        ELSE '{}' END
+                -- the client's time, when it sent one (1.5)
+                || CASE WHEN (c.t).started_at IS NOT NULL
+                        THEN jsonb_build_object('started_at', tool_audit.iso8601_utc((c.t).started_at))
                         ELSE '{}' END
             ORDER BY (c.t).recorded_at, (c.t).id) FILTER (WHERE c.access), '[]'),
         'break_glass_accesses', count(*) FILTER (WHERE c.access AND tool_audit.is_break_glass(c.t)),

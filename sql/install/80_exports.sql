@@ -35,7 +35,11 @@ BEGIN
             'chain_hash', encode(t.chain_hash, 'hex'))
             -- 1.5: the halves of a call begun and ended (absent otherwise)
             || jsonb_strip_nulls(jsonb_build_object('call_phase', t.call_phase,
-                   'call_event_id', t.call_event_id, 'caller_txid', t.caller_txid)) AS doc
+                   'call_event_id', t.call_event_id, 'caller_txid', t.caller_txid))
+            -- the client's time, when it sent one (1.5)
+            || CASE WHEN t.started_at IS NOT NULL
+                    THEN jsonb_build_object('started_at', tool_audit.iso8601_utc(t.started_at))
+                    ELSE '{}' END AS doc
           FROM tool_audit.tool_calls t
          WHERE t.recorded_at >= start_time AND t.recorded_at < end_time
         UNION ALL
@@ -69,7 +73,7 @@ SELECT t.id, t.event_id, t.recorded_at, t.tenant_id, t.conversation_id, t.turn_n
        t.result_summary::text AS result_summary, t.success, t.error, t.duration_ms,
        abbrev(t.client_ip) AS client_ip, t.user_agent, t.session_metadata::text AS session_metadata,
        t.recorded_by, encode(t.row_hash, 'hex') AS row_hash, t.chain_id, t.chain_lane,
-       t.chain_seq, encode(t.chain_hash, 'hex') AS chain_hash
+       t.chain_seq, encode(t.chain_hash, 'hex') AS chain_hash, t.started_at
   FROM tool_audit.tool_calls t;
 COMMENT ON VIEW tool_audit.tool_calls_csv IS 'tool_calls with JSON as text and hashes as hex, for COPY ... (FORMAT csv, HEADER)';
 
@@ -385,8 +389,10 @@ COMMENT ON FUNCTION tool_audit.export_fhir_admin_events(timestamptz, timestamptz
 -- OpenTelemetry GenAI semantic conventions: one span per tool call
 CREATE VIEW tool_audit.otel_tool_spans WITH (security_invoker = true) AS
 SELECT 'execute_tool ' || t.tool_name AS "span.name",
-       t.recorded_at - make_interval(secs => coalesce(t.duration_ms, 0) / 1000) AS start_time,
-       t.recorded_at AS end_time,
+       -- from the client's started_at when it sent one (1.5), else back from recorded_at
+       coalesce(t.started_at, t.recorded_at - make_interval(secs => coalesce(t.duration_ms, 0) / 1000)) AS start_time,
+       CASE WHEN t.started_at IS NULL THEN t.recorded_at
+            ELSE t.started_at + make_interval(secs => coalesce(t.duration_ms, 0) / 1000) END AS end_time,
        CASE WHEN t.success THEN 'OK' WHEN NOT t.success THEN 'ERROR' ELSE 'UNSET' END AS "status.code",
        t.error AS "status.message",
        'execute_tool'::text AS "gen_ai.operation.name",

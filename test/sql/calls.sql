@@ -29,7 +29,7 @@ SELECT status FROM orders;   -- the change rolled back
 SELECT call_phase, tool_name, tenant_id, user_id, subject_id, arguments, success, duration_ms,
        recorded_by, caller_txid IS NOT NULL AS autonomous
   FROM tool_audit.tool_calls WHERE event_id = :'call' OR call_event_id = :'call' ORDER BY id;
-SELECT state, tool_name, success, result_summary, duration_ms, caller_committed, started_at <= ended_at AS ordered
+SELECT state, tool_name, success, result_summary, duration_ms, caller_committed, recorded_at <= ended_at AS ordered
   FROM tool_audit.calls WHERE call_id = :'call';
 
 -- begin and end in one transaction that commits; end_call clears tool_audit.call

@@ -60,15 +60,16 @@ $node->safe_psql('postgres', q{
 	                              'delete_note', 'run-report', 'ünïcode_tool', 'x'])[1 + g % 8] AS tool) t
 });
 # whitespace FHIR strings may not hold (no-break and other Unicode spaces,
-# vertical tab, form feed), empty strings, a network prefix
+# vertical tab, form feed), empty strings, a network prefix (two calls: their
+# tool_call_ids differ, or the second would be a retry of the first, 1.5)
 $node->safe_psql('postgres', q{
 	SELECT count(tool_audit.log_call(
 	    E'\u3000 odd\u00a0tool\x0b', jsonb_build_object('a', E'x\u00a0y\u2028z\ufeff'),
 	    jsonb_build_object('error', E'bad\x0cthing\u2007'), 1,
 	    jsonb_build_object('user_id', E'u\u2028', 'model', E'\u00a0', 'subject_id', E'\u00a0',
 	                       'user_role', '', 'tenant_id', E'tenant_1\u205f', 'purpose', E'\u3000',
-	                       'tool_call_id', E'\u202f', 'conversation_id', '', 'client_ip', '10.0.0.0/8')))
-	  FROM generate_series(1, 2)
+	                       'tool_call_id', repeat(E'\u202f', g), 'conversation_id', '', 'client_ip', '10.0.0.0/8')))
+	  FROM generate_series(1, 2) g
 });
 
 # ---- FHIR R4 ----

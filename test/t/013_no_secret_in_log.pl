@@ -76,6 +76,10 @@ my @cases = (
 	['log_call context call_trigger', 'sk-ant-FAKE03', $call, ctx => '{"call_trigger": "sk-ant-FAKE03-xxxx"}'],
 	['log_call context client_ip', 'sk-ant-FAKE04', $call, ctx => '{"client_ip": "sk-ant-FAKE04-xxxx"}'],
 	['log_call context event_id', 'sk-ant-FAKE05', $call, ctx => '{"event_id": "sk-ant-FAKE05-xxxx"}'],
+	['log_call context started_at', 'sk-ant-FAKE06', $call, ctx => '{"started_at": "sk-ant-FAKE06-xxxx"}'],
+	# a time zone name: timestamptz_in's error would quote it
+	['log_call context started_at (a time zone name)', 'sk_ant_FAKE07', $call,
+		ctx => '{"started_at": "2026-01-02 03:04:05 sk_ant_FAKE07"}'],
 	['log_event event_type', 'sk-ant-FAKE11', $event, type => 'sk-ant-FAKE11-xxxx', ctx => '{}'],
 	['log_event reserved event_type', 'sk_ant_fake12', $event, type => 'tool_audit.sk_ant_fake12', ctx => '{}'],
 	['log_event context actor_type', 'sk-ant-FAKE13', $event, type => 'prompt.update',
@@ -131,6 +135,7 @@ like($log, qr/\Q$_\E/, "the server log has the error: $_") for (
 	'invalid value for context field "call_trigger"',
 	'invalid value for context field "client_ip": expected an IP address',
 	'invalid value for context field "event_id": expected a UUID',
+	'invalid value for context field "started_at": expected an ISO 8601 time',
 	'invalid value for argument "event_type": expected a dotted lowercase name',
 	'invalid value for context field "actor_type"',
 	'invalid value for context field "source_ip": expected an IP address',

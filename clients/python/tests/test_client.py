@@ -153,6 +153,67 @@ class Logging(unittest.TestCase):
         self.assertEqual(seen[0][0].sqlstate, "22P02")
         self.assertEqual(seen[0][1].tool_name, "tool_ok")
 
+    def test_retry_returns_the_stored_row(self):
+        # the same call logged again (same tool_call_id): the row stored first
+        args, ctx = {"order_id": "o_r1"}, {"tool_call_id": "toolu_py_retry_1", "turn_number": 4}
+        first = self.audit.log_call("get_order", args, {"status": "shipped"}, 5.0, ctx)
+        again = self.audit.log_call("get_order", args, {"status": "shipped"}, 5.0, ctx)
+        self.assertFalse(first.already_stored)
+        self.assertTrue(again.already_stored)
+        self.assertEqual((again.id, again.event_id), (first.id, first.event_id))
+        self.assertEqual(count("tool_call_id = %s", ("toolu_py_retry_1",)), 1)
+        # a different call under that id is refused, not stored, not returned
+        with self.assertRaises(AuditError) as cm:
+            self.audit.log_call("get_order", {"order_id": "o_other"}, {}, 1.0, ctx)
+        self.assertIn("already recorded for another call", str(cm.exception))
+        self.assertEqual(count("tool_call_id = %s", ("toolu_py_retry_1",)), 1)
+        # without a tool_call_id, the same record sent twice (the logger's own
+        # retry after a lost connection) also gets the stored row back
+        from tool_audit_client._record import CallRecord
+        rec = CallRecord("ping", {}, {}, 1.0, {"tenant_id": "t_py"})
+        a, b = self.audit._log(rec), self.audit._log(rec)
+        self.assertEqual((a.id, a.already_stored, b.id, b.already_stored), (a.id, False, a.id, True))
+
+    def test_concurrent_retry_waits_for_the_first(self):
+        # the first attempt still in flight (its transaction open): the retry
+        # waits, then returns the first's row; if the first rolls back, the
+        # retry stores its own
+        for outcome in ("commit", "rollback"):
+            call_id = f"toolu_py_concurrent_{outcome}"
+            ctx = {"tool_call_id": call_id}
+            conn = psycopg.connect(cluster.conninfo)
+            first_audit = AuditLogger(connection=conn, transactional=True,
+                                      context={"tenant_id": "t_py", "conversation_id": "conv_py"})
+            first = first_audit.log_call("lookup", {"q": 1}, {"n": 1}, 2.0, ctx)
+            got = {}
+            t = threading.Thread(target=lambda: got.update(
+                r=self.audit.log_call("lookup", {"q": 1}, {"n": 1}, 2.0, ctx)))
+            t.start()
+            time.sleep(0.5)
+            self.assertTrue(t.is_alive(), "the retry waits for the first attempt")
+            getattr(conn, outcome)()
+            t.join(30)
+            conn.close()
+            retry = got["r"]
+            self.assertEqual(count("tool_call_id = %s", (call_id,)), 1)
+            if outcome == "commit":
+                self.assertEqual((retry.id, retry.already_stored), (first.id, True))
+            else:
+                self.assertNotEqual(retry.id, first.id)
+                self.assertFalse(retry.already_stored)
+
+    def test_started_at_is_the_client_time(self):
+        with self.audit.call("timed_tool", {"a": 1}, {"tool_call_id": "toolu_py_started"}) as c:
+            c.result = {"ok": True}
+        with psycopg.connect(cluster.conninfo) as conn:
+            started, recorded = conn.execute(
+                "SELECT started_at, recorded_at FROM tool_audit.tool_calls WHERE id = %s",
+                (c.logged.id,)).fetchone()
+        self.assertIsNotNone(started)
+        self.assertLessEqual(started, recorded)
+        # a retry of the block's record (same started_at) is the same call
+        self.assertEqual(count("tool_call_id = %s", ("toolu_py_started",)), 1)
+
     def test_log_event(self):
         logged = self.audit.log_event("prompt.update", "admin_1",
                                       {"before": {"v": 1}, "after": {"v": 2}},

@@ -2,7 +2,6 @@
 
 import asyncio
 import functools
-import time
 from typing import Any, Optional
 
 import psycopg
@@ -65,7 +64,7 @@ class AsyncAuditLogger(_Recorder):
         row = await self._execute(LOG_CALL_SQL, record.params())
         if row is None:
             return LoggedCall(None, record.event_id, already_stored=True)
-        return LoggedCall(row[0], row[1])
+        return LoggedCall(row[0], row[1], bool(row[2]))
 
     async def log_call(self, tool_name: str, arguments: Any = None, result: Any = None,
                        duration_ms: Optional[float] = None, context: ContextArg = None):
@@ -117,7 +116,7 @@ class _AsyncCallBlock:
         self._call = ToolCall(tool_name, arguments, context)
 
     async def __aenter__(self) -> ToolCall:
-        self._call._t0 = time.perf_counter()
+        self._call._start()
         return self._call
 
     async def __aexit__(self, exc_type, exc, tb):

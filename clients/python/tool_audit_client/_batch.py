@@ -275,15 +275,15 @@ class BatchLogger(_Recorder):
                 self._ack([(i, LoggedCall(None, i.record.event_id)) for i in batch])
                 return
         # row by row, each under a savepoint: a call the server refuses fails
-        # alone; a call stored by an attempt whose COMMIT was lost is found
-        # by its event_id
+        # alone; a call stored by an attempt whose COMMIT was lost is returned
+        # by log_call() (1.5), or refused by its event_id (before 1.5)
         done, refused = [], []
         with conn.transaction():
             for item in batch:
                 try:
                     with conn.transaction():
                         row = conn.execute(LOG_CALL_SQL, item.record.params()).fetchone()
-                    done.append((item, LoggedCall(row[0], row[1])))
+                    done.append((item, LoggedCall(row[0], row[1], bool(row[2]))))
                 except psycopg.OperationalError:
                     raise
                 except psycopg.Error as err:

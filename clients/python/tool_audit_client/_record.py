@@ -2,6 +2,7 @@
 logger: JSON values wrapped for psycopg, a client-made event_id, a failure
 result from an exception."""
 
+import datetime
 import functools
 import inspect
 import json
@@ -11,7 +12,11 @@ from typing import Any, Callable, Mapping, Optional, Union
 
 from psycopg.types.json import Jsonb
 
-LOG_CALL_SQL = "SELECT id, event_id::text FROM tool_audit.log_call(%s, %s, %s, %s, %s)"
+# already_stored: log_call() (1.5) returns the row stored first to a retry of
+# the same call (same tool_call_id, or same event_id); that row was recorded
+# before this statement began, a new one during it
+LOG_CALL_SQL = ("SELECT id, event_id::text, recorded_at < statement_timestamp() "
+                "FROM tool_audit.log_call(%s, %s, %s, %s, %s)")
 LOG_EVENT_SQL = "SELECT id, event_id::text FROM tool_audit.log_event(%s, %s, %s, %s)"
 
 # A tool's values are not always JSON-ready (datetime, Decimal, UUID): they are
@@ -49,11 +54,40 @@ def resolve_context(*parts: ContextArg) -> dict:
     return out
 
 
+# event ids of calls that have a tool_call_id: a UUID v5 of the call key in
+# this namespace (uuid5(NAMESPACE_URL, "urn:tool_audit:tool_call_id")), the
+# same in the TypeScript helper
+_CALL_KEY_NAMESPACE = uuid.UUID("8d77e3ef-4350-511a-ac8f-ad3dac6fda6d")
+
+
+def call_key_event_id(context: Mapping[str, Any]) -> Optional[str]:
+    """The event_id of a call with a tool_call_id: derived from its key
+    (tenant_id, conversation_id, tool_call_id), so that logging the same
+    call again, from this process or another, brings the same event_id and
+    gets the stored row back; None without a tool_call_id."""
+    call_id = context.get("tool_call_id")
+    if call_id is None or call_id == "":
+        return None
+    key = [context.get("tenant_id"), context.get("conversation_id"), str(call_id)]
+    key = [None if v is None else str(v) for v in key]
+    return str(uuid.uuid5(_CALL_KEY_NAMESPACE,
+                          json.dumps(key, separators=(",", ":"), ensure_ascii=False)))
+
+
+def utc_now_iso() -> str:
+    """The client's time as log_call()'s context field started_at takes it:
+    ISO 8601 with its UTC offset."""
+    return datetime.datetime.now(datetime.timezone.utc).isoformat()
+
+
 @dataclass
 class CallRecord:
     """One tool call to log. event_id is made on the client (a UUID) unless
     the context brings one: a write that is retried after a lost connection
-    is then recognised (SQLSTATE 23505 on event_id) instead of stored twice."""
+    gets the row stored first back from log_call() (1.5; keyed on the
+    context's tool_call_id when there is one, else on the event_id) instead
+    of storing it twice. A retry repeats the record exactly, started_at
+    included."""
     tool_name: str
     arguments: Any = None
     result: Any = None
@@ -63,7 +97,7 @@ class CallRecord:
     def __post_init__(self):
         self.context = dict(self.context)
         if not self.context.get("event_id"):
-            self.context["event_id"] = str(uuid.uuid4())
+            self.context["event_id"] = call_key_event_id(self.context) or str(uuid.uuid4())
 
     @property
     def event_id(self) -> str:
@@ -83,8 +117,9 @@ class CallRecord:
 @dataclass(frozen=True)
 class LoggedCall:
     """What the database stored: the row's id and event_id. already_stored is
-    True when a retry found the row written by an earlier attempt (its id is
-    then None)."""
+    True when the row was written by an earlier attempt: log_call() returned
+    it to a retry (or, on a server before 1.5, refused the retry's event_id:
+    the id is then None)."""
     id: Optional[int]
     event_id: str
     already_stored: bool = False

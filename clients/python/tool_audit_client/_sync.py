@@ -13,7 +13,7 @@ import psycopg
 
 from ._record import (LOG_CALL_SQL, LOG_EVENT_SQL, CallRecord, ContextArg, LoggedCall,
                       bound_arguments, failure_result, is_event_id_conflict, jsonb,
-                      resolve_context)
+                      resolve_context, utc_now_iso)
 
 log = logging.getLogger("tool_audit_client")
 
@@ -40,12 +40,19 @@ class ToolCall:
         self.context = context
         self.result: Any = None
         self.logged: Any = None
+        self._start()
+
+    def _start(self):
         self._t0 = time.perf_counter()
+        self._started_at = utc_now_iso()    # the client's time: stored as started_at
 
     def _record(self, exc: Optional[BaseException]) -> CallRecord:
         duration = (time.perf_counter() - self._t0) * 1000.0
         result = failure_result(exc) if exc is not None else self.result
-        return CallRecord(self.tool_name, self.arguments, result, duration, self.context)
+        context = self.context
+        if "started_at" not in context:
+            context = {**context, "started_at": self._started_at}
+        return CallRecord(self.tool_name, self.arguments, result, duration, context)
 
 
 class _Recorder:
@@ -107,7 +114,7 @@ class _CallBlock:
         self._call = ToolCall(tool_name, arguments, context)
 
     def __enter__(self) -> ToolCall:
-        self._call._t0 = time.perf_counter()
+        self._call._start()
         return self._call
 
     def __exit__(self, exc_type, exc, tb):
@@ -174,8 +181,9 @@ class AuditLogger(_Recorder):
             except psycopg.OperationalError:
                 if not self._own or not self._conn.closed:
                     raise
-            # our own connection broke: once more on a new one (the event_id
-            # tells a retry of a row that was in fact stored)
+            # our own connection broke: once more on a new one.  If the first
+            # attempt was in fact stored, log_call() returns that row (1.5);
+            # a server before 1.5 refuses the event_id instead
             self._connect()
             try:
                 return self._conn.execute(sql, params).fetchone()
@@ -188,7 +196,7 @@ class AuditLogger(_Recorder):
         row = self._execute(LOG_CALL_SQL, record.params())
         if row is None:
             return LoggedCall(None, record.event_id, already_stored=True)
-        return LoggedCall(row[0], row[1])
+        return LoggedCall(row[0], row[1], bool(row[2]))
 
     def log_call(self, tool_name: str, arguments: Any = None, result: Any = None,
                  duration_ms: Optional[float] = None, context: ContextArg = None):

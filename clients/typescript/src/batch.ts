@@ -53,7 +53,8 @@ interface Item {
 // The batch in one statement: a JSON array of calls, log_call() once per
 // element, in order (atomic: it commits or not as a whole).
 const BATCH_SQL =
-  "SELECT lc.id::text AS id, lc.event_id::text AS event_id " +
+  "SELECT lc.id::text AS id, lc.event_id::text AS event_id, " +
+  "lc.recorded_at < statement_timestamp() AS already_stored " +
   "FROM ROWS FROM (jsonb_to_recordset($1::jsonb) AS (n text, a jsonb, r jsonb, d float8, c jsonb)) " +
   "WITH ORDINALITY AS t(n, a, r, d, c, i) " +
   "CROSS JOIN LATERAL tool_audit.log_call(t.n, t.a, t.r, t.d, t.c) lc ORDER BY t.i";
@@ -242,7 +243,8 @@ export class BatchLogger extends Recorder {
       }));
       try {
         const res = await c.query(BATCH_SQL, [payload]);
-        this.ack(batch.map((item, k) => [item, { id: res.rows[k].id, eventId: res.rows[k].event_id, alreadyStored: false }]));
+        this.ack(batch.map((item, k) => [item, { id: res.rows[k].id, eventId: res.rows[k].event_id,
+                                                  alreadyStored: res.rows[k].already_stored === true }]));
         return;
       } catch (err) {
         if (isConnectionError(err)) throw err;
@@ -250,13 +252,14 @@ export class BatchLogger extends Recorder {
       }
     }
     // call by call, each committed on its own: a refused call fails alone,
-    // and a call stored by an attempt whose COMMIT was lost is found by its
-    // event_id
+    // and a call stored by an attempt whose COMMIT was lost is returned by
+    // log_call() (1.5), or refused by its event_id (before 1.5)
     for (let k = 0; k < batch.length; k++) {
       const item = batch[k];
       try {
         const res = await c.query(LOG_CALL_SQL, recordParams(item.record));
-        this.ack([[item, { id: res.rows[0].id, eventId: res.rows[0].event_id, alreadyStored: false }]]);
+        this.ack([[item, { id: res.rows[0].id, eventId: res.rows[0].event_id,
+                           alreadyStored: res.rows[0].already_stored === true }]]);
       } catch (err) {
         if (isConnectionError(err)) {
           batch.splice(0, k);          // the rest is retried

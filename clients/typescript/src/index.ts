@@ -6,5 +6,5 @@ export { BatchClosedError, BatchLogger, QueueFullError } from "./batch";
 export type { BatchLoggerOptions, BatchStats, FailedCall, Pending } from "./batch";
 export { verifyExport } from "./export";
 export type { ExportCheck } from "./export";
-export { failureResult, jsonText } from "./record";
+export { callKeyEventId, failureResult, jsonText } from "./record";
 export type { CallContext, CallRecord, LoggedCall } from "./record";

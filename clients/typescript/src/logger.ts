@@ -80,6 +80,8 @@ export abstract class Recorder {
   async call<T>(toolName: string, args: unknown, fn: () => T | Promise<T>,
                 context?: ContextArg, onLogged?: (logged: LoggedCall | null) => void): Promise<T> {
     const ctx = resolveContext(this.baseContext, context);
+    // the client's time, stored as started_at (a retry repeats the record, this included)
+    if (ctx.started_at === undefined) ctx.started_at = new Date().toISOString();
     const t0 = performance.now();
     let result: T;
     try {
@@ -122,8 +124,9 @@ export interface AuditLoggerOptions extends RecorderOptions {
  *
  * With a connection string or pool configuration it uses a pool of its own:
  * each log_call() is a statement of its own, committed when it returns, and
- * a broken connection is replaced (the retry is idempotent through the
- * event_id the logger makes for every call).
+ * a broken connection is replaced (the retry is idempotent: log_call()
+ * returns the row an attempt already stored, found by the call's
+ * tool_call_id or by the event_id the logger makes for every call).
  */
 export class AuditLogger extends Recorder {
   private readonly db: Queryable;
@@ -153,7 +156,7 @@ export class AuditLogger extends Recorder {
   protected async log(record: CallRecord): Promise<LoggedCall> {
     const rows = await this.execute(LOG_CALL_SQL, recordParams(record));
     if (rows === null) return { id: null, eventId: record.context.event_id, alreadyStored: true };
-    return { id: rows[0].id, eventId: rows[0].event_id, alreadyStored: false };
+    return { id: rows[0].id, eventId: rows[0].event_id, alreadyStored: rows[0].already_stored === true };
   }
 
   private async execute(sql: string, params: unknown[]): Promise<any[] | null> {
@@ -162,7 +165,9 @@ export class AuditLogger extends Recorder {
     } catch (err) {
       if (!this.ownPool || !isConnectionError(err)) throw err;
     }
-    // once more, on another connection of the pool
+    // once more, on another connection of the pool: if the first attempt was
+    // in fact stored, log_call() returns that row (1.5); a server before 1.5
+    // refuses the event_id instead
     try {
       return (await this.db.query(sql, params)).rows;
     } catch (err) {

@@ -2,7 +2,7 @@
 // every logger: JSON text for every jsonb parameter (node-postgres would send
 // a JavaScript array as a PostgreSQL array: SQLSTATE 22P02), a client-made
 // event_id, a failure result from an exception.
-import { randomUUID } from "node:crypto";
+import { createHash, randomUUID } from "node:crypto";
 
 /** Attribution for a call (doc/recording.md); other keys go to session_metadata. */
 export interface CallContext {
@@ -19,14 +19,18 @@ export interface CallContext {
   client_ip?: string;
   user_agent?: string;
   event_id?: string;
+  /** When the call began, by the client's clock: ISO 8601 with its offset
+   *  (Date.toISOString()); stored as started_at beside the server's recorded_at. */
+  started_at?: string;
   [key: string]: unknown;
 }
 
 export type ContextArg = CallContext | (() => CallContext) | undefined | null;
 
 /** What the database stored. ids are int8: a string, never a lossy number
- *  (BigInt(id) for arithmetic). alreadyStored: a retry found the row an
- *  earlier attempt wrote (id is then null). */
+ *  (BigInt(id) for arithmetic). alreadyStored: the row was written by an
+ *  earlier attempt: log_call() returned it to this retry (or, on a server
+ *  before 1.5, refused the retry's event_id: id is then null). */
 export interface LoggedCall {
   id: string | null;
   eventId: string;
@@ -41,8 +45,11 @@ export interface CallRecord {
   context: CallContext & { event_id: string };
 }
 
+// already_stored: log_call() (1.5) returns the row stored first to a retry of
+// the same call (same tool_call_id, or same event_id); that row was recorded
+// before this statement began, a new one during it
 export const LOG_CALL_SQL =
-  "SELECT id::text AS id, event_id::text AS event_id " +
+  "SELECT id::text AS id, event_id::text AS event_id, recorded_at < statement_timestamp() AS already_stored " +
   "FROM tool_audit.log_call($1, $2::jsonb, $3::jsonb, $4, $5::jsonb)";
 export const LOG_EVENT_SQL =
   "SELECT id::text AS id, event_id::text AS event_id " +
@@ -64,10 +71,31 @@ export function resolveContext(...parts: ContextArg[]): CallContext {
   return out;
 }
 
+// event ids of calls that have a tool_call_id: a UUID v5 of the call key in
+// this namespace (uuid5(NAMESPACE_URL, "urn:tool_audit:tool_call_id")), the
+// same in the Python helper
+const CALL_KEY_NAMESPACE = Buffer.from("8d77e3ef4350511aac8fad3dac6fda6d", "hex");
+
+/** The event_id of a call with a tool_call_id: derived from its key
+ *  (tenant_id, conversation_id, tool_call_id), so that logging the same call
+ *  again, from this process or another, brings the same event_id and gets the
+ *  stored row back; null without a tool_call_id. */
+export function callKeyEventId(context: CallContext): string | null {
+  const callId = context.tool_call_id;
+  if (callId === undefined || callId === null || callId === "") return null;
+  const str = (v: unknown) => (v === undefined || v === null ? null : String(v));
+  const name = JSON.stringify([str(context.tenant_id), str(context.conversation_id), String(callId)]);
+  const h = createHash("sha1").update(CALL_KEY_NAMESPACE).update(name, "utf8").digest();
+  h[6] = (h[6] & 0x0f) | 0x50;        // version 5
+  h[8] = (h[8] & 0x3f) | 0x80;        // RFC 4122 variant
+  const x = h.subarray(0, 16).toString("hex");
+  return `${x.slice(0, 8)}-${x.slice(8, 12)}-${x.slice(12, 16)}-${x.slice(16, 20)}-${x.slice(20)}`;
+}
+
 export function makeRecord(toolName: string, args: unknown, result: unknown,
                            durationMs: number | null | undefined, context: CallContext): CallRecord {
   const ctx = { ...context } as CallContext & { event_id: string };
-  if (!ctx.event_id) ctx.event_id = randomUUID();
+  if (!ctx.event_id) ctx.event_id = callKeyEventId(ctx) ?? randomUUID();
   return { toolName, arguments: args, result, durationMs: durationMs ?? null, context: ctx };
 }
 

@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { Client, Pool } from "pg";
 import {
-  AuditError, AuditLogger, BatchLogger, FailedCall, Pending, QueueFullError, verifyExport,
+  AuditError, AuditLogger, BatchLogger, FailedCall, Pending, QueueFullError, callKeyEventId, verifyExport,
 } from "../src/index";
 import { Cluster } from "./cluster";
 
@@ -108,6 +108,61 @@ test("commit behaviour: own pool commits each call; a client of yours needs tran
   const viaPool = await new AuditLogger(null, { queryable: pool }).logCall("pooled", {}, {});
   await pool.end();
   assert.ok(await byEvent(viaPool!.eventId));
+});
+
+test("a retry returns the stored row (same tool_call_id)", async () => {
+  const audit = new AuditLogger(cluster.config, { context: { tenant_id: "t_ts", conversation_id: "conv_ts_retry" } });
+  try {
+    const ctx = { tool_call_id: "toolu_ts_retry_1", turn_number: 2 };
+    const first = await audit.logCall("get_order", { order_id: "o_1" }, { status: "shipped" }, 5, ctx);
+    const again = await audit.logCall("get_order", { order_id: "o_1" }, { status: "shipped" }, 5, ctx);
+    assert.equal(first!.alreadyStored, false);
+    assert.equal(again!.alreadyStored, true);
+    assert.deepEqual([again!.id, again!.eventId], [first!.id, first!.eventId]);
+    assert.equal(await count("tool_call_id = $1", ["toolu_ts_retry_1"]), 1);
+    // a different call under that id is refused, not stored
+    await assert.rejects(audit.logCall("get_order", { order_id: "o_2" }, {}, 1, ctx),
+                         (e: unknown) => e instanceof AuditError && /already recorded for another call/.test(e.message));
+    assert.equal(await count("tool_call_id = $1", ["toolu_ts_retry_1"]), 1);
+    // the event_id of a keyed call is the one the Python helper derives
+    assert.equal(callKeyEventId({ tenant_id: "t", tool_call_id: "c1" }), "db84d52c-a975-5941-8075-4dab333c23c3");
+  } finally { await audit.close(); }
+});
+
+test("a concurrent retry waits for the first attempt, then returns its row", async () => {
+  const audit = new AuditLogger(cluster.config, { context: { tenant_id: "t_ts" } });
+  try {
+    for (const outcome of ["COMMIT", "ROLLBACK"]) {
+      const ctx = { tool_call_id: `toolu_ts_concurrent_${outcome}` };
+      const client = new Client(cluster.config);
+      await client.connect();
+      const tx = new AuditLogger(null, { queryable: client, transactional: true, context: { tenant_id: "t_ts" } });
+      await client.query("BEGIN");
+      const first = await tx.logCall("lookup", { q: 1 }, { n: 1 }, 2, ctx);
+      let settled = false;
+      const retry = audit.logCall("lookup", { q: 1 }, { n: 1 }, 2, ctx).finally(() => { settled = true; });
+      await new Promise((r) => setTimeout(r, 500));
+      assert.equal(settled, false, "the retry waits for the first attempt");
+      await client.query(outcome);
+      const got = await retry;
+      await client.end();
+      assert.equal(await count("tool_call_id = $1", [ctx.tool_call_id]), 1);
+      if (outcome === "COMMIT") assert.deepEqual([got!.id, got!.alreadyStored], [first!.id, true]);
+      else { assert.notEqual(got!.id, first!.id); assert.equal(got!.alreadyStored, false); }
+    }
+  } finally { await audit.close(); }
+});
+
+test("call() sends the client's start time as started_at", async () => {
+  const audit = new AuditLogger(cluster.config, { context: { tenant_id: "t_ts" } });
+  try {
+    let logged: any = null;
+    await audit.call("timed_tool", { a: 1 }, async () => ({ ok: true }), { tool_call_id: "toolu_ts_started" },
+                     (l) => { logged = l; });
+    const [row] = await query("SELECT started_at, recorded_at FROM tool_audit.tool_calls WHERE id = $1", [logged.id]);
+    assert.ok(row.started_at instanceof Date);
+    assert.ok(row.started_at.getTime() <= row.recorded_at.getTime());
+  } finally { await audit.close(); }
 });
 
 test("fail-closed rejects with AuditError; fail-open reports and carries on", async () => {
