@@ -324,6 +324,7 @@ purge_expired(PG_FUNCTION_ARGS)
 		result = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 	}
 	args[0] = result;
+	args[2] = BoolGetDatum(dry_run);
 	if (SPI_execute_with_args("SELECT $1, (SELECT coalesce(sum((a ->> 'rows')::bigint), 0)"
 							  "              FROM jsonb_array_elements($1 -> 'anchors') a)"
 							  "            = ($1 ->> 'rows')::bigint",
