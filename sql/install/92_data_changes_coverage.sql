@@ -280,7 +280,3 @@ GRANT EXECUTE ON FUNCTION
     TO tool_audit_reader, tool_audit_admin, tool_audit_verifier;
 GRANT SELECT ON tool_audit.data_changes_csv
     TO tool_audit_reader, tool_audit_admin, tool_audit_verifier;
-
--- pg_dump keeps the change rows and where their ids stand
-SELECT pg_catalog.pg_extension_config_dump('tool_audit.data_changes', '');
-SELECT pg_catalog.pg_extension_config_dump('tool_audit.data_changes_id_seq', '');
