@@ -232,6 +232,24 @@ sub id_at
 		'a disabled data_changes trigger is reported');
 }
 
+# --- a database still at 1.4 (the library is 1.5): no data_changes, and
+# verify(), digest() and the external verifier check it without one
+{
+	$node->safe_psql('postgres', 'CREATE DATABASE at14');
+	$node->safe_psql('at14', q{
+		CREATE EXTENSION tool_audit VERSION '1.4';
+		INSERT INTO tool_audit.tool_calls (tool_name, tenant_id, success) VALUES ('old_call', 'acme', true)});
+	is($node->safe_psql('at14', 'SELECT count(*) FROM tool_audit.verify()'), '0', 'at 1.4: verify() finds nothing');
+	is($node->safe_psql('at14', q{SELECT count(*) FROM jsonb_array_elements(tool_audit.digest()->'heads') h
+	                               WHERE h->>'table' = 'data_changes'}), '0', 'at 1.4: the digest has no data_changes heads');
+	is($node->safe_psql('at14', 'SELECT count(*) FROM tool_audit.verify_digest(tool_audit.digest())'), '0',
+		'at 1.4: verify_digest() finds nothing');
+	my ($stdout, $stderr);
+	IPC::Run::run([ $verifier, $node->connstr('at14') . ' user=auditor' ], '>', \$stdout, '2>', \$stderr);
+	is($? >> 8, 0, 'at 1.4: the external verifier exits 0') or diag $stdout . $stderr;
+	like($stdout, qr/data_changes 0 rows in 0 chains/, 'at 1.4: and skips data_changes');
+}
+
 $node->stop;
 
 # --- preloaded: a superuser's UPDATE and DELETE are refused even with the
