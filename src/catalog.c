@@ -12,12 +12,19 @@
  */
 #include "postgres.h"
 
+#include "access/genam.h"
 #include "access/htup_details.h"
 #include "access/relscan.h"
+#include "access/stratnum.h"
+#include "access/table.h"
+#include "catalog/indexing.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
+#include "catalog/pg_extension.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/fmgroids.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -57,6 +64,52 @@ ta_schema_relid(const char *name, bool missing_ok)
 	if (!OidIsValid(relid) && !missing_ok)
 		ta_missing_relation(name);
 	return relid;
+}
+
+/*
+ * The audit tables, in name order: the order of verify()'s walks and of a
+ * digest's heads.  data_changes came with 1.5.
+ */
+const char *const ta_audit_tables[TA_NAUDIT_TABLES] = {"admin_events", "data_changes", "tool_calls"};
+
+/*
+ * Does the installed version of the extension have this audit table?  True
+ * when the table exists, and when it is missing but the version should have
+ * it (so that whoever asks reports it missing); false only for data_changes
+ * in a database still at a version before 1.5 (the library is newer than
+ * the schema until ALTER EXTENSION UPDATE runs).
+ */
+bool
+ta_audit_table_expected(const char *table)
+{
+	static const char *const before_1_5[] = {"1.0", "1.1", "1.2", "1.3", "1.4"};
+	Relation	rel;
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tup;
+	bool		expected = true;
+
+	if (OidIsValid(ta_schema_relid(table, true)) || strcmp(table, "data_changes") != 0)
+		return true;
+	rel = table_open(ExtensionRelationId, AccessShareLock);
+	ScanKeyInit(&key, Anum_pg_extension_extname, BTEqualStrategyNumber, F_NAMEEQ,
+				CStringGetDatum("tool_audit"));
+	scan = systable_beginscan(rel, ExtensionNameIndexId, true, NULL, 1, &key);
+	tup = systable_getnext(scan);
+	if (HeapTupleIsValid(tup))
+	{
+		bool		isnull;
+		Datum		v = heap_getattr(tup, Anum_pg_extension_extversion,
+									 RelationGetDescr(rel), &isnull);
+		char	   *version = isnull ? NULL : TextDatumGetCString(v);
+
+		for (int i = 0; version != NULL && i < (int) lengthof(before_1_5); i++)
+			if (strcmp(version, before_1_5[i]) == 0)
+				expected = false;
+	}
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return expected;
 }
 
 Oid

@@ -18,6 +18,10 @@ extern Oid	ta_schema_oid(bool missing_ok);
 extern Oid	ta_schema_relid(const char *name, bool missing_ok);
 extern void ta_missing_relation(const char *name) pg_attribute_noreturn();
 extern Oid	ta_relation_owner(Oid relid);
+
+#define TA_NAUDIT_TABLES 3
+extern const char *const ta_audit_tables[TA_NAUDIT_TABLES];
+extern bool ta_audit_table_expected(const char *table);
 extern IndexScanDesc ta_index_scan(Relation rel, Relation irel, Snapshot snap,
 								   ScanKey keys, int nkeys);
 extern void ta_spi_exec_as_owner(Oid owner, const char *sql, int nargs, Oid *argtypes,

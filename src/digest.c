@@ -323,6 +323,20 @@ append_heads(StringInfo buf, const char *table, bool *first)
 	}
 }
 
+/*
+ * The heads of every audit table, ordered by (table, chain, lane); no
+ * data_changes heads in a schema still at a version before 1.5.
+ */
+static void
+append_all_heads(StringInfo buf)
+{
+	bool		first = true;
+
+	for (int i = 0; i < TA_NAUDIT_TABLES; i++)
+		if (ta_audit_table_expected(ta_audit_tables[i]))
+			append_heads(buf, ta_audit_tables[i], &first);
+}
+
 static char *
 utc_text(TimestampTz ts)
 {
@@ -345,7 +359,6 @@ digest(PG_FUNCTION_ARGS)
 {
 	StringInfoData buf;
 	StringInfoData canon;
-	bool		first = true;
 	EVP_PKEY   *pkey = ta_ed25519_load(ta_signing_key_file);
 	char		key_id[TA_ED25519_KEY_ID_HEX + 1];
 	Jsonb	   *payload;
@@ -358,9 +371,7 @@ digest(PG_FUNCTION_ARGS)
 					 GetSystemIdentifier(), utc_text(GetCurrentTimestamp()));
 	PG_TRY();
 	{
-		/* heads ordered by (table, chain, lane) */
-		append_heads(&buf, "admin_events", &first);
-		append_heads(&buf, "tool_calls", &first);
+		append_all_heads(&buf);
 	}
 	PG_CATCH();
 	{

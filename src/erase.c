@@ -5,8 +5,10 @@
  *		audit rows replaced by markers (GDPR Art. 17), every chain still
  *		verifiable.
  *
- * The rows are tool_calls naming the subject in subject_id or user_id and
- * admin_events naming it as actor or in payload->>'subject_id'.  Rows an
+ * The rows are tool_calls naming the subject in subject_id or user_id,
+ * admin_events naming it as actor or in payload->>'subject_id', and (1.5)
+ * data_changes made in such a tool call or whose row key has the subject
+ * id as a value.  Rows an
  * active legal hold covers are kept as they are and reported (Art.
  * 17(3)(e)).  Every other row is changed by one UPDATE per table, run
  * between ta_sanctioned_change_begin() and _end() (guard.c), which replaces:
@@ -19,6 +21,9 @@
  *	- admin_events written by applications: payload and metadata by the
  *	  jsonb marker, reason (when set) by the text marker, source_ip by NULL,
  *	  actor and recorded_by by the text marker when they contain the id;
+ *	- data_changes (1.5): old_values and new_values by the jsonb marker
+ *	  (an empty {} stays), row_key by it when it contains the id,
+ *	  recorded_by and application_name by the text marker when they do;
  *	- the extension's own "tool_audit." events: only the columns that
  *	  contain the subject id (actor, recorded_by, reason, payload,
  *	  metadata), and never the payload of a tool_audit.retention.erase or
@@ -64,6 +69,7 @@
 #include "utils/lsyscache.h"
 
 #include "approval.h"
+#include "catalog.h"
 #include "crypto.h"
 #include "erase.h"
 #include "guard.h"
@@ -361,6 +367,26 @@ refuse_subject_in(const char *field, const char *why)
 	"                                    x.occurred_at)" \
 	"       ORDER BY h.hold_id)"
 
+/*
+ * A row change (1.5) is the subject's when the tool call it was made in
+ * names the subject (subject_id or user_id), or when a value of its row key
+ * is the subject id; a hold covers it through that call, as for a purge.
+ */
+#define HELD_BY_DATA_CHANGES \
+	"ARRAY(SELECT h.hold_id FROM tool_audit.legal_holds h" \
+	"       WHERE h.released_at IS NULL" \
+	"         AND tool_audit.hold_covers(h.scope, x.tenant_id, k.subject_id, k.user_id," \
+	"                                    k.conversation_id, k.tool_name, x.recorded_at)" \
+	"       ORDER BY h.hold_id)"
+
+static const char *const select_data_changes =
+"SELECT x.id, " HELD_BY_DATA_CHANGES " AS holds"
+"  FROM tool_audit.data_changes x"
+"  LEFT JOIN tool_audit.tool_calls k ON k.event_id = x.call_event_id"
+" WHERE k.subject_id = $1 OR k.user_id = $1"
+"    OR EXISTS (SELECT FROM jsonb_each_text(x.row_key) kv WHERE kv.value = $1)"
+" FOR UPDATE OF x";
+
 static const char *const select_tool_calls =
 "SELECT x.id, " HELD_BY_TOOL_CALLS " AS holds"
 "  FROM tool_audit.tool_calls x"
@@ -417,6 +443,27 @@ static const char *const update_admin_events =
 " RETURNING t.id, ARRAY(SELECT c FROM unnest(ARRAY["
 CHANGED("actor") ", " CHANGED("metadata") ", " CHANGED("payload") ", "
 CHANGED("reason") ", " CHANGED("recorded_by") ", " CHANGED("source_ip")
+"   ]) c WHERE c IS NOT NULL ORDER BY c COLLATE \"C\"),"
+"   tool_audit.compute_row_hash(t)";
+
+/*
+ * A row change keeps its table, operation, times and links; its values
+ * (before and after) are replaced by the jsonb marker (an INSERT's empty
+ * before and a DELETE's empty after stay empty), and the row key, recorder
+ * and application name where they contain the subject id.
+ */
+static const char *const update_data_changes =
+"UPDATE tool_audit.data_changes t SET"
+"   row_key = " CONTAINS_JSON("row_key") ","
+"   old_values = CASE WHEN o.old_values = '{}' THEN o.old_values ELSE $3 END,"
+"   new_values = CASE WHEN o.new_values = '{}' THEN o.new_values ELSE $3 END,"
+"   recorded_by = " CONTAINS("recorded_by") ","
+"   application_name = " CONTAINS("application_name")
+"  FROM tool_audit.data_changes o"
+" WHERE o.id = t.id AND t.id = ANY ($5)"
+" RETURNING t.id, ARRAY(SELECT c FROM unnest(ARRAY["
+CHANGED("application_name") ", " CHANGED("new_values") ", " CHANGED("old_values") ", "
+CHANGED("recorded_by") ", " CHANGED("row_key")
 "   ]) c WHERE c IS NOT NULL ORDER BY c COLLATE \"C\"),"
 "   tool_audit.compute_row_hash(t)";
 
@@ -591,8 +638,12 @@ static const char *const insert_event =
 "         jsonb_build_object("
 "           'legal_basis', $1::text,"
 "           'status', $2::text,"
-"           'rows_erased', jsonb_build_object('tool_calls', $3::bigint, 'admin_events', $4::bigint),"
-"           'rows_kept', jsonb_build_object('tool_calls', $5::bigint, 'admin_events', $6::bigint),"
+"           'rows_erased', jsonb_build_object('tool_calls', $3::bigint, 'admin_events', $4::bigint)"
+"                          || CASE WHEN $12::bigint IS NOT NULL"
+"                                  THEN jsonb_build_object('data_changes', $12::bigint) ELSE '{}' END,"
+"           'rows_kept', jsonb_build_object('tool_calls', $5::bigint, 'admin_events', $6::bigint)"
+"                        || CASE WHEN $13::bigint IS NOT NULL"
+"                                THEN jsonb_build_object('data_changes', $13::bigint) ELSE '{}' END,"
 "           'exception', $7::text,"
 "           'hold_ids', to_jsonb($8::bigint[]),"
 "           'erasures', $9::bigint,"
@@ -614,12 +665,15 @@ erase_subject(PG_FUNCTION_ARGS)
 	text	   *actor = cstring_to_text(GetUserNameFromId(GetOuterUserId(), false));
 	MemoryContext keep = CurrentMemoryContext;
 	TableErasure tc = {"tool_calls"},
-				ae = {"admin_events"};
+				ae = {"admin_events"},
+				dc = {"data_changes"};
+	/* data_changes (1.5) is not there in a schema of an earlier version */
+	bool		has_dc = OidIsValid(ta_schema_relid("data_changes", true));
 	HoldIds		hold_ids = {NULL, 0, 0};
-	Datum		args[11];
-	char		nulls[11];
-	Oid			types[11] = {TEXTOID, TEXTOID, INT8OID, INT8OID, INT8OID, INT8OID, TEXTOID,
-	INT8ARRAYOID, INT8OID, TEXTOID, TEXTOID};
+	Datum		args[13];
+	char		nulls[13];
+	Oid			types[13] = {TEXTOID, TEXTOID, INT8OID, INT8OID, INT8OID, INT8OID, TEXTOID,
+	INT8ARRAYOID, INT8OID, TEXTOID, TEXTOID, INT8OID, INT8OID};
 	TaErasuresHash h;
 	unsigned char commitment[TA_HASH_LEN];
 	char		hex[2 * TA_HASH_LEN + 1];
@@ -681,16 +735,25 @@ erase_subject(PG_FUNCTION_ARGS)
 		/* the subject id as JSON text spells it, without the quotes */
 		qargs[3] = PointerGetDatum(cstring_to_text_with_len(quoted.data + 1, quoted.len - 2));
 		qargs[4] = (Datum) 0;
+		/* row changes first: they are found through the calls not yet erased */
+		if (has_dc)
+			erase_table(&dc, select_data_changes, update_data_changes, qargs, &hold_ids, keep);
 		erase_table(&tc, select_tool_calls, update_tool_calls, qargs, &hold_ids, keep);
 		erase_table(&ae, select_admin_events, update_admin_events, qargs, &hold_ids, keep);
 	}
 
-	/* the commitment: tables in name order ("admin_events" < "tool_calls"), rows by id */
+	/*
+	 * the commitment: tables in name order ("admin_events" < "data_changes"
+	 * < "tool_calls"), rows by id
+	 */
 	sort_entries(&tc);
 	sort_entries(&ae);
+	sort_entries(&dc);
 	ta_erasures_hash_begin(&h);
 	for (int i = 0; i < ae.nentries; i++)
 		ta_erasures_hash_add(&h, ae.table, ae.row_ids[i], ae.columns[i], ae.hashes[i]);
+	for (int i = 0; i < dc.nentries; i++)
+		ta_erasures_hash_add(&h, dc.table, dc.row_ids[i], dc.columns[i], dc.hashes[i]);
 	for (int i = 0; i < tc.nentries; i++)
 		ta_erasures_hash_add(&h, tc.table, tc.row_ids[i], tc.columns[i], tc.hashes[i]);
 	ta_erasures_hash_end(&h, commitment);
@@ -709,10 +772,10 @@ erase_subject(PG_FUNCTION_ARGS)
 				holds[nholds++] = holds[i];
 	}
 
-	if (tc.held + ae.held > 0)
-		status = (tc.erased + ae.erased > 0) ? "partly erased: rows under legal hold kept" :
+	if (tc.held + ae.held + dc.held > 0)
+		status = (tc.erased + ae.erased + dc.erased > 0) ? "partly erased: rows under legal hold kept" :
 			"not erased: every row is under legal hold";
-	else if (tc.erased + ae.erased > 0)
+	else if (tc.erased + ae.erased + dc.erased > 0)
 		status = "erased";
 	else
 		status = "nothing to erase: no row names the subject";
@@ -725,12 +788,15 @@ erase_subject(PG_FUNCTION_ARGS)
 	args[4] = Int64GetDatum(tc.held);
 	args[5] = Int64GetDatum(ae.held);
 	args[6] = CStringGetTextDatum(GDPR_HOLD_EXCEPTION);
-	nulls[6] = (tc.held + ae.held > 0) ? ' ' : 'n';
+	nulls[6] = (tc.held + ae.held + dc.held > 0) ? ' ' : 'n';
 	args[7] = int8_array(holds, nholds);
-	args[8] = Int64GetDatum((int64) (tc.nentries + ae.nentries));
+	args[8] = Int64GetDatum((int64) (tc.nentries + ae.nentries + dc.nentries));
 	args[9] = CStringGetTextDatum(hex);
 	args[10] = PointerGetDatum(reason);
-	if (SPI_execute_with_args(insert_event, 11, types, args, nulls, false, 0) != SPI_OK_INSERT_RETURNING ||
+	args[11] = Int64GetDatum(dc.erased);
+	args[12] = Int64GetDatum(dc.held);
+	nulls[11] = nulls[12] = has_dc ? ' ' : 'n';
+	if (SPI_execute_with_args(insert_event, 13, types, args, nulls, false, 0) != SPI_OK_INSERT_RETURNING ||
 		SPI_processed != 1)
 		elog(ERROR, "could not record the erasure event");
 	event_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
@@ -750,9 +816,9 @@ erase_subject(PG_FUNCTION_ARGS)
 						   " VALUES ($1, $2, $3, $4, $5)", 5, etypes);
 		if (plan == NULL)
 			elog(ERROR, "could not prepare the erasures insert");
-		for (int t = 0; t < 2; t++)
+		for (int t = 0; t < 3; t++)
 		{
-			TableErasure *te = t == 0 ? &ae : &tc;
+			TableErasure *te = t == 0 ? &ae : t == 1 ? &dc : &tc;
 
 			for (int i = 0; i < te->nentries; i++)
 			{

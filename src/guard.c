@@ -70,7 +70,7 @@
 #include "guard.h"
 #include "upgrade_1_1.h"
 
-static const char *const protected_tables[] = {"tool_calls", "admin_events"};
+static const char *const protected_tables[] = {"tool_calls", "admin_events", "data_changes"};
 
 /* set by ddl_command_start for an approved DROP EXTENSION/SCHEMA/OWNED */
 static bool drop_approved = false;
@@ -212,7 +212,12 @@ audit_tables_empty(void)
 	}
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	if (SPI_execute("SELECT EXISTS (SELECT FROM tool_audit.tool_calls)"
+	/* data_changes (1.5) is not there in a schema of an earlier version */
+	if (SPI_execute(OidIsValid(get_relname_relid("data_changes", nsp)) ?
+					"SELECT EXISTS (SELECT FROM tool_audit.tool_calls)"
+					"    OR EXISTS (SELECT FROM tool_audit.admin_events)"
+					"    OR EXISTS (SELECT FROM tool_audit.data_changes)" :
+					"SELECT EXISTS (SELECT FROM tool_audit.tool_calls)"
 					"    OR EXISTS (SELECT FROM tool_audit.admin_events)",
 					true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not count audit rows");

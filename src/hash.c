@@ -436,6 +436,7 @@ ta_row_hash(const TaLayout *layout, Datum *values, bool *nulls,
 /*
  * tool_audit.compute_row_hash(tool_audit.tool_calls) RETURNS bytea
  * tool_audit.compute_row_hash(tool_audit.admin_events) RETURNS bytea
+ * tool_audit.compute_row_hash(tool_audit.data_changes) RETURNS bytea (1.5)
  *
  * The row hash recomputed from a row's columns, to compare with the row_hash
  * it stores: what reports use to check the rows they cover.  It takes the
@@ -456,10 +457,11 @@ compute_row_hash(PG_FUNCTION_ARGS)
 	bytea	   *result;
 
 	if (name == NULL || get_rel_namespace(relid) != ta_schema_oid(false) ||
-		(strcmp(name, "tool_calls") != 0 && strcmp(name, "admin_events") != 0))
+		(strcmp(name, "tool_calls") != 0 && strcmp(name, "admin_events") != 0 &&
+		 strcmp(name, "data_changes") != 0))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("compute_row_hash() takes a row of tool_audit.tool_calls or tool_audit.admin_events")));
+				 errmsg("compute_row_hash() takes a row of tool_audit.tool_calls, tool_audit.admin_events or tool_audit.data_changes")));
 	rel = table_open(relid, AccessShareLock);
 	layout = ta_layout_of(rel);
 	tuple.t_len = HeapTupleHeaderGetDatumLength(td);

@@ -593,8 +593,8 @@ decide_retention(AuditRow *row, TaColumn name_column, TaColumn time_column)
 
 	if (!has_retention(row->layout))
 		return;
-	ta_retention_decide(name_column == TA_COL_EVENT_TYPE, name, namelen,
-						tenant, tenantlen, tenant == NULL, &policy, &policylen, &days);
+	ta_retention_decide_for(row->layout->name, name, namelen,
+							tenant, tenantlen, tenant == NULL, &policy, &policylen, &days);
 	if (policy != NULL)
 		set_col(row, TA_COL_RETENTION_POLICY, PointerGetDatum(cstring_to_text_with_len(policy, policylen)));
 	at = get_col(row, time_column, &isnull);
@@ -1117,6 +1117,8 @@ record_data_change(Relation rel, HeapTuple tuple)
 	stamp_txid(&row);
 	sanitize_columns(&row, rs, &data_change_columns);
 	check_indexed_lengths(&row);
+	/* the policy covering the tracked table (doc/retention.md) */
+	decide_retention(&row, TA_COL_TABLE_NAME, TA_COL_RECORDED_AT);
 	return hash_chain_and_form(&row, false);
 }
 

@@ -79,15 +79,24 @@ typedef struct PurgeTable
 	const char *conversation;
 	const char *tool;
 	const char *never;			/* rows never purged */
+	const char *join;			/* what the hold arguments read besides the row */
 } PurgeTable;
 
+/*
+ * A row change (1.5) is held by what holds the tool call it was made in
+ * (its subject, user, conversation and tool, read from the call's row), by
+ * its own tenant and time, and is purged by the policy of its tracked table.
+ */
 static const PurgeTable purge_tables[] = {
 	{"tool_calls", "recorded_at", "tool_name",
-		"t.subject_id", "t.user_id", "t.conversation_id", "t.tool_name", "true"},
+		"t.subject_id", "t.user_id", "t.conversation_id", "t.tool_name", "true", ""},
 	{"admin_events", "occurred_at", "event_type",
 		"t.payload ->> 'subject_id'", "t.actor", "t.payload ->> 'conversation_id'",
 		"t.payload ->> 'tool_name'",
-		"t.event_type NOT IN ('tool_audit.retention.purge', 'tool_audit.retention.erase')"},
+		"t.event_type NOT IN ('tool_audit.retention.purge', 'tool_audit.retention.erase')", ""},
+	{"data_changes", "recorded_at", "table_name",
+		"k.subject_id", "k.user_id", "k.conversation_id", "k.tool_name", "true",
+		" LEFT JOIN tool_audit.tool_calls k ON k.event_id = t.call_event_id"},
 };
 
 /*
@@ -118,7 +127,7 @@ purge_sql(const PurgeTable *p, bool dry_run)
 					 "        t.expires_at, t.%2$s AS at,"
 					 "        CASE WHEN t.retention_policy IS NULL THEN t.%3$s END AS name_for_policy,"
 					 "        %4$s AS subject, %5$s AS usr, %6$s AS conv, %7$s AS tool"
-					 "   FROM tool_audit.%1$s t"
+					 "   FROM tool_audit.%1$s t%10$s"
 					 "  WHERE t.%2$s <= now() - (SELECT f.floor_days FROM tool_audit.retention_floor f) * interval '86400 seconds'"
 					 "    AND coalesce(t.expires_at, '-infinity') <= now()"
 					 "    AND t.chain_id IS NOT NULL AND t.chain_lane IS NOT NULL AND t.chain_seq IS NOT NULL"
@@ -173,7 +182,8 @@ purge_sql(const PurgeTable *p, bool dry_run)
 					 "  WHERE octet_length(r.link_before) = 32 AND octet_length(r.link_after) = 32),",
 					 p->table, p->time_column, p->name_column,
 					 p->subject, p->user, p->conversation, p->tool, p->never,
-					 "0000000000000000000000000000000000000000000000000000000000000000");
+					 "0000000000000000000000000000000000000000000000000000000000000000",
+					 p->join);
 	if (dry_run)
 		appendStringInfoString(&sql,
 							   " gone AS ("
@@ -263,6 +273,7 @@ purge_expired(PG_FUNCTION_ARGS)
 {
 	bool		dry_run;
 	Jsonb	   *parts[lengthof(purge_tables)];
+	int			nparts = 0;
 	Oid			argtypes[3] = {JSONBOID, JSONBOID, BOOLOID};
 	Datum		args[3];
 	Datum		result;
@@ -292,22 +303,32 @@ purge_expired(PG_FUNCTION_ARGS)
 		 SPI_execute("LOCK TABLE tool_audit.legal_holds IN SHARE MODE", false, 0) != SPI_OK_UTILITY))
 		elog(ERROR, "tool_audit: could not lock the purge tables");
 
+	/* data_changes (1.5) is not there in a schema of an earlier version */
 	for (int i = 0; i < (int) lengthof(purge_tables); i++)
-		parts[i] = run_purge_statement(&purge_tables[i], dry_run);
+		if (OidIsValid(ta_schema_relid(purge_tables[i].table, true)))
+			parts[nparts++] = run_purge_statement(&purge_tables[i], dry_run);
 
-	/* both tables' reports in one */
-	args[0] = JsonbPGetDatum(parts[0]);
-	args[1] = JsonbPGetDatum(parts[1]);
+	/* the tables' reports in one */
+	result = JsonbPGetDatum(parts[0]);
+	for (int i = 1; i < nparts; i++)
+	{
+		args[0] = result;
+		args[1] = JsonbPGetDatum(parts[i]);
+		if (SPI_execute_with_args("SELECT jsonb_build_object("
+								  " 'rows', ($1 ->> 'rows')::bigint + ($2 ->> 'rows')::bigint,"
+								  " 'rows_kept', ($1 ->> 'rows_kept')::bigint + ($2 ->> 'rows_kept')::bigint,"
+								  " 'counts', ($1 -> 'counts') || ($2 -> 'counts'),"
+								  " 'anchors', ($1 -> 'anchors') || ($2 -> 'anchors'))",
+								  2, argtypes, args, NULL, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
+			elog(ERROR, "tool_audit: could not report the purge");
+		result = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	}
+	args[0] = result;
 	args[2] = BoolGetDatum(dry_run);
-	if (SPI_execute_with_args("SELECT jsonb_build_object("
-							  " 'rows', ($1 ->> 'rows')::bigint + ($2 ->> 'rows')::bigint,"
-							  " 'rows_kept', ($1 ->> 'rows_kept')::bigint + ($2 ->> 'rows_kept')::bigint,"
-							  " 'counts', ($1 -> 'counts') || ($2 -> 'counts'),"
-							  " 'anchors', ($1 -> 'anchors') || ($2 -> 'anchors')),"
-							  " (SELECT coalesce(sum((a ->> 'rows')::bigint), 0)"
-							  "    FROM jsonb_array_elements(($1 -> 'anchors') || ($2 -> 'anchors')) a)"
-							  "  = ($1 ->> 'rows')::bigint + ($2 ->> 'rows')::bigint",
-							  3, argtypes, args, NULL, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
+	if (SPI_execute_with_args("SELECT $1, (SELECT coalesce(sum((a ->> 'rows')::bigint), 0)"
+							  "              FROM jsonb_array_elements($1 -> 'anchors') a)"
+							  "            = ($1 ->> 'rows')::bigint",
+							  1, argtypes, args, NULL, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "tool_audit: could not report the purge");
 	result = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 	if (!DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull)))

@@ -2,7 +2,8 @@
  *
  * retention.c
  *		The retention a new audit row gets when it is written: the policy
- *		that covers its tool name (tool_calls) or event type (admin_events),
+ *		that covers its tool name (tool_calls), event type (admin_events)
+ *		or tracked table (data_changes, 1.5),
  *		and its expiry, the longest of the policy's days, the tenant's
  *		contract override and the floor, counted from its time.  And the
  *		test clock, which makes rows born old in a test database.
@@ -66,7 +67,7 @@ typedef struct Policy
 {
 	const char *name;
 	int			namelen;
-	bool		admin_events;	/* applies_to */
+	int			table;			/* applies_to: its index in ta_audit_tables */
 	bool		is_default;
 	int32		days;
 	int			nmatches;
@@ -98,7 +99,7 @@ static TaCache retention_cache =
 static struct
 {
 	uint64		loads;			/* of the copy it was made with; 0: none */
-	bool		admin_events;
+	int			table;
 	char	   *name;			/* NULL: a NULL name */
 	int			namelen;
 	const Policy *policy;
@@ -124,6 +125,16 @@ copy_text(Datum d, int *len)
 	return pnstrdup(VARDATA_ANY(t), *len);
 }
 
+/* applies_to as an index in ta_audit_tables (-1: none, covers no row) */
+static int
+table_of(const char *applies_to)
+{
+	for (int i = 0; i < TA_NAUDIT_TABLES; i++)
+		if (strcmp(applies_to, ta_audit_tables[i]) == 0)
+			return i;
+	return -1;
+}
+
 static void
 load_policies(Retention *r, Oid owner, MemoryContext cxt)
 {
@@ -131,7 +142,7 @@ load_policies(Retention *r, Oid owner, MemoryContext cxt)
 
 	/* ORDER BY in the column's collation: the SQL function's tie-break */
 	ta_spi_exec_as_owner(owner,
-						 "SELECT policy_name, applies_to = 'admin_events', is_default,"
+						 "SELECT policy_name, applies_to, is_default,"
 						 "       retention_days, matches"
 						 "  FROM tool_audit.retention_policies"
 						 " ORDER BY policy_name",
@@ -149,7 +160,7 @@ load_policies(Retention *r, Oid owner, MemoryContext cxt)
 		int			nelems;
 
 		p->name = copy_text(SPI_getbinval(tup, desc, 1, &isnull), &p->namelen);
-		p->admin_events = DatumGetBool(SPI_getbinval(tup, desc, 2, &isnull));
+		p->table = table_of(TextDatumGetCString(SPI_getbinval(tup, desc, 2, &isnull)));
 		p->is_default = DatumGetBool(SPI_getbinval(tup, desc, 3, &isnull));
 		p->days = DatumGetInt32(SPI_getbinval(tup, desc, 4, &isnull));
 		deconstruct_array(DatumGetArrayTypeP(SPI_getbinval(tup, desc, 5, &isnull)),
@@ -263,7 +274,7 @@ glob_match(const char *p, int plen, const char *s, int slen)
 }
 
 static const Policy *
-resolve_policy(const Retention *r, bool admin_events, const char *name, int namelen)
+resolve_policy(const Retention *r, int table, const char *name, int namelen)
 {
 	const Policy *best = NULL;
 	int			best_rank = 0;
@@ -276,7 +287,7 @@ resolve_policy(const Retention *r, bool admin_events, const char *name, int name
 		int			chars = -1; /* the longest matching pattern; -1: none */
 		int			rank;
 
-		if (p->admin_events != admin_events)
+		if (p->table != table)
 			continue;
 		for (int j = 0; name != NULL && j < p->nmatches; j++)
 		{
@@ -375,13 +386,23 @@ ta_retention_decide(bool admin_events, const char *name, int namelen,
 					const char *tenant, int tenantlen, bool tenant_null,
 					const char **policy, int *policylen, int32 *days)
 {
-	const Retention *r = ta_cache_get(&retention_cache, fill_retention);
+	ta_retention_decide_for(admin_events ? "admin_events" : "tool_calls", name, namelen,
+							tenant, tenantlen, tenant_null, policy, policylen, days);
+}
 
-	if (memo.loads != retention_cache.loads || memo.admin_events != admin_events ||
+void
+ta_retention_decide_for(const char *table_name, const char *name, int namelen,
+						const char *tenant, int tenantlen, bool tenant_null,
+						const char **policy, int *policylen, int32 *days)
+{
+	const Retention *r = ta_cache_get(&retention_cache, fill_retention);
+	int			table = table_of(table_name);
+
+	if (memo.loads != retention_cache.loads || memo.table != table ||
 		!memo_same(memo.name, memo.namelen, name, namelen))
 	{
-		memo.policy = resolve_policy(r, admin_events, name, namelen);
-		memo.admin_events = admin_events;
+		memo.policy = resolve_policy(r, table, name, namelen);
+		memo.table = table;
 		memo_set(&memo.name, &memo.namelen, name, namelen);
 		memo.loads = retention_cache.loads;
 		memo.days_known = false;

@@ -26,6 +26,10 @@ extern TimestampTz ta_record_time(void);
 extern void ta_retention_decide(bool admin_events, const char *name, int namelen,
 								const char *tenant, int tenantlen, bool tenant_null,
 								const char **policy, int *policylen, int32 *days);
+/* The same for a row of any audit table (data_changes: by tracked table name). */
+extern void ta_retention_decide_for(const char *table, const char *name, int namelen,
+									const char *tenant, int tenantlen, bool tenant_null,
+									const char **policy, int *policylen, int32 *days);
 extern TimestampTz ta_expiry(TimestampTz at, int32 days);
 
 #endif							/* TA_RETENTION_H */

@@ -110,7 +110,7 @@ typedef struct Verification
 typedef struct ErasedKey
 {
 	int64		row_id;
-	int32		table;			/* 0: admin_events, 1: tool_calls */
+	int32		table;			/* its index in ta_audit_tables */
 	int32		pad;
 } ErasedKey;
 
@@ -186,13 +186,13 @@ check_protections(Verification *w)
 	"  SELECT c.relname, 'table not logged' AS problem"
 	"    FROM pg_catalog.pg_class c"
 	"   WHERE c.relnamespace OPERATOR(pg_catalog.=) $1"
-	"     AND c.relname OPERATOR(pg_catalog.=) ANY ('{tool_calls,admin_events}'::pg_catalog.name[])"
+	"     AND c.relname OPERATOR(pg_catalog.=) ANY ('{tool_calls,admin_events,data_changes}'::pg_catalog.name[])"
 	"     AND c.relpersistence OPERATOR(pg_catalog.<>) 'p'"
 	"  UNION ALL"
 	"  SELECT c.relname, pg_catalog.concat('rule on audit table: ', r.rulename)"
 	"    FROM pg_catalog.pg_rewrite r JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) r.ev_class"
 	"   WHERE c.relnamespace OPERATOR(pg_catalog.=) $1"
-	"     AND c.relname OPERATOR(pg_catalog.=) ANY ('{tool_calls,admin_events}'::pg_catalog.name[])"
+	"     AND c.relname OPERATOR(pg_catalog.=) ANY ('{tool_calls,admin_events,data_changes}'::pg_catalog.name[])"
 	"  UNION ALL"
 	"  SELECT e.tab, pg_catalog.concat('protective trigger ', e.tg,"
 	"                 CASE WHEN t.oid IS NULL THEN ' missing' ELSE ' disabled' END)"
@@ -201,12 +201,16 @@ check_protections(Verification *w)
 	"                 ('tool_calls', 'tool_calls_append_only_row'),"
 	"                 ('admin_events', 'admin_events_before_insert'),"
 	"                 ('admin_events', 'admin_events_append_only'),"
-	"                 ('admin_events', 'admin_events_append_only_row')) AS e(tab, tg)"
+	"                 ('admin_events', 'admin_events_append_only_row'),"
+	"                 ('data_changes', 'data_changes_before_insert'),"
+	"                 ('data_changes', 'data_changes_append_only'),"
+	"                 ('data_changes', 'data_changes_append_only_row')) AS e(tab, tg)"
 	"    LEFT JOIN pg_catalog.pg_class c ON c.relname OPERATOR(pg_catalog.=) e.tab"
 	"                                  AND c.relnamespace OPERATOR(pg_catalog.=) $1"
 	"    LEFT JOIN pg_catalog.pg_trigger t ON t.tgrelid OPERATOR(pg_catalog.=) c.oid"
 	"                                    AND t.tgname OPERATOR(pg_catalog.=) e.tg"
-	"   WHERE t.oid IS NULL OR t.tgenabled OPERATOR(pg_catalog.<>) 'A'"
+	"   WHERE (t.oid IS NULL OR t.tgenabled OPERATOR(pg_catalog.<>) 'A')"
+	"     AND (e.tab OPERATOR(pg_catalog.<>) 'data_changes' OR $2)"
 	"  UNION ALL"
 	"  SELECT NULL, pg_catalog.concat('event trigger ', e.evt,"
 	"                 CASE WHEN t.oid IS NULL THEN ' missing' ELSE ' disabled' END)"
@@ -217,19 +221,23 @@ check_protections(Verification *w)
 	"  UNION ALL"
 	"  SELECT e.tab, pg_catalog.concat('chain position index ', e.idx, ' missing, invalid or not unique')"
 	"    FROM (VALUES ('tool_calls', 'tool_calls_chain_position'),"
-	"                 ('admin_events', 'admin_events_chain_position')) AS e(tab, idx)"
+	"                 ('admin_events', 'admin_events_chain_position'),"
+	"                 ('data_changes', 'data_changes_chain_position')) AS e(tab, idx)"
 	"    LEFT JOIN pg_catalog.pg_class ic ON ic.relname OPERATOR(pg_catalog.=) e.idx"
 	"                                   AND ic.relnamespace OPERATOR(pg_catalog.=) $1"
 	"    LEFT JOIN pg_catalog.pg_index i ON i.indexrelid OPERATOR(pg_catalog.=) ic.oid"
-	"   WHERE i.indexrelid IS NULL OR NOT i.indisunique OR NOT i.indisvalid"
+	"   WHERE (i.indexrelid IS NULL OR NOT i.indisunique OR NOT i.indisvalid)"
+	"     AND (e.tab OPERATOR(pg_catalog.<>) 'data_changes' OR $2)"
 	") x(relname, problem)"
 	" ORDER BY 1 NULLS FIRST, 2";
-	Oid			argtypes[1] = {OIDOID};
-	Datum		args[1] = {ObjectIdGetDatum(ta_schema_oid(false))};
+	/* $2: the schema's version has data_changes (1.5 on) */
+	Oid			argtypes[2] = {OIDOID, BOOLOID};
+	Datum		args[2] = {ObjectIdGetDatum(ta_schema_oid(false)),
+	BoolGetDatum(ta_audit_table_expected("data_changes"))};
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	if (SPI_execute_with_args(sql, 1, argtypes, args, NULL, true, 0) != SPI_OK_SELECT)
+	if (SPI_execute_with_args(sql, 2, argtypes, args, NULL, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not check the audit tables' protections");
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
@@ -327,6 +335,16 @@ check_id_sequence(Verification *w, const char *table)
 }
 
 /* ---- erasures ---- */
+
+/* An audit table's index in ta_audit_tables; -1 for any other name. */
+static int32
+table_index(const char *table)
+{
+	for (int i = 0; i < TA_NAUDIT_TABLES; i++)
+		if (strcmp(table, ta_audit_tables[i]) == 0)
+			return i;
+	return -1;
+}
 
 /*
  * The erasures verify() accepts: the entries of tool_audit.erasures whose
@@ -453,7 +471,7 @@ load_erasures(Verification *w)
 		}
 		memset(&key, 0, sizeof(key));
 		key.row_id = DatumGetInt64(SPI_getbinval(tup, desc, 3, &isnull));
-		key.table = strcmp(table, "tool_calls") == 0 ? 1 : 0;
+		key.table = table_index(table);
 		/* entries come in event order: a later erasure of the row wins */
 		row = hash_search(w->erased, &key, HASH_ENTER, NULL);
 		row->erase_event_id = event_id;
@@ -472,7 +490,7 @@ find_erased(Verification *w, const char *table, int64 row_id)
 		return NULL;
 	memset(&key, 0, sizeof(key));
 	key.row_id = row_id;
-	key.table = strcmp(table, "tool_calls") == 0 ? 1 : 0;
+	key.table = table_index(table);
 	return hash_search(w->erased, &key, HASH_FIND, NULL);
 }
 
@@ -889,11 +907,13 @@ static void
 run_walk(Verification *w)
 {
 	check_protections(w);
-	check_id_sequence(w, "admin_events");
-	check_id_sequence(w, "tool_calls");
+	for (int i = 0; i < TA_NAUDIT_TABLES; i++)
+		check_id_sequence(w, ta_audit_tables[i]);
 	load_erasures(w);
-	walk_table(w, "admin_events");
-	walk_table(w, "tool_calls");
+	/* in name order; a table the schema's version predates is not walked */
+	for (int i = 0; i < TA_NAUDIT_TABLES; i++)
+		if (ta_audit_table_expected(ta_audit_tables[i]))
+			walk_table(w, ta_audit_tables[i]);
 	report_unreached(w);
 }
 
@@ -1013,10 +1033,9 @@ load_checkpoints(Jsonb *d)
 		table = ta_jsonb_key(head, "table");
 		hash = ta_jsonb_key(head, "hash");
 		memset(&key, 0, sizeof(key));
-		if (table == NULL || table->type != jbvString ||
-			!((table->val.string.len == 10 && memcmp(table->val.string.val, "tool_calls", 10) == 0) ||
-			  (table->val.string.len == 12 && memcmp(table->val.string.val, "admin_events", 12) == 0)))
-			bad_digest("A head's \"table\" is not tool_calls or admin_events.");
+		if (table == NULL || table->type != jbvString || table->val.string.len >= NAMEDATALEN ||
+			table_index(pnstrdup(table->val.string.val, table->val.string.len)) < 0)
+			bad_digest("A head's \"table\" is not tool_calls, admin_events or data_changes.");
 		memcpy(key.table, table->val.string.val, table->val.string.len);
 		key.chain_id = head_chain(head);
 		key.lane = (int32) head_int(head, "lane", 0, PG_INT32_MAX);
@@ -1101,7 +1120,7 @@ verify_protections(PG_FUNCTION_ARGS)
 
 	start_verification(&w, fcinfo);
 	check_protections(&w);
-	check_id_sequence(&w, "admin_events");
-	check_id_sequence(&w, "tool_calls");
+	for (int i = 0; i < TA_NAUDIT_TABLES; i++)
+		check_id_sequence(&w, ta_audit_tables[i]);
 	return (Datum) 0;
 }

@@ -1,11 +1,12 @@
 /*-------------------------------------------------------------------------
  *
  * database.c
- *	  Walking tool_audit.tool_calls and tool_audit.admin_events: recompute
+ *	  Walking tool_audit.tool_calls, tool_audit.admin_events and (1.5)
+ *	  tool_audit.data_changes: recompute
  *	  every row hash and chain link and compare them with the stored ones
  *	  and with the heads of a digest.
  *
- * Both tables are read in one REPEATABLE READ READ ONLY transaction, in
+ * The tables are read in one REPEATABLE READ READ ONLY transaction, in
  * binary format (exact values, no dependence on DateStyle or
  * extra_float_digits) and in libpq's single-row mode, so memory stays flat
  * however many rows there are.  Rows arrive ordered by (chain_id,
@@ -1033,8 +1034,36 @@ check_database_name(PGconn *conn, const Digest *digest)
 }
 
 /*
- * Verify both tables; stats gets one entry per table.  Returns false if a
- * problem stopped the run early.
+ * data_changes came with 1.5: a database whose extension is at an earlier
+ * version has none, and is verified without it.  Missing from a database
+ * at 1.5 or later, it is a problem (it was dropped).
+ */
+static bool
+table_predates_schema(PGconn *conn, const char *table)
+{
+	const char *sql =
+		"SELECT pg_catalog.to_regclass(pg_catalog.quote_ident('tool_audit') OPERATOR(pg_catalog.||) '.'"
+		"                              OPERATOR(pg_catalog.||) pg_catalog.quote_ident($1)) IS NULL"
+		"   AND (SELECT e.extversion FROM pg_catalog.pg_extension e"
+		"         WHERE e.extname OPERATOR(pg_catalog.=) 'tool_audit')"
+		"       OPERATOR(pg_catalog.=) ANY ('{1.0,1.1,1.2,1.3,1.4}'::pg_catalog.text[])";
+	const char *params[1] = {table};
+	PGresult   *res;
+	bool		predates;
+
+	if (strcmp(table, "data_changes") != 0)
+		return false;
+	res = PQexecParams(conn, sql, 1, NULL, params, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1)
+		fatal("could not read the extension's version: %s", PQerrorMessage(conn));
+	predates = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+	PQclear(res);
+	return predates;
+}
+
+/*
+ * Verify the audit tables; stats gets one entry per table.  Returns false
+ * if a problem stopped the run early.
  */
 bool
 verify_database(const char *conninfo, Digest *digest, TableStats *stats,
@@ -1062,6 +1091,8 @@ verify_database(const char *conninfo, Digest *digest, TableStats *stats,
 
 		memset(&t, 0, sizeof(t));
 		t.table = stats[i].table;
+		if (table_predates_schema(conn, t.table))
+			continue;
 		go_on = walk_table(conn, &t, digest, &stats[i]);
 	}
 

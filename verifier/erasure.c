@@ -34,7 +34,7 @@
 
 typedef struct Entry
 {
-	int			table;			/* 0: admin_events, 1: tool_calls */
+	int			table;			/* 0: admin_events, 1: data_changes, 2: tool_calls */
 	int64_t		row_id;
 	int64_t		event_id;
 	unsigned char hash_after[HASH_LEN];
@@ -47,7 +47,9 @@ static size_t nentries;
 static int
 table_number(const char *table)
 {
-	return strcmp(table, "tool_calls") == 0 ? 1 : 0;
+	if (strcmp(table, "tool_calls") == 0)
+		return 2;
+	return strcmp(table, "data_changes") == 0 ? 1 : 0;
 }
 
 static int

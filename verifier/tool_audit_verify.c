@@ -35,10 +35,10 @@ usage(FILE *out)
 			"  tool_audit_verify --vectors DIR\n"
 			"  tool_audit_verify [--digest FILE] [--public-key FILE] [--all] CONNINFO\n"
 			"\n"
-			"Recomputes the row hashes and chain links of tool_audit.tool_calls and\n"
-			"tool_audit.admin_events and compares them with the stored ones and, with\n"
-			"--digest, with the lane heads of a digest taken earlier by\n"
-			"tool_audit.digest().\n"
+			"Recomputes the row hashes and chain links of tool_audit.tool_calls,\n"
+			"tool_audit.admin_events and tool_audit.data_changes and compares them\n"
+			"with the stored ones and, with --digest, with the lane heads of a digest\n"
+			"taken earlier by tool_audit.digest().\n"
 			"\n"
 			"Options:\n"
 			"  --digest FILE      JSON output of tool_audit.digest() to check against\n"
@@ -132,7 +132,7 @@ main(int argc, char **argv)
 	const char *pubkey_path = NULL;
 	const char *vectors_dir = NULL;
 	Digest		digest;
-	TableStats	stats[2] = {{"tool_calls", 0, 0}, {"admin_events", 0, 0}};
+	TableStats	stats[3] = {{"tool_calls", 0, 0}, {"admin_events", 0, 0}, {"data_changes", 0, 0}};
 	bool		go_on = true;
 	int			c;
 	int			rc;
@@ -188,14 +188,16 @@ main(int argc, char **argv)
 	if (digest_path != NULL)
 		go_on = digest_load(digest_path, pubkey_path, &digest);
 	if (go_on)
-		go_on = verify_database(argv[optind], &digest, stats, 2);
+		go_on = verify_database(argv[optind], &digest, stats, 3);
 
 	if (!problems_found)
 		printf("OK: %s %" PRIu64 " rows in %" PRIu64 " chains, "
+			   "%s %" PRIu64 " rows in %" PRIu64 " chains, "
 			   "%s %" PRIu64 " rows in %" PRIu64 " chains; "
 			   "digest heads checked: %zu\n",
 			   stats[0].table, stats[0].rows, stats[0].chains,
 			   stats[1].table, stats[1].rows, stats[1].chains,
+			   stats[2].table, stats[2].rows, stats[2].chains,
 			   digest.checked);
 	if (!problems_found && digest.purged > 0)
 		printf("digest heads removed by sanctioned purges: %zu\n", digest.purged);

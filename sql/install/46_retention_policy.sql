@@ -111,8 +111,8 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   DETAIL = 'The value is not shown: it may be a secret put in the wrong place.';
     END IF;
-    IF applies_to IS NULL OR applies_to NOT IN ('tool_calls', 'admin_events') THEN
-        RAISE EXCEPTION 'invalid value for argument "applies_to": expected tool_calls or admin_events'
+    IF applies_to IS NULL OR applies_to NOT IN ('tool_calls', 'admin_events', 'data_changes') THEN
+        RAISE EXCEPTION 'invalid value for argument "applies_to": expected tool_calls, admin_events or data_changes'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     IF retention_days IS NULL OR retention_days <= 0 THEN

@@ -157,7 +157,13 @@ AS $$
         SELECT 'tool_calls'::text, count(*), min(t.recorded_at), max(t.recorded_at)
           FROM tool_audit.tool_calls t
          WHERE tool_audit.hold_covers(h.scope, t.tenant_id, t.subject_id, t.user_id,
-                                      t.conversation_id, t.tool_name, t.recorded_at)) AS c(table_name, n, first_at, last_at)
+                                      t.conversation_id, t.tool_name, t.recorded_at)
+        UNION ALL
+        SELECT 'data_changes'::text, count(*), min(d.recorded_at), max(d.recorded_at)
+          FROM tool_audit.data_changes d
+          LEFT JOIN tool_audit.tool_calls k ON k.event_id = d.call_event_id
+         WHERE tool_audit.hold_covers(h.scope, d.tenant_id, k.subject_id, k.user_id,
+                                      k.conversation_id, k.tool_name, d.recorded_at)) AS c(table_name, n, first_at, last_at)
      WHERE h.released_at IS NULL
      ORDER BY h.hold_id, c.table_name
 $$;

@@ -54,6 +54,20 @@ BEGIN
             'chain_hash', encode(e.chain_hash, 'hex'))
           FROM tool_audit.admin_events e
          WHERE e.occurred_at >= start_time AND e.occurred_at < end_time
+        UNION ALL
+        SELECT d.recorded_at, 2, d.id, jsonb_build_object(
+            'table', 'data_changes',
+            'id', d.id, 'event_id', d.event_id, 'recorded_at', tool_audit.iso8601_utc(d.recorded_at),
+            'tenant_id', d.tenant_id, 'table_name', d.table_name, 'operation', d.operation,
+            'row_key', d.row_key, 'old_values', d.old_values, 'new_values', d.new_values,
+            'call_event_id', d.call_event_id, 'txid', d.txid::text,
+            'application_name', d.application_name, 'recorded_by', d.recorded_by,
+            'retention_policy', d.retention_policy, 'expires_at', tool_audit.iso8601_utc(d.expires_at),
+            'row_hash', encode(d.row_hash, 'hex'), 'chain_id', d.chain_id::text,
+            'chain_lane', d.chain_lane, 'chain_seq', d.chain_seq,
+            'chain_hash', encode(d.chain_hash, 'hex'))
+          FROM tool_audit.data_changes d
+         WHERE d.recorded_at >= start_time AND d.recorded_at < end_time
     ) x
     ORDER BY x.at, x.tab, x.id;
     GET DIAGNOSTICS n = ROW_COUNT;

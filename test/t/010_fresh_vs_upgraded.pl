@@ -305,7 +305,17 @@ for my $db (qw(fresh upgraded))
 		INSERT INTO tool_audit.admin_events (id, event_id, occurred_at, event_type, actor, tenant_id, payload, recorded_by)
 		VALUES (1000, '00000000-0000-4000-8000-100000000000', '2020-01-01 00:30:00+00', 'policy.update', 'ops', 'restored',
 		        '{"before": 1, "after": 2}', 'someone');
+		-- (1.5) row changes: restored ones with fixed values, and a new one
+		INSERT INTO tool_audit.data_changes (id, event_id, recorded_at, tenant_id, table_name, operation,
+		                                     row_key, old_values, new_values, call_event_id, recorded_by)
+		SELECT 1000 + g, ('00000000-0000-4000-8000-2' || lpad(g::text, 11, '0'))::uuid,
+		       '2020-01-01 00:00:30+00'::timestamptz + g * interval '1 minute', 'restored', 'public.charts', 'UPDATE',
+		       jsonb_build_object('id', g), '{"note": "old"}', jsonb_build_object('note', 'n' || g),
+		       ('00000000-0000-4000-8000-' || lpad(g::text, 12, '0'))::uuid, 'someone'
+		  FROM generate_series(1, 3) g;
 		RESET tool_audit.restoring;
+		INSERT INTO tool_audit.data_changes (table_name, operation, row_key, new_values, tenant_id)
+		VALUES ('public.orders', 'INSERT', '{"id": 1}', '{"ssn": "078-05-1120", "total": 5}', 'acme');
 		SELECT tool_audit.bind_tenant('auditor', 'restored');});
 }
 
@@ -329,6 +339,12 @@ both('and so does a restored admin event', q{
 	SELECT e.id, encode(e.row_hash, 'hex'), encode(e.chain_hash, 'hex'), e.chain_seq,
 	       e.row_hash = tool_audit.compute_row_hash(e)
 	  FROM tool_audit.admin_events e WHERE id >= 1000});
+both('and so do restored row changes, and a new one is sanitized and placed alike', q{
+	SELECT d.id, encode(d.row_hash, 'hex'), encode(d.chain_hash, 'hex'), d.chain_id, d.chain_seq,
+	       d.row_hash = tool_audit.compute_row_hash(d), tool_audit.check_row(d)
+	  FROM tool_audit.data_changes d WHERE id >= 1000 ORDER BY id;
+	SELECT id, table_name, new_values, retention_policy, chain_id, chain_seq FROM tool_audit.data_changes WHERE id < 1000;
+	SELECT * FROM tool_audit.data_changes_csv WHERE id >= 1000 ORDER BY id});
 both('verify() finds nothing', q{SELECT count(*) FROM tool_audit.verify()});
 both('verify_digest(digest()) finds nothing', q{SELECT count(*) FROM tool_audit.verify_digest(tool_audit.digest())});
 both('verify_protections() finds nothing', q{SELECT count(*) FROM tool_audit.verify_protections()});

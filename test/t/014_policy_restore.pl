@@ -51,8 +51,8 @@ for my $k (sort keys %same)
 {
 	is($node->safe_psql('restored', $same{$k}), $orig{$k}, "$k are identical after the restore");
 }
-is($node->safe_psql('restored', q{SELECT count(*) FROM tool_audit.retention_policies}), '5',
-	'no seed duplicated: four seeds and one new policy');
+is($node->safe_psql('restored', q{SELECT count(*) FROM tool_audit.retention_policies}), '6',
+	'no seed duplicated: five seeds (row_changes since 1.5) and one new policy');
 $node->safe_psql('restored', q{
 	SELECT tool_audit.log_call(t, '{}', '{}', 1, jsonb_build_object('tenant_id', n))
 	  FROM (VALUES (1, 'lookup', 'acme'), (2, 'pay_card', 'x'), (3, 'lookup', 'other')) v(i, t, n) ORDER BY i});

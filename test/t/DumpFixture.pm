@@ -1,5 +1,5 @@
 # What the dump-and-restore TAP tests (004, 012) dump and compare: an audit
-# trail with rows in both tables, a deployment's own sanitizing rules and its
+# trail with rows in the audit tables (data_changes from 1.5), a deployment's own sanitizing rules and its
 # pseudonymization key, and the queries whose answers a restored copy must
 # give exactly as the original did.
 package DumpFixture;
@@ -14,7 +14,9 @@ our @EXPORT_OK = qw(fill_trail %same same_as);
 our %same = (
 	rows => q{SELECT md5(string_agg(t::text, '|' ORDER BY id)) FROM tool_audit.tool_calls t},
 	events => q{SELECT md5(string_agg(e::text, '|' ORDER BY id)) FROM tool_audit.admin_events e},
-	pseudonym => q{SELECT tool_audit.pseudonymize('078-05-1120')});
+	pseudonym => q{SELECT tool_audit.pseudonymize('078-05-1120')},
+	# (1.5) row changes, as the tracking trigger writes them (as the owner)
+	changes => q{SELECT count(*) || ':' || md5(string_agg(d::text, '|' ORDER BY id)) FROM tool_audit.data_changes d});
 
 # CREATE EXTENSION in $db of $node and record into it (the role app writes)
 sub fill_trail
@@ -36,6 +38,12 @@ sub fill_trail
 	INSERT INTO tool_audit.sanitize_rules (applies_to, match, pattern, action, priority) VALUES ('key', 'exact', 'ticket', 'keep', 1);
 	SELECT tool_audit.log_event('user.update', 'ops', '{"email": "jane@x.test", "ticket": "Bearer abcdefghijklmnop"}', '{}');
 	SELECT tool_audit.log_call('lookup', '{"email": "jane@x.test", "ticket": "Bearer abcdefghijklmnop"}', '{}', 1, '{}');
+	-- row changes of two tenants, one linked to a call, with a pseudonymized column
+	INSERT INTO tool_audit.data_changes (table_name, operation, row_key, old_values, new_values, tenant_id, call_event_id)
+	  SELECT 'public.customers', 'UPDATE', jsonb_build_object('id', g), '{"ssn": "078-05-1120", "plan": "basic"}',
+	         '{"plan": "pro"}', CASE WHEN g % 2 = 0 THEN 'acme' ELSE 'globex' END,
+	         (SELECT t.event_id FROM tool_audit.tool_calls t WHERE t.tool_name = 'lookup')
+	    FROM generate_series(1, 4) g;
 	});
 	return;
 }

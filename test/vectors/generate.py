@@ -439,6 +439,36 @@ ROWS = [
     # no column at all: the prefix alone
     ("tool_calls", []),
     ("admin_events", []),
+    # a row of tool_audit.data_changes (1.5); test/sql/data_changes.sql
+    # restores the same row and checks the extension gets this hash
+    ("data_changes", [
+        ("id", "i", "1000000001"),
+        ("event_id", "u", s("00000000-0000-4000-8000-00000000dc01")),
+        ("recorded_at", "t", "1767323045678901"),
+        ("tenant_id", "s", s("acme")),
+        ("table_name", "s", s("public.customers")),
+        ("operation", "s", s("UPDATE")),
+        ("row_key", "j", j('{"id": 42}')),
+        ("old_values", "j", j('{"plan": "basic", "credit": 10.50}')),
+        ("new_values", "j", j('{"plan": "pro", "credit": 0}')),
+        ("call_event_id", "u", s("00000000-0000-4000-8000-0000000ca11d")),
+        ("txid", "i", "748"),
+        ("application_name", "s", s("refund-agent")),
+        ("recorded_by", "s", s("app_owner")),
+        ("retention_policy", "s", s("row_changes")),
+        ("expires_at", "t", "1798859045678901"),
+    ]),
+    ("data_changes", [
+        ("id", "i", "2"),
+        ("event_id", "u", s("00000000-0000-4000-8000-00000000dc02")),
+        ("recorded_at", "t", "0"),
+        ("table_name", "s", s("sales.orders")),
+        ("operation", "s", s("DELETE")),
+        ("row_key", "j", j('{"order_id": 7, "line": 1}')),
+        ("old_values", "j", j('{"ssn": "hmac:1a2b", "note": null}')),
+        ("new_values", "j", j('{}')),
+        ("recorded_by", "s", s("postgres")),
+    ]),
 ]
 
 
@@ -477,6 +507,11 @@ CHAINS = [
     ("tool_calls", "acme", "generala"),     # u8 length prefix
     ("tool_calls", "acme", "p" * 63),       # the longest policy name
     ("admin_events", "x" * 300, "a"),
+    # data_changes (1.5): the table name keeps its chains apart
+    ("data_changes", "acme", "row_changes"),    # checked against the extension
+    ("data_changes", None, "row_changes"),
+    ("data_changes", "acme", "general"),
+    ("data_changes", "acme"),
 ]
 
 
