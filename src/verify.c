@@ -51,6 +51,7 @@
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
+#include "alerts.h"
 #include "catalog.h"
 #include "crypto.h"
 #include "digest.h"
@@ -884,6 +885,18 @@ report_unreached(Verification *w)
 							INT64_FORMAT ") is gone", cp->position));
 }
 
+/*
+ * A run that found problems raises an alert of the rule (alerts.c: not on a
+ * standby or in a read-only transaction), one per burst of runs.
+ */
+static void
+raise_if_problems(Verification *w, const char *rule, const char *function)
+{
+	if (w->nproblems > 0)
+		ta_alert_raise(rule, function,
+					   psprintf("{\"function\": \"%s\", \"problems\": %d}", function, w->nproblems));
+}
+
 static void
 run_walk(Verification *w)
 {
@@ -913,6 +926,7 @@ verify(PG_FUNCTION_ARGS)
 		w.since = PG_GETARG_TIMESTAMPTZ(0);
 	}
 	run_walk(&w);
+	raise_if_problems(&w, "audit_integrity", "verify");
 	return (Datum) 0;
 }
 
@@ -1065,6 +1079,7 @@ verify_digest(PG_FUNCTION_ARGS)
 	if (sig_problem != NULL)
 		report(&w, "", false, 0, 0, -1, -1, sig_problem);
 	run_walk(&w);
+	raise_if_problems(&w, "audit_integrity", "verify_digest");
 	return (Datum) 0;
 }
 
@@ -1086,5 +1101,6 @@ verify_protections(PG_FUNCTION_ARGS)
 	check_protections(&w);
 	check_id_sequence(&w, "admin_events");
 	check_id_sequence(&w, "tool_calls");
+	raise_if_problems(&w, "audit_protections", "verify_protections");
 	return (Datum) 0;
 }
