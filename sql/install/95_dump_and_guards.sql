@@ -19,6 +19,11 @@ SELECT pg_catalog.pg_extension_config_dump('tool_audit.legal_holds', '');
 SELECT pg_catalog.pg_extension_config_dump('tool_audit.legal_holds_hold_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('tool_audit.purge_anchors', '');
 SELECT pg_catalog.pg_extension_config_dump('tool_audit.erasures', '');
+-- (1.5) alerts, and the alert rules once changed (a restore's rules replace
+-- the seeds: alert_rules_restore_seed)
+SELECT pg_catalog.pg_extension_config_dump('tool_audit.alert_rules', 'WHERE changed_by <> ''tool_audit''');
+SELECT pg_catalog.pg_extension_config_dump('tool_audit.alerts', '');
+SELECT pg_catalog.pg_extension_config_dump('tool_audit.alerts_alert_id_seq', '');
 
 -- ---------------------------------------------------------------------------
 -- DDL guards: last, so that the script's own DDL above is not inspected
