@@ -18,8 +18,9 @@ SELECT rule_name, kind, severity, tenant_id, burst_key, count,
 GRANT SELECT ON new_alerts TO PUBLIC;
 
 -- on at install
-SELECT rule_name, kind, severity, enabled, matches, threshold, window_seconds
+SELECT rule_name, kind, severity, enabled, cardinality(matches) AS names, threshold, window_seconds
   FROM tool_audit.alert_rules ORDER BY rule_name;
+SELECT rule_name, m AS matches FROM tool_audit.alert_rules, unnest(matches) m ORDER BY 1, 2 COLLATE "C";
 
 -- event types: a high-risk event fires; a second one of the burst grows the
 -- same alert; another event type fires nothing
