@@ -216,7 +216,9 @@ fill_rules(MemoryContext cxt, Oid owner)
 static const Rules *
 get_rules(void)
 {
-	if (!OidIsValid(ta_schema_relid("alert_rules", true)))
+	/* a valid copy needs no look-up; else the table may not exist (yet) */
+	if (!(alert_cache.valid && alert_cache.data != NULL) &&
+		!OidIsValid(ta_schema_relid("alert_rules", true)))
 		return NULL;
 	return ta_cache_get(&alert_cache, fill_rules);
 }
