@@ -58,7 +58,7 @@ ok($node->poll_query_until('postgres', q{
 	'pg_cron ran the checks and they raised their alerts');
 is($node->safe_psql('postgres', q{
 	SELECT string_agg(rule_name || ' ' || coalesce(tenant_id, '-') || ' ' || severity, ', ' ORDER BY rule_name)
-	  FROM tool_audit.alerts}),
+	  FROM tool_audit.alerts WHERE kind = 'check'}),
 	'signing_key_missing - high, tenant_silent quiet_co medium',
 	'the silent tenant (not the busy one) and the missing key');
 like($node->safe_psql('postgres', qq{
@@ -66,9 +66,13 @@ like($node->safe_psql('postgres', qq{
 	qr/^succeeded \| alert_job$/, 'the run succeeded, as alert_job (not a superuser)');
 # later runs grow the same alerts (one per silence), raise no new ones
 ok($node->poll_query_until('postgres', q{
-		SELECT min(count) > 1 FROM tool_audit.alerts}),
+		SELECT min(count) > 1 FROM tool_audit.alerts WHERE kind = 'check'}),
 	'later runs grow the same two alerts');
-is($node->safe_psql('postgres', 'SELECT count(*) FROM tool_audit.alerts'), '2', 'still two alerts');
+is($node->safe_psql('postgres', q{SELECT count(*) FROM tool_audit.alerts WHERE kind = 'check'}), '2',
+	'still two alerts');
+is($node->safe_psql('postgres', q{
+	SELECT burst_key || ' ' || count FROM tool_audit.alerts WHERE rule_name = 'audit_changes'}),
+	'tool_audit.alert.schedule 1', 'the scheduling raised audit_changes');
 
 is($node->safe_psql('postgres', 'SELECT tool_audit.unschedule_alert_checks()', @as_job),
 	't', 'unschedule_alert_checks(): true');
