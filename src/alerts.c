@@ -139,11 +139,14 @@ fill_rules(MemoryContext cxt, Oid owner)
 						 "       window_seconds, coalesce(params->>'time_zone', 'UTC'),"
 						 "       (SELECT coalesce(sum(1 << d::int), 0)::int FROM jsonb_array_elements_text("
 						 "            CASE WHEN jsonb_typeof(params->'days') = 'array' THEN params->'days'"
-						 "                 ELSE '[1,2,3,4,5]' END) d),"
-						 "       coalesce(split_part(params->>'start', ':', 1)::int * 60"
-						 "                + split_part(params->>'start', ':', 2)::int, 0),"
-						 "       coalesce(split_part(params->>'end', ':', 1)::int * 60"
-						 "                + split_part(params->>'end', ':', 2)::int, 1440)"
+						 "                 ELSE '[1,2,3,4,5]' END) d WHERE d ~ '^[1-7]$'),"
+						 /* set_alert_rule() checked them; a hand-made value must not break inserts */
+						 "       CASE WHEN params->>'start' ~ '^[0-9]{1,2}:[0-9]{2}$'"
+						 "            THEN split_part(params->>'start', ':', 1)::int * 60"
+						 "                 + split_part(params->>'start', ':', 2)::int ELSE 0 END,"
+						 "       CASE WHEN params->>'end' ~ '^[0-9]{1,2}:[0-9]{2}$'"
+						 "            THEN split_part(params->>'end', ':', 1)::int * 60"
+						 "                 + split_part(params->>'end', ':', 2)::int ELSE 1440 END"
 						 "  FROM tool_audit.alert_rules"
 						 " WHERE enabled AND kind <> 'check'"
 						 " ORDER BY rule_name COLLATE \"C\"",
@@ -431,6 +434,7 @@ distinct_recent(Relation heap, const TaLayout *layout, Text user, Text subject,
 
 	if (!OidIsValid(indexoid) || subject_att <= 0 || limit <= 0)
 		return 0;
+	limit = Min(limit, TA_DISTINCT_SCAN_CAP);
 	seen = palloc(sizeof(text *) * limit);
 	irel = index_open(indexoid, AccessShareLock);
 	text_key(&keys[0], irel, 1, user);

@@ -33,7 +33,7 @@ CREATE TABLE tool_audit.alert_rules (
     enabled        boolean NOT NULL DEFAULT true,
     matches        text[] NOT NULL DEFAULT '{}',
     tenant_id      text,
-    threshold      integer CONSTRAINT threshold_positive CHECK (threshold > 0),
+    threshold      integer CONSTRAINT threshold_in_range CHECK (threshold BETWEEN 1 AND 10000),
     window_seconds integer NOT NULL DEFAULT 3600
                    CONSTRAINT window_seconds_positive CHECK (window_seconds > 0),
     params         jsonb NOT NULL DEFAULT '{}',
@@ -320,8 +320,8 @@ BEGIN
         RAISE EXCEPTION 'invalid value for argument "matches": an event_type rule needs event types or patterns'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    IF threshold IS NOT NULL AND threshold <= 0 THEN
-        RAISE EXCEPTION 'invalid value for argument "threshold": expected a positive number'
+    IF threshold IS NOT NULL AND (threshold <= 0 OR threshold > 10000) THEN
+        RAISE EXCEPTION 'invalid value for argument "threshold": expected a number from 1 to 10000'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     IF k IN ('same_subject', 'tool_failures', 'distinct_subjects')

@@ -84,6 +84,15 @@ SELECT regress_try($$SELECT tool_audit.set_alert_rule('x1', 'business_hours', 'h
 SELECT regress_try($$SELECT tool_audit.set_alert_rule('x1', 'business_hours', 'high', params => '{"start": "09:00", "end": "17:00"}')$$);
 SELECT regress_try($$SELECT tool_audit.set_alert_rule('refunds', 'failure')$$);
 SELECT regress_try($$SELECT tool_audit.set_alert_rule('x1', 'tool_name', 'high', window_seconds => 0)$$);
+SELECT regress_try($$SELECT tool_audit.set_alert_rule('x1', 'same_subject', 'high', threshold => 10001)$$);
+-- a rule made by hand (a superuser) with bad hours breaks no insert
+RESET ROLE;
+UPDATE tool_audit.alert_rules SET params = '{"start": "9", "end": "x", "days": ["mon", 9]}' WHERE rule_name = 'never_open';
+SET ROLE regress_writer;
+INSERT INTO tool_audit.tool_calls (tool_name, tenant_id, success) VALUES ('get_weather', 'nobody', true);
+RESET ROLE;
+UPDATE tool_audit.alert_rules SET params = '{"start": "00:00", "end": "00:00", "time_zone": "Europe/Paris"}' WHERE rule_name = 'never_open';
+SET ROLE regress_admin;
 SELECT regress_try($$SELECT tool_audit.disable_alert_rule('no_such_rule')$$);
 RESET ROLE;
 SELECT event_type, actor, reason, payload->'before' IS NULL AS created,
