@@ -343,7 +343,8 @@ fire(const Rules *rs, const Rule *r, Text tenant, const char *key, int64 tool_ca
 }
 
 void
-ta_alert_raise(const char *rule, const char *burst_key, const char *detail_json)
+ta_alert_raise(const char *rule, const char *tenant, const char *burst_key,
+			   const char *detail_json)
 {
 	Oid			relid;
 
@@ -352,7 +353,7 @@ ta_alert_raise(const char *rule, const char *burst_key, const char *detail_json)
 	relid = ta_schema_relid("alerts", true);
 	if (!OidIsValid(relid))
 		return;
-	call_raise(ta_relation_owner(relid), rule, NULL, burst_key, 0, 0, detail_json, false, 0);
+	call_raise(ta_relation_owner(relid), rule, tenant, burst_key, 0, 0, detail_json, false, 0);
 }
 
 /* ---- the rate rules' probes ---- */

@@ -893,7 +893,7 @@ static void
 raise_if_problems(Verification *w, const char *rule, const char *function)
 {
 	if (w->nproblems > 0)
-		ta_alert_raise(rule, function,
+		ta_alert_raise(rule, NULL, function,
 					   psprintf("{\"function\": \"%s\", \"problems\": %d}", function, w->nproblems));
 }
 
