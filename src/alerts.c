@@ -58,6 +58,7 @@
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
+#include "utils/resowner.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
@@ -346,6 +347,8 @@ void
 ta_alert_raise(const char *rule, const char *tenant, const char *burst_key,
 			   const char *detail_json)
 {
+	MemoryContext oldcxt = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
 	Oid			relid;
 
 	if (RecoveryInProgress() || XactReadOnly || !IsTransactionState())
@@ -353,7 +356,37 @@ ta_alert_raise(const char *rule, const char *tenant, const char *burst_key,
 	relid = ta_schema_relid("alerts", true);
 	if (!OidIsValid(relid))
 		return;
-	call_raise(ta_relation_owner(relid), rule, tenant, burst_key, 0, 0, detail_json, false, 0);
+
+	/*
+	 * In a subtransaction: a check that found a problem reports it whatever
+	 * happens to the alert (raise_alert() dropped by a superuser, say); a
+	 * failure to raise is a warning.
+	 */
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(oldcxt);
+	PG_TRY();
+	{
+		call_raise(ta_relation_owner(relid), rule, tenant, burst_key, 0, 0, detail_json, false, 0);
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(oldcxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
+		ereport(WARNING,
+				(errcode(edata->sqlerrcode),
+				 errmsg("tool_audit could not raise an alert of rule %s: %s", rule, edata->message)));
+		FreeErrorData(edata);
+	}
+	PG_END_TRY();
 }
 
 /* ---- the rate rules' probes ---- */

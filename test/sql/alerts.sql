@@ -259,6 +259,15 @@ SELECT count(*) > 0 AS problems
   FROM tool_audit.verify_digest(jsonb_set(tool_audit.digest(), '{heads,0,hash}', to_jsonb(repeat('0', 64))));
 COMMIT;
 SELECT count FROM new_alerts WHERE kind = 'check';
+-- a check reports its problems even when the alert cannot be raised (here:
+-- no alert id left): a warning, not an error
+SELECT (tool_audit.acknowledge_alert(alert_id, 'seen')).acknowledged_by IS NOT NULL AS acknowledged FROM tool_audit.alerts
+ WHERE alert_id > :base AND rule_name = 'audit_integrity';
+SELECT last_value AS alert_seq FROM tool_audit.alerts_alert_id_seq \gset
+SELECT setval('tool_audit.alerts_alert_id_seq', 9223372036854775807) > 0 AS exhausted;
+SELECT count(*) > 0 AS problems
+  FROM tool_audit.verify_digest(jsonb_set(tool_audit.digest(), '{heads,0,hash}', to_jsonb(repeat('0', 64))));
+SELECT setval('tool_audit.alerts_alert_id_seq', :alert_seq) > 0 AS restored;
 SELECT tenant_id, calls > 0 AS counted FROM tool_audit.tenant_activity
  WHERE tenant_id IN ('acme', 'globex') AND day = (now() AT TIME ZONE 'UTC')::date ORDER BY 1;
 -- a tenant that logged on 5 of the last 7 days and not for 6 hours is silent
