@@ -207,12 +207,22 @@ VALUES
     ('tenant_silent', 'check', 'medium', true, '{}', 5, 21600,
      'A tenant that logged on at least 5 of the previous 7 days has logged nothing for 6 hours');
 
+-- notify_alert(): queues NOTIFY tool_audit_alerts with the payload, sent
+-- just before the commit (src/alerts.c): a NOTIFY made in the transaction
+-- would stop it from being prepared (two-phase commit).  Owner only.
+CREATE FUNCTION tool_audit.notify_alert(payload text) RETURNS void
+    AS 'MODULE_PATHNAME', 'notify_alert' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION tool_audit.notify_alert(text) IS
+    'Queues a NOTIFY tool_audit_alerts with the payload, sent at commit (none for a prepared transaction); callable only by the owner (raise_alert())';
+
 -- raise_alert(): the one way alerts are raised, by the insert triggers (C,
 -- as the owner), the extension's checks and other extension functions.  A
 -- disabled or missing rule raises nothing (NULL).  Within the rule's window
 -- of the last row of the open alert of the same rule, tenant and key, the
--- alert grows (count, last_at, rows) instead; the burst is serialized on a
--- transaction lock so that concurrent rows make one alert.  NOTIFY
+-- alert grows (count, last_at, rows) instead.  A transaction lock on the
+-- burst keeps two transactions from growing one alert at once; it is only
+-- tried, never waited for: a row whose burst another open transaction is
+-- raising raises an alert of its own (writers never wait on each other).  NOTIFY
 -- tool_audit_alerts carries the alert's id, rule, severity, count and
 -- whether it is new, and no tenant or key: any role can LISTEN to any
 -- channel, so a listener reads the alert itself, through row-level security.
@@ -236,8 +246,10 @@ BEGIN
     IF NOT FOUND OR NOT r.enabled THEN
         RETURN NULL;
     END IF;
-    PERFORM pg_advisory_xact_lock(hashtextextended(concat_ws(E'\x1f', 'tool_audit alert', r.rule_name,
-                                                             raise_alert.tenant_id, k), 0));
+    -- never wait: a transaction still raising the same burst keeps it, and
+    -- this row raises an alert of its own
+    IF pg_try_advisory_xact_lock(hashtextextended(concat_ws(E'\x1f', 'tool_audit alert', r.rule_name,
+                                                            raise_alert.tenant_id, k), 0)) THEN
     UPDATE tool_audit.alerts x
        SET last_at = greatest(x.last_at, t), count = x.count + 1,
            tool_call_ids = CASE WHEN raise_alert.tool_call_id IS NOT NULL AND cardinality(x.tool_call_ids) < 100
@@ -252,7 +264,11 @@ BEGIN
                             AND o.last_at >= t - make_interval(secs => r.window_seconds)
                           ORDER BY o.alert_id DESC LIMIT 1)
     RETURNING * INTO a;
-    IF NOT FOUND THEN
+    is_new := NOT FOUND;
+    ELSE
+        is_new := true;
+    END IF;
+    IF is_new THEN
         INSERT INTO tool_audit.alerts (rule_name, kind, severity, tenant_id, burst_key, first_at, last_at,
                                        tool_call_ids, admin_event_ids, detail)
         VALUES (r.rule_name, r.kind, r.severity, raise_alert.tenant_id, k, t, t,
@@ -262,9 +278,8 @@ BEGIN
                      ELSE ARRAY[raise_alert.admin_event_id] END,
                 coalesce(raise_alert.detail, '{}'))
         RETURNING * INTO a;
-        is_new := true;
     END IF;
-    PERFORM pg_notify('tool_audit_alerts', json_build_object(
+    PERFORM tool_audit.notify_alert(json_build_object(
         'alert_id', a.alert_id, 'rule_name', a.rule_name, 'severity', a.severity,
         'count', a.count, 'new', is_new)::text);
     RETURN a.alert_id;
@@ -691,7 +706,7 @@ CREATE POLICY reader_tenant ON tool_audit.alerts
 REVOKE ALL ON tool_audit.alert_rules, tool_audit.alerts, tool_audit.tenant_activity,
     tool_audit.alert_check_mark FROM PUBLIC;
 REVOKE ALL ON FUNCTION
-    tool_audit.alerts_guard(), tool_audit.alert_rules_restore_seed(),
+    tool_audit.alerts_guard(), tool_audit.alert_rules_restore_seed(), tool_audit.notify_alert(text),
     tool_audit.raise_alert(text, text, text, bigint, bigint, jsonb, timestamptz),
     tool_audit.alert_event(text, jsonb, jsonb, text, text),
     tool_audit.set_alert_rule(text, text, text, text[], integer, integer, text, jsonb, boolean, text),

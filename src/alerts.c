@@ -45,10 +45,12 @@
 #include "access/tableam.h"
 #include "access/xact.h"
 #include "access/xlog.h"
+#include "commands/async.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "executor/tuptable.h"
 #include "miscadmin.h"
+#include "nodes/pg_list.h"
 #include "pgtime.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
@@ -57,6 +59,7 @@
 #include "utils/json.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/resowner.h"
 #include "utils/snapmgr.h"
@@ -387,6 +390,107 @@ ta_alert_raise(const char *rule, const char *tenant, const char *burst_key,
 		FreeErrorData(edata);
 	}
 	PG_END_TRY();
+}
+
+/* ---- notifications, sent at commit ---- */
+
+/*
+ * NOTIFY tool_audit_alerts for each alert raised or grown, queued here and
+ * sent just before the commit (XACT_EVENT_PRE_COMMIT comes before
+ * PostgreSQL's own PreCommit_Notify()), rather than by pg_notify() in the
+ * transaction: PostgreSQL refuses to PREPARE a transaction that has
+ * notified, and an alert must not stop a two-phase commit.  A prepared
+ * transaction's alerts are not notified (a forwarder's polling finds them);
+ * those of a rolled-back subtransaction are dropped with it.
+ */
+typedef struct PendingNotify
+{
+	SubTransactionId subid;
+	char	   *payload;
+} PendingNotify;
+
+static List *pending_notifies = NIL;	/* in TopTransactionContext */
+static bool notify_callbacks = false;
+
+static void
+notify_xact_callback(XactEvent event, void *arg)
+{
+	ListCell   *lc;
+
+	switch (event)
+	{
+		case XACT_EVENT_PRE_COMMIT:
+			foreach(lc, pending_notifies)
+				Async_Notify("tool_audit_alerts", ((PendingNotify *) lfirst(lc))->payload);
+			pending_notifies = NIL;
+			break;
+		case XACT_EVENT_PRE_PREPARE:
+		case XACT_EVENT_PREPARE:
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_COMMIT:
+		case XACT_EVENT_PARALLEL_ABORT:
+			pending_notifies = NIL;
+			break;
+		default:
+			break;
+	}
+}
+
+static void
+notify_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+						SubTransactionId parentSubid, void *arg)
+{
+	ListCell   *lc;
+
+	if (event == SUBXACT_EVENT_COMMIT_SUB)
+	{
+		foreach(lc, pending_notifies)
+		{
+			PendingNotify *n = lfirst(lc);
+
+			if (n->subid == mySubid)
+				n->subid = parentSubid;
+		}
+	}
+	else if (event == SUBXACT_EVENT_ABORT_SUB)
+	{
+		foreach(lc, pending_notifies)
+		{
+			PendingNotify *n = lfirst(lc);
+
+			if (n->subid == mySubid)
+				pending_notifies = foreach_delete_current(pending_notifies, lc);
+		}
+	}
+}
+
+/*
+ * tool_audit.notify_alert(payload text) RETURNS void: queues the
+ * notification of an alert for the commit (raise_alert() calls it).
+ */
+PG_FUNCTION_INFO_V1(notify_alert);
+Datum
+notify_alert(PG_FUNCTION_ARGS)
+{
+	MemoryContext old;
+	PendingNotify *n;
+
+	if (PG_ARGISNULL(0))
+		PG_RETURN_VOID();
+	if (!notify_callbacks)
+	{
+		RegisterXactCallback(notify_xact_callback, NULL);
+		RegisterSubXactCallback(notify_subxact_callback, NULL);
+		notify_callbacks = true;
+	}
+	old = MemoryContextSwitchTo(TopTransactionContext);
+	n = palloc(sizeof(PendingNotify));
+	n->subid = GetCurrentSubTransactionId();
+	n->payload = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	pending_notifies = lappend(pending_notifies, n);
+	MemoryContextSwitchTo(old);
+	PG_RETURN_VOID();
 }
 
 /* ---- the rate rules' probes ---- */

@@ -1,6 +1,7 @@
 # Alerts leaving the database (issue 13): a real LISTEN client receives the
 # NOTIFY payload of an alert after its commit (and nothing for a rolled-back
-# one), and forwarder/alert_forwarder.py delivers every alert to a local
+# one, nor one rolled back to a savepoint; a prepared transaction's alert is
+# found by polling), and forwarder/alert_forwarder.py delivers every alert to a local
 # webhook (Slack's shape, then Google Chat's) across a database restart, a
 # webhook failing, and a restart of the forwarder itself, with nothing lost
 # and nothing posted twice.  Needs Debian's python3-psycopg (skipped
@@ -22,6 +23,7 @@ my $dir = "$ENV{TESTDIR}/forwarder";
 
 my $node = PostgreSQL::Test::Cluster->new('forwarder');
 $node->init;
+$node->append_conf('postgresql.conf', 'max_prepared_transactions = 2');
 $node->start;
 $node->safe_psql('postgres', q{
 	CREATE EXTENSION tool_audit;
@@ -61,7 +63,12 @@ sub fire_event
 	$node->safe_psql('postgres', q{
 		BEGIN;
 		SELECT tool_audit.log_event('killswitch.enable', 'adm_1', '{}', '{"tenant_id": "acme"}');
-		ROLLBACK;});
+		ROLLBACK;
+		BEGIN;
+		SAVEPOINT s;
+		SELECT tool_audit.log_event('killswitch.enable', 'adm_1', '{}', '{"tenant_id": "acme"}');
+		ROLLBACK TO SAVEPOINT s;
+		COMMIT;});
 	$node->safe_psql('postgres',
 		q{INSERT INTO tool_audit.tool_calls (tool_name, tenant_id, user_id, success, break_glass)
 		  VALUES ('read_chart', 'acme', 'dr_house', true, true)},
@@ -72,7 +79,7 @@ sub fire_event
 	my $id = $node->safe_psql('postgres',
 		"SELECT alert_id FROM tool_audit.alerts WHERE rule_name = 'break_glass'");
 	is($payload, qq({"alert_id" : $id, "rule_name" : "break_glass", "severity" : "high", "count" : 1, "new" : true}),
-		'the LISTEN client received the break-the-glass alert, after commit, and no rolled-back one');
+		'the LISTEN client received the break-the-glass alert, after commit, and not the rolled-back ones (transaction, savepoint)');
 	unlike($payload, qr/acme|dr_house/, 'the payload names no tenant and no user');
 }
 
@@ -143,18 +150,26 @@ $node->safe_psql('postgres', q{
 	SELECT tool_audit.log_call('read_chart', '{}', '{}', 1,
 	                           '{"tenant_id": "acme", "user_id": "u9", "subject_id": "p9"}')
 	  FROM generate_series(1, 10)}, extra_params => [ '-U', 'app_writer' ]);
+# an alert raised in a prepared transaction (two-phase commit: the alert
+# does not stop PREPARE; it is not notified, the forwarder's polling finds it)
+$node->safe_psql('postgres', q{
+	BEGIN;
+	SELECT tool_audit.log_event('billing.refund', 'adm_1', '{}', '{"tenant_id": "globex"}');
+	PREPARE TRANSACTION 'alert_2pc';}, extra_params => [ '-U', 'app_writer' ]);
+$node->safe_psql('postgres', "COMMIT PREPARED 'alert_2pc'");
 start_forwarder('google_chat');
-wait_for('7 alerts delivered', sub { scalar(received_ids()) >= 7 });
+wait_for('8 alerts delivered', sub { scalar(received_ids()) >= 8 });
 sleep 2;    # anything doubled would have arrived by now
 is_deeply([ sort { $a <=> $b } received_ids() ], [ all_ids() ], 'after the forwarder restarted: every alert, once each');
-is(scalar(all_ids()), 7, '7 alerts in all (the same-subject burst of 10 calls is one)');
+is(scalar(all_ids()), 8, '8 alerts in all (the same-subject burst of 10 calls is one; the prepared one is there)');
 
 open my $fh, '<', $received or die;
 my @lines = <$fh>;
 close $fh;
 like($lines[0], qr/^\{"text": "\[HIGH\] tool_audit alert #\d+: break_glass \(break_glass\), tenant acme - dr_house; 1 row\(s\) since [^"]+", "blocks": \[\{"type": "section", "text": \{"type": "mrkdwn", "text": "\*\[HIGH\]/,
 	"Slack's shape: text and a mrkdwn section");
-like($lines[-1], qr/^\{"text": "\[MEDIUM\] tool_audit alert #\d+: same_subject_hourly \(same_subject\), tenant acme - \[\\"u9\\",\\"p9\\"\]; 1 row\(s\) since [^"]+", "thread": \{"threadKey": "tool_audit-alert-\d+"\}\}$/,
+my ($chat) = grep { /same_subject_hourly/ } @lines;
+like($chat, qr/^\{"text": "\[MEDIUM\] tool_audit alert #\d+: same_subject_hourly \(same_subject\), tenant acme - \[\\"u9\\",\\"p9\\"\]; 1 row\(s\) since [^"]+", "thread": \{"threadKey": "tool_audit-alert-\d+"\}\}$/,
 	"Google Chat's shape: text and a thread key");
 
 $forwarder->signal('TERM');
