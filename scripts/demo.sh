@@ -81,6 +81,9 @@ echo "(exit status $status: 1 means problems found)"
 reports 13 14 "The access report for patient P-1001 now: not verified, and it names the rewritten access" \
     "The timeline of the support conversation shows the forged success; its row check does not"
 
+# alerts: what the rows and the verifications above raised
+"${PSQL[@]}" -X -q -v ON_ERROR_STOP=1 -d "$CONN" -f "$TA_ROOT/scripts/demo_alerts.sql"
+
 # Part three: retention and erasure, in a database of its own marked as a test
 # database (rows are born old with the test clock; the purge uses the real one)
 "${PSQL[@]}" -X -q -d "$CONN" -c "CREATE DATABASE demo_retention" \

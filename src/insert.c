@@ -84,6 +84,7 @@
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
 
+#include "alerts.h"
 #include "catalog.h"
 #include "chain.h"
 #include "crypto.h"
@@ -112,6 +113,7 @@ typedef struct AuditRow
 	const TaLayout *layout;
 	HeapTuple	tuple;			/* the trigger's row; NULL for log_call() */
 	bool		event_id_given; /* by the caller, not generated here */
+	bool		skipped;		/* its event_id is taken: it will not be stored */
 	Datum	   *values;
 	bool	   *nulls;
 } AuditRow;
@@ -123,6 +125,7 @@ row_begin(AuditRow *row, Relation rel, HeapTuple tuple, Datum *values, bool *nul
 	row->layout = ta_layout_of(rel);
 	row->tuple = tuple;
 	row->event_id_given = false;
+	row->skipped = false;
 	row->values = values;
 	row->nulls = nulls;
 	if (tuple != NULL)
@@ -711,7 +714,8 @@ takes_chain_position(AuditRow *row, bool restored)
 		return false;
 	if (restored && !col_is_null(row, TA_COL_ROW_HASH))
 		return false;
-	return !(row->event_id_given && event_id_taken(row));
+	row->skipped = row->event_id_given && event_id_taken(row);
+	return !row->skipped;
 }
 
 /* ---- 1b. the two halves of a call (1.5 on) ---- */
@@ -974,6 +978,7 @@ ta_record_tool_call(Relation rel, HeapTuple tuple, Datum *values, bool *nulls)
 	const TaRuleSet *rs = ta_get_rules();
 	AuditRow	row;
 	HeapTuple	retry;
+	HeapTuple	stored;
 
 	row_begin(&row, rel, tuple, values, nulls);
 	/* a dumped row was sanitized when it was first stored: keep it as it is */
@@ -996,7 +1001,11 @@ ta_record_tool_call(Relation rel, HeapTuple tuple, Datum *values, bool *nulls)
 							tuple == NULL);
 	if (retry != NULL)
 		return retry;
-	return hash_chain_and_form(&row, false);
+	stored = hash_chain_and_form(&row, false);
+	/* alerts (alerts.c), for a row that will be stored */
+	if (!row.skipped)
+		ta_alerts_tool_call(rel, row.layout, row.values, row.nulls);
+	return stored;
 }
 
 /*
@@ -1055,6 +1064,7 @@ record_admin_event(Relation rel, HeapTuple tuple)
 {
 	const TaRuleSet *rs = ta_get_rules();
 	AuditRow	row;
+	HeapTuple	stored;
 
 	row_begin(&row, rel, tuple, NULL, NULL);
 
@@ -1082,7 +1092,10 @@ record_admin_event(Relation rel, HeapTuple tuple)
 		stamp_impersonation(&row, TA_COL_ACTOR, TA_COL_OCCURRED_AT);
 	}
 	decide_retention(&row, TA_COL_EVENT_TYPE, TA_COL_OCCURRED_AT);
-	return hash_chain_and_form(&row, false);
+	stored = hash_chain_and_form(&row, false);
+	if (!row.skipped)
+		ta_alerts_admin_event(row.layout, row.values, row.nulls);
+	return stored;
 }
 
 /*

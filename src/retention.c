@@ -239,8 +239,8 @@ fill_retention(MemoryContext cxt, Oid owner)
 /* ---- the decision ---- */
 
 /* Does name match the pattern, '*' standing for any characters? */
-static bool
-glob_match(const char *p, int plen, const char *s, int slen)
+bool
+ta_glob_match(const char *p, int plen, const char *s, int slen)
 {
 	int			pi = 0,
 				si = 0,
@@ -296,7 +296,7 @@ resolve_policy(const Retention *r, int table, const char *name, int namelen)
 			if (m->len == namelen && memcmp(m->text, name, namelen) == 0)
 				listed = true;
 			if (m->pattern && m->chars > chars &&
-				glob_match(m->text, m->len, name, namelen))
+				ta_glob_match(m->text, m->len, name, namelen))
 				chars = m->chars;
 		}
 		rank = listed ? 3 : chars >= 0 ? 2 : p->is_default ? 1 : 0;

@@ -31,5 +31,7 @@ extern void ta_retention_decide_for(const char *table, const char *name, int nam
 									const char *tenant, int tenantlen, bool tenant_null,
 									const char **policy, int *policylen, int32 *days);
 extern TimestampTz ta_expiry(TimestampTz at, int32 days);
+/* Does the name match the pattern, '*' standing for any characters? (bytewise) */
+extern bool ta_glob_match(const char *p, int plen, const char *s, int slen);
 
 #endif							/* TA_RETENTION_H */

@@ -51,6 +51,7 @@
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
+#include "alerts.h"
 #include "catalog.h"
 #include "crypto.h"
 #include "digest.h"
@@ -903,6 +904,18 @@ report_unreached(Verification *w)
 							INT64_FORMAT ") is gone", cp->position));
 }
 
+/*
+ * A run that found problems raises an alert of the rule (alerts.c: not on a
+ * standby or in a read-only transaction), one per burst of runs.
+ */
+static void
+raise_if_problems(Verification *w, const char *rule, const char *function)
+{
+	if (w->nproblems > 0)
+		ta_alert_raise(rule, NULL, function,
+					   psprintf("{\"function\": \"%s\", \"problems\": %d}", function, w->nproblems));
+}
+
 static void
 run_walk(Verification *w)
 {
@@ -934,6 +947,7 @@ verify(PG_FUNCTION_ARGS)
 		w.since = PG_GETARG_TIMESTAMPTZ(0);
 	}
 	run_walk(&w);
+	raise_if_problems(&w, "audit_integrity", "verify");
 	{
 		Oid			type = TIMESTAMPTZOID;
 		Datum		since = PG_ARGISNULL(0) ? (Datum) 0 : PG_GETARG_DATUM(0);
@@ -1092,6 +1106,7 @@ verify_digest(PG_FUNCTION_ARGS)
 	if (sig_problem != NULL)
 		report(&w, "", false, 0, 0, -1, -1, sig_problem);
 	run_walk(&w);
+	raise_if_problems(&w, "audit_integrity", "verify_digest");
 	{
 		Oid			type = JSONBOID;
 		Datum		arg = JsonbPGetDatum(d);
@@ -1122,5 +1137,6 @@ verify_protections(PG_FUNCTION_ARGS)
 	check_protections(&w);
 	for (int i = 0; i < TA_NAUDIT_TABLES; i++)
 		check_id_sequence(&w, ta_audit_tables[i]);
+	raise_if_problems(&w, "audit_protections", "verify_protections");
 	return (Datum) 0;
 }

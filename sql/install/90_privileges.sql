@@ -202,3 +202,17 @@ GRANT EXECUTE ON FUNCTION
 GRANT EXECUTE ON FUNCTION tool_audit.xact_status(bigint)
     TO tool_audit_reader, tool_audit_admin, tool_audit_verifier;
 GRANT SELECT ON tool_audit.calls TO tool_audit_reader, tool_audit_admin, tool_audit_verifier;
+-- (1.5) alerts: admins read the rules and change them through the
+-- functions, acknowledge alerts and run or schedule the checks; readers
+-- (row-level security: their tenants), admins and the verifier read the
+-- alerts; nobody writes them but the extension's own code
+GRANT SELECT ON tool_audit.alert_rules, tool_audit.tenant_activity TO tool_audit_admin;
+GRANT SELECT ON tool_audit.alerts TO tool_audit_reader, tool_audit_admin, tool_audit_verifier;
+GRANT EXECUTE ON FUNCTION
+    tool_audit.set_alert_rule(text, text, text, text[], integer, integer, text, jsonb, boolean, text),
+    tool_audit.disable_alert_rule(text, text),
+    tool_audit.acknowledge_alert(bigint, text),
+    tool_audit.run_alert_checks(),
+    tool_audit.schedule_alert_checks(text),
+    tool_audit.unschedule_alert_checks()
+    TO tool_audit_admin;

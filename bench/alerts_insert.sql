@@ -1,0 +1,3 @@
+\set u random(1, 100)
+\set s random(1, 10000)
+INSERT INTO tool_audit.tool_calls (tool_name, conversation_id, turn_number, user_id, user_role, model, tenant_id, subject_id, arguments, result_summary, duration_ms) VALUES ('update_order_status', 'conv_bench', 3, 'usr_' || :u, 'support_agent', 'gpt-4.1', 'acme', 'pat_' || :s, '{"order_id": "ORD-54321", "status": "shipped", "customer": {"id": "C-123", "email": "jane@example.com"}, "note": "customer asked twice", "api_key": "sk-abcdefghijklmnopqrstuvwx"}', '{"order_id": "ORD-54321", "status": "shipped", "tracking": "1Z999", "items": [1, 2, 3]}', 145.2);
