@@ -26,7 +26,8 @@ OBJS = \
 	src/retention.o \
 	src/purge.o \
 	src/erase.o \
-	src/restore.o
+	src/restore.o \
+	src/track.o
 
 # The install script of the current version is built from sql/install/*.sql,
 # one file per object group, in name order; the 1.0 base and the upgrade
@@ -41,7 +42,7 @@ INSTALL_PARTS = $(sort $(wildcard $(srcdir)/sql/install/*.sql))
 # include of test/fixtures.sql.  Isolation specs: test/isolation.  TAP: test/t.
 REGRESS = setup sanitize detect sanitize_coverage pseudonym summarize log_call log_event no_secret_in_errors \
 	append_only ddl_guard roles tenants rules_admin bad_input chain reports exports upgrade \
-	retention_policies holds purge erasure retention_schedule data_changes
+	retention_policies holds purge erasure retention_schedule data_changes track
 REGRESS_OPTS = --inputdir=test --outputdir=test --load-extension=tool_audit
 
 ISOLATION = concurrent_writers rules_cache chain_order retention_cache purge_hold

@@ -194,18 +194,25 @@ LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 SET extra_float_digits = 1
 AS $$
-    SELECT format('[Turn %s] %s %s(%s) %s %s [%sms]',
+    SELECT l.line
+      FROM tool_audit.tool_calls t
+     CROSS JOIN LATERAL (
+           SELECT 0::bigint AS k,
+                  format('[Turn %s] %s %s(%s) %s %s [%sms]',
                   coalesce(t.turn_number::text, '?'),
                   tool_audit.report_mark(CASE WHEN t.success THEN 'ok' ELSE 'failed' END),
                   t.tool_name, t.arguments::text, tool_audit.report_mark('arrow'),
                   t.result_summary::text,
-                  coalesce(t.duration_ms::text, '?'))
-      FROM tool_audit.tool_calls t
+                  coalesce(t.duration_ms::text, '?')) AS line
+           UNION ALL   -- (1.5) the rows the call changed, under it
+           SELECT c.id, format('    %s %s %s', c.operation, c.table_name, c.row_key::text)
+             FROM tool_audit.data_changes c
+            WHERE c.call_event_id = t.event_id) l
      WHERE t.conversation_id = tool_audit.required_arg($1, 'conversation_id'::pg_catalog.text)
-     ORDER BY t.turn_number, t.recorded_at, t.id
+     ORDER BY t.turn_number, t.recorded_at, t.id, l.k
 $$;
 COMMENT ON FUNCTION tool_audit.conversation_timeline(text) IS
-    'A conversation as one line of text per tool call: turn, outcome, tool, arguments, result summary and duration';
+    'A conversation as one line of text per tool call: turn, outcome, tool, arguments, result summary and duration; under it, one line per row the call changed (1.5)';
 
 -- User usr_1 (support_agent) (arrow) gpt-4.1 (arrow) update_order_status [user_request]
 CREATE FUNCTION tool_audit.attribution(call_id bigint) RETURNS text
