@@ -225,8 +225,10 @@ BEGIN
     SELECT t.options INTO before_opts FROM tool_audit.tracked_tables t WHERE t.table_oid = rel;
     SELECT string_agg(quote_literal(a), ', ') INTO args
       FROM unnest(ARRAY[mode, tenant, trunc] || cols) a;
-    EXECUTE format('DROP TRIGGER IF EXISTS tool_audit_track ON %s', qualified);
-    EXECUTE format('DROP TRIGGER IF EXISTS tool_audit_track_truncate ON %s', qualified);
+    FOR col IN SELECT tgname FROM pg_trigger
+                WHERE tgrelid = rel AND tgname IN ('tool_audit_track', 'tool_audit_track_truncate') LOOP
+        EXECUTE format('DROP TRIGGER %I ON %s', col, qualified);
+    END LOOP;
     EXECUTE format('CREATE TRIGGER tool_audit_track AFTER INSERT OR UPDATE OR DELETE ON %s '
                    'FOR EACH ROW EXECUTE FUNCTION tool_audit.track_change(%s)', qualified, args);
     EXECUTE format('CREATE TRIGGER tool_audit_track_truncate BEFORE TRUNCATE ON %s '
@@ -256,6 +258,7 @@ DECLARE
     qualified text;
     before_opts jsonb;
     had boolean;
+    trg name;
 BEGIN
     IF rel IS NULL THEN
         RAISE EXCEPTION 'argument "table_name" must not be null' USING ERRCODE = 'null_value_not_allowed';
@@ -267,8 +270,11 @@ BEGIN
                              WHERE tgrelid = rel AND tgname IN ('tool_audit_track', 'tool_audit_track_truncate')
                                AND tgfoid = 'tool_audit.track_change()'::regprocedure);
     IF had THEN
-        EXECUTE format('DROP TRIGGER IF EXISTS tool_audit_track ON %s', qualified);
-        EXECUTE format('DROP TRIGGER IF EXISTS tool_audit_track_truncate ON %s', qualified);
+        FOR trg IN SELECT tgname FROM pg_trigger
+                    WHERE tgrelid = rel AND tgname IN ('tool_audit_track', 'tool_audit_track_truncate')
+                      AND tgfoid = 'tool_audit.track_change()'::regprocedure LOOP
+            EXECUTE format('DROP TRIGGER %I ON %s', trg, qualified);
+        END LOOP;
         PERFORM tool_audit.record_own_event('untrack',
             jsonb_build_object('table', qualified, 'before', before_opts, 'after', NULL));
     END IF;
