@@ -45,7 +45,7 @@ REGRESS = setup sanitize detect sanitize_coverage pseudonym summarize log_call l
 	retention_policies holds purge erasure retention_schedule data_changes track
 REGRESS_OPTS = --inputdir=test --outputdir=test --load-extension=tool_audit
 
-ISOLATION = concurrent_writers rules_cache chain_order retention_cache purge_hold
+ISOLATION = concurrent_writers rules_cache chain_order retention_cache purge_hold track_calls
 ISOLATION_OPTS = --inputdir=test/isolation --outputdir=test/isolation --load-extension=tool_audit
 
 TAP_TESTS = 1
