@@ -86,12 +86,18 @@ static SPIPlanPtr tenant_plan = NULL;
 static Oid	data_changes_relid = InvalidOid;
 static Oid	data_changes_owner = InvalidOid;
 
-/* The tenant of the last call looked up, for the rest of its transaction. */
+/*
+ * The tenant of the last call looked up.  tool_calls is append-only: the
+ * tenant of a row committed by another transaction never changes, so it is
+ * kept across transactions (lasting); one written by this transaction only
+ * for the rest of it (it may roll back), a miss for the rest of the command.
+ */
 static struct
 {
 	LocalTransactionId lxid;
 	CommandId	cid;
 	bool		found;
+	bool		lasting;
 	char		call[UUID_LEN * 2 + 5];
 	char	   *tenant;			/* NULL: the call has none (or is not visible) */
 } call_tenant;
@@ -385,8 +391,9 @@ call_tenant_of(Datum call, bool *isnull)
 	LocalTransactionId lxid = MyProc->lxid;
 	CommandId	cid = GetCurrentCommandId(false);
 
-	if (!(call_tenant.lxid == lxid && strcmp(call_tenant.call, ta_call) == 0 &&
-		  (call_tenant.found || call_tenant.cid == cid)))
+	if (!(strcmp(call_tenant.call, ta_call) == 0 &&
+		  (call_tenant.lasting ||
+		   (call_tenant.lxid == lxid && (call_tenant.found || call_tenant.cid == cid)))))
 	{
 		Oid			argtypes[1] = {UUIDOID};
 		Datum		values[1] = {call};
@@ -395,16 +402,24 @@ call_tenant_of(Datum call, bool *isnull)
 			pfree(call_tenant.tenant);
 		call_tenant.tenant = NULL;
 		call_tenant.lxid = InvalidLocalTransactionId;
+		call_tenant.lasting = false;
+		call_tenant.call[0] = '\0';
 		exec_as_owner(&tenant_plan,
-					  "SELECT tenant_id FROM tool_audit.tool_calls WHERE event_id = $1",
+					  "SELECT tenant_id, xmin FROM tool_audit.tool_calls WHERE event_id = $1",
 					  1, argtypes, values, NULL, true);
 		call_tenant.found = (SPI_processed > 0);
 		if (SPI_processed > 0)
 		{
-			char	   *t = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+			HeapTuple	tup = SPI_tuptable->vals[0];
+			TupleDesc	desc = SPI_tuptable->tupdesc;
+			char	   *t = SPI_getvalue(tup, desc, 1);
+			bool		isnull;
+			Datum		xmin = SPI_getbinval(tup, desc, 2, &isnull);
 
 			if (t != NULL)
 				call_tenant.tenant = MemoryContextStrdup(TopMemoryContext, t);
+			call_tenant.lasting = !isnull &&
+				!TransactionIdIsCurrentTransactionId(DatumGetTransactionId(xmin));
 		}
 		strlcpy(call_tenant.call, ta_call, sizeof(call_tenant.call));
 		call_tenant.cid = cid;

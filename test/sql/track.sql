@@ -202,6 +202,22 @@ UPDATE public.customers SET plan = 'pro' WHERE id IN (1, 9);
 COMMIT;
 SELECT row_key, tenant_id FROM tool_audit.data_changes
  WHERE call_event_id = '88888888-8888-4888-8888-888888888888' ORDER BY id;
+-- a tenant learnt from a call row this transaction wrote goes with its
+-- rollback (the next transaction looks again)
+BEGIN;
+SELECT tool_name FROM tool_audit.log_call('set_plan', '{}', '{}', 1,
+  '{"event_id": "99999999-9999-4999-8999-999999999999", "tenant_id": "hooli"}');
+SET LOCAL tool_audit.call = '99999999-9999-4999-8999-999999999999';
+UPDATE public.customers SET plan = 'basic' WHERE id = 1;
+SELECT tenant_id FROM tool_audit.data_changes WHERE call_event_id = '99999999-9999-4999-8999-999999999999';
+ROLLBACK;
+SELECT tool_name FROM tool_audit.log_call('set_plan', '{}', '{}', 1,
+  '{"event_id": "99999999-9999-4999-8999-999999999999", "tenant_id": "initech"}');
+BEGIN;
+SET LOCAL tool_audit.call = '99999999-9999-4999-8999-999999999999';
+UPDATE public.customers SET plan = 'team' WHERE id = 1;
+COMMIT;
+SELECT new_values, tenant_id FROM tool_audit.data_changes WHERE call_event_id = '99999999-9999-4999-8999-999999999999';
 
 -- disabling or dropping the trigger is seen by tracking_status()
 ALTER TABLE public.customers DISABLE TRIGGER tool_audit_track;
