@@ -30,14 +30,25 @@
  * and again after any relcache invalidation of the table (ALTER TABLE,
  * CREATE/DROP TRIGGER).
  *
+ * The DDL guard (guard.c) asks ta_guard_tracked() about each utility
+ * statement: the table's owner cannot disable, drop, rename or replace the
+ * tracking triggers (untrack(), an audited admin function, removes them).
+ * What a superuser or the extension's owner does to them anyway shows in
+ * tool_audit.tracking_status().
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
 #include "access/detoast.h"
+#include "access/genam.h"
 #include "access/htup_details.h"
 #include "access/sysattr.h"
+#include "access/table.h"
 #include "access/xact.h"
+#include "catalog/indexing.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_trigger.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
@@ -45,6 +56,7 @@
 #include "miscadmin.h"
 #include "nodes/bitmapset.h"
 #include "nodes/makefuncs.h"
+#include "nodes/parsenodes.h"
 #include "storage/proc.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
@@ -61,6 +73,7 @@
 
 #include "catalog.h"
 #include "tool_audit.h"
+#include "track.h"
 
 /* What the trigger's arguments mean for one table (by its trigger's oid). */
 typedef struct TrackInfo
@@ -568,4 +581,169 @@ track_change(PG_FUNCTION_ARGS)
 	record_change(info, operation, key, oldv, newv, desc, tenant_row);
 	SPI_finish();
 	return PointerGetDatum(result);
+}
+
+/* ---- the DDL guard of tracked tables ---- */
+
+static bool
+is_track_trigger_name(const char *name)
+{
+	return strcmp(name, "tool_audit_track") == 0 ||
+		strcmp(name, "tool_audit_track_truncate") == 0;
+}
+
+/*
+ * Does the relation have a tracking trigger (that one, if a name is given)?
+ * One of track()'s names, calling a function of the extension's schema.
+ */
+static bool
+has_track_trigger(Oid relid, const char *name, Oid nsp)
+{
+	Relation	tgrel;
+	ScanKeyData keys[2];
+	SysScanDesc scan;
+	HeapTuple	tup;
+	bool		found = false;
+
+	if (name != NULL && !is_track_trigger_name(name))
+		return false;
+	tgrel = table_open(TriggerRelationId, AccessShareLock);
+	ScanKeyInit(&keys[0], Anum_pg_trigger_tgrelid, BTEqualStrategyNumber, F_OIDEQ,
+				ObjectIdGetDatum(relid));
+	if (name != NULL)
+		ScanKeyInit(&keys[1], Anum_pg_trigger_tgname, BTEqualStrategyNumber, F_NAMEEQ,
+					CStringGetDatum(name));
+	scan = systable_beginscan(tgrel, TriggerRelidNameIndexId, true, NULL,
+							  name != NULL ? 2 : 1, keys);
+	while (!found && HeapTupleIsValid(tup = systable_getnext(scan)))
+	{
+		Form_pg_trigger tg = (Form_pg_trigger) GETSTRUCT(tup);
+
+		found = is_track_trigger_name(NameStr(tg->tgname)) &&
+			get_func_namespace(tg->tgfoid) == nsp;
+	}
+	systable_endscan(scan);
+	table_close(tgrel, AccessShareLock);
+	return found;
+}
+
+static void
+refuse_on_tracked(const char *what, RangeVar *rv)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("%s is not allowed on the tracking triggers of table %s", what, rv->relname),
+			 errdetail("Its row changes are recorded in tool_audit.data_changes."),
+			 errhint("An admin stops the tracking with tool_audit.untrack(), which is audited.")));
+}
+
+void
+ta_guard_tracked(Node *stmt)
+{
+	Oid			nsp;
+	Oid			dc;
+	RangeVar   *rv = NULL;
+	const char *trigger = NULL;
+	const char *what = NULL;
+
+	if (stmt == NULL)
+		return;
+	/* where there is nothing to track into, there is nothing to guard */
+	nsp = ta_schema_oid(true);
+	if (!OidIsValid(nsp))
+		return;
+	dc = ta_schema_relid("data_changes", true);
+	if (!OidIsValid(dc))
+		return;
+	/* track() and untrack() run as the extension's owner */
+	if (GetUserId() == ta_relation_owner(dc))
+		return;
+
+	switch (nodeTag(stmt))
+	{
+		case T_AlterTableStmt:
+			{
+				AlterTableStmt *at = (AlterTableStmt *) stmt;
+				ListCell   *lc;
+				Oid			relid;
+
+				if (at->objtype != OBJECT_TABLE)
+					return;
+				relid = RangeVarGetRelid(at->relation, NoLock, true);
+				if (!OidIsValid(relid))
+					return;
+				foreach(lc, at->cmds)
+				{
+					AlterTableCmd *cmd = lfirst_node(AlterTableCmd, lc);
+					bool		hit = false;
+
+					switch (cmd->subtype)
+					{
+						case AT_EnableTrig:
+						case AT_EnableReplicaTrig:
+						case AT_DisableTrig:
+							hit = has_track_trigger(relid, cmd->name, nsp);
+							break;
+						case AT_EnableTrigAll:
+						case AT_EnableTrigUser:
+						case AT_DisableTrigAll:
+						case AT_DisableTrigUser:
+							hit = has_track_trigger(relid, NULL, nsp);
+							break;
+						default:
+							break;
+					}
+					if (hit)
+						refuse_on_tracked("ALTER TABLE ... ENABLE/DISABLE TRIGGER", at->relation);
+				}
+				return;
+			}
+		case T_DropStmt:
+			{
+				DropStmt   *ds = (DropStmt *) stmt;
+				ListCell   *lc;
+
+				if (ds->removeType != OBJECT_TRIGGER)
+					return;
+				foreach(lc, ds->objects)
+				{
+					List	   *names = lfirst(lc);
+					RangeVar   *target;
+					Oid			relid;
+
+					if (list_length(names) < 2)
+						continue;
+					target = makeRangeVarFromNameList(list_truncate(list_copy(names),
+																	list_length(names) - 1));
+					relid = RangeVarGetRelid(target, NoLock, true);
+					if (OidIsValid(relid) &&
+						has_track_trigger(relid, strVal(llast(names)), nsp))
+						refuse_on_tracked("DROP TRIGGER", target);
+				}
+				return;
+			}
+		case T_RenameStmt:
+			if (((RenameStmt *) stmt)->renameType != OBJECT_TRIGGER)
+				return;
+			rv = ((RenameStmt *) stmt)->relation;
+			trigger = ((RenameStmt *) stmt)->subname;
+			what = "ALTER TRIGGER ... RENAME";
+			break;
+		case T_CreateTrigStmt:
+			if (!((CreateTrigStmt *) stmt)->replace)
+				return;
+			rv = ((CreateTrigStmt *) stmt)->relation;
+			trigger = ((CreateTrigStmt *) stmt)->trigname;
+			what = "CREATE OR REPLACE TRIGGER";
+			break;
+		default:
+			return;
+	}
+	if (rv != NULL && trigger != NULL)
+	{
+		Oid			relid = RangeVarGetRelid(rv, NoLock, true);
+
+		if (OidIsValid(relid) && has_track_trigger(relid, trigger, nsp))
+			refuse_on_tracked(what, rv);
+	}
 }

@@ -219,6 +219,37 @@ UPDATE public.customers SET plan = 'team' WHERE id = 1;
 COMMIT;
 SELECT new_values, tenant_id FROM tool_audit.data_changes WHERE call_event_id = '99999999-9999-4999-8999-999999999999';
 
+-- the table's owner (not the extension's) cannot switch the tracking off:
+-- the DDL guard refuses disabling, dropping, renaming or replacing the
+-- triggers; other triggers of the table stay the owner's to manage
+CREATE TABLE public.owned_by_writer (id integer PRIMARY KEY, v text);
+ALTER TABLE public.owned_by_writer OWNER TO regress_writer;
+SELECT (tool_audit.track('public.owned_by_writer'))->'table' AS tracked;
+CREATE FUNCTION public.noop_trigger() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$;
+CREATE TRIGGER own_trigger AFTER INSERT ON public.owned_by_writer FOR EACH ROW EXECUTE FUNCTION public.noop_trigger();
+SET ROLE regress_writer;
+SELECT regress_try($$ALTER TABLE public.owned_by_writer DISABLE TRIGGER tool_audit_track$$);
+SELECT regress_try($$ALTER TABLE public.owned_by_writer DISABLE TRIGGER ALL$$);
+SELECT regress_try($$ALTER TABLE public.owned_by_writer DISABLE TRIGGER USER$$);
+SELECT regress_try($$ALTER TABLE public.owned_by_writer ENABLE TRIGGER tool_audit_track$$);
+SELECT regress_try($$ALTER TABLE public.owned_by_writer ENABLE REPLICA TRIGGER tool_audit_track_truncate$$);
+SELECT regress_try($$DROP TRIGGER tool_audit_track ON public.owned_by_writer$$);
+SELECT regress_try($$ALTER TRIGGER tool_audit_track ON public.owned_by_writer RENAME TO x$$);
+SELECT regress_try($$CREATE OR REPLACE TRIGGER tool_audit_track AFTER INSERT ON public.owned_by_writer FOR EACH ROW EXECUTE FUNCTION public.noop_trigger()$$);
+SELECT regress_try($$ALTER TABLE public.owned_by_writer DISABLE TRIGGER own_trigger$$);
+SELECT regress_try($$DROP TRIGGER own_trigger ON public.owned_by_writer$$);
+INSERT INTO public.owned_by_writer VALUES (1, 'still tracked');
+RESET ROLE;
+SELECT operation, new_values, recorded_by FROM tool_audit.data_changes WHERE table_name = 'public.owned_by_writer';
+SET ROLE regress_admin;
+SELECT table_name, status FROM tool_audit.tracking_status() WHERE table_name = 'public.owned_by_writer';
+SELECT tool_audit.untrack('public.owned_by_writer');
+RESET ROLE;
+DROP TABLE public.owned_by_writer;
+DROP FUNCTION public.noop_trigger();
+
+-- a superuser (here also the extension's owner) still can; tracking_status()
+-- shows it
 -- disabling or dropping the trigger is seen by tracking_status()
 ALTER TABLE public.customers DISABLE TRIGGER tool_audit_track;
 SET ROLE regress_admin;
