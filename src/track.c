@@ -48,6 +48,7 @@
 #include "access/xact.h"
 #include "catalog/indexing.h"
 #include "catalog/namespace.h"
+#include "catalog/partition.h"
 #include "catalog/pg_trigger.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
@@ -169,8 +170,19 @@ build_info(TrackInfo *info, Relation rel, Trigger *tg)
 	info->tracked = palloc0(sizeof(bool) * desc->natts);
 	info->is_key = palloc0(sizeof(bool) * desc->natts);
 	info->to_jsonb = palloc0(sizeof(FmgrInfo) * desc->natts);
-	info->table_name = quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
-												  RelationGetRelationName(rel));
+	/*
+	 * A partition fires the trigger track() put on its partitioned table (a
+	 * clone, with a parent): its changes are the partitioned table's, under
+	 * its name, so that the reports find them by the table that was tracked.
+	 */
+	{
+		Oid			named = RelationGetRelid(rel);
+
+		if (tg->tgisclone && rel->rd_rel->relispartition)
+			named = llast_oid(get_partition_ancestors(named));
+		info->table_name = quote_qualified_identifier(get_namespace_name(get_rel_namespace(named)),
+													  get_rel_name(named));
+	}
 	mode = tg->tgargs[0];
 	for (int i = 0; i < desc->natts; i++)
 		info->tracked[i] = !TupleDescAttr(desc, i)->attisdropped &&
