@@ -660,6 +660,26 @@ ta_guard_tracked(Node *stmt)
 
 	if (stmt == NULL)
 		return;
+	/* every utility statement comes here: the catalogs only for these */
+	switch (nodeTag(stmt))
+	{
+		case T_AlterTableStmt:
+			break;
+		case T_DropStmt:
+			if (((DropStmt *) stmt)->removeType != OBJECT_TRIGGER)
+				return;
+			break;
+		case T_RenameStmt:
+			if (((RenameStmt *) stmt)->renameType != OBJECT_TRIGGER)
+				return;
+			break;
+		case T_CreateTrigStmt:
+			if (!((CreateTrigStmt *) stmt)->replace)
+				return;
+			break;
+		default:
+			return;
+	}
 	/* where there is nothing to track into, there is nothing to guard */
 	nsp = ta_schema_oid(true);
 	if (!OidIsValid(nsp))
