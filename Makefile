@@ -32,7 +32,8 @@ OBJS = \
 	src/approval.o \
 	src/impersonation.o \
 	src/read_audit.o \
-	src/alerts.o
+	src/alerts.o \
+	src/track.o
 
 # The install script of the current version is built from sql/install/*.sql,
 # one file per object group, in name order; the 1.0 base and the upgrade
@@ -48,11 +49,11 @@ INSTALL_PARTS = $(sort $(wildcard $(srcdir)/sql/install/*.sql))
 REGRESS = setup sanitize detect sanitize_coverage pseudonym summarize log_call log_event no_secret_in_errors \
 	append_only ddl_guard roles tenants rules_admin bad_input chain reports exports upgrade \
 	retention_policies holds purge erasure retention_schedule data_changes approvals break_glass \
-	impersonation read_audit calls retries data_changes_audit alerts
+	impersonation read_audit calls retries data_changes_audit alerts track
 REGRESS_OPTS = --inputdir=test --outputdir=test --load-extension=tool_audit
 
 ISOLATION = concurrent_writers rules_cache chain_order retention_cache purge_hold approval_once calls_lanes \
-	retry_call_id alerts_cache
+	retry_call_id alerts_cache track_calls
 ISOLATION_OPTS = --inputdir=test/isolation --outputdir=test/isolation --load-extension=tool_audit
 
 TAP_TESTS = 1

@@ -68,6 +68,7 @@
 
 #include "catalog.h"
 #include "guard.h"
+#include "track.h"
 #include "upgrade_1_1.h"
 
 static const char *const protected_tables[] = {"tool_calls", "admin_events", "data_changes"};
@@ -627,6 +628,7 @@ guard_utility(Node *stmt)
 	drop_approved = false;
 	if (stmt == NULL || ta_in_own_script())
 		return;
+	ta_guard_tracked(stmt);		/* (1.5) the triggers of tracked tables */
 
 	for (int i = 0; i < (int) lengthof(relation_commands); i++)
 		if (nodeTag(stmt) == relation_commands[i].tag)

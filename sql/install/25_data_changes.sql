@@ -68,3 +68,13 @@ ALTER TABLE tool_audit.data_changes
     ENABLE ALWAYS TRIGGER data_changes_before_insert,
     ENABLE ALWAYS TRIGGER data_changes_append_only,
     ENABLE ALWAYS TRIGGER data_changes_append_only_row;
+
+-- (1.5) the reports' lookups: one row's changes (row_history, row_as_of: a
+-- hash index, as a key may be long), one call's (changes_by_call, the
+-- timeline), a table's TRUNCATEs
+CREATE INDEX data_changes_row_key
+    ON tool_audit.data_changes USING hash (row_key);
+CREATE INDEX data_changes_call
+    ON tool_audit.data_changes (call_event_id, id) WHERE call_event_id IS NOT NULL;
+CREATE INDEX data_changes_truncate
+    ON tool_audit.data_changes (table_name, id) WHERE operation = 'TRUNCATE';

@@ -278,7 +278,11 @@ DECLARE
     n bigint;
 BEGIN
     RETURN QUERY
-    SELECT format('[Turn %s] %s %s(%s) %s %s [%sms]',
+    SELECT l.line
+      FROM tool_audit.calls c
+     CROSS JOIN LATERAL (
+           SELECT 0::bigint AS k,
+                  format('[Turn %s] %s %s(%s) %s %s [%sms]',
                   coalesce(c.turn_number::text, '?'),
                   tool_audit.report_mark(CASE WHEN c.success THEN 'ok' ELSE 'failed' END),
                   c.tool_name, c.arguments::text, tool_audit.report_mark('arrow'),
@@ -286,18 +290,22 @@ BEGIN
                                WHEN 'in_progress' THEN '(in progress)'
                                ELSE c.result_summary::text END,
                   coalesce(c.duration_ms::text, '?'))
-           -- the client's time, when it sent one (1.5)
-           || CASE WHEN c.started_at IS NOT NULL
-                   THEN format(' [started %s]', tool_audit.iso8601_utc(c.started_at)) ELSE '' END
-      FROM tool_audit.calls c
+                  -- the client's time, when it sent one (1.5)
+                  || CASE WHEN c.started_at IS NOT NULL
+                          THEN format(' [started %s]', tool_audit.iso8601_utc(c.started_at)) ELSE '' END
+                  AS line
+           UNION ALL   -- (1.5) the rows the call changed, under it
+           SELECT d.id, format('    %s %s %s', d.operation, d.table_name, d.row_key::text)
+             FROM tool_audit.data_changes d
+            WHERE d.call_event_id = c.call_id) l
      WHERE c.conversation_id = tool_audit.required_arg($1, 'conversation_id'::pg_catalog.text)
-     ORDER BY c.turn_number, c.recorded_at, c.id;
+     ORDER BY c.turn_number, c.recorded_at, c.id, l.k;
     GET DIAGNOSTICS n = ROW_COUNT;
     PERFORM tool_audit.record_read('conversation_timeline', jsonb_build_object('conversation_id', $1), n);
 END
 $$;
 COMMENT ON FUNCTION tool_audit.conversation_timeline(text) IS
-    'A conversation as one line of text per tool call (a call begun and ended: one line): turn, outcome, tool, arguments, result summary and duration';
+    'A conversation as one line of text per tool call (a call begun and ended: one line): turn, outcome, tool, arguments, result summary and duration; under it, one line per row the call changed (1.5)';
 
 -- User usr_1 (support_agent) (arrow) gpt-4.1 (arrow) update_order_status [user_request];
 -- (1.5) User usr_1 (customer) impersonated by adm_7 (arrow) ... under an impersonation

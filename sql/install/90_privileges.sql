@@ -216,3 +216,20 @@ GRANT EXECUTE ON FUNCTION
     tool_audit.schedule_alert_checks(text),
     tool_audit.unschedule_alert_checks()
     TO tool_audit_admin;
+-- (1.5) tracked tables: admins track and untrack (audited) and see what
+-- became of the triggers; readers, admins and the verifier read the change
+-- rows row-level security lets them see, and readers and admins query them
+GRANT SELECT ON tool_audit.tracked_tables TO tool_audit_admin;
+GRANT EXECUTE ON FUNCTION
+    tool_audit.track(regclass, jsonb),
+    tool_audit.untrack(regclass),
+    tool_audit.tracking_status()
+    TO tool_audit_admin;
+GRANT EXECUTE ON FUNCTION
+    tool_audit.tracked_table_name(regclass),
+    tool_audit.change_author(tool_audit.data_changes),
+    tool_audit.changes_by_call(uuid),
+    tool_audit.row_changes(regclass, jsonb),
+    tool_audit.row_history(regclass, jsonb),
+    tool_audit.row_as_of(regclass, jsonb, timestamptz)
+    TO tool_audit_reader, tool_audit_admin;

@@ -1,0 +1,781 @@
+/*-------------------------------------------------------------------------
+ *
+ * track.c
+ *		The row-change trigger that tool_audit.track() installs on an
+ *		application table (doc/changes.md).
+ *
+ * tool_audit.track_change() is an AFTER ROW trigger for INSERT, UPDATE and
+ * DELETE, and a BEFORE statement trigger for TRUNCATE.  For each changed row
+ * it inserts one row into tool_audit.data_changes: the table, the operation,
+ * the primary key as a jsonb object, the tracked columns before and after
+ * (for an UPDATE only the columns whose value changed; an UPDATE that changed
+ * no tracked column records nothing), the tool call in progress (the
+ * tool_audit.call setting; empty: made outside any tool call) and
+ * application_name.  The insert trigger of data_changes (insert.c) gives the
+ * row its id, time, recorder and transaction, sanitizes it by the same rules
+ * as a tool's arguments (a tracked ssn column is pseudonymized), hashes and
+ * chains it.
+ *
+ * The application's roles cannot write data_changes: the row is inserted as
+ * the table's owner (like the per-backend caches read the rules), through a
+ * plan prepared once per backend.  Only the current user changes, not the
+ * outer one, so recorded_by (insert.c, GetOuterUserId()) is the role that
+ * changed the application's row, not the owner.
+ *
+ * The trigger's arguments (kept in pg_trigger by track()) say which columns
+ * are tracked, which gives the tenant and what TRUNCATE does:
+ *		mode ("all", "include" or "exclude"), tenant column ("" : the call's),
+ *		truncate ("refuse" or "record"), then the column names of the mode.
+ * What they mean for one table is worked out once per backend and trigger,
+ * and again after any relcache invalidation of the table (ALTER TABLE,
+ * CREATE/DROP TRIGGER).
+ *
+ * The DDL guard (guard.c) asks ta_guard_tracked() about each utility
+ * statement: the table's owner cannot disable, drop, rename or replace the
+ * tracking triggers (untrack(), an audited admin function, removes them).
+ * What a superuser or the extension's owner does to them anyway shows in
+ * tool_audit.tracking_status().
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/detoast.h"
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/sysattr.h"
+#include "access/table.h"
+#include "access/xact.h"
+#include "catalog/indexing.h"
+#include "catalog/namespace.h"
+#include "catalog/partition.h"
+#include "catalog/pg_trigger.h"
+#include "catalog/pg_type.h"
+#include "commands/trigger.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "nodes/bitmapset.h"
+#include "nodes/makefuncs.h"
+#include "nodes/parsenodes.h"
+#include "storage/proc.h"
+#include "utils/builtins.h"
+#include "utils/datum.h"
+#include "utils/fmgroids.h"
+#include "utils/guc.h"
+#include "utils/hsearch.h"
+#include "utils/inval.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/relcache.h"
+#include "utils/uuid.h"
+
+#include "catalog.h"
+#include "tool_audit.h"
+#include "track.h"
+
+/* What the trigger's arguments mean for one table (by its trigger's oid). */
+typedef struct TrackInfo
+{
+	Oid			tgoid;			/* hash key */
+	Oid			relid;
+	bool		valid;
+	MemoryContext cxt;
+	int			natts;
+	bool	   *tracked;		/* by attribute index */
+	bool	   *is_key;			/* by attribute index */
+	int			tenant_att;		/* attribute index; -1: the call's tenant */
+	bool		record_truncate;
+	char	   *table_name;		/* schema.table, quoted as needed */
+	FmgrInfo   *to_jsonb;		/* by attribute index; fn_oid 0 until used */
+} TrackInfo;
+
+static HTAB *track_infos = NULL;
+
+/* The insert into data_changes, as its owner; dropped with the table. */
+static SPIPlanPtr insert_plan = NULL;
+static SPIPlanPtr tenant_plan = NULL;
+static Oid	data_changes_relid = InvalidOid;
+static Oid	data_changes_owner = InvalidOid;
+
+/*
+ * The tenant of the last call looked up.  tool_calls is append-only: the
+ * tenant of a row committed by another transaction never changes, so it is
+ * kept across transactions (lasting); one written by this transaction only
+ * for the rest of it (it may roll back), a miss for the rest of the command.
+ */
+static struct
+{
+	LocalTransactionId lxid;
+	CommandId	cid;
+	bool		found;
+	bool		lasting;
+	char		call[UUID_LEN * 2 + 5];
+	char	   *tenant;			/* NULL: the call has none (or is not visible) */
+} call_tenant;
+
+static void
+track_inval_callback(Datum arg, Oid relid)
+{
+	HASH_SEQ_STATUS status;
+	TrackInfo  *info;
+
+	if (relid == InvalidOid || relid == data_changes_relid)
+	{
+		/* the plans revalidate themselves; the owner may have changed */
+		data_changes_owner = InvalidOid;
+	}
+	if (track_infos == NULL)
+		return;
+	hash_seq_init(&status, track_infos);
+	while ((info = hash_seq_search(&status)) != NULL)
+		if (relid == InvalidOid || relid == info->relid)
+			info->valid = false;
+}
+
+static int
+attribute_index(TupleDesc desc, const char *name)
+{
+	for (int i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+
+		if (!att->attisdropped && strcmp(NameStr(att->attname), name) == 0)
+			return i;
+	}
+	return -1;
+}
+
+static void
+build_info(TrackInfo *info, Relation rel, Trigger *tg)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+	MemoryContext old;
+	Bitmapset  *pk;
+	int			x;
+	const char *mode;
+
+	if (tg->tgnargs < 3)
+		elog(ERROR, "tool_audit.track_change() needs the arguments tool_audit.track() gives it");
+	if (info->cxt != NULL)
+		MemoryContextDelete(info->cxt);
+	info->cxt = AllocSetContextCreate(CacheMemoryContext, "tool_audit track",
+									  ALLOCSET_SMALL_SIZES);
+	old = MemoryContextSwitchTo(info->cxt);
+
+	info->relid = RelationGetRelid(rel);
+	info->natts = desc->natts;
+	info->tracked = palloc0(sizeof(bool) * desc->natts);
+	info->is_key = palloc0(sizeof(bool) * desc->natts);
+	info->to_jsonb = palloc0(sizeof(FmgrInfo) * desc->natts);
+	/*
+	 * A partition fires the trigger track() put on its partitioned table (a
+	 * clone, with a parent): its changes are the partitioned table's, under
+	 * its name, so that the reports find them by the table that was tracked.
+	 */
+	{
+		Oid			named = RelationGetRelid(rel);
+
+		if (tg->tgisclone && rel->rd_rel->relispartition)
+			named = llast_oid(get_partition_ancestors(named));
+		info->table_name = quote_qualified_identifier(get_namespace_name(get_rel_namespace(named)),
+													  get_rel_name(named));
+	}
+	mode = tg->tgargs[0];
+	for (int i = 0; i < desc->natts; i++)
+		info->tracked[i] = !TupleDescAttr(desc, i)->attisdropped &&
+			strcmp(mode, "include") != 0;
+	for (int a = 3; a < tg->tgnargs; a++)
+	{
+		int			i = attribute_index(desc, tg->tgargs[a]);
+
+		if (i >= 0)
+			info->tracked[i] = (strcmp(mode, "include") == 0);
+		else if (strcmp(mode, "include") == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_COLUMN),
+					 errmsg("tracked column \"%s\" of table %s does not exist",
+							tg->tgargs[a], info->table_name),
+					 errhint("Run tool_audit.track() again with the table's current columns.")));
+	}
+
+	pk = RelationGetIndexAttrBitmap(rel, INDEX_ATTR_BITMAP_PRIMARY_KEY);
+	if (bms_is_empty(pk))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("tracked table %s has no primary key", info->table_name),
+				 errhint("A change row names its row by the primary key: add one, or untrack the table.")));
+	x = -1;
+	while ((x = bms_next_member(pk, x)) >= 0)
+	{
+		AttrNumber	attnum = x + FirstLowInvalidHeapAttributeNumber;
+
+		if (attnum > 0)
+			info->is_key[attnum - 1] = true;
+	}
+
+	info->tenant_att = -1;
+	if (tg->tgargs[1][0] != '\0')
+	{
+		info->tenant_att = attribute_index(desc, tg->tgargs[1]);
+		if (info->tenant_att < 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_COLUMN),
+					 errmsg("tenant column \"%s\" of tracked table %s does not exist",
+							tg->tgargs[1], info->table_name),
+					 errhint("Run tool_audit.track() again with the table's current columns.")));
+	}
+	info->record_truncate = (strcmp(tg->tgargs[2], "record") == 0);
+	MemoryContextSwitchTo(old);
+	info->valid = true;
+}
+
+static TrackInfo *
+get_info(Relation rel, Trigger *tg)
+{
+	TrackInfo  *info;
+	bool		found;
+
+	if (track_infos == NULL)
+	{
+		HASHCTL		ctl;
+
+		ctl.keysize = sizeof(Oid);
+		ctl.entrysize = sizeof(TrackInfo);
+		ctl.hcxt = CacheMemoryContext;
+		track_infos = hash_create("tool_audit tracked tables", 16, &ctl,
+								  HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+		CacheRegisterRelcacheCallback(track_inval_callback, (Datum) 0);
+	}
+	info = hash_search(track_infos, &tg->tgoid, HASH_ENTER, &found);
+	if (!found)
+	{
+		info->cxt = NULL;
+		info->valid = false;
+	}
+	if (!info->valid)
+		build_info(info, rel, tg);
+	return info;
+}
+
+/* Does the column's value differ between the two rows? */
+static bool
+value_changed(Form_pg_attribute att, Datum a, bool anull, Datum b, bool bnull)
+{
+	if (anull || bnull)
+		return anull != bnull;
+	/* an unchanged toasted value keeps its pointer: no need to fetch it */
+	if (att->attlen == -1 &&
+		VARATT_IS_EXTERNAL_ONDISK(DatumGetPointer(a)) &&
+		VARATT_IS_EXTERNAL_ONDISK(DatumGetPointer(b)) &&
+		VARSIZE_EXTERNAL(DatumGetPointer(a)) == VARSIZE_EXTERNAL(DatumGetPointer(b)) &&
+		memcmp(DatumGetPointer(a), DatumGetPointer(b),
+			   VARSIZE_EXTERNAL(DatumGetPointer(a))) == 0)
+		return false;
+	return !datum_image_eq(a, b, att->attbyval, att->attlen);
+}
+
+/* Adds "column": to_jsonb(value) to the object being built. */
+static void
+push_column(JsonbParseState **state, TrackInfo *info, TupleDesc desc, int i,
+			Datum value, bool isnull)
+{
+	Form_pg_attribute att = TupleDescAttr(desc, i);
+	JsonbValue	k;
+	JsonbValue	v;
+
+	k.type = jbvString;
+	k.val.string.val = NameStr(att->attname);
+	k.val.string.len = strlen(NameStr(att->attname));
+	pushJsonbValue(state, WJB_KEY, &k);
+	if (isnull)
+		v.type = jbvNull;
+	else
+	{
+		FmgrInfo   *f = &info->to_jsonb[i];
+		Jsonb	   *j;
+
+		if (f->fn_oid == InvalidOid)
+		{
+			/* to_jsonb() learns the value's type from its call expression */
+			MemoryContext old = MemoryContextSwitchTo(info->cxt);
+
+			fmgr_info_cxt(F_TO_JSONB, f, info->cxt);
+			f->fn_expr = (Node *) makeFuncExpr(F_TO_JSONB, JSONBOID,
+											   list_make1(makeNullConst(att->atttypid,
+																		att->atttypmod,
+																		att->attcollation)),
+											   InvalidOid, InvalidOid, COERCE_EXPLICIT_CALL);
+			MemoryContextSwitchTo(old);
+		}
+		j = DatumGetJsonbP(FunctionCall1(f, value));
+		if (JB_ROOT_IS_SCALAR(j))
+			JsonbExtractScalar(&j->root, &v);
+		else
+		{
+			v.type = jbvBinary;
+			v.val.binary.data = &j->root;
+			v.val.binary.len = VARSIZE(j) - VARHDRSZ;
+		}
+	}
+	pushJsonbValue(state, WJB_VALUE, &v);
+}
+
+typedef enum
+{
+	COLS_KEY,					/* the primary key */
+	COLS_TRACKED,				/* every tracked column */
+	COLS_CHANGED				/* the tracked columns that differ from other */
+} ColumnSet;
+
+/* The object of the row's columns of the set; *n: how many. */
+static Datum
+columns_object(TrackInfo *info, TupleDesc desc, HeapTuple tuple, HeapTuple other,
+			   ColumnSet set, int *n)
+{
+	JsonbParseState *state = NULL;
+	JsonbValue *res;
+
+	*n = 0;
+	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
+	if (tuple != NULL)
+		for (int i = 0; i < info->natts && i < desc->natts; i++)
+		{
+			Form_pg_attribute att = TupleDescAttr(desc, i);
+			Datum		value;
+			bool		isnull;
+
+			if (att->attisdropped ||
+				!(set == COLS_KEY ? info->is_key[i] : info->tracked[i]))
+				continue;
+			value = heap_getattr(tuple, i + 1, desc, &isnull);
+			if (set == COLS_CHANGED)
+			{
+				bool		onull;
+				Datum		ovalue = heap_getattr(other, i + 1, desc, &onull);
+
+				if (!value_changed(att, value, isnull, ovalue, onull))
+					continue;
+			}
+			push_column(&state, info, desc, i, value, isnull);
+			(*n)++;
+		}
+	res = pushJsonbValue(&state, WJB_END_OBJECT, NULL);
+	return JsonbPGetDatum(JsonbValueToJsonb(res));
+}
+
+/*
+ * Runs a plan as the owner of data_changes (SPI is connected); prepares it
+ * first if needed.
+ */
+static int
+exec_as_owner(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes,
+			  Datum *values, const char *nulls, bool read_only)
+{
+	Oid			save_userid;
+	int			save_sec_context;
+	int			rc;
+
+	if (data_changes_owner == InvalidOid)
+	{
+		data_changes_relid = ta_schema_relid("data_changes", false);
+		data_changes_owner = ta_relation_owner(data_changes_relid);
+	}
+	GetUserIdAndSecContext(&save_userid, &save_sec_context);
+	SetUserIdAndSecContext(data_changes_owner, save_sec_context |
+						   SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
+	if (*plan == NULL)
+	{
+		SPIPlanPtr	p = SPI_prepare(sql, nargs, argtypes);
+
+		if (p == NULL)
+			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+		if (SPI_keepplan(p) != 0)
+			elog(ERROR, "SPI_keepplan failed");
+		*plan = p;
+	}
+	rc = SPI_execute_plan(*plan, values, nulls, read_only, read_only ? 1 : 0);
+	SetUserIdAndSecContext(save_userid, save_sec_context);
+	if (rc < 0)
+		elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(rc));
+	return rc;
+}
+
+/*
+ * The tenant of the call in progress: that of its tool_calls row, if this
+ * transaction can see one (begin_call(), or log_call() before the changes);
+ * NULL otherwise.  A found tenant is kept for the rest of the transaction,
+ * a miss for the rest of the command.
+ */
+static Datum
+call_tenant_of(Datum call, bool *isnull)
+{
+	LocalTransactionId lxid = MyProc->lxid;
+	CommandId	cid = GetCurrentCommandId(false);
+
+	if (!(strcmp(call_tenant.call, ta_call) == 0 &&
+		  (call_tenant.lasting ||
+		   (call_tenant.lxid == lxid && (call_tenant.found || call_tenant.cid == cid)))))
+	{
+		Oid			argtypes[1] = {UUIDOID};
+		Datum		values[1] = {call};
+
+		if (call_tenant.tenant != NULL)
+			pfree(call_tenant.tenant);
+		call_tenant.tenant = NULL;
+		call_tenant.lxid = InvalidLocalTransactionId;
+		call_tenant.lasting = false;
+		call_tenant.call[0] = '\0';
+		exec_as_owner(&tenant_plan,
+					  "SELECT tenant_id, xmin FROM tool_audit.tool_calls WHERE event_id = $1",
+					  1, argtypes, values, NULL, true);
+		call_tenant.found = (SPI_processed > 0);
+		if (SPI_processed > 0)
+		{
+			HeapTuple	tup = SPI_tuptable->vals[0];
+			TupleDesc	desc = SPI_tuptable->tupdesc;
+			char	   *t = SPI_getvalue(tup, desc, 1);
+			bool		isnull;
+			Datum		xmin = SPI_getbinval(tup, desc, 2, &isnull);
+
+			if (t != NULL)
+				call_tenant.tenant = MemoryContextStrdup(TopMemoryContext, t);
+			call_tenant.lasting = !isnull &&
+				!TransactionIdIsCurrentTransactionId(DatumGetTransactionId(xmin));
+		}
+		strlcpy(call_tenant.call, ta_call, sizeof(call_tenant.call));
+		call_tenant.cid = cid;
+		call_tenant.lxid = lxid;
+	}
+	*isnull = (call_tenant.tenant == NULL);
+	return *isnull ? (Datum) 0 : CStringGetTextDatum(call_tenant.tenant);
+}
+
+static void
+record_change(TrackInfo *info, const char *operation, Datum row_key,
+			  Datum old_values, Datum new_values, TupleDesc desc, HeapTuple tenant_row)
+{
+	static Oid	argtypes[8] = {TEXTOID, TEXTOID, JSONBOID, JSONBOID, JSONBOID,
+	UUIDOID, TEXTOID, TEXTOID};
+	Datum		values[8];
+	char		nulls[8] = "        ";
+
+	values[0] = CStringGetTextDatum(info->table_name);
+	values[1] = CStringGetTextDatum(operation);
+	values[2] = row_key;
+	values[3] = old_values;
+	values[4] = new_values;
+	if (ta_call != NULL && ta_call[0] != '\0')
+		values[5] = DirectFunctionCall1(uuid_in, CStringGetDatum(ta_call));
+	else
+		nulls[5] = 'n';
+	if (application_name != NULL && application_name[0] != '\0')
+		values[6] = CStringGetTextDatum(application_name);
+	else
+		nulls[6] = 'n';
+	if (info->tenant_att >= 0)
+	{
+		bool		isnull = true;
+		Datum		t = (Datum) 0;
+
+		if (tenant_row != NULL)
+			t = heap_getattr(tenant_row, info->tenant_att + 1, desc, &isnull);
+		if (isnull)
+			nulls[7] = 'n';
+		else
+		{
+			Oid			outfunc;
+			bool		varlena;
+
+			getTypeOutputInfo(TupleDescAttr(desc, info->tenant_att)->atttypid,
+							  &outfunc, &varlena);
+			values[7] = CStringGetTextDatum(OidOutputFunctionCall(outfunc, t));
+		}
+	}
+	else if (nulls[5] == 'n')
+		nulls[7] = 'n';
+	else
+	{
+		bool		isnull;
+
+		values[7] = call_tenant_of(values[5], &isnull);
+		if (isnull)
+			nulls[7] = 'n';
+	}
+
+	exec_as_owner(&insert_plan,
+				  "INSERT INTO tool_audit.data_changes (table_name, operation, row_key, "
+				  "old_values, new_values, call_event_id, application_name, tenant_id) "
+				  "VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+				  8, argtypes, values, nulls, false);
+	ta_note_audit_write();
+}
+
+/* tool_audit.track_change() RETURNS trigger */
+PG_FUNCTION_INFO_V1(track_change);
+Datum
+track_change(PG_FUNCTION_ARGS)
+{
+	TriggerData *td = (TriggerData *) fcinfo->context;
+	Relation	rel;
+	TupleDesc	desc;
+	TrackInfo  *info;
+	Datum		key = (Datum) 0;
+	Datum		oldv;
+	Datum		newv;
+	HeapTuple	result = NULL;
+	HeapTuple	tenant_row = NULL;
+	const char *operation;
+	int			n;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("tool_audit.track_change() is a trigger; tool_audit.track() installs it")));
+	rel = td->tg_relation;
+	desc = RelationGetDescr(rel);
+
+	if (TRIGGER_FIRED_BY_TRUNCATE(td->tg_event))
+	{
+		if (!TRIGGER_FIRED_FOR_STATEMENT(td->tg_event))
+			elog(ERROR, "tool_audit.track_change() fired in an unexpected way");
+		info = get_info(rel, td->tg_trigger);
+		if (!info->record_truncate)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("TRUNCATE of tracked table %s is refused", info->table_name),
+					 errdetail("Its rows would go without a change row each."),
+					 errhint("Delete the rows, or track the table with {\"truncate\": \"record\"}.")));
+		operation = "TRUNCATE";
+		key = oldv = newv = DirectFunctionCall1(jsonb_in, CStringGetDatum("{}"));
+	}
+	else
+	{
+		if (!TRIGGER_FIRED_AFTER(td->tg_event) || !TRIGGER_FIRED_FOR_ROW(td->tg_event))
+			elog(ERROR, "tool_audit.track_change() fired in an unexpected way");
+		info = get_info(rel, td->tg_trigger);
+		if (TRIGGER_FIRED_BY_INSERT(td->tg_event))
+		{
+			operation = "INSERT";
+			tenant_row = td->tg_trigtuple;
+			key = columns_object(info, desc, td->tg_trigtuple, NULL, COLS_KEY, &n);
+			oldv = DirectFunctionCall1(jsonb_in, CStringGetDatum("{}"));
+			newv = columns_object(info, desc, td->tg_trigtuple, NULL, COLS_TRACKED, &n);
+			result = td->tg_trigtuple;
+		}
+		else if (TRIGGER_FIRED_BY_UPDATE(td->tg_event))
+		{
+			operation = "UPDATE";
+			tenant_row = td->tg_newtuple;
+			newv = columns_object(info, desc, td->tg_newtuple, td->tg_trigtuple, COLS_CHANGED, &n);
+			if (n == 0)
+				return PointerGetDatum(td->tg_newtuple);	/* no tracked column changed */
+			oldv = columns_object(info, desc, td->tg_trigtuple, td->tg_newtuple, COLS_CHANGED, &n);
+			key = columns_object(info, desc, td->tg_trigtuple, NULL, COLS_KEY, &n);
+			result = td->tg_newtuple;
+		}
+		else
+		{
+			operation = "DELETE";
+			tenant_row = td->tg_trigtuple;
+			key = columns_object(info, desc, td->tg_trigtuple, NULL, COLS_KEY, &n);
+			oldv = columns_object(info, desc, td->tg_trigtuple, NULL, COLS_TRACKED, &n);
+			newv = DirectFunctionCall1(jsonb_in, CStringGetDatum("{}"));
+			result = td->tg_trigtuple;
+		}
+	}
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	record_change(info, operation, key, oldv, newv, desc, tenant_row);
+	SPI_finish();
+	return PointerGetDatum(result);
+}
+
+/* ---- the DDL guard of tracked tables ---- */
+
+static bool
+is_track_trigger_name(const char *name)
+{
+	return strcmp(name, "tool_audit_track") == 0 ||
+		strcmp(name, "tool_audit_track_truncate") == 0;
+}
+
+/*
+ * Does the relation have a tracking trigger (that one, if a name is given)?
+ * One of track()'s names, calling a function of the extension's schema.
+ */
+static bool
+has_track_trigger(Oid relid, const char *name, Oid nsp)
+{
+	Relation	tgrel;
+	ScanKeyData keys[2];
+	SysScanDesc scan;
+	HeapTuple	tup;
+	bool		found = false;
+
+	if (name != NULL && !is_track_trigger_name(name))
+		return false;
+	tgrel = table_open(TriggerRelationId, AccessShareLock);
+	ScanKeyInit(&keys[0], Anum_pg_trigger_tgrelid, BTEqualStrategyNumber, F_OIDEQ,
+				ObjectIdGetDatum(relid));
+	if (name != NULL)
+		ScanKeyInit(&keys[1], Anum_pg_trigger_tgname, BTEqualStrategyNumber, F_NAMEEQ,
+					CStringGetDatum(name));
+	scan = systable_beginscan(tgrel, TriggerRelidNameIndexId, true, NULL,
+							  name != NULL ? 2 : 1, keys);
+	while (!found && HeapTupleIsValid(tup = systable_getnext(scan)))
+	{
+		Form_pg_trigger tg = (Form_pg_trigger) GETSTRUCT(tup);
+
+		found = is_track_trigger_name(NameStr(tg->tgname)) &&
+			get_func_namespace(tg->tgfoid) == nsp;
+	}
+	systable_endscan(scan);
+	table_close(tgrel, AccessShareLock);
+	return found;
+}
+
+static void
+refuse_on_tracked(const char *what, RangeVar *rv)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("%s is not allowed on the tracking triggers of table %s", what, rv->relname),
+			 errdetail("Its row changes are recorded in tool_audit.data_changes."),
+			 errhint("An admin stops the tracking with tool_audit.untrack(), which is audited.")));
+}
+
+void
+ta_guard_tracked(Node *stmt)
+{
+	Oid			nsp;
+	Oid			dc;
+	RangeVar   *rv = NULL;
+	const char *trigger = NULL;
+	const char *what = NULL;
+
+	if (stmt == NULL)
+		return;
+	/* every utility statement comes here: the catalogs only for these */
+	switch (nodeTag(stmt))
+	{
+		case T_AlterTableStmt:
+			break;
+		case T_DropStmt:
+			if (((DropStmt *) stmt)->removeType != OBJECT_TRIGGER)
+				return;
+			break;
+		case T_RenameStmt:
+			if (((RenameStmt *) stmt)->renameType != OBJECT_TRIGGER)
+				return;
+			break;
+		case T_CreateTrigStmt:
+			if (!((CreateTrigStmt *) stmt)->replace)
+				return;
+			break;
+		default:
+			return;
+	}
+	/* where there is nothing to track into, there is nothing to guard */
+	nsp = ta_schema_oid(true);
+	if (!OidIsValid(nsp))
+		return;
+	dc = ta_schema_relid("data_changes", true);
+	if (!OidIsValid(dc))
+		return;
+	/* track() and untrack() run as the extension's owner */
+	if (GetUserId() == ta_relation_owner(dc))
+		return;
+
+	switch (nodeTag(stmt))
+	{
+		case T_AlterTableStmt:
+			{
+				AlterTableStmt *at = (AlterTableStmt *) stmt;
+				ListCell   *lc;
+				Oid			relid;
+
+				if (at->objtype != OBJECT_TABLE)
+					return;
+				relid = RangeVarGetRelid(at->relation, NoLock, true);
+				if (!OidIsValid(relid))
+					return;
+				foreach(lc, at->cmds)
+				{
+					AlterTableCmd *cmd = lfirst_node(AlterTableCmd, lc);
+					bool		hit = false;
+
+					switch (cmd->subtype)
+					{
+						case AT_EnableTrig:
+						case AT_EnableReplicaTrig:
+						case AT_DisableTrig:
+							hit = has_track_trigger(relid, cmd->name, nsp);
+							break;
+						case AT_EnableTrigAll:
+						case AT_EnableTrigUser:
+						case AT_DisableTrigAll:
+						case AT_DisableTrigUser:
+							hit = has_track_trigger(relid, NULL, nsp);
+							break;
+						default:
+							break;
+					}
+					if (hit)
+						refuse_on_tracked("ALTER TABLE ... ENABLE/DISABLE TRIGGER", at->relation);
+				}
+				return;
+			}
+		case T_DropStmt:
+			{
+				DropStmt   *ds = (DropStmt *) stmt;
+				ListCell   *lc;
+
+				if (ds->removeType != OBJECT_TRIGGER)
+					return;
+				foreach(lc, ds->objects)
+				{
+					List	   *names = lfirst(lc);
+					RangeVar   *target;
+					Oid			relid;
+
+					if (list_length(names) < 2)
+						continue;
+					target = makeRangeVarFromNameList(list_truncate(list_copy(names),
+																	list_length(names) - 1));
+					relid = RangeVarGetRelid(target, NoLock, true);
+					if (OidIsValid(relid) &&
+						has_track_trigger(relid, strVal(llast(names)), nsp))
+						refuse_on_tracked("DROP TRIGGER", target);
+				}
+				return;
+			}
+		case T_RenameStmt:
+			if (((RenameStmt *) stmt)->renameType != OBJECT_TRIGGER)
+				return;
+			rv = ((RenameStmt *) stmt)->relation;
+			trigger = ((RenameStmt *) stmt)->subname;
+			what = "ALTER TRIGGER ... RENAME";
+			break;
+		case T_CreateTrigStmt:
+			if (!((CreateTrigStmt *) stmt)->replace)
+				return;
+			rv = ((CreateTrigStmt *) stmt)->relation;
+			trigger = ((CreateTrigStmt *) stmt)->trigname;
+			what = "CREATE OR REPLACE TRIGGER";
+			break;
+		default:
+			return;
+	}
+	if (rv != NULL && trigger != NULL)
+	{
+		Oid			relid = RangeVarGetRelid(rv, NoLock, true);
+
+		if (OidIsValid(relid) && has_track_trigger(relid, trigger, nsp))
+			refuse_on_tracked(what, rv);
+	}
+}
