@@ -61,6 +61,7 @@ VALUES (:'conv', 5, 'usr_98765', 'gpt-4.1', 'acme', 'send_email',
         '{"email": "jane@example.com", "template": "return_label", "headers": {"Authorization": "Bearer sk-live-abcdefghijklmnopqrstuvwxyz"}}',
         '{"id": "msg_1", "status": "queued"}', 88);
 RESET ROLE;
+\ir demo_changes.sql
 
 \echo
 \echo '== 3. At St Mary''s, a clinical assistant reads and updates patient P-1001''s chart; at night a nurse breaks the glass'
