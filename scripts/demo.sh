@@ -84,6 +84,29 @@ reports 13 14 "The access report for patient P-1001 now: not verified, and it na
 # alerts: what the rows and the verifications above raised
 "${PSQL[@]}" -X -q -v ON_ERROR_STOP=1 -d "$CONN" -f "$TA_ROOT/scripts/demo_alerts.sql"
 
+# dual approval: an application's own sensitive action needs a second person
+# (two login roles: the person behind a request is its login)
+echo
+echo "A kill switch needs two people: the billing bot asks, an admin approves, the bot uses it once"
+"${PSQL[@]}" -X -q -d "$CONN" -c "DO \$\$ BEGIN
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'demo_billing_bot') THEN
+        CREATE ROLE demo_billing_bot LOGIN IN ROLE tool_audit_writer; END IF;
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'demo_approver') THEN
+        CREATE ROLE demo_approver LOGIN IN ROLE tool_audit_admin; END IF; END \$\$"
+BOT="$CONN user=demo_billing_bot"
+REQ=$("${PSQL[@]}" -X -At -d "$BOT" -c "SELECT tool_audit.request_approval('killswitch.engage', '{\"agent\": \"refund_bot\"}', 'refunds looping')")
+echo "request $REQ by demo_billing_bot; used before approval:"
+{ "${PSQL[@]}" -X -q -v VERBOSITY=terse -d "$BOT" \
+    -c "SELECT tool_audit.consume_approval('killswitch.engage', '{\"agent\": \"refund_bot\"}')" 2>&1 || true; } | sed 's/^psql:[^ ]* //'
+"${PSQL[@]}" -X -q -v ON_ERROR_STOP=1 -d "$CONN user=demo_approver" \
+    -c "SELECT tool_audit.approve($REQ, 'confirmed with on-call') IS NULL AS approved" \
+    -c "SELECT request_id, state, requested_by, decided_by AS approved_by FROM tool_audit.approval_requests WHERE request_id = $REQ"
+"${PSQL[@]}" -X -q -v ON_ERROR_STOP=1 -d "$BOT" \
+    -c "SELECT tool_audit.consume_approval('killswitch.engage', '{\"agent\": \"refund_bot\"}') AS used_request"
+echo "used a second time:"
+{ "${PSQL[@]}" -X -q -v VERBOSITY=terse -d "$BOT" \
+    -c "SELECT tool_audit.consume_approval('killswitch.engage', '{\"agent\": \"refund_bot\"}')" 2>&1 || true; } | sed 's/^psql:[^ ]* //'
+
 # Part three: retention and erasure, in a database of its own marked as a test
 # database (rows are born old with the test clock; the purge uses the real one)
 "${PSQL[@]}" -X -q -d "$CONN" -c "CREATE DATABASE demo_retention" \
