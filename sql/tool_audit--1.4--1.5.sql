@@ -3869,37 +3869,6 @@ $$;
 COMMENT ON FUNCTION tool_audit.set_retention_policy(text, integer, text[], text, text) IS
     'Creates or changes a retention policy (never under the floor) and records it as a tool_audit.retention.policy admin event';
 
-CREATE OR REPLACE FUNCTION tool_audit.tool_stats(tool_name text) RETURNS jsonb
-LANGUAGE plpgsql VOLATILE
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    stats jsonb;
-BEGIN
-    -- a call begun and ended is one call: its started row counts it, its
-    -- ended row carries the outcome and duration (a started row has none)
-    SELECT CASE WHEN count(*) FILTER (WHERE t.call_phase IS DISTINCT FROM 'ended') = 0
-        THEN jsonb_build_object('tool', $1, 'total_calls', 0)
-        ELSE jsonb_build_object(
-            'tool', $1,
-            'total_calls', count(*) FILTER (WHERE t.call_phase IS DISTINCT FROM 'ended'),
-            'success_rate', round(count(*) FILTER (WHERE t.success)::numeric
-                                  / count(*) FILTER (WHERE t.call_phase IS DISTINCT FROM 'ended'), 3),
-            'avg_duration_ms', round(avg(t.duration_ms)::numeric, 1),
-            'max_duration_ms', round(max(t.duration_ms)::numeric, 1),
-            'unique_users', count(DISTINCT t.user_id))
-        END
-      FROM tool_audit.tool_calls t
-     WHERE t.tool_name = tool_audit.required_arg($1, 'tool_name'::pg_catalog.text)
-      INTO stats;
-    PERFORM tool_audit.record_read('tool_stats', jsonb_build_object('tool_name', $1), 1);
-    RETURN stats;
-END
-$$;
-
-COMMENT ON FUNCTION tool_audit.tool_stats(text) IS
-    'One tool''s call count (a call begun and ended counts once), success rate, average and maximum duration and distinct users, as JSON';
-
 CREATE OR REPLACE FUNCTION tool_audit.conversation_timeline(conversation_id text) RETURNS SETOF text
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
