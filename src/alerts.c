@@ -122,15 +122,6 @@ typedef struct Rules
 
 static TaCache alert_cache = {.tables = {"alert_rules"}};
 
-static char *
-copy_text(Datum d, int *len)
-{
-	text	   *t = DatumGetTextPP(d);
-
-	*len = VARSIZE_ANY_EXHDR(t);
-	return pnstrdup(VARDATA_ANY(t), *len);
-}
-
 /* ta_cache_get()'s fill: the enabled rules that rows can fire */
 static void *
 fill_rules(MemoryContext cxt, Oid owner)
@@ -172,8 +163,8 @@ fill_rules(MemoryContext cxt, Oid owner)
 		int			nelems;
 		Datum		d;
 
-		r->name = copy_text(SPI_getbinval(tup, desc, 1, &isnull), &len);
-		kind = copy_text(SPI_getbinval(tup, desc, 2, &isnull), &len);
+		r->name = ta_cache_text(SPI_getbinval(tup, desc, 1, &isnull), &len);
+		kind = ta_cache_text(SPI_getbinval(tup, desc, 2, &isnull), &len);
 		for (k = 0; k < (int) lengthof(kind_names); k++)
 			if (strcmp(kind, kind_names[k]) == 0)
 				break;
@@ -190,12 +181,12 @@ fill_rules(MemoryContext cxt, Oid owner)
 			if (elem_nulls[j])
 				continue;
 			p = &r->patterns[r->npatterns++];
-			p->text = copy_text(elems[j], &p->len);
+			p->text = ta_cache_text(elems[j], &p->len);
 			p->glob = memchr(p->text, '*', p->len) != NULL;
 		}
 		d = SPI_getbinval(tup, desc, 4, &isnull);
 		if (!isnull)
-			r->tenant = copy_text(d, &r->tenantlen);
+			r->tenant = ta_cache_text(d, &r->tenantlen);
 		r->threshold = DatumGetInt32(SPI_getbinval(tup, desc, 5, &isnull));
 		r->window_seconds = DatumGetInt32(SPI_getbinval(tup, desc, 6, &isnull));
 		if (r->kind == RK_BUSINESS_HOURS)

@@ -247,3 +247,13 @@ ta_cache_get(TaCache *cache, TaCacheFill fill)
 	cache->valid = (invalidations == cache->invalidations);
 	return data;
 }
+
+/* A text value copied for a cache's fill: its bytes, NUL-terminated, and its length. */
+char *
+ta_cache_text(Datum d, int *len)
+{
+	text	   *t = DatumGetTextPP(d);
+
+	*len = VARSIZE_ANY_EXHDR(t);
+	return pnstrdup(VARDATA_ANY(t), *len);
+}

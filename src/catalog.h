@@ -49,5 +49,6 @@ typedef struct TaCache
 
 typedef void *(*TaCacheFill) (MemoryContext cxt, Oid owner);
 extern void *ta_cache_get(TaCache *cache, TaCacheFill fill);
+extern char *ta_cache_text(Datum d, int *len);
 
 #endif							/* TA_CATALOG_H */

@@ -51,15 +51,6 @@ typedef struct OpenImpersonations
 
 static TaCache impersonation_cache = {.tables = {"impersonations"}};
 
-static char *
-copy_text(Datum d, int *len)
-{
-	text	   *t = DatumGetTextPP(d);
-
-	*len = VARSIZE_ANY_EXHDR(t);
-	return pnstrdup(VARDATA_ANY(t), *len);
-}
-
 /* ta_cache_get()'s fill */
 static void *
 fill_impersonations(MemoryContext cxt, Oid owner)
@@ -83,9 +74,9 @@ fill_impersonations(MemoryContext cxt, Oid owner)
 		Datum		d;
 
 		d = SPI_getbinval(tup, desc, 1, &isnull);
-		m->tenant = isnull ? NULL : copy_text(d, &m->tenantlen);
-		m->target = copy_text(SPI_getbinval(tup, desc, 2, &isnull), &m->targetlen);
-		m->admin = copy_text(SPI_getbinval(tup, desc, 3, &isnull), &m->adminlen);
+		m->tenant = isnull ? NULL : ta_cache_text(d, &m->tenantlen);
+		m->target = ta_cache_text(SPI_getbinval(tup, desc, 2, &isnull), &m->targetlen);
+		m->admin = ta_cache_text(SPI_getbinval(tup, desc, 3, &isnull), &m->adminlen);
 		m->started_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 4, &isnull));
 		m->expires_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 5, &isnull));
 	}

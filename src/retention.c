@@ -116,15 +116,6 @@ char_length(const char *s, int len)
 	return pg_mbstrlen_with_len(s, len);
 }
 
-static char *
-copy_text(Datum d, int *len)
-{
-	text	   *t = DatumGetTextPP(d);
-
-	*len = VARSIZE_ANY_EXHDR(t);
-	return pnstrdup(VARDATA_ANY(t), *len);
-}
-
 /* applies_to as an index in ta_audit_tables (-1: none, covers no row) */
 static int
 table_of(const char *applies_to)
@@ -159,7 +150,7 @@ load_policies(Retention *r, Oid owner, MemoryContext cxt)
 		bool	   *elem_nulls;
 		int			nelems;
 
-		p->name = copy_text(SPI_getbinval(tup, desc, 1, &isnull), &p->namelen);
+		p->name = ta_cache_text(SPI_getbinval(tup, desc, 1, &isnull), &p->namelen);
 		p->table = table_of(TextDatumGetCString(SPI_getbinval(tup, desc, 2, &isnull)));
 		p->is_default = DatumGetBool(SPI_getbinval(tup, desc, 3, &isnull));
 		p->days = DatumGetInt32(SPI_getbinval(tup, desc, 4, &isnull));
@@ -174,7 +165,7 @@ load_policies(Retention *r, Oid owner, MemoryContext cxt)
 			if (elem_nulls[j])	/* matches nothing, in SQL too */
 				continue;
 			m = &p->matches[p->nmatches++];
-			m->text = copy_text(elems[j], &m->len);
+			m->text = ta_cache_text(elems[j], &m->len);
 			m->chars = char_length(m->text, m->len);
 			m->pattern = memchr(m->text, '*', m->len) != NULL;
 		}
@@ -202,8 +193,8 @@ load_overrides(Retention *r, Oid owner, MemoryContext cxt)
 		bool		isnull;
 		int			len;
 
-		o->policy = copy_text(SPI_getbinval(tup, desc, 1, &isnull), &len);
-		o->tenant = copy_text(SPI_getbinval(tup, desc, 2, &isnull), &o->tenantlen);
+		o->policy = ta_cache_text(SPI_getbinval(tup, desc, 1, &isnull), &len);
+		o->tenant = ta_cache_text(SPI_getbinval(tup, desc, 2, &isnull), &o->tenantlen);
 		o->days = DatumGetInt32(SPI_getbinval(tup, desc, 3, &isnull));
 	}
 	MemoryContextSwitchTo(spicxt);
