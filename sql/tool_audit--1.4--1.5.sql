@@ -3704,6 +3704,25 @@ GRANT EXECUTE ON FUNCTION
     tool_audit.row_as_of(regclass, jsonb, timestamptz)
     TO tool_audit_reader, tool_audit_admin;
 
+-- tool_usage counts a call begun and ended once: its columns stay, its query
+-- changes; dropped and created again (as a fresh install creates it) so that
+-- its rule and dependencies are those of a fresh install
+DROP VIEW tool_audit.tool_usage;
+CREATE VIEW tool_audit.tool_usage WITH (security_invoker = true) AS
+SELECT GROUPING(t.tenant_id) = 1 AS all_tenants,
+       t.tenant_id,
+       t.tool_name,
+       count(*) FILTER (WHERE t.call_phase IS DISTINCT FROM 'ended') AS total_calls,
+       round(count(*) FILTER (WHERE t.success)::numeric
+             / nullif(count(*) FILTER (WHERE t.call_phase IS DISTINCT FROM 'ended'), 0), 3) AS success_rate,
+       round(avg(t.duration_ms)::numeric, 1) AS avg_duration_ms,
+       round(max(t.duration_ms)::numeric, 1) AS max_duration_ms,
+       count(DISTINCT t.user_id) AS unique_users
+  FROM tool_audit.tool_calls t
+ GROUP BY GROUPING SETS ((t.tool_name), (t.tenant_id, t.tool_name));
+COMMENT ON VIEW tool_audit.tool_usage IS 'tool_stats() for every tool: over all visible tenants (all_tenants) and per tenant (a call begun and ended counts once)';
+GRANT SELECT ON tool_audit.tool_usage TO tool_audit_reader, tool_audit_admin;
+
 -- The final text of functions and views that more than one 1.5 change replaced
 -- (each change above replaced them in turn): as in sql/install, word for word
 
@@ -3868,6 +3887,37 @@ $$;
 
 COMMENT ON FUNCTION tool_audit.set_retention_policy(text, integer, text[], text, text) IS
     'Creates or changes a retention policy (never under the floor) and records it as a tool_audit.retention.policy admin event';
+
+CREATE OR REPLACE FUNCTION tool_audit.tool_stats(tool_name text) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    stats jsonb;
+BEGIN
+    -- a call begun and ended is one call: its started row counts it, its
+    -- ended row carries the outcome and duration (a started row has none)
+    SELECT CASE WHEN count(*) FILTER (WHERE t.call_phase IS DISTINCT FROM 'ended') = 0
+        THEN jsonb_build_object('tool', $1, 'total_calls', 0)
+        ELSE jsonb_build_object(
+            'tool', $1,
+            'total_calls', count(*) FILTER (WHERE t.call_phase IS DISTINCT FROM 'ended'),
+            'success_rate', round(count(*) FILTER (WHERE t.success)::numeric
+                                  / count(*) FILTER (WHERE t.call_phase IS DISTINCT FROM 'ended'), 3),
+            'avg_duration_ms', round(avg(t.duration_ms)::numeric, 1),
+            'max_duration_ms', round(max(t.duration_ms)::numeric, 1),
+            'unique_users', count(DISTINCT t.user_id))
+        END
+      FROM tool_audit.tool_calls t
+     WHERE t.tool_name = tool_audit.required_arg($1, 'tool_name'::pg_catalog.text)
+      INTO stats;
+    PERFORM tool_audit.record_read('tool_stats', jsonb_build_object('tool_name', $1), 1);
+    RETURN stats;
+END
+$$;
+
+COMMENT ON FUNCTION tool_audit.tool_stats(text) IS
+    'One tool''s call count (a call begun and ended counts once), success rate, average and maximum duration and distinct users, as JSON';
 
 CREATE OR REPLACE FUNCTION tool_audit.conversation_timeline(conversation_id text) RETURNS SETOF text
 LANGUAGE plpgsql VOLATILE

@@ -233,12 +233,15 @@ AS $$
 DECLARE
     stats jsonb;
 BEGIN
-    SELECT CASE WHEN count(*) = 0
+    -- a call begun and ended is one call: its started row counts it, its
+    -- ended row carries the outcome and duration (a started row has none)
+    SELECT CASE WHEN count(*) FILTER (WHERE t.call_phase IS DISTINCT FROM 'ended') = 0
         THEN jsonb_build_object('tool', $1, 'total_calls', 0)
         ELSE jsonb_build_object(
             'tool', $1,
-            'total_calls', count(*),
-            'success_rate', round(count(*) FILTER (WHERE t.success)::numeric / count(*), 3),
+            'total_calls', count(*) FILTER (WHERE t.call_phase IS DISTINCT FROM 'ended'),
+            'success_rate', round(count(*) FILTER (WHERE t.success)::numeric
+                                  / count(*) FILTER (WHERE t.call_phase IS DISTINCT FROM 'ended'), 3),
             'avg_duration_ms', round(avg(t.duration_ms)::numeric, 1),
             'max_duration_ms', round(max(t.duration_ms)::numeric, 1),
             'unique_users', count(DISTINCT t.user_id))
@@ -251,7 +254,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION tool_audit.tool_stats(text) IS
-    'One tool''s call count, success rate, average and maximum duration and distinct users, as JSON';
+    'One tool''s call count (a call begun and ended counts once), success rate, average and maximum duration and distinct users, as JSON';
 
 -- the same figures for every tool: one row per tool over every tenant the
 -- caller sees (all_tenants), and one per tenant and tool
@@ -259,14 +262,15 @@ CREATE VIEW tool_audit.tool_usage WITH (security_invoker = true) AS
 SELECT GROUPING(t.tenant_id) = 1 AS all_tenants,
        t.tenant_id,
        t.tool_name,
-       count(*) AS total_calls,
-       round(count(*) FILTER (WHERE t.success)::numeric / count(*), 3) AS success_rate,
+       count(*) FILTER (WHERE t.call_phase IS DISTINCT FROM 'ended') AS total_calls,
+       round(count(*) FILTER (WHERE t.success)::numeric
+             / nullif(count(*) FILTER (WHERE t.call_phase IS DISTINCT FROM 'ended'), 0), 3) AS success_rate,
        round(avg(t.duration_ms)::numeric, 1) AS avg_duration_ms,
        round(max(t.duration_ms)::numeric, 1) AS max_duration_ms,
        count(DISTINCT t.user_id) AS unique_users
   FROM tool_audit.tool_calls t
  GROUP BY GROUPING SETS ((t.tool_name), (t.tenant_id, t.tool_name));
-COMMENT ON VIEW tool_audit.tool_usage IS 'tool_stats() for every tool: over all visible tenants (all_tenants) and per tenant';
+COMMENT ON VIEW tool_audit.tool_usage IS 'tool_stats() for every tool: over all visible tenants (all_tenants) and per tenant (a call begun and ended counts once)';
 
 -- [Turn 3] (cross mark) update_order_status({...}) (arrow) {...} [38ms]; marks in UTF-8 databases only
 CREATE FUNCTION tool_audit.conversation_timeline(conversation_id text) RETURNS SETOF text

@@ -171,3 +171,11 @@ RESET ROLE;
 
 -- everything verifies
 SELECT * FROM tool_audit.verify();
+
+-- a call begun and ended counts once in the tool statistics, with its outcome
+SELECT tool_audit.begin_call('stats_tool', '{}', '{"tenant_id": "acme"}') AS stats_call \gset
+SELECT (tool_audit.end_call(:'stats_call', '{"status": "ok"}', 10)).success;
+SELECT tool_audit.begin_call('stats_tool', '{}', '{"tenant_id": "acme"}') IS NOT NULL AS never_ended;
+SELECT (tool_audit.log_call('stats_tool', '{}', '{"error": "no"}', 5, '{"tenant_id": "acme"}')).success;
+SELECT tool_audit.tool_stats('stats_tool') - 'avg_duration_ms' - 'max_duration_ms' AS stats;
+SELECT total_calls, success_rate, avg_duration_ms FROM tool_audit.tool_usage WHERE all_tenants AND tool_name = 'stats_tool';
