@@ -83,11 +83,13 @@ SELECT * FROM tool_audit.verify_digest(:'d');
 -- a digest naming a table that is not an audit table is refused
 SELECT regress_try(format($$SELECT * FROM tool_audit.verify_digest(%L)$$,
        jsonb_set(:'d'::jsonb, '{heads,0,table}', '"data_change"')));
--- a head of data_changes the table no longer reaches is reported
+-- a head of data_changes the table no longer reaches is reported (the edited
+-- digest's signature no longer matches when the server signs digests)
 SELECT table_name, position, problem FROM tool_audit.verify_digest(
        jsonb_set(:'d'::jsonb, '{heads}', ((:'d'::jsonb)->'heads') || jsonb_build_array(jsonb_build_object(
            'chain', '12345', 'table', 'data_changes', 'tenant', null, 'retention_policy', null,
-           'lane', 0, 'position', 3, 'hash', repeat('ab', 32)))));
+           'lane', 0, 'position', 3, 'hash', repeat('ab', 32)))))
+ WHERE problem <> 'digest signature invalid';
 SELECT count(*) AS rows, count(*) FILTER (WHERE tool_audit.check_row(d) IS NULL) AS intact,
        bool_and(tool_audit.compute_row_hash(d) = d.row_hash) AS hashes
   FROM tool_audit.data_changes d;
