@@ -3318,13 +3318,15 @@ COMMENT ON FUNCTION tool_audit.track_change() IS
     'Trigger that tool_audit.track() installs on an application table: records each INSERT, UPDATE and DELETE (and refuses or records TRUNCATE) into data_changes';
 
 CREATE TABLE tool_audit.tracked_tables (
-    table_oid   oid PRIMARY KEY,
+    table_oid   regclass PRIMARY KEY,
     table_name  text NOT NULL,
     options     jsonb NOT NULL,
     tracked_at  timestamptz NOT NULL DEFAULT pg_catalog.now(),
     tracked_by  text NOT NULL
 );
 COMMENT ON TABLE tool_audit.tracked_tables IS 'The application tables track() installed its trigger on, with their options; written by track() and untrack() only';
+-- pg_dump keeps which tables are tracked (98_tracking_dump.sql)
+SELECT pg_catalog.pg_extension_config_dump('tool_audit.tracked_tables', '');
 
 -- track(): checks the options, then (re)creates the two triggers, always
 -- enabled (session_replication_role = replica does not skip them).  The

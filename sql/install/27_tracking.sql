@@ -11,7 +11,7 @@ COMMENT ON FUNCTION tool_audit.track_change() IS
     'Trigger that tool_audit.track() installs on an application table: records each INSERT, UPDATE and DELETE (and refuses or records TRUNCATE) into data_changes';
 
 CREATE TABLE tool_audit.tracked_tables (
-    table_oid   oid PRIMARY KEY,
+    table_oid   regclass PRIMARY KEY,
     table_name  text NOT NULL,
     options     jsonb NOT NULL,
     tracked_at  timestamptz NOT NULL DEFAULT pg_catalog.now(),

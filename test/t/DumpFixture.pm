@@ -16,7 +16,10 @@ our %same = (
 	events => q{SELECT md5(string_agg(e::text, '|' ORDER BY id)) FROM tool_audit.admin_events e},
 	pseudonym => q{SELECT tool_audit.pseudonymize('078-05-1120')},
 	# (1.5) row changes, as the tracking trigger writes them (as the owner)
-	changes => q{SELECT count(*) || ':' || md5(string_agg(d::text, '|' ORDER BY id)) FROM tool_audit.data_changes d});
+	changes => q{SELECT count(*) || ':' || md5(string_agg(d::text, '|' ORDER BY id)) FROM tool_audit.data_changes d},
+	# (1.5) which tables are tracked, and their triggers in place
+	tracking => q{SELECT string_agg(table_name || ' ' || options::text || ' ' || status, ',' ORDER BY table_name)
+	                FROM tool_audit.tracking_status()});
 
 # CREATE EXTENSION in $db of $node and record into it (the role app writes)
 sub fill_trail
@@ -44,6 +47,10 @@ sub fill_trail
 	         '{"plan": "pro"}', CASE WHEN g % 2 = 0 THEN 'acme' ELSE 'globex' END,
 	         (SELECT t.event_id FROM tool_audit.tool_calls t WHERE t.tool_name = 'lookup')
 	    FROM generate_series(1, 4) g;
+	-- a tracked application table, changed once outside any call
+	CREATE TABLE public.accounts (id int PRIMARY KEY, plan text, ssn text);
+	SELECT tool_audit.track('public.accounts', '{"exclude": ["ssn"]}');
+	INSERT INTO public.accounts VALUES (1, 'basic', '078-05-1120');
 	});
 	return;
 }
