@@ -71,6 +71,9 @@ class Durable(unittest.TestCase):
         self.assertEqual(phases, ["started", "ended"])
         self.assertEqual(changes(call.call_id), [])         # the change rolled back
         self.assertEqual(balance(1), 100)
+        # the tool's transaction, which the started row names, did not commit
+        self.assertEqual(query("SELECT caller_committed FROM tool_audit.calls WHERE call_id = %s",
+                               (call.call_id,)), [(False,)])
         self.assertEqual(call.logged.id, query(
             "SELECT id FROM tool_audit.tool_calls WHERE call_event_id = %s", (call.call_id,))[0][0])
         # the connection is usable, outside any transaction, tool_audit.call cleared
