@@ -165,6 +165,30 @@ class Durable(unittest.TestCase):
         self.assertEqual(ran, [])
         self.assertEqual(self.conn.info.transaction_status, psycopg.pq.TransactionStatus.IDLE)
 
+    def test_an_end_that_fails(self):
+        # the tool ends its own call first: the block's end_call() is then a
+        # second end (23505). Fail-closed: AuditError, the tool's change
+        # rolled back; fail-open: reported, the change committed
+        def ended_twice(audit, account):
+            with audit.call("debit", {"account": account}, durable=True) as call:
+                self.conn.execute("UPDATE accounts SET balance = 1 WHERE id = %s", (account,))
+                self.conn.execute("SELECT tool_audit.end_call(%s, '{}')", (call.call_id,))
+            return call
+
+        with self.assertRaises(AuditError) as cm:
+            ended_twice(self.audit, 16)
+        self.assertEqual(cm.exception.__cause__.sqlstate, "23505")
+        self.assertEqual(balance(16), 100)
+        self.assertEqual(self.conn.info.transaction_status, psycopg.pq.TransactionStatus.IDLE)
+
+        errors = []
+        audit = AuditLogger(connection=self.conn, fail_open=True,
+                            on_error=lambda err, rec: errors.append(err.sqlstate))
+        call = ended_twice(audit, 17)
+        self.assertEqual((audit.unlogged, errors, call.logged), (1, ["23505"], None))
+        self.assertEqual(balance(17), 1)
+        self.assertEqual(len(changes(call.call_id)), 1)
+
     def test_fail_open_runs_the_tool_unlinked(self):
         errors = []
         audit = AuditLogger(connection=self.conn, fail_open=True,

@@ -172,3 +172,31 @@ test("fail-closed: a start that cannot be recorded stops the tool; fail-open run
                      [{ call_event_id: null }]);
   } finally { await client.end(); }
 });
+
+test("an end that fails: fail-closed rolls the tool back, fail-open commits it", async () => {
+  // the tool ends its own call first: durableCall()'s end_call() is then a second end (23505)
+  const client = new Client(cluster.config);
+  await client.connect();
+  const endedTwice = (audit: AuditLogger, account: number) =>
+    audit.durableCall("debit", { account }, async (db, id) => {
+      await db.query("UPDATE accounts SET balance = 1 WHERE id = $1", [account]);
+      await db.query("SELECT tool_audit.end_call($1, '{}')", [id]);
+      return id;
+    });
+  try {
+    const closed = new AuditLogger(null, { queryable: client, transactional: true });
+    const err = await endedTwice(closed, 16).then(() => null, (e) => e);
+    assert.ok(err instanceof AuditError, String(err));
+    assert.equal((err.cause as { code?: string }).code, "23505");
+    assert.equal(await balance(16), 100);
+    assert.equal(client.getTransactionStatus(), "I");
+
+    const codes: unknown[] = [];
+    const open = new AuditLogger(null, { queryable: client, transactional: true, failOpen: true,
+                                         onError: (e) => codes.push((e as { code?: string }).code) });
+    const id = await endedTwice(open, 17);
+    assert.deepEqual([open.unlogged, codes], [1, ["23505"]]);
+    assert.equal(await balance(17), 1);
+    assert.equal((await changes(id!)).length, 1);
+  } finally { await client.end(); }
+});
