@@ -3,6 +3,9 @@ two rows survive the tool's rollback, and the tool's tracked row changes
 carry the call's id (tests/cluster.py starts the cluster)."""
 
 import asyncio
+import os
+import subprocess
+import sys
 import unittest
 
 import psycopg
@@ -11,6 +14,7 @@ from tool_audit_client import AsyncAuditLogger, AuditError, AuditLogger
 
 from cluster import Cluster
 
+HERE = os.path.dirname(os.path.abspath(__file__))
 cluster = None
 
 
@@ -243,6 +247,24 @@ class AsyncDurable(unittest.TestCase):
                                 ("14", True, "ended", 1)])
         self.assertEqual((balance(12), balance(13), balance(14)), (105, 100, 1))
         self.assertEqual(call_state(last)[1], ["started", "ended"])
+
+
+class DurableExample(unittest.TestCase):
+    def test_durable_agent_loop_example(self):
+        out = subprocess.run([sys.executable,
+                              os.path.join(HERE, "..", "examples", "durable_agent_loop.py")],
+                             env={**os.environ, "TOOL_AUDIT_DSN": cluster.conninfo},
+                             capture_output=True, text=True, timeout=120)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertIn("answer:", out.stdout)
+        rows = query("SELECT c.tool_call_id, c.state, c.success, count(d.id) "
+                     "FROM tool_audit.calls c LEFT JOIN tool_audit.data_changes d "
+                     "ON d.call_event_id = c.call_id "
+                     "WHERE c.conversation_id = 'example_conv_durable' "
+                     "GROUP BY 1, 2, 3, c.id ORDER BY c.id")
+        self.assertEqual(rows, [("call_d1", "ended", False, 0), ("call_d2", "ended", True, 1)])
+        self.assertEqual(query("SELECT id, status FROM example_orders ORDER BY id"),
+                         [("o_1", "cancelled"), ("o_2", "delivered")])
 
 
 if __name__ == "__main__":

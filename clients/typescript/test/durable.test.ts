@@ -2,6 +2,8 @@
 // against a real cluster: the call's two rows survive the tool's rollback,
 // and the tool's tracked row changes carry the call's id.
 import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { Client, Pool } from "pg";
 import { AuditError, AuditLogger, LoggedCall } from "../src/index";
@@ -199,4 +201,19 @@ test("an end that fails: fail-closed rolls the tool back, fail-open commits it",
     assert.equal(await balance(17), 1);
     assert.equal((await changes(id!)).length, 1);
   } finally { await client.end(); }
+});
+
+test("the durable agent loop example runs", async () => {
+  const out = execFileSync(process.execPath, [join(__dirname, "..", "examples", "durable-agent-loop.js")],
+    { env: { ...process.env, TOOL_AUDIT_DSN: cluster.connectionString }, encoding: "utf8" });
+  assert.match(out, /answer:/);
+  assert.deepEqual(await query(
+    "SELECT c.tool_call_id, c.state, c.success, count(d.id)::int AS changes FROM tool_audit.calls c " +
+    "LEFT JOIN tool_audit.data_changes d ON d.call_event_id = c.call_id " +
+    "WHERE c.conversation_id = 'example_conv_durable_ts' GROUP BY 1, 2, 3, c.id ORDER BY c.id"), [
+    { tool_call_id: "call_d1", state: "ended", success: false, changes: 0 },
+    { tool_call_id: "call_d2", state: "ended", success: true, changes: 1 },
+  ]);
+  assert.deepEqual(await query("SELECT id, status FROM example_orders_ts ORDER BY id"),
+                   [{ id: "o_1", status: "cancelled" }, { id: "o_2", status: "delivered" }]);
 });
