@@ -3,7 +3,9 @@
 AuditLogger (each call committed before it returns), AsyncAuditLogger (the
 same with asyncio), BatchLogger (a bounded queue written in batches by a
 background thread), verify_export() (the links of a JSONL export
-recomputed). See README.md.
+recomputed). call(..., durable=True) and tool(durable=True) record a call
+with begin_call() and end_call() around a transaction on the tool's
+connection: it survives the tool's rollback. See README.md.
 """
 
 from ._async import AsyncAuditLogger

@@ -1,14 +1,15 @@
 """The asyncio logger: AuditLogger's shape on psycopg's AsyncConnection."""
 
 import asyncio
+import contextlib
 import functools
 from typing import Any, Optional
 
 import psycopg
 
-from ._record import (LOG_CALL_SQL, LOG_EVENT_SQL, CallRecord, ContextArg, LoggedCall,
+from ._record import (BEGIN_CALL_SQL, END_CALL_SQL, LOG_CALL_SQL, LOG_EVENT_SQL, CallRecord, ContextArg, LoggedCall,
                       bound_arguments, is_event_id_conflict, jsonb, resolve_context)
-from ._sync import ToolCall, _Recorder
+from ._sync import ToolCall, _logged_end, _Recorder
 
 
 class AsyncAuditLogger(_Recorder):
@@ -17,7 +18,8 @@ class AsyncAuditLogger(_Recorder):
     returns), or AsyncAuditLogger(connection=aconn, transactional=True) inside
     your transactions. `async with logger.call(...)`, `@logger.tool()` on
     coroutine functions, `await logger.log_call(...)`. fail_open as in
-    AuditLogger."""
+    AuditLogger; durable=True as in AuditLogger.call(), on an
+    AsyncConnection."""
 
     def __init__(self, *, connection=None, conninfo: Optional[str] = None,
                  transactional: bool = False, context: ContextArg = None,
@@ -81,10 +83,21 @@ class AsyncAuditLogger(_Recorder):
                                                   jsonb(dict(context or {}))))
         return LoggedCall(row[0], row[1]) if row else None
 
-    def call(self, tool_name: str, arguments: Any = None, context: ContextArg = None):
-        return _AsyncCallBlock(self, tool_name, arguments, resolve_context(self.context, context))
+    def call(self, tool_name: str, arguments: Any = None, context: ContextArg = None, *,
+             durable: bool = False, connection=None):
+        ctx = resolve_context(self.context, context)
+        if durable:
+            return _async_durable_block(self, ToolCall(tool_name, arguments, ctx),
+                                        self._durable_connection(connection))
+        return _AsyncCallBlock(self, tool_name, arguments, ctx)
 
-    def tool(self, name: Optional[str] = None, context: ContextArg = None):
+    def _callers_connection(self):
+        return None if self._own else self._conn
+
+    def tool(self, name: Optional[str] = None, context: ContextArg = None, *,
+             durable: bool = False, connection=None):
+        opts = {"durable": durable, "connection": connection} if durable else {}
+
         def wrap(fn):
             if not asyncio.iscoroutinefunction(fn):
                 raise TypeError("AsyncAuditLogger.tool() wraps coroutine functions")
@@ -92,7 +105,8 @@ class AsyncAuditLogger(_Recorder):
 
             @functools.wraps(fn)
             async def inner(*args, **kwargs):
-                async with self.call(tool_name, bound_arguments(fn, args, kwargs), context) as c:
+                async with self.call(tool_name, bound_arguments(fn, args, kwargs), context,
+                                     **opts) as c:
                     c.result = await fn(*args, **kwargs)
                     return c.result
             return inner
@@ -126,3 +140,48 @@ class _AsyncCallBlock:
         except Exception as err:  # noqa: BLE001
             self._recorder._handle_failure(err, record, exc)
         return False
+
+
+@contextlib.asynccontextmanager
+async def _async_durable_block(recorder: AsyncAuditLogger, call: ToolCall, conn):
+    """_sync._durable_block on an AsyncConnection: the same steps and the
+    same fail-open / fail-closed behaviour."""
+    call.connection = conn
+    call._start()
+    begin = call._record(None)
+    ended = False
+    try:
+        async with conn.transaction():
+            try:
+                if recorder.fail_open:
+                    async with conn.transaction():
+                        cur = await conn.execute(BEGIN_CALL_SQL, begin.begin_params())
+                else:
+                    cur = await conn.execute(BEGIN_CALL_SQL, begin.begin_params())
+                call._begun(begin, (await cur.fetchone())[0])
+            except Exception as err:  # noqa: BLE001 - fail-closed raises, the tool unrun
+                recorder._handle_failure(err, begin)
+            yield call
+            if call.call_id is not None:
+                ended = True
+                record = call._record(None)
+                try:
+                    if recorder.fail_open:
+                        async with conn.transaction():
+                            cur = await conn.execute(END_CALL_SQL, record.end_params(call.call_id))
+                    else:
+                        cur = await conn.execute(END_CALL_SQL, record.end_params(call.call_id))
+                    call.logged = _logged_end(await cur.fetchone())
+                except Exception as err:  # noqa: BLE001
+                    recorder._handle_failure(err, record)
+    except BaseException as exc:
+        if call.call_id is None or ended:
+            raise
+        record = call._record(exc)
+        try:
+            async with conn.transaction():
+                cur = await conn.execute(END_CALL_SQL, record.end_params(call.call_id))
+                call.logged = _logged_end(await cur.fetchone())
+        except Exception as err:  # noqa: BLE001
+            recorder._handle_failure(err, record, exc)
+        raise

@@ -18,6 +18,11 @@ from psycopg.types.json import Jsonb
 LOG_CALL_SQL = ("SELECT id, event_id::text, recorded_at < statement_timestamp() "
                 "FROM tool_audit.log_call(%s, %s, %s, %s, %s)")
 LOG_EVENT_SQL = "SELECT id, event_id::text FROM tool_audit.log_event(%s, %s, %s, %s)"
+# the begin/end pattern (1.5, doc/recording.md "Calls that survive rollback"):
+# each half written autonomously (committed whatever the caller's transaction
+# does); begin_call() sets tool_audit.call for the rest of the transaction
+BEGIN_CALL_SQL = "SELECT tool_audit.begin_call(%s, %s, %s)::text"
+END_CALL_SQL = "SELECT id, event_id::text FROM tool_audit.end_call(%s::uuid, %s, %s)"
 
 # A tool's values are not always JSON-ready (datetime, Decimal, UUID): they are
 # written as their str() rather than failing the audit of the call.
@@ -112,6 +117,16 @@ class CallRecord:
             arguments = {"value": list(arguments) if isinstance(arguments, tuple) else arguments}
         return (self.tool_name, jsonb(arguments), jsonb(self.result), duration,
                 jsonb(self.context))
+
+    def begin_params(self) -> tuple:
+        """begin_call()'s parameters: tool name, arguments, context."""
+        tool_name, arguments, _, _, context = self.params()
+        return (tool_name, arguments, context)
+
+    def end_params(self, call_id: str) -> tuple:
+        """end_call()'s parameters: the call, result, duration."""
+        _, _, result, duration, _ = self.params()
+        return (call_id, result, duration)
 
 
 @dataclass(frozen=True)

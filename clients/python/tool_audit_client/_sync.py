@@ -2,6 +2,7 @@
 call returns (its own autocommit connection), or inside the caller's
 transaction when asked for explicitly."""
 
+import contextlib
 import functools
 import inspect
 import logging
@@ -11,7 +12,7 @@ from typing import Any, Callable, Optional
 
 import psycopg
 
-from ._record import (LOG_CALL_SQL, LOG_EVENT_SQL, CallRecord, ContextArg, LoggedCall,
+from ._record import (BEGIN_CALL_SQL, END_CALL_SQL, LOG_CALL_SQL, LOG_EVENT_SQL, CallRecord, ContextArg, LoggedCall,
                       bound_arguments, failure_result, is_event_id_conflict, jsonb,
                       resolve_context, utc_now_iso)
 
@@ -32,7 +33,12 @@ class AuditError(Exception):
 class ToolCall:
     """The handle of `with logger.call(...) as call:`. Set call.result to what
     the tool returned; after the block, call.logged holds the stored row's id
-    and event_id (None when fail-open swallowed a logging error)."""
+    and event_id (None when fail-open swallowed a logging error).
+
+    With durable=True: call.call_id is the call's id (begin_call()'s uuid, as
+    a string; tool_audit.calls.call_id, data_changes.call_event_id) once the
+    start is recorded, call.connection the connection whose transaction the
+    block runs in, and call.logged the ended row (end_call())."""
 
     def __init__(self, tool_name: str, arguments: Any, context: dict):
         self.tool_name = tool_name
@@ -40,6 +46,8 @@ class ToolCall:
         self.context = context
         self.result: Any = None
         self.logged: Any = None
+        self.call_id: Optional[str] = None
+        self.connection: Any = None
         self._start()
 
     def _start(self):
@@ -53,6 +61,11 @@ class ToolCall:
         if "started_at" not in context:
             context = {**context, "started_at": self._started_at}
         return CallRecord(self.tool_name, self.arguments, result, duration, context)
+
+    def _begun(self, begin: CallRecord, call_id: str):
+        # the end's record (failure reports) names the call's own event_id
+        self.call_id = call_id
+        self.context = {**begin.context, "event_id": call_id}
 
 
 class _Recorder:
@@ -77,14 +90,44 @@ class _Recorder:
         raise AuditError(f"tool call {record.tool_name!r} (event_id {record.event_id}) "
                          f"was not recorded: {err}", record, tool_exc) from err
 
-    def call(self, tool_name: str, arguments: Any = None, context: ContextArg = None):
+    def call(self, tool_name: str, arguments: Any = None, context: ContextArg = None, *,
+             durable: bool = False, connection=None):
         """Context manager: times the block, logs the call when it ends (a
-        failure with the exception's message if it raised, re-raised)."""
-        return _CallBlock(self, tool_name, arguments, resolve_context(self.context, context))
+        failure with the exception's message if it raised, re-raised).
 
-    def tool(self, name: Optional[str] = None, context: ContextArg = None):
+        durable=True: the begin/end pattern (see _durable_block): the block
+        runs in a transaction on `connection` (or the logger's own
+        connection=...), begin_call() first, end_call() after."""
+        ctx = resolve_context(self.context, context)
+        if durable:
+            return _durable_block(self, ToolCall(tool_name, arguments, ctx),
+                                  self._durable_connection(connection))
+        return _CallBlock(self, tool_name, arguments, ctx)
+
+    def _callers_connection(self):
+        """The connection the caller gave the logger (None: none, or the
+        logger's own)."""
+        return None
+
+    def _durable_connection(self, connection):
+        if callable(connection):
+            connection = connection()
+        if connection is None:
+            connection = self._callers_connection()
+        if connection is None:
+            raise ValueError("durable=True runs the tool in a transaction on the connection its "
+                             "SQL uses: pass connection=... (or build the logger with "
+                             "connection=...)")
+        return connection
+
+    def tool(self, name: Optional[str] = None, context: ContextArg = None, *,
+             durable: bool = False, connection=None):
         """Decorator: logs every call of the function with its bound
-        arguments as a JSON object and its return value as the result."""
+        arguments as a JSON object and its return value as the result.
+        durable and connection as in call() (connection may be a function
+        that returns it, called per call)."""
+        opts = {"durable": durable, "connection": connection} if durable else {}
+
         def wrap(fn):
             tool_name = name or fn.__name__
 
@@ -94,14 +137,16 @@ class _Recorder:
                 # loop; BatchLogger with on_full="raise" only queues it)
                 @functools.wraps(fn)
                 async def ainner(*args, **kwargs):
-                    with self.call(tool_name, bound_arguments(fn, args, kwargs), context) as c:
+                    with self.call(tool_name, bound_arguments(fn, args, kwargs), context,
+                                   **opts) as c:
                         c.result = await fn(*args, **kwargs)
                         return c.result
                 return ainner
 
             @functools.wraps(fn)
             def inner(*args, **kwargs):
-                with self.call(tool_name, bound_arguments(fn, args, kwargs), context) as c:
+                with self.call(tool_name, bound_arguments(fn, args, kwargs), context,
+                               **opts) as c:
                     c.result = fn(*args, **kwargs)
                     return c.result
             return inner
@@ -124,6 +169,73 @@ class _CallBlock:
         except Exception as err:  # noqa: BLE001 - reported or raised per fail_open
             self._recorder._handle_failure(err, record, exc)
         return False               # the tool's exception, if any, propagates
+
+
+def _logged_end(row) -> LoggedCall:
+    return LoggedCall(row[0], row[1])
+
+
+@contextlib.contextmanager
+def _durable_block(recorder: _Recorder, call: ToolCall, conn):
+    """The begin/end pattern on the tool's own connection:
+
+        transaction (BEGIN, or a savepoint inside the caller's transaction)
+          begin_call()   autonomous: the started row is committed at once, and
+                         tool_audit.call names the call for the transaction
+          the block      the tool's SQL: tracked row changes carry the call
+          end_call()     autonomous: the ended row, with the result
+        COMMIT (or RELEASE)
+
+    When the block raises: ROLLBACK (the tool's changes go), then end_call()
+    with the failure (in a transaction of its own, or a savepoint), and the
+    exception propagates. Both rows stay either way.
+
+    Fail-closed: a start that cannot be recorded raises AuditError before the
+    tool runs; an end that cannot be recorded raises AuditError and the
+    tool's transaction is rolled back (its started row stays: "never_ended"
+    in tool_audit.calls). Fail-open: the tool runs and commits as usual
+    (begin_call() and end_call() in savepoints, so that their failure leaves
+    the tool's transaction usable), the failure is reported and counted."""
+    call.connection = conn
+    call._start()
+    begin = call._record(None)
+    ended = False
+    try:
+        with conn.transaction():
+            try:
+                if recorder.fail_open:
+                    with conn.transaction():
+                        row = conn.execute(BEGIN_CALL_SQL, begin.begin_params()).fetchone()
+                else:
+                    row = conn.execute(BEGIN_CALL_SQL, begin.begin_params()).fetchone()
+                call._begun(begin, row[0])
+            except Exception as err:  # noqa: BLE001 - fail-closed raises, the tool unrun
+                recorder._handle_failure(err, begin)
+            yield call
+            if call.call_id is not None:
+                ended = True
+                record = call._record(None)
+                try:
+                    if recorder.fail_open:
+                        with conn.transaction():
+                            row = conn.execute(END_CALL_SQL,
+                                               record.end_params(call.call_id)).fetchone()
+                    else:
+                        row = conn.execute(END_CALL_SQL, record.end_params(call.call_id)).fetchone()
+                    call.logged = _logged_end(row)
+                except Exception as err:  # noqa: BLE001
+                    recorder._handle_failure(err, record)
+    except BaseException as exc:
+        if call.call_id is None or ended:
+            raise       # not begun, or the end (or the COMMIT after it) failed
+        record = call._record(exc)
+        try:
+            with conn.transaction():    # after the ROLLBACK
+                call.logged = _logged_end(
+                    conn.execute(END_CALL_SQL, record.end_params(call.call_id)).fetchone())
+        except Exception as err:  # noqa: BLE001
+            recorder._handle_failure(err, record, exc)
+        raise
 
 
 class AuditLogger(_Recorder):
@@ -167,6 +279,9 @@ class AuditLogger(_Recorder):
                     "transactions, or give a conninfo for a connection of its own")
             self._own = False
             self._conn = connection
+
+    def _callers_connection(self):
+        return None if self._own else self._conn
 
     def _connect(self):
         self._conn = psycopg.connect(self._conninfo, autocommit=True,

@@ -55,6 +55,14 @@ export const LOG_EVENT_SQL =
   "SELECT id::text AS id, event_id::text AS event_id " +
   "FROM tool_audit.log_event($1, $2, $3::jsonb, $4::jsonb)";
 
+// the begin/end pattern (1.5, doc/recording.md "Calls that survive rollback"):
+// each half written autonomously (committed whatever the caller's transaction
+// does); begin_call() sets tool_audit.call for the rest of the transaction
+export const BEGIN_CALL_SQL =
+  "SELECT tool_audit.begin_call($1, $2::jsonb, $3::jsonb)::text AS call_id";
+export const END_CALL_SQL =
+  "SELECT id::text AS id, event_id::text AS event_id FROM tool_audit.end_call($1::uuid, $2::jsonb, $3)";
+
 /** JSON text for a jsonb parameter: objects and arrays alike; a BigInt as
  *  its decimal string; undefined and null as SQL NULL. */
 export function jsonText(value: unknown): string | null {
@@ -108,6 +116,18 @@ export function recordParams(r: CallRecord): unknown[] {
   }
   const duration = r.durationMs === null ? null : Math.round(r.durationMs * 1000) / 1000;
   return [r.toolName, jsonText(args), jsonText(r.result), duration, jsonText(r.context)];
+}
+
+/** begin_call()'s parameters: tool name, arguments, context. */
+export function beginParams(r: CallRecord): unknown[] {
+  const p = recordParams(r);
+  return [p[0], p[1], p[4]];
+}
+
+/** end_call()'s parameters: the call, result, duration. */
+export function endParams(r: CallRecord, callId: string): unknown[] {
+  const p = recordParams(r);
+  return [callId, p[2], p[3]];
 }
 
 /** The result logged for a tool that threw: log_call() reads "success":
