@@ -118,10 +118,11 @@ like($out, qr/^0 valid, 2 invalid$/m, 'both broken resources are named') or diag
 $node->safe_psql('postgres', q{
 	SELECT count(tool_audit.log_call('lookup_' || k, jsonb_build_object('id', g), '{"success": true}', g,
 	    jsonb_strip_nulls(jsonb_build_object(
-	        'tenant_id', 'tenant_' || g % 3, 'user_id', 'usr_' || g % 4, 'tool_call_id', 'kc_' || g,
+	        'tenant_id', 'tenant_' || g % 3, 'user_id', 'usr_' || g % 4, 'tool_call_id', 'kc_' || k || '_' || g,
 	        'subject_id', k || '_' || g % 5, 'subject_type', CASE WHEN k <> 'unknown' THEN k END,
 	        'purpose', CASE WHEN g % 7 = 0 THEN 'emergency' ELSE 'support' END,
-	        'break_glass', CASE WHEN g % 5 = 0 THEN true END))))
+	        'break_glass', CASE WHEN g % 5 = 0 THEN true END,
+	        'break_glass_reason', CASE WHEN g % 5 = 0 THEN 'emergency ' || g END))))
 	  FROM generate_series(1, 30) g,
 	       unnest(ARRAY['patient', 'customer', 'employee', 'organization', 'order', 'unknown']) k;
 	SELECT count(tool_audit.log_event(
@@ -139,17 +140,20 @@ my $kinds = $node->safe_psql('postgres', q{
 	SELECT r FROM tool_audit.export_fhir('-infinity', 'infinity') r WHERE r->'subtype'->0->>'code' LIKE 'lookup\_%'
 	UNION ALL
 	SELECT r FROM tool_audit.export_fhir_admin_events('-infinity', 'infinity') r
+	 WHERE r->'subtype'->0->>'code' <> 'audit.read'
 	UNION ALL
 	SELECT tool_audit.fhir_audit_event(jsonb_populate_record(t, jsonb_build_object('impersonated_by', 'adm_' || t.id)))
 	  FROM tool_audit.tool_calls t WHERE t.tool_name LIKE 'lookup\_%' AND t.id % 10 = 0
 	UNION ALL
 	SELECT tool_audit.fhir_admin_event(jsonb_populate_record(e, jsonb_build_object('impersonated_by', 'adm_x')))
-	  FROM tool_audit.admin_events e});
+	  FROM tool_audit.admin_events e WHERE e.event_type <> 'audit.read'});
 my @kinds = split /\n/, $kinds;
 my ($admin_count, $kinds_expected) = split /\|/, $node->safe_psql('postgres', q{
 	SELECT (SELECT count(*) FROM tool_audit.admin_events),
 	       (SELECT count(*) + count(*) FILTER (WHERE id % 10 = 0) FROM tool_audit.tool_calls WHERE tool_name LIKE 'lookup\_%')
-	       + 2 * (SELECT count(*) FROM tool_audit.admin_events)});
+	       + 2 * (SELECT count(*) FROM tool_audit.admin_events WHERE event_type <> 'audit.read')});
+# (the exports record who read the trail as audit.read events while they run:
+# those are left out on both sides, their number depends on the snapshot)
 cmp_ok($admin_count, '>=', 12, "admin events to export ($admin_count)");
 is(scalar @kinds, $kinds_expected, "calls of every kind of subject, admin events, impersonated ones: $kinds_expected resources");
 open $fh, '>:raw', "$base/kinds.ndjson" or die $!;

@@ -70,8 +70,8 @@ sub fire_event
 		ROLLBACK TO SAVEPOINT s;
 		COMMIT;});
 	$node->safe_psql('postgres',
-		q{INSERT INTO tool_audit.tool_calls (tool_name, tenant_id, user_id, success, break_glass)
-		  VALUES ('read_chart', 'acme', 'dr_house', true, true)},
+		q{INSERT INTO tool_audit.tool_calls (tool_name, tenant_id, user_id, success, break_glass, session_metadata)
+		  VALUES ('read_chart', 'acme', 'dr_house', true, true, '{"break_glass_reason": "patient unresponsive"}')},
 		extra_params => [ '-U', 'app_writer' ]);
 	wait_for('the notification', sub { $h->pump_nb; $out =~ /tool_audit_alerts \{/ });
 	$h->finish;
