@@ -4,7 +4,7 @@
 -- tenant row-level security, the exports, the DDL guard, holds,
 -- purge_expired() and erase_subject().  Change rows are inserted directly
 -- (as the tracking trigger would, as the owner).  In a database of its own
--- (the purge's counts are exact).  Tampering: test/t/024_data_changes.pl.
+-- (the purge's counts are exact).  Tampering: test/t/020_data_changes.pl.
 \set VERBOSITY terse
 SELECT current_database() AS regress_db \gset
 CREATE DATABASE regress_tool_audit_dc;
