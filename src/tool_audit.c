@@ -30,6 +30,7 @@
 #include "utils/varlena.h"
 
 #include "approval.h"
+#include "autonomous.h"
 #include "chain.h"
 #include "guard.h"
 #include "impersonation.h"
@@ -192,6 +193,7 @@ _PG_init(void)
 	ta_retention_init();		/* the test clock's settings */
 	ta_approval_init();			/* dual approval's settings */
 	ta_read_audit_init();		/* tool_audit.unrecorded_standby_reads */
+	ta_autonomous_init();		/* tool_audit.max_autonomous_workers */
 
 	MarkGUCPrefixReserved("tool_audit");
 
