@@ -127,6 +127,12 @@ check_call(char **newval, void **extra, GucSource source)
 		if (i == len)
 			return true;
 	}
+	/*
+	 * Our own message, not PostgreSQL's "invalid value for parameter ...:
+	 * <value>": an application that puts something else than a call's id
+	 * here (a token, a prompt) must not find it in the error and the log.
+	 */
+	GUC_check_errmsg("invalid value for parameter \"tool_audit.call\"");
 	GUC_check_errdetail("The value must be a uuid, or empty.");
 	return false;
 }
