@@ -35,6 +35,22 @@
  * and answers cancels and statement_timeout, and then terminates the
  * worker.  A row is never dropped silently.
  *
+ * A bound on the workers: tool_audit.max_autonomous_workers (default 4) of
+ * them at once in the whole cluster, so that writers looping on begin_call()
+ * cannot take every slot of max_worker_processes from parallel query,
+ * logical replication or pg_cron.  A caller takes one of that many "slots"
+ * before it registers its worker and gives it back when the worker has
+ * answered: a slot is an exclusive advisory-type heavyweight lock on
+ * database 0 (so one count for the cluster) with field4 TA_LOCKTAG_SLOT,
+ * taken without waiting (no lock wait, so nothing for the deadlock detector
+ * to see or miss) and retried for up to TA_SLOT_WAIT_MS; then 53400, with
+ * nothing recorded.  The locks live in the shared lock table, so the bound
+ * holds with or without shared_preload_libraries, and a lock held by a
+ * backend that dies goes with it (nothing to leak).  SQL cannot take a lock
+ * on database 0 nor with that field4, so no session can hold slots other
+ * than by running autonomous writes.  The transaction-level lock is given
+ * back explicitly when the worker answers, and by the abort otherwise.
+ *
  * Not waiting for the caller forever: the worker is another backend, so it
  * could wait for a lock the caller holds while the caller waits for it, a
  * deadlock the deadlock detector cannot see.  The insert path takes no lock
@@ -46,6 +62,10 @@
  *	- a lock on tool_calls itself stronger than the caller's own inserts.
  * So the worker runs with lock_timeout (the caller's if shorter, else
  * TA_WORKER_LOCK_TIMEOUT): such a wait ends in an error (55P03), not a hang.
+ * The one that is certain is refused before a worker is started, with the
+ * same SQLSTATE and no wait: the caller holding a lock on tool_calls that
+ * conflicts with the worker's insert (SHARE or stronger, which only the
+ * table's owner or a superuser can take).
  *
  *-------------------------------------------------------------------------
  */
@@ -61,8 +81,10 @@
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
+#include "postmaster/postmaster.h"
 #include "storage/dsm.h"
 #include "storage/ipc.h"
+#include "storage/lock.h"
 #include "storage/proc.h"
 #include "tcop/tcopprot.h"
 #include "utils/builtins.h"
@@ -74,12 +96,19 @@
 #include "utils/uuid.h"
 
 #include "autonomous.h"
+#include "catalog.h"
 #include "insert.h"
 #include "layout.h"
 #include "retention.h"
 #include "tool_audit.h"
 
 #define TA_WORKER_LOCK_TIMEOUT	5000	/* ms */
+#define TA_SLOT_WAIT_MS			1000	/* for a free slot, when all are busy */
+#define TA_SLOT_POLL_MS			10
+#define TA_LOCKTAG_SLOT			0x5457	/* "TW": another field4 than chain.c's */
+
+/* tool_audit.max_autonomous_workers */
+int			ta_max_autonomous_workers = 4;
 #define TA_NARGS				6	/* log_call()'s five, and the call */
 #define TA_MSG_LEN				1024
 
@@ -150,6 +179,110 @@ raise_worker_error(TaAutoShared *sh)
 			 errcontext("autonomous write of tool_audit.%s()", kind_name[sh->kind])));
 }
 
+void
+ta_autonomous_init(void)
+{
+	DefineCustomIntVariable("tool_audit.max_autonomous_workers",
+							"Most background workers writing autonomously (begin_call(), end_call(), \"autonomous\": true) at once, in the whole cluster.",
+							"A write that finds them all busy waits up to a second, then fails; 0 refuses autonomous writes.",
+							&ta_max_autonomous_workers,
+							4, 0, MAX_BACKENDS,
+							PGC_SUSET, 0,
+							NULL, NULL, NULL);
+}
+
+static void
+slot_tag(LOCKTAG *tag, int slot)
+{
+	SET_LOCKTAG_ADVISORY(*tag, InvalidOid, 0, (uint32) slot, TA_LOCKTAG_SLOT);
+}
+
+/*
+ * Take one of the max_autonomous_workers slots, waiting up to
+ * TA_SLOT_WAIT_MS for one; an error if none frees up.  Returns the slot.
+ */
+static int
+take_slot(TaAutoKind kind)
+{
+	int			cap = ta_max_autonomous_workers;
+	TimestampTz deadline;
+
+	if (cap == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+				 errmsg("tool_audit.%s() cannot write autonomously: tool_audit.max_autonomous_workers is 0",
+						kind_name[kind]),
+				 errdetail("Nothing was recorded."),
+				 errhint("Ask an administrator to raise tool_audit.max_autonomous_workers, or record the call with log_call() in the transaction.")));
+	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), TA_SLOT_WAIT_MS);
+	for (;;)
+	{
+		/* start at a different slot per backend: fewer failed attempts */
+		int			first = MyProcPid % cap;
+
+		for (int i = 0; i < cap; i++)
+		{
+			int			slot = (first + i) % cap;
+			LOCKTAG		tag;
+
+			slot_tag(&tag, slot);
+			if (LockAcquire(&tag, ExclusiveLock, false, true) != LOCKACQUIRE_NOT_AVAIL)
+				return slot;
+		}
+		if (GetCurrentTimestamp() >= deadline)
+			ereport(ERROR,
+					(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+					 errmsg("tool_audit.%s() could not start its autonomous write: all %d autonomous workers are busy",
+							kind_name[kind], cap),
+					 errdetail("Nothing was recorded. tool_audit.max_autonomous_workers bounds the autonomous writes running at once in the cluster; none ended within %d ms.",
+							   TA_SLOT_WAIT_MS),
+					 errhint("Retry, or ask an administrator to raise tool_audit.max_autonomous_workers (each takes one of max_worker_processes while it runs).")));
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 TA_SLOT_POLL_MS, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
+}
+
+static void
+give_back_slot(int slot)
+{
+	LOCKTAG		tag;
+
+	slot_tag(&tag, slot);
+	(void) LockRelease(&tag, ExclusiveLock, false);
+}
+
+/*
+ * The caller's own lock on tool_calls that the worker's insert (ROW
+ * EXCLUSIVE) would wait for: SHARE and stronger.  Refused now rather than
+ * after the worker's lock_timeout.
+ */
+static void
+refuse_self_lock(TaAutoKind kind)
+{
+	static const char *const mode_name[] = {
+		[ShareLock] = "SHARE",
+		[ShareRowExclusiveLock] = "SHARE ROW EXCLUSIVE",
+		[ExclusiveLock] = "EXCLUSIVE",
+		[AccessExclusiveLock] = "ACCESS EXCLUSIVE",
+	};
+	Oid			relid = ta_schema_relid("tool_calls", true);
+	LOCKTAG		tag;
+
+	if (!OidIsValid(relid))
+		return;
+	SET_LOCKTAG_RELATION(tag, MyDatabaseId, relid);
+	for (LOCKMODE mode = ShareLock; mode <= AccessExclusiveLock; mode++)
+		if (LockHeldByMe(&tag, mode))
+			ereport(ERROR,
+					(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
+					 errmsg("tool_audit.%s() cannot write autonomously while this transaction holds a lock on tool_audit.tool_calls in %s mode",
+							kind_name[kind], mode_name[mode]),
+					 errdetail("Its worker would wait for this transaction, which would wait for the worker. Nothing was recorded."),
+					 errhint("Record the call before taking the lock, or in the transaction with log_call().")));
+}
+
 /*
  * Write one row autonomously: start the worker, wait for it, raise its
  * error or return what the function returns (the stored row if return_row,
@@ -171,11 +304,13 @@ ta_autonomous_call(TaAutoKind kind, Datum *fargs, bool *fargnulls, pg_uuid_t *ca
 	BackgroundWorkerHandle *handle;
 	volatile BgwHandleStatus status = BGWH_STARTED;
 	pg_uuid_t  *event_id;
+	int			slot;
 
 	if (RecoveryInProgress())
 		ereport(ERROR,
 				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
 				 errmsg("tool calls cannot be recorded during recovery")));
+	refuse_self_lock(kind);
 
 	for (int i = 0; i < TA_NARGS - 1; i++)
 	{
@@ -224,6 +359,7 @@ ta_autonomous_call(TaAutoKind kind, Datum *fargs, bool *fargnulls, pg_uuid_t *ca
 	worker.bgw_main_arg = UInt32GetDatum(dsm_segment_handle(seg));
 	worker.bgw_notify_pid = MyProcPid;
 
+	slot = take_slot(kind);
 	if (!RegisterDynamicBackgroundWorker(&worker, &handle))
 		ereport(ERROR,
 				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
@@ -272,6 +408,7 @@ ta_autonomous_call(TaAutoKind kind, Datum *fargs, bool *fargnulls, pg_uuid_t *ca
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
+	give_back_slot(slot);
 	if (status == BGWH_POSTMASTER_DIED)
 		ereport(FATAL,
 				(errcode(ERRCODE_ADMIN_SHUTDOWN),

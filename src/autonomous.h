@@ -37,6 +37,8 @@ extern Datum ta_record_call(Datum *args, bool *argnulls, const TaCallRow *call,
 extern bool ta_context_autonomous(Jsonb *ctx);
 
 /* autonomous.c */
+extern int	ta_max_autonomous_workers;
+extern void ta_autonomous_init(void);
 extern Datum ta_autonomous_call(TaAutoKind kind, Datum *args, bool *argnulls,
 								pg_uuid_t *call, bool return_row);
 

@@ -217,7 +217,7 @@ event_commits(int64 event_id)
 		bool		isnull;
 		unsigned char after[TA_HASH_LEN];
 
-		if (!ta_stored_hash(SPI_getbinval(tup, desc, 4, &isnull), isnull, after))
+		if (!ta_stored_hash_attr(tup, desc, 4, after))
 			memset(after, 0, TA_HASH_LEN);
 		ta_erasures_hash_add(&h, SPI_getvalue(tup, desc, 1),
 							 DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull)),
@@ -256,8 +256,7 @@ erasure_accepts(const char *table, int64 row_id, const unsigned char hash[TA_HAS
 		bool		isnull;
 
 		events[i] = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
-		if (!ta_stored_hash(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &isnull),
-							isnull, afters[i]))
+		if (!ta_stored_hash_attr(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, afters[i]))
 			memset(afters[i], 0, TA_HASH_LEN);
 	}
 	for (int i = 0; i < n; i++)

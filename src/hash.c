@@ -633,6 +633,21 @@ ta_stored_hash(Datum d, bool isnull, unsigned char out[TA_HASH_LEN])
 	return true;
 }
 
+/*
+ * The same, of attribute attnum of a tuple.  One call rather than
+ * ta_stored_hash(SPI_getbinval(..., &isnull), isnull, ...): the order in
+ * which C evaluates arguments is unspecified, so isnull could be read before
+ * SPI_getbinval() sets it (valgrind saw it read uninitialised in erase.c).
+ */
+bool
+ta_stored_hash_attr(HeapTuple tup, TupleDesc desc, int attnum, unsigned char out[TA_HASH_LEN])
+{
+	bool		isnull;
+	Datum		d = heap_getattr(tup, attnum, desc, &isnull);
+
+	return ta_stored_hash(d, isnull, out);
+}
+
 void
 ta_link_hash(int64 chain_id, int32 lane, int64 seq,
 			 const unsigned char prev[TA_HASH_LEN],

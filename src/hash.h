@@ -22,6 +22,8 @@ extern void ta_row_hash(const TaLayout *layout, Datum *values, bool *nulls,
 extern int64 ta_chain_id(const TaLayout *layout, Datum *values, bool *nulls);
 extern Datum ta_hash_datum(const unsigned char hash[TA_HASH_LEN]);
 extern bool ta_stored_hash(Datum d, bool isnull, unsigned char out[TA_HASH_LEN]);
+extern bool ta_stored_hash_attr(HeapTuple tup, TupleDesc desc, int attnum,
+								unsigned char out[TA_HASH_LEN]);
 extern void ta_link_hash(int64 chain_id, int32 lane, int64 seq,
 						 const unsigned char prev[TA_HASH_LEN],
 						 const unsigned char row_hash[TA_HASH_LEN],

@@ -685,9 +685,11 @@ event_id_taken(AuditRow *row)
 		ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_UUID_EQ, event_id);
 		scan = ta_index_scan(row->rel, irel, &dirty, &key, 1);
 		taken = index_getnext_slot(scan, ForwardScanDirection, slot);
-		xwait = TransactionIdIsValid(dirty.xmin) ? dirty.xmin : dirty.xmax;
+		/* the dirty snapshot says who holds the row only when it found one */
+		xwait = !taken ? InvalidTransactionId :
+			TransactionIdIsValid(dirty.xmin) ? dirty.xmin : dirty.xmax;
 		index_endscan(scan);
-		if (!taken || !TransactionIdIsValid(xwait))
+		if (!TransactionIdIsValid(xwait))
 			break;
 		/* another transaction is inserting or deleting it: wait, look again */
 		XactLockTableWait(xwait, row->rel, NULL, XLTW_InsertIndex);

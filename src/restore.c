@@ -205,15 +205,13 @@ anchor_after(const TaLayout *layout, int64 chain_id, int32 lane, int64 seq,
 	{
 		HeapTuple	tup = SPI_tuptable->vals[0];
 		TupleDesc	desc = SPI_tuptable->tupdesc;
-		bool		n1,
-					n2,
-					n3;
+		bool		n1;
 		Datum		last = SPI_getbinval(tup, desc, 1, &n1);
 		unsigned char before[TA_HASH_LEN];
 
-		if (!n1 && ta_stored_hash(SPI_getbinval(tup, desc, 2, &n2), n2, before) &&
+		if (!n1 && ta_stored_hash_attr(tup, desc, 2, before) &&
 			ta_hash_equal(before, prev) &&
-			ta_stored_hash(SPI_getbinval(tup, desc, 3, &n3), n3, link_after))
+			ta_stored_hash_attr(tup, desc, 3, link_after))
 		{
 			*next_seq = DatumGetInt64(last) + 1;
 			found = true;

@@ -30,6 +30,7 @@
 #include "utils/varlena.h"
 
 #include "approval.h"
+#include "autonomous.h"
 #include "chain.h"
 #include "guard.h"
 #include "impersonation.h"
@@ -126,6 +127,12 @@ check_call(char **newval, void **extra, GucSource source)
 		if (i == len)
 			return true;
 	}
+	/*
+	 * Our own message, not PostgreSQL's "invalid value for parameter ...:
+	 * <value>": an application that puts something else than a call's id
+	 * here (a token, a prompt) must not find it in the error and the log.
+	 */
+	GUC_check_errmsg("invalid value for parameter \"tool_audit.call\"");
 	GUC_check_errdetail("The value must be a uuid, or empty.");
 	return false;
 }
@@ -192,6 +199,7 @@ _PG_init(void)
 	ta_retention_init();		/* the test clock's settings */
 	ta_approval_init();			/* dual approval's settings */
 	ta_read_audit_init();		/* tool_audit.unrecorded_standby_reads */
+	ta_autonomous_init();		/* tool_audit.max_autonomous_workers */
 
 	MarkGUCPrefixReserved("tool_audit");
 

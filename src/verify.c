@@ -416,7 +416,7 @@ load_erasures(Verification *w)
 		int64		row_id = DatumGetInt64(SPI_getbinval(tup, desc, 3, &isnull));
 		Datum		columns = SPI_getbinval(tup, desc, 4, &isnull);
 		unsigned char after[TA_HASH_LEN];
-		bool		after_ok = ta_stored_hash(SPI_getbinval(tup, desc, 5, &isnull), isnull, after);
+		bool		after_ok = ta_stored_hash_attr(tup, desc, 5, after);
 		MemoryContext old;
 
 		ev = hash_search(events, &event_id, HASH_FIND, NULL);
@@ -476,7 +476,7 @@ load_erasures(Verification *w)
 		/* entries come in event order: a later erasure of the row wins */
 		row = hash_search(w->erased, &key, HASH_ENTER, NULL);
 		row->erase_event_id = event_id;
-		(void) ta_stored_hash(SPI_getbinval(tup, desc, 5, &isnull), isnull, row->hash_after);
+		(void) ta_stored_hash_attr(tup, desc, 5, row->hash_after);
 	}
 	SPI_finish();
 	hash_destroy(events);

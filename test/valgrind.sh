@@ -33,11 +33,14 @@ REGRESS=$(make -s -C "$TA_ROOT" PG_CONFIG="$PG_CONFIG" print-regress)
 regress=$?
 ta_as_user "$BINDIR/pg_ctl" -D "$WORK/data" -m fast stop >/dev/null 2>&1
 sleep 2
-# each memcheck error block runs from "==PID== <message>" to a blank "==PID==" line
-ours=$(cat "$WORK"/valgrind.*.log 2>/dev/null | awk '
-    /^==[0-9]+== $/ { if (block ~ /tool_audit\.so/) { print block; n++ } block = ""; next }
+# each memcheck error block runs from "==PID== <message>" to a blank "==PID==" line;
+# a frame of ours reads "(in .../tool_audit.so)" without debug information, and
+# "(chain.c:123)" with it (the usual build): match both
+srcs=$(cd "$TA_ROOT/src" && ls *.c | sed 's/\.c$//' | paste -sd'|')
+ours=$(cat "$WORK"/valgrind.*.log 2>/dev/null | awk -v re="tool_audit\\.so|\\(($srcs)\\.c:[0-9]+\\)" '
+    /^==[0-9]+== $/ { if (block ~ re) { print block; n++ } block = ""; next }
     { block = block $0 "\n" }
-    END { if (block ~ /tool_audit\.so/) { print block; n++ } print n + 0 > "/dev/stderr" }' 2>"$WORK/count")
+    END { if (block ~ re) { print block; n++ } print n + 0 > "/dev/stderr" }' 2>"$WORK/count")
 count=$(cat "$WORK/count")
 total=$(grep -c "^==[0-9]*== [A-Z]" "$WORK"/valgrind.*.log 2>/dev/null | awk -F: '{s += $2} END {print s + 0}')
 [ -n "$ours" ] && printf '%s\n' "$ours"

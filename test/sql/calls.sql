@@ -169,6 +169,52 @@ SET ROLE regress_admin;
 SELECT tool_audit.unbind_tenant('regress_reader_acme', 'acme');
 RESET ROLE;
 
+-- tool_audit.max_autonomous_workers: a cluster-wide bound on the workers
+-- running at once (the wait for a busy slot: test/t/023_autonomous_slots.pl)
+SHOW tool_audit.max_autonomous_workers;
+SET ROLE regress_writer;
+SELECT try_call('SET tool_audit.max_autonomous_workers = 100');
+RESET ROLE;
+SET tool_audit.max_autonomous_workers = 0;
+SELECT try_call($$SELECT tool_audit.begin_call('t_capped', '{}', '{"conversation_id": "conv_calls_cap"}')$$);
+SELECT try_call($$SELECT tool_audit.log_call('t_capped', '{}', '{}', 1, '{"conversation_id": "conv_calls_cap", "autonomous": true}')$$);
+SELECT try_call($$SELECT tool_audit.end_call(gen_random_uuid(), '{}')$$);
+SELECT (tool_audit.log_call('t_capped', '{}', '{}', 1, '{"conversation_id": "conv_calls_cap"}')).success AS in_transaction_still_works;
+-- one slot: a slot is given back after an error (here in a subtransaction) and after a write
+SET tool_audit.max_autonomous_workers = 1;
+BEGIN;
+SELECT try_call($$SELECT tool_audit.end_call(gen_random_uuid(), '{}')$$);
+SELECT tool_audit.begin_call('t_one_slot', '{}', '{"conversation_id": "conv_calls_cap"}') AS call_cap \gset
+SELECT (tool_audit.end_call(:'call_cap', '{"ok": true}', 1)).call_phase;
+SELECT count(*) AS slots_held FROM pg_locks WHERE locktype = 'advisory' AND database = 0 AND objsubid = 21591;
+COMMIT;
+RESET tool_audit.max_autonomous_workers;
+SELECT tool_name, state FROM tool_audit.calls WHERE conversation_id = 'conv_calls_cap' ORDER BY id;
+
+-- a caller holding a lock on tool_calls that the worker's insert would wait
+-- for is refused at once (55P03), not after the worker's lock_timeout
+BEGIN;
+LOCK TABLE tool_audit.tool_calls IN SHARE MODE;
+SELECT try_call($$SELECT tool_audit.begin_call('t_self_lock', '{}', '{"conversation_id": "conv_calls_lock"}')$$);
+ROLLBACK;
+BEGIN;
+LOCK TABLE tool_audit.tool_calls IN ACCESS EXCLUSIVE MODE;
+SELECT try_call($$SELECT tool_audit.log_call('t_self_lock', '{}', '{}', 1, '{"conversation_id": "conv_calls_lock", "autonomous": true}')$$);
+ROLLBACK;
+-- a lock that does not conflict with an insert is no obstacle
+BEGIN;
+LOCK TABLE tool_audit.tool_calls IN SHARE UPDATE EXCLUSIVE MODE;
+SELECT tool_audit.begin_call('t_self_lock', '{}', '{"conversation_id": "conv_calls_lock"}') IS NOT NULL AS begun;
+ROLLBACK;
+-- nor is the lane the caller holds in the same chain (the worker takes another)
+SET ROLE regress_writer;
+BEGIN;
+SELECT (tool_audit.log_call('t_lane', '{}', '{}', 1, '{"tenant_id": "acme", "conversation_id": "conv_calls_lock"}')).success;
+SELECT (tool_audit.log_call('t_lane', '{}', '{}', 1, '{"tenant_id": "acme", "conversation_id": "conv_calls_lock", "autonomous": true}')).success;
+ROLLBACK;
+RESET ROLE;
+SELECT tool_name, state FROM tool_audit.calls WHERE conversation_id = 'conv_calls_lock' ORDER BY id;
+
 -- everything verifies
 SELECT * FROM tool_audit.verify();
 

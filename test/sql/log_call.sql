@@ -139,5 +139,8 @@ SET tool_audit.call = '';
 SET tool_audit.call = '6f1c2a8e-0b7d-4c1e-9a55-2d3f4b5c6d7';
 SET tool_audit.call = '6f1c2a8e0-b7d-4c1e-9a55-2d3f4b5c6d7e';
 SET tool_audit.call = 'not a uuid';
+-- the refused value is not quoted back (since 1.5: an application that put a
+-- token here by mistake must not find it in the error and the server log)
+SELECT regress_try($$SELECT set_config('tool_audit.call', 'sk_live_not_a_call_id', true)$$);
 SHOW tool_audit.call;
 RESET tool_audit.call;
