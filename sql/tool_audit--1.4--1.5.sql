@@ -4131,4 +4131,45 @@ $$;
 COMMENT ON FUNCTION tool_audit.hold_report() IS
     'The active legal holds with, per audit table, the rows each covers and their first and last time';
 
+CREATE OR REPLACE FUNCTION tool_audit.acknowledge_alert(id bigint, note text)
+RETURNS tool_audit.alerts
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    before_row tool_audit.alerts;
+    after_row tool_audit.alerts;
+    -- stored as the audit tables store free text: a secret pasted in the
+    -- note is not kept in clear (the event's reason is sanitized by its
+    -- insert trigger, the alerts row is not an audit row)
+    clean_note text := tool_audit.sanitize_text(acknowledge_alert.note);
+BEGIN
+    SELECT * INTO before_row FROM tool_audit.alerts a WHERE a.alert_id = acknowledge_alert.id FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'invalid value for argument "id": no such alert'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF before_row.acknowledged_at IS NOT NULL THEN
+        RAISE EXCEPTION 'the alert is already acknowledged'
+            USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+    UPDATE tool_audit.alerts a
+       SET acknowledged_by = tool_audit.acting_role(), acknowledged_at = now(),
+           acknowledged_note = clean_note
+     WHERE a.alert_id = acknowledge_alert.id
+    RETURNING * INTO after_row;
+    PERFORM tool_audit.alert_event('acknowledge',
+        jsonb_build_object('alert_id', before_row.alert_id, 'rule_name', before_row.rule_name,
+                           'count', before_row.count, 'first_at', before_row.first_at,
+                           'last_at', before_row.last_at),
+        jsonb_build_object('alert_id', after_row.alert_id, 'acknowledged_by', after_row.acknowledged_by,
+                           'acknowledged_at', after_row.acknowledged_at),
+        clean_note, before_row.tenant_id);
+    RETURN after_row;
+END
+$$;
+
+COMMENT ON FUNCTION tool_audit.acknowledge_alert(bigint, text) IS
+    'Acknowledges an alert (once) with a note, recorded as a tool_audit.alert.acknowledge admin event; its burst then ends';
+
 -- (end of the final texts)
