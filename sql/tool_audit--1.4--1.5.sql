@@ -3910,6 +3910,118 @@ $$;
 COMMENT ON FUNCTION tool_audit.set_retention_policy(text, integer, text[], text, text) IS
     'Creates or changes a retention policy (never under the floor) and records it as a tool_audit.retention.policy admin event';
 
+CREATE OR REPLACE FUNCTION tool_audit.start_impersonation(admin text, target_user text, reason text,
+                                               max_minutes integer, tenant_id text DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    clean_admin text;
+    clean_target text;
+    clean_tenant text;
+    id bigint;
+    e record;
+BEGIN
+    -- errors name the argument, never its value
+    IF admin IS NULL OR admin = '' THEN
+        RAISE EXCEPTION 'admin must not be null or empty' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF target_user IS NULL OR target_user = '' THEN
+        RAISE EXCEPTION 'target_user must not be null or empty' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF reason IS NULL OR btrim(reason) = '' THEN
+        RAISE EXCEPTION 'reason must not be null or empty'
+            USING ERRCODE = 'null_value_not_allowed',
+                  HINT = 'Say why, for example the support ticket.';
+    END IF;
+    IF max_minutes IS NULL OR max_minutes < 1 OR max_minutes > 1440 THEN
+        RAISE EXCEPTION 'invalid value for argument "max_minutes": expected 1 to 1440 minutes'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM tool_audit.impersonation_caller_check(tenant_id);
+    -- the ids as the audit rows will hold them (the sanitizer's value rules:
+    -- the trigger compares the sanitized row)
+    clean_admin := tool_audit.sanitize_text(admin);
+    clean_target := tool_audit.sanitize_text(target_user);
+    clean_tenant := tool_audit.sanitize_text(tenant_id);
+    IF clean_admin = clean_target THEN
+        RAISE EXCEPTION 'invalid value for argument "target_user": an admin cannot impersonate itself'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    LOCK TABLE tool_audit.impersonations IN SHARE ROW EXCLUSIVE MODE;
+    PERFORM tool_audit.close_expired_impersonations();
+    -- one open impersonation per user, tenant and starting role: another
+    -- application's user of the same id is another user
+    IF EXISTS (SELECT FROM tool_audit.impersonations m
+                WHERE m.ended_at IS NULL AND m.target_user = clean_target
+                  AND m.tenant_id IS NOT DISTINCT FROM clean_tenant
+                  AND m.started_by = tool_audit.acting_role()) THEN
+        RAISE EXCEPTION 'the user is already being impersonated'
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'End that impersonation with tool_audit.end_impersonation() first.';
+    END IF;
+    id := nextval('tool_audit.impersonations_impersonation_id_seq');
+    e := tool_audit.impersonation_event('start', clean_admin, clean_tenant,
+             jsonb_build_object('impersonation_id', id, 'target_user', clean_target,
+                                'max_minutes', max_minutes),
+             reason);
+    INSERT INTO tool_audit.impersonations
+        (impersonation_id, tenant_id, admin_id, target_user, reason, started_at, expires_at,
+         started_by, start_event_id)
+    VALUES (id, clean_tenant, clean_admin, clean_target,
+            tool_audit.sanitize_text(reason), e.occurred_at,
+            e.occurred_at + make_interval(mins => max_minutes), tool_audit.acting_role(), e.event_id);
+    RETURN id;
+END
+$$;
+
+COMMENT ON FUNCTION tool_audit.start_impersonation(text, text, text, integer, text) IS
+    'Starts an impersonation of an application user by an application admin in a tenant, for at most max_minutes, as an impersonation.start admin event; returns its id';
+
+CREATE OR REPLACE FUNCTION tool_audit.end_impersonation(admin text, target_user text, tenant_id text DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    i tool_audit.impersonations;
+    e record;
+    me text := tool_audit.acting_role();
+    is_admin boolean := pg_has_role(tool_audit.acting_role()::name, 'tool_audit_admin', 'MEMBER');
+BEGIN
+    IF admin IS NULL OR target_user IS NULL THEN
+        RAISE EXCEPTION 'admin and target_user must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    PERFORM tool_audit.impersonation_caller_check(tenant_id);
+    LOCK TABLE tool_audit.impersonations IN SHARE ROW EXCLUSIVE MODE;
+    PERFORM tool_audit.close_expired_impersonations();
+    -- the caller's own impersonation (started_by); an admin may end
+    -- another role's, its own first
+    SELECT * INTO i FROM tool_audit.impersonations m
+     WHERE m.ended_at IS NULL AND m.admin_id = tool_audit.sanitize_text(end_impersonation.admin)
+       AND m.target_user = tool_audit.sanitize_text(end_impersonation.target_user)
+       AND m.tenant_id IS NOT DISTINCT FROM tool_audit.sanitize_text(end_impersonation.tenant_id)
+       AND (m.started_by = me OR is_admin)
+     ORDER BY m.started_by = me DESC, m.impersonation_id
+     LIMIT 1;
+    IF NOT FOUND THEN
+        RETURN NULL;
+    END IF;
+    e := tool_audit.impersonation_event('end', i.admin_id, i.tenant_id,
+             jsonb_build_object('impersonation_id', i.impersonation_id, 'target_user', i.target_user,
+                                'started_at', tool_audit.iso8601_utc(i.started_at)),
+             NULL);
+    UPDATE tool_audit.impersonations m
+       SET ended_at = e.occurred_at, ended_by = me, end_event_id = e.event_id
+     WHERE m.impersonation_id = i.impersonation_id;
+    RETURN i.impersonation_id;
+END
+$$;
+
+COMMENT ON FUNCTION tool_audit.end_impersonation(text, text, text) IS
+    'Ends the admin''s open impersonation of the user in the tenant started by the calling role (an admin: by any role), as an impersonation.end admin event; ended_by is the calling role; returns its id, or NULL if none was open';
+
 CREATE OR REPLACE FUNCTION tool_audit.conversation_timeline(conversation_id text) RETURNS SETOF text
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
