@@ -3541,7 +3541,9 @@ COMMENT ON FUNCTION tool_audit.conversation_timeline(text) IS
 
 -- ---------------------------------------------------------------------------
 -- Reports on row changes (1.5).  SECURITY INVOKER, like every report: a
--- reader sees the changes of its tenants only.  doc/changes.md.
+-- reader sees the changes of its tenants only.  Each records its read as
+-- an audit.read event (record_read(), 58_read_audit.sql), so they are
+-- VOLATILE PL/pgSQL like the reports of 70_reports.sql.  doc/changes.md.
 -- ---------------------------------------------------------------------------
 
 -- the name data_changes.table_name holds for a table (what track_change()
@@ -3583,21 +3585,31 @@ COMMENT ON FUNCTION tool_audit.change_author(tool_audit.data_changes) IS
 CREATE FUNCTION tool_audit.changes_by_call(call uuid)
 RETURNS TABLE (change_id bigint, recorded_at timestamptz, table_name text, operation text,
                row_key jsonb, old_values jsonb, new_values jsonb, recorded_by text)
-LANGUAGE sql STABLE
+LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    n bigint;
+BEGIN
+    RETURN QUERY
     SELECT c.id, c.recorded_at, c.table_name, c.operation, c.row_key, c.old_values, c.new_values,
            c.recorded_by
       FROM tool_audit.data_changes c
      WHERE c.call_event_id = tool_audit.required_arg($1, 'call'::pg_catalog.text)
-     ORDER BY c.id
+     ORDER BY c.id;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    PERFORM tool_audit.record_read('changes_by_call', jsonb_build_object('call', $1), n);
+END
 $$;
 COMMENT ON FUNCTION tool_audit.changes_by_call(uuid) IS
     'The row changes a tool call made (its event_id): table, operation, key, changed columns before and after';
 
 -- the change rows of one application row, oldest first, with the table's
--- TRUNCATE rows (which end every row)
-CREATE FUNCTION tool_audit.row_changes(tbl regclass, key jsonb) RETURNS SETOF tool_audit.data_changes
+-- TRUNCATE rows (which end every row): the query of row_changes(),
+-- row_history() and row_as_of(), each of which records its own read
+-- (58_read_audit.sql), once.  Unrecorded itself, as a SELECT on data_changes
+-- is: it returns nothing the caller could not select.
+CREATE FUNCTION tool_audit.row_change_rows(tbl regclass, key jsonb) RETURNS SETOF tool_audit.data_changes
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -3610,6 +3622,21 @@ AS $$
          WHERE d.table_name = tool_audit.tracked_table_name($1) AND d.operation = 'TRUNCATE') c
      ORDER BY c.id
 $$;
+COMMENT ON FUNCTION tool_audit.row_change_rows(regclass, jsonb) IS
+    'The change rows of one row of a tracked table and the table''s TRUNCATE rows, oldest first, unrecorded: the query of row_changes(), row_history() and row_as_of(), which record the read';
+
+CREATE FUNCTION tool_audit.row_changes(tbl regclass, key jsonb) RETURNS SETOF tool_audit.data_changes
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    n bigint;
+BEGIN
+    RETURN QUERY SELECT * FROM tool_audit.row_change_rows($1, $2);
+    GET DIAGNOSTICS n = ROW_COUNT;
+    PERFORM tool_audit.record_read('row_changes', jsonb_build_object('table', tool_audit.tracked_table_name($1), 'key', $2), n);
+END
+$$;
 COMMENT ON FUNCTION tool_audit.row_changes(regclass, jsonb) IS
     'The change rows of one row of a tracked table (by its primary key as recorded) and the table''s TRUNCATE rows, oldest first';
 
@@ -3617,7 +3644,7 @@ CREATE FUNCTION tool_audit.row_history(table_name regclass, key jsonb)
 RETURNS TABLE (version integer, recorded_at timestamptz, operation text, changed_by text,
                conversation_id text, turn_number integer, call_event_id uuid,
                old_values jsonb, new_values jsonb, row_after jsonb)
-LANGUAGE plpgsql STABLE
+LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -3625,7 +3652,7 @@ DECLARE
     state jsonb;
 BEGIN
     version := 0;
-    FOR c IN SELECT * FROM tool_audit.row_changes(row_history.table_name, row_history.key) LOOP
+    FOR c IN SELECT * FROM tool_audit.row_change_rows(row_history.table_name, row_history.key) LOOP
         CONTINUE WHEN c.operation = 'TRUNCATE' AND state IS NULL;
         state := CASE c.operation WHEN 'INSERT' THEN c.new_values
                                   WHEN 'UPDATE' THEN coalesce(state, '{}') || c.new_values
@@ -3646,6 +3673,10 @@ BEGIN
         row_after := state;
         RETURN NEXT;
     END LOOP;
+    PERFORM tool_audit.record_read('row_history',
+                                   jsonb_build_object('table', tool_audit.tracked_table_name(row_history.table_name),
+                                                      'key', row_history.key),
+                                   version);
 END
 $$;
 COMMENT ON FUNCTION tool_audit.row_history(regclass, jsonb) IS
@@ -3653,7 +3684,7 @@ COMMENT ON FUNCTION tool_audit.row_history(regclass, jsonb) IS
 
 CREATE FUNCTION tool_audit.row_as_of(table_name regclass, key jsonb, at timestamptz)
 RETURNS jsonb
-LANGUAGE plpgsql STABLE
+LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -3661,12 +3692,17 @@ DECLARE
     state jsonb;
 BEGIN
     PERFORM tool_audit.required_arg(row_as_of.at, 'at');
-    FOR c IN SELECT * FROM tool_audit.row_changes(row_as_of.table_name, row_as_of.key) LOOP
+    FOR c IN SELECT * FROM tool_audit.row_change_rows(row_as_of.table_name, row_as_of.key) LOOP
         EXIT WHEN c.recorded_at > row_as_of.at;
         state := CASE c.operation WHEN 'INSERT' THEN c.new_values
                                   WHEN 'UPDATE' THEN coalesce(state, '{}') || c.new_values
                                   ELSE NULL END;
     END LOOP;
+    PERFORM tool_audit.record_read('row_as_of',
+                                   jsonb_build_object('table', tool_audit.tracked_table_name(row_as_of.table_name),
+                                                      'key', row_as_of.key,
+                                                      'at', tool_audit.iso8601_utc(row_as_of.at)),
+                                   CASE WHEN state IS NULL THEN 0 ELSE 1 END);
     RETURN state;
 END
 $$;
@@ -3687,6 +3723,7 @@ REVOKE ALL ON FUNCTION
     tool_audit.row_history(regclass, jsonb),
     tool_audit.row_as_of(regclass, jsonb, timestamptz)
     FROM PUBLIC;
+REVOKE ALL ON FUNCTION tool_audit.row_change_rows(regclass, jsonb) FROM PUBLIC;
 
 -- (1.5) tracked tables: admins track and untrack (audited) and see what
 -- became of the triggers; readers, admins and the verifier read the change
@@ -3704,6 +3741,10 @@ GRANT EXECUTE ON FUNCTION
     tool_audit.row_changes(regclass, jsonb),
     tool_audit.row_history(regclass, jsonb),
     tool_audit.row_as_of(regclass, jsonb, timestamptz)
+    TO tool_audit_reader, tool_audit_admin;
+-- (1.5) the unrecorded query of the change reports: no more than their
+-- SELECT on data_changes gives them
+GRANT EXECUTE ON FUNCTION tool_audit.row_change_rows(regclass, jsonb)
     TO tool_audit_reader, tool_audit_admin;
 
 -- tool_usage counts a call begun and ended once: its columns stay, its query
@@ -3889,6 +3930,118 @@ $$;
 
 COMMENT ON FUNCTION tool_audit.set_retention_policy(text, integer, text[], text, text) IS
     'Creates or changes a retention policy (never under the floor) and records it as a tool_audit.retention.policy admin event';
+
+CREATE OR REPLACE FUNCTION tool_audit.start_impersonation(admin text, target_user text, reason text,
+                                               max_minutes integer, tenant_id text DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    clean_admin text;
+    clean_target text;
+    clean_tenant text;
+    id bigint;
+    e record;
+BEGIN
+    -- errors name the argument, never its value
+    IF admin IS NULL OR admin = '' THEN
+        RAISE EXCEPTION 'admin must not be null or empty' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF target_user IS NULL OR target_user = '' THEN
+        RAISE EXCEPTION 'target_user must not be null or empty' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF reason IS NULL OR btrim(reason) = '' THEN
+        RAISE EXCEPTION 'reason must not be null or empty'
+            USING ERRCODE = 'null_value_not_allowed',
+                  HINT = 'Say why, for example the support ticket.';
+    END IF;
+    IF max_minutes IS NULL OR max_minutes < 1 OR max_minutes > 1440 THEN
+        RAISE EXCEPTION 'invalid value for argument "max_minutes": expected 1 to 1440 minutes'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM tool_audit.impersonation_caller_check(tenant_id);
+    -- the ids as the audit rows will hold them (the sanitizer's value rules:
+    -- the trigger compares the sanitized row)
+    clean_admin := tool_audit.sanitize_text(admin);
+    clean_target := tool_audit.sanitize_text(target_user);
+    clean_tenant := tool_audit.sanitize_text(tenant_id);
+    IF clean_admin = clean_target THEN
+        RAISE EXCEPTION 'invalid value for argument "target_user": an admin cannot impersonate itself'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    LOCK TABLE tool_audit.impersonations IN SHARE ROW EXCLUSIVE MODE;
+    PERFORM tool_audit.close_expired_impersonations();
+    -- one open impersonation per user, tenant and starting role: another
+    -- application's user of the same id is another user
+    IF EXISTS (SELECT FROM tool_audit.impersonations m
+                WHERE m.ended_at IS NULL AND m.target_user = clean_target
+                  AND m.tenant_id IS NOT DISTINCT FROM clean_tenant
+                  AND m.started_by = tool_audit.acting_role()) THEN
+        RAISE EXCEPTION 'the user is already being impersonated'
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'End that impersonation with tool_audit.end_impersonation() first.';
+    END IF;
+    id := nextval('tool_audit.impersonations_impersonation_id_seq');
+    e := tool_audit.impersonation_event('start', clean_admin, clean_tenant,
+             jsonb_build_object('impersonation_id', id, 'target_user', clean_target,
+                                'max_minutes', max_minutes),
+             reason);
+    INSERT INTO tool_audit.impersonations
+        (impersonation_id, tenant_id, admin_id, target_user, reason, started_at, expires_at,
+         started_by, start_event_id)
+    VALUES (id, clean_tenant, clean_admin, clean_target,
+            tool_audit.sanitize_text(reason), e.occurred_at,
+            e.occurred_at + make_interval(mins => max_minutes), tool_audit.acting_role(), e.event_id);
+    RETURN id;
+END
+$$;
+
+COMMENT ON FUNCTION tool_audit.start_impersonation(text, text, text, integer, text) IS
+    'Starts an impersonation of an application user by an application admin in a tenant, for at most max_minutes, as an impersonation.start admin event; returns its id';
+
+CREATE OR REPLACE FUNCTION tool_audit.end_impersonation(admin text, target_user text, tenant_id text DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    i tool_audit.impersonations;
+    e record;
+    me text := tool_audit.acting_role();
+    is_admin boolean := pg_has_role(tool_audit.acting_role()::name, 'tool_audit_admin', 'MEMBER');
+BEGIN
+    IF admin IS NULL OR target_user IS NULL THEN
+        RAISE EXCEPTION 'admin and target_user must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    PERFORM tool_audit.impersonation_caller_check(tenant_id);
+    LOCK TABLE tool_audit.impersonations IN SHARE ROW EXCLUSIVE MODE;
+    PERFORM tool_audit.close_expired_impersonations();
+    -- the caller's own impersonation (started_by); an admin may end
+    -- another role's, its own first
+    SELECT * INTO i FROM tool_audit.impersonations m
+     WHERE m.ended_at IS NULL AND m.admin_id = tool_audit.sanitize_text(end_impersonation.admin)
+       AND m.target_user = tool_audit.sanitize_text(end_impersonation.target_user)
+       AND m.tenant_id IS NOT DISTINCT FROM tool_audit.sanitize_text(end_impersonation.tenant_id)
+       AND (m.started_by = me OR is_admin)
+     ORDER BY m.started_by = me DESC, m.impersonation_id
+     LIMIT 1;
+    IF NOT FOUND THEN
+        RETURN NULL;
+    END IF;
+    e := tool_audit.impersonation_event('end', i.admin_id, i.tenant_id,
+             jsonb_build_object('impersonation_id', i.impersonation_id, 'target_user', i.target_user,
+                                'started_at', tool_audit.iso8601_utc(i.started_at)),
+             NULL);
+    UPDATE tool_audit.impersonations m
+       SET ended_at = e.occurred_at, ended_by = me, end_event_id = e.event_id
+     WHERE m.impersonation_id = i.impersonation_id;
+    RETURN i.impersonation_id;
+END
+$$;
+
+COMMENT ON FUNCTION tool_audit.end_impersonation(text, text, text) IS
+    'Ends the admin''s open impersonation of the user in the tenant started by the calling role (an admin: by any role), as an impersonation.end admin event; ended_by is the calling role; returns its id, or NULL if none was open';
 
 CREATE OR REPLACE FUNCTION tool_audit.tool_stats(tool_name text) RETURNS jsonb
 LANGUAGE plpgsql VOLATILE
@@ -4182,5 +4335,46 @@ $$;
 
 COMMENT ON FUNCTION tool_audit.hold_report() IS
     'The active legal holds with, per audit table, the rows each covers and their first and last time';
+
+CREATE OR REPLACE FUNCTION tool_audit.acknowledge_alert(id bigint, note text)
+RETURNS tool_audit.alerts
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    before_row tool_audit.alerts;
+    after_row tool_audit.alerts;
+    -- stored as the audit tables store free text: a secret pasted in the
+    -- note is not kept in clear (the event's reason is sanitized by its
+    -- insert trigger, the alerts row is not an audit row)
+    clean_note text := tool_audit.sanitize_text(acknowledge_alert.note);
+BEGIN
+    SELECT * INTO before_row FROM tool_audit.alerts a WHERE a.alert_id = acknowledge_alert.id FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'invalid value for argument "id": no such alert'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF before_row.acknowledged_at IS NOT NULL THEN
+        RAISE EXCEPTION 'the alert is already acknowledged'
+            USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+    UPDATE tool_audit.alerts a
+       SET acknowledged_by = tool_audit.acting_role(), acknowledged_at = now(),
+           acknowledged_note = clean_note
+     WHERE a.alert_id = acknowledge_alert.id
+    RETURNING * INTO after_row;
+    PERFORM tool_audit.alert_event('acknowledge',
+        jsonb_build_object('alert_id', before_row.alert_id, 'rule_name', before_row.rule_name,
+                           'count', before_row.count, 'first_at', before_row.first_at,
+                           'last_at', before_row.last_at),
+        jsonb_build_object('alert_id', after_row.alert_id, 'acknowledged_by', after_row.acknowledged_by,
+                           'acknowledged_at', after_row.acknowledged_at),
+        clean_note, before_row.tenant_id);
+    RETURN after_row;
+END
+$$;
+
+COMMENT ON FUNCTION tool_audit.acknowledge_alert(bigint, text) IS
+    'Acknowledges an alert (once) with a note, recorded as a tool_audit.alert.acknowledge admin event; its burst then ends';
 
 -- (end of the final texts)

@@ -12,6 +12,12 @@
  * impersonation that is not ended stops by itself at its expiry, without a
  * job, since the trigger compares the row's time.
  *
+ * An impersonation is that of the role that started it (started_by, the
+ * application): only rows that role records (recorded_by) are stamped.  The
+ * ids are the application's own, so another application (another writer
+ * role) with a user of the same id in the same tenant is not affected, and
+ * cannot make this one's rows carry an impersonator.
+ *
  * The open impersonations are a per-backend copy (ta_cache_get(),
  * catalog.c), dropped when the table changes: its statement trigger calls
  * rules_changed(), as the retention tables' do.  With none open, a row
@@ -39,6 +45,8 @@ typedef struct Impersonation
 	int			targetlen;
 	char	   *admin;
 	int			adminlen;
+	char	   *started_by;		/* the role whose rows it stamps */
+	int			started_bylen;
 	TimestampTz started_at;
 	TimestampTz expires_at;
 } Impersonation;
@@ -59,7 +67,7 @@ fill_impersonations(MemoryContext cxt, Oid owner)
 	MemoryContext spicxt;
 
 	ta_spi_exec_as_owner(owner,
-						 "SELECT tenant_id, target_user, admin_id, started_at, expires_at"
+						 "SELECT tenant_id, target_user, admin_id, started_at, expires_at, started_by"
 						 "  FROM tool_audit.impersonations WHERE ended_at IS NULL",
 						 0, NULL, NULL, NULL, true);
 	spicxt = MemoryContextSwitchTo(cxt);
@@ -79,6 +87,7 @@ fill_impersonations(MemoryContext cxt, Oid owner)
 		m->admin = ta_cache_text(SPI_getbinval(tup, desc, 3, &isnull), &m->adminlen);
 		m->started_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 4, &isnull));
 		m->expires_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 5, &isnull));
+		m->started_by = ta_cache_text(SPI_getbinval(tup, desc, 6, &isnull), &m->started_bylen);
 	}
 	MemoryContextSwitchTo(spicxt);
 	return o;
@@ -86,16 +95,17 @@ fill_impersonations(MemoryContext cxt, Oid owner)
 
 /*
  * The admin impersonating this user of this tenant (tenant NULL: a row
- * without one) at this time, or NULL.  The result lives in the cache:
- * copy it before anything may reload it.
+ * without one) at this time, in an impersonation started by the role that
+ * records the row (recorder), or NULL.  The result lives in the cache: copy
+ * it before anything may reload it.
  */
 const char *
 ta_impersonator(const char *tenant, int tenantlen, const char *user, int userlen,
-				TimestampTz at, int *adminlen)
+				const char *recorder, int recorderlen, TimestampTz at, int *adminlen)
 {
 	const OpenImpersonations *o;
 
-	if (user == NULL)
+	if (user == NULL || recorder == NULL)
 		return NULL;
 	o = ta_cache_get(&impersonation_cache, fill_impersonations);
 	for (int i = 0; i < o->n; i++)
@@ -110,6 +120,9 @@ ta_impersonator(const char *tenant, int tenantlen, const char *user, int userlen
 			(m->tenantlen != tenantlen || memcmp(m->tenant, tenant, tenantlen) != 0))
 			continue;
 		if (at < m->started_at || at >= m->expires_at)
+			continue;
+		if (m->started_bylen != recorderlen ||
+			memcmp(m->started_by, recorder, recorderlen) != 0)
 			continue;
 		*adminlen = m->adminlen;
 		return m->admin;

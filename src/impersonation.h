@@ -13,6 +13,7 @@
 
 extern const char *ta_impersonator(const char *tenant, int tenantlen,
 								   const char *user, int userlen,
+								   const char *recorder, int recorderlen,
 								   TimestampTz at, int *adminlen);
 
 extern bool ta_unrecorded_standby_reads;

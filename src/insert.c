@@ -548,17 +548,20 @@ text_col(AuditRow *row, TaColumn col, int *len)
 
 /*
  * impersonated_by: the admin impersonating the row's user (tool_calls) or
- * actor (admin_events) in the row's tenant at the row's time, if any
- * (impersonation.c), compared on the sanitized values.
+ * actor (admin_events) in the row's tenant at the row's time, in an
+ * impersonation started by the row's recorded_by, if any (impersonation.c),
+ * compared on the sanitized values.
  */
 static void
 stamp_impersonation(AuditRow *row, TaColumn user_column, TaColumn time_column)
 {
 	int			userlen,
 				tenantlen,
+				recorderlen,
 				adminlen;
 	const char *user;
 	const char *tenant;
+	const char *recorder;
 	const char *admin;
 	bool		isnull;
 	Datum		at;
@@ -567,10 +570,12 @@ stamp_impersonation(AuditRow *row, TaColumn user_column, TaColumn time_column)
 		return;
 	user = text_col(row, user_column, &userlen);
 	tenant = text_col(row, TA_COL_TENANT_ID, &tenantlen);
+	recorder = text_col(row, TA_COL_RECORDED_BY, &recorderlen);
 	at = get_col(row, time_column, &isnull);
-	if (user == NULL || isnull)
+	if (user == NULL || recorder == NULL || isnull)
 		return;
-	admin = ta_impersonator(tenant, tenantlen, user, userlen, DatumGetTimestampTz(at), &adminlen);
+	admin = ta_impersonator(tenant, tenantlen, user, userlen, recorder, recorderlen,
+							DatumGetTimestampTz(at), &adminlen);
 	if (admin != NULL)
 		set_col(row, TA_COL_IMPERSONATED_BY,
 				PointerGetDatum(cstring_to_text_with_len(admin, adminlen)));

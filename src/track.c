@@ -114,6 +114,7 @@ static struct
 	bool		lasting;
 	char		call[UUID_LEN * 2 + 5];
 	char	   *tenant;			/* NULL: the call has none (or is not visible) */
+	char	   *recorder;		/* its recorded_by; NULL: not visible */
 } call_tenant;
 
 static void
@@ -409,6 +410,15 @@ exec_as_owner(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes,
  * transaction can see one (begin_call(), or log_call() before the changes);
  * NULL otherwise.  A found tenant is kept for the rest of the transaction,
  * a miss for the rest of the command.
+ *
+ * A visible call recorded by another role than the one changing the row is
+ * refused (42501): tool_audit.call is the session's own claim, and naming
+ * another application's call would give the change that call's tenant and
+ * its user -> model -> tool attribution.  Refused rather than recorded as
+ * outside any call, so that neither a forged link nor a silently dropped
+ * one goes unnoticed (doc/changes.md).  A call not visible yet (SET LOCAL
+ * tool_audit.call, the statements, then log_call() with that event_id) is
+ * accepted, without a tenant, as before.
  */
 static Datum
 call_tenant_of(Datum call, bool *isnull)
@@ -425,12 +435,16 @@ call_tenant_of(Datum call, bool *isnull)
 
 		if (call_tenant.tenant != NULL)
 			pfree(call_tenant.tenant);
+		if (call_tenant.recorder != NULL)
+			pfree(call_tenant.recorder);
 		call_tenant.tenant = NULL;
+		call_tenant.recorder = NULL;
 		call_tenant.lxid = InvalidLocalTransactionId;
 		call_tenant.lasting = false;
 		call_tenant.call[0] = '\0';
 		exec_as_owner(&tenant_plan,
-					  "SELECT tenant_id, xmin FROM tool_audit.tool_calls WHERE event_id = $1",
+					  "SELECT tenant_id, xmin, recorded_by FROM tool_audit.tool_calls"
+					  " WHERE event_id = $1",
 					  1, argtypes, values, NULL, true);
 		call_tenant.found = (SPI_processed > 0);
 		if (SPI_processed > 0)
@@ -438,11 +452,13 @@ call_tenant_of(Datum call, bool *isnull)
 			HeapTuple	tup = SPI_tuptable->vals[0];
 			TupleDesc	desc = SPI_tuptable->tupdesc;
 			char	   *t = SPI_getvalue(tup, desc, 1);
+			char	   *r = SPI_getvalue(tup, desc, 3);
 			bool		isnull;
 			Datum		xmin = SPI_getbinval(tup, desc, 2, &isnull);
 
 			if (t != NULL)
 				call_tenant.tenant = MemoryContextStrdup(TopMemoryContext, t);
+			call_tenant.recorder = MemoryContextStrdup(TopMemoryContext, r != NULL ? r : "");
 			call_tenant.lasting = !isnull &&
 				!TransactionIdIsCurrentTransactionId(DatumGetTransactionId(xmin));
 		}
@@ -450,6 +466,14 @@ call_tenant_of(Datum call, bool *isnull)
 		call_tenant.cid = cid;
 		call_tenant.lxid = lxid;
 	}
+	/* the role insert.c records as recorded_by of the change row */
+	if (call_tenant.recorder != NULL &&
+		strcmp(call_tenant.recorder, GetUserNameFromId(GetOuterUserId(), false)) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("tool_audit.call names a tool call recorded by another role"),
+				 errdetail("A row change is linked only to a call recorded by the role that changes the row."),
+				 errhint("Set tool_audit.call to a call this role began or logged, or reset it.")));
 	*isnull = (call_tenant.tenant == NULL);
 	return *isnull ? (Datum) 0 : CStringGetTextDatum(call_tenant.tenant);
 }
@@ -462,6 +486,7 @@ record_change(TrackInfo *info, const char *operation, Datum row_key,
 	UUIDOID, TEXTOID, TEXTOID};
 	Datum		values[8];
 	char		nulls[8] = "        ";
+	Datum		tenant_of_call = (Datum) 0;
 
 	values[0] = CStringGetTextDatum(info->table_name);
 	values[1] = CStringGetTextDatum(operation);
@@ -469,7 +494,15 @@ record_change(TrackInfo *info, const char *operation, Datum row_key,
 	values[3] = old_values;
 	values[4] = new_values;
 	if (ta_call != NULL && ta_call[0] != '\0')
+	{
+		bool		isnull;
+
 		values[5] = DirectFunctionCall1(uuid_in, CStringGetDatum(ta_call));
+		/* refuses another role's call (for a table with a tenant column too) */
+		tenant_of_call = call_tenant_of(values[5], &isnull);
+		if (isnull)
+			tenant_of_call = (Datum) 0;
+	}
 	else
 		nulls[5] = 'n';
 	if (application_name != NULL && application_name[0] != '\0')
@@ -495,16 +528,10 @@ record_change(TrackInfo *info, const char *operation, Datum row_key,
 			values[7] = CStringGetTextDatum(OidOutputFunctionCall(outfunc, t));
 		}
 	}
-	else if (nulls[5] == 'n')
+	else if (tenant_of_call == (Datum) 0)
 		nulls[7] = 'n';
 	else
-	{
-		bool		isnull;
-
-		values[7] = call_tenant_of(values[5], &isnull);
-		if (isnull)
-			nulls[7] = 'n';
-	}
+		values[7] = tenant_of_call;
 
 	exec_as_owner(&insert_plan,
 				  "INSERT INTO tool_audit.data_changes (table_name, operation, row_key, "

@@ -5,8 +5,10 @@
 -- the admin and the user are the application's ids, not database roles, so
 -- the writer role (the application) and the admin role may start and end
 -- one.  While one is open, the insert triggers stamp impersonated_by on the
--- rows of that user in that tenant (src/impersonation.c); it stops by
--- itself at its expiry.  doc/governance.md.
+-- rows of that user in that tenant recorded by the role that started it
+-- (started_by: the ids are that application's); it stops by itself at its
+-- expiry (src/impersonation.c).  Only that role, or an admin, ends it.
+-- doc/governance.md.
 -- ---------------------------------------------------------------------------
 CREATE SEQUENCE tool_audit.impersonations_impersonation_id_seq;
 CREATE TABLE tool_audit.impersonations (
@@ -144,9 +146,12 @@ BEGIN
     END IF;
     LOCK TABLE tool_audit.impersonations IN SHARE ROW EXCLUSIVE MODE;
     PERFORM tool_audit.close_expired_impersonations();
+    -- one open impersonation per user, tenant and starting role: another
+    -- application's user of the same id is another user
     IF EXISTS (SELECT FROM tool_audit.impersonations m
                 WHERE m.ended_at IS NULL AND m.target_user = clean_target
-                  AND m.tenant_id IS NOT DISTINCT FROM clean_tenant) THEN
+                  AND m.tenant_id IS NOT DISTINCT FROM clean_tenant
+                  AND m.started_by = tool_audit.acting_role()) THEN
         RAISE EXCEPTION 'the user is already being impersonated'
             USING ERRCODE = 'object_not_in_prerequisite_state',
                   HINT = 'End that impersonation with tool_audit.end_impersonation() first.';
@@ -176,6 +181,8 @@ AS $$
 DECLARE
     i tool_audit.impersonations;
     e record;
+    me text := tool_audit.acting_role();
+    is_admin boolean := pg_has_role(tool_audit.acting_role()::name, 'tool_audit_admin', 'MEMBER');
 BEGIN
     IF admin IS NULL OR target_user IS NULL THEN
         RAISE EXCEPTION 'admin and target_user must not be null' USING ERRCODE = 'null_value_not_allowed';
@@ -183,10 +190,15 @@ BEGIN
     PERFORM tool_audit.impersonation_caller_check(tenant_id);
     LOCK TABLE tool_audit.impersonations IN SHARE ROW EXCLUSIVE MODE;
     PERFORM tool_audit.close_expired_impersonations();
+    -- the caller's own impersonation (started_by); an admin may end
+    -- another role's, its own first
     SELECT * INTO i FROM tool_audit.impersonations m
      WHERE m.ended_at IS NULL AND m.admin_id = tool_audit.sanitize_text(end_impersonation.admin)
        AND m.target_user = tool_audit.sanitize_text(end_impersonation.target_user)
-       AND m.tenant_id IS NOT DISTINCT FROM tool_audit.sanitize_text(end_impersonation.tenant_id);
+       AND m.tenant_id IS NOT DISTINCT FROM tool_audit.sanitize_text(end_impersonation.tenant_id)
+       AND (m.started_by = me OR is_admin)
+     ORDER BY m.started_by = me DESC, m.impersonation_id
+     LIMIT 1;
     IF NOT FOUND THEN
         RETURN NULL;
     END IF;
@@ -195,10 +207,10 @@ BEGIN
                                 'started_at', tool_audit.iso8601_utc(i.started_at)),
              NULL);
     UPDATE tool_audit.impersonations m
-       SET ended_at = e.occurred_at, ended_by = i.admin_id, end_event_id = e.event_id
+       SET ended_at = e.occurred_at, ended_by = me, end_event_id = e.event_id
      WHERE m.impersonation_id = i.impersonation_id;
     RETURN i.impersonation_id;
 END
 $$;
 COMMENT ON FUNCTION tool_audit.end_impersonation(text, text, text) IS
-    'Ends the admin''s open impersonation of the user in the tenant, as an impersonation.end admin event; returns its id, or NULL if none was open';
+    'Ends the admin''s open impersonation of the user in the tenant started by the calling role (an admin: by any role), as an impersonation.end admin event; ended_by is the calling role; returns its id, or NULL if none was open';

@@ -436,6 +436,10 @@ AS $$
 DECLARE
     before_row tool_audit.alerts;
     after_row tool_audit.alerts;
+    -- stored as the audit tables store free text: a secret pasted in the
+    -- note is not kept in clear (the event's reason is sanitized by its
+    -- insert trigger, the alerts row is not an audit row)
+    clean_note text := tool_audit.sanitize_text(acknowledge_alert.note);
 BEGIN
     SELECT * INTO before_row FROM tool_audit.alerts a WHERE a.alert_id = acknowledge_alert.id FOR UPDATE;
     IF NOT FOUND THEN
@@ -448,7 +452,7 @@ BEGIN
     END IF;
     UPDATE tool_audit.alerts a
        SET acknowledged_by = tool_audit.acting_role(), acknowledged_at = now(),
-           acknowledged_note = acknowledge_alert.note
+           acknowledged_note = clean_note
      WHERE a.alert_id = acknowledge_alert.id
     RETURNING * INTO after_row;
     PERFORM tool_audit.alert_event('acknowledge',
@@ -457,7 +461,7 @@ BEGIN
                            'last_at', before_row.last_at),
         jsonb_build_object('alert_id', after_row.alert_id, 'acknowledged_by', after_row.acknowledged_by,
                            'acknowledged_at', after_row.acknowledged_at),
-        note, before_row.tenant_id);
+        clean_note, before_row.tenant_id);
     RETURN after_row;
 END
 $$;

@@ -233,3 +233,7 @@ GRANT EXECUTE ON FUNCTION
     tool_audit.row_history(regclass, jsonb),
     tool_audit.row_as_of(regclass, jsonb, timestamptz)
     TO tool_audit_reader, tool_audit_admin;
+-- (1.5) the unrecorded query of the change reports: no more than their
+-- SELECT on data_changes gives them
+GRANT EXECUTE ON FUNCTION tool_audit.row_change_rows(regclass, jsonb)
+    TO tool_audit_reader, tool_audit_admin;

@@ -64,8 +64,11 @@ SELECT count(*) AS problems FROM tool_audit.verify();
 -- the attribution chain and the access report show it; other rows read as before
 SELECT tool_audit.attribution(id) FROM tool_audit.tool_calls
  WHERE user_id = 'usr_1' AND tenant_id IN ('imp_t1', 'imp_t2') ORDER BY id;
+-- (recorded by the application that started the impersonation)
+SET ROLE regress_writer;
 INSERT INTO tool_audit.tool_calls (tool_name, tenant_id, user_id, subject_id, success)
 VALUES ('get_patient_record', 'imp_t1', 'usr_1', 'imp_subject', true);
+RESET ROLE;
 SELECT a - 'timestamp' - 'call_id' AS access
   FROM jsonb_array_elements(tool_audit.access_report('imp_subject', '-infinity', 'infinity')->'accesses') a;
 
@@ -130,6 +133,35 @@ ROLLBACK;
 INSERT INTO tool_audit.tool_calls (tool_name, tenant_id, user_id, success) VALUES ('after_rollback', 'imp_t1', 'usr_5', true);
 SELECT impersonated_by FROM tool_audit.tool_calls WHERE tool_name = 'after_rollback';
 SELECT count(*) AS open FROM tool_audit.impersonations WHERE ended_at IS NULL;
+
+-- two applications (writer roles): an impersonation is that of the role
+-- that started it (started_by).  The other's rows for a user of the same id
+-- are not stamped, it cannot end it (none of its own is open) and may start
+-- its own; an admin may end any; ended_by is the role that ended it
+CREATE ROLE regress_imp_app_b IN ROLE tool_audit_writer;
+SET ROLE regress_writer;
+SELECT tool_audit.start_impersonation('adm_7', 'usr_6', 'ticket 10', 30, 'imp_t1') AS imp6 \gset
+RESET ROLE;
+SET ROLE regress_imp_app_b;
+INSERT INTO tool_audit.tool_calls (tool_name, tenant_id, user_id, success) VALUES ('b_call', 'imp_t1', 'usr_6', true);
+SELECT (tool_audit.log_event('profile.update', 'usr_6', '{}', '{"tenant_id": "imp_t1"}')).id IS NOT NULL AS logged;
+SELECT tool_audit.end_impersonation('adm_7', 'usr_6', 'imp_t1') AS b_ends_a;
+SELECT tool_audit.start_impersonation('adm_b', 'usr_6', 'ticket b1', 30, 'imp_t1') AS imp6b \gset
+INSERT INTO tool_audit.tool_calls (tool_name, tenant_id, user_id, success) VALUES ('b_call_impersonated', 'imp_t1', 'usr_6', true);
+SELECT tool_audit.end_impersonation('adm_b', 'usr_6', 'imp_t1') = :imp6b AS b_ends_own;
+RESET ROLE;
+SET ROLE regress_writer;
+INSERT INTO tool_audit.tool_calls (tool_name, tenant_id, user_id, success) VALUES ('a_call', 'imp_t1', 'usr_6', true);
+RESET ROLE;
+SET ROLE regress_admin;
+SELECT tool_audit.end_impersonation('adm_7', 'usr_6', 'imp_t1') = :imp6 AS admin_ends_a;
+RESET ROLE;
+SELECT tool_name, recorded_by, impersonated_by FROM tool_audit.tool_calls WHERE user_id = 'usr_6' ORDER BY id;
+SELECT event_type, actor, recorded_by, impersonated_by FROM tool_audit.admin_events
+ WHERE tenant_id = 'imp_t1' AND (actor = 'usr_6' OR payload->>'target_user' = 'usr_6') ORDER BY id;
+SELECT impersonation_id = :imp6 AS is_a, admin_id, started_by, ended_by
+  FROM tool_audit.impersonations WHERE target_user = 'usr_6' ORDER BY impersonation_id;
+DROP ROLE regress_imp_app_b;
 
 -- the trail is intact
 SELECT count(*) AS problems FROM tool_audit.verify();

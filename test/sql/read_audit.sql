@@ -154,6 +154,49 @@ SET ROLE regress_acme_member;
 SELECT read_by, function_name, tenant_id FROM tool_audit.read_report() ORDER BY event_id;
 RESET ROLE;
 
+-- the change reports (1.5) record their reads too: one event each, with
+-- the table as data_changes names it, the key and the rows returned;
+-- refused in a read-only transaction
+CREATE TABLE public.ra_items (id integer PRIMARY KEY, qty integer);
+GRANT SELECT, INSERT, UPDATE ON public.ra_items TO regress_writer;
+SELECT tool_audit.track('public.ra_items') IS NOT NULL AS tracked;
+SET ROLE regress_writer;
+BEGIN;
+SELECT (tool_audit.log_call('restock', '{}', '{"ok": true}', 1,
+  '{"event_id": "7a7a7a7a-0000-4000-8000-000000000001", "tenant_id": "ra_acme"}')).id IS NOT NULL AS logged;
+SET LOCAL tool_audit.call = '7a7a7a7a-0000-4000-8000-000000000001';
+INSERT INTO public.ra_items VALUES (1, 5);
+UPDATE public.ra_items SET qty = 6 WHERE id = 1;
+COMMIT;
+RESET ROLE;
+SET ROLE regress_admin;
+SELECT pg_temp.reads() AS before \gset
+SELECT count(*) FROM tool_audit.changes_by_call('7a7a7a7a-0000-4000-8000-000000000001');
+SELECT * FROM pg_temp.last_read();
+SELECT count(*) FROM tool_audit.row_changes('public.ra_items', '{"id": 1}');
+SELECT * FROM pg_temp.last_read();
+SELECT count(*) FROM tool_audit.row_history('public.ra_items', '{"id": 1}');
+SELECT * FROM pg_temp.last_read();
+SELECT tool_audit.row_as_of('public.ra_items', '{"id": 1}', '2100-01-01 00:00+00');
+SELECT * FROM pg_temp.last_read();
+SELECT tool_audit.row_as_of('public.ra_items', '{"id": 1}', '2000-01-01 00:00+00') IS NULL AS did_not_exist;
+SELECT payload->'rows' AS rows FROM pg_temp.last_read();
+-- exactly one event per call, 5 calls
+SELECT pg_temp.reads() - :before AS events;
+BEGIN READ ONLY;
+SELECT regress_try($$SELECT count(*) FROM tool_audit.changes_by_call('7a7a7a7a-0000-4000-8000-000000000001')$$);
+SELECT regress_try($$SELECT count(*) FROM tool_audit.row_changes('public.ra_items', '{"id": 1}')$$);
+SELECT regress_try($$SELECT count(*) FROM tool_audit.row_history('public.ra_items', '{"id": 1}')$$);
+SELECT regress_try($$SELECT tool_audit.row_as_of('public.ra_items', '{"id": 1}', '2100-01-01 00:00+00')$$);
+ROLLBACK;
+SELECT pg_temp.reads() - :before AS events;
+RESET ROLE;
+-- a bound reader's change-report reads carry its tenant
+SET ROLE regress_acme_member;
+SELECT count(*) FROM tool_audit.row_history('public.ra_items', '{"id": 1}');
+RESET ROLE;
+SELECT actor, tenant_id, payload, recorded_by FROM pg_temp.last_read();
+
 \c :regress_db
 SET client_min_messages = warning;
 DROP DATABASE regress_tool_audit_reads;
