@@ -3703,6 +3703,11 @@ GRANT EXECUTE ON FUNCTION
     tool_audit.row_history(regclass, jsonb),
     tool_audit.row_as_of(regclass, jsonb, timestamptz)
     TO tool_audit_reader, tool_audit_admin;
+-- the clone of tool_audit_track that a partition created or attached by a
+-- tracked partitioned table's owner gets checks EXECUTE on track_change()
+-- as that owner: everyone may execute it; the DDL guard (src/track.c)
+-- refuses CREATE TRIGGER with it to all but track()
+GRANT EXECUTE ON FUNCTION tool_audit.track_change() TO PUBLIC;
 
 -- The final text of functions and views that more than one 1.5 change replaced
 -- (each change above replaced them in turn): as in sql/install, word for word
@@ -4130,5 +4135,141 @@ $$;
 
 COMMENT ON FUNCTION tool_audit.hold_report() IS
     'The active legal holds with, per audit table, the rows each covers and their first and last time';
+
+CREATE OR REPLACE FUNCTION tool_audit.run_alert_checks()
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    mark tool_audit.alert_check_mark;
+    last_row record;
+    silent_rule tool_audit.alert_rules;
+    problems jsonb;
+    key_file text := current_setting('tool_audit.signing_key_file', true);
+    key_problem text;
+    raised jsonb := '[]';
+    t record;
+    id bigint;
+BEGIN
+    -- protections, and tracked tables whose triggers are gone or disabled
+    SELECT jsonb_agg(x.problem) INTO problems
+      FROM (SELECT jsonb_build_object('table', p.table_name, 'problem', p.problem) AS problem
+              FROM tool_audit.verify_protections() p
+            UNION ALL
+            SELECT jsonb_build_object('table', s.table_name, 'problem', 'tracking: ' || s.status)
+              FROM tool_audit.tracking_status() s
+             WHERE s.status NOT IN ('ok', 'table renamed')) x;
+    IF problems IS NOT NULL THEN
+        id := tool_audit.raise_alert('audit_protections', NULL, 'verify_protections', NULL, NULL,
+                                     jsonb_build_object('problems', problems));
+        raised := raised || jsonb_build_object('rule', 'audit_protections', 'alert_id', id);
+    END IF;
+    -- the signing key, when one is configured
+    IF coalesce(key_file, '') <> '' THEN
+        BEGIN
+            IF tool_audit.signing_public_key() IS NULL THEN
+                key_problem := 'no key';
+            END IF;
+        EXCEPTION WHEN OTHERS THEN
+            key_problem := SQLSTATE;
+        END;
+        IF key_problem IS NOT NULL THEN
+            id := tool_audit.raise_alert('signing_key_missing', NULL, 'signing_key_file', NULL, NULL,
+                                         jsonb_build_object('sqlstate', key_problem));
+            raised := raised || jsonb_build_object('rule', 'signing_key_missing', 'alert_id', id);
+        END IF;
+    END IF;
+    -- silent tenants: count the rows since the last check, by tenant and day
+    LOCK TABLE tool_audit.alert_check_mark IN EXCLUSIVE MODE;
+    SELECT * INTO mark FROM tool_audit.alert_check_mark;
+    SELECT c.recorded_at, c.id INTO last_row FROM tool_audit.tool_calls c
+     ORDER BY c.recorded_at DESC, c.id DESC LIMIT 1;
+    IF last_row.id IS NOT NULL THEN
+        INSERT INTO tool_audit.tenant_activity AS a (tenant_id, day, calls, last_at)
+        SELECT c.tenant_id, (c.recorded_at AT TIME ZONE 'UTC')::date, count(*), max(c.recorded_at)
+          FROM tool_audit.tool_calls c
+         WHERE c.tenant_id IS NOT NULL
+           AND c.recorded_at >= coalesce(mark.recorded_at, c.recorded_at)
+           AND (mark.id IS NULL OR (c.recorded_at, c.id) > (mark.recorded_at, mark.id))
+           AND (c.recorded_at, c.id) <= (last_row.recorded_at, last_row.id)
+           AND c.recorded_at >= now() - interval '30 days'
+         GROUP BY 1, 2
+        ON CONFLICT (tenant_id, day) DO UPDATE
+           SET calls = a.calls + excluded.calls, last_at = greatest(a.last_at, excluded.last_at);
+        INSERT INTO tool_audit.alert_check_mark AS m (one_row, recorded_at, id)
+        VALUES (true, last_row.recorded_at, last_row.id)
+        ON CONFLICT (one_row) DO UPDATE SET recorded_at = excluded.recorded_at, id = excluded.id;
+    END IF;
+    DELETE FROM tool_audit.tenant_activity a WHERE a.day < (now() AT TIME ZONE 'UTC')::date - 30;
+    SELECT * INTO silent_rule FROM tool_audit.alert_rules r WHERE r.rule_name = 'tenant_silent';
+    IF FOUND AND silent_rule.enabled THEN
+        FOR t IN
+            SELECT a.tenant_id, max(a.last_at) AS last_at,
+                   count(*) FILTER (WHERE a.day >= (now() AT TIME ZONE 'UTC')::date - 7
+                                      AND a.day < (now() AT TIME ZONE 'UTC')::date) AS days
+              FROM tool_audit.tenant_activity a
+             GROUP BY a.tenant_id
+            HAVING count(*) FILTER (WHERE a.day >= (now() AT TIME ZONE 'UTC')::date - 7
+                                      AND a.day < (now() AT TIME ZONE 'UTC')::date)
+                       >= coalesce(silent_rule.threshold, 5)
+               AND max(a.last_at) < now() - make_interval(secs => silent_rule.window_seconds)
+             ORDER BY a.tenant_id
+        LOOP
+            id := tool_audit.raise_alert('tenant_silent', t.tenant_id, 'silent', NULL, NULL,
+                                         jsonb_build_object('last_call_at', t.last_at, 'active_days', t.days));
+            raised := raised || jsonb_build_object('rule', 'tenant_silent', 'tenant_id', t.tenant_id,
+                                                   'alert_id', id);
+        END LOOP;
+    END IF;
+    RETURN raised;
+END
+$$;
+
+COMMENT ON FUNCTION tool_audit.run_alert_checks() IS
+    'The periodic alert checks: protections disabled, tracked tables whose triggers are gone or disabled, the signing key missing, tenants that normally log gone silent; returns the alerts raised';
+
+CREATE OR REPLACE FUNCTION tool_audit.tracking_status()
+RETURNS TABLE (table_name text, options jsonb, tracked_at timestamptz, tracked_by text, status text)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT t.table_name, t.options, t.tracked_at, t.tracked_by,
+           CASE
+               WHEN c.oid IS NULL THEN 'table dropped'
+               WHEN format('%I.%I', n.nspname, c.relname) <> t.table_name THEN 'table renamed'
+               WHEN count(g.oid) < 2 THEN 'trigger dropped'
+               WHEN bool_or(g.tgenabled <> 'A') THEN 'trigger disabled'
+               ELSE 'ok'
+           END
+      FROM tool_audit.tracked_tables t
+      LEFT JOIN pg_class c ON c.oid = t.table_oid
+      LEFT JOIN pg_namespace n ON n.oid = c.relnamespace
+      LEFT JOIN pg_trigger g ON g.tgrelid = t.table_oid
+                            AND g.tgname IN ('tool_audit_track', 'tool_audit_track_truncate')
+                            AND g.tgfoid = 'tool_audit.track_change()'::regprocedure
+     GROUP BY t.table_oid, t.table_name, t.options, t.tracked_at, t.tracked_by, c.oid, n.nspname, c.relname
+    UNION ALL
+    SELECT format('%I.%I', pn.nspname, pc.relname),
+           t.options || jsonb_build_object('partition_of', t.table_name), t.tracked_at, t.tracked_by,
+           CASE
+               WHEN count(g.oid) < 1 THEN 'trigger dropped'
+               WHEN bool_or(g.tgenabled <> 'A') THEN 'trigger disabled'
+               ELSE 'ok'
+           END
+      FROM tool_audit.tracked_tables t
+      JOIN pg_class c ON c.oid = t.table_oid AND c.relkind = 'p'
+      CROSS JOIN LATERAL pg_partition_tree(c.oid) p
+      JOIN pg_class pc ON pc.oid = p.relid
+      JOIN pg_namespace pn ON pn.oid = pc.relnamespace
+      LEFT JOIN pg_trigger g ON g.tgrelid = p.relid AND g.tgname = 'tool_audit_track'
+                            AND g.tgfoid = 'tool_audit.track_change()'::regprocedure
+     WHERE p.level > 0
+     GROUP BY t.table_oid, t.table_name, t.options, t.tracked_at, t.tracked_by, pn.nspname, pc.relname
+     ORDER BY 1
+$$;
+
+COMMENT ON FUNCTION tool_audit.tracking_status() IS
+    'Each tracked table, and each partition of a tracked partitioned table, with its options and whether its triggers are still there and always enabled (ok, trigger disabled, trigger dropped, table renamed, table dropped)';
 
 -- (end of the final texts)

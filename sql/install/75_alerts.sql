@@ -505,9 +505,14 @@ DECLARE
     t record;
     id bigint;
 BEGIN
-    -- protections
-    SELECT jsonb_agg(jsonb_build_object('table', p.table_name, 'problem', p.problem))
-      INTO problems FROM tool_audit.verify_protections() p;
+    -- protections, and tracked tables whose triggers are gone or disabled
+    SELECT jsonb_agg(x.problem) INTO problems
+      FROM (SELECT jsonb_build_object('table', p.table_name, 'problem', p.problem) AS problem
+              FROM tool_audit.verify_protections() p
+            UNION ALL
+            SELECT jsonb_build_object('table', s.table_name, 'problem', 'tracking: ' || s.status)
+              FROM tool_audit.tracking_status() s
+             WHERE s.status NOT IN ('ok', 'table renamed')) x;
     IF problems IS NOT NULL THEN
         id := tool_audit.raise_alert('audit_protections', NULL, 'verify_protections', NULL, NULL,
                                      jsonb_build_object('problems', problems));
@@ -574,7 +579,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION tool_audit.run_alert_checks() IS
-    'The periodic alert checks: protections disabled, the signing key missing, tenants that normally log gone silent; returns the alerts raised';
+    'The periodic alert checks: protections disabled, tracked tables whose triggers are gone or disabled, the signing key missing, tenants that normally log gone silent; returns the alerts raised';
 
 -- The checks as a pg_cron job, as the retention job (48_retention_schedule.sql)
 CREATE FUNCTION tool_audit.schedule_alert_checks(schedule text DEFAULT '*/15 * * * *')

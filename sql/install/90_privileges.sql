@@ -233,3 +233,8 @@ GRANT EXECUTE ON FUNCTION
     tool_audit.row_history(regclass, jsonb),
     tool_audit.row_as_of(regclass, jsonb, timestamptz)
     TO tool_audit_reader, tool_audit_admin;
+-- (1.5) the clone of tool_audit_track that a partition created or attached
+-- by a tracked partitioned table's owner gets checks EXECUTE on
+-- track_change() as that owner: everyone may execute it; the DDL guard
+-- (src/track.c) refuses CREATE TRIGGER with it to all but track()
+GRANT EXECUTE ON FUNCTION tool_audit.track_change() TO PUBLIC;
