@@ -161,6 +161,8 @@ BEGIN
                              WHERE tgrelid = rel AND tgname IN ('tool_audit_track', 'tool_audit_track_truncate')
                                AND tgfoid = 'tool_audit.track_change()'::regprocedure);
     IF had THEN
+        -- a second admin's approval when tool_audit.require_dual_approval is on
+        PERFORM tool_audit.approval_gate('tool_audit.untrack', jsonb_build_object('table', qualified));
         FOR trg IN SELECT tgname FROM pg_trigger
                     WHERE tgrelid = rel AND tgname IN ('tool_audit_track', 'tool_audit_track_truncate')
                       AND tgfoid = 'tool_audit.track_change()'::regprocedure LOOP
@@ -173,7 +175,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION tool_audit.untrack(regclass) IS
-    'Stops recording the table''s row changes (removes track()''s triggers); true if it was tracked; an audited admin event';
+    'Stops recording the table''s row changes (removes track()''s triggers); true if it was tracked; an audited admin event; needs dual approval when it is required';
 
 -- tracking_status(): what became of each tracked table's triggers.  A table
 -- owner cannot drop or disable them (the DDL guard, src/track.c), a
