@@ -276,6 +276,8 @@ SELECT (tool_audit.track('public.owned_by_writer2'))->'table' AS tracked;
 SET ROLE regress_writer;
 SELECT regress_try($$ALTER TRIGGER tool_audit_track ON public.owned_by_writer2 DEPENDS ON EXTENSION plpgsql$$);
 SELECT regress_try($$ALTER TRIGGER tool_audit_track_truncate ON public.owned_by_writer2 NO DEPENDS ON EXTENSION plpgsql$$);
+-- session_replication_role is a superuser's (and the triggers are ENABLE ALWAYS)
+SELECT regress_try($$SET session_replication_role = replica$$);
 RESET ROLE;
 SELECT count(*) AS extension_dependencies FROM pg_depend d JOIN pg_trigger g ON g.oid = d.objid
  WHERE d.classid = 'pg_trigger'::regclass AND d.deptype = 'x' AND g.tgrelid = 'public.owned_by_writer2'::regclass;
