@@ -321,7 +321,8 @@ SET ROLE regress_admin;
 SELECT table_name, status FROM tool_audit.tracking_status() WHERE status <> 'ok';
 SELECT count(*) > 0 AS raised FROM jsonb_array_elements(tool_audit.run_alert_checks()) r
  WHERE r->>'rule' = 'audit_protections';
-SELECT p FROM tool_audit.alerts a, jsonb_array_elements(a.detail->'problems') p
+SELECT p FROM tool_audit.alerts a,
+       jsonb_array_elements(CASE WHEN jsonb_typeof(a.detail->'problems') = 'array' THEN a.detail->'problems' END) p
  WHERE a.rule_name = 'audit_protections' AND p->>'problem' LIKE 'tracking:%' ORDER BY 1;
 SELECT tool_audit.untrack('public.w_events');
 RESET ROLE;
