@@ -3765,6 +3765,11 @@ SELECT GROUPING(t.tenant_id) = 1 AS all_tenants,
  GROUP BY GROUPING SETS ((t.tool_name), (t.tenant_id, t.tool_name));
 COMMENT ON VIEW tool_audit.tool_usage IS 'tool_stats() for every tool: over all visible tenants (all_tenants) and per tenant (a call begun and ended counts once)';
 GRANT SELECT ON tool_audit.tool_usage TO tool_audit_reader, tool_audit_admin;
+-- the clone of tool_audit_track that a partition created or attached by a
+-- tracked partitioned table's owner gets checks EXECUTE on track_change()
+-- as that owner: everyone may execute it; the DDL guard (src/track.c)
+-- refuses CREATE TRIGGER with it to all but track()
+GRANT EXECUTE ON FUNCTION tool_audit.track_change() TO PUBLIC;
 
 -- The final text of functions and views that more than one 1.5 change replaced
 -- (each change above replaced them in turn): as in sql/install, word for word
@@ -3839,6 +3844,66 @@ $$;
 
 COMMENT ON FUNCTION tool_audit.fhir_audit_event(tool_audit.tool_calls) IS
     'One tool call as a FHIR R4 AuditEvent resource';
+
+CREATE OR REPLACE FUNCTION tool_audit.approval_payload(action text, payload jsonb) RETURNS jsonb
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    spec jsonb;
+    k text;
+    t text;
+    v jsonb;
+BEGIN
+    IF payload IS NULL OR jsonb_typeof(payload) IS DISTINCT FROM 'object' THEN
+        RAISE EXCEPTION 'invalid value for argument "payload": expected a JSON object'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    -- key: JSON type; "?" after it: optional (null when absent)
+    spec := CASE action
+        WHEN 'tool_audit.retention.set_policy' THEN
+            '{"policy_name": "string", "retention_days": "number", "matches": "array?", "applies_to": "string?"}'
+        WHEN 'tool_audit.retention.set_override' THEN
+            '{"tenant_id": "string", "policy_name": "string", "retention_days": "number"}'
+        WHEN 'tool_audit.hold.release' THEN '{"hold_id": "number"}'
+        WHEN 'tool_audit.erase_subject' THEN '{"subject_id": "string"}'
+        WHEN 'tool_audit.pseudonym_key.rotate' THEN '{"key_id": "string?"}'
+        WHEN 'tool_audit.untrack' THEN '{"table": "string"}'
+        WHEN 'tool_audit.alert_rule.disable' THEN '{"rule_name": "string"}'
+        WHEN 'tool_audit.alert_checks.unschedule' THEN '{}'
+        END::jsonb;
+    IF spec IS NULL THEN
+        RETURN payload;
+    END IF;
+    FOR k IN SELECT jsonb_object_keys(payload) LOOP
+        IF NOT spec ? k THEN
+            RAISE EXCEPTION 'invalid value for argument "payload": % takes the keys %', action,
+                    coalesce((SELECT string_agg(s, ', ' ORDER BY s) FROM jsonb_object_keys(spec) s), 'none')
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+    END LOOP;
+    FOR k, t IN SELECT e.key, e.value #>> '{}' FROM jsonb_each(spec) e LOOP
+        v := payload -> k;
+        IF v IS NULL OR jsonb_typeof(v) = 'null' THEN
+            IF right(t, 1) <> '?' THEN
+                RAISE EXCEPTION 'invalid value for argument "payload": key "%" is missing', k
+                    USING ERRCODE = 'invalid_parameter_value';
+            END IF;
+            payload := payload || jsonb_build_object(k, CASE WHEN action = 'tool_audit.retention.set_policy'
+                                                              AND k = 'applies_to' THEN 'tool_calls' END);
+        ELSIF jsonb_typeof(v) <> rtrim(t, '?')
+              OR (t = 'number' AND (v #>> '{}')::numeric <> trunc((v #>> '{}')::numeric)) THEN
+            RAISE EXCEPTION 'invalid value for argument "payload": key "%" must be a JSON %', k,
+                    CASE WHEN t = 'number' THEN 'integer' ELSE rtrim(t, '?') END
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+    END LOOP;
+    RETURN payload;
+END
+$$;
+
+COMMENT ON FUNCTION tool_audit.approval_payload(text, jsonb) IS
+    'A request''s payload checked and completed for the extension''s own actions (keys, JSON types, defaults); as given for other actions';
 
 CREATE OR REPLACE FUNCTION tool_audit.set_retention_policy(policy_name text, retention_days integer,
                                                 matches text[] DEFAULT NULL,
@@ -4336,6 +4401,262 @@ $$;
 COMMENT ON FUNCTION tool_audit.hold_report() IS
     'The active legal holds with, per audit table, the rows each covers and their first and last time';
 
+CREATE OR REPLACE FUNCTION tool_audit.raise_alert(rule_name text, tenant_id text DEFAULT NULL,
+                                       burst_key text DEFAULT '', tool_call_id bigint DEFAULT NULL,
+                                       admin_event_id bigint DEFAULT NULL, detail jsonb DEFAULT '{}',
+                                       at timestamptz DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r tool_audit.alert_rules;
+    t timestamptz := coalesce(at, clock_timestamp());
+    k text := coalesce(burst_key, '');
+    a tool_audit.alerts;
+    is_new boolean := false;
+BEGIN
+    SELECT * INTO r FROM tool_audit.alert_rules ar WHERE ar.rule_name = raise_alert.rule_name;
+    IF NOT FOUND OR (NOT r.enabled AND NOT coalesce(raise_alert.detail ? 'weakened_rule', false)) THEN
+        RETURN NULL;
+    END IF;
+    IF raise_alert.detail ? 'weakened_rule' AND r.severity IN ('low', 'medium') THEN
+        r.severity := 'high';
+    END IF;
+    -- never wait: a transaction still raising the same burst keeps it, and
+    -- this row raises an alert of its own
+    IF pg_try_advisory_xact_lock(hashtextextended(concat_ws(E'\x1f', 'tool_audit alert', r.rule_name,
+                                                            raise_alert.tenant_id, k), 0)) THEN
+    UPDATE tool_audit.alerts x
+       SET last_at = greatest(x.last_at, t), count = x.count + 1,
+           tool_call_ids = CASE WHEN raise_alert.tool_call_id IS NOT NULL AND cardinality(x.tool_call_ids) < 100
+                                THEN x.tool_call_ids || raise_alert.tool_call_id ELSE x.tool_call_ids END,
+           admin_event_ids = CASE WHEN raise_alert.admin_event_id IS NOT NULL AND cardinality(x.admin_event_ids) < 100
+                                  THEN x.admin_event_ids || raise_alert.admin_event_id ELSE x.admin_event_ids END,
+           detail = x.detail || coalesce(raise_alert.detail, '{}')
+     WHERE x.alert_id = (SELECT o.alert_id FROM tool_audit.alerts o
+                          WHERE o.rule_name = r.rule_name AND o.burst_key = k
+                            AND o.tenant_id IS NOT DISTINCT FROM raise_alert.tenant_id
+                            AND o.acknowledged_at IS NULL
+                            AND o.last_at >= t - make_interval(secs => r.window_seconds)
+                          ORDER BY o.alert_id DESC LIMIT 1)
+    RETURNING * INTO a;
+    is_new := NOT FOUND;
+    ELSE
+        is_new := true;
+    END IF;
+    IF is_new THEN
+        INSERT INTO tool_audit.alerts (rule_name, kind, severity, tenant_id, burst_key, first_at, last_at,
+                                       tool_call_ids, admin_event_ids, detail)
+        VALUES (r.rule_name, r.kind, r.severity, raise_alert.tenant_id, k, t, t,
+                CASE WHEN raise_alert.tool_call_id IS NULL THEN '{}'::bigint[]
+                     ELSE ARRAY[raise_alert.tool_call_id] END,
+                CASE WHEN raise_alert.admin_event_id IS NULL THEN '{}'::bigint[]
+                     ELSE ARRAY[raise_alert.admin_event_id] END,
+                coalesce(raise_alert.detail, '{}'))
+        RETURNING * INTO a;
+    END IF;
+    PERFORM tool_audit.notify_alert(json_build_object(
+        'alert_id', a.alert_id, 'rule_name', a.rule_name, 'severity', a.severity,
+        'count', a.count, 'new', is_new)::text);
+    RETURN a.alert_id;
+END
+$$;
+
+COMMENT ON FUNCTION tool_audit.raise_alert(text, text, text, bigint, bigint, jsonb, timestamptz) IS
+    'Raises an alert of a rule, or grows the open alert of its burst, and notifies tool_audit_alerts; callable only by the owner (the extension''s own code)';
+
+CREATE OR REPLACE FUNCTION tool_audit.set_alert_rule(rule_name text, kind text DEFAULT NULL,
+                                          severity text DEFAULT NULL, matches text[] DEFAULT NULL,
+                                          threshold integer DEFAULT NULL,
+                                          window_seconds integer DEFAULT NULL,
+                                          tenant_id text DEFAULT NULL, params jsonb DEFAULT NULL,
+                                          enabled boolean DEFAULT NULL, reason text DEFAULT NULL)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    before_row tool_audit.alert_rules;
+    after_row tool_audit.alert_rules;
+    had_one boolean;
+    k text;
+    p jsonb;
+    result jsonb;
+BEGIN
+    -- errors name the argument, never its value
+    IF rule_name IS NULL OR rule_name !~ '^[a-z][a-z0-9_]{0,62}$' THEN
+        RAISE EXCEPTION 'invalid value for argument "rule_name": expected a lowercase identifier of 1 to 63 characters'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'The value is not shown: it may be a secret put in the wrong place.';
+    END IF;
+    LOCK TABLE tool_audit.alert_rules IN SHARE ROW EXCLUSIVE MODE;
+    SELECT * INTO before_row FROM tool_audit.alert_rules r WHERE r.rule_name = set_alert_rule.rule_name;
+    had_one := FOUND;
+    IF had_one AND kind IS NOT NULL AND kind <> before_row.kind THEN
+        RAISE EXCEPTION 'invalid value for argument "kind": the rule is of kind %', before_row.kind
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Disable this rule and create another one of the other kind.';
+    END IF;
+    k := coalesce(kind, before_row.kind);
+    IF k IS NULL OR k NOT IN ('event_type', 'tool_name', 'failure', 'break_glass', 'same_subject',
+                              'tool_failures', 'distinct_subjects', 'business_hours', 'check') THEN
+        RAISE EXCEPTION 'invalid value for argument "kind": expected event_type, tool_name, failure, break_glass, same_subject, tool_failures, distinct_subjects, business_hours or check'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF coalesce(severity, before_row.severity) IS NULL
+       OR coalesce(severity, before_row.severity) NOT IN ('low', 'medium', 'high', 'critical') THEN
+        RAISE EXCEPTION 'invalid value for argument "severity": expected low, medium, high or critical'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF matches IS NOT NULL AND (array_ndims(matches) > 1 OR
+        EXISTS (SELECT FROM unnest(matches) m WHERE m IS NULL OR m = '')) THEN
+        RAISE EXCEPTION 'invalid value for argument "matches": expected a list of event types, tool names or patterns (''*'': any characters), none empty'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF k = 'event_type' AND coalesce(cardinality(coalesce(matches, before_row.matches)), 0) = 0 THEN
+        RAISE EXCEPTION 'invalid value for argument "matches": an event_type rule needs event types or patterns'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF threshold IS NOT NULL AND (threshold <= 0 OR threshold > 10000) THEN
+        RAISE EXCEPTION 'invalid value for argument "threshold": expected a number from 1 to 10000'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF k IN ('same_subject', 'tool_failures', 'distinct_subjects')
+       AND coalesce(threshold, before_row.threshold) IS NULL THEN
+        RAISE EXCEPTION 'invalid value for argument "threshold": a % rule needs one', k
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF window_seconds IS NOT NULL AND window_seconds <= 0 THEN
+        RAISE EXCEPTION 'invalid value for argument "window_seconds": expected a positive number of seconds'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF tenant_id = '' THEN
+        RAISE EXCEPTION 'invalid value for argument "tenant_id": expected a tenant id or NULL'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    p := coalesce(params, before_row.params, '{}');
+    IF k = 'business_hours' THEN
+        IF coalesce(tenant_id, before_row.tenant_id) IS NULL THEN
+            RAISE EXCEPTION 'invalid value for argument "tenant_id": a business_hours rule is for one tenant'
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        IF jsonb_typeof(p) <> 'object'
+           OR coalesce(p->>'start', '') !~ '^([01][0-9]|2[0-3]):[0-5][0-9]$'
+           OR coalesce(p->>'end', '') !~ '^([01][0-9]|2[0-4]):[0-5][0-9]$'
+           OR (p ? 'days' AND (jsonb_typeof(p->'days') <> 'array' OR jsonb_array_length(p->'days') = 0
+               OR EXISTS (SELECT FROM jsonb_array_elements(p->'days') d
+                           WHERE jsonb_typeof(d) <> 'number' OR d::text NOT IN ('1','2','3','4','5','6','7'))))
+           OR (p ? 'time_zone' AND (jsonb_typeof(p->'time_zone') <> 'string'
+               OR NOT EXISTS (SELECT FROM pg_timezone_names z WHERE z.name = p->>'time_zone'))) THEN
+            RAISE EXCEPTION 'invalid value for argument "params": expected {"start": "HH:MM", "end": "HH:MM", "days": [1..7, Monday 1], "time_zone": a time zone name}'
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+    ELSIF jsonb_typeof(p) <> 'object' THEN
+        RAISE EXCEPTION 'invalid value for argument "params": expected a JSON object'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+
+    -- disabling a rule needs a second admin's approval when
+    -- tool_audit.require_dual_approval is on
+    IF had_one AND before_row.enabled AND set_alert_rule.enabled IS FALSE THEN
+        PERFORM tool_audit.approval_gate('tool_audit.alert_rule.disable',
+                                         jsonb_build_object('rule_name', set_alert_rule.rule_name));
+    END IF;
+    IF had_one THEN
+        UPDATE tool_audit.alert_rules r
+           SET severity = coalesce(set_alert_rule.severity, r.severity),
+               matches = coalesce(set_alert_rule.matches, r.matches),
+               threshold = coalesce(set_alert_rule.threshold, r.threshold),
+               window_seconds = coalesce(set_alert_rule.window_seconds, r.window_seconds),
+               tenant_id = coalesce(set_alert_rule.tenant_id, r.tenant_id),
+               params = p,
+               enabled = coalesce(set_alert_rule.enabled, r.enabled),
+               changed_at = now(), changed_by = tool_audit.acting_role()
+         WHERE r.rule_name = set_alert_rule.rule_name
+        RETURNING * INTO after_row;
+    ELSE
+        INSERT INTO tool_audit.alert_rules
+            (rule_name, kind, severity, enabled, matches, tenant_id, threshold, window_seconds,
+             params, changed_by)
+        VALUES (set_alert_rule.rule_name, k, severity, coalesce(enabled, true),
+                coalesce(matches, '{}'), set_alert_rule.tenant_id, set_alert_rule.threshold,
+                coalesce(set_alert_rule.window_seconds, 3600), p, tool_audit.acting_role())
+        RETURNING * INTO after_row;
+    END IF;
+    result := tool_audit.alert_event('rule', CASE WHEN had_one THEN to_jsonb(before_row) END,
+                                     to_jsonb(after_row), reason);
+    -- a rule disabled or weakened (it would fire less, or lower) raises a
+    -- high alert, unless a rule already raised one for this event (as
+    -- audit_changes does while it is on and unchanged)
+    IF had_one AND before_row.enabled
+       AND (NOT after_row.enabled
+            OR array_position(ARRAY['low', 'medium', 'high', 'critical'], after_row.severity)
+               < array_position(ARRAY['low', 'medium', 'high', 'critical'], before_row.severity)
+            OR NOT (before_row.matches <@ after_row.matches)
+            OR (cardinality(before_row.matches) = 0 AND cardinality(after_row.matches) > 0
+                AND k <> 'event_type')
+            OR after_row.threshold > before_row.threshold
+            OR (k IN ('same_subject', 'tool_failures', 'distinct_subjects')
+                AND after_row.window_seconds < before_row.window_seconds)
+            OR after_row.tenant_id IS DISTINCT FROM before_row.tenant_id
+            OR after_row.params IS DISTINCT FROM before_row.params)
+       AND NOT EXISTS (SELECT FROM tool_audit.alerts a
+                        WHERE a.admin_event_ids @> ARRAY[(result->>'admin_event_id')::bigint]
+                          AND a.severity IN ('high', 'critical')) THEN
+        PERFORM tool_audit.raise_alert('audit_changes', NULL, 'weakened:' || set_alert_rule.rule_name, NULL,
+                                       (result->>'admin_event_id')::bigint,
+                                       jsonb_build_object('weakened_rule', set_alert_rule.rule_name));
+    END IF;
+    RETURN result;
+END
+$$;
+
+COMMENT ON FUNCTION tool_audit.set_alert_rule(text, text, text, text[], integer, integer, text, jsonb, boolean, text) IS
+    'Creates or changes an alert rule (NULL arguments keep the rule''s values) and records it as a tool_audit.alert.rule admin event; disabling or weakening a rule raises a high alert, and disabling needs dual approval when it is required';
+
+CREATE OR REPLACE FUNCTION tool_audit.disable_alert_rule(rule_name text, reason text DEFAULT NULL)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    before_row tool_audit.alert_rules;
+    after_row tool_audit.alert_rules;
+    result jsonb;
+BEGIN
+    SELECT * INTO before_row FROM tool_audit.alert_rules r
+     WHERE r.rule_name = disable_alert_rule.rule_name FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'invalid value for argument "rule_name": no such alert rule'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'The value is not shown: it may be a secret put in the wrong place.';
+    END IF;
+    IF before_row.enabled THEN
+        PERFORM tool_audit.approval_gate('tool_audit.alert_rule.disable',
+                                         jsonb_build_object('rule_name', disable_alert_rule.rule_name));
+    END IF;
+    UPDATE tool_audit.alert_rules r
+       SET enabled = false, changed_at = now(), changed_by = tool_audit.acting_role()
+     WHERE r.rule_name = disable_alert_rule.rule_name
+    RETURNING * INTO after_row;
+    result := tool_audit.alert_event('rule', to_jsonb(before_row), to_jsonb(after_row), reason);
+    -- as set_alert_rule(): a rule switched off raises a high alert
+    IF before_row.enabled
+       AND NOT EXISTS (SELECT FROM tool_audit.alerts a
+                        WHERE a.admin_event_ids @> ARRAY[(result->>'admin_event_id')::bigint]
+                          AND a.severity IN ('high', 'critical')) THEN
+        PERFORM tool_audit.raise_alert('audit_changes', NULL, 'weakened:' || disable_alert_rule.rule_name, NULL,
+                                       (result->>'admin_event_id')::bigint,
+                                       jsonb_build_object('weakened_rule', disable_alert_rule.rule_name));
+    END IF;
+    RETURN result;
+END
+$$;
+
+COMMENT ON FUNCTION tool_audit.disable_alert_rule(text, text) IS
+    'Disables an alert rule and records it as a tool_audit.alert.rule admin event; raises a high alert, and needs dual approval when it is required';
+
 CREATE OR REPLACE FUNCTION tool_audit.acknowledge_alert(id bigint, note text)
 RETURNS tool_audit.alerts
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
@@ -4376,5 +4697,210 @@ $$;
 
 COMMENT ON FUNCTION tool_audit.acknowledge_alert(bigint, text) IS
     'Acknowledges an alert (once) with a note, recorded as a tool_audit.alert.acknowledge admin event; its burst then ends';
+
+CREATE OR REPLACE FUNCTION tool_audit.run_alert_checks()
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    mark tool_audit.alert_check_mark;
+    last_row record;
+    silent_rule tool_audit.alert_rules;
+    problems jsonb;
+    key_file text := current_setting('tool_audit.signing_key_file', true);
+    key_problem text;
+    raised jsonb := '[]';
+    t record;
+    id bigint;
+BEGIN
+    -- protections, and tracked tables whose triggers are gone or disabled
+    SELECT jsonb_agg(x.problem) INTO problems
+      FROM (SELECT jsonb_build_object('table', p.table_name, 'problem', p.problem) AS problem
+              FROM tool_audit.verify_protections() p
+            UNION ALL
+            SELECT jsonb_build_object('table', s.table_name, 'problem', 'tracking: ' || s.status)
+              FROM tool_audit.tracking_status() s
+             WHERE s.status NOT IN ('ok', 'table renamed')) x;
+    IF problems IS NOT NULL THEN
+        id := tool_audit.raise_alert('audit_protections', NULL, 'verify_protections', NULL, NULL,
+                                     jsonb_build_object('problems', problems));
+        raised := raised || jsonb_build_object('rule', 'audit_protections', 'alert_id', id);
+    END IF;
+    -- the signing key, when one is configured
+    IF coalesce(key_file, '') <> '' THEN
+        BEGIN
+            IF tool_audit.signing_public_key() IS NULL THEN
+                key_problem := 'no key';
+            END IF;
+        EXCEPTION WHEN OTHERS THEN
+            key_problem := SQLSTATE;
+        END;
+        IF key_problem IS NOT NULL THEN
+            id := tool_audit.raise_alert('signing_key_missing', NULL, 'signing_key_file', NULL, NULL,
+                                         jsonb_build_object('sqlstate', key_problem));
+            raised := raised || jsonb_build_object('rule', 'signing_key_missing', 'alert_id', id);
+        END IF;
+    END IF;
+    -- silent tenants: count the rows since the last check, by tenant and day
+    LOCK TABLE tool_audit.alert_check_mark IN EXCLUSIVE MODE;
+    SELECT * INTO mark FROM tool_audit.alert_check_mark;
+    SELECT c.recorded_at, c.id INTO last_row FROM tool_audit.tool_calls c
+     ORDER BY c.recorded_at DESC, c.id DESC LIMIT 1;
+    IF last_row.id IS NOT NULL THEN
+        INSERT INTO tool_audit.tenant_activity AS a (tenant_id, day, calls, last_at)
+        SELECT c.tenant_id, (c.recorded_at AT TIME ZONE 'UTC')::date, count(*), max(c.recorded_at)
+          FROM tool_audit.tool_calls c
+         WHERE c.tenant_id IS NOT NULL
+           AND c.recorded_at >= coalesce(mark.recorded_at, c.recorded_at)
+           AND (mark.id IS NULL OR (c.recorded_at, c.id) > (mark.recorded_at, mark.id))
+           AND (c.recorded_at, c.id) <= (last_row.recorded_at, last_row.id)
+           AND c.recorded_at >= now() - interval '30 days'
+         GROUP BY 1, 2
+        ON CONFLICT (tenant_id, day) DO UPDATE
+           SET calls = a.calls + excluded.calls, last_at = greatest(a.last_at, excluded.last_at);
+        INSERT INTO tool_audit.alert_check_mark AS m (one_row, recorded_at, id)
+        VALUES (true, last_row.recorded_at, last_row.id)
+        ON CONFLICT (one_row) DO UPDATE SET recorded_at = excluded.recorded_at, id = excluded.id;
+    END IF;
+    DELETE FROM tool_audit.tenant_activity a WHERE a.day < (now() AT TIME ZONE 'UTC')::date - 30;
+    SELECT * INTO silent_rule FROM tool_audit.alert_rules r WHERE r.rule_name = 'tenant_silent';
+    IF FOUND AND silent_rule.enabled THEN
+        FOR t IN
+            SELECT a.tenant_id, max(a.last_at) AS last_at,
+                   count(*) FILTER (WHERE a.day >= (now() AT TIME ZONE 'UTC')::date - 7
+                                      AND a.day < (now() AT TIME ZONE 'UTC')::date) AS days
+              FROM tool_audit.tenant_activity a
+             GROUP BY a.tenant_id
+            HAVING count(*) FILTER (WHERE a.day >= (now() AT TIME ZONE 'UTC')::date - 7
+                                      AND a.day < (now() AT TIME ZONE 'UTC')::date)
+                       >= coalesce(silent_rule.threshold, 5)
+               AND max(a.last_at) < now() - make_interval(secs => silent_rule.window_seconds)
+             ORDER BY a.tenant_id
+        LOOP
+            id := tool_audit.raise_alert('tenant_silent', t.tenant_id, 'silent', NULL, NULL,
+                                         jsonb_build_object('last_call_at', t.last_at, 'active_days', t.days));
+            raised := raised || jsonb_build_object('rule', 'tenant_silent', 'tenant_id', t.tenant_id,
+                                                   'alert_id', id);
+        END LOOP;
+    END IF;
+    RETURN raised;
+END
+$$;
+
+COMMENT ON FUNCTION tool_audit.run_alert_checks() IS
+    'The periodic alert checks: protections disabled, tracked tables whose triggers are gone or disabled, the signing key missing, tenants that normally log gone silent; returns the alerts raised';
+
+CREATE OR REPLACE FUNCTION tool_audit.unschedule_alert_checks()
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    job_name constant text := 'tool_audit alert checks in ' || current_database();
+    removed jsonb;
+BEGIN
+    PERFORM tool_audit.require_pg_cron(
+        format('SELECT cron.unschedule(j.jobid) FROM cron.job j WHERE j.jobname = %L AND j.database = %L;',
+               job_name, current_database()));
+    LOCK TABLE cron.job IN SHARE ROW EXCLUSIVE MODE;
+    SELECT jsonb_agg(jsonb_build_object('job_id', j.jobid, 'schedule', j.schedule, 'command', j.command,
+                                        'username', j.username) ORDER BY j.jobid)
+      INTO removed FROM cron.job j WHERE j.jobname = job_name AND j.database = current_database();
+    IF removed IS NULL THEN
+        RETURN false;
+    END IF;
+    PERFORM tool_audit.approval_gate('tool_audit.alert_checks.unschedule', '{}');
+    PERFORM cron.unschedule(j.jobid) FROM cron.job j
+      WHERE j.jobname = job_name AND j.database = current_database();
+    PERFORM tool_audit.alert_event('schedule', removed, NULL, NULL);
+    RETURN true;
+END
+$$;
+
+COMMENT ON FUNCTION tool_audit.unschedule_alert_checks() IS
+    'Removes this database''s pg_cron alert check job; true if there was one; needs dual approval when it is required';
+
+CREATE OR REPLACE FUNCTION tool_audit.untrack(table_name regclass)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    rel regclass := untrack.table_name;
+    qualified text;
+    before_opts jsonb;
+    had boolean;
+    trg name;
+BEGIN
+    IF rel IS NULL THEN
+        RAISE EXCEPTION 'argument "table_name" must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    SELECT format('%I.%I', n.nspname, c.relname) INTO qualified
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = rel;
+    DELETE FROM tool_audit.tracked_tables t WHERE t.table_oid = rel RETURNING t.options INTO before_opts;
+    had := FOUND OR EXISTS (SELECT FROM pg_trigger
+                             WHERE tgrelid = rel AND tgname IN ('tool_audit_track', 'tool_audit_track_truncate')
+                               AND tgfoid = 'tool_audit.track_change()'::regprocedure);
+    IF had THEN
+        -- a second admin's approval when tool_audit.require_dual_approval is on
+        PERFORM tool_audit.approval_gate('tool_audit.untrack', jsonb_build_object('table', qualified));
+        FOR trg IN SELECT tgname FROM pg_trigger
+                    WHERE tgrelid = rel AND tgname IN ('tool_audit_track', 'tool_audit_track_truncate')
+                      AND tgfoid = 'tool_audit.track_change()'::regprocedure LOOP
+            EXECUTE format('DROP TRIGGER %I ON %s', trg, qualified);
+        END LOOP;
+        PERFORM tool_audit.record_own_event('untrack',
+            jsonb_build_object('table', qualified, 'before', before_opts, 'after', NULL));
+    END IF;
+    RETURN had;
+END
+$$;
+
+COMMENT ON FUNCTION tool_audit.untrack(regclass) IS
+    'Stops recording the table''s row changes (removes track()''s triggers); true if it was tracked; an audited admin event; needs dual approval when it is required';
+
+CREATE OR REPLACE FUNCTION tool_audit.tracking_status()
+RETURNS TABLE (table_name text, options jsonb, tracked_at timestamptz, tracked_by text, status text)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT t.table_name, t.options, t.tracked_at, t.tracked_by,
+           CASE
+               WHEN c.oid IS NULL THEN 'table dropped'
+               WHEN format('%I.%I', n.nspname, c.relname) <> t.table_name THEN 'table renamed'
+               WHEN count(g.oid) < 2 THEN 'trigger dropped'
+               WHEN bool_or(g.tgenabled <> 'A') THEN 'trigger disabled'
+               ELSE 'ok'
+           END
+      FROM tool_audit.tracked_tables t
+      LEFT JOIN pg_class c ON c.oid = t.table_oid
+      LEFT JOIN pg_namespace n ON n.oid = c.relnamespace
+      LEFT JOIN pg_trigger g ON g.tgrelid = t.table_oid
+                            AND g.tgname IN ('tool_audit_track', 'tool_audit_track_truncate')
+                            AND g.tgfoid = 'tool_audit.track_change()'::regprocedure
+     GROUP BY t.table_oid, t.table_name, t.options, t.tracked_at, t.tracked_by, c.oid, n.nspname, c.relname
+    UNION ALL
+    SELECT format('%I.%I', pn.nspname, pc.relname),
+           t.options || jsonb_build_object('partition_of', t.table_name), t.tracked_at, t.tracked_by,
+           CASE
+               WHEN count(g.oid) < 1 THEN 'trigger dropped'
+               WHEN bool_or(g.tgenabled <> 'A') THEN 'trigger disabled'
+               ELSE 'ok'
+           END
+      FROM tool_audit.tracked_tables t
+      JOIN pg_class c ON c.oid = t.table_oid AND c.relkind = 'p'
+      CROSS JOIN LATERAL pg_partition_tree(c.oid) p
+      JOIN pg_class pc ON pc.oid = p.relid
+      JOIN pg_namespace pn ON pn.oid = pc.relnamespace
+      LEFT JOIN pg_trigger g ON g.tgrelid = p.relid AND g.tgname = 'tool_audit_track'
+                            AND g.tgfoid = 'tool_audit.track_change()'::regprocedure
+     WHERE p.level > 0
+     GROUP BY t.table_oid, t.table_name, t.options, t.tracked_at, t.tracked_by, pn.nspname, pc.relname
+     ORDER BY 1
+$$;
+
+COMMENT ON FUNCTION tool_audit.tracking_status() IS
+    'Each tracked table, and each partition of a tracked partitioned table, with its options and whether its triggers are still there and always enabled (ok, trigger disabled, trigger dropped, table renamed, table dropped)';
 
 -- (end of the final texts)

@@ -33,8 +33,13 @@
  * The DDL guard (guard.c) asks ta_guard_tracked() about each utility
  * statement: the table's owner cannot disable, drop, rename or replace the
  * tracking triggers (untrack(), an audited admin function, removes them).
- * What a superuser or the extension's owner does to them anyway shows in
- * tool_audit.tracking_status().
+ * Nor can it make them depend on an extension (ALTER TRIGGER ... DEPENDS
+ * ON EXTENSION, then DROP EXTENSION), detach a partition of a tracked
+ * partitioned table (its clone of the trigger would go), or create a
+ * trigger that runs track_change() (EXECUTE on it is granted to everyone,
+ * for the clones a new or attached partition gets).  What a superuser or
+ * the extension's owner does to them anyway shows in
+ * tool_audit.tracking_status(), and run_alert_checks() raises an alert.
  *
  *-------------------------------------------------------------------------
  */
@@ -58,6 +63,7 @@
 #include "nodes/bitmapset.h"
 #include "nodes/makefuncs.h"
 #include "nodes/parsenodes.h"
+#include "parser/parse_func.h"
 #include "storage/proc.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
@@ -666,6 +672,31 @@ has_track_trigger(Oid relid, const char *name, Oid nsp)
 	return found;
 }
 
+/*
+ * Does a CREATE TRIGGER name tool_audit.track_change()?  Everyone may
+ * execute it (a partition created or attached by the table's owner gets a
+ * clone of the partitioned table's trigger, which checks EXECUTE), so only
+ * this guard keeps anyone but track() from installing it.  An unqualified
+ * name is looked up in the search path, where it may be the extension's.
+ */
+static bool
+is_track_change(List *funcname, Oid nsp)
+{
+	char	   *schema;
+	char	   *name;
+	Oid			fn;
+
+	if (funcname == NIL)
+		return false;
+	DeconstructQualifiedName(funcname, &schema, &name);
+	if (strcmp(name, "track_change") != 0)
+		return false;
+	if (schema != NULL)
+		return get_namespace_oid(schema, true) == nsp;
+	fn = LookupFuncName(funcname, 0, NULL, true);
+	return OidIsValid(fn) && get_func_namespace(fn) == nsp;
+}
+
 static void
 refuse_on_tracked(const char *what, RangeVar *rv)
 {
@@ -701,7 +732,9 @@ ta_guard_tracked(Node *stmt)
 				return;
 			break;
 		case T_CreateTrigStmt:
-			if (!((CreateTrigStmt *) stmt)->replace)
+			break;
+		case T_AlterObjectDependsStmt:
+			if (((AlterObjectDependsStmt *) stmt)->objectType != OBJECT_TRIGGER)
 				return;
 			break;
 		default:
@@ -738,6 +771,17 @@ ta_guard_tracked(Node *stmt)
 
 					switch (cmd->subtype)
 					{
+						case AT_DetachPartition:
+						case AT_DetachPartitionFinalize:
+							/* the partition's clone of the trigger would go */
+							if (has_track_trigger(relid, "tool_audit_track", nsp))
+								ereport(ERROR,
+										(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+										 errmsg("DETACH PARTITION is not allowed on tracked table %s",
+												at->relation->relname),
+										 errdetail("The partition's row changes would no longer be recorded in tool_audit.data_changes."),
+										 errhint("An admin stops the tracking with tool_audit.untrack() first, which is audited, and tracks the table again after.")));
+							break;
 						case AT_EnableTrig:
 						case AT_EnableReplicaTrig:
 						case AT_DisableTrig:
@@ -789,11 +833,23 @@ ta_guard_tracked(Node *stmt)
 			what = "ALTER TRIGGER ... RENAME";
 			break;
 		case T_CreateTrigStmt:
+			if (is_track_change(((CreateTrigStmt *) stmt)->funcname, nsp))
+				ereport(ERROR,
+						(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+						 errmsg("permission denied for function tool_audit.track_change"),
+						 errdetail("Only tool_audit.track() installs it (a new partition of a tracked table gets it from its partitioned table)."),
+						 errhint("An admin tracks a table with tool_audit.track(), which is audited.")));
 			if (!((CreateTrigStmt *) stmt)->replace)
 				return;
 			rv = ((CreateTrigStmt *) stmt)->relation;
 			trigger = ((CreateTrigStmt *) stmt)->trigname;
 			what = "CREATE OR REPLACE TRIGGER";
+			break;
+		case T_AlterObjectDependsStmt:
+			/* DEPENDS ON EXTENSION: DROP EXTENSION would drop the trigger */
+			rv = ((AlterObjectDependsStmt *) stmt)->relation;
+			trigger = strVal(llast(castNode(List, ((AlterObjectDependsStmt *) stmt)->object)));
+			what = "ALTER TRIGGER ... DEPENDS ON EXTENSION";
 			break;
 		default:
 			return;

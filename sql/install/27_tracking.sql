@@ -161,6 +161,8 @@ BEGIN
                              WHERE tgrelid = rel AND tgname IN ('tool_audit_track', 'tool_audit_track_truncate')
                                AND tgfoid = 'tool_audit.track_change()'::regprocedure);
     IF had THEN
+        -- a second admin's approval when tool_audit.require_dual_approval is on
+        PERFORM tool_audit.approval_gate('tool_audit.untrack', jsonb_build_object('table', qualified));
         FOR trg IN SELECT tgname FROM pg_trigger
                     WHERE tgrelid = rel AND tgname IN ('tool_audit_track', 'tool_audit_track_truncate')
                       AND tgfoid = 'tool_audit.track_change()'::regprocedure LOOP
@@ -173,11 +175,14 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION tool_audit.untrack(regclass) IS
-    'Stops recording the table''s row changes (removes track()''s triggers); true if it was tracked; an audited admin event';
+    'Stops recording the table''s row changes (removes track()''s triggers); true if it was tracked; an audited admin event; needs dual approval when it is required';
 
 -- tracking_status(): what became of each tracked table's triggers.  A table
--- owner can drop or disable them (ALTER TABLE ... DISABLE TRIGGER): this
--- shows it, as verify() shows a broken chain.
+-- owner cannot drop or disable them (the DDL guard, src/track.c), a
+-- superuser can: this shows it, as verify() shows a broken chain, and
+-- run_alert_checks() raises an alert for it.  Each partition of a tracked
+-- partitioned table has a row of its own (options with "partition_of"): its
+-- clone of the row trigger must be there and always enabled too.
 CREATE FUNCTION tool_audit.tracking_status()
 RETURNS TABLE (table_name text, options jsonb, tracked_at timestamptz, tracked_by text, status text)
 LANGUAGE sql STABLE
@@ -198,7 +203,24 @@ AS $$
                             AND g.tgname IN ('tool_audit_track', 'tool_audit_track_truncate')
                             AND g.tgfoid = 'tool_audit.track_change()'::regprocedure
      GROUP BY t.table_oid, t.table_name, t.options, t.tracked_at, t.tracked_by, c.oid, n.nspname, c.relname
-     ORDER BY t.table_name
+    UNION ALL
+    SELECT format('%I.%I', pn.nspname, pc.relname),
+           t.options || jsonb_build_object('partition_of', t.table_name), t.tracked_at, t.tracked_by,
+           CASE
+               WHEN count(g.oid) < 1 THEN 'trigger dropped'
+               WHEN bool_or(g.tgenabled <> 'A') THEN 'trigger disabled'
+               ELSE 'ok'
+           END
+      FROM tool_audit.tracked_tables t
+      JOIN pg_class c ON c.oid = t.table_oid AND c.relkind = 'p'
+      CROSS JOIN LATERAL pg_partition_tree(c.oid) p
+      JOIN pg_class pc ON pc.oid = p.relid
+      JOIN pg_namespace pn ON pn.oid = pc.relnamespace
+      LEFT JOIN pg_trigger g ON g.tgrelid = p.relid AND g.tgname = 'tool_audit_track'
+                            AND g.tgfoid = 'tool_audit.track_change()'::regprocedure
+     WHERE p.level > 0
+     GROUP BY t.table_oid, t.table_name, t.options, t.tracked_at, t.tracked_by, pn.nspname, pc.relname
+     ORDER BY 1
 $$;
 COMMENT ON FUNCTION tool_audit.tracking_status() IS
-    'Each tracked table with its options and whether its triggers are still there and always enabled (ok, trigger disabled, trigger dropped, table renamed, table dropped)';
+    'Each tracked table, and each partition of a tracked partitioned table, with its options and whether its triggers are still there and always enabled (ok, trigger disabled, trigger dropped, table renamed, table dropped)';

@@ -190,7 +190,10 @@ COMMENT ON FUNCTION tool_audit.notify_alert(text) IS
 
 -- raise_alert(): the one way alerts are raised, by the insert triggers (C,
 -- as the owner), the extension's checks and other extension functions.  A
--- disabled or missing rule raises nothing (NULL).  Within the rule's window
+-- disabled or missing rule raises nothing (NULL), except the alert of a rule
+-- disabled or weakened (detail with "weakened_rule", raised by
+-- set_alert_rule() and disable_alert_rule() under audit_changes): it is
+-- raised even when audit_changes itself is disabled, and high at least.  Within the rule's window
 -- of the last row of the open alert of the same rule, tenant and key, the
 -- alert grows (count, last_at, rows) instead.  A transaction lock on the
 -- burst keeps two transactions from growing one alert at once; it is only
@@ -216,8 +219,11 @@ DECLARE
     is_new boolean := false;
 BEGIN
     SELECT * INTO r FROM tool_audit.alert_rules ar WHERE ar.rule_name = raise_alert.rule_name;
-    IF NOT FOUND OR NOT r.enabled THEN
+    IF NOT FOUND OR (NOT r.enabled AND NOT coalesce(raise_alert.detail ? 'weakened_rule', false)) THEN
         RETURN NULL;
+    END IF;
+    IF raise_alert.detail ? 'weakened_rule' AND r.severity IN ('low', 'medium') THEN
+        r.severity := 'high';
     END IF;
     -- never wait: a transaction still raising the same burst keeps it, and
     -- this row raises an alert of its own
@@ -300,6 +306,7 @@ DECLARE
     had_one boolean;
     k text;
     p jsonb;
+    result jsonb;
 BEGIN
     -- errors name the argument, never its value
     IF rule_name IS NULL OR rule_name !~ '^[a-z][a-z0-9_]{0,62}$' THEN
@@ -374,6 +381,12 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
 
+    -- disabling a rule needs a second admin's approval when
+    -- tool_audit.require_dual_approval is on
+    IF had_one AND before_row.enabled AND set_alert_rule.enabled IS FALSE THEN
+        PERFORM tool_audit.approval_gate('tool_audit.alert_rule.disable',
+                                         jsonb_build_object('rule_name', set_alert_rule.rule_name));
+    END IF;
     IF had_one THEN
         UPDATE tool_audit.alert_rules r
            SET severity = coalesce(set_alert_rule.severity, r.severity),
@@ -395,12 +408,35 @@ BEGIN
                 coalesce(set_alert_rule.window_seconds, 3600), p, tool_audit.acting_role())
         RETURNING * INTO after_row;
     END IF;
-    RETURN tool_audit.alert_event('rule', CASE WHEN had_one THEN to_jsonb(before_row) END,
-                                  to_jsonb(after_row), reason);
+    result := tool_audit.alert_event('rule', CASE WHEN had_one THEN to_jsonb(before_row) END,
+                                     to_jsonb(after_row), reason);
+    -- a rule disabled or weakened (it would fire less, or lower) raises a
+    -- high alert, unless a rule already raised one for this event (as
+    -- audit_changes does while it is on and unchanged)
+    IF had_one AND before_row.enabled
+       AND (NOT after_row.enabled
+            OR array_position(ARRAY['low', 'medium', 'high', 'critical'], after_row.severity)
+               < array_position(ARRAY['low', 'medium', 'high', 'critical'], before_row.severity)
+            OR NOT (before_row.matches <@ after_row.matches)
+            OR (cardinality(before_row.matches) = 0 AND cardinality(after_row.matches) > 0
+                AND k <> 'event_type')
+            OR after_row.threshold > before_row.threshold
+            OR (k IN ('same_subject', 'tool_failures', 'distinct_subjects')
+                AND after_row.window_seconds < before_row.window_seconds)
+            OR after_row.tenant_id IS DISTINCT FROM before_row.tenant_id
+            OR after_row.params IS DISTINCT FROM before_row.params)
+       AND NOT EXISTS (SELECT FROM tool_audit.alerts a
+                        WHERE a.admin_event_ids @> ARRAY[(result->>'admin_event_id')::bigint]
+                          AND a.severity IN ('high', 'critical')) THEN
+        PERFORM tool_audit.raise_alert('audit_changes', NULL, 'weakened:' || set_alert_rule.rule_name, NULL,
+                                       (result->>'admin_event_id')::bigint,
+                                       jsonb_build_object('weakened_rule', set_alert_rule.rule_name));
+    END IF;
+    RETURN result;
 END
 $$;
 COMMENT ON FUNCTION tool_audit.set_alert_rule(text, text, text, text[], integer, integer, text, jsonb, boolean, text) IS
-    'Creates or changes an alert rule (NULL arguments keep the rule''s values) and records it as a tool_audit.alert.rule admin event';
+    'Creates or changes an alert rule (NULL arguments keep the rule''s values) and records it as a tool_audit.alert.rule admin event; disabling or weakening a rule raises a high alert, and disabling needs dual approval when it is required';
 
 CREATE FUNCTION tool_audit.disable_alert_rule(rule_name text, reason text DEFAULT NULL)
 RETURNS jsonb
@@ -410,6 +446,7 @@ AS $$
 DECLARE
     before_row tool_audit.alert_rules;
     after_row tool_audit.alert_rules;
+    result jsonb;
 BEGIN
     SELECT * INTO before_row FROM tool_audit.alert_rules r
      WHERE r.rule_name = disable_alert_rule.rule_name FOR UPDATE;
@@ -418,15 +455,29 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   DETAIL = 'The value is not shown: it may be a secret put in the wrong place.';
     END IF;
+    IF before_row.enabled THEN
+        PERFORM tool_audit.approval_gate('tool_audit.alert_rule.disable',
+                                         jsonb_build_object('rule_name', disable_alert_rule.rule_name));
+    END IF;
     UPDATE tool_audit.alert_rules r
        SET enabled = false, changed_at = now(), changed_by = tool_audit.acting_role()
      WHERE r.rule_name = disable_alert_rule.rule_name
     RETURNING * INTO after_row;
-    RETURN tool_audit.alert_event('rule', to_jsonb(before_row), to_jsonb(after_row), reason);
+    result := tool_audit.alert_event('rule', to_jsonb(before_row), to_jsonb(after_row), reason);
+    -- as set_alert_rule(): a rule switched off raises a high alert
+    IF before_row.enabled
+       AND NOT EXISTS (SELECT FROM tool_audit.alerts a
+                        WHERE a.admin_event_ids @> ARRAY[(result->>'admin_event_id')::bigint]
+                          AND a.severity IN ('high', 'critical')) THEN
+        PERFORM tool_audit.raise_alert('audit_changes', NULL, 'weakened:' || disable_alert_rule.rule_name, NULL,
+                                       (result->>'admin_event_id')::bigint,
+                                       jsonb_build_object('weakened_rule', disable_alert_rule.rule_name));
+    END IF;
+    RETURN result;
 END
 $$;
 COMMENT ON FUNCTION tool_audit.disable_alert_rule(text, text) IS
-    'Disables an alert rule and records it as a tool_audit.alert.rule admin event';
+    'Disables an alert rule and records it as a tool_audit.alert.rule admin event; raises a high alert, and needs dual approval when it is required';
 
 CREATE FUNCTION tool_audit.acknowledge_alert(id bigint, note text)
 RETURNS tool_audit.alerts
@@ -509,9 +560,14 @@ DECLARE
     t record;
     id bigint;
 BEGIN
-    -- protections
-    SELECT jsonb_agg(jsonb_build_object('table', p.table_name, 'problem', p.problem))
-      INTO problems FROM tool_audit.verify_protections() p;
+    -- protections, and tracked tables whose triggers are gone or disabled
+    SELECT jsonb_agg(x.problem) INTO problems
+      FROM (SELECT jsonb_build_object('table', p.table_name, 'problem', p.problem) AS problem
+              FROM tool_audit.verify_protections() p
+            UNION ALL
+            SELECT jsonb_build_object('table', s.table_name, 'problem', 'tracking: ' || s.status)
+              FROM tool_audit.tracking_status() s
+             WHERE s.status NOT IN ('ok', 'table renamed')) x;
     IF problems IS NOT NULL THEN
         id := tool_audit.raise_alert('audit_protections', NULL, 'verify_protections', NULL, NULL,
                                      jsonb_build_object('problems', problems));
@@ -578,7 +634,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION tool_audit.run_alert_checks() IS
-    'The periodic alert checks: protections disabled, the signing key missing, tenants that normally log gone silent; returns the alerts raised';
+    'The periodic alert checks: protections disabled, tracked tables whose triggers are gone or disabled, the signing key missing, tenants that normally log gone silent; returns the alerts raised';
 
 -- The checks as a pg_cron job, as the retention job (48_retention_schedule.sql)
 CREATE FUNCTION tool_audit.schedule_alert_checks(schedule text DEFAULT '*/15 * * * *')
@@ -655,6 +711,7 @@ BEGIN
     IF removed IS NULL THEN
         RETURN false;
     END IF;
+    PERFORM tool_audit.approval_gate('tool_audit.alert_checks.unschedule', '{}');
     PERFORM cron.unschedule(j.jobid) FROM cron.job j
       WHERE j.jobname = job_name AND j.database = current_database();
     PERFORM tool_audit.alert_event('schedule', removed, NULL, NULL);
@@ -662,7 +719,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION tool_audit.unschedule_alert_checks() IS
-    'Removes this database''s pg_cron alert check job; true if there was one';
+    'Removes this database''s pg_cron alert check job; true if there was one; needs dual approval when it is required';
 
 -- ---------------------------------------------------------------------------
 -- Who sees alerts: row-level security as on tool_calls.  Nobody but the

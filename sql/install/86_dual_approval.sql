@@ -117,6 +117,9 @@ BEGIN
         WHEN 'tool_audit.hold.release' THEN '{"hold_id": "number"}'
         WHEN 'tool_audit.erase_subject' THEN '{"subject_id": "string"}'
         WHEN 'tool_audit.pseudonym_key.rotate' THEN '{"key_id": "string?"}'
+        WHEN 'tool_audit.untrack' THEN '{"table": "string"}'
+        WHEN 'tool_audit.alert_rule.disable' THEN '{"rule_name": "string"}'
+        WHEN 'tool_audit.alert_checks.unschedule' THEN '{}'
         END::jsonb;
     IF spec IS NULL THEN
         RETURN payload;
@@ -124,7 +127,7 @@ BEGIN
     FOR k IN SELECT jsonb_object_keys(payload) LOOP
         IF NOT spec ? k THEN
             RAISE EXCEPTION 'invalid value for argument "payload": % takes the keys %', action,
-                    (SELECT string_agg(s, ', ' ORDER BY s) FROM jsonb_object_keys(spec) s)
+                    coalesce((SELECT string_agg(s, ', ' ORDER BY s) FROM jsonb_object_keys(spec) s), 'none')
                 USING ERRCODE = 'invalid_parameter_value';
         END IF;
     END LOOP;

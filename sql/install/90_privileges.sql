@@ -237,3 +237,8 @@ GRANT EXECUTE ON FUNCTION
 -- SELECT on data_changes gives them
 GRANT EXECUTE ON FUNCTION tool_audit.row_change_rows(regclass, jsonb)
     TO tool_audit_reader, tool_audit_admin;
+-- (1.5) the clone of tool_audit_track that a partition created or attached
+-- by a tracked partitioned table's owner gets checks EXECUTE on
+-- track_change() as that owner: everyone may execute it; the DDL guard
+-- (src/track.c) refuses CREATE TRIGGER with it to all but track()
+GRANT EXECUTE ON FUNCTION tool_audit.track_change() TO PUBLIC;

@@ -90,6 +90,9 @@ RESET ROLE;
 SELECT table_name, grantee, privilege_type FROM information_schema.role_table_grants
  WHERE table_schema = 'tool_audit' AND table_name IN ('tool_calls', 'admin_events', 'sanitize_rules', 'pseudonym_keys')
    AND grantee LIKE 'tool_audit%' ORDER BY table_name, grantee, privilege_type;
+-- (PUBLIC executes nothing but, since 1.5, track_change(): a trigger function,
+-- which cannot be called, and only track() may install (the DDL guard); the
+-- copy of its trigger a partition of a tracked table gets checks EXECUTE)
 SELECT p.proname, has_function_privilege('public', p.oid, 'EXECUTE') AS public_can_execute
   FROM pg_proc p WHERE p.pronamespace = 'tool_audit'::regnamespace ORDER BY 1;
 -- every SECURITY DEFINER function pins its search_path

@@ -268,6 +268,67 @@ RESET ROLE;
 DROP TABLE public.owned_by_writer;
 DROP FUNCTION public.noop_trigger();
 
+-- nor make a tracking trigger depend on an extension (DROP EXTENSION would
+-- then drop it)
+CREATE TABLE public.owned_by_writer2 (id integer PRIMARY KEY, v text);
+ALTER TABLE public.owned_by_writer2 OWNER TO regress_writer;
+SELECT (tool_audit.track('public.owned_by_writer2'))->'table' AS tracked;
+SET ROLE regress_writer;
+SELECT regress_try($$ALTER TRIGGER tool_audit_track ON public.owned_by_writer2 DEPENDS ON EXTENSION plpgsql$$);
+SELECT regress_try($$ALTER TRIGGER tool_audit_track_truncate ON public.owned_by_writer2 NO DEPENDS ON EXTENSION plpgsql$$);
+-- session_replication_role is a superuser's (and the triggers are ENABLE ALWAYS)
+SELECT regress_try($$SET session_replication_role = replica$$);
+RESET ROLE;
+SELECT count(*) AS extension_dependencies FROM pg_depend d JOIN pg_trigger g ON g.oid = d.objid
+ WHERE d.classid = 'pg_trigger'::regclass AND d.deptype = 'x' AND g.tgrelid = 'public.owned_by_writer2'::regclass;
+SELECT tool_audit.untrack('public.owned_by_writer2');
+DROP TABLE public.owned_by_writer2;
+
+-- a partitioned table the writer owns: its new and attached partitions get
+-- the trigger (the owner needs no EXECUTE of its own on track_change()), each
+-- partition is in tracking_status(), and DETACH PARTITION is refused
+GRANT CREATE ON SCHEMA public TO regress_writer;
+CREATE TABLE public.w_events (region text, id integer, what text, PRIMARY KEY (region, id))
+    PARTITION BY LIST (region);
+CREATE TABLE public.w_events_eu PARTITION OF public.w_events FOR VALUES IN ('eu');
+ALTER TABLE public.w_events OWNER TO regress_writer;
+ALTER TABLE public.w_events_eu OWNER TO regress_writer;
+SELECT (tool_audit.track('public.w_events'))->'table' AS tracked;
+SET ROLE regress_writer;
+SELECT regress_try($$CREATE TABLE public.w_events_us PARTITION OF public.w_events FOR VALUES IN ('us')$$);
+SELECT regress_try($$CREATE TABLE public.w_events_ap (region text, id integer, what text, PRIMARY KEY (region, id))$$);
+SELECT regress_try($$ALTER TABLE public.w_events ATTACH PARTITION public.w_events_ap FOR VALUES IN ('ap')$$);
+INSERT INTO public.w_events VALUES ('eu', 1, 'a'), ('us', 1, 'b'), ('ap', 1, 'c');
+SELECT regress_try($$ALTER TABLE public.w_events DETACH PARTITION public.w_events_us$$);
+SELECT regress_try($$ALTER TABLE public.w_events DETACH PARTITION public.w_events_us CONCURRENTLY$$);
+SELECT regress_try($$ALTER TABLE public.w_events_eu DISABLE TRIGGER tool_audit_track$$);
+-- and still cannot install track_change() itself, however it names it
+SELECT regress_try($$CREATE TRIGGER forge AFTER INSERT ON public.w_events_ap FOR EACH ROW EXECUTE FUNCTION tool_audit.track_change('all', '', 'refuse')$$);
+SET search_path = tool_audit, public;
+SELECT regress_try($$CREATE TRIGGER forge AFTER INSERT ON public.w_events_ap FOR EACH ROW EXECUTE FUNCTION track_change('all', '', 'refuse')$$);
+RESET search_path;
+RESET ROLE;
+SELECT table_name, operation, row_key FROM tool_audit.data_changes
+ WHERE id > :mark AND table_name = 'public.w_events' ORDER BY id;
+SET ROLE regress_admin;
+SELECT table_name, options->'partition_of' AS partition_of, status FROM tool_audit.tracking_status()
+ WHERE table_name LIKE 'public.w\_events%';
+RESET ROLE;
+-- a superuser can disable a partition's trigger: tracking_status() shows it
+-- and run_alert_checks() raises an alert
+ALTER TABLE public.w_events_us DISABLE TRIGGER tool_audit_track;
+SET ROLE regress_admin;
+SELECT table_name, status FROM tool_audit.tracking_status() WHERE status <> 'ok';
+SELECT count(*) > 0 AS raised FROM jsonb_array_elements(tool_audit.run_alert_checks()) r
+ WHERE r->>'rule' = 'audit_protections';
+SELECT p FROM tool_audit.alerts a,
+       jsonb_array_elements(CASE WHEN jsonb_typeof(a.detail->'problems') = 'array' THEN a.detail->'problems' END) p
+ WHERE a.rule_name = 'audit_protections' AND p->>'problem' LIKE 'tracking:%' ORDER BY 1;
+SELECT tool_audit.untrack('public.w_events');
+RESET ROLE;
+DROP TABLE public.w_events;
+REVOKE CREATE ON SCHEMA public FROM regress_writer;
+
 -- a superuser (here also the extension's owner) still can; tracking_status()
 -- shows it
 -- disabling or dropping the trigger is seen by tracking_status()

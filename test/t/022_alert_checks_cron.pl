@@ -3,7 +3,8 @@
 # not a superuser, and the job, started by pg_cron on a short schedule (not
 # called by the test), raising tenant_silent for a tenant that logged on 5
 # of the last 7 days and not since, and signing_key_missing for a signing
-# key file that cannot be read; scheduling and unscheduling audited.
+# key file that cannot be read; scheduling and unscheduling audited, and
+# unscheduling gated by dual approval when it is required.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -74,12 +75,35 @@ is($node->safe_psql('postgres', q{
 	SELECT burst_key || ' ' || count FROM tool_audit.alerts WHERE rule_name = 'audit_changes'}),
 	'tool_audit.alert.schedule 1', 'the scheduling raised audit_changes');
 
+# with tool_audit.require_dual_approval on, unscheduling needs a second
+# admin's approval (1.5)
+$node->safe_psql('postgres', q{
+	CREATE ROLE alert_bob LOGIN IN ROLE tool_audit_admin;
+	ALTER DATABASE postgres SET tool_audit.require_dual_approval = on;
+});
+my @as_bob = (extra_params => [ '-U', 'alert_bob' ]);
+my ($rc, $out, $err) = $node->psql('postgres', 'SELECT tool_audit.unschedule_alert_checks()', @as_job);
+like($err, qr/dual approval needed/, 'unschedule_alert_checks() refused without an approved request');
+is($node->safe_psql('postgres', q{SELECT count(*) FROM cron.job}), '1', 'the job is still there');
+my $req = $node->safe_psql('postgres', q{
+	SELECT tool_audit.request_approval('tool_audit.alert_checks.unschedule', '{}', 'maintenance')}, @as_job);
+$node->safe_psql('postgres', "SELECT tool_audit.approve($req, 'ok')", @as_bob);
 is($node->safe_psql('postgres', 'SELECT tool_audit.unschedule_alert_checks()', @as_job),
 	't', 'unschedule_alert_checks(): true');
+is($node->safe_psql('postgres', "SELECT state FROM tool_audit.approval_requests WHERE request_id = $req"),
+	'consumed', 'the approval is used');
+$node->safe_psql('postgres', 'ALTER DATABASE postgres RESET tool_audit.require_dual_approval');
 is($node->safe_psql('postgres', q{SELECT count(*) FROM cron.job}), '0', 'no job left');
 is($node->safe_psql('postgres', q{
 	SELECT count(*) FROM tool_audit.admin_events WHERE event_type = 'tool_audit.alert.schedule'}),
 	'2', 'unscheduling is audited too');
+# the approval is used once: scheduled again, unscheduling is refused again
+$node->safe_psql('postgres', "SELECT tool_audit.schedule_alert_checks('\@hourly')", @as_job);
+$node->safe_psql('postgres', 'ALTER DATABASE postgres SET tool_audit.require_dual_approval = on');
+($rc, $out, $err) = $node->psql('postgres', 'SELECT tool_audit.unschedule_alert_checks()', @as_job);
+like($err, qr/dual approval needed.*consumed/, 'a second unscheduling is refused: the approval was used');
+is($node->safe_psql('postgres', q{SELECT count(*) FROM cron.job}), '1', 'the job is still there');
+$node->safe_psql('postgres', 'ALTER DATABASE postgres RESET tool_audit.require_dual_approval');
 is($node->safe_psql('postgres', 'SELECT count(*) FROM tool_audit.verify()'), '0', 'verify() clean');
 
 $node->stop;
