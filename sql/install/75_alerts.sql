@@ -92,6 +92,13 @@ CREATE FUNCTION tool_audit.alerts_guard() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
+    -- (1.5) erase_subject() and purge_expired() change and remove alerts
+    IF TG_LEVEL = 'ROW' AND tool_audit.in_sanctioned_change() THEN
+        IF TG_OP = 'DELETE' THEN
+            RETURN OLD;
+        END IF;
+        RETURN NEW;
+    END IF;
     IF TG_OP <> 'UPDATE' THEN
         RAISE EXCEPTION '% is not allowed on tool_audit.alerts', TG_OP
             USING ERRCODE = 'insufficient_privilege',
