@@ -31,7 +31,11 @@
  *	- alerts (1.5, not hash-chained: changed in place, counted in the event,
  *	  no erasures entry): burst_key, acknowledged_note and acknowledged_by
  *	  by the text marker and detail by the jsonb marker where they contain
- *	  the id (alerts_guard lets the sanctioned change through).
+ *	  the id (alerts_guard lets the sanctioned change through);
+ *	- impersonations (1.5, likewise in place): admin_id, target_user and
+ *	  reason by the text marker where they contain the id; the
+ *	  impersonation.* events, which name the user as target_user, are
+ *	  erased as applications' admin events.
  *
  * The structural columns (id, event_id, times, tenant_id, tool_name,
  * event_type, call_trigger, success, turn_number, duration_ms, the row and
@@ -409,6 +413,7 @@ static const char *const select_admin_events =
 "SELECT x.id, " HELD_BY_ADMIN_EVENTS " AS holds"
 "  FROM tool_audit.admin_events x"
 " WHERE x.actor = $1 OR x.payload ->> 'subject_id' = $1"
+"    OR (x.event_type LIKE 'impersonation.%' AND x.payload ->> 'target_user' = $1)"
 " FOR UPDATE OF x";
 
 static const char *const update_tool_calls =
@@ -529,6 +534,34 @@ static const char *const update_alerts =
 " RETURNING t.alert_id, ARRAY(SELECT c FROM unnest(ARRAY["
 CHANGED("acknowledged_by") ", " CHANGED("acknowledged_note") ", " CHANGED("burst_key") ", "
 CHANGED("detail")
+"   ]) c WHERE c IS NOT NULL ORDER BY c COLLATE \"C\")";
+
+/*
+ * Impersonations (1.5, not hash-chained: changed in place, counted in the
+ * event): the admin or the user impersonated, and the reason where it
+ * contains the id.  Kept when a hold covers the subject in its tenant (as
+ * subject or as user) at its start.  Its impersonation.* events name the
+ * user as payload ->> 'target_user' and are erased as admin events.
+ */
+static const char *const select_impersonations =
+"SELECT x.impersonation_id, ARRAY(SELECT h.hold_id FROM tool_audit.legal_holds h"
+"       WHERE h.released_at IS NULL"
+"         AND (tool_audit.hold_covers(h.scope, x.tenant_id, $1, NULL, NULL, NULL, x.started_at)"
+"              OR tool_audit.hold_covers(h.scope, x.tenant_id, NULL, $1, NULL, NULL, x.started_at))"
+"       ORDER BY h.hold_id) AS holds"
+"  FROM tool_audit.impersonations x"
+" WHERE x.target_user = $1 OR x.admin_id = $1"
+" FOR UPDATE OF x";
+
+static const char *const update_impersonations =
+"UPDATE tool_audit.impersonations t SET"
+"   target_user = " CONTAINS("target_user") ","
+"   admin_id = " CONTAINS("admin_id") ","
+"   reason = " CONTAINS("reason")
+"  FROM tool_audit.impersonations o"
+" WHERE o.impersonation_id = t.impersonation_id AND t.impersonation_id = ANY ($5)"
+" RETURNING t.impersonation_id, ARRAY(SELECT c FROM unnest(ARRAY["
+CHANGED("admin_id") ", " CHANGED("reason") ", " CHANGED("target_user")
 "   ]) c WHERE c IS NOT NULL ORDER BY c COLLATE \"C\")";
 
 /* The ids of the holds that kept rows (with repeats until sorted). */
@@ -680,18 +713,19 @@ erase_table(TableErasure *te, const char *select_sql, const char *update_sql,
 }
 
 /*
- * Erase the subject from alerts (1.5): counts in te->erased the alerts
- * changed; no entries (alerts have no row hash).
+ * Erase the subject from a table that is not hash-chained (1.5: alerts,
+ * impersonations): counts in te->erased the rows changed; no entries.
  */
 static void
-erase_alerts(TableErasure *te, Datum *args, HoldIds *hold_ids, MemoryContext keep)
+erase_side_table(TableErasure *te, const char *select_sql, const char *update_sql,
+				 Datum *args, HoldIds *hold_ids, MemoryContext keep)
 {
 	int			nids;
-	int64	   *ids = rows_to_erase(te, select_alerts, args, hold_ids, keep, &nids);
+	int64	   *ids = rows_to_erase(te, select_sql, args, hold_ids, keep, &nids);
 
 	if (nids == 0)
 		return;
-	update_rows(te, update_alerts, args, ids, nids);
+	update_rows(te, update_sql, args, ids, nids);
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
 		bool		isnull;
@@ -755,12 +789,14 @@ static const char *const insert_event =
 "                          || CASE WHEN $12::bigint IS NOT NULL"
 "                                  THEN jsonb_build_object('data_changes', $12::bigint) ELSE '{}' END"
 "                          || CASE WHEN $14::bigint IS NOT NULL"
-"                                  THEN jsonb_build_object('alerts', $14::bigint) ELSE '{}' END,"
+"                                  THEN jsonb_build_object('alerts', $14::bigint,"
+"                                                          'impersonations', $16::bigint) ELSE '{}' END,"
 "           'rows_kept', jsonb_build_object('tool_calls', $5::bigint, 'admin_events', $6::bigint)"
 "                        || CASE WHEN $13::bigint IS NOT NULL"
 "                                THEN jsonb_build_object('data_changes', $13::bigint) ELSE '{}' END"
 "                        || CASE WHEN $15::bigint IS NOT NULL"
-"                                THEN jsonb_build_object('alerts', $15::bigint) ELSE '{}' END,"
+"                                THEN jsonb_build_object('alerts', $15::bigint,"
+"                                                        'impersonations', $17::bigint) ELSE '{}' END,"
 "           'exception', $7::text,"
 "           'hold_ids', to_jsonb($8::bigint[]),"
 "           'erasures', $9::bigint,"
@@ -784,15 +820,20 @@ erase_subject(PG_FUNCTION_ARGS)
 	TableErasure tc = {"tool_calls"},
 				ae = {"admin_events"},
 				dc = {"data_changes"},
-				al = {"alerts"};
-	/* data_changes and alerts (1.5) are not there in a schema of an earlier version */
+				al = {"alerts"},
+				im = {"impersonations"};
+	/*
+	 * data_changes, alerts and impersonations (1.5) are not there in a
+	 * schema of an earlier version
+	 */
 	bool		has_dc = OidIsValid(ta_schema_relid("data_changes", true));
 	bool		has_al = OidIsValid(ta_schema_relid("alerts", true));
 	HoldIds		hold_ids = {NULL, 0, 0};
-	Datum		args[15];
-	char		nulls[15];
-	Oid			types[15] = {TEXTOID, TEXTOID, INT8OID, INT8OID, INT8OID, INT8OID, TEXTOID,
-	INT8ARRAYOID, INT8OID, TEXTOID, TEXTOID, INT8OID, INT8OID, INT8OID, INT8OID};
+	Datum		args[17];
+	char		nulls[17];
+	Oid			types[17] = {TEXTOID, TEXTOID, INT8OID, INT8OID, INT8OID, INT8OID, TEXTOID,
+		INT8ARRAYOID, INT8OID, TEXTOID, TEXTOID, INT8OID, INT8OID, INT8OID, INT8OID,
+	INT8OID, INT8OID};
 	TaErasuresHash h;
 	unsigned char commitment[TA_HASH_LEN];
 	char		hex[2 * TA_HASH_LEN + 1];
@@ -856,7 +897,10 @@ erase_subject(PG_FUNCTION_ARGS)
 		qargs[4] = (Datum) 0;
 		/* alerts and row changes first: found through the rows not yet erased */
 		if (has_al)
-			erase_alerts(&al, qargs, &hold_ids, keep);
+		{
+			erase_side_table(&al, select_alerts, update_alerts, qargs, &hold_ids, keep);
+			erase_side_table(&im, select_impersonations, update_impersonations, qargs, &hold_ids, keep);
+		}
 		if (has_dc)
 			erase_table(&dc, select_data_changes, update_data_changes, qargs, &hold_ids, keep);
 		erase_table(&tc, select_tool_calls, update_tool_calls, qargs, &hold_ids, keep);
@@ -893,10 +937,11 @@ erase_subject(PG_FUNCTION_ARGS)
 				holds[nholds++] = holds[i];
 	}
 
-	if (tc.held + ae.held + dc.held + al.held > 0)
-		status = (tc.erased + ae.erased + dc.erased + al.erased > 0) ? "partly erased: rows under legal hold kept" :
+	if (tc.held + ae.held + dc.held + al.held + im.held > 0)
+		status = (tc.erased + ae.erased + dc.erased + al.erased + im.erased > 0) ?
+			"partly erased: rows under legal hold kept" :
 			"not erased: every row is under legal hold";
-	else if (tc.erased + ae.erased + dc.erased + al.erased > 0)
+	else if (tc.erased + ae.erased + dc.erased + al.erased + im.erased > 0)
 		status = "erased";
 	else
 		status = "nothing to erase: no row names the subject";
@@ -909,7 +954,7 @@ erase_subject(PG_FUNCTION_ARGS)
 	args[4] = Int64GetDatum(tc.held);
 	args[5] = Int64GetDatum(ae.held);
 	args[6] = CStringGetTextDatum(GDPR_HOLD_EXCEPTION);
-	nulls[6] = (tc.held + ae.held + dc.held + al.held > 0) ? ' ' : 'n';
+	nulls[6] = (tc.held + ae.held + dc.held + al.held + im.held > 0) ? ' ' : 'n';
 	args[7] = int8_array(holds, nholds);
 	args[8] = Int64GetDatum((int64) (tc.nentries + ae.nentries + dc.nentries));
 	args[9] = CStringGetTextDatum(hex);
@@ -919,8 +964,10 @@ erase_subject(PG_FUNCTION_ARGS)
 	nulls[11] = nulls[12] = has_dc ? ' ' : 'n';
 	args[13] = Int64GetDatum(al.erased);
 	args[14] = Int64GetDatum(al.held);
-	nulls[13] = nulls[14] = has_al ? ' ' : 'n';
-	if (SPI_execute_with_args(insert_event, 15, types, args, nulls, false, 0) != SPI_OK_INSERT_RETURNING ||
+	args[15] = Int64GetDatum(im.erased);
+	args[16] = Int64GetDatum(im.held);
+	nulls[13] = nulls[14] = nulls[15] = nulls[16] = has_al ? ' ' : 'n';
+	if (SPI_execute_with_args(insert_event, 17, types, args, nulls, false, 0) != SPI_OK_INSERT_RETURNING ||
 		SPI_processed != 1)
 		elog(ERROR, "could not record the erasure event");
 	event_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));

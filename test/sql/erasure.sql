@@ -274,7 +274,11 @@ VALUES ('public.orders', 'UPDATE', '{"id": 501}', '{"customer": "er-sub9", "stat
         '{"customer": "er-sub9", "status": "paid"}', 'er_acme', NULL),
        ('public.orders', 'INSERT', '{"id": 502}', '{}', '{"customer": "er-sub9"}', 'er_acme', NULL),
        ('public.orders', 'INSERT', '{"id": 503}', '{}', '{"customer": "er-sub99"}', 'er_acme', NULL);
+-- an admin of the application impersonated the subject (and someone else)
 SET ROLE regress_admin;
+SELECT tool_audit.start_impersonation('er_adm', 'er-sub9', 'ticket of er-sub9', 30, 'er_acme') IS NOT NULL AS started;
+SELECT tool_audit.end_impersonation('er_adm', 'er-sub9', 'er_acme') IS NOT NULL AS ended;
+SELECT tool_audit.start_impersonation('er_adm', 'er-sub99', 'ticket 13', 30, 'er_acme') IS NOT NULL AS started;
 SELECT tool_audit.place_hold('{"tenant_id": "er_heldten"}', 'audit of er_heldten') AS alert_hold \gset
 SELECT r - 'erase_event_id' - 'erasures_hash' - 'hold_ids' AS erased,
        r -> 'hold_ids' = jsonb_build_array(:alert_hold) AS hold_reported
@@ -284,8 +288,14 @@ SELECT rule_name, tenant_id, burst_key, detail, acknowledged_by, acknowledged_no
   FROM tool_audit.alerts WHERE rule_name LIKE 'er\_%' ORDER BY rule_name;
 SELECT row_key, old_values, new_values FROM tool_audit.data_changes
  WHERE table_name = 'public.orders' AND tenant_id = 'er_acme' ORDER BY id;
+SELECT admin_id, target_user, reason, ended_at IS NOT NULL AS ended
+  FROM tool_audit.impersonations WHERE admin_id = 'er_adm' ORDER BY impersonation_id;
+SELECT event_type, actor, payload, reason FROM tool_audit.admin_events
+ WHERE event_type LIKE 'impersonation.%' AND actor = 'er_adm' ORDER BY id;
 SELECT count(*) AS rows_naming_subject
   FROM tool_audit.data_changes d WHERE strpos(d::text, 'er-sub9"') > 0;
+SELECT count(*) AS events_naming_subject
+  FROM tool_audit.admin_events e WHERE strpos(e::text, 'er-sub9') > 0 AND strpos(e::text, 'er-sub99') = 0;
 SELECT count(*) AS alerts_naming_subject
   FROM tool_audit.alerts a WHERE strpos(a::text, 'er-sub9') > 0 AND strpos(a::text, 'er-sub99') = 0;
 SELECT * FROM tool_audit.verify();
@@ -296,4 +306,5 @@ SELECT regress_try($$SELECT tool_audit.in_sanctioned_change()$$);
 SET ROLE regress_admin;
 SELECT regress_try($$SELECT tool_audit.in_sanctioned_change()$$);
 SELECT tool_audit.release_hold(:alert_hold, 'audit closed');
+SELECT tool_audit.end_impersonation('er_adm', 'er-sub99', 'er_acme') IS NOT NULL AS ended;
 RESET ROLE;
