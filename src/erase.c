@@ -488,7 +488,8 @@ CHANGED("recorded_by") ", " CHANGED("row_key")
  * Alerts (1.5) are not hash-chained: they are changed in place, and no
  * erasures entry is written for them (the event counts them).  An alert is
  * the subject's when its burst key is the subject id (a user's burst) or a
- * pair of ids one of which is it (a user's calls about one subject), its
+ * pair of ids one of which is it (a user's calls about one subject; for the
+ * rules whose keys name people only, PERSON_KEYED), its
  * detail has it as a JSON string, or its acknowledgement note contains it.
  * (An alert that only lists the subject's rows by id holds nothing of the
  * subject and stays as it is.)  It is kept when a hold covers a row it
@@ -509,11 +510,21 @@ CHANGED("recorded_by") ", " CHANGED("row_key")
 	"                                                       e.payload ->> 'tool_name', e.occurred_at)))" \
 	"       ORDER BY h.hold_id)"
 
+/*
+ * The rules whose burst key names a person: a user (break_glass,
+ * distinct_subjects) or a user and a subject (same_subject).  The other
+ * keys are tool names, event types or the checks' own names: an erasure
+ * does not touch them, so that no subject id given to erase_subject() can
+ * blank the key of an alert about something else.
+ */
+#define PERSON_KEYED "'break_glass', 'distinct_subjects', 'same_subject'"
+
 static const char *const select_alerts =
 "SELECT x.alert_id, " HELD_BY_ALERTS " AS holds"
 "  FROM tool_audit.alerts x"
-" WHERE x.burst_key = $1"
-"    OR (left(x.burst_key, 1) = '[' AND strpos(x.burst_key, '\"' || $4 || '\"') > 0)"
+" WHERE (x.kind IN (" PERSON_KEYED ") AND x.burst_key = $1)"
+"    OR (x.kind = 'same_subject' AND left(x.burst_key, 1) = '['"
+"        AND strpos(x.burst_key, '\"' || $4 || '\"') > 0)"
 "    OR strpos(x.detail::text, '\"' || $4 || '\"') > 0"
 "    OR strpos(x.acknowledged_note, $1) > 0"
 " FOR UPDATE OF x";
@@ -525,7 +536,7 @@ static const char *const select_alerts =
  */
 static const char *const update_alerts =
 "UPDATE tool_audit.alerts t SET"
-"   burst_key = " CONTAINS("burst_key") ","
+"   burst_key = CASE WHEN o.kind IN (" PERSON_KEYED ") THEN " CONTAINS("burst_key") " ELSE o.burst_key END,"
 "   detail = " CONTAINS_JSON("detail") ","
 "   acknowledged_note = " CONTAINS("acknowledged_note") ","
 "   acknowledged_by = " CONTAINS("acknowledged_by")

@@ -266,7 +266,9 @@ VALUES ('er_pair', 'same_subject', 'high', 'er_acme', '["er_agent","er-sub9"]', 
         'regress_admin', now(), 'called er-sub9 back'),
        ('er_detail', 'check', 'low', 'er_acme', 'lookup_customer', now(), now(), '{"subject": "er-sub9", "n": 1}', NULL, NULL, NULL),
        ('er_other', 'same_subject', 'high', 'er_acme', '["er_agent","er-sub99"]', now(), now(), '{"seen": 3}', NULL, NULL, NULL),
-       ('er_heldalert', 'distinct_subjects', 'high', 'er_heldten', 'er-sub9', now(), now(), '{}', NULL, NULL, NULL);
+       ('er_heldalert', 'distinct_subjects', 'high', 'er_heldten', 'er-sub9', now(), now(), '{}', NULL, NULL, NULL),
+       -- a tool's burst: its key names a tool, whatever the subject id given
+       ('er_tool', 'tool_name', 'low', 'er_acme', 'er-sub9', now(), now(), '{}', NULL, NULL, NULL);
 -- changes of tracked tables made outside any tool call (call_event_id NULL)
 -- whose values, not row key, hold the subject id; and one of someone else
 INSERT INTO tool_audit.data_changes (table_name, operation, row_key, old_values, new_values, tenant_id, call_event_id)
