@@ -3771,6 +3771,17 @@ GRANT SELECT ON tool_audit.tool_usage TO tool_audit_reader, tool_audit_admin;
 -- refuses CREATE TRIGGER with it to all but track()
 GRANT EXECUTE ON FUNCTION tool_audit.track_change() TO PUBLIC;
 
+-- ---- alerts under retention and erasure: sql/install/66_purge.sql ----
+-- (1.5) in_sanctioned_change(): true only while purge_expired() or
+-- erase_subject() runs its own statements (guard.c), so that a guard
+-- trigger written in PL/pgSQL (alerts_guard) lets their change through.
+-- Callable by the owner only; it reads the flag and cannot set it.
+CREATE FUNCTION tool_audit.in_sanctioned_change() RETURNS boolean
+    AS 'MODULE_PATHNAME', 'in_sanctioned_change' LANGUAGE C VOLATILE PARALLEL RESTRICTED;
+COMMENT ON FUNCTION tool_audit.in_sanctioned_change() IS
+    'Whether the running statement is purge_expired()''s or erase_subject()''s own change (for guard triggers); callable only by the owner';
+REVOKE ALL ON FUNCTION tool_audit.in_sanctioned_change() FROM PUBLIC;
+
 -- The final text of functions and views that more than one 1.5 change replaced
 -- (each change above replaced them in turn): as in sql/install, word for word
 
@@ -4400,6 +4411,41 @@ $$;
 
 COMMENT ON FUNCTION tool_audit.hold_report() IS
     'The active legal holds with, per audit table, the rows each covers and their first and last time';
+
+CREATE OR REPLACE FUNCTION tool_audit.alerts_guard() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    -- (1.5) erase_subject() and purge_expired() change and remove alerts
+    IF TG_LEVEL = 'ROW' AND tool_audit.in_sanctioned_change() THEN
+        IF TG_OP = 'DELETE' THEN
+            RETURN OLD;
+        END IF;
+        RETURN NEW;
+    END IF;
+    IF TG_OP <> 'UPDATE' THEN
+        RAISE EXCEPTION '% is not allowed on tool_audit.alerts', TG_OP
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'Alerts are acknowledged with tool_audit.acknowledge_alert(); only purge_expired() and erase_subject() remove or change them.';
+    END IF;
+    IF NEW.alert_id <> OLD.alert_id OR NEW.rule_name <> OLD.rule_name OR NEW.kind <> OLD.kind
+       OR NEW.severity <> OLD.severity OR NEW.tenant_id IS DISTINCT FROM OLD.tenant_id
+       OR NEW.burst_key <> OLD.burst_key OR NEW.first_at <> OLD.first_at
+       OR NEW.last_at < OLD.last_at OR NEW.count < OLD.count
+       OR NOT (OLD.tool_call_ids <@ NEW.tool_call_ids) OR NOT (OLD.admin_event_ids <@ NEW.admin_event_ids)
+       OR (OLD.acknowledged_at IS NOT NULL AND
+           (NEW.acknowledged_at IS DISTINCT FROM OLD.acknowledged_at
+            OR NEW.acknowledged_by IS DISTINCT FROM OLD.acknowledged_by
+            OR NEW.acknowledged_note IS DISTINCT FROM OLD.acknowledged_note)) THEN
+        RAISE EXCEPTION 'an alert can only grow while its burst lasts, and be acknowledged once'
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    RETURN NEW;
+END
+$$;
+
+COMMENT ON FUNCTION tool_audit.alerts_guard() IS
+    'Trigger: refuses DELETE and TRUNCATE on alerts, and any UPDATE but a burst growing or a first acknowledgement';
 
 CREATE OR REPLACE FUNCTION tool_audit.raise_alert(rule_name text, tenant_id text DEFAULT NULL,
                                        burst_key text DEFAULT '', tool_call_id bigint DEFAULT NULL,

@@ -7,8 +7,8 @@
  *
  * The rows are tool_calls naming the subject in subject_id or user_id,
  * admin_events naming it as actor or in payload->>'subject_id', and (1.5)
- * data_changes made in such a tool call or whose row key has the subject
- * id as a value.  Rows an
+ * data_changes made in such a tool call or whose row key, old or new values
+ * have the subject id as a value (in a call or not).  Rows an
  * active legal hold covers are kept as they are and reported (Art.
  * 17(3)(e)).  Every other row is changed by one UPDATE per table, run
  * between ta_sanctioned_change_begin() and _end() (guard.c), which replaces:
@@ -27,7 +27,15 @@
  *	- the extension's own "tool_audit." events: only the columns that
  *	  contain the subject id (actor, recorded_by, reason, payload,
  *	  metadata), and never the payload of a tool_audit.retention.erase or
- *	  .purge event, which is the proof of what was removed.
+ *	  .purge event, which is the proof of what was removed;
+ *	- alerts (1.5, not hash-chained: changed in place, counted in the event,
+ *	  no erasures entry): burst_key, acknowledged_note and acknowledged_by
+ *	  by the text marker and detail by the jsonb marker where they contain
+ *	  the id (alerts_guard lets the sanctioned change through);
+ *	- impersonations (1.5, likewise in place): admin_id, target_user and
+ *	  reason by the text marker where they contain the id; the
+ *	  impersonation.* events, which name the user as target_user, are
+ *	  erased as applications' admin events.
  *
  * The structural columns (id, event_id, times, tenant_id, tool_name,
  * event_type, call_trigger, success, turn_number, duration_ms, the row and
@@ -368,8 +376,11 @@ refuse_subject_in(const char *field, const char *why)
 
 /*
  * A row change (1.5) is the subject's when the tool call it was made in
- * names the subject (subject_id or user_id), or when a value of its row key
- * is the subject id; a hold covers it through that call, as for a purge.
+ * names the subject (subject_id or user_id), or when a value of its row key,
+ * or (1.5, also for a change made outside any tool call) of its values
+ * before or after, is the subject id; a hold covers it through that call, as
+ * for a purge (a change made outside any call is covered by a hold's
+ * tenant and time only, as a purge covers it).
  */
 #define HELD_BY_DATA_CHANGES \
 	"ARRAY(SELECT h.hold_id FROM tool_audit.legal_holds h" \
@@ -378,12 +389,17 @@ refuse_subject_in(const char *field, const char *why)
 	"                                    k.conversation_id, k.tool_name, x.recorded_at)" \
 	"       ORDER BY h.hold_id)"
 
+/* a change's values are objects; anything else is read as none */
+#define OBJECT_OR_EMPTY(col) "CASE WHEN jsonb_typeof(" col ") = 'object' THEN " col " ELSE '{}' END"
+
 static const char *const select_data_changes =
 "SELECT x.id, " HELD_BY_DATA_CHANGES " AS holds"
 "  FROM tool_audit.data_changes x"
 "  LEFT JOIN tool_audit.tool_calls k ON k.event_id = x.call_event_id"
 " WHERE k.subject_id = $1 OR k.user_id = $1"
 "    OR EXISTS (SELECT FROM jsonb_each_text(x.row_key) kv WHERE kv.value = $1)"
+"    OR EXISTS (SELECT FROM jsonb_each_text(" OBJECT_OR_EMPTY("x.old_values") ") kv WHERE kv.value = $1)"
+"    OR EXISTS (SELECT FROM jsonb_each_text(" OBJECT_OR_EMPTY("x.new_values") ") kv WHERE kv.value = $1)"
 " FOR UPDATE OF x";
 
 static const char *const select_tool_calls =
@@ -396,6 +412,7 @@ static const char *const select_admin_events =
 "SELECT x.id, " HELD_BY_ADMIN_EVENTS " AS holds"
 "  FROM tool_audit.admin_events x"
 " WHERE x.actor = $1 OR x.payload ->> 'subject_id' = $1"
+"    OR (x.event_type LIKE 'impersonation.%' AND x.payload ->> 'target_user' = $1)"
 " FOR UPDATE OF x";
 
 static const char *const update_tool_calls =
@@ -466,6 +483,97 @@ CHANGED("recorded_by") ", " CHANGED("row_key")
 "   ]) c WHERE c IS NOT NULL ORDER BY c COLLATE \"C\"),"
 "   tool_audit.compute_row_hash(t)";
 
+/*
+ * Alerts (1.5) are not hash-chained: they are changed in place, and no
+ * erasures entry is written for them (the event counts them).  An alert is
+ * the subject's when its burst key is the subject id (a user's burst) or a
+ * pair of ids one of which is it (a user's calls about one subject; for the
+ * rules whose keys name people only, PERSON_KEYED), its
+ * detail has it as a JSON string, or its acknowledgement note contains it.
+ * (An alert that only lists the subject's rows by id holds nothing of the
+ * subject and stays as it is.)  It is kept when a hold covers a row it
+ * lists, or would cover a row of its tenant naming the subject (as subject
+ * or as user) at its last_at.
+ */
+#define HELD_BY_ALERTS \
+	"ARRAY(SELECT h.hold_id FROM tool_audit.legal_holds h" \
+	"       WHERE h.released_at IS NULL" \
+	"         AND (tool_audit.hold_covers(h.scope, x.tenant_id, $1, NULL, NULL, NULL, x.last_at)" \
+	"              OR tool_audit.hold_covers(h.scope, x.tenant_id, NULL, $1, NULL, NULL, x.last_at)" \
+	"              OR EXISTS (SELECT FROM tool_audit.tool_calls c WHERE c.id = ANY (x.tool_call_ids)" \
+	"                            AND tool_audit.hold_covers(h.scope, c.tenant_id, c.subject_id, c.user_id," \
+	"                                                       c.conversation_id, c.tool_name, c.recorded_at))" \
+	"              OR EXISTS (SELECT FROM tool_audit.admin_events e WHERE e.id = ANY (x.admin_event_ids)" \
+	"                            AND tool_audit.hold_covers(h.scope, e.tenant_id, e.payload ->> 'subject_id', e.actor," \
+	"                                                       e.payload ->> 'conversation_id'," \
+	"                                                       e.payload ->> 'tool_name', e.occurred_at)))" \
+	"       ORDER BY h.hold_id)"
+
+/*
+ * The rules whose burst key names a person: a user (break_glass,
+ * distinct_subjects) or a user and a subject (same_subject).  The other
+ * keys are tool names, event types or the checks' own names: an erasure
+ * does not touch them, so that no subject id given to erase_subject() can
+ * blank the key of an alert about something else.
+ */
+#define PERSON_KEYED "'break_glass', 'distinct_subjects', 'same_subject'"
+
+static const char *const select_alerts =
+"SELECT x.alert_id, " HELD_BY_ALERTS " AS holds"
+"  FROM tool_audit.alerts x"
+" WHERE (x.kind IN (" PERSON_KEYED ") AND x.burst_key = $1)"
+"    OR (x.kind = 'same_subject' AND left(x.burst_key, 1) = '['"
+"        AND strpos(x.burst_key, '\"' || $4 || '\"') > 0)"
+"    OR strpos(x.detail::text, '\"' || $4 || '\"') > 0"
+"    OR strpos(x.acknowledged_note, $1) > 0"
+" FOR UPDATE OF x";
+
+/*
+ * The burst key, acknowledgement note and acknowledging role by the text
+ * marker, the detail by the jsonb marker, where they contain the subject
+ * id; the rule, times, count and listed row ids stay.
+ */
+static const char *const update_alerts =
+"UPDATE tool_audit.alerts t SET"
+"   burst_key = CASE WHEN o.kind IN (" PERSON_KEYED ") THEN " CONTAINS("burst_key") " ELSE o.burst_key END,"
+"   detail = " CONTAINS_JSON("detail") ","
+"   acknowledged_note = " CONTAINS("acknowledged_note") ","
+"   acknowledged_by = " CONTAINS("acknowledged_by")
+"  FROM tool_audit.alerts o"
+" WHERE o.alert_id = t.alert_id AND t.alert_id = ANY ($5)"
+" RETURNING t.alert_id, ARRAY(SELECT c FROM unnest(ARRAY["
+CHANGED("acknowledged_by") ", " CHANGED("acknowledged_note") ", " CHANGED("burst_key") ", "
+CHANGED("detail")
+"   ]) c WHERE c IS NOT NULL ORDER BY c COLLATE \"C\")";
+
+/*
+ * Impersonations (1.5, not hash-chained: changed in place, counted in the
+ * event): the admin or the user impersonated, and the reason where it
+ * contains the id.  Kept when a hold covers the subject in its tenant (as
+ * subject or as user) at its start.  Its impersonation.* events name the
+ * user as payload ->> 'target_user' and are erased as admin events.
+ */
+static const char *const select_impersonations =
+"SELECT x.impersonation_id, ARRAY(SELECT h.hold_id FROM tool_audit.legal_holds h"
+"       WHERE h.released_at IS NULL"
+"         AND (tool_audit.hold_covers(h.scope, x.tenant_id, $1, NULL, NULL, NULL, x.started_at)"
+"              OR tool_audit.hold_covers(h.scope, x.tenant_id, NULL, $1, NULL, NULL, x.started_at))"
+"       ORDER BY h.hold_id) AS holds"
+"  FROM tool_audit.impersonations x"
+" WHERE x.target_user = $1 OR x.admin_id = $1"
+" FOR UPDATE OF x";
+
+static const char *const update_impersonations =
+"UPDATE tool_audit.impersonations t SET"
+"   target_user = " CONTAINS("target_user") ","
+"   admin_id = " CONTAINS("admin_id") ","
+"   reason = " CONTAINS("reason")
+"  FROM tool_audit.impersonations o"
+" WHERE o.impersonation_id = t.impersonation_id AND t.impersonation_id = ANY ($5)"
+" RETURNING t.impersonation_id, ARRAY(SELECT c FROM unnest(ARRAY["
+CHANGED("admin_id") ", " CHANGED("reason") ", " CHANGED("target_user")
+"   ]) c WHERE c IS NOT NULL ORDER BY c COLLATE \"C\")";
+
 /* The ids of the holds that kept rows (with repeats until sorted). */
 typedef struct HoldIds
 {
@@ -497,22 +605,21 @@ int8_array(int64 *values, int n)
 }
 
 /*
- * Erase one table's rows of the subject.  hold_ids collects the ids of the
- * holds that kept rows.  Runs inside SPI; what it keeps is allocated in
- * "keep".
+ * The ids of one table's rows of the subject that no hold covers; counts
+ * the others in te->held and collects the ids of their holds in hold_ids
+ * (allocated in "keep").  select_sql takes $1 (the subject id) and $4 (as
+ * JSON text spells it).
  */
-static void
-erase_table(TableErasure *te, const char *select_sql, const char *update_sql,
-			Datum *args, HoldIds *hold_ids, MemoryContext keep)
+static int64 *
+rows_to_erase(TableErasure *te, const char *select_sql, Datum *args,
+			  HoldIds *hold_ids, MemoryContext keep, int *nids_out)
 {
-	Oid			select_types[1] = {TEXTOID};
-	Oid			update_types[5] = {TEXTOID, TEXTOID, JSONBOID, TEXTOID, INT8ARRAYOID};
+	Oid			select_types[4] = {TEXTOID, TEXTOID, JSONBOID, TEXTOID};
 	int64	   *ids;
 	int			nids = 0;
 	uint64		n;
-	MemoryContext old;
 
-	if (SPI_execute_with_args(select_sql, 1, select_types, args, NULL, false, 0) != SPI_OK_SELECT)
+	if (SPI_execute_with_args(select_sql, 4, select_types, args, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not find the subject's rows in tool_audit.%s", te->table);
 	n = SPI_processed;
 	ids = palloc(sizeof(int64) * Max(n, 1));
@@ -546,8 +653,15 @@ erase_table(TableErasure *te, const char *select_sql, const char *update_sql,
 			hold_ids->ids[hold_ids->n++] = DatumGetInt64(hv[k]);
 		}
 	}
-	if (nids == 0)
-		return;
+	*nids_out = nids;
+	return ids;
+}
+
+/* The UPDATE of the rows, through the guards (the sanctioned change). */
+static void
+update_rows(TableErasure *te, const char *update_sql, Datum *args, int64 *ids, int nids)
+{
+	Oid			update_types[5] = {TEXTOID, TEXTOID, JSONBOID, TEXTOID, INT8ARRAYOID};
 
 	args[4] = int8_array(ids, nids);
 	ta_sanctioned_change_begin();
@@ -562,6 +676,25 @@ erase_table(TableErasure *te, const char *select_sql, const char *update_sql,
 		ta_sanctioned_change_end();
 	}
 	PG_END_TRY();
+}
+
+/*
+ * Erase one audit table's rows of the subject.  hold_ids collects the ids
+ * of the holds that kept rows.  Runs inside SPI; what it keeps is allocated
+ * in "keep".
+ */
+static void
+erase_table(TableErasure *te, const char *select_sql, const char *update_sql,
+			Datum *args, HoldIds *hold_ids, MemoryContext keep)
+{
+	int			nids;
+	int64	   *ids = rows_to_erase(te, select_sql, args, hold_ids, keep, &nids);
+	uint64		n;
+	MemoryContext old;
+
+	if (nids == 0)
+		return;
+	update_rows(te, update_sql, args, ids, nids);
 
 	n = SPI_processed;
 	old = MemoryContextSwitchTo(keep);
@@ -587,6 +720,31 @@ erase_table(TableErasure *te, const char *select_sql, const char *update_sql,
 		te->nentries++;
 	}
 	MemoryContextSwitchTo(old);
+}
+
+/*
+ * Erase the subject from a table that is not hash-chained (1.5: alerts,
+ * impersonations): counts in te->erased the rows changed; no entries.
+ */
+static void
+erase_side_table(TableErasure *te, const char *select_sql, const char *update_sql,
+				 Datum *args, HoldIds *hold_ids, MemoryContext keep)
+{
+	int			nids;
+	int64	   *ids = rows_to_erase(te, select_sql, args, hold_ids, keep, &nids);
+
+	if (nids == 0)
+		return;
+	update_rows(te, update_sql, args, ids, nids);
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+		ArrayType  *cols = DatumGetArrayTypeP(SPI_getbinval(SPI_tuptable->vals[i],
+															 SPI_tuptable->tupdesc, 2, &isnull));
+
+		if (ArrayGetNItems(ARR_NDIM(cols), ARR_DIMS(cols)) > 0)
+			te->erased++;
+	}
 }
 
 static int
@@ -639,10 +797,16 @@ static const char *const insert_event =
 "           'status', $2::text,"
 "           'rows_erased', jsonb_build_object('tool_calls', $3::bigint, 'admin_events', $4::bigint)"
 "                          || CASE WHEN $12::bigint IS NOT NULL"
-"                                  THEN jsonb_build_object('data_changes', $12::bigint) ELSE '{}' END,"
+"                                  THEN jsonb_build_object('data_changes', $12::bigint) ELSE '{}' END"
+"                          || CASE WHEN $14::bigint IS NOT NULL"
+"                                  THEN jsonb_build_object('alerts', $14::bigint,"
+"                                                          'impersonations', $16::bigint) ELSE '{}' END,"
 "           'rows_kept', jsonb_build_object('tool_calls', $5::bigint, 'admin_events', $6::bigint)"
 "                        || CASE WHEN $13::bigint IS NOT NULL"
-"                                THEN jsonb_build_object('data_changes', $13::bigint) ELSE '{}' END,"
+"                                THEN jsonb_build_object('data_changes', $13::bigint) ELSE '{}' END"
+"                        || CASE WHEN $15::bigint IS NOT NULL"
+"                                THEN jsonb_build_object('alerts', $15::bigint,"
+"                                                        'impersonations', $17::bigint) ELSE '{}' END,"
 "           'exception', $7::text,"
 "           'hold_ids', to_jsonb($8::bigint[]),"
 "           'erasures', $9::bigint,"
@@ -665,14 +829,21 @@ erase_subject(PG_FUNCTION_ARGS)
 	MemoryContext keep = CurrentMemoryContext;
 	TableErasure tc = {"tool_calls"},
 				ae = {"admin_events"},
-				dc = {"data_changes"};
-	/* data_changes (1.5) is not there in a schema of an earlier version */
+				dc = {"data_changes"},
+				al = {"alerts"},
+				im = {"impersonations"};
+	/*
+	 * data_changes, alerts and impersonations (1.5) are not there in a
+	 * schema of an earlier version
+	 */
 	bool		has_dc = OidIsValid(ta_schema_relid("data_changes", true));
+	bool		has_al = OidIsValid(ta_schema_relid("alerts", true));
 	HoldIds		hold_ids = {NULL, 0, 0};
-	Datum		args[13];
-	char		nulls[13];
-	Oid			types[13] = {TEXTOID, TEXTOID, INT8OID, INT8OID, INT8OID, INT8OID, TEXTOID,
-	INT8ARRAYOID, INT8OID, TEXTOID, TEXTOID, INT8OID, INT8OID};
+	Datum		args[17];
+	char		nulls[17];
+	Oid			types[17] = {TEXTOID, TEXTOID, INT8OID, INT8OID, INT8OID, INT8OID, TEXTOID,
+		INT8ARRAYOID, INT8OID, TEXTOID, TEXTOID, INT8OID, INT8OID, INT8OID, INT8OID,
+	INT8OID, INT8OID};
 	TaErasuresHash h;
 	unsigned char commitment[TA_HASH_LEN];
 	char		hex[2 * TA_HASH_LEN + 1];
@@ -734,7 +905,12 @@ erase_subject(PG_FUNCTION_ARGS)
 		/* the subject id as JSON text spells it, without the quotes */
 		qargs[3] = PointerGetDatum(cstring_to_text_with_len(quoted.data + 1, quoted.len - 2));
 		qargs[4] = (Datum) 0;
-		/* row changes first: they are found through the calls not yet erased */
+		/* alerts and row changes first: found through the rows not yet erased */
+		if (has_al)
+		{
+			erase_side_table(&al, select_alerts, update_alerts, qargs, &hold_ids, keep);
+			erase_side_table(&im, select_impersonations, update_impersonations, qargs, &hold_ids, keep);
+		}
 		if (has_dc)
 			erase_table(&dc, select_data_changes, update_data_changes, qargs, &hold_ids, keep);
 		erase_table(&tc, select_tool_calls, update_tool_calls, qargs, &hold_ids, keep);
@@ -771,10 +947,11 @@ erase_subject(PG_FUNCTION_ARGS)
 				holds[nholds++] = holds[i];
 	}
 
-	if (tc.held + ae.held + dc.held > 0)
-		status = (tc.erased + ae.erased + dc.erased > 0) ? "partly erased: rows under legal hold kept" :
+	if (tc.held + ae.held + dc.held + al.held + im.held > 0)
+		status = (tc.erased + ae.erased + dc.erased + al.erased + im.erased > 0) ?
+			"partly erased: rows under legal hold kept" :
 			"not erased: every row is under legal hold";
-	else if (tc.erased + ae.erased + dc.erased > 0)
+	else if (tc.erased + ae.erased + dc.erased + al.erased + im.erased > 0)
 		status = "erased";
 	else
 		status = "nothing to erase: no row names the subject";
@@ -787,7 +964,7 @@ erase_subject(PG_FUNCTION_ARGS)
 	args[4] = Int64GetDatum(tc.held);
 	args[5] = Int64GetDatum(ae.held);
 	args[6] = CStringGetTextDatum(GDPR_HOLD_EXCEPTION);
-	nulls[6] = (tc.held + ae.held + dc.held > 0) ? ' ' : 'n';
+	nulls[6] = (tc.held + ae.held + dc.held + al.held + im.held > 0) ? ' ' : 'n';
 	args[7] = int8_array(holds, nholds);
 	args[8] = Int64GetDatum((int64) (tc.nentries + ae.nentries + dc.nentries));
 	args[9] = CStringGetTextDatum(hex);
@@ -795,7 +972,12 @@ erase_subject(PG_FUNCTION_ARGS)
 	args[11] = Int64GetDatum(dc.erased);
 	args[12] = Int64GetDatum(dc.held);
 	nulls[11] = nulls[12] = has_dc ? ' ' : 'n';
-	if (SPI_execute_with_args(insert_event, 13, types, args, nulls, false, 0) != SPI_OK_INSERT_RETURNING ||
+	args[13] = Int64GetDatum(al.erased);
+	args[14] = Int64GetDatum(al.held);
+	args[15] = Int64GetDatum(im.erased);
+	args[16] = Int64GetDatum(im.held);
+	nulls[13] = nulls[14] = nulls[15] = nulls[16] = has_al ? ' ' : 'n';
+	if (SPI_execute_with_args(insert_event, 17, types, args, nulls, false, 0) != SPI_OK_INSERT_RETURNING ||
 		SPI_processed != 1)
 		elog(ERROR, "could not record the erasure event");
 	event_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));

@@ -804,6 +804,18 @@ ta_sanctioned_change(void)
 	return sanctioned_change;
 }
 
+/*
+ * tool_audit.in_sanctioned_change() RETURNS boolean (1.5): whether the
+ * running statement is purge_expired()'s or erase_subject()'s own, for the
+ * guards written in PL/pgSQL (alerts_guard).  It only reads the flag.
+ */
+PG_FUNCTION_INFO_V1(in_sanctioned_change);
+Datum
+in_sanctioned_change(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BOOL(sanctioned_change);
+}
+
 /* tool_audit.refuse_change() RETURNS trigger */
 PG_FUNCTION_INFO_V1(refuse_change);
 Datum

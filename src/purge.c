@@ -260,12 +260,54 @@ run_purge_statement(const PurgeTable *p, bool dry_run)
 }
 
 /*
+ * Alerts (1.5, doc/retention.md "Alerts"): not hash-chained, so removed
+ * without anchors and counted as "alerts_removed".  An alert goes when
+ *	- its last_at is older than the longest retention any policy gives its
+ *	  tenant today (so every row of its burst, listed or not, had expired,
+ *	  and an alert listing no row lives as long as the longest-kept row),
+ *	- none of the rows it lists is still there (purged with its evidence,
+ *	  never before it: a held or erased row keeps its alert),
+ *	- it is acknowledged, or its severity is low or medium (an
+ *	  unacknowledged high or critical alert waits for someone to look), and
+ *	- no active hold covers its tenant at its first_at or last_at.
+ */
+static const char *const alerts_expired =
+"   FROM tool_audit.alerts a"
+"  WHERE a.last_at + (SELECT max(tool_audit.current_retention_days(p.policy_name, a.tenant_id))"
+"                       FROM tool_audit.retention_policies p) * interval '86400 seconds' <= now()"
+"    AND (a.acknowledged_at IS NOT NULL OR a.severity IN ('low', 'medium'))"
+"    AND NOT EXISTS (SELECT FROM tool_audit.tool_calls c WHERE c.id = ANY (a.tool_call_ids))"
+"    AND NOT EXISTS (SELECT FROM tool_audit.admin_events e WHERE e.id = ANY (a.admin_event_ids))"
+"    AND NOT EXISTS (SELECT FROM tool_audit.legal_holds h WHERE h.released_at IS NULL"
+"                       AND (tool_audit.hold_covers(h.scope, a.tenant_id, NULL, NULL, NULL, NULL, a.first_at)"
+"                            OR tool_audit.hold_covers(h.scope, a.tenant_id, NULL, NULL, NULL, NULL, a.last_at)))";
+
+static int64
+purge_alerts(bool dry_run)
+{
+	char	   *sql = dry_run ?
+		psprintf("SELECT count(*) %s", alerts_expired) :
+		psprintf("WITH gone AS (DELETE FROM tool_audit.alerts x USING (SELECT a.alert_id %s) d"
+				 " WHERE x.alert_id = d.alert_id RETURNING 1) SELECT count(*) FROM gone",
+				 alerts_expired);
+	int			rc;
+	bool		isnull;
+
+	rc = dry_run ? SPI_execute(sql, false, 0) : execute_sanctioned(sql);
+	if (rc != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "tool_audit: could not purge alerts");
+	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+}
+
+/*
  * tool_audit.purge_expired(dry_run boolean DEFAULT false) RETURNS jsonb
  *
  * {"dry_run", "rows", "rows_kept", "counts": [{table, policy, tenant, rows}],
  *  "anchors": [{table, chain, lane, first, last, link_before, link_after,
- *  rows, max_expires_at, tenant, retention_policy}], "purge_event_id"}; the
- * event's payload is the same without purge_event_id and dry_run.
+ *  rows, max_expires_at, tenant, retention_policy}], "alerts_removed" (1.5),
+ *  "purge_event_id"}; the event's payload is the same without
+ * purge_event_id and dry_run.  "rows" counts the audit tables' rows only
+ * (the anchors' total).
  */
 PG_FUNCTION_INFO_V1(purge_expired);
 Datum
@@ -336,6 +378,19 @@ purge_expired(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INTERNAL_ERROR),
 				 errmsg("tool_audit: the purge removed a different number of rows than its anchors count"),
 				 errhint("Nothing was purged.  Run tool_audit.verify().")));
+
+	/* (1.5) alerts, after the rows they list */
+	if (OidIsValid(ta_schema_relid("alerts", true)))
+	{
+		args[1] = Int64GetDatum(purge_alerts(dry_run));
+		argtypes[1] = INT8OID;
+		args[0] = result;
+		if (SPI_execute_with_args("SELECT $1 || jsonb_build_object('alerts_removed', $2)",
+								  2, argtypes, args, NULL, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
+			elog(ERROR, "tool_audit: could not report the purge");
+		result = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+		argtypes[1] = JSONBOID;
+	}
 
 	if (!dry_run)
 	{

@@ -170,6 +170,15 @@ $$;
 COMMENT ON FUNCTION tool_audit.hold_report() IS
     'The active legal holds with, per audit table, the rows each covers and their first and last time';
 
+-- (1.5) in_sanctioned_change(): true only while purge_expired() or
+-- erase_subject() runs its own statements (guard.c), so that a guard
+-- trigger written in PL/pgSQL (alerts_guard) lets their change through.
+-- Callable by the owner only; it reads the flag and cannot set it.
+CREATE FUNCTION tool_audit.in_sanctioned_change() RETURNS boolean
+    AS 'MODULE_PATHNAME', 'in_sanctioned_change' LANGUAGE C VOLATILE PARALLEL RESTRICTED;
+COMMENT ON FUNCTION tool_audit.in_sanctioned_change() IS
+    'Whether the running statement is purge_expired()''s or erase_subject()''s own change (for guard triggers); callable only by the owner';
+
 CREATE FUNCTION tool_audit.purge_expired(dry_run boolean DEFAULT false) RETURNS jsonb
     AS 'MODULE_PATHNAME', 'purge_expired' LANGUAGE C VOLATILE SECURITY DEFINER PARALLEL UNSAFE
     SET search_path = pg_catalog, pg_temp;

@@ -92,10 +92,17 @@ CREATE FUNCTION tool_audit.alerts_guard() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
+    -- (1.5) erase_subject() and purge_expired() change and remove alerts
+    IF TG_LEVEL = 'ROW' AND tool_audit.in_sanctioned_change() THEN
+        IF TG_OP = 'DELETE' THEN
+            RETURN OLD;
+        END IF;
+        RETURN NEW;
+    END IF;
     IF TG_OP <> 'UPDATE' THEN
         RAISE EXCEPTION '% is not allowed on tool_audit.alerts', TG_OP
             USING ERRCODE = 'insufficient_privilege',
-                  HINT = 'Alerts are acknowledged with tool_audit.acknowledge_alert(), never removed.';
+                  HINT = 'Alerts are acknowledged with tool_audit.acknowledge_alert(); only purge_expired() and erase_subject() remove or change them.';
     END IF;
     IF NEW.alert_id <> OLD.alert_id OR NEW.rule_name <> OLD.rule_name OR NEW.kind <> OLD.kind
        OR NEW.severity <> OLD.severity OR NEW.tenant_id IS DISTINCT FROM OLD.tenant_id

@@ -253,3 +253,60 @@ SELECT count(*) FILTER (WHERE e.row_id IS NOT NULL) AS erased,
   FROM tool_audit.tool_calls t
   LEFT JOIN (SELECT DISTINCT row_id FROM tool_audit.erasures WHERE table_name = 'tool_calls') e ON e.row_id = t.id
  WHERE t.tenant_id IN ('er_acme', 'er_beta');
+
+-- ---- (1.5) alerts and row changes outside any call ----
+-- the subject "er-sub9" in alerts: a burst of a user's calls about it (the
+-- pair key), its own user burst (acknowledged with a note naming it), a
+-- detail naming it; "er-sub99" is someone else; one alert is in a held
+-- tenant.  Alerts are written directly (a superuser), as raise_alert() does.
+INSERT INTO tool_audit.alerts (rule_name, kind, severity, tenant_id, burst_key, first_at, last_at, detail,
+                               acknowledged_by, acknowledged_at, acknowledged_note)
+VALUES ('er_pair', 'same_subject', 'high', 'er_acme', '["er_agent","er-sub9"]', now(), now(), '{"seen": 3}', NULL, NULL, NULL),
+       ('er_user', 'distinct_subjects', 'medium', 'er_acme', 'er-sub9', now(), now(), '{}',
+        'regress_admin', now(), 'called er-sub9 back'),
+       ('er_detail', 'check', 'low', 'er_acme', 'lookup_customer', now(), now(), '{"subject": "er-sub9", "n": 1}', NULL, NULL, NULL),
+       ('er_other', 'same_subject', 'high', 'er_acme', '["er_agent","er-sub99"]', now(), now(), '{"seen": 3}', NULL, NULL, NULL),
+       ('er_heldalert', 'distinct_subjects', 'high', 'er_heldten', 'er-sub9', now(), now(), '{}', NULL, NULL, NULL),
+       -- a tool's burst: its key names a tool, whatever the subject id given
+       ('er_tool', 'tool_name', 'low', 'er_acme', 'er-sub9', now(), now(), '{}', NULL, NULL, NULL);
+-- changes of tracked tables made outside any tool call (call_event_id NULL)
+-- whose values, not row key, hold the subject id; and one of someone else
+INSERT INTO tool_audit.data_changes (table_name, operation, row_key, old_values, new_values, tenant_id, call_event_id)
+VALUES ('public.orders', 'UPDATE', '{"id": 501}', '{"customer": "er-sub9", "status": "new"}',
+        '{"customer": "er-sub9", "status": "paid"}', 'er_acme', NULL),
+       ('public.orders', 'INSERT', '{"id": 502}', '{}', '{"customer": "er-sub9"}', 'er_acme', NULL),
+       ('public.orders', 'INSERT', '{"id": 503}', '{}', '{"customer": "er-sub99"}', 'er_acme', NULL);
+-- an admin of the application impersonated the subject (and someone else)
+SET ROLE regress_admin;
+SELECT tool_audit.start_impersonation('er_adm', 'er-sub9', 'ticket of er-sub9', 30, 'er_acme') IS NOT NULL AS started;
+SELECT tool_audit.end_impersonation('er_adm', 'er-sub9', 'er_acme') IS NOT NULL AS ended;
+SELECT tool_audit.start_impersonation('er_adm', 'er-sub99', 'ticket 13', 30, 'er_acme') IS NOT NULL AS started;
+SELECT tool_audit.place_hold('{"tenant_id": "er_heldten"}', 'audit of er_heldten') AS alert_hold \gset
+SELECT r - 'erase_event_id' - 'erasures_hash' - 'hold_ids' AS erased,
+       r -> 'hold_ids' = jsonb_build_array(:alert_hold) AS hold_reported
+  FROM tool_audit.erase_subject('er-sub9', 'request 12', 'GDPR Art. 17(1)(a)') r;
+RESET ROLE;
+SELECT rule_name, tenant_id, burst_key, detail, acknowledged_by, acknowledged_note
+  FROM tool_audit.alerts WHERE rule_name LIKE 'er\_%' ORDER BY rule_name;
+SELECT row_key, old_values, new_values FROM tool_audit.data_changes
+ WHERE table_name = 'public.orders' AND tenant_id = 'er_acme' ORDER BY id;
+SELECT admin_id, target_user, reason, ended_at IS NOT NULL AS ended
+  FROM tool_audit.impersonations WHERE admin_id = 'er_adm' ORDER BY impersonation_id;
+SELECT event_type, actor, payload, reason FROM tool_audit.admin_events
+ WHERE event_type LIKE 'impersonation.%' AND actor = 'er_adm' ORDER BY id;
+SELECT count(*) AS rows_naming_subject
+  FROM tool_audit.data_changes d WHERE strpos(d::text, 'er-sub9"') > 0;
+SELECT count(*) AS events_naming_subject
+  FROM tool_audit.admin_events e WHERE strpos(e::text, 'er-sub9') > 0 AND strpos(e::text, 'er-sub99') = 0;
+SELECT count(*) AS alerts_naming_subject
+  FROM tool_audit.alerts a WHERE strpos(a::text, 'er-sub9') > 0 AND strpos(a::text, 'er-sub99') = 0;
+SELECT * FROM tool_audit.verify();
+-- the guard still refuses every other change of an alert
+SELECT regress_try($$UPDATE tool_audit.alerts SET burst_key = 'x' WHERE rule_name = 'er_other'$$);
+SELECT regress_try($$DELETE FROM tool_audit.alerts WHERE rule_name = 'er_other'$$);
+SELECT regress_try($$SELECT tool_audit.in_sanctioned_change()$$);
+SET ROLE regress_admin;
+SELECT regress_try($$SELECT tool_audit.in_sanctioned_change()$$);
+SELECT tool_audit.release_hold(:alert_hold, 'audit closed');
+SELECT tool_audit.end_impersonation('er_adm', 'er-sub99', 'er_acme') IS NOT NULL AS ended;
+RESET ROLE;

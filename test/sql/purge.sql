@@ -196,6 +196,50 @@ SELECT regress_try($$SELECT tool_audit.log_event('tool_audit.retention.purge', '
 RESET ROLE;
 SELECT count(*) AS p2_rows FROM tool_audit.tool_calls WHERE tenant_id = 'p2';
 
+-- (1.5) alerts: one goes when its last_at is older than the longest
+-- retention any policy gives its tenant, none of the rows it lists is left,
+-- it is acknowledged or low/medium, and no hold covers its tenant and time.
+-- Written directly (a superuser); 9000000000 is a row id that is gone.
+INSERT INTO tool_audit.alerts (rule_name, kind, severity, tenant_id, burst_key, first_at, last_at,
+                               tool_call_ids, acknowledged_by, acknowledged_at, acknowledged_note)
+VALUES ('pa_low_gone', 'tool_name', 'low', 'pa', 'search', now() - interval '3000 days',
+        now() - interval '3000 days', '{9000000000}', NULL, NULL, NULL),
+       ('pa_critical_open', 'tool_name', 'critical', 'pa', 'search', now() - interval '3000 days',
+        now() - interval '3000 days', '{9000000000}', NULL, NULL, NULL),
+       ('pa_critical_acked', 'tool_name', 'critical', 'pa', 'search', now() - interval '3000 days',
+        now() - interval '3000 days', '{9000000000}', 'regress_admin', now() - interval '2999 days', 'seen'),
+       ('pa_rows_left', 'tool_name', 'low', 'pa', 'charge_payment', now() - interval '3000 days',
+        now() - interval '3000 days', ARRAY[(SELECT min(id) FROM tool_audit.tool_calls WHERE tenant_id = 'p2')],
+        NULL, NULL, NULL),
+       ('pa_recent', 'check', 'low', 'pa', '', now() - interval '2000 days', now() - interval '2000 days',
+        '{}', NULL, NULL, NULL),
+       ('pa_no_rows', 'check', 'medium', 'pa', '', now() - interval '3000 days', now() - interval '3000 days',
+        '{}', NULL, NULL, NULL),
+       ('pa_held', 'check', 'low', 'pa_held', '', now() - interval '3000 days', now() - interval '3000 days',
+        '{}', NULL, NULL, NULL);
+SET ROLE regress_admin;
+SELECT tool_audit.place_hold('{"tenant_id": "pa_held"}', 'alert audit') AS alert_hold \gset
+RESET ROLE;
+SELECT r -> 'alerts_removed' AS would_remove, r -> 'rows' AS rows
+  FROM tool_audit.purge_expired(true) r;
+SELECT count(*) AS alerts_after_dry_run FROM tool_audit.alerts WHERE rule_name LIKE 'pa\_%';
+SET ROLE regress_admin;
+SELECT tool_audit.purge_expired() AS ra \gset
+RESET ROLE;
+SELECT (:'ra'::jsonb) -> 'alerts_removed' AS removed,
+       (SELECT payload -> 'alerts_removed' FROM tool_audit.admin_events
+         WHERE id = (:'ra'::jsonb ->> 'purge_event_id')::bigint) AS in_event;
+SELECT rule_name FROM tool_audit.alerts WHERE rule_name LIKE 'pa\_%' ORDER BY 1;
+-- once the hold is released, its alert goes too
+SET ROLE regress_admin;
+SELECT tool_audit.release_hold(:alert_hold, 'closed');
+SELECT tool_audit.purge_expired() -> 'alerts_removed' AS removed_after_release;
+RESET ROLE;
+SELECT rule_name FROM tool_audit.alerts WHERE rule_name LIKE 'pa\_%' ORDER BY 1;
+-- no other path deletes an alert
+SELECT regress_try($$DELETE FROM tool_audit.alerts WHERE rule_name = 'pa_recent'$$);
+SELECT * FROM tool_audit.verify();
+
 -- a faked anchor (a superuser inserting one) is reported: naming an event
 -- that is not a purge event, and one its purge event does not list
 INSERT INTO tool_audit.purge_anchors (purge_event_id, table_name, chain_id, chain_lane, first_seq, last_seq,
