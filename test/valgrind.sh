@@ -3,6 +3,7 @@
 # (preloaded, so the hooks run too).  Prints memcheck errors whose stack
 # passes through tool_audit.so, and exits 1 if there is any.
 #   test/valgrind.sh        (as root or as a user that can run initdb)
+#   TA_VALGRIND_TESTS="setup calls track" test/valgrind.sh   (a subset)
 set -uo pipefail
 . "$(dirname "$0")/../scripts/lib.sh"
 ta_require_packages
@@ -25,7 +26,8 @@ for _ in $(seq 1 120); do
     ta_as_user "$BINDIR/pg_isready" -q -h "$WORK" -p "$PORT" && break
     sleep 1
 done
-REGRESS=$(make -s -C "$TA_ROOT" PG_CONFIG="$PG_CONFIG" print-regress)
+# TA_VALGRIND_TESTS="setup calls ..." runs those files only (setup first)
+REGRESS=${TA_VALGRIND_TESTS:-$(make -s -C "$TA_ROOT" PG_CONFIG="$PG_CONFIG" print-regress)}
 ( cd "$WORK" && ta_as_user "$PGXS_DIR/test/regress/pg_regress" \
     --host="$WORK" --port="$PORT" --user=postgres --bindir="$BINDIR" \
     --inputdir="$WORK/test" --outputdir="$WORK" --dbname=valgrind_regress \
