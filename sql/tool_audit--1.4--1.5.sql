@@ -3782,6 +3782,184 @@ COMMENT ON FUNCTION tool_audit.in_sanctioned_change() IS
     'Whether the running statement is purge_expired()''s or erase_subject()''s own change (for guard triggers); callable only by the owner';
 REVOKE ALL ON FUNCTION tool_audit.in_sanctioned_change() FROM PUBLIC;
 
+-- ---- reports as rows: sql/install/70_reports.sql, 90_privileges.sql ----
+-- ---------------------------------------------------------------------------
+-- (1.5) The access report as rows, a page at a time: one row per access to a
+-- subject in a period, in time order (recorded_at, kind, id): the tool calls
+-- of the subject (a call begun and ended is one access, its started row,
+-- with the ended row's outcome; both rows checked) and the admin events
+-- about it (payload subject_id, as legal holds and export_fhir_admin_events
+-- read it, or an impersonation's target_user).  Each row carries its cursor:
+-- given as after, the next page starts past it, an index range scan of
+-- tool_calls_subject (and of admin_events_occurred_at for the admin events,
+-- filtered by payload) however deep the page.  doc/reports.md.
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION tool_audit.access_report_rows(subject_id text, start_time timestamptz, end_time timestamptz,
+                                              after text DEFAULT NULL, max_rows integer DEFAULT 1000)
+RETURNS TABLE (kind text, recorded_at timestamptz, started_at timestamptz, id bigint, event_id uuid,
+               tenant_id text, accessed_by text, role text, what text, purpose text, success boolean,
+               break_glass boolean, impersonated_by text, arguments jsonb, row_hash text,
+               integrity text, cursor text)
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    subject text := access_report_rows.subject_id;
+    after_at timestamptz := '-infinity';
+    after_kind text := '';
+    after_id bigint := 0;
+    parts text[];
+    n bigint;
+BEGIN
+    PERFORM tool_audit.required_arg(subject, 'subject_id');
+    PERFORM tool_audit.check_period(start_time, end_time);
+    IF max_rows IS NULL OR max_rows < 1 OR max_rows > 10000 THEN
+        RAISE EXCEPTION 'invalid value for argument "max_rows": it must be between 1 and 10000'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF after IS NOT NULL THEN
+        -- the cursor of a row of an earlier page: time|kind|id (not echoed)
+        parts := regexp_match(after, '^([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z)\|(tool_call|admin_event)\|([0-9]{1,18})$');
+        BEGIN
+            after_at := parts[1]::timestamptz;
+        EXCEPTION WHEN others THEN
+            parts := NULL;
+        END;
+        IF parts IS NULL THEN
+            RAISE EXCEPTION 'invalid value for argument "after": not a cursor of access_report_rows()'
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'Pass the cursor column of the last row of the previous page, or NULL for the first page.';
+        END IF;
+        after_kind := parts[2];
+        after_id := parts[3]::bigint;
+    END IF;
+
+    RETURN QUERY
+    SELECT p.kind, p.at, p.started_at, p.rid, p.event_id, p.tenant_id, p.accessed_by, p.role, p.what,
+           p.purpose, p.success, p.break_glass, p.impersonated_by, p.arguments, encode(p.row_hash, 'hex'),
+           CASE p.kind
+                WHEN 'tool_call' THEN
+                    coalesce((SELECT tool_audit.check_row(t) FROM tool_audit.tool_calls t WHERE t.id = p.rid),
+                             (SELECT format('ended row %s: %s', e.id, tool_audit.check_row(e))
+                                FROM tool_audit.tool_calls e
+                               WHERE p.phase = 'started' AND e.call_event_id = p.event_id
+                                 AND e.call_phase = 'ended' AND tool_audit.check_row(e) IS NOT NULL
+                               LIMIT 1))
+                ELSE (SELECT tool_audit.check_row(a) FROM tool_audit.admin_events a WHERE a.id = p.rid) END,
+           format('%s|%s|%s', tool_audit.iso8601_utc(p.at), p.kind, p.rid)
+      FROM (SELECT u.* FROM (
+              (SELECT 'tool_call'::text AS kind, t.recorded_at AS at, t.started_at, t.id AS rid, t.event_id,
+                      t.tenant_id, t.user_id AS accessed_by, t.user_role AS role, t.tool_name AS what,
+                      t.purpose,
+                      CASE WHEN t.call_phase IS NULL THEN t.success
+                           ELSE (SELECT e.success FROM tool_audit.tool_calls e
+                                  WHERE e.call_event_id = t.event_id AND e.call_phase = 'ended') END AS success,
+                      tool_audit.is_break_glass(t) AS break_glass, t.impersonated_by, t.arguments,
+                      t.row_hash, t.call_phase AS phase
+                 FROM tool_audit.tool_calls t
+                WHERE t.subject_id = subject
+                  AND t.recorded_at >= start_time AND t.recorded_at <= end_time
+                  -- past the cursor: a tool_call sorts after an admin_event of the same time
+                  AND (t.recorded_at, t.id) > (after_at, CASE WHEN after_kind = 'tool_call' THEN after_id
+                                                              ELSE -9223372036854775808 END)
+                  AND t.call_phase IS DISTINCT FROM 'ended'
+                ORDER BY t.recorded_at, t.id
+                LIMIT max_rows)
+              UNION ALL
+              (SELECT 'admin_event'::text, a.occurred_at, NULL::timestamptz, a.id, a.event_id,
+                      a.tenant_id, a.actor, a.actor_type, a.event_type, a.reason, NULL::boolean, false,
+                      a.impersonated_by, a.payload, a.row_hash, NULL::text
+                 FROM tool_audit.admin_events a
+                WHERE (a.payload ->> 'subject_id' = subject OR a.payload ->> 'target_user' = subject)
+                  AND a.occurred_at >= start_time AND a.occurred_at <= end_time
+                  AND (a.occurred_at, a.id) > (after_at, CASE WHEN after_kind = 'admin_event' THEN after_id
+                                                              WHEN after_kind = 'tool_call' THEN 9223372036854775807
+                                                              ELSE -9223372036854775808 END)
+                ORDER BY a.occurred_at, a.id
+                LIMIT max_rows)) u
+             ORDER BY u.at, u.kind, u.rid
+             LIMIT max_rows) p
+     ORDER BY p.at, p.kind, p.rid;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    PERFORM tool_audit.record_read('access_report_rows',
+                                   jsonb_build_object('subject_id', subject,
+                                                      'start_time', tool_audit.iso8601_utc(start_time),
+                                                      'end_time', tool_audit.iso8601_utc(end_time),
+                                                      'after', after, 'max_rows', max_rows), n);
+END
+$$;
+COMMENT ON FUNCTION tool_audit.access_report_rows(text, timestamptz, timestamptz, text, integer) IS
+    'The accesses to a subject in a period as rows (tool calls, and admin events about the subject), at most max_rows a page in time order, each with its sanitized arguments, row hash, integrity problem (NULL if the row checks out) and the cursor that starts the next page';
+
+-- ---------------------------------------------------------------------------
+-- (1.5) The timeline as rows: a conversation's tool calls (a call begun and
+-- ended: one row, at its start), under each the rows it changed, and the
+-- admin events that name the conversation (payload conversation_id, as the
+-- purge reads it), in time order, each with who, what, and its integrity
+-- problem (NULL if the row checks out).  The text timeline,
+-- conversation_timeline(), stays as it was.  doc/reports.md.
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION tool_audit.conversation_events(conversation_id text)
+RETURNS TABLE ("at" timestamptz, kind text, turn_number integer, user_id text, what text, detail jsonb,
+               success boolean, duration_ms numeric, integrity text, id bigint)
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    conversation text := tool_audit.required_arg(conversation_events.conversation_id, 'conversation_id');
+    n bigint;
+BEGIN
+    RETURN QUERY
+    SELECT x.at, x.kind, x.turn_number, x.user_id, x.what, x.detail, x.success, x.duration_ms,
+           x.integrity, x.id
+      FROM (SELECT c.recorded_at AS at, 'tool_call'::text AS kind, 0 AS rank, c.turn_number, c.user_id,
+                   c.tool_name AS what,
+                   jsonb_build_object('arguments', c.arguments, 'result_summary', c.result_summary,
+                                      'state', c.state, 'call_id', c.call_id)
+                   || CASE WHEN c.started_at IS NOT NULL
+                           THEN jsonb_build_object('started_at', tool_audit.iso8601_utc(c.started_at))
+                           ELSE '{}' END AS detail,
+                   c.success, round(c.duration_ms::numeric, 1) AS duration_ms,
+                   coalesce((SELECT tool_audit.check_row(t) FROM tool_audit.tool_calls t WHERE t.id = c.id),
+                            (SELECT 'ended row ' || e.id || ': ' || tool_audit.check_row(e)
+                               FROM tool_audit.tool_calls e
+                              WHERE e.event_id = c.end_event_id)) AS integrity,
+                   c.id
+              FROM tool_audit.calls c
+             WHERE c.conversation_id = conversation
+            UNION ALL
+            SELECT d.recorded_at, 'data_change', 1, c.turn_number, c.user_id,
+                   d.operation || ' ' || d.table_name,
+                   jsonb_build_object('row_key', d.row_key, 'call_id', c.call_id),
+                   NULL, NULL, tool_audit.check_row(d), d.id
+              FROM tool_audit.calls c
+              JOIN tool_audit.data_changes d ON d.call_event_id = c.call_id
+             WHERE c.conversation_id = conversation
+            UNION ALL
+            SELECT a.occurred_at, 'admin_event', 2, NULL, a.actor, a.event_type, a.payload,
+                   NULL, NULL, tool_audit.check_row(a), a.id
+              FROM tool_audit.admin_events a
+             WHERE a.payload ->> 'conversation_id' = conversation) x
+     ORDER BY x.at, x.rank, x.id;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    PERFORM tool_audit.record_read('conversation_events', jsonb_build_object('conversation_id', conversation), n);
+END
+$$;
+COMMENT ON FUNCTION tool_audit.conversation_events(text) IS
+    'A conversation as rows in time order: its tool calls (a call begun and ended: one row), the rows each changed and the admin events naming it, each with time, user, what, detail, duration rounded to 0.1 ms and integrity problem (NULL if the row checks out)';
+
+-- (1.5) the access report as rows and the timeline as rows, like the reports
+REVOKE ALL ON FUNCTION
+    tool_audit.access_report_rows(text, timestamptz, timestamptz, text, integer),
+    tool_audit.conversation_events(text)
+    FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION
+    tool_audit.access_report_rows(text, timestamptz, timestamptz, text, integer),
+    tool_audit.conversation_events(text)
+    TO tool_audit_reader, tool_audit_admin;
+
 -- The final text of functions and views that more than one 1.5 change replaced
 -- (each change above replaced them in turn): as in sql/install, word for word
 

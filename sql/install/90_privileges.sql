@@ -242,3 +242,8 @@ GRANT EXECUTE ON FUNCTION tool_audit.row_change_rows(regclass, jsonb)
 -- track_change() as that owner: everyone may execute it; the DDL guard
 -- (src/track.c) refuses CREATE TRIGGER with it to all but track()
 GRANT EXECUTE ON FUNCTION tool_audit.track_change() TO PUBLIC;
+-- (1.5) the access report as rows and the timeline as rows, like the reports
+GRANT EXECUTE ON FUNCTION
+    tool_audit.access_report_rows(text, timestamptz, timestamptz, text, integer),
+    tool_audit.conversation_events(text)
+    TO tool_audit_reader, tool_audit_admin;
