@@ -4348,7 +4348,7 @@ BEGIN
                   CASE c.state WHEN 'never_ended' THEN '(never ended)'
                                WHEN 'in_progress' THEN '(in progress)'
                                ELSE c.result_summary::text END,
-                  coalesce(c.duration_ms::text, '?'))
+                  coalesce(trim_scale(round(c.duration_ms::numeric, 1))::text, '?'))   -- 0.1 ms for display
                   -- the client's time, when it sent one (1.5)
                   || CASE WHEN c.started_at IS NOT NULL
                           THEN format(' [started %s]', tool_audit.iso8601_utc(c.started_at)) ELSE '' END
