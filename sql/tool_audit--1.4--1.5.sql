@@ -3960,6 +3960,125 @@ GRANT EXECUTE ON FUNCTION
     tool_audit.conversation_events(text)
     TO tool_audit_reader, tool_audit_admin;
 
+
+-- (1.5) export_since(): the next rows of the three audit tables for a loader
+-- that resumes where it stopped (issue 16; doc/export-since.md says why the
+-- cursor is a position per lane, not an id: ids commit out of order, a
+-- lane's positions commit in order).  The cursor is {table: {"chain_id:lane":
+-- last chain_seq handed out}}; '{}' (or NULL) starts from the first row.
+-- Each row comes with the cursor after it, so a loader that stores a line
+-- and its cursor together resumes with no row missed or repeated.
+CREATE FUNCTION tool_audit.export_since(cursor jsonb, max_rows integer)
+RETURNS TABLE (line jsonb, next_cursor jsonb)
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+SET extra_float_digits = 1
+AS $$
+DECLARE
+    cur jsonb := coalesce(export_since.cursor, '{}');
+    n bigint := 0;
+    lanes bigint;
+    r record;
+BEGIN
+    IF max_rows IS NULL OR max_rows < 1 OR max_rows > 100000 THEN
+        RAISE EXCEPTION 'max_rows must be between 1 and 100000'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    -- a cursor is what this function returned: an object of the three
+    -- tables, each an object of "chain_id:lane" keys and non-negative
+    -- integer positions (the message never repeats what was given)
+    IF jsonb_typeof(cur) <> 'object'
+       OR EXISTS (SELECT 1 FROM jsonb_each(cur) t
+                   WHERE t.key NOT IN ('tool_calls', 'admin_events', 'data_changes')
+                      OR jsonb_typeof(t.value) <> 'object'
+                      OR EXISTS (SELECT 1 FROM jsonb_each(t.value) l
+                                  WHERE l.key !~ '^-?[0-9]{1,19}:[0-9]{1,10}$'
+                                     OR jsonb_typeof(l.value) <> 'number'
+                                     OR l.value::text !~ '^[0-9]{1,18}$')) THEN
+        RAISE EXCEPTION 'cursor is not a cursor returned by export_since()'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Pass ''{}'' to start from the first row, or the next_cursor of the last row stored.';
+    END IF;
+    SELECT count(*) INTO lanes FROM jsonb_each(cur) t, jsonb_each(t.value);
+    cur := jsonb_build_object('admin_events', coalesce(cur->'admin_events', '{}'),
+                              'tool_calls', coalesce(cur->'tool_calls', '{}'),
+                              'data_changes', coalesce(cur->'data_changes', '{}'));
+    FOR r IN
+    SELECT x.tab, x.lane_key, x.seq, x.doc FROM (
+        SELECT 1 AS tab, t.chain_id, t.chain_lane, t.chain_seq AS seq,
+               t.chain_id::text || ':' || t.chain_lane AS lane_key, jsonb_build_object(
+            'table', 'tool_calls',
+            'id', t.id, 'event_id', t.event_id, 'recorded_at', tool_audit.iso8601_utc(t.recorded_at),
+            'tenant_id', t.tenant_id, 'conversation_id', t.conversation_id,
+            'turn_number', t.turn_number, 'user_id', t.user_id, 'user_role', t.user_role,
+            'model', t.model, 'tool_name', t.tool_name, 'tool_call_id', t.tool_call_id,
+            'call_trigger', t.call_trigger, 'purpose', t.purpose, 'subject_id', t.subject_id,
+            'arguments', t.arguments, 'result_summary', t.result_summary, 'success', t.success,
+            'error', t.error, 'duration_ms', t.duration_ms, 'client_ip', abbrev(t.client_ip),
+            'user_agent', t.user_agent, 'session_metadata', t.session_metadata,
+            'recorded_by', t.recorded_by,
+            'row_hash', encode(t.row_hash, 'hex'), 'chain_id', t.chain_id::text,
+            'chain_lane', t.chain_lane, 'chain_seq', t.chain_seq,
+            'chain_hash', encode(t.chain_hash, 'hex'))
+            || jsonb_strip_nulls(jsonb_build_object('call_phase', t.call_phase,
+                   'call_event_id', t.call_event_id, 'caller_txid', t.caller_txid))
+            || CASE WHEN t.started_at IS NOT NULL
+                    THEN jsonb_build_object('started_at', tool_audit.iso8601_utc(t.started_at))
+                    ELSE '{}' END AS doc
+          FROM tool_audit.tool_calls t
+         WHERE t.chain_seq > coalesce((cur->'tool_calls'->>(t.chain_id::text || ':' || t.chain_lane))::bigint, -1)
+        UNION ALL
+        SELECT 0, e.chain_id, e.chain_lane, e.chain_seq,
+               e.chain_id::text || ':' || e.chain_lane, jsonb_build_object(
+            'table', 'admin_events',
+            'id', e.id, 'event_id', e.event_id, 'occurred_at', tool_audit.iso8601_utc(e.occurred_at),
+            'event_type', e.event_type, 'actor', e.actor, 'actor_type', e.actor_type,
+            'tenant_id', e.tenant_id, 'payload', e.payload, 'reason', e.reason,
+            'source_ip', abbrev(e.source_ip), 'metadata', e.metadata, 'recorded_by', e.recorded_by,
+            'row_hash', encode(e.row_hash, 'hex'), 'chain_id', e.chain_id::text,
+            'chain_lane', e.chain_lane, 'chain_seq', e.chain_seq,
+            'chain_hash', encode(e.chain_hash, 'hex'))
+          FROM tool_audit.admin_events e
+         WHERE e.chain_seq > coalesce((cur->'admin_events'->>(e.chain_id::text || ':' || e.chain_lane))::bigint, -1)
+        UNION ALL
+        SELECT 2, d.chain_id, d.chain_lane, d.chain_seq,
+               d.chain_id::text || ':' || d.chain_lane, jsonb_build_object(
+            'table', 'data_changes',
+            'id', d.id, 'event_id', d.event_id, 'recorded_at', tool_audit.iso8601_utc(d.recorded_at),
+            'tenant_id', d.tenant_id, 'table_name', d.table_name, 'operation', d.operation,
+            'row_key', d.row_key, 'old_values', d.old_values, 'new_values', d.new_values,
+            'call_event_id', d.call_event_id, 'txid', d.txid::text,
+            'application_name', d.application_name, 'recorded_by', d.recorded_by,
+            'retention_policy', d.retention_policy, 'expires_at', tool_audit.iso8601_utc(d.expires_at),
+            'row_hash', encode(d.row_hash, 'hex'), 'chain_id', d.chain_id::text,
+            'chain_lane', d.chain_lane, 'chain_seq', d.chain_seq,
+            'chain_hash', encode(d.chain_hash, 'hex'))
+          FROM tool_audit.data_changes d
+         WHERE d.chain_seq > coalesce((cur->'data_changes'->>(d.chain_id::text || ':' || d.chain_lane))::bigint, -1)
+    ) x
+    ORDER BY x.tab, x.chain_id, x.chain_lane, x.seq
+    LIMIT max_rows
+    LOOP
+        cur := jsonb_set(cur, ARRAY[CASE r.tab WHEN 0 THEN 'admin_events' WHEN 1 THEN 'tool_calls'
+                                               ELSE 'data_changes' END, r.lane_key],
+                         to_jsonb(r.seq));
+        line := r.doc;
+        next_cursor := cur;
+        n := n + 1;
+        RETURN NEXT;
+    END LOOP;
+    PERFORM tool_audit.record_read('export_since',
+                                   jsonb_build_object('max_rows', max_rows, 'lanes_in_cursor', lanes), n);
+END
+$$;
+COMMENT ON FUNCTION tool_audit.export_since(jsonb, integer) IS
+    'The next rows (at most max_rows) of the three audit tables after a cursor, in chain order, as export_jsonl() writes them, each with the cursor after it: a loader resumes with no row missed or repeated';
+
+REVOKE ALL ON FUNCTION tool_audit.export_since(jsonb, integer) FROM PUBLIC;
+-- (1.5) export_since(): as export_jsonl(), for readers, admins and the verifier
+GRANT EXECUTE ON FUNCTION tool_audit.export_since(jsonb, integer)
+    TO tool_audit_reader, tool_audit_admin, tool_audit_verifier;
+
 -- The final text of functions and views that more than one 1.5 change replaced
 -- (each change above replaced them in turn): as in sql/install, word for word
 
