@@ -54,7 +54,7 @@ REGRESS = setup sanitize detect sanitize_coverage pseudonym summarize log_call l
 REGRESS_OPTS = --inputdir=test --outputdir=test --load-extension=tool_audit
 
 ISOLATION = concurrent_writers rules_cache chain_order retention_cache purge_hold approval_once calls_lanes \
-	retry_call_id alerts_cache track_calls
+	retry_call_id alerts_cache track_calls export_since
 ISOLATION_OPTS = --inputdir=test/isolation --outputdir=test/isolation --load-extension=tool_audit
 
 TAP_TESTS = 1

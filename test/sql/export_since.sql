@@ -41,8 +41,8 @@ BEGIN
         c := coalesce((SELECT next_cursor FROM es_loaded ORDER BY page DESC, nth DESC LIMIT 1), '{}');
         p := p + 1;
         INSERT INTO es_loaded
-        SELECT p, row_number() OVER (), s.line, s.next_cursor
-          FROM tool_audit.export_since(c, max_rows) s;
+        SELECT p, s.nth, s.line, s.next_cursor
+          FROM tool_audit.export_since(c, max_rows) WITH ORDINALITY s(line, next_cursor, nth);
         GET DIAGNOSTICS got = ROW_COUNT;
         EXIT WHEN got < max_rows;
     END LOOP;
