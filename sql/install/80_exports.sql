@@ -451,6 +451,10 @@ DECLARE
     cur jsonb := coalesce(export_since.cursor, '{}');
     n bigint := 0;
     lanes bigint;
+    tab text;
+    doc text;
+    lane record;
+    lane_key text;
     r record;
 BEGIN
     IF max_rows IS NULL OR max_rows < 1 OR max_rows > 100000 THEN
@@ -476,10 +480,13 @@ BEGIN
     cur := jsonb_build_object('admin_events', coalesce(cur->'admin_events', '{}'),
                               'tool_calls', coalesce(cur->'tool_calls', '{}'),
                               'data_changes', coalesce(cur->'data_changes', '{}'));
-    FOR r IN
-    SELECT x.tab, x.lane_key, x.seq, x.doc FROM (
-        SELECT 1 AS tab, t.chain_id, t.chain_lane, t.chain_seq AS seq,
-               t.chain_id::text || ':' || t.chain_lane AS lane_key, jsonb_build_object(
+    -- table by table, lane by lane (chain_id, chain_lane) in index order,
+    -- found by a skip scan of the chain position index; in each lane the
+    -- positions after the cursor's, so that a page costs index probes per
+    -- lane and per row handed out, not a scan of what was exported before
+    FOREACH tab IN ARRAY ARRAY['admin_events', 'tool_calls', 'data_changes'] LOOP
+        doc := CASE tab
+            WHEN 'tool_calls' THEN $q$jsonb_build_object(
             'table', 'tool_calls',
             'id', t.id, 'event_id', t.event_id, 'recorded_at', tool_audit.iso8601_utc(t.recorded_at),
             'tenant_id', t.tenant_id, 'conversation_id', t.conversation_id,
@@ -497,48 +504,56 @@ BEGIN
                    'call_event_id', t.call_event_id, 'caller_txid', t.caller_txid))
             || CASE WHEN t.started_at IS NOT NULL
                     THEN jsonb_build_object('started_at', tool_audit.iso8601_utc(t.started_at))
-                    ELSE '{}' END AS doc
-          FROM tool_audit.tool_calls t
-         WHERE t.chain_seq > coalesce((cur->'tool_calls'->>(t.chain_id::text || ':' || t.chain_lane))::bigint, -1)
-        UNION ALL
-        SELECT 0, e.chain_id, e.chain_lane, e.chain_seq,
-               e.chain_id::text || ':' || e.chain_lane, jsonb_build_object(
+                    ELSE '{}' END$q$
+            WHEN 'admin_events' THEN $q$jsonb_build_object(
             'table', 'admin_events',
-            'id', e.id, 'event_id', e.event_id, 'occurred_at', tool_audit.iso8601_utc(e.occurred_at),
-            'event_type', e.event_type, 'actor', e.actor, 'actor_type', e.actor_type,
-            'tenant_id', e.tenant_id, 'payload', e.payload, 'reason', e.reason,
-            'source_ip', abbrev(e.source_ip), 'metadata', e.metadata, 'recorded_by', e.recorded_by,
-            'row_hash', encode(e.row_hash, 'hex'), 'chain_id', e.chain_id::text,
-            'chain_lane', e.chain_lane, 'chain_seq', e.chain_seq,
-            'chain_hash', encode(e.chain_hash, 'hex'))
-          FROM tool_audit.admin_events e
-         WHERE e.chain_seq > coalesce((cur->'admin_events'->>(e.chain_id::text || ':' || e.chain_lane))::bigint, -1)
-        UNION ALL
-        SELECT 2, d.chain_id, d.chain_lane, d.chain_seq,
-               d.chain_id::text || ':' || d.chain_lane, jsonb_build_object(
+            'id', t.id, 'event_id', t.event_id, 'occurred_at', tool_audit.iso8601_utc(t.occurred_at),
+            'event_type', t.event_type, 'actor', t.actor, 'actor_type', t.actor_type,
+            'tenant_id', t.tenant_id, 'payload', t.payload, 'reason', t.reason,
+            'source_ip', abbrev(t.source_ip), 'metadata', t.metadata, 'recorded_by', t.recorded_by,
+            'row_hash', encode(t.row_hash, 'hex'), 'chain_id', t.chain_id::text,
+            'chain_lane', t.chain_lane, 'chain_seq', t.chain_seq,
+            'chain_hash', encode(t.chain_hash, 'hex'))$q$
+            ELSE $q$jsonb_build_object(
             'table', 'data_changes',
-            'id', d.id, 'event_id', d.event_id, 'recorded_at', tool_audit.iso8601_utc(d.recorded_at),
-            'tenant_id', d.tenant_id, 'table_name', d.table_name, 'operation', d.operation,
-            'row_key', d.row_key, 'old_values', d.old_values, 'new_values', d.new_values,
-            'call_event_id', d.call_event_id, 'txid', d.txid::text,
-            'application_name', d.application_name, 'recorded_by', d.recorded_by,
-            'retention_policy', d.retention_policy, 'expires_at', tool_audit.iso8601_utc(d.expires_at),
-            'row_hash', encode(d.row_hash, 'hex'), 'chain_id', d.chain_id::text,
-            'chain_lane', d.chain_lane, 'chain_seq', d.chain_seq,
-            'chain_hash', encode(d.chain_hash, 'hex'))
-          FROM tool_audit.data_changes d
-         WHERE d.chain_seq > coalesce((cur->'data_changes'->>(d.chain_id::text || ':' || d.chain_lane))::bigint, -1)
-    ) x
-    ORDER BY x.tab, x.chain_id, x.chain_lane, x.seq
-    LIMIT max_rows
-    LOOP
-        cur := jsonb_set(cur, ARRAY[CASE r.tab WHEN 0 THEN 'admin_events' WHEN 1 THEN 'tool_calls'
-                                               ELSE 'data_changes' END, r.lane_key],
-                         to_jsonb(r.seq));
-        line := r.doc;
-        next_cursor := cur;
-        n := n + 1;
-        RETURN NEXT;
+            'id', t.id, 'event_id', t.event_id, 'recorded_at', tool_audit.iso8601_utc(t.recorded_at),
+            'tenant_id', t.tenant_id, 'table_name', t.table_name, 'operation', t.operation,
+            'row_key', t.row_key, 'old_values', t.old_values, 'new_values', t.new_values,
+            'call_event_id', t.call_event_id, 'txid', t.txid::text,
+            'application_name', t.application_name, 'recorded_by', t.recorded_by,
+            'retention_policy', t.retention_policy, 'expires_at', tool_audit.iso8601_utc(t.expires_at),
+            'row_hash', encode(t.row_hash, 'hex'), 'chain_id', t.chain_id::text,
+            'chain_lane', t.chain_lane, 'chain_seq', t.chain_seq,
+            'chain_hash', encode(t.chain_hash, 'hex'))$q$ END;
+        FOR lane IN EXECUTE format($q$
+            WITH RECURSIVE l AS (
+                (SELECT t.chain_id, t.chain_lane FROM tool_audit.%1$I t
+                  WHERE t.chain_id IS NOT NULL AND t.chain_lane IS NOT NULL
+                  ORDER BY t.chain_id, t.chain_lane LIMIT 1)
+                UNION ALL
+                SELECT x.chain_id, x.chain_lane FROM l, LATERAL (
+                    SELECT t.chain_id, t.chain_lane FROM tool_audit.%1$I t
+                     WHERE (t.chain_id, t.chain_lane) > (l.chain_id, l.chain_lane)
+                     ORDER BY t.chain_id, t.chain_lane LIMIT 1) x)
+            SELECT l.chain_id, l.chain_lane FROM l$q$, tab)
+        LOOP
+            lane_key := lane.chain_id::text || ':' || lane.chain_lane;
+            FOR r IN EXECUTE format($q$
+                SELECT t.chain_seq AS seq, %s AS doc FROM tool_audit.%I t
+                 WHERE t.chain_id = $1 AND t.chain_lane = $2 AND t.chain_seq > $3
+                 ORDER BY t.chain_seq LIMIT $4$q$, doc, tab)
+                USING lane.chain_id, lane.chain_lane, coalesce((cur -> tab ->> lane_key)::bigint, 0),
+                      max_rows - n
+            LOOP
+                cur := jsonb_set(cur, ARRAY[tab, lane_key], to_jsonb(r.seq));
+                line := r.doc;
+                next_cursor := cur;
+                n := n + 1;
+                RETURN NEXT;
+            END LOOP;
+            EXIT WHEN n >= max_rows;
+        END LOOP;
+        EXIT WHEN n >= max_rows;
     END LOOP;
     PERFORM tool_audit.record_read('export_since',
                                    jsonb_build_object('max_rows', max_rows, 'lanes_in_cursor', lanes), n);
