@@ -93,6 +93,16 @@ SELECT line->>'table' AS tab, coalesce(line->>'tool_name', line->>'event_type', 
  GROUP BY 1, 2 ORDER BY 1, 2;
 SELECT count(*) - count(DISTINCT (line->>'table', line->>'id')) AS repeated FROM es_loaded;
 
+-- a loader that crashed after storing 2 lines of a page of 5 resumes from the
+-- cursor of the second: it gets the page's lines 3 to 5 next, nothing twice
+CREATE TEMP TABLE es_p1 AS
+    SELECT * FROM tool_audit.export_since('{}', 5) WITH ORDINALITY s(line, next_cursor, nth);
+CREATE TEMP TABLE es_p2 AS
+    SELECT * FROM tool_audit.export_since((SELECT next_cursor FROM es_p1 WHERE nth = 2), 3)
+                  WITH ORDINALITY s(line, next_cursor, nth);
+SELECT (SELECT array_agg(line ORDER BY nth) FROM es_p1 WHERE nth > 2)
+     = (SELECT array_agg(line ORDER BY nth) FROM es_p2) AS resumed_exactly;
+
 -- a reader bound to a tenant pages through its tenant's rows only
 SELECT tool_audit.bind_tenant('regress_reader_acme', 'es_acme');
 SET ROLE regress_reader_acme;
