@@ -2,9 +2,9 @@
 # crashes: writers insert into several tenants' chains concurrently (some
 # transactions held open while later ids commit); a loader pages with small
 # pages and stores each line with the cursor after it; the server is killed
-# (immediate stop) after the loader's 15th page (writers may still be running), and the loader loses the tail
-# of what it had stored (as a loader killed before its last writes reached
-# disk would).  After recovery the loader resumes from the cursor of the last
+# (immediate stop) after the loader's 15th page (writers may still be
+# running), and the loader loses the tail of what it had stored (as a loader
+# killed before its last writes reached disk would).  After recovery the loader resumes from the cursor of the last
 # line it kept.  At the end the copy holds every row of the database exactly
 # once (all but the last page's own read), with the database's row hashes.
 use strict;
