@@ -50,11 +50,11 @@ REGRESS = setup sanitize detect sanitize_coverage pseudonym summarize log_call l
 	append_only ddl_guard roles tenants rules_admin bad_input chain reports exports upgrade \
 	retention_policies holds purge erasure retention_schedule data_changes approvals break_glass \
 	impersonation read_audit calls retries data_changes_audit alerts track track_call_owner free_text_sanitized alert_guards \
-	report_rows
+	report_rows export_since
 REGRESS_OPTS = --inputdir=test --outputdir=test --load-extension=tool_audit
 
 ISOLATION = concurrent_writers rules_cache chain_order retention_cache purge_hold approval_once calls_lanes \
-	retry_call_id alerts_cache track_calls
+	retry_call_id alerts_cache track_calls export_since
 ISOLATION_OPTS = --inputdir=test/isolation --outputdir=test/isolation --load-extension=tool_audit
 
 TAP_TESTS = 1

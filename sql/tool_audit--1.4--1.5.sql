@@ -3960,6 +3960,140 @@ GRANT EXECUTE ON FUNCTION
     tool_audit.conversation_events(text)
     TO tool_audit_reader, tool_audit_admin;
 
+
+-- (1.5) export_since(): the next rows of the three audit tables for a loader
+-- that resumes where it stopped (issue 16; doc/export-since.md says why the
+-- cursor is a position per lane, not an id: ids commit out of order, a
+-- lane's positions commit in order).  The cursor is {table: {"chain_id:lane":
+-- last chain_seq handed out}}; '{}' (or NULL) starts from the first row.
+-- Each row comes with the cursor after it, so a loader that stores a line
+-- and its cursor together resumes with no row missed or repeated.
+CREATE FUNCTION tool_audit.export_since(cursor jsonb, max_rows integer)
+RETURNS TABLE (line jsonb, next_cursor jsonb)
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+SET extra_float_digits = 1
+AS $$
+DECLARE
+    cur jsonb := coalesce(export_since.cursor, '{}');
+    n bigint := 0;
+    lanes bigint;
+    tab text;
+    doc text;
+    lane record;
+    lane_key text;
+    r record;
+BEGIN
+    IF max_rows IS NULL OR max_rows < 1 OR max_rows > 100000 THEN
+        RAISE EXCEPTION 'max_rows must be between 1 and 100000'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    -- a cursor is what this function returned: an object of the three
+    -- tables, each an object of "chain_id:lane" keys and non-negative
+    -- integer positions (the message never repeats what was given)
+    IF jsonb_typeof(cur) <> 'object'
+       OR EXISTS (SELECT 1 FROM jsonb_each(cur) t
+                   WHERE t.key NOT IN ('tool_calls', 'admin_events', 'data_changes')
+                      OR jsonb_typeof(t.value) <> 'object'
+                      OR EXISTS (SELECT 1 FROM jsonb_each(t.value) l
+                                  WHERE l.key !~ '^-?[0-9]{1,19}:[0-9]{1,10}$'
+                                     OR jsonb_typeof(l.value) <> 'number'
+                                     OR l.value::text !~ '^[0-9]{1,18}$')) THEN
+        RAISE EXCEPTION 'cursor is not a cursor returned by export_since()'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Pass ''{}'' to start from the first row, or the next_cursor of the last row stored.';
+    END IF;
+    SELECT count(*) INTO lanes FROM jsonb_each(cur) t, jsonb_each(t.value);
+    cur := jsonb_build_object('admin_events', coalesce(cur->'admin_events', '{}'),
+                              'tool_calls', coalesce(cur->'tool_calls', '{}'),
+                              'data_changes', coalesce(cur->'data_changes', '{}'));
+    -- table by table, lane by lane (chain_id, chain_lane) in index order,
+    -- found by a skip scan of the chain position index; in each lane the
+    -- positions after the cursor's, so that a page costs index probes per
+    -- lane and per row handed out, not a scan of what was exported before
+    FOREACH tab IN ARRAY ARRAY['admin_events', 'tool_calls', 'data_changes'] LOOP
+        doc := CASE tab
+            WHEN 'tool_calls' THEN $q$jsonb_build_object(
+            'table', 'tool_calls',
+            'id', t.id, 'event_id', t.event_id, 'recorded_at', tool_audit.iso8601_utc(t.recorded_at),
+            'tenant_id', t.tenant_id, 'conversation_id', t.conversation_id,
+            'turn_number', t.turn_number, 'user_id', t.user_id, 'user_role', t.user_role,
+            'model', t.model, 'tool_name', t.tool_name, 'tool_call_id', t.tool_call_id,
+            'call_trigger', t.call_trigger, 'purpose', t.purpose, 'subject_id', t.subject_id,
+            'arguments', t.arguments, 'result_summary', t.result_summary, 'success', t.success,
+            'error', t.error, 'duration_ms', t.duration_ms, 'client_ip', abbrev(t.client_ip),
+            'user_agent', t.user_agent, 'session_metadata', t.session_metadata,
+            'recorded_by', t.recorded_by,
+            'row_hash', encode(t.row_hash, 'hex'), 'chain_id', t.chain_id::text,
+            'chain_lane', t.chain_lane, 'chain_seq', t.chain_seq,
+            'chain_hash', encode(t.chain_hash, 'hex'))
+            || jsonb_strip_nulls(jsonb_build_object('call_phase', t.call_phase,
+                   'call_event_id', t.call_event_id, 'caller_txid', t.caller_txid))
+            || CASE WHEN t.started_at IS NOT NULL
+                    THEN jsonb_build_object('started_at', tool_audit.iso8601_utc(t.started_at))
+                    ELSE '{}' END$q$
+            WHEN 'admin_events' THEN $q$jsonb_build_object(
+            'table', 'admin_events',
+            'id', t.id, 'event_id', t.event_id, 'occurred_at', tool_audit.iso8601_utc(t.occurred_at),
+            'event_type', t.event_type, 'actor', t.actor, 'actor_type', t.actor_type,
+            'tenant_id', t.tenant_id, 'payload', t.payload, 'reason', t.reason,
+            'source_ip', abbrev(t.source_ip), 'metadata', t.metadata, 'recorded_by', t.recorded_by,
+            'row_hash', encode(t.row_hash, 'hex'), 'chain_id', t.chain_id::text,
+            'chain_lane', t.chain_lane, 'chain_seq', t.chain_seq,
+            'chain_hash', encode(t.chain_hash, 'hex'))$q$
+            ELSE $q$jsonb_build_object(
+            'table', 'data_changes',
+            'id', t.id, 'event_id', t.event_id, 'recorded_at', tool_audit.iso8601_utc(t.recorded_at),
+            'tenant_id', t.tenant_id, 'table_name', t.table_name, 'operation', t.operation,
+            'row_key', t.row_key, 'old_values', t.old_values, 'new_values', t.new_values,
+            'call_event_id', t.call_event_id, 'txid', t.txid::text,
+            'application_name', t.application_name, 'recorded_by', t.recorded_by,
+            'retention_policy', t.retention_policy, 'expires_at', tool_audit.iso8601_utc(t.expires_at),
+            'row_hash', encode(t.row_hash, 'hex'), 'chain_id', t.chain_id::text,
+            'chain_lane', t.chain_lane, 'chain_seq', t.chain_seq,
+            'chain_hash', encode(t.chain_hash, 'hex'))$q$ END;
+        FOR lane IN EXECUTE format($q$
+            WITH RECURSIVE l AS (
+                (SELECT t.chain_id, t.chain_lane FROM tool_audit.%1$I t
+                  WHERE t.chain_id IS NOT NULL AND t.chain_lane IS NOT NULL
+                  ORDER BY t.chain_id, t.chain_lane LIMIT 1)
+                UNION ALL
+                SELECT x.chain_id, x.chain_lane FROM l, LATERAL (
+                    SELECT t.chain_id, t.chain_lane FROM tool_audit.%1$I t
+                     WHERE (t.chain_id, t.chain_lane) > (l.chain_id, l.chain_lane)
+                     ORDER BY t.chain_id, t.chain_lane LIMIT 1) x)
+            SELECT l.chain_id, l.chain_lane FROM l$q$, tab)
+        LOOP
+            lane_key := lane.chain_id::text || ':' || lane.chain_lane;
+            FOR r IN EXECUTE format($q$
+                SELECT t.chain_seq AS seq, %s AS doc FROM tool_audit.%I t
+                 WHERE t.chain_id = $1 AND t.chain_lane = $2 AND t.chain_seq > $3
+                 ORDER BY t.chain_seq LIMIT $4$q$, doc, tab)
+                USING lane.chain_id, lane.chain_lane, coalesce((cur -> tab ->> lane_key)::bigint, 0),
+                      max_rows - n
+            LOOP
+                cur := jsonb_set(cur, ARRAY[tab, lane_key], to_jsonb(r.seq));
+                line := r.doc;
+                next_cursor := cur;
+                n := n + 1;
+                RETURN NEXT;
+            END LOOP;
+            EXIT WHEN n >= max_rows;
+        END LOOP;
+        EXIT WHEN n >= max_rows;
+    END LOOP;
+    PERFORM tool_audit.record_read('export_since',
+                                   jsonb_build_object('max_rows', max_rows, 'lanes_in_cursor', lanes), n);
+END
+$$;
+COMMENT ON FUNCTION tool_audit.export_since(jsonb, integer) IS
+    'The next rows (at most max_rows) of the three audit tables after a cursor, in chain order, as export_jsonl() writes them, each with the cursor after it: a loader resumes with no row missed or repeated';
+
+REVOKE ALL ON FUNCTION tool_audit.export_since(jsonb, integer) FROM PUBLIC;
+-- (1.5) export_since(): as export_jsonl(), for readers, admins and the verifier
+GRANT EXECUTE ON FUNCTION tool_audit.export_since(jsonb, integer)
+    TO tool_audit_reader, tool_audit_admin, tool_audit_verifier;
+
 -- The final text of functions and views that more than one 1.5 change replaced
 -- (each change above replaced them in turn): as in sql/install, word for word
 

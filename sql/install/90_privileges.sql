@@ -247,3 +247,7 @@ GRANT EXECUTE ON FUNCTION
     tool_audit.access_report_rows(text, timestamptz, timestamptz, text, integer),
     tool_audit.conversation_events(text)
     TO tool_audit_reader, tool_audit_admin;
+
+-- (1.5) export_since(): as export_jsonl(), for readers, admins and the verifier
+GRANT EXECUTE ON FUNCTION tool_audit.export_since(jsonb, integer)
+    TO tool_audit_reader, tool_audit_admin, tool_audit_verifier;

@@ -1,0 +1,134 @@
+-- export_since() (1.5, issue 16): the audit trail leaving the machine in
+-- pages, each row with the cursor after it.  Pages of a few rows cover every
+-- row exactly once, in chain order; rows added between pages come on later
+-- pages; each line is the row as export_jsonl() writes it.  In a database of
+-- its own, so that the counts do not depend on the other tests.  (A row whose
+-- transaction commits after a row with a higher id: the isolation test
+-- test/isolation/specs/export_since.spec.)
+\set VERBOSITY terse
+SELECT current_database() AS regress_db \gset
+SET client_min_messages = warning;
+DROP DATABASE IF EXISTS regress_tool_audit_export_since;
+CREATE DATABASE regress_tool_audit_export_since TEMPLATE template0 ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C';
+RESET client_min_messages;
+\c regress_tool_audit_export_since
+\getenv abs_srcdir PG_ABS_SRCDIR
+\i :abs_srcdir/fixtures.sql
+SET client_min_messages = warning;
+CREATE EXTENSION tool_audit;
+RESET client_min_messages;
+
+-- rows of three tables and two tenants
+INSERT INTO tool_audit.tool_calls (tool_name, tenant_id, success)
+SELECT 'tool_' || i, CASE WHEN i % 3 = 0 THEN 'es_globex' ELSE 'es_acme' END, true
+  FROM generate_series(1, 10) i;
+SELECT event_type FROM tool_audit.log_event('es.test', 'admin', '{"n": 1}', '{"tenant_id": "es_acme"}');
+CREATE TABLE es_items (id int PRIMARY KEY, v text);
+SELECT tool_audit.track('es_items') IS NOT NULL AS tracked;
+INSERT INTO es_items VALUES (1, 'a'), (2, 'b');
+UPDATE es_items SET v = 'c' WHERE id = 2;
+
+-- a loader: pages of 4 rows until a short page; each page's read is itself
+-- an admin event, found by the next page
+CREATE TABLE es_loaded (page int, nth bigint, line jsonb, next_cursor jsonb);
+CREATE FUNCTION es_load(max_rows int) RETURNS int LANGUAGE plpgsql AS $$
+DECLARE
+    c jsonb;
+    p int := coalesce((SELECT max(page) FROM es_loaded), 0);
+    got int;
+BEGIN
+    LOOP
+        c := coalesce((SELECT next_cursor FROM es_loaded ORDER BY page DESC, nth DESC LIMIT 1), '{}');
+        p := p + 1;
+        INSERT INTO es_loaded
+        SELECT p, s.nth, s.line, s.next_cursor
+          FROM tool_audit.export_since(c, max_rows) WITH ORDINALITY s(line, next_cursor, nth);
+        GET DIAGNOSTICS got = ROW_COUNT;
+        EXIT WHEN got < max_rows;
+    END LOOP;
+    RETURN p;
+END $$;
+SELECT es_load(4) AS pages;
+
+-- every row exactly once: all rows but the last page's own read
+CREATE VIEW es_all AS
+    SELECT 'tool_calls' AS tab, id FROM tool_audit.tool_calls
+    UNION ALL SELECT 'admin_events', id FROM tool_audit.admin_events
+    UNION ALL SELECT 'data_changes', id FROM tool_audit.data_changes;
+SELECT (SELECT count(*) FROM es_loaded) AS loaded,
+       (SELECT count(DISTINCT (line->>'table', line->>'id')) FROM es_loaded) AS distinct_loaded,
+       (SELECT count(*) FROM es_all) AS stored;
+SELECT a.tab, e.event_type, e.payload->>'function' AS fn
+  FROM es_all a LEFT JOIN tool_audit.admin_events e ON a.tab = 'admin_events' AND e.id = a.id
+ WHERE NOT EXISTS (SELECT FROM es_loaded l WHERE l.line->>'table' = a.tab AND (l.line->>'id')::bigint = a.id);
+SELECT line->>'table' AS tab, count(*) FROM es_loaded GROUP BY 1 ORDER BY 1;
+
+-- chain order: within each lane, positions one after another, from 1
+SELECT count(*) AS out_of_order FROM (
+    SELECT line->>'table' AS tab, line->>'chain_id' AS c, line->>'chain_lane' AS l,
+           (line->>'chain_seq')::bigint AS seq,
+           row_number() OVER (PARTITION BY line->>'table', line->>'chain_id', line->>'chain_lane'
+                              ORDER BY page, nth) AS k
+      FROM es_loaded) x
+ WHERE seq <> k;
+-- the cursor after each row names that row's position
+SELECT count(*) AS cursor_mismatch FROM es_loaded
+ WHERE (next_cursor -> (line->>'table') ->> ((line->>'chain_id') || ':' || (line->>'chain_lane')))::bigint
+       IS DISTINCT FROM (line->>'chain_seq')::bigint;
+
+-- each line is the row as export_jsonl() writes it
+SELECT count(*) AS same_as_export_jsonl FROM es_loaded l
+  JOIN tool_audit.export_jsonl('-infinity', 'infinity') j(doc)
+    ON j.doc->>'table' = l.line->>'table' AND j.doc->>'id' = l.line->>'id' AND j.doc = l.line;
+
+-- rows added between pages come on later pages, once
+INSERT INTO tool_audit.tool_calls (tool_name, tenant_id, success) VALUES ('late_1', 'es_acme', true);
+INSERT INTO tool_audit.tool_calls (tool_name, tenant_id, success) VALUES ('late_2', 'es_new', true);
+INSERT INTO es_items VALUES (3, 'd');
+SELECT es_load(4) > 0 AS paged;
+SELECT line->>'table' AS tab, coalesce(line->>'tool_name', line->>'event_type', line->>'operation') AS what, count(*)
+  FROM es_loaded
+ WHERE page > (SELECT min(page) FROM es_loaded l WHERE l.line->>'tool_name' = 'late_1') - 1
+   AND line->>'event_type' IS DISTINCT FROM 'audit.read'
+ GROUP BY 1, 2 ORDER BY 1, 2;
+SELECT count(*) - count(DISTINCT (line->>'table', line->>'id')) AS repeated FROM es_loaded;
+
+-- a loader that crashed after storing 2 lines of a page of 5 resumes from the
+-- cursor of the second: it gets the page's lines 3 to 5 next, nothing twice
+CREATE TEMP TABLE es_p1 AS
+    SELECT * FROM tool_audit.export_since('{}', 5) WITH ORDINALITY s(line, next_cursor, nth);
+CREATE TEMP TABLE es_p2 AS
+    SELECT * FROM tool_audit.export_since((SELECT next_cursor FROM es_p1 WHERE nth = 2), 3)
+                  WITH ORDINALITY s(line, next_cursor, nth);
+SELECT (SELECT array_agg(line ORDER BY nth) FROM es_p1 WHERE nth > 2)
+     = (SELECT array_agg(line ORDER BY nth) FROM es_p2) AS resumed_exactly;
+
+-- a reader bound to a tenant pages through its tenant's rows only
+SELECT tool_audit.bind_tenant('regress_reader_acme', 'es_acme');
+SET ROLE regress_reader_acme;
+SELECT line->>'table' AS tab, line->>'tenant_id' AS tenant, count(*)
+  FROM tool_audit.export_since('{}', 1000) GROUP BY 1, 2 ORDER BY 1, 2;
+RESET ROLE;
+-- the read is recorded, with the page size and the cursor's size, not the cursor
+SELECT payload->'arguments' AS arguments, payload->'rows' AS rows, actor
+  FROM tool_audit.admin_events WHERE event_type = 'audit.read' AND payload->>'function' = 'export_since'
+ ORDER BY id DESC LIMIT 1;
+-- nobody else may call it
+SET ROLE regress_nobody;
+SELECT regress_try($$SELECT count(*) FROM tool_audit.export_since('{}', 10)$$);
+RESET ROLE;
+
+-- bad arguments: 22023 naming the argument, never the value
+SELECT regress_try($$SELECT count(*) FROM tool_audit.export_since('{}', 0)$$);
+SELECT regress_try($$SELECT count(*) FROM tool_audit.export_since('{}', 100001)$$);
+SELECT regress_try($$SELECT count(*) FROM tool_audit.export_since('{}', NULL)$$);
+SELECT regress_try($$SELECT count(*) FROM tool_audit.export_since('"sk-secret-cursor"', 10)$$);
+SELECT regress_try($$SELECT count(*) FROM tool_audit.export_since('{"sk_secret_table": {}}', 10)$$);
+SELECT regress_try($$SELECT count(*) FROM tool_audit.export_since('{"tool_calls": {"sk-secret": 1}}', 10)$$);
+SELECT regress_try($$SELECT count(*) FROM tool_audit.export_since('{"tool_calls": {"1:0": -1}}', 10)$$);
+SELECT regress_try($$SELECT count(*) FROM tool_audit.export_since('{"tool_calls": {"1:0": 1.5}}', 10)$$);
+SELECT regress_try($$SELECT count(*) FROM tool_audit.export_since('{"tool_calls": {"1:0": "7"}}', 10)$$);
+-- NULL starts from the first row, like '{}'
+SELECT count(*) > 0 AS from_start FROM tool_audit.export_since(NULL, 5);
+
+\c :regress_db
