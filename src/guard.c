@@ -68,6 +68,7 @@
 
 #include "catalog.h"
 #include "guard.h"
+#include "role_events.h"
 #include "track.h"
 #include "upgrade_1_1.h"
 
@@ -913,6 +914,9 @@ ta_process_utility(PlannedStmt *pstmt, const char *queryString,
 	else
 		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
 								params, queryEnv, dest, qc);
+	/* after it succeeded: role_events.c */
+	if (IsA(stmt, GrantRoleStmt))
+		ta_record_role_grant((GrantRoleStmt *) stmt);
 }
 
 /*

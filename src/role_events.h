@@ -1,0 +1,16 @@
+/*-------------------------------------------------------------------------
+ *
+ * role_events.h
+ *		Membership changes of the extension's roles as admin events
+ *		(role_events.c).
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef TA_ROLE_EVENTS_H
+#define TA_ROLE_EVENTS_H
+
+#include "nodes/parsenodes.h"
+
+extern void ta_record_role_grant(GrantRoleStmt *stmt);
+
+#endif							/* TA_ROLE_EVENTS_H */

@@ -1,0 +1,98 @@
+# With shared_preload_libraries = 'tool_audit', a GRANT or REVOKE of one of
+# the extension's roles (they decide who writes, reads, administers and
+# verifies the trail) is recorded as a tool_audit.role.grant/revoke admin
+# event in the database it ran in, once it succeeded (src/role_events.c).
+# Unrelated roles, failed statements and databases without the extension
+# record nothing; without preloading nothing is recorded (doc/caveats.md).
+use strict;
+use warnings;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+my $node = PostgreSQL::Test::Cluster->new('role_events');
+$node->init;
+$node->append_conf('postgresql.conf', "shared_preload_libraries = 'tool_audit'");
+$node->start;
+$node->safe_psql('postgres', q{
+	CREATE EXTENSION tool_audit;
+	CREATE ROLE re_alice LOGIN;
+	CREATE ROLE re_bob LOGIN;
+	CREATE ROLE re_plain NOLOGIN;
+	CREATE ROLE re_mgr LOGIN CREATEROLE;
+	CREATE DATABASE re_other;
+});
+my $super = $node->safe_psql('postgres', 'SELECT current_user');
+
+sub role_events
+{
+	my ($db) = @_;
+	return $node->safe_psql($db || 'postgres', q{
+		SELECT event_type || ' ' || actor || ' ' || payload::text
+		  FROM tool_audit.admin_events
+		 WHERE event_type LIKE 'tool_audit.role.%' ORDER BY id});
+}
+
+sub nevents
+{
+	return $node->safe_psql('postgres',
+		q{SELECT count(*) FROM tool_audit.admin_events WHERE event_type LIKE 'tool_audit.role.%'});
+}
+
+$node->safe_psql('postgres', 'GRANT tool_audit_reader TO re_alice');
+is(role_events(),
+	qq{tool_audit.role.grant $super {"roles": ["tool_audit_reader"], "grantees": ["re_alice"], "granted_by": "$super", "admin_option": false}},
+	'GRANT of an extension role is recorded with who granted it');
+
+$node->safe_psql('postgres', 'REVOKE tool_audit_reader FROM re_alice');
+like((split /\n/, role_events())[-1],
+	qr/^tool_audit\.role\.revoke \Q$super\E \{"roles": \["tool_audit_reader"\], "grantees": \["re_alice"\], "granted_by": "\Q$super\E", "admin_option": false\}$/,
+	'REVOKE is recorded');
+
+$node->safe_psql('postgres', 'GRANT tool_audit_admin, re_plain TO re_alice, re_bob WITH ADMIN OPTION');
+like((split /\n/, role_events())[-1],
+	qr/"roles": \["tool_audit_admin", "re_plain"\], "grantees": \["re_alice", "re_bob"\].*"admin_option": true/,
+	'a GRANT naming several roles and grantees, with ADMIN OPTION, is recorded whole');
+
+is(nevents(), 3, 'three events so far');
+
+$node->safe_psql('postgres', 'GRANT re_plain TO re_mgr');
+$node->safe_psql('postgres', 'REVOKE re_plain FROM re_mgr');
+is(nevents(), 3, 'GRANT/REVOKE of an unrelated role records nothing');
+
+my ($ret, $out, $err) = $node->psql('postgres', 'GRANT tool_audit_writer TO re_nosuchrole');
+isnt($ret, 0, 'a GRANT to a missing role fails');
+($ret, $out, $err) = $node->psql('postgres',
+	'BEGIN; GRANT tool_audit_writer TO re_bob; SELECT 1/0; COMMIT;');
+isnt($ret, 0, 'a transaction with a GRANT that fails later is rolled back');
+is(nevents(), 3, 'failed or rolled-back GRANTs record nothing');
+is($node->safe_psql('postgres', q{SELECT pg_has_role('re_bob', 'tool_audit_writer', 'MEMBER')}),
+	'f', 'and the rolled-back grant did not happen');
+
+# PostgreSQL 15: a CREATEROLE role may grant itself any non-superuser role
+$node->safe_psql('postgres', 'SET ROLE re_mgr; GRANT tool_audit_admin TO re_mgr');
+like((split /\n/, role_events())[-1],
+	qr/^tool_audit\.role\.grant re_mgr \{"roles": \["tool_audit_admin"\], "grantees": \["re_mgr"\], "granted_by": "re_mgr", "admin_option": false\}$/,
+	'a CREATEROLE role granting itself tool_audit_admin is recorded, with it as actor and grantor');
+
+# GRANTED BY another role
+$node->safe_psql('postgres', 'GRANT tool_audit_verifier TO re_bob GRANTED BY re_mgr');
+like((split /\n/, role_events())[-1], qr/"granted_by": "re_mgr"/, 'GRANTED BY names the grantor');
+
+# a grant made from a database without the extension is not recorded anywhere
+$node->safe_psql('re_other', 'GRANT tool_audit_reader TO re_bob');
+is(nevents(), 5, 'a grant from a database without the extension is not recorded here');
+is($node->safe_psql('postgres', q{SELECT pg_has_role('re_bob', 'tool_audit_reader', 'MEMBER')}),
+	't', 'though it did happen (roles are cluster-wide)');
+
+# the events are chained like any other
+is($node->safe_psql('postgres', 'SELECT count(*) FROM tool_audit.verify()'), '0', 'verify() is clean');
+
+# without preloading nothing is recorded
+$node->append_conf('postgresql.conf', "shared_preload_libraries = ''");
+$node->restart;
+$node->safe_psql('postgres', 'REVOKE tool_audit_reader FROM re_bob');
+is(nevents(), 5, 'without preloading a REVOKE is not recorded (documented caveat)');
+
+$node->stop;
+done_testing();
