@@ -19,6 +19,11 @@
  * to the database the statement ran in, and only if the extension is
  * installed there (doc/caveats.md).
  *
+ * tool_audit.record_role_changes (on by default, postgresql.conf only) turns
+ * it off: the pg_regress schedules run plain and preloaded against the same
+ * expected files, and their setup grants the roles (test/preload.conf);
+ * test/t/024_role_events.pl tests the default.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -32,6 +37,7 @@
 #include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 
 #include "catalog.h"
 #include "guard.h"
@@ -40,6 +46,20 @@
 static const char *const extension_roles[] = {
 	"tool_audit_writer", "tool_audit_reader", "tool_audit_admin", "tool_audit_verifier"
 };
+
+bool		ta_record_role_changes = true;
+
+void
+ta_role_events_init(void)
+{
+	DefineCustomBoolVariable("tool_audit.record_role_changes",
+							 "Record GRANT and REVOKE of the extension's roles as admin events (needs shared_preload_libraries).",
+							 "Off: membership changes of tool_audit_writer, _reader, _admin and _verifier leave no event.",
+							 &ta_record_role_changes,
+							 true,
+							 PGC_SIGHUP, 0,
+							 NULL, NULL, NULL);
+}
 
 static bool
 is_extension_role(const char *name)
@@ -91,7 +111,7 @@ ta_record_role_grant(GrantRoleStmt *stmt)
 	Oid			argtypes[5] = {TEXTOID, TEXTARRAYOID, TEXTARRAYOID, BOOLOID, TEXTOID};
 	Datum		args[5];
 
-	if (!IsTransactionState() || !OidIsValid(ta_schema_oid(true)) || ta_in_own_script())
+	if (!ta_record_role_changes || !IsTransactionState() || !OidIsValid(ta_schema_oid(true)) || ta_in_own_script())
 		return;
 	foreach(lc, stmt->granted_roles)
 	{

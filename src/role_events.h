@@ -11,6 +11,9 @@
 
 #include "nodes/parsenodes.h"
 
+extern bool ta_record_role_changes;
+
+extern void ta_role_events_init(void);
 extern void ta_record_role_grant(GrantRoleStmt *stmt);
 
 #endif							/* TA_ROLE_EVENTS_H */

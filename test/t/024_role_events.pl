@@ -88,6 +88,16 @@ is($node->safe_psql('postgres', q{SELECT pg_has_role('re_bob', 'tool_audit_reade
 # the events are chained like any other
 is($node->safe_psql('postgres', 'SELECT count(*) FROM tool_audit.verify()'), '0', 'verify() is clean');
 
+# the setting is postgresql.conf's alone: a session cannot switch it off
+($ret, $out, $err) = $node->psql('postgres', 'SET tool_audit.record_role_changes = off');
+like($err, qr/cannot be changed now/, 'a session cannot turn the recording off');
+$node->append_conf('postgresql.conf', 'tool_audit.record_role_changes = off');
+$node->reload;
+$node->poll_query_until('postgres', q{SELECT current_setting('tool_audit.record_role_changes') = 'off'});
+$node->safe_psql('postgres', 'GRANT tool_audit_reader TO re_alice');
+is(nevents(), 5, 'tool_audit.record_role_changes = off in postgresql.conf turns it off');
+$node->append_conf('postgresql.conf', 'tool_audit.record_role_changes = on');
+
 # without preloading nothing is recorded
 $node->append_conf('postgresql.conf', "shared_preload_libraries = ''");
 $node->restart;
