@@ -88,6 +88,18 @@ is($node->safe_psql('postgres', q{SELECT pg_has_role('re_bob', 'tool_audit_reade
 # the events are chained like any other
 is($node->safe_psql('postgres', 'SELECT count(*) FROM tool_audit.verify()'), '0', 'verify() is clean');
 
+# no default rule alerts on these events; a rule matching tool_audit.role.* does
+is($node->safe_psql('postgres', q{SELECT count(*) FROM tool_audit.alerts
+	WHERE admin_event_ids && ARRAY(SELECT id FROM tool_audit.admin_events WHERE event_type LIKE 'tool_audit.role.%')}),
+	'0', 'no default alert rule matches tool_audit.role.* (documented)');
+$node->safe_psql('postgres', q{SELECT tool_audit.set_alert_rule('role_changes', 'event_type', 'high',
+	'{tool_audit.role.*}', reason => 'alert on membership changes')});
+$node->safe_psql('postgres', 'REVOKE tool_audit_verifier FROM re_bob');
+is(nevents(), 6, 'the REVOKE is recorded');
+is($node->safe_psql('postgres', q{SELECT severity || ' ' || count FROM tool_audit.alerts
+	WHERE rule_name = 'role_changes'}),
+	'high 1', 'an alert rule on tool_audit.role.* raises an alert for it');
+
 # the setting is postgresql.conf's alone: a session cannot switch it off
 ($ret, $out, $err) = $node->psql('postgres', 'SET tool_audit.record_role_changes = off');
 like($err, qr/cannot be changed now/, 'a session cannot turn the recording off');
@@ -95,14 +107,14 @@ $node->append_conf('postgresql.conf', 'tool_audit.record_role_changes = off');
 $node->reload;
 $node->poll_query_until('postgres', q{SELECT current_setting('tool_audit.record_role_changes') = 'off'});
 $node->safe_psql('postgres', 'GRANT tool_audit_reader TO re_alice');
-is(nevents(), 5, 'tool_audit.record_role_changes = off in postgresql.conf turns it off');
+is(nevents(), 6, 'tool_audit.record_role_changes = off in postgresql.conf turns it off');
 $node->append_conf('postgresql.conf', 'tool_audit.record_role_changes = on');
 
 # without preloading nothing is recorded
 $node->append_conf('postgresql.conf', "shared_preload_libraries = ''");
 $node->restart;
 $node->safe_psql('postgres', 'REVOKE tool_audit_reader FROM re_bob');
-is(nevents(), 5, 'without preloading a REVOKE is not recorded (documented caveat)');
+is(nevents(), 6, 'without preloading a REVOKE is not recorded (documented caveat)');
 
 $node->stop;
 done_testing();
