@@ -915,8 +915,7 @@ ta_process_utility(PlannedStmt *pstmt, const char *queryString,
 		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
 								params, queryEnv, dest, qc);
 	/* after it succeeded: role_events.c */
-	if (IsA(stmt, GrantRoleStmt))
-		ta_record_role_grant((GrantRoleStmt *) stmt);
+	ta_record_role_change(stmt);
 }
 
 /*

@@ -5,15 +5,16 @@
  *
  * Who may write, read, administer and verify the audit trail is decided by
  * membership in tool_audit_writer, tool_audit_reader, tool_audit_admin and
- * tool_audit_verifier.  Event triggers do not fire for GRANT and REVOKE of
- * roles, so the ProcessUtility hook (guard.c, shared_preload_libraries
- * only) calls ta_record_role_grant() once such a statement has succeeded:
- * a GRANT or REVOKE naming one of those roles becomes a
- * tool_audit.role.grant or tool_audit.role.revoke admin event, written as
- * the audit tables' owner through the ordinary insert path (sanitizer,
- * chain, alert rules).  If the event cannot be written the statement fails
- * with it: a membership change is never left unrecorded where the
- * extension is installed.
+ * tool_audit_verifier.  Event triggers do not fire for role statements, so
+ * the ProcessUtility hook (guard.c, shared_preload_libraries only) calls
+ * ta_record_role_change() once a statement has succeeded: a GRANT or REVOKE
+ * naming one of those roles (or CREATE ROLE ... IN ROLE one of them, ALTER
+ * GROUP one of them ADD/DROP USER) becomes a tool_audit.role.grant or
+ * tool_audit.role.revoke admin event, written as the audit tables' owner
+ * through the ordinary insert path (sanitizer, chain, alert rules).  If the
+ * event cannot be written the statement fails with it: a membership change
+ * is never left unrecorded where the extension is installed.  Not seen:
+ * ALTER ROLE ... RENAME of one of the roles, DROP ROLE of a member.
  *
  * Roles are cluster-wide, the audit trail is per database: the event goes
  * to the database the statement ran in, and only if the extension is
@@ -96,47 +97,51 @@ static const char *const insert_role_event =
 "         jsonb_build_object('roles', to_jsonb($2::text[]), 'grantees', to_jsonb($3::text[]),"
 "                            'admin_option', $4::boolean, 'granted_by', $5::text))";
 
-/*
- * After a successful GRANT or REVOKE of roles: record it when it names one
- * of the extension's roles and the extension is installed in this database.
- */
-void
-ta_record_role_grant(GrantRoleStmt *stmt)
+/* Whether any of these names (a List of char *) is one of the extension's roles */
+static bool
+names_extension_role(List *names)
 {
-	List	   *roles = NIL;
-	List	   *grantees = NIL;
-	bool		ours = false;
 	ListCell   *lc;
+
+	foreach(lc, names)
+		if (is_extension_role((const char *) lfirst(lc)))
+			return true;
+	return false;
+}
+
+static List *
+rolespec_names(List *specs)
+{
+	List	   *names = NIL;
+	ListCell   *lc;
+
+	foreach(lc, specs)
+		names = lappend(names, get_rolespec_name(lfirst_node(RoleSpec, lc)));
+	return names;
+}
+
+/*
+ * Record one membership change (roles and grantees: Lists of char *) when it
+ * names one of the extension's roles and the extension is installed in this
+ * database.
+ */
+static void
+record_change(bool is_grant, List *roles, List *grantees, bool admin, const char *grantor)
+{
 	Oid			relid;
 	Oid			argtypes[5] = {TEXTOID, TEXTARRAYOID, TEXTARRAYOID, BOOLOID, TEXTOID};
 	Datum		args[5];
 
-	if (!ta_record_role_changes || !IsTransactionState() || !OidIsValid(ta_schema_oid(true)) || ta_in_own_script())
-		return;
-	foreach(lc, stmt->granted_roles)
-	{
-		AccessPriv *priv = lfirst_node(AccessPriv, lc);
-
-		if (priv->priv_name == NULL)
-			continue;
-		roles = lappend(roles, priv->priv_name);
-		if (is_extension_role(priv->priv_name))
-			ours = true;
-	}
-	if (!ours)
+	if (!names_extension_role(roles))
 		return;
 	relid = ta_schema_relid("admin_events", true);
 	if (!OidIsValid(relid))
 		return;
-	foreach(lc, stmt->grantee_roles)
-		grantees = lappend(grantees, get_rolespec_name(lfirst_node(RoleSpec, lc)));
-
-	args[0] = CStringGetTextDatum(stmt->is_grant ? "tool_audit.role.grant" : "tool_audit.role.revoke");
+	args[0] = CStringGetTextDatum(is_grant ? "tool_audit.role.grant" : "tool_audit.role.revoke");
 	args[1] = PointerGetDatum(strlist_to_textarray(roles));
 	args[2] = PointerGetDatum(strlist_to_textarray(grantees));
-	args[3] = BoolGetDatum(admin_option(stmt));
-	args[4] = CStringGetTextDatum(stmt->grantor != NULL ? get_rolespec_name(stmt->grantor)
-								  : GetUserNameFromId(GetUserId(), false));
+	args[3] = BoolGetDatum(admin);
+	args[4] = CStringGetTextDatum(grantor);
 
 	SPI_connect();
 	ta_spi_exec_as_owner(ta_relation_owner(relid), insert_role_event, 5, argtypes, args,
@@ -144,4 +149,77 @@ ta_record_role_grant(GrantRoleStmt *stmt)
 	if (SPI_processed != 1)
 		elog(ERROR, "tool_audit: could not record the role membership change");
 	SPI_finish();
+}
+
+/* The List (of RoleSpec) of a CREATE ROLE or ALTER GROUP option, or NIL */
+static List *
+role_option(List *options, const char *name)
+{
+	ListCell   *lc;
+
+	foreach(lc, options)
+	{
+		DefElem    *opt = lfirst_node(DefElem, lc);
+
+		if (strcmp(opt->defname, name) == 0)
+			return (List *) opt->arg;
+	}
+	return NIL;
+}
+
+/*
+ * After a successful utility statement: record it when it changed the
+ * membership of one of the extension's roles.  GRANT/REVOKE of roles,
+ * CREATE ROLE ... IN ROLE (the new role becomes a member) and ALTER GROUP
+ * ... ADD/DROP USER; the grantor is the current user unless GRANTED BY says
+ * otherwise, as PostgreSQL records it.
+ */
+void
+ta_record_role_change(Node *stmt)
+{
+	const char *me;
+
+	if (!IsA(stmt, GrantRoleStmt) && !IsA(stmt, CreateRoleStmt) && !IsA(stmt, AlterRoleStmt))
+		return;
+	if (!ta_record_role_changes || !IsTransactionState() ||
+		!OidIsValid(ta_schema_oid(true)) || ta_in_own_script())
+		return;
+	me = GetUserNameFromId(GetUserId(), false);
+	if (IsA(stmt, GrantRoleStmt))
+	{
+		GrantRoleStmt *g = (GrantRoleStmt *) stmt;
+		List	   *roles = NIL;
+		ListCell   *lc;
+
+		foreach(lc, g->granted_roles)
+		{
+			AccessPriv *priv = lfirst_node(AccessPriv, lc);
+
+			if (priv->priv_name != NULL)
+				roles = lappend(roles, priv->priv_name);
+		}
+		if (names_extension_role(roles))
+			record_change(g->is_grant, roles, rolespec_names(g->grantee_roles), admin_option(g),
+						  g->grantor != NULL ? get_rolespec_name(g->grantor) : me);
+	}
+	else if (IsA(stmt, CreateRoleStmt))
+	{
+		CreateRoleStmt *c = (CreateRoleStmt *) stmt;
+		List	   *roles = rolespec_names(role_option(c->options, "addroleto"));
+
+		if (names_extension_role(roles))
+			record_change(true, roles, list_make1(c->role), false, me);
+	}
+	else
+	{
+		AlterRoleStmt *a = (AlterRoleStmt *) stmt;
+		List	   *members = role_option(a->options, "rolemembers");
+		List	   *roles;
+
+		if (members == NIL)
+			return;
+		roles = list_make1(get_rolespec_name(a->role));
+		if (names_extension_role(roles))
+			record_change(a->action > 0, roles, rolespec_names(members), false, me);
+	}
 }

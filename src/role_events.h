@@ -14,6 +14,6 @@
 extern bool ta_record_role_changes;
 
 extern void ta_role_events_init(void);
-extern void ta_record_role_grant(GrantRoleStmt *stmt);
+extern void ta_record_role_change(Node *stmt);
 
 #endif							/* TA_ROLE_EVENTS_H */

@@ -79,9 +79,25 @@ like((split /\n/, role_events())[-1],
 $node->safe_psql('postgres', 'GRANT tool_audit_verifier TO re_bob GRANTED BY re_mgr');
 like((split /\n/, role_events())[-1], qr/"granted_by": "re_mgr"/, 'GRANTED BY names the grantor');
 
+# the other ways of changing membership: CREATE ROLE ... IN ROLE, ALTER GROUP
+$node->safe_psql('postgres', 'CREATE ROLE re_carol IN ROLE tool_audit_reader, re_plain');
+like((split /\n/, role_events())[-1],
+	qr/^tool_audit\.role\.grant \Q$super\E \{"roles": \["tool_audit_reader", "re_plain"\], "grantees": \["re_carol"\], "granted_by": "\Q$super\E", "admin_option": false\}$/,
+	'CREATE ROLE ... IN ROLE an extension role is recorded as a grant');
+$node->safe_psql('postgres', 'ALTER GROUP tool_audit_writer ADD USER re_carol, re_alice');
+like((split /\n/, role_events())[-1],
+	qr/^tool_audit\.role\.grant \Q$super\E \{"roles": \["tool_audit_writer"\], "grantees": \["re_carol", "re_alice"\]/,
+	'ALTER GROUP ... ADD USER is recorded as a grant');
+$node->safe_psql('postgres', 'ALTER GROUP tool_audit_writer DROP USER re_carol');
+like((split /\n/, role_events())[-1],
+	qr/^tool_audit\.role\.revoke \Q$super\E \{"roles": \["tool_audit_writer"\], "grantees": \["re_carol"\]/,
+	'ALTER GROUP ... DROP USER is recorded as a revoke');
+$node->safe_psql('postgres', 'CREATE ROLE re_dave IN ROLE re_plain; ALTER GROUP re_plain ADD USER re_carol');
+is(nevents(), 8, 'CREATE ROLE ... IN ROLE and ALTER GROUP of an unrelated role record nothing');
+
 # a grant made from a database without the extension is not recorded anywhere
 $node->safe_psql('re_other', 'GRANT tool_audit_reader TO re_bob');
-is(nevents(), 5, 'a grant from a database without the extension is not recorded here');
+is(nevents(), 8, 'a grant from a database without the extension is not recorded here');
 is($node->safe_psql('postgres', q{SELECT pg_has_role('re_bob', 'tool_audit_reader', 'MEMBER')}),
 	't', 'though it did happen (roles are cluster-wide)');
 
@@ -95,7 +111,7 @@ is($node->safe_psql('postgres', q{SELECT count(*) FROM tool_audit.alerts
 $node->safe_psql('postgres', q{SELECT tool_audit.set_alert_rule('role_changes', 'event_type', 'high',
 	'{tool_audit.role.*}', reason => 'alert on membership changes')});
 $node->safe_psql('postgres', 'REVOKE tool_audit_verifier FROM re_bob');
-is(nevents(), 6, 'the REVOKE is recorded');
+is(nevents(), 9, 'the REVOKE is recorded');
 is($node->safe_psql('postgres', q{SELECT severity || ' ' || count FROM tool_audit.alerts
 	WHERE rule_name = 'role_changes'}),
 	'high 1', 'an alert rule on tool_audit.role.* raises an alert for it');
@@ -107,14 +123,14 @@ $node->append_conf('postgresql.conf', 'tool_audit.record_role_changes = off');
 $node->reload;
 $node->poll_query_until('postgres', q{SELECT current_setting('tool_audit.record_role_changes') = 'off'});
 $node->safe_psql('postgres', 'GRANT tool_audit_reader TO re_alice');
-is(nevents(), 6, 'tool_audit.record_role_changes = off in postgresql.conf turns it off');
+is(nevents(), 9, 'tool_audit.record_role_changes = off in postgresql.conf turns it off');
 $node->append_conf('postgresql.conf', 'tool_audit.record_role_changes = on');
 
 # without preloading nothing is recorded
 $node->append_conf('postgresql.conf', "shared_preload_libraries = ''");
 $node->restart;
 $node->safe_psql('postgres', 'REVOKE tool_audit_reader FROM re_bob');
-is(nevents(), 6, 'without preloading a REVOKE is not recorded (documented caveat)');
+is(nevents(), 9, 'without preloading a REVOKE is not recorded (documented caveat)');
 
 $node->stop;
 done_testing();
