@@ -13,8 +13,9 @@
  * tool_audit.role.revoke admin event, written as the audit tables' owner
  * through the ordinary insert path (sanitizer, chain, alert rules).  If the
  * event cannot be written the statement fails with it: a membership change
- * is never left unrecorded where the extension is installed.  Not seen:
- * ALTER ROLE ... RENAME of one of the roles, DROP ROLE of a member.
+ * is never left unrecorded where the extension is installed.  Roles are
+ * matched by name, so ALTER ROLE ... RENAME from or to one of the names is
+ * recorded too (tool_audit.role.rename).  Not seen: DROP ROLE of a member.
  *
  * Roles are cluster-wide, the audit trail is per database: the event goes
  * to the database the statement ran in, and only if the extension is
@@ -151,6 +152,38 @@ record_change(bool is_grant, List *roles, List *grantees, bool admin, const char
 	SPI_finish();
 }
 
+static const char *const insert_rename_event =
+"INSERT INTO tool_audit.admin_events (event_type, actor, actor_type, payload)"
+" VALUES ('tool_audit.role.rename', tool_audit.acting_role(), 'user',"
+"         jsonb_build_object('role', $1::text, 'new_name', $2::text))";
+
+/*
+ * ALTER ROLE ... RENAME from or to one of the extension's names: a renamed
+ * role is no longer matched by name, so the rename itself is the trace.
+ */
+static void
+record_rename(RenameStmt *r)
+{
+	Oid			relid;
+	Oid			argtypes[2] = {TEXTOID, TEXTOID};
+	Datum		args[2];
+
+	if (r->renameType != OBJECT_ROLE || r->subname == NULL || r->newname == NULL ||
+		(!is_extension_role(r->subname) && !is_extension_role(r->newname)))
+		return;
+	relid = ta_schema_relid("admin_events", true);
+	if (!OidIsValid(relid))
+		return;
+	args[0] = CStringGetTextDatum(r->subname);
+	args[1] = CStringGetTextDatum(r->newname);
+	SPI_connect();
+	ta_spi_exec_as_owner(ta_relation_owner(relid), insert_rename_event, 2, argtypes, args,
+						 NULL, false);
+	if (SPI_processed != 1)
+		elog(ERROR, "tool_audit: could not record the role rename");
+	SPI_finish();
+}
+
 /* The List (of RoleSpec) of a CREATE ROLE or ALTER GROUP option, or NIL */
 static List *
 role_option(List *options, const char *name)
@@ -179,11 +212,17 @@ ta_record_role_change(Node *stmt)
 {
 	const char *me;
 
-	if (!IsA(stmt, GrantRoleStmt) && !IsA(stmt, CreateRoleStmt) && !IsA(stmt, AlterRoleStmt))
+	if (!IsA(stmt, GrantRoleStmt) && !IsA(stmt, CreateRoleStmt) && !IsA(stmt, AlterRoleStmt) &&
+		!IsA(stmt, RenameStmt))
 		return;
 	if (!ta_record_role_changes || !IsTransactionState() ||
 		!OidIsValid(ta_schema_oid(true)) || ta_in_own_script())
 		return;
+	if (IsA(stmt, RenameStmt))
+	{
+		record_rename((RenameStmt *) stmt);
+		return;
+	}
 	me = GetUserNameFromId(GetUserId(), false);
 	if (IsA(stmt, GrantRoleStmt))
 	{

@@ -95,9 +95,20 @@ like((split /\n/, role_events())[-1],
 $node->safe_psql('postgres', 'CREATE ROLE re_dave IN ROLE re_plain; ALTER GROUP re_plain ADD USER re_carol');
 is(nevents(), 8, 'CREATE ROLE ... IN ROLE and ALTER GROUP of an unrelated role record nothing');
 
+# a renamed role is no longer matched by name: the rename is recorded, both ways
+$node->safe_psql('postgres', 'ALTER ROLE tool_audit_admin RENAME TO re_hidden');
+$node->safe_psql('postgres', 'GRANT re_hidden TO re_dave');
+$node->safe_psql('postgres', 'ALTER ROLE re_hidden RENAME TO tool_audit_admin');
+$node->safe_psql('postgres', 'ALTER ROLE re_dave RENAME TO re_david');
+is($node->safe_psql('postgres', q{SELECT string_agg(payload::text, ' ' ORDER BY id) FROM tool_audit.admin_events
+	WHERE event_type = 'tool_audit.role.rename' AND actor = current_user}),
+	'{"role": "tool_audit_admin", "new_name": "re_hidden"} {"role": "re_hidden", "new_name": "tool_audit_admin"}',
+	'ALTER ROLE ... RENAME from and to an extension role is recorded, an unrelated rename is not');
+is(nevents(), 10, 'two rename events');
+
 # a grant made from a database without the extension is not recorded anywhere
 $node->safe_psql('re_other', 'GRANT tool_audit_reader TO re_bob');
-is(nevents(), 8, 'a grant from a database without the extension is not recorded here');
+is(nevents(), 10, 'a grant from a database without the extension is not recorded here');
 is($node->safe_psql('postgres', q{SELECT pg_has_role('re_bob', 'tool_audit_reader', 'MEMBER')}),
 	't', 'though it did happen (roles are cluster-wide)');
 
@@ -111,7 +122,7 @@ is($node->safe_psql('postgres', q{SELECT count(*) FROM tool_audit.alerts
 $node->safe_psql('postgres', q{SELECT tool_audit.set_alert_rule('role_changes', 'event_type', 'high',
 	'{tool_audit.role.*}', reason => 'alert on membership changes')});
 $node->safe_psql('postgres', 'REVOKE tool_audit_verifier FROM re_bob');
-is(nevents(), 9, 'the REVOKE is recorded');
+is(nevents(), 11, 'the REVOKE is recorded');
 is($node->safe_psql('postgres', q{SELECT severity || ' ' || count FROM tool_audit.alerts
 	WHERE rule_name = 'role_changes'}),
 	'high 1', 'an alert rule on tool_audit.role.* raises an alert for it');
@@ -123,14 +134,14 @@ $node->append_conf('postgresql.conf', 'tool_audit.record_role_changes = off');
 $node->reload;
 $node->poll_query_until('postgres', q{SELECT current_setting('tool_audit.record_role_changes') = 'off'});
 $node->safe_psql('postgres', 'GRANT tool_audit_reader TO re_alice');
-is(nevents(), 9, 'tool_audit.record_role_changes = off in postgresql.conf turns it off');
+is(nevents(), 11, 'tool_audit.record_role_changes = off in postgresql.conf turns it off');
 $node->append_conf('postgresql.conf', 'tool_audit.record_role_changes = on');
 
 # without preloading nothing is recorded
 $node->append_conf('postgresql.conf', "shared_preload_libraries = ''");
 $node->restart;
 $node->safe_psql('postgres', 'REVOKE tool_audit_reader FROM re_bob');
-is(nevents(), 9, 'without preloading a REVOKE is not recorded (documented caveat)');
+is(nevents(), 11, 'without preloading a REVOKE is not recorded (documented caveat)');
 
 $node->stop;
 done_testing();
