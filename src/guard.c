@@ -900,6 +900,7 @@ ta_process_utility(PlannedStmt *pstmt, const char *queryString,
 				   DestReceiver *dest, QueryCompletion *qc)
 {
 	Node	   *stmt = pstmt->utilityStmt;
+	List	   *dropped_memberships;
 
 	if (IsA(stmt, DropStmt) && ((DropStmt *) stmt)->removeType == OBJECT_EXTENSION)
 		guarded_nsp = InvalidOid;
@@ -908,6 +909,7 @@ ta_process_utility(PlannedStmt *pstmt, const char *queryString,
 		guard_event_triggers(stmt);
 		guard_utility(stmt);
 	}
+	dropped_memberships = ta_role_drop_memberships(stmt);
 	if (prev_process_utility)
 		prev_process_utility(pstmt, queryString, readOnlyTree, context,
 							 params, queryEnv, dest, qc);
@@ -916,6 +918,7 @@ ta_process_utility(PlannedStmt *pstmt, const char *queryString,
 								params, queryEnv, dest, qc);
 	/* after it succeeded: role_events.c */
 	ta_record_role_change(stmt);
+	ta_record_role_drops(dropped_memberships);
 }
 
 /*

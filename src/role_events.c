@@ -15,7 +15,8 @@
  * event cannot be written the statement fails with it: a membership change
  * is never left unrecorded where the extension is installed.  Roles are
  * matched by name, so ALTER ROLE ... RENAME from or to one of the names is
- * recorded too (tool_audit.role.rename).  Not seen: DROP ROLE of a member.
+ * recorded too (tool_audit.role.rename), and DROP ROLE of a member as a
+ * revoke with "role_dropped": true.
  *
  * Roles are cluster-wide, the audit trail is per database: the event goes
  * to the database the statement ran in, and only if the extension is
@@ -30,7 +31,9 @@
  */
 #include "postgres.h"
 
+#include "access/htup_details.h"
 #include "catalog/objectaddress.h"
+#include "catalog/pg_auth_members.h"
 #include "catalog/pg_type.h"
 #include "commands/defrem.h"
 #include "executor/spi.h"
@@ -40,6 +43,8 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/catcache.h"
+#include "utils/syscache.h"
 
 #include "catalog.h"
 #include "guard.h"
@@ -96,7 +101,8 @@ static const char *const insert_role_event =
 "INSERT INTO tool_audit.admin_events (event_type, actor, actor_type, payload)"
 " VALUES ($1, tool_audit.acting_role(), 'user',"
 "         jsonb_build_object('roles', to_jsonb($2::text[]), 'grantees', to_jsonb($3::text[]),"
-"                            'admin_option', $4::boolean, 'granted_by', $5::text))";
+"                            'admin_option', $4::boolean, 'granted_by', $5::text)"
+"         || CASE WHEN $6 THEN jsonb_build_object('role_dropped', true) ELSE '{}' END)";
 
 /* Whether any of these names (a List of char *) is one of the extension's roles */
 static bool
@@ -127,11 +133,12 @@ rolespec_names(List *specs)
  * database.
  */
 static void
-record_change(bool is_grant, List *roles, List *grantees, bool admin, const char *grantor)
+record_change(bool is_grant, List *roles, List *grantees, bool admin, const char *grantor,
+			  bool dropped)
 {
 	Oid			relid;
-	Oid			argtypes[5] = {TEXTOID, TEXTARRAYOID, TEXTARRAYOID, BOOLOID, TEXTOID};
-	Datum		args[5];
+	Oid			argtypes[6] = {TEXTOID, TEXTARRAYOID, TEXTARRAYOID, BOOLOID, TEXTOID, BOOLOID};
+	Datum		args[6];
 
 	if (!names_extension_role(roles))
 		return;
@@ -143,9 +150,10 @@ record_change(bool is_grant, List *roles, List *grantees, bool admin, const char
 	args[2] = PointerGetDatum(strlist_to_textarray(grantees));
 	args[3] = BoolGetDatum(admin);
 	args[4] = CStringGetTextDatum(grantor);
+	args[5] = BoolGetDatum(dropped);
 
 	SPI_connect();
-	ta_spi_exec_as_owner(ta_relation_owner(relid), insert_role_event, 5, argtypes, args,
+	ta_spi_exec_as_owner(ta_relation_owner(relid), insert_role_event, 6, argtypes, args,
 						 NULL, false);
 	if (SPI_processed != 1)
 		elog(ERROR, "tool_audit: could not record the role membership change");
@@ -239,7 +247,7 @@ ta_record_role_change(Node *stmt)
 		}
 		if (names_extension_role(roles))
 			record_change(g->is_grant, roles, rolespec_names(g->grantee_roles), admin_option(g),
-						  g->grantor != NULL ? get_rolespec_name(g->grantor) : me);
+						  g->grantor != NULL ? get_rolespec_name(g->grantor) : me, false);
 	}
 	else if (IsA(stmt, CreateRoleStmt))
 	{
@@ -247,7 +255,7 @@ ta_record_role_change(Node *stmt)
 		List	   *roles = rolespec_names(role_option(c->options, "addroleto"));
 
 		if (names_extension_role(roles))
-			record_change(true, roles, list_make1(c->role), false, me);
+			record_change(true, roles, list_make1(c->role), false, me, false);
 	}
 	else
 	{
@@ -259,6 +267,67 @@ ta_record_role_change(Node *stmt)
 			return;
 		roles = list_make1(get_rolespec_name(a->role));
 		if (names_extension_role(roles))
-			record_change(a->action > 0, roles, rolespec_names(members), false, me);
+			record_change(a->action > 0, roles, rolespec_names(members), false, me, false);
+	}
+}
+
+/*
+ * DROP ROLE removes the dropped roles' memberships without naming them, and
+ * after it they cannot be read: before the statement, collect for each
+ * dropped role the extension's roles it is a direct member of (a List of
+ * Lists: the member's name, then those roles); after it succeeded,
+ * ta_record_role_drops() records one revoke per member.
+ */
+List *
+ta_role_drop_memberships(Node *stmt)
+{
+	List	   *result = NIL;
+	ListCell   *lc;
+
+	if (!IsA(stmt, DropRoleStmt) || !ta_record_role_changes || !IsTransactionState() ||
+		!OidIsValid(ta_schema_oid(true)))
+		return NIL;
+	foreach(lc, ((DropRoleStmt *) stmt)->roles)
+	{
+		RoleSpec   *spec = lfirst_node(RoleSpec, lc);
+		Oid			member;
+		CatCList   *memlist;
+		List	   *item = NIL;
+
+		if (spec->roletype != ROLESPEC_CSTRING)
+			continue;			/* DROP ROLE refuses the others */
+		member = get_role_oid(spec->rolename, true);
+		if (!OidIsValid(member))
+			continue;
+		memlist = SearchSysCacheList1(AUTHMEMMEMROLE, ObjectIdGetDatum(member));
+		for (int i = 0; i < memlist->n_members; i++)
+		{
+			Form_pg_auth_members m = (Form_pg_auth_members) GETSTRUCT(&memlist->members[i]->tuple);
+			char	   *name = GetUserNameFromId(m->roleid, true);
+
+			if (name != NULL && is_extension_role(name))
+				item = lappend(item, name);
+		}
+		ReleaseSysCacheList(memlist);
+		if (item != NIL)
+			result = lappend(result, lcons(pstrdup(spec->rolename), item));
+	}
+	return result;
+}
+
+void
+ta_record_role_drops(List *memberships)
+{
+	ListCell   *lc;
+	const char *me;
+
+	if (memberships == NIL)
+		return;
+	me = GetUserNameFromId(GetUserId(), false);
+	foreach(lc, memberships)
+	{
+		List	   *item = (List *) lfirst(lc);
+
+		record_change(false, list_copy_tail(item, 1), list_make1(linitial(item)), false, me, true);
 	}
 }

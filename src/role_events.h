@@ -15,5 +15,7 @@ extern bool ta_record_role_changes;
 
 extern void ta_role_events_init(void);
 extern void ta_record_role_change(Node *stmt);
+extern List *ta_role_drop_memberships(Node *stmt);
+extern void ta_record_role_drops(List *memberships);
 
 #endif							/* TA_ROLE_EVENTS_H */

@@ -106,9 +106,20 @@ is($node->safe_psql('postgres', q{SELECT string_agg(payload::text, ' ' ORDER BY 
 	'ALTER ROLE ... RENAME from and to an extension role is recorded, an unrelated rename is not');
 is(nevents(), 10, 'two rename events');
 
+# DROP ROLE of a member removes its memberships: recorded as a revoke
+$node->safe_psql('postgres', 'CREATE ROLE re_eve IN ROLE tool_audit_writer, tool_audit_reader, re_plain');
+$node->safe_psql('postgres', 'DROP ROLE re_eve');
+like((split /\n/, role_events())[-1],
+	qr/^tool_audit\.role\.revoke \Q$super\E \{"roles": \["tool_audit_(writer|reader)", "tool_audit_(writer|reader)"\], "grantees": \["re_eve"\], "granted_by": "\Q$super\E", "admin_option": false, "role_dropped": true\}$/,
+	'DROP ROLE of a member of extension roles is recorded as a revoke of them');
+($ret, $out, $err) = $node->psql('postgres', 'DROP ROLE re_nosuchrole');
+isnt($ret, 0, 'DROP ROLE of a missing role fails');
+$node->safe_psql('postgres', 'CREATE ROLE re_frank IN ROLE re_plain; DROP ROLE re_frank; DROP ROLE IF EXISTS re_nosuchrole');
+is(nevents(), 12, 'DROP ROLE of a role in no extension role, or of a missing one, records nothing');
+
 # a grant made from a database without the extension is not recorded anywhere
 $node->safe_psql('re_other', 'GRANT tool_audit_reader TO re_bob');
-is(nevents(), 10, 'a grant from a database without the extension is not recorded here');
+is(nevents(), 12, 'a grant from a database without the extension is not recorded here');
 is($node->safe_psql('postgres', q{SELECT pg_has_role('re_bob', 'tool_audit_reader', 'MEMBER')}),
 	't', 'though it did happen (roles are cluster-wide)');
 
@@ -122,7 +133,7 @@ is($node->safe_psql('postgres', q{SELECT count(*) FROM tool_audit.alerts
 $node->safe_psql('postgres', q{SELECT tool_audit.set_alert_rule('role_changes', 'event_type', 'high',
 	'{tool_audit.role.*}', reason => 'alert on membership changes')});
 $node->safe_psql('postgres', 'REVOKE tool_audit_verifier FROM re_bob');
-is(nevents(), 11, 'the REVOKE is recorded');
+is(nevents(), 13, 'the REVOKE is recorded');
 is($node->safe_psql('postgres', q{SELECT severity || ' ' || count FROM tool_audit.alerts
 	WHERE rule_name = 'role_changes'}),
 	'high 1', 'an alert rule on tool_audit.role.* raises an alert for it');
@@ -134,14 +145,14 @@ $node->append_conf('postgresql.conf', 'tool_audit.record_role_changes = off');
 $node->reload;
 $node->poll_query_until('postgres', q{SELECT current_setting('tool_audit.record_role_changes') = 'off'});
 $node->safe_psql('postgres', 'GRANT tool_audit_reader TO re_alice');
-is(nevents(), 11, 'tool_audit.record_role_changes = off in postgresql.conf turns it off');
+is(nevents(), 13, 'tool_audit.record_role_changes = off in postgresql.conf turns it off');
 $node->append_conf('postgresql.conf', 'tool_audit.record_role_changes = on');
 
 # without preloading nothing is recorded
 $node->append_conf('postgresql.conf', "shared_preload_libraries = ''");
 $node->restart;
 $node->safe_psql('postgres', 'REVOKE tool_audit_reader FROM re_bob');
-is(nevents(), 11, 'without preloading a REVOKE is not recorded (documented caveat)');
+is(nevents(), 13, 'without preloading a REVOKE is not recorded (documented caveat)');
 
 $node->stop;
 done_testing();
