@@ -42,8 +42,8 @@
 #include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
-#include "utils/guc.h"
 #include "utils/catcache.h"
+#include "utils/guc.h"
 #include "utils/syscache.h"
 
 #include "catalog.h"
@@ -60,8 +60,8 @@ void
 ta_role_events_init(void)
 {
 	DefineCustomBoolVariable("tool_audit.record_role_changes",
-							 "Record GRANT and REVOKE of the extension's roles as admin events (needs shared_preload_libraries).",
-							 "Off: membership changes of tool_audit_writer, _reader, _admin and _verifier leave no event.",
+							 "Record membership changes and renames of the extension's roles as admin events (needs shared_preload_libraries).",
+							 "Off: GRANT, REVOKE, CREATE ROLE ... IN ROLE, ALTER GROUP, DROP ROLE and RENAME touching tool_audit_writer, _reader, _admin and _verifier leave no event.",
 							 &ta_record_role_changes,
 							 true,
 							 PGC_SIGHUP, 0,
