@@ -33,7 +33,8 @@ OBJS = \
 	src/impersonation.o \
 	src/read_audit.o \
 	src/alerts.o \
-	src/track.o
+	src/track.o \
+	src/role_events.o
 
 # The install script of the current version is built from sql/install/*.sql,
 # one file per object group, in name order; the 1.0 base and the upgrade

@@ -68,6 +68,7 @@
 
 #include "catalog.h"
 #include "guard.h"
+#include "role_events.h"
 #include "track.h"
 #include "upgrade_1_1.h"
 
@@ -899,6 +900,7 @@ ta_process_utility(PlannedStmt *pstmt, const char *queryString,
 				   DestReceiver *dest, QueryCompletion *qc)
 {
 	Node	   *stmt = pstmt->utilityStmt;
+	List	   *dropped_memberships;
 
 	if (IsA(stmt, DropStmt) && ((DropStmt *) stmt)->removeType == OBJECT_EXTENSION)
 		guarded_nsp = InvalidOid;
@@ -907,12 +909,16 @@ ta_process_utility(PlannedStmt *pstmt, const char *queryString,
 		guard_event_triggers(stmt);
 		guard_utility(stmt);
 	}
+	dropped_memberships = ta_role_drop_memberships(stmt);
 	if (prev_process_utility)
 		prev_process_utility(pstmt, queryString, readOnlyTree, context,
 							 params, queryEnv, dest, qc);
 	else
 		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
 								params, queryEnv, dest, qc);
+	/* after it succeeded: role_events.c */
+	ta_record_role_change(stmt);
+	ta_record_role_drops(dropped_memberships);
 }
 
 /*

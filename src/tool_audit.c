@@ -37,6 +37,7 @@
 #include "insert.h"
 #include "layout.h"
 #include "retention.h"
+#include "role_events.h"
 #include "tool_audit.h"
 
 PG_MODULE_MAGIC;
@@ -199,6 +200,7 @@ _PG_init(void)
 	ta_retention_init();		/* the test clock's settings */
 	ta_approval_init();			/* dual approval's settings */
 	ta_read_audit_init();		/* tool_audit.unrecorded_standby_reads */
+	ta_role_events_init();		/* tool_audit.record_role_changes */
 	ta_autonomous_init();		/* tool_audit.max_autonomous_workers */
 
 	MarkGUCPrefixReserved("tool_audit");
