@@ -121,6 +121,8 @@ static struct
 	char		call[UUID_LEN * 2 + 5];
 	char	   *tenant;			/* NULL: the call has none (or is not visible) */
 	char	   *recorder;		/* its recorded_by; NULL: not visible */
+	Oid			checked_user;	/* the outer user recorder was compared with */
+	bool		other_recorder; /* ... and whether it differed */
 } call_tenant;
 
 static void
@@ -445,6 +447,7 @@ call_tenant_of(Datum call, bool *isnull)
 			pfree(call_tenant.recorder);
 		call_tenant.tenant = NULL;
 		call_tenant.recorder = NULL;
+		call_tenant.checked_user = InvalidOid;
 		call_tenant.lxid = InvalidLocalTransactionId;
 		call_tenant.lasting = false;
 		call_tenant.call[0] = '\0';
@@ -472,9 +475,17 @@ call_tenant_of(Datum call, bool *isnull)
 		call_tenant.cid = cid;
 		call_tenant.lxid = lxid;
 	}
-	/* the role insert.c records as recorded_by of the change row */
-	if (call_tenant.recorder != NULL &&
-		strcmp(call_tenant.recorder, GetUserNameFromId(GetOuterUserId(), false)) != 0)
+	/*
+	 * the role insert.c records as recorded_by of the change row, looked up
+	 * once per call and outer user, not per changed row
+	 */
+	if (call_tenant.recorder != NULL && GetOuterUserId() != call_tenant.checked_user)
+	{
+		call_tenant.checked_user = GetOuterUserId();
+		call_tenant.other_recorder =
+			strcmp(call_tenant.recorder, GetUserNameFromId(call_tenant.checked_user, false)) != 0;
+	}
+	if (call_tenant.recorder != NULL && call_tenant.other_recorder)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("tool_audit.call names a tool call recorded by another role"),
