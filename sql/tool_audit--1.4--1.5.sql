@@ -4097,6 +4097,205 @@ GRANT EXECUTE ON FUNCTION tool_audit.export_since(jsonb, integer)
 -- The final text of functions and views that more than one 1.5 change replaced
 -- (each change above replaced them in turn): as in sql/install, word for word
 
+CREATE OR REPLACE FUNCTION tool_audit.approval_payload(action text, payload jsonb) RETURNS jsonb
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    spec jsonb;
+    k text;
+    t text;
+    v jsonb;
+BEGIN
+    IF payload IS NULL OR jsonb_typeof(payload) IS DISTINCT FROM 'object' THEN
+        RAISE EXCEPTION 'invalid value for argument "payload": expected a JSON object'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    -- key: JSON type; "?" after it: optional (null when absent)
+    spec := CASE action
+        WHEN 'tool_audit.retention.set_policy' THEN
+            '{"policy_name": "string", "retention_days": "number", "matches": "array?", "applies_to": "string?"}'
+        WHEN 'tool_audit.retention.set_override' THEN
+            '{"tenant_id": "string", "policy_name": "string", "retention_days": "number"}'
+        WHEN 'tool_audit.hold.release' THEN '{"hold_id": "number"}'
+        WHEN 'tool_audit.erase_subject' THEN '{"subject_id": "string"}'
+        WHEN 'tool_audit.pseudonym_key.rotate' THEN '{"key_id": "string?"}'
+        WHEN 'tool_audit.untrack' THEN '{"table": "string"}'
+        WHEN 'tool_audit.alert_rule.disable' THEN '{"rule_name": "string"}'
+        WHEN 'tool_audit.alert_checks.unschedule' THEN '{}'
+        END::jsonb;
+    IF spec IS NULL THEN
+        RETURN payload;
+    END IF;
+    FOR k IN SELECT jsonb_object_keys(payload) LOOP
+        IF NOT spec ? k THEN
+            RAISE EXCEPTION 'invalid value for argument "payload": % takes the keys %', action,
+                    coalesce((SELECT string_agg(s, ', ' ORDER BY s) FROM jsonb_object_keys(spec) s), 'none')
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+    END LOOP;
+    FOR k, t IN SELECT e.key, e.value #>> '{}' FROM jsonb_each(spec) e LOOP
+        v := payload -> k;
+        IF v IS NULL OR jsonb_typeof(v) = 'null' THEN
+            IF right(t, 1) <> '?' THEN
+                RAISE EXCEPTION 'invalid value for argument "payload": key "%" is missing', k
+                    USING ERRCODE = 'invalid_parameter_value';
+            END IF;
+            payload := payload || jsonb_build_object(k, CASE WHEN action = 'tool_audit.retention.set_policy'
+                                                              AND k = 'applies_to' THEN 'tool_calls' END);
+        ELSIF jsonb_typeof(v) <> rtrim(t, '?')
+              OR (t = 'number' AND (v #>> '{}')::numeric <> trunc((v #>> '{}')::numeric)) THEN
+            RAISE EXCEPTION 'invalid value for argument "payload": key "%" must be a JSON %', k,
+                    CASE WHEN t = 'number' THEN 'integer' ELSE rtrim(t, '?') END
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+    END LOOP;
+    RETURN payload;
+END
+$$;
+COMMENT ON FUNCTION tool_audit.approval_payload(text, jsonb) IS
+    'A request''s payload checked and completed for the extension''s own actions (keys, JSON types, defaults); as given for other actions';
+
+CREATE OR REPLACE FUNCTION tool_audit.start_impersonation(admin text, target_user text, reason text,
+                                               max_minutes integer, tenant_id text DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    clean_admin text;
+    clean_target text;
+    clean_tenant text;
+    id bigint;
+    e record;
+BEGIN
+    -- errors name the argument, never its value
+    IF admin IS NULL OR admin = '' THEN
+        RAISE EXCEPTION 'admin must not be null or empty' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF target_user IS NULL OR target_user = '' THEN
+        RAISE EXCEPTION 'target_user must not be null or empty' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF reason IS NULL OR btrim(reason) = '' THEN
+        RAISE EXCEPTION 'reason must not be null or empty'
+            USING ERRCODE = 'null_value_not_allowed',
+                  HINT = 'Say why, for example the support ticket.';
+    END IF;
+    IF max_minutes IS NULL OR max_minutes < 1 OR max_minutes > 1440 THEN
+        RAISE EXCEPTION 'invalid value for argument "max_minutes": expected 1 to 1440 minutes'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM tool_audit.impersonation_caller_check(tenant_id);
+    -- the ids as the audit rows will hold them (the sanitizer's value rules:
+    -- the trigger compares the sanitized row)
+    clean_admin := tool_audit.sanitize_text(admin);
+    clean_target := tool_audit.sanitize_text(target_user);
+    clean_tenant := tool_audit.sanitize_text(tenant_id);
+    IF clean_admin = clean_target THEN
+        RAISE EXCEPTION 'invalid value for argument "target_user": an admin cannot impersonate itself'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    LOCK TABLE tool_audit.impersonations IN SHARE ROW EXCLUSIVE MODE;
+    PERFORM tool_audit.close_expired_impersonations();
+    -- one open impersonation per user, tenant and starting role: another
+    -- application's user of the same id is another user
+    IF EXISTS (SELECT FROM tool_audit.impersonations m
+                WHERE m.ended_at IS NULL AND m.target_user = clean_target
+                  AND m.tenant_id IS NOT DISTINCT FROM clean_tenant
+                  AND m.started_by = tool_audit.acting_role()) THEN
+        RAISE EXCEPTION 'the user is already being impersonated'
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'End that impersonation with tool_audit.end_impersonation() first.';
+    END IF;
+    id := nextval('tool_audit.impersonations_impersonation_id_seq');
+    e := tool_audit.impersonation_event('start', clean_admin, clean_tenant,
+             jsonb_build_object('impersonation_id', id, 'target_user', clean_target,
+                                'max_minutes', max_minutes),
+             reason);
+    INSERT INTO tool_audit.impersonations
+        (impersonation_id, tenant_id, admin_id, target_user, reason, started_at, expires_at,
+         started_by, start_event_id)
+    VALUES (id, clean_tenant, clean_admin, clean_target,
+            tool_audit.sanitize_text(reason), e.occurred_at,
+            e.occurred_at + make_interval(mins => max_minutes), tool_audit.acting_role(), e.event_id);
+    RETURN id;
+END
+$$;
+COMMENT ON FUNCTION tool_audit.start_impersonation(text, text, text, integer, text) IS
+    'Starts an impersonation of an application user by an application admin in a tenant, for at most max_minutes, as an impersonation.start admin event; returns its id';
+
+CREATE OR REPLACE FUNCTION tool_audit.end_impersonation(admin text, target_user text, tenant_id text DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    i tool_audit.impersonations;
+    e record;
+    me text := tool_audit.acting_role();
+    is_admin boolean := pg_has_role(tool_audit.acting_role()::name, 'tool_audit_admin', 'MEMBER');
+BEGIN
+    IF admin IS NULL OR target_user IS NULL THEN
+        RAISE EXCEPTION 'admin and target_user must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    PERFORM tool_audit.impersonation_caller_check(tenant_id);
+    LOCK TABLE tool_audit.impersonations IN SHARE ROW EXCLUSIVE MODE;
+    PERFORM tool_audit.close_expired_impersonations();
+    -- the caller's own impersonation (started_by); an admin may end
+    -- another role's, its own first
+    SELECT * INTO i FROM tool_audit.impersonations m
+     WHERE m.ended_at IS NULL AND m.admin_id = tool_audit.sanitize_text(end_impersonation.admin)
+       AND m.target_user = tool_audit.sanitize_text(end_impersonation.target_user)
+       AND m.tenant_id IS NOT DISTINCT FROM tool_audit.sanitize_text(end_impersonation.tenant_id)
+       AND (m.started_by = me OR is_admin)
+     ORDER BY m.started_by = me DESC, m.impersonation_id
+     LIMIT 1;
+    IF NOT FOUND THEN
+        RETURN NULL;
+    END IF;
+    e := tool_audit.impersonation_event('end', i.admin_id, i.tenant_id,
+             jsonb_build_object('impersonation_id', i.impersonation_id, 'target_user', i.target_user,
+                                'started_at', tool_audit.iso8601_utc(i.started_at)),
+             NULL);
+    UPDATE tool_audit.impersonations m
+       SET ended_at = e.occurred_at, ended_by = me, end_event_id = e.event_id
+     WHERE m.impersonation_id = i.impersonation_id;
+    RETURN i.impersonation_id;
+END
+$$;
+COMMENT ON FUNCTION tool_audit.end_impersonation(text, text, text) IS
+    'Ends the admin''s open impersonation of the user in the tenant started by the calling role (an admin: by any role), as an impersonation.end admin event; ended_by is the calling role; returns its id, or NULL if none was open';
+
+CREATE OR REPLACE FUNCTION tool_audit.tool_stats(tool_name text) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    stats jsonb;
+BEGIN
+    -- a call begun and ended is one call: its started row counts it, its
+    -- ended row carries the outcome and duration (a started row has none)
+    SELECT CASE WHEN count(*) FILTER (WHERE t.call_phase IS DISTINCT FROM 'ended') = 0
+        THEN jsonb_build_object('tool', $1, 'total_calls', 0)
+        ELSE jsonb_build_object(
+            'tool', $1,
+            'total_calls', count(*) FILTER (WHERE t.call_phase IS DISTINCT FROM 'ended'),
+            'success_rate', round(count(*) FILTER (WHERE t.success)::numeric
+                                  / count(*) FILTER (WHERE t.call_phase IS DISTINCT FROM 'ended'), 3),
+            'avg_duration_ms', round(avg(t.duration_ms)::numeric, 1),
+            'max_duration_ms', round(max(t.duration_ms)::numeric, 1),
+            'unique_users', count(DISTINCT t.user_id))
+        END
+      FROM tool_audit.tool_calls t
+     WHERE t.tool_name = tool_audit.required_arg($1, 'tool_name'::pg_catalog.text)
+      INTO stats;
+    PERFORM tool_audit.record_read('tool_stats', jsonb_build_object('tool_name', $1), 1);
+    RETURN stats;
+END
+$$;
+COMMENT ON FUNCTION tool_audit.tool_stats(text) IS
+    'One tool''s call count (a call begun and ended counts once), success rate, average and maximum duration and distinct users, as JSON';
+
 CREATE OR REPLACE FUNCTION tool_audit.fhir_audit_event(r tool_audit.tool_calls) RETURNS jsonb
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -4164,69 +4363,121 @@ AS $$
                             WHERE d.v IS NOT NULL)))
             ) AS x(n, e) WHERE e IS NOT NULL)))
 $$;
-
 COMMENT ON FUNCTION tool_audit.fhir_audit_event(tool_audit.tool_calls) IS
     'One tool call as a FHIR R4 AuditEvent resource';
 
-CREATE OR REPLACE FUNCTION tool_audit.approval_payload(action text, payload jsonb) RETURNS jsonb
-LANGUAGE plpgsql STABLE
+CREATE OR REPLACE FUNCTION tool_audit.access_report(subject_id text, start_time timestamptz, end_time timestamptz)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    spec jsonb;
-    k text;
-    t text;
-    v jsonb;
+    report jsonb;
+    protections jsonb;
 BEGIN
-    IF payload IS NULL OR jsonb_typeof(payload) IS DISTINCT FROM 'object' THEN
-        RAISE EXCEPTION 'invalid value for argument "payload": expected a JSON object'
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    -- key: JSON type; "?" after it: optional (null when absent)
-    spec := CASE action
-        WHEN 'tool_audit.retention.set_policy' THEN
-            '{"policy_name": "string", "retention_days": "number", "matches": "array?", "applies_to": "string?"}'
-        WHEN 'tool_audit.retention.set_override' THEN
-            '{"tenant_id": "string", "policy_name": "string", "retention_days": "number"}'
-        WHEN 'tool_audit.hold.release' THEN '{"hold_id": "number"}'
-        WHEN 'tool_audit.erase_subject' THEN '{"subject_id": "string"}'
-        WHEN 'tool_audit.pseudonym_key.rotate' THEN '{"key_id": "string?"}'
-        WHEN 'tool_audit.untrack' THEN '{"table": "string"}'
-        WHEN 'tool_audit.alert_rule.disable' THEN '{"rule_name": "string"}'
-        WHEN 'tool_audit.alert_checks.unschedule' THEN '{}'
-        END::jsonb;
-    IF spec IS NULL THEN
-        RETURN payload;
-    END IF;
-    FOR k IN SELECT jsonb_object_keys(payload) LOOP
-        IF NOT spec ? k THEN
-            RAISE EXCEPTION 'invalid value for argument "payload": % takes the keys %', action,
-                    coalesce((SELECT string_agg(s, ', ' ORDER BY s) FROM jsonb_object_keys(spec) s), 'none')
-                USING ERRCODE = 'invalid_parameter_value';
-        END IF;
-    END LOOP;
-    FOR k, t IN SELECT e.key, e.value #>> '{}' FROM jsonb_each(spec) e LOOP
-        v := payload -> k;
-        IF v IS NULL OR jsonb_typeof(v) = 'null' THEN
-            IF right(t, 1) <> '?' THEN
-                RAISE EXCEPTION 'invalid value for argument "payload": key "%" is missing', k
-                    USING ERRCODE = 'invalid_parameter_value';
-            END IF;
-            payload := payload || jsonb_build_object(k, CASE WHEN action = 'tool_audit.retention.set_policy'
-                                                              AND k = 'applies_to' THEN 'tool_calls' END);
-        ELSIF jsonb_typeof(v) <> rtrim(t, '?')
-              OR (t = 'number' AND (v #>> '{}')::numeric <> trunc((v #>> '{}')::numeric)) THEN
-            RAISE EXCEPTION 'invalid value for argument "payload": key "%" must be a JSON %', k,
-                    CASE WHEN t = 'number' THEN 'integer' ELSE rtrim(t, '?') END
-                USING ERRCODE = 'invalid_parameter_value';
-        END IF;
-    END LOOP;
-    RETURN payload;
+    PERFORM tool_audit.required_arg(access_report.subject_id, 'subject_id');
+    PERFORM tool_audit.check_period(start_time, end_time);
+
+    SELECT coalesce(jsonb_agg(jsonb_build_object('table', p.table_name, 'problem', p.problem)
+                              ORDER BY p.table_name, p.problem), '[]')
+      INTO protections
+      FROM tool_audit.verify_protections() p;
+
+    WITH covered AS MATERIALIZED (
+        -- a call begun and ended is one access (its started row), with the
+        -- ended row's outcome; both rows are verified
+        SELECT t, tool_audit.check_row(t) AS problem,
+               t.call_phase IS DISTINCT FROM 'ended' AS access,
+               CASE WHEN t.call_phase = 'started' THEN
+                   (SELECT e.success FROM tool_audit.tool_calls e
+                     WHERE e.call_event_id = t.event_id AND e.call_phase = 'ended') END AS ended_success
+          FROM tool_audit.tool_calls t
+         WHERE t.subject_id = access_report.subject_id
+           AND t.recorded_at >= start_time AND t.recorded_at <= end_time
+    )
+    SELECT jsonb_build_object(
+        'subject_id', access_report.subject_id,
+        'report_period', jsonb_build_object('start', tool_audit.iso8601_utc(start_time),
+                                            'end', tool_audit.iso8601_utc(end_time)),
+        'total_accesses', count(*) FILTER (WHERE c.access),
+        'unique_users', count(DISTINCT (c.t).user_id) FILTER (WHERE c.access),
+        'accesses', coalesce(jsonb_agg(jsonb_build_object(
+                'timestamp', tool_audit.iso8601_utc((c.t).recorded_at),
+                'accessed_by', (c.t).user_id,
+                'role', (c.t).user_role,
+                'tool', (c.t).tool_name,
+                'purpose', (c.t).purpose,
+                'success', CASE WHEN (c.t).call_phase IS NULL THEN (c.t).success ELSE c.ended_success END,
+                'break_glass', tool_audit.is_break_glass(c.t),
+                'call_id', (c.t).id,
+                'model', (c.t).model,
+                'conversation_id', (c.t).conversation_id,
+                'tenant_id', (c.t).tenant_id)
+                || CASE WHEN (c.t).impersonated_by IS NOT NULL
+                        THEN jsonb_build_object('impersonated_by', (c.t).impersonated_by) ELSE '{}' END
+                || CASE WHEN (c.t).call_phase = 'started'
+                        THEN jsonb_build_object('call_state', CASE WHEN c.ended_success IS NULL
+                                                                   THEN 'not_ended' ELSE 'ended' END)
+                        ELSE '{}' END
+                -- the client's time, when it sent one (1.5)
+                || CASE WHEN (c.t).started_at IS NOT NULL
+                        THEN jsonb_build_object('started_at', tool_audit.iso8601_utc((c.t).started_at))
+                        ELSE '{}' END
+            ORDER BY (c.t).recorded_at, (c.t).id) FILTER (WHERE c.access), '[]'),
+        'break_glass_accesses', count(*) FILTER (WHERE c.access AND tool_audit.is_break_glass(c.t)),
+        'integrity_verified', count(c.problem) = 0 AND protections = '[]',
+        'integrity', jsonb_build_object(
+            'rows_checked', count(*),
+            'row_problems', coalesce(jsonb_agg(jsonb_build_object('call_id', (c.t).id, 'problem', c.problem)
+                                               ORDER BY (c.t).id) FILTER (WHERE c.problem IS NOT NULL), '[]'),
+            'protection_problems', protections,
+            'method', 'each row''s hash recomputed, its links to the rows before and after it in its chain checked, and the audit tables'' protections checked',
+            'scope', 'the rows of this report: a row deleted elsewhere in a chain is found by tool_audit.verify(), rows cut off the newest end by tool_audit.verify_digest()'))
+      INTO report
+      FROM covered c;
+    PERFORM tool_audit.record_read('access_report',
+                                   jsonb_build_object('subject_id', access_report.subject_id,
+                                                      'start_time', tool_audit.iso8601_utc(start_time),
+                                                      'end_time', tool_audit.iso8601_utc(end_time)),
+                                   (report->>'total_accesses')::bigint);
+    RETURN report;
 END
 $$;
+COMMENT ON FUNCTION tool_audit.access_report(text, timestamptz, timestamptz) IS
+    'Every access to a subject''s data in a period, with the break-glass accesses and a verification of the rows, as JSON';
 
-COMMENT ON FUNCTION tool_audit.approval_payload(text, jsonb) IS
-    'A request''s payload checked and completed for the extension''s own actions (keys, JSON types, defaults); as given for other actions';
+CREATE OR REPLACE VIEW tool_audit.otel_tool_spans WITH (security_invoker = true) AS
+SELECT 'execute_tool ' || t.tool_name AS "span.name",
+       -- from the client's started_at when it sent one (1.5), else back from recorded_at
+       coalesce(t.started_at, t.recorded_at - make_interval(secs => coalesce(t.duration_ms, 0) / 1000)) AS start_time,
+       CASE WHEN t.started_at IS NULL THEN t.recorded_at
+            ELSE t.started_at + make_interval(secs => coalesce(t.duration_ms, 0) / 1000) END AS end_time,
+       CASE WHEN t.success THEN 'OK' WHEN NOT t.success THEN 'ERROR' ELSE 'UNSET' END AS "status.code",
+       t.error AS "status.message",
+       'execute_tool'::text AS "gen_ai.operation.name",
+       t.tool_name AS "gen_ai.tool.name",
+       t.tool_call_id AS "gen_ai.tool.call.id",
+       'function'::text AS "gen_ai.tool.type",
+       t.conversation_id AS "gen_ai.conversation.id",
+       t.model AS "gen_ai.request.model",
+       t.user_id AS "user.id",
+       CASE WHEN t.user_role IS NOT NULL THEN ARRAY[t.user_role] END AS "user.roles",
+       CASE WHEN NOT t.success THEN '_OTHER'::text END AS "error.type",
+       t.client_ip AS "client.address",
+       t.user_agent AS "user_agent.original",
+       t.tenant_id AS "tool_audit.tenant_id",
+       t.turn_number AS "tool_audit.turn_number",
+       t.call_trigger::text AS "tool_audit.call_trigger",
+       t.purpose AS "tool_audit.purpose",
+       t.subject_id AS "tool_audit.subject_id",
+       t.arguments AS "tool_audit.arguments",
+       t.result_summary AS "tool_audit.result_summary",
+       t.duration_ms AS "tool_audit.duration_ms",
+       t.id AS "tool_audit.call_id",
+       t.event_id AS "tool_audit.event_id",
+       encode(t.row_hash, 'hex') AS "tool_audit.row_hash"
+  FROM tool_audit.tool_calls t;
+COMMENT ON VIEW tool_audit.otel_tool_spans IS 'Tool calls as OpenTelemetry GenAI execute_tool spans';
 
 CREATE OR REPLACE FUNCTION tool_audit.set_retention_policy(policy_name text, retention_days integer,
                                                 matches text[] DEFAULT NULL,
@@ -4315,272 +4566,39 @@ BEGIN
     RETURN tool_audit.retention_event('policy', NULL, to_jsonb(after_row), reason);
 END
 $$;
-
 COMMENT ON FUNCTION tool_audit.set_retention_policy(text, integer, text[], text, text) IS
     'Creates or changes a retention policy (never under the floor) and records it as a tool_audit.retention.policy admin event';
 
-CREATE OR REPLACE FUNCTION tool_audit.start_impersonation(admin text, target_user text, reason text,
-                                               max_minutes integer, tenant_id text DEFAULT NULL)
-RETURNS bigint
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+CREATE OR REPLACE FUNCTION tool_audit.hold_report()
+RETURNS TABLE (hold_id bigint, scope jsonb, reason text, placed_by text, placed_at timestamptz,
+               table_name text, rows_covered bigint, first_at timestamptz, last_at timestamptz)
+LANGUAGE sql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
-DECLARE
-    clean_admin text;
-    clean_target text;
-    clean_tenant text;
-    id bigint;
-    e record;
-BEGIN
-    -- errors name the argument, never its value
-    IF admin IS NULL OR admin = '' THEN
-        RAISE EXCEPTION 'admin must not be null or empty' USING ERRCODE = 'null_value_not_allowed';
-    END IF;
-    IF target_user IS NULL OR target_user = '' THEN
-        RAISE EXCEPTION 'target_user must not be null or empty' USING ERRCODE = 'null_value_not_allowed';
-    END IF;
-    IF reason IS NULL OR btrim(reason) = '' THEN
-        RAISE EXCEPTION 'reason must not be null or empty'
-            USING ERRCODE = 'null_value_not_allowed',
-                  HINT = 'Say why, for example the support ticket.';
-    END IF;
-    IF max_minutes IS NULL OR max_minutes < 1 OR max_minutes > 1440 THEN
-        RAISE EXCEPTION 'invalid value for argument "max_minutes": expected 1 to 1440 minutes'
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    PERFORM tool_audit.impersonation_caller_check(tenant_id);
-    -- the ids as the audit rows will hold them (the sanitizer's value rules:
-    -- the trigger compares the sanitized row)
-    clean_admin := tool_audit.sanitize_text(admin);
-    clean_target := tool_audit.sanitize_text(target_user);
-    clean_tenant := tool_audit.sanitize_text(tenant_id);
-    IF clean_admin = clean_target THEN
-        RAISE EXCEPTION 'invalid value for argument "target_user": an admin cannot impersonate itself'
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    LOCK TABLE tool_audit.impersonations IN SHARE ROW EXCLUSIVE MODE;
-    PERFORM tool_audit.close_expired_impersonations();
-    -- one open impersonation per user, tenant and starting role: another
-    -- application's user of the same id is another user
-    IF EXISTS (SELECT FROM tool_audit.impersonations m
-                WHERE m.ended_at IS NULL AND m.target_user = clean_target
-                  AND m.tenant_id IS NOT DISTINCT FROM clean_tenant
-                  AND m.started_by = tool_audit.acting_role()) THEN
-        RAISE EXCEPTION 'the user is already being impersonated'
-            USING ERRCODE = 'object_not_in_prerequisite_state',
-                  HINT = 'End that impersonation with tool_audit.end_impersonation() first.';
-    END IF;
-    id := nextval('tool_audit.impersonations_impersonation_id_seq');
-    e := tool_audit.impersonation_event('start', clean_admin, clean_tenant,
-             jsonb_build_object('impersonation_id', id, 'target_user', clean_target,
-                                'max_minutes', max_minutes),
-             reason);
-    INSERT INTO tool_audit.impersonations
-        (impersonation_id, tenant_id, admin_id, target_user, reason, started_at, expires_at,
-         started_by, start_event_id)
-    VALUES (id, clean_tenant, clean_admin, clean_target,
-            tool_audit.sanitize_text(reason), e.occurred_at,
-            e.occurred_at + make_interval(mins => max_minutes), tool_audit.acting_role(), e.event_id);
-    RETURN id;
-END
-$$;
-
-COMMENT ON FUNCTION tool_audit.start_impersonation(text, text, text, integer, text) IS
-    'Starts an impersonation of an application user by an application admin in a tenant, for at most max_minutes, as an impersonation.start admin event; returns its id';
-
-CREATE OR REPLACE FUNCTION tool_audit.end_impersonation(admin text, target_user text, tenant_id text DEFAULT NULL)
-RETURNS bigint
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    i tool_audit.impersonations;
-    e record;
-    me text := tool_audit.acting_role();
-    is_admin boolean := pg_has_role(tool_audit.acting_role()::name, 'tool_audit_admin', 'MEMBER');
-BEGIN
-    IF admin IS NULL OR target_user IS NULL THEN
-        RAISE EXCEPTION 'admin and target_user must not be null' USING ERRCODE = 'null_value_not_allowed';
-    END IF;
-    PERFORM tool_audit.impersonation_caller_check(tenant_id);
-    LOCK TABLE tool_audit.impersonations IN SHARE ROW EXCLUSIVE MODE;
-    PERFORM tool_audit.close_expired_impersonations();
-    -- the caller's own impersonation (started_by); an admin may end
-    -- another role's, its own first
-    SELECT * INTO i FROM tool_audit.impersonations m
-     WHERE m.ended_at IS NULL AND m.admin_id = tool_audit.sanitize_text(end_impersonation.admin)
-       AND m.target_user = tool_audit.sanitize_text(end_impersonation.target_user)
-       AND m.tenant_id IS NOT DISTINCT FROM tool_audit.sanitize_text(end_impersonation.tenant_id)
-       AND (m.started_by = me OR is_admin)
-     ORDER BY m.started_by = me DESC, m.impersonation_id
-     LIMIT 1;
-    IF NOT FOUND THEN
-        RETURN NULL;
-    END IF;
-    e := tool_audit.impersonation_event('end', i.admin_id, i.tenant_id,
-             jsonb_build_object('impersonation_id', i.impersonation_id, 'target_user', i.target_user,
-                                'started_at', tool_audit.iso8601_utc(i.started_at)),
-             NULL);
-    UPDATE tool_audit.impersonations m
-       SET ended_at = e.occurred_at, ended_by = me, end_event_id = e.event_id
-     WHERE m.impersonation_id = i.impersonation_id;
-    RETURN i.impersonation_id;
-END
-$$;
-
-COMMENT ON FUNCTION tool_audit.end_impersonation(text, text, text) IS
-    'Ends the admin''s open impersonation of the user in the tenant started by the calling role (an admin: by any role), as an impersonation.end admin event; ended_by is the calling role; returns its id, or NULL if none was open';
-
-CREATE OR REPLACE FUNCTION tool_audit.tool_stats(tool_name text) RETURNS jsonb
-LANGUAGE plpgsql VOLATILE
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    stats jsonb;
-BEGIN
-    -- a call begun and ended is one call: its started row counts it, its
-    -- ended row carries the outcome and duration (a started row has none)
-    SELECT CASE WHEN count(*) FILTER (WHERE t.call_phase IS DISTINCT FROM 'ended') = 0
-        THEN jsonb_build_object('tool', $1, 'total_calls', 0)
-        ELSE jsonb_build_object(
-            'tool', $1,
-            'total_calls', count(*) FILTER (WHERE t.call_phase IS DISTINCT FROM 'ended'),
-            'success_rate', round(count(*) FILTER (WHERE t.success)::numeric
-                                  / count(*) FILTER (WHERE t.call_phase IS DISTINCT FROM 'ended'), 3),
-            'avg_duration_ms', round(avg(t.duration_ms)::numeric, 1),
-            'max_duration_ms', round(max(t.duration_ms)::numeric, 1),
-            'unique_users', count(DISTINCT t.user_id))
-        END
-      FROM tool_audit.tool_calls t
-     WHERE t.tool_name = tool_audit.required_arg($1, 'tool_name'::pg_catalog.text)
-      INTO stats;
-    PERFORM tool_audit.record_read('tool_stats', jsonb_build_object('tool_name', $1), 1);
-    RETURN stats;
-END
-$$;
-
-COMMENT ON FUNCTION tool_audit.tool_stats(text) IS
-    'One tool''s call count (a call begun and ended counts once), success rate, average and maximum duration and distinct users, as JSON';
-
-CREATE OR REPLACE FUNCTION tool_audit.conversation_timeline(conversation_id text) RETURNS SETOF text
-LANGUAGE plpgsql VOLATILE
-SET search_path = pg_catalog, pg_temp
-SET extra_float_digits = 1
-AS $$
-DECLARE
-    n bigint;
-BEGIN
-    RETURN QUERY
-    SELECT l.line
-      FROM tool_audit.calls c
+    SELECT h.hold_id, h.scope, h.reason, h.placed_by, h.placed_at, c.table_name, c.n, c.first_at, c.last_at
+      FROM tool_audit.legal_holds h
      CROSS JOIN LATERAL (
-           SELECT 0::bigint AS k,
-                  format('[Turn %s] %s %s(%s) %s %s [%sms]',
-                  coalesce(c.turn_number::text, '?'),
-                  tool_audit.report_mark(CASE WHEN c.success THEN 'ok' ELSE 'failed' END),
-                  c.tool_name, c.arguments::text, tool_audit.report_mark('arrow'),
-                  CASE c.state WHEN 'never_ended' THEN '(never ended)'
-                               WHEN 'in_progress' THEN '(in progress)'
-                               ELSE c.result_summary::text END,
-                  coalesce(trim_scale(round(c.duration_ms::numeric, 1))::text, '?'))   -- 0.1 ms for display
-                  -- the client's time, when it sent one (1.5)
-                  || CASE WHEN c.started_at IS NOT NULL
-                          THEN format(' [started %s]', tool_audit.iso8601_utc(c.started_at)) ELSE '' END
-                  AS line
-           UNION ALL   -- (1.5) the rows the call changed, under it
-           SELECT d.id, format('    %s %s %s', d.operation, d.table_name, d.row_key::text)
-             FROM tool_audit.data_changes d
-            WHERE d.call_event_id = c.call_id) l
-     WHERE c.conversation_id = tool_audit.required_arg($1, 'conversation_id'::pg_catalog.text)
-     ORDER BY c.turn_number, c.recorded_at, c.id, l.k;
-    GET DIAGNOSTICS n = ROW_COUNT;
-    PERFORM tool_audit.record_read('conversation_timeline', jsonb_build_object('conversation_id', $1), n);
-END
-$$;
-
-COMMENT ON FUNCTION tool_audit.conversation_timeline(text) IS
-    'A conversation as one line of text per tool call (a call begun and ended: one line): turn, outcome, tool, arguments, result summary and duration; under it, one line per row the call changed (1.5)';
-
-CREATE OR REPLACE FUNCTION tool_audit.access_report(subject_id text, start_time timestamptz, end_time timestamptz)
-RETURNS jsonb
-LANGUAGE plpgsql VOLATILE
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    report jsonb;
-    protections jsonb;
-BEGIN
-    PERFORM tool_audit.required_arg(access_report.subject_id, 'subject_id');
-    PERFORM tool_audit.check_period(start_time, end_time);
-
-    SELECT coalesce(jsonb_agg(jsonb_build_object('table', p.table_name, 'problem', p.problem)
-                              ORDER BY p.table_name, p.problem), '[]')
-      INTO protections
-      FROM tool_audit.verify_protections() p;
-
-    WITH covered AS MATERIALIZED (
-        -- a call begun and ended is one access (its started row), with the
-        -- ended row's outcome; both rows are verified
-        SELECT t, tool_audit.check_row(t) AS problem,
-               t.call_phase IS DISTINCT FROM 'ended' AS access,
-               CASE WHEN t.call_phase = 'started' THEN
-                   (SELECT e.success FROM tool_audit.tool_calls e
-                     WHERE e.call_event_id = t.event_id AND e.call_phase = 'ended') END AS ended_success
+        SELECT 'admin_events'::text, count(*), min(e.occurred_at), max(e.occurred_at)
+          FROM tool_audit.admin_events e
+         WHERE tool_audit.hold_covers(h.scope, e.tenant_id, e.payload ->> 'subject_id', e.actor,
+                                      e.payload ->> 'conversation_id', e.payload ->> 'tool_name',
+                                      e.occurred_at)
+        UNION ALL
+        SELECT 'tool_calls'::text, count(*), min(t.recorded_at), max(t.recorded_at)
           FROM tool_audit.tool_calls t
-         WHERE t.subject_id = access_report.subject_id
-           AND t.recorded_at >= start_time AND t.recorded_at <= end_time
-    )
-    SELECT jsonb_build_object(
-        'subject_id', access_report.subject_id,
-        'report_period', jsonb_build_object('start', tool_audit.iso8601_utc(start_time),
-                                            'end', tool_audit.iso8601_utc(end_time)),
-        'total_accesses', count(*) FILTER (WHERE c.access),
-        'unique_users', count(DISTINCT (c.t).user_id) FILTER (WHERE c.access),
-        'accesses', coalesce(jsonb_agg(jsonb_build_object(
-                'timestamp', tool_audit.iso8601_utc((c.t).recorded_at),
-                'accessed_by', (c.t).user_id,
-                'role', (c.t).user_role,
-                'tool', (c.t).tool_name,
-                'purpose', (c.t).purpose,
-                'success', CASE WHEN (c.t).call_phase IS NULL THEN (c.t).success ELSE c.ended_success END,
-                'break_glass', tool_audit.is_break_glass(c.t),
-                'call_id', (c.t).id,
-                'model', (c.t).model,
-                'conversation_id', (c.t).conversation_id,
-                'tenant_id', (c.t).tenant_id)
-                || CASE WHEN (c.t).impersonated_by IS NOT NULL
-                        THEN jsonb_build_object('impersonated_by', (c.t).impersonated_by) ELSE '{}' END
-                || CASE WHEN (c.t).call_phase = 'started'
-                        THEN jsonb_build_object('call_state', CASE WHEN c.ended_success IS NULL
-                                                                   THEN 'not_ended' ELSE 'ended' END)
-                        ELSE '{}' END
-                -- the client's time, when it sent one (1.5)
-                || CASE WHEN (c.t).started_at IS NOT NULL
-                        THEN jsonb_build_object('started_at', tool_audit.iso8601_utc((c.t).started_at))
-                        ELSE '{}' END
-            ORDER BY (c.t).recorded_at, (c.t).id) FILTER (WHERE c.access), '[]'),
-        'break_glass_accesses', count(*) FILTER (WHERE c.access AND tool_audit.is_break_glass(c.t)),
-        'integrity_verified', count(c.problem) = 0 AND protections = '[]',
-        'integrity', jsonb_build_object(
-            'rows_checked', count(*),
-            'row_problems', coalesce(jsonb_agg(jsonb_build_object('call_id', (c.t).id, 'problem', c.problem)
-                                               ORDER BY (c.t).id) FILTER (WHERE c.problem IS NOT NULL), '[]'),
-            'protection_problems', protections,
-            'method', 'each row''s hash recomputed, its links to the rows before and after it in its chain checked, and the audit tables'' protections checked',
-            'scope', 'the rows of this report: a row deleted elsewhere in a chain is found by tool_audit.verify(), rows cut off the newest end by tool_audit.verify_digest()'))
-      INTO report
-      FROM covered c;
-    PERFORM tool_audit.record_read('access_report',
-                                   jsonb_build_object('subject_id', access_report.subject_id,
-                                                      'start_time', tool_audit.iso8601_utc(start_time),
-                                                      'end_time', tool_audit.iso8601_utc(end_time)),
-                                   (report->>'total_accesses')::bigint);
-    RETURN report;
-END
+         WHERE tool_audit.hold_covers(h.scope, t.tenant_id, t.subject_id, t.user_id,
+                                      t.conversation_id, t.tool_name, t.recorded_at)
+        UNION ALL
+        SELECT 'data_changes'::text, count(*), min(d.recorded_at), max(d.recorded_at)
+          FROM tool_audit.data_changes d
+          LEFT JOIN tool_audit.tool_calls k ON k.event_id = d.call_event_id
+         WHERE tool_audit.hold_covers(h.scope, d.tenant_id, k.subject_id, k.user_id,
+                                      k.conversation_id, k.tool_name, d.recorded_at)) AS c(table_name, n, first_at, last_at)
+     WHERE h.released_at IS NULL
+     ORDER BY h.hold_id, c.table_name
 $$;
-
-COMMENT ON FUNCTION tool_audit.access_report(text, timestamptz, timestamptz) IS
-    'Every access to a subject''s data in a period, with the break-glass accesses and a verification of the rows, as JSON';
+COMMENT ON FUNCTION tool_audit.hold_report() IS
+    'The active legal holds with, per audit table, the rows each covers and their first and last time';
 
 CREATE OR REPLACE FUNCTION tool_audit.export_jsonl(start_time timestamptz, end_time timestamptz)
 RETURNS SETOF jsonb
@@ -4651,78 +4669,10 @@ BEGIN
                                                       'end_time', tool_audit.iso8601_utc(end_time)), n);
 END
 $$;
-
 COMMENT ON FUNCTION tool_audit.export_jsonl(timestamptz, timestamptz) IS
     'Both audit tables'' rows in a period as JSON documents with their hashes and chain positions, to check outside the database';
-
 COMMENT ON FUNCTION tool_audit.export_jsonl(timestamptz, timestamptz) IS
     'The audit tables'' rows in a period (tool calls, admin events, row changes) as JSON documents with their hashes and chain positions, to check outside the database';
-
-CREATE OR REPLACE VIEW tool_audit.otel_tool_spans WITH (security_invoker = true) AS
-SELECT 'execute_tool ' || t.tool_name AS "span.name",
-       -- from the client's started_at when it sent one (1.5), else back from recorded_at
-       coalesce(t.started_at, t.recorded_at - make_interval(secs => coalesce(t.duration_ms, 0) / 1000)) AS start_time,
-       CASE WHEN t.started_at IS NULL THEN t.recorded_at
-            ELSE t.started_at + make_interval(secs => coalesce(t.duration_ms, 0) / 1000) END AS end_time,
-       CASE WHEN t.success THEN 'OK' WHEN NOT t.success THEN 'ERROR' ELSE 'UNSET' END AS "status.code",
-       t.error AS "status.message",
-       'execute_tool'::text AS "gen_ai.operation.name",
-       t.tool_name AS "gen_ai.tool.name",
-       t.tool_call_id AS "gen_ai.tool.call.id",
-       'function'::text AS "gen_ai.tool.type",
-       t.conversation_id AS "gen_ai.conversation.id",
-       t.model AS "gen_ai.request.model",
-       t.user_id AS "user.id",
-       CASE WHEN t.user_role IS NOT NULL THEN ARRAY[t.user_role] END AS "user.roles",
-       CASE WHEN NOT t.success THEN '_OTHER'::text END AS "error.type",
-       t.client_ip AS "client.address",
-       t.user_agent AS "user_agent.original",
-       t.tenant_id AS "tool_audit.tenant_id",
-       t.turn_number AS "tool_audit.turn_number",
-       t.call_trigger::text AS "tool_audit.call_trigger",
-       t.purpose AS "tool_audit.purpose",
-       t.subject_id AS "tool_audit.subject_id",
-       t.arguments AS "tool_audit.arguments",
-       t.result_summary AS "tool_audit.result_summary",
-       t.duration_ms AS "tool_audit.duration_ms",
-       t.id AS "tool_audit.call_id",
-       t.event_id AS "tool_audit.event_id",
-       encode(t.row_hash, 'hex') AS "tool_audit.row_hash"
-  FROM tool_audit.tool_calls t;
-
-COMMENT ON VIEW tool_audit.otel_tool_spans IS 'Tool calls as OpenTelemetry GenAI execute_tool spans';
-
-CREATE OR REPLACE FUNCTION tool_audit.hold_report()
-RETURNS TABLE (hold_id bigint, scope jsonb, reason text, placed_by text, placed_at timestamptz,
-               table_name text, rows_covered bigint, first_at timestamptz, last_at timestamptz)
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT h.hold_id, h.scope, h.reason, h.placed_by, h.placed_at, c.table_name, c.n, c.first_at, c.last_at
-      FROM tool_audit.legal_holds h
-     CROSS JOIN LATERAL (
-        SELECT 'admin_events'::text, count(*), min(e.occurred_at), max(e.occurred_at)
-          FROM tool_audit.admin_events e
-         WHERE tool_audit.hold_covers(h.scope, e.tenant_id, e.payload ->> 'subject_id', e.actor,
-                                      e.payload ->> 'conversation_id', e.payload ->> 'tool_name',
-                                      e.occurred_at)
-        UNION ALL
-        SELECT 'tool_calls'::text, count(*), min(t.recorded_at), max(t.recorded_at)
-          FROM tool_audit.tool_calls t
-         WHERE tool_audit.hold_covers(h.scope, t.tenant_id, t.subject_id, t.user_id,
-                                      t.conversation_id, t.tool_name, t.recorded_at)
-        UNION ALL
-        SELECT 'data_changes'::text, count(*), min(d.recorded_at), max(d.recorded_at)
-          FROM tool_audit.data_changes d
-          LEFT JOIN tool_audit.tool_calls k ON k.event_id = d.call_event_id
-         WHERE tool_audit.hold_covers(h.scope, d.tenant_id, k.subject_id, k.user_id,
-                                      k.conversation_id, k.tool_name, d.recorded_at)) AS c(table_name, n, first_at, last_at)
-     WHERE h.released_at IS NULL
-     ORDER BY h.hold_id, c.table_name
-$$;
-
-COMMENT ON FUNCTION tool_audit.hold_report() IS
-    'The active legal holds with, per audit table, the rows each covers and their first and last time';
 
 CREATE OR REPLACE FUNCTION tool_audit.alerts_guard() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
@@ -4755,7 +4705,6 @@ BEGIN
     RETURN NEW;
 END
 $$;
-
 COMMENT ON FUNCTION tool_audit.alerts_guard() IS
     'Trigger: refuses DELETE and TRUNCATE on alerts, and any UPDATE but a burst growing or a first acknowledgement';
 
@@ -4820,7 +4769,6 @@ BEGIN
     RETURN a.alert_id;
 END
 $$;
-
 COMMENT ON FUNCTION tool_audit.raise_alert(text, text, text, bigint, bigint, jsonb, timestamptz) IS
     'Raises an alert of a rule, or grows the open alert of its burst, and notifies tool_audit_alerts; callable only by the owner (the extension''s own code)';
 
@@ -4969,7 +4917,6 @@ BEGIN
     RETURN result;
 END
 $$;
-
 COMMENT ON FUNCTION tool_audit.set_alert_rule(text, text, text, text[], integer, integer, text, jsonb, boolean, text) IS
     'Creates or changes an alert rule (NULL arguments keep the rule''s values) and records it as a tool_audit.alert.rule admin event; disabling or weakening a rule raises a high alert, and disabling needs dual approval when it is required';
 
@@ -5011,7 +4958,6 @@ BEGIN
     RETURN result;
 END
 $$;
-
 COMMENT ON FUNCTION tool_audit.disable_alert_rule(text, text) IS
     'Disables an alert rule and records it as a tool_audit.alert.rule admin event; raises a high alert, and needs dual approval when it is required';
 
@@ -5052,7 +4998,6 @@ BEGIN
     RETURN after_row;
 END
 $$;
-
 COMMENT ON FUNCTION tool_audit.acknowledge_alert(bigint, text) IS
     'Acknowledges an alert (once) with a note, recorded as a tool_audit.alert.acknowledge admin event; its burst then ends';
 
@@ -5145,7 +5090,6 @@ BEGIN
     RETURN raised;
 END
 $$;
-
 COMMENT ON FUNCTION tool_audit.run_alert_checks() IS
     'The periodic alert checks: protections disabled, tracked tables whose triggers are gone or disabled, the signing key missing, tenants that normally log gone silent; returns the alerts raised';
 
@@ -5175,7 +5119,6 @@ BEGIN
     RETURN true;
 END
 $$;
-
 COMMENT ON FUNCTION tool_audit.unschedule_alert_checks() IS
     'Removes this database''s pg_cron alert check job; true if there was one; needs dual approval when it is required';
 
@@ -5214,7 +5157,6 @@ BEGIN
     RETURN had;
 END
 $$;
-
 COMMENT ON FUNCTION tool_audit.untrack(regclass) IS
     'Stops recording the table''s row changes (removes track()''s triggers); true if it was tracked; an audited admin event; needs dual approval when it is required';
 
@@ -5257,8 +5199,45 @@ AS $$
      GROUP BY t.table_oid, t.table_name, t.options, t.tracked_at, t.tracked_by, pn.nspname, pc.relname
      ORDER BY 1
 $$;
-
 COMMENT ON FUNCTION tool_audit.tracking_status() IS
     'Each tracked table, and each partition of a tracked partitioned table, with its options and whether its triggers are still there and always enabled (ok, trigger disabled, trigger dropped, table renamed, table dropped)';
+
+CREATE OR REPLACE FUNCTION tool_audit.conversation_timeline(conversation_id text) RETURNS SETOF text
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+SET extra_float_digits = 1
+AS $$
+DECLARE
+    n bigint;
+BEGIN
+    RETURN QUERY
+    SELECT l.line
+      FROM tool_audit.calls c
+     CROSS JOIN LATERAL (
+           SELECT 0::bigint AS k,
+                  format('[Turn %s] %s %s(%s) %s %s [%sms]',
+                  coalesce(c.turn_number::text, '?'),
+                  tool_audit.report_mark(CASE WHEN c.success THEN 'ok' ELSE 'failed' END),
+                  c.tool_name, c.arguments::text, tool_audit.report_mark('arrow'),
+                  CASE c.state WHEN 'never_ended' THEN '(never ended)'
+                               WHEN 'in_progress' THEN '(in progress)'
+                               ELSE c.result_summary::text END,
+                  coalesce(trim_scale(round(c.duration_ms::numeric, 1))::text, '?'))   -- 0.1 ms for display
+                  -- the client's time, when it sent one (1.5)
+                  || CASE WHEN c.started_at IS NOT NULL
+                          THEN format(' [started %s]', tool_audit.iso8601_utc(c.started_at)) ELSE '' END
+                  AS line
+           UNION ALL   -- (1.5) the rows the call changed, under it
+           SELECT d.id, format('    %s %s %s', d.operation, d.table_name, d.row_key::text)
+             FROM tool_audit.data_changes d
+            WHERE d.call_event_id = c.call_id) l
+     WHERE c.conversation_id = tool_audit.required_arg($1, 'conversation_id'::pg_catalog.text)
+     ORDER BY c.turn_number, c.recorded_at, c.id, l.k;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    PERFORM tool_audit.record_read('conversation_timeline', jsonb_build_object('conversation_id', $1), n);
+END
+$$;
+COMMENT ON FUNCTION tool_audit.conversation_timeline(text) IS
+    'A conversation as one line of text per tool call (a call begun and ended: one line): turn, outcome, tool, arguments, result summary and duration; under it, one line per row the call changed (1.5)';
 
 -- (end of the final texts)
