@@ -377,7 +377,7 @@ Datum
 digest(PG_FUNCTION_ARGS)
 {
 	/* a caller bound to tenants gets their digest (tenant_verify.c) */
-	return ta_digest_scoped(ta_tenant_scope_for_caller());
+	return ta_digest_scoped(ta_tenant_scope_checked("digest"));
 }
 
 /*

@@ -21,6 +21,8 @@
  * extension's owner: a reader has no privilege on them, and the scope, not
  * the caller's privileges, decides what is reported.  Admins, the unbound
  * verifier and superusers are not limited: their runs are as before.
+ * An unbound reader, which may execute the functions for the sake of bound
+ * ones, is refused as before (ta_tenant_scope_checked()).
  * tool_audit.tenant_digest(tenant) gives an admin (or the verifier) the
  * digest of one tenant, to hand to that tenant's auditor.
  *
@@ -89,6 +91,30 @@ ta_tenant_scope_for_caller(void)
 		if (!enulls[i])
 			scope->tenants[scope->ntenants++] = TextDatumGetCString(elems[i]);
 	qsort(scope->tenants, scope->ntenants, sizeof(char *), cmp_cstr);
+	return scope;
+}
+
+/*
+ * The scope of a run of verify(), verify_digest() or digest(), which
+ * readers may execute: a reader bound to tenants gets its tenants; an
+ * unbound reader is refused as it was before 1.5 (it has the reports);
+ * admins, verifier roles and superusers get NULL (every tenant), or their
+ * binding for a bound verifier role.
+ */
+TaTenantScope *
+ta_tenant_scope_checked(const char *function)
+{
+	TaTenantScope *scope = ta_tenant_scope_for_caller();
+	Oid			verifier = get_role_oid("tool_audit_verifier", true);
+	Oid			admin = get_role_oid("tool_audit_admin", true);
+
+	if (scope == NULL && !superuser() &&
+		!(OidIsValid(verifier) && has_privs_of_role(GetUserId(), verifier)) &&
+		!(OidIsValid(admin) && has_privs_of_role(GetUserId(), admin)))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied for function %s", function),
+				 errdetail("A reader verifies only when it is bound to a tenant.")));
 	return scope;
 }
 

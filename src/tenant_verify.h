@@ -22,6 +22,7 @@ typedef struct TaTenantScope
 } TaTenantScope;
 
 extern TaTenantScope *ta_tenant_scope_for_caller(void);
+extern TaTenantScope *ta_tenant_scope_checked(const char *function);
 extern TaTenantScope *ta_tenant_scope_of(const char *tenant);
 extern bool ta_tenant_scope_has(const TaTenantScope *scope, const char *tenant, int len);
 extern bool ta_tenant_scope_has_datum(const TaTenantScope *scope, Datum tenant, bool isnull);

@@ -961,7 +961,7 @@ verify(PG_FUNCTION_ARGS)
 	Verification w;
 
 	start_verification(&w, fcinfo);
-	w.scope = ta_tenant_scope_for_caller();
+	w.scope = ta_tenant_scope_checked("verify");
 	if (!PG_ARGISNULL(0))
 	{
 		w.has_since = true;
@@ -1120,7 +1120,7 @@ verify_digest(PG_FUNCTION_ARGS)
 {
 	Jsonb	   *d = PG_GETARG_JSONB_P(0);
 	Verification w;
-	const TaTenantScope *scope = ta_tenant_scope_for_caller();
+	const TaTenantScope *scope = ta_tenant_scope_checked("verify_digest");
 	HTAB	   *checkpoints = load_checkpoints(d, scope);
 	char	   *sig_problem = ta_digest_signature_problem(d);
 
