@@ -335,16 +335,16 @@ append_heads(StringInfo buf, const char *table, bool *first, const TaTenantScope
 	}
 }
 
+typedef struct HeadsArgs
+{
+	StringInfo	buf;
+	const TaTenantScope *scope; /* NULL: every tenant's heads */
+} HeadsArgs;
+
 /*
  * The heads of every audit table, ordered by (table, chain, lane); no
  * data_changes heads in a schema still at a version before 1.5.
  */
-typedef struct HeadsArgs
-{
-	StringInfo	buf;
-	const TaTenantScope *scope;
-} HeadsArgs;
-
 static void
 append_all_heads(void *arg)
 {

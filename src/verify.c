@@ -426,9 +426,9 @@ load_erasures(Verification *w)
 		{
 			if (w->scope == NULL)	/* names rows of any tenant */
 				report(w, table, false, 0, 0, -1, row_id,
-				   psprintf("erasure entry names admin event " INT64_FORMAT
-							", which is not a tool_audit.retention.erase event: not written by erase_subject()",
-							event_id));
+					   psprintf("erasure entry names admin event " INT64_FORMAT
+								", which is not a tool_audit.retention.erase event: not written by erase_subject()",
+								event_id));
 			continue;
 		}
 		if (!after_ok)
