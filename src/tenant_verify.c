@@ -24,7 +24,9 @@
  * An unbound reader, which may execute the functions for the sake of bound
  * ones, is refused as before (ta_tenant_scope_checked()).
  * tool_audit.tenant_digest(tenant) gives an admin (or the verifier) the
- * digest of one tenant, to hand to that tenant's auditor.
+ * digest of one tenant, to hand to that tenant's auditor, and
+ * tool_audit.derive_tenant_digest(digest, tenant) derives it later from a
+ * full digest kept elsewhere.
  *
  *-------------------------------------------------------------------------
  */
@@ -42,8 +44,12 @@
 #include "utils/lsyscache.h"
 
 #include "catalog.h"
+#include "crypto.h"
+#include "digest.h"
+#include "hash.h"
 #include "jsonb_util.h"
 #include "tenant_verify.h"
+#include "tool_audit.h"
 
 static int
 cmp_cstr(const void *a, const void *b)
@@ -253,4 +259,128 @@ tenant_digest(PG_FUNCTION_ARGS)
 				 errmsg("permission denied for the digest of that tenant"),
 				 errdetail("The caller is bound to other tenants.")));
 	return ta_digest_scoped(ta_tenant_scope_of(tenant));
+}
+
+/* A value of the digest copied as JSON text ("null" when absent). */
+static void
+append_value(StringInfo buf, JsonbContainer *root, const char *key)
+{
+	JsonbValue *v = ta_jsonb_key(root, key);
+
+	if (v == NULL)
+		appendStringInfoString(buf, "null");
+	else if (v->type == jbvBinary)
+		(void) JsonbToCString(buf, v->val.binary.data, v->val.binary.len);
+	else
+		(void) JsonbToCString(buf, &JsonbValueToJsonb(v)->root, 0);
+}
+
+/*
+ * tool_audit.derive_tenant_digest(digest jsonb, tenant text) RETURNS jsonb
+ *
+ * One tenant's digest derived from a digest kept earlier (a full one, as an
+ * admin takes): its signature must check with the configured key; the
+ * result has its database, system identifier and time, the heads of that
+ * tenant only, "scope": "tenant", and "derived_from", the SHA-256 of the
+ * digest's canonical text, and is signed again.  It commits to nothing the
+ * signed digest did not: it cannot forge a head.
+ */
+PG_FUNCTION_INFO_V1(derive_tenant_digest);
+Datum
+derive_tenant_digest(PG_FUNCTION_ARGS)
+{
+	Jsonb	   *d = PG_GETARG_JSONB_P(0);
+	char	   *tenant = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	TaTenantScope *bound = ta_tenant_scope_for_caller();
+	TaTenantScope *scope = ta_tenant_scope_of(tenant);
+	JsonbValue *format;
+	JsonbValue *heads;
+	char	   *problem;
+	StringInfoData canon;
+	StringInfoData buf;
+	unsigned char hash[TA_HASH_LEN];
+	char		hex[2 * TA_HASH_LEN + 1];
+	EVP_PKEY   *pkey;
+	bool		first = true;
+	int			n;
+
+	if (bound != NULL && !ta_tenant_scope_has(bound, tenant, strlen(tenant)))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied for the digest of that tenant"),
+				 errdetail("The caller is bound to other tenants.")));
+	if (!JB_ROOT_IS_OBJECT(d) ||
+		(format = ta_jsonb_key(&d->root, "format")) == NULL || format->type != jbvString ||
+		format->val.string.len != strlen("tool_audit digest 1") ||
+		memcmp(format->val.string.val, "tool_audit digest 1", format->val.string.len) != 0 ||
+		(heads = ta_jsonb_key(&d->root, "heads")) == NULL || heads->type != jbvBinary ||
+		!JsonContainerIsArray(heads->val.binary.data))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("not a tool_audit digest"),
+				 errhint("Pass the jsonb that tool_audit.digest() returned.")));
+	problem = ta_digest_signature_problem(d);
+	if (problem != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("the digest's signature does not check: nothing is derived from it"),
+				 errdetail("%s", problem)));
+
+	initStringInfo(&canon);
+	ta_canonical_json(&canon, d);
+	ta_sha256(canon.data, canon.len, hash);
+	hex_encode((const char *) hash, TA_HASH_LEN, hex);
+	hex[2 * TA_HASH_LEN] = '\0';
+
+	initStringInfo(&buf);
+	appendStringInfoString(&buf, "{\"format\":\"tool_audit digest 1\",\"scope\":\"tenant\",\"database\":");
+	append_value(&buf, &d->root, "database");
+	appendStringInfoString(&buf, ",\"system_identifier\":");
+	append_value(&buf, &d->root, "system_identifier");
+	appendStringInfoString(&buf, ",\"taken_at\":");
+	append_value(&buf, &d->root, "taken_at");
+	appendStringInfo(&buf, ",\"derived_from\":\"%s\",\"heads\":[", hex);
+	n = JsonContainerSize(heads->val.binary.data);
+	for (int i = 0; i < n; i++)
+	{
+		JsonbValue *hv = getIthJsonbValueFromContainer(heads->val.binary.data, i);
+
+		if (hv == NULL || hv->type != jbvBinary || !JsonContainerIsObject(hv->val.binary.data) ||
+			!ta_tenant_head_in_scope(scope, hv->val.binary.data))
+			continue;
+		if (!first)
+			appendStringInfoChar(&buf, ',');
+		first = false;
+		(void) JsonbToCString(&buf, hv->val.binary.data, hv->val.binary.len);
+	}
+	appendStringInfoChar(&buf, ']');
+
+	pkey = ta_ed25519_load(ta_signing_key_file);
+	if (pkey == NULL)
+		appendStringInfoString(&buf, ",\"key_id\":null,\"signature\":null}");
+	else
+	{
+		char		key_id[TA_ED25519_KEY_ID_HEX + 1];
+		char	   *sig;
+
+		ta_ed25519_key_id(pkey, key_id);
+		appendStringInfo(&buf, ",\"key_id\":\"%s\"}", key_id);
+		resetStringInfo(&canon);
+		PG_TRY();
+		{
+			ta_canonical_json(&canon, DatumGetJsonbP(DirectFunctionCall1(jsonb_in,
+																		 CStringGetDatum(buf.data))));
+		}
+		PG_CATCH();
+		{
+			EVP_PKEY_free(pkey);
+			PG_RE_THROW();
+		}
+		PG_END_TRY();
+		sig = ta_ed25519_sign_hex(pkey, canon.data, canon.len);
+		EVP_PKEY_free(pkey);
+		buf.data[--buf.len] = '\0';
+		appendStringInfo(&buf, ",\"signature\":\"%s\"}", sig);
+	}
+	PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data)));
 }

@@ -258,4 +258,5 @@ GRANT EXECUTE ON FUNCTION tool_audit.export_since(jsonb, integer)
 GRANT EXECUTE ON FUNCTION tool_audit.verify(timestamptz), tool_audit.digest(),
     tool_audit.verify_digest(jsonb), tool_audit.signing_public_key()
     TO tool_audit_reader;
-GRANT EXECUTE ON FUNCTION tool_audit.tenant_digest(text) TO tool_audit_admin, tool_audit_verifier;
+GRANT EXECUTE ON FUNCTION tool_audit.tenant_digest(text), tool_audit.derive_tenant_digest(jsonb, text)
+    TO tool_audit_admin, tool_audit_verifier;

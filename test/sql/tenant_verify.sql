@@ -66,8 +66,9 @@ SELECT pg_temp.call_heads(:'acme_digest') =
 -- both digests check: no false alarm for the rows it cannot see
 SELECT * FROM tool_audit.verify_digest(:'acme_digest');
 SELECT * FROM tool_audit.verify_digest(:'full_digest');
--- it cannot ask for another tenant's digest
+-- it cannot ask for another tenant's digest, nor derive one
 SELECT regress_try($$SELECT tool_audit.tenant_digest('tv_globex')$$);
+SELECT regress_try(format('SELECT tool_audit.derive_tenant_digest(%L, %L)', :'full_digest', 'tv_globex'));
 RESET ROLE;
 
 -- an admin takes one tenant's digest: the same heads as the bound reader's
@@ -75,13 +76,29 @@ SET ROLE regress_admin;
 SELECT tool_audit.tenant_digest('tv_acme') AS admin_acme_digest \gset
 SELECT pg_temp.call_heads(:'admin_acme_digest') = pg_temp.call_heads(:'acme_digest') AS admin_tenant_digest_same_heads,
        :'admin_acme_digest'::jsonb->>'scope' AS scope;
+-- or derives it later from the full digest it kept: that digest's heads of
+-- tv_acme and its time, nothing of the others
+SELECT tool_audit.derive_tenant_digest(:'full_digest', 'tv_acme') AS derived_digest \gset
+SELECT :'derived_digest'::jsonb->>'scope' AS scope,
+       :'derived_digest'::jsonb->'taken_at' = :'full_digest'::jsonb->'taken_at' AS same_time,
+       :'derived_digest'::jsonb->'heads' =
+       (SELECT jsonb_agg(h) FROM jsonb_array_elements(:'full_digest'::jsonb->'heads') h
+         WHERE h->>'tenant' = 'tv_acme') AS same_heads,
+       strpos(:'derived_digest', 'tv_globex') AS globex_mentioned,
+       length(:'derived_digest'::jsonb->>'derived_from') AS derived_from_length;
+-- not from a digest whose signature does not check, nor from something else
+SELECT regress_try(format('SELECT tool_audit.derive_tenant_digest(%L, %L)',
+                          jsonb_set(:'full_digest', '{signature}', to_jsonb(repeat('0', 128))), 'tv_acme'));
+SELECT regress_try($$SELECT tool_audit.derive_tenant_digest('{"heads": []}', 'tv_acme')$$);
 RESET ROLE;
 
 -- a verifier role bound to the tenant is limited the same way
 SET ROLE regress_tv_verifier;
 SELECT pg_temp.call_heads(tool_audit.digest()) = pg_temp.call_heads(:'acme_digest') AS bound_verifier_same_heads;
 SELECT * FROM tool_audit.verify_digest(:'acme_digest');
+SELECT * FROM tool_audit.verify_digest(:'derived_digest');
 SELECT regress_try($$SELECT tool_audit.tenant_digest('tv_globex')$$);
+SELECT regress_try(format('SELECT tool_audit.derive_tenant_digest(%L, %L)', :'full_digest', 'tv_globex'));
 SELECT pg_temp.call_heads(tool_audit.tenant_digest('tv_acme')) = pg_temp.call_heads(:'acme_digest') AS own_tenant_digest;
 RESET ROLE;
 
