@@ -62,6 +62,12 @@ write_file($acme, $officer_digest);
 my $admin_acme = "$base/admin_acme.json";
 write_file($admin_acme, $node->safe_psql('postgres', q{SELECT tool_audit.tenant_digest('acme')}));
 
+# and one derived later from the full digest
+my $derived = "$base/derived.json";
+write_file($derived, $node->safe_psql('postgres',
+	q{SELECT tool_audit.derive_tenant_digest(pg_read_file('} . $full . q{')::jsonb, 'acme')}));
+unlike(slurp_file($derived), qr/beta/, 'the digest derived from the full one names no other tenant');
+
 like($officer_digest, qr/"scope": "tenant"/, 'the bound officer\'s digest is a tenant digest');
 unlike($officer_digest, qr/beta/, 'the bound officer\'s digest names no other tenant');
 like(slurp_file($full), qr/beta-secret-name/, 'the admin\'s full digest is unchanged: it lists every tenant');
@@ -92,6 +98,10 @@ like($out, qr/digest heads checked: [1-9]/, 'bound officer: the tenant digest\'s
 
 ($rc, $out) = external('acme_officer', $admin_acme, '--tenant', 'acme');
 is($rc, 0, 'bound officer, the admin\'s tenant_digest(acme): exits 0') or diag $out;
+
+($rc, $out) = external('acme_officer', $derived, '--tenant', 'acme');
+is($rc, 0, 'bound officer, the tenant digest derived from the full one: exits 0') or diag $out;
+like($out, qr/digest heads checked: [1-9]/, 'bound officer: the derived digest\'s heads are checked') or diag $out;
 
 ($rc, $out) = external('acme_verifier', $full, '--tenant', 'acme');
 is($rc, 0, 'bound verifier role, full digest, --tenant: exits 0') or diag $out;
@@ -141,6 +151,10 @@ unlike($out, qr/beta/, 'the report names no other tenant');
 is($node->safe_psql('postgres', q{SELECT string_agg(problem, '; ') FROM tool_audit.verify()}, connstr => $officer),
 	'row altered: its content does not match its row hash',
 	'verify() by the bound officer reports its tenant\'s row only');
+
+# the same against the derived digest
+($rc, $out) = external('acme_officer', $derived, '--tenant', 'acme');
+is($rc, 1, 'the tenant\'s row changed: reported against the derived digest too') or diag $out;
 
 # the tenant's newest rows deleted: the tenant digest tells
 tamper(q{DELETE FROM tool_audit.tool_calls WHERE tool_name IN ('call_19', 'call_20')});
