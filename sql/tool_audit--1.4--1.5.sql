@@ -4094,6 +4094,28 @@ REVOKE ALL ON FUNCTION tool_audit.export_since(jsonb, integer) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION tool_audit.export_since(jsonb, integer)
     TO tool_audit_reader, tool_audit_admin, tool_audit_verifier;
 
+-- (1.5) tenant verification: a caller bound to tenants verifies and takes
+-- digests of its tenants' chains only (src/tenant_verify.c); an admin takes
+-- one tenant's digest for that tenant's auditor
+CREATE FUNCTION tool_audit.tenant_digest(tenant text) RETURNS jsonb
+    AS 'MODULE_PATHNAME', 'tenant_digest' LANGUAGE C STRICT VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION tool_audit.tenant_digest(text) IS
+    'The digest of one tenant''s chains only (as digest() gives a caller bound to that tenant), signed like digest()';
+CREATE FUNCTION tool_audit.derive_tenant_digest(digest jsonb, tenant text) RETURNS jsonb
+    AS 'MODULE_PATHNAME', 'derive_tenant_digest' LANGUAGE C STRICT VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION tool_audit.derive_tenant_digest(jsonb, text) IS
+    'One tenant''s digest derived from a digest kept earlier whose signature checks: its heads of that tenant, its time, signed again';
+REVOKE ALL ON FUNCTION tool_audit.tenant_digest(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION tool_audit.derive_tenant_digest(jsonb, text) FROM PUBLIC;
+-- (1.5) tenant verification: readers verify and take digests too (a bound
+-- reader: of its tenants' chains only); admins and the verifier take one
+-- tenant's digest
+GRANT EXECUTE ON FUNCTION tool_audit.verify(timestamptz), tool_audit.digest(),
+    tool_audit.verify_digest(jsonb), tool_audit.signing_public_key()
+    TO tool_audit_reader;
+GRANT EXECUTE ON FUNCTION tool_audit.tenant_digest(text), tool_audit.derive_tenant_digest(jsonb, text)
+    TO tool_audit_admin, tool_audit_verifier;
+
 -- The final text of functions and views that more than one 1.5 change replaced
 -- (each change above replaced them in turn): as in sql/install, word for word
 

@@ -51,6 +51,7 @@
 #include "hash.h"
 #include "jsonb_util.h"
 #include "layout.h"
+#include "tenant_verify.h"
 #include "tool_audit.h"
 
 #define DIGEST_FORMAT	"tool_audit digest 1"
@@ -150,6 +151,7 @@ typedef struct LaneHead
 	int32		lane;
 	int64		seq;
 	char	   *json;
+	char	   *tenant;			/* NULL for none (tenant_verify.c filters by it) */
 } LaneHead;
 
 /*
@@ -193,6 +195,7 @@ anchor_heads(const char *table)
 		h->chain_id = DatumGetInt64(v[0]);
 		h->lane = DatumGetInt32(v[1]);
 		h->seq = DatumGetInt64(v[2]);
+		h->tenant = n[4] ? NULL : TextDatumGetCString(v[4]);
 		initStringInfo(&head);
 		appendStringInfo(&head, "{\"chain\":\"" INT64_FORMAT "\",\"table\":", h->chain_id);
 		escape_json(&head, table);
@@ -224,7 +227,7 @@ anchor_heads(const char *table)
  * were purged has its head in its last anchor).
  */
 static void
-append_heads(StringInfo buf, const char *table, bool *first)
+append_heads(StringInfo buf, const char *table, bool *first, const TaTenantScope *scope)
 {
 	List	   *row_heads = NIL;
 	List	   *purged = anchor_heads(table);
@@ -277,6 +280,12 @@ append_heads(StringInfo buf, const char *table, bool *first)
 				h->lane = lane;
 				h->seq = DatumGetInt64(head_column(slot, layout, TA_COL_CHAIN_SEQ, &isnull));
 				h->json = head_json(slot, layout);
+				{
+					bool		tnull;
+					Datum		t = head_column(slot, layout, TA_COL_TENANT_ID, &tnull);
+
+					h->tenant = tnull ? NULL : TextDatumGetCString(t);
+				}
 				lanes = lcons(h, lanes);
 			}
 			if (lane <= 0)
@@ -316,6 +325,9 @@ append_heads(StringInfo buf, const char *table, bool *first)
 			h = a;
 			ac = lnext(purged, ac);
 		}
+		if (scope != NULL &&
+			!ta_tenant_scope_has(scope, h->tenant, h->tenant ? strlen(h->tenant) : 0))
+			continue;
 		if (!*first)
 			appendStringInfoChar(buf, ',');
 		*first = false;
@@ -323,18 +335,25 @@ append_heads(StringInfo buf, const char *table, bool *first)
 	}
 }
 
+typedef struct HeadsArgs
+{
+	StringInfo	buf;
+	const TaTenantScope *scope; /* NULL: every tenant's heads */
+} HeadsArgs;
+
 /*
  * The heads of every audit table, ordered by (table, chain, lane); no
  * data_changes heads in a schema still at a version before 1.5.
  */
 static void
-append_all_heads(StringInfo buf)
+append_all_heads(void *arg)
 {
+	HeadsArgs  *a = arg;
 	bool		first = true;
 
 	for (int i = 0; i < TA_NAUDIT_TABLES; i++)
 		if (ta_audit_table_expected(ta_audit_tables[i]))
-			append_heads(buf, ta_audit_tables[i], &first);
+			append_heads(a->buf, ta_audit_tables[i], &first, a->scope);
 }
 
 static char *
@@ -357,6 +376,18 @@ PG_FUNCTION_INFO_V1(digest);
 Datum
 digest(PG_FUNCTION_ARGS)
 {
+	/* a caller bound to tenants gets their digest (tenant_verify.c) */
+	return ta_digest_scoped(ta_tenant_scope_checked("digest"));
+}
+
+/*
+ * The digest of every chain (scope NULL), or of the scope's tenants' chains
+ * only, marked "scope": "tenant" (read as the extension's owner).
+ */
+Datum
+ta_digest_scoped(const TaTenantScope *scope)
+{
+	HeadsArgs	heads_args;
 	StringInfoData buf;
 	StringInfoData canon;
 	EVP_PKEY   *pkey = ta_ed25519_load(ta_signing_key_file);
@@ -365,13 +396,21 @@ digest(PG_FUNCTION_ARGS)
 	char	   *sig;
 
 	initStringInfo(&buf);
-	appendStringInfoString(&buf, "{\"format\":\"" DIGEST_FORMAT "\",\"database\":");
+	appendStringInfoString(&buf, "{\"format\":\"" DIGEST_FORMAT "\",");
+	if (scope != NULL)
+		appendStringInfoString(&buf, "\"scope\":\"tenant\",");
+	appendStringInfoString(&buf, "\"database\":");
 	escape_json(&buf, get_database_name(MyDatabaseId));
 	appendStringInfo(&buf, ",\"system_identifier\":\"" UINT64_FORMAT "\",\"taken_at\":\"%s\",\"heads\":[",
 					 GetSystemIdentifier(), utc_text(GetCurrentTimestamp()));
 	PG_TRY();
 	{
-		append_all_heads(&buf);
+		heads_args.buf = &buf;
+		heads_args.scope = scope;
+		if (ta_tenant_run_as_owner(scope))
+			ta_as_extension_owner(append_all_heads, &heads_args);
+		else
+			append_all_heads(&heads_args);
 	}
 	PG_CATCH();
 	{

@@ -62,6 +62,7 @@
 #include "layout.h"
 #include "purge.h"
 #include "restore.h"
+#include "tenant_verify.h"
 
 /* a lane head a digest committed to */
 typedef struct CheckpointKey
@@ -105,6 +106,7 @@ typedef struct Verification
 	TimestampTz taken_at;
 	int			nproblems;
 	HTAB	   *erased;			/* accepted erasures, by row; NULL when none */
+	const TaTenantScope *scope; /* a bound caller's tenants; NULL: all */
 } Verification;
 
 /* An audit row as an accepted erasure left it: the latest entry wins. */
@@ -422,10 +424,11 @@ load_erasures(Verification *w)
 		ev = hash_search(events, &event_id, HASH_FIND, NULL);
 		if (ev == NULL)
 		{
-			report(w, table, false, 0, 0, -1, row_id,
-				   psprintf("erasure entry names admin event " INT64_FORMAT
-							", which is not a tool_audit.retention.erase event: not written by erase_subject()",
-							event_id));
+			if (w->scope == NULL)	/* names rows of any tenant */
+				report(w, table, false, 0, 0, -1, row_id,
+					   psprintf("erasure entry names admin event " INT64_FORMAT
+								", which is not a tool_audit.retention.erase event: not written by erase_subject()",
+								event_id));
 			continue;
 		}
 		if (!after_ok)
@@ -441,7 +444,7 @@ load_erasures(Verification *w)
 
 		ta_erasures_hash_end(&ev->entries, got);
 		ev->ok = ev->has_hash && ta_hash_equal(got, ev->committed);
-		if (!ev->ok)
+		if (!ev->ok && w->scope == NULL)	/* names rows of any tenant */
 			report(w, "admin_events", false, 0, 0, -1, ev->id,
 				   psprintf("erasure event's entries in tool_audit.erasures (" INT64_FORMAT
 							") do not match its erasures_hash: entries inserted, changed or removed outside erase_subject()",
@@ -572,6 +575,8 @@ load_anchors(Verification *w, const char *table, int *nanchors)
 
 		for (int c = 0; c < 11; c++)
 			v[c] = SPI_getbinval(tup, desc, c + 1, &n[c]);
+		if (!ta_tenant_scope_has_datum(w->scope, v[7], n[7]))
+			continue;			/* another tenant's, in a tenant run */
 		problem = n[10] ? NULL : TextDatumGetCString(v[10]);
 		a->has_purged_at = !n[9];
 		a->purged_at = n[9] ? 0 : DatumGetTimestampTz(v[9]);
@@ -774,6 +779,8 @@ walk_table(Verification *w, const char *table)
 		slot_getallattrs(slot);
 		values = slot->tts_values;
 		nulls = slot->tts_isnull;
+		if (w->scope != NULL && !ta_tenant_row_in_scope(w->scope, layout, values, nulls))
+			goto next;			/* another tenant's, in a tenant run */
 		row_id = nulls[col[TA_COL_ID]] ? -1 : DatumGetInt64(values[col[TA_COL_ID]]);
 		if (w->has_since && layout->time_column >= 0 && !nulls[layout->time_column])
 			in_scope = DatumGetTimestampTz(values[layout->time_column]) >= w->since;
@@ -917,10 +924,13 @@ raise_if_problems(Verification *w, const char *rule, const char *function)
 }
 
 static void
-run_walk(Verification *w)
+run_walk_body(void *arg)
 {
+	Verification *w = arg;
+
 	check_protections(w);
-	for (int i = 0; i < TA_NAUDIT_TABLES; i++)
+	/* the sequences count every tenant's rows: not in a tenant run */
+	for (int i = 0; i < TA_NAUDIT_TABLES && w->scope == NULL; i++)
 		check_id_sequence(w, ta_audit_tables[i]);
 	load_erasures(w);
 	/* in name order; a table the schema's version predates is not walked */
@@ -928,6 +938,16 @@ run_walk(Verification *w)
 		if (ta_audit_table_expected(ta_audit_tables[i]))
 			walk_table(w, ta_audit_tables[i]);
 	report_unreached(w);
+}
+
+/* A tenant run (or a reader's) reads anchors and erasures as the owner (tenant_verify.c). */
+static void
+run_walk(Verification *w)
+{
+	if (ta_tenant_run_as_owner(w->scope))
+		ta_as_extension_owner(run_walk_body, w);
+	else
+		run_walk_body(w);
 }
 
 /*
@@ -941,6 +961,7 @@ verify(PG_FUNCTION_ARGS)
 	Verification w;
 
 	start_verification(&w, fcinfo);
+	w.scope = ta_tenant_scope_checked("verify");
 	if (!PG_ARGISNULL(0))
 	{
 		w.has_since = true;
@@ -1004,7 +1025,7 @@ head_chain(JsonbContainer *head)
 }
 
 static HTAB *
-load_checkpoints(Jsonb *d)
+load_checkpoints(Jsonb *d, const TaTenantScope *scope)
 {
 	HASHCTL		ctl;
 	HTAB	   *h;
@@ -1051,6 +1072,8 @@ load_checkpoints(Jsonb *d)
 			table_index(pnstrdup(table->val.string.val, table->val.string.len)) < 0)
 			bad_digest("A head's \"table\" is not tool_calls, admin_events or data_changes.");
 		memcpy(key.table, table->val.string.val, table->val.string.len);
+		if (!ta_tenant_head_in_scope(scope, head))
+			continue;			/* another tenant's head, in a tenant run */
 		key.chain_id = head_chain(head);
 		key.lane = (int32) head_int(head, "lane", 0, PG_INT32_MAX);
 		cp = hash_search(h, &key, HASH_ENTER, &found);
@@ -1097,10 +1120,12 @@ verify_digest(PG_FUNCTION_ARGS)
 {
 	Jsonb	   *d = PG_GETARG_JSONB_P(0);
 	Verification w;
-	HTAB	   *checkpoints = load_checkpoints(d);
+	const TaTenantScope *scope = ta_tenant_scope_checked("verify_digest");
+	HTAB	   *checkpoints = load_checkpoints(d, scope);
 	char	   *sig_problem = ta_digest_signature_problem(d);
 
 	start_verification(&w, fcinfo);
+	w.scope = scope;
 	w.checkpoints = checkpoints;
 	w.has_taken_at = digest_taken_at(d, &w.taken_at);
 	if (sig_problem != NULL)

@@ -520,6 +520,7 @@ static const char anchor_query[] =
 "  FROM tool_audit.purge_anchors a"
 "  LEFT JOIN tool_audit.admin_events e ON e.id OPERATOR(pg_catalog.=) a.purge_event_id"
 " WHERE a.table_name OPERATOR(pg_catalog.=) $1"
+"   AND ($2::pg_catalog.text IS NULL OR a.tenant_id OPERATOR(pg_catalog.=) $2)"
 " ORDER BY a.chain_id, a.chain_lane, a.first_seq";
 
 /* The table's purge anchors (none in a database from before 1.4). */
@@ -527,18 +528,18 @@ static void
 load_anchors(PGconn *conn, Walk *w)
 {
 	PGresult   *res;
-	const char *params[1] = {w->t->table};
+	const char *params[2] = {w->t->table, tenant_only};	/* --tenant: its anchors */
 	int			i;
 
 	res = exec_ok(conn, "SELECT pg_catalog.to_regclass('tool_audit.purge_anchors') IS NOT NULL",
 				  PGRES_TUPLES_OK);
-	if (strcmp(PQgetvalue(res, 0, 0), "t") != 0)
+	if (strcmp(PQgetvalue(res, 0, 0), "t") != 0 || !tenant_may_read(conn, "purge_anchors"))
 	{
 		PQclear(res);
 		return;
 	}
 	PQclear(res);
-	res = PQexecParams(conn, anchor_query, 1, NULL, params, NULL, NULL, 0);
+	res = PQexecParams(conn, anchor_query, 2, NULL, params, NULL, NULL, 0);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK)
 		fatal("reading tool_audit.purge_anchors failed: %s", PQerrorMessage(conn));
 	w->nanchors = (size_t) PQntuples(res);
@@ -826,7 +827,11 @@ check_row(Walk *w, PGresult *res)
 	const char *id = row_id(w, res, idbuf);
 	int64_t		id_value;
 	const unsigned char *erased = NULL;
+	size_t		tenant_len;
+	const char *tenant = text_value(res, w->t->tenant_col, &tenant_len);
 
+	if (!tenant_wanted(tenant, tenant_len))
+		return true;			/* --tenant: another tenant's row */
 	w->stats->rows++;
 	recompute_row_hash(w, res, row);
 	if (id != NULL && parse_int64(id, strlen(id), &id_value))
@@ -1083,7 +1088,7 @@ verify_database(const char *conninfo, Digest *digest, TableStats *stats,
 					PGRES_COMMAND_OK));
 	PQclear(exec_ok(conn, "SET LOCAL statement_timeout = 0", PGRES_COMMAND_OK));
 	check_database_name(conn, digest);
-	go_on = erasures_load(conn);
+	go_on = !tenant_may_read(conn, "erasures") || erasures_load(conn);
 
 	for (i = 0; i < nstats && go_on; i++)
 	{

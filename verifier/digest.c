@@ -61,7 +61,10 @@ digest_free(Digest *d)
 	size_t		i;
 
 	for (i = 0; i < d->nheads; i++)
+	{
 		free(d->heads[i].table);
+		free(d->heads[i].tenant);
+	}
 	free(d->heads);
 	free(d->database);
 	memset(d, 0, sizeof(Digest));
@@ -99,6 +102,7 @@ load_head(const char *path, size_t i, const JsonValue *h, DigestHead *out)
 	if (strlen(table->str) != table->len)
 		fatal("digest \"%s\": head %zu has a NUL in its table name", path, i + 1);
 	out->table = xstrndup(table->str, table->len);
+	out->tenant = tenant->kind == JSON_NULL ? NULL : xstrndup(tenant->str, tenant->len);
 	out->done = false;
 
 	/*
@@ -276,6 +280,7 @@ digest_load(const char *path, const char *pubkey_path, Digest *d)
 
 	json_free(root);
 	qsort(d->heads, d->nheads, sizeof(DigestHead), head_qsort_cmp);
+	tenant_filter_heads(d);		/* --tenant: that tenant's heads only */
 
 	/* position 0 covers no row: its hash can only be the empty chain's */
 	for (i = 0; i < d->nheads && go_on; i++)

@@ -5,7 +5,7 @@
  *	  of tool_audit's row hashes, chain links and signed digests.
  *
  *	  tool_audit_verify --vectors DIR
- *	  tool_audit_verify [--digest FILE] [--public-key FILE] [--all] CONNINFO
+ *	  tool_audit_verify [--digest FILE] [--public-key FILE] [--all] [--tenant NAME] CONNINFO
  *
  * Exit status: 0 all intact, 1 a problem was found (the first one is
  * printed, or all of them with --all), 2 usage, connection or input error.
@@ -33,7 +33,7 @@ usage(FILE *out)
 	fprintf(out,
 			"Usage:\n"
 			"  tool_audit_verify --vectors DIR\n"
-			"  tool_audit_verify [--digest FILE] [--public-key FILE] [--all] CONNINFO\n"
+			"  tool_audit_verify [--digest FILE] [--public-key FILE] [--all] [--tenant NAME] CONNINFO\n"
 			"\n"
 			"Recomputes the row hashes and chain links of tool_audit.tool_calls,\n"
 			"tool_audit.admin_events and tool_audit.data_changes and compares them\n"
@@ -44,6 +44,8 @@ usage(FILE *out)
 			"  --digest FILE      JSON output of tool_audit.digest() to check against\n"
 			"  --public-key FILE  Ed25519 public key (PEM) that signed the digest\n"
 			"  --all              report every problem, not only the first\n"
+			"  --tenant NAME      check only the chains of tenant NAME (and the digest's\n"
+			"                     heads of it), e.g. as a reader bound to that tenant\n"
 			"  --vectors DIR      check this program against the test vectors in DIR\n"
 			"  --help             show this help\n"
 			"\n"
@@ -124,6 +126,7 @@ main(int argc, char **argv)
 		{"digest", required_argument, NULL, 'd'},
 		{"public-key", required_argument, NULL, 'k'},
 		{"all", no_argument, NULL, 'a'},
+		{"tenant", required_argument, NULL, 't'},
 		{"vectors", required_argument, NULL, 'v'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0}
@@ -150,6 +153,9 @@ main(int argc, char **argv)
 			case 'a':
 				report_all = true;
 				break;
+			case 't':
+				tenant_only = optarg;
+				break;
 			case 'v':
 				vectors_dir = optarg;
 				break;
@@ -164,7 +170,7 @@ main(int argc, char **argv)
 
 	if (vectors_dir != NULL)
 	{
-		if (optind != argc || digest_path || pubkey_path || report_all)
+		if (optind != argc || digest_path || pubkey_path || report_all || tenant_only)
 		{
 			fprintf(stderr, "tool_audit_verify: --vectors takes no other options\n");
 			return EXIT_ERROR;

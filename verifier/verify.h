@@ -114,6 +114,7 @@ typedef struct DigestHead
 	int64_t		position;
 	unsigned char hash[HASH_LEN];
 	bool		done;			/* compared, or reported as a problem */
+	char	   *tenant;			/* NULL for none (tenant.c) */
 } DigestHead;
 
 typedef struct Digest
@@ -126,6 +127,13 @@ typedef struct Digest
 } Digest;
 
 extern bool digest_load(const char *path, const char *pubkey_path, Digest *d);
+
+/* tenant.c: --tenant, one tenant's chains only */
+struct pg_conn;
+extern const char *tenant_only;
+extern bool tenant_wanted(const char *tenant, size_t len);
+extern void tenant_filter_heads(Digest *d);
+extern bool tenant_may_read(struct pg_conn *conn, const char *table);
 extern void digest_free(Digest *d);
 extern int	digest_head_cmp(const DigestHead *a, const char *table,
 							int64_t chain, int64_t lane, int64_t position);

@@ -31,6 +31,18 @@ CREATE FUNCTION tool_audit.signing_public_key() RETURNS text
 COMMENT ON FUNCTION tool_audit.signing_public_key() IS
     'The PEM public key that checks digest signatures, or NULL when no signing key is configured';
 
+-- (1.5) tenant verification: a caller bound to tenants verifies and takes
+-- digests of its tenants' chains only (src/tenant_verify.c); an admin takes
+-- one tenant's digest for that tenant's auditor
+CREATE FUNCTION tool_audit.tenant_digest(tenant text) RETURNS jsonb
+    AS 'MODULE_PATHNAME', 'tenant_digest' LANGUAGE C STRICT VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION tool_audit.tenant_digest(text) IS
+    'The digest of one tenant''s chains only (as digest() gives a caller bound to that tenant), signed like digest()';
+CREATE FUNCTION tool_audit.derive_tenant_digest(digest jsonb, tenant text) RETURNS jsonb
+    AS 'MODULE_PATHNAME', 'derive_tenant_digest' LANGUAGE C STRICT VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION tool_audit.derive_tenant_digest(jsonb, text) IS
+    'One tenant''s digest derived from a digest kept earlier whose signature checks: its heads of that tenant, its time, signed again';
+
 -- ---------------------------------------------------------------------------
 -- Checking rows: the primitives of section 2 and 4 of doc/canonical-encoding.md
 -- ---------------------------------------------------------------------------

@@ -251,3 +251,12 @@ GRANT EXECUTE ON FUNCTION
 -- (1.5) export_since(): as export_jsonl(), for readers, admins and the verifier
 GRANT EXECUTE ON FUNCTION tool_audit.export_since(jsonb, integer)
     TO tool_audit_reader, tool_audit_admin, tool_audit_verifier;
+
+-- (1.5) tenant verification: readers verify and take digests too (a bound
+-- reader: of its tenants' chains only); admins and the verifier take one
+-- tenant's digest
+GRANT EXECUTE ON FUNCTION tool_audit.verify(timestamptz), tool_audit.digest(),
+    tool_audit.verify_digest(jsonb), tool_audit.signing_public_key()
+    TO tool_audit_reader;
+GRANT EXECUTE ON FUNCTION tool_audit.tenant_digest(text), tool_audit.derive_tenant_digest(jsonb, text)
+    TO tool_audit_admin, tool_audit_verifier;
