@@ -231,8 +231,13 @@ $central2->safe_psql('audit_app', q{
 	GRANT USAGE ON SCHEMA tool_audit TO auditor;
 	GRANT SELECT ON ALL TABLES IN SCHEMA tool_audit TO auditor;
 });
+# this one replicates as a least-privileged role: REPLICATION and the
+# verifier role, which reads every tenant's rows (a role that row-level
+# security limits would copy only part of the trail at first)
+$source->safe_psql('app', q{CREATE ROLE replicator LOGIN REPLICATION IN ROLE tool_audit_verifier});
+my $connstr_repl = $connstr . ' user=replicator';
 $central2->safe_psql('audit_app',
-	"CREATE SUBSCRIPTION tool_audit_central2 CONNECTION '$connstr' PUBLICATION tool_audit_central");
+	"CREATE SUBSCRIPTION tool_audit_central2 CONNECTION '$connstr_repl' PUBLICATION tool_audit_central");
 $central2->poll_query_until('audit_app',
 	q{SELECT count(*) = 0 FROM pg_subscription_rel WHERE srsubstate NOT IN ('r', 's')})
   or die 'the initial copy did not finish';
@@ -241,6 +246,32 @@ my @cmd = ($verifier, '--digest', $digest2, '--public-key', $pub, $central2->con
 my ($stdout, $stderr);
 IPC::Run::run(\@cmd, '>', \$stdout, '2>', \$stderr);
 is($? >> 8, 0, 'the second copy verifies') or diag($stdout . $stderr);
+is($central2->safe_psql('audit_app', 'SELECT count(*) FROM tool_audit.tool_calls'),
+	$source->safe_psql('app', 'SELECT count(*) FROM tool_audit.tool_calls'),
+	'the replication role without superuser or BYPASSRLS copied every row');
+
+# a second source database into the same central database is refused by the
+# unique indexes (ids repeat across sources, and so do chain ids: the same
+# tenant has the same chain id in every database): one central database per
+# source; the copy already there is left as it was
+$source->safe_psql('postgres', 'CREATE DATABASE app2');
+$source->safe_psql('app2', q{
+	CREATE EXTENSION tool_audit;
+	SELECT tool_audit.log_call('other_' || g, '{}', '{}', 1, '{"tenant_id": "acme"}') FROM generate_series(1, 3) g;
+	CREATE PUBLICATION tool_audit_central FOR TABLE tool_audit.tool_calls, tool_audit.admin_events
+	  WITH (publish = 'insert, update, delete');
+});
+my $log_offset = -s $central2->logfile;
+my $connstr2 = $source->connstr . ' dbname=app2';
+$central2->safe_psql('audit_app',
+	"CREATE SUBSCRIPTION other_source CONNECTION '$connstr2' PUBLICATION tool_audit_central");
+ok($central2->wait_for_log(qr/duplicate key value violates unique constraint "(tool_calls|admin_events)_\w+"/, $log_offset),
+	'a second source into the same central database: its rows are refused');
+$central2->safe_psql('audit_app', 'DROP SUBSCRIPTION other_source');
+is($central2->safe_psql('audit_app', q{SELECT count(*) FROM tool_audit.tool_calls WHERE tool_name LIKE 'other%'}), '0',
+	'none of them arrived');
+IPC::Run::run(\@cmd, '>', \$stdout, '2>', \$stderr);
+is($? >> 8, 0, 'and the first source\'s copy still verifies') or diag($stdout . $stderr);
 
 my $forged = $source->safe_psql('app', q{SELECT id FROM tool_audit.tool_calls WHERE tool_name = 'lookup_7'});
 $source->safe_psql('app', qq{
