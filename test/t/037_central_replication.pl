@@ -58,6 +58,19 @@ $source->safe_psql('app', q{
 });
 is($source->safe_psql('app', 'SELECT count(*) > 0 FROM tool_audit.data_changes'), 't',
 	'the tracked table wrote data_changes at the source');
+# the publication names the five tables the verifier reads, and nothing else of
+# the schema: pseudonym_keys holds key material (FOR ALL TABLES or FOR TABLES
+# IN SCHEMA would stream it to any subscriber)
+is($source->safe_psql('app',
+		q{SELECT string_agg(tablename, ',' ORDER BY tablename) FROM pg_publication_tables WHERE pubname = 'tool_audit_central'}),
+	'admin_events,data_changes,erasures,purge_anchors,tool_calls', 'the publication lists the five audit tables only');
+# the DDL guard treats a table's membership in a publication like any object
+# depending on an audit table: it cannot be dropped
+my ($pret, $pout, $perr) = $source->psql('app', 'ALTER PUBLICATION tool_audit_central DROP TABLE tool_audit.erasures');
+like($perr, qr/dropping tool_audit.erasures in publication tool_audit_central is not allowed/,
+	'an audit table cannot be taken out of the publication');
+($pret, $pout, $perr) = $source->psql('app', 'DROP PUBLICATION tool_audit_central');
+like($perr, qr/in publication tool_audit_central is not allowed/, 'nor the publication dropped');
 my $pub = "$base/digest_pub.pem";
 {
 	open my $fh, '>', $pub or die "$pub: $!";
