@@ -300,6 +300,55 @@ isnt($? >> 8, 0, 'the verifier fails on the central copy');
 like($stdout, qr/PROBLEM table=tool_calls .*row_id=$forged\b.*row altered/, "and names the source's forged row")
   or diag($stdout . $stderr);
 
+# --- a preloaded source (the production setting: the preloaded hooks refuse
+# UPDATE and DELETE to everyone but the sanctioned erasure and purge) into a
+# second database of the central cluster: clean, erasure included
+my $pre = PostgreSQL::Test::Cluster->new('preloaded_source');
+$pre->init(allows_streaming => 'logical');
+$pre->append_conf('postgresql.conf', "shared_preload_libraries = 'tool_audit'");
+$pre->append_conf('postgresql.conf', "tool_audit.signing_key_file = '$key'");
+$pre->start;
+$pre->safe_psql('postgres', q{
+	CREATE EXTENSION tool_audit;
+	SELECT tool_audit.log_call('pre_' || g, '{}', '{}', 1,
+	       jsonb_build_object('tenant_id', 't' || g % 3, 'subject_id', CASE WHEN g % 5 = 0 THEN 'cust-9' END))
+	  FROM generate_series(1, 15) g;
+	CREATE PUBLICATION tool_audit_central
+	  FOR TABLE tool_audit.tool_calls, tool_audit.admin_events, tool_audit.data_changes,
+	            tool_audit.purge_anchors, tool_audit.erasures
+	  WITH (publish = 'insert, update, delete');
+});
+$central2->safe_psql('postgres', 'CREATE DATABASE audit_pre');
+command_ok(['psql', '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', $central2->connstr('audit_pre'),
+		'-f', $central_sql], 'a central database for the preloaded source');
+$central2->safe_psql('audit_pre', q{
+	GRANT USAGE ON SCHEMA tool_audit TO auditor;
+	GRANT SELECT ON ALL TABLES IN SCHEMA tool_audit TO auditor;
+});
+my $pre_connstr = $pre->connstr . ' dbname=postgres';
+$central2->safe_psql('audit_pre',
+	"CREATE SUBSCRIPTION tool_audit_pre CONNECTION '$pre_connstr' PUBLICATION tool_audit_central");
+$central2->poll_query_until('audit_pre',
+	q{SELECT count(*) = 0 FROM pg_subscription_rel WHERE srsubstate NOT IN ('r', 's')})
+  or die 'the initial copy did not finish';
+my $pre_digest = "$base/pre_digest.json";
+{
+	open my $fh, '>', $pre_digest or die "$pre_digest: $!";
+	print $fh $pre->safe_psql('postgres', 'SELECT tool_audit.digest()');
+	close $fh;
+}
+$pre->safe_psql('postgres', q{SELECT tool_audit.erase_subject('cust-9', 'request 2026-8', 'GDPR Art. 17(1)(a)')});
+$pre->wait_for_catchup('tool_audit_pre');
+is($central2->safe_psql('audit_pre', q{SELECT count(*) FROM tool_audit.erasures}),
+	$pre->safe_psql('postgres', q{SELECT count(*) FROM tool_audit.erasures}), 'preloaded source: the erasure arrived');
+is($central2->safe_psql('audit_pre', q{SELECT count(*) FROM tool_audit.erasures}), '3', '(its three rows)');
+my @pre_cmd = ($verifier, '--digest', $pre_digest, '--public-key', $pub, $central2->connstr('audit_pre') . ' user=auditor');
+my ($pre_out, $pre_err);
+IPC::Run::run(\@pre_cmd, '>', \$pre_out, '2>', \$pre_err);
+is($? >> 8, 0, 'preloaded source: its central copy verifies after the erasure') or diag($pre_out . $pre_err);
+$central2->safe_psql('audit_pre', 'DROP SUBSCRIPTION tool_audit_pre');
+$pre->stop;
+
 # --- change data capture with wal2json (Kafka connectors read the same
 # stream): the rows come with their chain columns and hashes, as stored
 SKIP:
