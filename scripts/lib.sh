@@ -6,7 +6,7 @@
 TA_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 TA_PG_MAJOR=${TA_PG_MAJOR:-15}
 PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/$TA_PG_MAJOR/bin/pg_config}
-TA_PACKAGES="postgresql-$TA_PG_MAJOR postgresql-server-dev-$TA_PG_MAJOR postgresql-$TA_PG_MAJOR-cron
+TA_PACKAGES="postgresql-$TA_PG_MAJOR postgresql-server-dev-$TA_PG_MAJOR postgresql-$TA_PG_MAJOR-cron postgresql-$TA_PG_MAJOR-wal2json
 libssl-dev libpq-dev libyajl-dev libipc-run-perl openssl make gcc perl python3-psycopg"
 
 ta_log() { printf '==> %s\n' "$*" >&2; }
