@@ -62,6 +62,7 @@
 #include "layout.h"
 #include "purge.h"
 #include "restore.h"
+#include "time_order.h"
 
 /* a lane head a digest committed to */
 typedef struct CheckpointKey
@@ -145,6 +146,9 @@ typedef struct LaneCheck
 	bool		strict_ok;		/* false once a gap makes it meaningless */
 	Checkpoint *cp;
 	const Anchor *anchor;		/* the last anchor the lane went across */
+	bool		has_time;		/* latest_time is set (time_order.c) */
+	TimestampTz latest_time;	/* the latest time of a row so far */
+	int64		latest_seq;		/* that row's position */
 } LaneCheck;
 
 /* A run whose problems are the rows of the function's result. */
@@ -525,6 +529,7 @@ start_lane(Verification *w, const char *table, LaneCheck *ln, int64 chain_id, in
 	ln->strict_ok = true;
 	ln->cp = NULL;
 	ln->anchor = NULL;
+	ln->has_time = false;
 	if (w->checkpoints != NULL)
 	{
 		CheckpointKey key;
@@ -706,6 +711,36 @@ anchor_only_lanes(Verification *w, const char *table, LaneCheck *ln,
 	}
 }
 
+/*
+ * Time along the lane, and before a digest the row is not covered by
+ * (time_order.c).  With verify(since), a row is checked when the latest
+ * row before it in its lane is in scope.
+ */
+static void
+check_time(Verification *w, const char *table, LaneCheck *ln, const TaLayout *layout,
+		   Datum *values, bool *nulls, int64 seq, int64 row_id)
+{
+	TimestampTz at;
+	char	   *problem;
+
+	if (layout->time_column < 0 || nulls[layout->time_column])
+		return;
+	at = DatumGetTimestampTz(values[layout->time_column]);
+	if (ln->has_time && (!w->has_since || ln->latest_time >= w->since) &&
+		(problem = ta_time_order_problem(at, ln->latest_time, ln->latest_seq)) != NULL)
+		report(w, table, true, ln->chain_id, ln->lane, seq, row_id, problem);
+	if (w->checkpoints != NULL && w->has_taken_at &&
+		(ln->cp == NULL || seq > ln->cp->position) &&
+		(problem = ta_time_uncovered_problem(at, w->taken_at, ln->cp != NULL)) != NULL)
+		report(w, table, true, ln->chain_id, ln->lane, seq, row_id, problem);
+	if (!ln->has_time || at > ln->latest_time)
+	{
+		ln->has_time = true;
+		ln->latest_time = at;
+		ln->latest_seq = seq;
+	}
+}
+
 static void
 walk_table(Verification *w, const char *table)
 {
@@ -852,6 +887,8 @@ walk_table(Verification *w, const char *table)
 			report(w, table, true, chain_id, lane, seq, row_id,
 				   "chain link broken: row reordered, inserted or its link edited");
 		/* after a gap the link cannot be checked: the gap was reported */
+
+		check_time(w, table, &ln, layout, values, nulls, seq, row_id);
 
 		/* the strict link, for digests */
 		ta_link_hash(chain_id, lane, seq, ln.strict, row_hash, ln.strict);

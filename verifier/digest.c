@@ -228,6 +228,7 @@ digest_load(const char *path, const char *pubkey_path, Digest *d)
 	const JsonValue *sig;
 	const JsonValue *key_id;
 	const JsonValue *database;
+	const JsonValue *taken_at;
 	bool		go_on = true;
 	size_t		i;
 
@@ -248,6 +249,7 @@ digest_load(const char *path, const char *pubkey_path, Digest *d)
 	sig = json_get(root, "signature");
 	key_id = json_get(root, "key_id");
 	database = json_get(root, "database");
+	taken_at = json_get(root, "taken_at");
 	if (heads == NULL || heads->kind != JSON_ARRAY)
 		fatal("digest \"%s\": \"heads\" must be an array", path);
 	if (sig == NULL || (sig->kind != JSON_NULL && sig->kind != JSON_STRING))
@@ -257,6 +259,9 @@ digest_load(const char *path, const char *pubkey_path, Digest *d)
 	if (database != NULL && database->kind == JSON_STRING &&
 		strlen(database->str) == database->len)
 		d->database = xstrndup(database->str, database->len);
+	/* what rows not covered may not claim to precede (timeorder.c) */
+	if (taken_at != NULL && taken_at->kind == JSON_STRING)
+		d->has_taken_at = parse_digest_time(taken_at->str, taken_at->len, &d->taken_at);
 
 	d->nheads = heads->count;
 	d->heads = xmalloc(sizeof(DigestHead) * (heads->count ? heads->count : 1));

@@ -5,7 +5,8 @@
  *	  of tool_audit's row hashes, chain links and signed digests.
  *
  *	  tool_audit_verify --vectors DIR
- *	  tool_audit_verify [--digest FILE] [--public-key FILE] [--all] CONNINFO
+ *	  tool_audit_verify [--digest FILE] [--public-key FILE] [--all]
+ *						[--time-tolerance SECONDS] CONNINFO
  *
  * Exit status: 0 all intact, 1 a problem was found (the first one is
  * printed, or all of them with --all), 2 usage, connection or input error.
@@ -33,7 +34,8 @@ usage(FILE *out)
 	fprintf(out,
 			"Usage:\n"
 			"  tool_audit_verify --vectors DIR\n"
-			"  tool_audit_verify [--digest FILE] [--public-key FILE] [--all] CONNINFO\n"
+			"  tool_audit_verify [--digest FILE] [--public-key FILE] [--all]\n"
+			"                    [--time-tolerance SECONDS] CONNINFO\n"
 			"\n"
 			"Recomputes the row hashes and chain links of tool_audit.tool_calls,\n"
 			"tool_audit.admin_events and tool_audit.data_changes and compares them\n"
@@ -44,6 +46,10 @@ usage(FILE *out)
 			"  --digest FILE      JSON output of tool_audit.digest() to check against\n"
 			"  --public-key FILE  Ed25519 public key (PEM) that signed the digest\n"
 			"  --all              report every problem, not only the first\n"
+			"  --time-tolerance SECONDS\n"
+			"                     how far a row's time may go back along its lane, or\n"
+			"                     before the digest when the digest does not cover it\n"
+			"                     (default 60)\n"
 			"  --vectors DIR      check this program against the test vectors in DIR\n"
 			"  --help             show this help\n"
 			"\n"
@@ -124,6 +130,7 @@ main(int argc, char **argv)
 		{"digest", required_argument, NULL, 'd'},
 		{"public-key", required_argument, NULL, 'k'},
 		{"all", no_argument, NULL, 'a'},
+		{"time-tolerance", required_argument, NULL, 't'},
 		{"vectors", required_argument, NULL, 'v'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0}
@@ -131,6 +138,7 @@ main(int argc, char **argv)
 	const char *digest_path = NULL;
 	const char *pubkey_path = NULL;
 	const char *vectors_dir = NULL;
+	bool		tolerance_given = false;
 	Digest		digest;
 	TableStats	stats[3] = {{"tool_calls", 0, 0}, {"admin_events", 0, 0}, {"data_changes", 0, 0}};
 	bool		go_on = true;
@@ -150,6 +158,20 @@ main(int argc, char **argv)
 			case 'a':
 				report_all = true;
 				break;
+			case 't':
+				{
+					int64_t		secs;
+
+					if (!parse_int64(optarg, strlen(optarg), &secs) || secs < 0 ||
+						secs > INT64_MAX / 1000000)
+					{
+						fprintf(stderr, "tool_audit_verify: --time-tolerance takes a number of seconds\n");
+						return EXIT_ERROR;
+					}
+					time_tolerance_usec = secs * 1000000;
+					tolerance_given = true;
+				}
+				break;
 			case 'v':
 				vectors_dir = optarg;
 				break;
@@ -164,7 +186,7 @@ main(int argc, char **argv)
 
 	if (vectors_dir != NULL)
 	{
-		if (optind != argc || digest_path || pubkey_path || report_all)
+		if (optind != argc || digest_path || pubkey_path || report_all || tolerance_given)
 		{
 			fprintf(stderr, "tool_audit_verify: --vectors takes no other options\n");
 			return EXIT_ERROR;
