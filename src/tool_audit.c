@@ -38,6 +38,7 @@
 #include "layout.h"
 #include "retention.h"
 #include "role_events.h"
+#include "time_order.h"
 #include "tool_audit.h"
 
 PG_MODULE_MAGIC;
@@ -202,6 +203,7 @@ _PG_init(void)
 	ta_read_audit_init();		/* tool_audit.unrecorded_standby_reads */
 	ta_role_events_init();		/* tool_audit.record_role_changes */
 	ta_autonomous_init();		/* tool_audit.max_autonomous_workers */
+	ta_time_order_init();		/* tool_audit.time_tolerance */
 
 	MarkGUCPrefixReserved("tool_audit");
 

@@ -63,6 +63,7 @@
 #include "purge.h"
 #include "restore.h"
 #include "tenant_verify.h"
+#include "time_order.h"
 
 /* a lane head a digest committed to */
 typedef struct CheckpointKey
@@ -107,6 +108,7 @@ typedef struct Verification
 	int			nproblems;
 	HTAB	   *erased;			/* accepted erasures, by row; NULL when none */
 	const TaTenantScope *scope; /* a bound caller's tenants; NULL: all */
+	const TaTenantScope *digest_tenants;	/* a tenant digest's tenants; NULL: all */
 } Verification;
 
 /* An audit row as an accepted erasure left it: the latest entry wins. */
@@ -147,6 +149,9 @@ typedef struct LaneCheck
 	bool		strict_ok;		/* false once a gap makes it meaningless */
 	Checkpoint *cp;
 	const Anchor *anchor;		/* the last anchor the lane went across */
+	bool		has_time;		/* latest_time is set (time_order.c) */
+	TimestampTz latest_time;	/* the latest time of a row so far */
+	int64		latest_seq;		/* that row's position */
 } LaneCheck;
 
 /* A run whose problems are the rows of the function's result. */
@@ -528,6 +533,7 @@ start_lane(Verification *w, const char *table, LaneCheck *ln, int64 chain_id, in
 	ln->strict_ok = true;
 	ln->cp = NULL;
 	ln->anchor = NULL;
+	ln->has_time = false;
 	if (w->checkpoints != NULL)
 	{
 		CheckpointKey key;
@@ -711,6 +717,37 @@ anchor_only_lanes(Verification *w, const char *table, LaneCheck *ln,
 	}
 }
 
+/*
+ * Time along the lane, and before a digest the row is not covered by
+ * (time_order.c).  With verify(since), a row is checked when the latest
+ * row before it in its lane is in scope.
+ */
+static void
+check_time(Verification *w, const char *table, LaneCheck *ln, const TaLayout *layout,
+		   Datum *values, bool *nulls, int64 seq, int64 row_id)
+{
+	TimestampTz at;
+	char	   *problem;
+
+	if (layout->time_column < 0 || nulls[layout->time_column])
+		return;
+	at = DatumGetTimestampTz(values[layout->time_column]);
+	if (ln->has_time && (!w->has_since || ln->latest_time >= w->since) &&
+		(problem = ta_time_order_problem(at, ln->latest_time, ln->latest_seq)) != NULL)
+		report(w, table, true, ln->chain_id, ln->lane, seq, row_id, problem);
+	if (w->checkpoints != NULL && w->has_taken_at &&
+		(ln->cp == NULL || seq > ln->cp->position) &&
+		ta_tenant_row_in_scope(w->digest_tenants, layout, values, nulls) &&
+		(problem = ta_time_uncovered_problem(at, w->taken_at, ln->cp != NULL)) != NULL)
+		report(w, table, true, ln->chain_id, ln->lane, seq, row_id, problem);
+	if (!ln->has_time || at > ln->latest_time)
+	{
+		ln->has_time = true;
+		ln->latest_time = at;
+		ln->latest_seq = seq;
+	}
+}
+
 static void
 walk_table(Verification *w, const char *table)
 {
@@ -859,6 +896,8 @@ walk_table(Verification *w, const char *table)
 			report(w, table, true, chain_id, lane, seq, row_id,
 				   "chain link broken: row reordered, inserted or its link edited");
 		/* after a gap the link cannot be checked: the gap was reported */
+
+		check_time(w, table, &ln, layout, values, nulls, seq, row_id);
 
 		/* the strict link, for digests */
 		ta_link_hash(chain_id, lane, seq, ln.strict, row_hash, ln.strict);
@@ -1111,6 +1150,38 @@ digest_taken_at(Jsonb *d, TimestampTz *out)
 }
 
 /*
+ * A tenant's digest ("scope": "tenant", tool_audit.tenant_digest()) covers
+ * the chains of the tenants its heads name and says nothing of the others:
+ * the rows of other tenants are not "after" it (NULL: a full digest).
+ */
+static const TaTenantScope *
+digest_tenant_scope(Jsonb *d)
+{
+	JsonbValue *scope = ta_jsonb_key(&d->root, "scope");
+	JsonbValue *heads = ta_jsonb_key(&d->root, "heads");
+	TaTenantScope *ts;
+	int			n;
+
+	if (scope == NULL || scope->type != jbvString ||
+		scope->val.string.len != strlen("tenant") ||
+		memcmp(scope->val.string.val, "tenant", scope->val.string.len) != 0)
+		return NULL;
+	n = JsonContainerSize(heads->val.binary.data);	/* checked by load_checkpoints */
+	ts = palloc0(sizeof(TaTenantScope));
+	ts->tenants = palloc(sizeof(char *) * Max(n, 1));
+	for (int i = 0; i < n; i++)
+	{
+		JsonbValue *hv = getIthJsonbValueFromContainer(heads->val.binary.data, i);
+		JsonbValue *t = ta_jsonb_key(hv->val.binary.data, "tenant");
+
+		if (t != NULL && t->type == jbvString &&
+			!ta_tenant_scope_has(ts, t->val.string.val, t->val.string.len))
+			ts->tenants[ts->ntenants++] = pnstrdup(t->val.string.val, t->val.string.len);
+	}
+	return ts;
+}
+
+/*
  * tool_audit.verify_digest(digest jsonb)
  *	RETURNS TABLE (table_name text, chain text, position bigint, row_id bigint, problem text)
  */
@@ -1128,6 +1199,7 @@ verify_digest(PG_FUNCTION_ARGS)
 	w.scope = scope;
 	w.checkpoints = checkpoints;
 	w.has_taken_at = digest_taken_at(d, &w.taken_at);
+	w.digest_tenants = digest_tenant_scope(d);
 	if (sig_problem != NULL)
 		report(&w, "", false, 0, 0, -1, -1, sig_problem);
 	run_walk(&w);

@@ -99,6 +99,7 @@ typedef struct TableInfo
 	int			id_col;			/* index of "id" in cols, or -1 */
 	int			tenant_col;		/* index of "tenant_id" in cols */
 	int			policy_col;		/* of "retention_policy" (1.4 on), or -1 */
+	int			time_col;		/* of its time of recording, or -1 */
 } TableInfo;
 
 /*
@@ -139,6 +140,8 @@ typedef struct Walk
 	unsigned char strict[HASH_LEN]; /* link from recomputed hashes only */
 	size_t		hk;				/* next digest head of this lane */
 	size_t		hend;			/* end of this lane's digest heads */
+	int64_t		head_position;	/* the digest's last head of this lane, or -1 */
+	LaneTime	time;			/* time along the lane (timeorder.c) */
 
 	/* the table's purge anchors in chain order, and the next one to cross */
 	Anchor	   *anchors;
@@ -288,8 +291,13 @@ discover_columns(PGconn *conn, TableInfo *t)
 	t->id_col = -1;
 	t->tenant_col = -1;
 	t->policy_col = -1;
+	t->time_col = -1;
 	for (j = 0; j < t->ncols; j++)
 	{
+		if (strcmp(t->cols[j].name, strcmp(t->table, "admin_events") == 0 ?
+				   "occurred_at" : "recorded_at") == 0 &&
+			t->cols[j].kind == COL_TIMESTAMPTZ)
+			t->time_col = (int) j;
 		if (strcmp(t->cols[j].name, "retention_policy") == 0)
 		{
 			if (t->cols[j].kind != COL_TEXT)
@@ -621,6 +629,25 @@ start_lane(Walk *w, int64_t chain, int64_t lane)
 		   strcmp(d->heads[w->hend].table, w->t->table) == 0 &&
 		   d->heads[w->hend].chain == chain && d->heads[w->hend].lane == lane)
 		w->hend++;
+	w->head_position = w->hend > w->hk ? d->heads[w->hend - 1].position : -1;
+	memset(&w->time, 0, sizeof(w->time));
+}
+
+/* The row's time of recording, along its lane and before a digest. */
+static bool
+check_time(Walk *w, PGresult *res, int64_t chain, int64_t lane, int64_t seq,
+		   const char *id)
+{
+	int			col;
+
+	if (w->t->time_col < 0)
+		return true;
+	col = RES_FIRST_DATA + w->t->time_col;
+	if (PQgetisnull(res, 0, col) || PQgetlength(res, 0, col) != 8)
+		return true;
+	return time_check_row(w->t->table, chain, lane, seq, id, &w->time,
+						  get_be((const unsigned char *) PQgetvalue(res, 0, col), 8),
+						  w->digest, w->head_position);
 }
 
 /*
@@ -914,6 +941,9 @@ check_row(Walk *w, PGresult *res)
 		w->prev_ok = false;
 		w->strict_ok = false;
 	}
+
+	if (!check_time(w, res, chain, lane, seq, id))
+		return false;
 
 	stored_link_ok = stored_hash(res, RES_CHAIN_HASH, stored_link);
 	if (w->prev_ok)

@@ -55,6 +55,26 @@ head_qsort_cmp(const void *a, const void *b)
 	return digest_head_cmp(a, hb->table, hb->chain, hb->lane, hb->position);
 }
 
+/* The digest has a head of this chain (any lane). */
+bool
+digest_names_chain(const Digest *d, const char *table, int64_t chain)
+{
+	size_t		lo = 0,
+				hi = d->nheads;
+
+	while (lo < hi)				/* the first head at or after (table, chain) */
+	{
+		size_t		mid = lo + (hi - lo) / 2;
+
+		if (digest_head_cmp(&d->heads[mid], table, chain, INT64_MIN, INT64_MIN) < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < d->nheads && strcmp(d->heads[lo].table, table) == 0 &&
+		d->heads[lo].chain == chain;
+}
+
 void
 digest_free(Digest *d)
 {
@@ -232,6 +252,7 @@ digest_load(const char *path, const char *pubkey_path, Digest *d)
 	const JsonValue *sig;
 	const JsonValue *key_id;
 	const JsonValue *database;
+	const JsonValue *taken_at;
 	bool		go_on = true;
 	size_t		i;
 
@@ -252,6 +273,7 @@ digest_load(const char *path, const char *pubkey_path, Digest *d)
 	sig = json_get(root, "signature");
 	key_id = json_get(root, "key_id");
 	database = json_get(root, "database");
+	taken_at = json_get(root, "taken_at");
 	if (heads == NULL || heads->kind != JSON_ARRAY)
 		fatal("digest \"%s\": \"heads\" must be an array", path);
 	if (sig == NULL || (sig->kind != JSON_NULL && sig->kind != JSON_STRING))
@@ -261,6 +283,11 @@ digest_load(const char *path, const char *pubkey_path, Digest *d)
 	if (database != NULL && database->kind == JSON_STRING &&
 		strlen(database->str) == database->len)
 		d->database = xstrndup(database->str, database->len);
+	/* what rows not covered may not claim to precede (timeorder.c) */
+	if (taken_at != NULL && taken_at->kind == JSON_STRING)
+		d->has_taken_at = parse_digest_time(taken_at->str, taken_at->len, &d->taken_at);
+	/* a tenant's digest (tool_audit.tenant_digest()) says nothing of other chains */
+	d->tenant_scoped = json_is_string(json_get(root, "scope"), "tenant");
 
 	d->nheads = heads->count;
 	d->heads = xmalloc(sizeof(DigestHead) * (heads->count ? heads->count : 1));

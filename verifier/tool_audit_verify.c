@@ -5,7 +5,8 @@
  *	  of tool_audit's row hashes, chain links and signed digests.
  *
  *	  tool_audit_verify --vectors DIR
- *	  tool_audit_verify [--digest FILE] [--public-key FILE] [--all] [--tenant NAME] CONNINFO
+ *	  tool_audit_verify [--digest FILE] [--public-key FILE] [--all] [--tenant NAME]
+ *						[--time-tolerance SECONDS] CONNINFO
  *
  * Exit status: 0 all intact, 1 a problem was found (the first one is
  * printed, or all of them with --all), 2 usage, connection or input error.
@@ -33,7 +34,8 @@ usage(FILE *out)
 	fprintf(out,
 			"Usage:\n"
 			"  tool_audit_verify --vectors DIR\n"
-			"  tool_audit_verify [--digest FILE] [--public-key FILE] [--all] [--tenant NAME] CONNINFO\n"
+			"  tool_audit_verify [--digest FILE] [--public-key FILE] [--all] [--tenant NAME]\n"
+			"                    [--time-tolerance SECONDS] CONNINFO\n"
 			"\n"
 			"Recomputes the row hashes and chain links of tool_audit.tool_calls,\n"
 			"tool_audit.admin_events and tool_audit.data_changes and compares them\n"
@@ -46,6 +48,10 @@ usage(FILE *out)
 			"  --all              report every problem, not only the first\n"
 			"  --tenant NAME      check only the chains of tenant NAME (and the digest's\n"
 			"                     heads of it), e.g. as a reader bound to that tenant\n"
+			"  --time-tolerance SECONDS\n"
+			"                     how far a row's time may go back along its lane, or\n"
+			"                     before the digest when the digest does not cover it\n"
+			"                     (default 60)\n"
 			"  --vectors DIR      check this program against the test vectors in DIR\n"
 			"  --help             show this help\n"
 			"\n"
@@ -127,6 +133,7 @@ main(int argc, char **argv)
 		{"public-key", required_argument, NULL, 'k'},
 		{"all", no_argument, NULL, 'a'},
 		{"tenant", required_argument, NULL, 't'},
+		{"time-tolerance", required_argument, NULL, 'T'},
 		{"vectors", required_argument, NULL, 'v'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0}
@@ -134,6 +141,7 @@ main(int argc, char **argv)
 	const char *digest_path = NULL;
 	const char *pubkey_path = NULL;
 	const char *vectors_dir = NULL;
+	bool		tolerance_given = false;
 	Digest		digest;
 	TableStats	stats[3] = {{"tool_calls", 0, 0}, {"admin_events", 0, 0}, {"data_changes", 0, 0}};
 	bool		go_on = true;
@@ -156,6 +164,20 @@ main(int argc, char **argv)
 			case 't':
 				tenant_only = optarg;
 				break;
+			case 'T':
+				{
+					int64_t		secs;
+
+					if (!parse_int64(optarg, strlen(optarg), &secs) || secs < 0 ||
+						secs > INT64_MAX / 1000000)
+					{
+						fprintf(stderr, "tool_audit_verify: --time-tolerance takes a number of seconds\n");
+						return EXIT_ERROR;
+					}
+					time_tolerance_usec = secs * 1000000;
+					tolerance_given = true;
+				}
+				break;
 			case 'v':
 				vectors_dir = optarg;
 				break;
@@ -170,7 +192,8 @@ main(int argc, char **argv)
 
 	if (vectors_dir != NULL)
 	{
-		if (optind != argc || digest_path || pubkey_path || report_all || tenant_only)
+		if (optind != argc || digest_path || pubkey_path || report_all || tenant_only ||
+			tolerance_given)
 		{
 			fprintf(stderr, "tool_audit_verify: --vectors takes no other options\n");
 			return EXIT_ERROR;

@@ -124,9 +124,13 @@ typedef struct Digest
 	size_t		nheads;
 	size_t		checked;		/* heads found intact */
 	size_t		purged;			/* heads inside spans a sanctioned purge removed */
+	bool		has_taken_at;	/* its "taken_at" (timeorder.c) */
+	int64_t		taken_at;
+	bool		tenant_scoped;	/* "scope": "tenant": it covers only the chains it names */
 } Digest;
 
 extern bool digest_load(const char *path, const char *pubkey_path, Digest *d);
+extern bool digest_names_chain(const Digest *d, const char *table, int64_t chain);
 
 /* tenant.c: --tenant, one tenant's chains only */
 struct pg_conn;
@@ -137,6 +141,20 @@ extern bool tenant_may_read(struct pg_conn *conn, const char *table);
 extern void digest_free(Digest *d);
 extern int	digest_head_cmp(const DigestHead *a, const char *table,
 							int64_t chain, int64_t lane, int64_t position);
+
+/* timeorder.c: time along a lane, and before a digest */
+typedef struct LaneTime
+{
+	bool		has;
+	int64_t		latest;			/* latest time of the lane's rows so far */
+	int64_t		latest_seq;		/* that row's position */
+} LaneTime;
+
+extern int64_t time_tolerance_usec;
+extern bool parse_digest_time(const char *s, size_t len, int64_t *out);
+extern bool time_check_row(const char *table, int64_t chain, int64_t lane, int64_t seq,
+						   const char *row_id, LaneTime *lt, int64_t at,
+						   const Digest *digest, int64_t head_position);
 
 /* database.c: walking the audit tables */
 typedef struct TableStats

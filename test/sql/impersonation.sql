@@ -92,15 +92,16 @@ SELECT ended_by, ended_at > started_at AS after_start, end_event_id IS NOT NULL 
   FROM tool_audit.impersonations WHERE impersonation_id = :imp;
 
 -- expiry: started 10 minutes ago (the test clock) for 5 minutes; a row now is
--- past it and not stamped, a row born 8 minutes ago is within it
+-- past it and not stamped, a row born 8 minutes ago is within it (in a tenant
+-- of its own: rows born old after today's rows of a lane go back in time)
 DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET tool_audit.test_database = on', current_database()); END $$;
 \c
 SET tool_audit.test_clock_offset = '10 minutes';
-SELECT tool_audit.start_impersonation('adm_7', 'usr_3', 'ticket 9', 5, 'imp_t1') AS imp3 \gset
+SELECT tool_audit.start_impersonation('adm_7', 'usr_3', 'ticket 9', 5, 'imp_t_clock') AS imp3 \gset
 SET tool_audit.test_clock_offset = '8 minutes';
-INSERT INTO tool_audit.tool_calls (tool_name, tenant_id, user_id, success) VALUES ('within', 'imp_t1', 'usr_3', true);
+INSERT INTO tool_audit.tool_calls (tool_name, tenant_id, user_id, success) VALUES ('within', 'imp_t_clock', 'usr_3', true);
 RESET tool_audit.test_clock_offset;
-INSERT INTO tool_audit.tool_calls (tool_name, tenant_id, user_id, success) VALUES ('expired', 'imp_t1', 'usr_3', true);
+INSERT INTO tool_audit.tool_calls (tool_name, tenant_id, user_id, success) VALUES ('expired', 'imp_t_clock', 'usr_3', true);
 SELECT tool_name, impersonated_by FROM tool_audit.tool_calls WHERE user_id = 'usr_3' ORDER BY id;
 -- the expiry becomes visible in the trail: an impersonation.expire event
 -- (by the next start or end, or close_expired_impersonations() from a job)

@@ -46,28 +46,29 @@ VALUES
  (202, '00000000-0000-4000-8000-000000000202', '2025-03-05 08:05:00+00', 'app', 'rep_acme', 'conv_med', 2, 'dr_lee',
   'physician', 'gpt-4.1', 'update_patient_record', NULL, 'user_request', 'treatment', 'pat_1',
   '{"patient_id": "pat_1", "note": "bp 120/80"}', '{"success": true}', true, NULL, 80, NULL, '{}'),
- (203, '00000000-0000-4000-8000-000000000203', '2025-03-20 23:59:59+00', 'app', 'rep_acme', 'conv_er', 1, 'nurse_kim',
-  'nurse', 'claude-sonnet-4', 'get_patient_record', NULL, 'user_request', 'emergency', 'pat_1', '{"patient_id": "pat_1"}',
-  '{"success": false, "error": "record locked"}', false, 'record locked', 12, NULL, '{"break_glass": true}'),
  (204, '00000000-0000-4000-8000-000000000204', '2025-03-06 09:00:00+00', 'app', 'rep_acme', 'conv_bill', 1, 'clerk_1',
   'billing', 'gpt-4.1-mini', 'get_invoice', NULL, 'proactive', 'billing', 'pat_2', '{"patient_id": "pat_2"}',
   '{"success": true}', true, NULL, 20, NULL, '{}'),
+ -- the same conversation and user ids in another tenant (and, below, in no tenant)
+ (303, '00000000-0000-4000-8000-000000000303', '2025-03-01 10:00:30+00', 'app', 'rep_globex', 'conv_1', 2, 'usr_1',
+  'intruder', 'gpt-4.1', 'export_customers', NULL, 'proactive', NULL, NULL, '{}', '{"success": true}', true, NULL, 5,
+  NULL, '{}'),
  (301, '00000000-0000-4000-8000-000000000301', '2025-03-07 12:00:00+00', 'app', 'rep_globex', 'conv_g', 1, 'usr_g',
   'analyst', 'gpt-4.1', 'get_patient_record', NULL, 'system', 'research', 'pat_1', '{"patient_id": "pat_1"}',
   '{"success": true}', true, NULL, 33.333333333333336, NULL, '{}'),
  (302, '00000000-0000-4000-8000-000000000302', '2025-03-07 12:01:00+00', 'app', 'rep_globex', 'conv_g', 2, 'usr_g',
   NULL, NULL, 'delete_note', NULL, 'retry', NULL, NULL, '{}', '{"success": false}', false, NULL, NULL, NULL, '{}'),
- -- the same conversation and user ids in another tenant, and in no tenant
- (303, '00000000-0000-4000-8000-000000000303', '2025-03-01 10:00:30+00', 'app', 'rep_globex', 'conv_1', 2, 'usr_1',
-  'intruder', 'gpt-4.1', 'export_customers', NULL, 'proactive', NULL, NULL, '{}', '{"success": true}', true, NULL, 5,
-  NULL, '{}'),
  (305, '00000000-0000-4000-8000-000000000305', '2025-03-08 00:00:00+00', 'app', NULL, 'conv_1', NULL, 'usr_1',
   'operator', NULL, 'system_probe', NULL, 'system', 'break_glass', 'pat_1', '{}', '{"success": true}', true, NULL, 1,
   NULL, '{}'),
  -- break-glass by the context flag alone
  (206, '00000000-0000-4000-8000-000000000206', '2025-03-10 03:00:00+00', 'app', 'rep_acme', 'conv_night', 1, 'dr_ray',
   'physician', 'gpt-4.1', 'get_patient_record', NULL, 'user_request', 'treatment', 'pat_1', '{"patient_id": "pat_1"}',
-  '{"success": true}', true, NULL, 9, NULL, '{"break_glass": true}');
+  '{"success": true}', true, NULL, 9, NULL, '{"break_glass": true}'),
+ -- (in time order along the lane, as rows are recorded)
+ (203, '00000000-0000-4000-8000-000000000203', '2025-03-20 23:59:59+00', 'app', 'rep_acme', 'conv_er', 1, 'nurse_kim',
+  'nurse', 'claude-sonnet-4', 'get_patient_record', NULL, 'user_request', 'emergency', 'pat_1', '{"patient_id": "pat_1"}',
+  '{"success": false, "error": "record locked"}', false, 'record locked', 12, NULL, '{"break_glass": true}');
 INSERT INTO tool_audit.admin_events (id, event_id, occurred_at, recorded_by, event_type, actor, tenant_id, payload, reason)
 VALUES (401, '00000000-0000-4000-8000-000000000401', '2025-03-01 10:00:00+00', 'app', 'prompt.update', 'admin_1',
         'rep_acme', '{"before": "a1", "after": "b2"}', 'tone');

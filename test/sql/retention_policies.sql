@@ -182,11 +182,12 @@ SELECT h->>'retention_policy' AS retention_policy, h->>'tenant' AS tenant
   FROM jsonb_array_elements(tool_audit.digest()->'heads') h
  WHERE h->>'tenant' = 'rp_t1' ORDER BY 1;
 
--- a restored row keeps the retention it was dumped with
+-- a restored row keeps the retention it was dumped with (a tenant of its
+-- own: a row of 2020 after today's rows of its lane would go back in time)
 SET tool_audit.restoring = on;
 INSERT INTO tool_audit.tool_calls (id, tool_name, tenant_id, success, recorded_at, retention_policy, expires_at)
-VALUES (900000001, 'rp_restored', 'rp_t1', true, '2020-01-01 00:00:00+00', 'financial', '2027-01-01 00:00:00+00'),
-       (900000002, 'rp_restored', 'rp_t1', true, '2020-01-01 00:00:00+00', NULL, NULL);
+VALUES (900000001, 'rp_restored', 'rp_t_restored', true, '2020-01-01 00:00:00+00', 'financial', '2027-01-01 00:00:00+00'),
+       (900000002, 'rp_restored', 'rp_t_restored', true, '2020-01-01 00:00:00+00', NULL, NULL);
 RESET tool_audit.restoring;
 SELECT id, retention_policy, expires_at AT TIME ZONE 'UTC' AS expires_at
   FROM tool_audit.tool_calls WHERE tool_name = 'rp_restored' ORDER BY id;
@@ -214,15 +215,16 @@ DO $$ BEGIN EXECUTE format('ALTER ROLE %I IN DATABASE %I SET tool_audit.test_dat
 SELECT regress_try($$INSERT INTO tool_audit.tool_calls (tool_name) VALUES ('rp_clock')$$);
 DO $$ BEGIN EXECUTE format('ALTER ROLE %I IN DATABASE %I RESET tool_audit.test_database',
                            current_user, current_database()); END $$;
--- the database's own setting is; a superuser makes it
+-- the database's own setting is; a superuser makes it (rows born old in
+-- chains of their own: after today's rows of a lane they would go back in time)
 DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET tool_audit.test_database = on', current_database()); END $$;
-INSERT INTO tool_audit.tool_calls (tool_name, tenant_id) VALUES ('rp_clock', 'rp_t1');
+INSERT INTO tool_audit.tool_calls (tool_name, tenant_id) VALUES ('rp_clock', 'rp_t_clock');
 -- (400 days earlier in the session's time zone: give or take an hour of DST)
 SELECT now() - recorded_at BETWEEN interval '399 days 22 hours' AND interval '400 days 2 hours' AS born_400_days_ago,
        pg_temp.days_kept(recorded_at, expires_at) AS days, expires_at < now() AS already_expired
   FROM tool_audit.tool_calls WHERE tool_name = 'rp_clock';
 SELECT now() - occurred_at BETWEEN interval '399 days 22 hours' AND interval '400 days 2 hours' AS born_400_days_ago
-  FROM tool_audit.log_event('rp_clock.tick', 'alice', '{}');
+  FROM tool_audit.log_event('rp_clock.tick', 'alice', '{}', '{"tenant_id": "rp_t_clock"}');
 -- a session that turns the setting off cannot use the offset either
 SET tool_audit.test_database = off;
 SELECT regress_try($$INSERT INTO tool_audit.tool_calls (tool_name) VALUES ('rp_clock')$$);

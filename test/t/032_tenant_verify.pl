@@ -112,6 +112,26 @@ like($out, qr/^OK: tool_calls 20 rows/m, 'bound verifier role: only the tenant\'
 is($rc, 0, 'unbound verifier, full digest: exits 0') or diag $out;
 like($out, qr/^OK: tool_calls 35 rows/m, 'unbound verifier: every row checked') or diag $out;
 
+# a tenant's digest says nothing of other tenants' chains: a row restored
+# from 2020 into a chain of its own (tenant gamma) is "before the digest but
+# not covered" for the full digest, not for acme's
+$node->safe_psql('postgres', q{
+	SET tool_audit.restoring = on;
+	INSERT INTO tool_audit.tool_calls (id, recorded_at, recorded_by, tool_name, tenant_id, success)
+	  VALUES (nextval('tool_audit.tool_calls_id_seq'), '2020-01-01 00:00:00+00', 'postgres', 'gamma_old', 'gamma', true);
+});
+($rc, $out) = external('auditor', $admin_acme);
+is($rc, 0, 'unbound verifier, acme\'s tenant digest: another tenant\'s older row is not "after" it') or diag $out;
+is($node->safe_psql('postgres', q{SELECT count(*) FROM tool_audit.verify_digest(pg_read_file('} . $admin_acme . q{')::jsonb)}),
+	'0', 'verify_digest(acme\'s tenant digest) by an admin: no false alarm either');
+($rc, $out) = external('auditor', $full);
+like($out, qr/before the digest was taken .* not covered by it/, 'the full digest reports that row') or diag $out;
+$node->safe_psql('postgres', q{
+	UPDATE pg_trigger SET tgenabled = 'D' WHERE tgrelid = 'tool_audit.tool_calls'::regclass;
+	DELETE FROM tool_audit.tool_calls WHERE tool_name = 'gamma_old';
+	UPDATE pg_trigger SET tgenabled = 'A' WHERE tgrelid = 'tool_audit.tool_calls'::regclass;
+});
+
 # in the database: the bound officer verifies, and cannot take another
 # tenant's digest nor learn its name from the error
 my $officer = $node->connstr('postgres') . ' user=acme_officer';
