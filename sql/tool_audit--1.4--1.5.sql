@@ -4096,6 +4096,38 @@ REVOKE ALL ON FUNCTION tool_audit.export_since(jsonb, integer) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION tool_audit.export_since(jsonb, integer)
     TO tool_audit_reader, tool_audit_admin, tool_audit_verifier;
 
+-- (1.5, issue 12) unschedule_retention(): removing the purge job needs dual
+-- approval (action tool_audit.retention.unschedule) when it is required
+CREATE OR REPLACE FUNCTION tool_audit.unschedule_retention()
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    job_name constant text := 'tool_audit retention in ' || current_database();
+    removed jsonb;
+BEGIN
+    PERFORM tool_audit.require_pg_cron(
+        format('SELECT cron.unschedule(j.jobid) FROM cron.job j WHERE j.jobname = %L AND j.database = %L;',
+               job_name, current_database()));
+    -- (1.5) removing a job stops the purge: dual approval when it is required
+    LOCK TABLE cron.job IN SHARE ROW EXCLUSIVE MODE;
+    IF NOT EXISTS (SELECT FROM cron.job j WHERE j.jobname = job_name AND j.database = current_database()) THEN
+        RETURN false;
+    END IF;
+    PERFORM tool_audit.approval_gate('tool_audit.retention.unschedule', '{}');
+    removed := tool_audit.remove_retention_jobs();
+    IF removed IS NULL THEN
+        RETURN false;
+    END IF;
+    PERFORM tool_audit.record_own_event('retention.schedule',
+                                        jsonb_build_object('before', removed, 'after', NULL));
+    RETURN true;
+END
+$$;
+COMMENT ON FUNCTION tool_audit.unschedule_retention() IS
+    'Removes this database''s pg_cron purge job; true if there was one; needs dual approval when it is required';
+
 -- The final text of functions and views that more than one 1.5 change replaced
 -- (each change above replaced them in turn): as in sql/install, word for word
 
@@ -4125,6 +4157,7 @@ BEGIN
         WHEN 'tool_audit.untrack' THEN '{"table": "string"}'
         WHEN 'tool_audit.alert_rule.disable' THEN '{"rule_name": "string"}'
         WHEN 'tool_audit.alert_checks.unschedule' THEN '{}'
+        WHEN 'tool_audit.retention.unschedule' THEN '{}'
         END::jsonb;
     IF spec IS NULL THEN
         RETURN payload;
