@@ -2749,6 +2749,8 @@ VALUES
      'A change to the audit trail''s alert rules, sanitizing rules, keys, retention policies, legal holds or tenant bindings'),
     ('break_glass', 'break_glass', 'high', true, '{}', NULL, 3600,
      'A break-the-glass (emergency) access'),
+    ('extension_roles', 'event_type', 'high', true, '{tool_audit.role.*}', NULL, 3600,
+     'A grant, revoke or rename of one of the extension''s roles (tool_audit_writer, _reader, _admin, _verifier), directly or through another role'),
     ('same_subject_hourly', 'same_subject', 'medium', true, '{}', 10, 3600,
      'One user accessed the same subject 10 or more times within an hour'),
     ('tool_failures', 'tool_failures', 'medium', false, '{}', 5, 600,
@@ -4115,6 +4117,37 @@ GRANT EXECUTE ON FUNCTION tool_audit.verify(timestamptz), tool_audit.digest(),
     TO tool_audit_reader;
 GRANT EXECUTE ON FUNCTION tool_audit.tenant_digest(text), tool_audit.derive_tenant_digest(jsonb, text)
     TO tool_audit_admin, tool_audit_verifier;
+-- (1.5, issue 12) unschedule_retention(): removing the purge job needs dual
+-- approval (action tool_audit.retention.unschedule) when it is required
+CREATE OR REPLACE FUNCTION tool_audit.unschedule_retention()
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    job_name constant text := 'tool_audit retention in ' || current_database();
+    removed jsonb;
+BEGIN
+    PERFORM tool_audit.require_pg_cron(
+        format('SELECT cron.unschedule(j.jobid) FROM cron.job j WHERE j.jobname = %L AND j.database = %L;',
+               job_name, current_database()));
+    -- (1.5) removing a job stops the purge: dual approval when it is required
+    LOCK TABLE cron.job IN SHARE ROW EXCLUSIVE MODE;
+    IF NOT EXISTS (SELECT FROM cron.job j WHERE j.jobname = job_name AND j.database = current_database()) THEN
+        RETURN false;
+    END IF;
+    PERFORM tool_audit.approval_gate('tool_audit.retention.unschedule', '{}');
+    removed := tool_audit.remove_retention_jobs();
+    IF removed IS NULL THEN
+        RETURN false;
+    END IF;
+    PERFORM tool_audit.record_own_event('retention.schedule',
+                                        jsonb_build_object('before', removed, 'after', NULL));
+    RETURN true;
+END
+$$;
+COMMENT ON FUNCTION tool_audit.unschedule_retention() IS
+    'Removes this database''s pg_cron purge job; true if there was one; needs dual approval when it is required';
 
 -- The final text of functions and views that more than one 1.5 change replaced
 -- (each change above replaced them in turn): as in sql/install, word for word
@@ -4145,6 +4178,7 @@ BEGIN
         WHEN 'tool_audit.untrack' THEN '{"table": "string"}'
         WHEN 'tool_audit.alert_rule.disable' THEN '{"rule_name": "string"}'
         WHEN 'tool_audit.alert_checks.unschedule' THEN '{}'
+        WHEN 'tool_audit.retention.unschedule' THEN '{}'
         END::jsonb;
     IF spec IS NULL THEN
         RETURN payload;

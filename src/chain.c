@@ -39,6 +39,17 @@
  * MAX_SESSION_LANES lanes between transactions, so that a backend writing
  * for many tenants does not fill the shared lock table.
  *
+ * Lanes are given back.  Only the first KEPT_LANES lanes of a chain are kept
+ * by a session between its transactions; a session that had to take a
+ * higher one (all of those were held) lets go of it at the end of the
+ * transaction, and reads the head again the next time.  So a chain has at
+ * most KEPT_LANES lanes plus as many as transactions wrote to it at the same
+ * time, not one per session that ever wrote while the others were connected
+ * (500 idle pooled connections used to leave 500 lanes, each listed by every
+ * digest: doc/performance.md).  Nothing else changes: a lane given back is
+ * taken like any free lane (both locks, head read with a fresh snapshot
+ * after its last writer committed), so order, no fork and no hole hold.
+ *
  * What a link and a chain id are is hash.c's; which rows take no position
  * (an event_id already taken) is insert.c's.
  *
@@ -70,6 +81,8 @@
 #define TA_LOCKTAG_LANE			0x5441	/* "TA" */
 #define TA_LOCKTAG_LANE_XACT	0x5458
 #define MAX_LANES				100000	/* past this many busy lanes, wait */
+#define KEPT_LANES				16	/* lanes kept by a session between
+									 * transactions: 0 .. KEPT_LANES - 1 */
 
 /* ---- lanes ---- */
 
@@ -236,7 +249,9 @@ evict_lanes(void)
 
 /*
  * A free lane of the chain, locked for the session and the transaction: the
- * last one first, then 0, 1, 2, ...  Nobody waits for anybody.
+ * last one first when it is one a session keeps, then 0, 1, 2, ...  (lowest
+ * first, so that a chain does not grow lanes it does not need).  Nobody waits
+ * for anybody.
  */
 static int32
 take_lane(int64 chain_id, int32 preferred)
@@ -247,7 +262,9 @@ take_lane(int64 chain_id, int32 preferred)
 		LOCKTAG		tag;
 
 		CHECK_FOR_INTERRUPTS();
-		if (i >= 0 && l == preferred)
+		if (i < 0 && preferred >= KEPT_LANES)
+			continue;
+		if (i >= 0 && l == preferred && preferred < KEPT_LANES)
 			continue;
 		if (!lock_lane(chain_id, l, true, false))
 			continue;
@@ -478,6 +495,8 @@ end_of_xact(bool commit)
 		}
 		if (ln->session_lost)
 			ln->held = false;
+		else if (ln->held && ln->head.lane >= KEPT_LANES)
+			release_lane(ln);	/* given back: see "Lanes are given back" */
 		ln->in_xact = false;
 		ln->xact_locked = false;
 		ln->session_lost = false;

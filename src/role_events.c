@@ -18,6 +18,15 @@
  * recorded too (tool_audit.role.rename), and DROP ROLE of a member as a
  * revoke with "role_dropped": true.
  *
+ * Membership through other roles counts too: after GRANT tool_audit_admin TO
+ * mid, a GRANT mid TO eve makes eve an administrator.  Such a statement
+ * (GRANT, REVOKE, CREATE ROLE ... IN ROLE, ALTER GROUP naming a role that is
+ * a member of one of the extension's roles, directly or further up) is
+ * recorded the same way, its payload's "indirect" saying which extension
+ * roles each named role carries: {"mid": ["tool_audit_admin"]}.  Not
+ * recorded: DROP ROLE of a role whose only path to an extension role was
+ * through another role (the memberships it loses are not the extension's).
+ *
  * Roles are cluster-wide, the audit trail is per database: the event goes
  * to the database the statement ran in, and only if the extension is
  * installed there (doc/caveats.md).
@@ -97,12 +106,23 @@ admin_option(GrantRoleStmt *stmt)
 #endif
 }
 
+/*
+ * "indirect": for each granted role that is not one of the extension's but
+ * is a member of some (GRANT tool_audit_admin TO mid; GRANT mid TO eve), the
+ * extension roles it carries: {"mid": ["tool_audit_admin"]}.  $7 and $8 are
+ * parallel arrays of (role, extension role) pairs.
+ */
 static const char *const insert_role_event =
 "INSERT INTO tool_audit.admin_events (event_type, actor, actor_type, payload)"
 " VALUES ($1, tool_audit.acting_role(), 'user',"
 "         jsonb_build_object('roles', to_jsonb($2::text[]), 'grantees', to_jsonb($3::text[]),"
 "                            'admin_option', $4::boolean, 'granted_by', $5::text)"
-"         || CASE WHEN $6 THEN jsonb_build_object('role_dropped', true) ELSE '{}' END)";
+"         || CASE WHEN $6 THEN jsonb_build_object('role_dropped', true) ELSE '{}' END"
+"         || CASE WHEN cardinality($7::text[]) > 0 THEN jsonb_build_object('indirect',"
+"              (SELECT jsonb_object_agg(r, e) FROM"
+"                 (SELECT r, jsonb_agg(e ORDER BY e) AS e"
+"                    FROM unnest($7::text[], $8::text[]) AS u(r, e) GROUP BY r) AS g))"
+"            ELSE '{}' END)";
 
 /* Whether any of these names (a List of char *) is one of the extension's roles */
 static bool
@@ -114,6 +134,53 @@ names_extension_role(List *names)
 		if (is_extension_role((const char *) lfirst(lc)))
 			return true;
 	return false;
+}
+
+/*
+ * The extension roles that the other roles named carry by membership,
+ * directly or through further roles: pairs appended to *via (the role
+ * named) and *carried (an extension role it is a member of).  Membership
+ * counts whatever INHERIT says (SET ROLE reaches it).  Returns whether any.
+ */
+static bool
+names_indirect_extension_role(List *names, List **via, List **carried)
+{
+	ListCell   *lc;
+	bool		any = false;
+
+	foreach(lc, names)
+	{
+		const char *name = (const char *) lfirst(lc);
+		Oid			member;
+
+		if (is_extension_role(name))
+			continue;
+		member = get_role_oid(name, true);
+		if (!OidIsValid(member))
+			continue;
+		for (int i = 0; i < (int) lengthof(extension_roles); i++)
+		{
+			Oid			ext = get_role_oid(extension_roles[i], true);
+
+			if (OidIsValid(ext) && is_member_of_role_nosuper(member, ext))
+			{
+				if (via != NULL)
+				{
+					*via = lappend(*via, (char *) name);
+					*carried = lappend(*carried, (char *) extension_roles[i]);
+				}
+				any = true;
+			}
+		}
+	}
+	return any;
+}
+
+/* Whether these roles are, or carry, one of the extension's roles */
+static bool
+touches_extension_role(List *names)
+{
+	return names_extension_role(names) || names_indirect_extension_role(names, NULL, NULL);
 }
 
 static List *
@@ -137,14 +204,19 @@ record_change(bool is_grant, List *roles, List *grantees, bool admin, const char
 			  bool dropped)
 {
 	Oid			relid;
-	Oid			argtypes[6] = {TEXTOID, TEXTARRAYOID, TEXTARRAYOID, BOOLOID, TEXTOID, BOOLOID};
-	Datum		args[6];
+	Oid			argtypes[8] = {TEXTOID, TEXTARRAYOID, TEXTARRAYOID, BOOLOID, TEXTOID, BOOLOID,
+	TEXTARRAYOID, TEXTARRAYOID};
+	Datum		args[8];
+	List	   *via = NIL;
+	List	   *carried = NIL;
 
-	if (!names_extension_role(roles))
+	if (!names_indirect_extension_role(roles, &via, &carried) && !names_extension_role(roles))
 		return;
 	relid = ta_schema_relid("admin_events", true);
 	if (!OidIsValid(relid))
 		return;
+	args[6] = PointerGetDatum(strlist_to_textarray(via));
+	args[7] = PointerGetDatum(strlist_to_textarray(carried));
 	args[0] = CStringGetTextDatum(is_grant ? "tool_audit.role.grant" : "tool_audit.role.revoke");
 	args[1] = PointerGetDatum(strlist_to_textarray(roles));
 	args[2] = PointerGetDatum(strlist_to_textarray(grantees));
@@ -153,7 +225,7 @@ record_change(bool is_grant, List *roles, List *grantees, bool admin, const char
 	args[5] = BoolGetDatum(dropped);
 
 	SPI_connect();
-	ta_spi_exec_as_owner(ta_relation_owner(relid), insert_role_event, 6, argtypes, args,
+	ta_spi_exec_as_owner(ta_relation_owner(relid), insert_role_event, 8, argtypes, args,
 						 NULL, false);
 	if (SPI_processed != 1)
 		elog(ERROR, "tool_audit: could not record the role membership change");
@@ -245,7 +317,7 @@ ta_record_role_change(Node *stmt)
 			if (priv->priv_name != NULL)
 				roles = lappend(roles, priv->priv_name);
 		}
-		if (names_extension_role(roles))
+		if (touches_extension_role(roles))
 			record_change(g->is_grant, roles, rolespec_names(g->grantee_roles), admin_option(g),
 						  g->grantor != NULL ? get_rolespec_name(g->grantor) : me, false);
 	}
@@ -254,7 +326,7 @@ ta_record_role_change(Node *stmt)
 		CreateRoleStmt *c = (CreateRoleStmt *) stmt;
 		List	   *roles = rolespec_names(role_option(c->options, "addroleto"));
 
-		if (names_extension_role(roles))
+		if (touches_extension_role(roles))
 			record_change(true, roles, list_make1(c->role), false, me, false);
 	}
 	else
@@ -266,7 +338,7 @@ ta_record_role_change(Node *stmt)
 		if (members == NIL)
 			return;
 		roles = list_make1(get_rolespec_name(a->role));
-		if (names_extension_role(roles))
+		if (touches_extension_role(roles))
 			record_change(a->action > 0, roles, rolespec_names(members), false, me, false);
 	}
 }

@@ -1128,7 +1128,9 @@ verify_database(const char *conninfo, Digest *digest, TableStats *stats,
 		t.table = stats[i].table;
 		if (table_predates_schema(conn, t.table))
 			continue;
-		go_on = walk_table(conn, &t, digest, &stats[i]);
+		go_on = check_fork_constraint(conn, t.table);
+		if (go_on)
+			go_on = walk_table(conn, &t, digest, &stats[i]);
 	}
 
 	/* heads naming a table that is not an audit table */

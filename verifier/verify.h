@@ -191,4 +191,7 @@ extern void erasure_preimage_add(Buf *pre, const char *table, int64_t row_id,
 								 const struct JsonValue *columns,
 								 const unsigned char after[HASH_LEN]);
 
+/* constraints.c: the fork constraint (unique chain position index) */
+extern bool check_fork_constraint(PGconn *conn, const char *table);
+
 #endif							/* TOOL_AUDIT_VERIFY_H */

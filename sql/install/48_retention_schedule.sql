@@ -153,6 +153,12 @@ BEGIN
     PERFORM tool_audit.require_pg_cron(
         format('SELECT cron.unschedule(j.jobid) FROM cron.job j WHERE j.jobname = %L AND j.database = %L;',
                job_name, current_database()));
+    -- (1.5) removing a job stops the purge: dual approval when it is required
+    LOCK TABLE cron.job IN SHARE ROW EXCLUSIVE MODE;
+    IF NOT EXISTS (SELECT FROM cron.job j WHERE j.jobname = job_name AND j.database = current_database()) THEN
+        RETURN false;
+    END IF;
+    PERFORM tool_audit.approval_gate('tool_audit.retention.unschedule', '{}');
     removed := tool_audit.remove_retention_jobs();
     IF removed IS NULL THEN
         RETURN false;
@@ -163,4 +169,4 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION tool_audit.unschedule_retention() IS
-    'Removes this database''s pg_cron purge job; true if there was one';
+    'Removes this database''s pg_cron purge job; true if there was one; needs dual approval when it is required';

@@ -172,6 +172,8 @@ VALUES
      'A change to the audit trail''s alert rules, sanitizing rules, keys, retention policies, legal holds or tenant bindings'),
     ('break_glass', 'break_glass', 'high', true, '{}', NULL, 3600,
      'A break-the-glass (emergency) access'),
+    ('extension_roles', 'event_type', 'high', true, '{tool_audit.role.*}', NULL, 3600,
+     'A grant, revoke or rename of one of the extension''s roles (tool_audit_writer, _reader, _admin, _verifier), directly or through another role'),
     ('same_subject_hourly', 'same_subject', 'medium', true, '{}', 10, 3600,
      'One user accessed the same subject 10 or more times within an hour'),
     ('tool_failures', 'tool_failures', 'medium', false, '{}', 5, 600,

@@ -120,6 +120,7 @@ BEGIN
         WHEN 'tool_audit.untrack' THEN '{"table": "string"}'
         WHEN 'tool_audit.alert_rule.disable' THEN '{"rule_name": "string"}'
         WHEN 'tool_audit.alert_checks.unschedule' THEN '{}'
+        WHEN 'tool_audit.retention.unschedule' THEN '{}'
         END::jsonb;
     IF spec IS NULL THEN
         RETURN payload;

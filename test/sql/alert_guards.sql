@@ -82,6 +82,7 @@ SELECT rule_name, enabled FROM tool_audit.alert_rules
 SELECT regress_try($$SELECT tool_audit.request_approval('tool_audit.untrack', '{"table": 1}', 'r')$$);
 SELECT regress_try($$SELECT tool_audit.request_approval('tool_audit.alert_rule.disable', '{}', 'r')$$);
 SELECT regress_try($$SELECT tool_audit.request_approval('tool_audit.alert_checks.unschedule', '{"x": 1}', 'r')$$);
+SELECT regress_try($$SELECT tool_audit.request_approval('tool_audit.retention.unschedule', '{"x": 1}', 'r')$$);
 SELECT tool_audit.request_approval('tool_audit.untrack', '{"table": "public.guarded"}', 'table retired') AS req_untrack \gset
 SELECT tool_audit.request_approval('tool_audit.alert_rule.disable', '{"rule_name": "tool_failures"}', 'noisy') AS req_dis \gset
 SELECT tool_audit.request_approval('tool_audit.alert_rule.disable', '{"rule_name": "break_glass"}', 'drill') AS req_set \gset

@@ -3,7 +3,8 @@
 # swap, rewrite a head, restore an older copy) is detected: by verify() where
 # the rows themselves tell, and by verify_digest() and the external verifier
 # against a signed digest taken before, where only an outside commitment can.
-# Each attack runs in a fresh database of one cluster.
+# A dropped fork constraint (the unique chain position index) is reported by
+# the external verifier.  Each attack runs in a fresh database of one cluster.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -253,6 +254,52 @@ sub id_of
 	my ($rc, $out) = external($db, $edited);
 	is($rc, 1, 'edited digest: the external verifier exits 1');
 	like($out, qr/signature invalid/, 'edited digest: because of the signature') or diag $out;
+}
+
+# --- the fork constraint dropped (issue 12 §2): the rows still verify, but
+# nothing stops two rows at one position any more; the external verifier says so
+{
+	my ($db, $file) = setup_db();
+	# the DDL guards switched off through the catalog, as an attacker would
+	my $drop = sub {
+		$node->safe_psql($db, qq{
+			UPDATE pg_event_trigger SET evtenabled = 'D' WHERE evtname LIKE 'tool_audit%';
+			$_[0];
+			UPDATE pg_event_trigger SET evtenabled = 'A' WHERE evtname LIKE 'tool_audit%';
+		});
+	};
+	$drop->('DROP INDEX tool_audit.tool_calls_chain_position');
+	my ($rc, $out) = external($db, $file);
+	is($rc, 1, 'fork constraint dropped: the external verifier exits 1');
+	like($out, qr/^PROBLEM table=tool_calls .*fork constraint missing/m,
+		'fork constraint dropped: the external verifier reports it') or diag $out;
+
+	$drop->('CREATE INDEX tool_calls_chain_position ON tool_audit.tool_calls (chain_id, chain_lane, chain_seq)');
+	($rc, $out) = external($db, $file);
+	like($out, qr/^PROBLEM table=tool_calls .*fork constraint missing/m,
+		'a non-unique index of the same name does not count') or diag $out;
+
+	$drop->('DROP INDEX tool_audit.tool_calls_chain_position;
+	         CREATE UNIQUE INDEX tool_calls_chain_position ON tool_audit.tool_calls (chain_id, chain_lane, chain_seq)
+	          WHERE chain_seq > 0');
+	($rc, $out) = external($db, $file);
+	like($out, qr/^PROBLEM table=tool_calls .*fork constraint missing/m,
+		'a partial unique index does not count') or diag $out;
+
+	$drop->('DROP INDEX tool_audit.tool_calls_chain_position;
+	         CREATE UNIQUE INDEX tool_calls_chain_position ON tool_audit.tool_calls (chain_id, chain_lane, chain_seq)');
+	($rc, $out) = external($db, $file);
+	is($rc, 0, 'fork constraint recreated: the external verifier exits 0') or diag $out;
+
+	$drop->('DROP INDEX tool_audit.admin_events_chain_position; DROP INDEX tool_audit.data_changes_chain_position');
+	my @cmd = ($verifier, '--all', '--digest', $file, '--public-key', $pub, $node->connstr($db) . ' user=auditor');
+	my ($stdout, $stderr);
+	IPC::Run::run(\@cmd, '>', \$stdout, '2>', \$stderr);
+	like($stdout, qr/^PROBLEM table=admin_events .*fork constraint missing: .*\(admin_events_chain_position\)/m,
+		'admin_events: a dropped fork constraint is reported') or diag "$stdout$stderr";
+	like($stdout, qr/^PROBLEM table=data_changes .*fork constraint missing: .*\(data_changes_chain_position\)/m,
+		'data_changes: a dropped fork constraint is reported');
+	unlike($stdout, qr/table=tool_calls/, 'tool_calls (recreated) is not reported');
 }
 
 $node->stop;

@@ -155,8 +155,36 @@ is($node->safe_psql('postgres', q{
 	  FROM tool_audit.admin_events WHERE event_type = 'tool_audit.retention.schedule'
 	 ORDER BY id DESC LIMIT 1}),
 	"$jobid 0 3 * * *", 'its event names the job it replaced');
+# with tool_audit.require_dual_approval on, unscheduling (which stops the
+# purge) needs a second admin's approval, used once (1.5, issue 12)
+$node->safe_psql('postgres', q{
+	CREATE ROLE retention_bob LOGIN IN ROLE tool_audit_admin;
+	ALTER DATABASE postgres SET tool_audit.require_dual_approval = on;
+});
+my @as_bob = (extra_params => [ '-U', 'retention_bob' ]);
+my ($rc, $out, $err) = $node->psql('postgres', 'SELECT tool_audit.unschedule_retention()', @as_job);
+like($err, qr/dual approval needed/, 'dual approval on: unschedule_retention() refused without an approved request');
+is($node->safe_psql('postgres', q{SELECT count(*) FROM cron.job WHERE database = 'postgres'}),
+	'1', 'the job is still there');
+my $req = $node->safe_psql('postgres', q{
+	SELECT tool_audit.request_approval('tool_audit.retention.unschedule', '{}', 'maintenance')}, @as_job);
+($rc, $out, $err) = $node->psql('postgres', "SELECT tool_audit.approve($req, 'self')", @as_job);
+like($err, qr/ERROR/, 'the requester cannot approve its own request');
+($rc, $out, $err) = $node->psql('postgres', 'SELECT tool_audit.unschedule_retention()', @as_job);
+like($err, qr/dual approval needed/, 'a pending request is not enough');
+$node->safe_psql('postgres', "SELECT tool_audit.approve($req, 'ok')", @as_bob);
 is($node->safe_psql('postgres', 'SELECT tool_audit.unschedule_retention()', @as_job),
 	't', 'unschedule_retention(): true');
+is($node->safe_psql('postgres', "SELECT state FROM tool_audit.approval_requests WHERE request_id = $req"),
+	'consumed', 'the approval is used');
+# used once: scheduled again, unscheduling is refused again
+my $jobid3 = $node->safe_psql('postgres', "SELECT tool_audit.schedule_retention()", @as_job);
+($rc, $out, $err) = $node->psql('postgres', 'SELECT tool_audit.unschedule_retention()', @as_job);
+like($err, qr/dual approval needed/, 'a second unscheduling is refused: the approval was used');
+$node->safe_psql('postgres', 'ALTER DATABASE postgres RESET tool_audit.require_dual_approval');
+is($node->safe_psql('postgres', 'SELECT tool_audit.unschedule_retention()', @as_job),
+	't', 'dual approval off: unschedule_retention() needs none');
+$jobid2 = $jobid3;
 is($node->safe_psql('postgres', q{SELECT count(*) FROM cron.job WHERE database = 'postgres'}),
 	'0', 'no job left');
 is($node->safe_psql('postgres', q{

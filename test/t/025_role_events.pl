@@ -126,17 +126,20 @@ is($node->safe_psql('postgres', q{SELECT pg_has_role('re_bob', 'tool_audit_reade
 # the events are chained like any other
 is($node->safe_psql('postgres', 'SELECT count(*) FROM tool_audit.verify()'), '0', 'verify() is clean');
 
-# no default rule alerts on these events; a rule matching tool_audit.role.* does
-is($node->safe_psql('postgres', q{SELECT count(*) FROM tool_audit.alerts
-	WHERE admin_event_ids && ARRAY(SELECT id FROM tool_audit.admin_events WHERE event_type LIKE 'tool_audit.role.%')}),
-	'0', 'no default alert rule matches tool_audit.role.* (documented)');
-$node->safe_psql('postgres', q{SELECT tool_audit.set_alert_rule('role_changes', 'event_type', 'high',
-	'{tool_audit.role.*}', reason => 'alert on membership changes')});
+# the default rule extension_roles (1.5) alerts on these events: the
+# self-grant of tool_audit_admin above raised a high alert
+is($node->safe_psql('postgres', q{SELECT count(*) FROM tool_audit.alerts a
+	 WHERE rule_name = 'extension_roles' AND severity = 'high'
+	   AND admin_event_ids && ARRAY(SELECT id FROM tool_audit.admin_events
+	                                 WHERE event_type = 'tool_audit.role.grant' AND actor = 're_mgr')}),
+	'1', 'the default rule extension_roles raised a high alert for the self-grant');
+$node->safe_psql('postgres', q{SELECT tool_audit.acknowledge_alert(alert_id, 'seen') FROM tool_audit.alerts
+	WHERE rule_name = 'extension_roles' AND acknowledged_at IS NULL});
 $node->safe_psql('postgres', 'REVOKE tool_audit_verifier FROM re_bob');
 is(nevents(), 13, 'the REVOKE is recorded');
 is($node->safe_psql('postgres', q{SELECT severity || ' ' || count FROM tool_audit.alerts
-	WHERE rule_name = 'role_changes'}),
-	'high 1', 'an alert rule on tool_audit.role.* raises an alert for it');
+	WHERE rule_name = 'extension_roles' AND burst_key = 'tool_audit.role.revoke' AND acknowledged_at IS NULL}),
+	'high 1', 'and raises a new alert');
 
 # the setting is postgresql.conf's alone: a session cannot switch it off
 ($ret, $out, $err) = $node->psql('postgres', 'SET tool_audit.record_role_changes = off');
