@@ -4,13 +4,17 @@
  *		Calls that survive the caller's rollback: tool_audit.begin_call(),
  *		tool_audit.end_call() and log_call() with "autonomous": true.
  *
- * The row is written by a dynamic background worker, one per write, in a
- * transaction of its own that commits (synchronous_commit = on) before the
- * SQL function returns.  Dynamic workers need no shared_preload_libraries:
- * the worker is registered when the function is called (bgw_library_name
- * "tool_audit"), and takes a slot of max_worker_processes while it runs.
+ * The row is written by a background worker, in a transaction of its own
+ * that commits (synchronous_commit = on) before the SQL function returns.
+ * Without shared_preload_libraries, a dynamic worker per write: it is
+ * registered when the function is called (bgw_library_name "tool_audit"),
+ * and takes a slot of max_worker_processes while it runs.  Preloaded, a
+ * long-lived worker of the pool (autonomous_pool.c) of the caller's
+ * database and login role takes it: the same request, the same code
+ * (ta_autonomous_serve()), without a backend start per write.
  *
- * What the worker gets, in a DSM segment the caller creates:
+ * What the worker gets, in a DSM segment the caller creates (pooled: in the
+ * worker's buffer in shared memory, or a DSM segment when larger):
  *	- who: the database, the authenticated (login) role, the outer role
  *	  (after SET ROLE) and the current role with its security context (a
  *	  SECURITY DEFINER function's owner), as parallel workers get them: the
@@ -408,11 +412,20 @@ run_pooled(TaAutoKind kind, Size size, Size gucsize, Datum *args, bool *argnulls
 		   TaAutoShared *answer)
 {
 	TaPoolCall *pc;
-	TaAutoShared *sh;
+	TaAutoShared *volatile sh = NULL;
 
 	pc = ta_pool_reserve(kind_name[kind], ta_max_autonomous_workers, TA_SLOT_WAIT_MS);
-	sh = ta_pool_request_space(pc, size);
-	fill_request(sh, kind, gucsize, args, argnulls);
+	PG_TRY();
+	{
+		sh = ta_pool_request_space(pc, size);
+		fill_request(sh, kind, gucsize, args, argnulls);
+	}
+	PG_CATCH();
+	{
+		ta_pool_release(pc);	/* not sent: the worker is free again */
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
 	if (ta_pool_run(pc, kind_name[kind]))
 		memcpy(answer, sh, sizeof(TaAutoShared));
 	else

@@ -80,6 +80,7 @@ typedef struct TaPoolEntry
 	bool		retire;			/* exit once not busy */
 	Oid			database;
 	Oid			user;			/* the login (authenticated) role */
+	bool		superuser;		/* whether it was one when the worker started */
 	uint64		generation;		/* bumped whenever the entry is freed */
 	pid_t		pid;			/* 0 until the worker runs */
 	int			procno;			/* its latch; -1 until it runs */
@@ -230,6 +231,7 @@ ta_pool_reserve(const char *fname, int cap, int wait_ms)
 {
 	TaPoolCall *pc = palloc0(sizeof(TaPoolCall));
 	Oid			user = GetAuthenticatedUserId();
+	bool		user_is_superuser = superuser_arg(user);
 	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), wait_ms);
 
 	cap = Min(cap, pool->n);
@@ -257,7 +259,8 @@ ta_pool_reserve(const char *fname, int cap, int wait_ms)
 			}
 			live++;
 			if (pc->index < 0 && !e->busy && !e->retire && e->pid != 0 &&
-				e->database == MyDatabaseId && e->user == user)
+				e->database == MyDatabaseId && e->user == user &&
+				e->superuser == user_is_superuser)
 				pc->index = i;
 		}
 		if (pc->index < 0 && live < cap && unused >= 0)
@@ -268,6 +271,7 @@ ta_pool_reserve(const char *fname, int cap, int wait_ms)
 			e->in_use = true;
 			e->database = MyDatabaseId;
 			e->user = user;
+			e->superuser = user_is_superuser;
 			e->since = now;
 			pc->index = unused;
 			pc->start = true;
@@ -450,7 +454,9 @@ ta_pool_release(TaPoolCall *pc)
 	TaPoolEntry *e = &pool->entries[pc->index];
 
 	LWLockAcquire(pool->lock, LW_EXCLUSIVE);
-	if (e->generation == pc->generation)
+	if (e->generation == pc->generation && e->pid == 0 && pc->handle == NULL)
+		free_entry(e);			/* reserved to start, never started */
+	else if (e->generation == pc->generation)
 	{
 		e->busy = false;
 		e->answered = false;

@@ -3,7 +3,8 @@
 # made with its own caller's identity and settings, never with those a
 # previous caller left in the worker (SET ROLE, SET SESSION AUTHORIZATION,
 # a setting that changes the row); another login role gets a worker of its
-# own, within tool_audit.max_autonomous_workers; a worker killed during a
+# own, within tool_audit.max_autonomous_workers, and a login role that
+# stops being a superuser a new one; a worker killed during a
 # write is an error for its caller, with no row; a caller cancelled during a
 # write takes its worker down, with no row; DROP DATABASE does not find idle
 # workers in its way; the server stops without terminating a worker.
@@ -80,6 +81,18 @@ my $w3 = $node->safe_psql('postgres', $workers);
 $node->poll_query_until('postgres', "SELECT count(*) <= 2 FROM pg_stat_activity WHERE backend_type = 'tool_audit autonomous write'")
   or die 'more than two workers';
 like($node->safe_psql('postgres', $workers), qr/pool_third:\d+/, "the third has a worker, two at most ($w3)");
+
+# a login role that stops being a superuser: no worker logged in while it
+# was one (and so allowed SET SESSION AUTHORIZATION) takes its writes
+$node->safe_psql('postgres', 'ALTER ROLE pool_other SUPERUSER');
+is(write_as('pool_other', '', 'pool_su'), 'pool_other', 'a write while the login role is a superuser');
+my $su_pid = $node->safe_psql('postgres', q{SELECT pid FROM pg_stat_activity
+	WHERE backend_type = 'tool_audit autonomous write' AND usename = 'pool_other'});
+$node->safe_psql('postgres', 'ALTER ROLE pool_other NOSUPERUSER');
+is(write_as('pool_other', '', 'pool_nosu'), 'pool_other', 'a write once it is not');
+is($node->safe_psql('postgres', qq{SELECT count(*) FROM pg_stat_activity
+	WHERE backend_type = 'tool_audit autonomous write' AND usename = 'pool_other' AND pid <> $su_pid}),
+	'1', 'taken by another worker than the one started while it was a superuser');
 
 # a worker killed during a write: an error for its caller, no row
 sub bg_psql
