@@ -607,6 +607,8 @@ ta_pool_main(Datum main_arg)
 			LWLockRelease(pool->lock);
 			proc_exit(0);
 		}
+		if (e->busy)
+			left = TA_POOL_IDLE_MS; /* reserved: the request comes next */
 		LWLockRelease(pool->lock);
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 Max(left, 1), PG_WAIT_EXTENSION);
