@@ -66,6 +66,16 @@ is($node->safe_psql('postgres', q{SELECT count(*) FROM pg_stat_activity
 	WHERE backend_type = 'tool_audit autonomous write' AND application_name = 'pool_leak'}),
 	'0', "the worker does not keep a caller's application_name");
 
+# a request larger than the worker's buffer in shared memory (32 kB) goes
+# through a segment of its own, to the same worker
+is($node->safe_psql('postgres', q{
+	SELECT (tool_audit.log_call('pool_big', jsonb_build_object('text', repeat('word ', 20000)), '{}', 1,
+	        '{"autonomous": true}')).recorded_by}),
+	'postgres', 'a 100 kB request is written');
+is($node->safe_psql('postgres', q{SELECT length(arguments->>'text') FROM tool_audit.tool_calls WHERE tool_name = 'pool_big'}),
+	'100000', 'whole');
+is($node->safe_psql('postgres', $workers), $w1, 'by the same worker');
+
 # another login role: a worker of its own, and it cannot write as another
 is(write_as('pool_login', '', 'pool_e'), 'pool_login', 'another login role writes as itself');
 is(write_as('pool_login', 'SET ROLE pool_nologin;', 'pool_f'), 'pool_nologin', 'and as a role it may SET');
