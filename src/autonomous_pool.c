@@ -276,6 +276,17 @@ ta_pool_reserve(const char *fname, int cap, int wait_ms)
 			pc->index = unused;
 			pc->start = true;
 		}
+		/* the setting lowered: idle workers past it leave */
+		for (int i = 0; i < pool->n && live > cap; i++)
+		{
+			e = &pool->entries[i];
+			if (i != pc->index && e->in_use && !e->busy && !e->retire && e->pid != 0)
+			{
+				e->retire = true;
+				wake(e->procno);
+				live--;
+			}
+		}
 		if (pc->index >= 0)
 		{
 			e = &pool->entries[pc->index];

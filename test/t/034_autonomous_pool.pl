@@ -92,6 +92,13 @@ $node->poll_query_until('postgres', "SELECT count(*) <= 2 FROM pg_stat_activity 
   or die 'more than two workers';
 like($node->safe_psql('postgres', $workers), qr/pool_third:\d+/, "the third has a worker, two at most ($w3)");
 
+# the setting lowered: the idle workers past it leave
+is(write_as('postgres', 'SET tool_audit.max_autonomous_workers = 1;', 'pool_lowered'), 'postgres',
+	'a write with tool_audit.max_autonomous_workers lowered to 1');
+ok($node->poll_query_until('postgres',
+	"SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'tool_audit autonomous write'"),
+	'the other idle worker left: one worker');
+
 # a login role that stops being a superuser: no worker logged in while it
 # was one (and so allowed SET SESSION AUTHORIZATION) takes its writes
 $node->safe_psql('postgres', 'ALTER ROLE pool_other SUPERUSER');
