@@ -20,6 +20,7 @@ OBJS = \
 	src/quiet_input.o \
 	src/log_call.o \
 	src/autonomous.o \
+	src/autonomous_pool.o \
 	src/idempotency.o \
 	src/guard.o \
 	src/upgrade_1_1.o \

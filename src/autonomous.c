@@ -4,13 +4,17 @@
  *		Calls that survive the caller's rollback: tool_audit.begin_call(),
  *		tool_audit.end_call() and log_call() with "autonomous": true.
  *
- * The row is written by a dynamic background worker, one per write, in a
- * transaction of its own that commits (synchronous_commit = on) before the
- * SQL function returns.  Dynamic workers need no shared_preload_libraries:
- * the worker is registered when the function is called (bgw_library_name
- * "tool_audit"), and takes a slot of max_worker_processes while it runs.
+ * The row is written by a background worker, in a transaction of its own
+ * that commits (synchronous_commit = on) before the SQL function returns.
+ * Without shared_preload_libraries, a dynamic worker per write: it is
+ * registered when the function is called (bgw_library_name "tool_audit"),
+ * and takes a slot of max_worker_processes while it runs.  Preloaded, a
+ * long-lived worker of the pool (autonomous_pool.c) of the caller's
+ * database and login role takes it: the same request, the same code
+ * (ta_autonomous_serve()), without a backend start per write.
  *
- * What the worker gets, in a DSM segment the caller creates:
+ * What the worker gets, in a DSM segment the caller creates (pooled: in the
+ * worker's buffer in shared memory, or a DSM segment when larger):
  *	- who: the database, the authenticated (login) role, the outer role
  *	  (after SET ROLE) and the current role with its security context (a
  *	  SECURITY DEFINER function's owner), as parallel workers get them: the
@@ -96,6 +100,7 @@
 #include "utils/uuid.h"
 
 #include "autonomous.h"
+#include "autonomous_pool.h"
 #include "catalog.h"
 #include "insert.h"
 #include "layout.h"
@@ -189,6 +194,8 @@ ta_autonomous_init(void)
 							4, 0, MAX_BACKENDS,
 							PGC_SUSET, 0,
 							NULL, NULL, NULL);
+	if (process_shared_preload_libraries_in_progress)
+		ta_pool_init();			/* long-lived workers (autonomous_pool.c) */
 }
 
 static void
@@ -283,52 +290,12 @@ refuse_self_lock(TaAutoKind kind)
 					 errhint("Record the call before taking the lock, or in the transaction with log_call().")));
 }
 
-/*
- * Write one row autonomously: start the worker, wait for it, raise its
- * error or return what the function returns (the stored row if return_row,
- * else the event_id as a uuid).
- */
-Datum
-ta_autonomous_call(TaAutoKind kind, Datum *fargs, bool *fargnulls, pg_uuid_t *call,
-				   bool return_row)
+/* The request: who the caller is, its settings, the arguments. */
+static void
+fill_request(TaAutoShared *sh, TaAutoKind kind, Size gucsize, Datum *args, bool *argnulls)
 {
-	Datum		args[TA_NARGS];
-	bool		argnulls[TA_NARGS];
-	Size		gucsize,
-				argsize = 0,
-				size;
-	dsm_segment *seg;
-	TaAutoShared *sh;
 	char	   *p;
-	BackgroundWorker worker;
-	BackgroundWorkerHandle *handle;
-	volatile BgwHandleStatus status = BGWH_STARTED;
-	pg_uuid_t  *event_id;
-	int			slot;
 
-	if (RecoveryInProgress())
-		ereport(ERROR,
-				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
-				 errmsg("tool calls cannot be recorded during recovery")));
-	refuse_self_lock(kind);
-
-	for (int i = 0; i < TA_NARGS - 1; i++)
-	{
-		argnulls[i] = fargnulls[i];
-		args[i] = fargs[i];
-		if (!argnulls[i] && !arg_types[i].byval)
-			args[i] = PointerGetDatum(PG_DETOAST_DATUM_PACKED(args[i]));
-	}
-	argnulls[TA_NARGS - 1] = call == NULL;
-	args[TA_NARGS - 1] = call == NULL ? (Datum) 0 : UUIDPGetDatum(call);
-	for (int i = 0; i < TA_NARGS; i++)
-		argsize = add_size(argsize, datumEstimateSpace(args[i], argnulls[i],
-													   arg_types[i].byval, arg_types[i].len));
-	gucsize = EstimateGUCStateSpace();
-	size = add_size(add_size(MAXALIGN(sizeof(TaAutoShared)), MAXALIGN(gucsize)), argsize);
-
-	seg = dsm_create(size, 0);
-	sh = dsm_segment_address(seg);
 	memset(sh, 0, sizeof(TaAutoShared));
 	sh->kind = kind;
 	sh->database = MyDatabaseId;
@@ -347,6 +314,25 @@ ta_autonomous_call(TaAutoKind kind, Datum *fargs, bool *fargnulls, pg_uuid_t *ca
 	p = (char *) sh + sh->args_offset;
 	for (int i = 0; i < TA_NARGS; i++)
 		datumSerialize(args[i], argnulls[i], arg_types[i].byval, arg_types[i].len, &p);
+}
+
+/*
+ * Without the pool: a dynamic worker for this one write.  The answer is
+ * copied into *answer (status PENDING: the worker ended without one).
+ */
+static void
+run_one_shot(TaAutoKind kind, Size size, Size gucsize, Datum *args, bool *argnulls,
+			 TaAutoShared *answer)
+{
+	dsm_segment *seg;
+	TaAutoShared *sh;
+	BackgroundWorker worker;
+	BackgroundWorkerHandle *handle;
+	volatile BgwHandleStatus status = BGWH_STARTED;
+
+	seg = dsm_create(size, 0);
+	sh = dsm_segment_address(seg);
+	fill_request(sh, kind, gucsize, args, argnulls);
 
 	memset(&worker, 0, sizeof(worker));
 	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
@@ -359,7 +345,6 @@ ta_autonomous_call(TaAutoKind kind, Datum *fargs, bool *fargnulls, pg_uuid_t *ca
 	worker.bgw_main_arg = UInt32GetDatum(dsm_segment_handle(seg));
 	worker.bgw_notify_pid = MyProcPid;
 
-	slot = take_slot(kind);
 	if (!RegisterDynamicBackgroundWorker(&worker, &handle))
 		ereport(ERROR,
 				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
@@ -408,16 +393,95 @@ ta_autonomous_call(TaAutoKind kind, Datum *fargs, bool *fargnulls, pg_uuid_t *ca
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
-	give_back_slot(slot);
 	if (status == BGWH_POSTMASTER_DIED)
 		ereport(FATAL,
 				(errcode(ERRCODE_ADMIN_SHUTDOWN),
 				 errmsg("postmaster exited during an autonomous write of tool_audit.%s()",
 						kind_name[kind])));
 	pg_read_barrier();
-	if (sh->status == TA_AUTO_FAILED)
-		raise_worker_error(sh);
-	if (sh->status != TA_AUTO_DONE)
+	memcpy(answer, sh, sizeof(TaAutoShared));
+	dsm_detach(seg);
+}
+
+/*
+ * With the pool (preloaded): a long-lived worker of this database and
+ * login role takes the write (autonomous_pool.c).
+ */
+static void
+run_pooled(TaAutoKind kind, Size size, Size gucsize, Datum *args, bool *argnulls,
+		   TaAutoShared *answer)
+{
+	TaPoolCall *pc;
+	TaAutoShared *volatile sh = NULL;
+
+	pc = ta_pool_reserve(kind_name[kind], ta_max_autonomous_workers, TA_SLOT_WAIT_MS);
+	PG_TRY();
+	{
+		sh = ta_pool_request_space(pc, size);
+		fill_request(sh, kind, gucsize, args, argnulls);
+	}
+	PG_CATCH();
+	{
+		ta_pool_release(pc);	/* not sent: the worker is free again */
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	if (ta_pool_run(pc, kind_name[kind]))
+		memcpy(answer, sh, sizeof(TaAutoShared));
+	else
+		answer->status = TA_AUTO_PENDING;	/* ended without an answer */
+	ta_pool_release(pc);
+}
+
+/*
+ * Write one row autonomously: have a worker write it, wait for it, raise
+ * its error or return what the function returns (the stored row if
+ * return_row, else the event_id as a uuid).
+ */
+Datum
+ta_autonomous_call(TaAutoKind kind, Datum *fargs, bool *fargnulls, pg_uuid_t *call,
+				   bool return_row)
+{
+	Datum		args[TA_NARGS];
+	bool		argnulls[TA_NARGS];
+	Size		gucsize,
+				argsize = 0,
+				size;
+	TaAutoShared *answer;
+	pg_uuid_t  *event_id;
+	int			slot;
+
+	if (RecoveryInProgress())
+		ereport(ERROR,
+				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
+				 errmsg("tool calls cannot be recorded during recovery")));
+	refuse_self_lock(kind);
+
+	for (int i = 0; i < TA_NARGS - 1; i++)
+	{
+		argnulls[i] = fargnulls[i];
+		args[i] = fargs[i];
+		if (!argnulls[i] && !arg_types[i].byval)
+			args[i] = PointerGetDatum(PG_DETOAST_DATUM_PACKED(args[i]));
+	}
+	argnulls[TA_NARGS - 1] = call == NULL;
+	args[TA_NARGS - 1] = call == NULL ? (Datum) 0 : UUIDPGetDatum(call);
+	for (int i = 0; i < TA_NARGS; i++)
+		argsize = add_size(argsize, datumEstimateSpace(args[i], argnulls[i],
+													   arg_types[i].byval, arg_types[i].len));
+	gucsize = EstimateGUCStateSpace();
+	size = add_size(add_size(MAXALIGN(sizeof(TaAutoShared)), MAXALIGN(gucsize)), argsize);
+
+	answer = palloc0(sizeof(TaAutoShared));
+	slot = take_slot(kind);
+	if (ta_pool_active())
+		run_pooled(kind, size, gucsize, args, argnulls, answer);
+	else
+		run_one_shot(kind, size, gucsize, args, argnulls, answer);
+	give_back_slot(slot);
+	if (answer->status == TA_AUTO_FAILED)
+		raise_worker_error(answer);
+	if (answer->status != TA_AUTO_DONE)
 		ereport(ERROR,
 				(errcode(ERRCODE_SYSTEM_ERROR),
 				 errmsg("the autonomous write of tool_audit.%s() ended without a result",
@@ -426,8 +490,7 @@ ta_autonomous_call(TaAutoKind kind, Datum *fargs, bool *fargnulls, pg_uuid_t *ca
 				 errhint("Whether the row was stored can be checked with the tool_audit.calls view.")));
 
 	event_id = palloc(sizeof(pg_uuid_t));
-	*event_id = sh->event_id;
-	dsm_detach(seg);
+	*event_id = answer->event_id;
 
 	/* tool_audit.call: the call in progress, for the rest of the transaction */
 	if (kind == TA_AUTO_BEGIN)
@@ -563,40 +626,47 @@ write_row(TaAutoShared *sh)
 	(void) ta_record_call(args, argnulls, &call, &sh->event_id);
 }
 
+/*
+ * One request, in a worker (the one-shot worker, or one of the pool's):
+ * become the caller (its settings, roles and security context), write the
+ * row in a transaction of its own, and put the answer in the request: the
+ * event_id once committed, or the error.
+ */
 void
-ta_autonomous_main(Datum main_arg)
+ta_autonomous_serve(void *request)
 {
-	dsm_segment *seg;
-	TaAutoShared *sh;
+	TaAutoShared *sh = (TaAutoShared *) request;
+	MemoryContext cxt = CurrentMemoryContext;
 	char		timeout[32];
-
-	pqsignal(SIGTERM, die);
-	BackgroundWorkerUnblockSignals();
-
-	seg = dsm_attach(DatumGetUInt32(main_arg));
-	if (seg == NULL)
-		proc_exit(0);			/* the caller is gone: nobody waits */
-	sh = dsm_segment_address(seg);
-
-	/* who the caller is, and its settings */
-	BackgroundWorkerInitializeConnectionByOid(sh->database, sh->authenticated_user, 0);
-	StartTransactionCommand();
-	RestoreGUCState((char *) sh + sh->guc_offset);
-	CommitTransactionCommand();
-	SetCurrentRoleId(sh->outer_user, sh->outer_is_superuser);
-	SetUserIdAndSecContext(sh->current_user, sh->sec_context);
-	/*
-	 * The worker's own settings, over the caller's (PGC_S_SESSION: a caller's
-	 * SET has that source, and a lower one would not replace it).  A
-	 * read-only session may still record its calls (it could SET this too).
-	 */
-	snprintf(timeout, sizeof(timeout), "%d", sh->lock_timeout);
-	SetConfigOption("lock_timeout", timeout, PGC_SUSET, PGC_S_SESSION);
-	SetConfigOption("synchronous_commit", "on", PGC_SUSET, PGC_S_SESSION);
-	SetConfigOption("default_transaction_read_only", "off", PGC_SUSET, PGC_S_SESSION);
 
 	PG_TRY();
 	{
+		/*
+		 * Who the caller is, and its settings.  A pooled worker first drops
+		 * what the previous request set: its security context (a SECURITY
+		 * DEFINER caller's) and SET ROLE; RestoreGUCState() then resets the
+		 * settings a previous caller brought and sets this caller's,
+		 * session_authorization among them.
+		 */
+		SetUserIdAndSecContext(GetSessionUserId(), 0);
+		SetCurrentRoleId(InvalidOid, false);
+		StartTransactionCommand();
+		RestoreGUCState((char *) sh + sh->guc_offset);
+		CommitTransactionCommand();
+		SetCurrentRoleId(sh->outer_user, sh->outer_is_superuser);
+		SetUserIdAndSecContext(sh->current_user, sh->sec_context);
+
+		/*
+		 * The worker's own settings, over the caller's (PGC_S_SESSION: a
+		 * caller's SET has that source, and a lower one would not replace
+		 * it).  A read-only session may still record its calls (it could SET
+		 * this too).
+		 */
+		snprintf(timeout, sizeof(timeout), "%d", sh->lock_timeout);
+		SetConfigOption("lock_timeout", timeout, PGC_SUSET, PGC_S_SESSION);
+		SetConfigOption("synchronous_commit", "on", PGC_SUSET, PGC_S_SESSION);
+		SetConfigOption("default_transaction_read_only", "off", PGC_SUSET, PGC_S_SESSION);
+
 		StartTransactionCommand();
 		PushActiveSnapshot(GetTransactionSnapshot());
 		pgstat_report_activity(STATE_RUNNING, kind_name[sh->kind]);
@@ -607,14 +677,13 @@ ta_autonomous_main(Datum main_arg)
 		CommitTransactionCommand();
 		pg_write_barrier();
 		sh->status = TA_AUTO_DONE;
-		SetLatch(&ProcGlobal->allProcs[sh->caller_procno].procLatch);
 	}
 	PG_CATCH();
 	{
 		ErrorData  *edata;
 
 		ta_autonomous_writer = false;
-		MemoryContextSwitchTo(TopMemoryContext);
+		MemoryContextSwitchTo(cxt);
 		edata = CopyErrorData();
 		FlushErrorState();
 		AbortCurrentTransaction();
@@ -622,11 +691,31 @@ ta_autonomous_main(Datum main_arg)
 		copy_message(sh->message, edata->message);
 		copy_message(sh->detail, edata->detail);
 		copy_message(sh->hint, edata->hint);
+		FreeErrorData(edata);
 		pg_write_barrier();
 		sh->status = TA_AUTO_FAILED;
-		SetLatch(&ProcGlobal->allProcs[sh->caller_procno].procLatch);
 	}
 	PG_END_TRY();
+	MemoryContextSwitchTo(cxt);
+}
+
+void
+ta_autonomous_main(Datum main_arg)
+{
+	dsm_segment *seg;
+	TaAutoShared *sh;
+
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+
+	seg = dsm_attach(DatumGetUInt32(main_arg));
+	if (seg == NULL)
+		proc_exit(0);			/* the caller is gone: nobody waits */
+	sh = dsm_segment_address(seg);
+
+	BackgroundWorkerInitializeConnectionByOid(sh->database, sh->authenticated_user, 0);
+	ta_autonomous_serve(sh);
+	SetLatch(&ProcGlobal->allProcs[sh->caller_procno].procLatch);
 
 	pgstat_report_activity(STATE_IDLE, NULL);
 	dsm_detach(seg);
