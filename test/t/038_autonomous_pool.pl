@@ -38,10 +38,11 @@ my $workers = q{SELECT string_agg(usename || ':' || pid, ',' ORDER BY usename, p
 
 sub write_as
 {
-	my ($user, $setup, $tool) = @_;
+	my ($user, $setup, $tool, $ctx) = @_;
+	$ctx //= '{"autonomous": true}';
 	return $node->safe_psql('postgres',
 		qq{$setup
-		   SELECT (tool_audit.log_call('$tool', '{}', '{}', 1, '{"autonomous": true}')).recorded_by;},
+		   SELECT (tool_audit.log_call('$tool', '{}', '{}', 1, '$ctx')).recorded_by;},
 		extra_params => [ '-U', $user ]);
 }
 
@@ -51,7 +52,8 @@ my $w1 = $node->safe_psql('postgres', $workers);
 like($w1, qr/^postgres:\d+$/, "one worker, logged in as the caller's login role ($w1)");
 
 # the previous caller's identity and settings do not stay in the worker
-is(write_as('postgres', q{SET tool_audit.test_clock_offset = '10 days'; SET application_name = 'pool_leak'; SET ROLE pool_nologin;}, 'pool_a'),
+is(write_as('postgres', q{SET tool_audit.test_clock_offset = '10 days'; SET application_name = 'pool_leak'; SET ROLE pool_nologin;}, 'pool_a',
+	'{"autonomous": true, "tenant_id": "pool_clock"}'),
 	'pool_nologin', 'SET ROLE: recorded as the role set');
 is(write_as('postgres', '', 'pool_b'), 'postgres', 'the next caller, without SET ROLE: recorded as itself');
 is(write_as('postgres', q{SET SESSION AUTHORIZATION pool_other;}, 'pool_c'),
