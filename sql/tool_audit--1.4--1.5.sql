@@ -4094,6 +4094,51 @@ REVOKE ALL ON FUNCTION tool_audit.export_since(jsonb, integer) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION tool_audit.export_since(jsonb, integer)
     TO tool_audit_reader, tool_audit_admin, tool_audit_verifier;
 
+-- ---------------------------------------------------------------------------
+-- (1.5) The security state: a fingerprint of who can see and change what
+-- (row-level security, policies, privileges, the extension's functions,
+-- triggers, event triggers, rules, tenant bindings, key fingerprints, rule
+-- sets; src/security_state_sql.h, doc/canonical-encoding.md section 8).
+-- digest() carries it, verify_digest() and the external verifier compare
+-- it; verify() compares the parts only the extension's scripts define with
+-- the expectation this file records, last, when the script has made them.
+-- ---------------------------------------------------------------------------
+CREATE TABLE tool_audit.security_expectation (
+    component text NOT NULL,
+    object    text NOT NULL,
+    hash      text NOT NULL,
+    PRIMARY KEY (component, object)
+);
+COMMENT ON TABLE tool_audit.security_expectation IS
+    'What the install or upgrade script made of the security state, object by object: verify() compares with it; written only by those scripts';
+
+CREATE FUNCTION tool_audit.security_expectation_guard() RETURNS trigger
+    AS 'MODULE_PATHNAME', 'security_expectation_guard' LANGUAGE C;
+COMMENT ON FUNCTION tool_audit.security_expectation_guard() IS
+    'Trigger that refuses every write to security_expectation outside the extension''s install and upgrade scripts';
+CREATE TRIGGER security_expectation_guard
+    BEFORE INSERT OR UPDATE OR DELETE ON tool_audit.security_expectation
+    FOR EACH ROW EXECUTE FUNCTION tool_audit.security_expectation_guard();
+CREATE TRIGGER security_expectation_guard_truncate
+    BEFORE TRUNCATE ON tool_audit.security_expectation
+    FOR EACH STATEMENT EXECUTE FUNCTION tool_audit.security_expectation_guard();
+
+CREATE FUNCTION tool_audit.security_state() RETURNS jsonb
+    AS 'MODULE_PATHNAME', 'security_state' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION tool_audit.security_state() IS
+    'The fingerprint of the security state a digest carries: one SHA-256 per component, and an overall hash';
+
+CREATE FUNCTION tool_audit.record_security_expectation() RETURNS void
+    AS 'MODULE_PATHNAME', 'record_security_expectation' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION tool_audit.record_security_expectation() IS
+    'Records the security state the install or upgrade script made (it runs in those scripts only)';
+
+REVOKE ALL ON tool_audit.security_expectation FROM PUBLIC;
+REVOKE ALL ON FUNCTION tool_audit.security_expectation_guard(), tool_audit.security_state(),
+    tool_audit.record_security_expectation() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION tool_audit.security_state() TO tool_audit_verifier, tool_audit_admin;
+
+
 -- The final text of functions and views that more than one 1.5 change replaced
 -- (each change above replaced them in turn): as in sql/install, word for word
 
@@ -5241,3 +5286,6 @@ COMMENT ON FUNCTION tool_audit.conversation_timeline(text) IS
     'A conversation as one line of text per tool call (a call begun and ended: one line): turn, outcome, tool, arguments, result summary and duration; under it, one line per row the call changed (1.5)';
 
 -- (end of the final texts)
+
+-- (1.5) last: the security state this script made is what verify() expects
+SELECT tool_audit.record_security_expectation();

@@ -51,6 +51,7 @@
 #include "hash.h"
 #include "jsonb_util.h"
 #include "layout.h"
+#include "security_state.h"
 #include "tool_audit.h"
 
 #define DIGEST_FORMAT	"tool_audit digest 1"
@@ -372,6 +373,8 @@ digest(PG_FUNCTION_ARGS)
 	PG_TRY();
 	{
 		append_all_heads(&buf);
+		appendStringInfoChar(&buf, ']');
+		ta_security_state_append(&buf);
 	}
 	PG_CATCH();
 	{
@@ -379,7 +382,6 @@ digest(PG_FUNCTION_ARGS)
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
-	appendStringInfoChar(&buf, ']');
 
 	if (pkey == NULL)
 	{

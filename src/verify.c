@@ -53,6 +53,7 @@
 
 #include "alerts.h"
 #include "catalog.h"
+#include "security_state.h"
 #include "crypto.h"
 #include "digest.h"
 #include "erase.h"
@@ -179,6 +180,13 @@ report(Verification *w, const char *table, bool has_chain, int64 chain_id, int32
 
 /* ---- the protections around the rows ---- */
 
+/* a problem of the security state (security_state.c) */
+static void
+security_problem(void *arg, const char *problem)
+{
+	report((Verification *) arg, "", false, 0, 0, -1, -1, problem);
+}
+
 static void
 check_protections(Verification *w)
 {
@@ -248,6 +256,7 @@ check_protections(Verification *w)
 		report(w, table ? table : "", false, 0, 0, -1, -1, problem);
 	}
 	SPI_finish();
+	ta_security_state_check_install(security_problem, w);
 }
 
 /*
@@ -1105,6 +1114,7 @@ verify_digest(PG_FUNCTION_ARGS)
 	w.has_taken_at = digest_taken_at(d, &w.taken_at);
 	if (sig_problem != NULL)
 		report(&w, "", false, 0, 0, -1, -1, sig_problem);
+	ta_security_state_check_digest(d, security_problem, &w);
 	run_walk(&w);
 	raise_if_problems(&w, "audit_integrity", "verify_digest");
 	{
