@@ -63,6 +63,7 @@ digest_free(Digest *d)
 	for (i = 0; i < d->nheads; i++)
 		free(d->heads[i].table);
 	free(d->heads);
+	security_state_free(d);
 	free(d->database);
 	memset(d, 0, sizeof(Digest));
 }
@@ -258,6 +259,7 @@ digest_load(const char *path, const char *pubkey_path, Digest *d)
 		strlen(database->str) == database->len)
 		d->database = xstrndup(database->str, database->len);
 
+	security_state_load(root, d);
 	d->nheads = heads->count;
 	d->heads = xmalloc(sizeof(DigestHead) * (heads->count ? heads->count : 1));
 	for (i = 0; i < heads->count; i++)

@@ -116,9 +116,18 @@ typedef struct DigestHead
 	bool		done;			/* compared, or reported as a problem */
 } DigestHead;
 
+typedef struct DigestSecState
+{
+	char	   *name;
+	char	   *hash;			/* hex */
+} DigestSecState;
+
 typedef struct Digest
 {
 	char	   *database;
+	char	   *taken_at;		/* (security_state.c) */
+	DigestSecState *secstate;	/* "security_state" members (1.5 on) */
+	size_t		nsecstate;
 	DigestHead *heads;			/* sorted by (table, chain, lane, position) */
 	size_t		nheads;
 	size_t		checked;		/* heads found intact */
@@ -137,6 +146,13 @@ typedef struct TableStats
 	uint64_t	rows;
 	uint64_t	chains;
 } TableStats;
+
+/* security_state.c */
+struct JsonValue;
+struct pg_conn;
+extern void security_state_load(const struct JsonValue *root, Digest *d);
+extern void security_state_free(Digest *d);
+extern bool security_state_check(struct pg_conn *conn, const Digest *d);
 
 extern bool verify_database(const char *conninfo, Digest *digest,
 							TableStats *stats, int nstats);
