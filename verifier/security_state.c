@@ -30,18 +30,13 @@
 
 static const TaSecStateComponent components[] = TA_SECSTATE_COMPONENTS;
 
-typedef struct SecRow
-{
-	Buf			enc;
-} SecRow;
-
 static int
 row_cmp(const void *a, const void *b)
 {
-	const SecRow *x = a;
-	const SecRow *y = b;
+	const Buf  *x = a;
+	const Buf  *y = b;
 
-	return bytes_cmp(x->enc.data, x->enc.len, y->enc.data, y->enc.len);
+	return bytes_cmp(x->data, x->len, y->data, y->len);
 }
 
 static void
@@ -50,6 +45,57 @@ put_domain(Buf *b, const char *name)
 	buf_append(b, TA_SECSTATE_DOMAIN, strlen(TA_SECSTATE_DOMAIN) + 1);
 	buf_putc(b, (unsigned char) strlen(name));
 	buf_puts(b, name);
+}
+
+/* Appends one column to a row's encoding (NULL: value == NULL). */
+void
+security_state_put_column(Buf *row, const char *value, size_t len)
+{
+	if (value == NULL)
+		buf_put_u32(row, 0xFFFFFFFFu);
+	else
+	{
+		buf_put_u32(row, (uint32_t) len);
+		buf_append(row, value, len);
+	}
+}
+
+/* A component's hash over its rows' encodings (sorted here). */
+void
+security_state_component_hash(const char *name, Buf *rows, size_t n,
+							  unsigned char out[HASH_LEN])
+{
+	Buf			h;
+	size_t		i;
+
+	qsort(rows, n, sizeof(Buf), row_cmp);
+	buf_init(&h);
+	put_domain(&h, name);
+	buf_put_u32(&h, (uint32_t) n);
+	for (i = 0; i < n; i++)
+		buf_append(&h, rows[i].data, rows[i].len);
+	sha256(h.data, h.len, out);
+	buf_free(&h);
+}
+
+/* The overall hash over (name, 32-byte hash) pairs in the components' order. */
+void
+security_state_overall_hash(const char *const *names, const unsigned char (*hashes)[HASH_LEN],
+							size_t n, unsigned char out[HASH_LEN])
+{
+	Buf			h;
+	size_t		i;
+
+	buf_init(&h);
+	buf_append(&h, TA_SECSTATE_DOMAIN, strlen(TA_SECSTATE_DOMAIN) + 1);
+	for (i = 0; i < n; i++)
+	{
+		buf_putc(&h, (unsigned char) strlen(names[i]));
+		buf_puts(&h, names[i]);
+		buf_append(&h, hashes[i], HASH_LEN);
+	}
+	sha256(h.data, h.len, out);
+	buf_free(&h);
 }
 
 /* Keeps the digest's member; called by digest_load(). */
@@ -122,11 +168,10 @@ static bool
 component_hash(PGconn *conn, const TaSecStateComponent *c, char *out)
 {
 	PGresult   *res;
-	SecRow	   *rows;
+	Buf		   *rows;
 	int			n,
 				i,
 				j;
-	Buf			h;
 	unsigned char hash[HASH_LEN];
 
 	exec_cmd(conn, "SAVEPOINT security_state");
@@ -141,35 +186,21 @@ component_hash(PGconn *conn, const TaSecStateComponent *c, char *out)
 	}
 	exec_cmd(conn, "RELEASE SAVEPOINT security_state");
 	n = PQntuples(res);
-	rows = xmalloc(sizeof(SecRow) * (n ? n : 1));
+	rows = xmalloc(sizeof(Buf) * (n ? n : 1));
 	for (i = 0; i < n; i++)
 	{
-		buf_init(&rows[i].enc);
-		buf_put_u32(&rows[i].enc, (uint32_t) PQnfields(res));
+		buf_init(&rows[i]);
+		buf_put_u32(&rows[i], (uint32_t) PQnfields(res));
 		for (j = 0; j < PQnfields(res); j++)
-		{
-			if (PQgetisnull(res, i, j))
-				buf_put_u32(&rows[i].enc, 0xFFFFFFFFu);
-			else
-			{
-				buf_put_u32(&rows[i].enc, (uint32_t) PQgetlength(res, i, j));
-				buf_append(&rows[i].enc, PQgetvalue(res, i, j), PQgetlength(res, i, j));
-			}
-		}
+			security_state_put_column(&rows[i],
+									  PQgetisnull(res, i, j) ? NULL : PQgetvalue(res, i, j),
+									  (size_t) PQgetlength(res, i, j));
 	}
 	PQclear(res);
-	qsort(rows, n, sizeof(SecRow), row_cmp);
-	buf_init(&h);
-	put_domain(&h, c->name);
-	buf_put_u32(&h, (uint32_t) n);
+	security_state_component_hash(c->name, rows, (size_t) n, hash);
 	for (i = 0; i < n; i++)
-	{
-		buf_append(&h, rows[i].enc.data, rows[i].enc.len);
-		buf_free(&rows[i].enc);
-	}
+		buf_free(&rows[i]);
 	free(rows);
-	sha256(h.data, h.len, hash);
-	buf_free(&h);
 	hex_encode(hash, HASH_LEN, out);
 	out[2 * HASH_LEN] = '\0';
 	return true;

@@ -153,6 +153,12 @@ struct pg_conn;
 extern void security_state_load(const struct JsonValue *root, Digest *d);
 extern void security_state_free(Digest *d);
 extern bool security_state_check(struct pg_conn *conn, const Digest *d);
+extern void security_state_put_column(Buf *row, const char *value, size_t len);
+extern void security_state_component_hash(const char *name, Buf *rows, size_t n,
+										  unsigned char out[HASH_LEN]);
+extern void security_state_overall_hash(const char *const *names,
+										const unsigned char (*hashes)[HASH_LEN],
+										size_t n, unsigned char out[HASH_LEN]);
 
 extern bool verify_database(const char *conninfo, Digest *digest,
 							TableStats *stats, int nstats);
