@@ -29,6 +29,7 @@
 #include "commands/trigger.h"
 #include "executor/spi.h"
 #include "fmgr.h"
+#include "nodes/pg_list.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
@@ -303,6 +304,70 @@ expected_cmp(const void *a, const void *b)
 	return c != 0 ? c : strcmp(x->object, y->object);
 }
 
+/*
+ * Tenant bindings against the admin events bind_tenant() and unbind_tenant()
+ * record (since 1.0): a binding the events do not account for was made, or
+ * removed, by another path (direct DML as a superuser).  A binding with no
+ * event at all is reported only while no admin event was ever purged (its
+ * event may be one of them).  The keys and the rule sets cannot be checked
+ * this way: a rotation's event names key ids, not key bytes; the built-in
+ * rules and the seeded alert rules have no event.  A digest covers those.
+ */
+static void
+check_bindings(TaSecStateReport report, void *arg)
+{
+	static const char *const sql =
+	"WITH ev AS ("
+	"  SELECT DISTINCT ON (x.r, x.t) x.r, x.t, x.added FROM ("
+	"    SELECT e.id, e.payload->'after'->>'role', e.payload->'after'->>'tenant_id', true"
+	"      FROM tool_audit.admin_events e WHERE e.event_type = 'tool_audit.tenant_binding.add'"
+	"    UNION ALL"
+	"    SELECT e.id, e.payload->'before'->>'role', e.payload->'before'->>'tenant_id', false"
+	"      FROM tool_audit.admin_events e WHERE e.event_type = 'tool_audit.tenant_binding.remove'"
+	"  ) x(id, r, t, added) ORDER BY x.r, x.t, x.id DESC),"
+	" cur AS (SELECT b.role::text AS r, b.tenant_id AS t FROM tool_audit.tenant_bindings b)"
+	" SELECT c.r, c.t, true FROM cur c"
+	"  WHERE NOT EXISTS (SELECT 1 FROM ev WHERE ev.r = c.r AND ev.t = c.t AND ev.added)"
+	"    AND NOT EXISTS (SELECT 1 FROM tool_audit.purge_anchors p WHERE p.table_name = 'admin_events')"
+	" UNION ALL"
+	" SELECT ev.r, ev.t, false FROM ev"
+	"  WHERE ev.added AND NOT EXISTS (SELECT 1 FROM cur c WHERE c.r = ev.r AND c.t = ev.t)"
+	" ORDER BY 1, 2";
+	MemoryContext callercxt = CurrentMemoryContext;
+	List	   *problems = NIL;
+	ListCell   *lc;
+	int			nest;
+
+	if (!OidIsValid(ta_schema_relid("tenant_bindings", true)) ||
+		!OidIsValid(ta_schema_relid("purge_anchors", true)))
+		return;
+	nest = NewGUCNestLevel();
+	(void) set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET,
+							 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	ta_spi_exec_as_owner(ta_relation_owner(ta_schema_relid("tenant_bindings", false)),
+						 sql, 0, NULL, NULL, NULL, true);
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		char	   *r = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
+		char	   *t = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2);
+		char	   *present = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 3);
+		MemoryContext spicxt = MemoryContextSwitchTo(callercxt);
+
+		problems = lappend(problems,
+						   psprintf(strcmp(present, "t") == 0 ?
+									"tenant binding of role %s to tenant %s: no admin event records it (not made by bind_tenant())" :
+									"tenant binding of role %s to tenant %s: gone, and no admin event records its removal (not removed by unbind_tenant())",
+									r ? r : "?", t ? t : "?"));
+		MemoryContextSwitchTo(spicxt);
+	}
+	SPI_finish();
+	AtEOXact_GUC(true, nest);
+	foreach(lc, problems)
+		report(arg, (const char *) lfirst(lc));
+}
+
 void
 ta_security_state_check_install(TaSecStateReport report, void *arg)
 {
@@ -315,6 +380,7 @@ ta_security_state_check_install(TaSecStateReport report, void *arg)
 
 	if (!OidIsValid(relid))
 		return;					/* a schema older than 1.5 */
+	check_bindings(report, arg);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	ta_spi_exec_as_owner(ta_relation_owner(relid),

@@ -81,8 +81,9 @@ SELECT problem FROM tool_audit.verify_digest(:'d');
 ROLLBACK;
 
 -- 6. tenant bindings deleted, a key changed, a sanitize rule disabled and an
--- alert rule changed by direct DML with triggers off: verify() cannot tell
--- (no expectation for them), verify_digest() names each
+-- alert rule changed by direct DML with triggers off: verify_digest() names
+-- each; verify() tells only of the bindings (against the admin events that
+-- bind_tenant() and unbind_tenant() record)
 BEGIN;
 SET LOCAL session_replication_role = replica;
 SET LOCAL tool_audit.restoring = on;
@@ -92,6 +93,14 @@ UPDATE tool_audit.sanitize_rules SET action = 'keep' WHERE pattern = 'ward_code'
 UPDATE tool_audit.alert_rules SET enabled = false WHERE rule_name = 'audit_changes';
 RESET session_replication_role;
 RESET tool_audit.restoring;
+SELECT problem FROM tool_audit.verify_digest(:'d');
+SELECT problem FROM tool_audit.verify();
+ROLLBACK;
+
+-- a binding inserted by hand: verify() has no admin event for it
+BEGIN;
+INSERT INTO tool_audit.tenant_bindings VALUES ('regress_reader', 'tenant_z');
+SELECT problem FROM tool_audit.verify();
 SELECT problem FROM tool_audit.verify_digest(:'d');
 ROLLBACK;
 

@@ -137,7 +137,10 @@ my @attacks = (
 	  'rules', qr/rules: pseudonym_key_ids._RETURN changed/ ],
 	[ 'tenant bindings deleted with triggers off',
 	  q{SET session_replication_role = replica; DELETE FROM tool_audit.tenant_bindings},
-	  'tenant_bindings', undef ],
+	  'tenant_bindings', qr/tenant binding of role clinic_reader to tenant clinic_a: gone, and no admin event/ ],
+	[ 'a tenant binding inserted by hand',
+	  q{INSERT INTO tool_audit.tenant_bindings VALUES ('auditor', 'clinic_b')},
+	  'tenant_bindings', qr/tenant binding of role auditor to tenant clinic_b: no admin event records it/ ],
 	[ 'a pseudonymization key replaced with tool_audit.restoring',
 	  q{SET tool_audit.restoring = on; SET session_replication_role = replica;
 	    UPDATE tool_audit.pseudonym_keys SET key = decode(repeat('00', 32), 'hex') WHERE active},
