@@ -100,6 +100,22 @@ is(problems("${db}_copy", "tool_audit.verify_digest(pg_read_file('$file')::jsonb
 	'restored copy: verify_digest() clean');
 is(problems("${db}_copy", 'tool_audit.verify()'), '', 'restored copy: verify() clean');
 
+# a digest without the member (taken before 1.5) still verifies: nothing of
+# the security state is compared
+{
+	my ($odb, $ofile) = setup_db();
+	my $old = $node->safe_psql($odb, "SELECT pg_read_file('$ofile')::jsonb - 'security_state'");
+	open my $fh, '>', "$ofile.old" or die "$ofile.old: $!";
+	print $fh $old;
+	close $fh;
+	$node->safe_psql($odb, q{UPDATE pg_class SET relrowsecurity = false WHERE oid = 'tool_audit.tool_calls'::regclass});
+	my ($orc, $oout, $oerr) = run_verifier($odb, "$ofile.old");
+	is($orc, 0, 'a digest without security_state: the verifier passes') or diag("$oout\n$oerr");
+	($orc, $oout, $oerr) = run_verifier($odb, $ofile);
+	is($orc, 1, 'the same database with the 1.5 digest: the verifier fails');
+	$node->safe_psql('postgres', "DROP DATABASE $odb");
+}
+
 # each attack on a database of its own: [name, SQL, component, verify() too]
 my $guards_off = q{ALTER EVENT TRIGGER tool_audit_ddl_start DISABLE;};
 my $guards_on = q{ALTER EVENT TRIGGER tool_audit_ddl_start ENABLE;};
