@@ -87,7 +87,7 @@ ROLLBACK;
 BEGIN;
 SET LOCAL session_replication_role = replica;
 SET LOCAL tool_audit.restoring = on;
-DELETE FROM tool_audit.tenant_bindings;
+DELETE FROM tool_audit.tenant_bindings WHERE tenant_id = 'tenant_a';
 UPDATE tool_audit.pseudonym_keys SET key = tool_audit.random_key(32) WHERE active;
 UPDATE tool_audit.sanitize_rules SET action = 'keep' WHERE pattern = 'ward_code';
 UPDATE tool_audit.alert_rules SET enabled = false WHERE rule_name = 'audit_changes';
