@@ -27,7 +27,9 @@ SELECT count(*) > 100 AS recorded, count(DISTINCT component) AS components
 SELECT * FROM tool_audit.verify();
 SELECT * FROM tool_audit.verify_digest(:'d');
 -- a digest from before 1.5 has no security state: nothing to compare, no problem
-SELECT * FROM tool_audit.verify_digest((:'d'::jsonb) - 'security_state');
+-- (with a signing key, removing the member breaks the signature: not shown)
+SELECT problem FROM tool_audit.verify_digest((:'d'::jsonb) - 'security_state')
+ WHERE problem NOT LIKE 'digest signature%';
 
 -- the expectation is written by the extension's scripts only
 SELECT regress_try($$UPDATE tool_audit.security_expectation SET hash = repeat('0', 64)$$);
@@ -113,7 +115,8 @@ SELECT problem FROM tool_audit.verify_digest(:'d');
 ROLLBACK;
 
 -- a digest whose fingerprint does not match (say it was taken elsewhere)
-SELECT problem FROM tool_audit.verify_digest(jsonb_set(:'d'::jsonb, '{security_state,rules}', to_jsonb(repeat('0', 64))));
+SELECT problem FROM tool_audit.verify_digest(jsonb_set(:'d'::jsonb, '{security_state,rules}', to_jsonb(repeat('0', 64))))
+ WHERE problem NOT LIKE 'digest signature%';
 
 SELECT * FROM tool_audit.verify();
 SELECT tool_audit.unbind_tenant('regress_reader', 'tenant_a');
