@@ -95,9 +95,9 @@ typedef struct TaSecStateComponent
 	 " FROM pg_catalog.pg_policy p JOIN pg_catalog.pg_class c ON c.oid = p.polrelid" \
 	 " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'tool_audit'"}, \
 	{"pseudonym_keys", "tool_audit.pseudonym\\_key.%", \
-	 "SELECT k.key_id::text, pg_catalog.encode(pg_catalog.sha256(k.key), 'hex'), k.active::text" \
-	 " FROM tool_audit.pseudonym_keys k" \
-	 " WHERE k.active OR NOT EXISTS (SELECT 1 FROM tool_audit.pseudonym_keys a" \
+	 "SELECT k.key_id::text, k.fingerprint, k.active::text" \
+	 " FROM tool_audit.pseudonym_key_fingerprints k" \
+	 " WHERE k.active OR NOT EXISTS (SELECT 1 FROM tool_audit.pseudonym_key_fingerprints a" \
 	 " WHERE a.active AND a.created_at < k.created_at)"}, \
 	{"rls", NULL, \
 	 "SELECT c.relname::text, c.relrowsecurity::text, c.relforcerowsecurity::text" \

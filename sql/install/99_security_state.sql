@@ -43,4 +43,17 @@ REVOKE ALL ON FUNCTION tool_audit.security_expectation_guard(), tool_audit.secur
     tool_audit.record_security_expectation() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION tool_audit.security_state() TO tool_audit_verifier, tool_audit_admin;
 
+-- what the external verifier reads to recompute the configuration components
+-- as tool_audit_verifier: the bindings and rule sets, and the keys' SHA-256
+-- fingerprints (never the key bytes) through a view
+CREATE VIEW tool_audit.pseudonym_key_fingerprints AS
+    SELECT key_id, pg_catalog.encode(pg_catalog.sha256(key), 'hex') AS fingerprint, active, created_at
+      FROM tool_audit.pseudonym_keys;
+COMMENT ON VIEW tool_audit.pseudonym_key_fingerprints IS
+    'The pseudonymization keys'' ids with a SHA-256 of each key (never the key), active flag and creation time';
+REVOKE ALL ON tool_audit.pseudonym_key_fingerprints FROM PUBLIC;
+GRANT SELECT ON tool_audit.pseudonym_key_fingerprints TO tool_audit_verifier, tool_audit_admin;
+GRANT SELECT ON tool_audit.tenant_bindings, tool_audit.sanitize_rules, tool_audit.alert_rules
+    TO tool_audit_verifier;
+
 SELECT tool_audit.record_security_expectation();
