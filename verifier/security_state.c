@@ -12,9 +12,10 @@
  * section 8, and reports each component that differs.  A configuration
  * component (tenant bindings, keys, rule sets) that differs is reported only
  * when no admin event of its kind was recorded since the digest: the
- * extension's own functions change them, and say so.  A component this
- * role may not read (the keys are readable by the extension's owner only)
- * is not compared, with a note.
+ * extension's own functions change them, and say so.  tool_audit_verifier
+ * may read everything the queries name (the keys only through their
+ * fingerprints' view); a component this role may not read is not compared,
+ * with a note.
  *
  *-------------------------------------------------------------------------
  */
