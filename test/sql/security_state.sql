@@ -39,6 +39,16 @@ SELECT regress_try($$SELECT tool_audit.record_security_expectation()$$);
 -- and only admins and the verifier read the fingerprint
 SET ROLE regress_reader;
 SELECT regress_try($$SELECT tool_audit.security_state()$$);
+SELECT regress_try($$SELECT count(*) FROM tool_audit.pseudonym_key_fingerprints$$);
+RESET ROLE;
+-- the verifier role (the external verifier's) reads what the fingerprint
+-- covers: the keys' fingerprints, never the keys; it changes nothing
+SET ROLE tool_audit_verifier;
+SELECT tool_audit.security_state() = (:'d'::jsonb)->'security_state' AS verifier_sees_the_same;
+SELECT count(*) = 1 AS one_active_key FROM tool_audit.pseudonym_key_fingerprints WHERE active;
+SELECT regress_try($$SELECT key FROM tool_audit.pseudonym_keys$$);
+SELECT regress_try($$DELETE FROM tool_audit.tenant_bindings$$);
+SELECT regress_try($$UPDATE tool_audit.sanitize_rules SET enabled = false$$);
 RESET ROLE;
 
 -- 1. row-level security off through pg_class
