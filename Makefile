@@ -37,7 +37,8 @@ OBJS = \
 	src/track.o \
 	src/role_events.o \
 	src/tenant_verify.o \
-	src/time_order.o
+	src/time_order.o \
+	src/security_state.o
 
 # The install script of the current version is built from sql/install/*.sql,
 # one file per object group, in name order; the 1.0 base and the upgrade
@@ -54,7 +55,7 @@ REGRESS = setup sanitize detect sanitize_coverage pseudonym summarize log_call l
 	append_only ddl_guard roles tenants rules_admin bad_input chain reports exports upgrade \
 	retention_policies holds purge erasure retention_schedule data_changes approvals break_glass \
 	impersonation read_audit calls retries data_changes_audit alerts track track_call_owner free_text_sanitized alert_guards \
-	report_rows export_since tenant_verify time_order role_alerts
+	report_rows export_since tenant_verify time_order role_alerts security_state
 REGRESS_OPTS = --inputdir=test --outputdir=test --load-extension=tool_audit
 
 ISOLATION = concurrent_writers rules_cache chain_order retention_cache purge_hold approval_once calls_lanes \

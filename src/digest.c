@@ -51,6 +51,7 @@
 #include "hash.h"
 #include "jsonb_util.h"
 #include "layout.h"
+#include "security_state.h"
 #include "tenant_verify.h"
 #include "tool_audit.h"
 
@@ -346,6 +347,12 @@ typedef struct HeadsArgs
  * data_changes heads in a schema still at a version before 1.5.
  */
 static void
+append_security_state(void *arg)
+{
+	ta_security_state_append((StringInfo) arg);
+}
+
+static void
 append_all_heads(void *arg)
 {
 	HeadsArgs  *a = arg;
@@ -408,9 +415,18 @@ ta_digest_scoped(const TaTenantScope *scope)
 		heads_args.buf = &buf;
 		heads_args.scope = scope;
 		if (ta_tenant_run_as_owner(scope))
+		{
 			ta_as_extension_owner(append_all_heads, &heads_args);
+			appendStringInfoChar(&buf, ']');
+			/* a tenant's auditor may not read the bindings and rule sets */
+			ta_as_extension_owner(append_security_state, &buf);
+		}
 		else
+		{
 			append_all_heads(&heads_args);
+			appendStringInfoChar(&buf, ']');
+			ta_security_state_append(&buf);
+		}
 	}
 	PG_CATCH();
 	{
@@ -418,7 +434,6 @@ ta_digest_scoped(const TaTenantScope *scope)
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
-	appendStringInfoChar(&buf, ']');
 
 	if (pkey == NULL)
 	{

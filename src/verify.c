@@ -53,6 +53,7 @@
 
 #include "alerts.h"
 #include "catalog.h"
+#include "security_state.h"
 #include "crypto.h"
 #include "digest.h"
 #include "erase.h"
@@ -186,6 +187,19 @@ report(Verification *w, const char *table, bool has_chain, int64 chain_id, int32
 
 /* ---- the protections around the rows ---- */
 
+/* a problem of the security state (security_state.c) */
+static void
+security_problem(void *arg, const char *problem)
+{
+	Verification *w = arg;
+
+	/* a tenant run names no binding: they name other tenants and their roles */
+	if (w->scope != NULL && strncmp(problem, "tenant binding of role ", 23) == 0)
+		problem = "a tenant binding was changed outside bind_tenant() and unbind_tenant() "
+			"(not named in a tenant's run: an admin's verify() names it)";
+	report(w, "", false, 0, 0, -1, -1, problem);
+}
+
 static void
 check_protections(Verification *w)
 {
@@ -255,6 +269,7 @@ check_protections(Verification *w)
 		report(w, table ? table : "", false, 0, 0, -1, -1, problem);
 	}
 	SPI_finish();
+	ta_security_state_check_install(security_problem, w);
 }
 
 /*
@@ -1202,6 +1217,7 @@ verify_digest(PG_FUNCTION_ARGS)
 	w.digest_tenants = digest_tenant_scope(d);
 	if (sig_problem != NULL)
 		report(&w, "", false, 0, 0, -1, -1, sig_problem);
+	ta_security_state_check_digest(d, security_problem, &w);
 	run_walk(&w);
 	raise_if_problems(&w, "audit_integrity", "verify_digest");
 	{

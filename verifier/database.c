@@ -1149,6 +1149,8 @@ verify_database(const char *conninfo, Digest *digest, TableStats *stats,
 
 	erasures_free();
 	if (go_on)
+		go_on = security_state_check(conn, digest);
+	if (go_on)
 		PQclear(exec_ok(conn, "COMMIT", PGRES_COMMAND_OK));
 	/* when stopping early this abandons the running query */
 	PQfinish(conn);

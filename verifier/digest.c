@@ -86,6 +86,7 @@ digest_free(Digest *d)
 		free(d->heads[i].tenant);
 	}
 	free(d->heads);
+	security_state_free(d);
 	free(d->database);
 	memset(d, 0, sizeof(Digest));
 }
@@ -289,6 +290,7 @@ digest_load(const char *path, const char *pubkey_path, Digest *d)
 	/* a tenant's digest (tool_audit.tenant_digest()) says nothing of other chains */
 	d->tenant_scoped = json_is_string(json_get(root, "scope"), "tenant");
 
+	security_state_load(root, d);
 	d->nheads = heads->count;
 	d->heads = xmalloc(sizeof(DigestHead) * (heads->count ? heads->count : 1));
 	for (i = 0; i < heads->count; i++)

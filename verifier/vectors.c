@@ -526,6 +526,75 @@ check_erasures(char **fields, char *msg, size_t msglen)
 }
 
 /*
+ * security_state.tsv: a component name, its rows as a JSON array of arrays of
+ * strings and nulls, and the component's hash (section 8 of the spec); or
+ * "overall", [[name, hash hex], ...] and the overall hash.
+ */
+static bool
+check_security_state(char **fields, char *msg, size_t msglen)
+{
+	JsonValue  *v = json_parse(fields[1], strlen(fields[1]), msg, msglen);
+	bool		overall = strcmp(fields[0], "overall") == 0;
+	unsigned char got[HASH_LEN];
+	Buf		   *rows;
+	const char **names;
+	unsigned char (*hashes)[HASH_LEN];
+	bool		ok;
+	size_t		i,
+				j;
+
+	if (v == NULL)
+		return false;
+	ok = v->kind == JSON_ARRAY;
+	rows = xmalloc(sizeof(Buf) * (v->count ? v->count : 1));
+	names = xmalloc(sizeof(char *) * (v->count ? v->count : 1));
+	hashes = xmalloc(HASH_LEN * (v->count ? v->count : 1));
+	for (i = 0; ok && i < v->count; i++)
+	{
+		const JsonValue *r = v->items[i];
+
+		buf_init(&rows[i]);
+		ok = r->kind == JSON_ARRAY;
+		if (ok && overall)
+		{
+			ok = r->count == 2 && r->items[0]->kind == JSON_STRING &&
+				r->items[1]->kind == JSON_STRING &&
+				hex_decode(r->items[1]->str, r->items[1]->len, hashes[i], HASH_LEN);
+			if (ok)
+				names[i] = r->items[0]->str;
+			continue;
+		}
+		if (ok)
+			buf_put_u32(&rows[i], (uint32_t) r->count);
+		for (j = 0; ok && j < r->count; j++)
+		{
+			ok = r->items[j]->kind == JSON_STRING || r->items[j]->kind == JSON_NULL;
+			if (ok)
+				security_state_put_column(&rows[i],
+										  r->items[j]->kind == JSON_NULL ? NULL : r->items[j]->str,
+										  r->items[j]->len);
+		}
+	}
+	if (ok && overall)
+		security_state_overall_hash(names, (const unsigned char (*)[HASH_LEN]) hashes,
+									v->count, got);
+	else if (ok)
+		security_state_component_hash(fields[0], rows, v->count, got);
+	for (j = 0; j < i; j++)
+		buf_free(&rows[j]);
+	free(rows);
+	free(names);
+	free(hashes);
+	json_free(v);
+	if (!ok)
+	{
+		snprintf(msg, msglen, "malformed rows");
+		return false;
+	}
+	return hash_matches(got, fields[2], msg, msglen);
+}
+
+/*
  * Run every vector of one file, each a line of want_fields tab-separated
  * fields; false if the file could not be read.
  */
@@ -608,6 +677,7 @@ run_vectors(const char *dir)
 	ok &= run_file(dir, "links.tsv", 6, check_link, &counts);
 	ok &= run_file(dir, "chains.tsv", 4, check_chain, &counts);
 	ok &= run_file(dir, "erasures.tsv", 2, check_erasures, &counts);
+	ok &= run_file(dir, "security_state.tsv", 3, check_security_state, &counts);
 	printf("vectors: %d passed, %d failed\n", counts.passed, counts.failed);
 	if (!ok)
 		return EXIT_ERROR;

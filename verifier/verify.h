@@ -117,9 +117,18 @@ typedef struct DigestHead
 	char	   *tenant;			/* NULL for none (tenant.c) */
 } DigestHead;
 
+typedef struct DigestSecState
+{
+	char	   *name;
+	char	   *hash;			/* hex */
+} DigestSecState;
+
 typedef struct Digest
 {
 	char	   *database;
+	char	   *taken_at_text;	/* as written (security_state.c) */
+	DigestSecState *secstate;	/* "security_state" members (1.5 on) */
+	size_t		nsecstate;
 	DigestHead *heads;			/* sorted by (table, chain, lane, position) */
 	size_t		nheads;
 	size_t		checked;		/* heads found intact */
@@ -163,6 +172,19 @@ typedef struct TableStats
 	uint64_t	rows;
 	uint64_t	chains;
 } TableStats;
+
+/* security_state.c */
+struct JsonValue;
+struct pg_conn;
+extern void security_state_load(const struct JsonValue *root, Digest *d);
+extern void security_state_free(Digest *d);
+extern bool security_state_check(struct pg_conn *conn, const Digest *d);
+extern void security_state_put_column(Buf *row, const char *value, size_t len);
+extern void security_state_component_hash(const char *name, Buf *rows, size_t n,
+										  unsigned char out[HASH_LEN]);
+extern void security_state_overall_hash(const char *const *names,
+										const unsigned char (*hashes)[HASH_LEN],
+										size_t n, unsigned char out[HASH_LEN]);
 
 extern bool verify_database(const char *conninfo, Digest *digest,
 							TableStats *stats, int nstats);

@@ -175,3 +175,13 @@ RESET ROLE;
 SET ROLE regress_nobody;
 SELECT regress_try($$SELECT tool_audit.tenant_digest('tv_acme')$$);
 RESET ROLE;
+
+-- a binding of another tenant inserted by hand: an admin's verify() names it,
+-- a bound reader's says one changed without naming the role or the tenant
+BEGIN;
+INSERT INTO tool_audit.tenant_bindings VALUES ('regress_reader', 'tv_secret_tenant');
+SELECT problem FROM tool_audit.verify() WHERE problem LIKE '%tenant binding%';
+SET ROLE regress_tv_acme;
+SELECT problem FROM tool_audit.verify() WHERE problem LIKE '%tenant binding%';
+RESET ROLE;
+ROLLBACK;
