@@ -699,6 +699,27 @@ insert_change(Datum *values, const bool *isnull)
 	pfree(nulls);
 }
 
+/* tool_audit.call as a uuid, parsed again only when the setting changes */
+static Datum
+call_uuid(void)
+{
+	static char parsed[UUID_LEN * 2 + 5] = "";
+	static pg_uuid_t uuid;
+	pg_uuid_t  *copy;
+
+	if (strcmp(parsed, ta_call) != 0)
+	{
+		pg_uuid_t  *u = DatumGetUUIDP(DirectFunctionCall1(uuid_in, CStringGetDatum(ta_call)));
+
+		memcpy(&uuid, u, sizeof(pg_uuid_t));
+		/* longer than any uuid's text: not kept, parsed each time */
+		strlcpy(parsed, strlen(ta_call) < sizeof(parsed) ? ta_call : "", sizeof(parsed));
+	}
+	copy = palloc(sizeof(pg_uuid_t));
+	memcpy(copy, &uuid, sizeof(pg_uuid_t));
+	return UUIDPGetDatum(copy);
+}
+
 static void
 record_change(TrackInfo *info, const char *operation, Datum row_key,
 			  Datum old_values, Datum new_values, TupleDesc desc, HeapTuple tenant_row)
@@ -716,7 +737,7 @@ record_change(TrackInfo *info, const char *operation, Datum row_key,
 	{
 		bool		isnull;
 
-		values[5] = DirectFunctionCall1(uuid_in, CStringGetDatum(ta_call));
+		values[5] = call_uuid();
 		/* refuses another role's call (for a table with a tenant column too) */
 		tenant_of_call = call_tenant_of(values[5], &isnull);
 		if (isnull)
