@@ -17,8 +17,11 @@
  * chains it.
  *
  * The application's roles cannot write data_changes: the row is inserted as
- * the table's owner (like the per-backend caches read the rules), through a
- * plan prepared once per backend.  Only the current user changes, not the
+ * the table's owner (like the per-backend caches read the rules), through
+ * the executor's single-row insert (track_write.c: no SPI, no statement per
+ * row; its insert trigger, constraints and indexes apply as to an INSERT).
+ * Each column's value becomes jsonb as to_jsonb() makes it, built directly
+ * for the common types.  Only the current user changes, not the
  * outer one, so recorded_by (insert.c, GetOuterUserId()) is the role that
  * changed the application's row, not the owner.
  *
