@@ -17,8 +17,11 @@
  * chains it.
  *
  * The application's roles cannot write data_changes: the row is inserted as
- * the table's owner (like the per-backend caches read the rules), through a
- * plan prepared once per backend.  Only the current user changes, not the
+ * the table's owner (like the per-backend caches read the rules), through
+ * the executor's single-row insert (track_write.c: no SPI, no statement per
+ * row; its insert trigger, constraints and indexes apply as to an INSERT).
+ * Each column's value becomes jsonb as to_jsonb() makes it, built directly
+ * for the common types.  Only the current user changes, not the
  * outer one, so recorded_by (insert.c, GetOuterUserId()) is the role that
  * changed the application's row, not the owner.
  *
@@ -71,7 +74,9 @@
 #include "utils/guc.h"
 #include "utils/hsearch.h"
 #include "utils/inval.h"
+#include "utils/json.h"
 #include "utils/jsonb.h"
+#include "utils/numeric.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
@@ -81,6 +86,7 @@
 #include "catalog.h"
 #include "tool_audit.h"
 #include "track.h"
+#include "track_write.h"
 
 /* What the trigger's arguments mean for one table (by its trigger's oid). */
 typedef struct TrackInfo
@@ -95,13 +101,19 @@ typedef struct TrackInfo
 	int			tenant_att;		/* attribute index; -1: the call's tenant */
 	bool		record_truncate;
 	char	   *table_name;		/* schema.table, quoted as needed */
+	Datum		table_name_datum;	/* ... as text */
 	FmgrInfo   *to_jsonb;		/* by attribute index; fn_oid 0 until used */
+	char	   *kind;			/* JsonKind, by attribute index */
 } TrackInfo;
 
 static HTAB *track_infos = NULL;
 
-/* The insert into data_changes, as its owner; dropped with the table. */
-static SPIPlanPtr insert_plan = NULL;
+/* data_changes: how many attributes (-1: to look up), see data_changes_lookup() */
+static int	change_natts = -1;
+static void data_changes_lookup(void);
+static char json_kind(Oid typid);
+
+/* The lookup of a call's tenant, as the owner of data_changes. */
 static SPIPlanPtr tenant_plan = NULL;
 static Oid	data_changes_relid = InvalidOid;
 static Oid	data_changes_owner = InvalidOid;
@@ -133,8 +145,9 @@ track_inval_callback(Datum arg, Oid relid)
 
 	if (relid == InvalidOid || relid == data_changes_relid)
 	{
-		/* the plans revalidate themselves; the owner may have changed */
+		/* the plan revalidates itself; the owner, the columns may have changed */
 		data_changes_owner = InvalidOid;
+		change_natts = -1;
 	}
 	if (track_infos == NULL)
 		return;
@@ -179,6 +192,9 @@ build_info(TrackInfo *info, Relation rel, Trigger *tg)
 	info->tracked = palloc0(sizeof(bool) * desc->natts);
 	info->is_key = palloc0(sizeof(bool) * desc->natts);
 	info->to_jsonb = palloc0(sizeof(FmgrInfo) * desc->natts);
+	info->kind = palloc0(sizeof(char) * desc->natts);
+	for (int i = 0; i < desc->natts; i++)
+		info->kind[i] = json_kind(TupleDescAttr(desc, i)->atttypid);
 	/*
 	 * A partition fires the trigger track() put on its partitioned table (a
 	 * clone, with a parent): its changes are the partitioned table's, under
@@ -191,6 +207,7 @@ build_info(TrackInfo *info, Relation rel, Trigger *tg)
 			named = llast_oid(get_partition_ancestors(named));
 		info->table_name = quote_qualified_identifier(get_namespace_name(get_rel_namespace(named)),
 													  get_rel_name(named));
+		info->table_name_datum = CStringGetTextDatum(info->table_name);
 	}
 	mode = tg->tgargs[0];
 	for (int i = 0; i < desc->natts; i++)
@@ -286,22 +303,103 @@ value_changed(Form_pg_attribute att, Datum a, bool anull, Datum b, bool bnull)
 	return !datum_image_eq(a, b, att->attbyval, att->attlen);
 }
 
-/* Adds "column": to_jsonb(value) to the object being built. */
-static void
-push_column(JsonbParseState **state, TrackInfo *info, TupleDesc desc, int i,
-			Datum value, bool isnull)
+/*
+ * The jsonb value of a column of one of these types is built directly, as
+ * to_jsonb() would build it, without a call through fmgr and to_jsonb()'s
+ * look-up of the type's category on every call; other types (domains
+ * included) go through to_jsonb().
+ */
+typedef enum
 {
-	Form_pg_attribute att = TupleDescAttr(desc, i);
-	JsonbValue	k;
-	JsonbValue	v;
+	JK_GENERIC = 0,
+	JK_INT2,
+	JK_INT4,
+	JK_INT8,
+	JK_NUMERIC,
+	JK_TEXT,					/* text, varchar: the string itself */
+	JK_BOOL,
+	JK_DATETIME					/* date, timestamp, timestamptz: ISO 8601 */
+} JsonKind;
 
-	k.type = jbvString;
-	k.val.string.val = NameStr(att->attname);
-	k.val.string.len = strlen(NameStr(att->attname));
-	pushJsonbValue(state, WJB_KEY, &k);
-	if (isnull)
-		v.type = jbvNull;
-	else
+static char
+json_kind(Oid typid)
+{
+	switch (typid)
+	{
+		case INT2OID:
+			return JK_INT2;
+		case INT4OID:
+			return JK_INT4;
+		case INT8OID:
+			return JK_INT8;
+		case NUMERICOID:
+			return JK_NUMERIC;
+		case TEXTOID:
+		case VARCHAROID:
+			return JK_TEXT;
+		case BOOLOID:
+			return JK_BOOL;
+		case DATEOID:
+		case TIMESTAMPOID:
+		case TIMESTAMPTZOID:
+			return JK_DATETIME;
+		default:
+			return JK_GENERIC;
+	}
+}
+
+/* to_jsonb(value) of a column, as a JsonbValue in *v. */
+static void
+column_jsonb(TrackInfo *info, Form_pg_attribute att, int i, Datum value, JsonbValue *v)
+{
+	switch (info->kind[i])
+	{
+		case JK_INT2:
+			v->type = jbvNumeric;
+			v->val.numeric = int64_to_numeric(DatumGetInt16(value));
+			return;
+		case JK_INT4:
+			v->type = jbvNumeric;
+			v->val.numeric = int64_to_numeric(DatumGetInt32(value));
+			return;
+		case JK_INT8:
+			v->type = jbvNumeric;
+			v->val.numeric = int64_to_numeric(DatumGetInt64(value));
+			return;
+		case JK_NUMERIC:
+			{
+				Numeric		num = DatumGetNumeric(value);
+
+				/* to_jsonb() makes NaN and the infinities strings */
+				if (!numeric_is_nan(num) && !numeric_is_inf(num))
+				{
+					v->type = jbvNumeric;
+					v->val.numeric = num;
+					return;
+				}
+				break;
+			}
+		case JK_TEXT:
+			{
+				text	   *t = DatumGetTextPP(value);
+
+				v->type = jbvString;
+				v->val.string.val = VARDATA_ANY(t);
+				v->val.string.len = VARSIZE_ANY_EXHDR(t);
+				return;
+			}
+		case JK_BOOL:
+			v->type = jbvBool;
+			v->val.boolean = DatumGetBool(value);
+			return;
+		case JK_DATETIME:
+			v->type = jbvString;
+			v->val.string.val = JsonEncodeDateTime(NULL, value, att->atttypid, NULL);
+			v->val.string.len = strlen(v->val.string.val);
+			return;
+		default:
+			break;
+	}
 	{
 		FmgrInfo   *f = &info->to_jsonb[i];
 		Jsonb	   *j;
@@ -321,56 +419,98 @@ push_column(JsonbParseState **state, TrackInfo *info, TupleDesc desc, int i,
 		}
 		j = DatumGetJsonbP(FunctionCall1(f, value));
 		if (JB_ROOT_IS_SCALAR(j))
-			JsonbExtractScalar(&j->root, &v);
+			JsonbExtractScalar(&j->root, v);
 		else
 		{
-			v.type = jbvBinary;
-			v.val.binary.data = &j->root;
-			v.val.binary.len = VARSIZE(j) - VARHDRSZ;
+			v->type = jbvBinary;
+			v->val.binary.data = &j->root;
+			v->val.binary.len = VARSIZE(j) - VARHDRSZ;
 		}
 	}
+}
+
+/* Adds "column": to_jsonb(value) to the object being built. */
+static void
+push_column(JsonbParseState **state, TrackInfo *info, TupleDesc desc, int i,
+			Datum value, bool isnull)
+{
+	Form_pg_attribute att = TupleDescAttr(desc, i);
+	JsonbValue	k;
+	JsonbValue	v;
+
+	k.type = jbvString;
+	k.val.string.val = NameStr(att->attname);
+	k.val.string.len = strlen(NameStr(att->attname));
+	pushJsonbValue(state, WJB_KEY, &k);
+	if (isnull)
+		v.type = jbvNull;
+	else
+		column_jsonb(info, att, i, value, &v);
 	pushJsonbValue(state, WJB_VALUE, &v);
+}
+
+/* A row's columns, deformed once for every object built from it. */
+typedef struct
+{
+	Datum	   *values;
+	bool	   *nulls;
+} RowValues;
+
+static void
+deform_row(RowValues *r, HeapTuple tuple, TupleDesc desc)
+{
+	r->values = palloc(sizeof(Datum) * desc->natts);
+	r->nulls = palloc(sizeof(bool) * desc->natts);
+	heap_deform_tuple(tuple, desc, r->values, r->nulls);
 }
 
 typedef enum
 {
 	COLS_KEY,					/* the primary key */
 	COLS_TRACKED,				/* every tracked column */
-	COLS_CHANGED				/* the tracked columns that differ from other */
+	COLS_CHANGED				/* the tracked columns marked in changed[] */
 } ColumnSet;
 
-/* The object of the row's columns of the set; *n: how many. */
+/*
+ * Marks the tracked columns whose value differs between the two rows;
+ * returns how many.
+ */
+static int
+changed_columns(TrackInfo *info, TupleDesc desc, RowValues *a, RowValues *b, bool *changed)
+{
+	int			n = 0;
+
+	for (int i = 0; i < info->natts && i < desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+
+		changed[i] = !att->attisdropped && info->tracked[i] &&
+			value_changed(att, a->values[i], a->nulls[i], b->values[i], b->nulls[i]);
+		if (changed[i])
+			n++;
+	}
+	return n;
+}
+
+/* The object of the row's columns of the set. */
 static Datum
-columns_object(TrackInfo *info, TupleDesc desc, HeapTuple tuple, HeapTuple other,
-			   ColumnSet set, int *n)
+columns_object(TrackInfo *info, TupleDesc desc, RowValues *row, ColumnSet set,
+			   const bool *changed)
 {
 	JsonbParseState *state = NULL;
 	JsonbValue *res;
 
-	*n = 0;
 	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
-	if (tuple != NULL)
-		for (int i = 0; i < info->natts && i < desc->natts; i++)
-		{
-			Form_pg_attribute att = TupleDescAttr(desc, i);
-			Datum		value;
-			bool		isnull;
+	for (int i = 0; i < info->natts && i < desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
 
-			if (att->attisdropped ||
-				!(set == COLS_KEY ? info->is_key[i] : info->tracked[i]))
-				continue;
-			value = heap_getattr(tuple, i + 1, desc, &isnull);
-			if (set == COLS_CHANGED)
-			{
-				bool		onull;
-				Datum		ovalue = heap_getattr(other, i + 1, desc, &onull);
-
-				if (!value_changed(att, value, isnull, ovalue, onull))
-					continue;
-			}
-			push_column(&state, info, desc, i, value, isnull);
-			(*n)++;
-		}
+		if (att->attisdropped ||
+			!(set == COLS_KEY ? info->is_key[i] :
+			  set == COLS_CHANGED ? changed[i] : info->tracked[i]))
+			continue;
+		push_column(&state, info, desc, i, row->values[i], row->nulls[i]);
+	}
 	res = pushJsonbValue(&state, WJB_END_OBJECT, NULL);
 	return JsonbPGetDatum(JsonbValueToJsonb(res));
 }
@@ -387,11 +527,7 @@ exec_as_owner(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes,
 	int			save_sec_context;
 	int			rc;
 
-	if (data_changes_owner == InvalidOid)
-	{
-		data_changes_relid = ta_schema_relid("data_changes", false);
-		data_changes_owner = ta_relation_owner(data_changes_relid);
-	}
+	data_changes_lookup();
 	GetUserIdAndSecContext(&save_userid, &save_sec_context);
 	SetUserIdAndSecContext(data_changes_owner, save_sec_context |
 						   SECURITY_LOCAL_USERID_CHANGE |
@@ -451,6 +587,8 @@ call_tenant_of(Datum call, bool *isnull)
 		call_tenant.lxid = InvalidLocalTransactionId;
 		call_tenant.lasting = false;
 		call_tenant.call[0] = '\0';
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect failed");
 		exec_as_owner(&tenant_plan,
 					  "SELECT tenant_id, xmin, recorded_by FROM tool_audit.tool_calls"
 					  " WHERE event_id = $1",
@@ -471,6 +609,7 @@ call_tenant_of(Datum call, bool *isnull)
 			call_tenant.lasting = !isnull &&
 				!TransactionIdIsCurrentTransactionId(DatumGetTransactionId(xmin));
 		}
+		SPI_finish();
 		strlcpy(call_tenant.call, ta_call, sizeof(call_tenant.call));
 		call_tenant.cid = cid;
 		call_tenant.lxid = lxid;
@@ -495,17 +634,104 @@ call_tenant_of(Datum call, bool *isnull)
 	return *isnull ? (Datum) 0 : CStringGetTextDatum(call_tenant.tenant);
 }
 
+/* The columns of data_changes the trigger fills, in this order. */
+static const char *const change_columns[] = {
+	"table_name", "operation", "row_key", "old_values", "new_values",
+	"call_event_id", "application_name", "tenant_id"
+};
+#define N_CHANGE_COLUMNS lengthof(change_columns)
+
+/* Their attribute indexes in data_changes, and its number of attributes. */
+static int	change_attno[N_CHANGE_COLUMNS];
+
+/*
+ * The owner of data_changes and where the trigger's columns are in it,
+ * looked up again after a relcache invalidation of the table.
+ */
+static void
+data_changes_lookup(void)
+{
+	Relation	rel;
+	TupleDesc	desc;
+
+	if (data_changes_owner != InvalidOid && change_natts >= 0)
+		return;
+	data_changes_relid = ta_schema_relid("data_changes", false);
+	rel = table_open(data_changes_relid, AccessShareLock);
+	desc = RelationGetDescr(rel);
+	for (int c = 0; c < (int) N_CHANGE_COLUMNS; c++)
+	{
+		change_attno[c] = attribute_index(desc, change_columns[c]);
+		if (change_attno[c] < 0)
+			elog(ERROR, "tool_audit.data_changes has no column \"%s\"", change_columns[c]);
+	}
+	change_natts = desc->natts;
+	table_close(rel, AccessShareLock);
+	data_changes_owner = ta_relation_owner(data_changes_relid);
+}
+
+/*
+ * Inserts the change row as the owner of data_changes: its insert trigger
+ * stamps, sanitizes, hashes and chains it (track_write.c).
+ */
+static void
+insert_change(Datum *values, const bool *isnull)
+{
+	Oid			save_userid;
+	int			save_sec_context;
+	Datum	   *row;
+	bool	   *nulls;
+
+	data_changes_lookup();
+	row = palloc0(sizeof(Datum) * change_natts);
+	nulls = palloc(sizeof(bool) * change_natts);
+	memset(nulls, true, sizeof(bool) * change_natts);
+	for (int c = 0; c < (int) N_CHANGE_COLUMNS; c++)
+	{
+		row[change_attno[c]] = values[c];
+		nulls[change_attno[c]] = isnull[c];
+	}
+	GetUserIdAndSecContext(&save_userid, &save_sec_context);
+	SetUserIdAndSecContext(data_changes_owner, save_sec_context |
+						   SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
+	/* an error restores the user with the (sub)transaction's abort */
+	ta_track_write_row(data_changes_relid, row, nulls, change_natts);
+	SetUserIdAndSecContext(save_userid, save_sec_context);
+	pfree(row);
+	pfree(nulls);
+}
+
+/* tool_audit.call as a uuid, parsed again only when the setting changes */
+static Datum
+call_uuid(void)
+{
+	static char parsed[UUID_LEN * 2 + 5] = "";
+	static pg_uuid_t uuid;
+	pg_uuid_t  *copy;
+
+	if (strcmp(parsed, ta_call) != 0)
+	{
+		pg_uuid_t  *u = DatumGetUUIDP(DirectFunctionCall1(uuid_in, CStringGetDatum(ta_call)));
+
+		memcpy(&uuid, u, sizeof(pg_uuid_t));
+		/* longer than any uuid's text: not kept, parsed each time */
+		strlcpy(parsed, strlen(ta_call) < sizeof(parsed) ? ta_call : "", sizeof(parsed));
+	}
+	copy = palloc(sizeof(pg_uuid_t));
+	memcpy(copy, &uuid, sizeof(pg_uuid_t));
+	return UUIDPGetDatum(copy);
+}
+
 static void
 record_change(TrackInfo *info, const char *operation, Datum row_key,
 			  Datum old_values, Datum new_values, TupleDesc desc, HeapTuple tenant_row)
 {
-	static Oid	argtypes[8] = {TEXTOID, TEXTOID, JSONBOID, JSONBOID, JSONBOID,
-	UUIDOID, TEXTOID, TEXTOID};
-	Datum		values[8];
-	char		nulls[8] = "        ";
+	Datum		values[N_CHANGE_COLUMNS];
+	bool		nulls[N_CHANGE_COLUMNS] = {false};
 	Datum		tenant_of_call = (Datum) 0;
 
-	values[0] = CStringGetTextDatum(info->table_name);
+	values[0] = info->table_name_datum;
 	values[1] = CStringGetTextDatum(operation);
 	values[2] = row_key;
 	values[3] = old_values;
@@ -514,18 +740,18 @@ record_change(TrackInfo *info, const char *operation, Datum row_key,
 	{
 		bool		isnull;
 
-		values[5] = DirectFunctionCall1(uuid_in, CStringGetDatum(ta_call));
+		values[5] = call_uuid();
 		/* refuses another role's call (for a table with a tenant column too) */
 		tenant_of_call = call_tenant_of(values[5], &isnull);
 		if (isnull)
 			tenant_of_call = (Datum) 0;
 	}
 	else
-		nulls[5] = 'n';
+		nulls[5] = true;
 	if (application_name != NULL && application_name[0] != '\0')
 		values[6] = CStringGetTextDatum(application_name);
 	else
-		nulls[6] = 'n';
+		nulls[6] = true;
 	if (info->tenant_att >= 0)
 	{
 		bool		isnull = true;
@@ -534,7 +760,7 @@ record_change(TrackInfo *info, const char *operation, Datum row_key,
 		if (tenant_row != NULL)
 			t = heap_getattr(tenant_row, info->tenant_att + 1, desc, &isnull);
 		if (isnull)
-			nulls[7] = 'n';
+			nulls[7] = true;
 		else
 		{
 			Oid			outfunc;
@@ -546,16 +772,22 @@ record_change(TrackInfo *info, const char *operation, Datum row_key,
 		}
 	}
 	else if (tenant_of_call == (Datum) 0)
-		nulls[7] = 'n';
+		nulls[7] = true;
 	else
 		values[7] = tenant_of_call;
 
-	exec_as_owner(&insert_plan,
-				  "INSERT INTO tool_audit.data_changes (table_name, operation, row_key, "
-				  "old_values, new_values, call_event_id, application_name, tenant_id) "
-				  "VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-				  8, argtypes, values, nulls, false);
+	insert_change(values, nulls);
 	ta_note_audit_write();
+}
+
+/* The jsonb {} */
+static Datum
+empty_object(void)
+{
+	JsonbParseState *state = NULL;
+
+	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
+	return JsonbPGetDatum(JsonbValueToJsonb(pushJsonbValue(&state, WJB_END_OBJECT, NULL)));
 }
 
 /* tool_audit.track_change() RETURNS trigger */
@@ -573,7 +805,7 @@ track_change(PG_FUNCTION_ARGS)
 	HeapTuple	result = NULL;
 	HeapTuple	tenant_row = NULL;
 	const char *operation;
-	int			n;
+	RowValues	row;
 
 	if (!CALLED_AS_TRIGGER(fcinfo))
 		ereport(ERROR,
@@ -594,48 +826,50 @@ track_change(PG_FUNCTION_ARGS)
 					 errdetail("Its rows would go without a change row each."),
 					 errhint("Delete the rows, or track the table with {\"truncate\": \"record\"}.")));
 		operation = "TRUNCATE";
-		key = oldv = newv = DirectFunctionCall1(jsonb_in, CStringGetDatum("{}"));
+		key = oldv = newv = empty_object();
 	}
 	else
 	{
 		if (!TRIGGER_FIRED_AFTER(td->tg_event) || !TRIGGER_FIRED_FOR_ROW(td->tg_event))
 			elog(ERROR, "tool_audit.track_change() fired in an unexpected way");
 		info = get_info(rel, td->tg_trigger);
+		deform_row(&row, td->tg_trigtuple, desc);
 		if (TRIGGER_FIRED_BY_INSERT(td->tg_event))
 		{
 			operation = "INSERT";
 			tenant_row = td->tg_trigtuple;
-			key = columns_object(info, desc, td->tg_trigtuple, NULL, COLS_KEY, &n);
-			oldv = DirectFunctionCall1(jsonb_in, CStringGetDatum("{}"));
-			newv = columns_object(info, desc, td->tg_trigtuple, NULL, COLS_TRACKED, &n);
+			key = columns_object(info, desc, &row, COLS_KEY, NULL);
+			oldv = empty_object();
+			newv = columns_object(info, desc, &row, COLS_TRACKED, NULL);
 			result = td->tg_trigtuple;
 		}
 		else if (TRIGGER_FIRED_BY_UPDATE(td->tg_event))
 		{
+			RowValues	newrow;
+			bool	   *changed = palloc(sizeof(bool) * desc->natts);
+
 			operation = "UPDATE";
 			tenant_row = td->tg_newtuple;
-			newv = columns_object(info, desc, td->tg_newtuple, td->tg_trigtuple, COLS_CHANGED, &n);
-			if (n == 0)
+			deform_row(&newrow, td->tg_newtuple, desc);
+			if (changed_columns(info, desc, &newrow, &row, changed) == 0)
 				return PointerGetDatum(td->tg_newtuple);	/* no tracked column changed */
-			oldv = columns_object(info, desc, td->tg_trigtuple, td->tg_newtuple, COLS_CHANGED, &n);
-			key = columns_object(info, desc, td->tg_trigtuple, NULL, COLS_KEY, &n);
+			newv = columns_object(info, desc, &newrow, COLS_CHANGED, changed);
+			oldv = columns_object(info, desc, &row, COLS_CHANGED, changed);
+			key = columns_object(info, desc, &row, COLS_KEY, NULL);
 			result = td->tg_newtuple;
 		}
 		else
 		{
 			operation = "DELETE";
 			tenant_row = td->tg_trigtuple;
-			key = columns_object(info, desc, td->tg_trigtuple, NULL, COLS_KEY, &n);
-			oldv = columns_object(info, desc, td->tg_trigtuple, NULL, COLS_TRACKED, &n);
-			newv = DirectFunctionCall1(jsonb_in, CStringGetDatum("{}"));
+			key = columns_object(info, desc, &row, COLS_KEY, NULL);
+			oldv = columns_object(info, desc, &row, COLS_TRACKED, NULL);
+			newv = empty_object();
 			result = td->tg_trigtuple;
 		}
 	}
 
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
 	record_change(info, operation, key, oldv, newv, desc, tenant_row);
-	SPI_finish();
 	return PointerGetDatum(result);
 }
 
