@@ -12,7 +12,8 @@
 # Environment: TA_BENCH_TENANTS (default 1000), TA_BENCH_CLIENTS (default 48),
 # TA_BENCH_POOLER ("none", "pgbouncer" or "both", default "both"),
 # TA_BENCH_POOL_SIZE (PgBouncer's default_pool_size, default 20: the 48
-# clients share 20 server sessions, so each session writes for any tenant).
+# clients share 20 server sessions, so each session writes for any tenant),
+# TA_BENCH_SETTING (one more postgresql.conf line, e.g. "wal_compression = lz4").
 # The variants run interleaved, round after round, as in bench/run.sh; tps are
 # medians over the rounds, each ratio the median of the ratios of the rounds
 # (each variant against the plain run of its own round).  The run ends with
@@ -35,7 +36,7 @@ if [ "$POOLER" != none ] && ! command -v pgbouncer >/dev/null; then
     ta_die "pgbouncer not found (Debian package pgbouncer)"
 fi
 bench_cluster "synchronous_commit = on" "shared_buffers = 256MB" "max_wal_size = 32GB" \
-    "checkpoint_timeout = 1d" "max_connections = $((CLIENTS + 20))"
+    "checkpoint_timeout = 1d" "max_connections = $((CLIENTS + 20))" ${TA_BENCH_SETTING:+"$TA_BENCH_SETTING"}
 cp "$TA_ROOT"/bench/setup.sql "$WORK/"
 # the row of bench/plain_insert.sql, audited_insert.sql and log_call.sql,
 # its tenant drawn at random
