@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Bulk loading (issue 16): COPY of ROWS rows from a file into
+# tool_audit.tool_calls (sanitized, hashed, chained by the insert trigger)
+# against a plain COPY of the same file into bench_plain (bench/setup.sql:
+# the same content columns, defaults, CHECKs and indexes, no trigger), and a
+# batch INSERT of 1,000 rows per statement (an application exporting in
+# batches) into each, in one run on a throwaway cluster (preloaded,
+# synchronous_commit = on).  The four loads run interleaved, round after
+# round; each prints rows per second, each ratio is the median of the
+# ratios of the rounds.  The rows: the typical tool call of bench/run.sh, 100
+# tenants in turn.
+#   bench/copy.sh [rows (default 1000000)] [rounds (default 3)]
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+ROWS=${1:-1000000}
+ROUNDS=${2:-3}
+bench_cluster "synchronous_commit = on" "shared_buffers = 512MB" "max_wal_size = 32GB" \
+    "checkpoint_timeout = 1d"
+cp "$TA_ROOT"/bench/setup.sql "$WORK/"
+[ "$(id -u)" -eq 0 ] && chown -R postgres: "$WORK"
+"${PSQL[@]}" -f "$WORK/setup.sql"
+COLS="tool_name, conversation_id, turn_number, user_id, user_role, model, tenant_id, arguments, result_summary, duration_ms"
+ROW="'update_order_status', 'conv_' || i, 3, 'usr_98765', 'support_agent', 'gpt-4.1', 'tenant_' || (i % 100),
+     '{\"order_id\": \"ORD-54321\", \"status\": \"shipped\", \"customer\": {\"id\": \"C-123\", \"email\": \"jane@example.com\"}, \"note\": \"customer asked twice\", \"api_key\": \"sk-abcdefghijklmnopqrstuvwx\"}'::jsonb,
+     '{\"order_id\": \"ORD-54321\", \"status\": \"shipped\", \"tracking\": \"1Z999\", \"items\": [1, 2, 3]}'::jsonb, 145.2"
+"${PSQL[@]}" -c "COPY (SELECT $ROW FROM generate_series(1, $ROWS) i) TO '$WORK/rows.csv' (FORMAT csv)"
+# the batch file, table name TBL: one INSERT of 1,000 rows per statement
+"${PSQL[@]}" -At -o "$WORK/batch.sql" -c "
+    SELECT 'INSERT INTO TBL ($COLS) VALUES ' || string_agg(format('(%L, %L, %s, %L, %L, %L, %L, %L, %L, %s)',
+               tool_name, conversation_id, turn_number, user_id, user_role, model, tenant_id,
+               arguments, result_summary, duration_ms), ', ') || ';'
+      FROM (SELECT i, $ROW FROM generate_series(1, $ROWS) i)
+           AS r (i, tool_name, conversation_id, turn_number, user_id, user_role, model, tenant_id,
+                 arguments, result_summary, duration_ms)
+     GROUP BY (i - 1) / 1000 ORDER BY (i - 1) / 1000"
+sed 's/^INSERT INTO TBL/INSERT INTO bench_plain/' "$WORK/batch.sql" >"$WORK/batch_plain.sql"
+sed 's/^INSERT INTO TBL/INSERT INTO tool_audit.tool_calls/' "$WORK/batch.sql" >"$WORK/batch_audited.sql"
+[ "$(id -u)" -eq 0 ] && chown -R postgres: "$WORK"
+"${PSQL[@]}" -c "CHECKPOINT"
+
+rate() {   # psql ARGS...: rows per second of one load
+    local t0 t1
+    t0=$(date +%s.%N)
+    "${PSQL[@]}" "$@" >/dev/null
+    t1=$(date +%s.%N)
+    awk -v n="$ROWS" -v a="$t0" -v b="$t1" 'BEGIN {printf "%.0f", n / (b - a)}'
+}
+median() { tr ' ' '\n' | sort -n | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
+ratios() { paste -d' ' <(echo $1 | tr ' ' '\n') <(echo $2 | tr ' ' '\n') | awk '{printf "%s ", $1 / $2}'; }
+
+echo "PostgreSQL $("$BINDIR/postgres" -V | awk '{print $3}'), $(nproc) cores (load $(cut -d' ' -f1-3 /proc/loadavg) before), $ROWS rows per load, $ROUNDS interleaved rounds, synchronous_commit = on"
+cp_p="" cp_a="" b_p="" b_a=""
+for round in $(seq 1 "$ROUNDS"); do
+    cp_p="$cp_p $(rate -c "COPY bench_plain ($COLS) FROM '$WORK/rows.csv' (FORMAT csv)")"
+    cp_a="$cp_a $(rate -c "COPY tool_audit.tool_calls ($COLS) FROM '$WORK/rows.csv' (FORMAT csv)")"
+    b_p="$b_p $(rate -f "$WORK/batch_plain.sql")"
+    b_a="$b_a $(rate -f "$WORK/batch_audited.sql")"
+    echo "round $round rows/s: COPY plain $(echo $cp_p | awk '{print $NF}') audited $(echo $cp_a | awk '{print $NF}') | batch INSERT plain $(echo $b_p | awk '{print $NF}') audited $(echo $b_a | awk '{print $NF}')"
+done
+echo "COPY:         plain $(echo $cp_p | median) rows/s, tool_calls $(echo $cp_a | median) rows/s, ratio $(ratios "$cp_a" "$cp_p" | median)"
+echo "batch INSERT: plain $(echo $b_p | median) rows/s, tool_calls $(echo $b_a | median) rows/s, ratio $(ratios "$b_a" "$b_p" | median)"
+echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
+"${PSQL[@]}" -At -F ' ' -c "SELECT 'check: audited rows', count(*), 'redacted', count(*) FILTER (WHERE arguments->>'api_key' = '***REDACTED***'), 'chains', count(DISTINCT chain_id) FROM tool_audit.tool_calls"
+"${PSQL[@]}" -At -F ' ' -c "SELECT 'verify() problems', count(*) FROM tool_audit.verify()"

@@ -1,0 +1,167 @@
+#!/usr/bin/env bash
+# Many tenants, many connections (issue 16): CLIENTS pgbench clients (default
+# 48) each writing, statement after statement, for a tenant drawn at random
+# among TENANTS (`\set t random(1, N)`, the tenant in the row), through an
+# audited INSERT into tool_audit.tool_calls and through log_call(), against
+# the plain INSERT of the same rows into bench_plain (bench/setup.sql), in one
+# run on a throwaway cluster (preloaded, synchronous_commit = on, fsync on).
+# Directly, and through PgBouncer in transaction pooling mode (started by this
+# script on a local port with a config generated in the cluster's directory,
+# stopped at the end) against plain through the same PgBouncer.
+#   bench/tenants.sh [seconds per measurement (default 10)] [rounds (default 3)]
+# Environment: TA_BENCH_TENANTS (default 1000), TA_BENCH_CLIENTS (default 48),
+# TA_BENCH_POOLER ("none", "pgbouncer" or "both", default "both"),
+# TA_BENCH_POOL_SIZE (PgBouncer's default_pool_size, default 20: the 48
+# clients share 20 server sessions, so each session writes for any tenant),
+# TA_BENCH_SETTING (one more postgresql.conf line, e.g. "wal_compression = lz4").
+# The variants run interleaved, round after round, as in bench/run.sh; tps are
+# medians over the rounds, each ratio the median of the ratios of the rounds
+# (each variant against the plain run of its own round).  The run ends with
+# verify()'s count of problems and the number of chains and lanes.
+# TA_BENCH_PROFILE=DIR: in the first round of the direct path, while each
+# variant runs, sample the client backends' wait events every 100 ms
+# (DIR/VARIANT.waits) and record their CPU profile with perf's cpu-clock
+# event (DIR/VARIANT.perf.txt: self time by library, then the top symbols), as
+# doc/performance.md reports them.
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+SECS=${1:-10}
+ROUNDS=${2:-3}
+TENANTS=${TA_BENCH_TENANTS:-1000}
+CLIENTS=${TA_BENCH_CLIENTS:-48}
+POOLER=${TA_BENCH_POOLER:-both}
+POOL_SIZE=${TA_BENCH_POOL_SIZE:-20}
+case $POOLER in none|pgbouncer|both) ;; *) ta_die "TA_BENCH_POOLER: none, pgbouncer or both" ;; esac
+if [ "$POOLER" != none ] && ! command -v pgbouncer >/dev/null; then
+    ta_die "pgbouncer not found (Debian package pgbouncer)"
+fi
+bench_cluster "synchronous_commit = on" "shared_buffers = 256MB" "max_wal_size = 32GB" \
+    "checkpoint_timeout = 1d" "max_connections = $((CLIENTS + 20))" ${TA_BENCH_SETTING:+"$TA_BENCH_SETTING"}
+cp "$TA_ROOT"/bench/setup.sql "$WORK/"
+# the row of bench/plain_insert.sql, audited_insert.sql and log_call.sql,
+# its tenant drawn at random
+ARGS='{"order_id": "ORD-54321", "status": "shipped", "customer": {"id": "C-123", "email": "jane@example.com"}, "note": "customer asked twice", "api_key": "sk-abcdefghijklmnopqrstuvwx"}'
+RES='{"order_id": "ORD-54321", "status": "shipped", "tracking": "1Z999", "items": [1, 2, 3]}'
+COLS="tool_name, conversation_id, turn_number, user_id, user_role, model, tenant_id, arguments, result_summary, duration_ms"
+VALS="'update_order_status', 'conv_bench', 3, 'usr_98765', 'support_agent', 'gpt-4.1', 'tenant_' || :t, '$ARGS', '$RES', 145.2"
+printf '\\set t random(1, %d)\nINSERT INTO bench_plain (%s) VALUES (%s);\n' "$TENANTS" "$COLS" "$VALS" >"$WORK/t_plain.sql"
+printf '\\set t random(1, %d)\nINSERT INTO tool_audit.tool_calls (%s) VALUES (%s);\n' "$TENANTS" "$COLS" "$VALS" >"$WORK/t_insert.sql"
+printf '\\set t random(1, %d)\nSELECT 1 FROM tool_audit.log_call('"'"'update_order_status'"'"', '"'"'%s'"'"', '"'"'%s'"'"', 145.2, ('"'"'{"conversation_id": "conv_bench", "turn_number": 3, "user_id": "usr_98765", "user_role": "support_agent", "model": "gpt-4.1", "tenant_id": "tenant_'"'"' || :t || '"'"'"}'"'"')::jsonb);\n' \
+    "$TENANTS" "$ARGS" "$RES" >"$WORK/t_log_call.sql"
+[ "$(id -u)" -eq 0 ] && chown -R postgres: "$WORK"
+"${PSQL[@]}" -f "$WORK/setup.sql"
+
+PB_PORT=""
+if [ "$POOLER" != none ]; then
+    # PgBouncer listens on a Unix socket only, in the cluster's directory
+    PB_PORT=$((PORT + 1))
+    cat >"$WORK/pgbouncer.ini" <<INI
+[databases]
+postgres = host=$WORK port=$PORT dbname=postgres user=postgres
+[pgbouncer]
+listen_addr =
+listen_port = $PB_PORT
+unix_socket_dir = $WORK
+auth_type = trust
+auth_file = $WORK/userlist.txt
+pool_mode = transaction
+default_pool_size = $POOL_SIZE
+max_client_conn = $((CLIENTS + 20))
+logfile = $WORK/pgbouncer.log
+pidfile = $WORK/pgbouncer.pid
+INI
+    echo '"postgres" ""' >"$WORK/userlist.txt"
+    [ "$(id -u)" -eq 0 ] && chown postgres: "$WORK/pgbouncer.ini" "$WORK/userlist.txt"
+    ta_as_user pgbouncer -d -q "$WORK/pgbouncer.ini"
+    # stop PgBouncer, then what bench_cluster's trap does
+    trap 'kill "$(cat "$WORK/pgbouncer.pid" 2>/dev/null)" 2>/dev/null || true;
+          ta_as_user "$BINDIR/pg_ctl" -D "$WORK/data" -m immediate stop >/dev/null 2>&1 || true; rm -rf "$WORK"' EXIT
+    for _ in $(seq 1 50); do [ -S "$WORK/.s.PGSQL.$PB_PORT" ] && break; sleep 0.1; done
+fi
+
+PROFILE=${TA_BENCH_PROFILE:-}
+if [ -n "$PROFILE" ]; then
+    mkdir -p "$PROFILE"
+    # the wait events of the other client backends, N samples 100 ms apart
+    "${PSQL[@]}" <<'SQL'
+CREATE FUNCTION bench_waits(n int) RETURNS TABLE (wait text, samples bigint) LANGUAGE plpgsql AS $f$
+BEGIN
+    CREATE TEMP TABLE IF NOT EXISTS bench_wait_samples (wait text);
+    TRUNCATE bench_wait_samples;
+    FOR i IN 1 .. n LOOP
+        PERFORM pg_stat_clear_snapshot();
+        INSERT INTO bench_wait_samples
+            SELECT CASE WHEN a.state <> 'active' THEN 'not active (' || a.state || ')'
+                        ELSE coalesce(a.wait_event_type || ':' || a.wait_event, 'CPU (no wait event)') END
+              FROM pg_stat_activity a
+             WHERE a.backend_type = 'client backend' AND a.pid <> pg_backend_pid();
+        PERFORM pg_sleep(0.1);
+    END LOOP;
+    RETURN QUERY SELECT s.wait, count(*) FROM bench_wait_samples s GROUP BY 1 ORDER BY 2 DESC;
+END
+$f$;
+SQL
+fi
+
+# profile SCRIPT: wait events and perf profile of a run of SCRIPT (started
+# by the caller) into $PROFILE
+profile() {
+    local n=$(( (SECS - 2) * 10 )) pids
+    sleep 1
+    pids=$("${PSQL[@]}" -At -c "SELECT string_agg(pid::text, ',') FROM pg_stat_activity
+                                 WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()")
+    if command -v perf >/dev/null; then
+        perf record -q -e cpu-clock -g -p "$pids" -o "$PROFILE/${1%.sql}.perf" -- sleep $((SECS - 2)) \
+            >/dev/null 2>&1 &
+    fi
+    "${PSQL[@]}" -At -F ' ' -c "SELECT samples, wait FROM bench_waits($n)" >"$PROFILE/${1%.sql}.waits"
+    wait
+    if [ -f "$PROFILE/${1%.sql}.perf" ]; then
+        { perf report -q -i "$PROFILE/${1%.sql}.perf" -g none --no-children --sort dso 2>/dev/null | head -6
+          perf report -q -i "$PROFILE/${1%.sql}.perf" -g none --no-children --sort dso,symbol 2>/dev/null | head -40
+        } | grep -v '^$' >"$PROFILE/${1%.sql}.perf.txt" || true
+    fi
+}
+
+tps() {   # SCRIPT PORT [profile]
+    if [ -n "$PROFILE" ] && [ "${3:-}" = profile ]; then
+        profile "$1" &
+        local pp=$!
+        tps "$1" "$2"
+        wait "$pp"
+        return
+    fi
+    ta_as_user "$BINDIR/pgbench" -n -h "$WORK" -p "$2" -U postgres -c "$CLIENTS" -j "$(nproc)" -T "$SECS" \
+        -f "$WORK/$1" postgres 2>/dev/null | awk '/^tps = / {print $3}'
+}
+median() { tr ' ' '\n' | sort -n | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
+ratios() { paste -d' ' <(echo $1 | tr ' ' '\n') <(echo $2 | tr ' ' '\n') | awk '{printf "%s ", $1 / $2}'; }
+r() { echo $1 | awk '{for (i = 1; i <= NF; i++) printf "%s%.0f", (i > 1 ? " " : ""), $i}'; }
+
+echo "PostgreSQL $("$BINDIR/postgres" -V | awk '{print $3}'), $(nproc) cores (load $(cut -d' ' -f1-3 /proc/loadavg) before), $CLIENTS clients, $TENANTS tenants, ${SECS}s per measurement, median of $ROUNDS interleaved rounds, synchronous_commit = on"
+printf '%-10s %9s %9s %9s | %9s %9s\n' path plain INSERT log_call INSERT/p log_call/p
+paths="direct"
+[ "$POOLER" = pgbouncer ] && paths="pgbouncer"
+[ "$POOLER" = both ] && paths="direct pgbouncer"
+tps t_plain.sql "$PORT" >/dev/null   # warm-up
+"${PSQL[@]}" -c "CHECKPOINT"
+for path in $paths; do
+    port=$PORT
+    [ "$path" = pgbouncer ] && port=$PB_PORT
+    p_all="" i_all="" c_all=""
+    for round in $(seq 1 "$ROUNDS"); do
+        prof=""
+        [ "$path" = direct ] && [ "$round" = 1 ] && prof=profile
+        p_all="$p_all $(tps t_plain.sql "$port" $prof)"
+        i_all="$i_all $(tps t_insert.sql "$port" $prof)"
+        c_all="$c_all $(tps t_log_call.sql "$port" $prof)"
+    done
+    awk -v n="$path" -v p="$(echo $p_all | median)" -v i="$(echo $i_all | median)" \
+        -v l="$(echo $c_all | median)" \
+        -v ip="$(ratios "$i_all" "$p_all" | median)" -v lp="$(ratios "$c_all" "$p_all" | median)" \
+        'BEGIN { printf "%-10s %9.0f %9.0f %9.0f | %9.2f %9.2f\n", n, p, i, l, ip, lp }'
+    echo "           tps by round: plain $(r "$p_all") | INSERT $(r "$i_all") | log_call $(r "$c_all")"
+done
+echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
+"${PSQL[@]}" -At -F ' ' -c "SELECT 'check: audited rows', count(*), 'tenants', count(DISTINCT tenant_id), 'lanes', count(DISTINCT (chain_id, chain_lane)) FROM tool_audit.tool_calls"
+"${PSQL[@]}" -At -F ' ' -c "SELECT 'verify() problems', count(*) FROM tool_audit.verify()"
