@@ -225,6 +225,26 @@ events_since(PGconn *conn, const TaSecStateComponent *c, const char *taken_at)
 }
 
 /*
+ * The extension is installed here (not a copy of its tables: a central
+ * database holds plain tables, doc/scaling.md): its row in pg_extension, or
+ * its digest() function (a row removed from the catalog by hand does not
+ * make a source database a copy).
+ */
+static bool
+has_extension(PGconn *conn)
+{
+	PGresult   *res = PQexec(conn,
+							 "SELECT EXISTS (SELECT FROM pg_catalog.pg_extension WHERE extname = 'tool_audit')"
+							 " OR pg_catalog.to_regprocedure('tool_audit.digest()') IS NOT NULL");
+	bool		yes = true;
+
+	if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1)
+		yes = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+	PQclear(res);
+	return yes;
+}
+
+/*
  * Compare the database's security state with the digest's.  Returns true
  * if the run should go on.
  */
@@ -237,6 +257,13 @@ security_state_check(PGconn *conn, const Digest *d)
 	if (d->nsecstate == 0)
 		return true;
 	exec_cmd(conn, "SET LOCAL search_path = pg_catalog, pg_temp");
+	if (!has_extension(conn))
+	{
+		fprintf(stderr, "tool_audit_verify: note: security state not compared: this database has "
+				"no tool_audit extension (a copy of the audit tables, such as a central database); "
+				"the source's is compared where the extension is\n");
+		return true;
+	}
 	for (i = 0; i < sizeof(components) / sizeof(components[0]) && go_on; i++)
 	{
 		const TaSecStateComponent *c = &components[i];

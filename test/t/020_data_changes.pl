@@ -94,8 +94,8 @@ sub verify_digest_out
 
 sub external
 {
-	my ($db, $file) = @_;
-	my @cmd = ($verifier, '--digest', $file, '--public-key', $pub,
+	my ($db, $file, @opts) = @_;
+	my @cmd = ($verifier, '--digest', $file, '--public-key', $pub, @opts,
 		$node->connstr($db) . ' user=auditor');
 	my ($stdout, $stderr);
 	IPC::Run::run(\@cmd, '>', \$stdout, '2>', \$stderr);
@@ -219,8 +219,10 @@ sub id_at
 		UPDATE pg_trigger SET tgenabled = 'A' WHERE tgrelid = 'tool_audit.data_changes'::regclass});
 	like(verify_out($db), qr/chain position index data_changes_chain_position missing/,
 		'fork: with the index dropped, verify() reports it missing');
-	my ($rc, $out) = external($db, $file);
+	# (--all: the missing fork constraint is reported first)
+	my ($rc, $out) = external($db, $file, '--all');
 	is($rc, 1, 'fork: the external verifier exits 1');
+	like($out, qr/fork constraint missing/, 'fork: it reports the missing fork constraint') or diag $out;
 	like($out, qr/table=data_changes .*position=6 /, 'fork: and names the forked position') or diag $out;
 }
 
