@@ -62,6 +62,7 @@
 #include "layout.h"
 #include "purge.h"
 #include "restore.h"
+#include "verify_incremental.h"
 
 /* a lane head a digest committed to */
 typedef struct CheckpointKey
@@ -105,6 +106,8 @@ typedef struct Verification
 	TimestampTz taken_at;
 	int			nproblems;
 	HTAB	   *erased;			/* accepted erasures, by row; NULL when none */
+	bool		incremental;	/* verify_since(): lanes resume at the digest's heads */
+	TaWalkScan *ws;			/* the walk's scan of the table being walked */
 } Verification;
 
 /* An audit row as an accepted erasure left it: the latest entry wins. */
@@ -145,6 +148,8 @@ typedef struct LaneCheck
 	bool		strict_ok;		/* false once a gap makes it meaningless */
 	Checkpoint *cp;
 	const Anchor *anchor;		/* the last anchor the lane went across */
+	bool		whole;			/* verify_since(): walked from its start all the same */
+	bool		pending;		/* verify_since(): sought its head, not there yet */
 } LaneCheck;
 
 /* A run whose problems are the rows of the function's result. */
@@ -501,6 +506,9 @@ find_erased(Verification *w, const char *table, int64 row_id)
 static void
 finish_lane(Verification *w, const char *table, LaneCheck *ln)
 {
+	/* verify_since() skipped the rows: where the lane really ends */
+	if (ln->active && ln->pending)
+		ln->last_seq = ta_walk_lane_end(w->ws, ln->chain_id, ln->lane);
 	if (ln->active && ln->cp != NULL && !ln->cp->reached)
 	{
 		ln->cp->reached = true;
@@ -525,6 +533,8 @@ start_lane(Verification *w, const char *table, LaneCheck *ln, int64 chain_id, in
 	ln->strict_ok = true;
 	ln->cp = NULL;
 	ln->anchor = NULL;
+	ln->whole = false;
+	ln->pending = false;
 	if (w->checkpoints != NULL)
 	{
 		CheckpointKey key;
@@ -706,6 +716,59 @@ anchor_only_lanes(Verification *w, const char *table, LaneCheck *ln,
 	}
 }
 
+/*
+ * verify_since(): a lane the digest covers resumes at its head (the row at
+ * the digest's position must still link to the digest's hash, checked by
+ * the walk as for verify_digest()), from the stored link of the row before
+ * it, whose own content and link are not checked again.  Returns true when
+ * the walk is to skip the row it just read.  A lane whose row before the
+ * head is gone, or where a purge reached the head, is walked from its
+ * start instead (verify_digest()'s checks of a purged head).
+ */
+static bool
+resume_at_head(LaneCheck *ln, TaWalkScan *ws, const Anchor *anchors, int nanchors,
+			   int *next_anchor, int64 seq, int64 row_id, Datum link, bool link_null)
+{
+	int64		from = ln->cp->position - 1;
+
+	if (from < 1)
+	{
+		ln->whole = true;
+		return false;
+	}
+	for (int i = *next_anchor; i < nanchors && anchors[i].chain_id == ln->chain_id &&
+		 anchors[i].lane == ln->lane; i++)
+		if (anchors[i].first_seq <= from + 1 && anchors[i].last_seq >= from)
+		{
+			ln->whole = true;
+			break;
+		}
+	if (ln->whole)
+		return false;			/* this is the lane's first row: nothing skipped */
+	if (seq < from)
+	{
+		ta_walk_seek(ws, ln->chain_id, ln->lane, from);
+		ln->pending = true;
+		return true;
+	}
+	ln->pending = false;
+	if (seq > from || !ta_stored_hash(link, link_null, ln->prev))
+	{
+		/* the row before the head is missing or has no link: the whole lane */
+		ln->whole = true;
+		ta_walk_seek(ws, ln->chain_id, ln->lane, PG_INT64_MIN);
+		return true;
+	}
+	memcpy(ln->strict, ln->prev, TA_HASH_LEN);
+	ln->last_seq = from;
+	ln->last_row_id = row_id;
+	/* the lane's purged spans before the head are behind it */
+	while (*next_anchor < nanchors && anchors[*next_anchor].chain_id == ln->chain_id &&
+		   anchors[*next_anchor].lane == ln->lane && anchors[*next_anchor].last_seq < from)
+		(*next_anchor)++;
+	return true;
+}
+
 static void
 walk_table(Verification *w, const char *table)
 {
@@ -714,7 +777,7 @@ walk_table(Verification *w, const char *table)
 	Relation	irel;
 	const int  *col;
 	Snapshot	snap;
-	IndexScanDesc scan;
+	TaWalkScan *ws;
 	TupleTableSlot *slot;
 	MemoryContext rowcxt,
 				old;
@@ -749,8 +812,9 @@ walk_table(Verification *w, const char *table)
 	rowcxt = AllocSetContextCreate(CurrentMemoryContext, "tool_audit verify row",
 								   ALLOCSET_DEFAULT_SIZES);
 
-	scan = ta_index_scan(rel, irel, snap, NULL, 0);
-	while (index_getnext_slot(scan, ForwardScanDirection, slot))
+	ws = ta_walk_begin(rel, irel, snap, w->incremental);
+	w->ws = ws;
+	while (ta_walk_next(ws, slot))
 	{
 		Datum	   *values;
 		bool	   *nulls;
@@ -803,6 +867,10 @@ walk_table(Verification *w, const char *table)
 				start_lane(w, table, &ln, chain_id, lane);
 			}
 		}
+		if (w->incremental && ln.cp != NULL && !ln.whole && ln.last_seq == 0 &&
+			resume_at_head(&ln, ws, anchors, nanchors, &next_anchor, seq, row_id,
+						   values[col[TA_COL_CHAIN_HASH]], nulls[col[TA_COL_CHAIN_HASH]]))
+			goto next;
 		/* spans purged before this row */
 		while (next_anchor < nanchors &&
 			   anchors[next_anchor].chain_id == chain_id && anchors[next_anchor].lane == lane &&
@@ -879,7 +947,8 @@ next:
 	}
 	anchor_only_lanes(w, table, &ln, anchors, nanchors, &next_anchor, false, 0, 0);
 	finish_lane(w, table, &ln);
-	index_endscan(scan);
+	ta_walk_end(ws);
+	w->ws = NULL;
 	ExecDropSingleTupleTableSlot(slot);
 	index_close(irel, AccessShareLock);
 	table_close(rel, AccessShareLock);
@@ -1113,6 +1182,43 @@ verify_digest(PG_FUNCTION_ARGS)
 
 		/* the digest is named by its time, not copied */
 		ta_record_read("verify_digest",
+					   "jsonb_build_object('digest_taken_at', $1->'taken_at')",
+					   1, &type, &arg, NULL, w.nproblems, w.nproblems > 0);
+	}
+	return (Datum) 0;
+}
+
+/*
+ * tool_audit.verify_since(digest jsonb)
+ *	RETURNS TABLE (table_name text, chain text, position bigint, row_id bigint, problem text)
+ *
+ * verify_digest()'s checks of the rows after the digest's heads only
+ * (verify_incremental.c): each lane the digest covers from the row before
+ * its head, whose stored link with the head row's recomputed hash must give
+ * the digest's hash; lanes it does not cover from their start.
+ */
+PG_FUNCTION_INFO_V1(verify_since);
+Datum
+verify_since(PG_FUNCTION_ARGS)
+{
+	Jsonb	   *d = PG_GETARG_JSONB_P(0);
+	Verification w;
+	HTAB	   *checkpoints = load_checkpoints(d);
+	char	   *sig_problem = ta_digest_signature_problem(d);
+
+	start_verification(&w, fcinfo);
+	w.checkpoints = checkpoints;
+	w.incremental = true;
+	w.has_taken_at = digest_taken_at(d, &w.taken_at);
+	if (sig_problem != NULL)
+		report(&w, "", false, 0, 0, -1, -1, sig_problem);
+	run_walk(&w);
+	raise_if_problems(&w, "audit_integrity", "verify_since");
+	{
+		Oid			type = JSONBOID;
+		Datum		arg = JsonbPGetDatum(d);
+
+		ta_record_read("verify_since",
 					   "jsonb_build_object('digest_taken_at', $1->'taken_at')",
 					   1, &type, &arg, NULL, w.nproblems, w.nproblems > 0);
 	}
