@@ -726,8 +726,9 @@ anchor_only_lanes(Verification *w, const char *table, LaneCheck *ln,
  * start instead (verify_digest()'s checks of a purged head).
  */
 static bool
-resume_at_head(LaneCheck *ln, TaWalkScan *ws, const Anchor *anchors, int nanchors,
-			   int *next_anchor, int64 seq, int64 row_id, Datum link, bool link_null)
+resume_at_head(Verification *w, const char *table, LaneCheck *ln, TaWalkScan *ws,
+			   const Anchor *anchors, int nanchors, int *next_anchor,
+			   int64 seq, int64 row_id, Datum link, bool link_null)
 {
 	int64		from = ln->cp->position - 1;
 
@@ -762,10 +763,21 @@ resume_at_head(LaneCheck *ln, TaWalkScan *ws, const Anchor *anchors, int nanchor
 	memcpy(ln->strict, ln->prev, TA_HASH_LEN);
 	ln->last_seq = from;
 	ln->last_row_id = row_id;
-	/* the lane's purged spans before the head are behind it */
+	/*
+	 * The lane's purged spans before the head are behind it (each anchor was
+	 * checked against its purge event by load_anchors()); one purged since
+	 * the digest is named, as verify_digest() names it.
+	 */
 	while (*next_anchor < nanchors && anchors[*next_anchor].chain_id == ln->chain_id &&
 		   anchors[*next_anchor].lane == ln->lane && anchors[*next_anchor].last_seq < from)
-		(*next_anchor)++;
+	{
+		const Anchor *a = &anchors[(*next_anchor)++];
+
+		if (a->sanctioned && w->has_taken_at && a->has_purged_at && a->purged_at > w->taken_at)
+			report(w, table, true, ln->chain_id, ln->lane, a->first_seq, -1,
+				   psprintf("removed by sanctioned purge (admin event " INT64_FORMAT "): positions " INT64_FORMAT " to " INT64_FORMAT ", which the digest covered up to position " INT64_FORMAT,
+							a->event_id, a->first_seq, a->last_seq, ln->cp->position));
+	}
 	return true;
 }
 
@@ -868,7 +880,7 @@ walk_table(Verification *w, const char *table)
 			}
 		}
 		if (w->incremental && ln.cp != NULL && !ln.whole && ln.last_seq == 0 &&
-			resume_at_head(&ln, ws, anchors, nanchors, &next_anchor, seq, row_id,
+			resume_at_head(w, table, &ln, ws, anchors, nanchors, &next_anchor, seq, row_id,
 						   values[col[TA_COL_CHAIN_HASH]], nulls[col[TA_COL_CHAIN_HASH]]))
 			goto next;
 		/* spans purged before this row */

@@ -42,6 +42,17 @@ BEGIN
     INSERT INTO tool_audit.tool_calls SELECT f.*;
     RETURN f.chain_seq;
 END $$;
+-- settle(): after \c -, wait until the session before has let go of its
+-- lanes (it exits in the background), so that this one writes to lane 0
+CREATE FUNCTION regress_settle() RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    FOR i IN 1..2000 LOOP
+        EXIT WHEN NOT EXISTS (SELECT 1 FROM pg_locks l
+                               WHERE l.locktype = 'advisory' AND l.pid <> pg_backend_pid()
+                                 AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()));
+        PERFORM pg_sleep(0.01);
+    END LOOP;
+END $$;
 -- add(tenant, n): n rows through the insert trigger, in a new session so that
 -- the lane head is read from the table
 CREATE FUNCTION regress_add(tenant text, n int) RETURNS void LANGUAGE sql AS $$
@@ -63,9 +74,11 @@ SELECT * FROM tool_audit.verify_since(:'d1');
 -- a row tampered with after the digest is found, with verify() and verify_digest()
 UPDATE pg_trigger SET tgenabled = 'D' WHERE tgname = 'tool_calls_before_insert';
 \c -
+SELECT regress_settle() \gset
 SELECT regress_forge('vi_a') AS forged_a \gset
 UPDATE pg_trigger SET tgenabled = 'A' WHERE tgname = 'tool_calls_before_insert';
 \c -
+SELECT regress_settle() \gset
 SELECT :forged_a AS forged_position;
 SELECT table_name, split_part(chain, '/', 2) AS lane, "position", problem FROM tool_audit.verify_since(:'d1');
 SELECT table_name, split_part(chain, '/', 2) AS lane, "position", problem FROM tool_audit.verify();
@@ -73,9 +86,11 @@ SELECT table_name, split_part(chain, '/', 2) AS lane, "position", problem FROM t
 -- and in a new lane, unknown to the digest: walked from its start
 UPDATE pg_trigger SET tgenabled = 'D' WHERE tgname = 'tool_calls_before_insert';
 \c -
+SELECT regress_settle() \gset
 SELECT regress_forge('vi_c') AS forged_c \gset
 UPDATE pg_trigger SET tgenabled = 'A' WHERE tgname = 'tool_calls_before_insert';
 \c -
+SELECT regress_settle() \gset
 SELECT table_name, split_part(chain, '/', 2) AS lane, "position", problem FROM tool_audit.verify_since(:'d1')
  ORDER BY "position";
 
@@ -92,9 +107,11 @@ SELECT table_name, split_part(chain, '/', 2) AS lane, "position", problem FROM t
 -- last of a lane, forged
 UPDATE pg_trigger SET tgenabled = 'D' WHERE tgname = 'tool_calls_before_insert';
 \c -
+SELECT regress_settle() \gset
 SELECT regress_forge('vi_b') AS forged_b \gset
 UPDATE pg_trigger SET tgenabled = 'A' WHERE tgname = 'tool_calls_before_insert';
 \c -
+SELECT regress_settle() \gset
 SELECT :forged_b AS forged_position;
 SELECT table_name, split_part(chain, '/', 2) AS lane, "position", problem FROM tool_audit.verify_since(:'d2');
 
@@ -149,8 +166,51 @@ RESET ROLE;
 SELECT regress_try($$SET ROLE regress_reader; SELECT count(*) FROM tool_audit.verify_since('{}')$$);
 RESET ROLE;
 SET ROLE regress_admin;
-SELECT "position", problem AS admin_sees FROM tool_audit.verify_since(:'d2');
+SELECT "position", regexp_replace(problem, 'event \d+', 'event N') AS admin_sees FROM tool_audit.verify_since(:'d2');
 RESET ROLE;
+
+-- purges between two digests: rows born old (restored with their time and
+-- expiry), then rows of today; vi_p's expired rows end before its head, all
+-- of vi_q's rows up to its head expired
+SET tool_audit.restoring = on;
+INSERT INTO tool_audit.tool_calls (id, recorded_at, tenant_id, tool_name, success, retention_policy, expires_at)
+  SELECT nextval('tool_audit.tool_calls_id_seq'), now() - interval '800 days', t, 'old', true,
+         'general', now() - interval '435 days'
+    FROM (VALUES ('vi_p'), ('vi_q')) v(t), generate_series(1, 4) g;
+RESET tool_audit.restoring;
+\c -
+SELECT regress_settle() \gset
+SELECT regress_add('vi_p', 2);
+SELECT tool_audit.digest() AS d3 \gset
+SELECT (tool_audit.purge_expired())->'rows' AS purged;
+\c -
+SELECT regress_settle() \gset
+SELECT regress_add('vi_p', 1), regress_add('vi_q', 2);
+SELECT tenant_id, first_seq, last_seq FROM tool_audit.purge_anchors ORDER BY 1;
+-- spans purged before a head are behind it (named as purged since the
+-- digest, as verify_digest() names them); a head purged makes the lane be
+-- walked from its start, named as verify_digest() names it; and vi_b's
+-- head, the forged row, is checked again
+SELECT (SELECT tenant_id FROM tool_audit.tool_calls t WHERE t.chain_id = split_part(chain, '/', 1)::bigint LIMIT 1) AS tenant,
+       "position", regexp_replace(problem, 'event \d+', 'event N') AS problem
+  FROM tool_audit.verify_since(:'d3') ORDER BY 1, 2, 3;
+-- verify_digest() says the same of these lanes, and finds vi_a's and vi_c's
+-- forged rows before the heads
+SELECT (SELECT tenant_id FROM tool_audit.tool_calls t WHERE t.chain_id = split_part(chain, '/', 1)::bigint LIMIT 1) AS tenant,
+       "position", regexp_replace(problem, 'event \d+', 'event N') AS problem
+  FROM tool_audit.verify_digest(:'d3') ORDER BY 1, 2, 3;
+
+-- a row in no chain at all (written past the insert trigger): the
+-- incremental walk reads those too
+UPDATE pg_trigger SET tgenabled = 'D' WHERE tgname = 'tool_calls_before_insert';
+\c -
+SELECT regress_settle() \gset
+INSERT INTO tool_audit.tool_calls (id, event_id, tool_name, success, recorded_by)
+  VALUES (nextval('tool_audit.tool_calls_id_seq'), gen_random_uuid(), 'unchained', true, 'regress');
+UPDATE pg_trigger SET tgenabled = 'A' WHERE tgname = 'tool_calls_before_insert';
+\c -
+SELECT regress_settle() \gset
+SELECT table_name, chain, problem FROM tool_audit.verify_since(:'d3') WHERE chain IS NULL;
 
 \c :regress_db
 SET client_min_messages = warning;
