@@ -4205,6 +4205,15 @@ GRANT SELECT ON tool_audit.pseudonym_key_fingerprints TO tool_audit_verifier, to
 GRANT SELECT ON tool_audit.tenant_bindings, tool_audit.sanitize_rules, tool_audit.alert_rules
     TO tool_audit_verifier;
 
+-- (1.5) verify_since(): verify_digest() over the rows after the digest's
+-- heads only (issue 16, incremental verification)
+CREATE FUNCTION tool_audit.verify_since(digest jsonb)
+    RETURNS TABLE (table_name text, chain text, "position" bigint, row_id bigint, problem text)
+    AS 'MODULE_PATHNAME', 'verify_since' LANGUAGE C STRICT VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION tool_audit.verify_since(jsonb) IS
+    'Incremental verify_digest(): only the rows after the digest''s heads, each head checked against the digest''s hash, and a bad signature';
+REVOKE ALL ON FUNCTION tool_audit.verify_since(jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION tool_audit.verify_since(jsonb) TO tool_audit_verifier, tool_audit_admin;
 
 -- The final text of functions and views that more than one 1.5 change replaced
 -- (each change above replaced them in turn): as in sql/install, word for word

@@ -65,6 +65,7 @@
 #include "restore.h"
 #include "tenant_verify.h"
 #include "time_order.h"
+#include "verify_incremental.h"
 
 /* a lane head a digest committed to */
 typedef struct CheckpointKey
@@ -110,6 +111,8 @@ typedef struct Verification
 	HTAB	   *erased;			/* accepted erasures, by row; NULL when none */
 	const TaTenantScope *scope; /* a bound caller's tenants; NULL: all */
 	const TaTenantScope *digest_tenants;	/* a tenant digest's tenants; NULL: all */
+	bool		incremental;	/* verify_since(): lanes resume at the digest's heads */
+	TaWalkScan *ws;			/* the walk's scan of the table being walked */
 } Verification;
 
 /* An audit row as an accepted erasure left it: the latest entry wins. */
@@ -153,6 +156,8 @@ typedef struct LaneCheck
 	bool		has_time;		/* latest_time is set (time_order.c) */
 	TimestampTz latest_time;	/* the latest time of a row so far */
 	int64		latest_seq;		/* that row's position */
+	bool		whole;			/* verify_since(): walked from its start all the same */
+	bool		pending;		/* verify_since(): sought its head, not there yet */
 } LaneCheck;
 
 /* A run whose problems are the rows of the function's result. */
@@ -524,6 +529,9 @@ find_erased(Verification *w, const char *table, int64 row_id)
 static void
 finish_lane(Verification *w, const char *table, LaneCheck *ln)
 {
+	/* verify_since() skipped the rows: where the lane really ends */
+	if (ln->active && ln->pending)
+		ln->last_seq = ta_walk_lane_end(w->ws, ln->chain_id, ln->lane);
 	if (ln->active && ln->cp != NULL && !ln->cp->reached)
 	{
 		ln->cp->reached = true;
@@ -549,6 +557,8 @@ start_lane(Verification *w, const char *table, LaneCheck *ln, int64 chain_id, in
 	ln->cp = NULL;
 	ln->anchor = NULL;
 	ln->has_time = false;
+	ln->whole = false;
+	ln->pending = false;
 	if (w->checkpoints != NULL)
 	{
 		CheckpointKey key;
@@ -763,6 +773,71 @@ check_time(Verification *w, const char *table, LaneCheck *ln, const TaLayout *la
 	}
 }
 
+/*
+ * verify_since(): a lane the digest covers resumes at its head (the row at
+ * the digest's position must still link to the digest's hash, checked by
+ * the walk as for verify_digest()), from the stored link of the row before
+ * it, whose own content and link are not checked again.  Returns true when
+ * the walk is to skip the row it just read.  A lane whose row before the
+ * head is gone, or where a purge reached the head, is walked from its
+ * start instead (verify_digest()'s checks of a purged head).
+ */
+static bool
+resume_at_head(Verification *w, const char *table, LaneCheck *ln, TaWalkScan *ws,
+			   const Anchor *anchors, int nanchors, int *next_anchor,
+			   int64 seq, int64 row_id, Datum link, bool link_null)
+{
+	int64		from = ln->cp->position - 1;
+
+	if (from < 1)
+	{
+		ln->whole = true;
+		return false;
+	}
+	for (int i = *next_anchor; i < nanchors && anchors[i].chain_id == ln->chain_id &&
+		 anchors[i].lane == ln->lane; i++)
+		if (anchors[i].first_seq <= from + 1 && anchors[i].last_seq >= from)
+		{
+			ln->whole = true;
+			break;
+		}
+	if (ln->whole)
+		return false;			/* this is the lane's first row: nothing skipped */
+	if (seq < from)
+	{
+		ta_walk_seek(ws, ln->chain_id, ln->lane, from);
+		ln->pending = true;
+		return true;
+	}
+	ln->pending = false;
+	if (seq > from || !ta_stored_hash(link, link_null, ln->prev))
+	{
+		/* the row before the head is missing or has no link: the whole lane */
+		ln->whole = true;
+		ta_walk_seek(ws, ln->chain_id, ln->lane, PG_INT64_MIN);
+		return true;
+	}
+	memcpy(ln->strict, ln->prev, TA_HASH_LEN);
+	ln->last_seq = from;
+	ln->last_row_id = row_id;
+	/*
+	 * The lane's purged spans before the head are behind it (each anchor was
+	 * checked against its purge event by load_anchors()); one purged since
+	 * the digest is named, as verify_digest() names it.
+	 */
+	while (*next_anchor < nanchors && anchors[*next_anchor].chain_id == ln->chain_id &&
+		   anchors[*next_anchor].lane == ln->lane && anchors[*next_anchor].last_seq < from)
+	{
+		const Anchor *a = &anchors[(*next_anchor)++];
+
+		if (a->sanctioned && w->has_taken_at && a->has_purged_at && a->purged_at > w->taken_at)
+			report(w, table, true, ln->chain_id, ln->lane, a->first_seq, -1,
+				   psprintf("removed by sanctioned purge (admin event " INT64_FORMAT "): positions " INT64_FORMAT " to " INT64_FORMAT ", which the digest covered up to position " INT64_FORMAT,
+							a->event_id, a->first_seq, a->last_seq, ln->cp->position));
+	}
+	return true;
+}
+
 static void
 walk_table(Verification *w, const char *table)
 {
@@ -771,7 +846,7 @@ walk_table(Verification *w, const char *table)
 	Relation	irel;
 	const int  *col;
 	Snapshot	snap;
-	IndexScanDesc scan;
+	TaWalkScan *ws;
 	TupleTableSlot *slot;
 	MemoryContext rowcxt,
 				old;
@@ -806,8 +881,9 @@ walk_table(Verification *w, const char *table)
 	rowcxt = AllocSetContextCreate(CurrentMemoryContext, "tool_audit verify row",
 								   ALLOCSET_DEFAULT_SIZES);
 
-	scan = ta_index_scan(rel, irel, snap, NULL, 0);
-	while (index_getnext_slot(scan, ForwardScanDirection, slot))
+	ws = ta_walk_begin(rel, irel, snap, w->incremental);
+	w->ws = ws;
+	while (ta_walk_next(ws, slot))
 	{
 		Datum	   *values;
 		bool	   *nulls;
@@ -862,6 +938,10 @@ walk_table(Verification *w, const char *table)
 				start_lane(w, table, &ln, chain_id, lane);
 			}
 		}
+		if (w->incremental && ln.cp != NULL && !ln.whole && ln.last_seq == 0 &&
+			resume_at_head(w, table, &ln, ws, anchors, nanchors, &next_anchor, seq, row_id,
+						   values[col[TA_COL_CHAIN_HASH]], nulls[col[TA_COL_CHAIN_HASH]]))
+			goto next;
 		/* spans purged before this row */
 		while (next_anchor < nanchors &&
 			   anchors[next_anchor].chain_id == chain_id && anchors[next_anchor].lane == lane &&
@@ -940,7 +1020,8 @@ next:
 	}
 	anchor_only_lanes(w, table, &ln, anchors, nanchors, &next_anchor, false, 0, 0);
 	finish_lane(w, table, &ln);
-	index_endscan(scan);
+	ta_walk_end(ws);
+	w->ws = NULL;
 	ExecDropSingleTupleTableSlot(slot);
 	index_close(irel, AccessShareLock);
 	table_close(rel, AccessShareLock);
@@ -1226,6 +1307,47 @@ verify_digest(PG_FUNCTION_ARGS)
 
 		/* the digest is named by its time, not copied */
 		ta_record_read("verify_digest",
+					   "jsonb_build_object('digest_taken_at', $1->'taken_at')",
+					   1, &type, &arg, NULL, w.nproblems, w.nproblems > 0);
+	}
+	return (Datum) 0;
+}
+
+/*
+ * tool_audit.verify_since(digest jsonb)
+ *	RETURNS TABLE (table_name text, chain text, position bigint, row_id bigint, problem text)
+ *
+ * verify_digest()'s checks of the rows after the digest's heads only
+ * (verify_incremental.c): each lane the digest covers from the row before
+ * its head, whose stored link with the head row's recomputed hash must give
+ * the digest's hash; lanes it does not cover from their start.
+ */
+PG_FUNCTION_INFO_V1(verify_since);
+Datum
+verify_since(PG_FUNCTION_ARGS)
+{
+	Jsonb	   *d = PG_GETARG_JSONB_P(0);
+	Verification w;
+	const TaTenantScope *scope = ta_tenant_scope_checked("verify_since");
+	HTAB	   *checkpoints = load_checkpoints(d, scope);
+	char	   *sig_problem = ta_digest_signature_problem(d);
+
+	start_verification(&w, fcinfo);
+	w.scope = scope;
+	w.checkpoints = checkpoints;
+	w.incremental = true;
+	w.has_taken_at = digest_taken_at(d, &w.taken_at);
+	w.digest_tenants = digest_tenant_scope(d);
+	if (sig_problem != NULL)
+		report(&w, "", false, 0, 0, -1, -1, sig_problem);
+	ta_security_state_check_digest(d, security_problem, &w);
+	run_walk(&w);
+	raise_if_problems(&w, "audit_integrity", "verify_since");
+	{
+		Oid			type = JSONBOID;
+		Datum		arg = JsonbPGetDatum(d);
+
+		ta_record_read("verify_since",
 					   "jsonb_build_object('digest_taken_at', $1->'taken_at')",
 					   1, &type, &arg, NULL, w.nproblems, w.nproblems > 0);
 	}

@@ -26,6 +26,12 @@ CREATE FUNCTION tool_audit.verify_digest(digest jsonb)
 COMMENT ON FUNCTION tool_audit.verify_digest(jsonb) IS
     'The problems verify() finds, plus rows an earlier digest covered that are missing or changed, and a bad signature';
 
+CREATE FUNCTION tool_audit.verify_since(digest jsonb)
+    RETURNS TABLE (table_name text, chain text, "position" bigint, row_id bigint, problem text)
+    AS 'MODULE_PATHNAME', 'verify_since' LANGUAGE C STRICT VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION tool_audit.verify_since(jsonb) IS
+    'Incremental verify_digest(): only the rows after the digest''s heads, each head checked against the digest''s hash, and a bad signature';
+
 CREATE FUNCTION tool_audit.signing_public_key() RETURNS text
     AS 'MODULE_PATHNAME', 'signing_public_key' LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION tool_audit.signing_public_key() IS

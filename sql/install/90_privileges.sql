@@ -56,6 +56,8 @@ GRANT EXECUTE ON FUNCTION
 GRANT EXECUTE ON FUNCTION tool_audit.canonical_json(jsonb), tool_audit.verify(timestamptz),
     tool_audit.digest(), tool_audit.verify_digest(jsonb), tool_audit.signing_public_key()
     TO tool_audit_verifier, tool_audit_admin;
+-- (1.5) the incremental verify_digest(), to the same roles
+GRANT EXECUTE ON FUNCTION tool_audit.verify_since(jsonb) TO tool_audit_verifier, tool_audit_admin;
 GRANT EXECUTE ON FUNCTION tool_audit.canonical_json(jsonb) TO tool_audit_reader, tool_audit_writer;
 
 -- readers and admins query and export what row-level security lets them

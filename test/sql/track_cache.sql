@@ -144,7 +144,11 @@ SELECT count(*) AS clear_ssn_anywhere FROM tool_audit.data_changes
 SELECT count(*) FILTER (WHERE row_hash IS NULL OR chain_hash IS NULL OR txid IS NULL
                           OR recorded_by <> 'regress_writer') AS unstamped
   FROM tool_audit.data_changes WHERE table_name LIKE 'public.cache_%';
-SELECT * FROM tool_audit.verify();
+-- (the problems of this file's change rows: files before it in the schedule tamper on purpose)
+SELECT v.* FROM tool_audit.verify() v
+ WHERE v.row_id IS NULL
+    OR v.table_name = 'data_changes'
+   AND v.row_id IN (SELECT id FROM tool_audit.data_changes WHERE table_name LIKE 'public.cache_%');
 
 SET ROLE regress_admin;
 SELECT tool_audit.untrack('public.cache_types'), tool_audit.untrack('public.cache_people');
