@@ -10,8 +10,9 @@
 #   verify      verify() (no digest) names a problem
 #   digest      only verify_digest(saved digest) or the external verifier
 #               with the saved digest names it
-#   event       none of these, but an admin event records it (the role
-#               membership events of 1.5, which raise the extension_roles alert)
+#   event       none of these, but an admin event records it and raises an
+#               alert (the role membership events of 1.5, the default rule
+#               extension_roles)
 #   undetected  it took effect and nothing reports it
 #
 # Each attack's class is asserted per mode, so the test fails when a
@@ -129,13 +130,23 @@ my $back_dated = q{
 	          'get_patient_record', 'clinic_a', 'dr_x', 'patient_1', true,
 	          (SELECT retention_policy FROM tool_audit.tool_calls ORDER BY id DESC LIMIT 1),
 	          (SELECT expires_at FROM tool_audit.tool_calls ORDER BY id DESC LIMIT 1))};
-my $role_events = q{SELECT count(*) > 0 FROM tool_audit.admin_events WHERE event_type LIKE 'tool_audit.role.%'};
+# a role membership event naming a grantee, and the high alert of the
+# default rule extension_roles that it raised
+sub role_event
+{
+	my ($grantee) = @_;
+	return qq{SELECT EXISTS (SELECT FROM tool_audit.alerts
+	                          WHERE rule_name = 'extension_roles' AND severity = 'high'
+	                            AND admin_event_ids && ARRAY(SELECT id FROM tool_audit.admin_events
+	                                                          WHERE event_type = 'tool_audit.role.grant'
+	                                                            AND payload->'grantees' ? '$grantee'))};
+}
 
 # [name, actor, attack SQL, expected class per mode, options]
 #   options: pre => SQL run as superuser before the digest (its output
 #   replaces %V% in the attack); effect => [role, SQL giving t when the
 #   attack took effect] (default: the attack ran without error);
-#   event => SQL giving t when an admin event records it
+#   event => SQL giving t when an admin event records it (and an alert)
 my @attacks = (
 	# --- the audit rows, by each role
 	[ 'writer UPDATE of audit rows', 'app', q{UPDATE tool_audit.tool_calls SET success = false},
@@ -290,13 +301,12 @@ my @attacks = (
 	[ 'a CREATEROLE role grants itself tool_audit_admin', 'eve',
 	  q{GRANT tool_audit_admin TO eve},
 	  { plain => 'undetected', preload => 'event' },
-	  { event => $role_events } ],
+	  { event => role_event('eve') } ],
 	[ 'a CREATEROLE role joins a role that holds tool_audit_admin', 'eve2',
 	  q{GRANT mid TO eve2},
 	  { plain => 'undetected', preload => 'event' },
 	  { pre => q{CREATE ROLE mid; GRANT tool_audit_admin TO mid},
-	    event => q{SELECT count(*) > 0 FROM tool_audit.admin_events
-	                WHERE event_type LIKE 'tool_audit.role.%' AND payload::text LIKE '%eve2%'} } ],
+	    event => role_event('eve2') } ],
 	[ 'bound reader reads other tenants\' rows', 'reader_a',
 	  q{SELECT count(*) FROM tool_audit.tool_calls WHERE tenant_id IS DISTINCT FROM 'clinic_a'},
 	  { plain => 'blocked', preload => 'blocked' },
@@ -460,7 +470,7 @@ for my $a (@attacks)
 			elsif ($opt->{event} && $node->safe_psql($db, $opt->{event}) eq 't')
 			{
 				$class = 'event';
-				$why = 'admin event tool_audit.role.*';
+				$why = 'admin event tool_audit.role.grant, high alert extension_roles';
 			}
 			else
 			{
