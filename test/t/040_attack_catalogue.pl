@@ -9,7 +9,7 @@
 #   blocked     the attempt errors or has no effect
 #   verify      verify() (no digest) names a problem
 #   digest      only verify_digest(saved digest) or the external verifier
-#               with the saved digest names it
+#               with the saved digest names it (checked: both do)
 #   event       none of these, but an admin event records it and raises an
 #               alert (the role membership events of 1.5, the default rule
 #               extension_roles)
@@ -18,7 +18,7 @@
 # Each attack's class is asserted per mode, so the test fails when a
 # protection regresses (or improves: then update the class, the summary and
 # doc/tamper-evidence.md, "What the attack catalogue finds").  The summary
-# table is printed with diag.
+# table is printed with diag, and the doc's table is checked against it.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -466,6 +466,9 @@ for my $a (@attacks)
 				$class = 'digest';
 				($why) = $vd ne '' ? split(/\n/, $vd) : grep { /PROBLEM/ } split /\n/, $xout;
 				$why //= "external verifier exit $rc";
+				# the two digest checks agree
+				ok($vd ne '' && $rc == 1, "$mode: $name: verify_digest() and the external verifier both report it")
+				  or diag("verify_digest: $vd\nverifier (exit $rc): $xout");
 			}
 			elsif ($opt->{event} && $node->safe_psql($db, $opt->{event}) eq 't')
 			{
@@ -493,6 +496,20 @@ for my $mode ('plain', 'preload')
 		map { $count{$mode}{$_} // 0 } @classes);
 }
 diag("attack catalogue:\n" . join("\n", @rows) . "\n\n$table");
+
+# doc/tamper-evidence.md, "What the attack catalogue finds", shows these counts
+SKIP:
+{
+	my $doc = "$ENV{TESTDIR}/doc/tamper-evidence.md";
+	skip 'doc/tamper-evidence.md not found (TESTDIR)', 2 unless $ENV{TESTDIR} && -f $doc;
+	my $text = slurp_file($doc);
+	for my $mode ('plain', 'preload')
+	{
+		my $label = $mode eq 'plain' ? 'plain' : 'preloaded';
+		my $line = join(' | ', "| $label", $count{$mode}{attempts}, map { $count{$mode}{$_} // 0 } @classes) . ' |';
+		like($text, qr/^\Q$line\E$/m, "$mode: doc/tamper-evidence.md shows the measured counts ($line)");
+	}
+}
 
 $_->stop for values %node;
 done_testing();
