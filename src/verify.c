@@ -1278,6 +1278,43 @@ digest_tenant_scope(Jsonb *d)
 }
 
 /*
+ * verify_digest() and verify_since(): the walk against a digest's heads, in
+ * full or (incremental) from the heads on, recorded as a read of the
+ * function that ran it.
+ */
+static Datum
+check_against_digest(FunctionCallInfo fcinfo, const char *function, bool incremental)
+{
+	Jsonb	   *d = PG_GETARG_JSONB_P(0);
+	Verification w;
+	const TaTenantScope *scope = ta_tenant_scope_checked(function);
+	HTAB	   *checkpoints = load_checkpoints(d, scope);
+	char	   *sig_problem = ta_digest_signature_problem(d);
+
+	start_verification(&w, fcinfo);
+	w.scope = scope;
+	w.checkpoints = checkpoints;
+	w.incremental = incremental;
+	w.has_taken_at = digest_taken_at(d, &w.taken_at);
+	w.digest_tenants = digest_tenant_scope(d);
+	if (sig_problem != NULL)
+		report(&w, "", false, 0, 0, -1, -1, sig_problem);
+	ta_security_state_check_digest(d, security_problem, &w);
+	run_walk(&w);
+	raise_if_problems(&w, "audit_integrity", function);
+	{
+		Oid			type = JSONBOID;
+		Datum		arg = JsonbPGetDatum(d);
+
+		/* the digest is named by its time, not copied */
+		ta_record_read(function,
+					   "jsonb_build_object('digest_taken_at', $1->'taken_at')",
+					   1, &type, &arg, NULL, w.nproblems, w.nproblems > 0);
+	}
+	return (Datum) 0;
+}
+
+/*
  * tool_audit.verify_digest(digest jsonb)
  *	RETURNS TABLE (table_name text, chain text, position bigint, row_id bigint, problem text)
  */
@@ -1285,32 +1322,7 @@ PG_FUNCTION_INFO_V1(verify_digest);
 Datum
 verify_digest(PG_FUNCTION_ARGS)
 {
-	Jsonb	   *d = PG_GETARG_JSONB_P(0);
-	Verification w;
-	const TaTenantScope *scope = ta_tenant_scope_checked("verify_digest");
-	HTAB	   *checkpoints = load_checkpoints(d, scope);
-	char	   *sig_problem = ta_digest_signature_problem(d);
-
-	start_verification(&w, fcinfo);
-	w.scope = scope;
-	w.checkpoints = checkpoints;
-	w.has_taken_at = digest_taken_at(d, &w.taken_at);
-	w.digest_tenants = digest_tenant_scope(d);
-	if (sig_problem != NULL)
-		report(&w, "", false, 0, 0, -1, -1, sig_problem);
-	ta_security_state_check_digest(d, security_problem, &w);
-	run_walk(&w);
-	raise_if_problems(&w, "audit_integrity", "verify_digest");
-	{
-		Oid			type = JSONBOID;
-		Datum		arg = JsonbPGetDatum(d);
-
-		/* the digest is named by its time, not copied */
-		ta_record_read("verify_digest",
-					   "jsonb_build_object('digest_taken_at', $1->'taken_at')",
-					   1, &type, &arg, NULL, w.nproblems, w.nproblems > 0);
-	}
-	return (Datum) 0;
+	return check_against_digest(fcinfo, "verify_digest", false);
 }
 
 /*
@@ -1326,32 +1338,7 @@ PG_FUNCTION_INFO_V1(verify_since);
 Datum
 verify_since(PG_FUNCTION_ARGS)
 {
-	Jsonb	   *d = PG_GETARG_JSONB_P(0);
-	Verification w;
-	const TaTenantScope *scope = ta_tenant_scope_checked("verify_since");
-	HTAB	   *checkpoints = load_checkpoints(d, scope);
-	char	   *sig_problem = ta_digest_signature_problem(d);
-
-	start_verification(&w, fcinfo);
-	w.scope = scope;
-	w.checkpoints = checkpoints;
-	w.incremental = true;
-	w.has_taken_at = digest_taken_at(d, &w.taken_at);
-	w.digest_tenants = digest_tenant_scope(d);
-	if (sig_problem != NULL)
-		report(&w, "", false, 0, 0, -1, -1, sig_problem);
-	ta_security_state_check_digest(d, security_problem, &w);
-	run_walk(&w);
-	raise_if_problems(&w, "audit_integrity", "verify_since");
-	{
-		Oid			type = JSONBOID;
-		Datum		arg = JsonbPGetDatum(d);
-
-		ta_record_read("verify_since",
-					   "jsonb_build_object('digest_taken_at', $1->'taken_at')",
-					   1, &type, &arg, NULL, w.nproblems, w.nproblems > 0);
-	}
-	return (Datum) 0;
+	return check_against_digest(fcinfo, "verify_since", true);
 }
 
 /*
