@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
 # The pg_regress suite against a server running under valgrind memcheck
-# (preloaded, so the hooks run too).  Prints memcheck errors whose stack
-# passes through tool_audit.so, and exits 1 if there is any.
+# (preloaded, so the hooks and the autonomous worker pool run too).  Prints
+# memcheck errors whose stack passes through tool_audit.so, and exits 1 if
+# there is any.  test/valgrind.supp suppresses PostgreSQL's and valgrind's
+# own (each entry says why).
 #   test/valgrind.sh        (as root or as a user that can run initdb)
 #   TA_VALGRIND_TESTS="setup calls track" test/valgrind.sh   (a subset)
+#   TA_VALGRIND_PLAIN=1 test/valgrind.sh   (not preloaded, as the plain
+#       pg_regress run: the library loads at first use, one-shot workers)
+#   PG_CONFIG=/path/to/pg_config test/valgrind.sh   (another installation)
 set -uo pipefail
 . "$(dirname "$0")/../scripts/lib.sh"
 ta_require_packages
@@ -19,10 +24,16 @@ tar -C "$TA_ROOT" --exclude=.git -cf - test/sql test/expected test/vectors test/
 [ "$(id -u)" -eq 0 ] && chown -R postgres: "$WORK"
 # the schedule's expected files are shared with the plain run: keep its role
 # grants out of the trail as test/preload.conf does (TAP 025 tests the recording)
-ta_init_cluster "$WORK" "$PORT" "max_connections = 20" "tool_audit.record_role_changes = off"
+if [ -n "${TA_VALGRIND_PLAIN:-}" ]; then
+    # the later line wins over ta_init_cluster's shared_preload_libraries
+    ta_init_cluster "$WORK" "$PORT" "max_connections = 20" "shared_preload_libraries = ''"
+else
+    ta_init_cluster "$WORK" "$PORT" "max_connections = 20" "tool_audit.record_role_changes = off"
+fi
 ta_log "starting postgres under valgrind (slow)"
+cp "$TA_ROOT/test/valgrind.supp" "$WORK/valgrind.supp"
 ta_as_user valgrind --quiet --trace-children=no --track-origins=yes --num-callers=30 \
-    --error-limit=no --log-file="$WORK/valgrind.%p.log" \
+    --error-limit=no --suppressions="$WORK/valgrind.supp" --log-file="$WORK/valgrind.%p.log" \
     "$BINDIR/postgres" -D "$WORK/data" >"$WORK/server.log" 2>&1 &
 for _ in $(seq 1 120); do
     ta_as_user "$BINDIR/pg_isready" -q -h "$WORK" -p "$PORT" && break
@@ -48,5 +59,5 @@ ours=$(cat "$WORK"/valgrind.*.log 2>/dev/null | awk -v re="tool_audit\\.so|\\(($
 count=$(cat "$WORK/count")
 total=$(grep -c "^==[0-9]*== [A-Z]" "$WORK"/valgrind.*.log 2>/dev/null | awk -F: '{s += $2} END {print s + 0}')
 [ -n "$ours" ] && printf '%s\n' "$ours"
-echo "valgrind: $count error blocks through tool_audit.so ($total memcheck lines in all); pg_regress exit $regress"
+echo "valgrind${TA_VALGRIND_PLAIN:+ (not preloaded)}: $count error blocks through tool_audit.so ($total memcheck lines in all); pg_regress exit $regress"
 [ "$count" -eq 0 ] && [ "$regress" -eq 0 ]
