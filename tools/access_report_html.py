@@ -18,7 +18,8 @@ page whose table does not add up to them.
 The report runs as the --dsn role: a tool_audit_reader (or admin), bound to a
 tenant or not; row-level security decides what it sees.  The digest is checked
 as the --verify-dsn role (default: the same), which needs verify_digest():
-tool_audit_verifier or tool_audit_admin.  With --digest FILE the digest is one
+tool_audit_verifier or tool_audit_admin, or (1.5) a reader bound to tenants, whose
+digest and check cover its tenants' chains only.  With --digest FILE the digest is one
 kept outside the database (the check that matters against a superuser:
 doc/tamper-evidence.md); without it a digest is taken now, checked, and
 embedded in the page, so that a later check tells whether anything it covers

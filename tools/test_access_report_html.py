@@ -82,6 +82,7 @@ def fixture(cluster):
         CREATE ROLE auditor_acme LOGIN IN ROLE tool_audit_reader;
         SELECT tool_audit.bind_tenant('auditor_acme', 'acme');
         CREATE ROLE auditor_verify LOGIN IN ROLE tool_audit_verifier;
+        CREATE ROLE auditor_all LOGIN IN ROLE tool_audit_reader;
     """)
 
 
@@ -238,9 +239,17 @@ def main():
         ok(fp.stdout.strip() == driver.find_element(By.ID, "digest-sha256").text,
            "the page's fingerprint command gives the fingerprint shown", fp.stdout + fp.stderr)
 
-        # a reader alone may not check a digest: the page says so
+        # a reader bound to a tenant checks its tenant's digest itself (1.5)
+        alone = os.path.join(work, "alone.html")
+        r = run_program("--dsn", reader, "--subject", SUBJECT, "-o", alone)
+        driver.get("file://" + alone)
+        v = driver.find_element(By.ID, "verdict")
+        ok(r.returncode == 0 and v.get_attribute("data-verdict") == "ok" and "VERIFIED" in v.text,
+           "the bound reader alone: its tenant's digest taken and checked", v.text)
+
+        # an unbound reader may not check a digest: the page says so
         partial = os.path.join(work, "partial.html")
-        r = run_program("--dsn", reader, "--subject", SUBJECT, "-o", partial)
+        r = run_program("--dsn", conninfo(cluster, "auditor_all"), "--subject", SUBJECT, "-o", partial)
         driver.get("file://" + partial)
         v = driver.find_element(By.ID, "verdict")
         ok(r.returncode == 0 and v.get_attribute("data-verdict") == "partial"
