@@ -347,12 +347,6 @@ typedef struct HeadsArgs
  * data_changes heads in a schema still at a version before 1.5.
  */
 static void
-append_security_state(void *arg)
-{
-	ta_security_state_append((StringInfo) arg);
-}
-
-static void
 append_all_heads(void *arg)
 {
 	HeadsArgs  *a = arg;
@@ -363,14 +357,15 @@ append_all_heads(void *arg)
 			append_heads(a->buf, ta_audit_tables[i], &first, a->scope);
 }
 
-static char *
-utc_text(TimestampTz ts)
+/* a time as digests write it: YYYY-MM-DDTHH:MM:SS.ffffffZ */
+char *
+ta_digest_time_text(TimestampTz ts)
 {
 	struct pg_tm tm;
 	fsec_t		fsec;
 
-	if (timestamp2tm(ts, NULL, &tm, &fsec, NULL, NULL) != 0)
-		elog(ERROR, "timestamp out of range");
+	if (TIMESTAMP_NOT_FINITE(ts) || timestamp2tm(ts, NULL, &tm, &fsec, NULL, NULL) != 0)
+		return pstrdup(ts == DT_NOBEGIN ? "-infinity" : ts == DT_NOEND ? "infinity" : "?");
 	return psprintf("%04d-%02d-%02dT%02d:%02d:%02d.%06dZ",
 					tm.tm_year, tm.tm_mon, tm.tm_mday,
 					tm.tm_hour, tm.tm_min, tm.tm_sec, (int) fsec);
@@ -409,24 +404,18 @@ ta_digest_scoped(const TaTenantScope *scope)
 	appendStringInfoString(&buf, "\"database\":");
 	escape_json(&buf, get_database_name(MyDatabaseId));
 	appendStringInfo(&buf, ",\"system_identifier\":\"" UINT64_FORMAT "\",\"taken_at\":\"%s\",\"heads\":[",
-					 GetSystemIdentifier(), utc_text(GetCurrentTimestamp()));
+					 GetSystemIdentifier(), ta_digest_time_text(GetCurrentTimestamp()));
 	PG_TRY();
 	{
 		heads_args.buf = &buf;
 		heads_args.scope = scope;
 		if (ta_tenant_run_as_owner(scope))
-		{
 			ta_as_extension_owner(append_all_heads, &heads_args);
-			appendStringInfoChar(&buf, ']');
-			/* a tenant's auditor may not read the bindings and rule sets */
-			ta_as_extension_owner(append_security_state, &buf);
-		}
 		else
-		{
 			append_all_heads(&heads_args);
-			appendStringInfoChar(&buf, ']');
-			ta_security_state_append(&buf);
-		}
+		appendStringInfoChar(&buf, ']');
+		/* read as the extension's owner, whoever the caller (security_state.c) */
+		ta_security_state_append(&buf);
 	}
 	PG_CATCH();
 	{

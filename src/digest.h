@@ -8,8 +8,12 @@
 #ifndef TA_DIGEST_H
 #define TA_DIGEST_H
 
+#include "datatype/timestamp.h"
 #include "utils/jsonb.h"
 
 extern char *ta_digest_signature_problem(Jsonb *d);
+
+/* a time as digests write it: YYYY-MM-DDTHH:MM:SS.ffffffZ */
+extern char *ta_digest_time_text(TimestampTz ts);
 
 #endif							/* TA_DIGEST_H */

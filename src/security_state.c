@@ -208,8 +208,7 @@ hex(const unsigned char *h)
 {
 	char	   *out = palloc(2 * TA_HASH_LEN + 1);
 
-	for (int i = 0; i < TA_HASH_LEN; i++)
-		sprintf(out + 2 * i, "%02x", h[i]);
+	out[hex_encode((const char *) h, TA_HASH_LEN, out)] = '\0';
 	return out;
 }
 
@@ -244,6 +243,20 @@ object_hash(const SecComp *sc, const SecRow *row)
 	ta_sha256(h.data, h.len, out);
 	pfree(h.data);
 	return hex(out);
+}
+
+struct TaSecState
+{
+	SecComp		comps[TA_SECSTATE_NCOMPONENTS];
+};
+
+TaSecState *
+ta_security_state_read(void)
+{
+	TaSecState *state = palloc(sizeof(TaSecState));
+
+	compute(state->comps);
+	return state;
 }
 
 void
@@ -310,16 +323,16 @@ events_since(const TaSecStateComponent *c, const char *taken_at)
 }
 
 void
-ta_security_state_check_digest(Jsonb *d, TaSecStateReport report, void *arg)
+ta_security_state_check_digest(Jsonb *d, const TaSecState *state,
+							   TaSecStateReport report, void *arg)
 {
 	JsonbValue *ss = ta_jsonb_key(&d->root, "security_state");
 	char	   *taken_at = ta_jsonb_string(&d->root, "taken_at");
-	SecComp		comps[TA_SECSTATE_NCOMPONENTS];
+	const SecComp *comps = state->comps;
 
 	/* a digest taken before 1.5 has none: nothing to compare */
 	if (ss == NULL || ss->type != jbvBinary || !JsonContainerIsObject(ss->val.binary.data))
 		return;
-	compute(comps);
 	for (int i = 0; i < TA_SECSTATE_NCOMPONENTS; i++)
 	{
 		const TaSecStateComponent *c = comps[i].c;
@@ -366,7 +379,7 @@ expected_cmp(const void *a, const void *b)
  * rules and the seeded alert rules have no event.  A digest covers those.
  */
 static void
-check_bindings(TaSecStateReport report, void *arg)
+check_bindings(bool name_bindings, TaSecStateReport report, void *arg)
 {
 	static const char *const sql =
 	"WITH ev AS ("
@@ -407,11 +420,17 @@ check_bindings(TaSecStateReport report, void *arg)
 		char	   *present = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 3);
 		MemoryContext spicxt = MemoryContextSwitchTo(callercxt);
 
-		problems = lappend(problems,
-						   psprintf(strcmp(present, "t") == 0 ?
-									"tenant binding of role %s to tenant %s: no admin event records it (not made by bind_tenant())" :
-									"tenant binding of role %s to tenant %s: gone, and no admin event records its removal (not removed by unbind_tenant())",
-									r ? r : "?", t ? t : "?"));
+		/* a tenant's run: the roles and tenants are other tenants' to know */
+		if (!name_bindings)
+			problems = lappend(problems,
+							   pstrdup("a tenant binding was changed outside bind_tenant() and unbind_tenant() "
+									   "(not named in a tenant's run: an admin's verify() names it)"));
+		else
+			problems = lappend(problems,
+							   psprintf(strcmp(present, "t") == 0 ?
+										"tenant binding of role %s to tenant %s: no admin event records it (not made by bind_tenant())" :
+										"tenant binding of role %s to tenant %s: gone, and no admin event records its removal (not removed by unbind_tenant())",
+										r ? r : "?", t ? t : "?"));
 		MemoryContextSwitchTo(spicxt);
 	}
 	SPI_finish();
@@ -421,18 +440,19 @@ check_bindings(TaSecStateReport report, void *arg)
 }
 
 void
-ta_security_state_check_install(TaSecStateReport report, void *arg)
+ta_security_state_check_install(const TaSecState *state, bool name_bindings,
+								TaSecStateReport report, void *arg)
 {
 	Oid			relid = ta_schema_relid("security_expectation", true);
 	MemoryContext callercxt = CurrentMemoryContext;
-	SecComp		comps[TA_SECSTATE_NCOMPONENTS];
+	const SecComp *comps;
 	Expected   *exp;
 	int			nexp;
 	int			e = 0;
 
 	if (!OidIsValid(relid))
 		return;					/* a schema older than 1.5 */
-	check_bindings(report, arg);
+	check_bindings(name_bindings, report, arg);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	ta_spi_exec_as_owner(ta_relation_owner(relid),
@@ -459,15 +479,16 @@ ta_security_state_check_install(TaSecStateReport report, void *arg)
 	}
 	qsort(exp, nexp, sizeof(Expected), expected_cmp);
 
-	compute(comps);
+	comps = (state != NULL ? state : ta_security_state_read())->comps;
 	for (int i = 0; i < TA_SECSTATE_NCOMPONENTS; i++)
 	{
-		SecComp    *sc = &comps[i];
+		const SecComp *sc = &comps[i];
 		const char *name = sc->c->name;
 		int			r = 0;
 
 		if (is_config(sc->c))
 			continue;
+		/* by object (the hashes, all check_digest() reads, are made) */
 		qsort(sc->rows, sc->nrows, sizeof(SecRow), key_cmp);
 		while (e < nexp && strcmp(exp[e].component, name) < 0)
 			e++;				/* a component this library does not know */

@@ -42,23 +42,10 @@
 #include "utils/datetime.h"
 #include "utils/guc.h"
 
+#include "digest.h"
 #include "time_order.h"
 
 int			ta_time_tolerance = 60;
-
-/* a time as digests write it: YYYY-MM-DDTHH:MM:SS.ffffffZ */
-static char *
-utc_text(TimestampTz ts)
-{
-	struct pg_tm tm;
-	fsec_t		fsec;
-
-	if (TIMESTAMP_NOT_FINITE(ts) || timestamp2tm(ts, NULL, &tm, &fsec, NULL, NULL) != 0)
-		return pstrdup(ts == DT_NOBEGIN ? "-infinity" : ts == DT_NOEND ? "infinity" : "?");
-	return psprintf("%04d-%02d-%02dT%02d:%02d:%02d.%06dZ",
-					tm.tm_year, tm.tm_mon, tm.tm_mday,
-					tm.tm_hour, tm.tm_min, tm.tm_sec, (int) fsec);
-}
 
 /* at + tolerance < limit, without overflow */
 static bool
@@ -82,7 +69,7 @@ ta_time_order_problem(TimestampTz at, TimestampTz latest, int64 latest_seq)
 	return psprintf("time goes back along the lane: row recorded at %s, before the row at position "
 					INT64_FORMAT " (%s), by more than tool_audit.time_tolerance: a back-dated row, "
 					"or the server's clock was set back",
-					utc_text(at), latest_seq, utc_text(latest));
+					ta_digest_time_text(at), latest_seq, ta_digest_time_text(latest));
 }
 
 char *
@@ -93,7 +80,7 @@ ta_time_uncovered_problem(TimestampTz at, TimestampTz taken_at, bool lane_in_dig
 	return psprintf("row recorded at %s, before the digest was taken (%s), but not covered by it "
 					"(%s): added since the digest with an earlier time, "
 					"or written by a transaction open longer than tool_audit.time_tolerance when the digest was taken",
-					utc_text(at), utc_text(taken_at),
+					ta_digest_time_text(at), ta_digest_time_text(taken_at),
 					lane_in_digest ? "after the digest's head of its lane" : "a lane the digest does not know");
 }
 

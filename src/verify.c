@@ -111,6 +111,7 @@ typedef struct Verification
 	HTAB	   *erased;			/* accepted erasures, by row; NULL when none */
 	const TaTenantScope *scope; /* a bound caller's tenants; NULL: all */
 	const TaTenantScope *digest_tenants;	/* a tenant digest's tenants; NULL: all */
+	const TaSecState *secstate; /* the security state read; NULL: not yet */
 	bool		incremental;	/* verify_since(): lanes resume at the digest's heads */
 	TaWalkScan *ws;			/* the walk's scan of the table being walked */
 } Verification;
@@ -196,13 +197,7 @@ report(Verification *w, const char *table, bool has_chain, int64 chain_id, int32
 static void
 security_problem(void *arg, const char *problem)
 {
-	Verification *w = arg;
-
-	/* a tenant run names no binding: they name other tenants and their roles */
-	if (w->scope != NULL && strncmp(problem, "tenant binding of role ", 23) == 0)
-		problem = "a tenant binding was changed outside bind_tenant() and unbind_tenant() "
-			"(not named in a tenant's run: an admin's verify() names it)";
-	report(w, "", false, 0, 0, -1, -1, problem);
+	report((Verification *) arg, "", false, 0, 0, -1, -1, problem);
 }
 
 static void
@@ -274,7 +269,8 @@ check_protections(Verification *w)
 		report(w, table ? table : "", false, 0, 0, -1, -1, problem);
 	}
 	SPI_finish();
-	ta_security_state_check_install(security_problem, w);
+	/* a tenant run names no binding: they name other tenants and their roles */
+	ta_security_state_check_install(w->secstate, w->scope == NULL, security_problem, w);
 }
 
 /*
@@ -1299,7 +1295,9 @@ check_against_digest(FunctionCallInfo fcinfo, const char *function, bool increme
 	w.digest_tenants = digest_tenant_scope(d);
 	if (sig_problem != NULL)
 		report(&w, "", false, 0, 0, -1, -1, sig_problem);
-	ta_security_state_check_digest(d, security_problem, &w);
+	/* read once for the digest's check and the install's (check_protections()) */
+	w.secstate = ta_security_state_read();
+	ta_security_state_check_digest(d, w.secstate, security_problem, &w);
 	run_walk(&w);
 	raise_if_problems(&w, "audit_integrity", function);
 	{

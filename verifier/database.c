@@ -633,19 +633,33 @@ start_lane(Walk *w, int64_t chain, int64_t lane)
 	memset(&w->time, 0, sizeof(w->time));
 }
 
+/* A text column of the row: NULL for SQL NULL (or no such column). */
+static const char *
+text_value(PGresult *res, int col, size_t *len)
+{
+	*len = 0;
+	if (col < 0 || PQgetisnull(res, 0, RES_FIRST_DATA + col))
+		return NULL;
+	*len = (size_t) PQgetlength(res, 0, RES_FIRST_DATA + col);
+	return PQgetvalue(res, 0, RES_FIRST_DATA + col);
+}
+
 /* The row's time of recording, along its lane and before a digest. */
 static bool
 check_time(Walk *w, PGresult *res, int64_t chain, int64_t lane, int64_t seq,
 		   const char *id)
 {
 	int			col;
+	size_t		tenant_len;
+	const char *tenant;
 
 	if (w->t->time_col < 0)
 		return true;
 	col = RES_FIRST_DATA + w->t->time_col;
 	if (PQgetisnull(res, 0, col) || PQgetlength(res, 0, col) != 8)
 		return true;
-	return time_check_row(w->t->table, chain, lane, seq, id, &w->time,
+	tenant = text_value(res, w->t->tenant_col, &tenant_len);
+	return time_check_row(w->t->table, chain, lane, seq, id, tenant, tenant_len, &w->time,
 						  get_be((const unsigned char *) PQgetvalue(res, 0, col), 8),
 						  w->digest, w->head_position);
 }
@@ -785,17 +799,6 @@ check_heads(Walk *w, int64_t seq, const char *id)
 		}
 	}
 	return go_on;
-}
-
-/* A text column of the row: NULL for SQL NULL (or no such column). */
-static const char *
-text_value(PGresult *res, int col, size_t *len)
-{
-	*len = 0;
-	if (col < 0 || PQgetisnull(res, 0, RES_FIRST_DATA + col))
-		return NULL;
-	*len = (size_t) PQgetlength(res, 0, RES_FIRST_DATA + col);
-	return PQgetvalue(res, 0, RES_FIRST_DATA + col);
 }
 
 static bool

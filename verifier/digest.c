@@ -55,24 +55,20 @@ head_qsort_cmp(const void *a, const void *b)
 	return digest_head_cmp(a, hb->table, hb->chain, hb->lane, hb->position);
 }
 
-/* The digest has a head of this chain (any lane). */
+/*
+ * A head of the digest names this tenant (a tenant's digest covers the
+ * chains of the tenants its heads name, as the extension reads it).
+ */
 bool
-digest_names_chain(const Digest *d, const char *table, int64_t chain)
+digest_names_tenant(const Digest *d, const char *tenant, size_t len)
 {
-	size_t		lo = 0,
-				hi = d->nheads;
-
-	while (lo < hi)				/* the first head at or after (table, chain) */
-	{
-		size_t		mid = lo + (hi - lo) / 2;
-
-		if (digest_head_cmp(&d->heads[mid], table, chain, INT64_MIN, INT64_MIN) < 0)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return lo < d->nheads && strcmp(d->heads[lo].table, table) == 0 &&
-		d->heads[lo].chain == chain;
+	if (tenant == NULL)
+		return false;
+	for (size_t i = 0; i < d->nheads; i++)
+		if (d->heads[i].tenant != NULL && strlen(d->heads[i].tenant) == len &&
+			memcmp(d->heads[i].tenant, tenant, len) == 0)
+			return true;
+	return false;
 }
 
 void
@@ -285,8 +281,13 @@ digest_load(const char *path, const char *pubkey_path, Digest *d)
 		strlen(database->str) == database->len)
 		d->database = xstrndup(database->str, database->len);
 	/* what rows not covered may not claim to precede (timeorder.c) */
-	if (taken_at != NULL && taken_at->kind == JSON_STRING)
-		d->has_taken_at = parse_digest_time(taken_at->str, taken_at->len, &d->taken_at);
+	if (taken_at != NULL && taken_at->kind == JSON_STRING &&
+		parse_digest_time(taken_at->str, taken_at->len, &d->taken_at))
+	{
+		d->has_taken_at = true;
+		/* as written, for the server (security_state.c) */
+		d->taken_at_text = xstrndup(taken_at->str, taken_at->len);
+	}
 	/* a tenant's digest (tool_audit.tenant_digest()) says nothing of other chains */
 	d->tenant_scoped = json_is_string(json_get(root, "scope"), "tenant");
 

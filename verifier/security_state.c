@@ -104,7 +104,6 @@ void
 security_state_load(const JsonValue *root, Digest *d)
 {
 	const JsonValue *ss = json_get(root, "security_state");
-	const JsonValue *taken = json_get(root, "taken_at");
 	size_t		i;
 
 	d->nsecstate = 0;
@@ -122,8 +121,6 @@ security_state_load(const JsonValue *root, Digest *d)
 		d->secstate[d->nsecstate].hash = xstrndup(v->str, v->len);
 		d->nsecstate++;
 	}
-	if (taken != NULL && taken->kind == JSON_STRING)
-		d->taken_at_text = xstrndup(taken->str, taken->len);
 }
 
 void
@@ -162,8 +159,9 @@ exec_cmd(PGconn *conn, const char *sql)
 }
 
 /*
- * One component's hash in hex (out: 65 bytes); false, with a note, if this
- * role may not read it, or its table does not exist.
+ * One component's hash in hex (out: 65 bytes; empty when it cannot be read,
+ * e.g. its table was dropped, which compares as changed); false, with a
+ * note, if this role may not read it.
  */
 static bool
 component_hash(PGconn *conn, const TaSecStateComponent *c, char *out)
@@ -179,11 +177,17 @@ component_hash(PGconn *conn, const TaSecStateComponent *c, char *out)
 	res = PQexec(conn, c->sql);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK)
 	{
-		fprintf(stderr, "tool_audit_verify: note: security state \"%s\" not compared: %s",
-				c->name, PQerrorMessage(conn));
+		const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+		bool		denied = state != NULL && strcmp(state, "42501") == 0;
+
+		/* a role that may not read it: not compared; anything else (its table dropped): changed */
+		if (denied)
+			fprintf(stderr, "tool_audit_verify: note: security state \"%s\" not compared: %s",
+					c->name, PQerrorMessage(conn));
 		PQclear(res);
 		exec_cmd(conn, "ROLLBACK TO SAVEPOINT security_state");
-		return false;
+		out[0] = '\0';
+		return !denied;
 	}
 	exec_cmd(conn, "RELEASE SAVEPOINT security_state");
 	n = PQntuples(res);
@@ -236,10 +240,11 @@ has_extension(PGconn *conn)
 	PGresult   *res = PQexec(conn,
 							 "SELECT EXISTS (SELECT FROM pg_catalog.pg_extension WHERE extname = 'tool_audit')"
 							 " OR pg_catalog.to_regprocedure('tool_audit.digest()') IS NOT NULL");
-	bool		yes = true;
+	bool		yes;
 
-	if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1)
-		yes = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1)
+		fatal("query failed: %s", PQerrorMessage(conn));
+	yes = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
 	PQclear(res);
 	return yes;
 }

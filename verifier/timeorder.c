@@ -150,7 +150,8 @@ too_early(int64_t at, int64_t limit)
 
 bool
 time_check_row(const char *table, int64_t chain, int64_t lane, int64_t seq,
-			   const char *row_id, LaneTime *lt, int64_t at,
+			   const char *row_id, const char *tenant, size_t tenant_len,
+			   LaneTime *lt, int64_t at,
 			   const Digest *digest, int64_t head_position)
 {
 	char		what[400];
@@ -168,8 +169,8 @@ time_check_row(const char *table, int64_t chain, int64_t lane, int64_t seq,
 		go_on = report_problem(table, chain, lane, seq, row_id, what);
 	}
 	if (go_on && digest->has_taken_at && seq > head_position &&
-		(!digest->tenant_scoped || digest_names_chain(digest, table, chain)) &&
-		too_early(at, digest->taken_at))
+		too_early(at, digest->taken_at) &&
+		(!digest->tenant_scoped || digest_names_tenant(digest, tenant, tenant_len)))
 	{
 		format_time(at, a);
 		format_time(digest->taken_at, b);

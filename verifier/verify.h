@@ -135,11 +135,11 @@ typedef struct Digest
 	size_t		purged;			/* heads inside spans a sanctioned purge removed */
 	bool		has_taken_at;	/* its "taken_at" (timeorder.c) */
 	int64_t		taken_at;
-	bool		tenant_scoped;	/* "scope": "tenant": it covers only the chains it names */
+	bool		tenant_scoped;	/* "scope": "tenant": it covers only its tenants' chains */
 } Digest;
 
 extern bool digest_load(const char *path, const char *pubkey_path, Digest *d);
-extern bool digest_names_chain(const Digest *d, const char *table, int64_t chain);
+extern bool digest_names_tenant(const Digest *d, const char *tenant, size_t len);
 
 /* tenant.c: --tenant, one tenant's chains only */
 struct pg_conn;
@@ -162,7 +162,8 @@ typedef struct LaneTime
 extern int64_t time_tolerance_usec;
 extern bool parse_digest_time(const char *s, size_t len, int64_t *out);
 extern bool time_check_row(const char *table, int64_t chain, int64_t lane, int64_t seq,
-						   const char *row_id, LaneTime *lt, int64_t at,
+						   const char *row_id, const char *tenant, size_t tenant_len,
+						   LaneTime *lt, int64_t at,
 						   const Digest *digest, int64_t head_position);
 
 /* database.c: walking the audit tables */
