@@ -644,13 +644,16 @@ ta_autonomous_serve(void *request)
 		/*
 		 * Who the caller is, and its settings.  A pooled worker first drops
 		 * what the previous request set: its security context (a SECURITY
-		 * DEFINER caller's) and SET ROLE; RestoreGUCState() then resets the
-		 * settings a previous caller brought and sets this caller's,
+		 * DEFINER caller's), SET ROLE and SET SESSION AUTHORIZATION (resetting
+		 * session_authorization to its default changes nothing: its assign
+		 * hook ignores it); RestoreGUCState() then resets the settings a
+		 * previous caller brought and sets this caller's,
 		 * session_authorization among them.
 		 */
 		SetUserIdAndSecContext(GetSessionUserId(), 0);
 		SetCurrentRoleId(InvalidOid, false);
 		StartTransactionCommand();
+		SetSessionAuthorization(GetAuthenticatedUserId(), superuser_arg(GetAuthenticatedUserId()));
 		RestoreGUCState((char *) sh + sh->guc_offset);
 		CommitTransactionCommand();
 		SetCurrentRoleId(sh->outer_user, sh->outer_is_superuser);

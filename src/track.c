@@ -79,6 +79,7 @@
 #include "utils/numeric.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "storage/lmgr.h"
 #include "utils/rel.h"
 #include "utils/relcache.h"
 #include "utils/uuid.h"
@@ -682,6 +683,13 @@ insert_change(Datum *values, const bool *isnull)
 	Datum	   *row;
 	bool	   *nulls;
 
+	/*
+	 * The layout is read under the lock the write takes: an ALTER of
+	 * data_changes committed since the last lookup is seen (the lock
+	 * processes its invalidation) and the columns looked up again.
+	 */
+	data_changes_lookup();
+	LockRelationOid(data_changes_relid, RowExclusiveLock);
 	data_changes_lookup();
 	row = palloc0(sizeof(Datum) * change_natts);
 	nulls = palloc(sizeof(bool) * change_natts);

@@ -11,7 +11,10 @@
  * CHECK constraints, the heap insert, every index entry and any AFTER
  * triggers, as an INSERT statement would do them; what it skips is the
  * per-statement work of a prepared INSERT (executor start and end, a plan
- * tree, a projection), which cost about as much as the row itself.
+ * tree, a projection), which cost about as much as the row itself, and
+ * column DEFAULTs: the caller gives every column (the table's ids and times
+ * are set by its trigger, not by defaults), so a column added with a
+ * default it relies on must be filled in track.c too.
  *
  * Like SPI for a read-write statement, it advances the command counter and
  * takes a fresh snapshot first, and it runs as the table's owner (the caller
