@@ -108,7 +108,6 @@ struct TaPoolCall
 static TaPool *pool = NULL;
 static shmem_request_hook_type prev_shmem_request = NULL;
 static shmem_startup_hook_type prev_shmem_startup = NULL;
-static ProcessUtility_hook_type prev_process_utility = NULL;
 
 /* the worker's own entry */
 static TaPoolEntry *my_entry = NULL;
@@ -200,11 +199,11 @@ wake(int procno)
 }
 
 /*
- * Ask the idle workers of a database (InvalidOid: of every database) to
- * exit.  Returns how many were asked.
+ * Ask the idle workers (of every database: a CREATE DATABASE's template is
+ * one too) to exit.  Returns how many were asked.
  */
 static int
-retire_idle(Oid database)
+retire_idle(void)
 {
 	int			asked = 0;
 
@@ -213,7 +212,7 @@ retire_idle(Oid database)
 	{
 		TaPoolEntry *e = &pool->entries[i];
 
-		if (e->in_use && !e->busy && (!OidIsValid(database) || e->database == database))
+		if (e->in_use && !e->busy)
 		{
 			e->retire = true;
 			wake(e->procno);
@@ -634,26 +633,19 @@ ta_pool_main(Datum main_arg)
 }
 
 /*
- * Statements that need no other session in a database: its idle workers
+ * Statements that need no other session in a database: the idle workers
  * leave first (those statements wait a few seconds for the others to go).
+ * Called by guard.c's ProcessUtility hook, before the statement.
  */
-static void
-pool_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
-					 ProcessUtilityContext context, ParamListInfo params,
-					 QueryEnvironment *queryEnv, DestReceiver *dest, QueryCompletion *qc)
+void
+ta_pool_before_utility(Node *stmt)
 {
-	Node	   *stmt = pstmt->utilityStmt;
-
+	if (pool == NULL)
+		return;
 	if (IsA(stmt, DropdbStmt) || IsA(stmt, CreatedbStmt) ||
 		IsA(stmt, AlterDatabaseStmt) ||
 		(IsA(stmt, RenameStmt) && ((RenameStmt *) stmt)->renameType == OBJECT_DATABASE))
-		(void) retire_idle(InvalidOid);
-	if (prev_process_utility)
-		prev_process_utility(pstmt, queryString, readOnlyTree, context, params,
-							 queryEnv, dest, qc);
-	else
-		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context, params,
-								queryEnv, dest, qc);
+		(void) retire_idle();
 }
 
 void
@@ -663,6 +655,4 @@ ta_pool_init(void)
 	shmem_request_hook = pool_shmem_request;
 	prev_shmem_startup = shmem_startup_hook;
 	shmem_startup_hook = pool_shmem_startup;
-	prev_process_utility = ProcessUtility_hook;
-	ProcessUtility_hook = pool_process_utility;
 }

@@ -9,12 +9,16 @@
 #ifndef TA_AUTONOMOUS_POOL_H
 #define TA_AUTONOMOUS_POOL_H
 
+#include "nodes/nodes.h"
+
 typedef struct TaPoolCall TaPoolCall;
 
 /* _PG_init() while preloading: shared memory and hooks */
 extern void ta_pool_init(void);
 /* the pool is there (preloaded) */
 extern bool ta_pool_active(void);
+/* guard.c's ProcessUtility hook: idle workers leave before database DDL */
+extern void ta_pool_before_utility(Node *stmt);
 
 /*
  * The caller: reserve a worker of this database and login role (waiting a

@@ -67,6 +67,7 @@
 #include "utils/syscache.h"
 
 #include "catalog.h"
+#include "autonomous_pool.h"
 #include "guard.h"
 #include "role_events.h"
 #include "track.h"
@@ -910,6 +911,7 @@ ta_process_utility(PlannedStmt *pstmt, const char *queryString,
 		guard_utility(stmt);
 	}
 	dropped_memberships = ta_role_drop_memberships(stmt);
+	ta_pool_before_utility(stmt);
 	if (prev_process_utility)
 		prev_process_utility(pstmt, queryString, readOnlyTree, context,
 							 params, queryEnv, dest, qc);
