@@ -17,6 +17,7 @@ OBJS = \
 	src/hash.o \
 	src/chain.o \
 	src/insert.o \
+	src/trail_mark.o \
 	src/quiet_input.o \
 	src/log_call.o \
 	src/autonomous.o \

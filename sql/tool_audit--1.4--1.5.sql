@@ -4215,6 +4215,44 @@ COMMENT ON FUNCTION tool_audit.verify_since(jsonb) IS
 REVOKE ALL ON FUNCTION tool_audit.verify_since(jsonb) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION tool_audit.verify_since(jsonb) TO tool_audit_verifier, tool_audit_admin;
 
+-- ---------------------------------------------------------------------------
+-- (1.5) Which audit tables have ever committed a row.  The insert trigger
+-- writes a table's mark in the transaction of a row it stores (trail_mark.c),
+-- so the mark commits only with a row: a new database whose inserts were all
+-- rolled back has none, while a trail emptied afterwards (a restore whose
+-- rows were refused: the marks are dumped with the configuration) still has
+-- it.  verify() reports an empty table whose id sequence has handed out ids
+-- only when the table is marked.  No unique index: a writer never waits for
+-- another's uncommitted mark (an autonomous worker must never wait for its
+-- caller), and a second mark of the same table is harmless.
+-- ---------------------------------------------------------------------------
+CREATE TABLE tool_audit.trail_marks (
+    table_name text NOT NULL,
+    marked_at  timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+CREATE INDEX trail_marks_table ON tool_audit.trail_marks (table_name);
+REVOKE ALL ON tool_audit.trail_marks FROM PUBLIC;
+GRANT SELECT ON tool_audit.trail_marks TO tool_audit_admin, tool_audit_verifier;
+CREATE TRIGGER trail_marks_append_only
+    BEFORE UPDATE OR DELETE OR TRUNCATE ON tool_audit.trail_marks
+    FOR EACH STATEMENT EXECUTE FUNCTION tool_audit.refuse_change();
+ALTER TABLE tool_audit.trail_marks ENABLE ALWAYS TRIGGER trail_marks_append_only;
+COMMENT ON TABLE tool_audit.trail_marks IS
+    'The audit tables that have committed a row (written by the insert trigger): verify() reports an empty table whose id sequence has handed out ids only when it is marked.';
+SELECT pg_catalog.pg_extension_config_dump('tool_audit.trail_marks', '');
+-- A table at 1.4 is marked when it holds rows or its sequence has handed
+-- out ids: an empty table whose inserts were all rolled back cannot be told
+-- from one a refused restore emptied, so it keeps being reported (as 1.4 did)
+-- until its first row commits.
+INSERT INTO tool_audit.trail_marks (table_name)
+SELECT 'tool_calls'
+ WHERE EXISTS (SELECT 1 FROM tool_audit.tool_calls)
+    OR (SELECT is_called FROM tool_audit.tool_calls_id_seq)
+UNION ALL
+SELECT 'admin_events'
+ WHERE EXISTS (SELECT 1 FROM tool_audit.admin_events)
+    OR (SELECT is_called FROM tool_audit.admin_events_id_seq);
+
 -- The final text of functions and views that more than one 1.5 change replaced
 -- (each change above replaced them in turn): as in sql/install, word for word
 

@@ -100,6 +100,7 @@
 #include "sanitize.h"
 #include "summarize.h"
 #include "tool_audit.h"
+#include "trail_mark.h"
 
 /*
  * Under valgrind, every row formed here is checked for uninitialised bytes
@@ -978,6 +979,7 @@ hash_chain_and_form(AuditRow *row, bool restored)
 		unsigned char row_hash[TA_HASH_LEN];
 		TaChainHead placed;
 
+		ta_trail_mark(row->rel);
 		ta_row_hash(row->layout, row->values, row->nulls, row_hash);
 		ta_chain_append(row->rel, row->layout,
 						ta_chain_id(row->layout, row->values, row->nulls),

@@ -40,6 +40,7 @@
 #include "role_events.h"
 #include "time_order.h"
 #include "tool_audit.h"
+#include "trail_mark.h"
 
 PG_MODULE_MAGIC;
 
@@ -211,6 +212,7 @@ _PG_init(void)
 	ta_layout_init();
 	ta_chain_init();
 	ta_insert_init();
+	ta_trail_mark_init();
 
 	if (process_shared_preload_libraries_in_progress)
 		ta_guard_install_hooks();

@@ -280,9 +280,10 @@ check_protections(Verification *w)
  * recording and no hook sees setval(), so verify() says so.  (A sequence
  * merely behind a restored row's higher id fails nothing yet, and is not
  * reported.)  And a table with no rows whose sequence has handed out ids,
- * and no purge anchor, was emptied: a restore whose rows were refused
- * (without --single-transaction) leaves exactly that, and an empty trail
- * must not verify.  Read as the table's owner: the verifier has no
+ * no purge anchor, and a mark that it once committed a row (trail_mark.c:
+ * without it, every insert so far was rolled back), was emptied: a restore
+ * whose rows were refused (without --single-transaction) leaves exactly
+ * that, and an empty trail must not verify.  Read as the table's owner: the verifier has no
  * privilege on the sequences, and needs none to learn where they stand.
  */
 static void
@@ -308,11 +309,17 @@ check_id_sequence(Verification *w, const char *table)
 			psprintf("NOT EXISTS (SELECT 1 FROM %s.purge_anchors a"
 					 "             WHERE a.table_name OPERATOR(pg_catalog.=) %s)",
 					 TA_SCHEMA, quote_literal_cstr(table)) : "true";
+		/* 1.5 on: only a table that has committed a row (trail_mark.c) */
+		const char *marked =
+			OidIsValid(ta_schema_relid("trail_marks", true)) ?
+			psprintf("EXISTS (SELECT 1 FROM %s.trail_marks m"
+					 "         WHERE m.table_name OPERATOR(pg_catalog.=) %s)",
+					 TA_SCHEMA, quote_literal_cstr(table)) : "true";
 		char	   *sql = psprintf("SELECT n.next IS NULL,"
 								   "       n.next IS NOT NULL AND EXISTS (SELECT 1 FROM %s.%s t"
 								   "                                       WHERE t.id OPERATOR(pg_catalog.=) n.next),"
 								   "       n.next,"
-								   "       s.is_called AND NOT EXISTS (SELECT 1 FROM %s.%s t) AND %s,"
+								   "       s.is_called AND NOT EXISTS (SELECT 1 FROM %s.%s t) AND %s AND %s,"
 								   "       s.last_value"
 								   "  FROM %s.%s s, pg_catalog.pg_sequence q,"
 								   "       LATERAL (SELECT CASE WHEN NOT s.is_called THEN s.last_value"
@@ -320,7 +327,7 @@ check_id_sequence(Verification *w, const char *table)
 								   "                            ELSE s.last_value OPERATOR(pg_catalog.+) q.seqincrement END) n(next)"
 								   " WHERE q.seqrelid OPERATOR(pg_catalog.=) %u",
 								   TA_SCHEMA, quote_identifier(table),
-								   TA_SCHEMA, quote_identifier(table), no_anchor,
+								   TA_SCHEMA, quote_identifier(table), no_anchor, marked,
 								   TA_SCHEMA, quote_identifier(seqname), seqid);
 		bool		isnull;
 		bool		exhausted;
@@ -336,9 +343,10 @@ check_id_sequence(Verification *w, const char *table)
 		emptied = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4, &isnull));
 		if (emptied)
 			problem = psprintf("the table holds no rows but its id sequence has handed out ids up to %s: "
-							   "the trail was emptied (a restore whose rows were refused?), "
-							   "or every insert so far was rolled back",
-							   SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 5));
+							   "the trail was emptied (a restore whose rows were refused?)%s",
+							   SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 5),
+							   OidIsValid(ta_schema_relid("trail_marks", true)) ? "" :
+							   ", or every insert so far was rolled back");
 		else if (exhausted)
 			problem = psprintf("id sequence %s is at its maximum: every insert fails (moved with setval?)",
 							   seqname);

@@ -1,0 +1,122 @@
+/*-------------------------------------------------------------------------
+ *
+ * trail_mark.c
+ *		tool_audit.trail_marks: which audit tables have committed a row.
+ *
+ * verify() reports an audit table that holds no rows while its id sequence
+ * has handed out ids: a restore whose rows were refused leaves exactly that.
+ * So does a new database whose every insert so far was rolled back, and the
+ * server keeps nothing else that tells the two apart (a sequence is not
+ * transactional, and a refused COPY leaves aborted tuples as a rollback
+ * does).  This mark does: the insert trigger writes it in the transaction of
+ * a row it stores, so it commits only with a row, and pg_dump keeps it with
+ * the extension's configuration, so a refused restore still carries it.
+ *
+ * The first row a backend stores in a table looks for a mark (one index
+ * probe, as the table's owner); if there is none, it inserts one.  A mark
+ * seen committed is remembered for the backend's life, so later rows cost a
+ * test of a flag.  A mark inserted by this transaction counts only once the
+ * transaction commits, and not if the subtransaction that wrote it rolls
+ * back (the subtransaction callback forgets it, and the next row writes
+ * another).  The table has no unique index on purpose: a writer never waits
+ * for another transaction's uncommitted mark (an autonomous worker waiting
+ * for its caller would hang both), and two marks of one table say the same.
+ *
+ * Before ALTER EXTENSION UPDATE to 1.5 the table does not exist and nothing
+ * is written.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "utils/builtins.h"
+#include "utils/rel.h"
+
+#include "catalog.h"
+#include "trail_mark.h"
+
+/* a committed mark seen, per audit table (ta_audit_tables' order) */
+static bool marked[TA_NAUDIT_TABLES];
+
+/* the nesting level of the (sub)transaction that inserted a mark; 0: none */
+static int	inserted_at[TA_NAUDIT_TABLES];
+
+static void
+trail_mark_xact_callback(XactEvent event, void *arg)
+{
+	for (int i = 0; i < TA_NAUDIT_TABLES; i++)
+	{
+		if (event == XACT_EVENT_COMMIT && inserted_at[i] > 0)
+			marked[i] = true;
+		/* a prepared transaction may still roll back: look again later */
+		if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
+			event == XACT_EVENT_PARALLEL_COMMIT || event == XACT_EVENT_PARALLEL_ABORT ||
+			event == XACT_EVENT_PREPARE)
+			inserted_at[i] = 0;
+	}
+}
+
+static void
+trail_mark_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+							SubTransactionId parentSubid, void *arg)
+{
+	int			level = GetCurrentTransactionNestLevel();
+
+	for (int i = 0; i < TA_NAUDIT_TABLES; i++)
+	{
+		if (inserted_at[i] < level)
+			continue;
+		if (event == SUBXACT_EVENT_ABORT_SUB)
+			inserted_at[i] = 0;
+		else if (event == SUBXACT_EVENT_COMMIT_SUB)
+			inserted_at[i] = level - 1;
+	}
+}
+
+void
+ta_trail_mark_init(void)
+{
+	RegisterXactCallback(trail_mark_xact_callback, NULL);
+	RegisterSubXactCallback(trail_mark_subxact_callback, NULL);
+}
+
+/* A row of this audit table is being stored: mark the table if need be. */
+void
+ta_trail_mark(Relation rel)
+{
+	const char *name = RelationGetRelationName(rel);
+	int			t = -1;
+	Oid			marks;
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		args[1];
+
+	for (int i = 0; i < TA_NAUDIT_TABLES; i++)
+		if (strcmp(name, ta_audit_tables[i]) == 0)
+			t = i;
+	if (t < 0 || marked[t] || inserted_at[t] > 0)
+		return;
+	marks = ta_schema_relid("trail_marks", true);
+	if (!OidIsValid(marks))
+		return;					/* a schema older than 1.5 */
+
+	args[0] = CStringGetTextDatum(name);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	ta_spi_exec_as_owner(ta_relation_owner(marks),
+						 "SELECT 1 FROM " TA_SCHEMA ".trail_marks"
+						 " WHERE table_name OPERATOR(pg_catalog.=) $1 LIMIT 1",
+						 1, argtypes, args, NULL, false);
+	if (SPI_processed > 0)
+		marked[t] = true;		/* visible and not this transaction's: committed */
+	else
+	{
+		ta_spi_exec_as_owner(ta_relation_owner(marks),
+							 "INSERT INTO " TA_SCHEMA ".trail_marks (table_name) VALUES ($1)",
+							 1, argtypes, args, NULL, false);
+		inserted_at[t] = GetCurrentTransactionNestLevel();
+	}
+	SPI_finish();
+}
