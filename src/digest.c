@@ -391,11 +391,7 @@ ta_digest_scoped(const TaTenantScope *scope)
 {
 	HeadsArgs	heads_args;
 	StringInfoData buf;
-	StringInfoData canon;
-	EVP_PKEY   *pkey = ta_ed25519_load(ta_signing_key_file);
-	char		key_id[TA_ED25519_KEY_ID_HEX + 1];
-	Jsonb	   *payload;
-	char	   *sig;
+	Datum		result;
 
 	initStringInfo(&buf);
 	appendStringInfoString(&buf, "{\"format\":\"" DIGEST_FORMAT "\",");
@@ -405,41 +401,45 @@ ta_digest_scoped(const TaTenantScope *scope)
 	escape_json(&buf, get_database_name(MyDatabaseId));
 	appendStringInfo(&buf, ",\"system_identifier\":\"" UINT64_FORMAT "\",\"taken_at\":\"%s\",\"heads\":[",
 					 GetSystemIdentifier(), ta_digest_time_text(GetCurrentTimestamp()));
-	PG_TRY();
-	{
-		heads_args.buf = &buf;
-		heads_args.scope = scope;
-		if (ta_tenant_run_as_owner(scope))
-			ta_as_extension_owner(append_all_heads, &heads_args);
-		else
-			append_all_heads(&heads_args);
-		appendStringInfoChar(&buf, ']');
-		/* read as the extension's owner, whoever the caller (security_state.c) */
-		ta_security_state_append(&buf);
-	}
-	PG_CATCH();
-	{
-		EVP_PKEY_free(pkey);
-		PG_RE_THROW();
-	}
-	PG_END_TRY();
+	heads_args.buf = &buf;
+	heads_args.scope = scope;
+	if (ta_tenant_run_as_owner(scope))
+		ta_as_extension_owner(append_all_heads, &heads_args);
+	else
+		append_all_heads(&heads_args);
+	appendStringInfoChar(&buf, ']');
+	/* read as the extension's owner, whoever the caller (security_state.c) */
+	ta_security_state_append(&buf);
+	result = ta_digest_sign(&buf);
+	ta_record_read("digest", "'{}'::jsonb", 0, NULL, NULL, NULL, 1, false);
+	return result;
+}
+
+/*
+ * A digest's text, open (no closing brace), completed with "key_id" and
+ * "signature": Ed25519 over the canonical form of everything but the
+ * signature, with tool_audit.signing_key_file's key; both null without one.
+ */
+Datum
+ta_digest_sign(StringInfo buf)
+{
+	EVP_PKEY   *pkey = ta_ed25519_load(ta_signing_key_file);
+	char		key_id[TA_ED25519_KEY_ID_HEX + 1];
+	StringInfoData canon;
+	char	   *sig;
 
 	if (pkey == NULL)
 	{
-		appendStringInfoString(&buf, ",\"key_id\":null,\"signature\":null}");
-		ta_record_read("digest", "'{}'::jsonb", 0, NULL, NULL, NULL, 1, false);
-		PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data)));
+		appendStringInfoString(buf, ",\"key_id\":null,\"signature\":null}");
+		return DirectFunctionCall1(jsonb_in, CStringGetDatum(buf->data));
 	}
 	ta_ed25519_key_id(pkey, key_id);
-	appendStringInfo(&buf, ",\"key_id\":\"%s\"", key_id);
-
-	/* sign the canonical form of everything but the signature */
-	appendStringInfoChar(&buf, '}');
+	appendStringInfo(buf, ",\"key_id\":\"%s\"}", key_id);
 	initStringInfo(&canon);
 	PG_TRY();
 	{
-		payload = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data)));
-		ta_canonical_json(&canon, payload);
+		ta_canonical_json(&canon, DatumGetJsonbP(DirectFunctionCall1(jsonb_in,
+																	 CStringGetDatum(buf->data))));
 	}
 	PG_CATCH();
 	{
@@ -449,11 +449,9 @@ ta_digest_scoped(const TaTenantScope *scope)
 	PG_END_TRY();
 	sig = ta_ed25519_sign_hex(pkey, canon.data, canon.len);
 	EVP_PKEY_free(pkey);
-
-	buf.data[--buf.len] = '\0';
-	appendStringInfo(&buf, ",\"signature\":\"%s\"}", sig);
-	ta_record_read("digest", "'{}'::jsonb", 0, NULL, NULL, NULL, 1, false);
-	PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data)));
+	buf->data[--buf->len] = '\0';
+	appendStringInfo(buf, ",\"signature\":\"%s\"}", sig);
+	return DirectFunctionCall1(jsonb_in, CStringGetDatum(buf->data));
 }
 
 /*

@@ -9,9 +9,11 @@
 #define TA_DIGEST_H
 
 #include "datatype/timestamp.h"
+#include "lib/stringinfo.h"
 #include "utils/jsonb.h"
 
 extern char *ta_digest_signature_problem(Jsonb *d);
+extern Datum ta_digest_sign(StringInfo buf);
 
 /* a time as digests write it: YYYY-MM-DDTHH:MM:SS.ffffffZ */
 extern char *ta_digest_time_text(TimestampTz ts);

@@ -300,7 +300,6 @@ derive_tenant_digest(PG_FUNCTION_ARGS)
 	StringInfoData buf;
 	unsigned char hash[TA_HASH_LEN];
 	char		hex[2 * TA_HASH_LEN + 1];
-	EVP_PKEY   *pkey;
 	bool		first = true;
 	int			n;
 
@@ -354,33 +353,11 @@ derive_tenant_digest(PG_FUNCTION_ARGS)
 		(void) JsonbToCString(&buf, hv->val.binary.data, hv->val.binary.len);
 	}
 	appendStringInfoChar(&buf, ']');
-
-	pkey = ta_ed25519_load(ta_signing_key_file);
-	if (pkey == NULL)
-		appendStringInfoString(&buf, ",\"key_id\":null,\"signature\":null}");
-	else
+	/* the security state the signed digest committed to, as tenant_digest() has it */
+	if (ta_jsonb_key(&d->root, "security_state") != NULL)
 	{
-		char		key_id[TA_ED25519_KEY_ID_HEX + 1];
-		char	   *sig;
-
-		ta_ed25519_key_id(pkey, key_id);
-		appendStringInfo(&buf, ",\"key_id\":\"%s\"}", key_id);
-		resetStringInfo(&canon);
-		PG_TRY();
-		{
-			ta_canonical_json(&canon, DatumGetJsonbP(DirectFunctionCall1(jsonb_in,
-																		 CStringGetDatum(buf.data))));
-		}
-		PG_CATCH();
-		{
-			EVP_PKEY_free(pkey);
-			PG_RE_THROW();
-		}
-		PG_END_TRY();
-		sig = ta_ed25519_sign_hex(pkey, canon.data, canon.len);
-		EVP_PKEY_free(pkey);
-		buf.data[--buf.len] = '\0';
-		appendStringInfo(&buf, ",\"signature\":\"%s\"}", sig);
+		appendStringInfoString(&buf, ",\"security_state\":");
+		append_value(&buf, &d->root, "security_state");
 	}
-	PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data)));
+	PG_RETURN_DATUM(ta_digest_sign(&buf));
 }

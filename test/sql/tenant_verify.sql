@@ -84,6 +84,7 @@ SELECT :'derived_digest'::jsonb->>'scope' AS scope,
        :'derived_digest'::jsonb->'heads' =
        (SELECT jsonb_agg(h) FROM jsonb_array_elements(:'full_digest'::jsonb->'heads') h
          WHERE h->>'tenant' = 'tv_acme') AS same_heads,
+       :'derived_digest'::jsonb->'security_state' = :'full_digest'::jsonb->'security_state' AS same_security_state,
        strpos(:'derived_digest', 'tv_globex') AS globex_mentioned,
        length(:'derived_digest'::jsonb->>'derived_from') AS derived_from_length;
 -- not from a digest whose signature does not check, nor from something else
