@@ -46,9 +46,15 @@
  * before it registers its worker and gives it back when the worker has
  * answered: a slot is an exclusive advisory-type heavyweight lock on
  * database 0 (so one count for the cluster) with field4 TA_LOCKTAG_SLOT,
- * taken without waiting (no lock wait, so nothing for the deadlock detector
- * to see or miss) and retried for up to TA_SLOT_WAIT_MS; then 53400, with
- * nothing recorded.  The locks live in the shared lock table, so the bound
+ * taken without waiting and retried for up to TA_SLOT_WAIT_MS; then 53400, with
+ * nothing recorded.  Callers that find every slot busy are served in turn:
+ * the first in line holds a queue lock while it polls, the others wait for
+ * that lock in the lock manager's order, so a writer looping on its next
+ * call cannot take the slot it just gave back ahead of them (take_slot()).
+ * The only lock wait is for that queue lock, whose holder waits for no lock
+ * (it polls, and a caller giving a slot back wakes it), so a wait for it is
+ * always one the first in line ends: with a slot, or with 53400 after
+ * TA_SLOT_WAIT_MS.  The locks live in the shared lock table, so the bound
  * holds with or without shared_preload_libraries, and a lock held by a
  * backend that dies goes with it (nothing to leak).  SQL cannot take a lock
  * on database 0 nor with that field4, so no session can hold slots other
@@ -90,6 +96,7 @@
 #include "storage/ipc.h"
 #include "storage/lock.h"
 #include "storage/proc.h"
+#include "storage/sinvaladt.h"
 #include "tcop/tcopprot.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
@@ -109,7 +116,7 @@
 
 #define TA_WORKER_LOCK_TIMEOUT	5000	/* ms */
 #define TA_SLOT_WAIT_MS			1000	/* for a free slot, when all are busy */
-#define TA_SLOT_POLL_MS			10
+#define TA_SLOT_POLL_MS			10	/* by the first caller in line; woken earlier */
 #define TA_LOCKTAG_SLOT			0x5457	/* "TW": another field4 than chain.c's */
 
 /* tool_audit.max_autonomous_workers */
@@ -189,7 +196,7 @@ ta_autonomous_init(void)
 {
 	DefineCustomIntVariable("tool_audit.max_autonomous_workers",
 							"Most background workers writing autonomously (begin_call(), end_call(), \"autonomous\": true) at once, in the whole cluster.",
-							"A write that finds them all busy waits up to a second, then fails; 0 refuses autonomous writes.",
+							"Writes that find them all busy wait in turn, the first in line up to a second, then fail; 0 refuses autonomous writes.",
 							&ta_max_autonomous_workers,
 							4, 0, MAX_BACKENDS,
 							PGC_SUSET, 0,
@@ -205,14 +212,52 @@ slot_tag(LOCKTAG *tag, int slot)
 }
 
 /*
- * Take one of the max_autonomous_workers slots, waiting up to
- * TA_SLOT_WAIT_MS for one; an error if none frees up.  Returns the slot.
+ * The queue for the slots: a caller takes it before trying them, and the
+ * one that finds them all busy keeps it while it waits for one, so that a
+ * writer coming back for its next call queues behind the callers already
+ * waiting instead of taking the slot it just gave back (the lock manager
+ * grants a lock in the order it was asked for, and refuses a conditional
+ * request while one is waited for).  Same lock space as the slots (database
+ * 0, field4 TA_LOCKTAG_SLOT), field2 1 so that no slot number is it.
+ */
+static void
+queue_tag(LOCKTAG *tag)
+{
+	SET_LOCKTAG_ADVISORY(*tag, InvalidOid, 1, 0, TA_LOCKTAG_SLOT);
+}
+
+/* A free slot, taken without waiting; -1 if all are busy. */
+static int
+try_slots(int cap)
+{
+	/* start at a different slot per backend: fewer failed attempts */
+	int			first = MyProcPid % cap;
+
+	for (int i = 0; i < cap; i++)
+	{
+		int			slot = (first + i) % cap;
+		LOCKTAG		tag;
+
+		slot_tag(&tag, slot);
+		if (LockAcquire(&tag, ExclusiveLock, false, true) != LOCKACQUIRE_NOT_AVAIL)
+			return slot;
+	}
+	return -1;
+}
+
+/*
+ * Take one of the max_autonomous_workers slots, in turn: callers that find
+ * them all busy are served first come, first served (the queue above), the
+ * first in line polling for a free slot up to TA_SLOT_WAIT_MS, then an
+ * error.  Returns the slot.
  */
 static int
 take_slot(TaAutoKind kind)
 {
 	int			cap = ta_max_autonomous_workers;
 	TimestampTz deadline;
+	LOCKTAG		queue;
+	int			slot;
 
 	if (cap == 0)
 		ereport(ERROR,
@@ -221,22 +266,16 @@ take_slot(TaAutoKind kind)
 						kind_name[kind]),
 				 errdetail("Nothing was recorded."),
 				 errhint("Ask an administrator to raise tool_audit.max_autonomous_workers, or record the call with log_call() in the transaction.")));
+	queue_tag(&queue);
+	/* behind those already waiting (cancel and statement_timeout apply) */
+	if (LockAcquire(&queue, ExclusiveLock, false, true) == LOCKACQUIRE_NOT_AVAIL)
+		(void) LockAcquire(&queue, ExclusiveLock, false, false);
 	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), TA_SLOT_WAIT_MS);
-	for (;;)
+	while ((slot = try_slots(cap)) < 0)
 	{
-		/* start at a different slot per backend: fewer failed attempts */
-		int			first = MyProcPid % cap;
-
-		for (int i = 0; i < cap; i++)
-		{
-			int			slot = (first + i) % cap;
-			LOCKTAG		tag;
-
-			slot_tag(&tag, slot);
-			if (LockAcquire(&tag, ExclusiveLock, false, true) != LOCKACQUIRE_NOT_AVAIL)
-				return slot;
-		}
 		if (GetCurrentTimestamp() >= deadline)
+		{
+			(void) LockRelease(&queue, ExclusiveLock, false);
 			ereport(ERROR,
 					(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
 					 errmsg("tool_audit.%s() could not start its autonomous write: all %d autonomous workers are busy",
@@ -244,20 +283,34 @@ take_slot(TaAutoKind kind)
 					 errdetail("Nothing was recorded. tool_audit.max_autonomous_workers bounds the autonomous writes running at once in the cluster; none ended within %d ms.",
 							   TA_SLOT_WAIT_MS),
 					 errhint("Retry, or ask an administrator to raise tool_audit.max_autonomous_workers (each takes one of max_worker_processes while it runs).")));
+		}
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 TA_SLOT_POLL_MS, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();
 	}
+	(void) LockRelease(&queue, ExclusiveLock, false);
+	return slot;
 }
 
 static void
 give_back_slot(int slot)
 {
 	LOCKTAG		tag;
+	VirtualTransactionId *first_in_line;
 
 	slot_tag(&tag, slot);
 	(void) LockRelease(&tag, ExclusiveLock, false);
+	/* the caller first in line, if any, polls: wake it now rather than later */
+	queue_tag(&tag);
+	first_in_line = GetLockConflicts(&tag, ExclusiveLock, NULL);
+	for (; VirtualTransactionIdIsValid(*first_in_line); first_in_line++)
+	{
+		PGPROC	   *proc = BackendIdGetProc(first_in_line->backendId);
+
+		if (proc != NULL)
+			SetLatch(&proc->procLatch);
+	}
 }
 
 /*

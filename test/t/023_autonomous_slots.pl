@@ -5,8 +5,9 @@
 # while two background workers at most are ever ours.  Once the lock goes,
 # the held-up writes commit.  Then many sessions writing autonomously at once
 # against the same cap: every call either stored its row or failed with
-# 53400 (never a row silently dropped).  Without shared_preload_libraries,
-# then with it.
+# 53400 (never a row silently dropped); and sessions looping on writes, four
+# times as many as the slots, are served in turn: none is refused.  Without
+# shared_preload_libraries, then with it.
 use strict;
 use warnings;
 use IPC::Run;
@@ -127,6 +128,29 @@ SELECT pg_sleep(120);
 	is($node->safe_psql('postgres', qq{SELECT count(*) FROM tool_audit.tool_calls WHERE tool_name = 'many_$label'}),
 		$ok, "$label: every write reported stored is stored");
 	is($node->safe_psql('postgres', 'SELECT count(*) FROM tool_audit.verify()'), '0', "$label: verify() is clean");
+
+	# in turn: sessions looping on autonomous writes, four times as many as the
+	# slots, each waiting far less than the second a caller waits as first in
+	# line; a caller that has just given its slot back queues behind those
+	# already waiting instead of taking it again, so nobody waits out the second
+	my $n = $label eq 'plain' ? 40 : 300;
+	my @turn = map { bg_psql(qq{SELECT try_log($n, 'turn_$label');}) } 1 .. 8;
+	($ok, $busy) = (0, 0);
+	my $t_turn = time;
+	for my $s (@turn)
+	{
+		$s->{h}->finish;
+		if ($s->{out} =~ /^ok=(\d+) busy=(\d+) other=$/m)
+		{
+			$ok += $1;
+			$busy += $2;
+		}
+		else
+		{
+			fail("$label: a session's writes in turn: $s->{out} $s->{err}");
+		}
+	}
+	is("$ok $busy", 8 * $n . ' 0', sprintf("$label: %d autonomous writes from 8 sessions on 2 slots, none refused (%.1f s)", 8 * $n, time - $t_turn));
 }
 
 phase('plain');
