@@ -14,8 +14,8 @@
  *
  * The first row a backend stores in a table looks for a mark (one index
  * probe, as the table's owner); if there is none, it inserts one.  A mark
- * seen committed is remembered for the backend's life, so later rows cost a
- * test of a flag.  A mark inserted by this transaction counts only once the
+ * seen committed is remembered for the backend's life (with the table's OID:
+ * a table created again is looked at again), so later rows cost a test.  A mark inserted by this transaction counts only once the
  * transaction commits, and not if the subtransaction that wrote it rolls
  * back (the subtransaction callback forgets it, and the next row writes
  * another).  The table has no unique index on purpose: a writer never waits
@@ -38,11 +38,16 @@
 #include "catalog.h"
 #include "trail_mark.h"
 
-/* a committed mark seen, per audit table (ta_audit_tables' order) */
-static bool marked[TA_NAUDIT_TABLES];
+/*
+ * A committed mark seen, per audit table (ta_audit_tables' order): the
+ * table's OID then, so that a table created again (DROP and CREATE
+ * EXTENSION in this session) is looked at again.
+ */
+static Oid	marked[TA_NAUDIT_TABLES];
 
 /* the nesting level of the (sub)transaction that inserted a mark; 0: none */
 static int	inserted_at[TA_NAUDIT_TABLES];
+static Oid	inserted_relid[TA_NAUDIT_TABLES];
 
 static void
 trail_mark_xact_callback(XactEvent event, void *arg)
@@ -50,7 +55,7 @@ trail_mark_xact_callback(XactEvent event, void *arg)
 	for (int i = 0; i < TA_NAUDIT_TABLES; i++)
 	{
 		if (event == XACT_EVENT_COMMIT && inserted_at[i] > 0)
-			marked[i] = true;
+			marked[i] = inserted_relid[i];
 		/* a prepared transaction may still roll back: look again later */
 		if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
 			event == XACT_EVENT_PARALLEL_COMMIT || event == XACT_EVENT_PARALLEL_ABORT ||
@@ -96,7 +101,7 @@ ta_trail_mark(Relation rel)
 	for (int i = 0; i < TA_NAUDIT_TABLES; i++)
 		if (strcmp(name, ta_audit_tables[i]) == 0)
 			t = i;
-	if (t < 0 || marked[t] || inserted_at[t] > 0)
+	if (t < 0 || marked[t] == RelationGetRelid(rel) || inserted_at[t] > 0)
 		return;
 	marks = ta_schema_relid("trail_marks", true);
 	if (!OidIsValid(marks))
@@ -110,13 +115,14 @@ ta_trail_mark(Relation rel)
 						 " WHERE table_name OPERATOR(pg_catalog.=) $1 LIMIT 1",
 						 1, argtypes, args, NULL, false);
 	if (SPI_processed > 0)
-		marked[t] = true;		/* visible and not this transaction's: committed */
+		marked[t] = RelationGetRelid(rel);	/* visible, not this transaction's: committed */
 	else
 	{
 		ta_spi_exec_as_owner(ta_relation_owner(marks),
 							 "INSERT INTO " TA_SCHEMA ".trail_marks (table_name) VALUES ($1)",
 							 1, argtypes, args, NULL, false);
 		inserted_at[t] = GetCurrentTransactionNestLevel();
+		inserted_relid[t] = RelationGetRelid(rel);
 	}
 	SPI_finish();
 }
