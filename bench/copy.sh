@@ -7,8 +7,13 @@
 # batches) into each, in one run on a throwaway cluster (preloaded,
 # synchronous_commit = on).  The four loads run interleaved, round after
 # round; each prints rows per second, each ratio is the median of the
-# ratios of the rounds.  The rows: the typical tool call of bench/run.sh, 100
-# tenants in turn.
+# ratios of the rounds.  Each load also reports the CPU time its backend
+# used (utime + stime from /proc, read by the session itself before and
+# after): on a machine shared with other work the wall-clock ratio measures
+# the neighbours as much as the load, the CPU ratio (plain CPU seconds over
+# audited ones, rows being equal) does not; it leaves out waits (the commit's
+# WAL flush) and the work of other processes (WAL writer, checkpointer).
+# The rows: the typical tool call of bench/run.sh, 100 tenants in turn.
 #   bench/copy.sh [rows (default 1000000)] [rounds (default 3)]
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
@@ -38,13 +43,19 @@ sed 's/^INSERT INTO TBL/INSERT INTO tool_audit.tool_calls/' "$WORK/batch.sql" >"
 [ "$(id -u)" -eq 0 ] && chown -R postgres: "$WORK"
 "${PSQL[@]}" -c "CHECKPOINT"
 
-rate() {   # psql ARGS...: rows per second of one load
-    local t0 t1
+# the CPU time of this session's backend so far, in clock ticks
+TICKS="SELECT f[12]::bigint + f[13]::bigint
+         FROM (SELECT string_to_array(split_part(pg_read_file('/proc/' || pg_backend_pid() || '/stat'), ') ', 2), ' ')) AS s (f)"
+HZ=$(getconf CLK_TCK)
+rate() {   # psql ARGS...: "rows per second, backend CPU seconds" of one load
+    local t0 t1 out
     t0=$(date +%s.%N)
-    "${PSQL[@]}" "$@" >/dev/null
+    out=$("${PSQL[@]}" -At -c "$TICKS" "$@" -c "$TICKS")
     t1=$(date +%s.%N)
-    awk -v n="$ROWS" -v a="$t0" -v b="$t1" 'BEGIN {printf "%.0f", n / (b - a)}'
+    awk -v n="$ROWS" -v a="$t0" -v b="$t1" -v c0="$(echo "$out" | head -1)" -v c1="$(echo "$out" | tail -1)" \
+        -v hz="$HZ" 'BEGIN {printf "%.0f,%.2f", n / (b - a), (c1 - c0) / hz}'
 }
+col() { tr ' ' '\n' | grep . | cut -d, -f"$1" | tr '\n' ' '; }   # field 1 (rows/s) or 2 (CPU s)
 median() { tr ' ' '\n' | sort -n | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
 ratios() { paste -d' ' <(echo $1 | tr ' ' '\n') <(echo $2 | tr ' ' '\n') | awk '{printf "%s ", $1 / $2}'; }
 
@@ -55,10 +66,10 @@ for round in $(seq 1 "$ROUNDS"); do
     cp_a="$cp_a $(rate -c "COPY tool_audit.tool_calls ($COLS) FROM '$WORK/rows.csv' (FORMAT csv)")"
     b_p="$b_p $(rate -f "$WORK/batch_plain.sql")"
     b_a="$b_a $(rate -f "$WORK/batch_audited.sql")"
-    echo "round $round rows/s: COPY plain $(echo $cp_p | awk '{print $NF}') audited $(echo $cp_a | awk '{print $NF}') | batch INSERT plain $(echo $b_p | awk '{print $NF}') audited $(echo $b_a | awk '{print $NF}')"
+    echo "round $round rows/s (backend CPU s): COPY plain $(echo $cp_p | awk '{print $NF}' | tr , ' ') audited $(echo $cp_a | awk '{print $NF}' | tr , ' ') | batch INSERT plain $(echo $b_p | awk '{print $NF}' | tr , ' ') audited $(echo $b_a | awk '{print $NF}' | tr , ' ')"
 done
-echo "COPY:         plain $(echo $cp_p | median) rows/s, tool_calls $(echo $cp_a | median) rows/s, ratio $(ratios "$cp_a" "$cp_p" | median)"
-echo "batch INSERT: plain $(echo $b_p | median) rows/s, tool_calls $(echo $b_a | median) rows/s, ratio $(ratios "$b_a" "$b_p" | median)"
+echo "COPY:         plain $(echo $cp_p | col 1 | median) rows/s, tool_calls $(echo $cp_a | col 1 | median) rows/s, ratio $(ratios "$(echo $cp_a | col 1)" "$(echo $cp_p | col 1)" | median); CPU ratio $(ratios "$(echo $cp_p | col 2)" "$(echo $cp_a | col 2)" | median)"
+echo "batch INSERT: plain $(echo $b_p | col 1 | median) rows/s, tool_calls $(echo $b_a | col 1 | median) rows/s, ratio $(ratios "$(echo $b_a | col 1)" "$(echo $b_p | col 1)" | median); CPU ratio $(ratios "$(echo $b_p | col 2)" "$(echo $b_a | col 2)" | median)"
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
 "${PSQL[@]}" -At -F ' ' -c "SELECT 'check: audited rows', count(*), 'redacted', count(*) FILTER (WHERE arguments->>'api_key' = '***REDACTED***'), 'chains', count(DISTINCT chain_id) FROM tool_audit.tool_calls"
 "${PSQL[@]}" -At -F ' ' -c "SELECT 'verify() problems', count(*) FROM tool_audit.verify()"
