@@ -15,8 +15,11 @@ posts nothing twice.  The notification is only a wake-up: its payload holds
 no tenant, and the alert is read through row-level security, so a role bound
 to a tenant forwards that tenant's alerts only.
 
-Each alert is posted once, when it is first seen; a burst growing later
-(count, last_at) is not posted again.  Alert ids are given when an alert is
+Each alert is posted when it is first seen, and again, as "grew", each time
+its count reaches ten times what was last posted (10, 100, 1000 rows ...)
+while it is still growing (last_at within --growth-window seconds): a burst
+that escalates is seen escalating, and one that merely continues does not
+flood the channel.  Alert ids are given when an alert is
 raised and seen when its transaction commits, possibly out of order: ids up
 to the highest raised more than --settle-seconds ago are taken as final, the
 ids above are remembered one by one.  An alert whose transaction stays open
@@ -46,27 +49,42 @@ SELECT alert_id, rule_name, kind, severity, tenant_id, burst_key, count,
  WHERE alert_id > %(mark)s
  ORDER BY alert_id
 """
+# delivered alerts still growing, for the "grew" posts
+GROWING = """
+SELECT alert_id, rule_name, kind, severity, tenant_id, burst_key, count, first_at, last_at
+  FROM tool_audit.alerts
+ WHERE last_at > now() - make_interval(secs => %(window)s)
+ ORDER BY alert_id
+"""
 log = logging.getLogger("alert_forwarder")
 
 
 class State:
     """The delivered mark: every alert_id <= mark is done; delivered holds
-    the ids above it already posted."""
+    the ids above it already posted; posted, the count last posted of each
+    alert still growing (a state file from before has none: the counts
+    then are taken as posted, so nothing is posted again at once)."""
 
     def __init__(self, path):
         self.path = path
         self.mark = 0
         self.delivered = set()
+        self.posted = {}
         if os.path.exists(path):
             with open(path, encoding="utf-8") as f:
                 data = json.load(f)
             self.mark = int(data.get("mark", 0))
             self.delivered = {int(i) for i in data.get("delivered", [])}
+            self.posted = {int(k): int(v) for k, v in data.get("posted", {}).items()}
+
+    def is_delivered(self, alert_id):
+        return alert_id <= self.mark or alert_id in self.delivered
 
     def save(self):
         tmp = self.path + ".tmp"
         with open(tmp, "w", encoding="utf-8") as f:
-            json.dump({"mark": self.mark, "delivered": sorted(self.delivered)}, f)
+            json.dump({"mark": self.mark, "delivered": sorted(self.delivered),
+                       "posted": {str(k): v for k, v in sorted(self.posted.items())}}, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, self.path)
@@ -77,13 +95,15 @@ class State:
             os.close(dirfd)
 
 
-def message(alert, fmt):
+def message(alert, fmt, grew=False):
     """The webhook body: Slack's or Google Chat's incoming webhook shape."""
     tenant = alert["tenant_id"] or "(no tenant)"
     about = f" - {alert['burst_key']}" if alert["burst_key"] else ""
-    text = (f"[{alert['severity'].upper()}] tool_audit alert #{alert['alert_id']}: "
+    text = (f"[{alert['severity'].upper()}] tool_audit alert #{alert['alert_id']}"
+            f"{' grew' if grew else ''}: "
             f"{alert['rule_name']} ({alert['kind']}), tenant {tenant}{about}; "
-            f"{alert['count']} row(s) since {alert['first_at'].isoformat()}")
+            f"{alert['count']} row(s) since {alert['first_at'].isoformat()}"
+            f"{', the last at ' + alert['last_at'].isoformat() if grew else ''}")
     if fmt == "slack":
         return {"text": text,
                 "blocks": [{"type": "section",
@@ -123,6 +143,7 @@ def catch_up(conn, state, args, stop):
         if not post(args.webhook, message(alert, args.format), args.timeout, args.max_backoff, stop):
             return
         state.delivered.add(alert["alert_id"])
+        state.posted[alert["alert_id"]] = alert["count"]
         state.save()
         log.info("delivered alert %s", alert["alert_id"])
     # the ids up to the last settled alert are final
@@ -130,6 +151,38 @@ def catch_up(conn, state, args, stop):
     if settled and max(settled) > state.mark:
         state.mark = max(settled)
         state.delivered = {i for i in state.delivered if i > state.mark}
+        state.save()
+    grown(conn, state, args, stop)
+
+
+def grown(conn, state, args, stop):
+    """Posts "grew" for a delivered alert whose count reached ten times the
+    count last posted; forgets the alerts that stopped growing."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(GROWING, {"window": args.growth_window})
+        rows = cur.fetchall()
+    live = set()
+    for alert in rows:
+        aid = alert["alert_id"]
+        if not state.is_delivered(aid):
+            continue
+        live.add(aid)
+        if aid not in state.posted:
+            state.posted[aid] = alert["count"]     # delivered by an older forwarder
+            state.save()
+            continue
+        if alert["count"] < 10 * max(state.posted[aid], 1):
+            continue
+        if not post(args.webhook, message(alert, args.format, grew=True), args.timeout,
+                    args.max_backoff, stop):
+            return
+        state.posted[aid] = alert["count"]
+        state.save()
+        log.info("delivered the growth of alert %s to %s rows", aid, alert["count"])
+    gone = [aid for aid in state.posted if aid not in live]
+    if gone:
+        for aid in gone:
+            del state.posted[aid]
         state.save()
 
 
@@ -174,6 +227,8 @@ def main(argv=None):
     p.add_argument("--poll", type=float, default=30.0, help="seconds between reads without a notification")
     p.add_argument("--settle-seconds", type=int, default=600,
                    help="alerts raised longer ago than this are taken as committed or gone")
+    p.add_argument("--growth-window", type=int, default=86400,
+                   help="an alert whose last row is older than this many seconds is not posted again as grown")
     p.add_argument("--timeout", type=float, default=10.0, help="seconds for one webhook request")
     p.add_argument("--max-backoff", type=float, default=60.0, help="longest wait between retries")
     p.add_argument("-v", "--verbose", action="store_true")

@@ -4,7 +4,8 @@
 # found by polling), and forwarder/alert_forwarder.py delivers every alert to a local
 # webhook (Slack's shape, then Google Chat's) across a database restart, a
 # webhook failing, and a restart of the forwarder itself, with nothing lost
-# and nothing posted twice.  Needs Debian's python3-psycopg (skipped
+# and nothing posted twice, and a burst that grows tenfold posted again,
+# once.  Needs Debian's python3-psycopg (skipped
 # without it).
 use strict;
 use warnings;
@@ -171,6 +172,34 @@ like($lines[0], qr/^\{"text": "\[HIGH\] tool_audit alert #\d+: break_glass \(bre
 my ($chat) = grep { /same_subject_hourly/ } @lines;
 like($chat, qr/^\{"text": "\[MEDIUM\] tool_audit alert #\d+: same_subject_hourly \(same_subject\), tenant acme - \[\\"u9\\",\\"p9\\"\]; 1 row\(s\) since [^"]+", "thread": \{"threadKey": "tool_audit-alert-\d+"\}\}$/,
 	"Google Chat's shape: text and a thread key");
+
+# a burst that escalates is posted again, as grown, each time its count
+# reaches ten times the count last posted; not for every row
+my ($burst, $posted_count) = split / /, $node->safe_psql('postgres',
+	q{SELECT alert_id || ' ' || count FROM tool_audit.alerts
+	   WHERE rule_name = 'high_risk_events' AND burst_key = 'prompt.update'});
+is($posted_count, '1', 'the prompt.update burst was posted at 1 row');
+sub grew_lines { return grep { /alert #$burst grew:/ } split /\n/, (-e $received ? slurp_file($received) : '') }
+fire_event('prompt.update', 'acme') for 1 .. 8;    # 9 rows: not ten times 1
+sleep 3;
+is(scalar(grew_lines()), 0, 'at 9 rows the burst is not posted again');
+fire_event('prompt.update', 'acme');                # 10 rows
+wait_for('the grown burst', sub { scalar(grew_lines()) >= 1 });
+fire_event('prompt.update', 'acme') for 1 .. 5;    # 15 rows: not ten times 10
+sleep 3;
+my @grew = grew_lines();
+is(scalar(@grew), 1, 'the burst was posted once more when it reached ten times its posted count, not for the rows after');
+like($grew[0], qr/^\{"text": "\[HIGH\] tool_audit alert #$burst grew: high_risk_events \(event_type\), tenant acme - prompt\.update; 10 row\(s\) since [^"]+, the last at [^"]+", "thread": \{"threadKey": "tool_audit-alert-$burst"\}\}$/,
+	'... in the alert\'s thread, with its count and last row');
+# a restart of the forwarder does not post the growth again
+sub listens { my @l = flog() =~ /listening on tool_audit_alerts/g; return scalar @l }
+my $listened = listens();
+$forwarder->signal('TERM');
+$forwarder->finish;
+start_forwarder('google_chat');
+wait_for('the forwarder to listen again', sub { listens() > $listened });
+sleep 3;
+is(scalar(grew_lines()), 1, 'after a restart of the forwarder, the growth is not posted again');
 
 $forwarder->signal('TERM');
 $forwarder->finish;
