@@ -41,7 +41,12 @@
  * by the transaction, so a subtransaction rolled back after writing a change
  * row leaves it held to the transaction's end, as a lock taken before the
  * savepoint would be.  A write while another is in progress (none expected:
- * the insert trigger changes no tracked table) goes the per-row way.
+ * the insert trigger changes no tracked table) goes the per-row way.  DDL on
+ * data_changes refuses a table the session holds open, so guard.c closes it
+ * before each DDL statement (ddl_command_start) and, preloaded, before each
+ * utility statement; not preloaded, a REINDEX or CLUSTER of data_changes
+ * (no event trigger) in a transaction that wrote a change row fails with
+ * "being used by active queries" (doc/changes.md).
  *
  *-------------------------------------------------------------------------
  */
@@ -49,7 +54,6 @@
 
 #include "access/table.h"
 #include "access/xact.h"
-#include "utils/resowner.h"
 #include "executor/executor.h"
 #include "nodes/bitmapset.h"
 #include "nodes/makefuncs.h"
@@ -59,6 +63,7 @@
 #include "utils/inval.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
+#include "utils/resowner.h"
 #include "utils/snapmgr.h"
 
 #include "track_write.h"
@@ -318,12 +323,17 @@ open_kept(Oid relid, int natts)
 	{
 		Relation	rel = table_open(relid, RowExclusiveLock);
 
+		/* not kept if it is not the table expected (a savepoint may catch that) */
+		if (rel->rd_rel->relkind != RELKIND_RELATION || RelationGetDescr(rel)->natts != natts)
+		{
+			table_close(rel, NoLock);
+			elog(ERROR, "tool_audit.data_changes is not the table tool_audit expects");
+		}
 		dc_open.rel = rel;
 		dc_open.relid = relid;
 		dc_open.stale = false;
 		dc_open.estate = NULL;
 		dc_open.open = true;	/* closed by close_kept() from here on */
-		check_table(rel, natts);
 		build_state(rel, &dc_open.estate, &dc_open.rri, &dc_open.slot);
 		dc_checks.depth++;
 		PG_TRY();
@@ -340,7 +350,10 @@ open_kept(Oid relid, int natts)
 	{
 		CurrentResourceOwner = save;
 		MemoryContextSwitchTo(old);
-		/* half built: the abort releases what was opened */
+		/*
+		 * half built: the abort releases what was opened (caught by a
+		 * savepoint: the transaction's end, with a leak warning)
+		 */
 		dc_open.open = false;
 		PG_RE_THROW();
 	}
