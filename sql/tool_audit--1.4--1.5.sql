@@ -2302,7 +2302,10 @@ SELECT 'execute_tool ' || t.tool_name AS "span.name",
 -- Retention: a policy may cover row changes, matched by the tracked table's
 -- name as regclass prints it (e.g. 'public.orders', or 'billing.*'); the
 -- seeded default keeps them as long as the general policy keeps tool calls.
--- The purge finds candidates through the time index, as for the others.
+-- The purge and export_jsonl() find rows by time through a BRIN index: rows
+-- come in recorded_at order and are never updated, so block-range summaries
+-- find them as well as a btree would, and a change row, the hot path of
+-- tracking, does not pay for a btree entry (doc/performance.md).
 ALTER TABLE tool_audit.retention_policies
     DROP CONSTRAINT applies_to_is_audit_table,
     ADD CONSTRAINT applies_to_is_audit_table
@@ -2322,7 +2325,7 @@ INSERT INTO tool_audit.retention_policies
 SELECT 'row_changes', 'data_changes', 365, '{}', true,
        'Row changes of every tracked table: one year', 'tool_audit'
  WHERE NOT EXISTS (SELECT FROM tool_audit.retention_policies p WHERE p.policy_name = 'row_changes');
-CREATE INDEX data_changes_recorded_at ON tool_audit.data_changes (recorded_at);
+CREATE INDEX data_changes_recorded_at ON tool_audit.data_changes USING brin (recorded_at);
 
 CREATE OR REPLACE FUNCTION tool_audit.set_retention_policy(policy_name text, retention_days integer,
                                                 matches text[] DEFAULT NULL,

@@ -71,6 +71,7 @@
 #include "guard.h"
 #include "role_events.h"
 #include "track.h"
+#include "track_write.h"
 #include "upgrade_1_1.h"
 
 static const char *const protected_tables[] = {"tool_calls", "admin_events", "data_changes"};
@@ -756,7 +757,10 @@ ddl_guard(PG_FUNCTION_ARGS)
 	trigdata = (EventTriggerData *) fcinfo->context;
 
 	if (strcmp(trigdata->event, "ddl_command_start") == 0)
+	{
+		ta_track_write_release();	/* DDL refuses a table held open */
 		guard_utility(trigdata->parsetree);
+	}
 	else if (strcmp(trigdata->event, "sql_drop") == 0)
 		guard_sql_drop();
 	else if (strcmp(trigdata->event, "table_rewrite") == 0)
@@ -910,6 +914,8 @@ ta_process_utility(PlannedStmt *pstmt, const char *queryString,
 		guard_event_triggers(stmt);
 		guard_utility(stmt);
 	}
+	if (IsTransactionState())
+		ta_track_write_release();	/* DDL refuses a table held open */
 	dropped_memberships = ta_role_drop_memberships(stmt);
 	ta_pool_before_utility(stmt);
 	if (prev_process_utility)

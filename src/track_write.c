@@ -26,6 +26,28 @@
  * planned once per backend (again after a relcache invalidation of the
  * table), not once per row as a new executor state would.
  *
+ * The table, its indexes, the executor state and the result relation (with
+ * its index info, the partial indexes' predicates and the CHECK expressions
+ * ready) are kept for the rest of the transaction after its first change
+ * row, not opened, built and closed for every row: a transaction that
+ * changes ten tracked rows opens data_changes once.  They are opened under
+ * the transaction's resource owner (not the statement's, which ends first)
+ * and closed before commit or PREPARE by a transaction callback; an abort
+ * lets the resource owner release them (no leak warning on abort) and the
+ * memory goes with the transaction's.  A relcache invalidation of the table
+ * (an ALTER, a new or dropped index or trigger: each invalidates the table)
+ * closes them at the next row, which opens them again.  The lock taken
+ * with them (RowExclusiveLock, which every change row takes anyway) is held
+ * by the transaction, so a subtransaction rolled back after writing a change
+ * row leaves it held to the transaction's end, as a lock taken before the
+ * savepoint would be.  A write while another is in progress (none expected:
+ * the insert trigger changes no tracked table) goes the per-row way.  DDL on
+ * data_changes refuses a table the session holds open, so guard.c closes it
+ * before each DDL statement (ddl_command_start) and, preloaded, before each
+ * utility statement; not preloaded, a REINDEX or CLUSTER of data_changes
+ * (no event trigger) in a transaction that wrote a change row fails with
+ * "being used by active queries" (doc/changes.md).
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -41,6 +63,7 @@
 #include "utils/inval.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
+#include "utils/resowner.h"
 #include "utils/snapmgr.h"
 
 #include "track_write.h"
@@ -54,14 +77,31 @@ static struct
 	MemoryContext cxt;
 	int			ncheck;
 	Expr	  **checks;
+	List	   *pred_oids;		/* partial indexes of the table seen so far */
+	List	   *preds;			/* ... their planned predicates, in that order */
 	int			depth;			/* > 0 while a row is being written */
 } dc_checks;
+
+/* data_changes as kept open for the rest of the transaction */
+static struct
+{
+	bool		open;
+	bool		stale;			/* invalidated since opened: reopen */
+	bool		callback;		/* the transaction callback is registered */
+	Oid			relid;
+	Relation	rel;
+	EState	   *estate;
+	ResultRelInfo *rri;
+	TupleTableSlot *slot;
+} dc_open;
 
 static void
 track_write_inval(Datum arg, Oid relid)
 {
 	if (relid == InvalidOid || relid == dc_checks.relid)
 		dc_checks.valid = false;
+	if (dc_open.open && (relid == InvalidOid || relid == dc_open.relid))
+		dc_open.stale = true;
 }
 
 /* Rebuilds the planned CHECK expressions of the (open) table if needed. */
@@ -92,6 +132,8 @@ checks_for(Relation rel)
 	dc_checks.relid = RelationGetRelid(rel);
 	dc_checks.ncheck = ncheck;
 	dc_checks.checks = palloc0(sizeof(Expr *) * Max(ncheck, 1));
+	dc_checks.pred_oids = NIL;
+	dc_checks.preds = NIL;
 	/* as ExecRelCheck() does it, except ExecInitExpr() per row (below) */
 	for (int i = 0; i < ncheck; i++)
 		dc_checks.checks[i] = expression_planner(stringToNode(constr->check[i].ccbin));
@@ -100,32 +142,16 @@ checks_for(Relation rel)
 	return true;
 }
 
-/*
- * Inserts one row (values and nulls by attribute index of data_changes,
- * natts of them) into data_changes, whose oid is given.  The caller runs
- * as the table's owner.
- */
-void
-ta_track_write_row(Oid relid, Datum *values, bool *nulls, int natts)
+/* The executor state and result relation of one insert into the open table. */
+static void
+build_state(Relation rel, EState **estate_out, ResultRelInfo **rri_out, TupleTableSlot **slot_out)
 {
 	EState	   *estate;
 	ResultRelInfo *rri;
 	RangeTblEntry *rte;
-	Relation	rel;
-	TupleTableSlot *slot;
-	TupleDesc	desc;
-
-	/* as SPI for a read-write statement: a new command, a fresh snapshot */
-	CommandCounterIncrement();
-	PushActiveSnapshot(GetTransactionSnapshot());
-
-	rel = table_open(relid, RowExclusiveLock);
-	desc = RelationGetDescr(rel);
-	if (rel->rd_rel->relkind != RELKIND_RELATION || desc->natts != natts)
-		elog(ERROR, "tool_audit.data_changes is not the table tool_audit expects");
+	Oid			relid = RelationGetRelid(rel);
 
 	estate = CreateExecutorState();
-	estate->es_output_cid = GetCurrentCommandId(true);
 	rte = makeNode(RangeTblEntry);
 	rte->rtekind = RTE_RELATION;
 	rte->relid = relid;
@@ -141,39 +167,264 @@ ta_track_write_row(Oid relid, Datum *values, bool *nulls, int natts)
 	rri = makeNode(ResultRelInfo);
 	InitResultRelInfo(rri, rel, 1, NULL, 0);
 	ExecOpenIndices(rri, false);
+	*estate_out = estate;
+	*rri_out = rri;
+	*slot_out = ExecInitExtraTupleSlot(estate, RelationGetDescr(rel), &TTSOpsVirtual);
+}
 
+/*
+ * The planned predicate of a partial index of the table, planned once per
+ * backend (with the CHECK expressions, and dropped with them) rather than
+ * by ExecInsertIndexTuples() for each new executor state.
+ */
+static List *
+planned_predicate(Relation index, List *predicate)
+{
+	MemoryContext old;
+	List	   *planned;
+
+	for (int i = 0; i < list_length(dc_checks.pred_oids); i++)
+		if (list_nth_oid(dc_checks.pred_oids, i) == RelationGetRelid(index))
+			return (List *) list_nth(dc_checks.preds, i);
+	old = MemoryContextSwitchTo(dc_checks.cxt);
+	planned = (List *) expression_planner((Expr *) copyObject(predicate));
+	dc_checks.pred_oids = lappend_oid(dc_checks.pred_oids, RelationGetRelid(index));
+	dc_checks.preds = lappend(dc_checks.preds, planned);
+	MemoryContextSwitchTo(old);
+	return planned;
+}
+
+/*
+ * The CHECK expressions of the result relation and the predicates of its
+ * partial indexes, ready to evaluate.
+ */
+static void
+init_checks(Relation rel, EState *estate, ResultRelInfo *rri)
+{
+	MemoryContext old;
+
+	if (!checks_for(rel))
+		return;
+	old = MemoryContextSwitchTo(estate->es_query_cxt);
+	if (dc_checks.ncheck > 0)
+	{
+		rri->ri_ConstraintExprs = palloc(sizeof(ExprState *) * dc_checks.ncheck);
+		for (int i = 0; i < dc_checks.ncheck; i++)
+			rri->ri_ConstraintExprs[i] = ExecInitExpr(dc_checks.checks[i], NULL);
+	}
+	for (int i = 0; i < rri->ri_NumIndices; i++)
+	{
+		IndexInfo  *ii = rri->ri_IndexRelationInfo[i];
+
+		/* as ExecPrepareQual() makes it, from the predicate planned once */
+		if (ii->ii_Predicate != NIL && ii->ii_PredicateState == NULL)
+			ii->ii_PredicateState =
+				ExecInitQual(planned_predicate(rri->ri_IndexRelationDescs[i], ii->ii_Predicate), NULL);
+	}
+	MemoryContextSwitchTo(old);
+}
+
+/* The insert itself, into the result relation, with its triggers. */
+static void
+insert_slot(EState *estate, ResultRelInfo *rri, TupleTableSlot *slot,
+			Datum *values, bool *nulls, int natts)
+{
+	estate->es_output_cid = GetCurrentCommandId(true);
+	ExecClearTuple(slot);
+	memcpy(slot->tts_values, values, sizeof(Datum) * natts);
+	memcpy(slot->tts_isnull, nulls, sizeof(bool) * natts);
+	ExecStoreVirtualTuple(slot);
+
+	AfterTriggerBeginQuery();
+	ExecSimpleRelationInsert(rri, estate, slot);
+	AfterTriggerEndQuery(estate);
+}
+
+static void
+check_table(Relation rel, int natts)
+{
+	if (rel->rd_rel->relkind != RELKIND_RELATION || RelationGetDescr(rel)->natts != natts)
+		elog(ERROR, "tool_audit.data_changes is not the table tool_audit expects");
+}
+
+/* Closes the kept table (under the transaction's resource owner). */
+static void
+close_kept(void)
+{
+	ResourceOwner save = CurrentResourceOwner;
+
+	if (!dc_open.open)
+		return;
+	dc_open.open = false;
+	CurrentResourceOwner = TopTransactionResourceOwner;
+	PG_TRY();
+	{
+		ExecCloseIndices(dc_open.rri);
+		ExecResetTupleTable(dc_open.estate->es_tupleTable, false);
+		FreeExecutorState(dc_open.estate);
+		table_close(dc_open.rel, NoLock);
+	}
+	PG_FINALLY();
+	{
+		CurrentResourceOwner = save;
+	}
+	PG_END_TRY();
+}
+
+static void
+track_write_xact_callback(XactEvent event, void *arg)
+{
+	switch (event)
+	{
+		case XACT_EVENT_PRE_COMMIT:
+		case XACT_EVENT_PARALLEL_PRE_COMMIT:
+		case XACT_EVENT_PRE_PREPARE:
+			close_kept();
+			break;
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_ABORT:
+			/* the resource owner releases them, the memory goes with the transaction */
+			dc_open.open = false;
+			break;
+		default:
+			break;
+	}
+}
+
+/*
+ * Closes the kept table before a utility statement (guard.c: its event
+ * trigger on ddl_command_start and, preloaded, its ProcessUtility hook): an
+ * ALTER TABLE, CREATE INDEX or DROP of data_changes refuses a table this
+ * session holds open ("being used by active queries").  The next change row
+ * opens it again.  Not while a row is being written (nothing runs DDL then).
+ */
+void
+ta_track_write_release(void)
+{
+	if (dc_open.open && dc_checks.depth == 0 && IsTransactionState())
+		close_kept();
+}
+
+/* Opens the table for the rest of the transaction (under its resource owner). */
+static void
+open_kept(Oid relid, int natts)
+{
+	ResourceOwner save = CurrentResourceOwner;
+	MemoryContext old;
+
+	if (!dc_open.callback)
+	{
+		RegisterXactCallback(track_write_xact_callback, NULL);
+		dc_open.callback = true;
+	}
+	CurrentResourceOwner = TopTransactionResourceOwner;
+	old = MemoryContextSwitchTo(TopTransactionContext);
+	PG_TRY();
+	{
+		Relation	rel = table_open(relid, RowExclusiveLock);
+
+		/* not kept if it is not the table expected (a savepoint may catch that) */
+		if (rel->rd_rel->relkind != RELKIND_RELATION || RelationGetDescr(rel)->natts != natts)
+		{
+			table_close(rel, NoLock);
+			elog(ERROR, "tool_audit.data_changes is not the table tool_audit expects");
+		}
+		dc_open.rel = rel;
+		dc_open.relid = relid;
+		dc_open.stale = false;
+		dc_open.estate = NULL;
+		dc_open.open = true;	/* closed by close_kept() from here on */
+		build_state(rel, &dc_open.estate, &dc_open.rri, &dc_open.slot);
+		dc_checks.depth++;
+		PG_TRY();
+		{
+			init_checks(rel, dc_open.estate, dc_open.rri);
+		}
+		PG_FINALLY();
+		{
+			dc_checks.depth--;
+		}
+		PG_END_TRY();
+	}
+	PG_CATCH();
+	{
+		CurrentResourceOwner = save;
+		MemoryContextSwitchTo(old);
+		/*
+		 * half built: the abort releases what was opened (caught by a
+		 * savepoint: the transaction's end, with a leak warning)
+		 */
+		dc_open.open = false;
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	CurrentResourceOwner = save;
+	MemoryContextSwitchTo(old);
+}
+
+/* One row the per-row way: a write nested in another. */
+static void
+write_row_once(Oid relid, Datum *values, bool *nulls, int natts)
+{
+	EState	   *estate;
+	ResultRelInfo *rri;
+	TupleTableSlot *slot;
+	Relation	rel = table_open(relid, RowExclusiveLock);
+
+	check_table(rel, natts);
+	build_state(rel, &estate, &rri, &slot);
 	dc_checks.depth++;
 	PG_TRY();
 	{
-		if (checks_for(rel) && dc_checks.ncheck > 0)
-		{
-			MemoryContext old = MemoryContextSwitchTo(estate->es_query_cxt);
-
-			rri->ri_ConstraintExprs = palloc(sizeof(ExprState *) * dc_checks.ncheck);
-			for (int i = 0; i < dc_checks.ncheck; i++)
-				rri->ri_ConstraintExprs[i] = ExecInitExpr(dc_checks.checks[i], NULL);
-			MemoryContextSwitchTo(old);
-		}
-
-		slot = ExecInitExtraTupleSlot(estate, desc, &TTSOpsVirtual);
-		ExecClearTuple(slot);
-		memcpy(slot->tts_values, values, sizeof(Datum) * natts);
-		memcpy(slot->tts_isnull, nulls, sizeof(bool) * natts);
-		ExecStoreVirtualTuple(slot);
-
-		AfterTriggerBeginQuery();
-		ExecSimpleRelationInsert(rri, estate, slot);
-		AfterTriggerEndQuery(estate);
+		init_checks(rel, estate, rri);
+		insert_slot(estate, rri, slot, values, nulls, natts);
 	}
 	PG_FINALLY();
 	{
 		dc_checks.depth--;
 	}
 	PG_END_TRY();
-
 	ExecCloseIndices(rri);
 	ExecResetTupleTable(estate->es_tupleTable, false);
 	FreeExecutorState(estate);
 	table_close(rel, NoLock);
+}
+
+/*
+ * Inserts one row (values and nulls by attribute index of data_changes,
+ * natts of them) into data_changes, whose oid is given.  The caller runs
+ * as the table's owner.
+ */
+void
+ta_track_write_row(Oid relid, Datum *values, bool *nulls, int natts)
+{
+	/* as SPI for a read-write statement: a new command, a fresh snapshot */
+	CommandCounterIncrement();
+	PushActiveSnapshot(GetTransactionSnapshot());
+
+	if (dc_checks.depth > 0)
+		write_row_once(relid, values, nulls, natts);
+	else
+	{
+		/* the command counter processed this transaction's own invalidations */
+		if (dc_open.open && (dc_open.stale || dc_open.relid != relid))
+			close_kept();
+		if (!dc_open.open)
+			open_kept(relid, natts);
+		check_table(dc_open.rel, natts);
+		dc_checks.depth++;
+		PG_TRY();
+		{
+			insert_slot(dc_open.estate, dc_open.rri, dc_open.slot, values, nulls, natts);
+		}
+		PG_FINALLY();
+		{
+			dc_checks.depth--;
+		}
+		PG_END_TRY();
+		/* the row's per-tuple memory (its trigger's work) and the slot's copy */
+		ExecClearTuple(dc_open.slot);
+		ResetPerTupleExprContext(dc_open.estate);
+	}
 	PopActiveSnapshot();
 }

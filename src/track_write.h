@@ -9,5 +9,6 @@
 #define TA_TRACK_WRITE_H
 
 extern void ta_track_write_row(Oid relid, Datum *values, bool *nulls, int natts);
+extern void ta_track_write_release(void);
 
 #endif							/* TA_TRACK_WRITE_H */
