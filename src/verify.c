@@ -121,6 +121,8 @@ typedef struct Verification
 	char		part_table[NAMEDATALEN];	/* and the table it walks */
 	Anchor	   *part_anchors;	/* with that table's anchors */
 	int			part_nanchors;
+	bool		part_lanes;		/* the part's walk met a row in a lane */
+	bool		part_tail;		/* and is past its last row */
 } Verification;
 
 /* An audit row as an accepted erasure left it: the latest entry wins. */
@@ -187,7 +189,7 @@ report(Verification *w, const char *table, bool has_chain, int64 chain_id, int32
 	if (w->sink != NULL)
 	{
 		/* a part of a parallel walk: the leader merges and emits them */
-		w->sink(w->sink_arg, has_chain, chain_id, lane, position, row_id, problem);
+		w->sink(w->sink_arg, w->part_tail, has_chain, chain_id, lane, position, row_id, problem);
 		return;
 	}
 	values[0] = CStringGetTextDatum(table);
@@ -874,6 +876,8 @@ walk_rows(Verification *w, const char *table, Relation rel, Relation irel,
 		ws = ta_walk_begin_part(rel, irel, snap, w->incremental, range->nulls,
 								range->lo, range->hi);
 	w->ws = ws;
+	w->part_lanes = false;
+	w->part_tail = false;
 	while (ta_walk_next(ws, slot))
 	{
 		Datum	   *values;
@@ -913,6 +917,7 @@ walk_rows(Verification *w, const char *table, Relation rel, Relation irel,
 		chain_id = DatumGetInt64(values[col[TA_COL_CHAIN_ID]]);
 		lane = DatumGetInt32(values[col[TA_COL_CHAIN_LANE]]);
 		seq = DatumGetInt64(values[col[TA_COL_CHAIN_SEQ]]);
+		w->part_lanes = true;
 		if (!ln.active || ln.chain_id != chain_id || ln.lane != lane)
 		{
 			/* the rest of this lane's anchors, then lanes of anchors alone */
@@ -1009,8 +1014,10 @@ next:
 		MemoryContextSwitchTo(old);
 		MemoryContextReset(rowcxt);
 	}
+	w->part_tail = true;
 	anchor_only_lanes(w, table, &ln, anchors, nanchors, &next_anchor, false, 0, 0);
 	finish_lane(w, table, &ln);
+	w->part_tail = false;
 	ta_walk_end(ws);
 	w->ws = NULL;
 	ExecDropSingleTupleTableSlot(slot);
@@ -1586,8 +1593,11 @@ ta_verify_restore(const char *state, TaProblemSink sink, void *sink_arg)
 	return w;
 }
 
-/* The part of the table's chain ids, with the anchors of its lanes. */
-void
+/*
+ * The part of the table's chain ids, with the anchors of its lanes; true if
+ * it met a row in a lane.
+ */
+bool
 ta_verify_walk_part(void *arg, const TaChainRange *range)
 {
 	Verification *w = arg;
@@ -1599,7 +1609,7 @@ ta_verify_walk_part(void *arg, const TaChainRange *range)
 				n = 0;
 
 	if (!range->nulls && range->lo > range->hi)
-		return;					/* an empty part */
+		return false;			/* an empty part */
 	rel = ta_layout_open(w->part_table, AccessShareLock, &layout);
 	irel = index_open(ta_chain_index(layout), AccessShareLock);
 	snap = RegisterSnapshot(GetActiveSnapshot());
@@ -1617,6 +1627,7 @@ ta_verify_walk_part(void *arg, const TaChainRange *range)
 	UnregisterSnapshot(snap);
 	index_close(irel, AccessShareLock);
 	table_close(rel, AccessShareLock);
+	return w->part_lanes;
 }
 
 /* A part's run marks in the shared state the heads it reached... */

@@ -85,12 +85,14 @@ typedef struct VpMessage
 	int64		position;
 	int64		row_id;
 	bool		has_chain;
+	bool		tail;			/* after the part's last row */
 } VpMessage;
 
 /* A problem the leader collected. */
 typedef struct VpProblem
 {
 	VpMessage	m;
+	int32		group;			/* 0: before the rows with no chain id, 1: those, 2: after */
 	int32		seq;			/* arrival: a part's problems arrive in its order */
 	char	   *problem;
 } VpProblem;
@@ -104,6 +106,7 @@ typedef struct VpLeader
 	int			nitems;
 	int			maxitems;
 	int32		part;			/* the part the leader walks */
+	int32		nparts;
 	MemoryContext cxt;
 } VpLeader;
 
@@ -236,8 +239,8 @@ collect(VpLeader *ld, const VpMessage *m, const char *problem)
 
 /* The leader's own problems, of the part it walks. */
 static void
-leader_sink(void *arg, bool has_chain, int64 chain_id, int32 lane, int64 position,
-			int64 row_id, const char *problem)
+leader_sink(void *arg, bool tail, bool has_chain, int64 chain_id, int32 lane,
+			int64 position, int64 row_id, const char *problem)
 {
 	VpLeader   *ld = arg;
 	VpMessage	m;
@@ -245,6 +248,7 @@ leader_sink(void *arg, bool has_chain, int64 chain_id, int32 lane, int64 positio
 	memset(&m, 0, sizeof(m));
 	m.part = ld->part;
 	m.has_chain = has_chain;
+	m.tail = tail;
 	m.chain_id = chain_id;
 	m.lane = lane;
 	m.position = position;
@@ -254,8 +258,8 @@ leader_sink(void *arg, bool has_chain, int64 chain_id, int32 lane, int64 positio
 
 /* A worker's problems go to the leader, in the order found. */
 static void
-worker_sink(void *arg, bool has_chain, int64 chain_id, int32 lane, int64 position,
-			int64 row_id, const char *problem)
+worker_sink(void *arg, bool tail, bool has_chain, int64 chain_id, int32 lane,
+			int64 position, int64 row_id, const char *problem)
 {
 	VpSender   *snd = arg;
 	Size		len = strlen(problem) + 1;
@@ -265,6 +269,7 @@ worker_sink(void *arg, bool has_chain, int64 chain_id, int32 lane, int64 positio
 	memset(&m, 0, sizeof(m));
 	m.part = snd->part;
 	m.has_chain = has_chain;
+	m.tail = tail;
 	m.chain_id = chain_id;
 	m.lane = lane;
 	m.position = position;
@@ -307,6 +312,8 @@ drain(VpLeader *ld, bool wait)
 				if (n <= sizeof(m) || ((char *) data)[n - 1] != '\0')
 					elog(ERROR, "malformed verification problem from a parallel worker");
 				memcpy(&m, data, sizeof(m));
+				if (m.part < 0 || m.part >= ld->nparts)
+					elog(ERROR, "malformed verification problem from a parallel worker");
 				collect(ld, &m, (char *) data + sizeof(m));
 				got = true;
 				open = true;
@@ -333,6 +340,8 @@ problem_cmp(const void *a, const void *b)
 	const VpProblem *pa = a;
 	const VpProblem *pb = b;
 
+	if (pa->group != pb->group)
+		return pa->group < pb->group ? -1 : 1;
 	if (pa->m.part != pb->m.part)
 		return pa->m.part < pb->m.part ? -1 : 1;
 	return pa->seq < pb->seq ? -1 : pa->seq > pb->seq;
@@ -356,10 +365,12 @@ ta_verify_parallel_walk(void *walk, const char *table, Relation rel, Relation ir
 	int			launched;
 	uint32		p;
 	void	   *lw;
+	int			last;
 
 	parts = plan_parts(rel, irel, VP_PARTS_PER_PROCESS * (nworkers + 1), &nparts);
 	memset(&ld, 0, sizeof(ld));
 	ld.cxt = CurrentMemoryContext;
+	ld.nparts = nparts;
 
 	EnterParallelMode();
 	pcxt = CreateParallelContext("tool_audit", "ta_verify_parallel_main", nworkers);
@@ -412,7 +423,7 @@ ta_verify_parallel_walk(void *walk, const char *table, Relation rel, Relation ir
 	while ((p = pg_atomic_fetch_add_u32(&sh->next, 1)) < (uint32) nparts)
 	{
 		ld.part = (int32) p;
-		ta_verify_walk_part(lw, &sh->parts[p]);
+		sh->parts[p].lanes = ta_verify_walk_part(lw, &sh->parts[p]);
 		drain(&ld, false);
 	}
 	ta_verify_save_reached(lw, shared_state);
@@ -425,10 +436,28 @@ ta_verify_parallel_walk(void *walk, const char *table, Relation rel, Relation ir
 	ereport(DEBUG2,
 			(errmsg_internal("tool_audit verification of %s: parallel workers walked %u of %d parts",
 							 table, pg_atomic_read_u32(&sh->worker_parts), nparts)));
+	for (int k = 0; k < nparts; k++)
+		parts[k].lanes = sh->parts[k].lanes;
 	DestroyParallelContext(pcxt);
 	ExitParallelMode();
 
-	/* in the serial walk's order: part by part, each in chain order */
+	/*
+	 * In the serial walk's order: part by part, each in chain order; but the
+	 * serial walk meets the rows with no chain id (last in the index) before
+	 * it closes the last lane it met, so what the parts found after that
+	 * lane's last row comes after them.
+	 */
+	last = -1;
+	for (int k = 0; k < nparts; k++)
+		if (!parts[k].nulls && parts[k].lanes)
+			last = k;
+	for (int i = 0; i < ld.nitems; i++)
+	{
+		VpProblem  *it = &ld.items[i];
+
+		it->group = parts[it->m.part].nulls ? 1 :
+			(it->m.part > last || (it->m.part == last && it->m.tail)) ? 2 : 0;
+	}
 	if (ld.nitems > 1)
 		qsort(ld.items, ld.nitems, sizeof(VpProblem), problem_cmp);
 	for (int i = 0; i < ld.nitems; i++)
@@ -457,7 +486,7 @@ ta_verify_parallel_main(dsm_segment *seg, shm_toc *toc)
 	while ((p = pg_atomic_fetch_add_u32(&sh->next, 1)) < (uint32) sh->nparts)
 	{
 		snd.part = (int32) p;
-		ta_verify_walk_part(w, &sh->parts[p]);
+		sh->parts[p].lanes = ta_verify_walk_part(w, &sh->parts[p]);
 		walked++;
 	}
 	ta_verify_save_reached(w, state);

@@ -20,10 +20,15 @@ typedef struct TaChainRange
 	bool		nulls;
 	int64		lo;
 	int64		hi;
+	bool		lanes;			/* set by its walk: it met a row in a lane */
 } TaChainRange;
 
-/* Where the walk of a part puts its problems (of the part's table). */
-typedef void (*TaProblemSink) (void *arg, bool has_chain, int64 chain_id, int32 lane,
+/*
+ * Where the walk of a part puts its problems (of the part's table); tail:
+ * found after the part's last row (its last lane's end, lanes of purge
+ * anchors alone after it).
+ */
+typedef void (*TaProblemSink) (void *arg, bool tail, bool has_chain, int64 chain_id, int32 lane,
 							   int64 position, int64 row_id, const char *problem);
 
 /* verify_parallel.c */
@@ -37,7 +42,7 @@ extern PGDLLEXPORT void ta_verify_parallel_main(dsm_segment *seg, shm_toc *toc);
 
 /* verify.c: a part of the walk of a table, from the run's state */
 extern void *ta_verify_restore(const char *state, TaProblemSink sink, void *sink_arg);
-extern void ta_verify_walk_part(void *walk, const TaChainRange *range);
+extern bool ta_verify_walk_part(void *walk, const TaChainRange *range);
 extern void ta_verify_save_reached(void *walk, char *state);
 extern void ta_verify_merge_reached(void *walk, const char *state);
 extern void ta_verify_report(void *walk, const char *table, bool has_chain, int64 chain_id,

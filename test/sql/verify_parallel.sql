@@ -66,26 +66,56 @@ INSERT INTO tool_audit.tool_calls (tool_name, tenant_id, success)
 SELECT 'later_' || i, 'vp_' || lpad(t::text, 2, '0'), true
   FROM generate_series(1, 12) t, generate_series(1, 3) i;
 
--- the tampering, as a superuser can: the append-only and insert triggers
--- switched off in the catalog (a new session: relcache keeps triggers)
-UPDATE pg_trigger SET tgenabled = 'D'
- WHERE tgname IN ('tool_calls_before_insert', 'tool_calls_append_only', 'tool_calls_append_only_row');
+-- the tampering, as a superuser can even with tool_audit preloaded: rows
+-- inserted with the insert trigger switched off in the catalog (a new
+-- session: relcache keeps triggers).  forge(tenant, kind): a row after the
+-- tenant's lane head, linked as the trigger would link it; 'altered': its
+-- row hash is the row before's, so its content does not match it; 'gap': one
+-- position further on; 'link': with a forged link
+CREATE FUNCTION regress_forge(tenant text, kind text) RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE
+    t tool_audit.tool_calls;
+    f tool_audit.tool_calls;
+BEGIN
+    SELECT * INTO t FROM tool_audit.tool_calls
+     WHERE tenant_id = tenant ORDER BY chain_lane, chain_seq DESC LIMIT 1;
+    f := jsonb_populate_record(t, jsonb_build_object(
+        'id', nextval('tool_audit.tool_calls_id_seq'), 'event_id', gen_random_uuid(),
+        'tool_name', 'forged', 'chain_seq', t.chain_seq + CASE kind WHEN 'gap' THEN 2 ELSE 1 END));
+    IF kind <> 'altered' THEN
+        f.row_hash := tool_audit.compute_row_hash(f);
+    END IF;
+    f.chain_hash := CASE WHEN kind = 'link' THEN sha256('forged'::bytea)
+                    ELSE tool_audit.chain_link(t.chain_id, t.chain_lane, f.chain_seq, t.chain_hash, f.row_hash) END;
+    INSERT INTO tool_audit.tool_calls SELECT f.*;
+    RETURN f.chain_seq;
+END $$;
+UPDATE pg_trigger SET tgenabled = 'D' WHERE tgname = 'tool_calls_before_insert';
 \c -
--- an altered row, a deleted row, a broken link, a row without chain
--- position, a tenant's lane gone since the digest
-UPDATE tool_audit.tool_calls SET tool_name = 'altered' WHERE tenant_id = 'vp_03' AND chain_seq = 5;
-DELETE FROM tool_audit.tool_calls WHERE tenant_id = 'vp_05' AND chain_seq = 10;
-UPDATE tool_audit.tool_calls SET chain_hash = sha256('forged'::bytea) WHERE tenant_id = 'vp_07' AND chain_seq = 3;
+-- an altered row, a row missing, a forged link, a row without chain position
+SELECT regress_forge('vp_03', 'altered') AS altered, regress_forge('vp_05', 'gap') AS gap,
+       regress_forge('vp_07', 'link') AS forged_link;
 INSERT INTO tool_audit.tool_calls
 SELECT (jsonb_populate_record(t, jsonb_build_object(
         'id', nextval('tool_audit.tool_calls_id_seq'), 'event_id', gen_random_uuid(), 'tool_name', 'no_trigger',
         'chain_id', NULL, 'chain_lane', NULL, 'chain_seq', NULL))).*
   FROM tool_audit.tool_calls t WHERE tenant_id = 'vp_09' AND chain_seq = 1;
-DELETE FROM tool_audit.tool_calls WHERE tenant_id = 'vp_11';
-UPDATE pg_trigger SET tgenabled = 'A'
- WHERE tgname IN ('tool_calls_before_insert', 'tool_calls_append_only', 'tool_calls_append_only_row');
+UPDATE pg_trigger SET tgenabled = 'A' WHERE tgname = 'tool_calls_before_insert';
 \c -
 \set VERBOSITY terse
+-- rows after the forged ones, through the trigger
+INSERT INTO tool_audit.tool_calls (tool_name, tenant_id, success)
+SELECT 'after_' || i, 'vp_' || lpad(t::text, 2, '0'), true FROM generate_series(1, 12) t, generate_series(1, 2) i;
+-- and a digest that says more than there is: a head past the end of the
+-- lane of the highest chain id (the last the walk meets, after the rows with
+-- no chain id), and a lane that never was
+SELECT jsonb_set(:'d1', '{heads}',
+       (SELECT jsonb_agg(CASE WHEN h->>'chain' = m.chain
+                              THEN jsonb_set(h, '{position}', to_jsonb((h->>'position')::int + 30)) ELSE h END)
+          FROM jsonb_array_elements(:'d1'::jsonb->'heads') h,
+               (SELECT max(chain_id)::text AS chain FROM tool_audit.tool_calls) m)
+       || (SELECT jsonb_agg(jsonb_set(h, '{lane}', '5')) FROM jsonb_array_elements(:'d1'::jsonb->'heads') h
+            WHERE h->>'tenant' = 'vp_03' AND h->>'table' = 'tool_calls')) AS d1 \gset
 
 -- serial, then parallel: each run's rows with their order (verify(since)
 -- too: a time before every row, so that it reports what verify() does)
@@ -112,12 +142,15 @@ SET tool_audit.verify_parallel_workers = 2;
 SET tool_audit.verify_parallel_min_pages = 0;
 INSERT INTO runs SELECT 'parallel', r, x.* FROM unnest(ARRAY['verify', 'verify_since_time', 'digest', 'since']) r, regress_runs(r) x;
 
--- what the serial walk finds (the chain ids are hashes: not shown)
-SELECT run, n, table_name, "position", problem FROM runs WHERE mode = 'serial' AND problem NOT LIKE 'row recorded at%'
- ORDER BY run, n;
+-- what the serial walk finds (the chain ids are hashes: not shown; with a
+-- signing key, the edited digest's signature is reported first: not shown)
+CREATE TEMP VIEW shown AS
+SELECT mode, run, row_number() OVER (PARTITION BY mode, run ORDER BY n) AS n, table_name, "position", problem
+  FROM runs WHERE problem NOT LIKE 'row recorded at%' AND problem <> 'digest signature invalid';
+SELECT run, n, table_name, "position", problem FROM shown WHERE mode = 'serial' ORDER BY run, n;
 -- the parallel walk finds the same, in the same order
 SELECT run, count(*) FILTER (WHERE mode = 'serial') AS serial, count(*) FILTER (WHERE mode = 'parallel') AS parallel
-  FROM runs GROUP BY run ORDER BY run;
+  FROM shown GROUP BY run ORDER BY run;
 SELECT s.run, s.n, s.problem AS serial, p.problem AS parallel
   FROM (SELECT * FROM runs WHERE mode = 'serial') s
   FULL JOIN (SELECT * FROM runs WHERE mode = 'parallel') p USING (run, n)
