@@ -57,10 +57,14 @@ SELECT 'tenant_' || (i % $TENANTS),
 SQL
 }
 
-# measure WORKERS: verify() in a fresh session with that many workers; prints "ms problems"
+# measure WORKERS: verify() in a fresh session with that many workers; prints
+# "ms problems launched" (the workers launched for tool_calls, from the DEBUG line)
 measure() {
-    "${PSQL[@]}" -At <<SQL | awk '/^Time: / {ms = $2} !/^Time: / && NF {res = $1} END {print ms, res}'
+    "${PSQL[@]}" -At 2>&1 <<SQL | awk '/^Time: / {ms = $2}
+        /verification of tool_calls: .* parallel workers launched/ {for (i = 1; i <= NF; i++) if ($i == "parallel") w = $(i - 1)}
+        !/^Time: / && !/DEBUG/ && NF {res = $1} END {print ms, res, w + 0}'
 SET tool_audit.verify_parallel_workers = $1;
+SET client_min_messages = debug1;
 \timing on
 $VERIFY_Q;
 SQL
@@ -79,13 +83,14 @@ echo "median of $ROUNDS interleaved rounds, fresh session per query; serial: too
 measure 0 >/dev/null
 st="" pt=""
 for r in $(seq 1 "$ROUNDS"); do
-    read -r m res < <(measure 0)
+    read -r m res w < <(measure 0)
     st="$st $m"
     [ "$res" = 0 ] || { echo "serial verify() reported $res problems (round $r)"; FAILED=1; }
-    read -r m res < <(measure "$WORKERS")
+    read -r m res w < <(measure "$WORKERS")
     pt="$pt $m"
     [ "$res" = 0 ] || { echo "parallel verify() reported $res problems (round $r)"; FAILED=1; }
-    echo "round $r: serial $(echo "$st" | awk '{print $NF}') ms, $WORKERS workers $(echo "$pt" | awk '{print $NF}') ms"
+    [ "$w" = "$WORKERS" ] || { echo "$w workers launched for tool_calls, not $WORKERS (round $r)"; FAILED=1; }
+    echo "round $r: serial $(echo "$st" | awk '{print $NF}') ms, $WORKERS workers $(echo "$pt" | awk '{print $NF}') ms ($w launched)"
 done
 awk -v s="$(echo $st | median)" -v p="$(echo $pt | median)" -v w="$WORKERS" \
     'BEGIN { printf "%-10s %10s %12s %8s\n", "rows", "serial ms", w " workers ms", "ratio";

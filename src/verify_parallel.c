@@ -49,7 +49,11 @@
 #include "storage/proc.h"
 #include "storage/shm_mq.h"
 #include "storage/shm_toc.h"
+#include "catalog/pg_type.h"
+#include "executor/tuptable.h"
+#include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/tuplestore.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
@@ -88,26 +92,17 @@ typedef struct VpMessage
 	bool		tail;			/* after the part's last row */
 } VpMessage;
 
-/* A problem the leader collected. */
-typedef struct VpProblem
-{
-	VpMessage	m;
-	int32		group;			/* 0: before the rows with no chain id, 1: those, 2: after */
-	int32		seq;			/* arrival: a part's problems arrive in its order */
-	char	   *problem;
-} VpProblem;
-
 typedef struct VpLeader
 {
 	int			nqueues;
 	shm_mq_handle **mqh;
 	bool	   *done;
-	VpProblem  *items;
-	int			nitems;
-	int			maxitems;
+	Tuplestorestate **stores;	/* each part's problems, in the order found */
+	TupleDesc	desc;			/* of VpMessage */
 	int32		part;			/* the part the leader walks */
 	int32		nparts;
 	MemoryContext cxt;
+	MemoryContext tmpcxt;
 } VpLeader;
 
 typedef struct VpSender
@@ -219,22 +214,46 @@ plan_parts(Relation rel, Relation irel, int nchained, int *nparts)
 	return parts;
 }
 
+/*
+ * A problem into its part's store: on disk past a share of work_mem, as the
+ * serial walk's result, so that a table tampered with everywhere does not
+ * hold its problems in memory.
+ */
 static void
 collect(VpLeader *ld, const VpMessage *m, const char *problem)
 {
 	MemoryContext old = MemoryContextSwitchTo(ld->cxt);
+	Datum		values[7];
+	bool		nulls[7] = {false, false, false, false, false, false, false};
 
-	if (ld->nitems == ld->maxitems)
-	{
-		ld->maxitems = ld->maxitems == 0 ? 64 : ld->maxitems * 2;
-		ld->items = ld->items == NULL ? palloc(sizeof(VpProblem) * ld->maxitems) :
-			repalloc(ld->items, sizeof(VpProblem) * ld->maxitems);
-	}
-	ld->items[ld->nitems].m = *m;
-	ld->items[ld->nitems].seq = ld->nitems;
-	ld->items[ld->nitems].problem = pstrdup(problem);
-	ld->nitems++;
+	if (ld->stores[m->part] == NULL)
+		ld->stores[m->part] = tuplestore_begin_heap(false, false, Max(work_mem / ld->nparts, 64));
+	MemoryContextSwitchTo(ld->tmpcxt);
+	values[0] = BoolGetDatum(m->tail);
+	values[1] = BoolGetDatum(m->has_chain);
+	values[2] = Int64GetDatum(m->chain_id);
+	values[3] = Int32GetDatum(m->lane);
+	values[4] = Int64GetDatum(m->position);
+	values[5] = Int64GetDatum(m->row_id);
+	values[6] = CStringGetTextDatum(problem);
+	tuplestore_putvalues(ld->stores[m->part], ld->desc, values, nulls);
 	MemoryContextSwitchTo(old);
+	MemoryContextReset(ld->tmpcxt);
+}
+
+static TupleDesc
+message_desc(void)
+{
+	TupleDesc	desc = CreateTemplateTupleDesc(7);
+
+	TupleDescInitEntry(desc, 1, "tail", BOOLOID, -1, 0);
+	TupleDescInitEntry(desc, 2, "has_chain", BOOLOID, -1, 0);
+	TupleDescInitEntry(desc, 3, "chain_id", INT8OID, -1, 0);
+	TupleDescInitEntry(desc, 4, "lane", INT4OID, -1, 0);
+	TupleDescInitEntry(desc, 5, "position", INT8OID, -1, 0);
+	TupleDescInitEntry(desc, 6, "row_id", INT8OID, -1, 0);
+	TupleDescInitEntry(desc, 7, "problem", TEXTOID, -1, 0);
+	return desc;
 }
 
 /* The leader's own problems, of the part it walks. */
@@ -334,17 +353,54 @@ drain(VpLeader *ld, bool wait)
 	}
 }
 
-static int
-problem_cmp(const void *a, const void *b)
+/*
+ * The problems of the parts, in the serial walk's order: part by part, each
+ * in chain order; but the serial walk meets the rows with no chain id (last
+ * in the index, the last part) before it closes the last lane it read, so
+ * what the parts found after that lane's last row (a digest head past its
+ * end, lanes of purge anchors alone) comes after them.  Three passes: before
+ * the rows with no chain id, those, after.
+ */
+static void
+emit(void *walk, const char *table, VpLeader *ld, const TaChainRange *parts)
 {
-	const VpProblem *pa = a;
-	const VpProblem *pb = b;
+	TupleTableSlot *slot = MakeSingleTupleTableSlot(ld->desc, &TTSOpsMinimalTuple);
+	int			last = -1;
 
-	if (pa->group != pb->group)
-		return pa->group < pb->group ? -1 : 1;
-	if (pa->m.part != pb->m.part)
-		return pa->m.part < pb->m.part ? -1 : 1;
-	return pa->seq < pb->seq ? -1 : pa->seq > pb->seq;
+	for (int k = 0; k < ld->nparts; k++)
+		if (!parts[k].nulls && parts[k].lanes)
+			last = k;
+	for (int pass = 0; pass < 3; pass++)
+		for (int k = 0; k < ld->nparts; k++)
+		{
+			if (ld->stores[k] == NULL)
+				continue;
+			tuplestore_rescan(ld->stores[k]);
+			while (tuplestore_gettupleslot(ld->stores[k], true, false, slot))
+			{
+				MemoryContext old;
+				bool		tail;
+				int			group;
+
+				CHECK_FOR_INTERRUPTS();
+				slot_getallattrs(slot);
+				tail = DatumGetBool(slot->tts_values[0]);
+				group = parts[k].nulls ? 1 : (k > last || (k == last && tail)) ? 2 : 0;
+				if (group != pass)
+					continue;
+				old = MemoryContextSwitchTo(ld->tmpcxt);
+				ta_verify_report(walk, table, DatumGetBool(slot->tts_values[1]),
+								 DatumGetInt64(slot->tts_values[2]), DatumGetInt32(slot->tts_values[3]),
+								 DatumGetInt64(slot->tts_values[4]), DatumGetInt64(slot->tts_values[5]),
+								 TextDatumGetCString(slot->tts_values[6]));
+				MemoryContextSwitchTo(old);
+				MemoryContextReset(ld->tmpcxt);
+			}
+		}
+	ExecDropSingleTupleTableSlot(slot);
+	for (int k = 0; k < ld->nparts; k++)
+		if (ld->stores[k] != NULL)
+			tuplestore_end(ld->stores[k]);
 }
 
 /*
@@ -365,12 +421,15 @@ ta_verify_parallel_walk(void *walk, const char *table, Relation rel, Relation ir
 	int			launched;
 	uint32		p;
 	void	   *lw;
-	int			last;
 
 	parts = plan_parts(rel, irel, VP_PARTS_PER_PROCESS * (nworkers + 1), &nparts);
 	memset(&ld, 0, sizeof(ld));
 	ld.cxt = CurrentMemoryContext;
+	ld.tmpcxt = AllocSetContextCreate(CurrentMemoryContext, "tool_audit parallel verify problem",
+									  ALLOCSET_SMALL_SIZES);
 	ld.nparts = nparts;
+	ld.stores = palloc0(sizeof(Tuplestorestate *) * nparts);
+	ld.desc = message_desc();
 
 	EnterParallelMode();
 	pcxt = CreateParallelContext("tool_audit", "ta_verify_parallel_main", nworkers);
@@ -441,29 +500,8 @@ ta_verify_parallel_walk(void *walk, const char *table, Relation rel, Relation ir
 	DestroyParallelContext(pcxt);
 	ExitParallelMode();
 
-	/*
-	 * In the serial walk's order: part by part, each in chain order; but the
-	 * serial walk meets the rows with no chain id (last in the index) before
-	 * it closes the last lane it met, so what the parts found after that
-	 * lane's last row comes after them.
-	 */
-	last = -1;
-	for (int k = 0; k < nparts; k++)
-		if (!parts[k].nulls && parts[k].lanes)
-			last = k;
-	for (int i = 0; i < ld.nitems; i++)
-	{
-		VpProblem  *it = &ld.items[i];
-
-		it->group = parts[it->m.part].nulls ? 1 :
-			(it->m.part > last || (it->m.part == last && it->m.tail)) ? 2 : 0;
-	}
-	if (ld.nitems > 1)
-		qsort(ld.items, ld.nitems, sizeof(VpProblem), problem_cmp);
-	for (int i = 0; i < ld.nitems; i++)
-		ta_verify_report(walk, table, ld.items[i].m.has_chain, ld.items[i].m.chain_id,
-						 ld.items[i].m.lane, ld.items[i].m.position, ld.items[i].m.row_id,
-						 ld.items[i].problem);
+	emit(walk, table, &ld, parts);
+	MemoryContextDelete(ld.tmpcxt);
 }
 
 /* A parallel worker: parts until none is left. */

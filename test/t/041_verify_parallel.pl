@@ -6,7 +6,8 @@
 # - a run cancelled halfway (statement_timeout) leaves no worker behind and
 #   the session goes on;
 # - with no worker to be had (max_worker_processes = 0) the leader walks
-#   every part itself and reports the same problems.
+#   every part itself and reports the same problems;
+# - thousands of problems, past work_mem: the same as the serial walk's.
 # Runs without shared_preload_libraries: the workers load the library.
 use strict;
 use warnings;
@@ -67,6 +68,22 @@ my $serial = $node->safe_psql('postgres', $ser . $rows);
 like($serial, qr/row altered.*\n.*row missing.*\n.*row not in a chain|row missing.*\n.*row altered.*\n.*row not in a chain/,
 	'the serial walk finds the three');
 is($node->safe_psql('postgres', $par . $rows), $serial, 'the parallel walk finds the same, in the same order');
+
+# many problems: the leader keeps them on disk past its share of work_mem
+$node->safe_psql('postgres', q{
+	UPDATE pg_trigger SET tgenabled = 'D' WHERE tgname = 'tool_calls_before_insert'});
+$node->safe_psql('postgres', q{
+	INSERT INTO tool_audit.tool_calls
+	SELECT (jsonb_populate_record(t, jsonb_build_object(
+	        'id', nextval('tool_audit.tool_calls_id_seq'), 'event_id', gen_random_uuid(),
+	        'chain_id', NULL, 'chain_lane', NULL, 'chain_seq', NULL))).*
+	  FROM tool_audit.tool_calls t, generate_series(1, 8) g WHERE t.tenant_id = 'tenant_5';
+	UPDATE pg_trigger SET tgenabled = 'A' WHERE tgname = 'tool_calls_before_insert'});
+my $many = $node->safe_psql('postgres', $ser . $rows);
+is(scalar(() = $many =~ /row not in a chain/g), 3001, 'the serial walk: 3,001 rows not in a chain');
+is($node->safe_psql('postgres', $par . q{SET work_mem = '64kB'; } . $rows), $many,
+	'the parallel walk, with 64 kB of work_mem: the same, in the same order');
+$serial = $many;
 
 # cancelled halfway: no worker left, the session goes on
 my ($stdout, $stderr);
