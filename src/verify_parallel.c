@@ -19,9 +19,10 @@
  * the parallel context is gone.
  *
  * A worker sends its problems to the leader through a queue of its own
- * (shm_mq); the leader collects them with its own and emits them ordered
- * by part, then in the order each part found them: chain order, as the
- * serial walk.  A worker's error is raised in the leader.  The heads of a
+ * (shm_mq); the leader keeps them with its own in a store per part (on
+ * disk past a share of work_mem, as the function's result) and emits them
+ * part by part, each in the order found: chain order, the serial walk's
+ * (see emit()).  A worker's error is raised in the leader.  The heads of a
  * digest each process reached are marked in the shared copy of the run's
  * state and merged by the leader, which reports the heads none reached.
  *
@@ -61,10 +62,10 @@
 #include "catalog.h"
 #include "verify_parallel.h"
 
-#define VP_MAGIC				UINT64CONST(0x74615F7665726966)
-#define VP_KEY_SHARED			UINT64CONST(1)
-#define VP_KEY_STATE			UINT64CONST(2)
-#define VP_KEY_QUEUES			UINT64CONST(3)
+/* keys in the parallel context's table of contents (parallel.c's are 0xFFFFFFFFFFFF....) */
+#define VP_KEY_SHARED			UINT64CONST(0x5441000000000001)
+#define VP_KEY_STATE			UINT64CONST(0x5441000000000002)
+#define VP_KEY_QUEUES			UINT64CONST(0x5441000000000003)
 #define VP_QUEUE_SIZE			((Size) 65536)
 #define VP_PARTS_PER_PROCESS	4
 
