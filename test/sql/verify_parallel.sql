@@ -4,10 +4,12 @@
 -- (tool_audit.verify_parallel_min_pages = 0) and each run is compared with
 -- the serial walk of the same rows (tool_audit.verify_parallel_workers = 0):
 -- the same problems, in the same order, over many tenants' chains tampered
--- with in every way the walk reports: an altered row, a deleted row, a
--- broken link, a row written without the insert trigger, a lane gone since
--- a digest; for a tenant-bound reader too.  The DEBUG lines show the workers
--- launched: without them this test fails.
+-- with as a superuser can: an altered row, a row missing, a forged link, a
+-- row written without the insert trigger, a digest whose head is past its
+-- lane's end (the last lane: its problem comes after the rows with no chain
+-- id, as in the serial walk) or of a lane that never was; for a tenant-bound
+-- reader too.  The DEBUG lines show the workers launched: without them this
+-- test fails (TAP 041 shows that the workers take parts).
 \set VERBOSITY terse
 \getenv abs_srcdir PG_ABS_SRCDIR
 \i :abs_srcdir/fixtures.sql
