@@ -39,6 +39,7 @@
 #include "retention.h"
 #include "role_events.h"
 #include "time_order.h"
+#include "verify_parallel.h"
 #include "tool_audit.h"
 #include "trail_mark.h"
 
@@ -205,6 +206,7 @@ _PG_init(void)
 	ta_role_events_init();		/* tool_audit.record_role_changes */
 	ta_autonomous_init();		/* tool_audit.max_autonomous_workers */
 	ta_time_order_init();		/* tool_audit.time_tolerance */
+	ta_verify_parallel_init();	/* tool_audit.verify_parallel_* */
 
 	MarkGUCPrefixReserved("tool_audit");
 

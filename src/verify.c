@@ -41,6 +41,7 @@
 #include "executor/tuptable.h"
 #include "fmgr.h"
 #include "funcapi.h"
+#include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
@@ -66,6 +67,7 @@
 #include "tenant_verify.h"
 #include "time_order.h"
 #include "verify_incremental.h"
+#include "verify_parallel.h"
 
 /* a lane head a digest committed to */
 typedef struct CheckpointKey
@@ -114,6 +116,13 @@ typedef struct Verification
 	const TaSecState *secstate; /* the security state read; NULL: not yet */
 	bool		incremental;	/* verify_since(): lanes resume at the digest's heads */
 	TaWalkScan *ws;			/* the walk's scan of the table being walked */
+	TaProblemSink sink;			/* a part of a parallel walk: problems go here */
+	void	   *sink_arg;
+	char		part_table[NAMEDATALEN];	/* and the table it walks */
+	Anchor	   *part_anchors;	/* with that table's anchors */
+	int			part_nanchors;
+	bool		part_lanes;		/* the part's walk met a row in a lane */
+	bool		part_tail;		/* and is past its last row */
 } Verification;
 
 /* An audit row as an accepted erasure left it: the latest entry wins. */
@@ -177,6 +186,12 @@ report(Verification *w, const char *table, bool has_chain, int64 chain_id, int32
 	Datum		values[5];
 	bool		nulls[5] = {false, false, false, false, false};
 
+	if (w->sink != NULL)
+	{
+		/* a part of a parallel walk: the leader merges and emits them */
+		w->sink(w->sink_arg, w->part_tail, has_chain, chain_id, lane, position, row_id, problem);
+		return;
+	}
 	values[0] = CStringGetTextDatum(table);
 	if (!has_chain)
 		nulls[1] = true;
@@ -842,51 +857,35 @@ resume_at_head(Verification *w, const char *table, LaneCheck *ln, TaWalkScan *ws
 	return true;
 }
 
+/*
+ * The rows of the table in chain order, or (range) of a part of its chain
+ * ids only, with the table's anchors (of those chain ids).
+ */
 static void
-walk_table(Verification *w, const char *table)
+walk_rows(Verification *w, const char *table, Relation rel, Relation irel,
+		  const TaLayout *layout, Snapshot snap, Anchor *anchors, int nanchors,
+		  const TaChainRange *range)
 {
-	const TaLayout *layout;
-	Relation	rel;
-	Relation	irel;
-	const int  *col;
-	Snapshot	snap;
+	const int  *col = layout->column;
 	TaWalkScan *ws;
 	TupleTableSlot *slot;
 	MemoryContext rowcxt,
 				old;
 	LaneCheck	ln = {0};
-	Anchor	   *anchors;
-	int			nanchors,
-				next_anchor = 0;
+	int			next_anchor = 0;
 
-	/* a verifier reports what it cannot check, as a row, and goes on */
-	if (!OidIsValid(ta_schema_relid(table, true)))
-	{
-		report(w, table, false, 0, 0, -1, -1, "table or its chain position index is missing");
-		return;
-	}
-	rel = ta_layout_open(table, AccessShareLock, &layout);
-	col = layout->column;
-	if (!OidIsValid(layout->chain_index))
-	{
-		table_close(rel, AccessShareLock);
-		report(w, table, false, 0, 0, -1, -1, "table or its chain position index is missing");
-		return;
-	}
-	if (!layout->chained)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("tool_audit.%s has no chain columns", table),
-				 errhint("Run ALTER EXTENSION tool_audit UPDATE.")));
-	irel = index_open(ta_chain_index(layout), AccessShareLock);
-	snap = RegisterSnapshot(GetActiveSnapshot());
-	anchors = load_anchors(w, table, &nanchors);
 	slot = table_slot_create(rel, NULL);
 	rowcxt = AllocSetContextCreate(CurrentMemoryContext, "tool_audit verify row",
 								   ALLOCSET_DEFAULT_SIZES);
 
-	ws = ta_walk_begin(rel, irel, snap, w->incremental);
+	if (range == NULL)
+		ws = ta_walk_begin(rel, irel, snap, w->incremental);
+	else
+		ws = ta_walk_begin_part(rel, irel, snap, w->incremental, range->nulls,
+								range->lo, range->hi);
 	w->ws = ws;
+	w->part_lanes = false;
+	w->part_tail = false;
 	while (ta_walk_next(ws, slot))
 	{
 		Datum	   *values;
@@ -926,6 +925,7 @@ walk_table(Verification *w, const char *table)
 		chain_id = DatumGetInt64(values[col[TA_COL_CHAIN_ID]]);
 		lane = DatumGetInt32(values[col[TA_COL_CHAIN_LANE]]);
 		seq = DatumGetInt64(values[col[TA_COL_CHAIN_SEQ]]);
+		w->part_lanes = true;
 		if (!ln.active || ln.chain_id != chain_id || ln.lane != lane)
 		{
 			/* the rest of this lane's anchors, then lanes of anchors alone */
@@ -1022,15 +1022,65 @@ next:
 		MemoryContextSwitchTo(old);
 		MemoryContextReset(rowcxt);
 	}
+	w->part_tail = true;
 	anchor_only_lanes(w, table, &ln, anchors, nanchors, &next_anchor, false, 0, 0);
 	finish_lane(w, table, &ln);
+	w->part_tail = false;
 	ta_walk_end(ws);
 	w->ws = NULL;
 	ExecDropSingleTupleTableSlot(slot);
+	MemoryContextDelete(rowcxt);
+}
+
+static char *serialize_walk(Verification *w, const char *table, const Anchor *anchors,
+							int nanchors, Size *len);
+
+static void
+walk_table(Verification *w, const char *table)
+{
+	const TaLayout *layout;
+	Relation	rel;
+	Relation	irel;
+	Snapshot	snap;
+	Anchor	   *anchors;
+	int			nanchors;
+	int			nworkers;
+
+	/* a verifier reports what it cannot check, as a row, and goes on */
+	if (!OidIsValid(ta_schema_relid(table, true)))
+	{
+		report(w, table, false, 0, 0, -1, -1, "table or its chain position index is missing");
+		return;
+	}
+	rel = ta_layout_open(table, AccessShareLock, &layout);
+	if (!OidIsValid(layout->chain_index))
+	{
+		table_close(rel, AccessShareLock);
+		report(w, table, false, 0, 0, -1, -1, "table or its chain position index is missing");
+		return;
+	}
+	if (!layout->chained)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("tool_audit.%s has no chain columns", table),
+				 errhint("Run ALTER EXTENSION tool_audit UPDATE.")));
+	irel = index_open(ta_chain_index(layout), AccessShareLock);
+	snap = RegisterSnapshot(GetActiveSnapshot());
+	anchors = load_anchors(w, table, &nanchors);
+	nworkers = ta_verify_parallel_plan(rel);
+	if (nworkers > 0)
+	{
+		/* in parts, by parallel workers and this process (verify_parallel.c) */
+		Size		len;
+		char	   *state = serialize_walk(w, table, anchors, nanchors, &len);
+
+		ta_verify_parallel_walk(w, table, rel, irel, nworkers, state, len);
+	}
+	else
+		walk_rows(w, table, rel, irel, layout, snap, anchors, nanchors, NULL);
 	index_close(irel, AccessShareLock);
 	table_close(rel, AccessShareLock);
 	UnregisterSnapshot(snap);
-	MemoryContextDelete(rowcxt);
 }
 
 /* Checkpoints of a digest whose lanes were never met: the lane is gone. */
@@ -1367,4 +1417,266 @@ verify_protections(PG_FUNCTION_ARGS)
 		check_id_sequence(&w, ta_audit_tables[i]);
 	raise_if_problems(&w, "audit_protections", "verify_protections");
 	return (Datum) 0;
+}
+
+
+/* ---- the state of a parallel walk (verify_parallel.c) ---- */
+
+/*
+ * What a part of the walk of one table needs of the run, flat, for the
+ * parallel workers' shared memory: the scope, the digest's heads of the
+ * table, the accepted erasures of its rows and its purge anchors (read and
+ * checked once, by the leader: a worker reads none of them again).  The
+ * workers mark in their copy the heads they reached.
+ */
+typedef struct WalkState
+{
+	char		table[NAMEDATALEN];
+	bool		has_since;
+	bool		has_taken_at;
+	bool		incremental;
+	bool		has_checkpoints;
+	TimestampTz since;
+	TimestampTz taken_at;
+	int32		scope_n;		/* -1: every tenant */
+	int32		digest_tenants_n;	/* -1: a full digest, or none */
+	int32		ncheckpoints;
+	int32		nerased;
+	int32		nanchors;
+	Size		scope_off;		/* tenants, each NUL-terminated */
+	Size		digest_tenants_off;
+	Size		checkpoints_off;
+	Size		erased_off;
+	Size		anchors_off;
+} WalkState;
+
+static Size
+state_align(StringInfo buf)
+{
+	while ((Size) buf->len != MAXALIGN(buf->len))
+		appendStringInfoChar(buf, '\0');
+	return buf->len;
+}
+
+static Size
+append_tenants(StringInfo buf, const TaTenantScope *scope, int32 *n)
+{
+	Size		off = state_align(buf);
+
+	*n = scope == NULL ? -1 : scope->ntenants;
+	for (int i = 0; scope != NULL && i < scope->ntenants; i++)
+		appendBinaryStringInfo(buf, scope->tenants[i], strlen(scope->tenants[i]) + 1);
+	return off;
+}
+
+static const TaTenantScope *
+restore_tenants(const char *state, Size off, int32 n)
+{
+	TaTenantScope *scope;
+	const char *p = state + off;
+
+	if (n < 0)
+		return NULL;
+	scope = palloc0(sizeof(TaTenantScope));
+	scope->tenants = palloc(sizeof(char *) * Max(n, 1));
+	for (int i = 0; i < n; i++)
+	{
+		scope->tenants[scope->ntenants++] = pstrdup(p);
+		p += strlen(p) + 1;
+	}
+	return scope;
+}
+
+static char *
+serialize_walk(Verification *w, const char *table, const Anchor *anchors, int nanchors, Size *len)
+{
+	StringInfoData buf;
+	WalkState	st;
+	int32		tindex = table_index(table);
+
+	memset(&st, 0, sizeof(st));
+	strlcpy(st.table, table, NAMEDATALEN);
+	st.has_since = w->has_since;
+	st.since = w->since;
+	st.has_taken_at = w->has_taken_at;
+	st.taken_at = w->taken_at;
+	st.incremental = w->incremental;
+	st.has_checkpoints = w->checkpoints != NULL;
+	initStringInfo(&buf);
+	appendBinaryStringInfo(&buf, (char *) &st, sizeof(st));
+	st.scope_off = append_tenants(&buf, w->scope, &st.scope_n);
+	st.digest_tenants_off = append_tenants(&buf, w->digest_tenants, &st.digest_tenants_n);
+	st.checkpoints_off = state_align(&buf);
+	if (w->checkpoints != NULL)
+	{
+		HASH_SEQ_STATUS status;
+		Checkpoint *cp;
+
+		hash_seq_init(&status, w->checkpoints);
+		while ((cp = hash_seq_search(&status)) != NULL)
+			if (strcmp(cp->key.table, table) == 0)
+			{
+				appendBinaryStringInfo(&buf, (char *) cp, sizeof(Checkpoint));
+				st.ncheckpoints++;
+			}
+	}
+	st.erased_off = state_align(&buf);
+	if (w->erased != NULL)
+	{
+		HASH_SEQ_STATUS status;
+		ErasedRow  *row;
+
+		hash_seq_init(&status, w->erased);
+		while ((row = hash_seq_search(&status)) != NULL)
+			if (row->key.table == tindex)
+			{
+				appendBinaryStringInfo(&buf, (char *) row, sizeof(ErasedRow));
+				st.nerased++;
+			}
+	}
+	st.anchors_off = state_align(&buf);
+	if (nanchors > 0)
+		appendBinaryStringInfo(&buf, (char *) anchors, sizeof(Anchor) * nanchors);
+	st.nanchors = nanchors;
+	memcpy(buf.data, &st, sizeof(st));
+	*len = buf.len;
+	return buf.data;
+}
+
+/* A run of a part of the walk, from a state serialize_walk() wrote. */
+void *
+ta_verify_restore(const char *state, TaProblemSink sink, void *sink_arg)
+{
+	const WalkState *st = (const WalkState *) state;
+	Verification *w = palloc0(sizeof(Verification));
+	HASHCTL		ctl;
+
+	strlcpy(w->part_table, st->table, NAMEDATALEN);
+	w->has_since = st->has_since;
+	w->since = st->since;
+	w->has_taken_at = st->has_taken_at;
+	w->taken_at = st->taken_at;
+	w->incremental = st->incremental;
+	w->scope = restore_tenants(state, st->scope_off, st->scope_n);
+	w->digest_tenants = restore_tenants(state, st->digest_tenants_off, st->digest_tenants_n);
+	if (st->has_checkpoints)
+	{
+		const Checkpoint *cps = (const Checkpoint *) (state + st->checkpoints_off);
+
+		memset(&ctl, 0, sizeof(ctl));
+		ctl.keysize = sizeof(CheckpointKey);
+		ctl.entrysize = sizeof(Checkpoint);
+		ctl.hcxt = CurrentMemoryContext;
+		w->checkpoints = hash_create("tool_audit digest heads", Max(st->ncheckpoints, 16), &ctl,
+									 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+		for (int i = 0; i < st->ncheckpoints; i++)
+		{
+			Checkpoint *cp = hash_search(w->checkpoints, &cps[i].key, HASH_ENTER, NULL);
+
+			memcpy(cp, &cps[i], sizeof(Checkpoint));
+			cp->reached = false;
+		}
+	}
+	if (st->nerased > 0)
+	{
+		const ErasedRow *rows = (const ErasedRow *) (state + st->erased_off);
+
+		memset(&ctl, 0, sizeof(ctl));
+		ctl.keysize = sizeof(ErasedKey);
+		ctl.entrysize = sizeof(ErasedRow);
+		ctl.hcxt = CurrentMemoryContext;
+		w->erased = hash_create("tool_audit erased rows", st->nerased, &ctl,
+								HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+		for (int i = 0; i < st->nerased; i++)
+			memcpy(hash_search(w->erased, &rows[i].key, HASH_ENTER, NULL), &rows[i], sizeof(ErasedRow));
+	}
+	w->part_nanchors = st->nanchors;
+	if (st->nanchors > 0)
+	{
+		w->part_anchors = palloc(sizeof(Anchor) * st->nanchors);
+		memcpy(w->part_anchors, state + st->anchors_off, sizeof(Anchor) * st->nanchors);
+	}
+	w->sink = sink;
+	w->sink_arg = sink_arg;
+	return w;
+}
+
+/*
+ * The part of the table's chain ids, with the anchors of its lanes; true if
+ * it met a row in a lane.
+ */
+bool
+ta_verify_walk_part(void *arg, const TaChainRange *range)
+{
+	Verification *w = arg;
+	const TaLayout *layout;
+	Relation	rel;
+	Relation	irel;
+	Snapshot	snap;
+	int			first = 0,
+				n = 0;
+
+	if (!range->nulls && range->lo > range->hi)
+		return false;			/* an empty part */
+	rel = ta_layout_open(w->part_table, AccessShareLock, &layout);
+	irel = index_open(ta_chain_index(layout), AccessShareLock);
+	snap = RegisterSnapshot(GetActiveSnapshot());
+
+	/* the anchors come in chain position order (load_anchors()) */
+	if (!range->nulls)
+	{
+		while (first < w->part_nanchors && w->part_anchors[first].chain_id < range->lo)
+			first++;
+		while (first + n < w->part_nanchors && w->part_anchors[first + n].chain_id <= range->hi)
+			n++;
+	}
+	walk_rows(w, w->part_table, rel, irel, layout, snap,
+			  w->part_anchors == NULL ? NULL : w->part_anchors + first, n, range);
+	UnregisterSnapshot(snap);
+	index_close(irel, AccessShareLock);
+	table_close(rel, AccessShareLock);
+	return w->part_lanes;
+}
+
+/* A part's run marks in the shared state the heads it reached... */
+void
+ta_verify_save_reached(void *arg, char *state)
+{
+	Verification *w = arg;
+	WalkState  *st = (WalkState *) state;
+	Checkpoint *cps = (Checkpoint *) (state + st->checkpoints_off);
+
+	for (int i = 0; w->checkpoints != NULL && i < st->ncheckpoints; i++)
+	{
+		Checkpoint *cp = hash_search(w->checkpoints, &cps[i].key, HASH_FIND, NULL);
+
+		if (cp != NULL && cp->reached)
+			cps[i].reached = true;
+	}
+}
+
+/* ...which the leader's run takes once all parts are done (report_unreached()). */
+void
+ta_verify_merge_reached(void *arg, const char *state)
+{
+	Verification *w = arg;
+	const WalkState *st = (const WalkState *) state;
+	const Checkpoint *cps = (const Checkpoint *) (state + st->checkpoints_off);
+
+	for (int i = 0; w->checkpoints != NULL && i < st->ncheckpoints; i++)
+		if (cps[i].reached)
+		{
+			Checkpoint *cp = hash_search(w->checkpoints, &cps[i].key, HASH_FIND, NULL);
+
+			if (cp != NULL)
+				cp->reached = true;
+		}
+}
+
+/* A problem a part found, as a row of the run's result, in the merged order. */
+void
+ta_verify_report(void *arg, const char *table, bool has_chain, int64 chain_id, int32 lane,
+				 int64 position, int64 row_id, const char *problem)
+{
+	report((Verification *) arg, table, has_chain, chain_id, lane, position, row_id, problem);
 }

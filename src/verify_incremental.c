@@ -89,13 +89,63 @@ ta_walk_begin(Relation rel, Relation irel, Snapshot snap, bool seekable)
 	return ws;
 }
 
+/*
+ * A part of the same scan, for the parallel walk (verify_parallel.c): the
+ * lanes of the chain ids lo to hi, or (nulls) the rows with no chain id.
+ * A seekable part starts at (lo) with the position key and ends at the
+ * first row past hi, so that verify_since() skips exactly what it skips in
+ * a whole scan; the other parts read chain_id >= lo AND chain_id <= hi,
+ * which keeps the rows whose lane or position is NULL as verify() does.
+ */
+TaWalkScan *
+ta_walk_begin_part(Relation rel, Relation irel, Snapshot snap, bool seekable,
+				   bool nulls, int64 lo, int64 hi)
+{
+	TaWalkScan *ws = palloc0(sizeof(TaWalkScan));
+
+	ws->rel = rel;
+	ws->irel = irel;
+	ws->snap = snap;
+	ScanKeyEntryInitialize(&ws->nullkey, SK_ISNULL | SK_SEARCHNULL, 1,
+						   InvalidStrategy, InvalidOid, InvalidOid, InvalidOid, (Datum) 0);
+	if (nulls)
+	{
+		ws->scan = ta_index_scan(rel, irel, snap, &ws->nullkey, 1);
+		return ws;
+	}
+	ws->bounded = true;
+	ws->hi = hi;
+	if (!seekable)
+	{
+		ScanKeyInit(&ws->range[0], 1, BTGreaterEqualStrategyNumber, F_INT8GE, Int64GetDatum(lo));
+		ScanKeyInit(&ws->range[1], 1, BTLessEqualStrategyNumber, F_INT8LE, Int64GetDatum(hi));
+		ws->scan = ta_index_scan(rel, irel, snap, ws->range, 2);
+		return ws;
+	}
+	ws->seekable = true;
+	ws->nulls_done = true;		/* the rows with no chain id are a part of their own */
+	position_key(ws, lo, PG_INT32_MIN, PG_INT64_MIN);
+	ws->scan = ta_index_scan(rel, irel, snap, &ws->key, 1);
+	return ws;
+}
+
 bool
 ta_walk_next(TaWalkScan *ws, TupleTableSlot *slot)
 {
 	for (;;)
 	{
 		if (index_getnext_slot(ws->scan, ForwardScanDirection, slot))
+		{
+			if (ws->bounded && ws->seekable)
+			{
+				bool		isnull;
+				Datum		chain = slot_getattr(slot, ws->irel->rd_index->indkey.values[0], &isnull);
+
+				if (isnull || DatumGetInt64(chain) > ws->hi)
+					return false;
+			}
 			return true;
+		}
 		if (!ws->seekable || ws->nulls_done)
 			return false;
 		ws->nulls_done = true;
@@ -107,7 +157,7 @@ ta_walk_next(TaWalkScan *ws, TupleTableSlot *slot)
 void
 ta_walk_seek(TaWalkScan *ws, int64 chain_id, int32 lane, int64 seq)
 {
-	Assert(ws->seekable && !ws->nulls_done);
+	Assert(ws->seekable && (ws->bounded || !ws->nulls_done));
 	position_key(ws, chain_id, lane, seq);
 	index_rescan(ws->scan, &ws->key, 1, NULL, 0);
 }

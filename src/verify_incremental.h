@@ -27,9 +27,14 @@ typedef struct TaWalkScan
 	ScanKeyData key;			/* (chain_id, chain_lane, chain_seq) >= ... */
 	ScanKeyData sub[3];
 	ScanKeyData nullkey;		/* chain_id IS NULL */
+	bool		bounded;		/* a part of the index: chain ids up to hi */
+	int64		hi;
+	ScanKeyData range[2];		/* chain_id >= lo AND chain_id <= hi */
 } TaWalkScan;
 
 extern TaWalkScan *ta_walk_begin(Relation rel, Relation irel, Snapshot snap, bool seekable);
+extern TaWalkScan *ta_walk_begin_part(Relation rel, Relation irel, Snapshot snap, bool seekable,
+									  bool nulls, int64 lo, int64 hi);
 extern bool ta_walk_next(TaWalkScan *ws, TupleTableSlot *slot);
 extern void ta_walk_seek(TaWalkScan *ws, int64 chain_id, int32 lane, int64 seq);
 extern int64 ta_walk_lane_end(TaWalkScan *ws, int64 chain_id, int32 lane);
