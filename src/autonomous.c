@@ -304,13 +304,14 @@ give_back_slot(int slot)
 	/* the caller first in line, if any, polls: wake it now rather than later */
 	queue_tag(&tag);
 	first_in_line = GetLockConflicts(&tag, ExclusiveLock, NULL);
-	for (; VirtualTransactionIdIsValid(*first_in_line); first_in_line++)
+	for (VirtualTransactionId *v = first_in_line; VirtualTransactionIdIsValid(*v); v++)
 	{
-		PGPROC	   *proc = BackendIdGetProc(first_in_line->backendId);
+		PGPROC	   *proc = BackendIdGetProc(v->backendId);
 
 		if (proc != NULL)
 			SetLatch(&proc->procLatch);
 	}
+	pfree(first_in_line);
 }
 
 /*

@@ -974,6 +974,9 @@ static HeapTuple
 hash_chain_and_form(AuditRow *row, bool restored)
 {
 	ta_note_audit_write();
+	/* a restored row proves its table held rows (trail_mark.c) */
+	if (restored && !col_is_null(row, TA_COL_ROW_HASH))
+		ta_trail_mark(row->rel);
 	if (takes_chain_position(row, restored))
 	{
 		unsigned char row_hash[TA_HASH_LEN];

@@ -13,7 +13,9 @@
  * the extension's configuration, so a refused restore still carries it.
  *
  * The first row a backend stores in a table looks for a mark (one index
- * probe, as the table's owner); if there is none, it inserts one.  A mark
+ * probe, not an MVCC read: probe()); if there is none, it inserts one, as
+ * the table's owner.  Restored rows (restore.c) mark their table too, so a
+ * restore of a dump taken before 1.5, which has no marks, leaves them.  A mark
  * seen committed is remembered for the backend's life (with the table's OID:
  * a table created again is looked at again), so later rows cost a test.  A mark inserted by this transaction counts only once the
  * transaction commits, and not if the subtransaction that wrote it rolls
@@ -29,11 +31,19 @@
  */
 #include "postgres.h"
 
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/stratnum.h"
+#include "access/table.h"
+#include "access/tableam.h"
 #include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
+#include "executor/tuptable.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
 #include "utils/rel.h"
+#include "utils/snapmgr.h"
 
 #include "catalog.h"
 #include "trail_mark.h"
@@ -88,6 +98,42 @@ ta_trail_mark_init(void)
 	RegisterSubXactCallback(trail_mark_subxact_callback, NULL);
 }
 
+/*
+ * Is there a mark of the table: 1 committed, 2 only this transaction's, 0
+ * none.  Read straight from the index with SnapshotSelf (committed rows and
+ * this transaction's): not an MVCC read, so no predicate lock, and two
+ * SERIALIZABLE transactions writing a table's first rows at once do not
+ * fail on it (a read then an insert each would be a write skew).
+ */
+static int
+probe(Oid marks, const char *name)
+{
+	Relation	rel = table_open(marks, AccessShareLock);
+	Relation	irel = index_open(ta_schema_relid("trail_marks_table", false), AccessShareLock);
+	ScanKeyData key;
+	IndexScanDesc scan;
+	TupleTableSlot *slot = table_slot_create(rel, NULL);
+	int			found = 0;
+
+	ScanKeyEntryInitialize(&key, 0, 1, BTEqualStrategyNumber, InvalidOid,
+						   irel->rd_indcollation[0], F_TEXTEQ, CStringGetTextDatum(name));
+	scan = ta_index_scan(rel, irel, SnapshotSelf, &key, 1);
+	while (found != 1 && index_getnext_slot(scan, ForwardScanDirection, slot))
+	{
+		bool		should_free;
+		HeapTuple	tuple = ExecFetchSlotHeapTuple(slot, false, &should_free);
+
+		found = TransactionIdIsCurrentTransactionId(HeapTupleHeaderGetXmin(tuple->t_data)) ? 2 : 1;
+		if (should_free)
+			heap_freetuple(tuple);
+	}
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	index_close(irel, AccessShareLock);
+	table_close(rel, AccessShareLock);
+	return found;
+}
+
 /* A row of this audit table is being stored: mark the table if need be. */
 void
 ta_trail_mark(Relation rel)
@@ -97,32 +143,37 @@ ta_trail_mark(Relation rel)
 	Oid			marks;
 	Oid			argtypes[1] = {TEXTOID};
 	Datum		args[1];
+	int			found;
 
 	for (int i = 0; i < TA_NAUDIT_TABLES; i++)
 		if (strcmp(name, ta_audit_tables[i]) == 0)
 			t = i;
-	if (t < 0 || marked[t] == RelationGetRelid(rel) || inserted_at[t] > 0)
+	if (t < 0 || marked[t] == RelationGetRelid(rel) ||
+		(inserted_at[t] > 0 && inserted_relid[t] == RelationGetRelid(rel)))
 		return;
 	marks = ta_schema_relid("trail_marks", true);
 	if (!OidIsValid(marks))
 		return;					/* a schema older than 1.5 */
 
-	args[0] = CStringGetTextDatum(name);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	ta_spi_exec_as_owner(ta_relation_owner(marks),
-						 "SELECT 1 FROM " TA_SCHEMA ".trail_marks"
-						 " WHERE table_name OPERATOR(pg_catalog.=) $1 LIMIT 1",
-						 1, argtypes, args, NULL, false);
-	if (SPI_processed > 0)
-		marked[t] = RelationGetRelid(rel);	/* visible, not this transaction's: committed */
-	else
+	found = probe(marks, name);
+	if (found == 1)
+		marked[t] = RelationGetRelid(rel);
+	else if (found == 2)
 	{
-		ta_spi_exec_as_owner(ta_relation_owner(marks),
-							 "INSERT INTO " TA_SCHEMA ".trail_marks (table_name) VALUES ($1)",
-							 1, argtypes, args, NULL, false);
+		/* written by this transaction already (a restore's COPY of the marks) */
 		inserted_at[t] = GetCurrentTransactionNestLevel();
 		inserted_relid[t] = RelationGetRelid(rel);
 	}
-	SPI_finish();
+	else
+	{
+		args[0] = CStringGetTextDatum(name);
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect failed");
+		ta_spi_exec_as_owner(ta_relation_owner(marks),
+							 "INSERT INTO " TA_SCHEMA ".trail_marks (table_name) VALUES ($1)",
+							 1, argtypes, args, NULL, false);
+		SPI_finish();
+		inserted_at[t] = GetCurrentTransactionNestLevel();
+		inserted_relid[t] = RelationGetRelid(rel);
+	}
 }

@@ -6,13 +6,15 @@
 # mark commits only with a row: not after a rollback, not after a rolled
 # back savepoint, and a backend that wrote one in a transaction that rolled
 # back writes it again.  It is dumped, so a restore whose rows are refused
-# still carries it (TAP 015 checks that such a trail is reported), and only
-# the extension writes it.
+# still carries it (TAP 015 checks that such a trail is reported); rows
+# restored from a dump taken before 1.5 (which has none) mark their tables;
+# only the extension writes marks.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use IPC::Run;
 
 my $node = PostgreSQL::Test::Cluster->new('rolled_back_first');
 $node->init;
@@ -103,6 +105,49 @@ my $dumpfile = $node->basedir . '/marks.sql';
 $node->command_ok([ 'pg_dump', '-f', $dumpfile, '-d', $node->connstr('postgres') ], 'pg_dump');
 my $dump = slurp_file($dumpfile);
 like($dump, qr/COPY tool_audit\.trail_marks .*\n(?:.*\n)*?tool_calls\t/, 'pg_dump carries the marks');
+
+# a dump taken before 1.5 carries no marks: the rows it restores mark their
+# tables, so that a later dump of the restored database carries them
+$node->safe_psql('postgres', q{CREATE DATABASE at14; CREATE DATABASE from14});
+$node->safe_psql('at14', q{
+	CREATE EXTENSION tool_audit VERSION '1.4';
+	SELECT tool_audit.log_call('lookup_order', '{}', '{}', 1, '{"tenant_id": "acme"}') FROM generate_series(1, 2);
+});
+my $dump14 = $node->basedir . '/at14.sql';
+$node->command_ok([ 'pg_dump', '-f', $dump14, '-d', $node->connstr('at14') ], 'pg_dump of a 1.4 database');
+unlike(slurp_file($dump14), qr/trail_marks/, '... which has no marks');
+$node->command_ok([ 'psql', '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-1', '-f', $dump14, '-d', $node->connstr('from14') ],
+	'restored into 1.5');
+is($node->safe_psql('from14', q{SELECT (SELECT count(*) FROM tool_audit.tool_calls) || ' ' ||
+	(SELECT count(*) FROM tool_audit.trail_marks WHERE table_name = 'tool_calls')}),
+	'2 1', 'the restored rows marked their table');
+
+# two SERIALIZABLE transactions writing a table's first rows at once both
+# commit: the mark is looked for without an MVCC read (no predicate lock, so
+# no write skew between the two looks and inserts)
+$node->safe_psql('postgres', q{CREATE DATABASE ssi});
+$node->safe_psql('ssi', q{CREATE EXTENSION tool_audit});
+my @ssi;
+for my $n (1, 2)
+{
+	my %h = (in => '', out => '', err => '');
+	$h{h} = IPC::Run::start([ 'psql', '-XAtq', '-d', $node->connstr('ssi') ],
+		'<', \$h{in}, '>', \$h{out}, '2>', \$h{err});
+	push @ssi, \%h;
+}
+sub ssi_step
+{
+	my ($h, $sql) = @_;
+	$h->{in} .= "$sql;\n\\echo done\n";
+	$h->{h}->pump until $h->{out} =~ /done\n\z/ || $h->{err} ne '';
+	$h->{out} = '';
+}
+ssi_step($_, q{BEGIN ISOLATION LEVEL SERIALIZABLE}) for @ssi;
+ssi_step($_, q{INSERT INTO tool_audit.tool_calls (tool_name, tenant_id) VALUES ('lookup_order', 'acme')}) for @ssi;
+ssi_step($_, q{COMMIT}) for @ssi;
+$_->{in} .= "\\q\n", $_->{h}->finish for @ssi;
+is(join('', map { $_->{err} } @ssi), '', 'two SERIALIZABLE first writes both commit');
+is($node->safe_psql('ssi', q{SELECT count(*) FROM tool_audit.tool_calls}), '2', '... both rows stored');
 
 $node->stop;
 done_testing();
