@@ -22,7 +22,9 @@
 # variant runs, sample the client backends' wait events every 100 ms
 # (DIR/VARIANT.waits) and record their CPU profile with perf's cpu-clock
 # event (DIR/VARIANT.perf.txt: self time by library, then the top symbols), as
-# doc/performance.md reports them.
+# doc/performance.md reports them; and WAL records, bytes and full-page
+# images and buffer hits a row (DIR/VARIANT.wal, from pg_stat_wal and
+# pg_stat_database around the run).
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 SECS=${1:-10}
@@ -125,10 +127,24 @@ profile() {
 
 tps() {   # SCRIPT PORT [profile]
     if [ -n "$PROFILE" ] && [ "${3:-}" = profile ]; then
+        # WAL and buffer hits a transaction (one row each), from the
+        # cumulative statistics before and after the run
+        local q="SELECT w.wal_records, w.wal_fpi, w.wal_bytes, d.blks_hit
+                 FROM pg_stat_wal w, pg_stat_database d WHERE d.datname = current_database()"
+        local before after n out
+        "${PSQL[@]}" -c "SELECT pg_stat_force_next_flush()" >/dev/null
+        before=$("${PSQL[@]}" -At -F ' ' -c "$q")
         profile "$1" &
         local pp=$!
-        tps "$1" "$2"
+        out=$(ta_as_user "$BINDIR/pgbench" -n -h "$WORK" -p "$2" -U postgres -c "$CLIENTS" -j "$(nproc)" -T "$SECS" \
+            -f "$WORK/$1" postgres 2>/dev/null)
         wait "$pp"
+        sleep 1
+        after=$("${PSQL[@]}" -At -F ' ' -c "$q")
+        n=$(echo "$out" | awk '/^number of transactions actually processed/ {print $NF}')
+        echo "$before $after $n" | awk '{n = $9; printf "per row: %.2f WAL records, %.0f WAL bytes, %.4f full-page images, %.1f buffer hits (%d rows)\n",
+            ($5 - $1) / n, ($7 - $3) / n, ($6 - $2) / n, ($8 - $4) / n, n}' >"$PROFILE/${1%.sql}.wal"
+        echo "$out" | awk '/^tps = / {print $3}'
         return
     fi
     ta_as_user "$BINDIR/pgbench" -n -h "$WORK" -p "$2" -U postgres -c "$CLIENTS" -j "$(nproc)" -T "$SECS" \

@@ -370,7 +370,11 @@ sub check_chains
 	sq($n, $script->('mn', 2));
 	my $held = lane_locks($m->{ta_pid});
 	cmp_ok($held, '<=', 32, "many tenants: M keeps at most 32 lanes between transactions ($held)");
-	cmp_ok($held, '>', 0, 'many tenants: M keeps some lanes');
+	# M never came back to a chain it still remembered (100 tenants in
+	# turn, it remembers 16 to 32): it gives every lane back at the end of
+	# the transaction rather than have N probe past them (chain.c, "Nor
+	# does a session keep lanes it would not come back to")
+	is($held, 0, 'many tenants: M, never back to a chain it remembers, keeps no lane');
 	$held = lane_locks($n->{ta_pid});
 	cmp_ok($held, '<=', 32, "many tenants: N keeps at most 32 lanes between transactions ($held)");
 	is($node->safe_psql('postgres', q{SELECT count(*) FROM tool_audit.tool_calls WHERE tenant_id LIKE 'm___'}),
