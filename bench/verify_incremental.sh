@@ -18,42 +18,7 @@ BATCH=2000
 
 # insert_sql FROM TO: the rows of bench/verify.sh (eight tenants, realistic
 # arguments with a nested customer, a failure every 17th call)
-insert_sql() {
-    cat <<SQL
-INSERT INTO tool_audit.tool_calls
-    (tenant_id, conversation_id, turn_number, user_id, user_role, model, tool_name, tool_call_id,
-     call_trigger, purpose, arguments, result_summary, success, error, duration_ms, client_ip,
-     user_agent, session_metadata)
-SELECT 'tenant_' || (i % 8),
-       'conv_' || (i / 12), i % 12,
-       'usr_' || (i % 5000),
-       (ARRAY['support_agent', 'analyst', 'billing', 'customer'])[1 + i % 4],
-       (ARRAY['gpt-4.1', 'claude-sonnet-4', 'gemini-2.5-pro'])[1 + i % 3],
-       (ARRAY['update_order_status', 'lookup_customer', 'send_email', 'refund_payment', 'search_kb'])[1 + i % 5],
-       'call_' || md5(i::text),
-       (ARRAY['user_request', 'proactive', 'retry', 'follow_up'])[1 + i % 4]::tool_audit.call_trigger,
-       'order support',
-       jsonb_build_object(
-           'order_id', 'ORD-' || (100000 + i),
-           'status', (ARRAY['pending', 'shipped', 'delivered', 'returned'])[1 + i % 4],
-           'customer', jsonb_build_object('id', 'C-' || (i % 5000), 'email', 'user' || (i % 5000) || '@example.com',
-                                          'tier', (ARRAY['free', 'pro', 'enterprise'])[1 + i % 3]),
-           'items', jsonb_build_array(
-               jsonb_build_object('sku', 'SKU-' || (i % 977), 'qty', 1 + i % 3, 'price', round((i % 10000) / 100.0, 2)),
-               jsonb_build_object('sku', 'SKU-' || (i % 541), 'qty', 1 + i % 5, 'price', round((i % 7000) / 100.0, 2))),
-           'note', 'customer asked about the delivery window for order ' || i || ', second contact this week')
-       || CASE WHEN i % 10 = 0 THEN jsonb_build_object('api_key', 'sk-' || md5(i::text)) ELSE '{}' END,
-       jsonb_build_object('order_id', 'ORD-' || (100000 + i), 'updated', i % 17 <> 0,
-                          'tracking', '1Z' || lpad((i % 999999)::text, 6, '0'), 'items', jsonb_build_array(1, 2, 3)),
-       i % 17 <> 0,
-       CASE WHEN i % 17 = 0 THEN 'upstream timeout after 30s' END,
-       (i % 5000) / 10.0,
-       ('10.' || (i % 256) || '.' || (i / 256 % 256) || '.7')::inet,
-       'agent-runtime/2.3 (python 3.12)',
-       jsonb_build_object('session', 'sess_' || (i / 40), 'region', 'eu-west-1')
-  FROM generate_series($1, $2) i;
-SQL
-}
+insert_sql() { realistic_rows_sql "$1" "$2" 8; }
 
 # measure QUERY: ms and result of QUERY in a fresh session (the digest in :d)
 measure() {
