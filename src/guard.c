@@ -914,8 +914,10 @@ ta_process_utility(PlannedStmt *pstmt, const char *queryString,
 		guard_event_triggers(stmt);
 		guard_utility(stmt);
 	}
-	if (IsTransactionState())
-		ta_track_write_release();	/* DDL refuses a table held open */
+	/* DDL refuses a table held open; not for what cannot touch it */
+	if (IsTransactionState() && !IsA(stmt, TransactionStmt) &&
+		!IsA(stmt, VariableSetStmt) && !IsA(stmt, VariableShowStmt))
+		ta_track_write_release();
 	dropped_memberships = ta_role_drop_memberships(stmt);
 	ta_pool_before_utility(stmt);
 	if (prev_process_utility)

@@ -286,6 +286,16 @@ track_write_xact_callback(XactEvent event, void *arg)
 			/* the resource owner releases them, the memory goes with the transaction */
 			dc_open.open = false;
 			break;
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_PARALLEL_COMMIT:
+		case XACT_EVENT_PREPARE:
+			/*
+			 * Opened again after PRE_COMMIT (a callback that runs after this
+			 * one wrote a change row): the resource owner releases it, and
+			 * the state, in the transaction's memory, must not outlive it.
+			 */
+			dc_open.open = false;
+			break;
 		default:
 			break;
 	}
