@@ -359,8 +359,11 @@ drain(VpLeader *ld, bool wait)
  * in chain order; but the serial walk meets the rows with no chain id (last
  * in the index, the last part) before it closes the last lane it read, so
  * what the parts found after that lane's last row (a digest head past its
- * end, lanes of purge anchors alone) comes after them.  Three passes: before
- * the rows with no chain id, those, after.
+ * end, lanes of purge anchors alone) comes after them, while a part past
+ * that lane reports its rows in no lane (a chain id, no lane or position)
+ * as it meets them, before.  Three passes: before the rows with no chain
+ * id, those, after.  (Left: a part's tail comes before the next part's
+ * leading rows in no lane, which the serial walk reports first.)
  */
 static void
 emit(void *walk, const char *table, VpLeader *ld, const TaChainRange *parts)
@@ -386,7 +389,8 @@ emit(void *walk, const char *table, VpLeader *ld, const TaChainRange *parts)
 				CHECK_FOR_INTERRUPTS();
 				slot_getallattrs(slot);
 				tail = DatumGetBool(slot->tts_values[0]);
-				group = parts[k].nulls ? 1 : (k > last || (k == last && tail)) ? 2 : 0;
+				/* a part past the last lane has no lane of its own to close */
+				group = parts[k].nulls ? 1 : (k >= last && tail) ? 2 : 0;
 				if (group != pass)
 					continue;
 				old = MemoryContextSwitchTo(ld->tmpcxt);

@@ -85,6 +85,42 @@ is($node->safe_psql('postgres', $par . q{SET work_mem = '64kB'; } . $rows), $man
 	'the parallel walk, with 64 kB of work_mem: the same, in the same order');
 $serial = $many;
 
+# in a database of its own, twelve tenants whose chain ids leave the last
+# parts without lanes: a row with a chain id there but no lane, a row with no
+# chain id, and a digest whose head of the highest chain lies past the lane's
+# end (a problem the serial walk reports only after the rows with no chain
+# id): the parallel walk reports them in the serial walk's order
+$node->safe_psql('postgres', q{CREATE DATABASE ordered});
+$node->safe_psql('ordered', q{
+	CREATE EXTENSION tool_audit;
+	INSERT INTO tool_audit.tool_calls (tool_name, tenant_id, success)
+	SELECT 'call_' || i, 'vp_' || lpad(t::text, 2, '0'), true
+	  FROM generate_series(1, 12) t, generate_series(1, 5) i;
+	CREATE TABLE past_end AS
+	SELECT jsonb_set(d, '{heads}',
+	       (SELECT jsonb_agg(CASE WHEN h->>'chain' = (SELECT max(chain_id)::text FROM tool_audit.tool_calls)
+	                              THEN jsonb_set(h, '{position}', to_jsonb((h->>'position')::bigint + 30)) ELSE h END)
+	          FROM jsonb_array_elements(d->'heads') h)) AS d
+	  FROM (SELECT tool_audit.digest() AS d) x;
+	UPDATE pg_trigger SET tgenabled = 'D' WHERE tgname = 'tool_calls_before_insert'});
+$node->safe_psql('ordered', q{
+	INSERT INTO tool_audit.tool_calls
+	SELECT (jsonb_populate_record(t, jsonb_build_object(
+	        'id', nextval('tool_audit.tool_calls_id_seq'), 'event_id', gen_random_uuid(), 'tool_name', n,
+	        'chain_id', c, 'chain_lane', NULL, 'chain_seq', NULL))).*
+	  FROM tool_audit.tool_calls t,
+	       (VALUES ('no_lane', 9000000000000000000), ('no_chain', NULL)) v(n, c)
+	 WHERE tenant_id = 'vp_09' AND chain_seq = 1;
+	UPDATE pg_trigger SET tgenabled = 'A' WHERE tgname = 'tool_calls_before_insert'});
+my $digest_rows = q{SELECT string_agg(concat_ws('|', position, row_id, problem), E'\n' ORDER BY o)
+	FROM tool_audit.verify_digest((SELECT d FROM past_end)) WITH ORDINALITY v(table_name, chain, position, row_id, problem, o)
+	WHERE table_name = 'tool_calls'};
+my $serial_digest = $node->safe_psql('ordered', $ser . $digest_rows);
+like($serial_digest, qr/row not in a chain.*\n.*row not in a chain.*\n.*lane ends/,
+	'the serial walk: the two rows not in a chain, then the head past the lane\'s end');
+is($node->safe_psql('ordered', $par . $digest_rows), $serial_digest,
+	'the parallel walk: the same, in the same order');
+
 # cancelled halfway: no worker left, the session goes on
 my ($stdout, $stderr);
 $node->psql('postgres', $par . q{SET statement_timeout = '30ms'; SELECT count(*) FROM tool_audit.verify();
