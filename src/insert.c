@@ -973,16 +973,18 @@ form_row(AuditRow *row)
 static HeapTuple
 hash_chain_and_form(AuditRow *row, bool restored)
 {
+	bool		chained;
+
 	ta_note_audit_write();
-	/* a restored row proves its table held rows (trail_mark.c) */
-	if (restored && !col_is_null(row, TA_COL_ROW_HASH))
+	chained = takes_chain_position(row, restored);
+	/* a row that will be stored, restored ones too, marks its table (trail_mark.c) */
+	if (!row->skipped)
 		ta_trail_mark(row->rel);
-	if (takes_chain_position(row, restored))
+	if (chained)
 	{
 		unsigned char row_hash[TA_HASH_LEN];
 		TaChainHead placed;
 
-		ta_trail_mark(row->rel);
 		ta_row_hash(row->layout, row->values, row->nulls, row_hash);
 		ta_chain_append(row->rel, row->layout,
 						ta_chain_id(row->layout, row->values, row->nulls),

@@ -145,11 +145,15 @@ ta_trail_mark(Relation rel)
 	Datum		args[1];
 	int			found;
 
+	/* every row after the first: a test of the table's OID */
+	for (int i = 0; i < TA_NAUDIT_TABLES; i++)
+		if (marked[i] == RelationGetRelid(rel) ||
+			(inserted_at[i] > 0 && inserted_relid[i] == RelationGetRelid(rel)))
+			return;
 	for (int i = 0; i < TA_NAUDIT_TABLES; i++)
 		if (strcmp(name, ta_audit_tables[i]) == 0)
 			t = i;
-	if (t < 0 || marked[t] == RelationGetRelid(rel) ||
-		(inserted_at[t] > 0 && inserted_relid[t] == RelationGetRelid(rel)))
+	if (t < 0)
 		return;
 	marks = ta_schema_relid("trail_marks", true);
 	if (!OidIsValid(marks))
