@@ -260,6 +260,19 @@ lane_lru_cmp(const void *a, const void *b)
 	return ua < ub ? -1 : ua > ub ? 1 : 0;
 }
 
+/* A chain the session stops remembering: its lane given back if held. */
+static void
+forget_lane(HeldLane *ln)
+{
+	int64		chain_id = ln->head.chain_id;
+
+	if (ln->held)
+		release_lane(ln);
+	if (ln->sub != NULL)
+		pfree(ln->sub);
+	(void) hash_search(lanes, &chain_id, HASH_REMOVE, NULL);
+}
+
 static void
 evict_lanes(void)
 {
@@ -290,11 +303,7 @@ evict_lanes(void)
 					oldest = ln;
 			if (oldest == NULL)
 				return;			/* all written by this transaction */
-			if (oldest->held)
-				release_lane(oldest);
-			if (oldest->sub != NULL)
-				pfree(oldest->sub);
-			(void) hash_search(lanes, &oldest->head.chain_id, HASH_REMOVE, NULL);
+			forget_lane(oldest);
 		}
 		return;
 	}
@@ -304,15 +313,7 @@ evict_lanes(void)
 			old[nold++] = ln;
 	qsort(old, nold, sizeof(HeldLane *), lane_lru_cmp);
 	for (int i = 0; i < nold && n > EVICT_TO; i++, n--)
-	{
-		int64		chain_id = old[i]->head.chain_id;
-
-		if (old[i]->held)
-			release_lane(old[i]);
-		if (old[i]->sub != NULL)
-			pfree(old[i]->sub);
-		(void) hash_search(lanes, &chain_id, HASH_REMOVE, NULL);
-	}
+		forget_lane(old[i]);
 	pfree(old);
 }
 
