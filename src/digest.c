@@ -55,8 +55,6 @@
 #include "tenant_verify.h"
 #include "tool_audit.h"
 
-#define DIGEST_FORMAT	"tool_audit digest 1"
-
 /* ---- heads ---- */
 
 /*

@@ -12,6 +12,9 @@
 #include "lib/stringinfo.h"
 #include "utils/jsonb.h"
 
+/* the "format" of every digest */
+#define DIGEST_FORMAT	"tool_audit digest 1"
+
 extern char *ta_digest_signature_problem(Jsonb *d);
 extern Datum ta_digest_sign(StringInfo buf);
 

@@ -108,6 +108,29 @@ put_domain(StringInfo buf, const char *name)
 	appendStringInfoString(buf, name);
 }
 
+/*
+ * A row as canonical-encoding.md section 8 hashes it: its column count, then
+ * each value's length and bytes (NULL: 0xFFFFFFFF); column null_col (-1:
+ * none) as NULL.
+ */
+static void
+encode_row(StringInfo buf, const SecRow *row, int null_col)
+{
+	put_u32(buf, (uint32) row->ncols);
+	for (int col = 0; col < row->ncols; col++)
+	{
+		const char *v = col == null_col ? NULL : row->vals[col];
+
+		if (v == NULL)
+			put_u32(buf, 0xFFFFFFFF);
+		else
+		{
+			put_u32(buf, (uint32) strlen(v));
+			appendStringInfoString(buf, v);
+		}
+	}
+}
+
 static int
 row_cmp(const void *a, const void *b)
 {
@@ -167,26 +190,13 @@ compute(SecComp *comps)
 			TupleDesc	desc = SPI_tuptable->tupdesc;
 			StringInfoData e;
 
-			initStringInfo(&e);
-			put_u32(&e, (uint32) desc->natts);
 			sc->rows[r].ncols = desc->natts;
 			sc->rows[r].vals = palloc0(sizeof(char *) * desc->natts);
 			for (int col = 1; col <= desc->natts; col++)
-			{
-				char	   *v = SPI_getvalue(tup, desc, col);
-
-				sc->rows[r].vals[col - 1] = v;
-
-				if (v == NULL)
-					put_u32(&e, 0xFFFFFFFF);
-				else
-				{
-					put_u32(&e, (uint32) strlen(v));
-					appendStringInfoString(&e, v);
-				}
-				if (col == 1)
-					sc->rows[r].key = v ? pstrdup(v) : pstrdup("");
-			}
+				sc->rows[r].vals[col - 1] = SPI_getvalue(tup, desc, col);
+			sc->rows[r].key = pstrdup(sc->rows[r].vals[0] ? sc->rows[r].vals[0] : "");
+			initStringInfo(&e);
+			encode_row(&e, &sc->rows[r], -1);
 			sc->rows[r].enc = e.data;
 			sc->rows[r].len = e.len;
 		}
@@ -227,19 +237,7 @@ object_hash(const SecComp *sc, const SecRow *row)
 
 	initStringInfo(&h);
 	put_domain(&h, sc->c->name);
-	put_u32(&h, (uint32) row->ncols);
-	for (int col = 0; col < row->ncols; col++)
-	{
-		const char *v = col == mask ? NULL : row->vals[col];
-
-		if (v == NULL)
-			put_u32(&h, 0xFFFFFFFF);
-		else
-		{
-			put_u32(&h, (uint32) strlen(v));
-			appendStringInfoString(&h, v);
-		}
-	}
+	encode_row(&h, row, mask);
 	ta_sha256(h.data, h.len, out);
 	pfree(h.data);
 	return hex(out);

@@ -51,12 +51,6 @@
 #include "tenant_verify.h"
 #include "tool_audit.h"
 
-static int
-cmp_cstr(const void *a, const void *b)
-{
-	return strcmp(*(char *const *) a, *(char *const *) b);
-}
-
 /*
  * The tenants the caller's runs are limited to, or NULL: bound readers and
  * bound verifier roles are limited, admins (who read every row) are not.
@@ -96,7 +90,6 @@ ta_tenant_scope_for_caller(void)
 	for (int i = 0; i < n; i++)
 		if (!enulls[i])
 			scope->tenants[scope->ntenants++] = TextDatumGetCString(elems[i]);
-	qsort(scope->tenants, scope->ntenants, sizeof(char *), cmp_cstr);
 	return scope;
 }
 
@@ -238,6 +231,19 @@ ta_as_extension_owner(void (*fn) (void *), void *arg)
 	PG_END_TRY();
 }
 
+/* A bound caller (a bound verifier role) gets only its own tenants' digests. */
+static void
+check_tenant_allowed(const char *tenant)
+{
+	TaTenantScope *bound = ta_tenant_scope_for_caller();
+
+	if (bound != NULL && !ta_tenant_scope_has(bound, tenant, strlen(tenant)))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied for the digest of that tenant"),
+				 errdetail("The caller is bound to other tenants.")));
+}
+
 /*
  * tool_audit.tenant_digest(tenant text) RETURNS jsonb
  *
@@ -250,14 +256,8 @@ Datum
 tenant_digest(PG_FUNCTION_ARGS)
 {
 	char	   *tenant = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	TaTenantScope *bound = ta_tenant_scope_for_caller();
 
-	/* a bound caller (a bound verifier role) gets only its own tenants' */
-	if (bound != NULL && !ta_tenant_scope_has(bound, tenant, strlen(tenant)))
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("permission denied for the digest of that tenant"),
-				 errdetail("The caller is bound to other tenants.")));
+	check_tenant_allowed(tenant);
 	return ta_digest_scoped(ta_tenant_scope_of(tenant));
 }
 
@@ -291,7 +291,6 @@ derive_tenant_digest(PG_FUNCTION_ARGS)
 {
 	Jsonb	   *d = PG_GETARG_JSONB_P(0);
 	char	   *tenant = text_to_cstring(PG_GETARG_TEXT_PP(1));
-	TaTenantScope *bound = ta_tenant_scope_for_caller();
 	TaTenantScope *scope = ta_tenant_scope_of(tenant);
 	JsonbValue *format;
 	JsonbValue *heads;
@@ -303,15 +302,11 @@ derive_tenant_digest(PG_FUNCTION_ARGS)
 	bool		first = true;
 	int			n;
 
-	if (bound != NULL && !ta_tenant_scope_has(bound, tenant, strlen(tenant)))
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("permission denied for the digest of that tenant"),
-				 errdetail("The caller is bound to other tenants.")));
+	check_tenant_allowed(tenant);
 	if (!JB_ROOT_IS_OBJECT(d) ||
 		(format = ta_jsonb_key(&d->root, "format")) == NULL || format->type != jbvString ||
-		format->val.string.len != strlen("tool_audit digest 1") ||
-		memcmp(format->val.string.val, "tool_audit digest 1", format->val.string.len) != 0 ||
+		format->val.string.len != strlen(DIGEST_FORMAT) ||
+		memcmp(format->val.string.val, DIGEST_FORMAT, format->val.string.len) != 0 ||
 		(heads = ta_jsonb_key(&d->root, "heads")) == NULL || heads->type != jbvBinary ||
 		!JsonContainerIsArray(heads->val.binary.data))
 		ereport(ERROR,
@@ -332,7 +327,7 @@ derive_tenant_digest(PG_FUNCTION_ARGS)
 	hex[2 * TA_HASH_LEN] = '\0';
 
 	initStringInfo(&buf);
-	appendStringInfoString(&buf, "{\"format\":\"tool_audit digest 1\",\"scope\":\"tenant\",\"database\":");
+	appendStringInfoString(&buf, "{\"format\":\"" DIGEST_FORMAT "\",\"scope\":\"tenant\",\"database\":");
 	append_value(&buf, &d->root, "database");
 	appendStringInfoString(&buf, ",\"system_identifier\":");
 	append_value(&buf, &d->root, "system_identifier");

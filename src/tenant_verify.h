@@ -18,7 +18,7 @@
 typedef struct TaTenantScope
 {
 	int			ntenants;
-	char	  **tenants;		/* sorted by strcmp */
+	char	  **tenants;
 } TaTenantScope;
 
 extern TaTenantScope *ta_tenant_scope_for_caller(void);

@@ -310,6 +310,7 @@ check_id_sequence(Verification *w, const char *table)
 	Oid			save_user;
 	int			save_sec;
 	char	   *problem = NULL;
+	bool		has_marks = OidIsValid(ta_schema_relid("trail_marks", true));
 
 	if (!OidIsValid(relid) || !OidIsValid(seqid))
 		return;
@@ -325,8 +326,7 @@ check_id_sequence(Verification *w, const char *table)
 					 "             WHERE a.table_name OPERATOR(pg_catalog.=) %s)",
 					 TA_SCHEMA, quote_literal_cstr(table)) : "true";
 		/* 1.5 on: only a table that has committed a row (trail_mark.c) */
-		const char *marked =
-			OidIsValid(ta_schema_relid("trail_marks", true)) ?
+		const char *marked = has_marks ?
 			psprintf("EXISTS (SELECT 1 FROM %s.trail_marks m"
 					 "         WHERE m.table_name OPERATOR(pg_catalog.=) %s)",
 					 TA_SCHEMA, quote_literal_cstr(table)) : "true";
@@ -360,7 +360,7 @@ check_id_sequence(Verification *w, const char *table)
 			problem = psprintf("the table holds no rows but its id sequence has handed out ids up to %s: "
 							   "the trail was emptied (a restore whose rows were refused?)%s",
 							   SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 5),
-							   OidIsValid(ta_schema_relid("trail_marks", true)) ? "" :
+							   has_marks ? "" :
 							   ", or every insert so far was rolled back");
 		else if (exhausted)
 			problem = psprintf("id sequence %s is at its maximum: every insert fails (moved with setval?)",
@@ -1228,9 +1228,9 @@ load_checkpoints(Jsonb *d, const TaTenantScope *scope)
 	format = ta_jsonb_key(&d->root, "format");
 	heads = ta_jsonb_key(&d->root, "heads");
 	if (format == NULL || format->type != jbvString ||
-		format->val.string.len != strlen("tool_audit digest 1") ||
-		memcmp(format->val.string.val, "tool_audit digest 1", format->val.string.len) != 0)
-		bad_digest("Its \"format\" is not \"tool_audit digest 1\".");
+		format->val.string.len != strlen(DIGEST_FORMAT) ||
+		memcmp(format->val.string.val, DIGEST_FORMAT, format->val.string.len) != 0)
+		bad_digest("Its \"format\" is not \"" DIGEST_FORMAT "\".");
 	if (heads == NULL || heads->type != jbvBinary ||
 		!JsonContainerIsArray(heads->val.binary.data))
 		bad_digest("It has no \"heads\" array.");

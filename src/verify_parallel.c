@@ -257,6 +257,20 @@ message_desc(void)
 	return desc;
 }
 
+static void
+fill_message(VpMessage *m, int part, bool tail, bool has_chain, int64 chain_id, int32 lane,
+			 int64 position, int64 row_id)
+{
+	memset(m, 0, sizeof(*m));
+	m->part = part;
+	m->has_chain = has_chain;
+	m->tail = tail;
+	m->chain_id = chain_id;
+	m->lane = lane;
+	m->position = position;
+	m->row_id = row_id;
+}
+
 /* The leader's own problems, of the part it walks. */
 static void
 leader_sink(void *arg, bool tail, bool has_chain, int64 chain_id, int32 lane,
@@ -265,14 +279,7 @@ leader_sink(void *arg, bool tail, bool has_chain, int64 chain_id, int32 lane,
 	VpLeader   *ld = arg;
 	VpMessage	m;
 
-	memset(&m, 0, sizeof(m));
-	m.part = ld->part;
-	m.has_chain = has_chain;
-	m.tail = tail;
-	m.chain_id = chain_id;
-	m.lane = lane;
-	m.position = position;
-	m.row_id = row_id;
+	fill_message(&m, ld->part, tail, has_chain, chain_id, lane, position, row_id);
 	collect(ld, &m, problem);
 }
 
@@ -286,14 +293,7 @@ worker_sink(void *arg, bool tail, bool has_chain, int64 chain_id, int32 lane,
 	char	   *buf = palloc(sizeof(VpMessage) + len);
 	VpMessage	m;
 
-	memset(&m, 0, sizeof(m));
-	m.part = snd->part;
-	m.has_chain = has_chain;
-	m.tail = tail;
-	m.chain_id = chain_id;
-	m.lane = lane;
-	m.position = position;
-	m.row_id = row_id;
+	fill_message(&m, snd->part, tail, has_chain, chain_id, lane, position, row_id);
 	memcpy(buf, &m, sizeof(m));
 	memcpy(buf + sizeof(m), problem, len);
 	if (shm_mq_send(snd->mqh, sizeof(m) + len, buf, false, true) != SHM_MQ_SUCCESS)
