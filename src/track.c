@@ -100,6 +100,7 @@ typedef struct TrackInfo
 	bool	   *tracked;		/* by attribute index */
 	bool	   *is_key;			/* by attribute index */
 	int			tenant_att;		/* attribute index; -1: the call's tenant */
+	FmgrInfo	tenant_out;		/* its type's output function */
 	bool		record_truncate;
 	char	   *table_name;		/* schema.table, quoted as needed */
 	Datum		table_name_datum;	/* ... as text */
@@ -179,6 +180,8 @@ build_info(TrackInfo *info, Relation rel, Trigger *tg)
 	Bitmapset  *pk;
 	int			x;
 	const char *mode;
+	Oid			outfunc;
+	bool		varlena;
 
 	if (tg->tgnargs < 3)
 		elog(ERROR, "tool_audit.track_change() needs the arguments tool_audit.track() gives it");
@@ -253,6 +256,8 @@ build_info(TrackInfo *info, Relation rel, Trigger *tg)
 					 errmsg("tenant column \"%s\" of tracked table %s does not exist",
 							tg->tgargs[1], info->table_name),
 					 errhint("Run tool_audit.track() again with the table's current columns.")));
+		getTypeOutputInfo(TupleDescAttr(desc, info->tenant_att)->atttypid, &outfunc, &varlena);
+		fmgr_info_cxt(outfunc, &info->tenant_out, info->cxt);
 	}
 	info->record_truncate = (strcmp(tg->tgargs[2], "record") == 0);
 	MemoryContextSwitchTo(old);
@@ -733,7 +738,7 @@ call_uuid(void)
 
 static void
 record_change(TrackInfo *info, const char *operation, Datum row_key,
-			  Datum old_values, Datum new_values, TupleDesc desc, HeapTuple tenant_row)
+			  Datum old_values, Datum new_values, const RowValues *tenant_row)
 {
 	Datum		values[N_CHANGE_COLUMNS];
 	bool		nulls[N_CHANGE_COLUMNS] = {false};
@@ -762,22 +767,12 @@ record_change(TrackInfo *info, const char *operation, Datum row_key,
 		nulls[6] = true;
 	if (info->tenant_att >= 0)
 	{
-		bool		isnull = true;
-		Datum		t = (Datum) 0;
-
-		if (tenant_row != NULL)
-			t = heap_getattr(tenant_row, info->tenant_att + 1, desc, &isnull);
-		if (isnull)
+		/* the row's own tenant column (none for a TRUNCATE) */
+		if (tenant_row == NULL || tenant_row->nulls[info->tenant_att])
 			nulls[7] = true;
 		else
-		{
-			Oid			outfunc;
-			bool		varlena;
-
-			getTypeOutputInfo(TupleDescAttr(desc, info->tenant_att)->atttypid,
-							  &outfunc, &varlena);
-			values[7] = CStringGetTextDatum(OidOutputFunctionCall(outfunc, t));
-		}
+			values[7] = CStringGetTextDatum(OutputFunctionCall(&info->tenant_out,
+															   tenant_row->values[info->tenant_att]));
 	}
 	else if (tenant_of_call == (Datum) 0)
 		nulls[7] = true;
@@ -811,9 +806,10 @@ track_change(PG_FUNCTION_ARGS)
 	Datum		oldv;
 	Datum		newv;
 	HeapTuple	result = NULL;
-	HeapTuple	tenant_row = NULL;
+	const RowValues *tenant_row = NULL;
 	const char *operation;
 	RowValues	row;
+	RowValues	newrow;
 
 	if (!CALLED_AS_TRIGGER(fcinfo))
 		ereport(ERROR,
@@ -845,7 +841,7 @@ track_change(PG_FUNCTION_ARGS)
 		if (TRIGGER_FIRED_BY_INSERT(td->tg_event))
 		{
 			operation = "INSERT";
-			tenant_row = td->tg_trigtuple;
+			tenant_row = &row;
 			key = columns_object(info, desc, &row, COLS_KEY, NULL);
 			oldv = empty_object();
 			newv = columns_object(info, desc, &row, COLS_TRACKED, NULL);
@@ -853,12 +849,11 @@ track_change(PG_FUNCTION_ARGS)
 		}
 		else if (TRIGGER_FIRED_BY_UPDATE(td->tg_event))
 		{
-			RowValues	newrow;
 			bool	   *changed = palloc(sizeof(bool) * desc->natts);
 
 			operation = "UPDATE";
-			tenant_row = td->tg_newtuple;
 			deform_row(&newrow, td->tg_newtuple, desc);
+			tenant_row = &newrow;
 			if (changed_columns(info, desc, &newrow, &row, changed) == 0)
 				return PointerGetDatum(td->tg_newtuple);	/* no tracked column changed */
 			newv = columns_object(info, desc, &newrow, COLS_CHANGED, changed);
@@ -869,7 +864,7 @@ track_change(PG_FUNCTION_ARGS)
 		else
 		{
 			operation = "DELETE";
-			tenant_row = td->tg_trigtuple;
+			tenant_row = &row;
 			key = columns_object(info, desc, &row, COLS_KEY, NULL);
 			oldv = columns_object(info, desc, &row, COLS_TRACKED, NULL);
 			newv = empty_object();
@@ -877,7 +872,7 @@ track_change(PG_FUNCTION_ARGS)
 		}
 	}
 
-	record_change(info, operation, key, oldv, newv, desc, tenant_row);
+	record_change(info, operation, key, oldv, newv, tenant_row);
 	return PointerGetDatum(result);
 }
 
