@@ -245,20 +245,11 @@ release_lane(HeldLane *ln)
  * A session holds at most MAX_SESSION_LANES lanes between transactions, so
  * that a backend serving many tenants does not fill the shared lock table:
  * beyond that, the least recently used lanes are given back, and the
- * chains it remembers go down to EVICT_TO at once (one pass and a sort
- * every MAX_SESSION_LANES - EVICT_TO new chains, not a scan per commit).
+ * chains it remembers go down to EVICT_TO at once (two passes every
+ * MAX_SESSION_LANES - EVICT_TO new chains, not a scan per commit).
  */
 #define MAX_SESSION_LANES 32
 #define EVICT_TO		  16
-
-static int
-lane_lru_cmp(const void *a, const void *b)
-{
-	uint64		ua = (*(HeldLane *const *) a)->last_used;
-	uint64		ub = (*(HeldLane *const *) b)->last_used;
-
-	return ua < ub ? -1 : ua > ub ? 1 : 0;
-}
 
 /* A chain the session stops remembering: its lane given back if held. */
 static void
@@ -273,48 +264,46 @@ forget_lane(HeldLane *ln)
 	(void) hash_search(lanes, &chain_id, HASH_REMOVE, NULL);
 }
 
+/*
+ * Called at transaction end (end_of_xact()), once no lane is the
+ * transaction's any more: keeps the EVICT_TO chains used last.  Two passes,
+ * no allocation: the EVICT_TO newest last_used values (distinct: a
+ * counter), then every chain used before them is forgotten.
+ */
 static void
 evict_lanes(void)
 {
 	HASH_SEQ_STATUS status;
 	HeldLane   *ln;
-	HeldLane  **old;
-	int			nold = 0;
-	long		n = hash_get_num_entries(lanes);
+	uint64		newest[EVICT_TO];	/* ascending */
+	int			n = 0;
 
-	if (n <= MAX_SESSION_LANES)
-		return;
-
-	/*
-	 * At transaction end, even an abort's: no error for want of memory
-	 * here, rather the slow way (a scan for each chain let go of).
-	 */
-	old = MemoryContextAllocExtended(TopMemoryContext, sizeof(HeldLane *) * n,
-									 MCXT_ALLOC_NO_OOM);
-	if (old == NULL)
-	{
-		while (hash_get_num_entries(lanes) > EVICT_TO)
-		{
-			HeldLane   *oldest = NULL;
-
-			hash_seq_init(&status, lanes);
-			while ((ln = hash_seq_search(&status)) != NULL)
-				if (!ln->in_xact && (oldest == NULL || ln->last_used < oldest->last_used))
-					oldest = ln;
-			if (oldest == NULL)
-				return;			/* all written by this transaction */
-			forget_lane(oldest);
-		}
-		return;
-	}
 	hash_seq_init(&status, lanes);
 	while ((ln = hash_seq_search(&status)) != NULL)
-		if (!ln->in_xact)		/* not one the transaction writes to */
-			old[nold++] = ln;
-	qsort(old, nold, sizeof(HeldLane *), lane_lru_cmp);
-	for (int i = 0; i < nold && n > EVICT_TO; i++, n--)
-		forget_lane(old[i]);
-	pfree(old);
+	{
+		int			i;
+
+		if (n < EVICT_TO)
+		{
+			/* insert in place */
+			for (i = n++; i > 0 && newest[i - 1] > ln->last_used; i--)
+				newest[i] = newest[i - 1];
+			newest[i] = ln->last_used;
+		}
+		else if (ln->last_used > newest[0])
+		{
+			/* the oldest of them goes: shift down to the place */
+			for (i = 0; i + 1 < EVICT_TO && newest[i + 1] < ln->last_used; i++)
+				newest[i] = newest[i + 1];
+			newest[i] = ln->last_used;
+		}
+	}
+	if (n < EVICT_TO)
+		return;
+	hash_seq_init(&status, lanes);
+	while ((ln = hash_seq_search(&status)) != NULL)
+		if (ln->last_used < newest[0])
+			forget_lane(ln);	/* removing the entry just returned is allowed */
 }
 
 /*
