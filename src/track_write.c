@@ -52,11 +52,14 @@
  */
 #include "postgres.h"
 
+#include "access/genam.h"
 #include "access/table.h"
+#include "access/transam.h"
 #include "access/xact.h"
 #include "executor/executor.h"
 #include "nodes/bitmapset.h"
 #include "nodes/makefuncs.h"
+#include "nodes/nodeFuncs.h"
 #include "nodes/parsenodes.h"
 #include "optimizer/optimizer.h"
 #include "commands/trigger.h"
@@ -79,6 +82,10 @@ static struct
 	Expr	  **checks;
 	List	   *pred_oids;		/* partial indexes of the table seen so far */
 	List	   *preds;			/* ... their planned predicates, in that order */
+	/* the same, ready to evaluate, for every transaction (reusable()) */
+	bool		states_ok;		/* every CHECK expression is reusable */
+	ExprState **check_states;
+	List	   *pred_states;	/* in the order of pred_oids; NULL: not reusable */
 	int			depth;			/* > 0 while a row is being written */
 } dc_checks;
 
@@ -102,6 +109,65 @@ track_write_inval(Datum arg, Oid relid)
 		dc_checks.valid = false;
 	if (dc_open.open && (relid == InvalidOid || relid == dc_open.relid))
 		dc_open.stale = true;
+}
+
+/*
+ * Whether a planned CHECK expression or index predicate may be made ready
+ * once per backend and evaluated in every later transaction's executor
+ * state (init_checks()): only nodes whose ready state holds nothing of the
+ * executor state it was first evaluated in (no per-query cache, no row
+ * type cache, no hashed IN list), calling only built-in functions, whose
+ * lookup cannot go stale.  data_changes' own CHECKs (table_name <> '',
+ * operation IN (...)) and partial index predicates (IS NOT NULL,
+ * = 'TRUNCATE') are such; anything else is made ready per transaction.
+ */
+static bool reusable_walker(Node *node, void *context);
+
+static bool
+reusable(Node *node, void *context)
+{
+	Oid			fn = InvalidOid;
+
+	if (node == NULL)
+		return true;
+	switch (nodeTag(node))
+	{
+		case T_Var:
+		case T_Const:
+		case T_BoolExpr:
+		case T_RelabelType:
+		case T_BooleanTest:
+		case T_List:
+			break;
+		case T_NullTest:
+			if (((NullTest *) node)->argisrow)
+				return false;
+			break;
+		case T_OpExpr:
+			fn = ((OpExpr *) node)->opfuncid;
+			break;
+		case T_FuncExpr:
+			fn = ((FuncExpr *) node)->funcid;
+			break;
+		case T_ScalarArrayOpExpr:
+			if (OidIsValid(((ScalarArrayOpExpr *) node)->hashfuncid))
+				return false;
+			fn = ((ScalarArrayOpExpr *) node)->opfuncid;
+			break;
+		default:
+			return false;
+	}
+	if ((IsA(node, OpExpr) || IsA(node, FuncExpr) || IsA(node, ScalarArrayOpExpr)) &&
+		(!OidIsValid(fn) || fn >= FirstGenbkiObjectId))
+		return false;
+	return !expression_tree_walker(node, reusable_walker, context);
+}
+
+/* expression_tree_walker's callback: true stops (not reusable) */
+static bool
+reusable_walker(Node *node, void *context)
+{
+	return !reusable(node, context);
 }
 
 /* Rebuilds the planned CHECK expressions of the (open) table if needed. */
@@ -134,9 +200,18 @@ checks_for(Relation rel)
 	dc_checks.checks = palloc0(sizeof(Expr *) * Max(ncheck, 1));
 	dc_checks.pred_oids = NIL;
 	dc_checks.preds = NIL;
+	dc_checks.pred_states = NIL;
+	dc_checks.check_states = palloc0(sizeof(ExprState *) * Max(ncheck, 1));
+	dc_checks.states_ok = true;
 	/* as ExecRelCheck() does it, except ExecInitExpr() per row (below) */
 	for (int i = 0; i < ncheck; i++)
+	{
 		dc_checks.checks[i] = expression_planner(stringToNode(constr->check[i].ccbin));
+		if (dc_checks.states_ok && reusable((Node *) dc_checks.checks[i], NULL))
+			dc_checks.check_states[i] = ExecInitExpr(dc_checks.checks[i], NULL);
+		else
+			dc_checks.states_ok = false;
+	}
 	MemoryContextSwitchTo(old);
 	dc_checks.valid = true;
 	return true;
@@ -175,31 +250,40 @@ build_state(Relation rel, EState **estate_out, ResultRelInfo **rri_out, TupleTab
 /*
  * The planned predicate of a partial index of the table, planned once per
  * backend (with the CHECK expressions, and dropped with them) rather than
- * by ExecInsertIndexTuples() for each new executor state.
+ * by ExecInsertIndexTuples() for each new executor state; its position in
+ * dc_checks.preds (and pred_states: its state ready for every transaction,
+ * or NULL when it is not reusable()).
  */
-static List *
+static int
 planned_predicate(Relation index, List *predicate)
 {
 	MemoryContext old;
 	List	   *planned;
+	ExprState  *state = NULL;
 
 	for (int i = 0; i < list_length(dc_checks.pred_oids); i++)
 		if (list_nth_oid(dc_checks.pred_oids, i) == RelationGetRelid(index))
-			return (List *) list_nth(dc_checks.preds, i);
+			return i;
 	old = MemoryContextSwitchTo(dc_checks.cxt);
 	planned = (List *) expression_planner((Expr *) copyObject(predicate));
+	if (reusable((Node *) planned, NULL))
+		state = ExecInitQual(planned, NULL);
 	dc_checks.pred_oids = lappend_oid(dc_checks.pred_oids, RelationGetRelid(index));
 	dc_checks.preds = lappend(dc_checks.preds, planned);
+	dc_checks.pred_states = lappend(dc_checks.pred_states, state);
 	MemoryContextSwitchTo(old);
-	return planned;
+	return list_length(dc_checks.preds) - 1;
 }
 
 /*
  * The CHECK expressions of the result relation and the predicates of its
- * partial indexes, ready to evaluate.
+ * partial indexes, ready to evaluate.  For the table kept open (kept), the
+ * states made ready once per backend where they are reusable() (an
+ * evaluation never overlaps another: a nested write goes the per-row way,
+ * with states of its own); else made ready in the executor state.
  */
 static void
-init_checks(Relation rel, EState *estate, ResultRelInfo *rri)
+init_checks(Relation rel, EState *estate, ResultRelInfo *rri, bool kept)
 {
 	MemoryContext old;
 
@@ -208,18 +292,28 @@ init_checks(Relation rel, EState *estate, ResultRelInfo *rri)
 	old = MemoryContextSwitchTo(estate->es_query_cxt);
 	if (dc_checks.ncheck > 0)
 	{
-		rri->ri_ConstraintExprs = palloc(sizeof(ExprState *) * dc_checks.ncheck);
-		for (int i = 0; i < dc_checks.ncheck; i++)
-			rri->ri_ConstraintExprs[i] = ExecInitExpr(dc_checks.checks[i], NULL);
+		if (kept && dc_checks.states_ok)
+			rri->ri_ConstraintExprs = dc_checks.check_states;
+		else
+		{
+			rri->ri_ConstraintExprs = palloc(sizeof(ExprState *) * dc_checks.ncheck);
+			for (int i = 0; i < dc_checks.ncheck; i++)
+				rri->ri_ConstraintExprs[i] = ExecInitExpr(dc_checks.checks[i], NULL);
+		}
 	}
 	for (int i = 0; i < rri->ri_NumIndices; i++)
 	{
 		IndexInfo  *ii = rri->ri_IndexRelationInfo[i];
+		int			p;
 
-		/* as ExecPrepareQual() makes it, from the predicate planned once */
-		if (ii->ii_Predicate != NIL && ii->ii_PredicateState == NULL)
-			ii->ii_PredicateState =
-				ExecInitQual(planned_predicate(rri->ri_IndexRelationDescs[i], ii->ii_Predicate), NULL);
+		if (ii->ii_Predicate == NIL || ii->ii_PredicateState != NULL)
+			continue;
+		p = planned_predicate(rri->ri_IndexRelationDescs[i], ii->ii_Predicate);
+		if (kept && list_nth(dc_checks.pred_states, p) != NULL)
+			ii->ii_PredicateState = (ExprState *) list_nth(dc_checks.pred_states, p);
+		else
+			/* as ExecPrepareQual() makes it, from the predicate planned once */
+			ii->ii_PredicateState = ExecInitQual((List *) list_nth(dc_checks.preds, p), NULL);
 	}
 	MemoryContextSwitchTo(old);
 }
@@ -247,6 +341,28 @@ check_table(Relation rel, int natts)
 		elog(ERROR, "tool_audit.data_changes is not the table tool_audit expects");
 }
 
+/*
+ * ExecCloseIndices() without its lock releases: the transaction keeps the
+ * indexes' RowExclusiveLock to its end, as it keeps the table's, and the
+ * commit drops every lock at once (7 lock releases a transaction saved).
+ * Nothing can be waiting for these locks that a release at pre-commit
+ * would let through any sooner than the commit does.
+ */
+static void
+close_indices(ResultRelInfo *rri)
+{
+	for (int i = 0; i < rri->ri_NumIndices; i++)
+	{
+		if (rri->ri_IndexRelationDescs[i] == NULL)
+			continue;
+#if PG_VERSION_NUM >= 170000
+		index_insert_cleanup(rri->ri_IndexRelationDescs[i], rri->ri_IndexRelationInfo[i]);
+#endif
+		index_close(rri->ri_IndexRelationDescs[i], NoLock);
+		rri->ri_IndexRelationDescs[i] = NULL;
+	}
+}
+
 /* Closes the kept table (under the transaction's resource owner). */
 static void
 close_kept(void)
@@ -259,7 +375,7 @@ close_kept(void)
 	CurrentResourceOwner = TopTransactionResourceOwner;
 	PG_TRY();
 	{
-		ExecCloseIndices(dc_open.rri);
+		close_indices(dc_open.rri);
 		ExecResetTupleTable(dc_open.estate->es_tupleTable, false);
 		FreeExecutorState(dc_open.estate);
 		table_close(dc_open.rel, NoLock);
@@ -348,7 +464,7 @@ open_kept(Oid relid, int natts)
 		dc_checks.depth++;
 		PG_TRY();
 		{
-			init_checks(rel, dc_open.estate, dc_open.rri);
+			init_checks(rel, dc_open.estate, dc_open.rri, true);
 		}
 		PG_FINALLY();
 		{
@@ -386,7 +502,7 @@ write_row_once(Oid relid, Datum *values, bool *nulls, int natts)
 	dc_checks.depth++;
 	PG_TRY();
 	{
-		init_checks(rel, estate, rri);
+		init_checks(rel, estate, rri, false);
 		insert_slot(estate, rri, slot, values, nulls, natts);
 	}
 	PG_FINALLY();

@@ -120,6 +120,35 @@ EXPLAIN (COSTS OFF) SELECT id FROM tool_audit.data_changes
  WHERE recorded_at >= '2026-01-01' AND recorded_at < '2026-02-01';
 ROLLBACK;
 
+-- data_changes' CHECK constraints and partial index predicates (only
+-- built-in operators) are made ready once per backend and evaluated in
+-- every later transaction (track_write.c): the partial index of calls gets
+-- exactly the rows made in a call, over transactions with and without one
+SELECT coalesce(max(id), 0) AS mark FROM tool_audit.data_changes \gset
+SET ROLE regress_writer;
+UPDATE public.kept_accounts SET balance = 10 WHERE id = 4;
+SET tool_audit.call = '0c0c0c0c-0c0c-4c0c-8c0c-0c0c0c0c0c0c';
+UPDATE public.kept_accounts SET balance = 11 WHERE id = 4;
+UPDATE public.kept_accounts SET balance = 12 WHERE id = 6;
+RESET tool_audit.call;
+UPDATE public.kept_accounts SET balance = 13 WHERE id = 6;
+RESET ROLE;
+BEGIN;
+SET LOCAL enable_seqscan = off;
+SET LOCAL enable_bitmapscan = off;
+EXPLAIN (COSTS OFF) SELECT count(*) FROM tool_audit.data_changes
+ WHERE call_event_id = '0c0c0c0c-0c0c-4c0c-8c0c-0c0c0c0c0c0c' AND id > 0;
+SELECT count(*) AS in_call_index FROM tool_audit.data_changes
+ WHERE call_event_id = '0c0c0c0c-0c0c-4c0c-8c0c-0c0c0c0c0c0c' AND id > :mark;
+-- and the partial index of TRUNCATEs none of them
+EXPLAIN (COSTS OFF) SELECT count(*) FROM tool_audit.data_changes
+ WHERE operation = 'TRUNCATE' AND table_name = 'public.kept_accounts';
+SELECT count(*) AS in_truncate_index FROM tool_audit.data_changes
+ WHERE operation = 'TRUNCATE' AND table_name = 'public.kept_accounts';
+ROLLBACK;
+SELECT count(*) AS rows, count(call_event_id) AS with_call
+  FROM tool_audit.data_changes WHERE id > :mark;
+
 SET ROLE regress_admin;
 SELECT tool_audit.untrack('public.kept_accounts');
 RESET ROLE;
