@@ -394,7 +394,8 @@ read_head(Relation rel, const TaLayout *layout, TaChainHead *h)
 		}
 	}
 	UnregisterSnapshot(snap);
-	index_close(irel, AccessShareLock);
+	/* the lock stays to the end of the transaction, which writes the table */
+	index_close(irel, NoLock);
 }
 
 /*

@@ -47,6 +47,7 @@
 #include "executor/spi.h"
 #include "executor/tuptable.h"
 #include "fmgr.h"
+#include "storage/bufmgr.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/jsonb.h"
@@ -445,6 +446,12 @@ purge_expired(PG_FUNCTION_ARGS)
  * (table, chain, lane), read through purge_anchors' primary key (table_name,
  * chain_id, chain_lane, first_seq) with the caller's snapshot.  False if
  * the lane has none (or the database has no purge_anchors yet: before 1.4).
+ *
+ * Every lane a writer takes asks (chain.c's read_head()), and most databases
+ * have never purged: a table of no block has no anchor any snapshot can see
+ * (one committed before the snapshot was taken extended the table before it
+ * committed), so the index is not opened then.  The locks stay to the end of
+ * the transaction, as a statement's would.
  */
 bool
 ta_anchor_head(const char *table, int64 chain_id, int32 lane, Snapshot snap,
@@ -462,6 +469,11 @@ ta_anchor_head(const char *table, int64 chain_id, int32 lane, Snapshot snap,
 	if (!OidIsValid(relid) || !OidIsValid(indexid))
 		return false;
 	rel = table_open(relid, AccessShareLock);
+	if (RelationGetNumberOfBlocks(rel) == 0)
+	{
+		table_close(rel, NoLock);
+		return false;
+	}
 	irel = index_open(indexid, AccessShareLock);
 	ScanKeyEntryInitialize(&keys[0], 0, 1, BTEqualStrategyNumber, InvalidOid,
 						   irel->rd_indcollation[0], F_TEXTEQ,
@@ -488,7 +500,7 @@ ta_anchor_head(const char *table, int64 chain_id, int32 lane, Snapshot snap,
 	}
 	index_endscan(scan);
 	ExecDropSingleTupleTableSlot(slot);
-	index_close(irel, AccessShareLock);
-	table_close(rel, AccessShareLock);
+	index_close(irel, NoLock);
+	table_close(rel, NoLock);
 	return found;
 }
