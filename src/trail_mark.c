@@ -98,38 +98,75 @@ ta_trail_mark_init(void)
 	RegisterSubXactCallback(trail_mark_subxact_callback, NULL);
 }
 
+/* 1 for a mark written by a committed transaction, 2 by this one */
+static int
+mark_kind(TupleTableSlot *slot)
+{
+	bool		should_free;
+	HeapTuple	tuple = ExecFetchSlotHeapTuple(slot, false, &should_free);
+	int			kind = TransactionIdIsCurrentTransactionId(HeapTupleHeaderGetXmin(tuple->t_data)) ? 2 : 1;
+
+	if (should_free)
+		heap_freetuple(tuple);
+	return kind;
+}
+
 /*
  * Is there a mark of the table: 1 committed, 2 only this transaction's, 0
  * none.  Read straight from the index with SnapshotSelf (committed rows and
  * this transaction's): not an MVCC read, so no predicate lock, and two
  * SERIALIZABLE transactions writing a table's first rows at once do not
- * fail on it (a read then an insert each would be a write skew).
+ * fail on it (a read then an insert each would be a write skew).  The
+ * index is a plain one, which the DDL guard lets the extension's owner drop
+ * (as it lets any plain index go): without it the table, a few rows, is
+ * read whole the same way, rather than every audit write failing.
  */
 static int
 probe(Oid marks, const char *name)
 {
 	Relation	rel = table_open(marks, AccessShareLock);
-	Relation	irel = index_open(ta_schema_relid("trail_marks_table", false), AccessShareLock);
-	ScanKeyData key;
-	IndexScanDesc scan;
+	Oid			index = ta_schema_relid("trail_marks_table", true);
 	TupleTableSlot *slot = table_slot_create(rel, NULL);
 	int			found = 0;
 
-	ScanKeyEntryInitialize(&key, 0, 1, BTEqualStrategyNumber, InvalidOid,
-						   irel->rd_indcollation[0], F_TEXTEQ, CStringGetTextDatum(name));
-	scan = ta_index_scan(rel, irel, SnapshotSelf, &key, 1);
-	while (found != 1 && index_getnext_slot(scan, ForwardScanDirection, slot))
+	if (OidIsValid(index))
 	{
-		bool		should_free;
-		HeapTuple	tuple = ExecFetchSlotHeapTuple(slot, false, &should_free);
+		Relation	irel = index_open(index, AccessShareLock);
+		ScanKeyData key;
+		IndexScanDesc scan;
 
-		found = TransactionIdIsCurrentTransactionId(HeapTupleHeaderGetXmin(tuple->t_data)) ? 2 : 1;
-		if (should_free)
-			heap_freetuple(tuple);
+		ScanKeyEntryInitialize(&key, 0, 1, BTEqualStrategyNumber, InvalidOid,
+							   irel->rd_indcollation[0], F_TEXTEQ, CStringGetTextDatum(name));
+		scan = ta_index_scan(rel, irel, SnapshotSelf, &key, 1);
+		while (found != 1 && index_getnext_slot(scan, ForwardScanDirection, slot))
+			found = mark_kind(slot);
+		index_endscan(scan);
+		index_close(irel, AccessShareLock);
 	}
-	index_endscan(scan);
+	else
+	{
+		TupleDesc	desc = RelationGetDescr(rel);
+		AttrNumber	attno = InvalidAttrNumber;
+		TableScanDesc scan;
+
+		for (int i = 0; i < desc->natts; i++)
+			if (!TupleDescAttr(desc, i)->attisdropped &&
+				strcmp(NameStr(TupleDescAttr(desc, i)->attname), "table_name") == 0)
+				attno = i + 1;
+		if (attno == InvalidAttrNumber)
+			elog(ERROR, "tool_audit.trail_marks has no column \"table_name\"");
+		scan = table_beginscan(rel, SnapshotSelf, 0, NULL);
+		while (found != 1 && table_scan_getnextslot(scan, ForwardScanDirection, slot))
+		{
+			bool		isnull;
+			Datum		d = slot_getattr(slot, attno, &isnull);
+
+			if (!isnull && strcmp(TextDatumGetCString(d), name) == 0)
+				found = mark_kind(slot);
+		}
+		table_endscan(scan);
+	}
 	ExecDropSingleTupleTableSlot(slot);
-	index_close(irel, AccessShareLock);
 	table_close(rel, AccessShareLock);
 	return found;
 }
