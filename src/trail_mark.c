@@ -37,12 +37,14 @@
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/xact.h"
+#include "catalog/pg_am.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "executor/tuptable.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/rel.h"
+#include "utils/relcache.h"
 #include "utils/snapmgr.h"
 
 #include "catalog.h"
@@ -112,26 +114,60 @@ mark_kind(TupleTableSlot *slot)
 }
 
 /*
+ * The index to probe, open: trail_marks_table if it is still a B-tree whose
+ * first column is table_name; NULL otherwise (the owner may drop a plain
+ * index, and make another under its name).
+ */
+static Relation
+marks_index(Relation rel, AttrNumber attno)
+{
+	Oid			index = ta_schema_relid("trail_marks_table", true);
+	Relation	irel;
+
+	if (!OidIsValid(index))
+		return NULL;
+	irel = index_open(index, AccessShareLock);
+	if (irel->rd_index->indrelid == RelationGetRelid(rel) &&
+		irel->rd_rel->relam == BTREE_AM_OID &&
+		irel->rd_index->indnkeyatts >= 1 &&
+		irel->rd_index->indkey.values[0] == attno &&
+		OidIsValid(irel->rd_indcollation[0]) &&
+		RelationGetIndexPredicate(irel) == NIL)
+		return irel;
+	index_close(irel, AccessShareLock);
+	return NULL;
+}
+
+/*
  * Is there a mark of the table: 1 committed, 2 only this transaction's, 0
  * none.  Read straight from the index with SnapshotSelf (committed rows and
  * this transaction's): not an MVCC read, so no predicate lock, and two
  * SERIALIZABLE transactions writing a table's first rows at once do not
  * fail on it (a read then an insert each would be a write skew).  The
  * index is a plain one, which the DDL guard lets the extension's owner drop
- * (as it lets any plain index go): without it the table, a few rows, is
- * read whole the same way, rather than every audit write failing.
+ * (as it lets any plain index go): without it, or with another index under
+ * its name, the table (a few rows) is read whole the same way, rather than
+ * every audit write failing.
  */
 static int
 probe(Oid marks, const char *name)
 {
 	Relation	rel = table_open(marks, AccessShareLock);
-	Oid			index = ta_schema_relid("trail_marks_table", true);
+	TupleDesc	desc = RelationGetDescr(rel);
+	AttrNumber	attno = InvalidAttrNumber;
 	TupleTableSlot *slot = table_slot_create(rel, NULL);
+	Relation	irel;
 	int			found = 0;
 
-	if (OidIsValid(index))
+	for (int i = 0; i < desc->natts; i++)
+		if (!TupleDescAttr(desc, i)->attisdropped &&
+			strcmp(NameStr(TupleDescAttr(desc, i)->attname), "table_name") == 0)
+			attno = i + 1;
+	if (attno == InvalidAttrNumber)
+		elog(ERROR, "tool_audit.trail_marks has no column \"table_name\"");
+	irel = marks_index(rel, attno);
+	if (irel != NULL)
 	{
-		Relation	irel = index_open(index, AccessShareLock);
 		ScanKeyData key;
 		IndexScanDesc scan;
 
@@ -145,17 +181,8 @@ probe(Oid marks, const char *name)
 	}
 	else
 	{
-		TupleDesc	desc = RelationGetDescr(rel);
-		AttrNumber	attno = InvalidAttrNumber;
-		TableScanDesc scan;
+		TableScanDesc scan = table_beginscan(rel, SnapshotSelf, 0, NULL);
 
-		for (int i = 0; i < desc->natts; i++)
-			if (!TupleDescAttr(desc, i)->attisdropped &&
-				strcmp(NameStr(TupleDescAttr(desc, i)->attname), "table_name") == 0)
-				attno = i + 1;
-		if (attno == InvalidAttrNumber)
-			elog(ERROR, "tool_audit.trail_marks has no column \"table_name\"");
-		scan = table_beginscan(rel, SnapshotSelf, 0, NULL);
 		while (found != 1 && table_scan_getnextslot(scan, ForwardScanDirection, slot))
 		{
 			bool		isnull;
