@@ -37,7 +37,6 @@
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/xact.h"
-#include "catalog/pg_am.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "executor/tuptable.h"
@@ -119,20 +118,17 @@ mark_kind(TupleTableSlot *slot)
  * index, and make another under its name).
  */
 static Relation
-marks_index(Relation rel, AttrNumber attno)
+marks_index(Relation rel)
 {
 	Oid			index = ta_schema_relid("trail_marks_table", true);
 	Relation	irel;
 
 	if (!OidIsValid(index))
 		return NULL;
+	if (!ta_index_on_column(index, RelationGetRelid(rel), "table_name"))
+		return NULL;
 	irel = index_open(index, AccessShareLock);
-	if (irel->rd_index->indrelid == RelationGetRelid(rel) &&
-		irel->rd_rel->relam == BTREE_AM_OID &&
-		irel->rd_index->indnkeyatts >= 1 &&
-		irel->rd_index->indkey.values[0] == attno &&
-		OidIsValid(irel->rd_indcollation[0]) &&
-		RelationGetIndexPredicate(irel) == NIL)
+	if (OidIsValid(irel->rd_indcollation[0]) && RelationGetIndexPredicate(irel) == NIL)
 		return irel;
 	index_close(irel, AccessShareLock);
 	return NULL;
@@ -165,7 +161,7 @@ probe(Oid marks, const char *name)
 			attno = i + 1;
 	if (attno == InvalidAttrNumber)
 		elog(ERROR, "tool_audit.trail_marks has no column \"table_name\"");
-	irel = marks_index(rel, attno);
+	irel = marks_index(rel);
 	if (irel != NULL)
 	{
 		ScanKeyData key;
