@@ -19,6 +19,8 @@
 #include "access/table.h"
 #include "catalog/indexing.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_am.h"
+#include "catalog/pg_index.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_extension.h"
 #include "executor/spi.h"
@@ -110,6 +112,40 @@ ta_audit_table_expected(const char *table)
 	systable_endscan(scan);
 	table_close(rel, AccessShareLock);
 	return expected;
+}
+
+/*
+ * Is the index (looked up by its name) still a B-tree of the relation whose
+ * first key column is the given one?  A plain index may be dropped by the
+ * extension's owner, and another plain one made under its name (the DDL
+ * guard allows both): a probe through that one would compare the value
+ * with another column, and find the wrong rows or none.
+ */
+bool
+ta_index_on_column(Oid indexid, Oid relid, const char *column)
+{
+	HeapTuple	tup;
+	Form_pg_index idx;
+	bool		ok;
+
+	if (!OidIsValid(indexid))
+		return false;
+	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(indexid));
+	if (!HeapTupleIsValid(tup))
+		return false;
+	ok = ((Form_pg_class) GETSTRUCT(tup))->relam == BTREE_AM_OID;
+	ReleaseSysCache(tup);
+	if (!ok)
+		return false;
+	tup = SearchSysCache1(INDEXRELID, ObjectIdGetDatum(indexid));
+	if (!HeapTupleIsValid(tup))
+		return false;
+	idx = (Form_pg_index) GETSTRUCT(tup);
+	ok = idx->indrelid == relid && idx->indnkeyatts >= 1 &&
+		idx->indkey.values[0] != 0 &&
+		idx->indkey.values[0] == get_attnum(relid, column);
+	ReleaseSysCache(tup);
+	return ok;
 }
 
 Oid

@@ -18,6 +18,7 @@ extern Oid	ta_schema_oid(bool missing_ok);
 extern Oid	ta_schema_relid(const char *name, bool missing_ok);
 extern void ta_missing_relation(const char *name) pg_attribute_noreturn();
 extern Oid	ta_relation_owner(Oid relid);
+extern bool ta_index_on_column(Oid indexid, Oid relid, const char *column);
 
 #define TA_NAUDIT_TABLES 3
 extern const char *const ta_audit_tables[TA_NAUDIT_TABLES];

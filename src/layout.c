@@ -301,6 +301,9 @@ build_layout(Relation rel)
 	l->chain_index = sibling(rel, "_chain_position");
 	l->event_id_index = sibling(rel, "_event_id_key");
 	l->call_event_index = sibling(rel, "_call_event_id");
+	/* a plain index: another may be made under its name (catalog.c) */
+	if (!ta_index_on_column(l->call_event_index, RelationGetRelid(rel), "call_event_id"))
+		l->call_event_index = InvalidOid;
 	return l;
 }
 

@@ -570,11 +570,30 @@ exec_as_owner(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes,
  * tool_audit.call, the statements, then log_call() with that event_id) is
  * accepted, without a tenant, as before.
  */
+/*
+ * A call row this transaction wrote goes with a rolled back subtransaction
+ * that wrote it: a tenant learnt from it is looked up again (it may be gone).
+ */
+static void
+call_tenant_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+							 SubTransactionId parentSubid, void *arg)
+{
+	if (event == SUBXACT_EVENT_ABORT_SUB && !call_tenant.lasting)
+		call_tenant.call[0] = '\0';
+}
+
 static Datum
 call_tenant_of(Datum call, bool *isnull)
 {
+	static bool registered = false;
 	LocalTransactionId lxid = MyProc->lxid;
 	CommandId	cid = GetCurrentCommandId(false);
+
+	if (!registered)
+	{
+		RegisterSubXactCallback(call_tenant_subxact_callback, NULL);
+		registered = true;
+	}
 
 	if (!(strcmp(call_tenant.call, ta_call) == 0 &&
 		  (call_tenant.lasting ||

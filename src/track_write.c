@@ -95,6 +95,7 @@ static struct
 	bool		open;
 	bool		stale;			/* invalidated since opened: reopen */
 	bool		callback;		/* the transaction callback is registered */
+	SubTransactionId subid;		/* the (sub)transaction that opened it */
 	Oid			relid;
 	Relation	rel;
 	EState	   *estate;
@@ -418,6 +419,23 @@ track_write_xact_callback(XactEvent event, void *arg)
 }
 
 /*
+ * A rolled back subtransaction that opened the table (again: after a CREATE
+ * INDEX of data_changes in it, say) closes it before the relation cache
+ * forgets what the subtransaction created: the kept index of a rolled back
+ * CREATE INDEX would otherwise stay referenced ("cannot remove relcache
+ * entry ... because it has nonzero refcount").  One opened before the
+ * subtransaction stays open.
+ */
+static void
+track_write_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+							 SubTransactionId parentSubid, void *arg)
+{
+	if (event == SUBXACT_EVENT_ABORT_SUB && dc_open.open && dc_open.subid >= mySubid &&
+		dc_checks.depth == 0)
+		close_kept();
+}
+
+/*
  * Closes the kept table before a utility statement (guard.c: its event
  * trigger on ddl_command_start and, preloaded, its ProcessUtility hook): an
  * ALTER TABLE, CREATE INDEX or DROP of data_changes refuses a table this
@@ -441,6 +459,7 @@ open_kept(Oid relid, int natts)
 	if (!dc_open.callback)
 	{
 		RegisterXactCallback(track_write_xact_callback, NULL);
+		RegisterSubXactCallback(track_write_subxact_callback, NULL);
 		dc_open.callback = true;
 	}
 	CurrentResourceOwner = TopTransactionResourceOwner;
@@ -457,6 +476,7 @@ open_kept(Oid relid, int natts)
 		}
 		dc_open.rel = rel;
 		dc_open.relid = relid;
+		dc_open.subid = GetCurrentSubTransactionId();
 		dc_open.stale = false;
 		dc_open.estate = NULL;
 		dc_open.open = true;	/* closed by close_kept() from here on */

@@ -43,6 +43,7 @@
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/rel.h"
+#include "utils/relcache.h"
 #include "utils/snapmgr.h"
 
 #include "catalog.h"
@@ -98,38 +99,97 @@ ta_trail_mark_init(void)
 	RegisterSubXactCallback(trail_mark_subxact_callback, NULL);
 }
 
+/* 1 for a mark written by a committed transaction, 2 by this one */
+static int
+mark_kind(TupleTableSlot *slot)
+{
+	bool		should_free;
+	HeapTuple	tuple = ExecFetchSlotHeapTuple(slot, false, &should_free);
+	int			kind = TransactionIdIsCurrentTransactionId(HeapTupleHeaderGetXmin(tuple->t_data)) ? 2 : 1;
+
+	if (should_free)
+		heap_freetuple(tuple);
+	return kind;
+}
+
+/*
+ * The index to probe, open: trail_marks_table if it is still a B-tree whose
+ * first column is table_name; NULL otherwise (the owner may drop a plain
+ * index, and make another under its name).
+ */
+static Relation
+marks_index(Relation rel)
+{
+	Oid			index = ta_schema_relid("trail_marks_table", true);
+	Relation	irel;
+
+	if (!OidIsValid(index))
+		return NULL;
+	if (!ta_index_on_column(index, RelationGetRelid(rel), "table_name"))
+		return NULL;
+	irel = index_open(index, AccessShareLock);
+	if (OidIsValid(irel->rd_indcollation[0]) && RelationGetIndexPredicate(irel) == NIL)
+		return irel;
+	index_close(irel, AccessShareLock);
+	return NULL;
+}
+
 /*
  * Is there a mark of the table: 1 committed, 2 only this transaction's, 0
  * none.  Read straight from the index with SnapshotSelf (committed rows and
  * this transaction's): not an MVCC read, so no predicate lock, and two
  * SERIALIZABLE transactions writing a table's first rows at once do not
- * fail on it (a read then an insert each would be a write skew).
+ * fail on it (a read then an insert each would be a write skew).  The
+ * index is a plain one, which the DDL guard lets the extension's owner drop
+ * (as it lets any plain index go): without it, or with another index under
+ * its name, the table (a few rows) is read whole the same way, rather than
+ * every audit write failing.
  */
 static int
 probe(Oid marks, const char *name)
 {
 	Relation	rel = table_open(marks, AccessShareLock);
-	Relation	irel = index_open(ta_schema_relid("trail_marks_table", false), AccessShareLock);
-	ScanKeyData key;
-	IndexScanDesc scan;
+	TupleDesc	desc = RelationGetDescr(rel);
+	AttrNumber	attno = InvalidAttrNumber;
 	TupleTableSlot *slot = table_slot_create(rel, NULL);
+	Relation	irel;
 	int			found = 0;
 
-	ScanKeyEntryInitialize(&key, 0, 1, BTEqualStrategyNumber, InvalidOid,
-						   irel->rd_indcollation[0], F_TEXTEQ, CStringGetTextDatum(name));
-	scan = ta_index_scan(rel, irel, SnapshotSelf, &key, 1);
-	while (found != 1 && index_getnext_slot(scan, ForwardScanDirection, slot))
+	for (int i = 0; i < desc->natts; i++)
+		if (!TupleDescAttr(desc, i)->attisdropped &&
+			strcmp(NameStr(TupleDescAttr(desc, i)->attname), "table_name") == 0)
+			attno = i + 1;
+	if (attno == InvalidAttrNumber)
+		elog(ERROR, "tool_audit.trail_marks has no column \"table_name\"");
+	irel = marks_index(rel);
+	if (irel != NULL)
 	{
-		bool		should_free;
-		HeapTuple	tuple = ExecFetchSlotHeapTuple(slot, false, &should_free);
+		ScanKeyData key;
+		IndexScanDesc scan;
 
-		found = TransactionIdIsCurrentTransactionId(HeapTupleHeaderGetXmin(tuple->t_data)) ? 2 : 1;
-		if (should_free)
-			heap_freetuple(tuple);
+		ScanKeyEntryInitialize(&key, 0, 1, BTEqualStrategyNumber, InvalidOid,
+							   irel->rd_indcollation[0], F_TEXTEQ, CStringGetTextDatum(name));
+		scan = ta_index_scan(rel, irel, SnapshotSelf, &key, 1);
+		while (found != 1 && index_getnext_slot(scan, ForwardScanDirection, slot))
+			found = mark_kind(slot);
+		index_endscan(scan);
+		index_close(irel, AccessShareLock);
 	}
-	index_endscan(scan);
+	else
+	{
+		TableScanDesc scan = table_beginscan(rel, SnapshotSelf, 0, NULL);
+
+		while (found != 1 && table_scan_getnextslot(scan, ForwardScanDirection, slot))
+		{
+			bool		isnull;
+			Datum		d = slot_getattr(slot, attno, &isnull);
+
+			if (!isnull && strcmp(TextDatumGetCString(d), name) == 0)
+				found = mark_kind(slot);
+		}
+		table_endscan(scan);
+	}
 	ExecDropSingleTupleTableSlot(slot);
-	index_close(irel, AccessShareLock);
 	table_close(rel, AccessShareLock);
 	return found;
 }
