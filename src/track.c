@@ -812,6 +812,24 @@ empty_object(void)
 	return JsonbPGetDatum(JsonbValueToJsonb(pushJsonbValue(&state, WJB_END_OBJECT, NULL)));
 }
 
+/*
+ * Does an UPDATE move the row to another tenant (a tenant column, its value
+ * changed, NULL included)?
+ */
+static bool
+tenant_moved(TrackInfo *info, TupleDesc desc, RowValues *old, RowValues *new)
+{
+	int			t = info->tenant_att;
+	Form_pg_attribute att;
+
+	if (t < 0)
+		return false;
+	if (old->nulls[t] || new->nulls[t])
+		return old->nulls[t] != new->nulls[t];
+	att = TupleDescAttr(desc, t);
+	return !datum_image_eq(old->values[t], new->values[t], att->attbyval, att->attlen);
+}
+
 /* tool_audit.track_change() RETURNS trigger */
 PG_FUNCTION_INFO_V1(track_change);
 Datum
@@ -872,6 +890,23 @@ track_change(PG_FUNCTION_ARGS)
 
 			operation = "UPDATE";
 			deform_row(&newrow, td->tg_newtuple, desc);
+			if (tenant_moved(info, desc, &row, &newrow))
+			{
+				/*
+				 * The row leaves one tenant for another: recorded as its
+				 * DELETE under the old tenant and its INSERT under the new
+				 * one (same transaction and call), so that neither tenant's
+				 * readers see the other's values, and each tenant's history
+				 * of the row stays whole.
+				 */
+				record_change(info, "DELETE", columns_object(info, desc, &row, COLS_KEY, NULL),
+							  columns_object(info, desc, &row, COLS_TRACKED, NULL),
+							  empty_object(), &row);
+				record_change(info, "INSERT", columns_object(info, desc, &newrow, COLS_KEY, NULL),
+							  empty_object(),
+							  columns_object(info, desc, &newrow, COLS_TRACKED, NULL), &newrow);
+				return PointerGetDatum(td->tg_newtuple);
+			}
 			tenant_row = &newrow;
 			if (changed_columns(info, desc, &newrow, &row, changed) == 0)
 				return PointerGetDatum(td->tg_newtuple);	/* no tracked column changed */
@@ -964,6 +999,85 @@ is_track_change(List *funcname, Oid nsp)
 	return OidIsValid(fn) && get_func_namespace(fn) == nsp;
 }
 
+/*
+ * Does a tracking trigger of the relation name this column in its
+ * arguments (the tenant column, or one of the columns its mode includes or
+ * excludes)?  Read from pg_trigger, without locking the table the statement
+ * is about to lock.
+ */
+static bool
+column_named_by_tracking(Oid relid, const char *column, Oid nsp)
+{
+	Relation	tgrel;
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tup;
+	bool		found = false;
+
+	tgrel = table_open(TriggerRelationId, AccessShareLock);
+	ScanKeyInit(&key, Anum_pg_trigger_tgrelid, BTEqualStrategyNumber, F_OIDEQ,
+				ObjectIdGetDatum(relid));
+	scan = systable_beginscan(tgrel, TriggerRelidNameIndexId, true, NULL, 1, &key);
+	while (!found && HeapTupleIsValid(tup = systable_getnext(scan)))
+	{
+		Form_pg_trigger tg = (Form_pg_trigger) GETSTRUCT(tup);
+		bool		isnull;
+		Datum		args;
+		bytea	   *raw;
+		const char *p;
+		const char *end;
+
+		if (!is_track_trigger_name(NameStr(tg->tgname)) ||
+			get_func_namespace(tg->tgfoid) != nsp || tg->tgnargs < 2)
+			continue;
+		args = heap_getattr(tup, Anum_pg_trigger_tgargs, RelationGetDescr(tgrel), &isnull);
+		if (isnull)
+			continue;
+		raw = DatumGetByteaPP(args);
+		p = VARDATA_ANY(raw);
+		end = p + VARSIZE_ANY_EXHDR(raw);
+		/* mode, tenant column, truncate, then the mode's columns: NUL-ended */
+		for (int a = 0; a < tg->tgnargs && p < end; a++)
+		{
+			if ((a == 1 || a >= 3) && strcmp(p, column) == 0)
+				found = true;
+			p += strnlen(p, end - p) + 1;
+		}
+	}
+	systable_endscan(scan);
+	table_close(tgrel, AccessShareLock);
+	return found;
+}
+
+/*
+ * ALTER TABLE ... RENAME COLUMN of a tracked table, from or to a name its
+ * tracking names: the trigger keeps columns by name, so an excluded column
+ * renamed would be tracked with its values (a secret kept out of the trail
+ * would reach it), another column renamed to an excluded name would drop
+ * out of the trail, and a tenant or included column renamed would stop
+ * the table's writes.
+ */
+static void
+guard_column_rename(RenameStmt *rs, Oid nsp)
+{
+	Oid			relid;
+
+	if (rs->relation == NULL || rs->subname == NULL || rs->newname == NULL)
+		return;
+	relid = RangeVarGetRelid(rs->relation, NoLock, true);
+	if (!OidIsValid(relid) || !has_track_trigger(relid, NULL, nsp))
+		return;
+	if (column_named_by_tracking(relid, rs->subname, nsp) ||
+		column_named_by_tracking(relid, rs->newname, nsp))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("RENAME COLUMN is not allowed on column \"%s\" of tracked table %s",
+						column_named_by_tracking(relid, rs->subname, nsp) ? rs->subname : rs->newname,
+						rs->relation->relname),
+				 errdetail("tool_audit.track() names the column in the table's options, which keep columns by name."),
+				 errhint("An admin stops the tracking with tool_audit.untrack(), which is audited, and tracks the table again after the rename.")));
+}
+
 static void
 refuse_on_tracked(const char *what, RangeVar *rv)
 {
@@ -995,7 +1109,8 @@ ta_guard_tracked(Node *stmt)
 				return;
 			break;
 		case T_RenameStmt:
-			if (((RenameStmt *) stmt)->renameType != OBJECT_TRIGGER)
+			if (((RenameStmt *) stmt)->renameType != OBJECT_TRIGGER &&
+				((RenameStmt *) stmt)->renameType != OBJECT_COLUMN)
 				return;
 			break;
 		case T_CreateTrigStmt:
@@ -1093,8 +1208,11 @@ ta_guard_tracked(Node *stmt)
 				return;
 			}
 		case T_RenameStmt:
-			if (((RenameStmt *) stmt)->renameType != OBJECT_TRIGGER)
+			if (((RenameStmt *) stmt)->renameType == OBJECT_COLUMN)
+			{
+				guard_column_rename((RenameStmt *) stmt, nsp);
 				return;
+			}
 			rv = ((RenameStmt *) stmt)->relation;
 			trigger = ((RenameStmt *) stmt)->subname;
 			what = "ALTER TRIGGER ... RENAME";
