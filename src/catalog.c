@@ -169,6 +169,21 @@ ta_spi_exec_as_owner(Oid owner, const char *sql, int nargs, Oid *argtypes,
 		elog(ERROR, "SPI_execute_with_args failed: %s", SPI_result_code_string(rc));
 }
 
+/* Two values of a text column, NULL equal to NULL, compared bytewise. */
+bool
+ta_same_text(Datum a, bool anull, Datum b, bool bnull)
+{
+	text	   *x,
+			   *y;
+
+	if (anull || bnull)
+		return anull && bnull;
+	x = DatumGetTextPP(a);
+	y = DatumGetTextPP(b);
+	return VARSIZE_ANY_EXHDR(x) == VARSIZE_ANY_EXHDR(y) &&
+		memcmp(VARDATA_ANY(x), VARDATA_ANY(y), VARSIZE_ANY_EXHDR(x)) == 0;
+}
+
 /*
  * Run fn(arg) in an internal subtransaction.  Returns NULL when it succeeded,
  * or the error it raised, copied into the caller's memory context once the

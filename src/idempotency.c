@@ -132,21 +132,6 @@ call_key(Relation rel, const TaLayout *layout, CallKey *key)
 	key->cols[3] = attr_index(RelationGetDescr(rel), "call_phase");
 }
 
-/* Two values of a text column, NULL equal to NULL, compared bytewise. */
-static bool
-same_text(Datum a, bool anull, Datum b, bool bnull)
-{
-	text	   *x,
-			   *y;
-
-	if (anull || bnull)
-		return anull && bnull;
-	x = DatumGetTextPP(a);
-	y = DatumGetTextPP(b);
-	return VARSIZE_ANY_EXHDR(x) == VARSIZE_ANY_EXHDR(y) &&
-		memcmp(VARDATA_ANY(x), VARDATA_ANY(y), VARSIZE_ANY_EXHDR(x)) == 0;
-}
-
 /* the lock of the last key checked, if still held */
 static LOCKTAG key_lock;
 static bool key_lock_taken = false;
@@ -239,7 +224,7 @@ find_stored(Relation rel, const TaLayout *layout, Oid indexoid, Oid eqproc, Datu
 				if (i < 0)
 					continue;
 				d = slot_getattr(slot, i + 1, &isnull);
-				match = same_text(d, isnull, values[i], nulls[i]);
+				match = ta_same_text(d, isnull, values[i], nulls[i]);
 			}
 			if (!match)
 				continue;
@@ -322,9 +307,9 @@ same_call_or_refuse(Relation rel, const TaLayout *layout, HeapTuple stored,
 	StringInfoData cols;
 
 	heap_deform_tuple(stored, desc, sv, sn);
-	if (!same_text(sv[by], sn[by], values[by], nulls[by]) && !refuse)
+	if (!ta_same_text(sv[by], sn[by], values[by], nulls[by]) && !refuse)
 		return NULL;
-	if (!same_text(sv[by], sn[by], values[by], nulls[by]))
+	if (!ta_same_text(sv[by], sn[by], values[by], nulls[by]))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNIQUE_VIOLATION),
 				 errmsg("%s is already recorded for another call", keyname),
