@@ -169,6 +169,20 @@ ta_spi_exec_as_owner(Oid owner, const char *sql, int nargs, Oid *argtypes,
 		elog(ERROR, "SPI_execute_with_args failed: %s", SPI_result_code_string(rc));
 }
 
+/* The index in desc of the column named so, not dropped (-1: none). */
+int
+ta_attribute_index(TupleDesc desc, const char *name)
+{
+	for (int i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+
+		if (!att->attisdropped && strcmp(NameStr(att->attname), name) == 0)
+			return i;
+	}
+	return -1;
+}
+
 /* Two values of a text column, NULL equal to NULL, compared bytewise. */
 bool
 ta_same_text(Datum a, bool anull, Datum b, bool bnull)

@@ -110,26 +110,13 @@ typedef struct CallKey
 	int			cols[4];		/* tenant_id, conversation_id, tool_call_id, call_phase */
 } CallKey;
 
-static int
-attr_index(TupleDesc desc, const char *name)
-{
-	for (int i = 0; i < desc->natts; i++)
-	{
-		Form_pg_attribute att = TupleDescAttr(desc, i);
-
-		if (!att->attisdropped && strcmp(NameStr(att->attname), name) == 0)
-			return i;
-	}
-	return -1;
-}
-
 static void
 call_key(Relation rel, const TaLayout *layout, CallKey *key)
 {
 	key->cols[0] = layout->column[TA_COL_TENANT_ID];
 	key->cols[1] = layout->column[TA_COL_CONVERSATION_ID];
 	key->cols[2] = layout->column[TA_COL_TOOL_CALL_ID];
-	key->cols[3] = attr_index(RelationGetDescr(rel), "call_phase");
+	key->cols[3] = ta_attribute_index(RelationGetDescr(rel), "call_phase");
 }
 
 /* the lock of the last key checked, if still held */
@@ -271,7 +258,7 @@ assigned_by_server(Relation rel, const TaLayout *layout, int index, bool event_i
 			return true;
 	if (!event_id_given && layout->column[TA_COL_EVENT_ID] == index)
 		return true;
-	return index == attr_index(RelationGetDescr(rel), "caller_txid");
+	return index == ta_attribute_index(RelationGetDescr(rel), "caller_txid");
 }
 
 /* The hash of one column alone, or of all compared columns (index -1). */
