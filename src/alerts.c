@@ -61,7 +61,6 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
-#include "utils/resowner.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
@@ -337,13 +336,31 @@ fire(const Rules *rs, const Rule *r, Text tenant, const char *key, int64 tool_ca
 			   detail_json, true, at);
 }
 
+typedef struct RaiseArgs
+{
+	Oid			relid;			/* the alerts table, whose owner raises */
+	const char *rule;
+	const char *tenant;
+	const char *burst_key;
+	const char *detail_json;
+} RaiseArgs;
+
+static void
+raise_now(void *arg)
+{
+	RaiseArgs  *a = (RaiseArgs *) arg;
+
+	call_raise(ta_relation_owner(a->relid), a->rule, a->tenant, a->burst_key, 0, 0, a->detail_json, false, 0);
+}
+
 void
 ta_alert_raise(const char *rule, const char *tenant, const char *burst_key,
 			   const char *detail_json)
 {
-	MemoryContext oldcxt = CurrentMemoryContext;
-	ResourceOwner oldowner = CurrentResourceOwner;
 	Oid			relid;
+	RaiseArgs	a = {.rule = rule, .tenant = tenant, .burst_key = burst_key,
+					 .detail_json = detail_json};
+	ErrorData  *edata;
 
 	if (RecoveryInProgress() || XactReadOnly || !IsTransactionState())
 		return;
@@ -356,31 +373,15 @@ ta_alert_raise(const char *rule, const char *tenant, const char *burst_key,
 	 * happens to the alert (raise_alert() dropped by a superuser, say); a
 	 * failure to raise is a warning.
 	 */
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(oldcxt);
-	PG_TRY();
+	a.relid = relid;
+	edata = ta_try_in_subtransaction(raise_now, &a);
+	if (edata != NULL)
 	{
-		call_raise(ta_relation_owner(relid), rule, tenant, burst_key, 0, 0, detail_json, false, 0);
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcxt);
-		CurrentResourceOwner = oldowner;
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(oldcxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcxt);
-		CurrentResourceOwner = oldowner;
 		ereport(WARNING,
 				(errcode(edata->sqlerrcode),
 				 errmsg("tool_audit could not raise an alert of rule %s: %s", rule, edata->message)));
 		FreeErrorData(edata);
 	}
-	PG_END_TRY();
 }
 
 /* ---- notifications, sent at commit ---- */

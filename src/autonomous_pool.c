@@ -223,6 +223,29 @@ retire_idle(void)
 	return asked;
 }
 
+/*
+ * Ask up to "count" running idle workers, not yet asked, to exit, first
+ * entries first, passing over entry "skip" (-1: none).  The caller holds
+ * pool->lock exclusively.
+ */
+static void
+retire_running_idle(int skip, int count)
+{
+	int			asked = 0;
+
+	for (int i = 0; i < pool->n && asked < count; i++)
+	{
+		TaPoolEntry *e = &pool->entries[i];
+
+		if (i != skip && e->in_use && !e->busy && !e->retire && e->pid != 0)
+		{
+			e->retire = true;
+			wake(e->procno);
+			asked++;
+		}
+	}
+}
+
 /* ---- the caller ---- */
 
 TaPoolCall *
@@ -276,16 +299,8 @@ ta_pool_reserve(const char *fname, int cap, int wait_ms)
 			pc->start = true;
 		}
 		/* the setting lowered: idle workers past it leave */
-		for (int i = 0; i < pool->n && live > cap; i++)
-		{
-			e = &pool->entries[i];
-			if (i != pc->index && e->in_use && !e->busy && !e->retire && e->pid != 0)
-			{
-				e->retire = true;
-				wake(e->procno);
-				live--;
-			}
-		}
+		if (live > cap)
+			retire_running_idle(pc->index, live - cap);
 		if (pc->index >= 0)
 		{
 			e = &pool->entries[pc->index];
@@ -299,16 +314,7 @@ ta_pool_reserve(const char *fname, int cap, int wait_ms)
 			return pc;
 		}
 		/* full: make room, an idle worker of another database or role */
-		for (int i = 0; i < pool->n; i++)
-		{
-			e = &pool->entries[i];
-			if (e->in_use && !e->busy && !e->retire && e->pid != 0)
-			{
-				e->retire = true;
-				wake(e->procno);
-				break;
-			}
-		}
+		retire_running_idle(-1, 1);
 		LWLockRelease(pool->lock);
 
 		if (GetCurrentTimestamp() >= deadline)

@@ -27,6 +27,9 @@ extern IndexScanDesc ta_index_scan(Relation rel, Relation irel, Snapshot snap,
 								   ScanKey keys, int nkeys);
 extern void ta_spi_exec_as_owner(Oid owner, const char *sql, int nargs, Oid *argtypes,
 								 Datum *values, const char *nulls, bool read_only);
+extern int	ta_attribute_index(TupleDesc desc, const char *name);
+extern bool ta_same_text(Datum a, bool anull, Datum b, bool bnull);
+extern ErrorData *ta_try_in_subtransaction(void (*fn) (void *arg), void *arg);
 
 /*
  * A per-backend copy of some extension tables (rules.c, retention.c):

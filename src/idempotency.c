@@ -110,41 +110,13 @@ typedef struct CallKey
 	int			cols[4];		/* tenant_id, conversation_id, tool_call_id, call_phase */
 } CallKey;
 
-static int
-attr_index(TupleDesc desc, const char *name)
-{
-	for (int i = 0; i < desc->natts; i++)
-	{
-		Form_pg_attribute att = TupleDescAttr(desc, i);
-
-		if (!att->attisdropped && strcmp(NameStr(att->attname), name) == 0)
-			return i;
-	}
-	return -1;
-}
-
 static void
 call_key(Relation rel, const TaLayout *layout, CallKey *key)
 {
 	key->cols[0] = layout->column[TA_COL_TENANT_ID];
 	key->cols[1] = layout->column[TA_COL_CONVERSATION_ID];
 	key->cols[2] = layout->column[TA_COL_TOOL_CALL_ID];
-	key->cols[3] = attr_index(RelationGetDescr(rel), "call_phase");
-}
-
-/* Two values of a text column, NULL equal to NULL, compared bytewise. */
-static bool
-same_text(Datum a, bool anull, Datum b, bool bnull)
-{
-	text	   *x,
-			   *y;
-
-	if (anull || bnull)
-		return anull && bnull;
-	x = DatumGetTextPP(a);
-	y = DatumGetTextPP(b);
-	return VARSIZE_ANY_EXHDR(x) == VARSIZE_ANY_EXHDR(y) &&
-		memcmp(VARDATA_ANY(x), VARDATA_ANY(y), VARSIZE_ANY_EXHDR(x)) == 0;
+	key->cols[3] = ta_attribute_index(RelationGetDescr(rel), "call_phase");
 }
 
 /* the lock of the last key checked, if still held */
@@ -239,7 +211,7 @@ find_stored(Relation rel, const TaLayout *layout, Oid indexoid, Oid eqproc, Datu
 				if (i < 0)
 					continue;
 				d = slot_getattr(slot, i + 1, &isnull);
-				match = same_text(d, isnull, values[i], nulls[i]);
+				match = ta_same_text(d, isnull, values[i], nulls[i]);
 			}
 			if (!match)
 				continue;
@@ -286,7 +258,7 @@ assigned_by_server(Relation rel, const TaLayout *layout, int index, bool event_i
 			return true;
 	if (!event_id_given && layout->column[TA_COL_EVENT_ID] == index)
 		return true;
-	return index == attr_index(RelationGetDescr(rel), "caller_txid");
+	return index == ta_attribute_index(RelationGetDescr(rel), "caller_txid");
 }
 
 /* The hash of one column alone, or of all compared columns (index -1). */
@@ -322,9 +294,9 @@ same_call_or_refuse(Relation rel, const TaLayout *layout, HeapTuple stored,
 	StringInfoData cols;
 
 	heap_deform_tuple(stored, desc, sv, sn);
-	if (!same_text(sv[by], sn[by], values[by], nulls[by]) && !refuse)
+	if (!ta_same_text(sv[by], sn[by], values[by], nulls[by]) && !refuse)
 		return NULL;
-	if (!same_text(sv[by], sn[by], values[by], nulls[by]))
+	if (!ta_same_text(sv[by], sn[by], values[by], nulls[by]))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNIQUE_VIOLATION),
 				 errmsg("%s is already recorded for another call", keyname),

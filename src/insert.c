@@ -840,20 +840,6 @@ call_already_ended(AuditRow *row, Datum call)
 	return found;
 }
 
-static bool
-same_text(Datum a, bool anull, Datum b, bool bnull)
-{
-	text	   *x,
-			   *y;
-
-	if (anull || bnull)
-		return anull && bnull;
-	x = DatumGetTextPP(a);
-	y = DatumGetTextPP(b);
-	return VARSIZE_ANY_EXHDR(x) == VARSIZE_ANY_EXHDR(y) &&
-		memcmp(VARDATA_ANY(x), VARDATA_ANY(y), VARSIZE_ANY_EXHDR(x)) == 0;
-}
-
 /*
  * call_phase, call_event_id and caller_txid of a new row.  A started row
  * names no call and records no outcome yet (success stays NULL); an ended
@@ -922,13 +908,13 @@ check_call_phase(AuditRow *row)
 			ta_call_not_begun(call);
 		s = heap_getattr(started, ta_column(row->layout, TA_COL_TENANT_ID) + 1, desc, &snull);
 		t = get_col(row, TA_COL_TENANT_ID, &tnull);
-		if (!same_text(s, snull, t, tnull))
+		if (!ta_same_text(s, snull, t, tnull))
 			ereport(ERROR,
 					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 					 errmsg("tool call %s was begun for another tenant", callstr)));
 		s = heap_getattr(started, ta_column(row->layout, TA_COL_RECORDED_BY) + 1, desc, &snull);
 		t = get_col(row, TA_COL_RECORDED_BY, &tnull);
-		if (!same_text(s, snull, t, tnull))
+		if (!ta_same_text(s, snull, t, tnull))
 			ereport(ERROR,
 					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 					 errmsg("tool call %s was begun by another role", callstr),

@@ -29,7 +29,6 @@
 #include "parser/parse_func.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
-#include "utils/resowner.h"
 
 #include "catalog.h"
 #include "impersonation.h"
@@ -96,6 +95,26 @@ call_record_read(const char *function, const char *arguments_sql,
  * transaction is refused all the same (record_read() says so before it
  * writes anything).
  */
+typedef struct RecordReadArgs
+{
+	const char *function;
+	const char *arguments_sql;
+	int			nargs;
+	Oid		   *argtypes;
+	Datum	   *args;
+	const char *argnulls;
+	int64		rows;
+} RecordReadArgs;
+
+static void
+record_read_now(void *arg)
+{
+	RecordReadArgs *a = (RecordReadArgs *) arg;
+
+	call_record_read(a->function, a->arguments_sql, a->nargs, a->argtypes, a->args,
+					 a->argnulls, a->rows);
+}
+
 void
 ta_record_read(const char *function, const char *arguments_sql,
 			   int nargs, Oid *argtypes, Datum *args, const char *argnulls,
@@ -103,8 +122,8 @@ ta_record_read(const char *function, const char *arguments_sql,
 {
 	Oid			types[3] = {TEXTOID, JSONBOID, INT8OID};
 	List	   *name = list_make2(makeString(TA_SCHEMA), makeString("record_read"));
-	MemoryContext oldcxt = CurrentMemoryContext;
-	ResourceOwner oldowner = CurrentResourceOwner;
+	RecordReadArgs a = {function, arguments_sql, nargs, argtypes, args, argnulls, rows};
+	ErrorData  *edata;
 
 	if (!OidIsValid(ta_schema_oid(true)) ||
 		!OidIsValid(LookupFuncName(name, 3, types, true)))
@@ -114,25 +133,9 @@ ta_record_read(const char *function, const char *arguments_sql,
 		call_record_read(function, arguments_sql, nargs, argtypes, args, argnulls, rows);
 		return;
 	}
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(oldcxt);
-	PG_TRY();
+	edata = ta_try_in_subtransaction(record_read_now, &a);
+	if (edata != NULL)
 	{
-		call_record_read(function, arguments_sql, nargs, argtypes, args, argnulls, rows);
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcxt);
-		CurrentResourceOwner = oldowner;
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(oldcxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcxt);
-		CurrentResourceOwner = oldowner;
 		ereport(WARNING,
 				(errcode(edata->sqlerrcode),
 				 errmsg("%s() could not record its read of the audit trail: %s",
@@ -140,5 +143,4 @@ ta_record_read(const char *function, const char *arguments_sql,
 				 errdetail("The problems it found are reported all the same.")));
 		FreeErrorData(edata);
 	}
-	PG_END_TRY();
 }

@@ -164,23 +164,13 @@ names_indirect_extension_role(List *names, List **via, List **carried)
 
 			if (OidIsValid(ext) && is_member_of_role_nosuper(member, ext))
 			{
-				if (via != NULL)
-				{
-					*via = lappend(*via, (char *) name);
-					*carried = lappend(*carried, (char *) extension_roles[i]);
-				}
+				*via = lappend(*via, (char *) name);
+				*carried = lappend(*carried, (char *) extension_roles[i]);
 				any = true;
 			}
 		}
 	}
 	return any;
-}
-
-/* Whether these roles are, or carry, one of the extension's roles */
-static bool
-touches_extension_role(List *names)
-{
-	return names_extension_role(names) || names_indirect_extension_role(names, NULL, NULL);
 }
 
 static List *
@@ -196,8 +186,9 @@ rolespec_names(List *specs)
 
 /*
  * Record one membership change (roles and grantees: Lists of char *) when it
- * names one of the extension's roles and the extension is installed in this
- * database.
+ * names one of the extension's roles, or a role that carries one, and the
+ * extension is installed in this database.  This is the only test of the
+ * roles: callers pass every change.
  */
 static void
 record_change(bool is_grant, List *roles, List *grantees, bool admin, const char *grantor,
@@ -317,17 +308,15 @@ ta_record_role_change(Node *stmt)
 			if (priv->priv_name != NULL)
 				roles = lappend(roles, priv->priv_name);
 		}
-		if (touches_extension_role(roles))
-			record_change(g->is_grant, roles, rolespec_names(g->grantee_roles), admin_option(g),
-						  g->grantor != NULL ? get_rolespec_name(g->grantor) : me, false);
+		record_change(g->is_grant, roles, rolespec_names(g->grantee_roles), admin_option(g),
+					  g->grantor != NULL ? get_rolespec_name(g->grantor) : me, false);
 	}
 	else if (IsA(stmt, CreateRoleStmt))
 	{
 		CreateRoleStmt *c = (CreateRoleStmt *) stmt;
 		List	   *roles = rolespec_names(role_option(c->options, "addroleto"));
 
-		if (touches_extension_role(roles))
-			record_change(true, roles, list_make1(c->role), false, me, false);
+		record_change(true, roles, list_make1(c->role), false, me, false);
 	}
 	else
 	{
@@ -338,8 +327,7 @@ ta_record_role_change(Node *stmt)
 		if (members == NIL)
 			return;
 		roles = list_make1(get_rolespec_name(a->role));
-		if (touches_extension_role(roles))
-			record_change(a->action > 0, roles, rolespec_names(members), false, me, false);
+		record_change(a->action > 0, roles, rolespec_names(members), false, me, false);
 	}
 }
 

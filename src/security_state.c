@@ -39,6 +39,7 @@
 #include "crypto.h"
 #include "guard.h"
 #include "jsonb_util.h"
+#include "protections.h"
 #include "security_state.h"
 #include "security_state_sql.h"
 
@@ -57,27 +58,25 @@ typedef struct SecRow
 } SecRow;
 
 /*
- * The triggers and event triggers whose enabled state and presence verify()
- * already checks (check_protections() in verify.c, "protective trigger ...
- * disabled/missing"): their expectation leaves the enabled state out and a
- * missing one is not reported twice.
+ * A trigger (key: "table.trigger") or event trigger (key: its name) that
+ * verify() already checks (protections.h).
  */
-static const char *const protective[] = {
-	"tool_calls.tool_calls_before_insert", "tool_calls.tool_calls_append_only",
-	"tool_calls.tool_calls_append_only_row", "admin_events.admin_events_before_insert",
-	"admin_events.admin_events_append_only", "admin_events.admin_events_append_only_row",
-	"data_changes.data_changes_before_insert", "data_changes.data_changes_append_only",
-	"data_changes.data_changes_append_only_row", "tool_audit_ddl_start",
-	"tool_audit_sql_drop", "tool_audit_table_rewrite"
-};
-
 static bool
 is_protective(const char *component, const char *key)
 {
 	if (strcmp(component, "triggers") != 0 && strcmp(component, "event_triggers") != 0)
 		return false;
-	for (size_t i = 0; i < lengthof(protective); i++)
-		if (strcmp(key, protective[i]) == 0)
+	for (size_t i = 0; i < lengthof(ta_protective_triggers); i++)
+	{
+		const TaProtectiveTrigger *t = &ta_protective_triggers[i];
+		size_t		len = strlen(t->table);
+
+		if (strncmp(key, t->table, len) == 0 && key[len] == '.' &&
+			strcmp(key + len + 1, t->trigger) == 0)
+			return true;
+	}
+	for (size_t i = 0; i < lengthof(ta_protective_event_triggers); i++)
+		if (strcmp(key, ta_protective_event_triggers[i]) == 0)
 			return true;
 	return false;
 }

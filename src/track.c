@@ -159,19 +159,6 @@ track_inval_callback(Datum arg, Oid relid)
 			info->valid = false;
 }
 
-static int
-attribute_index(TupleDesc desc, const char *name)
-{
-	for (int i = 0; i < desc->natts; i++)
-	{
-		Form_pg_attribute att = TupleDescAttr(desc, i);
-
-		if (!att->attisdropped && strcmp(NameStr(att->attname), name) == 0)
-			return i;
-	}
-	return -1;
-}
-
 static void
 build_info(TrackInfo *info, Relation rel, Trigger *tg)
 {
@@ -219,7 +206,7 @@ build_info(TrackInfo *info, Relation rel, Trigger *tg)
 			strcmp(mode, "include") != 0;
 	for (int a = 3; a < tg->tgnargs; a++)
 	{
-		int			i = attribute_index(desc, tg->tgargs[a]);
+		int			i = ta_attribute_index(desc, tg->tgargs[a]);
 
 		if (i >= 0)
 			info->tracked[i] = (strcmp(mode, "include") == 0);
@@ -249,7 +236,7 @@ build_info(TrackInfo *info, Relation rel, Trigger *tg)
 	info->tenant_att = -1;
 	if (tg->tgargs[1][0] != '\0')
 	{
-		info->tenant_att = attribute_index(desc, tg->tgargs[1]);
+		info->tenant_att = ta_attribute_index(desc, tg->tgargs[1]);
 		if (info->tenant_att < 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_UNDEFINED_COLUMN),
@@ -686,7 +673,7 @@ data_changes_lookup(void)
 	desc = RelationGetDescr(rel);
 	for (int c = 0; c < (int) N_CHANGE_COLUMNS; c++)
 	{
-		change_attno[c] = attribute_index(desc, change_columns[c]);
+		change_attno[c] = ta_attribute_index(desc, change_columns[c]);
 		if (change_attno[c] < 0)
 			elog(ERROR, "tool_audit.data_changes has no column \"%s\"", change_columns[c]);
 	}

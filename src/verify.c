@@ -36,6 +36,7 @@
 #include "access/table.h"
 #include "access/tableam.h"
 #include "catalog/namespace.h"
+#include "catalog/objectaddress.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "executor/tuptable.h"
@@ -54,6 +55,7 @@
 
 #include "alerts.h"
 #include "catalog.h"
+#include "protections.h"
 #include "security_state.h"
 #include "crypto.h"
 #include "digest.h"
@@ -233,15 +235,7 @@ check_protections(Verification *w)
 	"  UNION ALL"
 	"  SELECT e.tab, pg_catalog.concat('protective trigger ', e.tg,"
 	"                 CASE WHEN t.oid IS NULL THEN ' missing' ELSE ' disabled' END)"
-	"    FROM (VALUES ('tool_calls', 'tool_calls_before_insert'),"
-	"                 ('tool_calls', 'tool_calls_append_only'),"
-	"                 ('tool_calls', 'tool_calls_append_only_row'),"
-	"                 ('admin_events', 'admin_events_before_insert'),"
-	"                 ('admin_events', 'admin_events_append_only'),"
-	"                 ('admin_events', 'admin_events_append_only_row'),"
-	"                 ('data_changes', 'data_changes_before_insert'),"
-	"                 ('data_changes', 'data_changes_append_only'),"
-	"                 ('data_changes', 'data_changes_append_only_row')) AS e(tab, tg)"
+	"    FROM ROWS FROM (pg_catalog.unnest($3), pg_catalog.unnest($4)) AS e(tab, tg)"
 	"    LEFT JOIN pg_catalog.pg_class c ON c.relname OPERATOR(pg_catalog.=) e.tab"
 	"                                  AND c.relnamespace OPERATOR(pg_catalog.=) $1"
 	"    LEFT JOIN pg_catalog.pg_trigger t ON t.tgrelid OPERATOR(pg_catalog.=) c.oid"
@@ -251,8 +245,7 @@ check_protections(Verification *w)
 	"  UNION ALL"
 	"  SELECT NULL, pg_catalog.concat('event trigger ', e.evt,"
 	"                 CASE WHEN t.oid IS NULL THEN ' missing' ELSE ' disabled' END)"
-	"    FROM (VALUES ('tool_audit_ddl_start'), ('tool_audit_sql_drop'),"
-	"                 ('tool_audit_table_rewrite')) AS e(evt)"
+	"    FROM pg_catalog.unnest($5) AS e(evt)"
 	"    LEFT JOIN pg_catalog.pg_event_trigger t ON t.evtname OPERATOR(pg_catalog.=) e.evt"
 	"   WHERE t.oid IS NULL OR t.evtenabled OPERATOR(pg_catalog.<>) 'A'"
 	"  UNION ALL"
@@ -267,14 +260,33 @@ check_protections(Verification *w)
 	"     AND (e.tab OPERATOR(pg_catalog.<>) 'data_changes' OR $2)"
 	") x(relname, problem)"
 	" ORDER BY 1 NULLS FIRST, 2";
-	/* $2: the schema's version has data_changes (1.5 on) */
-	Oid			argtypes[2] = {OIDOID, BOOLOID};
-	Datum		args[2] = {ObjectIdGetDatum(ta_schema_oid(false)),
-	BoolGetDatum(ta_audit_table_expected("data_changes"))};
+	/*
+	 * $2: the schema's version has data_changes (1.5 on); $3 and $4: the
+	 * protective triggers' tables and names, $5: the event triggers
+	 * (protections.h)
+	 */
+	Oid			argtypes[5] = {OIDOID, BOOLOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID};
+	Datum		args[5];
+	List	   *tables = NIL;
+	List	   *triggers = NIL;
+	List	   *event_triggers = NIL;
+
+	for (size_t i = 0; i < lengthof(ta_protective_triggers); i++)
+	{
+		tables = lappend(tables, (char *) ta_protective_triggers[i].table);
+		triggers = lappend(triggers, (char *) ta_protective_triggers[i].trigger);
+	}
+	for (size_t i = 0; i < lengthof(ta_protective_event_triggers); i++)
+		event_triggers = lappend(event_triggers, (char *) ta_protective_event_triggers[i]);
+	args[0] = ObjectIdGetDatum(ta_schema_oid(false));
+	args[1] = BoolGetDatum(ta_audit_table_expected("data_changes"));
+	args[2] = PointerGetDatum(strlist_to_textarray(tables));
+	args[3] = PointerGetDatum(strlist_to_textarray(triggers));
+	args[4] = PointerGetDatum(strlist_to_textarray(event_triggers));
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	if (SPI_execute_with_args(sql, 2, argtypes, args, NULL, true, 0) != SPI_OK_SELECT)
+	if (SPI_execute_with_args(sql, 5, argtypes, args, NULL, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not check the audit tables' protections");
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
