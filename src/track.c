@@ -52,11 +52,15 @@
 #include "access/genam.h"
 #include "access/htup_details.h"
 #include "access/sysattr.h"
+#include "access/heapam.h"
 #include "access/table.h"
+#include "access/tableam.h"
 #include "access/xact.h"
 #include "catalog/indexing.h"
 #include "catalog/namespace.h"
 #include "catalog/partition.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_inherits.h"
 #include "catalog/pg_trigger.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
@@ -1045,24 +1049,73 @@ column_named_by_tracking(Oid relid, const char *column, Oid nsp)
  * the table's writes.
  */
 static void
+guard_rename_of(Oid relid, RenameStmt *rs, Oid nsp)
+{
+	const char *column;
+
+	if (!has_track_trigger(relid, NULL, nsp))
+		return;
+	if (column_named_by_tracking(relid, rs->subname, nsp))
+		column = rs->subname;
+	else if (column_named_by_tracking(relid, rs->newname, nsp))
+		column = rs->newname;
+	else
+		return;
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("RENAME COLUMN is not allowed on column \"%s\" of tracked table %s",
+					column, get_rel_name(relid)),
+			 errdetail("tool_audit.track() names the column in the table's options, which keep columns by name."),
+			 errhint("An admin stops the tracking with tool_audit.untrack(), which is audited, and tracks the table again after the rename.")));
+}
+
+/*
+ * A rename reaches more tables than the one it names: ALTER TABLE ...
+ * RENAME COLUMN (without ONLY) renames the column in every inheritance
+ * child and partition too (a table tracked on its own may be one), and
+ * ALTER TYPE ... RENAME ATTRIBUTE ... CASCADE in every table of the type
+ * (CREATE TABLE ... OF) and their children.  Each is checked.
+ */
+static void
 guard_column_rename(RenameStmt *rs, Oid nsp)
 {
 	Oid			relid;
+	List	   *tables = NIL;
+	ListCell   *lc;
 
 	if (rs->relation == NULL || rs->subname == NULL || rs->newname == NULL)
 		return;
 	relid = RangeVarGetRelid(rs->relation, NoLock, true);
-	if (!OidIsValid(relid) || !has_track_trigger(relid, NULL, nsp))
+	if (!OidIsValid(relid))
 		return;
-	if (column_named_by_tracking(relid, rs->subname, nsp) ||
-		column_named_by_tracking(relid, rs->newname, nsp))
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("RENAME COLUMN is not allowed on column \"%s\" of tracked table %s",
-						column_named_by_tracking(relid, rs->subname, nsp) ? rs->subname : rs->newname,
-						rs->relation->relname),
-				 errdetail("tool_audit.track() names the column in the table's options, which keep columns by name."),
-				 errhint("An admin stops the tracking with tool_audit.untrack(), which is audited, and tracks the table again after the rename.")));
+	if (rs->renameType == OBJECT_ATTRIBUTE)
+	{
+		/* the tables of the composite type (refused without CASCADE anyway) */
+		Oid			typid = get_rel_type_id(relid);
+		Relation	classrel;
+		ScanKeyData key;
+		TableScanDesc scan;
+		HeapTuple	tup;
+
+		if (!OidIsValid(typid))
+			return;
+		classrel = table_open(RelationRelationId, AccessShareLock);
+		ScanKeyInit(&key, Anum_pg_class_reloftype, BTEqualStrategyNumber, F_OIDEQ,
+					ObjectIdGetDatum(typid));
+		scan = table_beginscan_catalog(classrel, 1, &key);
+		while (HeapTupleIsValid(tup = heap_getnext(scan, ForwardScanDirection)))
+			tables = list_concat(tables,
+								 find_all_inheritors(((Form_pg_class) GETSTRUCT(tup))->oid,
+													 NoLock, NULL));
+		table_endscan(scan);
+		table_close(classrel, AccessShareLock);
+	}
+	else if (rs->relation->inh)
+		tables = find_all_inheritors(relid, NoLock, NULL);
+	else
+		tables = list_make1_oid(relid);
+	foreach(lc, tables)
+		guard_rename_of(lfirst_oid(lc), rs, nsp);
 }
 
 static void
@@ -1097,7 +1150,8 @@ ta_guard_tracked(Node *stmt)
 			break;
 		case T_RenameStmt:
 			if (((RenameStmt *) stmt)->renameType != OBJECT_TRIGGER &&
-				((RenameStmt *) stmt)->renameType != OBJECT_COLUMN)
+				((RenameStmt *) stmt)->renameType != OBJECT_COLUMN &&
+				((RenameStmt *) stmt)->renameType != OBJECT_ATTRIBUTE)
 				return;
 			break;
 		case T_CreateTrigStmt:
@@ -1195,7 +1249,8 @@ ta_guard_tracked(Node *stmt)
 				return;
 			}
 		case T_RenameStmt:
-			if (((RenameStmt *) stmt)->renameType == OBJECT_COLUMN)
+			if (((RenameStmt *) stmt)->renameType == OBJECT_COLUMN ||
+				((RenameStmt *) stmt)->renameType == OBJECT_ATTRIBUTE)
 			{
 				guard_column_rename((RenameStmt *) stmt, nsp);
 				return;
