@@ -117,10 +117,11 @@ track_write_inval(Datum arg, Oid relid)
  * once per backend and evaluated in every later transaction's executor
  * state (init_checks()): only nodes whose ready state holds nothing of the
  * executor state it was first evaluated in (no per-query cache, no row
- * type cache, no hashed IN list), calling only built-in functions, whose
- * lookup cannot go stale.  data_changes' own CHECKs (table_name <> '',
- * operation IN (...)) and partial index predicates (IS NOT NULL,
- * = 'TRUNCATE') are such; anything else is made ready per transaction.
+ * type cache, no whole-row reference, no hashed IN list), calling only
+ * built-in functions, whose lookup cannot go stale.  data_changes' own
+ * CHECKs (table_name <> '', operation IN (...)) and partial index
+ * predicates (IS NOT NULL, = 'TRUNCATE') are such; anything else is made
+ * ready per transaction.
  */
 static bool reusable_walker(Node *node, void *context);
 
@@ -134,6 +135,15 @@ reusable(Node *node, void *context)
 	switch (nodeTag(node))
 	{
 		case T_Var:
+			/*
+			 * Not a whole-row reference: its first evaluation keeps a row
+			 * descriptor in the executor state's memory (ExecEvalWholeRowVar),
+			 * which a later transaction would read freed.  Nor a system
+			 * column.
+			 */
+			if (((Var *) node)->varattno <= 0)
+				return false;
+			break;
 		case T_Const:
 		case T_BoolExpr:
 		case T_RelabelType:
