@@ -366,11 +366,8 @@ ta_stored_retry(Relation rel, const TaLayout *layout, Datum *values, bool *nulls
 		/* another call: event_id's unique index refuses it, as before 1.5 */
 		return same_call_or_refuse(rel, layout, stored, values, nulls, true, "event_id", false);
 	}
-	indexoid = get_relname_relid("tool_calls_tool_call_id", RelationGetNamespace(rel));
-	/* a plain index: another may be made under its name (catalog.c) */
-	if (OidIsValid(indexoid) &&
-		!ta_index_on_column(indexoid, RelationGetRelid(rel), "tool_call_id"))
-		ta_missing_relation("tool_calls_tool_call_id");
+	/* missing, or another plain index under its name (layout.c) */
+	indexoid = layout->tool_call_index;
 	if (!OidIsValid(indexoid))
 	{
 		/* a table not yet at 1.5 (ALTER EXTENSION UPDATE not run): as before */

@@ -301,9 +301,12 @@ build_layout(Relation rel)
 	l->chain_index = sibling(rel, "_chain_position");
 	l->event_id_index = sibling(rel, "_event_id_key");
 	l->call_event_index = sibling(rel, "_call_event_id");
-	/* a plain index: another may be made under its name (catalog.c) */
+	l->tool_call_index = sibling(rel, "_tool_call_id");
+	/* plain indexes: another may be made under their names (catalog.c) */
 	if (!ta_index_on_column(l->call_event_index, RelationGetRelid(rel), "call_event_id"))
 		l->call_event_index = InvalidOid;
+	if (!ta_index_on_column(l->tool_call_index, RelationGetRelid(rel), "tool_call_id"))
+		l->tool_call_index = InvalidOid;
 	return l;
 }
 

@@ -97,6 +97,8 @@ typedef struct TaLayout
 	Oid			event_id_index; /* <table>_event_id_key */
 	Oid			call_event_index;	/* tool_calls_call_event_id (1.5 on); else
 									 * invalid */
+	Oid			tool_call_index;	/* tool_calls_tool_call_id (1.5 on); else
+									 * invalid */
 	int			unencodable;	/* index in hashed[] of a column the row hash
 								 * cannot encode, or -1 */
 	int			nhashed;

@@ -150,15 +150,11 @@ probe(Oid marks, const char *name)
 {
 	Relation	rel = table_open(marks, AccessShareLock);
 	TupleDesc	desc = RelationGetDescr(rel);
-	AttrNumber	attno = InvalidAttrNumber;
+	AttrNumber	attno = ta_attribute_index(desc, "table_name") + 1;
 	TupleTableSlot *slot = table_slot_create(rel, NULL);
 	Relation	irel;
 	int			found = 0;
 
-	for (int i = 0; i < desc->natts; i++)
-		if (!TupleDescAttr(desc, i)->attisdropped &&
-			strcmp(NameStr(TupleDescAttr(desc, i)->attname), "table_name") == 0)
-			attno = i + 1;
 	if (attno == InvalidAttrNumber)
 		elog(ERROR, "tool_audit.trail_marks has no column \"table_name\"");
 	irel = marks_index(rel);
