@@ -16,6 +16,7 @@ OBJS = \
 	src/summarize.o \
 	src/hash.o \
 	src/chain.o \
+	src/lane_hint.o \
 	src/insert.o \
 	src/trail_mark.o \
 	src/quiet_input.o \
@@ -61,7 +62,7 @@ REGRESS = setup sanitize detect sanitize_coverage pseudonym summarize log_call l
 	impersonation read_audit calls retries data_changes_audit alerts track track_call_owner free_text_sanitized alert_guards \
 	report_rows export_since tenant_verify time_order role_alerts security_state track_cache verify_incremental track_kept \
 	verify_parallel lane_reuse track_subxact probe_indexes \
-	track_exclude_rename track_tenant_move track_rename_recurse track_kept_wholerow
+	track_exclude_rename track_tenant_move track_rename_recurse track_kept_wholerow lane_hint
 REGRESS_OPTS = --inputdir=test --outputdir=test --load-extension=tool_audit
 
 ISOLATION = concurrent_writers rules_cache chain_order retention_cache purge_hold approval_once calls_lanes \

@@ -24,20 +24,21 @@
  *	  backend last committed.  It is read from the chain position index only
  *	  when a lane is taken (with a fresh snapshot, not the transaction's: the
  *	  previous holder committed before it let go, and a REPEATABLE READ
- *	  snapshot taken before that would fork the chain), and after a rolled
- *	  back subtransaction.
+ *	  snapshot taken before that would fork the chain), unless the previous
+ *	  holder left it in shared memory as it gave the lane back (lane_hint.c,
+ *	  preloaded only).
  * The unique index on (chain_id, chain_lane, chain_seq) makes a fork a
  * constraint violation, whatever goes wrong.
  *
  * Rolled back work leaves no hole: an aborted transaction's rows disappear
  * and its lanes' heads go back to the last commit; a rolled back
- * subtransaction makes the heads be read again.  Before PREPARE TRANSACTION
- * the session gives up the lanes the transaction wrote, which stay locked
- * by the prepared transaction until it is resolved.  If the session's
- * advisory locks are dropped (pg_advisory_unlock_all(), DISCARD ALL), the
- * next write notices and takes a lane again.  A session keeps at most
- * MAX_SESSION_LANES lanes between transactions, so that a backend writing
- * for many tenants does not fill the shared lock table.
+ * subtransaction takes them back to where it started.  Before PREPARE
+ * TRANSACTION the session gives up the lanes the transaction wrote, which
+ * stay locked by the prepared transaction until it is resolved.  If the
+ * session's advisory locks are dropped (pg_advisory_unlock_all(), DISCARD
+ * ALL), the next write notices and takes a lane again.  A session keeps at
+ * most MAX_SESSION_LANES lanes between transactions, so that a backend
+ * writing for many tenants does not fill the shared lock table.
  *
  * Lanes are given back.  Only the first KEPT_LANES lanes of a chain are kept
  * by a session between its transactions; a session that had to take a
@@ -91,6 +92,7 @@
 #include "catalog.h"
 #include "chain.h"
 #include "hash.h"
+#include "lane_hint.h"
 #include "purge.h"
 
 #define TA_LOCKTAG_LANE			0x5441	/* "TA" */
@@ -126,6 +128,8 @@ typedef struct HeldLane
 	bool		in_xact;		/* written by the current transaction */
 	bool		xact_locked;	/* the transaction's lock is known to be held */
 	bool		session_lost;	/* the session lock went (pg_advisory_unlock_all) */
+	Oid			relid;			/* the table (for lane_hint.c) */
+	uint64		hint_epoch;		/* lane_hint.c's epoch when the lane was taken */
 	uint64		last_used;		/* for evicting the least recently used */
 	int64		committed_seq;
 	unsigned char committed_link[TA_HASH_LEN];
@@ -242,6 +246,20 @@ release_lane(HeldLane *ln)
 }
 
 /*
+ * Give a lane back, leaving its head for the next taker (lane_hint.c).  Only
+ * between transactions (its head is then the committed one) and only while
+ * the session still holds it: a lane whose lock was dropped may be someone
+ * else's already.
+ */
+static void
+give_back_lane(HeldLane *ln)
+{
+	if (session_holds(ln))
+		ta_lane_hint_put(ln->relid, &ln->head, ln->hint_epoch);
+	release_lane(ln);
+}
+
+/*
  * A session holds at most MAX_SESSION_LANES lanes between transactions, so
  * that a backend serving many tenants does not fill the shared lock table:
  * beyond that, the least recently used lanes are given back, and the
@@ -258,7 +276,7 @@ forget_lane(HeldLane *ln)
 	int64		chain_id = ln->head.chain_id;
 
 	if (ln->held)
-		release_lane(ln);
+		give_back_lane(ln);
 	if (ln->sub != NULL)
 		pfree(ln->sub);
 	(void) hash_search(lanes, &chain_id, HASH_REMOVE, NULL);
@@ -446,7 +464,11 @@ lane_for_write(Relation rel, const TaLayout *layout, int64 chain_id)
 		{
 			ln->head.lane = take_lane(chain_id, ln->head.lane);
 			ln->session_lost = false;
-			read_head(rel, layout, &ln->head);
+			/* the epoch before the head: a change after it voids our hint */
+			ln->hint_epoch = ta_lane_hint_epoch();
+			ln->relid = RelationGetRelid(rel);
+			if (!ta_lane_hint_take(ln->relid, &ln->head))
+				read_head(rel, layout, &ln->head);
 			ln->held = true;	/* only with its head known */
 			ln->committed_seq = ln->head.seq;
 			memcpy(ln->committed_link, ln->head.link, TA_HASH_LEN);
@@ -558,7 +580,7 @@ end_of_xact(bool commit)
 		if (ln->session_lost)
 			ln->held = false;
 		else if (ln->held && (ln->head.lane >= KEPT_LANES || reuse < REUSE_KEEP))
-			release_lane(ln);	/* given back: see "Lanes are given back" */
+			give_back_lane(ln); /* see "Lanes are given back" */
 		ln->in_xact = false;
 		ln->xact_locked = false;
 		ln->session_lost = false;

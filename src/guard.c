@@ -69,6 +69,7 @@
 #include "catalog.h"
 #include "autonomous_pool.h"
 #include "guard.h"
+#include "lane_hint.h"
 #include "role_events.h"
 #include "track.h"
 #include "track_write.h"
@@ -784,6 +785,7 @@ ta_sanctioned_change_begin(void)
 {
 	Assert(!sanctioned_change);
 	sanctioned_change = true;
+	ta_lane_hint_invalidate();	/* stored rows change: lane_hint.c */
 	sanctioned_lxid = MyProc->lxid;
 }
 
@@ -909,6 +911,11 @@ ta_process_utility(PlannedStmt *pstmt, const char *queryString,
 
 	if (IsA(stmt, DropStmt) && ((DropStmt *) stmt)->removeType == OBJECT_EXTENSION)
 		guarded_nsp = InvalidOid;
+	/* audit tables made, dropped or rewritten: no lane head hint holds */
+	if (IsA(stmt, CreateExtensionStmt) || IsA(stmt, AlterExtensionStmt) ||
+		(IsA(stmt, DropStmt) && ((DropStmt *) stmt)->removeType == OBJECT_EXTENSION) ||
+		IsA(stmt, DropdbStmt))
+		ta_lane_hint_invalidate();
 	if (IsTransactionState() && OidIsValid(guarded_schema()))
 	{
 		guard_event_triggers(stmt);

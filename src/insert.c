@@ -93,6 +93,7 @@
 #include "idempotency.h"
 #include "insert.h"
 #include "jsonb_util.h"
+#include "lane_hint.h"
 #include "layout.h"
 #include "restore.h"
 #include "retention.h"
@@ -962,6 +963,9 @@ hash_chain_and_form(AuditRow *row, bool restored)
 	bool		chained;
 
 	ta_note_audit_write();
+	/* a restored row may bring a position in a lane nobody took */
+	if (restored)
+		ta_lane_hint_invalidate();
 	chained = takes_chain_position(row, restored);
 	/* a row that will be stored, restored ones too, marks its table (trail_mark.c) */
 	if (!row->skipped)

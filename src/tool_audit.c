@@ -35,6 +35,7 @@
 #include "guard.h"
 #include "impersonation.h"
 #include "insert.h"
+#include "lane_hint.h"
 #include "layout.h"
 #include "retention.h"
 #include "role_events.h"
@@ -213,6 +214,7 @@ _PG_init(void)
 	RegisterXactCallback(ta_xact_callback, NULL);
 	ta_layout_init();
 	ta_chain_init();
+	ta_lane_hint_init();		/* shared memory when preloaded */
 	ta_insert_init();
 	ta_trail_mark_init();
 

@@ -30,6 +30,7 @@
 #include "chain.h"
 #include "guard.h"
 #include "hash.h"
+#include "lane_hint.h"
 #include "layout.h"
 #include "upgrade_1_1.h"
 
@@ -141,6 +142,7 @@ chain_existing_rows(PG_FUNCTION_ARGS)
 												" WHERE row_hash IS NULL ORDER BY id", layout->name),
 									   0, NULL, NULL, NULL, true, 0);
 	chaining_existing_rows = true;
+	ta_lane_hint_invalidate();
 	PG_TRY();
 	{
 		TupleDesc	desc = RelationGetDescr(rel);
