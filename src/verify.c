@@ -805,20 +805,24 @@ check_time(Verification *w, const char *table, LaneCheck *ln, const TaLayout *la
 }
 
 /*
- * verify_since(): a lane the digest covers resumes at its head (the row at
- * the digest's position must still link to the digest's hash, checked by
- * the walk as for verify_digest()), from the stored link of the row before
- * it, whose own content and link are not checked again.  Returns true when
- * the walk is to skip the row it just read.  A lane whose row before the
- * head is gone, or where a purge reached the head, is walked from its
- * start instead (verify_digest()'s checks of a purged head).
+ * verify_since(): a lane the digest covers resumes just before its head
+ * (the row at the digest's position must still link to the digest's hash,
+ * checked by the walk as for verify_digest()), from the stored link of the
+ * row two before the head, whose own content and link are not checked
+ * again: the row before the head is checked as verify() checks it (its
+ * content against its row hash, its link from that stored link), so that
+ * an edit of it that leaves the head's link alone is found too.  Returns
+ * true when the walk is to skip the row it just read.  A lane whose row two
+ * before the head is gone, or where a purge reached it, the row after it
+ * or the head, is walked from its start instead (verify_digest()'s checks
+ * of a purged head).
  */
 static bool
 resume_at_head(Verification *w, const char *table, LaneCheck *ln, TaWalkScan *ws,
 			   const Anchor *anchors, int nanchors, int *next_anchor,
 			   int64 seq, int64 row_id, Datum link, bool link_null)
 {
-	int64		from = ln->cp->position - 1;
+	int64		from = ln->cp->position - 2;
 
 	if (from < 1)
 	{
@@ -827,7 +831,7 @@ resume_at_head(Verification *w, const char *table, LaneCheck *ln, TaWalkScan *ws
 	}
 	for (int i = *next_anchor; i < nanchors && anchors[i].chain_id == ln->chain_id &&
 		 anchors[i].lane == ln->lane; i++)
-		if (anchors[i].first_seq <= from + 1 && anchors[i].last_seq >= from)
+		if (anchors[i].first_seq <= from + 2 && anchors[i].last_seq >= from)
 		{
 			ln->whole = true;
 			break;
@@ -843,7 +847,7 @@ resume_at_head(Verification *w, const char *table, LaneCheck *ln, TaWalkScan *ws
 	ln->pending = false;
 	if (seq > from || !ta_stored_hash(link, link_null, ln->prev))
 	{
-		/* the row before the head is missing or has no link: the whole lane */
+		/* the row two before the head is missing or has no link: the whole lane */
 		ln->whole = true;
 		ta_walk_seek(ws, ln->chain_id, ln->lane, PG_INT64_MIN);
 		return true;

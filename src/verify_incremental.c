@@ -3,7 +3,7 @@
  * verify_incremental.c
  *		The index scan of the verification walk (verify.c), which can move
  *		forward: tool_audit.verify_since(digest) walks a lane the digest
- *		covers from the row before its head instead of from its first row.
+ *		covers from the row two before its head instead of from its first row.
  *
  * verify() and verify_digest() read the chain position index from start to
  * end with no key, as they always did.  verify_since() begins the same scan

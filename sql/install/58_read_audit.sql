@@ -29,6 +29,12 @@ BEGIN
     END IF;
     bound := tool_audit.bound_tenants();
     tenant := nullif(current_setting('tool_audit.tenant', true), '');
+    -- a bound reader names only its own tenants: one that set tool_audit.tenant
+    -- to another read none of that tenant's rows, and its read is not written
+    -- into that tenant's chain (where its role and tenants would show)
+    IF tenant IS NOT NULL AND bound IS NOT NULL AND NOT (tenant = ANY (bound)) THEN
+        tenant := NULL;
+    END IF;
     IF tenant IS NULL AND cardinality(bound) = 1 THEN
         tenant := bound[1];
     END IF;

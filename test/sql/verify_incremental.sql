@@ -95,8 +95,11 @@ SELECT table_name, split_part(chain, '/', 2) AS lane, "position", problem FROM t
  ORDER BY "position";
 
 -- rows written after the forged ones, then a new digest: the forged rows are
--- now before its heads and verify_since() does not look at them again (only
--- the row at each head and what follows); a full check still finds them
+-- now before its heads.  verify_since() does not look again at vi_a's, two
+-- rows before its head (only the row before each head, the head and what
+-- follows); it does check vi_c's, the row just before its head (its content
+-- against its row hash, so that the head's link alone does not vouch for
+-- it); a full check finds both
 SELECT regress_add('vi_a', 2), regress_add('vi_c', 1);
 SELECT tool_audit.digest() AS d2 \gset
 SELECT * FROM tool_audit.verify_since(:'d2');
