@@ -61,7 +61,7 @@ REGRESS = setup sanitize detect sanitize_coverage pseudonym summarize log_call l
 	retention_policies holds purge erasure retention_schedule data_changes approvals break_glass \
 	impersonation read_audit calls retries data_changes_audit alerts track track_call_owner free_text_sanitized alert_guards \
 	report_rows export_since export_since_attacks tenant_verify time_order role_alerts security_state track_cache verify_incremental verify_since_attacks track_kept \
-	verify_parallel lane_reuse track_subxact probe_indexes \
+	verify_parallel lane_reuse lane_error track_subxact probe_indexes \
 	track_exclude_rename track_tenant_move track_rename_recurse track_kept_wholerow lane_hint
 REGRESS_OPTS = --inputdir=test --outputdir=test --load-extension=tool_audit
 

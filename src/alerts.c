@@ -26,6 +26,10 @@
  *	  rows of the window in tool_calls_user, at most TA_DISTINCT_SCAN_CAP
  *	  of them;
  *	- business_hours: no probe, the row's time in the rule's time zone.
+ * An index is used only while it is what the probe needs (a plain index may
+ * be dropped and another made under its name): else the reports' index on
+ * the rule's first column, else the table read whole ("the rate rules'
+ * probes" below): slower, never a wrong count.
  * The probes see committed rows and the transaction's own (SnapshotSelf):
  * another transaction's uncommitted rows, which may yet roll back, do not
  * count.  The row being inserted is not in the table yet: it counts as one.
@@ -46,11 +50,17 @@
 #include "access/xact.h"
 #include "access/xlog.h"
 #include "commands/async.h"
+#include "catalog/pg_am.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_index.h"
 #include "catalog/pg_type.h"
+#include "commands/defrem.h"
 #include "executor/spi.h"
 #include "executor/tuptable.h"
 #include "miscadmin.h"
+#include "nodes/makefuncs.h"
 #include "nodes/pg_list.h"
+#include "optimizer/optimizer.h"
 #include "pgtime.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
@@ -62,6 +72,7 @@
 #include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
+#include "utils/syscache.h"
 #include "utils/timestamp.h"
 
 #include "alerts.h"
@@ -487,11 +498,188 @@ notify_alert(PG_FUNCTION_ARGS)
 
 /* ---- the rate rules' probes ---- */
 
-static Oid
-probe_index(const char *name)
+/*
+ * The indexes a probe may read.  They are plain indexes, looked up by name:
+ * the DDL guard lets the extension's owner drop any of them and make another
+ * plain index under the name (on other columns, of another access method,
+ * without the WHERE clause).  One is used only while it is a valid B-tree of
+ * tool_calls whose first key columns are the ones below, with their types'
+ * default operator classes and the columns' collations, and whose predicate
+ * (if any) every row the probe looks for satisfies; rows it returns are
+ * checked against the probe in the table anyway (a failure, say, through an
+ * index that has successes too).  When a rule's own index is not usable,
+ * the reports' index on the first of its columns is (tool_calls_user,
+ * tool_calls_tool: more entries read, the same count); when neither is, the
+ * table is read whole.  Slower, never a wrong count.  Checked once per
+ * layout of tool_calls (a dropped or created index is a relcache
+ * invalidation of the table: the layout is built again).
+ */
+typedef enum ProbeIndexId
 {
-	return ta_schema_relid(name, true);
+	PI_USER_SUBJECT,
+	PI_USER,
+	PI_TOOL_FAILURES,
+	PI_TOOL,
+	PI_COUNT
+} ProbeIndexId;
+
+typedef struct ProbeIndexDef
+{
+	const char *name;
+	int			nequal;			/* leading key columns: values compared */
+	TaColumn	equal[2];		/* ... then recorded_at */
+	bool		failures;		/* probes through it look for failures */
+} ProbeIndexDef;
+
+static const ProbeIndexDef probe_defs[PI_COUNT] = {
+	[PI_USER_SUBJECT] = {"tool_calls_user_subject", 2, {TA_COL_USER_ID, TA_COL_SUBJECT_ID}, false},
+	[PI_USER] = {"tool_calls_user", 1, {TA_COL_USER_ID}, false},
+	[PI_TOOL_FAILURES] = {"tool_calls_tool_failures", 1, {TA_COL_TOOL_NAME}, true},
+	[PI_TOOL] = {"tool_calls_tool", 1, {TA_COL_TOOL_NAME}, true},
+};
+
+static Oid	probe_oids[PI_COUNT];
+static uint64 probe_generation = 0; /* of the layout they were checked for */
+
+static Var *
+column_var(Relation heap, int i)
+{
+	Form_pg_attribute att = TupleDescAttr(RelationGetDescr(heap), i);
+
+	return makeVar(1, i + 1, att->atttypid, att->atttypmod, att->attcollation, 0);
 }
+
+/*
+ * What every row a probe through the index looks for satisfies: its user
+ * and subject (PI_USER's probes skip rows without one), or its tool, are
+ * not null; a failure's success is false.
+ */
+static List *
+probe_conditions(Relation heap, const TaLayout *layout, const ProbeIndexDef *d)
+{
+	List	   *conds = NIL;
+	TaColumn	notnull[2] = {TA_COL_USER_ID, TA_COL_SUBJECT_ID};
+	int			nnotnull = 2;
+
+	if (d->failures)
+	{
+		notnull[0] = TA_COL_TOOL_NAME;
+		nnotnull = 1;
+		conds = lappend(conds, makeBoolExpr(NOT_EXPR,
+											list_make1(column_var(heap, layout->column[TA_COL_SUCCESS])),
+											-1));
+	}
+	for (int i = 0; i < nnotnull; i++)
+	{
+		NullTest   *nt = makeNode(NullTest);
+
+		nt->arg = (Expr *) column_var(heap, layout->column[notnull[i]]);
+		nt->nulltesttype = IS_NOT_NULL;
+		nt->argisrow = false;
+		nt->location = -1;
+		conds = lappend(conds, nt);
+	}
+	return conds;
+}
+
+/* The index, if a probe can use it (above); else InvalidOid. */
+static Oid
+check_probe_index(Relation heap, const TaLayout *layout, const ProbeIndexDef *d)
+{
+	Oid			oid = get_relname_relid(d->name, RelationGetNamespace(heap));
+	TupleDesc	desc = RelationGetDescr(heap);
+	HeapTuple	tup;
+	Form_pg_index idx;
+	bool		ok;
+	bool		isnull;
+
+	if (!OidIsValid(oid))
+		return InvalidOid;
+	for (int k = 0; k < d->nequal; k++)
+		if (layout->column[d->equal[k]] < 0)
+			return InvalidOid;
+	if (layout->column[TA_COL_RECORDED_AT] < 0 || layout->column[TA_COL_SUCCESS] < 0)
+		return InvalidOid;
+	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(oid));
+	if (!HeapTupleIsValid(tup))
+		return InvalidOid;
+	ok = ((Form_pg_class) GETSTRUCT(tup))->relkind == RELKIND_INDEX &&
+		((Form_pg_class) GETSTRUCT(tup))->relam == BTREE_AM_OID;
+	ReleaseSysCache(tup);
+	if (!ok)
+		return InvalidOid;
+	tup = SearchSysCache1(INDEXRELID, ObjectIdGetDatum(oid));
+	if (!HeapTupleIsValid(tup))
+		return InvalidOid;
+	idx = (Form_pg_index) GETSTRUCT(tup);
+	ok = idx->indrelid == RelationGetRelid(heap) && idx->indisvalid && idx->indisready &&
+		idx->indnkeyatts > d->nequal;
+	if (ok)
+	{
+		oidvector  *classes = (oidvector *) DatumGetPointer(SysCacheGetAttr(INDEXRELID, tup,
+																			 Anum_pg_index_indclass, &isnull));
+		oidvector  *collations = (oidvector *) DatumGetPointer(SysCacheGetAttr(INDEXRELID, tup,
+																				Anum_pg_index_indcollation, &isnull));
+
+		for (int k = 0; ok && k <= d->nequal; k++)
+		{
+			int			i = layout->column[k < d->nequal ? d->equal[k] : TA_COL_RECORDED_AT];
+			Form_pg_attribute att = TupleDescAttr(desc, i);
+
+			ok = idx->indkey.values[k] == i + 1 &&
+				classes->values[k] == GetDefaultOpClass(att->atttypid, BTREE_AM_OID) &&
+				collations->values[k] == att->attcollation;
+		}
+	}
+	if (ok && !heap_attisnull(tup, Anum_pg_index_indpred, NULL))
+	{
+		Datum		pred = SysCacheGetAttr(INDEXRELID, tup, Anum_pg_index_indpred, &isnull);
+
+		ok = predicate_implied_by(make_ands_implicit((Expr *) stringToNode(TextDatumGetCString(pred))),
+								  probe_conditions(heap, layout, d), false);
+	}
+	ReleaseSysCache(tup);
+	return ok ? oid : InvalidOid;
+}
+
+static Oid
+probe_index(Relation heap, const TaLayout *layout, ProbeIndexId id)
+{
+	if (probe_generation != layout->generation)
+	{
+		for (int i = 0; i < PI_COUNT; i++)
+			probe_oids[i] = check_probe_index(heap, layout, &probe_defs[i]);
+		probe_generation = layout->generation;
+	}
+	return probe_oids[id];
+}
+
+/*
+ * A probe: the rows of tool_calls with these values in these columns (text,
+ * not null), recorded at or after `since`, and for failures with success
+ * false; committed or this transaction's (SnapshotSelf).
+ */
+typedef struct Probe
+{
+	int			nequal;
+	TaColumn	equal_col[2];
+	Text		equal[2];
+	bool		failures;
+	TimestampTz since;
+	ProbeIndexId indexes[2];	/* to use, the first usable one */
+	int			nindexes;
+} Probe;
+
+typedef struct ProbeScan
+{
+	const Probe *p;
+	const TaLayout *layout;
+	Relation	irel;			/* NULL: the table read whole */
+	IndexScanDesc iscan;
+	TableScanDesc hscan;
+	ScanDirection dir;
+	TupleTableSlot *slot;
+} ProbeScan;
 
 static void
 text_key(ScanKey key, Relation irel, AttrNumber att, Text v)
@@ -502,99 +690,179 @@ text_key(ScanKey key, Relation irel, AttrNumber att, Text v)
 }
 
 static void
-since_key(ScanKey key, AttrNumber att, TimestampTz since)
+probe_begin(ProbeScan *s, Relation heap, const TaLayout *layout, const Probe *p,
+			ScanDirection dir)
 {
-	ScanKeyInit(key, att, BTGreaterEqualStrategyNumber, F_TIMESTAMPTZ_GE,
-				TimestampTzGetDatum(since));
+	Oid			indexoid = InvalidOid;
+	int			nequal = 0;
+
+	s->p = p;
+	s->layout = layout;
+	s->dir = dir;
+	s->irel = NULL;
+	s->iscan = NULL;
+	s->hscan = NULL;
+	s->slot = table_slot_create(heap, NULL);
+	for (int i = 0; i < p->nindexes && !OidIsValid(indexoid); i++)
+	{
+		indexoid = probe_index(heap, layout, p->indexes[i]);
+		nequal = probe_defs[p->indexes[i]].nequal;
+	}
+	if (OidIsValid(indexoid))
+	{
+		ScanKeyData keys[3];
+
+		s->irel = index_open(indexoid, AccessShareLock);
+		for (int k = 0; k < nequal; k++)
+			text_key(&keys[k], s->irel, k + 1, p->equal[k]);
+		ScanKeyInit(&keys[nequal], nequal + 1, BTGreaterEqualStrategyNumber, F_TIMESTAMPTZ_GE,
+					TimestampTzGetDatum(p->since));
+		s->iscan = ta_index_scan(heap, s->irel, SnapshotSelf, keys, nequal + 1);
+	}
+	else
+		s->hscan = table_beginscan(heap, SnapshotSelf, 0, NULL);
 }
 
-/*
- * How many rows of the index's first key columns (text) since the time,
- * counting to `limit` at most.  -1: no such index.
- */
-static int64
-count_recent(Relation heap, const char *index, Text k1, Text *k2, TimestampTz since, int64 limit)
+/* Does the row in the slot satisfy the probe? */
+static bool
+probe_matches(ProbeScan *s)
 {
-	Oid			indexoid = probe_index(index);
-	Relation	irel;
-	ScanKeyData keys[3];
-	int			nkeys = 0;
-	IndexScanDesc scan;
-	TupleTableSlot *slot;
+	const Probe *p = s->p;
+	bool		isnull;
+	Datum		d;
+
+	for (int k = 0; k < p->nequal; k++)
+	{
+		text	   *t;
+
+		d = slot_getattr(s->slot, s->layout->column[p->equal_col[k]] + 1, &isnull);
+		if (isnull)
+			return false;
+		t = DatumGetTextPP(d);
+		if ((int) VARSIZE_ANY_EXHDR(t) != p->equal[k].len ||
+			memcmp(VARDATA_ANY(t), p->equal[k].s, p->equal[k].len) != 0)
+			return false;
+	}
+	d = slot_getattr(s->slot, s->layout->column[TA_COL_RECORDED_AT] + 1, &isnull);
+	if (isnull || DatumGetTimestampTz(d) < p->since)
+		return false;
+	if (p->failures)
+	{
+		d = slot_getattr(s->slot, s->layout->column[TA_COL_SUCCESS] + 1, &isnull);
+		if (isnull || DatumGetBool(d))
+			return false;
+	}
+	return true;
+}
+
+/* The next row of the probe, in s->slot; false at the end. */
+static bool
+probe_next(ProbeScan *s)
+{
+	for (;;)
+	{
+		CHECK_FOR_INTERRUPTS();
+		if (s->iscan != NULL ? !index_getnext_slot(s->iscan, s->dir, s->slot)
+			: !table_scan_getnextslot(s->hscan, ForwardScanDirection, s->slot))
+			return false;
+		if (probe_matches(s))
+			return true;
+	}
+}
+
+static void
+probe_end(ProbeScan *s)
+{
+	if (s->iscan != NULL)
+		index_endscan(s->iscan);
+	if (s->hscan != NULL)
+		table_endscan(s->hscan);
+	if (s->irel != NULL)
+		index_close(s->irel, AccessShareLock);
+	ExecDropSingleTupleTableSlot(s->slot);
+}
+
+/* How many rows of the probe, counting to `limit` at most. */
+static int64
+count_recent(Relation heap, const TaLayout *layout, const Probe *p, int64 limit)
+{
+	ProbeScan	s;
 	int64		n = 0;
 
-	if (!OidIsValid(indexoid))
-		return -1;
 	if (limit <= 0)
 		return 0;
-	irel = index_open(indexoid, AccessShareLock);
-	text_key(&keys[nkeys++], irel, 1, k1);
-	if (k2 != NULL)
-		text_key(&keys[nkeys++], irel, 2, *k2);
-	since_key(&keys[nkeys], nkeys + 1, since);
-	nkeys++;
-	slot = table_slot_create(heap, NULL);
-	scan = ta_index_scan(heap, irel, SnapshotSelf, keys, nkeys);
-	while (n < limit && index_getnext_slot(scan, ForwardScanDirection, slot))
+	probe_begin(&s, heap, layout, p, ForwardScanDirection);
+	while (n < limit && probe_next(&s))
 		n++;
-	index_endscan(scan);
-	ExecDropSingleTupleTableSlot(slot);
-	index_close(irel, AccessShareLock);
+	probe_end(&s);
 	return n;
+}
+
+/* A user's rows about a subject (same_subject, distinct_subjects). */
+static Probe
+user_subject_probe(Text user, Text subject, TimestampTz since)
+{
+	Probe		p = {.nequal = 2, .equal_col = {TA_COL_USER_ID, TA_COL_SUBJECT_ID},
+		.equal = {user, subject}, .since = since,
+	.indexes = {PI_USER_SUBJECT, PI_USER}, .nindexes = 2};
+
+	return p;
+}
+
+/* A tool's failures (tool_failures). */
+static Probe
+tool_failures_probe(Text tool, TimestampTz since)
+{
+	Probe		p = {.nequal = 1, .equal_col = {TA_COL_TOOL_NAME}, .equal = {tool},
+		.failures = true, .since = since,
+	.indexes = {PI_TOOL_FAILURES, PI_TOOL}, .nindexes = 2};
+
+	return p;
 }
 
 /*
  * The distinct subjects of a user's rows since the time, other than
  * `subject`, counted to `limit` at most, over TA_DISTINCT_SCAN_CAP rows at
- * most (the user's most recent first).
+ * most (the user's most recent first, when read through the index).
  */
 static int
 distinct_recent(Relation heap, const TaLayout *layout, Text user, Text subject,
 				TimestampTz since, int limit)
 {
-	Oid			indexoid = probe_index("tool_calls_user");
+	Probe		p = {.nequal = 1, .equal_col = {TA_COL_USER_ID}, .equal = {user},
+		.since = since, .indexes = {PI_USER}, .nindexes = 1};
 	int			subject_att = ta_column(layout, TA_COL_SUBJECT_ID) + 1;
-	Relation	irel;
-	ScanKeyData keys[2];
-	IndexScanDesc scan;
-	TupleTableSlot *slot;
+	ProbeScan	s;
 	text	  **seen;
 	int			nseen = 0;
 	int			nrows = 0;
 
-	if (!OidIsValid(indexoid) || subject_att <= 0 || limit <= 0)
+	if (limit <= 0)
 		return 0;
 	limit = Min(limit, TA_DISTINCT_SCAN_CAP);
 	seen = palloc(sizeof(text *) * limit);
-	irel = index_open(indexoid, AccessShareLock);
-	text_key(&keys[0], irel, 1, user);
-	since_key(&keys[1], 2, since);
-	slot = table_slot_create(heap, NULL);
-	scan = ta_index_scan(heap, irel, SnapshotSelf, keys, 2);
-	while (nseen < limit && nrows++ < TA_DISTINCT_SCAN_CAP &&
-		   index_getnext_slot(scan, BackwardScanDirection, slot))
+	probe_begin(&s, heap, layout, &p, BackwardScanDirection);
+	while (nseen < limit && nrows++ < TA_DISTINCT_SCAN_CAP && probe_next(&s))
 	{
 		bool		isnull;
-		Datum		d = slot_getattr(slot, subject_att, &isnull);
-		text	   *s;
+		Datum		d = slot_getattr(s.slot, subject_att, &isnull);
+		text	   *t;
 		int			len;
 		bool		dup = false;
 
 		if (isnull)
 			continue;
-		s = DatumGetTextPP(d);
-		len = VARSIZE_ANY_EXHDR(s);
-		if (len == subject.len && memcmp(VARDATA_ANY(s), subject.s, len) == 0)
+		t = DatumGetTextPP(d);
+		len = VARSIZE_ANY_EXHDR(t);
+		if (len == subject.len && memcmp(VARDATA_ANY(t), subject.s, len) == 0)
 			continue;
 		for (int i = 0; i < nseen && !dup; i++)
 			dup = (int) VARSIZE_ANY_EXHDR(seen[i]) == len &&
-				memcmp(VARDATA_ANY(seen[i]), VARDATA_ANY(s), len) == 0;
+				memcmp(VARDATA_ANY(seen[i]), VARDATA_ANY(t), len) == 0;
 		if (!dup)
 			seen[nseen++] = DatumGetTextPCopy(d);
 	}
-	index_endscan(scan);
-	ExecDropSingleTupleTableSlot(slot);
-	index_close(irel, AccessShareLock);
+	probe_end(&s);
 	return nseen;
 }
 
@@ -659,6 +927,7 @@ ta_alerts_tool_call(Relation rel, const TaLayout *layout, Datum *values, bool *n
 		const Rule *r = &rs->rules[r_i];
 		TimestampTz since = at - (TimestampTz) r->window_seconds * USECS_PER_SEC;
 		int64		n;
+		Probe		probe;
 
 		if (r->kind == RK_EVENT_TYPE || !tenant_matches(r, tenant))
 			continue;
@@ -686,17 +955,18 @@ ta_alerts_tool_call(Relation rel, const TaLayout *layout, Datum *values, bool *n
 			case RK_SAME_SUBJECT:
 				if (user.s == NULL || subject.s == NULL || !name_matches(r, tool))
 					break;
-				n = count_recent(rel, "tool_calls_user_subject", user, &subject, since,
-								 r->threshold - 1);
-				if (n >= 0 && n + 1 >= r->threshold)
+				probe = user_subject_probe(user, subject, since);
+				n = count_recent(rel, layout, &probe, r->threshold - 1);
+				if (n + 1 >= r->threshold)
 					fire(rs, r, tenant, pair_key(user, subject), id, 0,
 						 count_detail(n + 1, r->threshold, r->window_seconds), at);
 				break;
 			case RK_TOOL_FAILURES:
 				if (!failed || tool.s == NULL || !name_matches(r, tool))
 					break;
-				n = count_recent(rel, "tool_calls_tool_failures", tool, NULL, since, r->threshold);
-				if (n >= 0 && n + 1 > r->threshold)
+				probe = tool_failures_probe(tool, since);
+				n = count_recent(rel, layout, &probe, r->threshold);
+				if (n + 1 > r->threshold)
 					fire(rs, r, tenant, cstr(tool), id, 0,
 						 count_detail(n + 1, r->threshold, r->window_seconds), at);
 				break;
@@ -704,7 +974,8 @@ ta_alerts_tool_call(Relation rel, const TaLayout *layout, Datum *values, bool *n
 				if (user.s == NULL || subject.s == NULL || !name_matches(r, tool))
 					break;
 				/* a subject the user already touched in the window adds none */
-				if (count_recent(rel, "tool_calls_user_subject", user, &subject, since, 1) != 0)
+				probe = user_subject_probe(user, subject, since);
+				if (count_recent(rel, layout, &probe, 1) != 0)
 					break;
 				n = distinct_recent(rel, layout, user, subject, since, r->threshold);
 				if (n + 1 > r->threshold)

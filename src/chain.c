@@ -139,6 +139,16 @@ typedef struct HeldLane
 } HeldLane;
 
 static HTAB *lanes = NULL;
+
+/*
+ * A lane whose session lock take_lane() took and lane_for_write() has not
+ * yet recorded as held (lane -1: none): an error in between (the
+ * transaction's lock, the head's read, a cancel) gives the lock back, or
+ * the session would keep a lock it does not know it has, and every other
+ * writer of the chain would probe past that lane for the session's life.
+ */
+static int64 unrecorded_chain = 0;
+static int32 unrecorded_lane = -1;
 static HeldLane **written = NULL;	/* lanes the current transaction wrote to */
 static int	nwritten = 0;
 static int	maxwritten = 0;
@@ -345,16 +355,38 @@ take_lane(int64 chain_id, int32 preferred)
 			continue;
 		if (!lock_lane(chain_id, l, true, false))
 			continue;
+		unrecorded_chain = chain_id;
+		unrecorded_lane = l;
 		if (lock_lane(chain_id, l, false, false))
 			return l;
 		/* a prepared transaction still holds it */
 		lane_tag(&tag, chain_id, l, true);
 		(void) LockRelease(&tag, ExclusiveLock, true);
+		unrecorded_lane = -1;
 	}
 	/* absurdly many concurrent writers: queue on the usual lane */
 	(void) lock_lane(chain_id, preferred, true, true);
+	unrecorded_chain = chain_id;
+	unrecorded_lane = preferred;
 	(void) lock_lane(chain_id, preferred, false, true);
 	return preferred;
+}
+
+/*
+ * After an error between take_lane() and the lane's being recorded as held:
+ * the session lock goes (the transaction's goes with the transaction).
+ */
+static void
+release_unrecorded_lane(void)
+{
+	LOCKTAG		tag;
+
+	if (unrecorded_lane < 0)
+		return;
+	lane_tag(&tag, unrecorded_chain, unrecorded_lane, true);
+	unrecorded_lane = -1;
+	if (LockHeldByMe(&tag, ExclusiveLock))
+		(void) LockRelease(&tag, ExclusiveLock, true);
 }
 
 /*
@@ -462,13 +494,32 @@ lane_for_write(Relation rel, const TaLayout *layout, int64 chain_id)
 		}
 		if (!ln->held)
 		{
-			ln->head.lane = take_lane(chain_id, ln->head.lane);
+			TaChainHead head = ln->head;
+			uint64		epoch = 0;
+
+			/*
+			 * Nothing is recorded before the head is known: on an error the
+			 * entry stays as it was (not held), and the lock taken goes.
+			 */
+			PG_TRY();
+			{
+				head.lane = take_lane(chain_id, head.lane);
+				/* the epoch before the head: a change after it voids our hint */
+				epoch = ta_lane_hint_epoch();
+				if (!ta_lane_hint_take(RelationGetRelid(rel), &head))
+					read_head(rel, layout, &head);
+			}
+			PG_CATCH();
+			{
+				release_unrecorded_lane();
+				PG_RE_THROW();
+			}
+			PG_END_TRY();
+			unrecorded_lane = -1;
+			ln->head = head;
 			ln->session_lost = false;
-			/* the epoch before the head: a change after it voids our hint */
-			ln->hint_epoch = ta_lane_hint_epoch();
+			ln->hint_epoch = epoch;
 			ln->relid = RelationGetRelid(rel);
-			if (!ta_lane_hint_take(ln->relid, &ln->head))
-				read_head(rel, layout, &ln->head);
 			ln->held = true;	/* only with its head known */
 			ln->committed_seq = ln->head.seq;
 			memcpy(ln->committed_link, ln->head.link, TA_HASH_LEN);

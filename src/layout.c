@@ -103,6 +103,7 @@ static CachedLayout cache[6];
 static List *retired = NIL;
 static MemoryContext layout_context = NULL;
 static uint64 inval_count = 0;
+static uint64 generations = 0;
 
 static void
 layout_inval_callback(Datum arg, Oid relid)
@@ -259,6 +260,7 @@ build_layout(Relation rel)
 	l = MemoryContextAllocZero(layout_context,
 							   offsetof(TaLayout, hashed) + sizeof(TaHashedColumn) * desc->natts);
 	l->relid = RelationGetRelid(rel);
+	l->generation = ++generations;
 	strlcpy(l->name, RelationGetRelationName(rel), NAMEDATALEN);
 	l->namelen = strlen(l->name);
 	l->natts = desc->natts;

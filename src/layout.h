@@ -99,6 +99,8 @@ typedef struct TaLayout
 									 * invalid */
 	Oid			tool_call_index;	/* tool_calls_tool_call_id (1.5 on); else
 									 * invalid */
+	uint64		generation;		/* a new number at every build: what a
+								 * cache checked against this layout keys on */
 	int			unencodable;	/* index in hashed[] of a column the row hash
 								 * cannot encode, or -1 */
 	int			nhashed;

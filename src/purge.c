@@ -51,7 +51,6 @@
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/jsonb.h"
-#include "utils/lsyscache.h"
 #include "utils/rel.h"
 
 #include "catalog.h"
@@ -63,11 +62,11 @@
 static AttrNumber
 attnum_of(Relation rel, const char *name)
 {
-	AttrNumber	n = get_attnum(RelationGetRelid(rel), name);
+	int			i = ta_attribute_index(RelationGetDescr(rel), name);
 
-	if (n == InvalidAttrNumber)
+	if (i < 0)
 		ta_missing_relation("purge_anchors");
-	return n;
+	return (AttrNumber) (i + 1);
 }
 
 typedef struct PurgeTable

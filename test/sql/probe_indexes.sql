@@ -112,6 +112,96 @@ SELECT regress_try($$INSERT INTO tool_audit.tool_calls (tool_name, tool_call_id,
 SELECT count(*) AS stored FROM tool_audit.tool_calls WHERE tool_call_id = 'tc-1';
 SELECT * FROM tool_audit.verify();
 
+-- the rate rules' probes (src/alerts.c): an index replaced under the name of
+-- tool_calls_tool_failures or tool_calls_user_subject is used only while it
+-- is what the probe needs, else the reports' index on the rule's first
+-- column, else the table read whole: the counts stay right.  First one
+-- without its WHERE clause (a plain index has none): its successes are not
+-- failures (three successes then a failure fired a threshold of 2)
+SELECT (tool_audit.set_alert_rule('tool_failures', threshold => 2, enabled => true))->'after'->>'threshold' AS threshold;
+DROP INDEX tool_audit.tool_calls_tool_failures;
+CREATE INDEX tool_calls_tool_failures ON tool_audit.tool_calls (tool_name, recorded_at);
+\c -
+\set VERBOSITY terse
+CREATE FUNCTION pi_call(tool text, ok boolean, usr text DEFAULT NULL, subj text DEFAULT NULL) RETURNS void
+LANGUAGE sql AS $$
+    INSERT INTO tool_audit.tool_calls (tool_name, success, user_id, subject_id) VALUES (tool, ok, usr, subj)
+$$;
+CREATE VIEW pi_alerts AS
+    SELECT rule_name, burst_key, count, detail->>'seen' AS seen FROM tool_audit.alerts
+     WHERE rule_name IN ('tool_failures', 'same_subject_hourly', 'distinct_subjects_hourly')
+     ORDER BY 1, 2;
+SELECT pi_call('pi_flaky1', true);
+SELECT pi_call('pi_flaky1', true);
+SELECT pi_call('pi_flaky1', true);
+SELECT pi_call('pi_flaky1', false);
+SELECT pi_call('pi_flaky1', false);
+SELECT * FROM pi_alerts;
+SELECT pi_call('pi_flaky1', false);
+SELECT * FROM pi_alerts;
+-- on another column: the reports' tool_calls_tool is read instead
+DROP INDEX tool_audit.tool_calls_tool_failures;
+CREATE INDEX tool_calls_tool_failures ON tool_audit.tool_calls (user_id, recorded_at);
+\c -
+\set VERBOSITY terse
+SELECT pi_call('pi_flaky2', false, 'pi_flaky2');
+SELECT pi_call('pi_flaky2', true);
+SELECT pi_call('pi_flaky2', false);
+SELECT pi_call('pi_flaky2', false);
+SELECT * FROM pi_alerts;
+-- neither index (tool_calls_tool of another access method): the table is read
+DROP INDEX tool_audit.tool_calls_tool;
+CREATE INDEX tool_calls_tool ON tool_audit.tool_calls USING hash (tool_name);
+\c -
+\set VERBOSITY terse
+SELECT pi_call('pi_flaky3', false);
+SELECT pi_call('pi_flaky3', true);
+SELECT pi_call('pi_flaky3', false);
+SELECT * FROM pi_alerts;
+SELECT pi_call('pi_flaky3', false);
+SELECT * FROM pi_alerts;
+-- the user's rows about a subject, through an index of the columns swapped:
+-- tool_calls_user is read instead; without it too, the table
+SELECT (tool_audit.set_alert_rule('same_subject_hourly', threshold => 3))->'after'->>'threshold' AS threshold;
+SELECT (tool_audit.set_alert_rule('distinct_subjects_hourly', threshold => 2, enabled => true))->'after'->>'threshold' AS threshold;
+DROP INDEX tool_audit.tool_calls_user_subject;
+CREATE INDEX tool_calls_user_subject ON tool_audit.tool_calls (subject_id, user_id, recorded_at);
+\c -
+\set VERBOSITY terse
+SELECT pi_call('pi_read', true, 'pi_u1', 'pi_s1');
+SELECT pi_call('pi_read', true, 'pi_u1', 'pi_s1');
+SELECT pi_call('pi_read', true, 'pi_u2', 'pi_s1');
+SELECT * FROM pi_alerts;
+SELECT pi_call('pi_read', true, 'pi_u1', 'pi_s1');
+SELECT * FROM pi_alerts;
+DROP INDEX tool_audit.tool_calls_user;
+CREATE INDEX tool_calls_user ON tool_audit.tool_calls (subject_id);
+\c -
+\set VERBOSITY terse
+SELECT pi_call('pi_read', true, 'pi_u2', 'pi_s1');
+SELECT pi_call('pi_read', true, 'pi_u2', 'pi_s2');
+SELECT pi_call('pi_read', true, 'pi_u2', 'pi_s1');
+SELECT * FROM pi_alerts;
+SELECT pi_call('pi_read', true, 'pi_u2', 'pi_s3');
+SELECT * FROM pi_alerts;
+-- the indexes made again on their columns (a WHERE clause is refused): the same counts
+DROP INDEX tool_audit.tool_calls_tool_failures, tool_audit.tool_calls_tool,
+           tool_audit.tool_calls_user_subject, tool_audit.tool_calls_user;
+CREATE INDEX tool_calls_tool_failures ON tool_audit.tool_calls (tool_name, recorded_at);
+CREATE INDEX tool_calls_tool ON tool_audit.tool_calls (tool_name, recorded_at);
+CREATE INDEX tool_calls_user_subject ON tool_audit.tool_calls (user_id, subject_id, recorded_at);
+CREATE INDEX tool_calls_user ON tool_audit.tool_calls (user_id, recorded_at, id);
+\c -
+\set VERBOSITY terse
+SELECT pi_call('pi_flaky4', false);
+SELECT pi_call('pi_flaky4', true);
+SELECT pi_call('pi_flaky4', false);
+SELECT pi_call('pi_flaky4', false);
+SELECT pi_call('pi_read', true, 'pi_u3', 'pi_s1');
+SELECT pi_call('pi_read', true, 'pi_u3', 'pi_s2');
+SELECT pi_call('pi_read', true, 'pi_u3', 'pi_s3');
+SELECT * FROM pi_alerts;
+
 \c :regress_db
 SET client_min_messages = warning;
 DROP DATABASE regress_tool_audit_probe_indexes;
