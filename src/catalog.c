@@ -121,7 +121,8 @@ ta_audit_table_expected(const char *table)
  * first key column is the given one?  A plain index may be dropped by the
  * extension's owner, and another plain one made under its name (the DDL
  * guard allows both): a probe through that one would compare the value
- * with another column, and find the wrong rows or none.
+ * with another column, and find the wrong rows or none.  Nor one still
+ * being built (CREATE INDEX CONCURRENTLY), which lacks rows.
  */
 bool
 ta_index_on_column(Oid indexid, Oid relid, const char *column)
@@ -143,7 +144,7 @@ ta_index_on_column(Oid indexid, Oid relid, const char *column)
 	if (!HeapTupleIsValid(tup))
 		return false;
 	idx = (Form_pg_index) GETSTRUCT(tup);
-	ok = idx->indrelid == relid && idx->indnkeyatts >= 1 &&
+	ok = idx->indrelid == relid && idx->indisvalid && idx->indnkeyatts >= 1 &&
 		idx->indkey.values[0] != 0 &&
 		idx->indkey.values[0] == get_attnum(relid, column);
 	ReleaseSysCache(tup);
