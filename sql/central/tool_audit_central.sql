@@ -20,7 +20,9 @@
 -- the logical replication apply worker (which runs with
 -- session_replication_role = replica, where ordinary triggers do not fire).
 -- A superuser can get past it (SET session_replication_role, ALTER TABLE
--- DISABLE TRIGGER); what it then changes is reported by the verifier.
+-- DISABLE TRIGGER); what it then changes is reported by the verifier.  So
+-- can the tables' owner (ALTER TABLE ... DISABLE TRIGGER): the script
+-- refuses to run as anyone but a superuser, who then owns them.
 --
 -- One central database per source database: ids and chain ids (derived from
 -- table and tenant) are the same in two sources, and the verifier reads
@@ -28,6 +30,17 @@
 \set ON_ERROR_STOP 1
 
 BEGIN;
+
+-- the owner of the tables could switch their guard off: only a superuser
+DO $owner$
+BEGIN
+    IF NOT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN
+        RAISE EXCEPTION 'tool_audit_central.sql must be run by a superuser'
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = 'The owner of the central tables can disable the trigger that refuses local writers.';
+    END IF;
+END
+$owner$;
 
 CREATE SCHEMA tool_audit;
 REVOKE ALL ON SCHEMA tool_audit FROM PUBLIC;

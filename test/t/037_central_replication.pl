@@ -83,6 +83,18 @@ my $central = PostgreSQL::Test::Cluster->new('central');
 $central->init;
 $central->start;
 $central->safe_psql('postgres', q{CREATE DATABASE audit_app; CREATE ROLE auditor LOGIN});
+# run by anyone but a superuser, the script refuses (the tables' owner could
+# switch their guard off), and leaves nothing behind
+$central->safe_psql('postgres', q{CREATE ROLE central_owner LOGIN; GRANT CREATE ON DATABASE audit_app TO central_owner});
+{
+	my ($stdout, $stderr);
+	my $ran = IPC::Run::run(['psql', '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d',
+			$central->connstr('audit_app') . ' user=central_owner', '-f', $central_sql],
+		'>', \$stdout, '2>', \$stderr);
+	ok(!$ran && $stderr =~ /must be run by a superuser/, 'the central schema script refuses a non-superuser');
+	is($central->safe_psql('audit_app', q{SELECT count(*) FROM pg_namespace WHERE nspname = 'tool_audit'}), '0',
+		'and makes nothing');
+}
 command_ok(['psql', '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', $central->connstr('audit_app'),
 		'-f', $central_sql], 'the central schema script runs');
 is($central->safe_psql('audit_app', q{SELECT count(*) FROM pg_extension WHERE extname = 'tool_audit'}), '0',
