@@ -627,6 +627,15 @@ end_of_xact(bool commit)
 		{
 			ln->head.seq = ln->committed_seq;
 			memcpy(ln->head.link, ln->committed_link, TA_HASH_LEN);
+
+			/*
+			 * No hint for this lane from now on (epoch 0 never matches): the
+			 * abort may be the unique index refusing a head that was wrong
+			 * (a hint taken, a row forged after it), and a hint put back
+			 * would refuse every later taker's write in turn.  The next
+			 * taker reads the index.
+			 */
+			ln->hint_epoch = 0;
 		}
 		if (ln->session_lost)
 			ln->held = false;

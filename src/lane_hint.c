@@ -31,7 +31,9 @@
  * use.  What remains is a superuser writing chain positions with the
  * triggers disabled: a row forged after the head makes the next write
  * collide with it in the unique index (one failed insert: the hint is gone
- * by then, and the next taker reads the index), a deleted head row is
+ * by then, and a lane whose transaction wrote to it and rolled back is
+ * given back without one, chain.c's end_of_xact(), so the next taker reads
+ * the index), a deleted head row is
  * chained after and verify() reports the gap, as it would report the
  * forged row.
  *
