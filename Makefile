@@ -65,7 +65,7 @@ REGRESS = setup sanitize detect sanitize_coverage pseudonym summarize log_call l
 	track_exclude_rename track_tenant_move track_rename_recurse track_kept_wholerow lane_hint
 REGRESS_OPTS = --inputdir=test --outputdir=test --load-extension=tool_audit
 
-ISOLATION = concurrent_writers rules_cache chain_order retention_cache purge_hold approval_once calls_lanes \
+ISOLATION = concurrent_writers rules_cache chain_order retention_cache purge_hold approval_once calls_lanes lane_hint \
 	retry_call_id alerts_cache track_calls export_since
 ISOLATION_OPTS = --inputdir=test/isolation --outputdir=test/isolation --load-extension=tool_audit
 
