@@ -51,7 +51,6 @@
 #include "access/xlog.h"
 #include "commands/async.h"
 #include "catalog/pg_am.h"
-#include "catalog/pg_class.h"
 #include "catalog/pg_index.h"
 #include "catalog/pg_type.h"
 #include "commands/defrem.h"
@@ -600,20 +599,14 @@ check_probe_index(Relation heap, const TaLayout *layout, const ProbeIndexDef *d)
 			return InvalidOid;
 	if (layout->column[TA_COL_RECORDED_AT] < 0 || layout->column[TA_COL_SUCCESS] < 0)
 		return InvalidOid;
-	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(oid));
-	if (!HeapTupleIsValid(tup))
-		return InvalidOid;
-	ok = ((Form_pg_class) GETSTRUCT(tup))->relkind == RELKIND_INDEX &&
-		((Form_pg_class) GETSTRUCT(tup))->relam == BTREE_AM_OID;
-	ReleaseSysCache(tup);
-	if (!ok)
+	/* a valid B-tree of tool_calls on the first column (catalog.c), then the rest */
+	if (!ta_index_on_column(oid, RelationGetRelid(heap), ta_column_name(d->equal[0])))
 		return InvalidOid;
 	tup = SearchSysCache1(INDEXRELID, ObjectIdGetDatum(oid));
 	if (!HeapTupleIsValid(tup))
 		return InvalidOid;
 	idx = (Form_pg_index) GETSTRUCT(tup);
-	ok = idx->indrelid == RelationGetRelid(heap) && idx->indisvalid && idx->indisready &&
-		idx->indnkeyatts > d->nequal;
+	ok = idx->indnkeyatts > d->nequal;
 	if (ok)
 	{
 		oidvector  *classes = (oidvector *) DatumGetPointer(SysCacheGetAttr(INDEXRELID, tup,

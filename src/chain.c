@@ -243,30 +243,26 @@ xact_holds(HeldLane *ln)
 	return LockHeldByMe(&tag, ExclusiveLock);
 }
 
-/* Let go of the session's lock of a lane, if it still has it. */
+/*
+ * Let go of the session's lock of a lane, if it still has it.  With a hint,
+ * its head is left for the next taker (lane_hint.c): only between
+ * transactions (the head is then the committed one) and only while the
+ * session still holds the lane: one whose lock was dropped may be someone
+ * else's already.
+ */
 static void
-release_lane(HeldLane *ln)
+release_lane(HeldLane *ln, bool hint)
 {
 	LOCKTAG		tag;
 
 	lane_tag(&tag, ln->head.chain_id, ln->head.lane, true);
 	if (LockHeldByMe(&tag, ExclusiveLock))
+	{
+		if (hint)
+			ta_lane_hint_put(ln->relid, &ln->head, ln->hint_epoch);
 		(void) LockRelease(&tag, ExclusiveLock, true);
+	}
 	ln->held = false;
-}
-
-/*
- * Give a lane back, leaving its head for the next taker (lane_hint.c).  Only
- * between transactions (its head is then the committed one) and only while
- * the session still holds it: a lane whose lock was dropped may be someone
- * else's already.
- */
-static void
-give_back_lane(HeldLane *ln)
-{
-	if (session_holds(ln))
-		ta_lane_hint_put(ln->relid, &ln->head, ln->hint_epoch);
-	release_lane(ln);
 }
 
 /*
@@ -286,7 +282,7 @@ forget_lane(HeldLane *ln)
 	int64		chain_id = ln->head.chain_id;
 
 	if (ln->held)
-		give_back_lane(ln);
+		release_lane(ln, true);
 	if (ln->sub != NULL)
 		pfree(ln->sub);
 	(void) hash_search(lanes, &chain_id, HASH_REMOVE, NULL);
@@ -640,7 +636,7 @@ end_of_xact(bool commit)
 		if (ln->session_lost)
 			ln->held = false;
 		else if (ln->held && (ln->head.lane >= KEPT_LANES || reuse < REUSE_KEEP))
-			give_back_lane(ln); /* see "Lanes are given back" */
+			release_lane(ln, true); /* see "Lanes are given back" */
 		ln->in_xact = false;
 		ln->xact_locked = false;
 		ln->session_lost = false;
@@ -670,7 +666,7 @@ chain_xact_callback(XactEvent event, void *arg)
 				HeldLane   *ln = written[i];
 
 				if (ln->held)
-					release_lane(ln);
+					release_lane(ln, false);	/* not committed yet: no hint */
 				ln->in_xact = false;
 				ln->xact_locked = false;
 				ln->session_lost = false;
