@@ -1,0 +1,289 @@
+# export_since() and two-phase commit.  A session writes audited rows
+# (log_call(), INSERT into tool_calls, log_event()) for a tenant and
+# PREPAREs; other sessions write rows for that tenant and others and commit;
+# a loader pages through export_since() with small pages while the
+# transaction is prepared, then after COMMIT PREPARED (round 1), ROLLBACK
+# PREPARED (round 2), and a server restart with the transaction still
+# prepared followed by COMMIT PREPARED (round 3).  The prepared transaction
+# keeps its lanes closed (chain.c: the transaction-level lane lock passes to
+# it, also across the restart), so no later position of those lanes commits
+# before its rows, and the loader's per-lane cursor picks them up after it
+# commits.  At the end: every committed row exported exactly once with the
+# database's hashes, nothing of the rolled back transaction exported, each
+# lane's rows received in chain order (positions 1, 2, 3, ... with no gap,
+# each linked to the one received before it in that lane), and verify()
+# clean.  Plain and preloaded (lane head hints in shared memory: a lane
+# whose transaction was prepared is given back without one).
+use strict;
+use warnings;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+my $node;
+
+# ---- sessions that stay open across steps (as in 007_lanes.pl) ----
+
+sub session
+{
+	my ($name) = @_;
+	my $s = $node->background_psql('postgres', on_error_stop => 0);
+	$s->{ta_name} = $name;
+	return $s;
+}
+
+my $tagn = 0;
+sub send_sql
+{
+	my ($s, $sql) = @_;
+	my $tag = 'TA_DONE_' . ++$tagn;
+	$s->{stderr} = '';
+	$s->{stdin} .= "$sql\n;\n\\echo $tag\n\\warn $tag\n";
+	$s->{run}->pump_nb while length($s->{stdin}) && !$s->{timeout}->is_expired;
+	return $tag;
+}
+
+sub wait_sent
+{
+	my ($s, $tag) = @_;
+	$s->{run}->pump
+	  until ($s->{stdout} =~ /$tag\n/ && $s->{stderr} =~ /$tag\n/)
+	  || $s->{timeout}->is_expired;
+	die "$s->{ta_name}: timed out waiting for $tag" if $s->{timeout}->is_expired;
+	my $out = $s->{stdout};
+	$s->{stdout} = '';
+	$out =~ s/\n?$tag\n//;
+	$s->{stderr} =~ s/$tag\n//;
+	return $out;
+}
+
+# run $sql in session $s; anything on stderr fails a test named after it
+sub sq
+{
+	my ($s, $sql) = @_;
+	local $Test::Builder::Level = $Test::Builder::Level + 1;
+	my $out = wait_sent($s, send_sql($s, $sql));
+	if ($s->{stderr} ne '')
+	{
+		fail("$s->{ta_name}: " . (length($sql) > 200 ? substr($sql, 0, 200) . '...' : $sql));
+		diag("stderr: $s->{stderr}");
+	}
+	return $out;
+}
+
+# ---- SQL ----
+
+# $n rows into tool_calls for $tenant, named "$mark-1" .. "$mark-$n"
+sub ins
+{
+	my ($tenant, $mark, $n) = @_;
+	$n //= 1;
+	return "INSERT INTO tool_audit.tool_calls (tool_name, tenant_id, success)"
+	  . " SELECT '$mark-' || g, '$tenant', true FROM generate_series(1, $n) g";
+}
+
+# a log_call() row and an admin event for $tenant
+sub logged
+{
+	my ($tenant, $mark) = @_;
+	return "SELECT (tool_audit.log_call('$mark-call', '{\"q\": 1}', '{\"ok\": true}', 3,"
+	  . " '{\"tenant_id\": \"$tenant\"}')).id IS NOT NULL AS logged;"
+	  . " SELECT tool_audit.log_event('test.twophase', 'tester', '{\"m\": \"$mark\"}',"
+	  . " '{\"tenant_id\": \"$tenant\"}') IS NOT NULL AS event";
+}
+
+# a writer that is not the preparing session: a new connection, committed;
+# a lock wait of more than a few seconds is an error (a lane of the prepared
+# transaction taken would make its unique check wait for it)
+sub write_committed
+{
+	my ($label, $sql) = @_;
+	local $Test::Builder::Level = $Test::Builder::Level + 1;
+	my ($ret, $out, $err) = $node->psql('postgres', "SET lock_timeout = '5s'; $sql");
+	is($ret . $err, '0', "$label: committed writer: " . substr($sql, 0, 60));
+	return;
+}
+
+# "lane|seq" of the tool_calls row named $name
+sub pos_of
+{
+	my ($name) = @_;
+	return $node->safe_psql('postgres',
+		"SELECT chain_lane || '|' || chain_seq FROM tool_audit.tool_calls WHERE tool_name = '$name'");
+}
+
+# ---- the loader ----
+
+my @copy;    # [line, cursor] in the order received
+
+# one page after the last stored cursor; the number of rows
+sub page
+{
+	my $cursor = @copy ? $copy[-1][1] : '{}';
+	my $out = $node->safe_psql('postgres',
+		"SELECT line::text || E'\\t' || next_cursor::text FROM tool_audit.export_since(\$c\$$cursor\$c\$, 3)");
+	my @rows = grep { length } split /\n/, $out;
+	push @copy, [ split /\t/, $_, 2 ] for @rows;
+	return scalar @rows;
+}
+
+# page until a short page (each page's own read row is the next page's)
+sub drain
+{
+	while (page() == 3) { }
+	return;
+}
+
+sub copy_has
+{
+	my ($re) = @_;
+	return scalar grep { $_->[0] =~ $re } @copy;
+}
+
+for my $preload (0, 1)
+{
+	my $label = $preload ? 'preloaded' : 'plain';
+	@copy = ();
+	$node = PostgreSQL::Test::Cluster->new($preload ? 'e2pc_pre' : 'e2pc_plain');
+	$node->init;
+	$node->append_conf('postgresql.conf',
+		"max_prepared_transactions = 4\n"
+		  . ($preload ? "shared_preload_libraries = 'tool_audit'\n" : ''));
+	$node->start;
+	$node->safe_psql('postgres', 'CREATE EXTENSION tool_audit');
+
+	# ==== round 1: prepared, rows exported around it, COMMIT PREPARED ====
+	my $p = session('P');
+	my $w = session('W');
+	sq($p, ins('e2pc_t', 'r1-p0', 2));    # P keeps lane 0 of tenant e2pc_t
+	is(pos_of('r1-p0-2'), '0|2', "$label: P writes lane 0");
+	sq($p, 'BEGIN');
+	sq($p, ins('e2pc_t', 'r1-prep', 2));
+	sq($p, logged('e2pc_t', 'r1-prep'));
+	sq($p, ins('e2pc_u', 'r1-prep-u', 1));
+	sq($p, "PREPARE TRANSACTION 'e2pc_r1'");
+	drain();
+	sq($w, ins('e2pc_t', 'r1-w', 2));
+	write_committed($label, ins('e2pc_t', 'r1-c1', 2));
+	write_committed($label, ins('e2pc_u', 'r1-c2', 2) . '; ' . logged('e2pc_u', 'r1-c2'));
+	sq($p, ins('e2pc_t', 'r1-p1', 1));    # the same session goes on, in another lane
+	page();
+	write_committed($label, logged('e2pc_t', 'r1-c3'));
+	drain();
+	isnt((split /\|/, pos_of('r1-w-1'))[0], '0', "$label: W does not write into the prepared transaction's lane");
+	isnt((split /\|/, pos_of('r1-p1-1'))[0], '0', "$label: P's next write goes to another lane");
+	is(copy_has(qr/"tool_name": "r1-prep/), 0, "$label: nothing of the prepared transaction exported before COMMIT PREPARED");
+	$node->safe_psql('postgres', "COMMIT PREPARED 'e2pc_r1'");
+	is(pos_of('r1-prep-2'), '0|4', "$label: the prepared rows are at lane 0, positions 3 and 4");
+	sq($w, ins('e2pc_t', 'r1-w2', 1));
+	write_committed($label, ins('e2pc_t', 'r1-c4', 3));
+	drain();
+	is(copy_has(qr/"tool_name": "r1-prep-[12]"/), 2, "$label: the prepared rows exported after COMMIT PREPARED");
+
+	# ==== round 2: prepared, ROLLBACK PREPARED, its positions used again ====
+	sq($p, ins('e2pc_v', 'r2-p0', 1));
+	my $lane_v = (split /\|/, pos_of('r2-p0-1'))[0];
+	sq($p, 'BEGIN');
+	sq($p, ins('e2pc_v', 'r2-rb', 3));
+	sq($p, logged('e2pc_v', 'r2-rb'));
+	sq($p, "PREPARE TRANSACTION 'e2pc_r2'");
+	my $rb_pos = $node->safe_psql('postgres', q{SELECT count(*) FROM pg_prepared_xacts WHERE gid = 'e2pc_r2'});
+	is($rb_pos, '1', "$label: round 2 prepared");
+	write_committed($label, ins('e2pc_v', 'r2-c1', 2));
+	sq($w, ins('e2pc_v', 'r2-w', 1));
+	page();
+	drain();
+	$node->safe_psql('postgres', "ROLLBACK PREPARED 'e2pc_r2'");
+	# P takes its lane of e2pc_v again: the rolled back positions are reused
+	sq($p, ins('e2pc_v', 'r2-p1', 2));
+	is(pos_of('r2-p1-1'), "$lane_v|2", "$label: after ROLLBACK PREPARED the lane goes on at the first rolled back position");
+	write_committed($label, ins('e2pc_v', 'r2-c2', 1));
+	drain();
+	is(copy_has(qr/r2-rb/), 0, "$label: nothing of the rolled back transaction exported");
+
+	# ==== round 3: a restart while prepared, then COMMIT PREPARED ====
+	sq($p, 'BEGIN');
+	sq($p, ins('e2pc_t', 'r3-prep', 2));
+	sq($p, logged('e2pc_t', 'r3-prep'));
+	sq($p, ins('e2pc_u', 'r3-prep-u', 2));
+	sq($p, "PREPARE TRANSACTION 'e2pc_r3'");
+	write_committed($label, ins('e2pc_t', 'r3-c1', 2));
+	drain();
+	$p->quit;
+	$w->quit;
+	$node->stop('immediate');
+	$node->start;
+	is($node->safe_psql('postgres', q{SELECT count(*) FROM pg_prepared_xacts WHERE gid = 'e2pc_r3'}),
+		'1', "$label: the prepared transaction survived the restart");
+	page();
+	# W2 keeps lane 0 of e2pc_t: P2 probes the lanes above it, the
+	# prepared transaction's among them (its lock recovered at startup)
+	$w = session('W2');
+	sq($w, ins('e2pc_t', 'r3-w2', 1));
+	write_committed($label, ins('e2pc_t', 'r3-c2', 3));
+	write_committed($label, ins('e2pc_u', 'r3-c3', 2));
+	$p = session('P2');
+	sq($p, ins('e2pc_t', 'r3-p2', 2));
+	sq($p, logged('e2pc_t', 'r3-p2'));
+	isnt((split /\|/, pos_of('r3-p2-1'))[0], (split /\|/, pos_of('r1-p1-1'))[0],
+		"$label: after the restart the prepared transaction's lane is still closed");
+	drain();
+	is(copy_has(qr/"tool_name": "r3-prep/), 0, "$label: nothing of the prepared transaction exported before COMMIT PREPARED");
+	$node->safe_psql('postgres', "COMMIT PREPARED 'e2pc_r3'");
+	write_committed($label, ins('e2pc_t', 'r3-c4', 2));
+	sq($p, ins('e2pc_t', 'r3-p3', 1));
+	drain();
+	is(copy_has(qr/"tool_name": "r3-prep-[12]"/), 2, "$label: the prepared rows exported after the restart and COMMIT PREPARED");
+	is((split /\|/, pos_of('r3-prep-1'))[0], (split /\|/, pos_of('r1-p1-1'))[0],
+		"$label: round 3 prepared in P's lane of round 1");
+	$p->quit;
+	$w->quit;
+
+	# ==== the copy against the database ====
+	my %db = map { my ($k, $h) = split /\|/; ($k => $h) } split /\n/, $node->safe_psql('postgres', q{
+	    SELECT 'tool_calls:' || id || '|' || encode(row_hash, 'hex') FROM tool_audit.tool_calls
+	    UNION ALL SELECT 'admin_events:' || id || '|' || encode(row_hash, 'hex') FROM tool_audit.admin_events
+	    UNION ALL SELECT 'data_changes:' || id || '|' || encode(row_hash, 'hex') FROM tool_audit.data_changes});
+	my (%seen, $repeated, $wrong_hash, %last, @order);
+	for my $r (@copy)
+	{
+		my ($table) = $r->[0] =~ /"table": "(\w+)"/;
+		my ($id) = $r->[0] =~ /"id": (\d+)[,}]/;
+		my ($hash) = $r->[0] =~ /"row_hash": "([0-9a-f]+)"/;
+		my ($chain) = $r->[0] =~ /"chain_id": "(-?\d+)"/;
+		my ($lane) = $r->[0] =~ /"chain_lane": (\d+)[,}]/;
+		my ($seq) = $r->[0] =~ /"chain_seq": (\d+)[,}]/;
+		my ($link) = $r->[0] =~ /"chain_hash": "([0-9a-f]+)"/;
+		my $k = "$table:$id";
+		$repeated++ if $seen{$k}++;
+		$wrong_hash++ if !defined $db{$k} || $db{$k} ne $hash;
+		# in each lane, positions 1, 2, 3, ... in the order received
+		my $lk = "$table:$chain:$lane";
+		my $want = ($last{$lk} // [0])->[0] + 1;
+		push @order, "$lk: got $seq after " . ($want - 1) if $seq != $want;
+		$last{$lk} = [ $seq, $link ];
+	}
+	my @missing = grep { !$seen{$_} } sort keys %db;
+	is($repeated // 0, 0, "$label: no row exported twice");
+	is($wrong_hash // 0, 0, "$label: every line has the row hash of a database row");
+	is(scalar(@missing), 1, "$label: every committed row exported but the last page's own read")
+	  or diag explain \@missing;
+	like($node->safe_psql('postgres',
+			"SELECT event_type || ' ' || (payload->>'function') FROM tool_audit.admin_events WHERE id = "
+			  . (split /:/, $missing[0] // 'x:0')[1]),
+		qr/^audit\.read export_since$/, "$label: the row not exported is the last page's read");
+	is_deeply(\@order, [], "$label: each lane's rows received in chain order, no gap");
+	# each lane's last received link is the lane's head in the database
+	my %head = map { my ($k, $h) = split /\|/; ($k => $h) } split /\n/, $node->safe_psql('postgres', q{
+	    SELECT DISTINCT ON (chain_id, chain_lane) 'tool_calls:' || chain_id || ':' || chain_lane || '|' || encode(chain_hash, 'hex')
+	      FROM tool_audit.tool_calls ORDER BY chain_id, chain_lane, chain_seq DESC});
+	my @heads = grep { !defined $last{$_} || $last{$_}[1] ne $head{$_} } sort keys %head;
+	is_deeply(\@heads, [], "$label: the last line of each tool_calls lane carries the lane's head link");
+	is($node->safe_psql('postgres', q{SELECT count(*) FROM tool_audit.tool_calls WHERE tool_name LIKE 'r2-rb%'}),
+		'0', "$label: the rolled back rows are not in the table");
+	is($node->safe_psql('postgres', 'SELECT count(*) FROM tool_audit.verify()'), '0',
+		"$label: verify() finds nothing wrong");
+	$node->stop;
+}
+
+done_testing();
