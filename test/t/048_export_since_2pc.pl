@@ -29,6 +29,8 @@ sub session
 	my ($name) = @_;
 	my $s = $node->background_psql('postgres', on_error_stop => 0);
 	$s->{ta_name} = $name;
+	# waiting for a prepared transaction is a failure, not a hang
+	wait_sent($s, send_sql($s, "SET lock_timeout = '5s'"));
 	return $s;
 }
 
