@@ -3,17 +3,19 @@
 # PREPAREs; other sessions write rows for that tenant and others and commit;
 # a loader pages through export_since() with small pages while the
 # transaction is prepared, then after COMMIT PREPARED (round 1), ROLLBACK
-# PREPARED (round 2), and a server restart with the transaction still
-# prepared followed by COMMIT PREPARED (round 3).  The prepared transaction
-# keeps its lanes closed (chain.c: the transaction-level lane lock passes to
-# it, also across the restart), so no later position of those lanes commits
-# before its rows, and the loader's per-lane cursor picks them up after it
-# commits.  At the end: every committed row exported exactly once with the
-# database's hashes, nothing of the rolled back transaction exported, each
-# lane's rows received in chain order (positions 1, 2, 3, ... with no gap,
-# each linked to the one received before it in that lane), and verify()
-# clean.  Plain and preloaded (lane head hints in shared memory: a lane
-# whose transaction was prepared is given back without one).
+# PREPARED (round 2), a server restart with the transaction still prepared
+# and then COMMIT PREPARED (round 3), and PREPAREs refused after the lanes
+# were given up (round 4: a GID in use, a temporary table).  The prepared
+# transaction keeps its lanes closed (chain.c: the transaction-level lane
+# lock passes to it, and is recovered at startup), so no later position of
+# those lanes commits before its rows, and the loader's per-lane cursor
+# picks them up after it commits.  At the end: every committed row exported
+# exactly once with the database's row hash, nothing rolled back exported,
+# each lane's rows received in chain order (positions 1, 2, 3, ... with no
+# gap), the last line of each tool_calls lane carrying the lane's head link,
+# and verify() clean.  Plain and preloaded (lane head hints in shared
+# memory: a lane whose transaction was prepared is given back without one,
+# or the lane would go on after rolled back rows).
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -218,17 +220,18 @@ for my $preload (0, 1)
 	is($node->safe_psql('postgres', q{SELECT count(*) FROM pg_prepared_xacts WHERE gid = 'e2pc_r3'}),
 		'1', "$label: the prepared transaction survived the restart");
 	page();
-	# W2 keeps lane 0 of e2pc_t: P2 probes the lanes above it, the
-	# prepared transaction's among them (its lock recovered at startup)
-	$w = session('W2');
-	sq($w, ins('e2pc_t', 'r3-w2', 1));
+	# sessions keep the lanes of e2pc_t below the prepared transaction's:
+	# P2 probes them all, then that one (its lock recovered at startup)
+	my $plane = (split /\|/, pos_of('r1-p1-1'))[0];
+	my @holders = map { session("H$_") } 1 .. $plane;
+	sq($holders[$_], ins('e2pc_t', "r3-h$_", 1)) for 0 .. $#holders;
 	write_committed($label, ins('e2pc_t', 'r3-c2', 3));
 	write_committed($label, ins('e2pc_u', 'r3-c3', 2));
 	$p = session('P2');
 	sq($p, ins('e2pc_t', 'r3-p2', 2));
 	sq($p, logged('e2pc_t', 'r3-p2'));
-	isnt((split /\|/, pos_of('r3-p2-1'))[0], (split /\|/, pos_of('r1-p1-1'))[0],
-		"$label: after the restart the prepared transaction's lane is still closed");
+	is((split /\|/, pos_of('r3-p2-1'))[0], $plane + 1,
+		"$label: after the restart the prepared transaction's lane ($plane) is still closed");
 	drain();
 	is(copy_has(qr/"tool_name": "r3-prep/), 0, "$label: nothing of the prepared transaction exported before COMMIT PREPARED");
 	$node->safe_psql('postgres', "COMMIT PREPARED 'e2pc_r3'");
@@ -238,6 +241,41 @@ for my $preload (0, 1)
 	is(copy_has(qr/"tool_name": "r3-prep-[12]"/), 2, "$label: the prepared rows exported after the restart and COMMIT PREPARED");
 	is((split /\|/, pos_of('r3-prep-1'))[0], (split /\|/, pos_of('r1-p1-1'))[0],
 		"$label: round 3 prepared in P's lane of round 1");
+	$p->quit;
+	$_->quit for @holders;
+
+	# ==== round 4: PREPARE TRANSACTION that fails after the lanes were given
+	# up (chain.c lets go of them at XACT_EVENT_PRE_PREPARE; a GID in use and
+	# a temporary table are refused after that): the transaction rolls back
+	# and its positions are used again ====
+	$node->safe_psql('postgres', "BEGIN; SELECT 1; PREPARE TRANSACTION 'e2pc_dup'");
+	$p = session('P3');
+	$w = session('W3');
+	sq($p, ins('e2pc_t', 'r4-p0', 1));
+	my ($lane_p3, $seq_p3) = split /\|/, pos_of('r4-p0-1');
+	for my $how ('gid', 'temp')
+	{
+		sq($p, 'BEGIN');
+		sq($p, 'CREATE TEMP TABLE e2pc_tmp (x int)') if $how eq 'temp';
+		sq($p, ins('e2pc_t', "r4-fail-$how", 2));
+		sq($p, logged('e2pc_t', "r4-fail-$how"));
+		wait_sent($p, send_sql($p, "PREPARE TRANSACTION '" . ($how eq 'gid' ? 'e2pc_dup' : 'e2pc_r4') . "'"));
+		like($p->{stderr}, $how eq 'gid' ? qr/transaction identifier "e2pc_dup" is already in use/
+			: qr/cannot PREPARE a transaction that has operated on temporary objects/,
+			"$label: PREPARE TRANSACTION refused ($how)");
+		page();
+		sq($p, ins('e2pc_t', "r4-after-$how", 1));
+		sq($w, ins('e2pc_t', "r4-w-$how", 1));
+		write_committed($label, ins('e2pc_t', "r4-c-$how", 1));
+		page();
+	}
+	is(pos_of('r4-after-gid-1'), "$lane_p3|" . ($seq_p3 + 1),
+		"$label: after the refused PREPARE the session's lane goes on at the first rolled back position");
+	is($node->safe_psql('postgres', q{SELECT count(*) FROM tool_audit.tool_calls WHERE tool_name LIKE 'r4-fail%'}),
+		'0', "$label: nothing of the refused PREPAREs stored");
+	$node->safe_psql('postgres', "ROLLBACK PREPARED 'e2pc_dup'");
+	drain();
+	is(copy_has(qr/r4-fail/), 0, "$label: nothing of the refused PREPAREs exported");
 	$p->quit;
 	$w->quit;
 
