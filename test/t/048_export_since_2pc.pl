@@ -5,11 +5,15 @@
 # transaction is prepared, then after COMMIT PREPARED (round 1), ROLLBACK
 # PREPARED (round 2), a server restart with the transaction still prepared
 # and then COMMIT PREPARED (round 3), and PREPAREs refused after the lanes
-# were given up (round 4: a GID in use, a temporary table).  The prepared
-# transaction keeps its lanes closed (chain.c: the transaction-level lane
-# lock passes to it, and is recovered at startup), so no later position of
-# those lanes commits before its rows, and the loader's per-lane cursor
-# picks them up after it commits.  At the end: every committed row exported
+# were given up (round 4: a GID in use, a temporary table); and the loader
+# paging inside a transaction of its own that is prepared and rolled back,
+# or rolled back (round 5: each page's read record is a row of that
+# transaction, which its next page sees; before the fix export_since()
+# handed those rows out, and missed the rows that took their positions
+# after the rollback).  The prepared transaction keeps its lanes closed
+# (chain.c: the transaction-level lane lock passes to it, and is recovered
+# at startup), so no later position of those lanes commits before its rows,
+# and the loader's per-lane cursor picks them up after it commits.  At the end: every committed row exported
 # exactly once with the database's row hash, nothing rolled back exported,
 # each lane's rows received in chain order (positions 1, 2, 3, ... with no
 # gap), the last line of each tool_calls lane carrying the lane's head link,
@@ -125,6 +129,19 @@ sub page
 {
 	my $cursor = @copy ? $copy[-1][1] : '{}';
 	my $out = $node->safe_psql('postgres',
+		"SELECT line::text || E'\\t' || next_cursor::text FROM tool_audit.export_since(\$c\$$cursor\$c\$, 3)");
+	my @rows = grep { length } split /\n/, $out;
+	push @copy, [ split /\t/, $_, 2 ] for @rows;
+	return scalar @rows;
+}
+
+# the same in session $s (which may be inside a transaction)
+sub page_in
+{
+	my ($s) = @_;
+	local $Test::Builder::Level = $Test::Builder::Level + 1;
+	my $cursor = @copy ? $copy[-1][1] : '{}';
+	my $out = sq($s,
 		"SELECT line::text || E'\\t' || next_cursor::text FROM tool_audit.export_since(\$c\$$cursor\$c\$, 3)");
 	my @rows = grep { length } split /\n/, $out;
 	push @copy, [ split /\t/, $_, 2 ] for @rows;
@@ -278,6 +295,35 @@ for my $preload (0, 1)
 	is(copy_has(qr/r4-fail/), 0, "$label: nothing of the refused PREPAREs exported");
 	$p->quit;
 	$w->quit;
+
+	# ==== round 5: the loader itself pages inside a transaction (as a
+	# driver that opens one implicitly does) that is prepared and rolled
+	# back, then one that is rolled back (a loader that crashes): each page
+	# records its read (an admin event) in that transaction, which the next
+	# page of the same transaction sees ====
+	my $l = session('L');
+	drain();
+	for my $end ('prepared', 'rollback')
+	{
+		sq($l, 'BEGIN');
+		write_committed($label, ins('e2pc_t', "r5-c-$end", 1));
+		page_in($l) for 1 .. 3;
+		if ($end eq 'prepared')
+		{
+			sq($l, "PREPARE TRANSACTION 'e2pc_loader'");
+			$node->safe_psql('postgres', "ROLLBACK PREPARED 'e2pc_loader'");
+		}
+		else
+		{
+			sq($l, 'ROLLBACK');
+		}
+		# the loader goes on, its pages committed now
+		page_in($l) for 1 .. 2;
+		write_committed($label, logged('e2pc_t', "r5-after-$end"));
+	}
+	page_in($l) for 1 .. 2;
+	$l->quit;
+	drain();
 
 	# ==== the copy against the database ====
 	my %db = map { my ($k, $h) = split /\|/; ($k => $h) } split /\n/, $node->safe_psql('postgres', q{
