@@ -3994,6 +3994,7 @@ DECLARE
     lane record;
     lane_key text;
     r record;
+    own text[];
 BEGIN
     IF max_rows IS NULL OR max_rows < 1 OR max_rows > 100000 THEN
         RAISE EXCEPTION 'max_rows must be between 1 and 100000'
@@ -4015,6 +4016,20 @@ BEGIN
                   HINT = 'Pass ''{}'' to start from the first row, or the next_cursor of the last row stored.';
     END IF;
     SELECT count(*) INTO lanes FROM jsonb_each(cur) t, jsonb_each(t.value);
+    -- the rows this transaction wrote (an earlier page's read record, the
+    -- caller's own writes) are visible to it but not committed, and may never
+    -- be: handed out, with the cursor past them, they would leave a row the
+    -- loader never saw where they were, and the position to the next writer
+    -- after a rollback, whose row the cursor would skip.  They are the last
+    -- rows of the lanes the transaction holds (chain.c: its lock, field4
+    -- TA_LOCKTAG_LANE_XACT = 21592, on each lane it wrote, to its end): such
+    -- a lane is left for a page in another transaction.  No transaction id
+    -- yet: nothing written.
+    IF pg_current_xact_id_if_assigned() IS NOT NULL THEN
+        own := ARRAY(SELECT l.classid::bigint || ':' || l.objid::bigint FROM pg_locks l
+                      WHERE l.locktype = 'advisory' AND l.objsubid = 21592
+                        AND l.pid = pg_backend_pid() AND l.granted);
+    END IF;
     cur := jsonb_build_object('admin_events', coalesce(cur->'admin_events', '{}'),
                               'tool_calls', coalesce(cur->'tool_calls', '{}'),
                               'data_changes', coalesce(cur->'data_changes', '{}'));
@@ -4075,6 +4090,9 @@ BEGIN
                      ORDER BY t.chain_id, t.chain_lane LIMIT 1) x)
             SELECT l.chain_id, l.chain_lane FROM l$q$, tab)
         LOOP
+            -- chain.c's lane_tag(): the chain id folded to 32 bits, the lane
+            CONTINUE WHEN ((lane.chain_id & 4294967295) # ((lane.chain_id >> 32) & 4294967295))
+                          || ':' || lane.chain_lane = ANY (own);
             lane_key := lane.chain_id::text || ':' || lane.chain_lane;
             FOR r IN EXECUTE format($q$
                 SELECT t.chain_seq AS seq, %s AS doc FROM tool_audit.%I t

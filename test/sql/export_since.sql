@@ -28,10 +28,12 @@ SELECT tool_audit.track('es_items') IS NOT NULL AS tracked;
 INSERT INTO es_items VALUES (1, 'a'), (2, 'b');
 UPDATE es_items SET v = 'c' WHERE id = 2;
 
--- a loader: pages of 4 rows until a short page; each page's read is itself
--- an admin event, found by the next page
+-- a loader: pages of 4 rows until a short page, each page stored with its
+-- cursor in a transaction of its own; each page's read is itself an admin
+-- event, found by the next page (a page does not hand out the rows of its own
+-- transaction: below)
 CREATE TABLE es_loaded (page int, nth bigint, line jsonb, next_cursor jsonb);
-CREATE FUNCTION es_load(max_rows int) RETURNS int LANGUAGE plpgsql AS $$
+CREATE PROCEDURE es_load(max_rows int, INOUT pages int DEFAULT NULL) LANGUAGE plpgsql AS $$
 DECLARE
     c jsonb;
     p int := coalesce((SELECT max(page) FROM es_loaded), 0);
@@ -44,11 +46,12 @@ BEGIN
         SELECT p, s.nth, s.line, s.next_cursor
           FROM tool_audit.export_since(c, max_rows) WITH ORDINALITY s(line, next_cursor, nth);
         GET DIAGNOSTICS got = ROW_COUNT;
+        COMMIT;
         EXIT WHEN got < max_rows;
     END LOOP;
-    RETURN p;
+    pages := p;
 END $$;
-SELECT es_load(4) AS pages;
+CALL es_load(4);
 
 -- every row exactly once: all rows but the last page's own read
 CREATE VIEW es_all AS
@@ -85,7 +88,7 @@ SELECT count(*) AS same_as_export_jsonl FROM es_loaded l
 INSERT INTO tool_audit.tool_calls (tool_name, tenant_id, success) VALUES ('late_1', 'es_acme', true);
 INSERT INTO tool_audit.tool_calls (tool_name, tenant_id, success) VALUES ('late_2', 'es_new', true);
 INSERT INTO es_items VALUES (3, 'd');
-SELECT es_load(4) > 0 AS paged;
+CALL es_load(4);
 SELECT line->>'table' AS tab, coalesce(line->>'tool_name', line->>'event_type', line->>'operation') AS what, count(*)
   FROM es_loaded
  WHERE page > (SELECT min(page) FROM es_loaded l WHERE l.line->>'tool_name' = 'late_1') - 1
@@ -102,6 +105,22 @@ CREATE TEMP TABLE es_p2 AS
                   WITH ORDINALITY s(line, next_cursor, nth);
 SELECT (SELECT array_agg(line ORDER BY nth) FROM es_p1 WHERE nth > 2)
      = (SELECT array_agg(line ORDER BY nth) FROM es_p2) AS resumed_exactly;
+
+-- pages inside one transaction: the second does not hand out the first's read
+-- record (the transaction's own row, which a rollback would take back, and a
+-- later row take its position behind the cursor: test/t/048_export_since_2pc.pl);
+-- a page in another transaction does, once the transaction committed
+SELECT next_cursor AS es_c0 FROM es_loaded ORDER BY page DESC, nth DESC LIMIT 1 \gset
+CREATE TEMP TABLE es_tx (k int, line jsonb, next_cursor jsonb, nth bigint);
+BEGIN;
+INSERT INTO es_tx SELECT 1, * FROM tool_audit.export_since(:'es_c0', 1000) WITH ORDINALITY;
+INSERT INTO es_tx SELECT 2, * FROM tool_audit.export_since(
+    coalesce((SELECT next_cursor FROM es_tx ORDER BY k DESC, nth DESC LIMIT 1), :'es_c0'), 1000) WITH ORDINALITY;
+COMMIT;
+INSERT INTO es_tx SELECT 3, * FROM tool_audit.export_since(
+    coalesce((SELECT next_cursor FROM es_tx ORDER BY k DESC, nth DESC LIMIT 1), :'es_c0'), 1000) WITH ORDINALITY;
+SELECT k, count(e.line) AS rows, string_agg(DISTINCT e.line->>'event_type', ', ') AS event_types
+  FROM generate_series(1, 3) k LEFT JOIN es_tx e USING (k) GROUP BY k ORDER BY k;
 
 -- a reader bound to a tenant pages through its tenant's rows only
 SELECT tool_audit.bind_tenant('regress_reader_acme', 'es_acme');
