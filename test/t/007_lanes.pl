@@ -17,6 +17,7 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use Sessions qw(send_sql wait_sent);
 
 my $LANE_TAG = 21569;    # 0x5441, field4 of a lane's session lock
 my $XACT_TAG = 21592;    # 0x5458, field4 of the writing transaction's lock on it
@@ -39,35 +40,6 @@ sub session
 	$s->{ta_name} = $name;
 	$s->{ta_pid} = wait_sent($s, send_sql($s, 'SELECT pg_backend_pid()'));
 	return $s;
-}
-
-# Send $sql to session $s without waiting for it (it may block); wait_sent
-# collects its output, and leaves what it printed on stderr in $s->{stderr}.
-# (Not BackgroundPsql's query(): it notes every query and its output.)
-my $tagn = 0;
-sub send_sql
-{
-	my ($s, $sql) = @_;
-	my $tag = 'TA_DONE_' . ++$tagn;
-	$s->{stderr} = '';
-	$s->{stdin} .= "$sql\n;\n\\echo $tag\n\\warn $tag\n";
-	# IPC::Run takes from stdin what it wrote to psql
-	$s->{run}->pump_nb while length($s->{stdin}) && !$s->{timeout}->is_expired;
-	return $tag;
-}
-
-sub wait_sent
-{
-	my ($s, $tag) = @_;
-	$s->{run}->pump
-	  until ($s->{stdout} =~ /$tag\n/ && $s->{stderr} =~ /$tag\n/)
-	  || $s->{timeout}->is_expired;
-	die "$s->{ta_name}: timed out waiting for $tag" if $s->{timeout}->is_expired;
-	my $out = $s->{stdout};
-	$s->{stdout} = '';
-	$out =~ s/\n?$tag\n//;
-	$s->{stderr} =~ s/$tag\n//;
-	return $out;
 }
 
 # Run $sql in session $s and return its output; a step that printed anything

@@ -25,6 +25,7 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use Sessions qw(send_sql wait_sent);
 
 my $node;
 
@@ -38,31 +39,6 @@ sub session
 	# waiting for a prepared transaction is a failure, not a hang
 	wait_sent($s, send_sql($s, "SET lock_timeout = '5s'"));
 	return $s;
-}
-
-my $tagn = 0;
-sub send_sql
-{
-	my ($s, $sql) = @_;
-	my $tag = 'TA_DONE_' . ++$tagn;
-	$s->{stderr} = '';
-	$s->{stdin} .= "$sql\n;\n\\echo $tag\n\\warn $tag\n";
-	$s->{run}->pump_nb while length($s->{stdin}) && !$s->{timeout}->is_expired;
-	return $tag;
-}
-
-sub wait_sent
-{
-	my ($s, $tag) = @_;
-	$s->{run}->pump
-	  until ($s->{stdout} =~ /$tag\n/ && $s->{stderr} =~ /$tag\n/)
-	  || $s->{timeout}->is_expired;
-	die "$s->{ta_name}: timed out waiting for $tag" if $s->{timeout}->is_expired;
-	my $out = $s->{stdout};
-	$s->{stdout} = '';
-	$out =~ s/\n?$tag\n//;
-	$s->{stderr} =~ s/$tag\n//;
-	return $out;
 }
 
 # run $sql in session $s; anything on stderr fails a test named after it

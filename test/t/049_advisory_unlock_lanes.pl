@@ -19,6 +19,7 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use Sessions qw(send_sql wait_sent);
 
 my $LANE_TAG = 21569;    # 0x5441, field4 of a lane's session lock
 my $XACT_TAG = 21592;    # 0x5458, field4 of the writing transaction's lock
@@ -34,31 +35,6 @@ sub session
 	$s->{ta_name} = $name;
 	$s->{ta_pid} = wait_sent($s, send_sql($s, 'SELECT pg_backend_pid()'));
 	return $s;
-}
-
-my $tagn = 0;
-sub send_sql
-{
-	my ($s, $sql) = @_;
-	my $tag = 'TA_DONE_' . ++$tagn;
-	$s->{stderr} = '';
-	$s->{stdin} .= "$sql\n;\n\\echo $tag\n\\warn $tag\n";
-	$s->{run}->pump_nb while length($s->{stdin}) && !$s->{timeout}->is_expired;
-	return $tag;
-}
-
-sub wait_sent
-{
-	my ($s, $tag) = @_;
-	$s->{run}->pump
-	  until ($s->{stdout} =~ /$tag\n/ && $s->{stderr} =~ /$tag\n/)
-	  || $s->{timeout}->is_expired;
-	die "$s->{ta_name}: timed out waiting for $tag" if $s->{timeout}->is_expired;
-	my $out = $s->{stdout};
-	$s->{stdout} = '';
-	$out =~ s/\n?$tag\n//;
-	$s->{stderr} =~ s/$tag\n//;
-	return $out;
 }
 
 # run $sql in session $s; anything on stderr (an error, a warning) fails a
