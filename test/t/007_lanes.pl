@@ -17,7 +17,7 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
-use Sessions qw(send_sql wait_sent);
+use Sessions qw(send_sql wait_sent sq);
 
 my $LANE_TAG = 21569;    # 0x5441, field4 of a lane's session lock
 my $XACT_TAG = 21592;    # 0x5458, field4 of the writing transaction's lock on it
@@ -42,22 +42,7 @@ sub session
 	return $s;
 }
 
-# Run $sql in session $s and return its output; a step that printed anything
-# on stderr fails a test named after it.
-sub sq
-{
-	my ($s, $sql) = @_;
-	local $Test::Builder::Level = $Test::Builder::Level + 1;
-	my $out = wait_sent($s, send_sql($s, $sql));
-	if ($s->{stderr} ne '')
-	{
-		fail("$s->{ta_name}: " . (length($sql) > 300 ? substr($sql, 0, 300) . '...' : $sql));
-		diag("stderr: $s->{stderr}");
-	}
-	return $out;
-}
-
-# The same, for a step expected to fail: returns (output, stderr).
+# sq() (test/t/Sessions.pm) for a step expected to fail: returns (output, stderr).
 sub sq_err
 {
 	my ($s, $sql) = @_;

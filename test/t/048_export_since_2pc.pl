@@ -25,7 +25,7 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
-use Sessions qw(send_sql wait_sent);
+use Sessions qw(send_sql wait_sent sq);
 
 my $node;
 
@@ -39,20 +39,6 @@ sub session
 	# waiting for a prepared transaction is a failure, not a hang
 	wait_sent($s, send_sql($s, "SET lock_timeout = '5s'"));
 	return $s;
-}
-
-# run $sql in session $s; anything on stderr fails a test named after it
-sub sq
-{
-	my ($s, $sql) = @_;
-	local $Test::Builder::Level = $Test::Builder::Level + 1;
-	my $out = wait_sent($s, send_sql($s, $sql));
-	if ($s->{stderr} ne '')
-	{
-		fail("$s->{ta_name}: " . (length($sql) > 200 ? substr($sql, 0, 200) . '...' : $sql));
-		diag("stderr: $s->{stderr}");
-	}
-	return $out;
 }
 
 # ---- SQL ----

@@ -19,7 +19,7 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
-use Sessions qw(send_sql wait_sent);
+use Sessions qw(send_sql wait_sent sq);
 
 my $LANE_TAG = 21569;    # 0x5441, field4 of a lane's session lock
 my $XACT_TAG = 21592;    # 0x5458, field4 of the writing transaction's lock
@@ -35,21 +35,6 @@ sub session
 	$s->{ta_name} = $name;
 	$s->{ta_pid} = wait_sent($s, send_sql($s, 'SELECT pg_backend_pid()'));
 	return $s;
-}
-
-# run $sql in session $s; anything on stderr (an error, a warning) fails a
-# test named after it
-sub sq
-{
-	my ($s, $sql) = @_;
-	local $Test::Builder::Level = $Test::Builder::Level + 1;
-	my $out = wait_sent($s, send_sql($s, $sql));
-	if ($s->{stderr} ne '')
-	{
-		fail("$s->{ta_name}: " . (length($sql) > 200 ? substr($sql, 0, 200) . '...' : $sql));
-		diag("stderr: $s->{stderr}");
-	}
-	return $out;
 }
 
 # ---- SQL ----

@@ -7,8 +7,9 @@ package Sessions;
 use strict;
 use warnings;
 use Exporter 'import';
+use Test::More;
 
-our @EXPORT_OK = qw(send_sql wait_sent);
+our @EXPORT_OK = qw(send_sql wait_sent sq);
 
 my $tagn = 0;
 
@@ -39,6 +40,21 @@ sub wait_sent
 	$s->{stdout} = '';
 	$out =~ s/\n?$tag\n//;
 	$s->{stderr} =~ s/$tag\n//;
+	return $out;
+}
+
+# Run $sql in session $s and return its output; a step that printed anything
+# on stderr (an error, a warning) fails a test named after it.
+sub sq
+{
+	my ($s, $sql) = @_;
+	local $Test::Builder::Level = $Test::Builder::Level + 1;
+	my $out = wait_sent($s, send_sql($s, $sql));
+	if ($s->{stderr} ne '')
+	{
+		fail("$s->{ta_name}: " . (length($sql) > 300 ? substr($sql, 0, 300) . '...' : $sql));
+		diag("stderr: $s->{stderr}");
+	}
 	return $out;
 }
 
