@@ -3977,8 +3977,11 @@ GRANT EXECUTE ON FUNCTION
 -- cursor is a position per lane, not an id: ids commit out of order, a
 -- lane's positions commit in order).  The cursor is {table: {"chain_id:lane":
 -- last chain_seq handed out}}; '{}' (or NULL) starts from the first row.
--- Each row comes with the cursor after it, so a loader that stores a line
--- and its cursor together resumes with no row missed or repeated.
+-- The page's last row comes with the cursor after the page (the other rows
+-- with NULL: a cursor on every row made a page cost rows x lanes, see
+-- doc/export-since.md); each line carries its own position, so the cursor
+-- after any line is the page's cursor with the positions of the lines up
+-- to it: a loader resumes with no row missed or repeated.
 CREATE FUNCTION tool_audit.export_since(cursor jsonb, max_rows integer)
 RETURNS TABLE (line jsonb, next_cursor jsonb)
 LANGUAGE plpgsql VOLATILE
@@ -3991,10 +3994,16 @@ DECLARE
     lanes bigint;
     tab text;
     doc text;
-    lane record;
-    lane_key text;
     r record;
     own text[];
+    -- the page's last line so far, held back until the next (or the end):
+    -- only the last one gets the cursor
+    held jsonb;
+    -- the last position handed out in each lane of the page
+    moved_tab text[] := '{}';
+    moved_key text[] := '{}';
+    moved_seq bigint[] := '{}';
+    moved_n integer := 0;
 BEGIN
     IF max_rows IS NULL OR max_rows < 1 OR max_rows > 100000 THEN
         RAISE EXCEPTION 'max_rows must be between 1 and 100000'
@@ -4078,7 +4087,12 @@ BEGIN
             'row_hash', encode(t.row_hash, 'hex'), 'chain_id', t.chain_id::text,
             'chain_lane', t.chain_lane, 'chain_seq', t.chain_seq,
             'chain_hash', encode(t.chain_hash, 'hex'))$q$ END;
-        FOR lane IN EXECUTE format($q$
+        -- one statement a table: its lanes (a skip scan), and in each lane
+        -- the positions after the cursor's (a range scan, in chain_seq
+        -- order), lane after lane until the page is full; the lanes this
+        -- transaction holds are left out (chain.c's lane_tag(): the chain id
+        -- folded to 32 bits, the lane)
+        FOR r IN EXECUTE format($q$
             WITH RECURSIVE l AS (
                 (SELECT t.chain_id, t.chain_lane FROM tool_audit.%1$I t
                   WHERE t.chain_id IS NOT NULL AND t.chain_lane IS NOT NULL
@@ -4088,35 +4102,55 @@ BEGIN
                     SELECT t.chain_id, t.chain_lane FROM tool_audit.%1$I t
                      WHERE (t.chain_id, t.chain_lane) > (l.chain_id, l.chain_lane)
                      ORDER BY t.chain_id, t.chain_lane LIMIT 1) x)
-            SELECT l.chain_id, l.chain_lane FROM l$q$, tab)
+            SELECT l.chain_id::text || ':' || l.chain_lane AS lane_key, x.seq, x.doc
+              FROM l CROSS JOIN LATERAL (
+                   SELECT t.chain_seq AS seq, %2$s AS doc FROM tool_audit.%1$I t
+                    WHERE t.chain_id = l.chain_id AND t.chain_lane = l.chain_lane
+                      AND t.chain_seq > coalesce(($1 ->> (l.chain_id::text || ':' || l.chain_lane))::bigint, 0)
+                    ORDER BY t.chain_seq LIMIT $2) x
+             WHERE NOT (((l.chain_id & 4294967295) # ((l.chain_id >> 32) & 4294967295))
+                        || ':' || l.chain_lane) = ANY ($3)
+             LIMIT $2$q$, tab, doc)
+            USING cur -> tab, max_rows - n, coalesce(own, '{}')
         LOOP
-            -- chain.c's lane_tag(): the chain id folded to 32 bits, the lane
-            CONTINUE WHEN ((lane.chain_id & 4294967295) # ((lane.chain_id >> 32) & 4294967295))
-                          || ':' || lane.chain_lane = ANY (own);
-            lane_key := lane.chain_id::text || ':' || lane.chain_lane;
-            FOR r IN EXECUTE format($q$
-                SELECT t.chain_seq AS seq, %s AS doc FROM tool_audit.%I t
-                 WHERE t.chain_id = $1 AND t.chain_lane = $2 AND t.chain_seq > $3
-                 ORDER BY t.chain_seq LIMIT $4$q$, doc, tab)
-                USING lane.chain_id, lane.chain_lane, coalesce((cur -> tab ->> lane_key)::bigint, 0),
-                      max_rows - n
-            LOOP
-                cur := jsonb_set(cur, ARRAY[tab, lane_key], to_jsonb(r.seq));
-                line := r.doc;
-                next_cursor := cur;
-                n := n + 1;
+            IF held IS NOT NULL THEN
+                line := held;
+                next_cursor := NULL;
                 RETURN NEXT;
-            END LOOP;
-            EXIT WHEN n >= max_rows;
+            END IF;
+            held := r.doc;
+            n := n + 1;
+            -- a lane's rows come together, in order: its last one is its place
+            IF moved_n > 0 AND moved_tab[moved_n] = tab AND moved_key[moved_n] = r.lane_key THEN
+                moved_seq[moved_n] := r.seq;
+            ELSE
+                moved_n := moved_n + 1;
+                moved_tab[moved_n] := tab;
+                moved_key[moved_n] := r.lane_key;
+                moved_seq[moved_n] := r.seq;
+            END IF;
         END LOOP;
         EXIT WHEN n >= max_rows;
     END LOOP;
+    -- the cursor after the page: the one given, with each lane's last
+    -- position of the page (once per page, not once per row)
+    IF held IS NOT NULL THEN
+        SELECT jsonb_object_agg(t.tname, (cur -> t.tname) || coalesce(m.pos, '{}'))
+          INTO cur
+          FROM unnest(ARRAY['admin_events', 'tool_calls', 'data_changes']) t(tname)
+          LEFT JOIN (SELECT u.mtab, jsonb_object_agg(u.mkey, u.mseq) AS pos
+                       FROM unnest(moved_tab, moved_key, moved_seq) u(mtab, mkey, mseq)
+                      GROUP BY u.mtab) m ON m.mtab = t.tname;
+        line := held;
+        next_cursor := cur;
+        RETURN NEXT;
+    END IF;
     PERFORM tool_audit.record_read('export_since',
                                    jsonb_build_object('max_rows', max_rows, 'lanes_in_cursor', lanes), n);
 END
 $$;
 COMMENT ON FUNCTION tool_audit.export_since(jsonb, integer) IS
-    'The next rows (at most max_rows) of the three audit tables after a cursor, in chain order, as export_jsonl() writes them, each with the cursor after it: a loader resumes with no row missed or repeated';
+    'The next rows (at most max_rows) of the three audit tables after a cursor, in chain order, as export_jsonl() writes them; the last row with the cursor after the page, the others with NULL: a loader resumes with no row missed or repeated';
 
 REVOKE ALL ON FUNCTION tool_audit.export_since(jsonb, integer) FROM PUBLIC;
 -- (1.5) export_since(): as export_jsonl(), for readers, admins and the verifier

@@ -1,5 +1,6 @@
 -- export_since() (1.5, issue 16): the audit trail leaving the machine in
--- pages, each row with the cursor after it.  Pages of a few rows cover every
+-- pages, each page's last row with the cursor after the page.  Pages of a few
+-- rows cover every
 -- row exactly once, in chain order; rows added between pages come on later
 -- pages; each line is the row as export_jsonl() writes it.  In a database of
 -- its own, so that the counts do not depend on the other tests.  (A row whose
@@ -74,10 +75,33 @@ SELECT count(*) AS out_of_order FROM (
                               ORDER BY page, nth) AS k
       FROM es_loaded) x
  WHERE seq <> k;
--- the cursor after each row names that row's position
-SELECT count(*) AS cursor_mismatch FROM es_loaded
- WHERE (next_cursor -> (line->>'table') ->> ((line->>'chain_id') || ':' || (line->>'chain_lane')))::bigint
-       IS DISTINCT FROM (line->>'chain_seq')::bigint;
+-- the cursor comes on a page's last row only, and is the cursor the page
+-- was asked with, each line's lane moved to the line's position: what a
+-- loader that stored part of a page works out for itself (es_cursor_after)
+CREATE FUNCTION es_cursor_after(c jsonb, lines jsonb[]) RETURNS jsonb
+LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE
+    l jsonb;
+BEGIN
+    c := '{"admin_events": {}, "tool_calls": {}, "data_changes": {}}' || coalesce(c, '{}');
+    FOREACH l IN ARRAY coalesce(lines, '{}') LOOP
+        c := jsonb_set(c, ARRAY[l->>'table', (l->>'chain_id') || ':' || (l->>'chain_lane')], l->'chain_seq');
+    END LOOP;
+    RETURN c;
+END $$;
+SELECT count(*) FILTER (WHERE next_cursor IS NOT NULL) AS cursors,
+       count(DISTINCT page) AS pages,
+       count(*) FILTER (WHERE next_cursor IS NOT NULL
+                          AND nth <> (SELECT max(nth) FROM es_loaded m WHERE m.page = l.page)) AS cursors_not_last
+  FROM es_loaded l;
+SELECT count(*) AS page_cursor_mismatch
+  FROM (SELECT page, array_agg(line ORDER BY nth) AS lines,
+               (array_agg(next_cursor ORDER BY nth DESC))[1] AS after
+          FROM es_loaded GROUP BY page) p
+ WHERE p.after IS DISTINCT FROM es_cursor_after(
+           (SELECT (array_agg(q.next_cursor ORDER BY q.nth DESC))[1]
+              FROM es_loaded q WHERE q.page = p.page - 1),
+           p.lines);
 
 -- each line is the row as export_jsonl() writes it
 SELECT count(*) AS same_as_export_jsonl FROM es_loaded l
@@ -97,12 +121,16 @@ SELECT line->>'table' AS tab, coalesce(line->>'tool_name', line->>'event_type', 
 SELECT count(*) - count(DISTINCT (line->>'table', line->>'id')) AS repeated FROM es_loaded;
 
 -- a loader that crashed after storing 2 lines of a page of 5 resumes from the
--- cursor of the second: it gets the page's lines 3 to 5 next, nothing twice
+-- cursor after the second (the page's cursor before it, with the 2 lines'
+-- positions): it gets the page's lines 3 to 5 next, nothing twice
 CREATE TEMP TABLE es_p1 AS
     SELECT * FROM tool_audit.export_since('{}', 5) WITH ORDINALITY s(line, next_cursor, nth);
+SELECT count(next_cursor) AS p1_cursors, (SELECT nth FROM es_p1 WHERE next_cursor IS NOT NULL) AS on_row
+  FROM es_p1;
 CREATE TEMP TABLE es_p2 AS
-    SELECT * FROM tool_audit.export_since((SELECT next_cursor FROM es_p1 WHERE nth = 2), 3)
-                  WITH ORDINALITY s(line, next_cursor, nth);
+    SELECT * FROM tool_audit.export_since(
+        es_cursor_after('{}', (SELECT array_agg(line ORDER BY nth) FROM es_p1 WHERE nth <= 2)), 3)
+        WITH ORDINALITY s(line, next_cursor, nth);
 SELECT (SELECT array_agg(line ORDER BY nth) FROM es_p1 WHERE nth > 2)
      = (SELECT array_agg(line ORDER BY nth) FROM es_p2) AS resumed_exactly;
 

@@ -1,11 +1,14 @@
 # export_since() (issue 16) with a loader that crashes and a server that
 # crashes: writers insert into several tenants' chains concurrently (some
 # transactions held open while later ids commit); a loader pages with small
-# pages and stores each line with the cursor after it; the server is killed
+# pages and stores each line, and each page's cursor with its last line; the
+# server is killed
 # (immediate stop) after the loader's 15th page (writers may still be
 # running), and the loader loses the tail of what it had stored (as a loader
-# killed before its last writes reached disk would).  After recovery the loader resumes from the cursor of the last
-# line it kept.  At the end the copy holds every row of the database exactly
+# killed before its last writes reached disk would), often in the middle of
+# a page.  After recovery the loader resumes from the cursor after the last
+# line it kept (ExportLoader::cursor_after: the last whole page's cursor and
+# the positions of the lines after it).  At the end the copy holds every row of the database exactly
 # once (all but the last page's own read), with the database's row hashes.
 use strict;
 use warnings;
@@ -13,6 +16,7 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use IPC::Run;
 use Test::More;
+use ExportLoader qw(page_sql store_page cursor_after);
 
 my $node = PostgreSQL::Test::Cluster->new('export_since');
 $node->init;
@@ -65,17 +69,13 @@ sub start_writers
 # the loader's copy: [line, cursor] in the order received
 my @copy;
 
-# one page after the last stored cursor; returns the number of rows, or
+# one page after the last stored line; returns the number of rows, or
 # undef if the server was not there
 sub page
 {
-	my $cursor = @copy ? $copy[-1][1] : '{}';
-	my ($ret, $out, $err) = $node->psql('postgres',
-		"SELECT line::text || E'\\t' || next_cursor::text FROM tool_audit.export_since(\$c\$$cursor\$c\$, 7)");
+	my ($ret, $out, $err) = $node->psql('postgres', page_sql(cursor_after(\@copy), 7));
 	return undef if $ret != 0;
-	my @rows = grep { length } split /\n/, $out;
-	push @copy, [ split /\t/, $_, 2 ] for @rows;
-	return scalar @rows;
+	return store_page(\@copy, $out);
 }
 
 # round 1: writers and the loader at once, then the server is killed

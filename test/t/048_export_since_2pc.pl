@@ -26,6 +26,7 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use Sessions qw(send_sql wait_sent sq);
+use ExportLoader qw(page_sql store_page cursor_after);
 
 my $node;
 
@@ -84,17 +85,12 @@ sub pos_of
 
 # ---- the loader ----
 
-my @copy;    # [line, cursor] in the order received
+my @copy;    # [line, cursor or ''] in the order received
 
-# one page after the last stored cursor; the number of rows
+# one page after the last stored line; the number of rows
 sub page
 {
-	my $cursor = @copy ? $copy[-1][1] : '{}';
-	my $out = $node->safe_psql('postgres',
-		"SELECT line::text || E'\\t' || next_cursor::text FROM tool_audit.export_since(\$c\$$cursor\$c\$, 3)");
-	my @rows = grep { length } split /\n/, $out;
-	push @copy, [ split /\t/, $_, 2 ] for @rows;
-	return scalar @rows;
+	return store_page(\@copy, $node->safe_psql('postgres', page_sql(cursor_after(\@copy), 3)));
 }
 
 # the same in session $s (which may be inside a transaction)
@@ -102,12 +98,7 @@ sub page_in
 {
 	my ($s) = @_;
 	local $Test::Builder::Level = $Test::Builder::Level + 1;
-	my $cursor = @copy ? $copy[-1][1] : '{}';
-	my $out = sq($s,
-		"SELECT line::text || E'\\t' || next_cursor::text FROM tool_audit.export_since(\$c\$$cursor\$c\$, 3)");
-	my @rows = grep { length } split /\n/, $out;
-	push @copy, [ split /\t/, $_, 2 ] for @rows;
-	return scalar @rows;
+	return store_page(\@copy, sq($s, page_sql(cursor_after(\@copy), 3)));
 }
 
 # page until a short page (each page's own read row is the next page's)
