@@ -168,74 +168,9 @@ $$;
 COMMENT ON FUNCTION tool_audit.fhir_purpose(text, boolean) IS
     'FHIR AuditEvent.purposeOfEvent: the purpose as text and, for a break-the-glass access, the v3 ActReason code BTG';
 
--- fhir_audit_event(row): its comment and privileges are kept
-CREATE OR REPLACE FUNCTION tool_audit.fhir_audit_event(r tool_audit.tool_calls) RETURNS jsonb
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-SET extra_float_digits = 1
-AS $$
-    SELECT jsonb_strip_nulls(jsonb_build_object(
-        'resourceType', 'AuditEvent',
-        'id', r.event_id::text,
-        'type', CASE WHEN tool_audit.fhir_code(r.subject_id) IS NOT NULL
-                      AND lower(tool_audit.fhir_code(r.session_metadata->>'subject_type')) = 'patient'
-                     THEN '{"system": "http://dicom.nema.org/resources/ontology/DCM", "code": "110110", "display": "Patient Record"}'::jsonb
-                     ELSE '{"system": "http://dicom.nema.org/resources/ontology/DCM", "code": "110100", "display": "Application Activity"}'::jsonb END,
-        'subtype', jsonb_build_array(jsonb_build_object(
-            'system', 'urn:tool_audit:tool',
-            'code', coalesce(tool_audit.fhir_code(r.tool_name), 'unnamed'),
-            'display', tool_audit.fhir_string(r.tool_name))),
-        'action', tool_audit.fhir_action(r.tool_name),
-        'recorded', tool_audit.iso8601_utc(r.recorded_at),
-        'outcome', CASE WHEN r.success THEN '0' ELSE '4' END,
-        'outcomeDesc', tool_audit.fhir_string(r.error),
-        'purposeOfEvent', tool_audit.fhir_purpose(r.purpose,
-                                                  coalesce(r.break_glass, false) OR tool_audit.is_break_glass(r)),
-        'agent', jsonb_build_array(
-            jsonb_build_object(
-                'type', '{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/extra-security-role-type", "code": "humanuser", "display": "human user"}]}'::jsonb,
-                'who', CASE WHEN tool_audit.fhir_string(r.user_id) IS NOT NULL
-                            THEN jsonb_build_object('identifier', jsonb_build_object('value', tool_audit.fhir_string(r.user_id)))
-                            ELSE '{"display": "unknown"}'::jsonb END,
-                'role', CASE WHEN tool_audit.fhir_string(r.user_role) IS NOT NULL
-                             THEN jsonb_build_array(jsonb_build_object('text', tool_audit.fhir_string(r.user_role))) END,
-                'requestor', tool_audit.fhir_string(r.impersonated_by) IS NULL,
-                'network', CASE WHEN r.client_ip IS NOT NULL
-                                THEN jsonb_build_object('address', host(r.client_ip), 'type', '2') END),
-            jsonb_build_object(
-                'type', '{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/extra-security-role-type", "code": "dataprocessor", "display": "data processor"}]}'::jsonb,
-                'who', jsonb_build_object('display', coalesce(tool_audit.fhir_string(r.model), 'unknown model')),
-                'requestor', false))
-            || CASE WHEN tool_audit.fhir_string(r.impersonated_by) IS NOT NULL THEN jsonb_build_array(jsonb_build_object(
-                'type', '{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/extra-security-role-type", "code": "humanuser", "display": "human user"}]}'::jsonb,
-                'who', jsonb_build_object('identifier', jsonb_build_object('value', tool_audit.fhir_string(r.impersonated_by))),
-                'role', '[{"text": "impersonator"}]'::jsonb,
-                'requestor', true)) ELSE '[]'::jsonb END,
-        'source', jsonb_build_object(
-            'site', tool_audit.fhir_string(r.tenant_id),
-            'observer', jsonb_build_object('display', tool_audit.fhir_string('tool_audit@' || current_database())),
-            'type', '[{"system": "http://terminology.hl7.org/CodeSystem/security-source-type", "code": "4", "display": "Application Server"}]'::jsonb),
-        'entity', (SELECT jsonb_agg(e ORDER BY n) FROM (VALUES
-            (1, tool_audit.fhir_subject_entity(r.subject_id, r.session_metadata->>'subject_type')),
-            (2, jsonb_build_object(
-                'what', jsonb_build_object('identifier', CASE WHEN tool_audit.fhir_string(r.tool_call_id) IS NOT NULL
-                    THEN jsonb_build_object('system', 'urn:tool_audit:tool_call_id', 'value', tool_audit.fhir_string(r.tool_call_id))
-                    ELSE jsonb_build_object('system', 'urn:tool_audit:event_id', 'value', r.event_id::text) END),
-                'type', '{"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type", "code": "2", "display": "System Object"}'::jsonb,
-                'name', tool_audit.fhir_string(r.tool_name),
-                'detail', (SELECT jsonb_agg(jsonb_build_object('type', d.k, 'valueString', d.v) ORDER BY d.n)
-                             FROM (VALUES (1, 'arguments', tool_audit.fhir_string(r.arguments::text)),
-                                          (2, 'result_summary', tool_audit.fhir_string(r.result_summary::text)),
-                                          (3, 'conversation_id', tool_audit.fhir_string(r.conversation_id)),
-                                          (4, 'turn_number', r.turn_number::text),
-                                          (5, 'call_trigger', r.call_trigger::text),
-                                          (6, 'duration_ms', r.duration_ms::text),
-                                          (7, 'row_hash', encode(r.row_hash, 'hex')),
-                                          (8, 'chain', r.chain_id || '/' || r.chain_lane || '/' || r.chain_seq))
-                                  AS d(n, k, v)
-                            WHERE d.v IS NOT NULL)))
-            ) AS x(n, e) WHERE e IS NOT NULL)))
-$$;
+-- fhir_audit_event(row) uses them: it is replaced once, with its final text,
+-- at the end of this script (later 1.5 changes alter it too); its comment
+-- and privileges are kept
 
 -- fhir_admin_event(row): one FHIR R4 AuditEvent resource for an admin
 -- event: the actor as the requesting agent (a person or, for a service, an
@@ -453,6 +388,10 @@ BEGIN
         WHEN 'tool_audit.hold.release' THEN '{"hold_id": "number"}'
         WHEN 'tool_audit.erase_subject' THEN '{"subject_id": "string"}'
         WHEN 'tool_audit.pseudonym_key.rotate' THEN '{"key_id": "string?"}'
+        WHEN 'tool_audit.untrack' THEN '{"table": "string"}'
+        WHEN 'tool_audit.alert_rule.disable' THEN '{"rule_name": "string"}'
+        WHEN 'tool_audit.alert_checks.unschedule' THEN '{}'
+        WHEN 'tool_audit.retention.unschedule' THEN '{}'
         END::jsonb;
     IF spec IS NULL THEN
         RETURN payload;
@@ -460,7 +399,7 @@ BEGIN
     FOR k IN SELECT jsonb_object_keys(payload) LOOP
         IF NOT spec ? k THEN
             RAISE EXCEPTION 'invalid value for argument "payload": % takes the keys %', action,
-                    (SELECT string_agg(s, ', ' ORDER BY s) FROM jsonb_object_keys(spec) s)
+                    coalesce((SELECT string_agg(s, ', ' ORDER BY s) FROM jsonb_object_keys(spec) s), 'none')
                 USING ERRCODE = 'invalid_parameter_value';
         END IF;
     END LOOP;
@@ -888,93 +827,8 @@ BEGIN
     RETURN new_id;
 END
 $$;
-CREATE OR REPLACE FUNCTION tool_audit.set_retention_policy(policy_name text, retention_days integer,
-                                                matches text[] DEFAULT NULL,
-                                                applies_to text DEFAULT 'tool_calls',
-                                                reason text DEFAULT NULL)
-RETURNS jsonb
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    before_row tool_audit.retention_policies;
-    after_row tool_audit.retention_policies;
-    floor_days integer;
-    dflt text;
-BEGIN
-    -- errors name the argument, never its value
-    IF policy_name IS NULL OR policy_name !~ '^[a-z][a-z0-9_]{0,62}$' THEN
-        RAISE EXCEPTION 'invalid value for argument "policy_name": expected a lowercase identifier of 1 to 63 characters'
-            USING ERRCODE = 'invalid_parameter_value',
-                  DETAIL = 'The value is not shown: it may be a secret put in the wrong place.';
-    END IF;
-    IF applies_to IS NULL OR applies_to NOT IN ('tool_calls', 'admin_events') THEN
-        RAISE EXCEPTION 'invalid value for argument "applies_to": expected tool_calls or admin_events'
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF retention_days IS NULL OR retention_days <= 0 THEN
-        RAISE EXCEPTION 'invalid value for argument "retention_days": expected a positive number of days'
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF matches IS NOT NULL AND (array_ndims(matches) > 1 OR
-        EXISTS (SELECT FROM unnest(matches) m WHERE m IS NULL OR m = '')) THEN
-        RAISE EXCEPTION 'invalid value for argument "matches": expected a list of tool names, event types or patterns (''*'': any characters), none empty'
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    LOCK TABLE tool_audit.retention_policies IN SHARE ROW EXCLUSIVE MODE;
-    SELECT f.floor_days INTO floor_days FROM tool_audit.retention_floor f;
-    IF retention_days < floor_days THEN
-        RAISE EXCEPTION 'invalid value for argument "retention_days": under the retention floor of % days', floor_days
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'A superuser sets the floor with tool_audit.set_retention_floor().';
-    END IF;
-    SELECT * INTO before_row FROM tool_audit.retention_policies p
-     WHERE p.policy_name = set_retention_policy.policy_name;
-    IF FOUND THEN
-        IF before_row.applies_to <> set_retention_policy.applies_to THEN
-            RAISE EXCEPTION 'invalid value for argument "applies_to": the policy covers %', before_row.applies_to
-                USING ERRCODE = 'invalid_parameter_value',
-                      HINT = 'A policy covers one table; create another policy for the other.';
-        END IF;
-        -- (1.5) lengthening alone needs no second person; fewer days or
-        -- other names and patterns may shorten some rows' retention
-        IF retention_days < before_row.retention_days OR
-           (matches IS NOT NULL AND matches IS DISTINCT FROM before_row.matches) THEN
-            PERFORM tool_audit.approval_gate('tool_audit.retention.set_policy',
-                jsonb_build_object('policy_name', policy_name, 'retention_days', retention_days,
-                                   'matches', to_jsonb(matches), 'applies_to', applies_to));
-        END IF;
-        UPDATE tool_audit.retention_policies p
-           SET retention_days = set_retention_policy.retention_days,
-               matches = coalesce(set_retention_policy.matches, p.matches),
-               changed_at = now(), changed_by = tool_audit.acting_role()
-         WHERE p.policy_name = set_retention_policy.policy_name
-        RETURNING * INTO after_row;
-        RETURN tool_audit.retention_event('policy', to_jsonb(before_row), to_jsonb(after_row), reason);
-    END IF;
-    IF coalesce(cardinality(matches), 0) = 0 THEN
-        SELECT p.policy_name INTO dflt FROM tool_audit.retention_policies p
-         WHERE p.applies_to = set_retention_policy.applies_to AND p.is_default;
-        IF FOUND THEN
-            RAISE EXCEPTION 'invalid value for argument "matches": a new policy needs tool names or patterns, % already has a default policy (%)',
-                    applies_to, dflt
-                USING ERRCODE = 'invalid_parameter_value',
-                      HINT = 'Change the default policy''s days instead, or list what the new policy covers.';
-        END IF;
-    END IF;
-    -- (1.5) a new policy takes rows from the policy that covered them
-    PERFORM tool_audit.approval_gate('tool_audit.retention.set_policy',
-        jsonb_build_object('policy_name', policy_name, 'retention_days', retention_days,
-                           'matches', to_jsonb(matches), 'applies_to', applies_to));
-    INSERT INTO tool_audit.retention_policies
-        (policy_name, applies_to, retention_days, matches, is_default, changed_by)
-    VALUES (set_retention_policy.policy_name, set_retention_policy.applies_to,
-            set_retention_policy.retention_days, coalesce(set_retention_policy.matches, '{}'),
-            coalesce(cardinality(set_retention_policy.matches), 0) = 0, tool_audit.acting_role())
-    RETURNING * INTO after_row;
-    RETURN tool_audit.retention_event('policy', NULL, to_jsonb(after_row), reason);
-END
-$$;
+-- set_retention_policy() takes one as well: it is replaced once, with its
+-- final text, at the end of this script (a later 1.5 change alters it too)
 CREATE OR REPLACE FUNCTION tool_audit.set_retention_override(tenant_id text, policy_name text,
                                                   retention_days integer, reason text)
 RETURNS jsonb
@@ -1257,9 +1111,12 @@ BEGIN
     END IF;
     LOCK TABLE tool_audit.impersonations IN SHARE ROW EXCLUSIVE MODE;
     PERFORM tool_audit.close_expired_impersonations();
+    -- one open impersonation per user, tenant and starting role: another
+    -- application's user of the same id is another user
     IF EXISTS (SELECT FROM tool_audit.impersonations m
                 WHERE m.ended_at IS NULL AND m.target_user = clean_target
-                  AND m.tenant_id IS NOT DISTINCT FROM clean_tenant) THEN
+                  AND m.tenant_id IS NOT DISTINCT FROM clean_tenant
+                  AND m.started_by = tool_audit.acting_role()) THEN
         RAISE EXCEPTION 'the user is already being impersonated'
             USING ERRCODE = 'object_not_in_prerequisite_state',
                   HINT = 'End that impersonation with tool_audit.end_impersonation() first.';
@@ -1289,6 +1146,8 @@ AS $$
 DECLARE
     i tool_audit.impersonations;
     e record;
+    me text := tool_audit.acting_role();
+    is_admin boolean := pg_has_role(tool_audit.acting_role()::name, 'tool_audit_admin', 'MEMBER');
 BEGIN
     IF admin IS NULL OR target_user IS NULL THEN
         RAISE EXCEPTION 'admin and target_user must not be null' USING ERRCODE = 'null_value_not_allowed';
@@ -1296,10 +1155,15 @@ BEGIN
     PERFORM tool_audit.impersonation_caller_check(tenant_id);
     LOCK TABLE tool_audit.impersonations IN SHARE ROW EXCLUSIVE MODE;
     PERFORM tool_audit.close_expired_impersonations();
+    -- the caller's own impersonation (started_by); an admin may end
+    -- another role's, its own first
     SELECT * INTO i FROM tool_audit.impersonations m
      WHERE m.ended_at IS NULL AND m.admin_id = tool_audit.sanitize_text(end_impersonation.admin)
        AND m.target_user = tool_audit.sanitize_text(end_impersonation.target_user)
-       AND m.tenant_id IS NOT DISTINCT FROM tool_audit.sanitize_text(end_impersonation.tenant_id);
+       AND m.tenant_id IS NOT DISTINCT FROM tool_audit.sanitize_text(end_impersonation.tenant_id)
+       AND (m.started_by = me OR is_admin)
+     ORDER BY m.started_by = me DESC, m.impersonation_id
+     LIMIT 1;
     IF NOT FOUND THEN
         RETURN NULL;
     END IF;
@@ -1308,13 +1172,13 @@ BEGIN
                                 'started_at', tool_audit.iso8601_utc(i.started_at)),
              NULL);
     UPDATE tool_audit.impersonations m
-       SET ended_at = e.occurred_at, ended_by = i.admin_id, end_event_id = e.event_id
+       SET ended_at = e.occurred_at, ended_by = me, end_event_id = e.event_id
      WHERE m.impersonation_id = i.impersonation_id;
     RETURN i.impersonation_id;
 END
 $$;
 COMMENT ON FUNCTION tool_audit.end_impersonation(text, text, text) IS
-    'Ends the admin''s open impersonation of the user in the tenant, as an impersonation.end admin event; returns its id, or NULL if none was open';
+    'Ends the admin''s open impersonation of the user in the tenant started by the calling role (an admin: by any role), as an impersonation.end admin event; ended_by is the calling role; returns its id, or NULL if none was open';
 
 -- ---------------------------------------------------------------------------
 -- Reads of the audit trail (1.5): every report and export records who ran
@@ -1536,57 +1400,9 @@ $$;
 COMMENT ON FUNCTION tool_audit.failures(timestamptz) IS
     'The failed tool calls since a time (all of them if NULL), by time';
 
-CREATE OR REPLACE FUNCTION tool_audit.tool_stats(tool_name text) RETURNS jsonb
-LANGUAGE plpgsql VOLATILE
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    stats jsonb;
-BEGIN
-    SELECT CASE WHEN count(*) = 0
-        THEN jsonb_build_object('tool', $1, 'total_calls', 0)
-        ELSE jsonb_build_object(
-            'tool', $1,
-            'total_calls', count(*),
-            'success_rate', round(count(*) FILTER (WHERE t.success)::numeric / count(*), 3),
-            'avg_duration_ms', round(avg(t.duration_ms)::numeric, 1),
-            'max_duration_ms', round(max(t.duration_ms)::numeric, 1),
-            'unique_users', count(DISTINCT t.user_id))
-        END
-      FROM tool_audit.tool_calls t
-     WHERE t.tool_name = tool_audit.required_arg($1, 'tool_name'::pg_catalog.text)
-      INTO stats;
-    PERFORM tool_audit.record_read('tool_stats', jsonb_build_object('tool_name', $1), 1);
-    RETURN stats;
-END
-$$;
-COMMENT ON FUNCTION tool_audit.tool_stats(text) IS
-    'One tool''s call count, success rate, average and maximum duration and distinct users, as JSON';
-
-CREATE OR REPLACE FUNCTION tool_audit.conversation_timeline(conversation_id text) RETURNS SETOF text
-LANGUAGE plpgsql VOLATILE
-SET search_path = pg_catalog, pg_temp
-SET extra_float_digits = 1
-AS $$
-DECLARE
-    n bigint;
-BEGIN
-    RETURN QUERY
-    SELECT format('[Turn %s] %s %s(%s) %s %s [%sms]',
-                  coalesce(t.turn_number::text, '?'),
-                  tool_audit.report_mark(CASE WHEN t.success THEN 'ok' ELSE 'failed' END),
-                  t.tool_name, t.arguments::text, tool_audit.report_mark('arrow'),
-                  t.result_summary::text,
-                  coalesce(t.duration_ms::text, '?'))
-      FROM tool_audit.tool_calls t
-     WHERE t.conversation_id = tool_audit.required_arg($1, 'conversation_id'::pg_catalog.text)
-     ORDER BY t.turn_number, t.recorded_at, t.id;
-    GET DIAGNOSTICS n = ROW_COUNT;
-    PERFORM tool_audit.record_read('conversation_timeline', jsonb_build_object('conversation_id', $1), n);
-END
-$$;
-COMMENT ON FUNCTION tool_audit.conversation_timeline(text) IS
-    'A conversation as one line of text per tool call: turn, outcome, tool, arguments, result summary and duration';
+-- tool_stats() and conversation_timeline() record their reads too: they are
+-- replaced once, with their final text, at the end of this script (later
+-- 1.5 changes alter them too)
 
 CREATE OR REPLACE FUNCTION tool_audit.attribution(call_id bigint) RETURNS text
 LANGUAGE plpgsql VOLATILE
@@ -1611,122 +1427,9 @@ $$;
 COMMENT ON FUNCTION tool_audit.attribution(bigint) IS
     'Who made a tool call, as one line of text: user, role, model, tool and what prompted it';
 
-CREATE OR REPLACE FUNCTION tool_audit.access_report(subject_id text, start_time timestamptz, end_time timestamptz)
-RETURNS jsonb
-LANGUAGE plpgsql VOLATILE
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    report jsonb;
-    protections jsonb;
-BEGIN
-    PERFORM tool_audit.required_arg(access_report.subject_id, 'subject_id');
-    PERFORM tool_audit.check_period(start_time, end_time);
-
-    SELECT coalesce(jsonb_agg(jsonb_build_object('table', p.table_name, 'problem', p.problem)
-                              ORDER BY p.table_name, p.problem), '[]')
-      INTO protections
-      FROM tool_audit.verify_protections() p;
-
-    WITH covered AS MATERIALIZED (
-        SELECT t, tool_audit.check_row(t) AS problem
-          FROM tool_audit.tool_calls t
-         WHERE t.subject_id = access_report.subject_id
-           AND t.recorded_at >= start_time AND t.recorded_at <= end_time
-    )
-    SELECT jsonb_build_object(
-        'subject_id', access_report.subject_id,
-        'report_period', jsonb_build_object('start', tool_audit.iso8601_utc(start_time),
-                                            'end', tool_audit.iso8601_utc(end_time)),
-        'total_accesses', count(*),
-        'unique_users', count(DISTINCT (c.t).user_id),
-        'accesses', coalesce(jsonb_agg(jsonb_build_object(
-                'timestamp', tool_audit.iso8601_utc((c.t).recorded_at),
-                'accessed_by', (c.t).user_id,
-                'role', (c.t).user_role,
-                'tool', (c.t).tool_name,
-                'purpose', (c.t).purpose,
-                'success', (c.t).success,
-                'break_glass', tool_audit.is_break_glass(c.t),
-                'call_id', (c.t).id,
-                'model', (c.t).model,
-                'conversation_id', (c.t).conversation_id,
-                'tenant_id', (c.t).tenant_id)
-                || CASE WHEN (c.t).impersonated_by IS NOT NULL
-                        THEN jsonb_build_object('impersonated_by', (c.t).impersonated_by) ELSE '{}' END
-            ORDER BY (c.t).recorded_at, (c.t).id), '[]'),
-        'break_glass_accesses', count(*) FILTER (WHERE tool_audit.is_break_glass(c.t)),
-        'integrity_verified', count(c.problem) = 0 AND protections = '[]',
-        'integrity', jsonb_build_object(
-            'rows_checked', count(*),
-            'row_problems', coalesce(jsonb_agg(jsonb_build_object('call_id', (c.t).id, 'problem', c.problem)
-                                               ORDER BY (c.t).id) FILTER (WHERE c.problem IS NOT NULL), '[]'),
-            'protection_problems', protections,
-            'method', 'each row''s hash recomputed, its links to the rows before and after it in its chain checked, and the audit tables'' protections checked',
-            'scope', 'the rows of this report: a row deleted elsewhere in a chain is found by tool_audit.verify(), rows cut off the newest end by tool_audit.verify_digest()'))
-      INTO report
-      FROM covered c;
-    PERFORM tool_audit.record_read('access_report',
-                                   jsonb_build_object('subject_id', access_report.subject_id,
-                                                      'start_time', tool_audit.iso8601_utc(start_time),
-                                                      'end_time', tool_audit.iso8601_utc(end_time)),
-                                   (report->>'total_accesses')::bigint);
-    RETURN report;
-END
-$$;
-COMMENT ON FUNCTION tool_audit.access_report(text, timestamptz, timestamptz) IS
-    'Every access to a subject''s data in a period, with the break-glass accesses and a verification of the rows, as JSON';
-
-CREATE OR REPLACE FUNCTION tool_audit.export_jsonl(start_time timestamptz, end_time timestamptz)
-RETURNS SETOF jsonb
-LANGUAGE plpgsql VOLATILE
-SET search_path = pg_catalog, pg_temp
-SET extra_float_digits = 1
-AS $$
-DECLARE
-    n bigint;
-BEGIN
-    PERFORM tool_audit.check_period(start_time, end_time);
-    RETURN QUERY
-    SELECT x.doc FROM (
-        SELECT t.recorded_at AS at, 1 AS tab, t.id, jsonb_build_object(
-            'table', 'tool_calls',
-            'id', t.id, 'event_id', t.event_id, 'recorded_at', tool_audit.iso8601_utc(t.recorded_at),
-            'tenant_id', t.tenant_id, 'conversation_id', t.conversation_id,
-            'turn_number', t.turn_number, 'user_id', t.user_id, 'user_role', t.user_role,
-            'model', t.model, 'tool_name', t.tool_name, 'tool_call_id', t.tool_call_id,
-            'call_trigger', t.call_trigger, 'purpose', t.purpose, 'subject_id', t.subject_id,
-            'arguments', t.arguments, 'result_summary', t.result_summary, 'success', t.success,
-            'error', t.error, 'duration_ms', t.duration_ms, 'client_ip', abbrev(t.client_ip),
-            'user_agent', t.user_agent, 'session_metadata', t.session_metadata,
-            'recorded_by', t.recorded_by,
-            'row_hash', encode(t.row_hash, 'hex'), 'chain_id', t.chain_id::text,
-            'chain_lane', t.chain_lane, 'chain_seq', t.chain_seq,
-            'chain_hash', encode(t.chain_hash, 'hex')) AS doc
-          FROM tool_audit.tool_calls t
-         WHERE t.recorded_at >= start_time AND t.recorded_at < end_time
-        UNION ALL
-        SELECT e.occurred_at, 0, e.id, jsonb_build_object(
-            'table', 'admin_events',
-            'id', e.id, 'event_id', e.event_id, 'occurred_at', tool_audit.iso8601_utc(e.occurred_at),
-            'event_type', e.event_type, 'actor', e.actor, 'actor_type', e.actor_type,
-            'tenant_id', e.tenant_id, 'payload', e.payload, 'reason', e.reason,
-            'source_ip', abbrev(e.source_ip), 'metadata', e.metadata, 'recorded_by', e.recorded_by,
-            'row_hash', encode(e.row_hash, 'hex'), 'chain_id', e.chain_id::text,
-            'chain_lane', e.chain_lane, 'chain_seq', e.chain_seq,
-            'chain_hash', encode(e.chain_hash, 'hex'))
-          FROM tool_audit.admin_events e
-         WHERE e.occurred_at >= start_time AND e.occurred_at < end_time
-    ) x
-    ORDER BY x.at, x.tab, x.id;
-    GET DIAGNOSTICS n = ROW_COUNT;
-    PERFORM tool_audit.record_read('export_jsonl',
-                                   jsonb_build_object('start_time', tool_audit.iso8601_utc(start_time),
-                                                      'end_time', tool_audit.iso8601_utc(end_time)), n);
-END
-$$;
-COMMENT ON FUNCTION tool_audit.export_jsonl(timestamptz, timestamptz) IS
-    'Both audit tables'' rows in a period as JSON documents with their hashes and chain positions, to check outside the database';
+-- access_report() (which also shows an impersonation) and export_jsonl()
+-- record their reads too: they are replaced once, with their final text, at
+-- the end of this script
 
 CREATE OR REPLACE FUNCTION tool_audit.export_fhir(start_time timestamptz, end_time timestamptz,
                                        subject_id text DEFAULT NULL)
@@ -1867,241 +1570,12 @@ SELECT t.event_id AS call_id, t.id, t.tenant_id, t.conversation_id, t.turn_numbe
 COMMENT ON VIEW tool_audit.calls IS
     'One row per tool call: a call recorded in one row, or the started and ended rows of begin_call() and end_call() paired (state ended, in_progress or never_ended), with whether the caller''s transaction committed when that can be known';
 
-CREATE OR REPLACE FUNCTION tool_audit.conversation_timeline(conversation_id text) RETURNS SETOF text
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-SET extra_float_digits = 1
-AS $$
-    SELECT format('[Turn %s] %s %s(%s) %s %s [%sms]',
-                  coalesce(c.turn_number::text, '?'),
-                  tool_audit.report_mark(CASE WHEN c.success THEN 'ok' ELSE 'failed' END),
-                  c.tool_name, c.arguments::text, tool_audit.report_mark('arrow'),
-                  CASE c.state WHEN 'never_ended' THEN '(never ended)'
-                               WHEN 'in_progress' THEN '(in progress)'
-                               ELSE c.result_summary::text END,
-                  coalesce(c.duration_ms::text, '?'))
-      FROM tool_audit.calls c
-     WHERE c.conversation_id = tool_audit.required_arg($1, 'conversation_id'::pg_catalog.text)
-     ORDER BY c.turn_number, c.started_at, c.id
-$$;
-COMMENT ON FUNCTION tool_audit.conversation_timeline(text) IS
-    'A conversation as one line of text per tool call (a call begun and ended: one line): turn, outcome, tool, arguments, result summary and duration';
-
-CREATE OR REPLACE FUNCTION tool_audit.access_report(subject_id text, start_time timestamptz, end_time timestamptz)
-RETURNS jsonb
-LANGUAGE plpgsql VOLATILE
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    report jsonb;
-    protections jsonb;
-BEGIN
-    PERFORM tool_audit.required_arg(access_report.subject_id, 'subject_id');
-    PERFORM tool_audit.check_period(start_time, end_time);
-
-    SELECT coalesce(jsonb_agg(jsonb_build_object('table', p.table_name, 'problem', p.problem)
-                              ORDER BY p.table_name, p.problem), '[]')
-      INTO protections
-      FROM tool_audit.verify_protections() p;
-
-    WITH covered AS MATERIALIZED (
-        -- a call begun and ended is one access (its started row), with the
-        -- ended row's outcome; both rows are verified
-        SELECT t, tool_audit.check_row(t) AS problem,
-               t.call_phase IS DISTINCT FROM 'ended' AS access,
-               CASE WHEN t.call_phase = 'started' THEN
-                   (SELECT e.success FROM tool_audit.tool_calls e
-                     WHERE e.call_event_id = t.event_id AND e.call_phase = 'ended') END AS ended_success
-          FROM tool_audit.tool_calls t
-         WHERE t.subject_id = access_report.subject_id
-           AND t.recorded_at >= start_time AND t.recorded_at <= end_time
-    )
-    SELECT jsonb_build_object(
-        'subject_id', access_report.subject_id,
-        'report_period', jsonb_build_object('start', tool_audit.iso8601_utc(start_time),
-                                            'end', tool_audit.iso8601_utc(end_time)),
-        'total_accesses', count(*) FILTER (WHERE c.access),
-        'unique_users', count(DISTINCT (c.t).user_id) FILTER (WHERE c.access),
-        'accesses', coalesce(jsonb_agg(jsonb_build_object(
-                'timestamp', tool_audit.iso8601_utc((c.t).recorded_at),
-                'accessed_by', (c.t).user_id,
-                'role', (c.t).user_role,
-                'tool', (c.t).tool_name,
-                'purpose', (c.t).purpose,
-                'success', CASE WHEN (c.t).call_phase IS NULL THEN (c.t).success ELSE c.ended_success END,
-                'break_glass', tool_audit.is_break_glass(c.t),
-                'call_id', (c.t).id,
-                'model', (c.t).model,
-                'conversation_id', (c.t).conversation_id,
-                'tenant_id', (c.t).tenant_id)
-                || CASE WHEN (c.t).call_phase = 'started'
-                        THEN jsonb_build_object('call_state', CASE WHEN c.ended_success IS NULL
-                                                                   THEN 'not_ended' ELSE 'ended' END)
-                        ELSE '{}' END
-            ORDER BY (c.t).recorded_at, (c.t).id) FILTER (WHERE c.access), '[]'),
-        'break_glass_accesses', count(*) FILTER (WHERE c.access AND tool_audit.is_break_glass(c.t)),
-        'integrity_verified', count(c.problem) = 0 AND protections = '[]',
-        'integrity', jsonb_build_object(
-            'rows_checked', count(*),
-            'row_problems', coalesce(jsonb_agg(jsonb_build_object('call_id', (c.t).id, 'problem', c.problem)
-                                               ORDER BY (c.t).id) FILTER (WHERE c.problem IS NOT NULL), '[]'),
-            'protection_problems', protections,
-            'method', 'each row''s hash recomputed, its links to the rows before and after it in its chain checked, and the audit tables'' protections checked',
-            'scope', 'the rows of this report: a row deleted elsewhere in a chain is found by tool_audit.verify(), rows cut off the newest end by tool_audit.verify_digest()'))
-      INTO report
-      FROM covered c;
-    RETURN report;
-END
-$$;
-COMMENT ON FUNCTION tool_audit.access_report(text, timestamptz, timestamptz) IS
-    'Every access to a subject''s data in a period, with the break-glass accesses and a verification of the rows, as JSON';
-
-CREATE OR REPLACE FUNCTION tool_audit.export_jsonl(start_time timestamptz, end_time timestamptz)
-RETURNS SETOF jsonb
-LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp
-SET extra_float_digits = 1
-AS $$
-BEGIN
-    PERFORM tool_audit.check_period(start_time, end_time);
-    RETURN QUERY
-    SELECT x.doc FROM (
-        SELECT t.recorded_at AS at, 1 AS tab, t.id, jsonb_build_object(
-            'table', 'tool_calls',
-            'id', t.id, 'event_id', t.event_id, 'recorded_at', tool_audit.iso8601_utc(t.recorded_at),
-            'tenant_id', t.tenant_id, 'conversation_id', t.conversation_id,
-            'turn_number', t.turn_number, 'user_id', t.user_id, 'user_role', t.user_role,
-            'model', t.model, 'tool_name', t.tool_name, 'tool_call_id', t.tool_call_id,
-            'call_trigger', t.call_trigger, 'purpose', t.purpose, 'subject_id', t.subject_id,
-            'arguments', t.arguments, 'result_summary', t.result_summary, 'success', t.success,
-            'error', t.error, 'duration_ms', t.duration_ms, 'client_ip', abbrev(t.client_ip),
-            'user_agent', t.user_agent, 'session_metadata', t.session_metadata,
-            'recorded_by', t.recorded_by,
-            'row_hash', encode(t.row_hash, 'hex'), 'chain_id', t.chain_id::text,
-            'chain_lane', t.chain_lane, 'chain_seq', t.chain_seq,
-            'chain_hash', encode(t.chain_hash, 'hex'))
-            -- 1.5: the halves of a call begun and ended (absent otherwise)
-            || jsonb_strip_nulls(jsonb_build_object('call_phase', t.call_phase,
-                   'call_event_id', t.call_event_id, 'caller_txid', t.caller_txid)) AS doc
-          FROM tool_audit.tool_calls t
-         WHERE t.recorded_at >= start_time AND t.recorded_at < end_time
-        UNION ALL
-        SELECT e.occurred_at, 0, e.id, jsonb_build_object(
-            'table', 'admin_events',
-            'id', e.id, 'event_id', e.event_id, 'occurred_at', tool_audit.iso8601_utc(e.occurred_at),
-            'event_type', e.event_type, 'actor', e.actor, 'actor_type', e.actor_type,
-            'tenant_id', e.tenant_id, 'payload', e.payload, 'reason', e.reason,
-            'source_ip', abbrev(e.source_ip), 'metadata', e.metadata, 'recorded_by', e.recorded_by,
-            'row_hash', encode(e.row_hash, 'hex'), 'chain_id', e.chain_id::text,
-            'chain_lane', e.chain_lane, 'chain_seq', e.chain_seq,
-            'chain_hash', encode(e.chain_hash, 'hex'))
-          FROM tool_audit.admin_events e
-         WHERE e.occurred_at >= start_time AND e.occurred_at < end_time
-    ) x
-    ORDER BY x.at, x.tab, x.id;
-END
-$$;
-COMMENT ON FUNCTION tool_audit.export_jsonl(timestamptz, timestamptz) IS
-    'Both audit tables'' rows in a period as JSON documents with their hashes and chain positions, to check outside the database';
-
--- a started row (success NULL) has no outcome yet: FHIR omits it, OpenTelemetry says UNSET
-CREATE OR REPLACE FUNCTION tool_audit.fhir_audit_event(r tool_audit.tool_calls) RETURNS jsonb
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-SET extra_float_digits = 1
-AS $$
-    SELECT jsonb_strip_nulls(jsonb_build_object(
-        'resourceType', 'AuditEvent',
-        'id', r.event_id::text,
-        'type', CASE WHEN tool_audit.fhir_code(r.subject_id) IS NOT NULL
-                     THEN '{"system": "http://dicom.nema.org/resources/ontology/DCM", "code": "110110", "display": "Patient Record"}'::jsonb
-                     ELSE '{"system": "http://dicom.nema.org/resources/ontology/DCM", "code": "110100", "display": "Application Activity"}'::jsonb END,
-        'subtype', jsonb_build_array(jsonb_build_object(
-            'system', 'urn:tool_audit:tool',
-            'code', coalesce(tool_audit.fhir_code(r.tool_name), 'unnamed'),
-            'display', tool_audit.fhir_string(r.tool_name))),
-        'action', tool_audit.fhir_action(r.tool_name),
-        'recorded', tool_audit.iso8601_utc(r.recorded_at),
-        'outcome', CASE WHEN r.success THEN '0' WHEN NOT r.success THEN '4' END,
-        'outcomeDesc', tool_audit.fhir_string(r.error),
-        'purposeOfEvent', CASE WHEN tool_audit.fhir_string(r.purpose) IS NOT NULL
-                               THEN jsonb_build_array(jsonb_build_object('text', tool_audit.fhir_string(r.purpose))) END,
-        'agent', jsonb_build_array(
-            jsonb_build_object(
-                'type', '{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/extra-security-role-type", "code": "humanuser", "display": "human user"}]}'::jsonb,
-                'who', CASE WHEN tool_audit.fhir_string(r.user_id) IS NOT NULL
-                            THEN jsonb_build_object('identifier', jsonb_build_object('value', tool_audit.fhir_string(r.user_id)))
-                            ELSE '{"display": "unknown"}'::jsonb END,
-                'role', CASE WHEN tool_audit.fhir_string(r.user_role) IS NOT NULL
-                             THEN jsonb_build_array(jsonb_build_object('text', tool_audit.fhir_string(r.user_role))) END,
-                'requestor', true,
-                'network', CASE WHEN r.client_ip IS NOT NULL
-                                THEN jsonb_build_object('address', host(r.client_ip), 'type', '2') END),
-            jsonb_build_object(
-                'type', '{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/extra-security-role-type", "code": "dataprocessor", "display": "data processor"}]}'::jsonb,
-                'who', jsonb_build_object('display', coalesce(tool_audit.fhir_string(r.model), 'unknown model')),
-                'requestor', false)),
-        'source', jsonb_build_object(
-            'site', tool_audit.fhir_string(r.tenant_id),
-            'observer', jsonb_build_object('display', tool_audit.fhir_string('tool_audit@' || current_database())),
-            'type', '[{"system": "http://terminology.hl7.org/CodeSystem/security-source-type", "code": "4", "display": "Application Server"}]'::jsonb),
-        'entity', (SELECT jsonb_agg(e ORDER BY n) FROM (VALUES
-            (1, CASE WHEN tool_audit.fhir_code(r.subject_id) IS NOT NULL THEN jsonb_build_object(
-                'what', jsonb_build_object('identifier', jsonb_build_object('value', tool_audit.fhir_string(r.subject_id))),
-                'type', '{"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type", "code": "1", "display": "Person"}'::jsonb)
-             END),
-            (2, jsonb_build_object(
-                'what', jsonb_build_object('identifier', jsonb_build_object(
-                    'system', 'urn:tool_audit:tool_call_id',
-                    'value', coalesce(tool_audit.fhir_string(r.tool_call_id), r.event_id::text))),
-                'type', '{"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type", "code": "2", "display": "System Object"}'::jsonb,
-                'name', tool_audit.fhir_string(r.tool_name),
-                'detail', (SELECT jsonb_agg(jsonb_build_object('type', d.k, 'valueString', d.v) ORDER BY d.n)
-                             FROM (VALUES (1, 'arguments', tool_audit.fhir_string(r.arguments::text)),
-                                          (2, 'result_summary', tool_audit.fhir_string(r.result_summary::text)),
-                                          (3, 'conversation_id', tool_audit.fhir_string(r.conversation_id)),
-                                          (4, 'turn_number', r.turn_number::text),
-                                          (5, 'call_trigger', r.call_trigger::text),
-                                          (6, 'duration_ms', r.duration_ms::text),
-                                          (7, 'row_hash', encode(r.row_hash, 'hex')),
-                                          (8, 'chain', r.chain_id || '/' || r.chain_lane || '/' || r.chain_seq))
-                                  AS d(n, k, v)
-                            WHERE d.v IS NOT NULL)))
-            ) AS x(n, e) WHERE e IS NOT NULL)))
-$$;
-COMMENT ON FUNCTION tool_audit.fhir_audit_event(tool_audit.tool_calls) IS
-    'One tool call as a FHIR R4 AuditEvent resource';
-
-CREATE OR REPLACE VIEW tool_audit.otel_tool_spans WITH (security_invoker = true) AS
-SELECT 'execute_tool ' || t.tool_name AS "span.name",
-       t.recorded_at - make_interval(secs => coalesce(t.duration_ms, 0) / 1000) AS start_time,
-       t.recorded_at AS end_time,
-       CASE WHEN t.success THEN 'OK' WHEN NOT t.success THEN 'ERROR' ELSE 'UNSET' END AS "status.code",
-       t.error AS "status.message",
-       'execute_tool'::text AS "gen_ai.operation.name",
-       t.tool_name AS "gen_ai.tool.name",
-       t.tool_call_id AS "gen_ai.tool.call.id",
-       'function'::text AS "gen_ai.tool.type",
-       t.conversation_id AS "gen_ai.conversation.id",
-       t.model AS "gen_ai.request.model",
-       t.user_id AS "user.id",
-       CASE WHEN t.user_role IS NOT NULL THEN ARRAY[t.user_role] END AS "user.roles",
-       CASE WHEN NOT t.success THEN '_OTHER'::text END AS "error.type",
-       t.client_ip AS "client.address",
-       t.user_agent AS "user_agent.original",
-       t.tenant_id AS "tool_audit.tenant_id",
-       t.turn_number AS "tool_audit.turn_number",
-       t.call_trigger::text AS "tool_audit.call_trigger",
-       t.purpose AS "tool_audit.purpose",
-       t.subject_id AS "tool_audit.subject_id",
-       t.arguments AS "tool_audit.arguments",
-       t.result_summary AS "tool_audit.result_summary",
-       t.duration_ms AS "tool_audit.duration_ms",
-       t.id AS "tool_audit.call_id",
-       t.event_id AS "tool_audit.event_id",
-       encode(t.row_hash, 'hex') AS "tool_audit.row_hash"
-  FROM tool_audit.tool_calls t;
-COMMENT ON VIEW tool_audit.otel_tool_spans IS 'Tool calls as OpenTelemetry GenAI execute_tool spans';
+-- a call begun and ended is one line of conversation_timeline() and one
+-- access of access_report() (with the ended row's outcome); export_jsonl()
+-- carries call_phase, call_event_id and caller_txid; a started row
+-- (success NULL) has no outcome yet: fhir_audit_event() omits it, the
+-- otel_tool_spans view says UNSET.  Each is replaced once, with its final
+-- text, at the end of this script.
 
 REVOKE ALL ON FUNCTION tool_audit.begin_call(text, jsonb, jsonb),
     tool_audit.end_call(uuid, jsonb, double precision), tool_audit.xact_status(bigint) FROM PUBLIC;
@@ -2127,134 +1601,10 @@ CREATE INDEX tool_calls_tool_call_id
     ON tool_audit.tool_calls (tool_call_id) WHERE tool_call_id IS NOT NULL;
 
 -- started_at in the reports and exports where a call's time is shown (the
--- other keys, lines and columns are unchanged for rows without one)
-CREATE OR REPLACE FUNCTION tool_audit.conversation_timeline(conversation_id text) RETURNS SETOF text
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-SET extra_float_digits = 1
-AS $$
-    SELECT format('[Turn %s] %s %s(%s) %s %s [%sms]',
-                  coalesce(t.turn_number::text, '?'),
-                  tool_audit.report_mark(CASE WHEN t.success THEN 'ok' ELSE 'failed' END),
-                  t.tool_name, t.arguments::text, tool_audit.report_mark('arrow'),
-                  t.result_summary::text,
-                  coalesce(t.duration_ms::text, '?'))
-           -- the client's time, when it sent one (1.5)
-           || CASE WHEN t.started_at IS NOT NULL
-                   THEN format(' [started %s]', tool_audit.iso8601_utc(t.started_at)) ELSE '' END
-      FROM tool_audit.tool_calls t
-     WHERE t.conversation_id = tool_audit.required_arg($1, 'conversation_id'::pg_catalog.text)
-     ORDER BY t.turn_number, t.recorded_at, t.id
-$$;
-
-CREATE OR REPLACE FUNCTION tool_audit.access_report(subject_id text, start_time timestamptz, end_time timestamptz)
-RETURNS jsonb
-LANGUAGE plpgsql VOLATILE
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    report jsonb;
-    protections jsonb;
-BEGIN
-    PERFORM tool_audit.required_arg(access_report.subject_id, 'subject_id');
-    PERFORM tool_audit.check_period(start_time, end_time);
-
-    SELECT coalesce(jsonb_agg(jsonb_build_object('table', p.table_name, 'problem', p.problem)
-                              ORDER BY p.table_name, p.problem), '[]')
-      INTO protections
-      FROM tool_audit.verify_protections() p;
-
-    WITH covered AS MATERIALIZED (
-        SELECT t, tool_audit.check_row(t) AS problem
-          FROM tool_audit.tool_calls t
-         WHERE t.subject_id = access_report.subject_id
-           AND t.recorded_at >= start_time AND t.recorded_at <= end_time
-    )
-    SELECT jsonb_build_object(
-        'subject_id', access_report.subject_id,
-        'report_period', jsonb_build_object('start', tool_audit.iso8601_utc(start_time),
-                                            'end', tool_audit.iso8601_utc(end_time)),
-        'total_accesses', count(*),
-        'unique_users', count(DISTINCT (c.t).user_id),
-        'accesses', coalesce(jsonb_agg(jsonb_build_object(
-                'timestamp', tool_audit.iso8601_utc((c.t).recorded_at),
-                'accessed_by', (c.t).user_id,
-                'role', (c.t).user_role,
-                'tool', (c.t).tool_name,
-                'purpose', (c.t).purpose,
-                'success', (c.t).success,
-                'break_glass', tool_audit.is_break_glass(c.t),
-                'call_id', (c.t).id,
-                'model', (c.t).model,
-                'conversation_id', (c.t).conversation_id,
-                'tenant_id', (c.t).tenant_id)
-                -- the client's time, when it sent one (1.5)
-                || CASE WHEN (c.t).started_at IS NOT NULL
-                        THEN jsonb_build_object('started_at', tool_audit.iso8601_utc((c.t).started_at))
-                        ELSE '{}' END
-            ORDER BY (c.t).recorded_at, (c.t).id), '[]'),
-        'break_glass_accesses', count(*) FILTER (WHERE tool_audit.is_break_glass(c.t)),
-        'integrity_verified', count(c.problem) = 0 AND protections = '[]',
-        'integrity', jsonb_build_object(
-            'rows_checked', count(*),
-            'row_problems', coalesce(jsonb_agg(jsonb_build_object('call_id', (c.t).id, 'problem', c.problem)
-                                               ORDER BY (c.t).id) FILTER (WHERE c.problem IS NOT NULL), '[]'),
-            'protection_problems', protections,
-            'method', 'each row''s hash recomputed, its links to the rows before and after it in its chain checked, and the audit tables'' protections checked',
-            'scope', 'the rows of this report: a row deleted elsewhere in a chain is found by tool_audit.verify(), rows cut off the newest end by tool_audit.verify_digest()'))
-      INTO report
-      FROM covered c;
-    RETURN report;
-END
-$$;
-
-CREATE OR REPLACE FUNCTION tool_audit.export_jsonl(start_time timestamptz, end_time timestamptz)
-RETURNS SETOF jsonb
-LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp
-SET extra_float_digits = 1
-AS $$
-BEGIN
-    PERFORM tool_audit.check_period(start_time, end_time);
-    RETURN QUERY
-    SELECT x.doc FROM (
-        SELECT t.recorded_at AS at, 1 AS tab, t.id, jsonb_build_object(
-            'table', 'tool_calls',
-            'id', t.id, 'event_id', t.event_id, 'recorded_at', tool_audit.iso8601_utc(t.recorded_at),
-            'tenant_id', t.tenant_id, 'conversation_id', t.conversation_id,
-            'turn_number', t.turn_number, 'user_id', t.user_id, 'user_role', t.user_role,
-            'model', t.model, 'tool_name', t.tool_name, 'tool_call_id', t.tool_call_id,
-            'call_trigger', t.call_trigger, 'purpose', t.purpose, 'subject_id', t.subject_id,
-            'arguments', t.arguments, 'result_summary', t.result_summary, 'success', t.success,
-            'error', t.error, 'duration_ms', t.duration_ms, 'client_ip', abbrev(t.client_ip),
-            'user_agent', t.user_agent, 'session_metadata', t.session_metadata,
-            'recorded_by', t.recorded_by,
-            'row_hash', encode(t.row_hash, 'hex'), 'chain_id', t.chain_id::text,
-            'chain_lane', t.chain_lane, 'chain_seq', t.chain_seq,
-            'chain_hash', encode(t.chain_hash, 'hex'))
-            -- the client's time, when it sent one (1.5)
-            || CASE WHEN t.started_at IS NOT NULL
-                    THEN jsonb_build_object('started_at', tool_audit.iso8601_utc(t.started_at))
-                    ELSE '{}' END AS doc
-          FROM tool_audit.tool_calls t
-         WHERE t.recorded_at >= start_time AND t.recorded_at < end_time
-        UNION ALL
-        SELECT e.occurred_at, 0, e.id, jsonb_build_object(
-            'table', 'admin_events',
-            'id', e.id, 'event_id', e.event_id, 'occurred_at', tool_audit.iso8601_utc(e.occurred_at),
-            'event_type', e.event_type, 'actor', e.actor, 'actor_type', e.actor_type,
-            'tenant_id', e.tenant_id, 'payload', e.payload, 'reason', e.reason,
-            'source_ip', abbrev(e.source_ip), 'metadata', e.metadata, 'recorded_by', e.recorded_by,
-            'row_hash', encode(e.row_hash, 'hex'), 'chain_id', e.chain_id::text,
-            'chain_lane', e.chain_lane, 'chain_seq', e.chain_seq,
-            'chain_hash', encode(e.chain_hash, 'hex'))
-          FROM tool_audit.admin_events e
-         WHERE e.occurred_at >= start_time AND e.occurred_at < end_time
-    ) x
-    ORDER BY x.at, x.tab, x.id;
-END
-$$;
-
+-- other keys, lines and columns are unchanged for rows without one):
+-- conversation_timeline(), access_report(), export_jsonl() and the
+-- otel_tool_spans view are replaced once, with their final text, at the end
+-- of this script
 CREATE OR REPLACE VIEW tool_audit.tool_calls_csv WITH (security_invoker = true) AS
 SELECT t.id, t.event_id, t.recorded_at, t.tenant_id, t.conversation_id, t.turn_number,
        t.user_id, t.user_role, t.model, t.tool_name, t.tool_call_id, t.call_trigger,
@@ -2263,38 +1613,6 @@ SELECT t.id, t.event_id, t.recorded_at, t.tenant_id, t.conversation_id, t.turn_n
        abbrev(t.client_ip) AS client_ip, t.user_agent, t.session_metadata::text AS session_metadata,
        t.recorded_by, encode(t.row_hash, 'hex') AS row_hash, t.chain_id, t.chain_lane,
        t.chain_seq, encode(t.chain_hash, 'hex') AS chain_hash, t.started_at
-  FROM tool_audit.tool_calls t;
-
-CREATE OR REPLACE VIEW tool_audit.otel_tool_spans WITH (security_invoker = true) AS
-SELECT 'execute_tool ' || t.tool_name AS "span.name",
-       -- from the client's started_at when it sent one (1.5), else back from recorded_at
-       coalesce(t.started_at, t.recorded_at - make_interval(secs => coalesce(t.duration_ms, 0) / 1000)) AS start_time,
-       CASE WHEN t.started_at IS NULL THEN t.recorded_at
-            ELSE t.started_at + make_interval(secs => coalesce(t.duration_ms, 0) / 1000) END AS end_time,
-       CASE WHEN t.success THEN 'OK' ELSE 'ERROR' END AS "status.code",
-       t.error AS "status.message",
-       'execute_tool'::text AS "gen_ai.operation.name",
-       t.tool_name AS "gen_ai.tool.name",
-       t.tool_call_id AS "gen_ai.tool.call.id",
-       'function'::text AS "gen_ai.tool.type",
-       t.conversation_id AS "gen_ai.conversation.id",
-       t.model AS "gen_ai.request.model",
-       t.user_id AS "user.id",
-       CASE WHEN t.user_role IS NOT NULL THEN ARRAY[t.user_role] END AS "user.roles",
-       CASE WHEN NOT t.success THEN '_OTHER'::text END AS "error.type",
-       t.client_ip AS "client.address",
-       t.user_agent AS "user_agent.original",
-       t.tenant_id AS "tool_audit.tenant_id",
-       t.turn_number AS "tool_audit.turn_number",
-       t.call_trigger::text AS "tool_audit.call_trigger",
-       t.purpose AS "tool_audit.purpose",
-       t.subject_id AS "tool_audit.subject_id",
-       t.arguments AS "tool_audit.arguments",
-       t.result_summary AS "tool_audit.result_summary",
-       t.duration_ms AS "tool_audit.duration_ms",
-       t.id AS "tool_audit.call_id",
-       t.event_id AS "tool_audit.event_id",
-       encode(t.row_hash, 'hex') AS "tool_audit.row_hash"
   FROM tool_audit.tool_calls t;
 
 -- ---------------------------------------------------------------------------
@@ -2333,113 +1651,14 @@ SELECT 'row_changes', 'data_changes', 365, '{}', true,
  WHERE NOT EXISTS (SELECT FROM tool_audit.retention_policies p WHERE p.policy_name = 'row_changes');
 CREATE INDEX data_changes_recorded_at ON tool_audit.data_changes USING brin (recorded_at);
 
-CREATE OR REPLACE FUNCTION tool_audit.set_retention_policy(policy_name text, retention_days integer,
-                                                matches text[] DEFAULT NULL,
-                                                applies_to text DEFAULT 'tool_calls',
-                                                reason text DEFAULT NULL)
-RETURNS jsonb
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    before_row tool_audit.retention_policies;
-    after_row tool_audit.retention_policies;
-    floor_days integer;
-    dflt text;
-BEGIN
-    -- errors name the argument, never its value
-    IF policy_name IS NULL OR policy_name !~ '^[a-z][a-z0-9_]{0,62}$' THEN
-        RAISE EXCEPTION 'invalid value for argument "policy_name": expected a lowercase identifier of 1 to 63 characters'
-            USING ERRCODE = 'invalid_parameter_value',
-                  DETAIL = 'The value is not shown: it may be a secret put in the wrong place.';
-    END IF;
-    IF applies_to IS NULL OR applies_to NOT IN ('tool_calls', 'admin_events', 'data_changes') THEN
-        RAISE EXCEPTION 'invalid value for argument "applies_to": expected tool_calls, admin_events or data_changes'
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF retention_days IS NULL OR retention_days <= 0 THEN
-        RAISE EXCEPTION 'invalid value for argument "retention_days": expected a positive number of days'
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF matches IS NOT NULL AND (array_ndims(matches) > 1 OR
-        EXISTS (SELECT FROM unnest(matches) m WHERE m IS NULL OR m = '')) THEN
-        RAISE EXCEPTION 'invalid value for argument "matches": expected a list of tool names, event types or patterns (''*'': any characters), none empty'
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    LOCK TABLE tool_audit.retention_policies IN SHARE ROW EXCLUSIVE MODE;
-    SELECT f.floor_days INTO floor_days FROM tool_audit.retention_floor f;
-    IF retention_days < floor_days THEN
-        RAISE EXCEPTION 'invalid value for argument "retention_days": under the retention floor of % days', floor_days
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'A superuser sets the floor with tool_audit.set_retention_floor().';
-    END IF;
-    SELECT * INTO before_row FROM tool_audit.retention_policies p
-     WHERE p.policy_name = set_retention_policy.policy_name;
-    IF FOUND THEN
-        IF before_row.applies_to <> set_retention_policy.applies_to THEN
-            RAISE EXCEPTION 'invalid value for argument "applies_to": the policy covers %', before_row.applies_to
-                USING ERRCODE = 'invalid_parameter_value',
-                      HINT = 'A policy covers one table; create another policy for the other.';
-        END IF;
-        UPDATE tool_audit.retention_policies p
-           SET retention_days = set_retention_policy.retention_days,
-               matches = coalesce(set_retention_policy.matches, p.matches),
-               changed_at = now(), changed_by = tool_audit.acting_role()
-         WHERE p.policy_name = set_retention_policy.policy_name
-        RETURNING * INTO after_row;
-        RETURN tool_audit.retention_event('policy', to_jsonb(before_row), to_jsonb(after_row), reason);
-    END IF;
-    IF coalesce(cardinality(matches), 0) = 0 THEN
-        SELECT p.policy_name INTO dflt FROM tool_audit.retention_policies p
-         WHERE p.applies_to = set_retention_policy.applies_to AND p.is_default;
-        IF FOUND THEN
-            RAISE EXCEPTION 'invalid value for argument "matches": a new policy needs tool names or patterns, % already has a default policy (%)',
-                    applies_to, dflt
-                USING ERRCODE = 'invalid_parameter_value',
-                      HINT = 'Change the default policy''s days instead, or list what the new policy covers.';
-        END IF;
-    END IF;
-    INSERT INTO tool_audit.retention_policies
-        (policy_name, applies_to, retention_days, matches, is_default, changed_by)
-    VALUES (set_retention_policy.policy_name, set_retention_policy.applies_to,
-            set_retention_policy.retention_days, coalesce(set_retention_policy.matches, '{}'),
-            coalesce(cardinality(set_retention_policy.matches), 0) = 0, tool_audit.acting_role())
-    RETURNING * INTO after_row;
-    RETURN tool_audit.retention_event('policy', NULL, to_jsonb(after_row), reason);
-END
-$$;
+-- set_retention_policy() takes applies_to data_changes: it is replaced once,
+-- with its final text, at the end of this script
 
 -- hold_report(): row changes too; a hold covers a change through the tool
 -- call it was made in (subject, user, conversation, tool) and by the
 -- change's own tenant and time, as purge_expired() and erase_subject() read it
-CREATE OR REPLACE FUNCTION tool_audit.hold_report()
-RETURNS TABLE (hold_id bigint, scope jsonb, reason text, placed_by text, placed_at timestamptz,
-               table_name text, rows_covered bigint, first_at timestamptz, last_at timestamptz)
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT h.hold_id, h.scope, h.reason, h.placed_by, h.placed_at, c.table_name, c.n, c.first_at, c.last_at
-      FROM tool_audit.legal_holds h
-     CROSS JOIN LATERAL (
-        SELECT 'admin_events'::text, count(*), min(e.occurred_at), max(e.occurred_at)
-          FROM tool_audit.admin_events e
-         WHERE tool_audit.hold_covers(h.scope, e.tenant_id, e.payload ->> 'subject_id', e.actor,
-                                      e.payload ->> 'conversation_id', e.payload ->> 'tool_name',
-                                      e.occurred_at)
-        UNION ALL
-        SELECT 'data_changes'::text, count(*), min(d.recorded_at), max(d.recorded_at)
-          FROM tool_audit.data_changes d
-          LEFT JOIN tool_audit.tool_calls k ON k.event_id = d.call_event_id
-         WHERE tool_audit.hold_covers(h.scope, d.tenant_id, k.subject_id, k.user_id,
-                                      k.conversation_id, k.tool_name, d.recorded_at)
-        UNION ALL
-        SELECT 'tool_calls'::text, count(*), min(t.recorded_at), max(t.recorded_at)
-          FROM tool_audit.tool_calls t
-         WHERE tool_audit.hold_covers(h.scope, t.tenant_id, t.subject_id, t.user_id,
-                                      t.conversation_id, t.tool_name, t.recorded_at)) AS c(table_name, n, first_at, last_at)
-     WHERE h.released_at IS NULL
-     ORDER BY h.hold_id, c.table_name
-$$;
+-- (hold_report() is replaced once, with its final text, at the end of this
+-- script)
 
 -- Row-level security: readers read their tenants' changes, admins and the
 -- verifier read all.  No writer policy and no INSERT privilege: change rows
@@ -2494,65 +1713,8 @@ COMMENT ON FUNCTION tool_audit.check_row(tool_audit.data_changes) IS
     'NULL if the data_changes row matches its row hash and links to its neighbours in its chain, else the problem';
 
 -- Exports: change rows in the JSONL export (after the other tables' rows of
--- the same instant), and a CSV view like the other tables'
-CREATE OR REPLACE FUNCTION tool_audit.export_jsonl(start_time timestamptz, end_time timestamptz)
-RETURNS SETOF jsonb
-LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp
-SET extra_float_digits = 1
-AS $$
-BEGIN
-    PERFORM tool_audit.check_period(start_time, end_time);
-    RETURN QUERY
-    SELECT x.doc FROM (
-        SELECT t.recorded_at AS at, 1 AS tab, t.id, jsonb_build_object(
-            'table', 'tool_calls',
-            'id', t.id, 'event_id', t.event_id, 'recorded_at', tool_audit.iso8601_utc(t.recorded_at),
-            'tenant_id', t.tenant_id, 'conversation_id', t.conversation_id,
-            'turn_number', t.turn_number, 'user_id', t.user_id, 'user_role', t.user_role,
-            'model', t.model, 'tool_name', t.tool_name, 'tool_call_id', t.tool_call_id,
-            'call_trigger', t.call_trigger, 'purpose', t.purpose, 'subject_id', t.subject_id,
-            'arguments', t.arguments, 'result_summary', t.result_summary, 'success', t.success,
-            'error', t.error, 'duration_ms', t.duration_ms, 'client_ip', abbrev(t.client_ip),
-            'user_agent', t.user_agent, 'session_metadata', t.session_metadata,
-            'recorded_by', t.recorded_by,
-            'row_hash', encode(t.row_hash, 'hex'), 'chain_id', t.chain_id::text,
-            'chain_lane', t.chain_lane, 'chain_seq', t.chain_seq,
-            'chain_hash', encode(t.chain_hash, 'hex')) AS doc
-          FROM tool_audit.tool_calls t
-         WHERE t.recorded_at >= start_time AND t.recorded_at < end_time
-        UNION ALL
-        SELECT e.occurred_at, 0, e.id, jsonb_build_object(
-            'table', 'admin_events',
-            'id', e.id, 'event_id', e.event_id, 'occurred_at', tool_audit.iso8601_utc(e.occurred_at),
-            'event_type', e.event_type, 'actor', e.actor, 'actor_type', e.actor_type,
-            'tenant_id', e.tenant_id, 'payload', e.payload, 'reason', e.reason,
-            'source_ip', abbrev(e.source_ip), 'metadata', e.metadata, 'recorded_by', e.recorded_by,
-            'row_hash', encode(e.row_hash, 'hex'), 'chain_id', e.chain_id::text,
-            'chain_lane', e.chain_lane, 'chain_seq', e.chain_seq,
-            'chain_hash', encode(e.chain_hash, 'hex'))
-          FROM tool_audit.admin_events e
-         WHERE e.occurred_at >= start_time AND e.occurred_at < end_time
-        UNION ALL
-        SELECT d.recorded_at, 2, d.id, jsonb_build_object(
-            'table', 'data_changes',
-            'id', d.id, 'event_id', d.event_id, 'recorded_at', tool_audit.iso8601_utc(d.recorded_at),
-            'tenant_id', d.tenant_id, 'table_name', d.table_name, 'operation', d.operation,
-            'row_key', d.row_key, 'old_values', d.old_values, 'new_values', d.new_values,
-            'call_event_id', d.call_event_id, 'txid', d.txid::text,
-            'application_name', d.application_name, 'recorded_by', d.recorded_by,
-            'retention_policy', d.retention_policy, 'expires_at', tool_audit.iso8601_utc(d.expires_at),
-            'row_hash', encode(d.row_hash, 'hex'), 'chain_id', d.chain_id::text,
-            'chain_lane', d.chain_lane, 'chain_seq', d.chain_seq,
-            'chain_hash', encode(d.chain_hash, 'hex'))
-          FROM tool_audit.data_changes d
-         WHERE d.recorded_at >= start_time AND d.recorded_at < end_time
-    ) x
-    ORDER BY x.at, x.tab, x.id;
-END
-$$;
-COMMENT ON FUNCTION tool_audit.export_jsonl(timestamptz, timestamptz) IS
-    'The audit tables'' rows in a period (tool calls, admin events, row changes) as JSON documents with their hashes and chain positions, to check outside the database';
+-- the same instant), and a CSV view like the other tables' (export_jsonl()
+-- is replaced once, with its final text, at the end of this script)
 
 CREATE VIEW tool_audit.data_changes_csv WITH (security_invoker = true) AS
 SELECT d.id, d.event_id, d.recorded_at, d.tenant_id, d.table_name, d.operation,
@@ -2685,10 +1847,17 @@ CREATE FUNCTION tool_audit.alerts_guard() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
+    -- (1.5) erase_subject() and purge_expired() change and remove alerts
+    IF TG_LEVEL = 'ROW' AND tool_audit.in_sanctioned_change() THEN
+        IF TG_OP = 'DELETE' THEN
+            RETURN OLD;
+        END IF;
+        RETURN NEW;
+    END IF;
     IF TG_OP <> 'UPDATE' THEN
         RAISE EXCEPTION '% is not allowed on tool_audit.alerts', TG_OP
             USING ERRCODE = 'insufficient_privilege',
-                  HINT = 'Alerts are acknowledged with tool_audit.acknowledge_alert(), never removed.';
+                  HINT = 'Alerts are acknowledged with tool_audit.acknowledge_alert(); only purge_expired() and erase_subject() remove or change them.';
     END IF;
     IF NEW.alert_id <> OLD.alert_id OR NEW.rule_name <> OLD.rule_name OR NEW.kind <> OLD.kind
        OR NEW.severity <> OLD.severity OR NEW.tenant_id IS DISTINCT FROM OLD.tenant_id
@@ -2811,8 +1980,11 @@ DECLARE
     is_new boolean := false;
 BEGIN
     SELECT * INTO r FROM tool_audit.alert_rules ar WHERE ar.rule_name = raise_alert.rule_name;
-    IF NOT FOUND OR NOT r.enabled THEN
+    IF NOT FOUND OR (NOT r.enabled AND NOT coalesce(raise_alert.detail ? 'weakened_rule', false)) THEN
         RETURN NULL;
+    END IF;
+    IF raise_alert.detail ? 'weakened_rule' AND r.severity IN ('low', 'medium') THEN
+        r.severity := 'high';
     END IF;
     -- never wait: a transaction still raising the same burst keeps it, and
     -- this row raises an alert of its own
@@ -2895,6 +2067,7 @@ DECLARE
     had_one boolean;
     k text;
     p jsonb;
+    result jsonb;
 BEGIN
     -- errors name the argument, never its value
     IF rule_name IS NULL OR rule_name !~ '^[a-z][a-z0-9_]{0,62}$' THEN
@@ -2969,6 +2142,12 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
 
+    -- disabling a rule needs a second admin's approval when
+    -- tool_audit.require_dual_approval is on
+    IF had_one AND before_row.enabled AND set_alert_rule.enabled IS FALSE THEN
+        PERFORM tool_audit.approval_gate('tool_audit.alert_rule.disable',
+                                         jsonb_build_object('rule_name', set_alert_rule.rule_name));
+    END IF;
     IF had_one THEN
         UPDATE tool_audit.alert_rules r
            SET severity = coalesce(set_alert_rule.severity, r.severity),
@@ -2990,12 +2169,35 @@ BEGIN
                 coalesce(set_alert_rule.window_seconds, 3600), p, tool_audit.acting_role())
         RETURNING * INTO after_row;
     END IF;
-    RETURN tool_audit.alert_event('rule', CASE WHEN had_one THEN to_jsonb(before_row) END,
-                                  to_jsonb(after_row), reason);
+    result := tool_audit.alert_event('rule', CASE WHEN had_one THEN to_jsonb(before_row) END,
+                                     to_jsonb(after_row), reason);
+    -- a rule disabled or weakened (it would fire less, or lower) raises a
+    -- high alert, unless a rule already raised one for this event (as
+    -- audit_changes does while it is on and unchanged)
+    IF had_one AND before_row.enabled
+       AND (NOT after_row.enabled
+            OR array_position(ARRAY['low', 'medium', 'high', 'critical'], after_row.severity)
+               < array_position(ARRAY['low', 'medium', 'high', 'critical'], before_row.severity)
+            OR NOT (before_row.matches <@ after_row.matches)
+            OR (cardinality(before_row.matches) = 0 AND cardinality(after_row.matches) > 0
+                AND k <> 'event_type')
+            OR after_row.threshold > before_row.threshold
+            OR (k IN ('same_subject', 'tool_failures', 'distinct_subjects')
+                AND after_row.window_seconds < before_row.window_seconds)
+            OR after_row.tenant_id IS DISTINCT FROM before_row.tenant_id
+            OR after_row.params IS DISTINCT FROM before_row.params)
+       AND NOT EXISTS (SELECT FROM tool_audit.alerts a
+                        WHERE a.admin_event_ids @> ARRAY[(result->>'admin_event_id')::bigint]
+                          AND a.severity IN ('high', 'critical')) THEN
+        PERFORM tool_audit.raise_alert('audit_changes', NULL, 'weakened:' || set_alert_rule.rule_name, NULL,
+                                       (result->>'admin_event_id')::bigint,
+                                       jsonb_build_object('weakened_rule', set_alert_rule.rule_name));
+    END IF;
+    RETURN result;
 END
 $$;
 COMMENT ON FUNCTION tool_audit.set_alert_rule(text, text, text, text[], integer, integer, text, jsonb, boolean, text) IS
-    'Creates or changes an alert rule (NULL arguments keep the rule''s values) and records it as a tool_audit.alert.rule admin event';
+    'Creates or changes an alert rule (NULL arguments keep the rule''s values) and records it as a tool_audit.alert.rule admin event; disabling or weakening a rule raises a high alert, and disabling needs dual approval when it is required';
 
 CREATE FUNCTION tool_audit.disable_alert_rule(rule_name text, reason text DEFAULT NULL)
 RETURNS jsonb
@@ -3005,6 +2207,7 @@ AS $$
 DECLARE
     before_row tool_audit.alert_rules;
     after_row tool_audit.alert_rules;
+    result jsonb;
 BEGIN
     SELECT * INTO before_row FROM tool_audit.alert_rules r
      WHERE r.rule_name = disable_alert_rule.rule_name FOR UPDATE;
@@ -3013,15 +2216,29 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   DETAIL = 'The value is not shown: it may be a secret put in the wrong place.';
     END IF;
+    IF before_row.enabled THEN
+        PERFORM tool_audit.approval_gate('tool_audit.alert_rule.disable',
+                                         jsonb_build_object('rule_name', disable_alert_rule.rule_name));
+    END IF;
     UPDATE tool_audit.alert_rules r
        SET enabled = false, changed_at = now(), changed_by = tool_audit.acting_role()
      WHERE r.rule_name = disable_alert_rule.rule_name
     RETURNING * INTO after_row;
-    RETURN tool_audit.alert_event('rule', to_jsonb(before_row), to_jsonb(after_row), reason);
+    result := tool_audit.alert_event('rule', to_jsonb(before_row), to_jsonb(after_row), reason);
+    -- as set_alert_rule(): a rule switched off raises a high alert
+    IF before_row.enabled
+       AND NOT EXISTS (SELECT FROM tool_audit.alerts a
+                        WHERE a.admin_event_ids @> ARRAY[(result->>'admin_event_id')::bigint]
+                          AND a.severity IN ('high', 'critical')) THEN
+        PERFORM tool_audit.raise_alert('audit_changes', NULL, 'weakened:' || disable_alert_rule.rule_name, NULL,
+                                       (result->>'admin_event_id')::bigint,
+                                       jsonb_build_object('weakened_rule', disable_alert_rule.rule_name));
+    END IF;
+    RETURN result;
 END
 $$;
 COMMENT ON FUNCTION tool_audit.disable_alert_rule(text, text) IS
-    'Disables an alert rule and records it as a tool_audit.alert.rule admin event';
+    'Disables an alert rule and records it as a tool_audit.alert.rule admin event; raises a high alert, and needs dual approval when it is required';
 
 CREATE FUNCTION tool_audit.acknowledge_alert(id bigint, note text)
 RETURNS tool_audit.alerts
@@ -3031,6 +2248,10 @@ AS $$
 DECLARE
     before_row tool_audit.alerts;
     after_row tool_audit.alerts;
+    -- stored as the audit tables store free text: a secret pasted in the
+    -- note is not kept in clear (the event's reason is sanitized by its
+    -- insert trigger, the alerts row is not an audit row)
+    clean_note text := tool_audit.sanitize_text(acknowledge_alert.note);
 BEGIN
     SELECT * INTO before_row FROM tool_audit.alerts a WHERE a.alert_id = acknowledge_alert.id FOR UPDATE;
     IF NOT FOUND THEN
@@ -3043,7 +2264,7 @@ BEGIN
     END IF;
     UPDATE tool_audit.alerts a
        SET acknowledged_by = tool_audit.acting_role(), acknowledged_at = now(),
-           acknowledged_note = acknowledge_alert.note
+           acknowledged_note = clean_note
      WHERE a.alert_id = acknowledge_alert.id
     RETURNING * INTO after_row;
     PERFORM tool_audit.alert_event('acknowledge',
@@ -3052,7 +2273,7 @@ BEGIN
                            'last_at', before_row.last_at),
         jsonb_build_object('alert_id', after_row.alert_id, 'acknowledged_by', after_row.acknowledged_by,
                            'acknowledged_at', after_row.acknowledged_at),
-        note, before_row.tenant_id);
+        clean_note, before_row.tenant_id);
     RETURN after_row;
 END
 $$;
@@ -3100,9 +2321,14 @@ DECLARE
     t record;
     id bigint;
 BEGIN
-    -- protections
-    SELECT jsonb_agg(jsonb_build_object('table', p.table_name, 'problem', p.problem))
-      INTO problems FROM tool_audit.verify_protections() p;
+    -- protections, and tracked tables whose triggers are gone or disabled
+    SELECT jsonb_agg(x.problem) INTO problems
+      FROM (SELECT jsonb_build_object('table', p.table_name, 'problem', p.problem) AS problem
+              FROM tool_audit.verify_protections() p
+            UNION ALL
+            SELECT jsonb_build_object('table', s.table_name, 'problem', 'tracking: ' || s.status)
+              FROM tool_audit.tracking_status() s
+             WHERE s.status NOT IN ('ok', 'table renamed')) x;
     IF problems IS NOT NULL THEN
         id := tool_audit.raise_alert('audit_protections', NULL, 'verify_protections', NULL, NULL,
                                      jsonb_build_object('problems', problems));
@@ -3169,7 +2395,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION tool_audit.run_alert_checks() IS
-    'The periodic alert checks: protections disabled, the signing key missing, tenants that normally log gone silent; returns the alerts raised';
+    'The periodic alert checks: protections disabled, tracked tables whose triggers are gone or disabled, the signing key missing, tenants that normally log gone silent; returns the alerts raised';
 
 -- The checks as a pg_cron job, as the retention job (48_retention_schedule.sql)
 CREATE FUNCTION tool_audit.schedule_alert_checks(schedule text DEFAULT '*/15 * * * *')
@@ -3246,6 +2472,7 @@ BEGIN
     IF removed IS NULL THEN
         RETURN false;
     END IF;
+    PERFORM tool_audit.approval_gate('tool_audit.alert_checks.unschedule', '{}');
     PERFORM cron.unschedule(j.jobid) FROM cron.job j
       WHERE j.jobname = job_name AND j.database = current_database();
     PERFORM tool_audit.alert_event('schedule', removed, NULL, NULL);
@@ -3253,7 +2480,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION tool_audit.unschedule_alert_checks() IS
-    'Removes this database''s pg_cron alert check job; true if there was one';
+    'Removes this database''s pg_cron alert check job; true if there was one; needs dual approval when it is required';
 
 -- ---------------------------------------------------------------------------
 -- Who sees alerts: row-level security as on tool_calls.  Nobody but the
@@ -3481,6 +2708,8 @@ BEGIN
                              WHERE tgrelid = rel AND tgname IN ('tool_audit_track', 'tool_audit_track_truncate')
                                AND tgfoid = 'tool_audit.track_change()'::regprocedure);
     IF had THEN
+        -- a second admin's approval when tool_audit.require_dual_approval is on
+        PERFORM tool_audit.approval_gate('tool_audit.untrack', jsonb_build_object('table', qualified));
         FOR trg IN SELECT tgname FROM pg_trigger
                     WHERE tgrelid = rel AND tgname IN ('tool_audit_track', 'tool_audit_track_truncate')
                       AND tgfoid = 'tool_audit.track_change()'::regprocedure LOOP
@@ -3493,7 +2722,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION tool_audit.untrack(regclass) IS
-    'Stops recording the table''s row changes (removes track()''s triggers); true if it was tracked; an audited admin event';
+    'Stops recording the table''s row changes (removes track()''s triggers); true if it was tracked; an audited admin event; needs dual approval when it is required';
 
 -- tracking_status(): what became of each tracked table's triggers.  A table
 -- owner can drop or disable them (ALTER TABLE ... DISABLE TRIGGER): this
@@ -3518,37 +2747,31 @@ AS $$
                             AND g.tgname IN ('tool_audit_track', 'tool_audit_track_truncate')
                             AND g.tgfoid = 'tool_audit.track_change()'::regprocedure
      GROUP BY t.table_oid, t.table_name, t.options, t.tracked_at, t.tracked_by, c.oid, n.nspname, c.relname
-     ORDER BY t.table_name
+    UNION ALL
+    SELECT format('%I.%I', pn.nspname, pc.relname),
+           t.options || jsonb_build_object('partition_of', t.table_name), t.tracked_at, t.tracked_by,
+           CASE
+               WHEN count(g.oid) < 1 THEN 'trigger dropped'
+               WHEN bool_or(g.tgenabled <> 'A') THEN 'trigger disabled'
+               ELSE 'ok'
+           END
+      FROM tool_audit.tracked_tables t
+      JOIN pg_class c ON c.oid = t.table_oid AND c.relkind = 'p'
+      CROSS JOIN LATERAL pg_partition_tree(c.oid) p
+      JOIN pg_class pc ON pc.oid = p.relid
+      JOIN pg_namespace pn ON pn.oid = pc.relnamespace
+      LEFT JOIN pg_trigger g ON g.tgrelid = p.relid AND g.tgname = 'tool_audit_track'
+                            AND g.tgfoid = 'tool_audit.track_change()'::regprocedure
+     WHERE p.level > 0
+     GROUP BY t.table_oid, t.table_name, t.options, t.tracked_at, t.tracked_by, pn.nspname, pc.relname
+     ORDER BY 1
 $$;
 COMMENT ON FUNCTION tool_audit.tracking_status() IS
-    'Each tracked table with its options and whether its triggers are still there and always enabled (ok, trigger disabled, trigger dropped, table renamed, table dropped)';
+    'Each tracked table, and each partition of a tracked partitioned table, with its options and whether its triggers are still there and always enabled (ok, trigger disabled, trigger dropped, table renamed, table dropped)';
 
--- (1.5) the conversation timeline shows under each call the rows it changed
-CREATE OR REPLACE FUNCTION tool_audit.conversation_timeline(conversation_id text) RETURNS SETOF text
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-SET extra_float_digits = 1
-AS $$
-    SELECT l.line
-      FROM tool_audit.tool_calls t
-     CROSS JOIN LATERAL (
-           SELECT 0::bigint AS k,
-                  format('[Turn %s] %s %s(%s) %s %s [%sms]',
-                  coalesce(t.turn_number::text, '?'),
-                  tool_audit.report_mark(CASE WHEN t.success THEN 'ok' ELSE 'failed' END),
-                  t.tool_name, t.arguments::text, tool_audit.report_mark('arrow'),
-                  t.result_summary::text,
-                  coalesce(t.duration_ms::text, '?')) AS line
-           UNION ALL   -- (1.5) the rows the call changed, under it
-           SELECT c.id, format('    %s %s %s', c.operation, c.table_name, c.row_key::text)
-             FROM tool_audit.data_changes c
-            WHERE c.call_event_id = t.event_id) l
-     WHERE t.conversation_id = tool_audit.required_arg($1, 'conversation_id'::pg_catalog.text)
-     ORDER BY t.turn_number, t.recorded_at, t.id, l.k
-$$;
-COMMENT ON FUNCTION tool_audit.conversation_timeline(text) IS
-    'A conversation as one line of text per tool call: turn, outcome, tool, arguments, result summary and duration; under it, one line per row the call changed (1.5)';
-
+-- (1.5) the conversation timeline shows under each call the rows it changed:
+-- conversation_timeline() is replaced once, with its final text, at the end
+-- of this script
 
 -- ---------------------------------------------------------------------------
 -- Reports on row changes (1.5).  SECURITY INVOKER, like every report: a
@@ -4314,178 +3537,10 @@ SELECT 'admin_events'
  WHERE EXISTS (SELECT 1 FROM tool_audit.admin_events)
     OR (SELECT is_called FROM tool_audit.admin_events_id_seq);
 
--- The final text of functions and views that more than one 1.5 change replaced
--- (each change above replaced them in turn): as in sql/install, word for word
-
-CREATE OR REPLACE FUNCTION tool_audit.approval_payload(action text, payload jsonb) RETURNS jsonb
-LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    spec jsonb;
-    k text;
-    t text;
-    v jsonb;
-BEGIN
-    IF payload IS NULL OR jsonb_typeof(payload) IS DISTINCT FROM 'object' THEN
-        RAISE EXCEPTION 'invalid value for argument "payload": expected a JSON object'
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    -- key: JSON type; "?" after it: optional (null when absent)
-    spec := CASE action
-        WHEN 'tool_audit.retention.set_policy' THEN
-            '{"policy_name": "string", "retention_days": "number", "matches": "array?", "applies_to": "string?"}'
-        WHEN 'tool_audit.retention.set_override' THEN
-            '{"tenant_id": "string", "policy_name": "string", "retention_days": "number"}'
-        WHEN 'tool_audit.hold.release' THEN '{"hold_id": "number"}'
-        WHEN 'tool_audit.erase_subject' THEN '{"subject_id": "string"}'
-        WHEN 'tool_audit.pseudonym_key.rotate' THEN '{"key_id": "string?"}'
-        WHEN 'tool_audit.untrack' THEN '{"table": "string"}'
-        WHEN 'tool_audit.alert_rule.disable' THEN '{"rule_name": "string"}'
-        WHEN 'tool_audit.alert_checks.unschedule' THEN '{}'
-        WHEN 'tool_audit.retention.unschedule' THEN '{}'
-        END::jsonb;
-    IF spec IS NULL THEN
-        RETURN payload;
-    END IF;
-    FOR k IN SELECT jsonb_object_keys(payload) LOOP
-        IF NOT spec ? k THEN
-            RAISE EXCEPTION 'invalid value for argument "payload": % takes the keys %', action,
-                    coalesce((SELECT string_agg(s, ', ' ORDER BY s) FROM jsonb_object_keys(spec) s), 'none')
-                USING ERRCODE = 'invalid_parameter_value';
-        END IF;
-    END LOOP;
-    FOR k, t IN SELECT e.key, e.value #>> '{}' FROM jsonb_each(spec) e LOOP
-        v := payload -> k;
-        IF v IS NULL OR jsonb_typeof(v) = 'null' THEN
-            IF right(t, 1) <> '?' THEN
-                RAISE EXCEPTION 'invalid value for argument "payload": key "%" is missing', k
-                    USING ERRCODE = 'invalid_parameter_value';
-            END IF;
-            payload := payload || jsonb_build_object(k, CASE WHEN action = 'tool_audit.retention.set_policy'
-                                                              AND k = 'applies_to' THEN 'tool_calls' END);
-        ELSIF jsonb_typeof(v) <> rtrim(t, '?')
-              OR (t = 'number' AND (v #>> '{}')::numeric <> trunc((v #>> '{}')::numeric)) THEN
-            RAISE EXCEPTION 'invalid value for argument "payload": key "%" must be a JSON %', k,
-                    CASE WHEN t = 'number' THEN 'integer' ELSE rtrim(t, '?') END
-                USING ERRCODE = 'invalid_parameter_value';
-        END IF;
-    END LOOP;
-    RETURN payload;
-END
-$$;
-COMMENT ON FUNCTION tool_audit.approval_payload(text, jsonb) IS
-    'A request''s payload checked and completed for the extension''s own actions (keys, JSON types, defaults); as given for other actions';
-
-CREATE OR REPLACE FUNCTION tool_audit.start_impersonation(admin text, target_user text, reason text,
-                                               max_minutes integer, tenant_id text DEFAULT NULL)
-RETURNS bigint
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    clean_admin text;
-    clean_target text;
-    clean_tenant text;
-    id bigint;
-    e record;
-BEGIN
-    -- errors name the argument, never its value
-    IF admin IS NULL OR admin = '' THEN
-        RAISE EXCEPTION 'admin must not be null or empty' USING ERRCODE = 'null_value_not_allowed';
-    END IF;
-    IF target_user IS NULL OR target_user = '' THEN
-        RAISE EXCEPTION 'target_user must not be null or empty' USING ERRCODE = 'null_value_not_allowed';
-    END IF;
-    IF reason IS NULL OR btrim(reason) = '' THEN
-        RAISE EXCEPTION 'reason must not be null or empty'
-            USING ERRCODE = 'null_value_not_allowed',
-                  HINT = 'Say why, for example the support ticket.';
-    END IF;
-    IF max_minutes IS NULL OR max_minutes < 1 OR max_minutes > 1440 THEN
-        RAISE EXCEPTION 'invalid value for argument "max_minutes": expected 1 to 1440 minutes'
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    PERFORM tool_audit.impersonation_caller_check(tenant_id);
-    -- the ids as the audit rows will hold them (the sanitizer's value rules:
-    -- the trigger compares the sanitized row)
-    clean_admin := tool_audit.sanitize_text(admin);
-    clean_target := tool_audit.sanitize_text(target_user);
-    clean_tenant := tool_audit.sanitize_text(tenant_id);
-    IF clean_admin = clean_target THEN
-        RAISE EXCEPTION 'invalid value for argument "target_user": an admin cannot impersonate itself'
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    LOCK TABLE tool_audit.impersonations IN SHARE ROW EXCLUSIVE MODE;
-    PERFORM tool_audit.close_expired_impersonations();
-    -- one open impersonation per user, tenant and starting role: another
-    -- application's user of the same id is another user
-    IF EXISTS (SELECT FROM tool_audit.impersonations m
-                WHERE m.ended_at IS NULL AND m.target_user = clean_target
-                  AND m.tenant_id IS NOT DISTINCT FROM clean_tenant
-                  AND m.started_by = tool_audit.acting_role()) THEN
-        RAISE EXCEPTION 'the user is already being impersonated'
-            USING ERRCODE = 'object_not_in_prerequisite_state',
-                  HINT = 'End that impersonation with tool_audit.end_impersonation() first.';
-    END IF;
-    id := nextval('tool_audit.impersonations_impersonation_id_seq');
-    e := tool_audit.impersonation_event('start', clean_admin, clean_tenant,
-             jsonb_build_object('impersonation_id', id, 'target_user', clean_target,
-                                'max_minutes', max_minutes),
-             reason);
-    INSERT INTO tool_audit.impersonations
-        (impersonation_id, tenant_id, admin_id, target_user, reason, started_at, expires_at,
-         started_by, start_event_id)
-    VALUES (id, clean_tenant, clean_admin, clean_target,
-            tool_audit.sanitize_text(reason), e.occurred_at,
-            e.occurred_at + make_interval(mins => max_minutes), tool_audit.acting_role(), e.event_id);
-    RETURN id;
-END
-$$;
-COMMENT ON FUNCTION tool_audit.start_impersonation(text, text, text, integer, text) IS
-    'Starts an impersonation of an application user by an application admin in a tenant, for at most max_minutes, as an impersonation.start admin event; returns its id';
-
-CREATE OR REPLACE FUNCTION tool_audit.end_impersonation(admin text, target_user text, tenant_id text DEFAULT NULL)
-RETURNS bigint
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    i tool_audit.impersonations;
-    e record;
-    me text := tool_audit.acting_role();
-    is_admin boolean := pg_has_role(tool_audit.acting_role()::name, 'tool_audit_admin', 'MEMBER');
-BEGIN
-    IF admin IS NULL OR target_user IS NULL THEN
-        RAISE EXCEPTION 'admin and target_user must not be null' USING ERRCODE = 'null_value_not_allowed';
-    END IF;
-    PERFORM tool_audit.impersonation_caller_check(tenant_id);
-    LOCK TABLE tool_audit.impersonations IN SHARE ROW EXCLUSIVE MODE;
-    PERFORM tool_audit.close_expired_impersonations();
-    -- the caller's own impersonation (started_by); an admin may end
-    -- another role's, its own first
-    SELECT * INTO i FROM tool_audit.impersonations m
-     WHERE m.ended_at IS NULL AND m.admin_id = tool_audit.sanitize_text(end_impersonation.admin)
-       AND m.target_user = tool_audit.sanitize_text(end_impersonation.target_user)
-       AND m.tenant_id IS NOT DISTINCT FROM tool_audit.sanitize_text(end_impersonation.tenant_id)
-       AND (m.started_by = me OR is_admin)
-     ORDER BY m.started_by = me DESC, m.impersonation_id
-     LIMIT 1;
-    IF NOT FOUND THEN
-        RETURN NULL;
-    END IF;
-    e := tool_audit.impersonation_event('end', i.admin_id, i.tenant_id,
-             jsonb_build_object('impersonation_id', i.impersonation_id, 'target_user', i.target_user,
-                                'started_at', tool_audit.iso8601_utc(i.started_at)),
-             NULL);
-    UPDATE tool_audit.impersonations m
-       SET ended_at = e.occurred_at, ended_by = me, end_event_id = e.event_id
-     WHERE m.impersonation_id = i.impersonation_id;
-    RETURN i.impersonation_id;
-END
-$$;
-COMMENT ON FUNCTION tool_audit.end_impersonation(text, text, text) IS
-    'Ends the admin''s open impersonation of the user in the tenant started by the calling role (an admin: by any role), as an impersonation.end admin event; ended_by is the calling role; returns its id, or NULL if none was open';
+-- Functions and views older than 1.5 that more than one 1.5 change above
+-- alters: each is replaced once, here, after every object it uses, with
+-- its final text (as in sql/install, word for word).  (A function new in
+-- 1.5 is created once, with its final text, by the change that adds it.)
 
 CREATE OR REPLACE FUNCTION tool_audit.tool_stats(tool_name text) RETURNS jsonb
 LANGUAGE plpgsql VOLATILE
@@ -4891,537 +3946,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION tool_audit.export_jsonl(timestamptz, timestamptz) IS
-    'Both audit tables'' rows in a period as JSON documents with their hashes and chain positions, to check outside the database';
-COMMENT ON FUNCTION tool_audit.export_jsonl(timestamptz, timestamptz) IS
     'The audit tables'' rows in a period (tool calls, admin events, row changes) as JSON documents with their hashes and chain positions, to check outside the database';
-
-CREATE OR REPLACE FUNCTION tool_audit.alerts_guard() RETURNS trigger
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    -- (1.5) erase_subject() and purge_expired() change and remove alerts
-    IF TG_LEVEL = 'ROW' AND tool_audit.in_sanctioned_change() THEN
-        IF TG_OP = 'DELETE' THEN
-            RETURN OLD;
-        END IF;
-        RETURN NEW;
-    END IF;
-    IF TG_OP <> 'UPDATE' THEN
-        RAISE EXCEPTION '% is not allowed on tool_audit.alerts', TG_OP
-            USING ERRCODE = 'insufficient_privilege',
-                  HINT = 'Alerts are acknowledged with tool_audit.acknowledge_alert(); only purge_expired() and erase_subject() remove or change them.';
-    END IF;
-    IF NEW.alert_id <> OLD.alert_id OR NEW.rule_name <> OLD.rule_name OR NEW.kind <> OLD.kind
-       OR NEW.severity <> OLD.severity OR NEW.tenant_id IS DISTINCT FROM OLD.tenant_id
-       OR NEW.burst_key <> OLD.burst_key OR NEW.first_at <> OLD.first_at
-       OR NEW.last_at < OLD.last_at OR NEW.count < OLD.count
-       OR NOT (OLD.tool_call_ids <@ NEW.tool_call_ids) OR NOT (OLD.admin_event_ids <@ NEW.admin_event_ids)
-       OR (OLD.acknowledged_at IS NOT NULL AND
-           (NEW.acknowledged_at IS DISTINCT FROM OLD.acknowledged_at
-            OR NEW.acknowledged_by IS DISTINCT FROM OLD.acknowledged_by
-            OR NEW.acknowledged_note IS DISTINCT FROM OLD.acknowledged_note)) THEN
-        RAISE EXCEPTION 'an alert can only grow while its burst lasts, and be acknowledged once'
-            USING ERRCODE = 'insufficient_privilege';
-    END IF;
-    RETURN NEW;
-END
-$$;
-COMMENT ON FUNCTION tool_audit.alerts_guard() IS
-    'Trigger: refuses DELETE and TRUNCATE on alerts, and any UPDATE but a burst growing or a first acknowledgement';
-
-CREATE OR REPLACE FUNCTION tool_audit.raise_alert(rule_name text, tenant_id text DEFAULT NULL,
-                                       burst_key text DEFAULT '', tool_call_id bigint DEFAULT NULL,
-                                       admin_event_id bigint DEFAULT NULL, detail jsonb DEFAULT '{}',
-                                       at timestamptz DEFAULT NULL)
-RETURNS bigint
-LANGUAGE plpgsql VOLATILE
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    r tool_audit.alert_rules;
-    t timestamptz := coalesce(at, clock_timestamp());
-    k text := coalesce(burst_key, '');
-    a tool_audit.alerts;
-    is_new boolean := false;
-BEGIN
-    SELECT * INTO r FROM tool_audit.alert_rules ar WHERE ar.rule_name = raise_alert.rule_name;
-    IF NOT FOUND OR (NOT r.enabled AND NOT coalesce(raise_alert.detail ? 'weakened_rule', false)) THEN
-        RETURN NULL;
-    END IF;
-    IF raise_alert.detail ? 'weakened_rule' AND r.severity IN ('low', 'medium') THEN
-        r.severity := 'high';
-    END IF;
-    -- never wait: a transaction still raising the same burst keeps it, and
-    -- this row raises an alert of its own
-    IF pg_try_advisory_xact_lock(hashtextextended(concat_ws(E'\x1f', 'tool_audit alert', r.rule_name,
-                                                            raise_alert.tenant_id, k), 0)) THEN
-    UPDATE tool_audit.alerts x
-       SET last_at = greatest(x.last_at, t), count = x.count + 1,
-           tool_call_ids = CASE WHEN raise_alert.tool_call_id IS NOT NULL AND cardinality(x.tool_call_ids) < 100
-                                THEN x.tool_call_ids || raise_alert.tool_call_id ELSE x.tool_call_ids END,
-           admin_event_ids = CASE WHEN raise_alert.admin_event_id IS NOT NULL AND cardinality(x.admin_event_ids) < 100
-                                  THEN x.admin_event_ids || raise_alert.admin_event_id ELSE x.admin_event_ids END,
-           detail = x.detail || coalesce(raise_alert.detail, '{}')
-     WHERE x.alert_id = (SELECT o.alert_id FROM tool_audit.alerts o
-                          WHERE o.rule_name = r.rule_name AND o.burst_key = k
-                            AND o.tenant_id IS NOT DISTINCT FROM raise_alert.tenant_id
-                            AND o.acknowledged_at IS NULL
-                            AND o.last_at >= t - make_interval(secs => r.window_seconds)
-                          ORDER BY o.alert_id DESC LIMIT 1)
-    RETURNING * INTO a;
-    is_new := NOT FOUND;
-    ELSE
-        is_new := true;
-    END IF;
-    IF is_new THEN
-        INSERT INTO tool_audit.alerts (rule_name, kind, severity, tenant_id, burst_key, first_at, last_at,
-                                       tool_call_ids, admin_event_ids, detail)
-        VALUES (r.rule_name, r.kind, r.severity, raise_alert.tenant_id, k, t, t,
-                CASE WHEN raise_alert.tool_call_id IS NULL THEN '{}'::bigint[]
-                     ELSE ARRAY[raise_alert.tool_call_id] END,
-                CASE WHEN raise_alert.admin_event_id IS NULL THEN '{}'::bigint[]
-                     ELSE ARRAY[raise_alert.admin_event_id] END,
-                coalesce(raise_alert.detail, '{}'))
-        RETURNING * INTO a;
-    END IF;
-    PERFORM tool_audit.notify_alert(json_build_object(
-        'alert_id', a.alert_id, 'rule_name', a.rule_name, 'severity', a.severity,
-        'count', a.count, 'new', is_new)::text);
-    RETURN a.alert_id;
-END
-$$;
-COMMENT ON FUNCTION tool_audit.raise_alert(text, text, text, bigint, bigint, jsonb, timestamptz) IS
-    'Raises an alert of a rule, or grows the open alert of its burst, and notifies tool_audit_alerts; callable only by the owner (the extension''s own code)';
-
-CREATE OR REPLACE FUNCTION tool_audit.set_alert_rule(rule_name text, kind text DEFAULT NULL,
-                                          severity text DEFAULT NULL, matches text[] DEFAULT NULL,
-                                          threshold integer DEFAULT NULL,
-                                          window_seconds integer DEFAULT NULL,
-                                          tenant_id text DEFAULT NULL, params jsonb DEFAULT NULL,
-                                          enabled boolean DEFAULT NULL, reason text DEFAULT NULL)
-RETURNS jsonb
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    before_row tool_audit.alert_rules;
-    after_row tool_audit.alert_rules;
-    had_one boolean;
-    k text;
-    p jsonb;
-    result jsonb;
-BEGIN
-    -- errors name the argument, never its value
-    IF rule_name IS NULL OR rule_name !~ '^[a-z][a-z0-9_]{0,62}$' THEN
-        RAISE EXCEPTION 'invalid value for argument "rule_name": expected a lowercase identifier of 1 to 63 characters'
-            USING ERRCODE = 'invalid_parameter_value',
-                  DETAIL = 'The value is not shown: it may be a secret put in the wrong place.';
-    END IF;
-    LOCK TABLE tool_audit.alert_rules IN SHARE ROW EXCLUSIVE MODE;
-    SELECT * INTO before_row FROM tool_audit.alert_rules r WHERE r.rule_name = set_alert_rule.rule_name;
-    had_one := FOUND;
-    IF had_one AND kind IS NOT NULL AND kind <> before_row.kind THEN
-        RAISE EXCEPTION 'invalid value for argument "kind": the rule is of kind %', before_row.kind
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'Disable this rule and create another one of the other kind.';
-    END IF;
-    k := coalesce(kind, before_row.kind);
-    IF k IS NULL OR k NOT IN ('event_type', 'tool_name', 'failure', 'break_glass', 'same_subject',
-                              'tool_failures', 'distinct_subjects', 'business_hours', 'check') THEN
-        RAISE EXCEPTION 'invalid value for argument "kind": expected event_type, tool_name, failure, break_glass, same_subject, tool_failures, distinct_subjects, business_hours or check'
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF coalesce(severity, before_row.severity) IS NULL
-       OR coalesce(severity, before_row.severity) NOT IN ('low', 'medium', 'high', 'critical') THEN
-        RAISE EXCEPTION 'invalid value for argument "severity": expected low, medium, high or critical'
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF matches IS NOT NULL AND (array_ndims(matches) > 1 OR
-        EXISTS (SELECT FROM unnest(matches) m WHERE m IS NULL OR m = '')) THEN
-        RAISE EXCEPTION 'invalid value for argument "matches": expected a list of event types, tool names or patterns (''*'': any characters), none empty'
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF k = 'event_type' AND coalesce(cardinality(coalesce(matches, before_row.matches)), 0) = 0 THEN
-        RAISE EXCEPTION 'invalid value for argument "matches": an event_type rule needs event types or patterns'
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF threshold IS NOT NULL AND (threshold <= 0 OR threshold > 10000) THEN
-        RAISE EXCEPTION 'invalid value for argument "threshold": expected a number from 1 to 10000'
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF k IN ('same_subject', 'tool_failures', 'distinct_subjects')
-       AND coalesce(threshold, before_row.threshold) IS NULL THEN
-        RAISE EXCEPTION 'invalid value for argument "threshold": a % rule needs one', k
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF window_seconds IS NOT NULL AND window_seconds <= 0 THEN
-        RAISE EXCEPTION 'invalid value for argument "window_seconds": expected a positive number of seconds'
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF tenant_id = '' THEN
-        RAISE EXCEPTION 'invalid value for argument "tenant_id": expected a tenant id or NULL'
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    p := coalesce(params, before_row.params, '{}');
-    IF k = 'business_hours' THEN
-        IF coalesce(tenant_id, before_row.tenant_id) IS NULL THEN
-            RAISE EXCEPTION 'invalid value for argument "tenant_id": a business_hours rule is for one tenant'
-                USING ERRCODE = 'invalid_parameter_value';
-        END IF;
-        IF jsonb_typeof(p) <> 'object'
-           OR coalesce(p->>'start', '') !~ '^([01][0-9]|2[0-3]):[0-5][0-9]$'
-           OR coalesce(p->>'end', '') !~ '^([01][0-9]|2[0-4]):[0-5][0-9]$'
-           OR (p ? 'days' AND (jsonb_typeof(p->'days') <> 'array' OR jsonb_array_length(p->'days') = 0
-               OR EXISTS (SELECT FROM jsonb_array_elements(p->'days') d
-                           WHERE jsonb_typeof(d) <> 'number' OR d::text NOT IN ('1','2','3','4','5','6','7'))))
-           OR (p ? 'time_zone' AND (jsonb_typeof(p->'time_zone') <> 'string'
-               OR NOT EXISTS (SELECT FROM pg_timezone_names z WHERE z.name = p->>'time_zone'))) THEN
-            RAISE EXCEPTION 'invalid value for argument "params": expected {"start": "HH:MM", "end": "HH:MM", "days": [1..7, Monday 1], "time_zone": a time zone name}'
-                USING ERRCODE = 'invalid_parameter_value';
-        END IF;
-    ELSIF jsonb_typeof(p) <> 'object' THEN
-        RAISE EXCEPTION 'invalid value for argument "params": expected a JSON object'
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-
-    -- disabling a rule needs a second admin's approval when
-    -- tool_audit.require_dual_approval is on
-    IF had_one AND before_row.enabled AND set_alert_rule.enabled IS FALSE THEN
-        PERFORM tool_audit.approval_gate('tool_audit.alert_rule.disable',
-                                         jsonb_build_object('rule_name', set_alert_rule.rule_name));
-    END IF;
-    IF had_one THEN
-        UPDATE tool_audit.alert_rules r
-           SET severity = coalesce(set_alert_rule.severity, r.severity),
-               matches = coalesce(set_alert_rule.matches, r.matches),
-               threshold = coalesce(set_alert_rule.threshold, r.threshold),
-               window_seconds = coalesce(set_alert_rule.window_seconds, r.window_seconds),
-               tenant_id = coalesce(set_alert_rule.tenant_id, r.tenant_id),
-               params = p,
-               enabled = coalesce(set_alert_rule.enabled, r.enabled),
-               changed_at = now(), changed_by = tool_audit.acting_role()
-         WHERE r.rule_name = set_alert_rule.rule_name
-        RETURNING * INTO after_row;
-    ELSE
-        INSERT INTO tool_audit.alert_rules
-            (rule_name, kind, severity, enabled, matches, tenant_id, threshold, window_seconds,
-             params, changed_by)
-        VALUES (set_alert_rule.rule_name, k, severity, coalesce(enabled, true),
-                coalesce(matches, '{}'), set_alert_rule.tenant_id, set_alert_rule.threshold,
-                coalesce(set_alert_rule.window_seconds, 3600), p, tool_audit.acting_role())
-        RETURNING * INTO after_row;
-    END IF;
-    result := tool_audit.alert_event('rule', CASE WHEN had_one THEN to_jsonb(before_row) END,
-                                     to_jsonb(after_row), reason);
-    -- a rule disabled or weakened (it would fire less, or lower) raises a
-    -- high alert, unless a rule already raised one for this event (as
-    -- audit_changes does while it is on and unchanged)
-    IF had_one AND before_row.enabled
-       AND (NOT after_row.enabled
-            OR array_position(ARRAY['low', 'medium', 'high', 'critical'], after_row.severity)
-               < array_position(ARRAY['low', 'medium', 'high', 'critical'], before_row.severity)
-            OR NOT (before_row.matches <@ after_row.matches)
-            OR (cardinality(before_row.matches) = 0 AND cardinality(after_row.matches) > 0
-                AND k <> 'event_type')
-            OR after_row.threshold > before_row.threshold
-            OR (k IN ('same_subject', 'tool_failures', 'distinct_subjects')
-                AND after_row.window_seconds < before_row.window_seconds)
-            OR after_row.tenant_id IS DISTINCT FROM before_row.tenant_id
-            OR after_row.params IS DISTINCT FROM before_row.params)
-       AND NOT EXISTS (SELECT FROM tool_audit.alerts a
-                        WHERE a.admin_event_ids @> ARRAY[(result->>'admin_event_id')::bigint]
-                          AND a.severity IN ('high', 'critical')) THEN
-        PERFORM tool_audit.raise_alert('audit_changes', NULL, 'weakened:' || set_alert_rule.rule_name, NULL,
-                                       (result->>'admin_event_id')::bigint,
-                                       jsonb_build_object('weakened_rule', set_alert_rule.rule_name));
-    END IF;
-    RETURN result;
-END
-$$;
-COMMENT ON FUNCTION tool_audit.set_alert_rule(text, text, text, text[], integer, integer, text, jsonb, boolean, text) IS
-    'Creates or changes an alert rule (NULL arguments keep the rule''s values) and records it as a tool_audit.alert.rule admin event; disabling or weakening a rule raises a high alert, and disabling needs dual approval when it is required';
-
-CREATE OR REPLACE FUNCTION tool_audit.disable_alert_rule(rule_name text, reason text DEFAULT NULL)
-RETURNS jsonb
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    before_row tool_audit.alert_rules;
-    after_row tool_audit.alert_rules;
-    result jsonb;
-BEGIN
-    SELECT * INTO before_row FROM tool_audit.alert_rules r
-     WHERE r.rule_name = disable_alert_rule.rule_name FOR UPDATE;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'invalid value for argument "rule_name": no such alert rule'
-            USING ERRCODE = 'invalid_parameter_value',
-                  DETAIL = 'The value is not shown: it may be a secret put in the wrong place.';
-    END IF;
-    IF before_row.enabled THEN
-        PERFORM tool_audit.approval_gate('tool_audit.alert_rule.disable',
-                                         jsonb_build_object('rule_name', disable_alert_rule.rule_name));
-    END IF;
-    UPDATE tool_audit.alert_rules r
-       SET enabled = false, changed_at = now(), changed_by = tool_audit.acting_role()
-     WHERE r.rule_name = disable_alert_rule.rule_name
-    RETURNING * INTO after_row;
-    result := tool_audit.alert_event('rule', to_jsonb(before_row), to_jsonb(after_row), reason);
-    -- as set_alert_rule(): a rule switched off raises a high alert
-    IF before_row.enabled
-       AND NOT EXISTS (SELECT FROM tool_audit.alerts a
-                        WHERE a.admin_event_ids @> ARRAY[(result->>'admin_event_id')::bigint]
-                          AND a.severity IN ('high', 'critical')) THEN
-        PERFORM tool_audit.raise_alert('audit_changes', NULL, 'weakened:' || disable_alert_rule.rule_name, NULL,
-                                       (result->>'admin_event_id')::bigint,
-                                       jsonb_build_object('weakened_rule', disable_alert_rule.rule_name));
-    END IF;
-    RETURN result;
-END
-$$;
-COMMENT ON FUNCTION tool_audit.disable_alert_rule(text, text) IS
-    'Disables an alert rule and records it as a tool_audit.alert.rule admin event; raises a high alert, and needs dual approval when it is required';
-
-CREATE OR REPLACE FUNCTION tool_audit.acknowledge_alert(id bigint, note text)
-RETURNS tool_audit.alerts
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    before_row tool_audit.alerts;
-    after_row tool_audit.alerts;
-    -- stored as the audit tables store free text: a secret pasted in the
-    -- note is not kept in clear (the event's reason is sanitized by its
-    -- insert trigger, the alerts row is not an audit row)
-    clean_note text := tool_audit.sanitize_text(acknowledge_alert.note);
-BEGIN
-    SELECT * INTO before_row FROM tool_audit.alerts a WHERE a.alert_id = acknowledge_alert.id FOR UPDATE;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'invalid value for argument "id": no such alert'
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF before_row.acknowledged_at IS NOT NULL THEN
-        RAISE EXCEPTION 'the alert is already acknowledged'
-            USING ERRCODE = 'object_not_in_prerequisite_state';
-    END IF;
-    UPDATE tool_audit.alerts a
-       SET acknowledged_by = tool_audit.acting_role(), acknowledged_at = now(),
-           acknowledged_note = clean_note
-     WHERE a.alert_id = acknowledge_alert.id
-    RETURNING * INTO after_row;
-    PERFORM tool_audit.alert_event('acknowledge',
-        jsonb_build_object('alert_id', before_row.alert_id, 'rule_name', before_row.rule_name,
-                           'count', before_row.count, 'first_at', before_row.first_at,
-                           'last_at', before_row.last_at),
-        jsonb_build_object('alert_id', after_row.alert_id, 'acknowledged_by', after_row.acknowledged_by,
-                           'acknowledged_at', after_row.acknowledged_at),
-        clean_note, before_row.tenant_id);
-    RETURN after_row;
-END
-$$;
-COMMENT ON FUNCTION tool_audit.acknowledge_alert(bigint, text) IS
-    'Acknowledges an alert (once) with a note, recorded as a tool_audit.alert.acknowledge admin event; its burst then ends';
-
-CREATE OR REPLACE FUNCTION tool_audit.run_alert_checks()
-RETURNS jsonb
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    mark tool_audit.alert_check_mark;
-    last_row record;
-    silent_rule tool_audit.alert_rules;
-    problems jsonb;
-    key_file text := current_setting('tool_audit.signing_key_file', true);
-    key_problem text;
-    raised jsonb := '[]';
-    t record;
-    id bigint;
-BEGIN
-    -- protections, and tracked tables whose triggers are gone or disabled
-    SELECT jsonb_agg(x.problem) INTO problems
-      FROM (SELECT jsonb_build_object('table', p.table_name, 'problem', p.problem) AS problem
-              FROM tool_audit.verify_protections() p
-            UNION ALL
-            SELECT jsonb_build_object('table', s.table_name, 'problem', 'tracking: ' || s.status)
-              FROM tool_audit.tracking_status() s
-             WHERE s.status NOT IN ('ok', 'table renamed')) x;
-    IF problems IS NOT NULL THEN
-        id := tool_audit.raise_alert('audit_protections', NULL, 'verify_protections', NULL, NULL,
-                                     jsonb_build_object('problems', problems));
-        raised := raised || jsonb_build_object('rule', 'audit_protections', 'alert_id', id);
-    END IF;
-    -- the signing key, when one is configured
-    IF coalesce(key_file, '') <> '' THEN
-        BEGIN
-            IF tool_audit.signing_public_key() IS NULL THEN
-                key_problem := 'no key';
-            END IF;
-        EXCEPTION WHEN OTHERS THEN
-            key_problem := SQLSTATE;
-        END;
-        IF key_problem IS NOT NULL THEN
-            id := tool_audit.raise_alert('signing_key_missing', NULL, 'signing_key_file', NULL, NULL,
-                                         jsonb_build_object('sqlstate', key_problem));
-            raised := raised || jsonb_build_object('rule', 'signing_key_missing', 'alert_id', id);
-        END IF;
-    END IF;
-    -- silent tenants: count the rows since the last check, by tenant and day
-    LOCK TABLE tool_audit.alert_check_mark IN EXCLUSIVE MODE;
-    SELECT * INTO mark FROM tool_audit.alert_check_mark;
-    SELECT c.recorded_at, c.id INTO last_row FROM tool_audit.tool_calls c
-     ORDER BY c.recorded_at DESC, c.id DESC LIMIT 1;
-    IF last_row.id IS NOT NULL THEN
-        INSERT INTO tool_audit.tenant_activity AS a (tenant_id, day, calls, last_at)
-        SELECT c.tenant_id, (c.recorded_at AT TIME ZONE 'UTC')::date, count(*), max(c.recorded_at)
-          FROM tool_audit.tool_calls c
-         WHERE c.tenant_id IS NOT NULL
-           AND c.recorded_at >= coalesce(mark.recorded_at, c.recorded_at)
-           AND (mark.id IS NULL OR (c.recorded_at, c.id) > (mark.recorded_at, mark.id))
-           AND (c.recorded_at, c.id) <= (last_row.recorded_at, last_row.id)
-           AND c.recorded_at >= now() - interval '30 days'
-         GROUP BY 1, 2
-        ON CONFLICT (tenant_id, day) DO UPDATE
-           SET calls = a.calls + excluded.calls, last_at = greatest(a.last_at, excluded.last_at);
-        INSERT INTO tool_audit.alert_check_mark AS m (one_row, recorded_at, id)
-        VALUES (true, last_row.recorded_at, last_row.id)
-        ON CONFLICT (one_row) DO UPDATE SET recorded_at = excluded.recorded_at, id = excluded.id;
-    END IF;
-    DELETE FROM tool_audit.tenant_activity a WHERE a.day < (now() AT TIME ZONE 'UTC')::date - 30;
-    SELECT * INTO silent_rule FROM tool_audit.alert_rules r WHERE r.rule_name = 'tenant_silent';
-    IF FOUND AND silent_rule.enabled THEN
-        FOR t IN
-            SELECT a.tenant_id, max(a.last_at) AS last_at,
-                   count(*) FILTER (WHERE a.day >= (now() AT TIME ZONE 'UTC')::date - 7
-                                      AND a.day < (now() AT TIME ZONE 'UTC')::date) AS days
-              FROM tool_audit.tenant_activity a
-             GROUP BY a.tenant_id
-            HAVING count(*) FILTER (WHERE a.day >= (now() AT TIME ZONE 'UTC')::date - 7
-                                      AND a.day < (now() AT TIME ZONE 'UTC')::date)
-                       >= coalesce(silent_rule.threshold, 5)
-               AND max(a.last_at) < now() - make_interval(secs => silent_rule.window_seconds)
-             ORDER BY a.tenant_id
-        LOOP
-            id := tool_audit.raise_alert('tenant_silent', t.tenant_id, 'silent', NULL, NULL,
-                                         jsonb_build_object('last_call_at', t.last_at, 'active_days', t.days));
-            raised := raised || jsonb_build_object('rule', 'tenant_silent', 'tenant_id', t.tenant_id,
-                                                   'alert_id', id);
-        END LOOP;
-    END IF;
-    RETURN raised;
-END
-$$;
-COMMENT ON FUNCTION tool_audit.run_alert_checks() IS
-    'The periodic alert checks: protections disabled, tracked tables whose triggers are gone or disabled, the signing key missing, tenants that normally log gone silent; returns the alerts raised';
-
-CREATE OR REPLACE FUNCTION tool_audit.unschedule_alert_checks()
-RETURNS boolean
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    job_name constant text := 'tool_audit alert checks in ' || current_database();
-    removed jsonb;
-BEGIN
-    PERFORM tool_audit.require_pg_cron(
-        format('SELECT cron.unschedule(j.jobid) FROM cron.job j WHERE j.jobname = %L AND j.database = %L;',
-               job_name, current_database()));
-    LOCK TABLE cron.job IN SHARE ROW EXCLUSIVE MODE;
-    SELECT jsonb_agg(jsonb_build_object('job_id', j.jobid, 'schedule', j.schedule, 'command', j.command,
-                                        'username', j.username) ORDER BY j.jobid)
-      INTO removed FROM cron.job j WHERE j.jobname = job_name AND j.database = current_database();
-    IF removed IS NULL THEN
-        RETURN false;
-    END IF;
-    PERFORM tool_audit.approval_gate('tool_audit.alert_checks.unschedule', '{}');
-    PERFORM cron.unschedule(j.jobid) FROM cron.job j
-      WHERE j.jobname = job_name AND j.database = current_database();
-    PERFORM tool_audit.alert_event('schedule', removed, NULL, NULL);
-    RETURN true;
-END
-$$;
-COMMENT ON FUNCTION tool_audit.unschedule_alert_checks() IS
-    'Removes this database''s pg_cron alert check job; true if there was one; needs dual approval when it is required';
-
-CREATE OR REPLACE FUNCTION tool_audit.untrack(table_name regclass)
-RETURNS boolean
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    rel regclass := untrack.table_name;
-    qualified text;
-    before_opts jsonb;
-    had boolean;
-    trg name;
-BEGIN
-    IF rel IS NULL THEN
-        RAISE EXCEPTION 'argument "table_name" must not be null' USING ERRCODE = 'null_value_not_allowed';
-    END IF;
-    SELECT format('%I.%I', n.nspname, c.relname) INTO qualified
-      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = rel;
-    DELETE FROM tool_audit.tracked_tables t WHERE t.table_oid = rel RETURNING t.options INTO before_opts;
-    had := FOUND OR EXISTS (SELECT FROM pg_trigger
-                             WHERE tgrelid = rel AND tgname IN ('tool_audit_track', 'tool_audit_track_truncate')
-                               AND tgfoid = 'tool_audit.track_change()'::regprocedure);
-    IF had THEN
-        -- a second admin's approval when tool_audit.require_dual_approval is on
-        PERFORM tool_audit.approval_gate('tool_audit.untrack', jsonb_build_object('table', qualified));
-        FOR trg IN SELECT tgname FROM pg_trigger
-                    WHERE tgrelid = rel AND tgname IN ('tool_audit_track', 'tool_audit_track_truncate')
-                      AND tgfoid = 'tool_audit.track_change()'::regprocedure LOOP
-            EXECUTE format('DROP TRIGGER %I ON %s', trg, qualified);
-        END LOOP;
-        PERFORM tool_audit.record_own_event('untrack',
-            jsonb_build_object('table', qualified, 'before', before_opts, 'after', NULL));
-    END IF;
-    RETURN had;
-END
-$$;
-COMMENT ON FUNCTION tool_audit.untrack(regclass) IS
-    'Stops recording the table''s row changes (removes track()''s triggers); true if it was tracked; an audited admin event; needs dual approval when it is required';
-
-CREATE OR REPLACE FUNCTION tool_audit.tracking_status()
-RETURNS TABLE (table_name text, options jsonb, tracked_at timestamptz, tracked_by text, status text)
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT t.table_name, t.options, t.tracked_at, t.tracked_by,
-           CASE
-               WHEN c.oid IS NULL THEN 'table dropped'
-               WHEN format('%I.%I', n.nspname, c.relname) <> t.table_name THEN 'table renamed'
-               WHEN count(g.oid) < 2 THEN 'trigger dropped'
-               WHEN bool_or(g.tgenabled <> 'A') THEN 'trigger disabled'
-               ELSE 'ok'
-           END
-      FROM tool_audit.tracked_tables t
-      LEFT JOIN pg_class c ON c.oid = t.table_oid
-      LEFT JOIN pg_namespace n ON n.oid = c.relnamespace
-      LEFT JOIN pg_trigger g ON g.tgrelid = t.table_oid
-                            AND g.tgname IN ('tool_audit_track', 'tool_audit_track_truncate')
-                            AND g.tgfoid = 'tool_audit.track_change()'::regprocedure
-     GROUP BY t.table_oid, t.table_name, t.options, t.tracked_at, t.tracked_by, c.oid, n.nspname, c.relname
-    UNION ALL
-    SELECT format('%I.%I', pn.nspname, pc.relname),
-           t.options || jsonb_build_object('partition_of', t.table_name), t.tracked_at, t.tracked_by,
-           CASE
-               WHEN count(g.oid) < 1 THEN 'trigger dropped'
-               WHEN bool_or(g.tgenabled <> 'A') THEN 'trigger disabled'
-               ELSE 'ok'
-           END
-      FROM tool_audit.tracked_tables t
-      JOIN pg_class c ON c.oid = t.table_oid AND c.relkind = 'p'
-      CROSS JOIN LATERAL pg_partition_tree(c.oid) p
-      JOIN pg_class pc ON pc.oid = p.relid
-      JOIN pg_namespace pn ON pn.oid = pc.relnamespace
-      LEFT JOIN pg_trigger g ON g.tgrelid = p.relid AND g.tgname = 'tool_audit_track'
-                            AND g.tgfoid = 'tool_audit.track_change()'::regprocedure
-     WHERE p.level > 0
-     GROUP BY t.table_oid, t.table_name, t.options, t.tracked_at, t.tracked_by, pn.nspname, pc.relname
-     ORDER BY 1
-$$;
-COMMENT ON FUNCTION tool_audit.tracking_status() IS
-    'Each tracked table, and each partition of a tracked partitioned table, with its options and whether its triggers are still there and always enabled (ok, trigger disabled, trigger dropped, table renamed, table dropped)';
 
 CREATE OR REPLACE FUNCTION tool_audit.conversation_timeline(conversation_id text) RETURNS SETOF text
 LANGUAGE plpgsql VOLATILE
