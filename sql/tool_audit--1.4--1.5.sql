@@ -239,9 +239,11 @@ COMMENT ON FUNCTION tool_audit.fhir_admin_event(tool_audit.admin_events) IS
 CREATE FUNCTION tool_audit.export_fhir_admin_events(start_time timestamptz, end_time timestamptz,
                                                     subject_id text DEFAULT NULL)
 RETURNS SETOF jsonb
-LANGUAGE plpgsql STABLE
+LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    n bigint;
 BEGIN
     PERFORM tool_audit.check_period(start_time, end_time);
     RETURN QUERY
@@ -250,6 +252,12 @@ BEGIN
        AND (export_fhir_admin_events.subject_id IS NULL
             OR e.payload ->> 'subject_id' = export_fhir_admin_events.subject_id)
      ORDER BY e.occurred_at, e.id;
+    -- recorded as every export is (record_read(): an audit.read event)
+    GET DIAGNOSTICS n = ROW_COUNT;
+    PERFORM tool_audit.record_read('export_fhir_admin_events',
+                                   jsonb_build_object('start_time', tool_audit.iso8601_utc(start_time),
+                                                      'end_time', tool_audit.iso8601_utc(end_time),
+                                                      'subject_id', export_fhir_admin_events.subject_id), n);
 END
 $$;
 COMMENT ON FUNCTION tool_audit.export_fhir_admin_events(timestamptz, timestamptz, text) IS
@@ -2396,6 +2404,47 @@ END
 $$;
 COMMENT ON FUNCTION tool_audit.run_alert_checks() IS
     'The periodic alert checks: protections disabled, tracked tables whose triggers are gone or disabled, the signing key missing, tenants that normally log gone silent; returns the alerts raised';
+
+-- (1.5) require_pg_cron()'s message names the alert checks as well as the purge
+CREATE OR REPLACE FUNCTION tool_audit.require_pg_cron(statement text)
+RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    cron_db text := current_setting('cron.database_name', true);
+    cron_version text;
+BEGIN
+    SELECT e.extversion INTO cron_version FROM pg_extension e WHERE e.extname = 'pg_cron';
+    IF cron_version IS NOT NULL THEN
+        IF to_regprocedure('cron.schedule_in_database(text,text,text,text,text,boolean)') IS NULL THEN
+            RAISE EXCEPTION 'pg_cron % is too old: tool_audit needs cron.schedule_in_database() (pg_cron 1.4)', cron_version
+                USING ERRCODE = 'object_not_in_prerequisite_state',
+                      HINT = 'Install pg_cron 1.4 or later, run ALTER EXTENSION pg_cron UPDATE; in this database, and call this function again.';
+        END IF;
+        RETURN;
+    END IF;
+    IF cron_db = current_database() THEN
+        RAISE EXCEPTION 'pg_cron is not installed in this database'
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = 'pg_cron is loaded, and this is its database (cron.database_name).',
+                  HINT = 'Run CREATE EXTENSION pg_cron; in this database, and call this function again.';
+    END IF;
+    IF coalesce(cron_db, '') = '' THEN
+        RAISE EXCEPTION 'pg_cron is not loaded on this server'
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = 'tool_audit runs its scheduled work (the purge, the alert checks) as pg_cron jobs, scheduled from the database where pg_cron is installed (cron.database_name).',
+                  HINT = format('Install pg_cron (Debian: postgresql-15-cron), set shared_preload_libraries = ''pg_cron'' and cron.database_name = %L in postgresql.conf, restart, run CREATE EXTENSION pg_cron; in this database, and call this function again.',
+                                current_database());
+    END IF;
+    RAISE EXCEPTION 'pg_cron is installed in database %, not in this one', quote_ident(cron_db)
+        USING ERRCODE = 'object_not_in_prerequisite_state',
+              DETAIL = 'pg_cron''s jobs are managed from its own database (cron.database_name); the job itself runs in this one.',
+              HINT = format('In database %s, as a superuser, run: %s', quote_ident(cron_db), statement);
+END
+$$;
+COMMENT ON FUNCTION tool_audit.require_pg_cron(text) IS
+    'Raises 55000, with the command to run in pg_cron''s database, unless pg_cron is installed in this one';
 
 -- The checks as a pg_cron job, as the retention job (48_retention_schedule.sql)
 CREATE FUNCTION tool_audit.schedule_alert_checks(schedule text DEFAULT '*/15 * * * *')

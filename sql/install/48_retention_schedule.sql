@@ -38,7 +38,7 @@ BEGIN
     IF coalesce(cron_db, '') = '' THEN
         RAISE EXCEPTION 'pg_cron is not loaded on this server'
             USING ERRCODE = 'object_not_in_prerequisite_state',
-                  DETAIL = 'tool_audit runs its purge as a pg_cron job, scheduled from the database where pg_cron is installed (cron.database_name).',
+                  DETAIL = 'tool_audit runs its scheduled work (the purge, the alert checks) as pg_cron jobs, scheduled from the database where pg_cron is installed (cron.database_name).',
                   HINT = format('Install pg_cron (Debian: postgresql-15-cron), set shared_preload_libraries = ''pg_cron'' and cron.database_name = %L in postgresql.conf, restart, run CREATE EXTENSION pg_cron; in this database, and call this function again.',
                                 current_database());
     END IF;

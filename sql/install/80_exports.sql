@@ -384,9 +384,11 @@ COMMENT ON FUNCTION tool_audit.fhir_admin_event(tool_audit.admin_events) IS
 CREATE FUNCTION tool_audit.export_fhir_admin_events(start_time timestamptz, end_time timestamptz,
                                                     subject_id text DEFAULT NULL)
 RETURNS SETOF jsonb
-LANGUAGE plpgsql STABLE
+LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    n bigint;
 BEGIN
     PERFORM tool_audit.check_period(start_time, end_time);
     RETURN QUERY
@@ -395,6 +397,12 @@ BEGIN
        AND (export_fhir_admin_events.subject_id IS NULL
             OR e.payload ->> 'subject_id' = export_fhir_admin_events.subject_id)
      ORDER BY e.occurred_at, e.id;
+    -- recorded as every export is (record_read(): an audit.read event)
+    GET DIAGNOSTICS n = ROW_COUNT;
+    PERFORM tool_audit.record_read('export_fhir_admin_events',
+                                   jsonb_build_object('start_time', tool_audit.iso8601_utc(start_time),
+                                                      'end_time', tool_audit.iso8601_utc(end_time),
+                                                      'subject_id', export_fhir_admin_events.subject_id), n);
 END
 $$;
 COMMENT ON FUNCTION tool_audit.export_fhir_admin_events(timestamptz, timestamptz, text) IS

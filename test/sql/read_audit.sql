@@ -73,6 +73,10 @@ SELECT count(*) FROM tool_audit.export_fhir('2000-01-01 00:00+00', 'infinity', '
 SELECT payload->'function' AS function, payload->'rows' AS rows,
        payload->'arguments'->>'subject_id' = tool_audit.pseudonymize('pat_r') AS pseudonymized
   FROM pg_temp.last_read();
+-- the admin events as FHIR too (1.5; it recorded nothing before)
+SELECT count(*) > 0 AS some FROM tool_audit.export_fhir_admin_events('2000-01-01 00:00+00', 'infinity');
+SELECT payload->'function' AS function, payload->'rows' = '0' AS no_rows, payload->'arguments' ? 'subject_id' AS names_subject
+  FROM pg_temp.last_read();
 SELECT count(*) FROM tool_audit.verify();
 SELECT * FROM pg_temp.last_read();
 SELECT tool_audit.digest() AS d \gset
@@ -81,7 +85,7 @@ SELECT count(*) FROM tool_audit.verify_digest(:'d');
 SELECT payload->'function' AS function, payload->'rows' AS rows,
        payload->'arguments'->>'digest_taken_at' = (:'d'::jsonb->>'taken_at') AS names_the_digest
   FROM pg_temp.last_read();
--- exactly one event per call, 13 calls
+-- exactly one event per call, 14 calls
 SELECT pg_temp.reads() - :before AS events;
 -- a failed report records nothing (its transaction is rolled back)
 SELECT regress_try($$SELECT * FROM tool_audit.calls_by_user(NULL)$$);
