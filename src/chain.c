@@ -127,7 +127,6 @@ typedef struct HeldLane
 	bool		held;			/* a lane is held for this chain */
 	bool		in_xact;		/* written by the current transaction */
 	bool		xact_locked;	/* the transaction's lock is known to be held */
-	bool		session_lost;	/* the session lock went (pg_advisory_unlock_all) */
 	Oid			relid;			/* the table (for lane_hint.c) */
 	uint64		hint_epoch;		/* lane_hint.c's epoch when the lane was taken */
 	uint64		last_used;		/* for evicting the least recently used */
@@ -231,15 +230,6 @@ session_holds(HeldLane *ln)
 	LOCKTAG		tag;
 
 	lane_tag(&tag, ln->head.chain_id, ln->head.lane, true);
-	return LockHeldByMe(&tag, ExclusiveLock);
-}
-
-static bool
-xact_holds(HeldLane *ln)
-{
-	LOCKTAG		tag;
-
-	lane_tag(&tag, ln->head.chain_id, ln->head.lane, false);
 	return LockHeldByMe(&tag, ExclusiveLock);
 }
 
@@ -477,16 +467,15 @@ lane_for_write(Relation rel, const TaLayout *layout, int64 chain_id)
 	{
 		/*
 		 * The session's advisory locks were dropped (pg_advisory_unlock_all,
-		 * DISCARD ALL): the lane is still ours while this transaction holds
-		 * its own lock on it (its rows are there), else someone else may
-		 * have taken it.
+		 * DISCARD ALL) since the lane was last written: someone else may have
+		 * taken it.  (A lane this transaction wrote does not get here: it
+		 * keeps it by the transaction's lock, in_xact and xact_locked being
+		 * set and cleared together.)
 		 */
 		if (ln->held && !session_holds(ln))
 		{
-			if (ln->in_xact && xact_holds(ln))
-				ln->session_lost = true;
-			else
-				ln->held = false;
+			Assert(!ln->in_xact);
+			ln->held = false;
 		}
 		if (!ln->held)
 		{
@@ -513,7 +502,6 @@ lane_for_write(Relation rel, const TaLayout *layout, int64 chain_id)
 			PG_END_TRY();
 			unrecorded_lane = -1;
 			ln->head = head;
-			ln->session_lost = false;
 			ln->hint_epoch = epoch;
 			ln->relid = RelationGetRelid(rel);
 			ln->held = true;	/* only with its head known */
@@ -633,13 +621,10 @@ end_of_xact(bool commit)
 			 */
 			ln->hint_epoch = 0;
 		}
-		if (ln->session_lost)
-			ln->held = false;
-		else if (ln->held && (ln->head.lane >= KEPT_LANES || reuse < REUSE_KEEP))
+		if (ln->held && (ln->head.lane >= KEPT_LANES || reuse < REUSE_KEEP))
 			release_lane(ln, true); /* see "Lanes are given back" */
 		ln->in_xact = false;
 		ln->xact_locked = false;
-		ln->session_lost = false;
 		ln->nsub = 0;
 	}
 	nwritten = 0;
@@ -669,7 +654,6 @@ chain_xact_callback(XactEvent event, void *arg)
 					release_lane(ln, false);	/* not committed yet: no hint */
 				ln->in_xact = false;
 				ln->xact_locked = false;
-				ln->session_lost = false;
 				ln->nsub = 0;
 			}
 			nwritten = 0;
