@@ -51,7 +51,6 @@ run() {   # SCRIPT CLIENTS: "tps latency_ms"
         { echo "pgbench failed on $1:" >&2; grep -m5 -i "error\|abort" "$WORK/pgbench.out" >&2; exit 1; }
     awk '/^latency average/ {l = $4} /^tps = / {t = $3} END {print t, l}' "$WORK/pgbench.out"
 }
-median() { tr ' ' '\n' | grep . | sort -n | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
 
 VARIANTS="log_call begin_end autonomous dblink dblink_kept"
 echo "PostgreSQL $("$BINDIR/postgres" -V | awk '{print $3}'), $(nproc) cores, ${SECS}s per measurement, median of $ROUNDS interleaved rounds, synchronous_commit = on"

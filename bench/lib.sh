@@ -80,3 +80,7 @@ SELECT 'tenant_' || (i % ${3:-8}),
   FROM generate_series($1, $2) i;
 SQL
 }
+
+# median: the median of the numbers on standard input, separated by spaces or
+# newlines (echo $times | median)
+median() { tr ' ' '\n' | sed '/^$/d' | sort -n | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }

@@ -27,7 +27,6 @@ tps() {   # SCRIPT CLIENTS
         -f "$WORK/$1" postgres 2>/dev/null | awk '/^tps = / {print $3}'
 }
 
-median() { tr ' ' '\n' | sort -n | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
 # ratios A B: the ratios of the rounds, A[i] / B[i]
 ratios() { paste -d' ' <(echo $1 | tr ' ' '\n') <(echo $2 | tr ' ' '\n') | awk '{printf "%s ", $1 / $2}'; }
 # r TPS...: the tps of the rounds, rounded

@@ -150,7 +150,6 @@ tps() {   # SCRIPT PORT [profile]
     ta_as_user "$BINDIR/pgbench" -n -h "$WORK" -p "$2" -U postgres -c "$CLIENTS" -j "$(nproc)" -T "$SECS" \
         -f "$WORK/$1" postgres 2>/dev/null | awk '/^tps = / {print $3}'
 }
-median() { tr ' ' '\n' | sort -n | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
 ratios() { paste -d' ' <(echo $1 | tr ' ' '\n') <(echo $2 | tr ' ' '\n') | awk '{printf "%s ", $1 / $2}'; }
 r() { echo $1 | awk '{for (i = 1; i <= NF; i++) printf "%s%.0f", (i > 1 ? " " : ""), $i}'; }
 

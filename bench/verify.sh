@@ -74,7 +74,6 @@ SQL
     awk -v peak="$peak" '/^Time: / {ms = $2} !/^Time: / && NF {res = $1} END {print ms, res, peak}' "$out"
 }
 
-median() { tr ' ' '\n' | sort -n | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
 max() { tr ' ' '\n' | sort -n | tail -1; }
 
 # report ROWS LOAD-SECONDS: the interleaved rounds at the current size, one table line

@@ -34,7 +34,6 @@ SET client_min_messages = debug1;
 $VERIFY_Q;
 SQL
 }
-median() { tr ' ' '\n' | sed '/^$/d' | sort -n | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
 
 FAILED=0
 t0=$(date +%s)
