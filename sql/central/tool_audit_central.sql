@@ -51,7 +51,10 @@ CREATE TYPE tool_audit.call_trigger AS ENUM
 
 -- No defaults, no sequences, no CHECK constraints: every value comes from
 -- the source as it was stored there (sequences are not replicated and are
--- not needed: nothing is inserted here but by the apply worker).  The
+-- not needed: nothing is inserted here but by the apply worker).  A column
+-- is NOT NULL here only where it is NOT NULL at the source: a stricter one
+-- stops the apply worker at the first row that has the NULL (it retries
+-- forever, and the verifier reports every later row missing).  The
 -- primary keys are the replica identity that replicated UPDATEs (erasures)
 -- and DELETEs (purges) find their rows by; the unique chain position index
 -- keeps a fork out, as at the source.
@@ -72,7 +75,7 @@ CREATE TABLE tool_audit.tool_calls (
     subject_id       text,
     arguments        jsonb NOT NULL,
     result_summary   jsonb NOT NULL,
-    success          boolean NOT NULL,
+    success          boolean,            -- NULL on a started row (begin_call())
     error            text,
     duration_ms      double precision,
     client_ip        inet,
