@@ -47,6 +47,10 @@ for my $fence ($text =~ /^```(\S*)[ \t]*$/gm)
 my @other = grep { $_ !~ /\A(sql|sh|text)\z/ } sort keys %opened;
 is("@other", '', 'every README fence is ```sql, ```sh or ```text');
 
+# a reader runs the examples in psql, whose application_name is "psql": the
+# README's outputs name it (PostgreSQL::Test::Utils sets the test's own name)
+$ENV{PGAPPNAME} = 'psql';
+
 sub new_node
 {
 	my $name = shift;
