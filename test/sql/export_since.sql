@@ -178,4 +178,67 @@ SELECT regress_try($$SELECT count(*) FROM tool_audit.export_since('{"tool_calls"
 -- NULL starts from the first row, like '{}'
 SELECT count(*) > 0 AS from_start FROM tool_audit.export_since(NULL, 5);
 
+-- a caller's planner settings apply (the function sets only search_path and
+-- extra_float_digits), and the page's cursor rests on each lane's rows coming
+-- together and in position order from the one statement a table: with joins,
+-- memoize, work_mem and parallel query pushed every way a caller could (index
+-- scans off and force_parallel_mode = on too were checked by hand: same lines,
+-- 30 to 50 times slower),
+-- a loader paging 2 rows at a time still gets every row once, lane by lane in
+-- position order, and each page's cursor is the previous one moved by its lines
+CREATE TABLE es_hostile (page int, nth bigint, line jsonb, next_cursor jsonb);
+CREATE PROCEDURE es_load_hostile(max_rows int) LANGUAGE plpgsql AS $$
+DECLARE
+    c jsonb := '{}';
+    p int := 0;
+    got int;
+BEGIN
+    LOOP
+        p := p + 1;
+        INSERT INTO es_hostile SELECT p, s.nth, s.line, s.next_cursor
+          FROM tool_audit.export_since(c, max_rows) WITH ORDINALITY s(line, next_cursor, nth);
+        GET DIAGNOSTICS got = ROW_COUNT;
+        c := coalesce((SELECT next_cursor FROM es_hostile WHERE page = p AND next_cursor IS NOT NULL), c);
+        COMMIT;
+        EXIT WHEN got < max_rows;
+    END LOOP;
+END $$;
+SET enable_nestloop = off;
+SET enable_memoize = on;
+SET work_mem = '64kB';
+SET parallel_setup_cost = 0;
+SET parallel_tuple_cost = 0;
+SET min_parallel_table_scan_size = 0;
+SET min_parallel_index_scan_size = 0;
+CALL es_load_hostile(2);
+RESET enable_nestloop;
+RESET enable_memoize;
+RESET work_mem;
+RESET parallel_setup_cost;
+RESET parallel_tuple_cost;
+RESET min_parallel_table_scan_size;
+RESET min_parallel_index_scan_size;
+SELECT count(*) - count(DISTINCT (line->>'table', line->>'id')) AS repeated,
+       (SELECT count(*) FROM es_all a
+         WHERE NOT EXISTS (SELECT FROM es_hostile h
+                            WHERE h.line->>'table' = a.tab AND (h.line->>'id')::bigint = a.id)
+           AND NOT EXISTS (SELECT FROM tool_audit.admin_events e
+                            WHERE a.tab = 'admin_events' AND e.id = a.id
+                              AND e.event_type = 'audit.read'
+                              AND e.id >= (SELECT max((line->>'id')::bigint) FROM es_hostile
+                                            WHERE line->>'event_type' = 'audit.read'))) AS missing,
+       count(*) FILTER (WHERE seq <> prev + 1) AS not_in_position_order
+  FROM (SELECT line, (line->>'chain_seq')::bigint AS seq,
+               lag((line->>'chain_seq')::bigint) OVER (PARTITION BY line->>'table', line->>'chain_id', line->>'chain_lane'
+                                                       ORDER BY page, nth) AS prev
+          FROM es_hostile) h;
+SELECT count(*) AS page_cursor_mismatch
+  FROM (SELECT page, array_agg(line ORDER BY nth) AS lines,
+               (array_agg(next_cursor ORDER BY nth DESC))[1] AS after
+          FROM es_hostile GROUP BY page) p
+ WHERE p.after IS DISTINCT FROM es_cursor_after(
+           (SELECT (array_agg(q.next_cursor ORDER BY q.nth DESC))[1]
+              FROM es_hostile q WHERE q.page = p.page - 1),
+           p.lines);
+
 \c :regress_db
