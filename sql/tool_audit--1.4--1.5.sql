@@ -3277,6 +3277,12 @@ DECLARE
     moved_seq bigint[] := '{}';
     moved_n integer := 0;
     mv record;
+    -- the tables, taken in turn from the one the cursor names ("first"), so
+    -- that no table waits behind another that keeps growing (the loader's
+    -- own read records in admin_events did, at one row a page)
+    tabs text[] := ARRAY['admin_events', 'tool_calls', 'data_changes'];
+    first integer;
+    next_first text;
 BEGIN
     IF max_rows IS NULL OR max_rows < 1 OR max_rows > 100000 THEN
         RAISE EXCEPTION 'max_rows must be between 1 and 100000'
@@ -3284,20 +3290,25 @@ BEGIN
     END IF;
     -- a cursor is what this function returned: an object of the three
     -- tables, each an object of "chain_id:lane" keys and non-negative
-    -- integer positions (the message never repeats what was given)
+    -- integer positions, and "first", one of the tables' names (the message
+    -- never repeats what was given)
     IF jsonb_typeof(cur) <> 'object'
        OR EXISTS (SELECT 1 FROM jsonb_each(cur) t
-                   WHERE t.key NOT IN ('tool_calls', 'admin_events', 'data_changes')
-                      OR jsonb_typeof(t.value) <> 'object'
-                      OR EXISTS (SELECT 1 FROM jsonb_each(t.value) l
-                                  WHERE l.key !~ '^-?[0-9]{1,19}:[0-9]{1,10}$'
-                                     OR jsonb_typeof(l.value) <> 'number'
-                                     OR l.value::text !~ '^[0-9]{1,18}$')) THEN
+                   WHERE CASE WHEN t.key = 'first'
+                              THEN jsonb_typeof(t.value) <> 'string'
+                                   OR NOT (t.value #>> '{}' = ANY (tabs))
+                              ELSE t.key NOT IN ('tool_calls', 'admin_events', 'data_changes')
+                                   OR jsonb_typeof(t.value) <> 'object'
+                                   OR EXISTS (SELECT 1 FROM jsonb_each(t.value) l
+                                               WHERE l.key !~ '^-?[0-9]{1,19}:[0-9]{1,10}$'
+                                                  OR jsonb_typeof(l.value) <> 'number'
+                                                  OR l.value::text !~ '^[0-9]{1,18}$') END) THEN
         RAISE EXCEPTION 'cursor is not a cursor returned by export_since()'
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Pass ''{}'' to start from the first row, or the next_cursor of the last row stored.';
     END IF;
-    SELECT count(*) INTO lanes FROM jsonb_each(cur) t, jsonb_each(t.value);
+    SELECT count(*) INTO lanes FROM jsonb_each(cur - 'first') t, jsonb_each(t.value);
+    first := coalesce(array_position(tabs, cur ->> 'first'), 1);
     -- the rows this transaction wrote (an earlier page's read record, the
     -- caller's own writes) are visible to it but not committed, and may never
     -- be: handed out, with the cursor past them, they would leave a row the
@@ -3314,12 +3325,16 @@ BEGIN
     END IF;
     cur := jsonb_build_object('admin_events', coalesce(cur->'admin_events', '{}'),
                               'tool_calls', coalesce(cur->'tool_calls', '{}'),
-                              'data_changes', coalesce(cur->'data_changes', '{}'));
-    -- table by table, lane by lane (chain_id, chain_lane) in index order,
-    -- found by a skip scan of the chain position index; in each lane the
-    -- positions after the cursor's, so that a page costs index probes per
-    -- lane and per row handed out, not a scan of what was exported before
-    FOREACH tab IN ARRAY ARRAY['admin_events', 'tool_calls', 'data_changes'] LOOP
+                              'data_changes', coalesce(cur->'data_changes', '{}'),
+                              'first', tabs[first]);
+    -- table by table from the first, lane by lane (chain_id, chain_lane) in
+    -- index order, found by a skip scan of the chain position index; in each
+    -- lane the positions after the cursor's, so that a page costs index
+    -- probes per lane and per row handed out, not a scan of what was
+    -- exported before.  A page that fills up in a table makes the next page
+    -- start with the table after it.
+    FOR k IN 0 .. 2 LOOP
+        tab := tabs[(first - 1 + k) % 3 + 1];
         doc := CASE tab
             WHEN 'tool_calls' THEN $q$jsonb_build_object(
             'table', 'tool_calls',
@@ -3403,7 +3418,10 @@ BEGIN
                 moved_seq[moved_n] := r.seq;
             END IF;
         END LOOP;
-        EXIT WHEN n >= max_rows;
+        IF n >= max_rows THEN
+            next_first := tabs[(first + k) % 3 + 1];
+            EXIT;
+        END IF;
     END LOOP;
     -- the cursor after the page: the one given, with each lane's last
     -- position of the page (once per page, not once per row)
@@ -3416,6 +3434,9 @@ BEGIN
         LOOP
             cur := jsonb_set(cur, ARRAY[mv.mtab], (cur -> mv.mtab) || mv.pos);
         END LOOP;
+        IF next_first IS DISTINCT FROM tabs[first] AND next_first IS NOT NULL THEN
+            cur := jsonb_set(cur, '{first}', to_jsonb(next_first));
+        END IF;
         line := held;
         next_cursor := cur;
         RETURN NEXT;
