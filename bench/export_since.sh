@@ -83,7 +83,7 @@ for r in $(seq 1 "$ROUNDS"); do
     tt="$tt $(measure "$TAIL_Q")"
 done
 j=$(echo $jt | median) p=$(echo $pt | median) t=$(echo $tt | median)
-awk -v j="$j" -v p="$p" -v t="$t" -v n="$ROWS" -v pg="$PAGE" -v pages="$pages" -v kb="$cursor_kb" 'BEGIN {
+awk -v j="$j" -v p="$p" -v t="$t" -v pg="$PAGE" -v pages="$pages" -v kb="$cursor_kb" 'BEGIN {
     printf "%-52s %10s\n", "", "ms"
     printf "%-52s %10.0f\n", "export_jsonl(), one call", j
     printf "%-52s %10.0f   (%d pages, %.0f ms a page)\n", "export_since(), pages of " pg " rows", p, pages, p / pages

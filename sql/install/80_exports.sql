@@ -469,12 +469,10 @@ DECLARE
     -- the page's last line so far, held back until the next (or the end):
     -- only the last one gets the cursor
     held jsonb;
-    -- the last position handed out in each lane of the page
-    moved_tab text[] := '{}';
-    moved_key text[] := '{}';
-    moved_seq bigint[] := '{}';
-    moved_n integer := 0;
-    mv record;
+    -- the last position handed out in each lane of the table being read
+    moved_key text[];
+    moved_seq bigint[];
+    moved_n integer;
     -- the tables, taken in turn from the one the cursor names ("first"), so
     -- that no table waits behind another that keeps growing (the loader's
     -- own read records in admin_events did, at one row a page)
@@ -495,7 +493,7 @@ BEGIN
                    WHERE CASE WHEN t.key = 'first'
                               THEN jsonb_typeof(t.value) <> 'string'
                                    OR NOT (t.value #>> '{}' = ANY (tabs))
-                              ELSE t.key NOT IN ('tool_calls', 'admin_events', 'data_changes')
+                              ELSE NOT (t.key = ANY (tabs))
                                    OR jsonb_typeof(t.value) <> 'object'
                                    OR EXISTS (SELECT 1 FROM jsonb_each(t.value) l
                                                WHERE l.key !~ '^-?[0-9]{1,19}:[0-9]{1,10}$'
@@ -573,6 +571,9 @@ BEGIN
             'row_hash', encode(t.row_hash, 'hex'), 'chain_id', t.chain_id::text,
             'chain_lane', t.chain_lane, 'chain_seq', t.chain_seq,
             'chain_hash', encode(t.chain_hash, 'hex'))$q$ END;
+        moved_key := '{}';
+        moved_seq := '{}';
+        moved_n := 0;
         -- one statement a table: its lanes (a skip scan), and in each lane
         -- the positions after the cursor's (a range scan, in chain_seq
         -- order), lane after lane until the page is full; the lanes this
@@ -607,32 +608,28 @@ BEGIN
             held := r.doc;
             n := n + 1;
             -- a lane's rows come together, in order: its last one is its place
-            IF moved_n > 0 AND moved_tab[moved_n] = tab AND moved_key[moved_n] = r.lane_key THEN
-                moved_seq[moved_n] := r.seq;
-            ELSE
+            IF moved_n = 0 OR moved_key[moved_n] <> r.lane_key THEN
                 moved_n := moved_n + 1;
-                moved_tab[moved_n] := tab;
                 moved_key[moved_n] := r.lane_key;
-                moved_seq[moved_n] := r.seq;
             END IF;
+            moved_seq[moved_n] := r.seq;
         END LOOP;
+        -- the cursor's entries of this table and the page's few, merged once
+        -- (not a jsonb_set() a row, nor jsonb_object_agg() of the whole
+        -- cursor, which took 1.4 s at 100,000 lanes: bench/export_since.sh)
+        IF moved_n > 0 THEN
+            cur := jsonb_set(cur, ARRAY[tab],
+                             (cur -> tab) || (SELECT jsonb_object_agg(u.k, u.s)
+                                                FROM unnest(moved_key, moved_seq) u(k, s)));
+        END IF;
         IF n >= max_rows THEN
             next_first := tabs[(first + k) % 3 + 1];
             EXIT;
         END IF;
     END LOOP;
-    -- the cursor after the page: the one given, with each lane's last
-    -- position of the page (once per page, not once per row)
+    -- the cursor after the page, on its last row
     IF held IS NOT NULL THEN
-        -- a table's entries and the page's few, once (jsonb_object_agg() of
-        -- the whole cursor took 1.4 s at 100,000 lanes: bench/export_since.sh)
-        FOR mv IN SELECT u.mtab, jsonb_object_agg(u.mkey, u.mseq) AS pos
-                    FROM unnest(moved_tab, moved_key, moved_seq) u(mtab, mkey, mseq)
-                   GROUP BY u.mtab
-        LOOP
-            cur := jsonb_set(cur, ARRAY[mv.mtab], (cur -> mv.mtab) || mv.pos);
-        END LOOP;
-        IF next_first IS DISTINCT FROM tabs[first] AND next_first IS NOT NULL THEN
+        IF next_first <> tabs[first] THEN
             cur := jsonb_set(cur, '{first}', to_jsonb(next_first));
         END IF;
         line := held;

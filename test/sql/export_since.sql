@@ -94,14 +94,26 @@ SELECT count(*) FILTER (WHERE next_cursor IS NOT NULL) AS cursors,
        count(*) FILTER (WHERE next_cursor IS NOT NULL
                           AND nth <> (SELECT max(nth) FROM es_loaded m WHERE m.page = l.page)) AS cursors_not_last
   FROM es_loaded l;
-SELECT count(*) AS page_cursor_mismatch
-  FROM (SELECT page, array_agg(line ORDER BY nth) AS lines,
-               (array_agg(next_cursor ORDER BY nth DESC))[1] AS after
-          FROM es_loaded GROUP BY page) p
- WHERE p.after - 'first' IS DISTINCT FROM es_cursor_after(
-           (SELECT (array_agg(q.next_cursor ORDER BY q.nth DESC))[1]
-              FROM es_loaded q WHERE q.page = p.page - 1),
-           p.lines) - 'first';
+-- the pages of a loader's table (page, nth, line, next_cursor) whose cursor
+-- is not the one before moved by their lines ("first" aside: which table
+-- comes first is the function's choice)
+CREATE FUNCTION es_page_cursor_mismatches(pages regclass) RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+    n bigint;
+BEGIN
+    EXECUTE format($q$
+        SELECT count(*)
+          FROM (SELECT page, array_agg(line ORDER BY nth) AS lines,
+                       (array_agg(next_cursor ORDER BY nth DESC))[1] AS after
+                  FROM %1$s GROUP BY page) p
+         WHERE p.after - 'first' IS DISTINCT FROM es_cursor_after(
+                   (SELECT (array_agg(q.next_cursor ORDER BY q.nth DESC))[1]
+                      FROM %1$s q WHERE q.page = p.page - 1),
+                   p.lines) - 'first'$q$, pages) INTO n;
+    RETURN n;
+END $$;
+SELECT es_page_cursor_mismatches('es_loaded') AS page_cursor_mismatch;
 
 -- each line is the row as export_jsonl() writes it
 SELECT count(*) AS same_as_export_jsonl FROM es_loaded l
@@ -233,14 +245,7 @@ SELECT count(*) - count(DISTINCT (line->>'table', line->>'id')) AS repeated,
                lag((line->>'chain_seq')::bigint) OVER (PARTITION BY line->>'table', line->>'chain_id', line->>'chain_lane'
                                                        ORDER BY page, nth) AS prev
           FROM es_hostile) h;
-SELECT count(*) AS page_cursor_mismatch
-  FROM (SELECT page, array_agg(line ORDER BY nth) AS lines,
-               (array_agg(next_cursor ORDER BY nth DESC))[1] AS after
-          FROM es_hostile GROUP BY page) p
- WHERE p.after - 'first' IS DISTINCT FROM es_cursor_after(
-           (SELECT (array_agg(q.next_cursor ORDER BY q.nth DESC))[1]
-              FROM es_hostile q WHERE q.page = p.page - 1),
-           p.lines) - 'first';
+SELECT es_page_cursor_mismatches('es_hostile') AS page_cursor_mismatch;
 
 -- the tables are taken in turn: a page that fills up in one makes the next
 -- start with the table after it ("first" in the cursor).  Before, admin_events
