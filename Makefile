@@ -37,6 +37,7 @@ OBJS = \
 	src/approval.o \
 	src/impersonation.o \
 	src/read_audit.o \
+	src/export_cursor.o \
 	src/alerts.o \
 	src/track.o \
 	src/track_write.o \

@@ -250,8 +250,10 @@ GRANT EXECUTE ON FUNCTION
     tool_audit.conversation_events(text)
     TO tool_audit_reader, tool_audit_admin;
 
--- (1.5) export_since(): as export_jsonl(), for readers, admins and the verifier
-GRANT EXECUTE ON FUNCTION tool_audit.export_since(jsonb, integer)
+-- (1.5) export_since(): as export_jsonl(), for readers, admins and the
+-- verifier, with its cursor check (it runs as its caller)
+GRANT EXECUTE ON FUNCTION tool_audit.export_since(jsonb, integer),
+    tool_audit.export_cursor_lanes(jsonb)
     TO tool_audit_reader, tool_audit_admin, tool_audit_verifier;
 
 -- (1.5) tenant verification: readers verify and take digests too (a bound

@@ -95,8 +95,8 @@ SELECT count(*) FILTER (WHERE next_cursor IS NOT NULL) AS cursors,
                           AND nth <> (SELECT max(nth) FROM es_loaded m WHERE m.page = l.page)) AS cursors_not_last
   FROM es_loaded l;
 -- the pages of a loader's table (page, nth, line, next_cursor) whose cursor
--- is not the one before moved by their lines ("first" aside: which table
--- comes first is the function's choice)
+-- is not the one before moved by their lines ("first" and "after" aside:
+-- which table and lane come first is the function's choice)
 CREATE FUNCTION es_page_cursor_mismatches(pages regclass) RETURNS bigint
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -107,10 +107,10 @@ BEGIN
           FROM (SELECT page, array_agg(line ORDER BY nth) AS lines,
                        (array_agg(next_cursor ORDER BY nth DESC))[1] AS after
                   FROM %1$s GROUP BY page) p
-         WHERE p.after - 'first' IS DISTINCT FROM es_cursor_after(
+         WHERE p.after - '{first,after}'::text[] IS DISTINCT FROM es_cursor_after(
                    (SELECT (array_agg(q.next_cursor ORDER BY q.nth DESC))[1]
                       FROM %1$s q WHERE q.page = p.page - 1),
-                   p.lines) - 'first'$q$, pages) INTO n;
+                   p.lines) - '{first,after}'::text[]$q$, pages) INTO n;
     RETURN n;
 END $$;
 SELECT es_page_cursor_mismatches('es_loaded') AS page_cursor_mismatch;
@@ -188,17 +188,103 @@ SELECT regress_try($$SELECT count(*) FROM tool_audit.export_since('{"tool_calls"
 SELECT regress_try($$SELECT count(*) FROM tool_audit.export_since('{"tool_calls": {"1:0": -1}}', 10)$$);
 SELECT regress_try($$SELECT count(*) FROM tool_audit.export_since('{"tool_calls": {"1:0": 1.5}}', 10)$$);
 SELECT regress_try($$SELECT count(*) FROM tool_audit.export_since('{"tool_calls": {"1:0": "7"}}', 10)$$);
+-- the check itself (src/export_cursor.c): the lanes of a cursor, or 22023 for
+-- each way a cursor can be wrong, at the edges of its lane keys and positions
+SELECT c AS cursor, regress_try(format('SELECT tool_audit.export_cursor_lanes(%L)', c)) AS checked,
+       CASE WHEN regress_try(format('SELECT tool_audit.export_cursor_lanes(%L)', c)) = 'ok'
+            THEN tool_audit.export_cursor_lanes(c::jsonb) END AS lanes
+  FROM unnest(ARRAY[
+    '{}', '{"first": "tool_calls"}', '{"tool_calls": {}, "admin_events": {}, "data_changes": {}}',
+    '{"tool_calls": {"1:0": 0, "-9223372036854775808:4294967295": 999999999999999999}, "data_changes": {"7:2": 1e3}, "first": "data_changes"}',
+    '[]', '7', 'null', '{"tool_calls": []}', '{"tool_calls": 1}', '{"first": null}', '{"first": "first"}',
+    '{"tool_calls": {"1:0": 1.0}}', '{"tool_calls": {"1:0": 1000000000000000000}}', '{"tool_calls": {"1:0": null}}',
+    '{"tool_calls": {"1:0": {}}}', '{"tool_calls": {"1:0": [1]}}', '{"tool_calls": {"1:0": true}}',
+    '{"tool_calls": {"": 1}}', '{"tool_calls": {":0": 1}}', '{"tool_calls": {"1:": 1}}', '{"tool_calls": {"-:0": 1}}',
+    '{"tool_calls": {"--1:0": 1}}', '{"tool_calls": {"1:0:0": 1}}', '{"tool_calls": {"1:-0": 1}}', '{"tool_calls": {" 1:0": 1}}',
+    '{"tool_calls": {"1:0\n": 1}}', '{"tool_calls": {"12345678901234567890:0": 1}}', '{"tool_calls": {"1:12345678901": 1}}',
+    '{"tool_calls": {"١:0": 1}}', '{"Tool_calls": {}}', '{"tool_calls ": {}}',
+    '{"after": {}}', '{"after": {"tool_calls": "-9223372036854775808:2147483647", "admin_events": "9223372036854775807:0"}}',
+    '{"after": []}', '{"after": "1:0"}', '{"after": {"first": "1:0"}}', '{"after": {"tool_calls": 1}}',
+    '{"after": {"tool_calls": "1:2147483648"}}', '{"after": {"tool_calls": "9223372036854775808:0"}}',
+    '{"after": {"tool_calls": "-9223372036854775809:0"}}', '{"after": {"tool_calls": "1:0 "}}',
+    '{"tool_calls": {"after": 1}}']) c;
+-- and differentially: the SQL check the C one replaced (the regular
+-- expressions of 1.5's first version) and the C check agree on 4,000 cursors
+-- mutated a character at a time from valid ones
+CREATE FUNCTION es_cursor_ok_sql(cur jsonb) RETURNS boolean LANGUAGE sql AS $$
+    SELECT NOT (jsonb_typeof(cur) <> 'object'
+       OR EXISTS (SELECT 1 FROM jsonb_each(cur) t
+                   WHERE CASE WHEN t.key = 'first'
+                              THEN jsonb_typeof(t.value) <> 'string'
+                                   OR NOT (t.value #>> '{}' = ANY (ARRAY['admin_events', 'tool_calls', 'data_changes']))
+                              WHEN t.key = 'after'
+                              THEN jsonb_typeof(t.value) <> 'object'
+                                   OR EXISTS (SELECT 1 FROM jsonb_each(t.value) a
+                                               WHERE NOT (a.key = ANY (ARRAY['admin_events', 'tool_calls', 'data_changes']))
+                                                  OR jsonb_typeof(a.value) <> 'string'
+                                                  OR a.value #>> '{}' !~ '^-?[0-9]{1,19}:[0-9]{1,10}$'
+                                                  OR split_part(a.value #>> '{}', ':', 1)::numeric
+                                                     NOT BETWEEN -9223372036854775808 AND 9223372036854775807
+                                                  OR split_part(a.value #>> '{}', ':', 2)::numeric > 2147483647)
+                              ELSE NOT (t.key = ANY (ARRAY['admin_events', 'tool_calls', 'data_changes']))
+                                   OR jsonb_typeof(t.value) <> 'object'
+                                   OR EXISTS (SELECT 1 FROM jsonb_each(t.value) l
+                                               WHERE l.key !~ '^-?[0-9]{1,19}:[0-9]{1,10}$'
+                                                  OR jsonb_typeof(l.value) <> 'number'
+                                                  OR l.value::text !~ '^[0-9]{1,18}$') END))
+$$;
+CREATE FUNCTION es_cursor_ok_c(cur jsonb) RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM tool_audit.export_cursor_lanes(cur);
+    RETURN true;
+EXCEPTION WHEN invalid_parameter_value THEN
+    RETURN false;
+END $$;
+CREATE FUNCTION es_mutated_cursors(n int) RETURNS SETOF jsonb LANGUAGE plpgsql AS $$
+DECLARE
+    bases text[] := ARRAY[
+        '{"tool_calls": {"1:0": 0, "-9223372036854775808:4294967295": 999999999999999999}, "first": "data_changes"}',
+        '{"admin_events": {"12:3": 45}, "data_changes": {"-7:0": 1, "8:1": 2}, "tool_calls": {}}',
+        '{"first": "admin_events", "tool_calls": {"1234567890123456789:1234567890": 123456789012345678}}',
+        '{"after": {"tool_calls": "-9223372036854775808:2147483647", "data_changes": "922337203685477580:0"}, "admin_events": {}}'];
+    alphabet text := '0123456789:-.e+{}[]",  ntfirsabcdl_١';
+    t text;
+    p int;
+BEGIN
+    PERFORM setseed(0.16);
+    FOR i IN 1 .. n LOOP
+        t := bases[1 + floor(random() * 4)::int];
+        FOR m IN 0 .. floor(random() * 3)::int LOOP
+            p := 1 + floor(random() * length(t))::int;
+            t := CASE floor(random() * 3)::int
+                 WHEN 0 THEN overlay(t placing substr(alphabet, 1 + floor(random() * length(alphabet))::int, 1) from p for 1)
+                 WHEN 1 THEN overlay(t placing '' from p for 1)
+                 ELSE overlay(t placing substr(alphabet, 1 + floor(random() * length(alphabet))::int, 1) from p for 0) END;
+        END LOOP;
+        BEGIN
+            RETURN NEXT t::jsonb;
+        EXCEPTION WHEN data_exception THEN
+            NULL;
+        END;
+    END LOOP;
+END $$;
+SELECT count(*) > 1000 AS many_parsed,
+       count(*) FILTER (WHERE es_cursor_ok_sql(c)) > 200 AS many_valid,
+       count(*) FILTER (WHERE NOT es_cursor_ok_sql(c)) > 200 AS many_invalid,
+       count(*) FILTER (WHERE es_cursor_ok_sql(c) <> es_cursor_ok_c(c)) AS disagree
+  FROM es_mutated_cursors(4000) c;
 -- NULL starts from the first row, like '{}'
 SELECT count(*) > 0 AS from_start FROM tool_audit.export_since(NULL, 5);
 
--- a caller's planner settings apply (the function sets only search_path and
--- extra_float_digits), and the page's cursor rests on each lane's rows coming
--- together and in position order from the one statement a table: with joins,
--- memoize, work_mem and parallel query pushed every way a caller could (index
--- scans off and force_parallel_mode = on too were checked by hand: same lines,
--- 30 to 50 times slower),
--- a loader paging 7 rows at a time still gets every row once, lane by lane in
--- position order, and each page's cursor is the previous one moved by its lines
+-- the page's cursor rests on each lane's rows coming together and in position
+-- order from the one statement a table, whatever the plan: the function pins
+-- index scans and nested loops (without them a page took 30 to 50 times as
+-- long), and the caller's other planner settings apply.  With those pushed
+-- every way a caller could, joins, memoize, work_mem and parallel query (and
+-- force_parallel_mode = on, checked by hand), and index scans turned off by the
+-- caller, a loader paging 7 rows at a time still gets every row once, lane by
+-- lane in position order, and each page's cursor is the previous one moved by
+-- its lines
 CREATE TABLE es_hostile (page int, nth bigint, line jsonb, next_cursor jsonb);
 CREATE PROCEDURE es_load_hostile(max_rows int) LANGUAGE plpgsql AS $$
 DECLARE
@@ -217,6 +303,8 @@ BEGIN
     END LOOP;
 END $$;
 SET enable_nestloop = off;
+SET enable_indexscan = off;
+SET enable_indexonlyscan = off;
 SET enable_memoize = on;
 SET work_mem = '64kB';
 SET parallel_setup_cost = 0;
@@ -225,6 +313,8 @@ SET min_parallel_table_scan_size = 0;
 SET min_parallel_index_scan_size = 0;
 CALL es_load_hostile(7);
 RESET enable_nestloop;
+RESET enable_indexscan;
+RESET enable_indexonlyscan;
 RESET enable_memoize;
 RESET work_mem;
 RESET parallel_setup_cost;
@@ -271,6 +361,38 @@ SELECT page, line->>'table' AS tab, coalesce(line->>'tool_name', line->>'event_t
 SELECT count(*) FILTER (WHERE line->>'tool_name' LIKE 'fair_%') AS calls_exported,
        count(*) - count(DISTINCT (line->>'table', line->>'id')) AS repeated
   FROM es_fair;
+-- the lanes of a table are taken in turn too: a page that fills up in a
+-- table leaves its lane in the cursor's "after", and the next page there
+-- starts after it.  Before, every page walked the lanes in index order from
+-- the first, so a lane that kept growing (here one row a page) kept a loader
+-- of pages of one row there for ever: the other lane's row never came
+SELECT next_cursor AS es_end2 FROM tool_audit.export_since('{}', 100000) WHERE next_cursor IS NOT NULL \gset
+INSERT INTO tool_audit.tool_calls (tool_name, tenant_id, success) VALUES ('lane_a', 'es_lane_a', true), ('lane_b', 'es_lane_b', true);
+SELECT tenant_id AS es_busy FROM tool_audit.tool_calls WHERE tool_name IN ('lane_a', 'lane_b')
+ ORDER BY chain_id, chain_lane LIMIT 1 \gset
+CREATE TABLE es_lanes (page int, line jsonb, next_cursor jsonb);
+CREATE PROCEDURE es_load_lanes(c jsonb, busy text, pages int) LANGUAGE plpgsql AS $$
+BEGIN
+    FOR p IN 1 .. pages LOOP
+        INSERT INTO tool_audit.tool_calls (tool_name, tenant_id, success) VALUES ('busy_' || p, busy, true);
+        COMMIT;
+        INSERT INTO es_lanes SELECT p, s.line, s.next_cursor FROM tool_audit.export_since(c, 1) s;
+        c := (SELECT f.next_cursor FROM es_lanes f WHERE f.page = p);
+        COMMIT;
+    END LOOP;
+END $$;
+CALL es_load_lanes(:'es_end2', :'es_busy', 12);
+SELECT count(*) FILTER (WHERE line->>'tool_name' IN ('lane_a', 'lane_b') AND line->>'tenant_id' <> :'es_busy') AS quiet_lane_exported,
+       count(*) FILTER (WHERE line->>'tool_name' LIKE 'busy_%') > 0 AS busy_lane_exported,
+       count(*) - count(DISTINCT (line->>'table', line->>'id')) AS repeated,
+       count(*) FILTER (WHERE next_cursor ? 'after') > 0 AS after_in_cursors
+  FROM es_lanes;
+-- and a loader that pages on to the end after it gets every row once
+SELECT count(*) AS rows_left_behind FROM tool_audit.tool_calls t
+ WHERE t.tenant_id IN ('es_lane_a', 'es_lane_b')
+   AND NOT EXISTS (SELECT FROM es_lanes l WHERE l.line->>'table' = 'tool_calls' AND (l.line->>'id')::bigint = t.id)
+   AND NOT EXISTS (SELECT FROM tool_audit.export_since((SELECT next_cursor FROM es_lanes WHERE page = 12), 100000) s
+                    WHERE s.line->>'table' = 'tool_calls' AND (s.line->>'id')::bigint = t.id);
 -- a cursor's "first" is one of the tables, or the cursor is refused
 SELECT regress_try($$SELECT count(*) FROM tool_audit.export_since('{"first": "sk_secret"}', 10)$$);
 SELECT regress_try($$SELECT count(*) FROM tool_audit.export_since('{"first": 1}', 10)$$);
