@@ -67,13 +67,16 @@ $$;
 COMMENT ON FUNCTION tool_audit.check_period(timestamptz, timestamptz) IS
     'Raises an error unless both ends of a report period are given and the start is not after the end';
 
--- iso8601_utc(ts): 2026-11-22T17:45:55.123456Z whatever TimeZone and DateStyle say
+-- iso8601_utc(ts): 2026-11-22T17:45:55.123456Z whatever TimeZone and DateStyle say.
+-- No SET clause, so that the planner inlines it into the reports and exports
+-- that call it for every row (1.5: a call took about 1.9 us, inlined 0.7);
+-- its functions are named with their schema instead (AT TIME ZONE is
+-- pg_catalog.timezone(), the cast to text is no function lookup)
 CREATE FUNCTION tool_audit.iso8601_utc(ts timestamptz) RETURNS text
 LANGUAGE sql STABLE PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT CASE WHEN isfinite(ts)
-                THEN to_char(ts AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
+    SELECT CASE WHEN pg_catalog.isfinite(ts)
+                THEN pg_catalog.to_char(ts AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
                 ELSE ts::text END
 $$;
 COMMENT ON FUNCTION tool_audit.iso8601_utc(timestamptz) IS
