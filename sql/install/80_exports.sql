@@ -518,9 +518,10 @@ BEGIN
     END IF;
     -- a cursor is what this function returned: an object of the three
     -- tables, each an object of "chain_id:lane" keys and non-negative
-    -- integer positions, and "first", one of the tables' names; 22023
-    -- otherwise, with a message that never repeats what was given
-    -- (src/export_cursor.c, one pass that also counts the lanes)
+    -- integer positions, "first", one of the tables' names, and "after", an
+    -- object of tables' names and "chain_id:lane" strings; 22023 otherwise,
+    -- with a message that never repeats what was given (src/export_cursor.c,
+    -- one pass that also counts the lanes)
     lanes := tool_audit.export_cursor_lanes(cur);
     first := coalesce(array_position(tabs, cur ->> 'first'), 1);
     -- the rows this transaction wrote (an earlier page's read record, the
