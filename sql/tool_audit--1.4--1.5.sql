@@ -3307,6 +3307,8 @@ DECLARE
     moved_key text[];
     moved_seq bigint[];
     moved_n integer;
+    -- the cursor's positions in the table being read
+    tab_pos jsonb;
     -- the tables, taken in turn from the one the cursor names ("first"), so
     -- that no table waits behind another that keeps growing (the loader's
     -- own read records in admin_events did, at one row a page)
@@ -3321,6 +3323,8 @@ DECLARE
     -- pages x lanes index probes)
     after jsonb;
     after_key text;
+    after_id bigint;
+    after_lane integer;
     lo_id bigint;
     lo_lane integer;
     hi_id bigint;
@@ -3410,86 +3414,91 @@ BEGIN
         moved_key := '{}';
         moved_seq := '{}';
         moved_n := 0;
-        -- one statement a table: a skip scan of the chain position index
-        -- finds the lanes with rows after the cursor's position, and in each
-        -- a range scan reads those rows (in chain_seq order), lane after lane
-        -- until the page is full; the lanes this transaction holds are left
-        -- out (chain.c's lane_tag(): the chain id folded to 32 bits, the
-        -- lane).  Each step of the skip scan is one descent of the index: from
-        -- an entry at or before its lane's position (pos), to the first entry
-        -- after that position, which is in the lane (a lane with new rows) or
-        -- in the next lane; from an entry after its lane's position, past the
-        -- lane (no chain reaches position 2^63 - 1).  So a lane with nothing
-        -- new costs one descent, not two (bench/export_since.sh).
-        -- the lanes after the "after" lane, then (wrapping round) those up
-        -- to it: bounds on (chain_id, chain_lane), the low one exclusive, the
-        -- high one inclusive; without an "after" lane, all of them at once
-        -- (lanes are never negative)
-        FOR phase IN 1 .. CASE WHEN after_key IS NULL THEN 1 ELSE 2 END LOOP
-        IF after_key IS NULL THEN
-            lo_id := -9223372036854775808; lo_lane := -1;
-            hi_id := 9223372036854775807; hi_lane := 2147483647;
-        ELSIF phase = 1 THEN
-            lo_id := split_part(after_key, ':', 1)::bigint; lo_lane := split_part(after_key, ':', 2)::integer;
-            hi_id := 9223372036854775807; hi_lane := 2147483647;
-        ELSE
-            lo_id := -9223372036854775808; lo_lane := -1;
-            hi_id := split_part(after_key, ':', 1)::bigint; hi_lane := split_part(after_key, ':', 2)::integer;
+        tab_pos := cur -> tab;
+        -- a skip scan of the chain position index finds the lanes with rows
+        -- after the cursor's position, and in each a range scan reads those
+        -- rows (in chain_seq order), lane after lane until the page is full;
+        -- the lanes this transaction holds are left out (chain.c's
+        -- lane_tag(): the chain id folded to 32 bits, the lane).  Each step
+        -- of the skip scan is one descent of the index: from an entry at or
+        -- before its lane's position (pos), to the first entry after that
+        -- position, which is in the lane (a lane with new rows) or in the
+        -- next lane; from an entry after its lane's position, past the lane
+        -- (no chain reaches position 2^63 - 1).  So a lane with nothing new
+        -- costs one descent, not two (bench/export_since.sh).
+        -- One statement for the lanes after the "after" lane, one for those
+        -- up to it (wrapping round), or one for all lanes without an "after"
+        -- lane: bounds on (chain_id, chain_lane), the low one exclusive, the
+        -- high one inclusive (lanes are never negative)
+        IF after_key IS NOT NULL THEN
+            after_id := split_part(after_key, ':', 1)::bigint;
+            after_lane := split_part(after_key, ':', 2)::integer;
         END IF;
-        FOR r IN EXECUTE format($q$
-            WITH RECURSIVE s AS (
-                (SELECT t.chain_id, t.chain_lane, t.chain_seq,
-                        coalesce(($1 ->> (t.chain_id::text || ':' || t.chain_lane))::bigint, 0) AS pos
-                   FROM tool_audit.%1$I t
-                  WHERE (t.chain_id, t.chain_lane) > ($4, $5) AND t.chain_seq IS NOT NULL
-                    AND (t.chain_id, t.chain_lane) <= ($6, $7)
-                  ORDER BY t.chain_id, t.chain_lane, t.chain_seq LIMIT 1)
-                UNION ALL
-                SELECT x.chain_id, x.chain_lane, x.chain_seq,
-                       CASE WHEN x.chain_id = s.chain_id AND x.chain_lane = s.chain_lane THEN s.pos
-                            ELSE coalesce(($1 ->> (x.chain_id::text || ':' || x.chain_lane))::bigint, 0) END
-                  FROM s, LATERAL (
-                    SELECT t.chain_id, t.chain_lane, t.chain_seq FROM tool_audit.%1$I t
-                     WHERE (t.chain_id, t.chain_lane, t.chain_seq)
-                           > (s.chain_id, s.chain_lane,
-                              CASE WHEN s.chain_seq > s.pos THEN 9223372036854775807 ELSE s.pos END)
-                     ORDER BY t.chain_id, t.chain_lane, t.chain_seq LIMIT 1) x
-                 WHERE (x.chain_id, x.chain_lane) <= ($6, $7))
-            SELECT s.chain_id::text || ':' || s.chain_lane AS lane_key, x.seq, x.doc
-              FROM s CROSS JOIN LATERAL (
-                   SELECT t.chain_seq AS seq, %2$s AS doc FROM tool_audit.%1$I t
-                    WHERE t.chain_id = s.chain_id AND t.chain_lane = s.chain_lane
-                      AND t.chain_seq > s.pos
-                    ORDER BY t.chain_seq LIMIT $2) x
-             WHERE s.chain_seq > s.pos
-               AND NOT (((s.chain_id & 4294967295) # ((s.chain_id >> 32) & 4294967295))
-                        || ':' || s.chain_lane) = ANY ($3)
-             LIMIT $2$q$, tab, doc)
-            USING cur -> tab, max_rows - n, coalesce(own, '{}'), lo_id, lo_lane, hi_id, hi_lane
-        LOOP
-            IF held IS NOT NULL THEN
-                line := held;
-                next_cursor := NULL;
-                RETURN NEXT;
+        FOR phase IN 1 .. CASE WHEN after_key IS NULL THEN 1 ELSE 2 END LOOP
+            IF phase = 1 AND after_key IS NOT NULL THEN
+                lo_id := after_id; lo_lane := after_lane;
+            ELSE
+                lo_id := -9223372036854775808; lo_lane := -1;
             END IF;
-            held := r.doc;
-            n := n + 1;
-            -- a lane's rows come together, in order: its last one is its place
-            IF moved_n = 0 OR moved_key[moved_n] <> r.lane_key THEN
-                moved_n := moved_n + 1;
-                moved_key[moved_n] := r.lane_key;
+            IF phase = 2 THEN
+                hi_id := after_id; hi_lane := after_lane;
+            ELSE
+                hi_id := 9223372036854775807; hi_lane := 2147483647;
             END IF;
-            moved_seq[moved_n] := r.seq;
-        END LOOP;
-        EXIT WHEN n >= max_rows;
+            FOR r IN EXECUTE format($q$
+                WITH RECURSIVE s AS (
+                    (SELECT t.chain_id, t.chain_lane, t.chain_seq,
+                            coalesce(($1 ->> (t.chain_id::text || ':' || t.chain_lane))::bigint, 0) AS pos
+                       FROM tool_audit.%1$I t
+                      WHERE (t.chain_id, t.chain_lane) > ($4, $5) AND t.chain_seq IS NOT NULL
+                        AND (t.chain_id, t.chain_lane) <= ($6, $7)
+                      ORDER BY t.chain_id, t.chain_lane, t.chain_seq LIMIT 1)
+                    UNION ALL
+                    SELECT x.chain_id, x.chain_lane, x.chain_seq,
+                           CASE WHEN x.chain_id = s.chain_id AND x.chain_lane = s.chain_lane THEN s.pos
+                                ELSE coalesce(($1 ->> (x.chain_id::text || ':' || x.chain_lane))::bigint, 0) END
+                      FROM s, LATERAL (
+                        SELECT t.chain_id, t.chain_lane, t.chain_seq FROM tool_audit.%1$I t
+                         WHERE (t.chain_id, t.chain_lane, t.chain_seq)
+                               > (s.chain_id, s.chain_lane,
+                                  CASE WHEN s.chain_seq > s.pos THEN 9223372036854775807 ELSE s.pos END)
+                         ORDER BY t.chain_id, t.chain_lane, t.chain_seq LIMIT 1) x
+                     WHERE (x.chain_id, x.chain_lane) <= ($6, $7))
+                SELECT s.chain_id::text || ':' || s.chain_lane AS lane_key, x.seq, x.doc
+                  FROM s CROSS JOIN LATERAL (
+                       SELECT t.chain_seq AS seq, %2$s AS doc FROM tool_audit.%1$I t
+                        WHERE t.chain_id = s.chain_id AND t.chain_lane = s.chain_lane
+                          AND t.chain_seq > s.pos
+                        ORDER BY t.chain_seq LIMIT $2) x
+                 WHERE s.chain_seq > s.pos
+                   AND NOT (((s.chain_id & 4294967295) # ((s.chain_id >> 32) & 4294967295))
+                            || ':' || s.chain_lane) = ANY ($3)
+                 LIMIT $2$q$, tab, doc)
+                USING tab_pos, max_rows - n, coalesce(own, '{}'), lo_id, lo_lane, hi_id, hi_lane
+            LOOP
+                IF held IS NOT NULL THEN
+                    line := held;
+                    next_cursor := NULL;
+                    RETURN NEXT;
+                END IF;
+                held := r.doc;
+                n := n + 1;
+                -- a lane's rows come together, in order: its last one is its place
+                IF moved_n = 0 OR moved_key[moved_n] <> r.lane_key THEN
+                    moved_n := moved_n + 1;
+                    moved_key[moved_n] := r.lane_key;
+                END IF;
+                moved_seq[moved_n] := r.seq;
+            END LOOP;
+            EXIT WHEN n >= max_rows;
         END LOOP;
         -- the cursor's entries of this table and the page's few, merged once
         -- (not a jsonb_set() a row, nor jsonb_object_agg() of the whole
         -- cursor, which took 1.4 s at 100,000 lanes: bench/export_since.sh)
         IF moved_n > 0 THEN
             cur := jsonb_set(cur, ARRAY[tab],
-                             (cur -> tab) || (SELECT jsonb_object_agg(u.k, u.s)
-                                                FROM unnest(moved_key, moved_seq) u(k, s)));
+                             tab_pos || (SELECT jsonb_object_agg(u.k, u.s)
+                                           FROM unnest(moved_key, moved_seq) u(k, s)));
         END IF;
         -- the lane this table's next page starts after: where this one
         -- stopped if it filled up here, else none (every lane was visited)

@@ -111,26 +111,6 @@ is_after_lane(const JsonbValue *v)
 	return lane <= (uint64) PG_INT32_MAX;
 }
 
-/* "after": {table: after lane}, each table at most once (jsonb keys are). */
-static void
-check_after(JsonbContainer *obj)
-{
-	JsonbIterator *it = JsonbIteratorInit(obj);
-	JsonbValue	v;
-	JsonbIteratorToken tok;
-
-	tok = JsonbIteratorNext(&it, &v, true);
-	if (tok != WJB_BEGIN_OBJECT)
-		bad_cursor();
-	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
-	{
-		if (tok == WJB_KEY && !is_table_name(&v))
-			bad_cursor();
-		if (tok == WJB_VALUE && !is_after_lane(&v))
-			bad_cursor();
-	}
-}
-
 /*
  * A position: a number whose text is [0-9]{1,18}, as the SQL check read it
  * (so 1.0 and 1e3, which numeric_out writes 1.0 and 1000, differ: the first
@@ -152,33 +132,31 @@ is_position(const JsonbValue *v)
 	return ok;
 }
 
-/* The lanes of one table's object; refuses anything but lane: position. */
+/*
+ * The members of an object (a table's positions, or "after"), each key and
+ * value checked; refuses the cursor at the first that is not right.
+ */
 static int64
-table_lanes(JsonbContainer *obj)
+check_members(JsonbContainer *obj, bool (*key_ok) (const JsonbValue *),
+			  bool (*value_ok) (const JsonbValue *))
 {
 	JsonbIterator *it = JsonbIteratorInit(obj);
 	JsonbValue	v;
 	JsonbIteratorToken tok;
-	int64		lanes = 0;
+	int64		members = 0;
 
-	tok = JsonbIteratorNext(&it, &v, true);
-	if (tok != WJB_BEGIN_OBJECT)
-		bad_cursor();
 	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
 	{
 		if (tok == WJB_KEY)
 		{
-			if (!is_lane_key(&v))
+			if (!key_ok(&v))
 				bad_cursor();
-			lanes++;
+			members++;
 		}
-		else if (tok == WJB_VALUE)
-		{
-			if (!is_position(&v))
-				bad_cursor();
-		}
+		else if (tok == WJB_VALUE && !value_ok(&v))
+			bad_cursor();
 	}
-	return lanes;
+	return members;
 }
 
 /*
@@ -218,9 +196,9 @@ export_cursor_lanes(PG_FUNCTION_ARGS)
 			else if (v.type != jbvBinary || !JsonContainerIsObject(v.val.binary.data))
 				bad_cursor();
 			else if (is_after)
-				check_after(v.val.binary.data);
+				check_members(v.val.binary.data, is_table_name, is_after_lane);
 			else
-				lanes += table_lanes(v.val.binary.data);
+				lanes += check_members(v.val.binary.data, is_lane_key, is_position);
 		}
 	}
 	PG_FREE_IF_COPY(cur, 0);
