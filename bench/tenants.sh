@@ -13,7 +13,11 @@
 # TA_BENCH_POOLER ("none", "pgbouncer" or "both", default "both"),
 # TA_BENCH_POOL_SIZE (PgBouncer's default_pool_size, default 20: the 48
 # clients share 20 server sessions, so each session writes for any tenant),
-# TA_BENCH_SETTING (one more postgresql.conf line, e.g. "wal_compression = lz4").
+# TA_BENCH_SETTING (one more postgresql.conf line, e.g. "wal_compression = lz4"),
+# TA_BENCH_FLOOR=1 (one more variant: the same INSERT into bench_chained,
+# bench/chain_floor.sql, the plain table plus the chain's columns and index,
+# filled with no audit work: the ceiling for any design that stores the
+# chain in the row).
 # The variants run interleaved, round after round, as in bench/run.sh; tps are
 # medians over the rounds, each ratio the median of the ratios of the rounds
 # (each variant against the plain run of its own round).  The run ends with
@@ -39,7 +43,8 @@ if [ "$POOLER" != none ] && ! command -v pgbouncer >/dev/null; then
 fi
 bench_cluster "synchronous_commit = on" "shared_buffers = 256MB" "max_wal_size = 32GB" \
     "checkpoint_timeout = 1d" "max_connections = $((CLIENTS + 20))" ${TA_BENCH_SETTING:+"$TA_BENCH_SETTING"}
-cp "$TA_ROOT"/bench/setup.sql "$WORK/"
+FLOOR=${TA_BENCH_FLOOR:-}
+cp "$TA_ROOT"/bench/setup.sql "$TA_ROOT"/bench/chain_floor.sql "$WORK/"
 # the row of bench/plain_insert.sql, audited_insert.sql and log_call.sql,
 # its tenant drawn at random
 ARGS='{"order_id": "ORD-54321", "status": "shipped", "customer": {"id": "C-123", "email": "jane@example.com"}, "note": "customer asked twice", "api_key": "sk-abcdefghijklmnopqrstuvwx"}'
@@ -47,11 +52,13 @@ RES='{"order_id": "ORD-54321", "status": "shipped", "tracking": "1Z999", "items"
 COLS="tool_name, conversation_id, turn_number, user_id, user_role, model, tenant_id, arguments, result_summary, duration_ms"
 VALS="'update_order_status', 'conv_bench', 3, 'usr_98765', 'support_agent', 'gpt-4.1', 'tenant_' || :t, '$ARGS', '$RES', 145.2"
 printf '\\set t random(1, %d)\nINSERT INTO bench_plain (%s) VALUES (%s);\n' "$TENANTS" "$COLS" "$VALS" >"$WORK/t_plain.sql"
+printf '\\set t random(1, %d)\nINSERT INTO bench_chained (%s) VALUES (%s);\n' "$TENANTS" "$COLS" "$VALS" >"$WORK/t_floor.sql"
 printf '\\set t random(1, %d)\nINSERT INTO tool_audit.tool_calls (%s) VALUES (%s);\n' "$TENANTS" "$COLS" "$VALS" >"$WORK/t_insert.sql"
 printf '\\set t random(1, %d)\nSELECT 1 FROM tool_audit.log_call('"'"'update_order_status'"'"', '"'"'%s'"'"', '"'"'%s'"'"', 145.2, ('"'"'{"conversation_id": "conv_bench", "turn_number": 3, "user_id": "usr_98765", "user_role": "support_agent", "model": "gpt-4.1", "tenant_id": "tenant_'"'"' || :t || '"'"'"}'"'"')::jsonb);\n' \
     "$TENANTS" "$ARGS" "$RES" >"$WORK/t_log_call.sql"
 [ "$(id -u)" -eq 0 ] && chown -R postgres: "$WORK"
 "${PSQL[@]}" -f "$WORK/setup.sql"
+if [ -n "$FLOOR" ]; then "${PSQL[@]}" -f "$WORK/chain_floor.sql"; fi
 
 PB_PORT=""
 if [ "$POOLER" != none ]; then
@@ -154,7 +161,9 @@ ratios() { paste -d' ' <(echo $1 | tr ' ' '\n') <(echo $2 | tr ' ' '\n') | awk '
 r() { echo $1 | awk '{for (i = 1; i <= NF; i++) printf "%s%.0f", (i > 1 ? " " : ""), $i}'; }
 
 echo "PostgreSQL $("$BINDIR/postgres" -V | awk '{print $3}'), $(nproc) cores (load $(cut -d' ' -f1-3 /proc/loadavg) before), $CLIENTS clients, $TENANTS tenants, ${SECS}s per measurement, median of $ROUNDS interleaved rounds, synchronous_commit = on"
-printf '%-10s %9s %9s %9s | %9s %9s\n' path plain INSERT log_call INSERT/p log_call/p
+printf '%-10s %9s %9s %9s | %9s %9s' path plain INSERT log_call INSERT/p log_call/p
+if [ -n "$FLOOR" ]; then printf ' | %9s %9s' chained chained/p; fi
+echo
 paths="direct"
 [ "$POOLER" = pgbouncer ] && paths="pgbouncer"
 [ "$POOLER" = both ] && paths="direct pgbouncer"
@@ -163,19 +172,25 @@ tps t_plain.sql "$PORT" >/dev/null   # warm-up
 for path in $paths; do
     port=$PORT
     [ "$path" = pgbouncer ] && port=$PB_PORT
-    p_all="" i_all="" c_all=""
+    p_all="" i_all="" c_all="" f_all=""
     for round in $(seq 1 "$ROUNDS"); do
         prof=""
         [ "$path" = direct ] && [ "$round" = 1 ] && prof=profile
         p_all="$p_all $(tps t_plain.sql "$port" $prof)"
+        if [ -n "$FLOOR" ]; then f_all="$f_all $(tps t_floor.sql "$port" $prof)"; fi
         i_all="$i_all $(tps t_insert.sql "$port" $prof)"
         c_all="$c_all $(tps t_log_call.sql "$port" $prof)"
     done
     awk -v n="$path" -v p="$(echo $p_all | median)" -v i="$(echo $i_all | median)" \
         -v l="$(echo $c_all | median)" \
         -v ip="$(ratios "$i_all" "$p_all" | median)" -v lp="$(ratios "$c_all" "$p_all" | median)" \
-        'BEGIN { printf "%-10s %9.0f %9.0f %9.0f | %9.2f %9.2f\n", n, p, i, l, ip, lp }'
-    echo "           tps by round: plain $(r "$p_all") | INSERT $(r "$i_all") | log_call $(r "$c_all")"
+        'BEGIN { printf "%-10s %9.0f %9.0f %9.0f | %9.2f %9.2f", n, p, i, l, ip, lp }'
+    if [ -n "$FLOOR" ]; then
+        awk -v f="$(echo $f_all | median)" -v fp="$(ratios "$f_all" "$p_all" | median)" \
+            'BEGIN { printf " | %9.0f %9.2f", f, fp }'
+    fi
+    echo
+    echo "           tps by round: plain $(r "$p_all") | INSERT $(r "$i_all") | log_call $(r "$c_all")${FLOOR:+ | chained $(r "$f_all")}"
 done
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
 "${PSQL[@]}" -At -F ' ' -c "SELECT 'check: audited rows', count(*), 'tenants', count(DISTINCT tenant_id), 'lanes', count(DISTINCT (chain_id, chain_lane)) FROM tool_audit.tool_calls"
