@@ -201,13 +201,19 @@ $$;
 COMMENT ON FUNCTION tool_audit.fhir_purpose(text, boolean) IS
     'FHIR AuditEvent.purposeOfEvent: the purpose as text and, for a break-the-glass access, the v3 ActReason code BTG';
 
--- fhir_audit_event(row): one FHIR R4 AuditEvent resource for a tool call
+-- fhir_audit_event(row): one FHIR R4 AuditEvent resource for a tool call.
+-- PL/pgSQL returning one expression (1.5): PL/pgSQL prepares it once a
+-- transaction, where an SQL function (not inlined: it pins two settings) was
+-- set up again for every row; the entity and detail lists drop their empty
+-- members with a JSON path filter instead of subqueries, which would make it
+-- a query to plan and start for every row (no detail at all: no list)
 CREATE FUNCTION tool_audit.fhir_audit_event(r tool_audit.tool_calls) RETURNS jsonb
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 SET extra_float_digits = 1
 AS $$
-    SELECT jsonb_strip_nulls(jsonb_build_object(
+BEGIN
+    RETURN jsonb_strip_nulls(jsonb_build_object(
         'resourceType', 'AuditEvent',
         'id', r.event_id::text,
         'type', CASE WHEN tool_audit.fhir_code(r.subject_id) IS NOT NULL
@@ -248,26 +254,27 @@ AS $$
             'site', tool_audit.fhir_string(r.tenant_id),
             'observer', jsonb_build_object('display', tool_audit.fhir_string('tool_audit@' || current_database())),
             'type', '[{"system": "http://terminology.hl7.org/CodeSystem/security-source-type", "code": "4", "display": "Application Server"}]'::jsonb),
-        'entity', (SELECT jsonb_agg(e ORDER BY n) FROM (VALUES
-            (1, tool_audit.fhir_subject_entity(r.subject_id, r.session_metadata->>'subject_type')),
-            (2, jsonb_build_object(
+        -- the subject (when there is one) and the call; each detail with a value
+        'entity', jsonb_path_query_array(jsonb_build_array(
+            tool_audit.fhir_subject_entity(r.subject_id, r.session_metadata->>'subject_type'),
+            jsonb_build_object(
                 'what', jsonb_build_object('identifier', CASE WHEN tool_audit.fhir_string(r.tool_call_id) IS NOT NULL
                     THEN jsonb_build_object('system', 'urn:tool_audit:tool_call_id', 'value', tool_audit.fhir_string(r.tool_call_id))
                     ELSE jsonb_build_object('system', 'urn:tool_audit:event_id', 'value', r.event_id::text) END),
                 'type', '{"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type", "code": "2", "display": "System Object"}'::jsonb,
                 'name', tool_audit.fhir_string(r.tool_name),
-                'detail', (SELECT jsonb_agg(jsonb_build_object('type', d.k, 'valueString', d.v) ORDER BY d.n)
-                             FROM (VALUES (1, 'arguments', tool_audit.fhir_string(r.arguments::text)),
-                                          (2, 'result_summary', tool_audit.fhir_string(r.result_summary::text)),
-                                          (3, 'conversation_id', tool_audit.fhir_string(r.conversation_id)),
-                                          (4, 'turn_number', r.turn_number::text),
-                                          (5, 'call_trigger', r.call_trigger::text),
-                                          (6, 'duration_ms', r.duration_ms::text),
-                                          (7, 'row_hash', encode(r.row_hash, 'hex')),
-                                          (8, 'chain', r.chain_id || '/' || r.chain_lane || '/' || r.chain_seq))
-                                  AS d(n, k, v)
-                            WHERE d.v IS NOT NULL)))
-            ) AS x(n, e) WHERE e IS NOT NULL)))
+                'detail', nullif(jsonb_path_query_array(jsonb_build_array(
+                    jsonb_build_object('type', 'arguments', 'valueString', tool_audit.fhir_string(r.arguments::text)),
+                    jsonb_build_object('type', 'result_summary', 'valueString', tool_audit.fhir_string(r.result_summary::text)),
+                    jsonb_build_object('type', 'conversation_id', 'valueString', tool_audit.fhir_string(r.conversation_id)),
+                    jsonb_build_object('type', 'turn_number', 'valueString', r.turn_number::text),
+                    jsonb_build_object('type', 'call_trigger', 'valueString', r.call_trigger::text),
+                    jsonb_build_object('type', 'duration_ms', 'valueString', r.duration_ms::text),
+                    jsonb_build_object('type', 'row_hash', 'valueString', encode(r.row_hash, 'hex')),
+                    jsonb_build_object('type', 'chain', 'valueString', r.chain_id || '/' || r.chain_lane || '/' || r.chain_seq)),
+                    '$[*] ? (@.valueString.type() != "null")'), '[]'))),
+            '$[*] ? (@.type() != "null")')));
+END
 $$;
 COMMENT ON FUNCTION tool_audit.fhir_audit_event(tool_audit.tool_calls) IS
     'One tool call as a FHIR R4 AuditEvent resource';

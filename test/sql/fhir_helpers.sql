@@ -172,6 +172,117 @@ WITH flag(b) AS (SELECT unnest(ARRAY[true, false, NULL])),
 SELECT count(*) AS cases, count(*) FILTER (WHERE fhir_ref.is_break_glass(t)) AS break_glass,
        count(*) FILTER (WHERE tool_audit.is_break_glass(t) IS DISTINCT FROM fhir_ref.is_break_glass(t)) AS break_glass_differs
   FROM r;
+-- fhir_audit_event() (PL/pgSQL since 1.5) against its SQL definition, on
+-- 5,000 rows mixing every field's cases: missing, blank, with whitespace
+-- FHIR refuses, a float that needs 17 digits, with and without hashes
+CREATE FUNCTION fhir_ref.fhir_audit_event(r tool_audit.tool_calls) RETURNS jsonb
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+SET extra_float_digits = 1
+AS $$
+    SELECT jsonb_strip_nulls(jsonb_build_object(
+        'resourceType', 'AuditEvent',
+        'id', r.event_id::text,
+        'type', CASE WHEN tool_audit.fhir_code(r.subject_id) IS NOT NULL
+                      AND lower(tool_audit.fhir_code(r.session_metadata->>'subject_type')) = 'patient'
+                     THEN '{"system": "http://dicom.nema.org/resources/ontology/DCM", "code": "110110", "display": "Patient Record"}'::jsonb
+                     ELSE '{"system": "http://dicom.nema.org/resources/ontology/DCM", "code": "110100", "display": "Application Activity"}'::jsonb END,
+        'subtype', jsonb_build_array(jsonb_build_object(
+            'system', 'urn:tool_audit:tool',
+            'code', coalesce(tool_audit.fhir_code(r.tool_name), 'unnamed'),
+            'display', tool_audit.fhir_string(r.tool_name))),
+        'action', tool_audit.fhir_action(r.tool_name),
+        'recorded', tool_audit.iso8601_utc(r.recorded_at),
+        'outcome', CASE WHEN r.success THEN '0' WHEN NOT r.success THEN '4' END,
+        'outcomeDesc', tool_audit.fhir_string(r.error),
+        'purposeOfEvent', tool_audit.fhir_purpose(r.purpose,
+                                                  coalesce(r.break_glass, false) OR tool_audit.is_break_glass(r)),
+        'agent', jsonb_build_array(
+            jsonb_build_object(
+                'type', '{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/extra-security-role-type", "code": "humanuser", "display": "human user"}]}'::jsonb,
+                'who', CASE WHEN tool_audit.fhir_string(r.user_id) IS NOT NULL
+                            THEN jsonb_build_object('identifier', jsonb_build_object('value', tool_audit.fhir_string(r.user_id)))
+                            ELSE '{"display": "unknown"}'::jsonb END,
+                'role', CASE WHEN tool_audit.fhir_string(r.user_role) IS NOT NULL
+                             THEN jsonb_build_array(jsonb_build_object('text', tool_audit.fhir_string(r.user_role))) END,
+                'requestor', tool_audit.fhir_string(r.impersonated_by) IS NULL,
+                'network', CASE WHEN r.client_ip IS NOT NULL
+                                THEN jsonb_build_object('address', host(r.client_ip), 'type', '2') END),
+            jsonb_build_object(
+                'type', '{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/extra-security-role-type", "code": "dataprocessor", "display": "data processor"}]}'::jsonb,
+                'who', jsonb_build_object('display', coalesce(tool_audit.fhir_string(r.model), 'unknown model')),
+                'requestor', false))
+            || CASE WHEN tool_audit.fhir_string(r.impersonated_by) IS NOT NULL THEN jsonb_build_array(jsonb_build_object(
+                'type', '{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/extra-security-role-type", "code": "humanuser", "display": "human user"}]}'::jsonb,
+                'who', jsonb_build_object('identifier', jsonb_build_object('value', tool_audit.fhir_string(r.impersonated_by))),
+                'role', '[{"text": "impersonator"}]'::jsonb,
+                'requestor', true)) ELSE '[]'::jsonb END,
+        'source', jsonb_build_object(
+            'site', tool_audit.fhir_string(r.tenant_id),
+            'observer', jsonb_build_object('display', tool_audit.fhir_string('tool_audit@' || current_database())),
+            'type', '[{"system": "http://terminology.hl7.org/CodeSystem/security-source-type", "code": "4", "display": "Application Server"}]'::jsonb),
+        'entity', (SELECT jsonb_agg(e ORDER BY n) FROM (VALUES
+            (1, tool_audit.fhir_subject_entity(r.subject_id, r.session_metadata->>'subject_type')),
+            (2, jsonb_build_object(
+                'what', jsonb_build_object('identifier', CASE WHEN tool_audit.fhir_string(r.tool_call_id) IS NOT NULL
+                    THEN jsonb_build_object('system', 'urn:tool_audit:tool_call_id', 'value', tool_audit.fhir_string(r.tool_call_id))
+                    ELSE jsonb_build_object('system', 'urn:tool_audit:event_id', 'value', r.event_id::text) END),
+                'type', '{"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type", "code": "2", "display": "System Object"}'::jsonb,
+                'name', tool_audit.fhir_string(r.tool_name),
+                'detail', (SELECT jsonb_agg(jsonb_build_object('type', d.k, 'valueString', d.v) ORDER BY d.n)
+                             FROM (VALUES (1, 'arguments', tool_audit.fhir_string(r.arguments::text)),
+                                          (2, 'result_summary', tool_audit.fhir_string(r.result_summary::text)),
+                                          (3, 'conversation_id', tool_audit.fhir_string(r.conversation_id)),
+                                          (4, 'turn_number', r.turn_number::text),
+                                          (5, 'call_trigger', r.call_trigger::text),
+                                          (6, 'duration_ms', r.duration_ms::text),
+                                          (7, 'row_hash', encode(r.row_hash, 'hex')),
+                                          (8, 'chain', r.chain_id || '/' || r.chain_lane || '/' || r.chain_seq))
+                                  AS d(n, k, v)
+                            WHERE d.v IS NOT NULL)))
+            ) AS x(n, e) WHERE e IS NOT NULL)))
+$$;
+SELECT setseed(0.75);
+CREATE TEMP TABLE fhir_rows AS
+SELECT jsonb_populate_record(NULL::tool_audit.tool_calls, jsonb_strip_nulls(jsonb_build_object(
+           'event_id', gen_random_uuid(),
+           'recorded_at', '2025-03-03 09:00:00+00'::timestamptz + i * interval '1 second',
+           'tool_name', (ARRAY[NULL, '', 'get_account', E'refund\u00a0order', 'DELETE_NOTE', ' x '])[1 + i % 6],
+           'tool_call_id', (ARRAY[NULL, '', ' ', 'call_1', E'call\u20282'])[1 + i % 5],
+           'subject_id', (ARRAY[NULL, '', 'sub_1', E'\u3000', ' p 2 '])[1 + i % 7 % 5],
+           'session_metadata', (ARRAY['{}', '{"subject_type": "patient"}', '{"subject_type": " Customer "}',
+                                      '{"subject_type": "order", "break_glass": true}', '{"subject_type": ""}'])[1 + i % 11 % 5]::jsonb,
+           'purpose', (ARRAY[NULL, 'treatment', 'emergency', '', E'care\u000bplan'])[1 + i % 13 % 5],
+           'break_glass', (ARRAY[NULL, true, false])[1 + i % 3],
+           'success', (ARRAY[NULL, true, false])[1 + i % 17 % 3],
+           'error', (ARRAY[NULL, 'timeout', ''])[1 + i % 19 % 3],
+           'user_id', (ARRAY[NULL, 'usr_1', E' \ufeff'])[1 + i % 23 % 3],
+           'user_role', (ARRAY[NULL, 'nurse', ''])[1 + i % 29 % 3],
+           'impersonated_by', (ARRAY[NULL, 'admin_1', ''])[1 + i % 31 % 3],
+           'model', (ARRAY[NULL, 'gpt-4.1', ''])[1 + i % 37 % 3],
+           'client_ip', (ARRAY[NULL, '10.1.2.3', '2001:db8::1'])[1 + i % 41 % 3],
+           'tenant_id', (ARRAY[NULL, 'tenant_a', ''])[1 + i % 43 % 3],
+           'conversation_id', (ARRAY[NULL, 'conv_1', E'\u2000'])[1 + i % 47 % 3],
+           'turn_number', (ARRAY[NULL, 3])[1 + i % 2],
+           'call_trigger', (ARRAY[NULL, 'user_request', 'retry'])[1 + i % 53 % 3],
+           'duration_ms', (ARRAY[NULL, 145.2, 0.30000000000000004, 1e-7])[1 + i % 59 % 4],
+           'arguments', (ARRAY[NULL, '{}', '{"a": "x\u000by"}', '[1, 2.5]'])[1 + i % 61 % 4]::jsonb,
+           'result_summary', (ARRAY[NULL, '"ok"', '{"n": 1}'])[1 + i % 67 % 3]::jsonb,
+           'row_hash', CASE WHEN i % 71 % 2 = 0 THEN sha256(i::text::bytea) END,
+           'chain_id', CASE WHEN i % 73 % 2 = 0 THEN -9223372036854775807 + i END,
+           'chain_lane', CASE WHEN i % 73 % 2 = 0 THEN i % 4 END,
+           'chain_seq', CASE WHEN i % 79 % 2 = 0 THEN i END))) AS t
+  FROM generate_series(1, 5000) i;
+SELECT count(*) AS rows_compared,
+       count(*) FILTER (WHERE tool_audit.fhir_audit_event(t) IS DISTINCT FROM fhir_ref.fhir_audit_event(t)) AS audit_event_differs,
+       count(*) FILTER (WHERE jsonb_array_length(fhir_ref.fhir_audit_event(t) -> 'entity') = 2) AS with_subject,
+       count(*) FILTER (WHERE NOT fhir_ref.fhir_audit_event(t) #> '{entity,-1}' ? 'detail') AS without_detail
+  FROM fhir_rows;
+SET extra_float_digits = -3;   -- the function pins its own
+SELECT count(*) FILTER (WHERE tool_audit.fhir_audit_event(t) IS DISTINCT FROM fhir_ref.fhir_audit_event(t)) AS audit_event_differs_efd
+  FROM fhir_rows;
+RESET extra_float_digits;
+
 -- and the planner inlines them: no call to any of them is left in the plan
 CREATE FUNCTION fhir_ref.plan_calls(query text) RETURNS TABLE (helper text, called boolean)
 LANGUAGE plpgsql AS $$
