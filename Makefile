@@ -38,6 +38,7 @@ OBJS = \
 	src/impersonation.o \
 	src/read_audit.o \
 	src/export_cursor.o \
+	src/fhir_text.o \
 	src/alerts.o \
 	src/track.o \
 	src/track_write.o \
@@ -58,7 +59,7 @@ INSTALL_PARTS = $(sort $(wildcard $(srcdir)/sql/install/*.sql))
 # runs on its own (test/regress_each.sh): its set-up is its own or the explicit
 # include of test/fixtures.sql.  Isolation specs: test/isolation.  TAP: test/t.
 REGRESS = setup sanitize detect sanitize_coverage pseudonym summarize log_call log_event no_secret_in_errors \
-	append_only ddl_guard roles tenants rules_admin bad_input chain reports exports upgrade \
+	append_only ddl_guard roles tenants rules_admin bad_input chain reports exports fhir_helpers upgrade \
 	retention_policies holds purge erasure retention_schedule data_changes approvals break_glass \
 	impersonation read_audit calls retries data_changes_audit alerts track track_call_owner free_text_sanitized alert_guards \
 	report_rows export_since export_since_attacks tenant_verify time_order role_alerts security_state track_cache verify_incremental verify_since_attacks track_kept \

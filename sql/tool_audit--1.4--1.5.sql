@@ -117,6 +117,48 @@ REVOKE ALL ON FUNCTION tool_audit.data_changes_before_insert() FROM PUBLIC;
 -- purpose of use, the identifier labelled by what it holds, admin events as
 -- AuditEvents (the same definitions as sql/install/80_exports.sql)
 -- ---------------------------------------------------------------------------
+-- fhir_string(value): a FHIR string: the R4 schema's string pattern
+-- (^[ \r\n\t\S]+$, in JavaScript) admits no whitespace but space, tab, CR
+-- and LF, so the others (vertical tab, form feed, no-break and other Unicode
+-- spaces) become spaces; an empty string becomes NULL (FHIR has none).
+-- In C since 1.5 (src/fhir_text.c): a dozen calls a row of export_fhir()
+CREATE OR REPLACE FUNCTION tool_audit.fhir_string(value text) RETURNS text
+    AS 'MODULE_PATHNAME', 'ta_fhir_string' LANGUAGE C STRICT STABLE PARALLEL SAFE;
+COMMENT ON FUNCTION tool_audit.fhir_string(text) IS
+    'The text as a valid FHIR string: whitespace the R4 schema refuses becomes a space, an empty string NULL';
+
+-- fhir_code(value): a FHIR code: a FHIR string with no leading, trailing or
+-- repeated whitespace (C since 1.5, src/fhir_text.c)
+CREATE OR REPLACE FUNCTION tool_audit.fhir_code(value text) RETURNS text
+    AS 'MODULE_PATHNAME', 'ta_fhir_code' LANGUAGE C STRICT STABLE PARALLEL SAFE;
+COMMENT ON FUNCTION tool_audit.fhir_code(text) IS
+    'The text as a valid FHIR code: trimmed, inner whitespace collapsed, an empty string NULL';
+
+-- fhir_action(tool_name): the AuditEvent action a tool's leading verb
+-- implies (get_order, searchPatients, DELETE_NOTE: the first word)
+-- No SET clause (1.5), so that the planner inlines it into the queries that
+-- call it per row (a function with SET is not inlined, and one called from
+-- inside another SQL function is parsed and planned again at every call);
+-- its functions are schema-qualified instead, and where the caller pins the
+-- search_path (fhir_audit_event() and the exports do) it is parsed under it
+CREATE OR REPLACE FUNCTION tool_audit.fhir_action(tool_name text) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT CASE pg_catalog.lower(coalesce(substring(tool_name FROM '^[A-Z]+(?![a-z])'),
+                                          substring(tool_name FROM '^[A-Za-z][a-z]*')))
+        WHEN 'get' THEN 'R' WHEN 'read' THEN 'R' WHEN 'list' THEN 'R' WHEN 'search' THEN 'R'
+        WHEN 'find' THEN 'R' WHEN 'lookup' THEN 'R' WHEN 'fetch' THEN 'R' WHEN 'query' THEN 'R'
+        WHEN 'view' THEN 'R' WHEN 'show' THEN 'R' WHEN 'check' THEN 'R'
+        WHEN 'create' THEN 'C' WHEN 'add' THEN 'C' WHEN 'insert' THEN 'C' WHEN 'new' THEN 'C'
+        WHEN 'update' THEN 'U' WHEN 'set' THEN 'U' WHEN 'modify' THEN 'U' WHEN 'edit' THEN 'U'
+        WHEN 'change' THEN 'U' WHEN 'patch' THEN 'U'
+        WHEN 'delete' THEN 'D' WHEN 'remove' THEN 'D' WHEN 'purge' THEN 'D' WHEN 'erase' THEN 'D'
+        ELSE 'E'
+    END
+$$;
+COMMENT ON FUNCTION tool_audit.fhir_action(text) IS
+    'The FHIR AuditEvent action code (C, R, U, D or E) that a tool name''s leading verb implies';
+
 -- fhir_subject_entity(subject_id, subject_type): the AuditEvent entity for
 -- the data subject a row is about, typed by the kind of subject its context
 -- named (the context key subject_type, kept in session_metadata; for an
@@ -127,38 +169,34 @@ REVOKE ALL ON FUNCTION tool_audit.data_changes_before_insert() FROM PUBLIC;
 -- subject of no stated kind is a Person (a data subject is one) in no role;
 -- an organization is an Organization; any other stated kind is Other.  NULL
 -- without a subject.
+-- No SET clause (1.5): inlined per row, as fhir_action() above
 CREATE FUNCTION tool_audit.fhir_subject_entity(subject_id text, subject_type text) RETURNS jsonb
 LANGUAGE sql STABLE PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT CASE WHEN tool_audit.fhir_code(subject_id) IS NOT NULL THEN jsonb_strip_nulls(jsonb_build_object(
-        'what', jsonb_build_object('identifier', jsonb_build_object('value', tool_audit.fhir_string(subject_id))),
-        'type', jsonb_build_object('system', 'http://terminology.hl7.org/CodeSystem/audit-entity-type',
-                                   'code', k.type_code, 'display', k.type_display),
-        'role', CASE WHEN k.role_code IS NOT NULL
-                     THEN jsonb_build_object('system', 'http://terminology.hl7.org/CodeSystem/object-role',
-                                             'code', k.role_code, 'display', k.role_display) END,
-        'detail', CASE WHEN k.kind IS NOT NULL
-                       THEN jsonb_build_array(jsonb_build_object('type', 'subject_type',
-                                                                 'valueString', tool_audit.fhir_code(subject_type))) END))
+    SELECT CASE WHEN tool_audit.fhir_code(subject_id) IS NOT NULL THEN pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object(
+        'what', pg_catalog.jsonb_build_object('identifier', pg_catalog.jsonb_build_object('value', tool_audit.fhir_string(subject_id))),
+        'type', CASE WHEN tool_audit.fhir_code(subject_type) IS NULL
+                       OR pg_catalog.lower(tool_audit.fhir_code(subject_type)) IN ('patient', 'customer', 'user', 'employee', 'doctor',
+                                                                                 'practitioner', 'provider', 'subscriber', 'guarantor')
+                     THEN '{"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type", "code": "1", "display": "Person"}'::jsonb
+                     WHEN pg_catalog.lower(tool_audit.fhir_code(subject_type)) = 'organization'
+                     THEN '{"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type", "code": "3", "display": "Organization"}'::jsonb
+                     ELSE '{"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type", "code": "4", "display": "Other"}'::jsonb END,
+        'role', CASE pg_catalog.lower(tool_audit.fhir_code(subject_type))
+                     WHEN 'patient' THEN '{"system": "http://terminology.hl7.org/CodeSystem/object-role", "code": "1", "display": "Patient"}'::jsonb
+                     WHEN 'customer' THEN '{"system": "http://terminology.hl7.org/CodeSystem/object-role", "code": "19", "display": "Customer"}'::jsonb
+                     WHEN 'user' THEN '{"system": "http://terminology.hl7.org/CodeSystem/object-role", "code": "6", "display": "User"}'::jsonb
+                     WHEN 'employee' THEN '{"system": "http://terminology.hl7.org/CodeSystem/object-role", "code": "6", "display": "User"}'::jsonb
+                     WHEN 'doctor' THEN '{"system": "http://terminology.hl7.org/CodeSystem/object-role", "code": "8", "display": "Doctor"}'::jsonb
+                     WHEN 'practitioner' THEN '{"system": "http://terminology.hl7.org/CodeSystem/object-role", "code": "15", "display": "Provider"}'::jsonb
+                     WHEN 'provider' THEN '{"system": "http://terminology.hl7.org/CodeSystem/object-role", "code": "15", "display": "Provider"}'::jsonb
+                     WHEN 'subscriber' THEN '{"system": "http://terminology.hl7.org/CodeSystem/object-role", "code": "9", "display": "Subscriber"}'::jsonb
+                     WHEN 'guarantor' THEN '{"system": "http://terminology.hl7.org/CodeSystem/object-role", "code": "10", "display": "Guarantor"}'::jsonb
+                END,
+        'detail', CASE WHEN tool_audit.fhir_code(subject_type) IS NOT NULL
+                       THEN pg_catalog.jsonb_build_array(pg_catalog.jsonb_build_object('type', 'subject_type',
+                                                                                       'valueString', tool_audit.fhir_code(subject_type))) END))
     END
-      FROM (SELECT lower(tool_audit.fhir_code(subject_type)) AS kind) s,
-           LATERAL (SELECT s.kind,
-                CASE WHEN s.kind IS NULL OR s.kind IN ('patient', 'customer', 'user', 'employee', 'doctor',
-                                                       'practitioner', 'provider', 'subscriber', 'guarantor')
-                          THEN '1' WHEN s.kind = 'organization' THEN '3' ELSE '4' END AS type_code,
-                CASE WHEN s.kind IS NULL OR s.kind IN ('patient', 'customer', 'user', 'employee', 'doctor',
-                                                       'practitioner', 'provider', 'subscriber', 'guarantor')
-                          THEN 'Person' WHEN s.kind = 'organization' THEN 'Organization' ELSE 'Other' END AS type_display,
-                CASE s.kind WHEN 'patient' THEN '1' WHEN 'customer' THEN '19' WHEN 'user' THEN '6'
-                            WHEN 'employee' THEN '6' WHEN 'doctor' THEN '8' WHEN 'practitioner' THEN '15'
-                            WHEN 'provider' THEN '15' WHEN 'subscriber' THEN '9' WHEN 'guarantor' THEN '10'
-                END AS role_code,
-                CASE s.kind WHEN 'patient' THEN 'Patient' WHEN 'customer' THEN 'Customer' WHEN 'user' THEN 'User'
-                            WHEN 'employee' THEN 'User' WHEN 'doctor' THEN 'Doctor' WHEN 'practitioner' THEN 'Provider'
-                            WHEN 'provider' THEN 'Provider' WHEN 'subscriber' THEN 'Subscriber'
-                            WHEN 'guarantor' THEN 'Guarantor'
-                END AS role_display) k
 $$;
 COMMENT ON FUNCTION tool_audit.fhir_subject_entity(text, text) IS
     'The FHIR AuditEvent entity for a data subject, typed and given its role (audit-entity-type, object-role) by the kind of subject; NULL without a subject';
@@ -166,15 +204,16 @@ COMMENT ON FUNCTION tool_audit.fhir_subject_entity(text, text) IS
 -- fhir_purpose(purpose, break_glass): AuditEvent.purposeOfEvent: the
 -- purpose as text and, for a break-the-glass access, the v3 ActReason code
 -- BTG ("break the glass")
+-- No SET clause (1.5): inlined per row, as fhir_action() above
 CREATE FUNCTION tool_audit.fhir_purpose(purpose text, break_glass boolean) RETURNS jsonb
 LANGUAGE sql STABLE PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT CASE WHEN tool_audit.fhir_string(purpose) IS NOT NULL OR break_glass THEN
-        jsonb_build_array(jsonb_strip_nulls(jsonb_build_object(
-            'coding', CASE WHEN break_glass THEN
-                '[{"system": "http://terminology.hl7.org/CodeSystem/v3-ActReason", "code": "BTG", "display": "break the glass"}]'::jsonb END,
-            'text', tool_audit.fhir_string(purpose))))
+    SELECT CASE WHEN break_glass THEN
+                pg_catalog.jsonb_build_array(pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object(
+                    'coding', '[{"system": "http://terminology.hl7.org/CodeSystem/v3-ActReason", "code": "BTG", "display": "break the glass"}]'::jsonb,
+                    'text', tool_audit.fhir_string(purpose))))
+                WHEN tool_audit.fhir_string(purpose) IS NOT NULL THEN
+                pg_catalog.jsonb_build_array(pg_catalog.jsonb_build_object('text', tool_audit.fhir_string(purpose)))
     END
 $$;
 COMMENT ON FUNCTION tool_audit.fhir_purpose(text, boolean) IS
@@ -937,13 +976,13 @@ BEGIN
             jsonb_build_object('hold_id', h.hold_id, 'scope', h.scope), release_hold.reason);
 END
 $$;
+-- No SET clause (1.5): inlined per row, as fhir_action() above
 CREATE OR REPLACE FUNCTION tool_audit.is_break_glass(r tool_audit.tool_calls) RETURNS boolean
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT coalesce(r.break_glass, false)
         OR r.session_metadata @> '{"break_glass": true}'
-        OR coalesce(lower(btrim(r.purpose)) IN ('break_glass', 'break-glass', 'emergency'), false)
+        OR coalesce(pg_catalog.lower(pg_catalog.btrim(r.purpose)) IN ('break_glass', 'break-glass', 'emergency'), false)
 $$;
 COMMENT ON FUNCTION tool_audit.is_break_glass(tool_audit.tool_calls) IS
     'True if the tool call was an emergency access: flagged break_glass, "break_glass": true in its context, or a break-glass or emergency purpose';
@@ -3728,12 +3767,19 @@ $$;
 COMMENT ON FUNCTION tool_audit.tool_stats(text) IS
     'One tool''s call count (a call begun and ended counts once), success rate, average and maximum duration and distinct users, as JSON';
 
+-- fhir_audit_event(row): one FHIR R4 AuditEvent resource for a tool call.
+-- PL/pgSQL returning one expression (1.5): PL/pgSQL prepares it once a
+-- transaction, where an SQL function (not inlined: it pins two settings) was
+-- set up again for every row; the entity and detail lists drop their empty
+-- members with a JSON path filter instead of subqueries, which would make it
+-- a query to plan and start for every row (no detail at all: no list)
 CREATE OR REPLACE FUNCTION tool_audit.fhir_audit_event(r tool_audit.tool_calls) RETURNS jsonb
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 SET extra_float_digits = 1
 AS $$
-    SELECT jsonb_strip_nulls(jsonb_build_object(
+BEGIN
+    RETURN jsonb_strip_nulls(jsonb_build_object(
         'resourceType', 'AuditEvent',
         'id', r.event_id::text,
         'type', CASE WHEN tool_audit.fhir_code(r.subject_id) IS NOT NULL
@@ -3774,26 +3820,27 @@ AS $$
             'site', tool_audit.fhir_string(r.tenant_id),
             'observer', jsonb_build_object('display', tool_audit.fhir_string('tool_audit@' || current_database())),
             'type', '[{"system": "http://terminology.hl7.org/CodeSystem/security-source-type", "code": "4", "display": "Application Server"}]'::jsonb),
-        'entity', (SELECT jsonb_agg(e ORDER BY n) FROM (VALUES
-            (1, tool_audit.fhir_subject_entity(r.subject_id, r.session_metadata->>'subject_type')),
-            (2, jsonb_build_object(
+        -- the subject (when there is one) and the call; each detail with a value
+        'entity', jsonb_path_query_array(jsonb_build_array(
+            tool_audit.fhir_subject_entity(r.subject_id, r.session_metadata->>'subject_type'),
+            jsonb_build_object(
                 'what', jsonb_build_object('identifier', CASE WHEN tool_audit.fhir_string(r.tool_call_id) IS NOT NULL
                     THEN jsonb_build_object('system', 'urn:tool_audit:tool_call_id', 'value', tool_audit.fhir_string(r.tool_call_id))
                     ELSE jsonb_build_object('system', 'urn:tool_audit:event_id', 'value', r.event_id::text) END),
                 'type', '{"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type", "code": "2", "display": "System Object"}'::jsonb,
                 'name', tool_audit.fhir_string(r.tool_name),
-                'detail', (SELECT jsonb_agg(jsonb_build_object('type', d.k, 'valueString', d.v) ORDER BY d.n)
-                             FROM (VALUES (1, 'arguments', tool_audit.fhir_string(r.arguments::text)),
-                                          (2, 'result_summary', tool_audit.fhir_string(r.result_summary::text)),
-                                          (3, 'conversation_id', tool_audit.fhir_string(r.conversation_id)),
-                                          (4, 'turn_number', r.turn_number::text),
-                                          (5, 'call_trigger', r.call_trigger::text),
-                                          (6, 'duration_ms', r.duration_ms::text),
-                                          (7, 'row_hash', encode(r.row_hash, 'hex')),
-                                          (8, 'chain', r.chain_id || '/' || r.chain_lane || '/' || r.chain_seq))
-                                  AS d(n, k, v)
-                            WHERE d.v IS NOT NULL)))
-            ) AS x(n, e) WHERE e IS NOT NULL)))
+                'detail', nullif(jsonb_path_query_array(jsonb_build_array(
+                    jsonb_build_object('type', 'arguments', 'valueString', tool_audit.fhir_string(r.arguments::text)),
+                    jsonb_build_object('type', 'result_summary', 'valueString', tool_audit.fhir_string(r.result_summary::text)),
+                    jsonb_build_object('type', 'conversation_id', 'valueString', tool_audit.fhir_string(r.conversation_id)),
+                    jsonb_build_object('type', 'turn_number', 'valueString', r.turn_number::text),
+                    jsonb_build_object('type', 'call_trigger', 'valueString', r.call_trigger::text),
+                    jsonb_build_object('type', 'duration_ms', 'valueString', r.duration_ms::text),
+                    jsonb_build_object('type', 'row_hash', 'valueString', encode(r.row_hash, 'hex')),
+                    jsonb_build_object('type', 'chain', 'valueString', r.chain_id || '/' || r.chain_lane || '/' || r.chain_seq)),
+                    '$[*] ? (@.valueString.type() != "null")'), '[]'))),
+            '$[*] ? (@.type() != "null")')));
+END
 $$;
 COMMENT ON FUNCTION tool_audit.fhir_audit_event(tool_audit.tool_calls) IS
     'One tool call as a FHIR R4 AuditEvent resource';

@@ -86,13 +86,17 @@ COMMENT ON FUNCTION tool_audit.iso8601_utc(timestamptz) IS
 -- (break_glass, 1.5), its context said "break_glass": true (kept in
 -- session_metadata) or its purpose is "break_glass", "break-glass" or
 -- "emergency"
+-- No SET clause (1.5), so that the planner inlines it into the queries that
+-- call it per row (a function with SET is not inlined, and one called from
+-- inside another SQL function is parsed and planned again at every call);
+-- its functions are schema-qualified instead, and where the caller pins the
+-- search_path (fhir_audit_event() and the exports do) it is parsed under it
 CREATE FUNCTION tool_audit.is_break_glass(r tool_audit.tool_calls) RETURNS boolean
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT coalesce(r.break_glass, false)
         OR r.session_metadata @> '{"break_glass": true}'
-        OR coalesce(lower(btrim(r.purpose)) IN ('break_glass', 'break-glass', 'emergency'), false)
+        OR coalesce(pg_catalog.lower(pg_catalog.btrim(r.purpose)) IN ('break_glass', 'break-glass', 'emergency'), false)
 $$;
 COMMENT ON FUNCTION tool_audit.is_break_glass(tool_audit.tool_calls) IS
     'True if the tool call was an emergency access: flagged break_glass, "break_glass": true in its context, or a break-glass or emergency purpose';
