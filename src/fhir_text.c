@@ -25,9 +25,7 @@
 #include "postgres.h"
 
 #include "fmgr.h"
-#include "lib/stringinfo.h"
 #include "mb/pg_wchar.h"
-#include "utils/builtins.h"
 
 PG_FUNCTION_INFO_V1(ta_fhir_string);
 PG_FUNCTION_INFO_V1(ta_fhir_code);
@@ -65,16 +63,18 @@ refused_space(const unsigned char *s, int len, bool utf8)
 }
 
 /*
- * The value with every refused whitespace character a space, appended to
- * buf; as_code also trims space, tab, CR and LF and makes each inner run of
- * them one space.
+ * The value with every refused whitespace character a space, written to out
+ * (room for len bytes: a character is never replaced by a longer one); as_code
+ * also trims space, tab, CR and LF and makes each inner run of them one space.
+ * Returns the length written.
  */
-static void
-fhir_text(StringInfo buf, const char *value, int len, bool as_code)
+static int
+fhir_text(char *out, const char *value, int len, bool as_code)
 {
 	const unsigned char *s = (const unsigned char *) value;
 	bool		utf8 = GetDatabaseEncoding() == PG_UTF8;
 	bool		pending_space = false;
+	int			n_out = 0;
 	int			i = 0;
 
 	while (i < len)
@@ -84,39 +84,37 @@ fhir_text(StringInfo buf, const char *value, int len, bool as_code)
 
 		if (n == 0)
 			n = 1;
+		i += n;
 		if (as_code && (c == ' ' || c == '\t' || c == '\r' || c == '\n'))
 		{
 			/* a run of them is one space, and only between two others */
-			pending_space = buf->len > 0;
-			i += n;
+			pending_space = n_out > 0;
 			continue;
 		}
 		if (pending_space)
 		{
-			appendStringInfoCharMacro(buf, ' ');
+			out[n_out++] = ' ';
 			pending_space = false;
 		}
-		appendStringInfoCharMacro(buf, (char) c);
-		i += n;
+		out[n_out++] = (char) c;
 	}
+	return n_out;
 }
 
 static Datum
 fhir_result(FunctionCallInfo fcinfo, bool as_code)
 {
 	text	   *value = PG_GETARG_TEXT_PP(0);
-	StringInfoData buf;
-	text	   *result;
+	int			len = VARSIZE_ANY_EXHDR(value);
+	text	   *result = (text *) palloc(VARHDRSZ + len);
+	int			n_out = fhir_text(VARDATA(result), VARDATA_ANY(value), len, as_code);
 
-	initStringInfo(&buf);
-	fhir_text(&buf, VARDATA_ANY(value), VARSIZE_ANY_EXHDR(value), as_code);
-	if (buf.len == 0)
+	if (n_out == 0)
 	{
-		pfree(buf.data);
+		pfree(result);
 		PG_RETURN_NULL();		/* FHIR has no empty string */
 	}
-	result = cstring_to_text_with_len(buf.data, buf.len);
-	pfree(buf.data);
+	SET_VARSIZE(result, VARHDRSZ + n_out);
 	PG_RETURN_TEXT_P(result);
 }
 

@@ -88,15 +88,16 @@ COMMENT ON FUNCTION tool_audit.iso8601_utc(timestamptz) IS
 -- "emergency"
 -- No SET clause (1.5), so that the planner inlines it into the queries that
 -- call it per row (a function with SET is not inlined, and one called from
--- inside another SQL function is parsed and planned again at every call);
--- its functions are schema-qualified instead, and where the caller pins the
--- search_path (fhir_audit_event() and the exports do) it is parsed under it
+-- inside another SQL function is parsed and planned again at every call).
+-- Instead every function, operator and type it names is schema-qualified,
+-- so that no caller's search_path reaches it (test fhir_helpers shadows them)
 CREATE FUNCTION tool_audit.is_break_glass(r tool_audit.tool_calls) RETURNS boolean
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 AS $$
     SELECT coalesce(r.break_glass, false)
-        OR r.session_metadata @> '{"break_glass": true}'
-        OR coalesce(pg_catalog.lower(pg_catalog.btrim(r.purpose)) IN ('break_glass', 'break-glass', 'emergency'), false)
+        OR r.session_metadata OPERATOR(pg_catalog.@>) '{"break_glass": true}'::pg_catalog.jsonb
+        OR coalesce(pg_catalog.lower(pg_catalog.btrim(r.purpose))
+                    OPERATOR(pg_catalog.=) ANY ('{break_glass,break-glass,emergency}'::pg_catalog.text[]), false)
 $$;
 COMMENT ON FUNCTION tool_audit.is_break_glass(tool_audit.tool_calls) IS
     'True if the tool call was an emergency access: flagged break_glass, "break_glass": true in its context, or a break-glass or emergency purpose';

@@ -103,23 +103,20 @@ COMMENT ON VIEW tool_audit.admin_events_csv IS 'admin_events with JSON as text a
 -- implies (get_order, searchPatients, DELETE_NOTE: the first word)
 -- No SET clause (1.5), so that the planner inlines it into the queries that
 -- call it per row (a function with SET is not inlined, and one called from
--- inside another SQL function is parsed and planned again at every call);
--- its functions are schema-qualified instead, and where the caller pins the
--- search_path (fhir_audit_event() and the exports do) it is parsed under it
+-- inside another SQL function is parsed and planned again at every call).
+-- Instead every function, operator and type it names is schema-qualified,
+-- so that no caller's search_path reaches it (test fhir_helpers shadows them)
 CREATE FUNCTION tool_audit.fhir_action(tool_name text) RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 AS $$
-    SELECT CASE pg_catalog.lower(coalesce(substring(tool_name FROM '^[A-Z]+(?![a-z])'),
-                                          substring(tool_name FROM '^[A-Za-z][a-z]*')))
-        WHEN 'get' THEN 'R' WHEN 'read' THEN 'R' WHEN 'list' THEN 'R' WHEN 'search' THEN 'R'
-        WHEN 'find' THEN 'R' WHEN 'lookup' THEN 'R' WHEN 'fetch' THEN 'R' WHEN 'query' THEN 'R'
-        WHEN 'view' THEN 'R' WHEN 'show' THEN 'R' WHEN 'check' THEN 'R'
-        WHEN 'create' THEN 'C' WHEN 'add' THEN 'C' WHEN 'insert' THEN 'C' WHEN 'new' THEN 'C'
-        WHEN 'update' THEN 'U' WHEN 'set' THEN 'U' WHEN 'modify' THEN 'U' WHEN 'edit' THEN 'U'
-        WHEN 'change' THEN 'U' WHEN 'patch' THEN 'U'
-        WHEN 'delete' THEN 'D' WHEN 'remove' THEN 'D' WHEN 'purge' THEN 'D' WHEN 'erase' THEN 'D'
-        ELSE 'E'
-    END
+    SELECT coalesce('{"get": "R", "read": "R", "list": "R", "search": "R", "find": "R", "lookup": "R",
+                      "fetch": "R", "query": "R", "view": "R", "show": "R", "check": "R",
+                      "create": "C", "add": "C", "insert": "C", "new": "C",
+                      "update": "U", "set": "U", "modify": "U", "edit": "U", "change": "U", "patch": "U",
+                      "delete": "D", "remove": "D", "purge": "D", "erase": "D"}'::pg_catalog.jsonb
+                    OPERATOR(pg_catalog.->>) pg_catalog.lower(coalesce(substring(tool_name FROM '^[A-Z]+(?![a-z])'),
+                                                                       substring(tool_name FROM '^[A-Za-z][a-z]*'))),
+                    'E')
 $$;
 COMMENT ON FUNCTION tool_audit.fhir_action(text) IS
     'The FHIR AuditEvent action code (C, R, U, D or E) that a tool name''s leading verb implies';
@@ -157,24 +154,25 @@ LANGUAGE sql STABLE PARALLEL SAFE
 AS $$
     SELECT CASE WHEN tool_audit.fhir_code(subject_id) IS NOT NULL THEN pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object(
         'what', pg_catalog.jsonb_build_object('identifier', pg_catalog.jsonb_build_object('value', tool_audit.fhir_string(subject_id))),
-        'type', CASE WHEN tool_audit.fhir_code(subject_type) IS NULL
-                       OR pg_catalog.lower(tool_audit.fhir_code(subject_type)) IN ('patient', 'customer', 'user', 'employee', 'doctor',
-                                                                                 'practitioner', 'provider', 'subscriber', 'guarantor')
-                     THEN '{"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type", "code": "1", "display": "Person"}'::jsonb
-                     WHEN pg_catalog.lower(tool_audit.fhir_code(subject_type)) = 'organization'
-                     THEN '{"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type", "code": "3", "display": "Organization"}'::jsonb
-                     ELSE '{"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type", "code": "4", "display": "Other"}'::jsonb END,
-        'role', CASE pg_catalog.lower(tool_audit.fhir_code(subject_type))
-                     WHEN 'patient' THEN '{"system": "http://terminology.hl7.org/CodeSystem/object-role", "code": "1", "display": "Patient"}'::jsonb
-                     WHEN 'customer' THEN '{"system": "http://terminology.hl7.org/CodeSystem/object-role", "code": "19", "display": "Customer"}'::jsonb
-                     WHEN 'user' THEN '{"system": "http://terminology.hl7.org/CodeSystem/object-role", "code": "6", "display": "User"}'::jsonb
-                     WHEN 'employee' THEN '{"system": "http://terminology.hl7.org/CodeSystem/object-role", "code": "6", "display": "User"}'::jsonb
-                     WHEN 'doctor' THEN '{"system": "http://terminology.hl7.org/CodeSystem/object-role", "code": "8", "display": "Doctor"}'::jsonb
-                     WHEN 'practitioner' THEN '{"system": "http://terminology.hl7.org/CodeSystem/object-role", "code": "15", "display": "Provider"}'::jsonb
-                     WHEN 'provider' THEN '{"system": "http://terminology.hl7.org/CodeSystem/object-role", "code": "15", "display": "Provider"}'::jsonb
-                     WHEN 'subscriber' THEN '{"system": "http://terminology.hl7.org/CodeSystem/object-role", "code": "9", "display": "Subscriber"}'::jsonb
-                     WHEN 'guarantor' THEN '{"system": "http://terminology.hl7.org/CodeSystem/object-role", "code": "10", "display": "Guarantor"}'::jsonb
-                END,
+        -- audit-entity-type 1 (Person): no kind stated, or a person's; 3: an organization; 4 (Other): any other
+        'type', '{"1": {"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type", "code": "1", "display": "Person"},
+                  "3": {"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type", "code": "3", "display": "Organization"},
+                  "4": {"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type", "code": "4", "display": "Other"}}'::pg_catalog.jsonb
+                OPERATOR(pg_catalog.->) (CASE WHEN tool_audit.fhir_code(subject_type) IS NULL THEN '1'
+                    ELSE coalesce('{"patient": "1", "customer": "1", "user": "1", "employee": "1", "doctor": "1",
+                                    "practitioner": "1", "provider": "1", "subscriber": "1", "guarantor": "1",
+                                    "organization": "3"}'::pg_catalog.jsonb
+                                  OPERATOR(pg_catalog.->>) pg_catalog.lower(tool_audit.fhir_code(subject_type)), '4') END),
+        'role', '{"patient": {"system": "http://terminology.hl7.org/CodeSystem/object-role", "code": "1", "display": "Patient"},
+                  "customer": {"system": "http://terminology.hl7.org/CodeSystem/object-role", "code": "19", "display": "Customer"},
+                  "user": {"system": "http://terminology.hl7.org/CodeSystem/object-role", "code": "6", "display": "User"},
+                  "employee": {"system": "http://terminology.hl7.org/CodeSystem/object-role", "code": "6", "display": "User"},
+                  "doctor": {"system": "http://terminology.hl7.org/CodeSystem/object-role", "code": "8", "display": "Doctor"},
+                  "practitioner": {"system": "http://terminology.hl7.org/CodeSystem/object-role", "code": "15", "display": "Provider"},
+                  "provider": {"system": "http://terminology.hl7.org/CodeSystem/object-role", "code": "15", "display": "Provider"},
+                  "subscriber": {"system": "http://terminology.hl7.org/CodeSystem/object-role", "code": "9", "display": "Subscriber"},
+                  "guarantor": {"system": "http://terminology.hl7.org/CodeSystem/object-role", "code": "10", "display": "Guarantor"}}'::pg_catalog.jsonb
+                OPERATOR(pg_catalog.->) pg_catalog.lower(tool_audit.fhir_code(subject_type)),
         'detail', CASE WHEN tool_audit.fhir_code(subject_type) IS NOT NULL
                        THEN pg_catalog.jsonb_build_array(pg_catalog.jsonb_build_object('type', 'subject_type',
                                                                                        'valueString', tool_audit.fhir_code(subject_type))) END))
@@ -192,7 +190,7 @@ LANGUAGE sql STABLE PARALLEL SAFE
 AS $$
     SELECT CASE WHEN break_glass THEN
                 pg_catalog.jsonb_build_array(pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object(
-                    'coding', '[{"system": "http://terminology.hl7.org/CodeSystem/v3-ActReason", "code": "BTG", "display": "break the glass"}]'::jsonb,
+                    'coding', '[{"system": "http://terminology.hl7.org/CodeSystem/v3-ActReason", "code": "BTG", "display": "break the glass"}]'::pg_catalog.jsonb,
                     'text', tool_audit.fhir_string(purpose))))
                 WHEN tool_audit.fhir_string(purpose) IS NOT NULL THEN
                 pg_catalog.jsonb_build_array(pg_catalog.jsonb_build_object('text', tool_audit.fhir_string(purpose)))

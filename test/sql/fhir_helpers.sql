@@ -271,6 +271,60 @@ SELECT * FROM fhir_ref.plan_calls($q$
     SELECT fhir_ref.fhir_action(t.tool_name), fhir_ref.is_break_glass(t) FROM tool_audit.tool_calls t$q$)
  WHERE helper IN ('fhir_action', 'is_break_glass');
 
+-- inside the callers too: in one transaction of both exports' builders, the
+-- only helpers called are the two in C
+SET track_functions = 'all';
+BEGIN;
+SELECT count(tool_audit.fhir_audit_event(t)) AS audit_events FROM fhir_rows;
+SELECT count(tool_audit.fhir_admin_event(jsonb_populate_record(NULL::tool_audit.admin_events, jsonb_build_object(
+           'event_id', gen_random_uuid(), 'occurred_at', now(), 'event_type', 'prompt.update', 'actor', 'a',
+           'reason', 'emergency', 'payload', jsonb_build_object('subject_id', 's' || i, 'subject_type', 'Patient')))))
+       AS admin_events
+  FROM generate_series(1, 10) i;
+SELECT funcname FROM pg_stat_xact_user_functions WHERE schemaname = 'tool_audit' ORDER BY 1;
+COMMIT;
+RESET track_functions;
+-- and no caller's search_path reaches them: with operators of the same names
+-- ahead of pg_catalog's (each says yes, R or {"evil": 1}) and a temporary
+-- type named jsonb (searched first for types), each gives what it gives
+-- under the usual search_path
+CREATE SCHEMA fhir_evil;
+CREATE FUNCTION fhir_evil.yes(pg_catalog.jsonb, pg_catalog.jsonb) RETURNS boolean LANGUAGE sql AS 'SELECT true';
+CREATE OPERATOR fhir_evil.@> (LEFTARG = pg_catalog.jsonb, RIGHTARG = pg_catalog.jsonb, FUNCTION = fhir_evil.yes);
+CREATE FUNCTION fhir_evil.yes(text, text) RETURNS boolean LANGUAGE sql AS 'SELECT true';
+CREATE OPERATOR fhir_evil.= (LEFTARG = text, RIGHTARG = text, FUNCTION = fhir_evil.yes);
+CREATE FUNCTION fhir_evil.r(pg_catalog.jsonb, text) RETURNS text LANGUAGE sql AS 'SELECT ''R''';
+CREATE OPERATOR fhir_evil.->> (LEFTARG = pg_catalog.jsonb, RIGHTARG = text, FUNCTION = fhir_evil.r);
+CREATE FUNCTION fhir_evil.obj(pg_catalog.jsonb, text) RETURNS pg_catalog.jsonb LANGUAGE sql AS 'SELECT ''{"evil": 1}''::pg_catalog.jsonb';
+CREATE OPERATOR fhir_evil.-> (LEFTARG = pg_catalog.jsonb, RIGHTARG = text, FUNCTION = fhir_evil.obj);
+CREATE TEMP TABLE fhir_cases AS
+SELECT a.tool, s.kind, p.purpose, p.flag
+  FROM unnest(ARRAY['refund_order', 'get_order', 'DELETE_NOTE', 'x']) a(tool),
+       unnest(ARRAY[NULL, 'robot', 'Patient', 'organization']) s(kind),
+       (VALUES ('treatment', false), ('emergency', NULL), (NULL, true)) p(purpose, flag);
+CREATE FUNCTION pg_temp.outputs(c fhir_cases) RETURNS text LANGUAGE sql AS $$
+    SELECT concat_ws(' | ', tool_audit.fhir_action(c.tool),
+                     tool_audit.fhir_subject_entity('s', c.kind)::text,
+                     tool_audit.fhir_purpose(c.purpose, c.flag)::text,
+                     tool_audit.is_break_glass(pg_catalog.jsonb_populate_record(NULL::tool_audit.tool_calls,
+                         pg_catalog.jsonb_build_object('purpose', c.purpose, 'break_glass', c.flag)))::text)
+$$;
+CREATE TEMP TABLE fhir_usual AS SELECT c, pg_temp.outputs(c) AS o FROM fhir_cases c;
+SET search_path = fhir_evil, pg_catalog, public;
+CREATE TEMP TABLE fhir_shadowed_operators AS SELECT c, pg_temp.outputs(c) AS o FROM fhir_cases c;
+RESET search_path;
+SELECT count(*) AS cases, count(*) FILTER (WHERE u.o IS DISTINCT FROM s.o) AS operators_shadowed_differs
+  FROM fhir_usual u JOIN fhir_shadowed_operators s ON s.c = u.c;
+CREATE TYPE pg_temp.jsonb AS (a int);
+CREATE TEMP TABLE fhir_shadowed_type AS SELECT c, pg_temp.outputs(c) AS o FROM fhir_cases c;
+SELECT count(*) AS cases, count(*) FILTER (WHERE u.o IS DISTINCT FROM t.o) AS type_shadowed_differs
+  FROM fhir_usual u JOIN fhir_shadowed_type t ON t.c = u.c;
+-- (the shadowing works: the same operators, unqualified, are the impostors')
+SET search_path = fhir_evil, pg_catalog, public;
+SELECT '{}'::pg_catalog.jsonb @> '{"a": 1}'::pg_catalog.jsonb AS shadowed_containment, 'a' = 'b' AS shadowed_equality;
+RESET search_path;
+DROP SCHEMA fhir_evil CASCADE;
+
 -- a LATIN1 database: only vertical tab and form feed are mapped (0xA0 is a
 -- no-break space there, and stays, as the 1.4 definitions left it)
 SET client_min_messages = warning;
