@@ -20,7 +20,7 @@ WORK=$(ta_scratch_dir)
 PORT=$(ta_free_port)
 trap 'ta_as_user "$BINDIR/pg_ctl" -D "$WORK/data" -m immediate stop >/dev/null 2>&1; [ -n "${TA_KEEP_WORK:-}" ] || rm -rf "$WORK"' EXIT
 
-tar -C "$TA_ROOT" --exclude=.git -cf - test/sql test/expected test/vectors test/fixtures.sql | tar -C "$WORK" -xf -
+tar -C "$TA_ROOT" --exclude=.git -cf - test/sql test/expected test/vectors test/fixtures.sql test/fhir_reference.sql | tar -C "$WORK" -xf -
 [ "$(id -u)" -eq 0 ] && chown -R postgres: "$WORK"
 # the schedule's expected files are shared with the plain run: keep its role
 # grants out of the trail as test/preload.conf does (TAP 025 tests the recording)
