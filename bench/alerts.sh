@@ -33,8 +33,6 @@ tps() {   # DATABASE CLIENTS SCRIPT ROWS-PER-TRANSACTION: rows per second
     ta_as_user "$BINDIR/pgbench" -n -h "$WORK" -p "$PORT" -U postgres -c "$2" -j "$2" -T "$SECS" \
         -f "$WORK/$3" "$1" 2>/dev/null | awk -v n="$4" '/^tps = / {print $3 * n}'
 }
-ratios() { paste -d' ' <(echo $1 | tr ' ' '\n') <(echo $2 | tr ' ' '\n') | awk '{printf "%s ", $1 / $2}'; }
-r() { echo $1 | awk '{for (i = 1; i <= NF; i++) printf "%s%.0f", (i > 1 ? " " : ""), $i}'; }
 
 echo "PostgreSQL $("$BINDIR/postgres" -V | awk '{print $3}'), $(nproc) cores, ${SECS}s per measurement, median of $ROUNDS interleaved rounds, synchronous_commit = on; figures in audited rows per second"
 echo "enabled rules in rules_on: $("${PSQL[@]}" -d rules_on -At -c "SELECT string_agg(rule_name, ', ' ORDER BY rule_name) FROM tool_audit.alert_rules WHERE enabled")"

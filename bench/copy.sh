@@ -62,7 +62,6 @@ rate() {   # psql ARGS...: "rows per second, backend CPU seconds" of one load
         -v hz="$HZ" 'BEGIN {printf "%.0f,%.2f", n / (b - a), (c1 - c0) / hz}'
 }
 col() { tr ' ' '\n' | grep . | cut -d, -f"$1" | tr '\n' ' '; }   # field 1 (rows/s) or 2 (CPU s)
-ratios() { paste -d' ' <(echo $1 | tr ' ' '\n') <(echo $2 | tr ' ' '\n') | awk '{printf "%s ", $1 / $2}'; }
 
 echo "PostgreSQL $("$BINDIR/postgres" -V | awk '{print $3}'), $(nproc) cores (load $(cut -d' ' -f1-3 /proc/loadavg) before), $ROWS rows per load, $ROUNDS interleaved rounds, synchronous_commit = on"
 cp_p="" cp_a="" cp_f="" b_p="" b_a=""

@@ -24,7 +24,6 @@ CSV_Q="COPY (SELECT * FROM tool_audit.tool_calls_csv) TO '/dev/null' (FORMAT csv
 
 # ms QUERY: the query's time in a fresh session, in milliseconds
 ms() { "${PSQL[@]}" -At -c '\timing on' -c "$1" | awk '/^Time: / {print $2}'; }
-ratios() { paste -d' ' <(echo $1 | tr ' ' '\n') <(echo $2 | tr ' ' '\n') | awk '{printf "%s ", $1 / $2}'; }
 
 t0=$(date +%s)
 bench_load 1 "$ROWS" 2000

@@ -84,3 +84,9 @@ SQL
 # median: the median of the numbers on standard input, separated by spaces or
 # newlines (echo $times | median)
 median() { tr ' ' '\n' | sed '/^$/d' | sort -n | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
+
+# ratios "A1 A2 ..." "B1 B2 ...": A1/B1 A2/B2 ..., the ratios of the rounds
+# (echo $(ratios "$audited" "$plain") | median)
+ratios() { paste -d' ' <(echo $1 | tr ' ' '\n') <(echo $2 | tr ' ' '\n') | awk '{printf "%s ", $1 / $2}'; }
+# r "N1 N2 ...": the numbers rounded, for the per-round lines
+r() { echo $1 | awk '{for (i = 1; i <= NF; i++) printf "%s%.0f", (i > 1 ? " " : ""), $i}'; }

@@ -28,9 +28,7 @@ tps() {   # SCRIPT CLIENTS
 }
 
 # ratios A B: the ratios of the rounds, A[i] / B[i]
-ratios() { paste -d' ' <(echo $1 | tr ' ' '\n') <(echo $2 | tr ' ' '\n') | awk '{printf "%s ", $1 / $2}'; }
 # r TPS...: the tps of the rounds, rounded
-r() { echo $1 | awk '{for (i = 1; i <= NF; i++) printf "%s%.0f", (i > 1 ? " " : ""), $i}'; }
 
 echo "PostgreSQL $("$BINDIR/postgres" -V | awk '{print $3}'), $(nproc) cores, ${SECS}s per measurement, median of $ROUNDS interleaved rounds, synchronous_commit = on"
 # tps columns, then ratios: audited over plain (targets >= 0.85 at 1 client,

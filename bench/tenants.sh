@@ -157,8 +157,6 @@ tps() {   # SCRIPT PORT [profile]
     ta_as_user "$BINDIR/pgbench" -n -h "$WORK" -p "$2" -U postgres -c "$CLIENTS" -j "$(nproc)" -T "$SECS" \
         -f "$WORK/$1" postgres 2>/dev/null | awk '/^tps = / {print $3}'
 }
-ratios() { paste -d' ' <(echo $1 | tr ' ' '\n') <(echo $2 | tr ' ' '\n') | awk '{printf "%s ", $1 / $2}'; }
-r() { echo $1 | awk '{for (i = 1; i <= NF; i++) printf "%s%.0f", (i > 1 ? " " : ""), $i}'; }
 
 echo "PostgreSQL $("$BINDIR/postgres" -V | awk '{print $3}'), $(nproc) cores (load $(cut -d' ' -f1-3 /proc/loadavg) before), $CLIENTS clients, $TENANTS tenants, ${SECS}s per measurement, median of $ROUNDS interleaved rounds, synchronous_commit = on"
 printf '%-10s %9s %9s %9s | %9s %9s' path plain INSERT log_call INSERT/p log_call/p

@@ -29,8 +29,6 @@ tps() {   # SCRIPT CLIENTS
         "$BINDIR/pgbench" -n -h "$WORK" -p "$PORT" -U postgres -c "$2" -j "$2" -T "$SECS" \
         -f "$WORK/$1" postgres 2>/dev/null | awk '/^tps = / {print $3}'
 }
-ratios() { paste -d' ' <(echo $1 | tr ' ' '\n') <(echo $2 | tr ' ' '\n') | awk '{printf "%s ", $1 / $2}'; }
-r() { echo $1 | awk '{for (i = 1; i <= NF; i++) printf "%s%.0f", (i > 1 ? " " : ""), $i}'; }
 
 echo "PostgreSQL $("$BINDIR/postgres" -V | awk '{print $3}'), $(nproc) cores, ${SECS}s per measurement, median of $ROUNDS interleaved rounds, synchronous_commit = on"
 printf '%-14s %-7s %9s %9s %9s | %17s | %17s\n' shape clients untracked tracked plpgsql "tracked/untracked" "tracked/plpgsql"
