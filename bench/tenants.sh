@@ -28,7 +28,8 @@
 # event (DIR/VARIANT.perf.txt: self time by library, then the top symbols), as
 # doc/performance.md reports them; and WAL records, bytes and full-page
 # images and buffer hits a row (DIR/VARIANT.wal, from pg_stat_wal and
-# pg_stat_database around the run).
+# pg_stat_database around the run).  TA_BENCH_PROFILE_ROUND=N profiles round N
+# instead of the first (the tables are larger by then).
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 SECS=${1:-10}
@@ -136,10 +137,15 @@ tps() {   # SCRIPT PORT [profile]
     if [ -n "$PROFILE" ] && [ "${3:-}" = profile ]; then
         # WAL and buffer hits a transaction (one row each), from the
         # cumulative statistics before and after the run
-        local q="SELECT w.wal_records, w.wal_fpi, w.wal_bytes, d.blks_hit
-                 FROM pg_stat_wal w, pg_stat_database d WHERE d.datname = current_database()"
+        local q="SELECT w.wal_records, w.wal_fpi, w.wal_bytes, d.blks_hit, d.blks_read, b.buffers_backend
+                 FROM pg_stat_wal w, pg_stat_database d, pg_stat_bgwriter b WHERE d.datname = current_database()"
         local before after n out
+        local io="SELECT relid::regclass::text AS rel, heap_blks_read + coalesce(toast_blks_read, 0) AS rd,
+                         heap_blks_hit + coalesce(toast_blks_hit, 0) AS hit FROM pg_statio_all_tables
+                  UNION ALL SELECT indexrelid::regclass::text, idx_blks_read, idx_blks_hit FROM pg_statio_all_indexes"
         "${PSQL[@]}" -c "SELECT pg_stat_force_next_flush()" >/dev/null
+        # blocks read and hit by relation, for DIR/VARIANT.io
+        "${PSQL[@]}" -q -c "DROP TABLE IF EXISTS bench_io; CREATE UNLOGGED TABLE bench_io AS $io" >/dev/null
         before=$("${PSQL[@]}" -At -F ' ' -c "$q")
         profile "$1" &
         local pp=$!
@@ -149,8 +155,14 @@ tps() {   # SCRIPT PORT [profile]
         sleep 1
         after=$("${PSQL[@]}" -At -F ' ' -c "$q")
         n=$(echo "$out" | awk '/^number of transactions actually processed/ {print $NF}')
-        echo "$before $after $n" | awk '{n = $9; printf "per row: %.2f WAL records, %.0f WAL bytes, %.4f full-page images, %.1f buffer hits (%d rows)\n",
-            ($5 - $1) / n, ($7 - $3) / n, ($6 - $2) / n, ($8 - $4) / n, n}' >"$PROFILE/${1%.sql}.wal"
+        echo "$before $after $n" | awk '{n = $13; printf "per row: %.2f WAL records, %.0f WAL bytes, %.4f full-page images, %.1f buffer hits, %.3f buffer reads, %.3f buffers written by backends (%d rows)\n",
+            ($7 - $1) / n, ($9 - $3) / n, ($8 - $2) / n, ($10 - $4) / n, ($11 - $5) / n, ($12 - $6) / n, n}' >"$PROFILE/${1%.sql}.wal"
+        "${PSQL[@]}" -At -F ' ' -c "SELECT 'blocks a row, read / hit:', a.rel, round((a.rd - b.rd)::numeric / $n, 3),
+                                           round((a.hit - b.hit)::numeric / $n, 2),
+                                           pg_size_pretty(pg_relation_size(a.rel::regclass))
+                                      FROM ($io) a JOIN bench_io b USING (rel)
+                                     WHERE a.rd > b.rd OR a.hit > b.hit ORDER BY a.rd - b.rd DESC, a.hit - b.hit DESC LIMIT 12" \
+            >"$PROFILE/${1%.sql}.io"
         echo "$out" | awk '/^tps = / {print $3}'
         return
     fi
@@ -173,7 +185,7 @@ for path in $paths; do
     p_all="" i_all="" c_all="" f_all=""
     for round in $(seq 1 "$ROUNDS"); do
         prof=""
-        [ "$path" = direct ] && [ "$round" = 1 ] && prof=profile
+        [ "$path" = direct ] && [ "$round" = "${TA_BENCH_PROFILE_ROUND:-1}" ] && prof=profile
         p_all="$p_all $(tps t_plain.sql "$port" $prof)"
         if [ -n "$FLOOR" ]; then f_all="$f_all $(tps t_floor.sql "$port" $prof)"; fi
         i_all="$i_all $(tps t_insert.sql "$port" $prof)"

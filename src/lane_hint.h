@@ -7,6 +7,7 @@
 
 #include "chain.h"
 
+extern void ta_lane_hint_settings(void);
 extern void ta_lane_hint_init(void);
 extern uint64 ta_lane_hint_epoch(void);
 extern bool ta_lane_hint_take(Oid relid, TaChainHead *head);

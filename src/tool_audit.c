@@ -208,6 +208,7 @@ _PG_init(void)
 	ta_autonomous_init();		/* tool_audit.max_autonomous_workers */
 	ta_time_order_init();		/* tool_audit.time_tolerance */
 	ta_verify_parallel_init();	/* tool_audit.verify_parallel_* */
+	ta_lane_hint_settings();	/* tool_audit.lane_hints, preloaded only */
 
 	MarkGUCPrefixReserved("tool_audit");
 
