@@ -2,9 +2,15 @@
 # of lanes given back, fixed at server start.  Whether a write took its
 # lane's head from a hint shows in one case only, and this test makes it:
 # a superuser forges a row after the head of a lane with the trigger
-# disabled (as in 047_lane_hint_forged.pl), so that a write that trusts a
-# hint collides in the chain position index, and a write that reads the
-# head from the index chains after the forged row.
+# disabled, so that a write that trusts a hint collides in the chain
+# position index, and a write that reads the head from the index chains
+# after the forged row.
+# A wrong hint must cost one failed insert, not every later one: the
+# writer's transaction rolls back, and the lane must then be given back
+# without a hint, so that the next taker reads the head from the index and
+# chains after the forged row.  (Before that fix, the abort put the same
+# wrong head back and every writer of the tenant failed until something
+# moved the hint epoch.)
 #  - default (131,072 slots): the lane's hint survives writes for 40 other
 #    tenants, and the first write after the forgery fails;
 #  - 1 slot (one set of 4): those writes put their hints into that set, so the
