@@ -145,7 +145,7 @@ tps() {   # SCRIPT PORT [profile]
                   UNION ALL SELECT indexrelid::regclass::text, idx_blks_read, idx_blks_hit FROM pg_statio_all_indexes"
         "${PSQL[@]}" -c "SELECT pg_stat_force_next_flush()" >/dev/null
         # blocks read and hit by relation, for DIR/VARIANT.io
-        "${PSQL[@]}" -q -c "DROP TABLE IF EXISTS bench_io; CREATE UNLOGGED TABLE bench_io AS $io" >/dev/null
+        "${PSQL[@]}" -q -c "SET client_min_messages = warning; DROP TABLE IF EXISTS bench_io; CREATE UNLOGGED TABLE bench_io AS $io" >/dev/null
         before=$("${PSQL[@]}" -At -F ' ' -c "$q")
         profile "$1" &
         local pp=$!
