@@ -6,17 +6,40 @@
 # extension, start a throwaway cluster with these postgresql.conf lines (it
 # is stopped and removed on exit); sets BINDIR, WORK, PORT and PSQL (psql as
 # the superuser, stopping at the first error).
+# TA_BENCH_HUGE_PAGES=N (root only): reserve N huge pages (vm.nr_hugepages)
+# for the run and start the cluster with huge_pages = on, so that it fails
+# to start rather than run without them; the reservation before the run is
+# put back on exit.  HUGE_PAGES says what the run had, for its header.
 bench_cluster() {
     ta_require_packages
     ta_build_install
     BINDIR=$(ta_bindir)
     WORK=$(ta_scratch_dir)
     PORT=$(ta_free_port)
-    # (under set -e a failing stop, as after postgres --single, would skip the rm)
-    trap 'ta_as_user "$BINDIR/pg_ctl" -D "$WORK/data" -m immediate stop >/dev/null 2>&1 || true; rm -rf "$WORK"' EXIT
-    ta_init_cluster "$WORK" "$PORT" "$@"
+    trap bench_cleanup EXIT
+    local huge=()
+    HUGE_PAGES="huge pages off"
+    if [ -n "${TA_BENCH_HUGE_PAGES:-}" ]; then
+        [ "$(id -u)" -eq 0 ] || ta_die "TA_BENCH_HUGE_PAGES needs root (it sets vm.nr_hugepages)"
+        HUGE_BEFORE=$(cat /proc/sys/vm/nr_hugepages)
+        echo "$TA_BENCH_HUGE_PAGES" >/proc/sys/vm/nr_hugepages
+        [ "$(cat /proc/sys/vm/nr_hugepages)" -ge "$TA_BENCH_HUGE_PAGES" ] ||
+            ta_die "could not reserve $TA_BENCH_HUGE_PAGES huge pages (free memory?)"
+        huge=("huge_pages = on")
+        HUGE_PAGES="huge_pages = on ($TA_BENCH_HUGE_PAGES pages of $(awk '/^Hugepagesize/ {print $2 " " $3}' /proc/meminfo) reserved)"
+    fi
+    ta_init_cluster "$WORK" "$PORT" "$@" "${huge[@]}"
     ta_start_cluster "$WORK"
     PSQL=(ta_as_user "$BINDIR/psql" -X -q -h "$WORK" -p "$PORT" -U postgres -d postgres -v ON_ERROR_STOP=1)
+}
+
+# What bench_cluster's EXIT trap does: stop and remove the cluster, put the
+# huge page reservation back (under set -e a failing stop, as after postgres
+# --single, would skip the rest).
+bench_cleanup() {
+    ta_as_user "$BINDIR/pg_ctl" -D "$WORK/data" -m immediate stop >/dev/null 2>&1 || true
+    rm -rf "$WORK"
+    if [ -n "${HUGE_BEFORE:-}" ]; then echo "$HUGE_BEFORE" >/proc/sys/vm/nr_hugepages || true; fi
 }
 
 # bench_load FROM TO BATCH: rows FROM..TO through the audit trigger, written

@@ -14,13 +14,21 @@
 # TA_BENCH_POOL_SIZE (PgBouncer's default_pool_size, default 20: the 48
 # clients share 20 server sessions, so each session writes for any tenant),
 # TA_BENCH_SETTING (one more postgresql.conf line, e.g. "wal_compression = lz4"),
+# TA_BENCH_HUGE_PAGES=N (bench/lib.sh: N huge pages reserved, huge_pages = on),
 # TA_BENCH_FLOOR=1 (one more variant: the same INSERT into bench_chained,
 # bench/chain_floor.sql, the plain table plus the chain's columns and index,
 # filled with no audit work: the ceiling for any design that stores the
 # chain in the row).
 # The variants run interleaved, round after round, as in bench/run.sh; tps are
 # medians over the rounds, each ratio the median of the ratios of the rounds
-# (each variant against the plain run of its own round).  The run ends with
+# (each variant against the plain run of its own round).  Each measurement
+# also takes the CPU time the server used a row: the ticks the machine's CPUs
+# were busy over the run (/proc/stat) less pgbench's own CPU (bash's times)
+# and PgBouncer's (/proc/PID/stat), over the rows; every PostgreSQL process is
+# in it (backends, WAL writer, autovacuum), waits are not, and neither is
+# CPU time the hypervisor gave to others.  Its ratios (plain's CPU a row over
+# the variant's, median of the rounds) are to the tps ratios what the cost is
+# to its effect on a saturated machine.  The run ends with
 # verify()'s count of problems and the number of chains and lanes.
 # TA_BENCH_PROFILE=DIR: in the first round of the direct path, while each
 # variant runs, sample the client backends' wait events every 100 ms
@@ -30,6 +38,7 @@
 # images and buffer hits a row (DIR/VARIANT.wal, from pg_stat_wal and
 # pg_stat_database around the run).  TA_BENCH_PROFILE_ROUND=N profiles round N
 # instead of the first (the tables are larger by then).
+# The profiled round's CPU a row includes the profiler's (perf, the wait sampling).
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 SECS=${1:-10}
@@ -84,8 +93,7 @@ INI
     [ "$(id -u)" -eq 0 ] && chown postgres: "$WORK/pgbouncer.ini" "$WORK/userlist.txt"
     ta_as_user pgbouncer -d -q "$WORK/pgbouncer.ini"
     # stop PgBouncer, then what bench_cluster's trap does
-    trap 'kill "$(cat "$WORK/pgbouncer.pid" 2>/dev/null)" 2>/dev/null || true;
-          ta_as_user "$BINDIR/pg_ctl" -D "$WORK/data" -m immediate stop >/dev/null 2>&1 || true; rm -rf "$WORK"' EXIT
+    trap 'kill "$(cat "$WORK/pgbouncer.pid" 2>/dev/null)" 2>/dev/null || true; bench_cleanup' EXIT
     for _ in $(seq 1 50); do [ -S "$WORK/.s.PGSQL.$PB_PORT" ] && break; sleep 0.1; done
 fi
 
@@ -133,7 +141,37 @@ profile() {
     fi
 }
 
-tps() {   # SCRIPT PORT [profile]
+# ticks the machine's CPUs have been busy (user, nice, system, irq, softirq)
+busy_ticks() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8}' /proc/stat; }
+# ticks of CPU PgBouncer has used (0 without it)
+pooler_ticks() {
+    if [ -n "$PB_PORT" ]; then awk '{print $14 + $15}' "/proc/$(cat "$WORK/pgbouncer.pid")/stat"; else echo 0; fi
+}
+HZ=$(getconf CLK_TCK)
+m3() { awk '{printf "%.3f", $1}'; }
+# run_pgbench SCRIPT PORT: pgbench's output, then "cpu BUSY POOLER" (ticks
+# over the run) and bash's times, whose second line is pgbench's own CPU
+run_pgbench() {
+    local b0 g0
+    b0=$(busy_ticks)
+    g0=$(pooler_ticks)
+    ta_as_user "$BINDIR/pgbench" -n -h "$WORK" -p "$2" -U postgres -c "$CLIENTS" -j "$(nproc)" -T "$SECS" \
+        -f "$WORK/$1" postgres 2>/dev/null
+    echo "cpu $(( $(busy_ticks) - b0 )) $(( $(pooler_ticks) - g0 ))"
+    times
+}
+# "TPS CPU" of run_pgbench's output: CPU the server used a row, in ms (the
+# machine's busy time less pgbench's and PgBouncer's)
+tps_cpu() {
+    awk -v hz="$HZ" 'function sec(s, a) { split(s, a, /[ms]/); return a[1] * 60 + a[2] }
+        /^tps = / {t = $3}
+        /^number of transactions actually processed/ {n = $NF}
+        /^cpu / {b = $2; g = $3}
+        /^[0-9]+m[0-9.]+s [0-9]+m[0-9.]+s$/ {c = sec($1) + sec($2)}
+        END { printf "%s %.4f\n", t, ((b - g) / hz - c) * 1000 / n }'
+}
+
+tps() {   # SCRIPT PORT [profile]: "TPS CPU" (tps_cpu)
     if [ -n "$PROFILE" ] && [ "${3:-}" = profile ]; then
         # WAL and buffer hits a transaction (one row each), from the
         # cumulative statistics before and after the run
@@ -149,8 +187,7 @@ tps() {   # SCRIPT PORT [profile]
         before=$("${PSQL[@]}" -At -F ' ' -c "$q")
         profile "$1" &
         local pp=$!
-        out=$(ta_as_user "$BINDIR/pgbench" -n -h "$WORK" -p "$2" -U postgres -c "$CLIENTS" -j "$(nproc)" -T "$SECS" \
-            -f "$WORK/$1" postgres 2>/dev/null)
+        out=$(run_pgbench "$1" "$2")
         wait "$pp"
         sleep 1
         after=$("${PSQL[@]}" -At -F ' ' -c "$q")
@@ -163,14 +200,13 @@ tps() {   # SCRIPT PORT [profile]
                                       FROM ($io) a JOIN bench_io b USING (rel)
                                      WHERE a.rd > b.rd OR a.hit > b.hit ORDER BY a.rd - b.rd DESC, a.hit - b.hit DESC LIMIT 12" \
             >"$PROFILE/${1%.sql}.io"
-        echo "$out" | awk '/^tps = / {print $3}'
+        echo "$out" | tps_cpu
         return
     fi
-    ta_as_user "$BINDIR/pgbench" -n -h "$WORK" -p "$2" -U postgres -c "$CLIENTS" -j "$(nproc)" -T "$SECS" \
-        -f "$WORK/$1" postgres 2>/dev/null | awk '/^tps = / {print $3}'
+    run_pgbench "$1" "$2" | tps_cpu
 }
 
-echo "PostgreSQL $("$BINDIR/postgres" -V | awk '{print $3}'), $(nproc) cores (load $(cut -d' ' -f1-3 /proc/loadavg) before), $CLIENTS clients, $TENANTS tenants, ${SECS}s per measurement, median of $ROUNDS interleaved rounds, synchronous_commit = on"
+echo "PostgreSQL $("$BINDIR/postgres" -V | awk '{print $3}'), $(nproc) cores (load $(cut -d' ' -f1-3 /proc/loadavg) before), $CLIENTS clients, $TENANTS tenants, ${SECS}s per measurement, median of $ROUNDS interleaved rounds, synchronous_commit = on, $HUGE_PAGES"
 printf '%-10s %9s %9s %9s | %9s %9s' path plain INSERT log_call INSERT/p log_call/p
 if [ -n "$FLOOR" ]; then printf ' | %9s %9s' chained chained/p; fi
 echo
@@ -182,14 +218,16 @@ tps t_plain.sql "$PORT" >/dev/null   # warm-up
 for path in $paths; do
     port=$PORT
     [ "$path" = pgbouncer ] && port=$PB_PORT
-    p_all="" i_all="" c_all="" f_all=""
+    p_all="" i_all="" c_all="" f_all="" p_cpu="" i_cpu="" c_cpu="" f_cpu=""
     for round in $(seq 1 "$ROUNDS"); do
         prof=""
         [ "$path" = direct ] && [ "$round" = "${TA_BENCH_PROFILE_ROUND:-1}" ] && prof=profile
-        p_all="$p_all $(tps t_plain.sql "$port" $prof)"
-        if [ -n "$FLOOR" ]; then f_all="$f_all $(tps t_floor.sql "$port" $prof)"; fi
-        i_all="$i_all $(tps t_insert.sql "$port" $prof)"
-        c_all="$c_all $(tps t_log_call.sql "$port" $prof)"
+        read -r t c < <(tps t_plain.sql "$port" $prof); p_all="$p_all $t"; p_cpu="$p_cpu $c"
+        if [ -n "$FLOOR" ]; then
+            read -r t c < <(tps t_floor.sql "$port" $prof); f_all="$f_all $t"; f_cpu="$f_cpu $c"
+        fi
+        read -r t c < <(tps t_insert.sql "$port" $prof); i_all="$i_all $t"; i_cpu="$i_cpu $c"
+        read -r t c < <(tps t_log_call.sql "$port" $prof); c_all="$c_all $t"; c_cpu="$c_cpu $c"
     done
     awk -v n="$path" -v p="$(echo $p_all | median)" -v i="$(echo $i_all | median)" \
         -v l="$(echo $c_all | median)" \
@@ -201,6 +239,15 @@ for path in $paths; do
     fi
     echo
     echo "           tps by round: plain $(r "$p_all") | INSERT $(r "$i_all") | log_call $(r "$c_all")${FLOOR:+ | chained $(r "$f_all")}"
+    # the server's CPU a row: plain's over the variant's, as the tps ratios
+    cpu_line="server CPU ms a row: plain $(echo $p_cpu | median | m3) INSERT $(echo $i_cpu | median | m3) log_call $(echo $c_cpu | median | m3)"
+    cpu_line="$cpu_line | plain/INSERT $(ratios "$p_cpu" "$i_cpu" | median | awk '{printf "%.2f", $1}')"
+    cpu_line="$cpu_line plain/log_call $(ratios "$p_cpu" "$c_cpu" | median | awk '{printf "%.2f", $1}')"
+    if [ -n "$FLOOR" ]; then
+        cpu_line="$cpu_line plain/chained $(ratios "$p_cpu" "$f_cpu" | median | awk '{printf "%.2f", $1}') (chained $(echo $f_cpu | median | m3))"
+    fi
+    echo "           $cpu_line"
+    echo "           CPU ms a row by round: plain${p_cpu} | INSERT${i_cpu} | log_call${c_cpu}${FLOOR:+ | chained${f_cpu}}"
 done
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
 "${PSQL[@]}" -At -F ' ' -c "SELECT 'check: audited rows', count(*), 'tenants', count(DISTINCT tenant_id), 'lanes', count(DISTINCT (chain_id, chain_lane)) FROM tool_audit.tool_calls"
